@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mooringctl: the transport-independent model (status, apps, components).
+ *
+ * Lists own copies of every string; a NULL input string is stored as "" so
+ * printers never test for NULL. The _add functions leave the list unchanged
+ * when they fail.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+void ctl_status_done(CtlStatus *s) {
+        free(s->version);
+        free(s->state);
+        *s = (CtlStatus) {};
+}
+
+/* Fill an empty *s with copies of the given values; -ENOMEM leaves it empty. */
+int ctl_status_set(CtlStatus *s, const char *version, const char *state,
+                   uint64_t n_apps, uint64_t n_components) {
+        _cleanup_free_ char *v = strdup(strempty(version));
+        _cleanup_free_ char *st = strdup(strempty(state));
+
+        if (!v || !st)
+                return -ENOMEM;
+        ctl_status_done(s);
+        s->version = TAKE_PTR(v);
+        s->state = TAKE_PTR(st);
+        s->n_apps = n_apps;
+        s->n_components = n_components;
+        return 0;
+}
+
+static void app_done(CtlApp *a) {
+        free(a->id);
+        free(a->app_address);
+        free(a->http_socket);
+        free(a->health);
+}
+
+void ctl_app_list_done(CtlAppList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                app_done(&l->items[i]);
+        free(l->items);
+        *l = (CtlAppList) {};
+}
+
+/* Append a copy of one app to *l. Returns 0 or -ENOMEM. */
+int ctl_app_list_add(CtlAppList *l, const char *id, const char *app_address,
+                     const char *http_socket, uint16_t http_port, const char *health) {
+        CtlApp a = {
+                .id = strdup(strempty(id)),
+                .app_address = strdup(strempty(app_address)),
+                .http_socket = strdup(strempty(http_socket)),
+                .http_port = http_port,
+                .health = strdup(strempty(health)),
+        };
+        CtlApp *items;
+
+        if (!a.id || !a.app_address || !a.http_socket || !a.health)
+                goto oom;
+        items = reallocarray(l->items, l->n + 1, sizeof(CtlApp));
+        if (!items)
+                goto oom;
+        l->items = items;
+        l->items[l->n++] = a;
+        return 0;
+oom:
+        app_done(&a);
+        return -ENOMEM;
+}
+
+static int app_cmp(const void *a, const void *b) {
+        const CtlApp *x = a, *y = b;
+
+        return strcmp(x->id, y->id);
+}
+
+void ctl_app_list_sort(CtlAppList *l) {
+        if (l->n > 1)
+                qsort(l->items, l->n, sizeof(CtlApp), app_cmp);
+}
+
+static void component_done(CtlComponent *c) {
+        free(c->name);
+        free(c->type);
+        free(c->version);
+        free(c->file);
+}
+
+void ctl_component_list_done(CtlComponentList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                component_done(&l->items[i]);
+        free(l->items);
+        *l = (CtlComponentList) {};
+}
+
+/* Append a copy of one component to *l. Returns 0 or -ENOMEM. */
+int ctl_component_list_add(CtlComponentList *l, const char *name, const char *type,
+                           const char *version, const char *file) {
+        CtlComponent c = {
+                .name = strdup(strempty(name)),
+                .type = strdup(strempty(type)),
+                .version = strdup(strempty(version)),
+                .file = strdup(strempty(file)),
+        };
+        CtlComponent *items;
+
+        if (!c.name || !c.type || !c.version || !c.file)
+                goto oom;
+        items = reallocarray(l->items, l->n + 1, sizeof(CtlComponent));
+        if (!items)
+                goto oom;
+        l->items = items;
+        l->items[l->n++] = c;
+        return 0;
+oom:
+        component_done(&c);
+        return -ENOMEM;
+}
+
+static int component_cmp(const void *a, const void *b) {
+        const CtlComponent *x = a, *y = b;
+        int r = strcmp(x->name, y->name);
+
+        return r != 0 ? r : strcmp(x->type, y->type);
+}
+
+/* Sort by name (then type), so output does not depend on load order. */
+void ctl_component_list_sort(CtlComponentList *l) {
+        if (l->n > 1)
+                qsort(l->items, l->n, sizeof(CtlComponent), component_cmp);
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mooringctl: printing the model as text tables or JSON.
+ *
+ * Tables size their columns from the data. Strings come from config files
+ * the daemon read, so control characters are shown as '?' rather than sent
+ * to the terminal. JSON output uses the admin routes' key names and is the
+ * same whichever transport filled the model.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+
+/* Columns on screen taken by s: UTF-8 continuation bytes take none. */
+static size_t display_width(const char *s) {
+        size_t w = 0;
+
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if ((*p & 0xc0) != 0x80)
+                        w++;
+        return w;
+}
+
+static void put_cell(const char *s, size_t pad_to) {
+        size_t w = 0;
+
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, stdout);
+                if ((*p & 0xc0) != 0x80)
+                        w++;
+        }
+        for (; w < pad_to; w++)
+                fputc(' ', stdout);
+}
+
+/*
+ * Print a header line and n_rows rows of n_cols cells (row-major), columns
+ * two spaces apart, the last column unpadded.
+ */
+static void print_table(const char *const *header, size_t n_cols, const char *const *cells, size_t n_rows) {
+        size_t width[8] = {};
+
+        assert(n_cols <= ELEMENTSOF(width));
+        for (size_t c = 0; c < n_cols; c++) {
+                width[c] = display_width(header[c]);
+                for (size_t r = 0; r < n_rows; r++) {
+                        size_t w = display_width(cells[r * n_cols + c]);
+
+                        if (w > width[c])
+                                width[c] = w;
+                }
+        }
+
+        for (size_t r = 0; r <= n_rows; r++) {
+                /* row 0 is the header */
+                const char *const *row = r == 0 ? header : cells + (r - 1) * n_cols;
+
+                for (size_t c = 0; c < n_cols; c++) {
+                        bool last = c + 1 == n_cols;
+
+                        put_cell(row[c], last ? 0 : width[c]);
+                        fputs(last ? "\n" : "  ", stdout);
+                }
+        }
+}
+
+/* Print j on one line to stdout; consumes nothing. */
+static int print_json(json_t *j) {
+        if (json_dumpf(j, stdout, JSON_PRESERVE_ORDER) < 0)
+                return ctl_log_errno(-EIO, "cannot write JSON output");
+        fputc('\n', stdout);
+        return 0;
+}
+
+/* "status": a short summary, or {"version","state","apps","components"}. */
+int ctl_print_status(const CtlStatus *s, bool json) {
+        if (json) {
+                _cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s, s:I, s:I}",
+                                                              "version", s->version,
+                                                              "state", s->state,
+                                                              "apps", (json_int_t) s->n_apps,
+                                                              "components", (json_int_t) s->n_components);
+                if (!j)
+                        return ctl_log_oom();
+                return print_json(j);
+        }
+
+        fputs("mooringd ", stdout);
+        put_cell(s->version, 0);
+        fputs(": ", stdout);
+        put_cell(s->state, 0);
+        printf("\napps:       %" PRIu64 "\ncomponents: %" PRIu64 "\n", s->n_apps, s->n_components);
+        return 0;
+}
+
+/* "apps": table APP ADDRESS SOCKET PORT HEALTH, or a JSON array. */
+int ctl_print_apps(const CtlAppList *l, bool json) {
+        static const char *const header[] = { "APP", "ADDRESS", "SOCKET", "PORT", "HEALTH" };
+        _cleanup_free_ const char **cells = NULL;
+        _cleanup_free_ char (*ports)[8] = NULL;
+
+        if (json) {
+                _cleanup_(json_decrefp) json_t *a = json_array();
+
+                if (!a)
+                        return ctl_log_oom();
+                for (size_t i = 0; i < l->n; i++) {
+                        const CtlApp *app = &l->items[i];
+                        json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s}",
+                                              "id", app->id,
+                                              "appAddress", app->app_address,
+                                              "httpSocket", app->http_socket,
+                                              "httpPort", (int) app->http_port,
+                                              "health", app->health);
+
+                        if (!o || json_array_append_new(a, o) < 0)
+                                return ctl_log_oom();
+                }
+                return print_json(a);
+        }
+
+        if (l->n == 0) {
+                puts("No apps registered.");
+                return 0;
+        }
+
+        cells = calloc(l->n * ELEMENTSOF(header), sizeof(char *));
+        ports = calloc(l->n, sizeof(*ports));
+        if (!cells || !ports)
+                return ctl_log_oom();
+        for (size_t i = 0; i < l->n; i++) {
+                const CtlApp *app = &l->items[i];
+                const char **row = cells + i * ELEMENTSOF(header);
+
+                if (app->http_port == 0)
+                        strcpy(ports[i], "-");
+                else
+                        snprintf(ports[i], sizeof(ports[i]), "%u", (unsigned) app->http_port);
+                row[0] = app->id;
+                row[1] = app->app_address;
+                row[2] = app->http_socket;
+                row[3] = ports[i];
+                row[4] = app->health;
+        }
+        print_table(header, ELEMENTSOF(header), cells, l->n);
+        return 0;
+}
+
+/* "components": table NAME TYPE VERSION FILE, or a JSON array. */
+int ctl_print_components(const CtlComponentList *l, bool json) {
+        static const char *const header[] = { "NAME", "TYPE", "VERSION", "FILE" };
+        _cleanup_free_ const char **cells = NULL;
+
+        if (json) {
+                _cleanup_(json_decrefp) json_t *a = json_array();
+
+                if (!a)
+                        return ctl_log_oom();
+                for (size_t i = 0; i < l->n; i++) {
+                        const CtlComponent *c = &l->items[i];
+                        json_t *o = json_pack("{s:s, s:s, s:s, s:s}",
+                                              "name", c->name,
+                                              "type", c->type,
+                                              "version", c->version,
+                                              "file", c->file);
+
+                        if (!o || json_array_append_new(a, o) < 0)
+                                return ctl_log_oom();
+                }
+                return print_json(a);
+        }
+
+        if (l->n == 0) {
+                puts("No components loaded.");
+                return 0;
+        }
+
+        cells = calloc(l->n * ELEMENTSOF(header), sizeof(char *));
+        if (!cells)
+                return ctl_log_oom();
+        for (size_t i = 0; i < l->n; i++) {
+                const CtlComponent *c = &l->items[i];
+                const char **row = cells + i * ELEMENTSOF(header);
+
+                row[0] = c->name;
+                row[1] = c->type;
+                row[2] = c->version;
+                row[3] = c->file;
+        }
+        print_table(header, ELEMENTSOF(header), cells, l->n);
+        return 0;
+}

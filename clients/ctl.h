@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mooringctl: shared declarations.
+ *
+ * mooringctl reads the daemon's state over one of two transports (D-Bus, or
+ * HTTP on the shared API socket) into the small model below, and prints the
+ * model the same way whichever transport filled it. Errors are reported once,
+ * on stderr, by the function that decides them; callers only pass the
+ * negative errno up. The one errno with a fixed meaning is
+ * -CTL_ERR_UNREACHABLE: "the daemon (or the bus) could not be reached, and
+ * that was already reported", which main() turns into exit status 3.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../daemon/util/cleanup.h"
+
+#define CTL_PROGRAM "mooringctl"
+
+#define CTL_BUS_NAME "org.mooring.Runtime1"
+#define CTL_BUS_PATH "/org/mooring/Runtime1"
+#define CTL_BUS_INTERFACE "org.mooring.Runtime1"
+#define CTL_BUS_ERROR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
+
+/* Reserved errno: the daemon or bus is unreachable and this was reported. */
+#define CTL_ERR_UNREACHABLE EHOSTDOWN
+
+enum {
+        CTL_EXIT_SUCCESS = 0,
+        CTL_EXIT_FAILURE = 1,
+        CTL_EXIT_USAGE = 2,
+        CTL_EXIT_NOT_RUNNING = 3,
+};
+
+typedef struct CtlOptions {
+        bool user;                 /* --user: session bus */
+        bool json;                 /* --json */
+        bool no_pager;             /* --no-pager */
+        const char *bus_address;   /* --bus-address, borrowed from argv */
+        const char *socket_path;   /* --socket or $MOORING_SOCKET, borrowed; NULL = D-Bus */
+} CtlOptions;
+
+typedef struct CtlStatus {
+        char *version;
+        char *state;
+        uint64_t n_apps;
+        uint64_t n_components;
+} CtlStatus;
+
+typedef struct CtlApp {
+        char *id;
+        char *app_address;
+        char *http_socket;
+        uint16_t http_port;        /* 0 = no TCP listener */
+        char *health;
+} CtlApp;
+
+typedef struct CtlComponent {
+        char *name;
+        char *type;
+        char *version;
+        char *file;
+} CtlComponent;
+
+typedef struct CtlAppList {
+        CtlApp *items;
+        size_t n;
+} CtlAppList;
+
+typedef struct CtlComponentList {
+        CtlComponent *items;
+        size_t n;
+} CtlComponentList;
+
+/* ctl-util.c */
+void ctl_log(const char *fmt, ...) _printf_(1, 2);
+int ctl_log_errno(int r, const char *fmt, ...) _printf_(2, 3);
+int ctl_log_oom(void);
+bool ctl_app_id_is_valid(const char *id);
+
+/* ctl-model.c */
+void ctl_status_done(CtlStatus *s);
+int ctl_status_set(CtlStatus *s, const char *version, const char *state,
+                   uint64_t n_apps, uint64_t n_components);
+void ctl_app_list_done(CtlAppList *l);
+int ctl_app_list_add(CtlAppList *l, const char *id, const char *app_address,
+                     const char *http_socket, uint16_t http_port, const char *health);
+void ctl_app_list_sort(CtlAppList *l);
+void ctl_component_list_done(CtlComponentList *l);
+int ctl_component_list_add(CtlComponentList *l, const char *name, const char *type,
+                           const char *version, const char *file);
+void ctl_component_list_sort(CtlComponentList *l);
+
+/* ctl-output.c */
+int ctl_print_status(const CtlStatus *s, bool json);
+int ctl_print_apps(const CtlAppList *l, bool json);
+int ctl_print_components(const CtlComponentList *l, bool json);
+
+/* ctl-bus.c */
+int ctl_bus_get_status(const CtlOptions *o, CtlStatus *ret);
+int ctl_bus_get_apps(const CtlOptions *o, CtlAppList *ret);
+int ctl_bus_get_components(const CtlOptions *o, CtlComponentList *ret);
+
+/* ctl-http.c */
+int ctl_http_get_status(const CtlOptions *o, CtlStatus *ret);
+int ctl_http_get_apps(const CtlOptions *o, CtlAppList *ret);
+int ctl_http_get_components(const CtlOptions *o, CtlComponentList *ret);
+
+/* ctl-exec.c */
+int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd);
+
+/* ctl-pager.c */
+void ctl_pager_open(bool no_pager);
+void ctl_pager_close(void);

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See app-config.h. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/fileio.h"
+#include "../util/ini.h"
+#include "../util/strv.h"
+#include "app-config.h"
+
+AppConfig *app_config_free(AppConfig *c) {
+        if (!c)
+                return NULL;
+        free(c->id);
+        free(c->app_address);
+        free(c->address_host);
+        erase_and_free(c->api_token);
+        free(c->exec);
+        free(c->health_check_path);
+        free(c->file);
+        free(c);
+        return NULL;
+}
+
+AppConfig *app_config_new(const char *id) {
+        AppConfig *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->id = strdup(id);
+        if (!c->id)
+                return app_config_free(c);
+        c->health_probe_interval_usec = APP_CONFIG_DEFAULT_PROBE_INTERVAL;
+        return c;
+}
+
+static int err(char **reterr_msg, const char *m) {
+        *reterr_msg = strdup(m);
+        return -EINVAL;
+}
+
+static int replace(char **field, const char *value) {
+        char *c = strdup(value);
+        if (!c)
+                return -ENOMEM;
+        free(*field);
+        *field = c;
+        return 0;
+}
+
+/* http://host:port[/], unix:/abs/path, unix:///abs/path, or a bare port (loopback). */
+static int parse_address(AppConfig *c, const char *v, char **reterr_msg) {
+        const char *p;
+        uint16_t port;
+        _cleanup_free_ char *host = NULL;
+
+        if (!*v) {
+                free(c->app_address);
+                free(c->address_host);
+                c->app_address = c->address_host = NULL;
+                c->address_kind = APP_ADDRESS_NONE;
+                return 0;
+        }
+        if ((p = startswith_ptr(v, "unix:"))) {
+                if (startswith(p, "//"))
+                        p += 2;
+                if (*p != '/')
+                        return err(reterr_msg, "unix: address needs an absolute path");
+                if (strlen(p) >= 108)
+                        return err(reterr_msg, "unix socket path longer than 107 bytes");
+                host = strdup(p);
+                if (!host)
+                        return -ENOMEM;
+                c->address_kind = APP_ADDRESS_UNIX;
+                c->address_port = 0;
+        } else if (parse_port(v, &port) >= 0) {
+                host = strdup("127.0.0.1");
+                if (!host)
+                        return -ENOMEM;
+                c->address_kind = APP_ADDRESS_HTTP;
+                c->address_port = port;
+        } else if ((p = startswith_ptr(v, "http://"))) {
+                const char *colon, *end;
+                if (*p == '[') { /* [::1]:3000 */
+                        end = strchr(p, ']');
+                        if (!end || end[1] != ':')
+                                return err(reterr_msg, "expected http://[ipv6]:port");
+                        host = strndup(p + 1, (size_t) (end - p - 1));
+                        colon = end + 1;
+                } else {
+                        colon = strchr(p, ':');
+                        if (!colon || colon == p)
+                                return err(reterr_msg, "expected http://host:port");
+                        host = strndup(p, (size_t) (colon - p));
+                }
+                if (!host)
+                        return -ENOMEM;
+                _cleanup_free_ char *ps = strdup(colon + 1);
+                if (!ps)
+                        return -ENOMEM;
+                size_t n = strlen(ps);
+                if (n > 0 && ps[n - 1] == '/')
+                        ps[n - 1] = 0;
+                if (parse_port(ps, &port) < 0)
+                        return err(reterr_msg, "invalid port in http:// address");
+                for (const char *h = host; *h; h++)
+                        if (strchr("/?#@ ", *h))
+                                return err(reterr_msg, "invalid host in http:// address");
+                c->address_kind = APP_ADDRESS_HTTP;
+                c->address_port = port;
+        } else
+                return err(reterr_msg, "expected http://host:port, unix:/path or a port number");
+
+        int r = replace(&c->app_address, v);
+        if (r < 0)
+                return r;
+        free(c->address_host);
+        c->address_host = TAKE_PTR(host);
+        return 0;
+}
+
+int app_config_set(AppConfig *c, const char *key, const char *value, char **reterr_msg) {
+        if (streq(key, "AppAddress"))
+                return parse_address(c, value, reterr_msg);
+        if (streq(key, "HttpPort")) {
+                if (!*value) {
+                        c->http_port = 0;
+                        return 0;
+                }
+                if (parse_port(value, &c->http_port) < 0)
+                        return err(reterr_msg, "expected a port number 1-65535");
+                return 0;
+        }
+        if (streq(key, "ApiToken")) {
+                if (strlen(value) > 1024)
+                        return err(reterr_msg, "token longer than 1024 bytes");
+                for (const char *p = value; *p; p++)
+                        if ((unsigned char) *p < 0x21 || (unsigned char) *p > 0x7e)
+                                return err(reterr_msg, "token must be printable ASCII without spaces");
+                char *t = *value ? strdup(value) : NULL;
+                if (*value && !t)
+                        return -ENOMEM;
+                erase_and_free(c->api_token);
+                c->api_token = t;
+                return 0;
+        }
+        if (streq(key, "Exec"))
+                return replace(&c->exec, value);
+        if (streq(key, "HealthCheckPath")) {
+                if (*value && *value != '/')
+                        return err(reterr_msg, "must start with '/'");
+                for (const char *p = value; *p; p++)
+                        if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f)
+                                return err(reterr_msg, "must be a URL path without spaces");
+                if (!*value) {
+                        free(c->health_check_path);
+                        c->health_check_path = NULL;
+                        return 0;
+                }
+                return replace(&c->health_check_path, value);
+        }
+        if (streq(key, "HealthProbeInterval")) {
+                uint64_t u;
+                if (parse_duration_usec(value, &u) < 0 || u < 100 * 1000 || u > 3600ULL * 1000000)
+                        return err(reterr_msg, "expected a duration between 100ms and 1h, such as 5s");
+                c->health_probe_interval_usec = u;
+                return 0;
+        }
+        return err(reterr_msg, "unknown key");
+}
+
+typedef struct {
+        AppConfig *c;
+        const char *field;
+} ParseState;
+
+static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
+                  char **reterr_msg) {
+        ParseState *p = ud;
+        p->field = NULL;
+        if (!streq(section, "App"))
+                return err(reterr_msg, "unknown section, expected [App]");
+        p->field = key;
+        return app_config_set(p->c, key, value, reterr_msg);
+}
+
+int app_config_parse(const char *id, const char *file, const char *text, size_t len, AppConfig **ret,
+                     ConfError *e) {
+        _cleanup_(app_config_freep) AppConfig *c = NULL;
+        _cleanup_free_ char *msg = NULL;
+        unsigned line = 0;
+        int r;
+
+        if (!name_is_valid(id))
+                return conf_error_set(e, file, 0, NULL,
+                                      "invalid app id '%s': use letters, digits, '.', '_' and '-', "
+                                      "at most 63, starting with a letter or digit", id);
+        c = app_config_new(id);
+        if (!c)
+                return -ENOMEM;
+        if (file) {
+                c->file = strdup(file);
+                if (!c->file)
+                        return -ENOMEM;
+        }
+        ParseState p = { .c = c };
+        r = ini_parse(text, len, assign, &p, &line, &msg);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return conf_error_set(e, file, line, p.field, "%s", msg ?: "invalid");
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int app_config_load(const char *path, AppConfig **ret, ConfError *e) {
+        _cleanup_free_ char *text = NULL, *copy = strdup(path);
+        size_t len;
+        int r;
+
+        if (!copy)
+                return -ENOMEM;
+        char *base = basename(copy);
+        if (!endswith(base, ".conf"))
+                return conf_error_set(e, path, 0, NULL, "app files must end in .conf");
+        base[strlen(base) - 5] = 0;
+
+        r = read_full_file(path, SETTINGS_FILE_MAX, &text, &len);
+        if (r < 0) {
+                conf_error_set(e, path, 0, NULL, "cannot read: %s", strerror(-r));
+                return r;
+        }
+        return app_config_parse(base, path, text, len, ret, e);
+}
+
+bool app_config_same_listeners(const AppConfig *a, const AppConfig *b) {
+        return streq(a->id, b->id) && a->http_port == b->http_port;
+}
+
+bool app_config_equal(const AppConfig *a, const AppConfig *b) {
+        return app_config_same_listeners(a, b) && streq_ptr(a->app_address, b->app_address) &&
+               streq_ptr(a->api_token, b->api_token) && streq_ptr(a->exec, b->exec) &&
+               streq_ptr(a->health_check_path, b->health_check_path) &&
+               a->health_probe_interval_usec == b->health_probe_interval_usec && streq_ptr(a->file, b->file);
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See app.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+App *app_new(AppConfig *config_take, AppSource source) {
+        App *a = calloc(1, sizeof *a);
+        if (!a)
+                return NULL;
+        a->n_ref = 1;
+        a->config = config_take;
+        a->source = source;
+        a->extended = json_object();
+        if (!a->extended) {
+                a->config = NULL; /* caller keeps ownership on failure */
+                free(a);
+                return NULL;
+        }
+        return a;
+}
+
+App *app_ref(App *a) {
+        if (a)
+                a->n_ref++;
+        return a;
+}
+
+App *app_unref(App *a) {
+        if (!a || --a->n_ref > 0)
+                return NULL;
+        /* By now the Manager has unlinked it: listeners closed, probe stopped. */
+        sd_event_source_disable_unref(a->probe_timer);
+        app_config_free(a->config);
+        free(a->socket_path);
+        json_decref(a->extended);
+        free(a);
+        return NULL;
+}
+
+static const char *const source_names[_APP_SOURCE_MAX] = {
+        [APP_SOURCE_FILE] = "file",
+        [APP_SOURCE_BUS] = "dbus",
+};
+
+static const char *const health_names[_APP_HEALTH_MAX] = {
+        [APP_HEALTH_UNKNOWN] = "unknown",
+        [APP_HEALTH_HEALTHY] = "healthy",
+        [APP_HEALTH_UNHEALTHY] = "unhealthy",
+};
+
+const char *app_source_to_string(AppSource s) {
+        return s >= 0 && s < _APP_SOURCE_MAX ? source_names[s] : NULL;
+}
+
+const char *app_health_to_string(AppHealth h) {
+        return h >= 0 && h < _APP_HEALTH_MAX ? health_names[h] : NULL;
+}
+
+bool app_token_matches(const App *a, const char *presented) {
+        const char *t = a->config->api_token;
+        size_t n, m;
+        unsigned char diff = 0;
+
+        if (!t || !presented)
+                return false;
+        n = strlen(t);
+        m = strlen(presented);
+        /* Compare over the expected length whatever the presented one is. */
+        for (size_t i = 0; i < n; i++)
+                diff |= (unsigned char) t[i] ^ (unsigned char) (i < m ? presented[i] : 0);
+        return diff == 0 && n == m;
+}

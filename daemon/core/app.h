@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * App: one registered app at run time — its configuration, its listeners
+ * (owned by the HTTP front-end, referenced here), its health as seen through
+ * the app channel, and the extended metadata it set with PUT /v1.0/metadata.
+ *
+ * Reference counted: a connection accepted on an app's socket holds the App,
+ * so an app removed by a reload still answers the requests already in flight.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "../forward.h"
+#include "app-config.h"
+
+typedef enum AppSource {
+        APP_SOURCE_FILE,
+        APP_SOURCE_BUS,
+        _APP_SOURCE_MAX,
+} AppSource;
+
+typedef enum AppHealth {
+        APP_HEALTH_UNKNOWN,
+        APP_HEALTH_HEALTHY,
+        APP_HEALTH_UNHEALTHY,
+        _APP_HEALTH_MAX,
+} AppHealth;
+
+struct App {
+        unsigned n_ref;
+        Manager *manager;          /* back-reference; NULL once unlinked */
+        AppConfig *config;
+        AppSource source;
+        AppHealth health;
+        unsigned probe_failures;
+        sd_event_source *probe_timer;
+        void *probe_request;       /* in-flight probe (HttpClientRequest), NULL if none */
+        HttpListener *listener_unix;
+        HttpListener *listener_tcp;
+        char *socket_path;         /* runtime_dir/apps/<id>/http.sock */
+        json_t *extended;          /* PUT /v1.0/metadata/{key} values */
+};
+
+App *app_new(AppConfig *config_take, AppSource source);
+App *app_ref(App *a);
+App *app_unref(App *a);
+DEFINE_CLEANUP_FUNC(App, app_unref);
+
+const char *app_source_to_string(AppSource s);
+const char *app_health_to_string(AppHealth h);
+
+/* Constant-time compare of a presented token with the app's; false when none configured. */
+bool app_token_matches(const App *a, const char *presented);

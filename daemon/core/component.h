@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The typed model of a Dapr `Component` resource (apiVersion dapr.io/v1alpha1)
+ * and its loader. A file may hold several YAML documents separated by "---";
+ * each good Component document is handed out, each bad one is reported with
+ * file, line and field, and documents of other kinds are skipped.
+ *
+ * Components are reference counted: a reload swaps the set while calls that
+ * hold the old one finish.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conferr.h"
+
+typedef struct ComponentItem {
+        char *name;
+        char *value;       /* NULL when the value comes from secretKeyRef/envRef */
+        char *secret_name; /* secretKeyRef.name */
+        char *secret_key;  /* secretKeyRef.key (defaults to the name) */
+        char *env_ref;
+        unsigned line;
+} ComponentItem;
+
+typedef struct Component {
+        unsigned n_ref;
+        char *name;
+        char *namespace_;
+        char *type;          /* "state.redis": category "." kind */
+        char *version;       /* "v1" when absent */
+        char *secret_store;  /* auth.secretStore */
+        uint64_t init_timeout_usec;
+        bool ignore_errors;
+        ComponentItem *items;
+        size_t n_items;
+        char **scopes;       /* NULL or empty = every app */
+        char *file;
+        unsigned line;       /* line of the document's start */
+} Component;
+
+Component *component_ref(Component *c);
+Component *component_unref(Component *c);
+DEFINE_CLEANUP_FUNC(Component, component_unref);
+
+/* "state" for "state.redis". Returns a pointer to a static string or NULL. */
+const char *component_category(const Component *c);
+bool component_in_scope(const Component *c, const char *app_id);
+bool component_equal(const Component *a, const Component *b);
+/* Plain metadata value lookup (secretKeyRef items return NULL). */
+const char *component_get_string(const Component *c, const char *name);
+
+/* Called with a component the callee takes (must unref). */
+typedef void (*ComponentFoundFn)(Component *c, void *userdata);
+/* Called for each bad document; e is only valid during the call. */
+typedef void (*ComponentErrorFn)(const ConfError *e, void *userdata);
+
+/*
+ * Parses YAML text. Returns the number of good components, or -ENOMEM.
+ * Errors in individual documents go to error_fn and do not stop the rest;
+ * a YAML syntax error stops the file at that point.
+ */
+int component_parse(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
+                    ComponentErrorFn error_fn, void *userdata);

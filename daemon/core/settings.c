@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See settings.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/fileio.h"
+#include "../util/ini.h"
+#include "../util/log.h"
+#include "../util/strv.h"
+#include "settings.h"
+
+void settings_init(Settings *s) {
+        *s = (Settings){
+                .max_request_body = SETTINGS_DEFAULT_MAX_BODY,
+                .drain_usec = SETTINGS_DEFAULT_DRAIN_USEC,
+                .log_level = -1,
+        };
+}
+
+void settings_done(Settings *s) {
+        free(s->api_socket);
+        s->api_socket = NULL;
+}
+
+typedef struct {
+        Settings *s;
+        const char *field; /* last key, for the error */
+} ParseState;
+
+static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
+                  char **reterr_msg) {
+        ParseState *p = ud;
+        Settings *s = p->s;
+        int r;
+
+        p->field = NULL;
+        if (!streq(section, "Daemon")) {
+                *reterr_msg = strdup("unknown section, expected [Daemon]");
+                return -EINVAL;
+        }
+        p->field = key;
+        if (streq(key, "ApiSocket")) {
+                if (!*value || strlen(value) >= 100) {
+                        *reterr_msg = strdup("socket path empty or longer than 99 bytes");
+                        return -EINVAL;
+                }
+                char *c = strdup(value);
+                if (!c)
+                        return -ENOMEM;
+                free(s->api_socket);
+                s->api_socket = c;
+        } else if (streq(key, "MaxRequestBodySize")) {
+                r = parse_size(value, &s->max_request_body);
+                if (r < 0 || s->max_request_body == 0) {
+                        *reterr_msg = strdup("expected a size such as 4M, 512K or 1048576");
+                        return -EINVAL;
+                }
+        } else if (streq(key, "DrainTimeoutSec")) {
+                r = parse_duration_usec(value, &s->drain_usec);
+                if (r < 0) {
+                        *reterr_msg = strdup("expected a duration such as 10, 10s or 1m30s");
+                        return -EINVAL;
+                }
+        } else if (streq(key, "LogLevel")) {
+                r = log_level_from_string(value);
+                if (r < 0) {
+                        *reterr_msg = strdup("expected debug, info, notice, warning or err");
+                        return -EINVAL;
+                }
+                s->log_level = r;
+        } else {
+                *reterr_msg = strdup("unknown key");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int settings_parse(Settings *s, const char *file, const char *text, size_t len, ConfError *err) {
+        Settings n;
+        _cleanup_free_ char *msg = NULL;
+        unsigned line = 0;
+        int r;
+
+        settings_init(&n);
+        ParseState p = { .s = &n };
+        r = ini_parse(text, len, assign, &p, &line, &msg);
+        if (r < 0) {
+                settings_done(&n);
+                if (r == -ENOMEM)
+                        return r;
+                return conf_error_set(err, file, line, p.field, "%s", msg ?: "invalid");
+        }
+        settings_done(s);
+        *s = n;
+        return 0;
+}
+
+int settings_load(Settings *s, const char *path, ConfError *err) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r = read_full_file(path, SETTINGS_FILE_MAX, &text, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                conf_error_set(err, path, 0, NULL, "cannot read: %s", strerror(-r));
+                return r;
+        }
+        return settings_parse(s, path, text, len, err);
+}

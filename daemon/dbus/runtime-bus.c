@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See runtime-bus.h. The vtable is built with SD_BUS_METHOD_WITH_ARGS so that
+ * introspection carries argument names; a test compares the live
+ * introspection with dbus/org.mooring.Runtime1.xml.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/app.h"
+#include "../core/component.h"
+#include "../core/identity.h"
+#include "../manager.h"
+#include "../util/log.h"
+#include "../util/strv.h"
+#include "polkit.h"
+#include "runtime-bus.h"
+
+#define ERR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
+#define ERR_APP_EXISTS "org.mooring.Runtime1.Error.AppExists"
+#define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
+#define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
+
+static int prop_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+static int prop_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                      sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", manager_state_to_string(m->state));
+}
+
+static int prop_apps(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
+        Manager *m = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "(sssqs)");
+        for (size_t i = 0; r >= 0 && i < m->n_apps; i++) {
+                const App *a = m->apps[i];
+                r = sd_bus_message_append(reply, "(sssqs)", a->config->id, strempty(a->config->app_address),
+                                          strempty(a->socket_path), a->config->http_port,
+                                          app_health_to_string(a->health));
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int prop_components(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
+        Manager *m = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+        for (size_t i = 0; r >= 0 && i < m->n_components; i++) {
+                const Component *c = m->components[i];
+                r = sd_bus_message_append(reply, "(ssss)", c->name, c->type, c->version, c->file);
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+/* ---- Reload ---- */
+
+static int reload_authorized(sd_bus_message *call, Manager *m) {
+        if (m->state != MANAGER_RUNNING)
+                return sd_bus_reply_method_errorf(call, ERR_FAILED, "Cannot reload while %s",
+                                                  manager_state_to_string(m->state));
+        int r = manager_reload(m);
+        if (r < 0)
+                return sd_bus_reply_method_errorf(call, ERR_FAILED, "Reload failed: %s", strerror(-r));
+        return sd_bus_reply_method_return(call, NULL);
+}
+
+static int method_reload(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
+        return polkit_authorize_async(call, userdata, "org.mooring.runtime1.reload", reload_authorized, reterr);
+}
+
+/* ---- RegisterApp ---- */
+
+static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, sd_bus_error *reterr) {
+        _cleanup_(app_config_freep) AppConfig *c = NULL;
+        int r;
+
+        if (!name_is_valid(id))
+                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                                         "Invalid app id '%s': letters, digits, '.', '_', '-', at most 63", id);
+        c = app_config_new(id);
+        if (!c)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(call, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *key, *contents, *s = NULL;
+                char buf[16];
+                _cleanup_free_ char *msg = NULL;
+
+                r = sd_bus_message_enter_container(call, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(call, "s", &key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_peek_type(call, NULL, &contents);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_enter_container(call, 'v', contents);
+                if (r < 0)
+                        return r;
+                if (streq(contents, "s"))
+                        r = sd_bus_message_read(call, "s", &s);
+                else if (streq(contents, "q") || streq(contents, "u") || streq(contents, "i")) {
+                        uint32_t v = 0;
+                        r = sd_bus_message_read_basic(call, contents[0], &v);
+                        if (contents[0] == 'q')
+                                v &= 0xffff;
+                        snprintf(buf, sizeof buf, "%u", v);
+                        s = buf;
+                } else
+                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                                                 "Setting '%s' has type '%s'; expected a string or number", key,
+                                                 contents);
+                if (r < 0)
+                        return r;
+                r = app_config_set(c, key, s, &msg);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT, "Setting '%s': %s", key,
+                                                 msg ?: "invalid");
+                r = sd_bus_message_exit_container(call);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(call);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(call);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+static int register_authorized(sd_bus_message *call, Manager *m) {
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        AppConfig *c = NULL;
+        ConfError ce = {};
+        const char *id;
+        int r;
+
+        r = sd_bus_message_rewind(call, true);
+        if (r >= 0)
+                r = sd_bus_message_read(call, "s", &id);
+        if (r < 0)
+                return r;
+        r = read_settings(call, id, &c, &err);
+        if (r < 0) {
+                if (!sd_bus_error_is_set(&err))
+                        sd_bus_error_set_errno(&err, r);
+                r = sd_bus_reply_method_error(call, &err);
+                sd_bus_error_free(&err);
+                return r;
+        }
+        r = manager_register_app(m, c, &ce);
+        if (r < 0) {
+                _cleanup_free_ char *s = conf_error_format(&ce);
+                conf_error_done(&ce);
+                if (r == -ENOMEM)
+                        return r;
+                return sd_bus_reply_method_errorf(call, r == -EEXIST ? ERR_APP_EXISTS : ERR_INVALID_ARGUMENT, "%s",
+                                                  s ?: "invalid");
+        }
+        return sd_bus_reply_method_return(call, NULL);
+}
+
+static int method_register_app(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
+        return polkit_authorize_async(call, userdata, "org.mooring.runtime1.manage-apps", register_authorized,
+                                      reterr);
+}
+
+/* ---- UnregisterApp ---- */
+
+static int unregister_authorized(sd_bus_message *call, Manager *m) {
+        const char *id;
+        int r;
+
+        r = sd_bus_message_rewind(call, true);
+        if (r >= 0)
+                r = sd_bus_message_read(call, "s", &id);
+        if (r < 0)
+                return r;
+        App *a = manager_find_app(m, id);
+        if (!a)
+                return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
+        if (a->source != APP_SOURCE_BUS)
+                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT,
+                                                  "App '%s' comes from %s; remove the file and reload instead", id,
+                                                  strna(a->config->file));
+        r = manager_unregister_app(m, id);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(call, NULL);
+}
+
+static int method_unregister_app(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
+        return polkit_authorize_async(call, userdata, "org.mooring.runtime1.manage-apps", unregister_authorized,
+                                      reterr);
+}
+
+/* ---- GetApp ---- */
+
+/* The token goes only to root, the daemon's own user, and the app's own unit. */
+static bool may_see_token(sd_bus_message *call, const char *id) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *unit = NULL;
+        _cleanup_free_ char *unit_app = NULL;
+        uid_t uid;
+
+        if (sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UNIT | SD_BUS_CREDS_USER_UNIT,
+                                      &creds) < 0)
+                return false;
+        if (sd_bus_creds_get_euid(creds, &uid) >= 0 && (uid == 0 || uid == geteuid()))
+                return true;
+        if ((sd_bus_creds_get_unit(creds, &unit) >= 0 && identity_app_from_unit(unit, &unit_app) &&
+             streq(unit_app, id)))
+                return true;
+        return false;
+}
+
+static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        const char *id;
+        int r;
+
+        r = sd_bus_message_read(call, "s", &id);
+        if (r < 0)
+                return r;
+        App *a = manager_find_app(m, id);
+        if (!a)
+                return sd_bus_error_setf(reterr, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
+        const AppConfig *c = a->config;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "a{sv}", 6 + (c->api_token && may_see_token(call, id) ? 1 : 0),
+                                          "AppId", "s", c->id, "AppAddress", "s", strempty(c->app_address),
+                                          "HttpSocket", "s", strempty(a->socket_path), "HttpPort", "q",
+                                          c->http_port, "Health", "s", app_health_to_string(a->health), "Exec",
+                                          "s", strempty(c->exec), "ApiToken", "s", strempty(c->api_token));
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static const sd_bus_vtable runtime_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", prop_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", prop_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Apps", "a(sssqs)", prop_apps, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Components", "a(ssss)", prop_components, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RegisterApp", SD_BUS_ARGS("s", app_id, "a{sv}", settings), SD_BUS_NO_RESULT,
+                                method_register_app, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterApp", SD_BUS_ARGS("s", app_id), SD_BUS_NO_RESULT,
+                                method_unregister_app, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetApp", SD_BUS_ARGS("s", app_id), SD_BUS_RESULT("a{sv}", info),
+                                method_get_app, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int runtime_bus_setup(Manager *m) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        const char *which = manager_bus_mode_to_string(m->bus_mode);
+        int r;
+
+        r = m->bus_mode == BUS_MODE_SESSION ? sd_bus_open_user_with_description(&bus, "mooringd")
+                                            : sd_bus_open_system_with_description(&bus, "mooringd");
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the %s bus: %m (use --bus=none to run without D-Bus)",
+                                       which);
+        r = sd_bus_add_object_vtable(bus, NULL, RUNTIME_BUS_PATH, RUNTIME_BUS_INTERFACE, runtime_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to export %s: %m", RUNTIME_BUS_PATH);
+        r = sd_bus_request_name(bus, RUNTIME_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to acquire %s on the %s bus: %m", RUNTIME_BUS_NAME, which);
+        r = sd_bus_attach_event(bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        m->bus = TAKE_PTR(bus);
+        log_debug("Serving %s on the %s bus.", RUNTIME_BUS_NAME, which);
+        return 0;
+}
+
+void runtime_bus_done(Manager *m) {
+        if (!m->bus)
+                return;
+        (void) sd_bus_release_name(m->bus, RUNTIME_BUS_NAME);
+        m->bus = sd_bus_flush_close_unref(m->bus);
+}
+
+static void emit(Manager *m, const char *property) {
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, RUNTIME_BUS_PATH, RUNTIME_BUS_INTERFACE, property,
+                                                      NULL);
+}
+
+void runtime_bus_emit_apps_changed(Manager *m) {
+        emit(m, "Apps");
+}
+
+void runtime_bus_emit_components_changed(Manager *m) {
+        emit(m, "Components");
+}
+
+void runtime_bus_emit_state_changed(Manager *m) {
+        emit(m, "State");
+}

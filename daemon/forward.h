@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Forward declarations so headers stay lean and free of cycles. */
+#pragma once
+
+typedef struct App App;
+typedef struct AppConfig AppConfig;
+typedef struct Component Component;
+typedef struct HttpClient HttpClient;
+typedef struct HttpListener HttpListener;
+typedef struct HttpRequest HttpRequest;
+typedef struct HttpServer HttpServer;
+typedef struct Manager Manager;

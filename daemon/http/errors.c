@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See errors.h. Status codes follow Dapr release-1.14 (see shared/reference). */
+#include "errors.h"
+
+static const struct {
+        const char *code;
+        unsigned status;
+} table[_DAPR_ERROR_MAX] = {
+        [DAPR_ERR_MALFORMED_REQUEST] = { "ERR_MALFORMED_REQUEST", 400 },
+        [DAPR_ERR_BODY_READ] = { "ERR_BODY_READ", 400 },
+        [DAPR_ERR_BAD_REQUEST] = { "ERR_BAD_REQUEST", 400 },
+        /* Dapr answers an oversized body with 413 from its HTTP server before routing. */
+        [DAPR_ERR_BODY_TOO_LARGE] = { "ERR_BODY_TOO_LARGE", 413 },
+        [DAPR_ERR_DIRECT_INVOKE_NOT_FOUND] = { "ERR_DIRECT_INVOKE", 404 },
+        [DAPR_ERR_HEALTH_NOT_READY] = { "ERR_HEALTH_NOT_READY", 500 },
+        [DAPR_ERR_OUTBOUND_HEALTH_NOT_READY] = { "ERR_OUTBOUND_HEALTH_NOT_READY", 500 },
+        [DAPR_ERR_HEALTH_APPID_NOT_MATCH] = { "ERR_HEALTH_APPID_NOT_MATCH", 500 },
+        [DAPR_ERR_METADATA_GET] = { "ERR_METADATA_GET", 500 },
+        [DAPR_ERR_INTERNAL] = { "ERROR", 500 },
+};
+
+const char *dapr_error_code(DaprError e) {
+        return e >= 0 && e < _DAPR_ERROR_MAX ? table[e].code : "ERROR";
+}
+
+unsigned dapr_error_status(DaprError e) {
+        return e >= 0 && e < _DAPR_ERROR_MAX ? table[e].status : 500;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Dapr's HTTP error codes, each with the status Dapr answers it with, defined
+ * once here. Handlers name an error and a message; http_reply_error() renders
+ * {"errorCode":"ERR_...","message":"..."}.
+ */
+#pragma once
+
+typedef enum DaprError {
+        DAPR_ERR_MALFORMED_REQUEST,
+        DAPR_ERR_BODY_READ,
+        DAPR_ERR_BAD_REQUEST,
+        DAPR_ERR_BODY_TOO_LARGE,
+        DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+        DAPR_ERR_HEALTH_NOT_READY,
+        DAPR_ERR_OUTBOUND_HEALTH_NOT_READY,
+        DAPR_ERR_HEALTH_APPID_NOT_MATCH,
+        DAPR_ERR_METADATA_GET,
+        DAPR_ERR_INTERNAL,
+        _DAPR_ERROR_MAX,
+} DaprError;
+
+const char *dapr_error_code(DaprError e);
+unsigned dapr_error_status(DaprError e);

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The route table: method + path pattern → handler, with flags saying who may
+ * call it. Matching works on the still-escaped path (as Dapr does), then
+ * unescapes captured parameters, so a key may contain "%2F".
+ *
+ * Pure functions, no I/O: fuzzed by tests/fuzz/fuzz-http-route.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../forward.h"
+
+#define ROUTE_PARAMS_MAX 4
+
+typedef enum RouteFlags {
+        ROUTE_NO_TOKEN = 1 << 0,   /* exempt from dapr-api-token (health) */
+        ROUTE_ADMIN = 1 << 1,      /* shared socket only */
+} RouteFlags;
+
+typedef struct RouteMatch RouteMatch;
+typedef int (*HttpHandler)(HttpRequest *r, const RouteMatch *m);
+
+typedef struct Route {
+        const char *method;
+        const char *pattern;       /* "/v1.0/metadata/{key}"; "{rest*}" captures the remainder */
+        RouteFlags flags;
+        HttpHandler handler;
+} Route;
+
+struct RouteMatch {
+        const Route *route;
+        size_t n_params;
+        char *params[ROUTE_PARAMS_MAX]; /* unescaped, malloc'd */
+};
+
+void route_match_done(RouteMatch *m);
+
+/*
+ * Finds the route for method + path (path without query string).
+ * Returns 1 and fills *ret on a match, 0 when nothing matches, -ENOMEM,
+ * or -EINVAL for a path that is not a valid escaped path.
+ */
+int router_match(const Route *table, size_t n, const char *method, const char *path, RouteMatch *ret);
+
+/* Percent-decoding; plus_is_space for query strings. Returns malloc'd or NULL (bad escape / OOM). */
+char *http_unescape(const char *s, size_t len, bool plus_is_space);
+
+/* The daemon's table (http/routes.c). */
+extern const Route http_routes[];
+extern const size_t http_routes_n;

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The route table and the handlers of the foundation: health, metadata and the
+ * admin routes of the shared socket. Handlers translate between HTTP and the
+ * Manager's model; they decide nothing the D-Bus front-end would decide
+ * differently.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "../core/app.h"
+#include "../core/component.h"
+#include "../manager.h"
+#include "router.h"
+#include "server.h"
+
+/* The Dapr API level we answer as; SDKs read it only for display. */
+#define DAPR_COMPAT_VERSION "1.14.0"
+
+static int get_healthz(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        const Caller *c = http_request_caller(r);
+        _cleanup_free_ char *appid = http_request_query(r, "appid");
+
+        if (!manager_is_ready(mg))
+                return http_reply_error(r, DAPR_ERR_HEALTH_NOT_READY, "mooringd is %s",
+                                        manager_state_to_string(mg->state));
+        if (appid && (!c->app || !streq(appid, c->app->config->id)))
+                return http_reply_error(r, DAPR_ERR_HEALTH_APPID_NOT_MATCH,
+                                        "app id '%s' does not match this caller's app id '%s'", appid,
+                                        c->app ? c->app->config->id : "");
+        return http_reply_empty(r, 204);
+}
+
+static int get_healthz_outbound(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        if (!manager_is_ready(mg))
+                return http_reply_error(r, DAPR_ERR_OUTBOUND_HEALTH_NOT_READY, "mooringd is %s",
+                                        manager_state_to_string(mg->state));
+        return http_reply_empty(r, 204);
+}
+
+static json_t *component_json(const Component *c) {
+        return json_pack("{s:s, s:s, s:s, s:[]}", "name", c->name, "type", c->type, "version", c->version,
+                         "capabilities");
+}
+
+static json_t *app_connection_json(const App *a) {
+        const AppConfig *c = a->config;
+        json_t *j;
+
+        if (c->address_kind == APP_ADDRESS_NONE)
+                return NULL;
+        if (c->address_kind == APP_ADDRESS_HTTP)
+                j = json_pack("{s:i, s:s, s:s}", "port", (int) c->address_port, "protocol", "http",
+                              "channelAddress", c->address_host);
+        else
+                j = json_pack("{s:s, s:s}", "protocol", "http", "channelAddress", c->app_address);
+        if (j && c->health_check_path)
+                json_object_set_new(j, "health",
+                                    json_pack("{s:s, s:s, s:s, s:i}", "healthCheckPath", c->health_check_path,
+                                              "healthProbeInterval", "5s", "healthProbeTimeout", "500ms",
+                                              "healthThreshold", 3));
+        return j;
+}
+
+static int get_metadata(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        const Caller *c = http_request_caller(r);
+        const char *id = c->app ? c->app->config->id : "";
+        json_t *j, *comps, *ext;
+
+        comps = json_array();
+        for (size_t i = 0; comps && i < mg->n_components; i++)
+                if (component_in_scope(mg->components[i], c->app ? id : NULL) || !c->app)
+                        json_array_append_new(comps, component_json(mg->components[i]));
+
+        ext = json_deep_copy(c->app ? c->app->extended : mg->extended);
+        if (ext) {
+                json_object_set_new(ext, "daprRuntimeVersion", json_string(DAPR_COMPAT_VERSION));
+                json_object_set_new(ext, "mooringVersion", json_string(PACKAGE_VERSION));
+        }
+        j = json_pack("{s:s, s:s, s:[], s:o*, s:o*}", "id", id, "runtimeVersion",
+                      DAPR_COMPAT_VERSION "-mooring." PACKAGE_VERSION, "enabledFeatures", "components", comps,
+                      "extended", ext);
+        if (j && c->app) {
+                json_t *acp = app_connection_json(c->app);
+                if (acp)
+                        json_object_set_new(j, "appConnectionProperties", acp);
+        }
+        return http_reply_json(r, 200, j);
+}
+
+static int put_metadata(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        const Caller *c = http_request_caller(r);
+        size_t len;
+        const char *body = http_request_body(r, &len);
+        json_t *v;
+
+        if (!*m->params[0])
+                return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "metadata key must not be empty");
+        v = json_stringn(body, len);
+        if (!v)
+                return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "metadata value must be UTF-8 text");
+        if (json_object_set_new(c->app ? c->app->extended : mg->extended, m->params[0], v) < 0)
+                return -ENOMEM;
+        return http_reply_empty(r, 204);
+}
+
+/* ---- admin routes (shared socket only) ---- */
+
+static int get_status(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        return http_reply_json(r, 200,
+                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "version", PACKAGE_VERSION, "state",
+                                         manager_state_to_string(mg->state), "apps", (json_int_t) mg->n_apps,
+                                         "components", (json_int_t) mg->n_components, "uptimeSec",
+                                         (json_int_t) manager_uptime_sec(mg), "bus",
+                                         manager_bus_mode_to_string(mg->bus_mode)));
+}
+
+static int get_apps(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < mg->n_apps; i++) {
+                const App *app = mg->apps[i];
+                json_array_append_new(
+                        a, json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "id", app->config->id, "appAddress",
+                                     strempty(app->config->app_address), "httpSocket", strempty(app->socket_path),
+                                     "httpPort", (int) app->config->http_port, "health",
+                                     app_health_to_string(app->health), "source",
+                                     app_source_to_string(app->source)));
+        }
+        return http_reply_json(r, 200, a);
+}
+
+static int get_components(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < mg->n_components; i++) {
+                const Component *c = mg->components[i];
+                json_t *scopes = json_array();
+                for (char **s = c->scopes; scopes && s && *s; s++)
+                        json_array_append_new(scopes, json_string(*s));
+                json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o*}", "name", c->name, "type",
+                                                   c->type, "version", c->version, "file", c->file, "line",
+                                                   (int) c->line, "scopes", scopes));
+        }
+        return http_reply_json(r, 200, a);
+}
+
+const Route http_routes[] = {
+        { "GET", "/v1.0/healthz", ROUTE_NO_TOKEN, get_healthz },
+        { "GET", "/v1.0/healthz/outbound", ROUTE_NO_TOKEN, get_healthz_outbound },
+        { "GET", "/v1.0/metadata", 0, get_metadata },
+        { "PUT", "/v1.0/metadata/{key}", 0, put_metadata },
+        { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
+        { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
+        { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },
+};
+const size_t http_routes_n = ELEMENTSOF(http_routes);

@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See server.h.
+ *
+ * MHD runs in "external epoll" mode: its epoll fd sits in sd-event as one io
+ * source and MHD_run() is called when it fires; MHD's next timeout arms one
+ * time source. We own the listening sockets: on accept we build a Caller and
+ * hand the fd to MHD_add_connection(); MHD's connection-start notification
+ * (called synchronously from MHD_add_connection in this mode) attaches the
+ * Caller as the connection's socket context, where handlers find it.
+ */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-login.h>
+#include <unistd.h>
+
+#include "../core/app.h"
+#include "../core/identity.h"
+#include "../manager.h"
+#include "../util/log.h"
+#include "router.h"
+#include "server.h"
+
+struct HttpServer {
+        Manager *manager;           /* back-reference */
+        sd_event *event;
+        struct MHD_Daemon *mhd;
+        sd_event_source *mhd_io;
+        sd_event_source *mhd_timer;
+        Caller *pending;            /* Caller for the connection being added */
+        HttpListener *listeners;    /* list, for drain */
+        unsigned n_requests;
+        bool draining;
+};
+
+struct HttpListener {
+        HttpServer *server;
+        ListenerKind kind;
+        App *app;                   /* ref; NULL for LISTENER_API */
+        int fd;
+        sd_event_source *source;
+        char *unlink_path;
+        HttpListener *next, *prev;
+};
+
+struct HttpRequest {
+        HttpServer *server;
+        struct MHD_Connection *conn;
+        const Caller *caller;       /* borrowed from the connection */
+        const char *method;         /* borrowed from MHD, valid for the request */
+        const char *url;
+        char *body;
+        size_t body_len, body_cap;
+        bool too_large;
+        bool started;               /* handler ran */
+        bool suspended;
+        struct MHD_Response *response; /* reply waiting to be queued */
+        unsigned status;
+};
+
+static void mhd_schedule(HttpServer *s);
+
+/* ---- callers ---- */
+
+static Caller *caller_free(Caller *c) {
+        if (!c)
+                return NULL;
+        app_unref(c->app);
+        free(c->unit);
+        free(c);
+        return NULL;
+}
+
+static Caller *caller_new(const HttpListener *l, int fd) {
+        Caller *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->via = l->kind;
+        if (l->kind != LISTENER_API) {
+                c->app = app_ref(l->app);
+                return c;
+        }
+
+        socklen_t len = sizeof c->cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0 || c->cred.pid <= 0)
+                return c; /* anonymous */
+        c->has_cred = true;
+
+        /* The caller's unit decides its app: mooring-app@<id>.service. The cgroup is read at
+         * accept time, while the peer that connected is still the one that owns the pid. */
+        char *unit = NULL;
+        if (sd_pid_get_unit(c->cred.pid, &unit) < 0 || !unit || !identity_app_from_unit(unit, NULL)) {
+                free(unit);
+                unit = NULL;
+                (void) sd_pid_get_user_unit(c->cred.pid, &unit);
+        }
+        c->unit = unit;
+        if (unit) {
+                _cleanup_free_ char *id = NULL;
+                if (identity_app_from_unit(unit, &id) && id)
+                        c->app = app_ref(manager_find_app(l->server->manager, id));
+        }
+        return c;
+}
+
+/* ---- MHD glue ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+        char buf[512];
+        (void) vsnprintf(buf, sizeof buf, fmt, ap);
+        buf[strcspn(buf, "\n")] = 0;
+        log_debug("libmicrohttpd: %s", buf);
+}
+
+/* Leave the path escaped: the router matches escaped paths and unescapes parameters
+ * itself, so "%2F" inside a key survives. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) {
+        return strlen(s);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        HttpServer *s = cls;
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                *socket_context = TAKE_PTR(s->pending);
+        } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                caller_free(*socket_context);
+                *socket_context = NULL;
+        }
+}
+
+static void request_free(HttpRequest *r) {
+        if (!r)
+                return;
+        if (r->response)
+                MHD_destroy_response(r->response);
+        free(r->body);
+        free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+        HttpServer *s = cls;
+        HttpRequest *r = *con_cls;
+        if (!r)
+                return;
+        *con_cls = NULL;
+        if (r->started) {
+                s->n_requests--;
+                if (s->draining && s->n_requests == 0)
+                        manager_on_http_drained(s->manager);
+        }
+        request_free(r);
+}
+
+static int send_queued(HttpRequest *r) {
+        struct MHD_Response *resp = TAKE_PTR(r->response);
+        if (r->server->draining)
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp);
+        MHD_destroy_response(resp);
+        return ok == MHD_YES ? 0 : -EIO;
+}
+
+static int dispatch(HttpRequest *r) {
+        Manager *m = r->server->manager;
+        const Caller *c = r->caller;
+        RouteMatch match = {};
+        int k;
+
+        if (r->too_large)
+                return http_reply_error(r, DAPR_ERR_BODY_TOO_LARGE,
+                                        "request body larger than the limit of %llu bytes",
+                                        (unsigned long long) manager_max_body(m));
+
+        k = router_match(http_routes, http_routes_n, r->method, r->url, &match);
+        if (k < 0 && k != -ENOMEM)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "malformed request path");
+        if (k < 0)
+                return http_reply_error(r, DAPR_ERR_INTERNAL, "out of memory");
+        if (k == 0 || ((match.route->flags & ROUTE_ADMIN) && c->via != LISTENER_API)) {
+                route_match_done(&match);
+                /* What Dapr answers for anything unrouted: it falls through to service
+                 * invocation, which finds no target app. */
+                return http_reply_error(r, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+                                        "failed getting app id either from the URL path or the header "
+                                        "dapr-app-id (no route for %s %s)", r->method, r->url);
+        }
+
+        /* An app's TCP port is reachable by anything on the host: with a token configured,
+         * the token is what makes the caller that app. */
+        if (c->via == LISTENER_APP_TCP && c->app && c->app->config->api_token &&
+            !(match.route->flags & ROUTE_NO_TOKEN) &&
+            !app_token_matches(c->app, http_request_header(r, "dapr-api-token"))) {
+                route_match_done(&match);
+                return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
+        }
+
+        k = match.route->handler(r, &match);
+        route_match_done(&match);
+        if (k < 0 && !r->response && !r->suspended)
+                return http_reply_error(r, DAPR_ERR_INTERNAL, "internal error: %s", strerror(-k));
+        return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls) {
+        HttpServer *s = cls;
+        HttpRequest *r = *con_cls;
+
+        if (!r) {
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                if (!ci || !ci->socket_context)
+                        return MHD_NO; /* a connection we did not add: drop it */
+                r = calloc(1, sizeof *r);
+                if (!r)
+                        return MHD_NO;
+                *r = (HttpRequest){ .server = s, .conn = conn, .caller = ci->socket_context,
+                                    .method = method, .url = url };
+                *con_cls = r;
+
+                const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if (cl) {
+                        char *e;
+                        errno = 0;
+                        unsigned long long n = strtoull(cl, &e, 10);
+                        if (errno == 0 && *e == 0 && n > manager_max_body(s->manager))
+                                r->too_large = true;
+                }
+                if (!r->too_large)
+                        return MHD_YES;
+                /* Answer before reading the body; MHD then closes the connection. */
+        }
+
+        if (r->response)
+                return send_queued(r) < 0 ? MHD_NO : MHD_YES;
+        if (r->suspended || r->started)
+                return MHD_YES;
+
+        if (*upload_data_size > 0 && !r->too_large) {
+                size_t n = *upload_data_size;
+                if (r->body_len + n > manager_max_body(s->manager)) {
+                        r->too_large = true;
+                        free(r->body);
+                        r->body = NULL;
+                        r->body_len = r->body_cap = 0;
+                } else {
+                        if (r->body_len + n + 1 > r->body_cap) {
+                                size_t cap = r->body_cap ? r->body_cap : 4096;
+                                while (cap < r->body_len + n + 1)
+                                        cap *= 2;
+                                char *b = realloc(r->body, cap);
+                                if (!b)
+                                        return MHD_NO;
+                                r->body = b;
+                                r->body_cap = cap;
+                        }
+                        memcpy(r->body + r->body_len, upload_data, n);
+                        r->body_len += n;
+                        r->body[r->body_len] = 0;
+                }
+                *upload_data_size = 0;
+                if (!r->too_large)
+                        return MHD_YES;
+        }
+        *upload_data_size = 0;
+
+        r->started = true;
+        s->n_requests++;
+        (void) dispatch(r);
+        if (r->response)
+                return send_queued(r) < 0 ? MHD_NO : MHD_YES;
+        return MHD_YES; /* suspended: resumed by the reply */
+}
+
+static int on_mhd_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        HttpServer *s = userdata;
+        (void) MHD_run(s->mhd);
+        mhd_schedule(s);
+        return 0;
+}
+
+static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpServer *s = userdata;
+        (void) MHD_run(s->mhd);
+        mhd_schedule(s);
+        return 0;
+}
+
+static void mhd_schedule(HttpServer *s) {
+        MHD_UNSIGNED_LONG_LONG ms;
+        uint64_t now;
+
+        if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
+                (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        (void) sd_event_source_set_time(s->mhd_timer, now + ms * 1000);
+        (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_ONESHOT);
+}
+
+HttpServer *http_server_new(Manager *m, sd_event *e) {
+        HttpServer *s = calloc(1, sizeof *s);
+        const union MHD_DaemonInfo *info;
+
+        if (!s)
+                return NULL;
+        s->manager = m;
+        s->event = sd_event_ref(e);
+        s->mhd = MHD_start_daemon(
+                MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME |
+                        MHD_USE_ERROR_LOG,
+                0, NULL, NULL, on_access, s,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, s,
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
+                MHD_OPTION_CONNECTION_LIMIT, (unsigned) 10000,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 32 * 1024,
+                MHD_OPTION_END);
+        if (!s->mhd)
+                return http_server_free(s);
+        info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info)
+                return http_server_free(s);
+        if (sd_event_add_io(e, &s->mhd_io, info->epoll_fd, EPOLLIN, on_mhd_io, s) < 0 ||
+            sd_event_add_time(e, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_mhd_timer, s) < 0)
+                return http_server_free(s);
+        (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
+        return s;
+}
+
+HttpServer *http_server_free(HttpServer *s) {
+        if (!s)
+                return NULL;
+        while (s->listeners)
+                http_listener_free(s->listeners);
+        sd_event_source_disable_unref(s->mhd_io);
+        sd_event_source_disable_unref(s->mhd_timer);
+        if (s->mhd)
+                MHD_stop_daemon(s->mhd); /* closes connections: completion + close callbacks run */
+        caller_free(s->pending);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+unsigned http_server_requests_in_flight(const HttpServer *s) {
+        return s->n_requests;
+}
+
+void http_server_start_drain(HttpServer *s) {
+        s->draining = true;
+        for (HttpListener *l = s->listeners; l; l = l->next)
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+}
+
+/* ---- listeners ---- */
+
+static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        HttpListener *l = userdata;
+        HttpServer *s = l->server;
+
+        /* Take what is queued, bounded so one busy listener cannot starve the loop. */
+        for (unsigned i = 0; i < 64; i++) {
+                struct sockaddr_storage sa;
+                socklen_t salen = sizeof sa;
+                int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(errno, "Failed to accept connection: %m");
+                        break;
+                }
+                if (s->draining) {
+                        safe_close(cfd);
+                        continue;
+                }
+                caller_free(s->pending);
+                s->pending = caller_new(l, cfd);
+                if (!s->pending) {
+                        log_oom();
+                        safe_close(cfd);
+                        continue;
+                }
+                /* MHD owns cfd from here, and closes it if it fails. */
+                if (MHD_add_connection(s->mhd, cfd, (const struct sockaddr *) &sa, salen) != MHD_YES)
+                        log_debug("libmicrohttpd refused a connection");
+                if (s->pending) {
+                        /* Not attached: MHD did not start the connection. */
+                        s->pending = caller_free(s->pending);
+                }
+        }
+        (void) MHD_run(s->mhd);
+        mhd_schedule(s);
+        return 0;
+}
+
+int http_listener_new(HttpServer *s, ListenerKind kind, App *app, int fd_take, const char *unlink_path,
+                      HttpListener **ret) {
+        _cleanup_close_ int fd = fd_take;
+        HttpListener *l = calloc(1, sizeof *l);
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        *l = (HttpListener){ .server = s, .kind = kind, .app = app_ref(app), .fd = TAKE_FD(fd) };
+        if (unlink_path) {
+                l->unlink_path = strdup(unlink_path);
+                if (!l->unlink_path) {
+                        http_listener_free(l);
+                        return -ENOMEM;
+                }
+        }
+        r = sd_event_add_io(s->event, &l->source, l->fd, EPOLLIN, on_accept, l);
+        if (r < 0) {
+                http_listener_free(l);
+                return r;
+        }
+        if (s->draining)
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+        l->next = s->listeners;
+        if (l->next)
+                l->next->prev = l;
+        s->listeners = l;
+        *ret = l;
+        return 0;
+}
+
+HttpListener *http_listener_free(HttpListener *l) {
+        if (!l)
+                return NULL;
+        HttpServer *s = l->server;
+        if (l->prev)
+                l->prev->next = l->next;
+        else if (s->listeners == l)
+                s->listeners = l->next;
+        if (l->next)
+                l->next->prev = l->prev;
+        sd_event_source_disable_unref(l->source);
+        safe_close(l->fd);
+        if (l->unlink_path) {
+                (void) unlink(l->unlink_path);
+                free(l->unlink_path);
+        }
+        app_unref(l->app);
+        free(l);
+        return NULL;
+}
+
+int http_listener_fd(const HttpListener *l) {
+        return l->fd;
+}
+
+/* ---- request API ---- */
+
+const Caller *http_request_caller(const HttpRequest *r) {
+        return r->caller;
+}
+
+Manager *http_request_manager(const HttpRequest *r) {
+        return r->server->manager;
+}
+
+const char *http_request_method(const HttpRequest *r) {
+        return r->method;
+}
+
+const char *http_request_header(const HttpRequest *r, const char *name) {
+        return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+char *http_request_query(const HttpRequest *r, const char *name) {
+        /* Values are still escaped (see no_unescape). */
+        const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+        return v ? http_unescape(v, strlen(v), true) : NULL;
+}
+
+const void *http_request_body(const HttpRequest *r, size_t *ret_len) {
+        *ret_len = r->body_len;
+        return r->body ?: "";
+}
+
+void http_request_suspend(HttpRequest *r) {
+        if (r->suspended || r->response)
+                return;
+        r->suspended = true;
+        MHD_suspend_connection(r->conn);
+}
+
+int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len) {
+        struct MHD_Response *resp;
+
+        if (r->response)
+                return -EALREADY;
+        resp = MHD_create_response_from_buffer(len, (void *) (body ?: ""), MHD_RESPMEM_MUST_COPY);
+        if (!resp)
+                return -ENOMEM;
+        if (content_type)
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        r->response = resp;
+        r->status = status;
+        if (r->suspended) {
+                r->suspended = false;
+                MHD_resume_connection(r->conn); /* MHD's ITC wakes the loop; on_access sends it */
+        }
+        return 0;
+}
+
+int http_reply_empty(HttpRequest *r, unsigned status) {
+        return http_reply(r, status, NULL, NULL, 0);
+}
+
+int http_reply_json(HttpRequest *r, unsigned status, json_t *j) {
+        _cleanup_free_ char *s = NULL;
+        if (!j)
+                return -ENOMEM;
+        s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!s)
+                return -ENOMEM;
+        return http_reply(r, status, "application/json", s, strlen(s));
+}
+
+int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        json_t *j = json_pack("{s:s, s:s}", "errorCode", dapr_error_code(e), "message", msg ?: "");
+        int k = http_reply_json(r, dapr_error_status(e), j);
+        if (k == -ENOMEM && !r->response) /* last resort: a body we need not allocate */
+                return http_reply(r, 500, "application/json",
+                                  "{\"errorCode\":\"ERROR\",\"message\":\"out of memory\"}", 50);
+        return k;
+}

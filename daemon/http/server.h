@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP front-end: one libmicrohttpd daemon with no threads and no listen
+ * socket of its own, driven by sd-event through MHD's epoll fd. We accept on
+ * our listeners (shared socket, per-app Unix sockets, per-app TCP ports) and
+ * hand each connection to MHD with the identity of the listener it came in
+ * on, so "which app is calling" is decided by the kernel, never by a header.
+ *
+ * Requests that must wait (later: the app channel, drivers) are suspended and
+ * resumed; nothing here blocks.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <systemd/sd-event.h>
+
+#include "../forward.h"
+#include "errors.h"
+
+typedef enum ListenerKind {
+        LISTENER_API,      /* shared socket: identity from peer credentials */
+        LISTENER_APP_UNIX, /* per-app socket: the listener is the identity */
+        LISTENER_APP_TCP,  /* per-app loopback port: identity + optional API token */
+        _LISTENER_KIND_MAX,
+} ListenerKind;
+
+/* Who is calling, decided at accept time. */
+typedef struct Caller {
+        ListenerKind via;
+        App *app;              /* ref; NULL for an unidentified shared-socket caller */
+        bool has_cred;
+        struct ucred cred;
+        char *unit;            /* systemd unit of the peer, if known */
+} Caller;
+
+HttpServer *http_server_new(Manager *m, sd_event *e);
+HttpServer *http_server_free(HttpServer *s);
+/* Requests whose handler has started and not yet completed. */
+unsigned http_server_requests_in_flight(const HttpServer *s);
+/* Stop accepting and close idle keep-alive connections after their request. */
+void http_server_start_drain(HttpServer *s);
+
+/*
+ * Wraps a listening fd (takes it). app may be NULL for LISTENER_API.
+ * unlink_path, if given, is removed when the listener is freed.
+ */
+int http_listener_new(HttpServer *s, ListenerKind kind, App *app, int fd_take, const char *unlink_path,
+                      HttpListener **ret);
+HttpListener *http_listener_free(HttpListener *l);
+DEFINE_CLEANUP_FUNC(HttpListener, http_listener_free);
+int http_listener_fd(const HttpListener *l);
+
+/* ---- what handlers use ---- */
+
+const Caller *http_request_caller(const HttpRequest *r);
+Manager *http_request_manager(const HttpRequest *r);
+const char *http_request_method(const HttpRequest *r);
+const char *http_request_header(const HttpRequest *r, const char *name);
+/* Unescaped query argument (malloc'd) or NULL. */
+char *http_request_query(const HttpRequest *r, const char *name);
+const void *http_request_body(const HttpRequest *r, size_t *ret_len);
+
+/* Exactly one reply per request, from the handler or later (after http_request_suspend()). */
+int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len);
+int http_reply_empty(HttpRequest *r, unsigned status);
+/* Takes j. */
+int http_reply_json(HttpRequest *r, unsigned status, json_t *j);
+int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void http_request_suspend(HttpRequest *r);

@@ -1,0 +1,833 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See manager.h.
+ *
+ * Listeners: a socket systemd passed us (named "api" or "app-<id>") is used as
+ * is; otherwise we bind our own under the runtime directory. A reload diffs the
+ * app files against the running apps: an unchanged app is not touched at all,
+ * a changed one keeps its listeners when they are the same, a removed one
+ * closes its listeners while the connections already accepted finish (they
+ * hold a reference on the App).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/app-config.h"
+#include "core/app.h"
+#include "core/component.h"
+#include "dbus/runtime-bus.h"
+#include "http/server.h"
+#include "manager.h"
+#include "transport/app-channel.h"
+#include "transport/http-client.h"
+#include "util/fileio.h"
+#include "util/log.h"
+#include "util/strv.h"
+
+#define COMPONENT_FILE_MAX (4 * 1024 * 1024)
+
+static const char *const state_names[_MANAGER_STATE_MAX] = {
+        [MANAGER_STARTING] = "starting",
+        [MANAGER_RUNNING] = "running",
+        [MANAGER_RELOADING] = "reloading",
+        [MANAGER_STOPPING] = "stopping",
+};
+
+static const char *const bus_mode_names[_BUS_MODE_MAX] = {
+        [BUS_MODE_SYSTEM] = "system",
+        [BUS_MODE_SESSION] = "session",
+        [BUS_MODE_NONE] = "none",
+};
+
+const char *manager_state_to_string(ManagerState s) {
+        return s >= 0 && s < _MANAGER_STATE_MAX ? state_names[s] : NULL;
+}
+
+const char *manager_bus_mode_to_string(BusMode b) {
+        return b >= 0 && b < _BUS_MODE_MAX ? bus_mode_names[b] : NULL;
+}
+
+BusMode manager_bus_mode_from_string(const char *s) {
+        for (int i = 0; i < _BUS_MODE_MAX; i++)
+                if (streq(s, bus_mode_names[i]))
+                        return (BusMode) i;
+        return _BUS_MODE_INVALID;
+}
+
+Manager *manager_new(void) {
+        Manager *m = calloc(1, sizeof *m);
+        if (!m)
+                return NULL;
+        m->cli_log_level = -1;
+        settings_init(&m->settings);
+        m->extended = json_object();
+        if (!m->extended || sd_event_default(&m->event) < 0)
+                return manager_free(m);
+        return m;
+}
+
+static void app_unlink(Manager *m, App *a);
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        while (m->n_apps > 0)
+                app_unlink(m, m->apps[m->n_apps - 1]);
+        free(m->apps);
+        for (size_t i = 0; i < m->n_components; i++)
+                component_unref(m->components[i]);
+        free(m->components);
+        runtime_bus_done(m);
+        m->api_listener = http_listener_free(m->api_listener);
+        m->http = http_server_free(m->http);
+        m->http_client = http_client_free(m->http_client);
+        for (size_t i = 0; i < m->n_activated; i++) {
+                safe_close(m->activated[i].fd);
+                free(m->activated[i].name);
+        }
+        free(m->activated);
+        sd_event_source_disable_unref(m->drain_timer);
+        json_decref(m->extended);
+        settings_done(&m->settings);
+        free(m->api_socket_path);
+        free(m->config_dir);
+        free(m->state_dir);
+        free(m->runtime_dir);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+bool manager_is_ready(const Manager *m) {
+        return m->state == MANAGER_RUNNING || m->state == MANAGER_RELOADING;
+}
+
+uint64_t manager_max_body(const Manager *m) {
+        return m->settings.max_request_body;
+}
+
+uint64_t manager_uptime_sec(const Manager *m) {
+        uint64_t now = 0;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        return now > m->start_usec ? (now - m->start_usec) / 1000000 : 0;
+}
+
+static void notify_status(Manager *m, const char *extra) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%sSTATUS=%s: %zu apps, %zu components%s%s", extra ? extra : "",
+                 manager_state_to_string(m->state), m->n_apps, m->n_components,
+                 m->n_config_errors ? ", configuration errors: see the log" : "",
+                 "");
+        (void) sd_notify(false, buf);
+}
+
+/* ---- sockets ---- */
+
+static int mkdir_p_mode(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Claims the activated fd with that name (ownership moves to the caller), or -EBADF. */
+static int take_activated(Manager *m, const char *name, int family) {
+        for (size_t i = 0; i < m->n_activated; i++) {
+                struct sockaddr_storage sa;
+                socklen_t len = sizeof sa;
+                if (!streq(m->activated[i].name, name))
+                        continue;
+                if (getsockname(m->activated[i].fd, (struct sockaddr *) &sa, &len) < 0 ||
+                    (family != AF_UNSPEC && sa.ss_family != family))
+                        continue;
+                int fd = m->activated[i].fd;
+                free(m->activated[i].name);
+                m->activated[i] = m->activated[--m->n_activated];
+                return fd;
+        }
+        return -EBADF;
+}
+
+static int bind_unix(const char *path, mode_t mode) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        (void) unlink(path); /* a stale socket from an earlier run */
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return -errno;
+        if (chmod(path, mode) < 0)
+                return -errno;
+        if (listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+static int bind_tcp_loopback(uint16_t port) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+
+        if (fd < 0)
+                return -errno;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return -errno;
+        if (listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+static int collect_activated(Manager *m) {
+        char **names = NULL;
+        int n = sd_listen_fds_with_names(true, &names);
+        if (n <= 0)
+                return n;
+        m->activated = calloc((size_t) n, sizeof(ActivatedFd));
+        if (!m->activated) {
+                strv_free(names);
+                return -ENOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+                m->activated[m->n_activated++] = (ActivatedFd){ .fd = fd, .name = names[i] };
+                names[i] = NULL;
+        }
+        free(names);
+        log_debug("Received %d socket(s) from systemd.", n);
+        return n;
+}
+
+static int open_api_listener(Manager *m) {
+        const char *sock = m->settings.api_socket ?: "mooringd.sock";
+        int fd, r;
+
+        free(m->api_socket_path);
+        m->api_socket_path = NULL;
+        if (sock[0] == '/')
+                m->api_socket_path = strdup(sock);
+        else if (asprintf(&m->api_socket_path, "%s/%s", m->runtime_dir, sock) < 0)
+                m->api_socket_path = NULL;
+        if (!m->api_socket_path)
+                return log_oom();
+
+        fd = take_activated(m, "api", AF_UNIX);
+        if (fd >= 0)
+                return http_listener_new(m->http, LISTENER_API, NULL, fd, NULL, &m->api_listener);
+        fd = bind_unix(m->api_socket_path, 0666);
+        if (fd < 0)
+                return log_error_errno(fd, "Failed to listen on %s: %m", m->api_socket_path);
+        r = http_listener_new(m->http, LISTENER_API, NULL, fd, m->api_socket_path, &m->api_listener);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the API listener: %m");
+        return 0;
+}
+
+/* ---- apps ---- */
+
+static void app_unlink(Manager *m, App *a) {
+        size_t i;
+        for (i = 0; i < m->n_apps && m->apps[i] != a; i++)
+                ;
+        if (i < m->n_apps) {
+                memmove(m->apps + i, m->apps + i + 1, (m->n_apps - i - 1) * sizeof(App *));
+                m->n_apps--;
+        }
+        app_channel_probe_stop(a);
+        a->listener_unix = http_listener_free(a->listener_unix);
+        a->listener_tcp = http_listener_free(a->listener_tcp);
+        if (a->socket_path) { /* the directory is ours too */
+                _cleanup_free_ char *dir = strndup(a->socket_path, strrchr(a->socket_path, '/') - a->socket_path);
+                if (dir)
+                        (void) rmdir(dir);
+        }
+        a->manager = NULL;
+        app_unref(a);
+}
+
+App *manager_find_app(Manager *m, const char *id) {
+        size_t lo = 0, hi = m->n_apps;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                int c = strcmp(m->apps[mid]->config->id, id);
+                if (c == 0)
+                        return m->apps[mid];
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+static int app_insert(Manager *m, App *a) {
+        size_t i;
+        App **n = realloc(m->apps, (m->n_apps + 1) * sizeof(App *));
+        if (!n)
+                return -ENOMEM;
+        m->apps = n;
+        for (i = 0; i < m->n_apps && strcmp(m->apps[i]->config->id, a->config->id) < 0; i++)
+                ;
+        memmove(m->apps + i + 1, m->apps + i, (m->n_apps - i) * sizeof(App *));
+        m->apps[i] = a;
+        m->n_apps++;
+        return 0;
+}
+
+static int app_open_listeners(Manager *m, App *a, ConfError *e) {
+        _cleanup_free_ char *dir = NULL, *name = NULL;
+        const char *id = a->config->id;
+        int fd, r;
+
+        if (asprintf(&dir, "%s/apps/%s", m->runtime_dir, id) < 0 || asprintf(&name, "app-%s", id) < 0)
+                return -ENOMEM;
+        if (asprintf(&a->socket_path, "%s/http.sock", dir) < 0) {
+                a->socket_path = NULL;
+                return -ENOMEM;
+        }
+
+        fd = take_activated(m, name, AF_UNIX);
+        if (fd >= 0)
+                r = http_listener_new(m->http, LISTENER_APP_UNIX, a, fd, NULL, &a->listener_unix);
+        else {
+                r = mkdir_p_mode(dir, 0755);
+                if (r >= 0)
+                        r = fd = bind_unix(a->socket_path, 0666);
+                if (r >= 0)
+                        r = http_listener_new(m->http, LISTENER_APP_UNIX, a, fd, a->socket_path,
+                                              &a->listener_unix);
+        }
+        if (r < 0)
+                return conf_error_set(e, a->config->file, 0, NULL, "cannot listen on %s: %s", a->socket_path,
+                                      strerror(-r));
+
+        if (a->config->http_port == 0)
+                return 0;
+        fd = take_activated(m, name, AF_INET);
+        if (fd < 0)
+                fd = take_activated(m, name, AF_INET6);
+        if (fd < 0)
+                fd = bind_tcp_loopback(a->config->http_port);
+        if (fd >= 0)
+                r = http_listener_new(m->http, LISTENER_APP_TCP, a, fd, NULL, &a->listener_tcp);
+        else
+                r = fd;
+        if (r < 0)
+                return conf_error_set(e, a->config->file, 0, "HttpPort", "cannot listen on 127.0.0.1:%u: %s",
+                                      (unsigned) a->config->http_port, strerror(-r));
+        return 0;
+}
+
+/* Creates, listens, registers and starts probing. Takes config. */
+static int app_add(Manager *m, AppConfig *config, AppSource source, ConfError *e) {
+        _cleanup_(app_config_freep) AppConfig *c = config;
+        App *a;
+        int r;
+
+        if (manager_find_app(m, c->id))
+                return conf_error_set(e, c->file, 0, NULL, "an app with id '%s' is already registered", c->id) ,
+                       -EEXIST;
+        for (size_t i = 0; c->http_port && i < m->n_apps; i++)
+                if (m->apps[i]->config->http_port == c->http_port)
+                        return conf_error_set(e, c->file, 0, "HttpPort", "port %u is already used by app '%s'",
+                                              (unsigned) c->http_port, m->apps[i]->config->id);
+        a = app_new(c, source);
+        if (!a)
+                return -ENOMEM;
+        TAKE_PTR(c);
+        a->manager = m;
+        r = app_open_listeners(m, a, e);
+        if (r >= 0)
+                r = app_insert(m, a);
+        if (r < 0) {
+                a->listener_unix = http_listener_free(a->listener_unix);
+                a->listener_tcp = http_listener_free(a->listener_tcp);
+                a->manager = NULL;
+                app_unref(a);
+                return r;
+        }
+        if (app_channel_probe_start(m, a) < 0)
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "Failed to start health probing, ignoring.");
+        log_struct(LOG_INFO, 0, a->config->id, NULL, "App registered from %s: socket %s%s%.0u.",
+                   a->config->file ?: "D-Bus", a->socket_path, a->config->http_port ? ", port " : "",
+                   (unsigned) a->config->http_port);
+        return 0;
+}
+
+static void log_conf_error(Manager *m, const ConfError *e) {
+        _cleanup_free_ char *s = conf_error_format(e);
+        m->n_config_errors++;
+        log_error("%s", s ?: "configuration error");
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Sorted list of dir/NAME for regular-looking entries ending in one of the suffixes. */
+static int list_dir(const char *dir, const char *const *suffixes, char ***ret) {
+        _cleanup_strv_free_ char **l = NULL;
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        if (!d) {
+                if (errno == ENOENT) {
+                        *ret = NULL;
+                        return 0;
+                }
+                return -errno;
+        }
+        while ((de = readdir(d))) {
+                bool ok = false;
+                if (de->d_name[0] == '.')
+                        continue;
+                for (const char *const *s = suffixes; *s; s++)
+                        ok = ok || endswith(de->d_name, *s);
+                if (!ok)
+                        continue;
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s/%s", dir, de->d_name) < 0 || strv_extend(&l, p) < 0) {
+                        closedir(d);
+                        return -ENOMEM;
+                }
+        }
+        closedir(d);
+        if (l)
+                qsort(l, strv_length(l), sizeof(char *), cmp_str);
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* Loads apps.d into a list of configs; bad files are logged and skipped. */
+static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n) {
+        static const char *const suffixes[] = { ".conf", NULL };
+        _cleanup_strv_free_ char **files = NULL;
+        _cleanup_free_ char *dir = NULL;
+        AppConfig **l = NULL;
+        size_t n = 0;
+        int r;
+
+        if (asprintf(&dir, "%s/apps.d", m->config_dir) < 0)
+                return -ENOMEM;
+        r = list_dir(dir, suffixes, &files);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %m", dir);
+        l = calloc(strv_length(files) + 1, sizeof(AppConfig *));
+        if (!l)
+                return -ENOMEM;
+        for (char **f = files; f && *f; f++) {
+                ConfError e = {};
+                AppConfig *c = NULL;
+                r = app_config_load(*f, &c, &e);
+                if (r == -ENOMEM) {
+                        conf_error_done(&e);
+                        for (size_t i = 0; i < n; i++)
+                                app_config_free(l[i]);
+                        free(l);
+                        return r;
+                }
+                if (r < 0)
+                        log_conf_error(m, &e);
+                else
+                        l[n++] = c;
+                conf_error_done(&e);
+        }
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+static int reload_apps(Manager *m) {
+        AppConfig **configs = NULL;
+        size_t n = 0;
+        bool changed = false;
+        int r = load_app_configs(m, &configs, &n);
+        if (r < 0)
+                return r;
+
+        /* Removed or changed file apps first, so a moved port can be re-bound. */
+        for (size_t i = m->n_apps; i > 0; i--) {
+                App *a = m->apps[i - 1];
+                AppConfig *nc = NULL;
+                if (a->source != APP_SOURCE_FILE)
+                        continue;
+                for (size_t j = 0; j < n; j++)
+                        if (configs[j] && streq(configs[j]->id, a->config->id))
+                                nc = configs[j];
+                if (nc && app_config_equal(nc, a->config)) {
+                        for (size_t j = 0; j < n; j++)
+                                if (configs[j] == nc)
+                                        configs[j] = app_config_free(configs[j]);
+                        continue; /* untouched: keeps serving as it is */
+                }
+                if (nc && app_config_same_listeners(nc, a->config)) {
+                        /* Same sockets, new settings: swap in place, restart probing. */
+                        for (size_t j = 0; j < n; j++)
+                                if (configs[j] == nc)
+                                        configs[j] = NULL;
+                        app_channel_probe_stop(a);
+                        app_config_free(a->config);
+                        a->config = nc;
+                        a->health = APP_HEALTH_UNKNOWN;
+                        a->probe_failures = 0;
+                        (void) app_channel_probe_start(m, a);
+                        log_struct(LOG_INFO, 0, a->config->id, NULL, "App settings changed.");
+                        changed = true;
+                        continue;
+                }
+                log_struct(LOG_INFO, 0, a->config->id, NULL, nc ? "App listeners changed, re-creating."
+                                                                : "App removed.");
+                app_unlink(m, a);
+                changed = true;
+        }
+        for (size_t j = 0; j < n; j++) {
+                ConfError e = {};
+                if (!configs[j])
+                        continue;
+                App *existing = manager_find_app(m, configs[j]->id);
+                if (existing && existing->source == APP_SOURCE_BUS) {
+                        conf_error_set(&e, configs[j]->file, 0, NULL,
+                                       "app '%s' is already registered over D-Bus; file ignored", configs[j]->id);
+                        log_conf_error(m, &e);
+                        conf_error_done(&e);
+                        configs[j] = app_config_free(configs[j]);
+                        continue;
+                }
+                r = app_add(m, TAKE_PTR(configs[j]), APP_SOURCE_FILE, &e);
+                if (r == -ENOMEM) {
+                        conf_error_done(&e);
+                        break;
+                }
+                if (r < 0)
+                        log_conf_error(m, &e);
+                else
+                        changed = true;
+                conf_error_done(&e);
+        }
+        for (size_t j = 0; j < n; j++)
+                app_config_free(configs[j]);
+        free(configs);
+        if (changed)
+                runtime_bus_emit_apps_changed(m);
+        return r == -ENOMEM ? r : 0;
+}
+
+int manager_register_app(Manager *m, AppConfig *config, ConfError *e) {
+        int r;
+        if (m->state == MANAGER_STOPPING) {
+                app_config_free(config);
+                return conf_error_set(e, NULL, 0, NULL, "mooringd is stopping"), -ESHUTDOWN;
+        }
+        r = app_add(m, config, APP_SOURCE_BUS, e);
+        if (r >= 0) {
+                runtime_bus_emit_apps_changed(m);
+                notify_status(m, NULL);
+        }
+        return r;
+}
+
+int manager_unregister_app(Manager *m, const char *id) {
+        App *a = manager_find_app(m, id);
+        if (!a)
+                return -ENOENT;
+        log_struct(LOG_INFO, 0, id, NULL, "App unregistered.");
+        app_unlink(m, a);
+        runtime_bus_emit_apps_changed(m);
+        notify_status(m, NULL);
+        return 0;
+}
+
+void manager_on_app_health_changed(Manager *m, App *a) {
+        log_struct(a->health == APP_HEALTH_HEALTHY ? LOG_INFO : LOG_WARNING, 0, a->config->id, NULL,
+                   "App is %s (channel %s).", app_health_to_string(a->health), a->config->app_address);
+        runtime_bus_emit_apps_changed(m);
+}
+
+/* ---- components ---- */
+
+typedef struct {
+        Manager *m;
+        Component **list;
+        size_t n;
+        bool oom;
+} ComponentLoad;
+
+static void on_component(Component *c, void *ud) {
+        ComponentLoad *cl = ud;
+        for (size_t i = 0; i < cl->n; i++)
+                if (streq(cl->list[i]->name, c->name)) {
+                        ConfError e = {};
+                        conf_error_set(&e, c->file, c->line, "metadata.name",
+                                       "component '%s' is already defined in %s:%u", c->name, cl->list[i]->file,
+                                       cl->list[i]->line);
+                        log_conf_error(cl->m, &e);
+                        conf_error_done(&e);
+                        component_unref(c);
+                        return;
+                }
+        Component **n = realloc(cl->list, (cl->n + 1) * sizeof(Component *));
+        if (!n) {
+                cl->oom = true;
+                component_unref(c);
+                return;
+        }
+        cl->list = n;
+        cl->list[cl->n++] = c;
+}
+
+static void on_component_error(const ConfError *e, void *ud) {
+        ComponentLoad *cl = ud;
+        log_conf_error(cl->m, e);
+}
+
+static int reload_components(Manager *m) {
+        static const char *const suffixes[] = { ".yaml", ".yml", NULL };
+        _cleanup_strv_free_ char **files = NULL;
+        _cleanup_free_ char *dir = NULL;
+        ComponentLoad cl = { .m = m };
+        bool changed;
+        int r;
+
+        if (asprintf(&dir, "%s/components", m->config_dir) < 0)
+                return -ENOMEM;
+        r = list_dir(dir, suffixes, &files);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %m", dir);
+        for (char **f = files; f && *f; f++) {
+                _cleanup_free_ char *text = NULL;
+                size_t len;
+                r = read_full_file(*f, COMPONENT_FILE_MAX, &text, &len);
+                if (r < 0) {
+                        ConfError e = {};
+                        conf_error_set(&e, *f, 0, NULL, "cannot read: %s", strerror(-r));
+                        log_conf_error(m, &e);
+                        conf_error_done(&e);
+                        continue;
+                }
+                r = component_parse(*f, text, len, on_component, on_component_error, &cl);
+                if (r == -ENOMEM || cl.oom)
+                        break;
+        }
+        if (r == -ENOMEM || cl.oom) {
+                for (size_t i = 0; i < cl.n; i++)
+                        component_unref(cl.list[i]);
+                free(cl.list);
+                return log_oom();
+        }
+
+        /* Keep the running object of every unchanged component (drivers will hang off it). */
+        changed = cl.n != m->n_components;
+        for (size_t i = 0; i < cl.n; i++) {
+                bool kept = false;
+                for (size_t j = 0; j < m->n_components; j++)
+                        if (component_equal(cl.list[i], m->components[j])) {
+                                component_unref(cl.list[i]);
+                                cl.list[i] = component_ref(m->components[j]);
+                                kept = true;
+                                break;
+                        }
+                if (!kept) {
+                        changed = true;
+                        log_struct(LOG_INFO, 0, NULL, cl.list[i]->name, "Component loaded: %s %s from %s:%u.",
+                                   cl.list[i]->type, cl.list[i]->version, cl.list[i]->file, cl.list[i]->line);
+                }
+        }
+        for (size_t j = 0; j < m->n_components; j++) {
+                bool still = false;
+                for (size_t i = 0; i < cl.n; i++)
+                        still = still || cl.list[i] == m->components[j];
+                if (!still)
+                        log_struct(LOG_INFO, 0, NULL, m->components[j]->name, "Component removed.");
+                component_unref(m->components[j]);
+        }
+        free(m->components);
+        m->components = cl.list;
+        m->n_components = cl.n;
+        if (changed)
+                runtime_bus_emit_components_changed(m);
+        return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static int apply_settings(Manager *m) {
+        ConfError e = {};
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/mooringd.conf", m->config_dir) < 0)
+                return -ENOMEM;
+        r = settings_load(&m->settings, path, &e);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                log_conf_error(m, &e); /* the previous settings stay */
+        conf_error_done(&e);
+        if (m->cli_log_level < 0 && m->settings.log_level >= 0)
+                log_set_max_level(m->settings.log_level);
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        if (si->ssi_signo == SIGHUP)
+                (void) manager_reload(m);
+        else
+                manager_stop(m);
+        return 0;
+}
+
+int manager_start(Manager *m) {
+        int r;
+
+        m->state = MANAGER_STARTING;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &m->start_usec);
+        (void) sd_notify(false, "STATUS=Starting...");
+
+        r = collect_activated(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to receive sockets from systemd: %m");
+        r = mkdir_p_mode(m->runtime_dir, 0755);
+        if (r >= 0)
+                r = mkdir_p_mode(m->state_dir, 0750);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s or %s: %m", m->runtime_dir, m->state_dir);
+
+        r = apply_settings(m);
+        if (r < 0)
+                return log_oom();
+
+        if (sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m) < 0 ||
+            sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m) < 0 ||
+            sd_event_add_signal(m->event, NULL, SIGHUP, on_signal, m) < 0)
+                return log_error_errno(ENOMEM, "Failed to install signal handlers.");
+        /* Sends WATCHDOG=1 on time whenever $WATCHDOG_USEC asks for it. */
+        (void) sd_event_set_watchdog(m->event, true);
+
+        m->http = http_server_new(m, m->event);
+        m->http_client = http_client_new(m->event);
+        if (!m->http || !m->http_client)
+                return log_error_errno(ENOMEM, "Failed to set up the HTTP front-end.");
+        r = open_api_listener(m);
+        if (r < 0)
+                return r;
+
+        r = reload_apps(m);
+        if (r < 0)
+                return r;
+        r = reload_components(m);
+        if (r < 0)
+                return r;
+
+        if (m->bus_mode != BUS_MODE_NONE) {
+                r = runtime_bus_setup(m);
+                if (r < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < m->n_activated; i++)
+                log_warning("Socket '%s' passed by systemd matches no app, ignoring.", m->activated[i].name);
+
+        m->state = MANAGER_RUNNING;
+        runtime_bus_emit_state_changed(m);
+        notify_status(m, "READY=1\n");
+        log_info("mooringd %s ready: %zu apps, %zu components, API socket %s.", PACKAGE_VERSION, m->n_apps,
+                 m->n_components, m->api_socket_path);
+        return 0;
+}
+
+int manager_reload(Manager *m) {
+        int r;
+        if (m->state != MANAGER_RUNNING)
+                return -EBUSY;
+        m->state = MANAGER_RELOADING;
+        m->n_config_errors = 0;
+        runtime_bus_emit_state_changed(m);
+        notify_status(m, "RELOADING=1\n");
+        log_info("Reloading configuration from %s.", m->config_dir);
+
+        _cleanup_free_ char *old_sock = m->settings.api_socket ? strdup(m->settings.api_socket) : NULL;
+        r = apply_settings(m);
+        if (r >= 0 && !streq_ptr(old_sock, m->settings.api_socket))
+                log_warning("ApiSocket= changed; it takes effect at the next start.");
+        if (r >= 0)
+                r = reload_apps(m);
+        if (r >= 0)
+                r = reload_components(m);
+
+        m->state = MANAGER_RUNNING;
+        runtime_bus_emit_state_changed(m);
+        notify_status(m, "READY=1\n");
+        log_info("Reload done: %zu apps, %zu components, %u configuration errors.", m->n_apps, m->n_components,
+                 m->n_config_errors);
+        return r;
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        log_warning("Drain timeout: %u requests still in flight, closing them.",
+                    http_server_requests_in_flight(m->http));
+        return sd_event_exit(m->event, 0);
+}
+
+void manager_on_http_drained(Manager *m) {
+        if (m->state == MANAGER_STOPPING) {
+                log_info("All requests done, stopping.");
+                (void) sd_event_exit(m->event, 0);
+        }
+}
+
+void manager_stop(Manager *m) {
+        if (m->state == MANAGER_STOPPING)
+                return;
+        m->state = MANAGER_STOPPING;
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping: draining requests...");
+        runtime_bus_emit_state_changed(m);
+        if (!m->http) {
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        http_server_start_drain(m->http);
+        unsigned n = http_server_requests_in_flight(m->http);
+        if (n == 0) {
+                log_info("Stopping, no requests in flight.");
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        log_info("Stopping, draining %u requests for at most %llus.", n,
+                 (unsigned long long) (m->settings.drain_usec / 1000000));
+        if (sd_event_add_time_relative(m->event, &m->drain_timer, CLOCK_MONOTONIC, m->settings.drain_usec, 0,
+                                       on_drain_timeout, m) < 0)
+                (void) sd_event_exit(m->event, 0);
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Manager owns everything the daemon runs: the sd-event loop, settings,
+ * the app registry, the component set, the HTTP and D-Bus front-ends and the
+ * outgoing HTTP client. It starts them, reloads configuration by diffing old
+ * against new (unchanged apps keep their listeners and never drop a request),
+ * and stops with a bounded drain.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "core/conferr.h"
+#include "core/settings.h"
+#include "forward.h"
+
+typedef enum ManagerState {
+        MANAGER_STARTING,
+        MANAGER_RUNNING,
+        MANAGER_RELOADING,
+        MANAGER_STOPPING,
+        _MANAGER_STATE_MAX,
+} ManagerState;
+
+typedef enum BusMode {
+        BUS_MODE_SYSTEM,
+        BUS_MODE_SESSION,
+        BUS_MODE_NONE,
+        _BUS_MODE_MAX,
+        _BUS_MODE_INVALID = -EINVAL,
+} BusMode;
+
+typedef struct ActivatedFd {
+        int fd;
+        char *name;
+} ActivatedFd;
+
+struct Manager {
+        sd_event *event;
+        char *config_dir;
+        char *state_dir;
+        char *runtime_dir;
+        BusMode bus_mode;
+        int cli_log_level;          /* -1: take the config file's */
+        Settings settings;
+        ManagerState state;
+
+        App **apps;                 /* sorted by id */
+        size_t n_apps;
+        Component **components;     /* in load order */
+        size_t n_components;
+        json_t *extended;           /* PUT /v1.0/metadata from unidentified callers */
+
+        HttpServer *http;
+        HttpListener *api_listener;
+        char *api_socket_path;
+        HttpClient *http_client;
+        sd_bus *bus;
+
+        ActivatedFd *activated;     /* sockets passed by systemd and not yet claimed */
+        size_t n_activated;
+
+        sd_event_source *drain_timer;
+        uint64_t start_usec;
+        unsigned n_config_errors;   /* of the last load */
+};
+
+Manager *manager_new(void);
+Manager *manager_free(Manager *m);
+DEFINE_CLEANUP_FUNC(Manager, manager_free);
+
+/* Brings every listener and component up, then tells systemd READY=1. */
+int manager_start(Manager *m);
+/* Re-reads settings, apps and components; keeps what did not change. */
+int manager_reload(Manager *m);
+/* Starts the bounded drain; the loop exits when it ends. */
+void manager_stop(Manager *m);
+
+/* Adds an app given over D-Bus. Errors say what was wrong in e. */
+int manager_register_app(Manager *m, AppConfig *config_take, ConfError *e);
+int manager_unregister_app(Manager *m, const char *id);
+
+App *manager_find_app(Manager *m, const char *id);
+bool manager_is_ready(const Manager *m);
+uint64_t manager_max_body(const Manager *m);
+uint64_t manager_uptime_sec(const Manager *m);
+
+/* Callbacks from the front-ends and the app channel. */
+void manager_on_http_drained(Manager *m);
+void manager_on_app_health_changed(Manager *m, App *a);
+
+const char *manager_state_to_string(ManagerState s);
+const char *manager_bus_mode_to_string(BusMode b);
+BusMode manager_bus_mode_from_string(const char *s);

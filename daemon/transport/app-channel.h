@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The app channel: how mooringd reaches an app (its AppAddress: a loopback
+ * TCP port or a Unix socket), over the shared HttpClient so connections are
+ * kept alive and reused. It also probes the app's health on a timer and
+ * reports transitions to the Manager.
+ */
+#pragma once
+
+#include <curl/curl.h>
+
+#include "../forward.h"
+
+#define APP_PROBE_TIMEOUT_MS 500L
+#define APP_PROBE_THRESHOLD 3
+
+/*
+ * A curl easy handle aimed at path (with query) on the app, or NULL if the
+ * app has no address or on OOM. The caller sets method, headers and body.
+ */
+CURL *app_channel_new_easy(const App *a, const char *path);
+
+/* Starts periodic probing (first probe right away). No-op for apps without an address. */
+int app_channel_probe_start(Manager *m, App *a);
+void app_channel_probe_stop(App *a);

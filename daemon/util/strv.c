@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * String vectors and value parsers shared by the config loaders. Nothing here
+ * logs or allocates beyond what it returns.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strv.h"
+
+char **strv_free(char **l) {
+        if (!l)
+                return NULL;
+        for (char **i = l; *i; i++)
+                free(*i);
+        free(l);
+        return NULL;
+}
+
+size_t strv_length(char *const *l) {
+        size_t n = 0;
+        for (; l && l[n]; n++)
+                ;
+        return n;
+}
+
+bool strv_contains(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+int strv_extend(char ***l, const char *s) {
+        size_t n = strv_length(*l);
+        char *c = strdup(s);
+        if (!c)
+                return -ENOMEM;
+        char **nl = realloc(*l, sizeof(char *) * (n + 2));
+        if (!nl) {
+                free(c);
+                return -ENOMEM;
+        }
+        nl[n] = c;
+        nl[n + 1] = NULL;
+        *l = nl;
+        return 0;
+}
+
+int strv_copy(char *const *l, char ***ret) {
+        _cleanup_strv_free_ char **c = NULL;
+        if (!l) {
+                *ret = NULL;
+                return 0;
+        }
+        c = calloc(strv_length(l) + 1, sizeof(char *));
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; l[i]; i++) {
+                c[i] = strdup(l[i]);
+                if (!c[i])
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+bool strv_equal(char *const *a, char *const *b) {
+        size_t na = strv_length(a), nb = strv_length(b);
+        if (na != nb)
+                return false;
+        for (size_t i = 0; i < na; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+char *strstrip(char *s) {
+        char *e;
+        while (isspace((unsigned char) *s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char) e[-1]))
+                e--;
+        *e = 0;
+        return s;
+}
+
+bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+const char *startswith_ptr(const char *s, const char *prefix) {
+        size_t n = strlen(prefix);
+        return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+bool endswith(const char *s, const char *suffix) {
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+int parse_boolean(const char *s) {
+        static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
+        static const char *const no[] = { "0", "no", "n", "false", "f", "off" };
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (strcasecmp(s, yes[i]) == 0)
+                        return 1;
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (strcasecmp(s, no[i]) == 0)
+                        return 0;
+        return -EINVAL;
+}
+
+/* Parses a leading unsigned decimal; rejects signs, overflow, empty input. */
+static int parse_u64_prefix(const char *s, uint64_t *ret, const char **ret_end) {
+        uint64_t v = 0;
+        const char *p = s;
+        if (!isdigit((unsigned char) *p))
+                return -EINVAL;
+        for (; isdigit((unsigned char) *p); p++) {
+                unsigned d = (unsigned) (*p - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        *ret_end = p;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                uint64_t factor;
+        } table[] = {
+                { "", 1 },
+                { "B", 1 },
+                { "K", 1024ULL },
+                { "KiB", 1024ULL },
+                { "M", 1024ULL * 1024 },
+                { "MiB", 1024ULL * 1024 },
+                { "G", 1024ULL * 1024 * 1024 },
+                { "GiB", 1024ULL * 1024 * 1024 },
+        };
+        uint64_t v;
+        const char *e;
+        int r = parse_u64_prefix(s, &v, &e);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(e, table[i].suffix)) {
+                        if (v > UINT64_MAX / table[i].factor)
+                                return -ERANGE;
+                        *ret = v * table[i].factor;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int parse_duration_usec(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *unit;
+                uint64_t usec;
+        } units[] = {
+                /* longest first so "ms" wins over "m" */
+                { "ms", 1000ULL },
+                { "us", 1ULL },
+                { "h", 3600ULL * 1000000 },
+                { "m", 60ULL * 1000000 },
+                { "s", 1000000ULL },
+        };
+        uint64_t total = 0;
+        const char *p = s;
+        bool any = false;
+
+        if (!*s)
+                return -EINVAL;
+        while (*p) {
+                uint64_t v;
+                const char *e;
+                size_t i;
+                int r = parse_u64_prefix(p, &v, &e);
+                if (r < 0)
+                        return r;
+                if (!*e && !any) {
+                        /* a bare number is seconds */
+                        if (v > UINT64_MAX / 1000000)
+                                return -ERANGE;
+                        *ret = v * 1000000;
+                        return 0;
+                }
+                for (i = 0; i < ELEMENTSOF(units); i++)
+                        if (strneq(e, units[i].unit, strlen(units[i].unit)))
+                                break;
+                if (i >= ELEMENTSOF(units))
+                        return -EINVAL;
+                if (v > (UINT64_MAX - total) / units[i].usec)
+                        return -ERANGE;
+                total += v * units[i].usec;
+                p = e + strlen(units[i].unit);
+                any = true;
+        }
+        *ret = total;
+        return 0;
+}
+
+int parse_port(const char *s, uint16_t *ret) {
+        uint64_t v;
+        const char *e;
+        int r = parse_u64_prefix(s, &v, &e);
+        if (r < 0)
+                return r;
+        if (*e || v == 0 || v > 65535)
+                return -ERANGE;
+        *ret = (uint16_t) v;
+        return 0;
+}
+
+bool name_is_valid(const char *s) {
+        size_t n = 0;
+        if (!s || !isalnum((unsigned char) s[0]))
+                return false;
+        for (; s[n]; n++) {
+                unsigned char c = (unsigned char) s[n];
+                if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+                        return false;
+                if (n >= 63)
+                        return false;
+        }
+        return true;
+}
