@@ -58,6 +58,7 @@ struct HttpRequest {
         size_t body_len, body_cap;
         bool too_large;
         bool started;               /* handler ran */
+        bool counted;               /* included in n_requests */
         bool suspended;
         struct MHD_Response *response; /* reply waiting to be queued */
         unsigned status;
@@ -114,6 +115,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
         (void) vsnprintf(buf, sizeof buf, fmt, ap);
         buf[strcspn(buf, "\n")] = 0;
+        /* MHD tries TCP socket options on Unix sockets too; those failures mean nothing. */
+        if (strstr(buf, "TCP_NODELAY") || strstr(buf, "TCP_CORK") || strstr(buf, "push the data"))
+                return;
         log_debug("libmicrohttpd: %s", buf);
 }
 
@@ -150,7 +154,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!r)
                 return;
         *con_cls = NULL;
-        if (r->started) {
+        if (r->counted) {
                 s->n_requests--;
                 if (s->draining && s->n_requests == 0)
                         manager_on_http_drained(s->manager);
@@ -225,6 +229,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 *r = (HttpRequest){ .server = s, .conn = conn, .caller = ci->socket_context,
                                     .method = method, .url = url };
                 *con_cls = r;
+                /* In flight from its headers on: a drain lets a body still arriving finish. */
+                r->counted = true;
+                s->n_requests++;
 
                 const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                              MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -245,7 +252,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (r->suspended || r->started)
                 return MHD_YES;
 
-        if (*upload_data_size > 0 && !r->too_large) {
+        if (*upload_data_size > 0 && r->too_large) {
+                /* MHD cannot answer in the middle of a body: swallow the rest (nothing is
+                 * stored), then answer 413. */
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
                 size_t n = *upload_data_size;
                 if (r->body_len + n > manager_max_body(s->manager)) {
                         r->too_large = true;
@@ -268,13 +281,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                         r->body[r->body_len] = 0;
                 }
                 *upload_data_size = 0;
-                if (!r->too_large)
-                        return MHD_YES;
+                return MHD_YES;
         }
-        *upload_data_size = 0;
 
         r->started = true;
-        s->n_requests++;
         (void) dispatch(r);
         if (r->response)
                 return send_queued(r) < 0 ? MHD_NO : MHD_YES;

@@ -38,7 +38,7 @@ typedef struct Caller {
 
 HttpServer *http_server_new(Manager *m, sd_event *e);
 HttpServer *http_server_free(HttpServer *s);
-/* Requests whose handler has started and not yet completed. */
+/* Requests whose headers have arrived and whose response is not yet sent. */
 unsigned http_server_requests_in_flight(const HttpServer *s);
 /* Stop accepting and close idle keep-alive connections after their request. */
 void http_server_start_drain(HttpServer *s);
