@@ -2,6 +2,7 @@
 /* See app-config.h. */
 #include <errno.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,16 +173,16 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
 
 typedef struct {
         AppConfig *c;
-        const char *field;
+        char field[64]; /* last key, for the error (the parser's buffer is gone by then) */
 } ParseState;
 
 static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
                   char **reterr_msg) {
         ParseState *p = ud;
-        p->field = NULL;
+        p->field[0] = 0;
         if (!streq(section, "App"))
                 return err(reterr_msg, "unknown section, expected [App]");
-        p->field = key;
+        snprintf(p->field, sizeof p->field, "%s", key);
         return app_config_set(p->c, key, value, reterr_msg);
 }
 
@@ -209,7 +210,7 @@ int app_config_parse(const char *id, const char *file, const char *text, size_t 
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return conf_error_set(e, file, line, p.field, "%s", msg ?: "invalid");
+                return conf_error_set(e, file, line, p.field[0] ? p.field : NULL, "%s", msg ?: "invalid");
         *ret = TAKE_PTR(c);
         return 0;
 }

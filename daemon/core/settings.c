@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See settings.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +26,7 @@ void settings_done(Settings *s) {
 
 typedef struct {
         Settings *s;
-        const char *field; /* last key, for the error */
+        char field[64]; /* last key, for the error (the parser's buffer is gone by then) */
 } ParseState;
 
 static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
@@ -34,12 +35,12 @@ static int assign(const char *section, const char *key, const char *value, unsig
         Settings *s = p->s;
         int r;
 
-        p->field = NULL;
+        p->field[0] = 0;
         if (!streq(section, "Daemon")) {
                 *reterr_msg = strdup("unknown section, expected [Daemon]");
                 return -EINVAL;
         }
-        p->field = key;
+        snprintf(p->field, sizeof p->field, "%s", key);
         if (streq(key, "ApiSocket")) {
                 if (!*value || strlen(value) >= 100) {
                         *reterr_msg = strdup("socket path empty or longer than 99 bytes");
@@ -89,7 +90,7 @@ int settings_parse(Settings *s, const char *file, const char *text, size_t len, 
                 settings_done(&n);
                 if (r == -ENOMEM)
                         return r;
-                return conf_error_set(err, file, line, p.field, "%s", msg ?: "invalid");
+                return conf_error_set(err, file, line, p.field[0] ? p.field : NULL, "%s", msg ?: "invalid");
         }
         settings_done(s);
         *s = n;

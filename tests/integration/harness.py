@@ -301,6 +301,8 @@ class Daemon:
             if self.dbus:
                 self.dbus.stop()
             self.notify.close()
+            if getattr(self, "stderr", None):
+                self.stderr.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- helpers --

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""systemd integration: socket activation, sd_notify, watchdog, reload without
+dropped requests, graceful stop with a bounded drain."""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+from harness import DaemonTestCase, UnixHTTPConnection, free_port, main, request, wait_for
+
+APP = "[App]\nAppAddress=http://127.0.0.1:1\n"
+
+
+class LifecycleTest(DaemonTestCase):
+    def test_ready_status_and_activated_sockets(self):
+        port = free_port()
+        tmp_note = {}
+        d = self.daemon(start=False, apps={"orders": APP + f"HttpPort={port}\n", "web": APP},
+                        activate=[("app-orders", "PLACEHOLDER"), ("app-orders", f"127.0.0.1:{port}")])
+        # the per-app Unix socket is created by socket activation, not by the daemon
+        d.activate[0] = ("app-orders", d.app_socket("orders"))
+        d.start()
+        status = [m for m in d.notify.messages if m.startswith("STATUS=")]
+        self.assertTrue(any("running: 2 apps, 0 components" in s for s in status), status)
+        self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("orders")).json()["id"], "orders")
+        self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("web")).json()["id"], "web")
+        r = d.get("/v1.0/metadata", target=("127.0.0.1", port))
+        self.assertEqual(r.json()["id"], "orders")
+        self.assertIn("Received 3 socket(s) from systemd", d.log())
+        tmp_note["ok"] = True
+        self.assertEqual(d.stop(), 0)
+        # sockets systemd owns stay; the one the daemon bound itself is removed
+        self.assertTrue(os.path.exists(d.app_socket("orders")))
+        self.assertFalse(os.path.exists(d.app_socket("web")))
+
+    def test_without_socket_activation(self):
+        d = self.daemon(apps={"web": APP}, use_socket_activation=False)
+        self.assertEqual(d.get("/v1.0/healthz").status, 204)
+        self.assertEqual(d.get("/v1.0/healthz", target=d.app_socket("web")).status, 204)
+        self.assertEqual(d.stop(), 0)
+        self.assertFalse(os.path.exists(d.api))
+
+    def test_watchdog(self):
+        d = self.daemon(env={"WATCHDOG_USEC": "200000"})
+        d.notify.wait("WATCHDOG=1", timeout=10)
+
+    def test_reload_adds_removes_and_keeps(self):
+        d = self.daemon(apps={"keep": APP, "gone": APP, "change": APP})
+        stop = threading.Event()
+        failures, count = [], [0]
+
+        def hammer():
+            # Keep-alive requests on the unchanged app all through the reloads, plus new connections.
+            conn = UnixHTTPConnection(d.app_socket("keep"))
+            while not stop.is_set():
+                try:
+                    r = request(None, "GET", "/v1.0/metadata", conn=conn)
+                    if r.status != 200 or r.json()["id"] != "keep":
+                        failures.append(r)
+                    r = request(d.app_socket("keep"), "GET", "/v1.0/healthz")
+                    if r.status != 204:
+                        failures.append(r)
+                    count[0] += 1
+                except Exception as e:  # noqa: BLE001
+                    failures.append(e)
+                    return
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        try:
+            d.remove_app("gone")
+            d.write_app("new", APP)
+            d.write_app("change", "[App]\nAppAddress=http://127.0.0.1:2\n")
+            n = len(d.notify.messages)
+            d.signal(signal.SIGHUP)
+            i = d.notify.wait("RELOADING=1", after=n)
+            d.notify.wait("READY=1", after=i)
+            for _ in range(5):  # a few more reloads with nothing changed
+                n = len(d.notify.messages)
+                d.signal(signal.SIGHUP)
+                d.notify.wait("READY=1", after=d.notify.wait("RELOADING=1", after=n))
+            time.sleep(0.2)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(count[0], 10)
+        apps = {a["id"]: a for a in d.get("/mooring/v1/apps").json()}
+        self.assertEqual(sorted(apps), ["change", "keep", "new"])
+        self.assertEqual(apps["change"]["appAddress"], "http://127.0.0.1:2")
+        self.assertFalse(os.path.exists(d.app_socket("gone")))
+        self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("new")).json()["id"], "new")
+        self.assertIn("App removed.", d.log())
+
+    def test_reload_with_a_bad_file_keeps_the_rest(self):
+        d = self.daemon(apps={"a": APP})
+        d.write_app("b", "[App]\nAppAddress=nonsense\n")
+        d.write_app("c", APP)
+        n = len(d.notify.messages)
+        d.signal(signal.SIGHUP)
+        d.notify.wait("READY=1", after=n)
+        ids = [a["id"] for a in d.get("/mooring/v1/apps").json()]
+        self.assertEqual(ids, ["a", "c"])
+        self.assertIn("b.conf:2: field 'AppAddress': expected http://host:port", d.log())
+
+    def test_stop_drains_a_request_in_flight(self):
+        d = self.daemon(apps={"web": APP})
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(d.app_socket("web"))
+        s.sendall(b"PUT /v1.0/metadata/k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+        time.sleep(0.3)  # let the daemon read the headers
+        n = len(d.notify.messages)
+        d.signal(signal.SIGTERM)
+        d.notify.wait("STOPPING=1", after=n)
+        time.sleep(0.3)
+        self.assertIsNone(d.proc.poll(), "stopped before the request in flight finished")
+        # new connections are no longer served (they wait in the backlog: with socket
+        # activation, systemd's copy of the socket keeps them for the next start)
+        c2 = UnixHTTPConnection(d.app_socket("web"), timeout=0.5)
+        with self.assertRaises(OSError):
+            request(None, "GET", "/v1.0/healthz", conn=c2)
+        c2.close()
+        s.sendall(b"56789")
+        resp = s.recv(4096)
+        self.assertTrue(resp.startswith(b"HTTP/1.1 204"), resp)
+        self.assertIn(b"Connection: close", resp)
+        s.close()
+        wait_for(lambda: d.proc.poll() is not None, what="exit after the drain")
+        self.assertEqual(d.proc.returncode, 0)
+
+    def test_drain_is_bounded(self):
+        d = self.daemon(apps={"web": APP}, conf="[Daemon]\nDrainTimeoutSec=1\n")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(d.app_socket("web"))
+        s.sendall(b"PUT /v1.0/metadata/k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        wait_for(lambda: d.proc.poll() is not None, timeout=15, what="exit after the drain timeout")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertEqual(d.proc.returncode, 0)
+        self.assertIn("Drain timeout: 1 requests still in flight", d.log())
+        s.close()
+
+
+if __name__ == "__main__":
+    main()
