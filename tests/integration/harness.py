@@ -229,8 +229,9 @@ class Daemon:
 
     # -- process --
     def command(self):
+        level = [] if "--log-level" in self.args else ["--log-level", "debug"]
         cmd = [MOORINGD, "--config-dir", self.config, "--state-dir", self.state, "--runtime-dir", self.runtime,
-               "--bus=session" if self.dbus else "--bus=none", "--log-level", "debug"] + self.args
+               "--bus=session" if self.dbus else "--bus=none"] + level + self.args
         if not self.use_socket_activation:
             return cmd
         sa = ["systemd-socket-activate", "-l", self.api]
