@@ -177,6 +177,7 @@ class DBusDaemon:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        self.proc.stdout.close()
 
 
 class Daemon:
@@ -317,6 +318,8 @@ class Daemon:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed: {p.stderr}")
+        if "setpriv:" in p.stderr:
+            raise AssertionError(p.stderr)
         return p
 
     def call(self, method, signature="", *args, user=None, check=True):

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""D-Bus front-end on a private dbus-daemon: introspection matches the documented
+XML, properties, RegisterApp/UnregisterApp/GetApp/Reload, errors, and the polkit
+path for callers that are neither root nor the daemon's user."""
+
+import json
+import os
+import pwd
+import xml.etree.ElementTree as ET
+
+from harness import DBUS_XML, DaemonTestCase, free_port, main, require, wait_for
+
+IFACE = "org.mooring.Runtime1"
+
+
+def interface_shape(xml_text):
+    """Members of org.mooring.Runtime1 with types, arg names and directions (docs ignored)."""
+    root = ET.fromstring(xml_text)
+    for iface in root.findall("interface"):
+        if iface.get("name") != IFACE:
+            continue
+        shape = {}
+        for m in iface.findall("method"):
+            shape["method " + m.get("name")] = [(a.get("type"), a.get("name"), a.get("direction", "in"))
+                                                for a in m.findall("arg")]
+        for p in iface.findall("property"):
+            shape["property " + p.get("name")] = (p.get("type"), p.get("access"))
+        for s in iface.findall("signal"):
+            shape["signal " + s.get("name")] = [(a.get("type"), a.get("name")) for a in s.findall("arg")]
+        return shape
+    raise AssertionError(f"no interface {IFACE}")
+
+
+class DBusTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        require("dbus-daemon", "busctl")
+        self.d = self.daemon(bus=True, apps={"fromfile": "[App]\nAppAddress=http://127.0.0.1:1\n"})
+
+    def test_introspection_matches_documented_xml(self):
+        p = self.d.busctl("call", "org.mooring.Runtime1", "/org/mooring/Runtime1",
+                          "org.freedesktop.DBus.Introspectable", "Introspect", "--json=short")
+        live = json.loads(p.stdout)["data"][0]
+        with open(DBUS_XML) as f:
+            documented = f.read()
+        self.assertEqual(interface_shape(live), interface_shape(documented))
+
+    def test_properties(self):
+        d = self.d
+        self.assertEqual(d.prop("Version"), open_version())
+        self.assertEqual(d.prop("State"), "running")
+        apps = d.prop("Apps")
+        self.assertEqual([a[0] for a in apps], ["fromfile"])
+        self.assertEqual(apps[0][1], "http://127.0.0.1:1")
+        self.assertEqual(apps[0][2], d.app_socket("fromfile"))
+        self.assertEqual(d.prop("Components"), [])
+
+    def test_register_get_unregister(self):
+        d = self.d
+        port = free_port()
+        d.call("RegisterApp", "sa{sv}", "web", 4, "AppAddress", "s", "unix:/tmp/web.sock", "HttpPort", "q", port,
+               "ApiToken", "s", "tok", "Exec", "s", "/bin/true --flag")
+        sock = d.app_socket("web")
+        self.assertEqual(d.get("/v1.0/metadata", target=sock).json()["id"], "web")
+        self.assertEqual(d.get("/v1.0/metadata", target=("127.0.0.1", port),
+                               headers={"dapr-api-token": "tok"}).json()["id"], "web")
+        self.assertEqual([a[0] for a in d.prop("Apps")], ["fromfile", "web"])
+
+        info = json.loads(d.call("GetApp", "s", "web").stdout)["data"][0]
+        self.assertEqual(info["AppId"]["data"], "web")
+        self.assertEqual(info["HttpSocket"]["data"], sock)
+        self.assertEqual(info["HttpPort"]["data"], port)
+        self.assertEqual(info["Exec"]["data"], "/bin/true --flag")
+        self.assertEqual(info["ApiToken"]["data"], "tok")  # we are root
+
+        p = d.call("RegisterApp", "sa{sv}", "web", 0, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("an app with id 'web' is already registered", p.stderr)
+
+        d.call("UnregisterApp", "s", "web")
+        self.assertFalse(os.path.exists(sock))
+        self.assertEqual([a[0] for a in d.prop("Apps")], ["fromfile"])
+        p = d.call("GetApp", "s", "web", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("No app 'web' is registered", p.stderr)
+        p = d.call("UnregisterApp", "s", "fromfile", check=False)
+        self.assertIn("remove the file and reload", p.stderr)
+
+    def test_invalid_arguments(self):
+        d = self.d
+        cases = [
+            (["bad id", 0], "Invalid app id"),
+            (["x", 1, "HttpPort", "q", 0], "Setting 'HttpPort'"),
+            (["x", 1, "AppAddress", "s", "ftp://nope"], "Setting 'AppAddress'"),
+            (["x", 1, "Colour", "s", "blue"], "Setting 'Colour': unknown key"),
+            (["x", 1, "Exec", "b", "true"], "expected a string or number"),
+        ]
+        for args, message in cases:
+            p = d.call("RegisterApp", "sa{sv}", *args, check=False)
+            self.assertNotEqual(p.returncode, 0, args)
+            self.assertIn(message, p.stderr, args)
+        self.assertEqual([a[0] for a in d.prop("Apps")], ["fromfile"])
+
+    def test_reload_over_dbus(self):
+        d = self.d
+        d.write_app("later", "[App]\n")
+        d.call("Reload")
+        self.assertEqual([a[0] for a in d.prop("Apps")], ["fromfile", "later"])
+        self.assertTrue(os.path.exists(d.app_socket("later")))
+
+    def test_unprivileged_callers_go_through_polkit(self):
+        d = self.d
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user nobody")
+        # No polkit on this bus: privileged calls are refused, with a clear error.
+        for method, sig, args in (("Reload", "", []), ("RegisterApp", "sa{sv}", ["evil", 0]),
+                                  ("UnregisterApp", "s", ["fromfile"])):
+            p = d.call(method, sig, *args, user=65534, check=False)
+            self.assertNotEqual(p.returncode, 0, method)
+            self.assertIn("Not authorized", p.stderr, method)
+        self.assertEqual([a[0] for a in d.prop("Apps")], ["fromfile"])
+        # Reads are open to everyone, but tokens are not.
+        d.call("RegisterApp", "sa{sv}", "tok", 1, "ApiToken", "s", "hidden")
+        p = d.call("GetApp", "s", "tok", user=65534)
+        info = json.loads(p.stdout)["data"][0]
+        self.assertEqual(info["AppId"]["data"], "tok")
+        self.assertNotIn("ApiToken", info)
+        self.assertNotIn("hidden", p.stdout)
+        p = d.busctl("get-property", "org.mooring.Runtime1", "/org/mooring/Runtime1", IFACE, "State", user=65534)
+        self.assertIn("running", p.stdout)
+
+    def test_name_released_on_stop(self):
+        d = self.d
+        self.assertEqual(d.stop(), 0)
+        p = d.busctl("status", "org.mooring.Runtime1", check=False)
+        self.assertNotEqual(p.returncode, 0)
+
+
+def open_version():
+    import subprocess
+    from harness import MOORINGD
+    return subprocess.run([MOORINGD, "--version"], capture_output=True, text=True).stdout.split()[1]
+
+
+if __name__ == "__main__":
+    main()
