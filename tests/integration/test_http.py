@@ -3,6 +3,7 @@
 """HTTP front-end: health, metadata, errors, body limit, API token, identity by listener."""
 
 import json
+import os
 import socket
 import threading
 
@@ -204,6 +205,46 @@ class HttpTest(DaemonTestCase):
             s.close()
         self.assertEqual(d.get("/v1.0/healthz", target=d.app_socket("billing")).status, 204)
         d.assert_running()
+
+
+def unit_cgroup_root():
+    """Where a process can be put into a cgroup named like a systemd unit, so that
+    sd_pid_get_unit() reports that unit (cgroup2, alone or in hybrid mode)."""
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.exists(os.path.join(root, "cgroup.controllers")):
+            return root
+    return None
+
+
+class SharedSocketIdentityTest(DaemonTestCase):
+    """A process in mooring-app@<id>.service is that app on the shared socket."""
+
+    def test_caller_unit_decides_the_app(self):
+        import subprocess
+        import sys
+        root = unit_cgroup_root()
+        if os.geteuid() != 0 or not root:
+            self.skipTest("needs root and a cgroup2 hierarchy to put a caller into a unit's cgroup")
+        d = self.daemon(apps={"billing": "[App]\n", "orders": "[App]\n"})
+        cg = os.path.join(root, "mooring-app@billing.service")
+        os.makedirs(cg, exist_ok=True)
+        self.addCleanup(lambda: os.path.isdir(cg) and os.rmdir(cg))
+        client = ("import http.client, socket, sys\n"
+                  "c = http.client.HTTPConnection('localhost')\n"
+                  "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); c.sock = s\n"
+                  "c.request('GET', '/v1.0/metadata'); print(c.getresponse().read().decode())\n")
+
+        def enter_cgroup():
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+        p = subprocess.run([sys.executable, "-c", client, d.api], preexec_fn=enter_cgroup,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["id"], "billing")
+        # The same client outside the unit is nobody in particular.
+        p = subprocess.run([sys.executable, "-c", client, d.api], capture_output=True, text=True, timeout=30)
+        self.assertEqual(json.loads(p.stdout)["id"], "")
 
 
 if __name__ == "__main__":
