@@ -85,7 +85,7 @@ static int parse_address(AppConfig *c, const char *v, char **reterr_msg) {
                 const char *colon, *end;
                 if (*p == '[') { /* [::1]:3000 */
                         end = strchr(p, ']');
-                        if (!end || end[1] != ':')
+                        if (!end || end == p + 1 || end[1] != ':')
                                 return err(reterr_msg, "expected http://[ipv6]:port");
                         host = strndup(p + 1, (size_t) (end - p - 1));
                         colon = end + 1;

@@ -338,7 +338,7 @@ static int parse_component(Walk *w, yaml_node_t *root, Component **ret) {
                         yaml_node_t *sn = node(w, *it);
                         const char *id = scalar(sn);
                         if (!id || !name_is_valid(id))
-                                return fail(w, sn, "scopes", "invalid app id '%s' in scopes", id);
+                                return fail(w, sn, "scopes", "invalid app id '%s' in scopes", id ?: "(not a string)");
                         if (strv_extend(&c->scopes, id) < 0)
                                 return -ENOMEM;
                 }
@@ -377,7 +377,9 @@ int component_parse(const char *file, const char *text, size_t len, ComponentFou
                 }
 
                 const char *kind = scalar(map_get(&w, root, "kind"));
-                if (root->type != YAML_MAPPING_NODE)
+                if (root->type == YAML_SCALAR_NODE && !*scalar(root))
+                        ; /* an empty document, e.g. after a trailing "---": nothing to load */
+                else if (root->type != YAML_MAPPING_NODE)
                         conf_error_set(&e, file, node_line(root), NULL, "expected a mapping document");
                 else if (!kind)
                         conf_error_set(&e, file, node_line(root), "kind", "required field is missing");
