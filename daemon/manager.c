@@ -90,9 +90,10 @@ Manager *manager_free(Manager *m) {
                 component_unref(m->components[i]);
         free(m->components);
         runtime_bus_done(m);
+        /* Outgoing requests first: their callbacks may still answer suspended HTTP requests. */
+        m->http_client = http_client_free(m->http_client);
         m->api_listener = http_listener_free(m->api_listener);
         m->http = http_server_free(m->http);
-        m->http_client = http_client_free(m->http_client);
         for (size_t i = 0; i < m->n_activated; i++) {
                 safe_close(m->activated[i].fd);
                 free(m->activated[i].name);

@@ -11,6 +11,7 @@
 #include "../core/app.h"
 #include "../core/component.h"
 #include "../manager.h"
+#include "../transport/app-channel.h"
 #include "router.h"
 #include "server.h"
 
@@ -150,6 +151,32 @@ static int get_components(HttpRequest *r, const RouteMatch *m) {
         return http_reply_json(r, 200, a);
 }
 
+static void probe_answer(App *a, bool healthy, long status, const char *error, void *userdata) {
+        HttpRequest *r = userdata;
+        (void) http_reply_json(r, 200,
+                               json_pack("{s:s, s:b, s:s, s:i, s:s*}", "id", a->config->id, "ok", healthy, "health",
+                                         app_health_to_string(a->health), "status", (int) status, "error", error));
+}
+
+/* Probes the app now through the app channel and answers when the probe is done:
+ * the request is suspended meanwhile, the loop keeps serving everyone else. */
+static int post_app_probe(HttpRequest *r, const RouteMatch *m) {
+        Manager *mg = http_request_manager(r);
+        App *a = manager_find_app(mg, m->params[0]);
+        int k;
+
+        if (!a)
+                return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "no app '%s' is registered", m->params[0]);
+        k = app_channel_probe_now(mg, a, probe_answer, r);
+        if (k == -EADDRNOTAVAIL)
+                return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "app '%s' has no AppAddress to probe",
+                                        a->config->id);
+        if (k < 0)
+                return k;
+        http_request_suspend(r);
+        return 0;
+}
+
 const Route http_routes[] = {
         { "GET", "/v1.0/healthz", ROUTE_NO_TOKEN, get_healthz },
         { "GET", "/v1.0/healthz/outbound", ROUTE_NO_TOKEN, get_healthz_outbound },
@@ -158,5 +185,6 @@ const Route http_routes[] = {
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },
+        { "POST", "/mooring/v1/apps/{id}/probe", ROUTE_ADMIN, post_app_probe },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);

@@ -32,8 +32,10 @@ struct HttpServer {
         struct MHD_Daemon *mhd;
         sd_event_source *mhd_io;
         sd_event_source *mhd_timer;
+        sd_event_source *mhd_kick;  /* runs MHD once after a resume */
         Caller *pending;            /* Caller for the connection being added */
         HttpListener *listeners;    /* list, for drain */
+        HttpRequest *suspended;     /* list of requests waiting for an answer */
         unsigned n_requests;
         bool draining;
 };
@@ -62,6 +64,7 @@ struct HttpRequest {
         bool suspended;
         struct MHD_Response *response; /* reply waiting to be queued */
         unsigned status;
+        HttpRequest *susp_next, *susp_prev;
 };
 
 static void mhd_schedule(HttpServer *s);
@@ -111,7 +114,7 @@ static Caller *caller_new(const HttpListener *l, int fd) {
 
 /* ---- MHD glue ---- */
 
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
+_printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
         (void) vsnprintf(buf, sizeof buf, fmt, ap);
         buf[strcspn(buf, "\n")] = 0;
@@ -298,6 +301,22 @@ static int on_mhd_io(sd_event_source *src, int fd, uint32_t revents, void *userd
         return 0;
 }
 
+static int on_mhd_kick(sd_event_source *src, void *userdata) {
+        HttpServer *s = userdata;
+        MHD_UNSIGNED_LONG_LONG ms;
+
+        /* A resumed connection needs more than one pass: one to move it back and send the
+         * reply, one to finish the request and put the socket back into MHD's epoll set.
+         * Run while MHD says there is work due now, a bounded number of times. */
+        for (unsigned i = 0; i < 8; i++) {
+                (void) MHD_run(s->mhd);
+                if (MHD_get_timeout(s->mhd, &ms) != MHD_YES || ms > 0)
+                        break;
+        }
+        mhd_schedule(s);
+        return 0;
+}
+
 static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         HttpServer *s = userdata;
         (void) MHD_run(s->mhd);
@@ -345,9 +364,11 @@ HttpServer *http_server_new(Manager *m, sd_event *e) {
         if (!info)
                 return http_server_free(s);
         if (sd_event_add_io(e, &s->mhd_io, info->epoll_fd, EPOLLIN, on_mhd_io, s) < 0 ||
-            sd_event_add_time(e, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_mhd_timer, s) < 0)
+            sd_event_add_time(e, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_mhd_timer, s) < 0 ||
+            sd_event_add_defer(e, &s->mhd_kick, on_mhd_kick, s) < 0)
                 return http_server_free(s);
         (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->mhd_kick, SD_EVENT_OFF);
         return s;
 }
 
@@ -358,6 +379,11 @@ HttpServer *http_server_free(HttpServer *s) {
                 http_listener_free(s->listeners);
         sd_event_source_disable_unref(s->mhd_io);
         sd_event_source_disable_unref(s->mhd_timer);
+        sd_event_source_disable_unref(s->mhd_kick);
+        /* MHD refuses to stop with suspended connections: whatever still waits (nothing
+         * should, the Manager ends outgoing requests first) is answered now. */
+        while (s->suspended)
+                (void) http_reply_error(s->suspended, DAPR_ERR_INTERNAL, "mooringd is stopping");
         if (s->mhd)
                 MHD_stop_daemon(s->mhd); /* closes connections: completion + close callbacks run */
         caller_free(s->pending);
@@ -502,10 +528,25 @@ const void *http_request_body(const HttpRequest *r, size_t *ret_len) {
 }
 
 void http_request_suspend(HttpRequest *r) {
+        HttpServer *s = r->server;
         if (r->suspended || r->response)
                 return;
         r->suspended = true;
+        r->susp_next = s->suspended;
+        if (r->susp_next)
+                r->susp_next->susp_prev = r;
+        s->suspended = r;
         MHD_suspend_connection(r->conn);
+}
+
+static void unlink_suspended(HttpRequest *r) {
+        if (r->susp_prev)
+                r->susp_prev->susp_next = r->susp_next;
+        else
+                r->server->suspended = r->susp_next;
+        if (r->susp_next)
+                r->susp_next->susp_prev = r->susp_prev;
+        r->susp_next = r->susp_prev = NULL;
 }
 
 int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len) {
@@ -522,7 +563,12 @@ int http_reply(HttpRequest *r, unsigned status, const char *content_type, const 
         r->status = status;
         if (r->suspended) {
                 r->suspended = false;
-                MHD_resume_connection(r->conn); /* MHD's ITC wakes the loop; on_access sends it */
+                unlink_suspended(r);
+                MHD_resume_connection(r->conn);
+                /* MHD's ITC does not reliably wake its epoll fd in external mode: run MHD
+                 * once ourselves, from the loop (not from inside whatever called us). */
+                if (r->server->mhd_kick)
+                        (void) sd_event_source_set_enabled(r->server->mhd_kick, SD_EVENT_ONESHOT);
         }
         return 0;
 }

@@ -67,18 +67,11 @@ static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void probe_done(HttpClientRequest *req, CURLcode result, long status, void *userdata) {
-        App *a = userdata;
+/* Applies one probe outcome to the app's health; reports a transition. */
+static bool probe_apply(App *a, CURLcode result, long status) {
         AppHealth before = a->health;
-        bool ok;
-
-        a->probe_request = NULL;
-        if (!a->manager) { /* removed meanwhile */
-                app_unref(a);
-                return;
-        }
-        ok = result == CURLE_OK && status > 0 &&
-             (!a->config->health_check_path || (status >= 200 && status < 300));
+        bool ok = result == CURLE_OK && status > 0 &&
+                  (!a->config->health_check_path || (status >= 200 && status < 300));
         if (ok) {
                 a->probe_failures = 0;
                 a->health = APP_HEALTH_HEALTHY;
@@ -87,9 +80,60 @@ static void probe_done(HttpClientRequest *req, CURLcode result, long status, voi
                 if (a->health == APP_HEALTH_UNKNOWN || a->probe_failures >= APP_PROBE_THRESHOLD)
                         a->health = APP_HEALTH_UNHEALTHY;
         }
-        if (a->health != before)
+        if (a->health != before && a->manager)
                 manager_on_app_health_changed(a->manager, a);
+        return ok;
+}
+
+static void probe_done(HttpClientRequest *req, CURLcode result, long status, void *userdata) {
+        App *a = userdata;
+
+        a->probe_request = NULL;
+        if (a->manager) /* not removed meanwhile */
+                (void) probe_apply(a, result, status);
         app_unref(a);
+}
+
+typedef struct ProbeNow {
+        App *app;
+        AppProbeDoneFn done;
+        void *userdata;
+} ProbeNow;
+
+static void probe_now_done(HttpClientRequest *req, CURLcode result, long status, void *userdata) {
+        ProbeNow *p = userdata;
+        App *a = p->app;
+        bool ok = a->manager ? probe_apply(a, result, status) : false;
+
+        p->done(a, ok, status, result == CURLE_OK ? NULL : curl_easy_strerror(result), p->userdata);
+        app_unref(a);
+        free(p);
+}
+
+int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdata) {
+        ProbeNow *p;
+        CURL *e;
+        int r;
+
+        if (a->config->address_kind == APP_ADDRESS_NONE)
+                return -EADDRNOTAVAIL;
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        e = app_channel_new_easy(a, a->config->health_check_path ?: "/");
+        if (!e) {
+                free(p);
+                return -ENOMEM;
+        }
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, APP_PROBE_TIMEOUT_MS);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, APP_PROBE_TIMEOUT_MS);
+        *p = (ProbeNow){ .app = app_ref(a), .done = done, .userdata = userdata };
+        r = http_client_start(m->http_client, e, probe_now_done, p, NULL);
+        if (r < 0) {
+                app_unref(a);
+                free(p);
+        }
+        return r;
 }
 
 int app_channel_probe_start(Manager *m, App *a) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <curl/curl.h>
+#include <stdbool.h>
 
 #include "../forward.h"
 
@@ -19,6 +20,14 @@
  * app has no address or on OOM. The caller sets method, headers and body.
  */
 CURL *app_channel_new_easy(const App *a, const char *path);
+
+/*
+ * Probes the app once, now, besides the periodic probes, and reports the
+ * outcome (and any health transition) through done, exactly once, later on the
+ * loop. status is the app's HTTP status or 0; error a short text or NULL.
+ */
+typedef void (*AppProbeDoneFn)(App *a, bool healthy, long status, const char *error, void *userdata);
+int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdata);
 
 /* Starts periodic probing (first probe right away). No-op for apps without an address. */
 int app_channel_probe_start(Manager *m, App *a);

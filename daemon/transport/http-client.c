@@ -146,8 +146,14 @@ HttpClient *http_client_new(sd_event *e) {
 HttpClient *http_client_free(HttpClient *c) {
         if (!c)
                 return NULL;
-        while (c->requests)
-                request_unlink_free(c->requests);
+        /* Whoever waits for an answer gets one: a request still out is aborted. */
+        while (c->requests) {
+                HttpClientRequest *r = c->requests;
+                HttpClientDoneFn done = r->done;
+                void *ud = r->userdata;
+                request_unlink_free(r);
+                done(r, CURLE_ABORTED_BY_CALLBACK, 0, ud);
+        }
         if (c->multi)
                 curl_multi_cleanup(c->multi); /* closes cached connections, calls socket_cb REMOVE */
         sd_event_source_disable_unref(c->timer);

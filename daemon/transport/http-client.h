@@ -19,7 +19,7 @@ typedef struct HttpClientRequest HttpClientRequest;
 typedef void (*HttpClientDoneFn)(HttpClientRequest *req, CURLcode result, long status, void *userdata);
 
 HttpClient *http_client_new(sd_event *e);
-/* Cancels requests still in flight (their callbacks do not run). */
+/* Requests still in flight end with CURLE_ABORTED_BY_CALLBACK: their callbacks run. */
 HttpClient *http_client_free(HttpClient *c);
 
 /*

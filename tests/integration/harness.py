@@ -259,9 +259,17 @@ class Daemon:
             # The daemon starts on the first connection, as with a systemd .socket unit.
             wait_for(lambda: os.path.exists(self.api) or self.proc.poll() is not None, what="listening socket")
             self.assert_running()
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(self.api)
-            s.close()
+            # The path appears at bind(), a moment before listen(): retry a refused connect.
+            def poke():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(self.api)
+                    return True
+                except ConnectionRefusedError:
+                    return False
+                finally:
+                    s.close()
+            wait_for(poke, what="the activation socket to accept")
         if wait_ready:
             self.notify.wait("READY=1")
         return self

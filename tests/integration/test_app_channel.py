@@ -71,6 +71,55 @@ class AppChannelTest(DaemonTestCase):
         d.notify.wait("READY=1", after=n)
         self.wait_health(d, "mv", "healthy")
 
+    def test_probe_now_answers_asynchronously(self):
+        """POST /mooring/v1/apps/{id}/probe suspends the HTTP request until the app
+        channel's probe completes; the connection stays usable afterwards."""
+        import threading
+        from harness import UnixHTTPConnection, request
+        port = free_port()
+        d = self.daemon(apps={"api": f"[App]\nAppAddress=http://127.0.0.1:{port}\nHealthCheckPath=/healthz\n"
+                                     "HealthProbeInterval=1h\n",
+                              "none": "[App]\n"})
+        conn = UnixHTTPConnection(d.api)
+        r = request(None, "POST", "/mooring/v1/apps/api/probe", conn=conn)
+        self.assertEqual(r.status, 200)
+        body = r.json()
+        self.assertEqual((body["id"], body["ok"], body["health"], body["status"]), ("api", False, "unhealthy", 0))
+        self.assertIn("connect", body["error"].lower())
+        # the same kept-alive connection serves the next request
+        self.assertEqual(request(None, "GET", "/v1.0/healthz", conn=conn).status, 204)
+
+        app = TestApp(port=port).start()
+        self.addCleanup(app.stop)
+        r = request(None, "POST", "/mooring/v1/apps/api/probe", conn=conn)
+        body = r.json()
+        self.assertEqual((body["ok"], body["health"], body["status"]), (True, "healthy", 200))
+        self.assertNotIn("error", body)
+        app.health_status = 500
+        body = request(None, "POST", "/mooring/v1/apps/api/probe", conn=conn).json()
+        self.assertEqual((body["ok"], body["status"]), (False, 500))
+        conn.close()
+
+        # many at once, each on its own connection, all answered
+        results = []
+
+        def probe():
+            results.append(request(d.api, "POST", "/mooring/v1/apps/api/probe").status)
+        threads = [threading.Thread(target=probe) for _ in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 30)
+
+        r = request(d.api, "POST", "/mooring/v1/apps/none/probe")
+        self.assertEqual(r.status, 400)
+        self.assertIn("no AppAddress", r.json()["message"])
+        r = request(d.api, "POST", "/mooring/v1/apps/ghost/probe")
+        self.assertEqual(r.status, 400)
+        # admin only: not on an app's socket
+        self.assertEqual(request(d.app_socket("none"), "POST", "/mooring/v1/apps/api/probe").status, 404)
+
 
 if __name__ == "__main__":
     main()
