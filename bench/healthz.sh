@@ -1,0 +1,626 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench/healthz.sh - throughput/latency of GET /v1.0/healthz served by
+# mooringd, against nginx answering the same route with "return 204" in the
+# same run, plus mooringd's resident memory with 1 and 100 apps.
+#
+# Usage: bench/healthz.sh [--mooringd PATH] [--duration SEC]
+#                         [--connections N] [--pin] [--keep]
+#
+# Everything runs on 127.0.0.1; every process started here is stopped on
+# exit (including on failure or Ctrl-C) and the temporary directory removed
+# (unless --keep).  See bench/README.md for what the numbers mean.
+
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$script_dir/.." && pwd)
+
+mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
+duration=10
+connections=50
+keep=0
+pin=0
+napps=100
+ready_timeout=10        # seconds to wait for a server to answer
+stop_timeout=15         # seconds to wait for mooringd after SIGTERM
+
+usage() {
+        cat <<EOF
+usage: bench/healthz.sh [--mooringd PATH] [--duration SEC] [--connections N] [--pin] [--keep]
+  --mooringd PATH    daemon binary (default: \$MOORINGD or build/daemon/mooringd)
+  --duration SEC     length of each wrk run (default: 10)
+  --connections N    wrk connections, one wrk thread (default: 50)
+  --pin              pin wrk to CPU 0 and both servers to the last CPU (taskset)
+  --keep             keep the temporary directory (configs, logs)
+EOF
+}
+
+die() { echo "healthz.sh: error: $*" >&2; exit 1; }
+warn() { echo "healthz.sh: warning: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        --mooringd) [ $# -ge 2 ] || die "--mooringd needs a value"; mooringd=$2; shift 2 ;;
+        --mooringd=*) mooringd=${1#*=}; shift ;;
+        --duration) [ $# -ge 2 ] || die "--duration needs a value"; duration=$2; shift 2 ;;
+        --duration=*) duration=${1#*=}; shift ;;
+        --connections) [ $# -ge 2 ] || die "--connections needs a value"; connections=$2; shift 2 ;;
+        --connections=*) connections=${1#*=}; shift ;;
+        --keep) keep=1; shift ;;
+        --pin) pin=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+        esac
+done
+
+[[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration must be a positive integer (seconds)"
+[[ $connections =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
+
+# ---------------------------------------------------------------- tools
+
+need_install=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_install+=(nginx)
+command -v wrk >/dev/null 2>&1 || need_install+=(wrk)
+if [ ${#need_install[@]} -gt 0 ]; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+                echo "installing missing tools: ${need_install[*]}" >&2
+                pkgs=()
+                for p in "${need_install[@]}"; do
+                        if [ "$p" = nginx ]; then pkgs+=(nginx-light); else pkgs+=("$p"); fi
+                done
+                if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2; then
+                        # nginx-light is gone from newer Debian releases; fall back to nginx
+                        pkgs=("${pkgs[@]/nginx-light/nginx}")
+                        DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2 ||
+                                die "apt-get install ${pkgs[*]} failed"
+                fi
+        else
+                die "missing ${need_install[*]}: install them (Debian: apt-get install nginx-light wrk) or run as root to let this script do it"
+        fi
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+srv_pin=()
+cli_pin=()
+if [ "$pin" -eq 1 ]; then
+        command -v taskset >/dev/null 2>&1 || die "--pin needs taskset (util-linux)"
+        ncpu=$(nproc)
+        [ "$ncpu" -ge 2 ] || die "--pin needs at least 2 CPUs"
+        srv_pin=(taskset -c $((ncpu - 1)))
+        cli_pin=(taskset -c 0)
+fi
+for t in curl python3 timeout setsid awk; do
+        command -v "$t" >/dev/null 2>&1 || die "missing required tool: $t"
+done
+
+[ -x "$mooringd" ] || die "mooringd binary not found or not executable: $mooringd (build it, or pass --mooringd PATH / MOORINGD=PATH)"
+case $mooringd in /*) ;; *) mooringd=$PWD/$mooringd ;; esac
+
+if ldd "$mooringd" 2>/dev/null | grep -Eq 'lib(asan|ubsan|tsan|lsan)'; then
+        warn "$mooringd links a sanitizer runtime ($(ldd "$mooringd" | grep -Eo 'lib(asan|ubsan|tsan|lsan)[^ ]*' | sort -u | tr '\n' ' '))"
+        warn "numbers below are NOT representative; use a release build: meson setup build -Db_sanitize=none -Dbuildtype=release"
+fi
+
+# ---------------------------------------------------------------- state & cleanup
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mooring-bench.XXXXXX")
+mooringd_pid=
+nginx_pid=
+wrk_pid=
+
+proc_alive() {
+        # true while the process exists and is not a zombie waiting to be reaped
+        local pid=$1 st
+        [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+        st=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+        [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# stop_pid PID NAME TIMEOUT: SIGTERM, wait up to TIMEOUT s, then SIGKILL.
+# Prints how it went; returns the exit status it collected.
+stop_pid() {
+        local pid=$1 name=$2 limit=$3 t0 rc=0
+        [ -n "$pid" ] || return 0
+        t0=$(date +%s%N)
+        kill -TERM "$pid" 2>/dev/null || true
+        while proc_alive "$pid"; do
+                if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge "$limit" ]; then
+                        warn "$name (pid $pid) still running ${limit}s after SIGTERM; sending SIGKILL"
+                        kill -KILL "$pid" 2>/dev/null || true
+                        break
+                fi
+                sleep 0.05
+        done
+        wait "$pid" 2>/dev/null || rc=$?
+        last_stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+        return $rc
+}
+
+cleanup() {
+        local rc=$?
+        trap - EXIT INT TERM HUP
+        set +e
+        if [ -n "$wrk_pid" ]; then
+                # timeout(1) passes SIGTERM on to wrk
+                kill -TERM "$wrk_pid" 2>/dev/null
+                wait "$wrk_pid" 2>/dev/null
+                wrk_pid=
+        fi
+        if [ -n "$mooringd_pid" ]; then
+                stop_pid "$mooringd_pid" mooringd 5 >/dev/null 2>&1
+                mooringd_pid=
+        fi
+        if [ -n "$nginx_pid" ]; then
+                stop_pid "$nginx_pid" nginx 5 >/dev/null 2>&1
+                # nginx was started in its own session/process group (setsid):
+                # make sure its worker is gone too
+                kill -KILL -- "-$nginx_pid" 2>/dev/null
+                nginx_pid=
+        fi
+        if [ "$keep" -eq 1 ]; then
+                echo "kept temporary directory: $tmp" >&2
+        else
+                rm -rf "$tmp"
+        fi
+        exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# free_ports N: N distinct loopback TCP ports that were free a moment ago
+free_ports() {
+        python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# http_code URL [curl args...]
+http_code() {
+        local url=$1; shift
+        curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$@" "$url" 2>/dev/null || true
+}
+
+# wait_204 PID NAME URL [curl args...]: poll until URL answers 204,
+# bounded by $ready_timeout; fails early if PID exits.
+wait_204() {
+        local pid=$1 name=$2 url=$3 t0 code=000
+        shift 3
+        t0=$(now_ms)
+        while :; do
+                code=$(http_code "$url" "$@")
+                [ "$code" = 204 ] && return 0
+                if ! proc_alive "$pid"; then
+                        echo "$name exited while waiting for it to answer $url (last HTTP status: $code)" >&2
+                        return 1
+                fi
+                if [ $(( $(now_ms) - t0 )) -ge $((ready_timeout * 1000)) ]; then
+                        echo "$name did not answer 204 on $url within ${ready_timeout}s (last HTTP status: $code)" >&2
+                        return 1
+                fi
+                sleep 0.02
+        done
+}
+
+mooringd_log=
+show_mooringd_log() {
+        [ -n "$mooringd_log" ] && [ -s "$mooringd_log" ] || return 0
+        echo "---- last lines of $mooringd_log ----" >&2
+        tail -n 40 "$mooringd_log" >&2
+        echo "----" >&2
+}
+
+mooringd_run=0
+start_mooringd() {
+        mooringd_run=$((mooringd_run + 1))
+        mooringd_log=$tmp/mooringd-$mooringd_run.log
+        # never let the daemon talk to a supervisor this script is running under
+        "${srv_pin[@]}" env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
+                "$mooringd" --config-dir "$tmp/config" --state-dir "$tmp/state" \
+                --runtime-dir "$tmp/runtime" --bus=none --log-level warning \
+                </dev/null >"$mooringd_log" 2>&1 &
+        mooringd_pid=$!
+        mooringd_started_ms=$(now_ms)
+}
+
+stop_mooringd() {
+        local rc=0
+        stop_pid "$mooringd_pid" mooringd "$stop_timeout" || rc=$?
+        mooringd_pid=
+        if [ $rc -ne 0 ]; then
+                warn "mooringd exited with status $rc after SIGTERM (took ${last_stop_ms} ms)"
+                show_mooringd_log
+                daemon_problems+=("run $mooringd_run: exit status $rc after SIGTERM")
+        fi
+        stop_times+=("$last_stop_ms")
+}
+
+check_mooringd_alive() {
+        if ! proc_alive "$mooringd_pid"; then
+                local rc=0
+                wait "$mooringd_pid" 2>/dev/null || rc=$?
+                mooringd_pid=
+                show_mooringd_log
+                die "mooringd died during $1 (exit status $rc)"
+        fi
+}
+
+# mem_sample KEY: record mooringd's memory figures (kB) under KEY
+declare -A mem_rss mem_anon mem_file mem_pss mem_hwm mem_thr mem_ready
+mem_sample() {
+        local st=/proc/$mooringd_pid/status
+        mem_rss[$1]=$(awk '$1 == "VmRSS:" { print $2 }' "$st")
+        mem_anon[$1]=$(awk '$1 == "RssAnon:" { print $2 }' "$st")
+        mem_file[$1]=$(awk '$1 == "RssFile:" { print $2 }' "$st")
+        mem_hwm[$1]=$(awk '$1 == "VmHWM:" { print $2 }' "$st")
+        mem_thr[$1]=$(awk '$1 == "Threads:" { print $2 }' "$st")
+        mem_pss[$1]=$(awk '$1 == "Pss:" { print $2 }' "/proc/$mooringd_pid/smaps_rollup" 2>/dev/null || true)
+        mem_ready[$1]=${2:-}
+}
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
+
+daemon_problems=()
+stop_times=()
+
+# ---------------------------------------------------------------- setup
+
+mkdir -p "$tmp/config/apps.d" "$tmp/state" "$tmp/runtime" "$tmp/nginx"
+read -r nginx_port mooringd_port dead_port < <(free_ports 3)
+
+cat >"$tmp/config/apps.d/bench.conf" <<EOF
+[App]
+AppAddress=http://127.0.0.1:$dead_port
+HttpPort=$mooringd_port
+EOF
+
+# nginx: one worker (mooringd serves HTTP on one event-loop thread), no
+# logging, keep-alive connections that are never closed by the server.
+nginx_v=$("$nginx_bin" -V 2>&1)
+temp_paths="client_body_temp_path $tmp/nginx/client_body;"
+for m in proxy fastcgi uwsgi scgi; do
+        case $nginx_v in *"--without-http_${m}_module"*) ;; *) temp_paths+=" ${m}_temp_path $tmp/nginx/$m;" ;; esac
+done
+cat >"$tmp/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events {
+        worker_connections 4096;
+}
+http {
+        access_log off;
+        $temp_paths
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+        server {
+                listen 127.0.0.1:$nginx_port;
+                location = /v1.0/healthz {
+                        return 204;
+                }
+        }
+}
+EOF
+
+echo "== environment"
+echo "host:        $(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "mooringd:    $mooringd ($("$mooringd" --version 2>/dev/null | head -1 || echo 'version unknown'))"
+echo "nginx:       $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1 (fairness: same single core as mooringd's single event-loop thread)"
+echo "wrk:         $(wrk --version 2>&1 | head -1 | awk '{ print $2 }'), -t1 -c$connections -d${duration}s --latency, keep-alive, same for both targets"
+if [ "$pin" -eq 1 ]; then
+        echo "pinning:     wrk on CPU 0, nginx and mooringd on CPU $((ncpu - 1))"
+else
+        echo "pinning:     none (pass --pin to put wrk and the servers on separate CPUs)"
+fi
+echo "temp dir:    $tmp"
+echo
+
+# ---------------------------------------------------------------- start servers
+
+setsid "${srv_pin[@]}" "$nginx_bin" -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" \
+        </dev/null >"$tmp/nginx/stdout.log" 2>&1 &
+nginx_pid=$!
+if ! wait_204 "$nginx_pid" nginx "http://127.0.0.1:$nginx_port/v1.0/healthz"; then
+        cat "$tmp/nginx/error.log" "$tmp/nginx/stdout.log" >&2 2>/dev/null || true
+        die "nginx did not come up"
+fi
+
+start_mooringd
+if ! wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$mooringd_port/v1.0/healthz"; then
+        show_mooringd_log
+        die "mooringd did not come up with 1 app (HttpPort=$mooringd_port)"
+fi
+mem_sample idle1 $(( $(now_ms) - mooringd_started_ms ))
+
+# ---------------------------------------------------------------- wrk
+
+# to_ms VALUE: wrk latency ("812.00us", "1.20ms", "2.00s") to milliseconds
+to_ms() {
+        awk -v v="$1" 'BEGIN {
+                n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+                if (u == "us") n /= 1000; else if (u == "s") n *= 1000
+                else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000
+                printf "%.3f", n }'
+}
+
+clk_tck=$(getconf CLK_TCK)
+
+# server_ticks NAME [user|sys]: user+system (or only one) CPU ticks of the server's processes
+# (mooringd: all its threads; nginx: master and its worker)
+server_ticks() {
+        local pids p total=0 t
+        if [ "$1" = mooringd ]; then
+                pids=$mooringd_pid
+        else
+                pids="$nginx_pid $(cat /proc/"$nginx_pid"/task/*/children 2>/dev/null)"
+        fi
+        for p in $pids; do
+                t=$(awk -v f="${2:-all}" '{ sub(/^.*\) /, ""); print (f == "user") ? $12 : (f == "sys") ? $13 : $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || t=0
+                total=$((total + ${t:-0}))
+        done
+        echo "$total"
+}
+
+# children_cpu_s: user+system seconds of this shell's reaped children (bash
+# "times"; it must run in this shell, not in a $(...) subshell)
+children_cpu_s() {
+        times >"$tmp/times.txt"
+        awk 'NR == 2 {
+                s = 0
+                for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] }
+                printf "%.3f", s }' "$tmp/times.txt"
+}
+
+# busy_ticks: non-idle CPU ticks of the whole machine (/proc/stat "cpu" line)
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+declare -A best_rps best_p50 best_p99 best_run best_cpu best_us best_wrk best_other
+max_other=0
+run_no=0
+run_wrk() {
+        local name=$1 url=$2 out rps p50 p99 errs non2xx t0 t1 u0 u1 c0 c1 b0 b1 nreq cpu us usr wrkcpu other
+        run_no=$((run_no + 1))
+        out=$tmp/wrk-$run_no-$name.txt
+        b0=$(busy_ticks)
+        t0=$(server_ticks "$name"); u0=$(server_ticks "$name" user)
+        children_cpu_s >"$tmp/c0.txt"; c0=$(<"$tmp/c0.txt")
+        # in the background + wait, so that SIGTERM/SIGINT reach the traps at once
+        timeout $((duration + 30)) "${cli_pin[@]}" wrk -t1 -c"$connections" -d"${duration}s" --latency "$url" >"$out" 2>&1 &
+        wrk_pid=$!
+        wrk_rc=0
+        wait "$wrk_pid" || wrk_rc=$?
+        wrk_pid=
+        if [ "$wrk_rc" -ne 0 ]; then
+                cat "$out" >&2
+                if [ "$name" = mooringd ]; then check_mooringd_alive "wrk run $run_no"; fi
+                die "wrk against $name failed"
+        fi
+        t1=$(server_ticks "$name"); u1=$(server_ticks "$name" user)
+        b1=$(busy_ticks)
+        children_cpu_s >"$tmp/c1.txt"; c1=$(<"$tmp/c1.txt")
+        rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
+        nreq=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+        p50=$(awk '$1 == "50%" { print $2; exit }' "$out")
+        p99=$(awk '$1 == "99%" { print $2; exit }' "$out")
+        errs=$(awk '/Socket errors:/ { sub(/^.*Socket errors: */, ""); print }' "$out")
+        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+        if [ -z "$rps" ] || [ -z "$p50" ] || [ -z "$p99" ]; then
+                cat "$out" >&2
+                die "could not parse wrk output for $name"
+        fi
+        p50=$(to_ms "$p50"); p99=$(to_ms "$p99")
+        # server CPU as % of one core over the run, and CPU microseconds per request
+        cpu=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v s="$duration" 'BEGIN { printf "%.0f", d / hz / s * 100 }')
+        us=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v n="${nreq:-0}" 'BEGIN { if (n > 0) printf "%.2f", d / hz * 1e6 / n; else print "nan" }')
+        usr=$(awk -v d=$((u1 - u0)) -v hz="$clk_tck" -v n="${nreq:-0}" 'BEGIN { if (n > 0) printf "%.2f", d / hz * 1e6 / n; else print "nan" }')
+        wrkcpu=$(awk -v a="$c0" -v b="$c1" -v s="$duration" 'BEGIN { printf "%.0f", (b - a) / s * 100 }')
+        # CPU used on the machine by anything else than this server and wrk
+        # (other processes, interrupts): a noise indicator
+        other=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v hz="$clk_tck" -v w="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" -v s="$duration" \
+                'BEGIN { o = (b - t) / hz - w; if (o < 0) o = 0; printf "%.0f", o / s * 100 }')
+        printf 'run %d  %-8s  %10.2f req/s  p50 %6.3f ms  p99 %6.3f ms  server CPU %3s%%  %5s us/req (user %s)  wrk CPU %3s%%  other CPU %3s%%%s%s\n' \
+                "$run_no" "$name" "$rps" "$p50" "$p99" "$cpu" "$us" "$usr" "$wrkcpu" "$other" \
+                "${errs:+  socket errors: $errs}" "${non2xx:+  non-2xx: $non2xx}"
+        if [ -n "$errs$non2xx" ] && [ "$name" = mooringd ]; then
+                daemon_problems+=("wrk run $run_no: ${errs:+socket errors: $errs }${non2xx:+non-2xx responses: $non2xx}")
+        fi
+        if [ -z "${best_rps[$name]:-}" ] || awk -v a="$rps" -v b="${best_rps[$name]}" 'BEGIN { exit !(a > b) }'; then
+                best_rps[$name]=$rps; best_p50[$name]=$p50; best_p99[$name]=$p99; best_run[$name]=$run_no
+                best_cpu[$name]=$cpu; best_us[$name]=$us; best_wrk[$name]=$wrkcpu; best_other[$name]=$other
+        fi
+        [ "$other" -le "$max_other" ] || max_other=$other
+        if [ "$name" = mooringd ]; then check_mooringd_alive "wrk run $run_no"; fi
+}
+
+echo "== GET /v1.0/healthz, interleaved runs (nginx, mooringd, nginx, mooringd)"
+nginx_url="http://127.0.0.1:$nginx_port/v1.0/healthz"
+mooringd_url="http://127.0.0.1:$mooringd_port/v1.0/healthz"
+run_wrk nginx "$nginx_url"
+run_wrk mooringd "$mooringd_url"
+run_wrk nginx "$nginx_url"
+run_wrk mooringd "$mooringd_url"
+mem_sample load1
+echo
+
+echo "== best of two runs each"
+printf '%-10s %14s %12s %12s %12s %12s\n' target req/s "p50 (ms)" "p99 (ms)" "server CPU" "CPU us/req"
+for t in nginx mooringd; do
+        printf '%-10s %14.2f %12.3f %12.3f %11s%% %12s\n' "$t" "${best_rps[$t]}" "${best_p50[$t]}" "${best_p99[$t]}" \
+                "${best_cpu[$t]}" "${best_us[$t]}"
+done
+ratio=$(awk -v a="${best_rps[mooringd]}" -v b="${best_rps[nginx]}" 'BEGIN { printf "%.2f", a / b }')
+ratio_met=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.0) ? "met" : "NOT met" }')
+echo "ratio mooringd/nginx: $ratio (target >= 1.00: $ratio_met)"
+for t in nginx mooringd; do
+        if [ "${best_cpu[$t]}" -lt 90 ]; then
+                if [ "${best_wrk[$t]}" -ge 90 ]; then
+                        echo "note: $t used ${best_cpu[$t]}% of a core in its best run while wrk used ${best_wrk[$t]}%: the single wrk thread was the limit; compare CPU us/req too"
+                else
+                        echo "note: neither $t (${best_cpu[$t]}%) nor wrk (${best_wrk[$t]}%) used a full core in $t's best run; other load took ${best_other[$t]}% of a core"
+                fi
+        fi
+done
+if [ "${best_other[nginx]}" -ge 20 ] || [ "${best_other[mooringd]}" -ge 20 ]; then
+        echo "WARNING: other load used ${best_other[nginx]}% (nginx) / ${best_other[mooringd]}% (mooringd) of a core during the best runs: throughput figures are disturbed, rerun on a quiet machine"
+elif [ "$max_other" -ge 20 ]; then
+        echo "note: other load used up to ${max_other}% of a core in some run; the best runs kept above had less than 20%"
+fi
+echo
+
+stop_mooringd
+
+# ---------------------------------------------------------------- 100 apps
+
+# wait_sockets PID: all runtime/apps/app-NNN/http.sock exist, bounded
+wait_sockets() {
+        local t0 i missing
+        t0=$(now_ms)
+        while :; do
+                missing=0
+                for ((i = 0; i < napps; i++)); do
+                        [ -S "$tmp/runtime/apps/$(printf 'app-%03d' "$i")/http.sock" ] || { missing=$((missing + 1)); break; }
+                done
+                [ $missing -eq 0 ] && return 0
+                if ! proc_alive "$1"; then
+                        echo "mooringd exited before creating all $napps app sockets" >&2
+                        return 1
+                fi
+                if [ $(( $(now_ms) - t0 )) -ge $((ready_timeout * 1000)) ]; then
+                        local n=0
+                        for ((i = 0; i < napps; i++)); do
+                                [ -S "$tmp/runtime/apps/$(printf 'app-%03d' "$i")/http.sock" ] && n=$((n + 1))
+                        done
+                        echo "only $n of $napps app sockets appeared within ${ready_timeout}s" >&2
+                        return 1
+                fi
+                sleep 0.02
+        done
+}
+
+# write_apps MODE: MODE=unix (Unix socket only) or tcp (Unix socket + HttpPort)
+write_apps() {
+        local mode=$1 i id ports=()
+        rm -f "$tmp/config/apps.d/"*.conf
+        if [ "$mode" = tcp ]; then read -r -a ports < <(free_ports "$napps"); fi
+        app_ports=("${ports[@]}")
+        for ((i = 0; i < napps; i++)); do
+                id=$(printf 'app-%03d' "$i")
+                {
+                        echo "[App]"
+                        echo "AppAddress=unix:$tmp/$id.sock"
+                        if [ "$mode" = tcp ]; then echo "HttpPort=${ports[$i]}"; fi
+                } >"$tmp/config/apps.d/$id.conf"
+        done
+}
+
+# verify_all MODE: after the RSS reading, every app must answer 204
+verify_all() {
+        local mode=$1 i id ok=0 code bad=""
+        for ((i = 0; i < napps; i++)); do
+                id=$(printf 'app-%03d' "$i")
+                if [ "$mode" = tcp ]; then
+                        code=$(http_code "http://127.0.0.1:${app_ports[$i]}/v1.0/healthz")
+                else
+                        code=$(http_code "http://localhost/v1.0/healthz" --unix-socket "$tmp/runtime/apps/$id/http.sock")
+                fi
+                if [ "$code" = 204 ]; then ok=$((ok + 1)); else bad+=" $id:$code"; fi
+        done
+        echo "$ok"
+        [ -z "$bad" ] || echo "apps not answering 204 ($mode):$bad" >&2
+}
+
+declare -A ok100
+for mode in unix tcp; do
+        write_apps "$mode"
+        start_mooringd
+        if ! wait_sockets "$mooringd_pid"; then
+                show_mooringd_log
+                die "mooringd did not come up with $napps apps ($mode)"
+        fi
+        if ! wait_204 "$mooringd_pid" mooringd "http://localhost/v1.0/healthz" --unix-socket "$tmp/runtime/apps/app-000/http.sock"; then
+                show_mooringd_log
+                die "mooringd with $napps apps ($mode) did not answer 204 on app-000/http.sock"
+        fi
+        if [ "$mode" = tcp ]; then
+                for i in 0 $((napps - 1)); do
+                        if ! wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:${app_ports[$i]}/v1.0/healthz"; then
+                                show_mooringd_log
+                                die "mooringd with $napps apps did not answer 204 on app $i's HttpPort ${app_ports[$i]}"
+                        fi
+                done
+        fi
+        mem_sample "$mode" $(( $(now_ms) - mooringd_started_ms ))
+        ok100[$mode]=$(verify_all "$mode")
+        [ "${ok100[$mode]}" -eq "$napps" ] || daemon_problems+=("$napps apps ($mode): only ${ok100[$mode]} answered 204")
+        check_mooringd_alive "the $napps-app check ($mode)"
+        stop_mooringd
+done
+
+# ---------------------------------------------------------------- memory report
+
+# per_app KEY: (VmRSS with 100 apps - VmRSS with 1 app) / 99, and the same for RssAnon
+per_app() {
+        awk -v a="${mem_rss[$1]}" -v b="${mem_rss[idle1]}" -v c="${mem_anon[$1]}" -v d="${mem_anon[idle1]}" -v n="$napps" \
+                'BEGIN { printf "%.1f KiB (anonymous: %.1f KiB)", (a - b) / (n - 1), (c - d) / (n - 1) }'
+}
+met() { awk -v k="$1" 'BEGIN { print (k <= 8 * 1024) ? "met" : "NOT met" }'; }
+mem_row() {
+        local k=$1 label=$2 m
+        printf '%-34s' "$label"
+        for m in "${mem_rss[$k]}" "${mem_anon[$k]}" "${mem_file[$k]}" "${mem_pss[$k]:-}" "${mem_hwm[$k]}"; do
+                if [ -n "$m" ]; then printf ' %9s' "$(mib "$m")"; else printf ' %9s' n/a; fi
+        done
+        printf ' %7s' "${mem_thr[$k]}"
+        if [ -n "${mem_ready[$k]}" ]; then printf ' %6s ms\n' "${mem_ready[$k]}"; else printf '\n'; fi
+}
+
+echo "== mooringd memory (/proc/PID/status and smaps_rollup, MiB, read right after readiness)"
+printf '%-34s %9s %9s %9s %9s %9s %7s %9s\n' configuration VmRSS RssAnon RssFile Pss VmHWM threads "ready in"
+mem_row idle1 "1 app (HttpPort), idle"
+mem_row load1 "1 app, after the wrk runs"
+mem_row unix "$napps apps, Unix socket each"
+mem_row tcp "$napps apps, Unix socket + HttpPort"
+echo "RSS with $napps apps (Unix sockets): $(mib "${mem_rss[unix]}") MiB (target <= 8 MiB: $(met "${mem_rss[unix]}")), per app: $(per_app unix)"
+echo "RSS with $napps apps (+ HttpPort each): $(mib "${mem_rss[tcp]}") MiB (target <= 8 MiB: $(met "${mem_rss[tcp]}")), per app: $(per_app tcp)"
+echo "(RssFile is mapped library/executable pages, shared with other processes using the same libraries; RssAnon is the daemon's own memory)"
+echo "all $napps apps answered 204 afterwards: unix ${ok100[unix]}/$napps, tcp ${ok100[tcp]}/$napps"
+echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
+echo
+
+# ---------------------------------------------------------------- daemon log / problems
+
+# Nothing listens behind the benchmark apps' AppAddress, so health-probe
+# warnings about them are expected; anything else the daemon logs is listed.
+expected_re='App is unhealthy'
+expected=0
+for f in "$tmp"/mooringd-*.log; do
+        [ -s "$f" ] || continue
+        n=$(grep -c -- "$expected_re" "$f" || true)
+        expected=$((expected + n))
+        if grep -v -q -- "$expected_re" "$f"; then
+                daemon_problems+=("$(basename "$f"): $(grep -v -c -- "$expected_re" "$f") unexpected line(s) logged at warning or above")
+                echo "---- $(basename "$f") (lines other than '$expected_re') ----"
+                grep -v -- "$expected_re" "$f" | head -n 20
+        fi
+done
+echo "expected daemon warnings ('$expected_re', no app listens behind AppAddress): $expected line(s)"
+if [ ${#daemon_problems[@]} -gt 0 ]; then
+        echo "mooringd problems seen:"
+        printf '  - %s\n' "${daemon_problems[@]}"
+else
+        echo "mooringd problems seen: none"
+fi
