@@ -87,7 +87,8 @@ PY
 }
 
 case "${1:-}" in
+        deps) install_deps "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}" ;;
         run) shift; cmd_run "$@" ;;
         test) shift; cmd_test "$@" ;;
-        *) echo "usage: $0 run|test [meson test arguments]" >&2; exit 2 ;;
+        *) echo "usage: $0 run|test|deps [meson test arguments]" >&2; exit 2 ;;
 esac

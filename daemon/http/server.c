@@ -33,6 +33,7 @@ struct HttpServer {
         sd_event_source *mhd_io;
         sd_event_source *mhd_timer;
         sd_event_source *mhd_kick;  /* runs MHD once after a resume */
+        struct MHD_Response *empty; /* shared body-less response (204s): no allocation per reply */
         Caller *pending;            /* Caller for the connection being added */
         HttpListener *listeners;    /* list, for drain */
         HttpRequest *suspended;     /* list of requests waiting for an answer */
@@ -63,6 +64,7 @@ struct HttpRequest {
         bool counted;               /* included in n_requests */
         bool suspended;
         struct MHD_Response *response; /* reply waiting to be queued */
+        bool response_shared;       /* response is the server's, not ours to destroy */
         unsigned status;
         HttpRequest *susp_next, *susp_prev;
 };
@@ -144,7 +146,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void request_free(HttpRequest *r) {
         if (!r)
                 return;
-        if (r->response)
+        if (r->response && !r->response_shared)
                 MHD_destroy_response(r->response);
         free(r->body);
         free(r);
@@ -167,10 +169,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static int send_queued(HttpRequest *r) {
         struct MHD_Response *resp = TAKE_PTR(r->response);
-        if (r->server->draining)
+        if (r->server->draining && !r->response_shared)
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp);
-        MHD_destroy_response(resp);
+        enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp); /* MHD takes a ref */
+        if (!r->response_shared)
+                MHD_destroy_response(resp);
         return ok == MHD_YES ? 0 : -EIO;
 }
 
@@ -360,6 +363,9 @@ HttpServer *http_server_new(Manager *m, sd_event *e) {
                 MHD_OPTION_END);
         if (!s->mhd)
                 return http_server_free(s);
+        s->empty = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        if (!s->empty)
+                return http_server_free(s);
         info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         if (!info)
                 return http_server_free(s);
@@ -386,6 +392,8 @@ HttpServer *http_server_free(HttpServer *s) {
                 (void) http_reply_error(s->suspended, DAPR_ERR_INTERNAL, "mooringd is stopping");
         if (s->mhd)
                 MHD_stop_daemon(s->mhd); /* closes connections: completion + close callbacks run */
+        if (s->empty)
+                MHD_destroy_response(s->empty);
         caller_free(s->pending);
         sd_event_unref(s->event);
         free(s);
@@ -554,10 +562,14 @@ int http_reply(HttpRequest *r, unsigned status, const char *content_type, const 
 
         if (r->response)
                 return -EALREADY;
-        resp = MHD_create_response_from_buffer(len, (void *) (body ?: ""), MHD_RESPMEM_MUST_COPY);
+        if (len == 0 && !content_type && !r->server->draining) {
+                resp = r->server->empty;
+                r->response_shared = true;
+        } else
+                resp = MHD_create_response_from_buffer(len, (void *) (body ?: ""), MHD_RESPMEM_MUST_COPY);
         if (!resp)
                 return -ENOMEM;
-        if (content_type)
+        if (content_type && !r->response_shared)
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
         r->response = resp;
         r->status = status;

@@ -44,7 +44,7 @@ CURL *app_channel_new_easy(const App *a, const char *path) {
         return e;
 }
 
-static void probe_done(HttpClientRequest *req, CURLcode result, long status, void *userdata);
+static void probe_done(CURLcode result, long status, void *userdata);
 
 static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         App *a = userdata;
@@ -85,7 +85,7 @@ static bool probe_apply(App *a, CURLcode result, long status) {
         return ok;
 }
 
-static void probe_done(HttpClientRequest *req, CURLcode result, long status, void *userdata) {
+static void probe_done(CURLcode result, long status, void *userdata) {
         App *a = userdata;
 
         a->probe_request = NULL;
@@ -100,7 +100,7 @@ typedef struct ProbeNow {
         void *userdata;
 } ProbeNow;
 
-static void probe_now_done(HttpClientRequest *req, CURLcode result, long status, void *userdata) {
+static void probe_now_done(CURLcode result, long status, void *userdata) {
         ProbeNow *p = userdata;
         App *a = p->app;
         bool ok = a->manager ? probe_apply(a, result, status) : false;

@@ -56,10 +56,9 @@ static void check_done(HttpClient *c) {
                 CURLcode result = msg->data.result;
                 HttpClientDoneFn done = r->done;
                 void *ud = r->userdata;
-                /* Free before the callback so it may start new requests freely. The callback
-                 * gets r only as an identity to compare against; it must not use it. */
+                /* Free before the callback so it may start new requests freely. */
                 request_unlink_free(r);
-                done(r, result, status, ud);
+                done(result, status, ud);
         }
 }
 
@@ -152,7 +151,7 @@ HttpClient *http_client_free(HttpClient *c) {
                 HttpClientDoneFn done = r->done;
                 void *ud = r->userdata;
                 request_unlink_free(r);
-                done(r, CURLE_ABORTED_BY_CALLBACK, 0, ud);
+                done(CURLE_ABORTED_BY_CALLBACK, 0, ud);
         }
         if (c->multi)
                 curl_multi_cleanup(c->multi); /* closes cached connections, calls socket_cb REMOVE */

@@ -16,7 +16,7 @@
 typedef struct HttpClientRequest HttpClientRequest;
 
 /* Called once per started request, on the loop, never from inside http_client_start(). */
-typedef void (*HttpClientDoneFn)(HttpClientRequest *req, CURLcode result, long status, void *userdata);
+typedef void (*HttpClientDoneFn)(CURLcode result, long status, void *userdata);
 
 HttpClient *http_client_new(sd_event *e);
 /* Requests still in flight end with CURLE_ABORTED_BY_CALLBACK: their callbacks run. */
