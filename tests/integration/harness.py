@@ -186,7 +186,7 @@ class Daemon:
     in addition to the shared "api" socket."""
 
     def __init__(self, apps=None, components=None, conf=None, bus=False, activate=(), env=None,
-                 args=(), use_socket_activation=True):
+                 args=(), use_socket_activation=True, prefix=()):
         self.tmp = tempfile.mkdtemp(prefix="mooring-it-")
         os.chmod(self.tmp, 0o755)
         self.config = os.path.join(self.tmp, "config")
@@ -210,6 +210,7 @@ class Daemon:
         self.env = env or {}
         self.args = list(args)
         self.use_socket_activation = use_socket_activation
+        self.prefix = list(prefix)  # a command the whole thing runs under (e.g. unshare)
         self.proc = None
         self.returncode = None
 
@@ -234,7 +235,7 @@ class Daemon:
         cmd = [MOORINGD, "--config-dir", self.config, "--state-dir", self.state, "--runtime-dir", self.runtime,
                "--bus=session" if self.dbus else "--bus=none"] + level + self.args
         if not self.use_socket_activation:
-            return cmd
+            return self.prefix + cmd
         sa = ["systemd-socket-activate", "-l", self.api]
         names = ["api"]
         for name, addr in self.activate:
@@ -245,7 +246,7 @@ class Daemon:
         sa.append("--fdname=" + ":".join(names))
         for k in list(self.env) + ["NOTIFY_SOCKET", "DBUS_SESSION_BUS_ADDRESS"] + list(PASS_ENV):
             sa += ["-E", k]
-        return sa + cmd
+        return self.prefix + sa + cmd
 
     def start(self, wait_ready=True):
         env = {k: v for k, v in os.environ.items() if k in PASS_ENV}

@@ -147,5 +147,62 @@ class LifecycleTest(DaemonTestCase):
         s.close()
 
 
+class JournalTest(DaemonTestCase):
+    """With a journal socket present, log entries are structured journal records with
+    APP_ID=/COMPONENT= fields. The daemon runs in a private mount namespace where the
+    test's own datagram socket stands at /run/systemd/journal/socket."""
+
+    def test_structured_entries(self):
+        import shutil
+        import subprocess
+        import tempfile
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare for a private mount namespace")
+        jdir = tempfile.mkdtemp(prefix="mooring-journal-")
+        self.addCleanup(shutil.rmtree, jdir, True)
+        js = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        js.bind(os.path.join(jdir, "socket"))
+        os.chmod(os.path.join(jdir, "socket"), 0o666)
+        self.addCleanup(js.close)
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("cannot create a mount namespace here: " + probe.stderr.decode())
+        setup = ("mount -t tmpfs tmpfs /run/systemd 2>/dev/null || { mkdir -p /run/systemd && "
+                 "mount -t tmpfs tmpfs /run/systemd; } && mkdir /run/systemd/journal && "
+                 f"mount --bind {jdir} /run/systemd/journal && exec \"$@\"")
+        comp = ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\n"
+                "spec:\n  type: state.in-memory\n")
+        d = self.daemon(apps={"web": APP}, components={"c.yaml": comp}, conf="[Daemon]\nBogus=1\n",
+                        prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh"])
+        entries = []
+        js.settimeout(5)
+        while True:
+            try:
+                data = js.recv(65536)
+            except socket.timeout:
+                break
+            e = {}
+            for line in data.decode(errors="replace").split("\n"):
+                if "=" in line:
+                    k, v = line.split("=", 1)
+                    e[k] = v
+            entries.append(e)
+            if any("ready" in x.get("MESSAGE", "") for x in entries):
+                break
+        by_msg = {e.get("MESSAGE", ""): e for e in entries}
+        reg = [e for m, e in by_msg.items() if m.startswith("App registered")]
+        self.assertEqual(len(reg), 1, entries)
+        self.assertEqual(reg[0]["APP_ID"], "web")
+        self.assertEqual(reg[0]["PRIORITY"], "6")
+        self.assertEqual(reg[0]["SYSLOG_IDENTIFIER"], "mooringd")
+        self.assertIn("CODE_FILE", reg[0])
+        comp_e = [e for m, e in by_msg.items() if m.startswith("Component loaded")]
+        self.assertEqual(comp_e[0]["COMPONENT"], "cache")
+        err = [e for m, e in by_msg.items() if "field 'Bogus': unknown key" in m]
+        self.assertEqual(err[0]["PRIORITY"], "3")
+        # and none of it went to stderr
+        self.assertNotIn("App registered", d.log())
+
+
 if __name__ == "__main__":
     main()
