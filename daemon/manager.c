@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,28 @@ static int bind_tcp_loopback(uint16_t port) {
         return TAKE_FD(fd);
 }
 
+/* A user name or numeric uid to uid/gid. getpwnam() may ask NSS: only at load time. */
+static int resolve_user(const char *user, uid_t *ret_uid, gid_t *ret_gid) {
+        struct passwd *pw;
+        char *end;
+        unsigned long n;
+
+        errno = 0;
+        n = strtoul(user, &end, 10);
+        if (*user && !*end && errno == 0) {
+                pw = getpwuid((uid_t) n);
+                *ret_uid = (uid_t) n;
+                *ret_gid = pw ? pw->pw_gid : (gid_t) n;
+                return 0;
+        }
+        pw = getpwnam(user);
+        if (!pw)
+                return -ESRCH;
+        *ret_uid = pw->pw_uid;
+        *ret_gid = pw->pw_gid;
+        return 0;
+}
+
 static int collect_activated(Manager *m) {
         char **names = NULL;
         int n = sd_listen_fds_with_names(true, &names);
@@ -322,16 +345,32 @@ static int app_open_listeners(Manager *m, App *a, ConfError *e) {
         if (fd >= 0)
                 r = http_listener_new(m->http, LISTENER_APP_UNIX, a, fd, NULL, &a->listener_unix);
         else {
+                uid_t uid = 0;
+                gid_t gid = 0;
+                /* Whoever can connect to this socket IS the app: with User= only that user may
+                 * (connecting needs write access to the socket: 0600, owned by it), otherwise any
+                 * local user. The directory stays ours, so we can remove the socket later. */
+                if (a->config->user) {
+                        r = resolve_user(a->config->user, &uid, &gid);
+                        if (r < 0)
+                                return conf_error_set(e, a->config->file, 0, "User", "unknown user '%s'",
+                                                      a->config->user);
+                }
                 r = mkdir_p_mode(dir, 0755);
                 if (r >= 0)
-                        r = fd = bind_unix(a->socket_path, 0666);
+                        r = fd = bind_unix(a->socket_path, a->config->user ? 0600 : 0666);
+                if (r >= 0 && a->config->user && chown(a->socket_path, uid, gid) < 0) {
+                        r = -errno;
+                        safe_close(fd);
+                }
                 if (r >= 0)
                         r = http_listener_new(m->http, LISTENER_APP_UNIX, a, fd, a->socket_path,
                                               &a->listener_unix);
         }
         if (r < 0)
-                return conf_error_set(e, a->config->file, 0, NULL, "cannot listen on %s: %s", a->socket_path,
-                                      strerror(-r));
+                return conf_error_set(e, a->config->file, 0, NULL, "cannot listen on %s: %s%s", a->socket_path,
+                                      strerror(-r),
+                                      r == -EPERM ? " (User= needs CAP_CHOWN, see mooringd.service)" : "");
 
         if (a->config->http_port == 0)
                 return 0;

@@ -19,6 +19,7 @@ AppConfig *app_config_free(AppConfig *c) {
         free(c->address_host);
         erase_and_free(c->api_token);
         free(c->exec);
+        free(c->user);
         free(c->health_check_path);
         free(c->file);
         free(c);
@@ -148,6 +149,14 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
         }
         if (streq(key, "Exec"))
                 return replace(&c->exec, value);
+        if (streq(key, "User")) {
+                /* A user name as useradd accepts it, or a numeric uid. */
+                if (!*value || strlen(value) > 32 || value[0] == '-' ||
+                    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+                            strlen(value))
+                        return err(reterr_msg, "expected a user name or uid");
+                return replace(&c->user, value);
+        }
         if (streq(key, "HealthCheckPath")) {
                 if (*value && *value != '/')
                         return err(reterr_msg, "must start with '/'");
@@ -236,7 +245,7 @@ int app_config_load(const char *path, AppConfig **ret, ConfError *e) {
 }
 
 bool app_config_same_listeners(const AppConfig *a, const AppConfig *b) {
-        return streq(a->id, b->id) && a->http_port == b->http_port;
+        return streq(a->id, b->id) && a->http_port == b->http_port && streq_ptr(a->user, b->user);
 }
 
 bool app_config_equal(const AppConfig *a, const AppConfig *b) {

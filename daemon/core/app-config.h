@@ -29,6 +29,7 @@ typedef struct AppConfig {
         uint16_t http_port;    /* 0: no TCP listener */
         char *api_token;       /* secret: wiped on free */
         char *exec;
+        char *user;            /* who may connect to the app's socket; NULL: any local user */
         char *health_check_path; /* NULL: probe "/" and accept any HTTP answer */
         uint64_t health_probe_interval_usec;
         char *file;            /* source file, NULL when registered over D-Bus */

@@ -17,6 +17,8 @@
 
 /* The Dapr API level we answer as; SDKs read it only for display. */
 #define DAPR_COMPAT_VERSION "1.14.0"
+#define METADATA_VALUE_MAX (64 * 1024)
+#define METADATA_KEYS_MAX 256
 
 static int get_healthz(HttpRequest *r, const RouteMatch *m) {
         Manager *mg = http_request_manager(r);
@@ -99,12 +101,21 @@ static int put_metadata(HttpRequest *r, const RouteMatch *m) {
         const char *body = http_request_body(r, &len);
         json_t *v;
 
+        json_t *ext = c->app ? c->app->extended : mg->extended;
+
         if (!*m->params[0])
                 return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "metadata key must not be empty");
+        /* Bounded, so no caller can grow the daemon's memory at will. */
+        if (len > METADATA_VALUE_MAX)
+                return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "metadata value larger than %d bytes",
+                                        METADATA_VALUE_MAX);
+        if (!json_object_get(ext, m->params[0]) && json_object_size(ext) >= METADATA_KEYS_MAX)
+                return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "at most %d metadata keys per app",
+                                        METADATA_KEYS_MAX);
         v = json_stringn(body, len);
         if (!v)
                 return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "metadata value must be UTF-8 text");
-        if (json_object_set_new(c->app ? c->app->extended : mg->extended, m->params[0], v) < 0)
+        if (json_object_set_new(ext, m->params[0], v) < 0)
                 return -ENOMEM;
         return http_reply_empty(r, 204);
 }

@@ -207,6 +207,59 @@ class HttpTest(DaemonTestCase):
         d.assert_running()
 
 
+class SocketOwnershipTest(DaemonTestCase):
+    """An app with User= gets a socket only that user (and root) can connect to."""
+
+    def test_user_owns_the_socket(self):
+        import subprocess
+        import sys
+        if os.geteuid() != 0:
+            self.skipTest("needs root to act as two users")
+        d = self.daemon(apps={"private": "[App]\nUser=65534\n", "open": "[App]\n",
+                              "ghost": "[App]\nUser=no-such-user-here\n"})
+        st = os.stat(d.app_socket("private"))
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (65534, 0o600))
+        self.assertEqual(os.stat(d.app_socket("open")).st_mode & 0o777, 0o666)
+        self.assertIn("apps.d/ghost.conf: field 'User': unknown user 'no-such-user-here'", d.log())
+        client = ("import socket, sys\n"
+                  "s = socket.socket(socket.AF_UNIX)\n"
+                  "try:\n    s.connect(sys.argv[1]); print('connected')\n"
+                  "except PermissionError:\n    print('denied')\n")
+
+        def as_user(uid, path):
+            return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                                   sys.executable, "-c", client, path],
+                                  capture_output=True, text=True, timeout=30).stdout.strip()
+        self.assertEqual(as_user(65534, d.app_socket("private")), "connected")
+        self.assertEqual(as_user(65533, d.app_socket("private")), "denied")
+        self.assertEqual(as_user(65533, d.app_socket("open")), "connected")
+        self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("private")).json()["id"], "private")
+        # removed on reload although the socket is not the daemon's user's
+        d.remove_app("private")
+        import signal
+        n = len(d.notify.messages)
+        d.signal(signal.SIGHUP)
+        d.notify.wait("READY=1", after=n)
+        self.assertFalse(os.path.exists(d.app_socket("private")))
+
+
+class MetadataLimitsTest(DaemonTestCase):
+    def test_bounded(self):
+        d = self.daemon(apps={"a": "[App]\n"})
+        sock = d.app_socket("a")
+        self.assertEqual(request(sock, "PUT", "/v1.0/metadata/big", body=b"x" * 65536).status, 204)
+        r = request(sock, "PUT", "/v1.0/metadata/big", body=b"x" * 65537)
+        self.assertEqual(r.status, 400)
+        for i in range(255):
+            self.assertEqual(request(sock, "PUT", f"/v1.0/metadata/k{i}", body=b"v").status, 204)
+        r = request(sock, "PUT", "/v1.0/metadata/one-too-many", body=b"v")
+        self.assertEqual(r.status, 400)
+        self.assertIn("at most 256", r.json()["message"])
+        self.assertEqual(request(sock, "PUT", "/v1.0/metadata/k7", body=b"replaced").status, 204)
+        ext = d.get("/v1.0/metadata", target=sock).json()["extended"]
+        self.assertEqual(ext["k7"], "replaced")
+
+
 def unit_cgroup_root():
     """Where a process can be put into a cgroup named like a systemd unit, so that
     sd_pid_get_unit() reports that unit (cgroup2, alone or in hybrid mode)."""
