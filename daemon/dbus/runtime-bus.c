@@ -75,6 +75,14 @@ static int method_reload(sd_bus_message *call, void *userdata, sd_bus_error *ret
         return polkit_authorize_async(call, userdata, "org.mooring.runtime1.reload", reload_authorized, reterr);
 }
 
+/* A continuation runs after polkit answered: read the app id from the top again. */
+static int reread_app_id(sd_bus_message *call, const char **ret) {
+        int r = sd_bus_message_rewind(call, true);
+        if (r < 0)
+                return r;
+        return sd_bus_message_read(call, "s", ret);
+}
+
 /* ---- RegisterApp ---- */
 
 static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, sd_bus_error *reterr) {
@@ -150,9 +158,7 @@ static int register_authorized(sd_bus_message *call, Manager *m) {
         const char *id;
         int r;
 
-        r = sd_bus_message_rewind(call, true);
-        if (r >= 0)
-                r = sd_bus_message_read(call, "s", &id);
+        r = reread_app_id(call, &id);
         if (r < 0)
                 return r;
         r = read_settings(call, id, &c, &err);
@@ -186,9 +192,7 @@ static int unregister_authorized(sd_bus_message *call, Manager *m) {
         const char *id;
         int r;
 
-        r = sd_bus_message_rewind(call, true);
-        if (r >= 0)
-                r = sd_bus_message_read(call, "s", &id);
+        r = reread_app_id(call, &id);
         if (r < 0)
                 return r;
         App *a = manager_find_app(m, id);
