@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "manager.h"
@@ -157,6 +158,14 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv, m);
         if (r <= 0)
                 return r < 0 ? 2 : EXIT_SUCCESS;
+
+        /* One connection, one fd: take the hard limit (systemd's soft default is 1024, far
+         * below what a host's apps may hold open). select() is never used here. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
 
         /* The loop takes these through signalfd. */
         sigemptyset(&ss);

@@ -44,6 +44,7 @@ struct HttpServer {
 struct HttpListener {
         HttpServer *server;
         ListenerKind kind;
+        sd_event_source *backoff;   /* re-enables accepting after running out of fds */
         App *app;                   /* ref; NULL for LISTENER_API */
         int fd;
         sd_event_source *source;
@@ -422,7 +423,15 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
                 socklen_t salen = sizeof sa;
                 int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* The connection stays queued and the socket readable: without a
+                                 * pause we would spin. Stop accepting here for a moment. */
+                                log_warning_errno(errno, "Failed to accept connection: %m; pausing this "
+                                                  "listener for 100ms");
+                                (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+                                (void) sd_event_source_set_time_relative(l->backoff, 100 * 1000);
+                                (void) sd_event_source_set_enabled(l->backoff, SD_EVENT_ONESHOT);
+                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_warning_errno(errno, "Failed to accept connection: %m");
                         break;
                 }
@@ -450,6 +459,13 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         return 0;
 }
 
+static int on_accept_backoff(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpListener *l = userdata;
+        if (!l->server->draining)
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_ON);
+        return 0;
+}
+
 int http_listener_new(HttpServer *s, ListenerKind kind, App *app, int fd_take, const char *unlink_path,
                       HttpListener **ret) {
         _cleanup_close_ int fd = fd_take;
@@ -467,6 +483,10 @@ int http_listener_new(HttpServer *s, ListenerKind kind, App *app, int fd_take, c
                 }
         }
         r = sd_event_add_io(s->event, &l->source, l->fd, EPOLLIN, on_accept, l);
+        if (r >= 0)
+                r = sd_event_add_time(s->event, &l->backoff, CLOCK_MONOTONIC, UINT64_MAX, 0, on_accept_backoff, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->backoff, SD_EVENT_OFF);
         if (r < 0) {
                 http_listener_free(l);
                 return r;
@@ -492,6 +512,7 @@ HttpListener *http_listener_free(HttpListener *l) {
         if (l->next)
                 l->next->prev = l->prev;
         sd_event_source_disable_unref(l->source);
+        sd_event_source_disable_unref(l->backoff);
         safe_close(l->fd);
         if (l->unlink_path) {
                 (void) unlink(l->unlink_path);

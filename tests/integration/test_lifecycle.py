@@ -146,6 +146,27 @@ class LifecycleTest(DaemonTestCase):
         self.assertIn("Drain timeout: 1 requests still in flight", d.log())
         s.close()
 
+    def test_out_of_file_descriptors(self):
+        """Running out of fds pauses accepting (no busy loop) and recovers afterwards."""
+        import shutil
+        if not shutil.which("prlimit"):
+            self.skipTest("prlimit missing")
+        d = self.daemon(apps={"web": APP}, prefix=["prlimit", "--nofile=64:64"])
+        socks = []
+        for _ in range(80):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.app_socket("web"))  # queued in the backlog even when not accepted
+            socks.append(s)
+        time.sleep(1.0)
+        d.assert_running()
+        pauses = d.log().count("pausing this listener")
+        self.assertGreater(pauses, 0)
+        self.assertLess(pauses, 60, "accept looped instead of pausing")
+        for s in socks:
+            s.close()
+        wait_for(lambda: request(d.app_socket("web"), "GET", "/v1.0/healthz").status == 204,
+                 what="serving again once fds are free")
+
 
 class JournalTest(DaemonTestCase):
     """With a journal socket present, log entries are structured journal records with
