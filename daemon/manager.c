@@ -27,6 +27,7 @@
 
 #include "core/app-config.h"
 #include "core/app.h"
+#include "blocks/state.h"
 #include "core/component.h"
 #include "dbus/runtime-bus.h"
 #include "http/server.h"
@@ -84,6 +85,10 @@ static void app_unlink(Manager *m, App *a);
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* Stores first: their pending callbacks (-ECANCELED) answer suspended HTTP requests. */
+        for (size_t i = 0; i < m->n_state_stores; i++)
+                state_store_close(m->state_stores[i]);
+        free(m->state_stores);
         while (m->n_apps > 0)
                 app_unlink(m, m->apps[m->n_apps - 1]);
         free(m->apps);
@@ -651,6 +656,73 @@ static void on_component_error(const ConfError *e, void *ud) {
         log_conf_error(cl->m, e);
 }
 
+/* With no state component at all, Dapr apps still find a "statestore": ours, embedded. */
+static int add_default_state_component(Manager *m, ComponentLoad *cl) {
+        static const char yaml[] = "apiVersion: dapr.io/v1alpha1\n"
+                                   "kind: Component\n"
+                                   "metadata:\n"
+                                   "  name: statestore\n"
+                                   "spec:\n"
+#if HAVE_SQLITE
+                                   "  type: state.sqlite\n";
+#else
+                                   "  type: state.in-memory\n";
+#endif
+        for (size_t i = 0; i < cl->n; i++)
+                if (streq_ptr(component_category(cl->list[i]), "state"))
+                        return 0;
+        int r = component_parse("(built-in default)", yaml, sizeof yaml - 1, on_component, on_component_error, cl);
+        return r < 0 || cl->oom ? -ENOMEM : 0;
+}
+
+/* One open store per state component: unchanged components keep theirs (and the
+ * requests in flight on it), removed or changed ones are closed, new ones opened. */
+static int sync_state_stores(Manager *m) {
+        StateStore **n = calloc(m->n_components + 1, sizeof(StateStore *));
+        size_t k = 0;
+
+        if (!n)
+                return log_oom();
+        for (size_t i = 0; i < m->n_components; i++) {
+                Component *c = m->components[i];
+                StateStore *found = NULL;
+                _cleanup_free_ char *msg = NULL;
+
+                if (!streq_ptr(component_category(c), "state"))
+                        continue;
+                for (size_t j = 0; j < m->n_state_stores; j++)
+                        if (m->state_stores[j] && m->state_stores[j]->component == c) {
+                                found = m->state_stores[j];
+                                m->state_stores[j] = NULL;
+                        }
+                if (found) {
+                        n[k++] = found;
+                        continue;
+                }
+                int r = state_store_open(m, c, &found, &msg);
+                if (r == -ENOMEM) {
+                        free(n);
+                        return log_oom();
+                }
+                if (r < 0) {
+                        ConfError e = {};
+                        conf_error_set(&e, c->file, c->line, "spec.metadata", "state store '%s' (%s): %s", c->name,
+                                       c->type, msg ?: strerror(-r));
+                        log_conf_error(m, &e);
+                        conf_error_done(&e);
+                        continue;
+                }
+                log_struct(LOG_INFO, 0, NULL, c->name, "State store ready (%s).", c->type);
+                n[k++] = found;
+        }
+        for (size_t j = 0; j < m->n_state_stores; j++)
+                state_store_close(m->state_stores[j]);
+        free(m->state_stores);
+        m->state_stores = n;
+        m->n_state_stores = k;
+        return 0;
+}
+
 static int reload_components(Manager *m) {
         static const char *const suffixes[] = { ".yaml", ".yml", NULL };
         _cleanup_strv_free_ char **files = NULL;
@@ -679,6 +751,8 @@ static int reload_components(Manager *m) {
                 if (r == -ENOMEM || cl.oom)
                         break;
         }
+        if (r >= 0 && !cl.oom)
+                r = add_default_state_component(m, &cl);
         if (r == -ENOMEM || cl.oom) {
                 for (size_t i = 0; i < cl.n; i++)
                         component_unref(cl.list[i]);
@@ -714,9 +788,10 @@ static int reload_components(Manager *m) {
         free(m->components);
         m->components = cl.list;
         m->n_components = cl.n;
+        r = sync_state_stores(m);
         if (changed)
                 runtime_bus_emit_components_changed(m);
-        return 0;
+        return r;
 }
 
 /* ---- lifecycle ---- */

@@ -16,6 +16,7 @@
 
 #include "core/conferr.h"
 #include "core/settings.h"
+#include "drivers/state/driver.h"
 #include "forward.h"
 
 typedef enum ManagerState {
@@ -54,6 +55,8 @@ struct Manager {
         Component **components;     /* in load order */
         size_t n_components;
         json_t *extended;           /* PUT /v1.0/metadata from unidentified callers */
+        StateStore **state_stores;  /* one per state.* component that opened */
+        size_t n_state_stores;
 
         HttpServer *http;
         HttpListener *api_listener;

@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../blocks/state.h"
 #include "../core/app.h"
 #include "../core/component.h"
 #include "../manager.h"
 #include "../transport/app-channel.h"
+#include "handlers.h"
 #include "router.h"
 #include "server.h"
 
@@ -43,9 +45,14 @@ static int get_healthz_outbound(HttpRequest *r, const RouteMatch *m) {
         return http_reply_empty(r, 204);
 }
 
-static json_t *component_json(const Component *c) {
-        return json_pack("{s:s, s:s, s:s, s:[]}", "name", c->name, "type", c->type, "version", c->version,
-                         "capabilities");
+static json_t *component_json(Manager *m, const Component *c) {
+        json_t *caps = json_array();
+        for (size_t i = 0; caps && i < m->n_state_stores; i++)
+                if (m->state_stores[i]->component == c)
+                        for (const char *const *cap = state_store_capabilities(m->state_stores[i]); *cap; cap++)
+                                json_array_append_new(caps, json_string(*cap));
+        return json_pack("{s:s, s:s, s:s, s:o*}", "name", c->name, "type", c->type, "version", c->version,
+                         "capabilities", caps);
 }
 
 static json_t *app_connection_json(const App *a) {
@@ -76,7 +83,7 @@ static int get_metadata(HttpRequest *r, const RouteMatch *m) {
         comps = json_array();
         for (size_t i = 0; comps && i < mg->n_components; i++)
                 if (component_in_scope(mg->components[i], c->app ? id : NULL) || !c->app)
-                        json_array_append_new(comps, component_json(mg->components[i]));
+                        json_array_append_new(comps, component_json(mg, mg->components[i]));
 
         ext = json_deep_copy(c->app ? c->app->extended : mg->extended);
         if (ext) {
@@ -193,6 +200,14 @@ const Route http_routes[] = {
         { "GET", "/v1.0/healthz/outbound", ROUTE_NO_TOKEN, get_healthz_outbound },
         { "GET", "/v1.0/metadata", 0, get_metadata },
         { "PUT", "/v1.0/metadata/{key}", 0, put_metadata },
+        { "POST", "/v1.0/state/{store}", 0, http_state_save },
+        { "PUT", "/v1.0/state/{store}", 0, http_state_save },
+        { "POST", "/v1.0/state/{store}/bulk", 0, http_state_bulk },
+        { "PUT", "/v1.0/state/{store}/bulk", 0, http_state_bulk },
+        { "POST", "/v1.0/state/{store}/transaction", 0, http_state_transaction },
+        { "PUT", "/v1.0/state/{store}/transaction", 0, http_state_transaction },
+        { "GET", "/v1.0/state/{store}/{key}", 0, http_state_get },
+        { "DELETE", "/v1.0/state/{store}/{key}", 0, http_state_delete },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },

@@ -578,12 +578,49 @@ static void unlink_suspended(HttpRequest *r) {
         r->susp_next = r->susp_prev = NULL;
 }
 
+static int reply_internal(HttpRequest *r, unsigned status, const char *content_type, const void *body,
+                          size_t len, const char *const *headers);
+
 int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len) {
+        return reply_internal(r, status, content_type, body, len, NULL);
+}
+
+int http_reply_headers(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len,
+                       const char *const *headers) {
+        return reply_internal(r, status, content_type, body, len, headers);
+}
+
+typedef struct {
+        HttpRequestQueryFn fn;
+        void *userdata;
+        int error;
+} QueryIter;
+
+static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        QueryIter *it = cls;
+        _cleanup_free_ char *k = key ? http_unescape(key, strlen(key), true) : NULL;
+        _cleanup_free_ char *v = value ? http_unescape(value, strlen(value), true) : strdup("");
+        if (!k || !v) {
+                it->error = -EINVAL;
+                return MHD_NO;
+        }
+        it->error = it->fn(k, v, it->userdata);
+        return it->error < 0 ? MHD_NO : MHD_YES;
+}
+
+int http_request_foreach_query(const HttpRequest *r, HttpRequestQueryFn fn, void *userdata) {
+        QueryIter it = { .fn = fn, .userdata = userdata };
+        (void) MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, on_query_arg, &it);
+        return it.error;
+}
+
+static int reply_internal(HttpRequest *r, unsigned status, const char *content_type, const void *body,
+                          size_t len, const char *const *headers) {
         struct MHD_Response *resp;
 
         if (r->response)
                 return -EALREADY;
-        if (len == 0 && !content_type && !r->server->draining) {
+        if (len == 0 && !content_type && !headers && !r->server->draining) {
                 resp = r->server->empty;
                 r->response_shared = true;
         } else
@@ -592,6 +629,9 @@ int http_reply(HttpRequest *r, unsigned status, const char *content_type, const 
                 return -ENOMEM;
         if (content_type && !r->response_shared)
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        for (const char *const *h = headers; h && h[0]; h += 2)
+                if (h[1])
+                        (void) MHD_add_response_header(resp, h[0], h[1]);
         r->response = resp;
         r->status = status;
         if (r->suspended) {
@@ -621,18 +661,31 @@ int http_reply_json(HttpRequest *r, unsigned status, json_t *j) {
         return http_reply(r, status, "application/json", s, strlen(s));
 }
 
-int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) {
+_printf_(4, 0) static int reply_error_v(HttpRequest *r, unsigned status, DaprError e, const char *fmt,
+                                         va_list ap) {
         _cleanup_free_ char *msg = NULL;
-        va_list ap;
-
-        va_start(ap, fmt);
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
-        va_end(ap);
         json_t *j = json_pack("{s:s, s:s}", "errorCode", dapr_error_code(e), "message", msg ?: "");
-        int k = http_reply_json(r, dapr_error_status(e), j);
+        int k = http_reply_json(r, status, j);
         if (k == -ENOMEM && !r->response) /* last resort: a body we need not allocate */
                 return http_reply(r, 500, "application/json",
                                   "{\"errorCode\":\"ERROR\",\"message\":\"out of memory\"}", 50);
+        return k;
+}
+
+int http_reply_error_status(HttpRequest *r, unsigned status, DaprError e, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = reply_error_v(r, status, e, fmt, ap);
+        va_end(ap);
+        return k;
+}
+
+int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = reply_error_v(r, dapr_error_status(e), e, fmt, ap);
+        va_end(ap);
         return k;
 }

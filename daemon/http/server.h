@@ -62,11 +62,20 @@ const char *http_request_header(const HttpRequest *r, const char *name);
 /* Unescaped query argument (malloc'd) or NULL. */
 char *http_request_query(const HttpRequest *r, const char *name);
 const void *http_request_body(const HttpRequest *r, size_t *ret_len);
+/* Calls fn for every query argument, unescaped. Stops at fn's first error and returns it. */
+typedef int (*HttpRequestQueryFn)(const char *key, const char *value, void *userdata);
+int http_request_foreach_query(const HttpRequest *r, HttpRequestQueryFn fn, void *userdata);
 
 /* Exactly one reply per request, from the handler or later (after http_request_suspend()). */
 int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len);
 int http_reply_empty(HttpRequest *r, unsigned status);
+/* headers: name, value pairs, NULL-terminated; a NULL value skips its pair. */
+int http_reply_headers(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len,
+                       const char *const *headers);
 /* Takes j. */
 int http_reply_json(HttpRequest *r, unsigned status, json_t *j);
 int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same with the status given (Dapr uses one code with several statuses, e.g. ERR_STATE_SAVE 409). */
+int http_reply_error_status(HttpRequest *r, unsigned status, DaprError e, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 void http_request_suspend(HttpRequest *r);

@@ -54,7 +54,10 @@ class DBusTest(DaemonTestCase):
         self.assertEqual([a[0] for a in apps], ["fromfile"])
         self.assertEqual(apps[0][1], "http://127.0.0.1:1")
         self.assertEqual(apps[0][2], d.app_socket("fromfile"))
-        self.assertEqual(d.prop("Components"), [])
+        # no component files: the built-in default state store is there
+        comps = d.prop("Components")
+        self.assertEqual([c[0] for c in comps], ["statestore"])
+        self.assertTrue(comps[0][1].startswith("state."))
 
     def test_register_get_unregister(self):
         d = self.d

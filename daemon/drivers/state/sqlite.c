@@ -1,0 +1,836 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * state.sqlite: an embedded store in one SQLite file (Dapr's state.sqlite
+ * metadata names; our own table layout).
+ *
+ * Threading: open() opens the database and prepares every statement on the
+ * loop thread (start-up; nothing else uses the connection yet). From then on
+ * the connection and its statements are used only by the store's WorkQueue
+ * thread, one job at a time (the queue's mutex orders open() before the first
+ * job), and they are closed by close() after the thread is joined. A job owns
+ * copies of its arguments and its StateResult; run() fills the result on the
+ * thread, done() hands it to the caller on the loop.
+ *
+ * Durability: journal_mode=WAL (unless disableWAL) with synchronous=FULL, so
+ * every commit fsyncs the WAL before the write is acknowledged: an answered
+ * write survives a crash and a power loss. (WAL with synchronous=NORMAL is
+ * faster but may lose the last commits on power loss; we do not trade that.)
+ *
+ * Table: key TEXT PRIMARY KEY, value BLOB NOT NULL, etag TEXT NOT NULL (32
+ * lowercase hex chars, 128 random bits, new on every write), expire_at
+ * INTEGER (unix seconds, NULL = never), update_time INTEGER (unix seconds).
+ * A row whose expire_at <= now is absent for every operation; a timer purges
+ * such rows every cleanupInterval.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "../../core/component.h"
+#include "../../util/cleanup.h"
+#include "../../util/strv.h"
+#include "../../work/queue.h"
+#include "driver.h"
+
+#define USEC_PER_SEC 1000000ULL
+#define DEFAULT_PATH "state.db"
+#define DEFAULT_TABLE "state"
+#define DEFAULT_BUSY_TIMEOUT_USEC (20 * USEC_PER_SEC)
+#define DEFAULT_CLEANUP_USEC (3600 * USEC_PER_SEC)
+#define MIN_CLEANUP_USEC USEC_PER_SEC
+#define TABLE_NAME_MAX 64
+#define ETAG_BYTES 16
+#define ETAG_LEN (ETAG_BYTES * 2)
+
+typedef enum SqlStmt {
+        SQL_GET,
+        SQL_UPSERT,        /* last-write, no etag */
+        SQL_INSERT_FIRST,  /* first-write, no etag: insert, or replace an expired row */
+        SQL_UPDATE_ETAG,   /* etag given */
+        SQL_DELETE,
+        SQL_DELETE_ETAG,
+        SQL_PURGE,
+        SQL_BEGIN,
+        SQL_COMMIT,
+        SQL_ROLLBACK,
+        _SQL_MAX,
+} SqlStmt;
+
+/* @T stands for the (validated) table name, substituted by sql_expand(). */
+static const char *const sql_text[_SQL_MAX] = {
+        [SQL_GET] = "SELECT value, etag, expire_at FROM \"@T\" "
+                    "WHERE key = ?1 AND (expire_at IS NULL OR expire_at > ?2)",
+        [SQL_UPSERT] = "INSERT INTO \"@T\" (key, value, etag, expire_at, update_time) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, "
+                       "expire_at = excluded.expire_at, update_time = excluded.update_time",
+        [SQL_INSERT_FIRST] = "INSERT INTO \"@T\" (key, value, etag, expire_at, update_time) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, "
+                             "expire_at = excluded.expire_at, update_time = excluded.update_time "
+                             "WHERE \"@T\".expire_at IS NOT NULL AND \"@T\".expire_at <= ?5",
+        [SQL_UPDATE_ETAG] = "UPDATE \"@T\" SET value = ?2, etag = ?3, expire_at = ?4, update_time = ?5 "
+                            "WHERE key = ?1 AND etag = ?6 AND (expire_at IS NULL OR expire_at > ?5)",
+        [SQL_DELETE] = "DELETE FROM \"@T\" WHERE key = ?1",
+        [SQL_DELETE_ETAG] = "DELETE FROM \"@T\" "
+                            "WHERE key = ?1 AND etag = ?2 AND (expire_at IS NULL OR expire_at > ?3)",
+        [SQL_PURGE] = "DELETE FROM \"@T\" WHERE expire_at IS NOT NULL AND expire_at <= ?1",
+        [SQL_BEGIN] = "BEGIN IMMEDIATE",
+        [SQL_COMMIT] = "COMMIT",
+        [SQL_ROLLBACK] = "ROLLBACK",
+};
+
+typedef struct SqliteStore {
+        StateStore base;
+
+        /* Configuration (open()). */
+        char *path;                    /* file name or URI handed to sqlite3_open_v2() */
+        bool path_is_uri;
+        char *table;
+        uint64_t busy_timeout_usec;
+        uint64_t cleanup_usec;         /* 0 = no purge timer */
+        bool disable_wal;
+
+        /* Used only on the queue's thread once it runs (see the top of the file). */
+        sqlite3 *db;
+        sqlite3_stmt *stmt[_SQL_MAX];
+
+        WorkQueue *queue;
+        sd_event_source *purge_timer;
+        bool purge_in_flight;          /* loop only */
+        bool closing;                  /* loop only: close() started, calls are refused */
+        atomic_bool cancel;            /* set by close(): jobs not yet run answer -ECANCELED */
+} SqliteStore;
+
+typedef enum JobKind {
+        JOB_GET,
+        JOB_WRITE,
+        JOB_TRANSACT,
+        JOB_PURGE,
+} JobKind;
+
+typedef struct SqliteJob {
+        SqliteStore *store;            /* back-reference; run() touches only db and stmt[] */
+        JobKind kind;
+        char *key;                     /* get */
+        StateOp *ops;                  /* write/transact: deep copies (key, value, etag owned) */
+        size_t n_ops;
+        StateResult result;
+        StateDoneFn done;
+        void *userdata;
+} SqliteJob;
+
+/* ---- helpers ---- */
+
+static int64_t now_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec;
+}
+
+/* Expiry for ttl_sec from now, rounded up to the next whole second so an item
+ * lives at least ttl_sec. 0 = never. */
+static int64_t expire_at_for(int64_t ttl_sec) {
+        struct timespec ts;
+        int64_t t;
+
+        if (ttl_sec <= 0)
+                return 0;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        t = (int64_t) ts.tv_sec + (ts.tv_nsec > 0 ? 1 : 0);
+        return ttl_sec > INT64_MAX - t ? INT64_MAX : t + ttl_sec;
+}
+
+static bool etag_is_valid(const char *s) {
+        size_t i;
+        for (i = 0; s[i]; i++)
+                if (i >= ETAG_LEN || !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return i == ETAG_LEN;
+}
+
+static int etag_new(char ret[static ETAG_LEN + 1]) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t b[ETAG_BYTES];
+        size_t n = 0;
+
+        while (n < sizeof b) {
+                ssize_t k = getrandom(b + n, sizeof b - n, 0);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                n += (size_t) k;
+        }
+        for (size_t i = 0; i < sizeof b; i++) {
+                ret[2 * i] = hex[b[i] >> 4];
+                ret[2 * i + 1] = hex[b[i] & 15];
+        }
+        ret[ETAG_LEN] = 0;
+        return 0;
+}
+
+static int errno_from_sqlite(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+                return 0;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_READONLY:
+                return -EROFS;
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_TOOBIG:
+                return -E2BIG;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EBADMSG;
+        case SQLITE_INTERRUPT:
+                return -EINTR;
+        default:
+                return -EIO;
+        }
+}
+
+/* Fills r from the connection's last error (call right after the failing call, on the thread). */
+static int fail_sqlite(SqliteStore *s, StateResult *r, int rc, const char *what) {
+        return state_result_fail(r, errno_from_sqlite(rc), "sqlite: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* tmpl with every "@T" replaced by table. NULL on OOM. */
+static char *sql_expand(const char *tmpl, const char *table) {
+        size_t n = 1, tl = strlen(table);
+        char *out, *o;
+
+        for (const char *p = tmpl; *p; p++)
+                if (strneq(p, "@T", 2)) {
+                        n += tl;
+                        p++;
+                } else
+                        n++;
+        out = o = malloc(n);
+        if (!out)
+                return NULL;
+        for (const char *p = tmpl; *p; p++)
+                if (strneq(p, "@T", 2)) {
+                        o = mempcpy(o, table, tl);
+                        p++;
+                } else
+                        *o++ = *p;
+        *o = 0;
+        return out;
+}
+
+static sqlite3_stmt *stmt_get(SqliteStore *s, SqlStmt which) {
+        sqlite3_stmt *st = s->stmt[which];
+        (void) sqlite3_reset(st);
+        (void) sqlite3_clear_bindings(st);
+        return st;
+}
+
+/* Runs a statement that returns no rows; resets it. SQLite error code. */
+static int stmt_exec(sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+                rc = SQLITE_OK;
+        (void) sqlite3_reset(st);
+        (void) sqlite3_clear_bindings(st);
+        return rc;
+}
+
+static void job_free(SqliteJob *j) {
+        if (!j)
+                return;
+        free(j->key);
+        for (size_t i = 0; i < j->n_ops; i++) {
+                free((void *) j->ops[i].key);
+                free((void *) j->ops[i].value);
+                free((void *) j->ops[i].etag);
+        }
+        free(j->ops);
+        state_result_done(&j->result);
+        free(j);
+}
+DEFINE_CLEANUP_FUNC(SqliteJob, job_free);
+
+/* ---- the worker side: runs on the queue's thread ---- */
+
+static void run_get(SqliteJob *j) {
+        SqliteStore *s = j->store;
+        sqlite3_stmt *st = stmt_get(s, SQL_GET);
+        StateValue *v = &j->result.value;
+        int rc;
+
+        if (sqlite3_bind_text(st, 1, j->key, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 2, now_sec()) != SQLITE_OK) {
+                (void) fail_sqlite(s, &j->result, sqlite3_errcode(s->db), "get");
+                return;
+        }
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                const void *blob = sqlite3_column_blob(st, 0);
+                size_t len = (size_t) sqlite3_column_bytes(st, 0);
+                const unsigned char *etag = sqlite3_column_text(st, 1);
+
+                v->value = malloc(len + 1);
+                v->etag = etag ? strdup((const char *) etag) : NULL;
+                if (!v->value || (etag && !v->etag)) {
+                        (void) state_result_fail(&j->result, -ENOMEM, "out of memory");
+                        free(v->value);
+                        free(v->etag);
+                        *v = (StateValue){};
+                } else {
+                        if (len > 0)
+                                memcpy(v->value, blob, len);
+                        ((char *) v->value)[len] = 0;
+                        v->value_len = len;
+                        v->found = true;
+                        if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+                                int64_t e = sqlite3_column_int64(st, 2);
+                                v->expire_realtime_usec =
+                                        e <= 0 ? 0 : (uint64_t) e > UINT64_MAX / USEC_PER_SEC ? UINT64_MAX
+                                                                                             : (uint64_t) e * USEC_PER_SEC;
+                        }
+                }
+        } else if (rc != SQLITE_DONE)
+                (void) fail_sqlite(s, &j->result, rc, "get");
+        (void) sqlite3_reset(st);
+        (void) sqlite3_clear_bindings(st);
+}
+
+/* Applies one op. 0, or fills r and returns its error. */
+static int apply_op(SqliteStore *s, const StateOp *op, StateResult *r) {
+        int64_t now = now_sec();
+        sqlite3_stmt *st;
+        int rc;
+
+        if (op->kind == STATE_OP_DELETE) {
+                st = stmt_get(s, op->etag ? SQL_DELETE_ETAG : SQL_DELETE);
+                rc = sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+                if (rc == SQLITE_OK && op->etag) {
+                        rc = sqlite3_bind_text(st, 2, op->etag, -1, SQLITE_STATIC);
+                        if (rc == SQLITE_OK)
+                                rc = sqlite3_bind_int64(st, 3, now);
+                }
+                if (rc == SQLITE_OK)
+                        rc = stmt_exec(st);
+                if (rc != SQLITE_OK)
+                        return fail_sqlite(s, r, rc, "delete");
+                if (op->etag && sqlite3_changes(s->db) == 0)
+                        return state_result_fail(r, -ESTALE, "etag mismatch for key '%s'", op->key);
+                return 0;
+        }
+
+        char etag[ETAG_LEN + 1];
+        int64_t expire_at = expire_at_for(op->ttl_sec);
+        bool first_write = !op->etag && op->concurrency == STATE_CONCURRENCY_FIRST_WRITE;
+
+        rc = etag_new(etag);
+        if (rc < 0)
+                return state_result_fail(r, rc, "cannot generate an etag: %s", strerror(-rc));
+
+        st = stmt_get(s, op->etag ? SQL_UPDATE_ETAG : first_write ? SQL_INSERT_FIRST : SQL_UPSERT);
+        rc = sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                /* A non-NULL pointer even for 0 bytes: NULL would bind SQL NULL, not an empty blob. */
+                rc = sqlite3_bind_blob64(st, 2, op->value_len > 0 ? op->value : "", op->value_len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 3, etag, ETAG_LEN, SQLITE_TRANSIENT);
+        if (rc == SQLITE_OK)
+                rc = expire_at > 0 ? sqlite3_bind_int64(st, 4, expire_at) : sqlite3_bind_null(st, 4);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 5, now);
+        if (rc == SQLITE_OK && op->etag)
+                rc = sqlite3_bind_text(st, 6, op->etag, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = stmt_exec(st);
+        if (rc != SQLITE_OK)
+                return fail_sqlite(s, r, rc, "write");
+        if (sqlite3_changes(s->db) == 0) {
+                if (op->etag)
+                        return state_result_fail(r, -ESTALE, "etag mismatch for key '%s'", op->key);
+                if (first_write)
+                        return state_result_fail(r, -ESTALE, "key '%s' already exists (first-write)", op->key);
+                return state_result_fail(r, -EIO, "sqlite: write of key '%s' changed nothing", op->key);
+        }
+        return 0;
+}
+
+static void run_transact(SqliteJob *j) {
+        SqliteStore *s = j->store;
+        int rc;
+
+        if (j->n_ops == 0)
+                return;
+        rc = stmt_exec(stmt_get(s, SQL_BEGIN));
+        if (rc != SQLITE_OK) {
+                (void) fail_sqlite(s, &j->result, rc, "begin transaction");
+                return;
+        }
+        for (size_t i = 0; i < j->n_ops; i++)
+                if (apply_op(s, &j->ops[i], &j->result) < 0)
+                        break;
+        if (j->result.error == 0) {
+                rc = stmt_exec(stmt_get(s, SQL_COMMIT));
+                if (rc != SQLITE_OK)
+                        (void) fail_sqlite(s, &j->result, rc, "commit");
+        }
+        /* Some errors (full disk, I/O) roll back by themselves; roll back whatever is left. */
+        if (j->result.error != 0 && !sqlite3_get_autocommit(s->db))
+                (void) stmt_exec(stmt_get(s, SQL_ROLLBACK));
+}
+
+static void job_run(void *userdata) {
+        SqliteJob *j = userdata;
+        SqliteStore *s = j->store;
+
+        if (j->result.error != 0) /* rejected when queued (malformed etag): answered as is */
+                return;
+        if (atomic_load(&s->cancel)) {
+                (void) state_result_fail(&j->result, -ECANCELED, "state store closed");
+                return;
+        }
+        switch (j->kind) {
+        case JOB_GET:
+                run_get(j);
+                break;
+        case JOB_WRITE:
+                (void) apply_op(s, &j->ops[0], &j->result);
+                break;
+        case JOB_TRANSACT:
+                run_transact(j);
+                break;
+        case JOB_PURGE: {
+                sqlite3_stmt *st = stmt_get(s, SQL_PURGE);
+                int rc = sqlite3_bind_int64(st, 1, now_sec());
+                if (rc == SQLITE_OK)
+                        rc = stmt_exec(st);
+                if (rc != SQLITE_OK)
+                        (void) fail_sqlite(s, &j->result, rc, "purge");
+                break;
+        }
+        }
+}
+
+/* ---- the loop side ---- */
+
+static void job_done(void *userdata) {
+        SqliteJob *j = userdata;
+
+        if (j->kind == JOB_PURGE)
+                /* Failures are retried on the next tick; nothing to report to. */
+                j->store->purge_in_flight = false;
+        else
+                j->done(&j->result, j->userdata);
+        /* The store may be gone now (done() may have closed it): only j is touched. */
+        job_free(j);
+}
+
+/* Queues j (taken, also on failure). */
+static int job_submit(SqliteStore *s, SqliteJob *j) {
+        int r = work_queue_submit(s->queue, job_run, job_done, j);
+        if (r < 0)
+                job_free(j);
+        return r;
+}
+
+static SqliteJob *job_new(SqliteStore *s, JobKind kind, StateDoneFn done, void *userdata) {
+        SqliteJob *j = calloc(1, sizeof *j);
+        if (!j)
+                return NULL;
+        *j = (SqliteJob){ .store = s, .kind = kind, .done = done, .userdata = userdata };
+        return j;
+}
+
+/* Deep-copies ops into j. 0 or -ENOMEM. Records a malformed etag as the job's result. */
+static int job_copy_ops(SqliteJob *j, const StateOp *ops, size_t n_ops) {
+        j->ops = calloc(n_ops ?: 1, sizeof *j->ops);
+        if (!j->ops)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_ops; i++) {
+                const StateOp *op = &ops[i];
+                StateOp *c = &j->ops[j->n_ops++];
+                void *v = NULL;
+
+                assert(op->key);
+                *c = (StateOp){ .kind = op->kind, .concurrency = op->concurrency, .ttl_sec = op->ttl_sec };
+                c->key = strdup(op->key);
+                if (!c->key)
+                        return -ENOMEM;
+                if (op->etag) {
+                        c->etag = strdup(op->etag);
+                        if (!c->etag)
+                                return -ENOMEM;
+                        if (j->result.error == 0 && !etag_is_valid(op->etag))
+                                (void) state_result_fail(&j->result, -EINVAL, "invalid etag '%s'", op->etag);
+                }
+                if (op->kind == STATE_OP_UPSERT) {
+                        v = malloc(op->value_len + 1);
+                        if (!v)
+                                return -ENOMEM;
+                        if (op->value_len > 0)
+                                memcpy(v, op->value, op->value_len);
+                        ((char *) v)[op->value_len] = 0;
+                        c->value = v;
+                        c->value_len = op->value_len;
+                }
+        }
+        return 0;
+}
+
+static int sqlite_get(StateStore *base, const char *key, StateDoneFn done, void *userdata) {
+        SqliteStore *s = (SqliteStore *) base;
+        _cleanup_(job_freep) SqliteJob *j = NULL;
+
+        assert(key && done);
+        if (s->closing || !s->queue)
+                return -ECANCELED;
+        j = job_new(s, JOB_GET, done, userdata);
+        if (!j || !(j->key = strdup(key)))
+                return -ENOMEM;
+        return job_submit(s, TAKE_PTR(j));
+}
+
+static int sqlite_write(StateStore *base, const StateOp *op, StateDoneFn done, void *userdata) {
+        SqliteStore *s = (SqliteStore *) base;
+        _cleanup_(job_freep) SqliteJob *j = NULL;
+
+        assert(op && done);
+        if (s->closing || !s->queue)
+                return -ECANCELED;
+        j = job_new(s, JOB_WRITE, done, userdata);
+        if (!j || job_copy_ops(j, op, 1) < 0)
+                return -ENOMEM;
+        return job_submit(s, TAKE_PTR(j));
+}
+
+static int sqlite_transact(StateStore *base, const StateOp *ops, size_t n_ops, StateDoneFn done,
+                           void *userdata) {
+        SqliteStore *s = (SqliteStore *) base;
+        _cleanup_(job_freep) SqliteJob *j = NULL;
+
+        assert((ops || n_ops == 0) && done);
+        if (s->closing || !s->queue)
+                return -ECANCELED;
+        j = job_new(s, JOB_TRANSACT, done, userdata);
+        if (!j || job_copy_ops(j, ops, n_ops) < 0)
+                return -ENOMEM;
+        return job_submit(s, TAKE_PTR(j));
+}
+
+static int on_purge_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        SqliteStore *s = userdata;
+
+        if (!s->purge_in_flight) {
+                SqliteJob *j = job_new(s, JOB_PURGE, NULL, NULL);
+                if (j && job_submit(s, j) >= 0)
+                        s->purge_in_flight = true;
+        }
+        (void) sd_event_source_set_time_relative(src, s->cleanup_usec);
+        (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+/* ---- open/close ---- */
+
+static int fail_open(char **reterr_msg, int r, const char *fmt, ...) _printf_(3, 4);
+static int fail_open(char **reterr_msg, int r, const char *fmt, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (reterr_msg) {
+                free(*reterr_msg);
+                *reterr_msg = m;
+        } else
+                free(m);
+        return r;
+}
+
+static bool table_name_is_valid(const char *t) {
+        size_t n = strlen(t);
+        if (n == 0 || n > TABLE_NAME_MAX || strncasecmp(t, "sqlite_", 7) == 0)
+                return false;
+        for (const char *p = t; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                        return false;
+        return true;
+}
+
+/* Appends dir to a URI path, %-escaping what a URI would otherwise read as syntax. */
+static int uri_escape_path(const char *dir, char **ret) {
+        size_t n = strlen(dir);
+        char *out = malloc(n * 3 + 1), *o = out;
+        if (!out)
+                return -ENOMEM;
+        for (const char *p = dir; *p; p++) {
+                if (*p == '%' || *p == '?' || *p == '#') {
+                        o += sprintf(o, "%%%02X", (unsigned char) *p);
+                } else
+                        *o++ = *p;
+        }
+        *o = 0;
+        *ret = out;
+        return 0;
+}
+
+/* connectionString → what sqlite3_open_v2() gets. */
+static int resolve_path(SqliteStore *s, const char *cs, char **reterr_msg) {
+        const char *state_dir = s->base.state_dir;
+        const char *rest;
+        int r;
+
+        if (!cs)
+                cs = DEFAULT_PATH;
+        if (!*cs)
+                return fail_open(reterr_msg, -EINVAL, "connectionString: must not be empty");
+
+        if (streq(cs, ":memory:")) {
+                s->path = strdup(cs);
+                return s->path ? 0 : -ENOMEM;
+        }
+
+        rest = startswith_ptr(cs, "file:");
+        if (rest) {
+                s->path_is_uri = true;
+                /* file:/abs, file:///abs, file://localhost/abs, file::memory:, file:?mode=memory...:
+                 * as given. Only a relative path is anchored in the state directory. */
+                if (*rest == '/' || *rest == ':' || *rest == '?' || *rest == '#' || !*rest) {
+                        s->path = strdup(cs);
+                        return s->path ? 0 : -ENOMEM;
+                }
+                if (!state_dir)
+                        return fail_open(reterr_msg, -EINVAL,
+                                         "connectionString: relative path '%s' but no state directory", cs);
+                _cleanup_free_ char *dir = NULL;
+                r = uri_escape_path(state_dir, &dir);
+                if (r < 0)
+                        return r;
+                if (asprintf(&s->path, "file:%s/%s", dir, rest) < 0) {
+                        s->path = NULL;
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+
+        if (cs[0] == '/') {
+                s->path = strdup(cs);
+                return s->path ? 0 : -ENOMEM;
+        }
+        if (!state_dir)
+                return fail_open(reterr_msg, -EINVAL, "connectionString: relative path '%s' but no state directory",
+                                 cs);
+        if (asprintf(&s->path, "%s/%s", state_dir, cs) < 0) {
+                s->path = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int parse_metadata(SqliteStore *s, char **reterr_msg) {
+        const Component *c = s->base.component;
+        const char *v;
+        int r;
+
+        r = resolve_path(s, c ? component_get_string(c, "connectionString") : NULL, reterr_msg);
+        if (r < 0)
+                return r;
+
+        v = c ? component_get_string(c, "tableName") : NULL;
+        if (v && !table_name_is_valid(v))
+                return fail_open(reterr_msg, -EINVAL,
+                                 "tableName: '%s' is not a valid table name ([A-Za-z0-9_], at most %d characters, "
+                                 "not starting with 'sqlite_')",
+                                 v, TABLE_NAME_MAX);
+        s->table = strdup(v ?: DEFAULT_TABLE);
+        if (!s->table)
+                return -ENOMEM;
+
+        /* busyTimeout is an alias of timeout; given both, busyTimeout wins. */
+        s->busy_timeout_usec = DEFAULT_BUSY_TIMEOUT_USEC;
+        for (const char *const *k = (const char *const[]){ "timeout", "busyTimeout", NULL }; *k; k++) {
+                v = c ? component_get_string(c, *k) : NULL;
+                if (v && parse_duration_usec(v, &s->busy_timeout_usec) < 0)
+                        return fail_open(reterr_msg, -EINVAL,
+                                         "%s: '%s' is not a duration (e.g. \"20s\", \"500ms\", or seconds)", *k, v);
+        }
+
+        s->cleanup_usec = DEFAULT_CLEANUP_USEC;
+        v = c ? component_get_string(c, "cleanupInterval") : NULL;
+        if (v) {
+                const char *t = v;
+                while (*t == ' ')
+                        t++;
+                if (*t == '-') /* Dapr: zero or negative disables the purge */
+                        s->cleanup_usec = 0;
+                else if (parse_duration_usec(t, &s->cleanup_usec) < 0)
+                        return fail_open(reterr_msg, -EINVAL,
+                                         "cleanupInterval: '%s' is not a duration (e.g. \"1h\", or 0 to disable)", v);
+                else if (s->cleanup_usec > 0 && s->cleanup_usec < MIN_CLEANUP_USEC)
+                        return fail_open(reterr_msg, -EINVAL,
+                                         "cleanupInterval: '%s' is below 1s (use 0 to disable the purge)", v);
+        }
+
+        v = c ? component_get_string(c, "disableWAL") : NULL;
+        if (v) {
+                r = parse_boolean(v);
+                if (r < 0)
+                        return fail_open(reterr_msg, -EINVAL, "disableWAL: '%s' is not a boolean", v);
+                s->disable_wal = r;
+        }
+        return 0;
+}
+
+static void release(SqliteStore *s) {
+        s->purge_timer = sd_event_source_disable_unref(s->purge_timer);
+        /* Taken out first: a done() run by work_queue_free() sees no queue. */
+        work_queue_free(TAKE_PTR(s->queue));
+        for (size_t i = 0; i < _SQL_MAX; i++) {
+                (void) sqlite3_finalize(s->stmt[i]);
+                s->stmt[i] = NULL;
+        }
+        if (s->db) {
+                (void) sqlite3_close(s->db);
+                s->db = NULL;
+        }
+        free(s->path);
+        s->path = NULL;
+        free(s->table);
+        s->table = NULL;
+}
+
+static int open_db(SqliteStore *s, char **reterr_msg) {
+        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                    (s->path_is_uri ? SQLITE_OPEN_URI : 0);
+        _cleanup_free_ char *pragmas = NULL, *sql = NULL;
+        uint64_t ms;
+        int rc;
+
+        rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
+        if (rc != SQLITE_OK)
+                return fail_open(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot open '%s': %s", s->path,
+                                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+
+        ms = s->busy_timeout_usec / 1000;
+        (void) sqlite3_busy_timeout(s->db, ms > INT_MAX ? INT_MAX : (int) ms);
+
+        if (asprintf(&pragmas, "PRAGMA journal_mode = %s; PRAGMA synchronous = FULL;",
+                     s->disable_wal ? "DELETE" : "WAL") < 0) {
+                pragmas = NULL;
+                return -ENOMEM;
+        }
+        rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return fail_open(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot set up '%s': %s",
+                                 s->path, sqlite3_errmsg(s->db));
+        sql = sql_expand("CREATE TABLE IF NOT EXISTS \"@T\" ("
+                         " key TEXT NOT NULL PRIMARY KEY,"
+                         " value BLOB NOT NULL,"
+                         " etag TEXT NOT NULL,"
+                         " expire_at INTEGER,"
+                         " update_time INTEGER);"
+                         "CREATE INDEX IF NOT EXISTS \"@T_expire_at\" ON \"@T\" (expire_at)"
+                         " WHERE expire_at IS NOT NULL;",
+                         s->table);
+        if (!sql)
+                return -ENOMEM;
+        rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return fail_open(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot set up '%s': %s",
+                                 s->path, sqlite3_errmsg(s->db));
+
+        for (size_t i = 0; i < _SQL_MAX; i++) {
+                _cleanup_free_ char *q = sql_expand(sql_text[i], s->table);
+                if (!q)
+                        return -ENOMEM;
+                rc = sqlite3_prepare_v3(s->db, q, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
+                if (rc != SQLITE_OK)
+                        return fail_open(reterr_msg, errno_from_sqlite(rc),
+                                         "tableName: table '%s' in '%s' does not have the expected layout: %s",
+                                         s->table, s->path, sqlite3_errmsg(s->db));
+        }
+        return 0;
+}
+
+static int sqlite_open(StateStore *base, char **reterr_msg) {
+        SqliteStore *s = (SqliteStore *) base;
+        int r;
+
+        if (!sqlite3_threadsafe()) {
+                r = fail_open(reterr_msg, -EOPNOTSUPP, "this SQLite library is built without thread support");
+                goto fail;
+        }
+        r = parse_metadata(s, reterr_msg);
+        if (r < 0)
+                goto fail;
+        r = open_db(s, reterr_msg);
+        if (r < 0)
+                goto fail;
+
+        s->queue = work_queue_new(s->base.event);
+        if (!s->queue) {
+                r = negative_errno();
+                goto fail;
+        }
+        if (s->cleanup_usec > 0) {
+                r = sd_event_add_time_relative(s->base.event, &s->purge_timer, CLOCK_MONOTONIC, s->cleanup_usec,
+                                               USEC_PER_SEC, on_purge_timer, s);
+                if (r < 0) {
+                        (void) fail_open(reterr_msg, r, "cannot set up the purge timer");
+                        goto fail;
+                }
+                (void) sd_event_source_set_description(s->purge_timer, "sqlite-purge");
+        }
+        return 0;
+
+fail:
+        if (reterr_msg && !*reterr_msg)
+                (void) fail_open(reterr_msg, r, "cannot open the state store: %s", strerror(-r));
+        release(s);
+        return r;
+}
+
+static void sqlite_close(StateStore *base) {
+        SqliteStore *s = (SqliteStore *) base;
+
+        if (s->closing) /* called again from a done() that this close() is delivering */
+                return;
+        s->closing = true;
+        /* Jobs the thread has not started yet answer -ECANCELED; the one running finishes with
+         * its real result. work_queue_free() delivers every done() before it returns. */
+        atomic_store(&s->cancel, true);
+        release(s);
+}
+
+const StateDriver state_sqlite_driver = {
+        .type = "state.sqlite",
+        .alias = "state.sqlite3",
+        .abi = STATE_DRIVER_ABI,
+        .instance_size = sizeof(SqliteStore),
+        .features = STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL,
+        .open = sqlite_open,
+        .close = sqlite_close,
+        .get = sqlite_get,
+        .write = sqlite_write,
+        .transact = sqlite_transact,
+};

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Dapr's state API over HTTP: parse bodies into StateOps, call the state
+ * block, render its answers with Dapr's status codes. Every call is
+ * asynchronous: the request is suspended until the driver answers.
+ *
+ * Values are stored as the compact JSON encoding of the item's "value" (as
+ * Dapr does), and GET returns those bytes unchanged.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../blocks/state.h"
+#include "../core/app.h"
+#include "../manager.h"
+#include "../util/strv.h"
+#include "handlers.h"
+#include "server.h"
+
+/* A set of ops plus the buffers they point into. */
+typedef struct OpList {
+        StateOp *ops;
+        char **bufs;          /* values and etags we allocated */
+        size_t n, n_bufs;
+} OpList;
+
+static void op_list_done(OpList *l) {
+        for (size_t i = 0; i < l->n_bufs; i++)
+                free(l->bufs[i]);
+        free(l->bufs);
+        free(l->ops);
+        *l = (OpList){};
+}
+
+static char *op_list_keep(OpList *l, char *buf) {
+        if (!buf)
+                return NULL;
+        char **n = realloc(l->bufs, (l->n_bufs + 1) * sizeof(char *));
+        if (!n) {
+                free(buf);
+                return NULL;
+        }
+        l->bufs = n;
+        l->bufs[l->n_bufs++] = buf;
+        return buf;
+}
+
+static const char *caller_app(HttpRequest *r) {
+        const Caller *c = http_request_caller(r);
+        return c->app ? c->app->config->id : NULL;
+}
+
+/* Finds the store or answers the error itself (returns < 0 then). */
+static int find_store(HttpRequest *r, const char *name, StateStore **ret) {
+        int k = state_lookup(http_request_manager(r), name, caller_app(r), ret);
+        if (k == -ENODEV)
+                return http_reply_error(r, DAPR_ERR_STATE_STORE_NOT_CONFIGURED, "state store is not configured"),
+                       -1;
+        if (k < 0)
+                return http_reply_error(r, DAPR_ERR_STATE_STORE_NOT_FOUND, "state store %s is not found", name), -1;
+        return 0;
+}
+
+static int collect_query_metadata(const char *key, const char *value, void *userdata) {
+        const char *k = startswith_ptr(key, "metadata.");
+        if (k && *k)
+                return json_object_set_new(userdata, k, json_string(value)) < 0 ? -EINVAL : 0;
+        return 0;
+}
+
+/* metadata.* query arguments as a JSON object (new reference), or NULL on bad encoding. */
+static json_t *query_metadata(HttpRequest *r) {
+        json_t *md = json_object();
+        if (md && http_request_foreach_query(r, collect_query_metadata, md) < 0)
+                md = (json_decref(md), NULL);
+        return md;
+}
+
+/* Reads one save/transaction request object into op. Returns an error text or NULL. */
+static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md, StateOpKind kind, OpList *l,
+                                 StateOp *op) {
+        json_t *key, *etag, *value, *options, *md;
+        const char *ttl = NULL;
+
+        if (!json_is_object(item))
+                return "each item must be a JSON object";
+        key = json_object_get(item, "key");
+        if (!json_is_string(key) || json_string_length(key) == 0)
+                return "each item needs a non-empty string 'key'";
+        *op = (StateOp){ .kind = kind, .key = json_string_value(key), .ttl_sec = 0 };
+        if (strlen(op->key) != json_string_length(key))
+                return "keys must not contain NUL";
+
+        etag = json_object_get(item, "etag");
+        if (etag && !json_is_null(etag)) {
+                if (!json_is_string(etag))
+                        return "'etag' must be a string";
+                if (json_string_length(etag) > 0)
+                        op->etag = json_string_value(etag);
+        }
+        options = json_object_get(item, "options");
+        if (options && !json_is_null(options)) {
+                json_t *conc;
+                if (!json_is_object(options))
+                        return "'options' must be an object";
+                conc = json_object_get(options, "concurrency");
+                if (conc && !json_is_null(conc)) {
+                        const char *c = json_string_value(conc);
+                        if (c && streq(c, "first-write"))
+                                op->concurrency = STATE_CONCURRENCY_FIRST_WRITE;
+                        else if (!c || (!streq(c, "last-write") && *c))
+                                return "'options.concurrency' must be first-write or last-write";
+                }
+        }
+        md = json_object_get(item, "metadata");
+        if (md && !json_is_null(md) && !json_is_object(md))
+                return "'metadata' must be an object of strings";
+        /* query wins over the body's request-level metadata, which wins over the item's */
+        json_t *sources[] = { query_md, body_md, md };
+        for (size_t i = 0; i < ELEMENTSOF(sources) && !ttl; i++) {
+                json_t *t = json_is_object(sources[i]) ? json_object_get(sources[i], "ttlInSeconds") : NULL;
+                if (t && !json_is_string(t))
+                        return "'metadata.ttlInSeconds' must be a string";
+                ttl = json_string_value(t);
+        }
+        if (ttl) {
+                int64_t v;
+                if (state_parse_ttl(ttl, &v) < 0)
+                        return "'metadata.ttlInSeconds' must be -1 or a non-negative integer";
+                op->ttl_sec = v;
+        }
+
+        if (kind == STATE_OP_UPSERT) {
+                value = json_object_get(item, "value");
+                char *enc = json_dumps(value ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!op_list_keep(l, enc))
+                        return "out of memory";
+                op->value = enc;
+                op->value_len = strlen(enc);
+        }
+        return NULL;
+}
+
+/* ---- answers ---- */
+
+static void answer_write(HttpRequest *r, const StateResult *res, DaprError code) {
+        if (res->error == 0)
+                (void) http_reply_empty(r, 204);
+        else if (res->error == -ESTALE)
+                (void) http_reply_error_status(r, 409, code, "possible etag mismatch: %s", strna(res->message));
+        else if (res->error == -EINVAL)
+                (void) http_reply_error_status(r, 400, code, "invalid etag: %s", strna(res->message));
+        else
+                (void) http_reply_error(r, code, "%s", res->message ?: strerror(-res->error));
+}
+
+static void on_saved(const StateResult *res, void *userdata) {
+        answer_write(userdata, res, DAPR_ERR_STATE_SAVE);
+}
+
+static void on_deleted(const StateResult *res, void *userdata) {
+        answer_write(userdata, res, DAPR_ERR_STATE_DELETE);
+}
+
+static void on_transacted(const StateResult *res, void *userdata) {
+        if (res->error == 0)
+                (void) http_reply_empty(userdata, 204);
+        else
+                (void) http_reply_error(userdata, DAPR_ERR_STATE_TRANSACTION, "error while executing state transaction: %s",
+                                        res->message ?: strerror(-res->error));
+}
+
+static void format_expiry(uint64_t usec, char *buf, size_t n) {
+        time_t t = (time_t) (usec / 1000000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void on_got(const StateResult *res, void *userdata) {
+        HttpRequest *r = userdata;
+        char expiry[64] = "";
+
+        if (res->error < 0) {
+                (void) http_reply_error(r, DAPR_ERR_STATE_GET, "fail to get from state store: %s",
+                                        res->message ?: strerror(-res->error));
+                return;
+        }
+        if (!res->value.found) {
+                (void) http_reply_empty(r, 204);
+                return;
+        }
+        if (res->value.expire_realtime_usec)
+                format_expiry(res->value.expire_realtime_usec, expiry, sizeof expiry);
+        const char *headers[] = { "ETag", res->value.etag, "metadata.ttlExpireTime", *expiry ? expiry : NULL, NULL };
+        (void) http_reply_headers(r, 200, "application/json", res->value.value, res->value.value_len, headers);
+}
+
+/* ---- handlers ---- */
+
+int http_state_save(HttpRequest *r, const RouteMatch *m) {
+        _cleanup_(json_decrefp) json_t *body = NULL, *qmd = NULL;
+        OpList l = {};
+        StateStore *s;
+        json_error_t jerr;
+        size_t len;
+        const char *data = http_request_body(r, &len);
+        int k;
+
+        if (find_store(r, m->params[0], &s) < 0)
+                return 0;
+        body = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+        if (!body)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "failed deserializing HTTP body: %s (line %d)",
+                                        jerr.text, jerr.line);
+        if (!json_is_array(body))
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "the body must be a JSON array of items");
+        qmd = query_metadata(r);
+        if (!qmd)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "bad metadata query parameters");
+        l.n = json_array_size(body);
+        l.ops = calloc(l.n ? l.n : 1, sizeof(StateOp));
+        if (!l.ops)
+                return -ENOMEM;
+        for (size_t i = 0; i < l.n; i++) {
+                const char *e = parse_request(json_array_get(body, i), qmd, NULL, STATE_OP_UPSERT, &l, &l.ops[i]);
+                if (e) {
+                        op_list_done(&l);
+                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "item %zu: %s", i, e);
+                }
+        }
+        k = state_write_all(s, caller_app(r), l.ops, l.n, on_saved, r);
+        op_list_done(&l);
+        if (k == -EINVAL)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
+        if (k < 0)
+                return k;
+        http_request_suspend(r);
+        return 0;
+}
+
+int http_state_get(HttpRequest *r, const RouteMatch *m) {
+        StateStore *s;
+        int k;
+
+        if (find_store(r, m->params[0], &s) < 0)
+                return 0;
+        k = state_get(s, caller_app(r), m->params[1], on_got, r);
+        if (k == -EINVAL)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
+        if (k < 0)
+                return http_reply_error(r, DAPR_ERR_STATE_GET, "fail to get %s from state store %s: %s", m->params[1],
+                                        m->params[0], strerror(-k));
+        http_request_suspend(r);
+        return 0;
+}
+
+int http_state_delete(HttpRequest *r, const RouteMatch *m) {
+        _cleanup_free_ char *conc = http_request_query(r, "concurrency");
+        StateStore *s;
+        StateOp op = { .kind = STATE_OP_DELETE, .key = m->params[1] };
+        const char *etag = http_request_header(r, "If-Match");
+        int k;
+
+        if (find_store(r, m->params[0], &s) < 0)
+                return 0;
+        if (etag && *etag)
+                op.etag = etag;
+        if (conc && streq(conc, "first-write"))
+                op.concurrency = STATE_CONCURRENCY_FIRST_WRITE;
+        else if (conc && *conc && !streq(conc, "last-write"))
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "concurrency must be first-write or last-write");
+        k = state_write_all(s, caller_app(r), &op, 1, on_deleted, r);
+        if (k == -EINVAL)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
+        if (k < 0)
+                return k;
+        http_request_suspend(r);
+        return 0;
+}
+
+typedef struct BulkCall {
+        HttpRequest *r;
+        char **keys;
+        size_t n;
+} BulkCall;
+
+/* The stored bytes as a JSON value: embedded when they are JSON, else a string. */
+static json_t *stored_as_json(const StateValue *v) {
+        json_t *j = json_loadb(v->value, v->value_len, JSON_DECODE_ANY, NULL);
+        return j ?: json_stringn(v->value, v->value_len) ?: json_string("");
+}
+
+static void on_bulk(const StateResult *results, size_t n, void *userdata) {
+        BulkCall *b = userdata;
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++) {
+                const StateResult *res = &results[i];
+                json_t *item = json_pack("{s:s}", "key", b->keys[i]);
+                if (!item)
+                        continue;
+                if (res->error < 0)
+                        json_object_set_new(item, "error", json_string(res->message ?: strerror(-res->error)));
+                else if (res->value.found) {
+                        json_object_set_new(item, "data", stored_as_json(&res->value));
+                        if (res->value.etag)
+                                json_object_set_new(item, "etag", json_string(res->value.etag));
+                        if (res->value.expire_realtime_usec) {
+                                char expiry[64];
+                                format_expiry(res->value.expire_realtime_usec, expiry, sizeof expiry);
+                                json_object_set_new(item, "metadata",
+                                                    json_pack("{s:s}", "ttlExpireTime", expiry));
+                        }
+                }
+                json_array_append_new(a, item);
+        }
+        (void) http_reply_json(b->r, 200, a);
+        strv_free(b->keys);
+        free(b);
+}
+
+int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        StateStore *s;
+        json_error_t jerr;
+        json_t *keys, *par;
+        size_t len;
+        const char *data = http_request_body(r, &len);
+        BulkCall *b;
+        int k;
+
+        if (find_store(r, m->params[0], &s) < 0)
+                return 0;
+        body = json_loadb(data, len, 0, &jerr);
+        if (!body)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "failed deserializing HTTP body: %s", jerr.text);
+        keys = json_object_get(body, "keys");
+        par = json_object_get(body, "parallelism");
+        if (!json_is_array(keys))
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'keys' must be an array of strings");
+        if (par && !json_is_null(par) && !json_is_integer(par))
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'parallelism' must be an integer");
+        b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->r = r;
+        b->n = json_array_size(keys);
+        b->keys = calloc(b->n + 1, sizeof(char *));
+        for (size_t i = 0; b->keys && i < b->n; i++) {
+                const char *key = json_string_value(json_array_get(keys, i));
+                if (!key) {
+                        strv_free(b->keys);
+                        free(b);
+                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'keys' must be an array of strings");
+                }
+                b->keys[i] = strdup(key);
+                if (!b->keys[i]) {
+                        strv_free(b->keys);
+                        b->keys = NULL;
+                }
+        }
+        if (!b->keys) {
+                free(b);
+                return -ENOMEM;
+        }
+        /* All keys at once: the driver queues what it cannot run in parallel. */
+        k = state_bulk_get(s, caller_app(r), b->keys, b->n, on_bulk, b);
+        if (k < 0) {
+                strv_free(b->keys);
+                free(b);
+                return k;
+        }
+        http_request_suspend(r);
+        return 0;
+}
+
+int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
+        _cleanup_(json_decrefp) json_t *body = NULL, *qmd = NULL;
+        OpList l = {};
+        StateStore *s;
+        json_error_t jerr;
+        json_t *ops, *md;
+        size_t len;
+        const char *data = http_request_body(r, &len);
+        int k;
+
+        if (find_store(r, m->params[0], &s) < 0)
+                return 0;
+        body = json_loadb(data, len, 0, &jerr);
+        if (!body)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "failed deserializing HTTP body: %s", jerr.text);
+        ops = json_object_get(body, "operations");
+        md = json_object_get(body, "metadata");
+        if (ops && !json_is_array(ops))
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'operations' must be an array");
+        if (md && !json_is_null(md) && !json_is_object(md))
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'metadata' must be an object");
+        if (!(s->driver->features & STATE_FEATURE_TRANSACTIONAL))
+                return http_reply_error(r, DAPR_ERR_STATE_STORE_NOT_SUPPORTED,
+                                        "state store %s doesn't support transactions", m->params[0]);
+        qmd = query_metadata(r);
+        if (!qmd)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "bad metadata query parameters");
+        l.n = json_array_size(ops);
+        l.ops = calloc(l.n ? l.n : 1, sizeof(StateOp));
+        if (!l.ops)
+                return -ENOMEM;
+        for (size_t i = 0; i < l.n; i++) {
+                json_t *o = json_array_get(ops, i);
+                const char *kind = json_string_value(json_object_get(o, "operation")), *e;
+                StateOpKind kd;
+                if (kind && streq(kind, "upsert"))
+                        kd = STATE_OP_UPSERT;
+                else if (kind && streq(kind, "delete"))
+                        kd = STATE_OP_DELETE;
+                else {
+                        op_list_done(&l);
+                        return http_reply_error(r, DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION,
+                                                "operation type %s not supported", kind ?: "(none)");
+                }
+                e = parse_request(json_object_get(o, "request"), qmd, md, kd, &l, &l.ops[i]);
+                if (e) {
+                        op_list_done(&l);
+                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "operation %zu: %s", i, e);
+                }
+        }
+        k = state_transact(s, caller_app(r), l.ops, l.n, on_transacted, r);
+        op_list_done(&l);
+        if (k == -EINVAL)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
+        if (k < 0)
+                return k;
+        http_request_suspend(r);
+        return 0;
+}
