@@ -17,6 +17,7 @@
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "polkit.h"
+#include "state-bus.h"
 #include "runtime-bus.h"
 
 #define ERR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
@@ -273,6 +274,21 @@ static const sd_bus_vtable runtime_vtable[] = {
                                 method_unregister_app, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetApp", SD_BUS_ARGS("s", app_id), SD_BUS_RESULT("a{sv}", info),
                                 method_get_app, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetState", SD_BUS_ARGS("s", app_id, "s", store, "s", key),
+                                SD_BUS_RESULT("b", found, "ay", value, "s", etag), bus_method_get_state,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SaveState",
+                                SD_BUS_ARGS("s", app_id, "s", store, "s", key, "ay", value, "s", etag, "a{ss}", options),
+                                SD_BUS_NO_RESULT, bus_method_save_state, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DeleteState",
+                                SD_BUS_ARGS("s", app_id, "s", store, "s", key, "s", etag, "a{ss}", options),
+                                SD_BUS_NO_RESULT, bus_method_delete_state, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetBulkState", SD_BUS_ARGS("s", app_id, "s", store, "as", keys),
+                                SD_BUS_RESULT("a(sbays)", items), bus_method_get_bulk_state,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ExecuteStateTransaction",
+                                SD_BUS_ARGS("s", app_id, "s", store, "a(ssays)", operations), SD_BUS_NO_RESULT,
+                                bus_method_execute_state_transaction, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -55,7 +55,14 @@ static const char *caller_app(HttpRequest *r) {
 
 /* Finds the store or answers the error itself (returns < 0 then). */
 static int find_store(HttpRequest *r, const char *name, StateStore **ret) {
-        int k = state_lookup(http_request_manager(r), name, caller_app(r), ret);
+        int k;
+        /* State belongs to an app: an unidentified caller on the shared socket has none. */
+        if (!caller_app(r))
+                return http_reply_error(r, DAPR_ERR_PERMISSION_DENIED,
+                                        "the caller is not an app: use the app's own socket or port, or run in "
+                                        "mooring-app@<app-id>.service"),
+                       -1;
+        k = state_lookup(http_request_manager(r), name, caller_app(r), ret);
         if (k == -ENODEV)
                 return http_reply_error(r, DAPR_ERR_STATE_STORE_NOT_CONFIGURED, "state store is not configured"),
                        -1;

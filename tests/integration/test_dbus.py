@@ -135,6 +135,44 @@ class DBusTest(DaemonTestCase):
         p = d.busctl("get-property", "org.mooring.Runtime1", "/org/mooring/Runtime1", IFACE, "State", user=65534)
         self.assertIn("running", p.stdout)
 
+    def test_state_methods(self):
+        """The state API over D-Bus reaches the same store and keys as HTTP."""
+        d = self.d
+        from harness import request
+        # save over D-Bus as app 'fromfile' (we are root: may act as any app)
+        d.call("SaveState", "sssaysa{ss}", "fromfile", "statestore", "k1", 3, 0, 255, 10, "", 0)
+        r = json.loads(d.call("GetState", "sss", "fromfile", "statestore", "k1").stdout)["data"]
+        self.assertEqual(r[0], True)
+        self.assertEqual(r[1], [0, 255, 10])  # binary stays binary
+        etag = r[2]
+        self.assertTrue(etag)
+        # HTTP on the app's socket sees the same item (same scoping: fromfile||k1)
+        got = request(d.app_socket("fromfile"), "GET", "/v1.0/state/statestore/k1")
+        self.assertEqual((got.status, got.body, got.headers["etag"]), (200, b"\x00\xff\n", etag))
+        # stale etag
+        p = d.call("SaveState", "sssaysa{ss}", "fromfile", "statestore", "k1", 1, 65, "999999", 0, check=False)
+        self.assertIn("etag mismatch", p.stderr)
+        # bulk and transaction
+        d.call("ExecuteStateTransaction", "ssa(ssays)", "fromfile", "statestore", 2,
+               "upsert", "k2", 2, 104, 105, "", "delete", "k1", 0, etag)
+        items = json.loads(d.call("GetBulkState", "ssas", "fromfile", "statestore", 2, "k1", "k2").stdout)["data"][0]
+        self.assertEqual([(i[0], i[1], i[2]) for i in items], [("k1", False, []), ("k2", True, [104, 105])])
+        d.call("DeleteState", "ssssa{ss}", "fromfile", "statestore", "k2", "", 0)
+        r = json.loads(d.call("GetState", "sss", "fromfile", "statestore", "k2").stdout)["data"]
+        self.assertEqual(r[0], False)
+        # errors
+        p = d.call("GetState", "sss", "ghost", "statestore", "k", check=False)
+        self.assertIn("No app 'ghost'", p.stderr)
+        p = d.call("GetState", "sss", "fromfile", "nostore", "k", check=False)
+        self.assertIn("State store 'nostore' is not found", p.stderr)
+        p = d.call("GetState", "sss", "", "statestore", "k", check=False)
+        self.assertIn("not an app", p.stderr)
+        p = d.call("GetState", "sss", "fromfile", "statestore", "a||b", check=False)
+        self.assertIn("must not contain", p.stderr)
+        # an unprivileged caller may not act as an app (no polkit here: denied)
+        p = d.call("GetState", "sss", "fromfile", "statestore", "k1", user=65534, check=False)
+        self.assertIn("Not authorized", p.stderr)
+
     def test_name_released_on_stop(self):
         d = self.d
         self.assertEqual(d.stop(), 0)

@@ -260,6 +260,16 @@ class MetadataLimitsTest(DaemonTestCase):
         self.assertEqual(ext["k7"], "replaced")
 
 
+class StateIdentityTest(DaemonTestCase):
+    def test_unidentified_callers_have_no_state(self):
+        d = self.daemon(apps={"a": "[App]\n"})
+        r = request(d.api, "POST", "/v1.0/state/statestore", body=b'[{"key":"k","value":1}]')
+        self.assertEqual(r.status, 403)
+        self.assertEqual(r.json()["errorCode"], "ERR_PERMISSION_DENIED")
+        self.assertEqual(request(d.api, "GET", "/v1.0/state/statestore/k").status, 403)
+        self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/state/statestore/k").status, 204)
+
+
 def unit_cgroup_root():
     """Where a process can be put into a cgroup named like a systemd unit, so that
     sd_pid_get_unit() reports that unit (cgroup2, alone or in hybrid mode)."""

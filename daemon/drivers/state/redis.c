@@ -28,12 +28,13 @@
  * call that can run done callbacks we check a stack flag before touching
  * the store again.
  */
-#include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,13 @@
 #define REDIS_BACKOFF_MIN_USEC (100 * 1000ULL)
 #define REDIS_BACKOFF_MAX_USEC (5 * 1000000ULL)
 #define REDIS_ETAG_MAX 20 /* "18446744073709551615" */
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 /*
  * Upsert. KEYS[1] key; ARGV: mode ("0" unconditional, "1" only if absent,
@@ -225,6 +233,11 @@ static uint64_t now_monotonic(RedisStore *s) {
         return t;
 }
 
+static char *mfree_str(char *p) {
+        free(p);
+        return NULL;
+}
+
 static void set_string(char **p, char *v) {
         free(*p);
         *p = v;
@@ -316,7 +329,8 @@ static void parse_get(StateResult *r, const redisReply *reply) {
         if (version->type == REDIS_REPLY_STRING)
                 r->value.etag = strndup(version->str, version->len);
         else if (version->type == REDIS_REPLY_INTEGER)
-                (void) asprintf(&r->value.etag, "%lld", version->integer);
+                if (asprintf(&r->value.etag, "%lld", version->integer) < 0)
+                        r->value.etag = NULL;
         if (version->type != REDIS_REPLY_NIL && !r->value.etag) {
                 state_result_fail(r, -ENOMEM, "out of memory");
                 return;
@@ -346,7 +360,7 @@ static void parse_reply(const RedisOp *op, StateResult *r, const redisReply *rep
                 if (reply->type != REDIS_REPLY_INTEGER)
                         state_result_fail(r, -EIO, "redis: unexpected reply to set");
                 else if (reply->integer == 0)
-                        state_result_fail(r, -ESTALE,
+                        state_result_fail(r, -ESTALE, "%s",
                                           op->mode == REDIS_SET_ABSENT ? "first-write: the key already exists"
                                                                        : "etag mismatch");
                 return;
@@ -409,15 +423,16 @@ static uint64_t watchdog_next(RedisStore *s) {
 
 static void watchdog_arm(RedisStore *s) {
         int enabled = SD_EVENT_OFF;
+        uint64_t t, armed;
 
         if (!s->watchdog)
                 return;
-        if (sd_event_source_get_enabled(s->watchdog, &enabled) >= 0 && enabled != SD_EVENT_OFF)
-                return; /* fires at an earlier or equal deadline and re-arms itself */
-
-        uint64_t t = watchdog_next(s);
+        t = watchdog_next(s);
         if (t == UINT64_MAX)
-                return;
+                return; /* an armed watchdog finds nothing to do and stays off */
+        if (sd_event_source_get_enabled(s->watchdog, &enabled) >= 0 && enabled != SD_EVENT_OFF &&
+            sd_event_source_get_time(s->watchdog, &armed) >= 0 && armed <= t)
+                return; /* fires earlier and re-arms itself */
         (void) sd_event_source_set_time(s->watchdog, t);
         (void) sd_event_source_set_enabled(s->watchdog, SD_EVENT_ONESHOT);
 }
@@ -501,6 +516,14 @@ static void ev_cleanup(void *privdata) {
 
         if (!s)
                 return;
+        if (!s->last_error && s->ac) {
+                const redisAsyncContext *ac = s->ac;
+                char *m = NULL;
+                if (asprintf(&m, "redis connection lost: %s",
+                             ac->errstr ?: (ac->c.errstr[0] ? ac->c.errstr : "connection closed")) < 0)
+                        m = NULL;
+                s->last_error = m;
+        }
         s->io = sd_event_source_disable_unref(s->io);
         s->io_events = 0;
         s->ac = NULL;
@@ -537,9 +560,8 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
 
 /* ---- connecting ---- */
 
-static void handshake_step_done(RedisStore *s) {
-        assert(s->handshake_pending > 0);
-        if (--s->handshake_pending > 0)
+static void handshake_check(RedisStore *s) {
+        if (s->handshake_pending > 0 || !s->ac || !(s->ac->c.flags & REDIS_CONNECTED))
                 return;
         s->ready = true;
         s->backoff_usec = 0;
@@ -562,14 +584,14 @@ static void on_handshake_reply(redisAsyncContext *ac, void *reply_, void *privda
                 connection_abort(s, -ENOTCONN, buf);
                 return;
         }
-        handshake_step_done(s);
+        assert(s->handshake_pending > 0);
+        s->handshake_pending--;
+        handshake_check(s);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status) {
         redisAsyncContext *ac = (redisAsyncContext *) cac;
         RedisStore *s = ac->data;
-        char buf[64];
-
         if (!s)
                 return;
         if (status != REDIS_OK) {
@@ -580,8 +602,14 @@ static void on_connect(const redisAsyncContext *cac, int status) {
                 return; /* hiredis frees the context next; ev_cleanup schedules a retry */
         }
 
-        /* Pipelined ahead of anything the store queued while connecting. */
-        s->handshake_pending = 1;
+        handshake_check(s);
+}
+
+/* AUTH and SELECT go first into the output buffer, ahead of anything queued while connecting. */
+static void handshake_send(RedisStore *s, redisAsyncContext *ac) {
+        char buf[32];
+
+        s->handshake_pending = 0;
         if (s->password) {
                 const char *argv[3] = { "AUTH" };
                 size_t argvlen[3] = { 4 };
@@ -602,7 +630,6 @@ static void on_connect(const redisAsyncContext *cac, int status) {
                 if (redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "SELECT", 2, argv, argvlen) == REDIS_OK)
                         s->handshake_pending++;
         }
-        handshake_step_done(s);
 }
 
 static void connection_start(RedisStore *s) {
@@ -650,6 +677,7 @@ static void connection_start(RedisStore *s) {
 
         s->ac = ac;
         s->ready = false;
+        handshake_send(s, ac);
         s->connect_deadline = now_monotonic(s) + s->dial_timeout_usec;
         watchdog_arm(s);
 }

@@ -756,8 +756,8 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
                 return -ENOMEM;
         rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-                return fail_open(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot set up '%s': %s",
-                                 s->path, sqlite3_errmsg(s->db));
+                return fail_open(reterr_msg, errno_from_sqlite(rc), "tableName: cannot set up table '%s' in '%s': %s",
+                                 s->table, s->path, sqlite3_errmsg(s->db));
 
         for (size_t i = 0; i < _SQL_MAX; i++) {
                 _cleanup_free_ char *q = sql_expand(sql_text[i], s->table);

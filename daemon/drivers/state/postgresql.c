@@ -1,0 +1,830 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * state.postgresql (alias state.postgres): libpq in non-blocking mode on the
+ * sd-event loop, no threads.
+ *
+ * One connection per store. PQconnectStartParams()/PQconnectPoll() are driven
+ * by an io source on PQsocket() (re-added on every poll: the socket may change
+ * between polls). Once connected, the table is created and the statements are
+ * prepared (the "setup" phase), then operations run one command at a time from
+ * a FIFO queue whose head is the operation in flight; a transaction holds the
+ * head for its whole BEGIN..COMMIT sequence.
+ *
+ * Phases: BACKOFF (no connection, a retry is scheduled, operations fail fast
+ * with -ENOTCONN) → CONNECTING → SETUP (both: operations queue) → READY. A
+ * failed attempt or a lost connection fails everything queued with -ENOTCONN
+ * and schedules a retry (100 ms doubling to 5 s). An operation older than
+ * `timeout` fails with -ETIMEDOUT; if it was on the wire the connection is
+ * reset (reconnected at once; what is queued behind it stays queued).
+ *
+ * Every outcome, including immediate ones, goes through a completion list that
+ * a defer source delivers, so done never runs inside a starting call and no
+ * handler but that one runs user code. The engine state lives in a separate,
+ * reference counted Pg so a done callback may close the store.
+ *
+ * Table: key TEXT PK, value BYTEA, etag BIGINT (nextval of <table>_etag_seq on
+ * every write, so etags never repeat), expire_at TIMESTAMPTZ NULL, update_time.
+ */
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "../../util/cleanup.h"
+#include "../../core/component.h"
+#include "../../util/strv.h"
+#include "driver.h"
+
+#define PG_USEC_PER_MSEC UINT64_C(1000)
+#define PG_USEC_PER_SEC UINT64_C(1000000)
+#define PG_BACKOFF_MIN_USEC (100 * PG_USEC_PER_MSEC)
+#define PG_BACKOFF_MAX_USEC (5 * PG_USEC_PER_SEC)
+#define PG_TIMEOUT_DEFAULT_USEC (20 * PG_USEC_PER_SEC)
+#define PG_CLEANUP_DEFAULT_USEC (3600 * PG_USEC_PER_SEC)
+#define PG_IDENT_MAX 63 /* NAMEDATALEN - 1 */
+
+/* Type OIDs (catalog/pg_type_d.h is a server header). */
+#define PG_OID_BYTEA 17
+#define PG_OID_INT8 20
+#define PG_OID_TEXT 25
+
+typedef enum PgPhase {
+        PG_PHASE_BACKOFF,
+        PG_PHASE_CONNECTING,
+        PG_PHASE_SETUP,
+        PG_PHASE_READY,
+} PgPhase;
+
+typedef enum PgStmt {
+        PG_STMT_GET,
+        PG_STMT_UPSERT,       /* last-write, no etag */
+        PG_STMT_INSERT_FIRST, /* first-write, no etag: only if absent or expired */
+        PG_STMT_UPDATE_ETAG,  /* etag given: only if it matches a live row */
+        PG_STMT_DELETE,
+        PG_STMT_DELETE_ETAG,
+        PG_STMT_PURGE,
+        _PG_STMT_MAX,
+} PgStmt;
+
+static const struct {
+        const char *name;
+        int n_params;
+        Oid types[4];
+} pg_stmts[_PG_STMT_MAX] = {
+        [PG_STMT_GET] = { "mooring_get", 1, { PG_OID_TEXT } },
+        [PG_STMT_UPSERT] = { "mooring_upsert", 3, { PG_OID_TEXT, PG_OID_BYTEA, PG_OID_INT8 } },
+        [PG_STMT_INSERT_FIRST] = { "mooring_insert_first", 3, { PG_OID_TEXT, PG_OID_BYTEA, PG_OID_INT8 } },
+        [PG_STMT_UPDATE_ETAG] = { "mooring_update_etag", 4,
+                                  { PG_OID_TEXT, PG_OID_BYTEA, PG_OID_INT8, PG_OID_INT8 } },
+        [PG_STMT_DELETE] = { "mooring_delete", 1, { PG_OID_TEXT } },
+        [PG_STMT_DELETE_ETAG] = { "mooring_delete_etag", 2, { PG_OID_TEXT, PG_OID_INT8 } },
+        [PG_STMT_PURGE] = { "mooring_purge", 0, {} },
+};
+
+/* One write, with everything copied from the caller's StateOp. */
+typedef struct PgWrite {
+        StateOpKind kind;
+        StateConcurrency concurrency;
+        char *key;
+        void *value;           /* value_len bytes, NULL when empty */
+        size_t value_len;
+        char *etag;            /* canonical decimal, NULL: none given */
+        char ttl[24];          /* decimal seconds; <= 0 never expires */
+} PgWrite;
+
+typedef enum PgOpKind {
+        PG_OP_GET,
+        PG_OP_WRITE,
+        PG_OP_TRANSACT,
+        PG_OP_PURGE, /* internal: no done */
+} PgOpKind;
+
+typedef struct PgOp PgOp;
+struct PgOp {
+        PgOp *prev, *next;    /* in Pg.queue or Pg.completed */
+        PgOpKind kind;
+        char *key;            /* get */
+        PgWrite *writes;      /* write: 1, transact: n_writes */
+        size_t n_writes;
+        uint64_t deadline;    /* CLOCK_MONOTONIC */
+        bool started;         /* its first command went out: it owns the connection */
+        size_t step;          /* transact: 0 BEGIN, 1..n the writes, n+1 COMMIT */
+        bool rolling_back;
+        long rows;            /* rows the last command returned or affected */
+        StateResult result;
+        StateDoneFn done;     /* NULL for internal operations */
+        void *userdata;
+};
+
+typedef struct OpList {
+        PgOp *head, *tail;
+        size_t n;
+} OpList;
+
+typedef struct Pg {
+        unsigned n_ref;
+        bool closed;
+        sd_event *event;
+
+        /* configuration */
+        char *conninfo;                 /* secret: wiped on free */
+        char *setup_sql;
+        char *sql[_PG_STMT_MAX];
+        uint64_t timeout_usec;
+        uint64_t cleanup_usec;          /* 0: no purge timer */
+
+        /* connection */
+        PgPhase phase;
+        PGconn *conn;
+        sd_event_source *io;
+        uint32_t io_events;
+        bool busy;                      /* a command is on the wire, results not all read */
+        unsigned setup_step;            /* 0: DDL, 1..: prepare statement step-1 */
+        char *cmd_error;                /* setup: the first error of the running command */
+        char *lost_error;               /* READY: a result said the session is gone */
+        uint64_t backoff_usec;
+        char *last_error;               /* why we are not connected (for fail-fast messages) */
+        sd_event_source *conn_timer;    /* BACKOFF: retry; CONNECTING/SETUP: attempt timeout */
+        sd_event_source *deadline_timer;/* the oldest queued operation's deadline */
+        sd_event_source *purge_timer;
+        sd_event_source *defer;         /* delivers .completed */
+
+        OpList queue;                   /* head is the one in flight once started */
+        OpList completed;               /* outcomes waiting for delivery */
+        bool purge_queued;
+} Pg;
+
+typedef struct PgStore {
+        StateStore store;
+        Pg *pg;                         /* NULL once closed */
+} PgStore;
+
+/* ---- small helpers ---- */
+
+static void op_list_append(OpList *l, PgOp *op) {
+        op->next = NULL;
+        op->prev = l->tail;
+        if (l->tail)
+                l->tail->next = op;
+        else
+                l->head = op;
+        l->tail = op;
+        l->n++;
+}
+
+static void op_list_remove(OpList *l, PgOp *op) {
+        if (op->prev)
+                op->prev->next = op->next;
+        else
+                l->head = op->next;
+        if (op->next)
+                op->next->prev = op->prev;
+        else
+                l->tail = op->prev;
+        op->prev = op->next = NULL;
+        l->n--;
+}
+
+static PgOp *op_list_pop(OpList *l) {
+        PgOp *op = l->head;
+        if (op)
+                op_list_remove(l, op);
+        return op;
+}
+
+static uint64_t pg_now(Pg *p) {
+        uint64_t t;
+        struct timespec ts;
+
+        if (sd_event_now(p->event, CLOCK_MONOTONIC, &t) >= 0)
+                return t;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * PG_USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* A libpq message on one line: whitespace runs with newlines become one space, trimmed. */
+static char *pg_message_dup(const char *m) {
+        char *s, *d;
+
+        s = strdup(m && *m ? m : "unknown error");
+        if (!s)
+                return NULL;
+        d = s;
+        for (const char *c = s; *c;) {
+                if (*c == '\n' || *c == '\r' || *c == '\t') {
+                        while (*c == '\n' || *c == '\r' || *c == '\t' || *c == ' ')
+                                c++;
+                        if (d > s && *c)
+                                *d++ = ' ';
+                        continue;
+                }
+                *d++ = *c++;
+        }
+        *d = 0;
+        while (d > s && d[-1] == ' ')
+                *--d = 0;
+        return s;
+}
+
+static char *mfree_str(char *s) {
+        free(s);
+        return NULL;
+}
+
+static void pg_notice_ignore(void *arg, const char *message) {
+}
+
+static void pg_write_done(PgWrite *w) {
+        free(w->key);
+        free(w->value);
+        free(w->etag);
+}
+
+static PgOp *pg_op_free(PgOp *op) {
+        if (!op)
+                return NULL;
+        free(op->key);
+        for (size_t i = 0; i < op->n_writes; i++)
+                pg_write_done(&op->writes[i]);
+        free(op->writes);
+        state_result_done(&op->result);
+        free(op);
+        return NULL;
+}
+DEFINE_CLEANUP_FUNC(PgOp, pg_op_free);
+
+static Pg *pg_ref(Pg *p) {
+        p->n_ref++;
+        return p;
+}
+
+static void pg_drop_connection(Pg *p) {
+        /* the io source goes first, while its fd is still open */
+        p->io = sd_event_source_disable_unref(p->io);
+        p->io_events = 0;
+        if (p->conn) {
+                PQfinish(p->conn);
+                p->conn = NULL;
+        }
+        p->busy = false;
+        p->cmd_error = mfree_str(p->cmd_error);
+        p->lost_error = mfree_str(p->lost_error);
+}
+
+static Pg *pg_unref(Pg *p) {
+        if (!p || --p->n_ref > 0)
+                return NULL;
+        /* close() emptied both lists; a half-built Pg from open() has none */
+        assert(!p->queue.head && !p->completed.head);
+        pg_drop_connection(p);
+        sd_event_source_disable_unref(p->conn_timer);
+        sd_event_source_disable_unref(p->deadline_timer);
+        sd_event_source_disable_unref(p->purge_timer);
+        sd_event_source_disable_unref(p->defer);
+        sd_event_unref(p->event);
+        erase_and_free(p->conninfo);
+        free(p->setup_sql);
+        for (size_t i = 0; i < _PG_STMT_MAX; i++)
+                free(p->sql[i]);
+        free(p->last_error);
+        free(p);
+        return NULL;
+}
+DEFINE_CLEANUP_FUNC(Pg, pg_unref);
+
+/* ---- completion ---- */
+
+/* Takes op (already out of the queue): its result is delivered from the defer source. */
+static void pg_complete(Pg *p, PgOp *op) {
+        if (!op->done) {
+                if (op->kind == PG_OP_PURGE)
+                        p->purge_queued = false;
+                pg_op_free(op);
+                return;
+        }
+        op_list_append(&p->completed, op);
+        (void) sd_event_source_set_enabled(p->defer, SD_EVENT_ONESHOT);
+}
+
+static void pg_op_deliver(PgOp *op) {
+        op->done(&op->result, op->userdata);
+        pg_op_free(op);
+}
+
+static int on_defer(sd_event_source *s, void *userdata) {
+        Pg *p = pg_ref(userdata);
+        /* only what was there on entry: a callback that resubmits must not starve the loop */
+        size_t n = p->completed.n;
+
+        while (n-- > 0 && !p->closed) {
+                PgOp *op = op_list_pop(&p->completed);
+                if (!op)
+                        break;
+                pg_op_deliver(op); /* may close the store: p stays alive through our reference */
+        }
+        if (!p->closed && p->completed.head)
+                (void) sd_event_source_set_enabled(p->defer, SD_EVENT_ONESHOT);
+        pg_unref(p);
+        return 0;
+}
+
+static void pg_arm_deadline(Pg *p) {
+        if (!p->queue.head) {
+                (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(p->deadline_timer, p->queue.head->deadline);
+        (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_ONESHOT);
+}
+
+/* Everything queued fails with error; a rolling-back transaction keeps its first error. */
+static void pg_fail_queue(Pg *p, int error, const char *what, const char *why) {
+        PgOp *op;
+
+        while ((op = op_list_pop(&p->queue))) {
+                if (!(op->rolling_back && op->result.error != 0))
+                        (void) state_result_fail(&op->result, error, "postgresql %s: %s", what, why);
+                pg_complete(p, op);
+        }
+        pg_arm_deadline(p);
+}
+
+/* ---- connection ---- */
+
+static void pg_connect_start(Pg *p);
+static void pg_dispatch(Pg *p);
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/*
+ * The connection is gone or never came up: everything queued fails with -ENOTCONN
+ * ("postgresql <what>: <why>"), and a retry is scheduled with backoff.
+ */
+static void pg_disconnect(Pg *p, const char *what, const char *why) {
+        _cleanup_free_ char *msg = pg_message_dup(why); /* why may live in the PGconn */
+
+        pg_drop_connection(p);
+        p->phase = PG_PHASE_BACKOFF;
+        pg_fail_queue(p, -ENOTCONN, what, msg ?: "out of memory");
+        free(p->last_error);
+        p->last_error = NULL;
+        if (msg)
+                (void) asprintf(&p->last_error, "%s: %s", what, msg);
+
+        (void) sd_event_source_set_time(p->conn_timer, pg_now(p) + p->backoff_usec);
+        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
+        p->backoff_usec = p->backoff_usec * 2 > PG_BACKOFF_MAX_USEC ? PG_BACKOFF_MAX_USEC
+                                                                   : p->backoff_usec * 2;
+}
+
+static int pg_watch(Pg *p, uint32_t events) {
+        int fd, r;
+
+        if (p->io && p->io_events == events)
+                return 0;
+        if (p->io && p->phase >= PG_PHASE_SETUP) {
+                r = sd_event_source_set_io_events(p->io, events);
+                if (r >= 0)
+                        p->io_events = events;
+                return r;
+        }
+        /* connecting: the socket may have changed since the last poll */
+        p->io = sd_event_source_disable_unref(p->io);
+        fd = PQsocket(p->conn);
+        if (fd < 0)
+                return -EBADF;
+        r = sd_event_add_io(p->event, &p->io, fd, events, on_io, p);
+        if (r < 0)
+                return r;
+        p->io_events = events;
+        return 0;
+}
+
+static int pg_flush(Pg *p) {
+        int r = PQflush(p->conn);
+        if (r < 0) {
+                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+                return -ENOTCONN;
+        }
+        r = pg_watch(p, EPOLLIN | (r > 0 ? EPOLLOUT : 0));
+        if (r < 0) {
+                pg_disconnect(p, "connection lost", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+static void pg_setup_send(Pg *p) {
+        int ok;
+
+        if (p->setup_step == 0)
+                ok = PQsendQuery(p->conn, p->setup_sql);
+        else {
+                PgStmt i = (PgStmt) (p->setup_step - 1);
+                ok = PQsendPrepare(p->conn, pg_stmts[i].name, p->sql[i], pg_stmts[i].n_params,
+                                   pg_stmts[i].types);
+        }
+        if (!ok) {
+                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+                return;
+        }
+        p->busy = true;
+        (void) pg_flush(p);
+}
+
+static void pg_connected(Pg *p) {
+        if (PQsetnonblocking(p->conn, 1) < 0) {
+                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+                return;
+        }
+        p->phase = PG_PHASE_SETUP;
+        p->setup_step = 0;
+        pg_setup_send(p);
+}
+
+static void pg_connect_poll(Pg *p) {
+        int r;
+
+        switch (PQconnectPoll(p->conn)) {
+        case PGRES_POLLING_OK:
+                pg_connected(p);
+                return;
+        case PGRES_POLLING_READING:
+                r = pg_watch(p, EPOLLIN);
+                break;
+        case PGRES_POLLING_WRITING:
+                r = pg_watch(p, EPOLLOUT);
+                break;
+        default:
+                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+                return;
+        }
+        if (r < 0)
+                pg_disconnect(p, "connection failed", strerror(-r));
+}
+
+static void pg_connect_start(Pg *p) {
+        static const char *const keywords[] = { "dbname", "fallback_application_name", NULL };
+        const char *values[] = { p->conninfo, "mooringd", NULL };
+        int r;
+
+        pg_drop_connection(p);
+        p->phase = PG_PHASE_CONNECTING;
+        p->conn = PQconnectStartParams(keywords, values, 1);
+        if (!p->conn) {
+                pg_disconnect(p, "connection failed", "out of memory");
+                return;
+        }
+        if (PQstatus(p->conn) == CONNECTION_BAD) {
+                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+                return;
+        }
+        (void) PQsetNoticeProcessor(p->conn, pg_notice_ignore, NULL);
+
+        /* the attempt, setup included, gets one timeout */
+        (void) sd_event_source_set_time(p->conn_timer, pg_now(p) + p->timeout_usec);
+        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
+
+        /* as if PQconnectPoll had said PGRES_POLLING_WRITING */
+        r = pg_watch(p, EPOLLOUT);
+        if (r < 0)
+                pg_disconnect(p, "connection failed", strerror(-r));
+}
+
+static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Pg *p = userdata;
+        char buf[64];
+
+        if (p->phase == PG_PHASE_BACKOFF)
+                pg_connect_start(p);
+        else if (p->phase == PG_PHASE_CONNECTING || p->phase == PG_PHASE_SETUP) {
+                (void) snprintf(buf, sizeof buf, "timed out after %" PRIu64 " ms",
+                                p->timeout_usec / PG_USEC_PER_MSEC);
+                pg_disconnect(p, "connection failed", buf);
+        }
+        return 0;
+}
+
+/* ---- commands ---- */
+
+/* Maps a failed PGresult onto op->result (first error wins); marks a dead session. */
+static void pg_result_error(Pg *p, PgOp *op, const PGresult *res) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        _cleanup_free_ char *msg = NULL;
+        int error = -EIO;
+
+        msg = pg_message_dup(primary ?: PQresultErrorMessage(res));
+        if (state && (startswith(state, "08") || streq(state, "57P01") || streq(state, "57P02") ||
+                      streq(state, "57P03"))) {
+                /* the server ended the session: handled as a lost connection once the command ends */
+                if (!p->lost_error)
+                        p->lost_error = TAKE_PTR(msg);
+                return;
+        }
+        if (state && startswith(state, "22"))
+                error = -EINVAL; /* data exception: bad encoding in a key, ttl out of range, ... */
+        else if (state && startswith(state, "54"))
+                error = -E2BIG; /* program limit exceeded: value too large */
+        if (op->result.error == 0)
+                (void) state_result_fail(&op->result, error, "postgresql: %s%s%s%s", strna(msg),
+                                         state ? " (SQLSTATE " : "", strempty(state), state ? ")" : "");
+}
+
+static void pg_get_result(PgOp *op, const PGresult *res) {
+        StateValue *v = &op->result.value;
+        int len;
+        uint64_t n;
+
+        if (PQntuples(res) != 1)
+                return; /* not found */
+        if (PQnfields(res) != 3 || PQfformat(res, 0) != 1 || PQgetlength(res, 0, 1) != 8) {
+                (void) state_result_fail(&op->result, -EIO, "postgresql: unexpected result shape");
+                return;
+        }
+        len = PQgetlength(res, 0, 0);
+        v->value = malloc((size_t) len + 1);
+        if (!v->value) {
+                (void) state_result_fail(&op->result, -ENOMEM, "out of memory");
+                return;
+        }
+        memcpy(v->value, PQgetvalue(res, 0, 0), (size_t) len);
+        ((char *) v->value)[len] = 0;
+        v->value_len = (size_t) len;
+
+        memcpy(&n, PQgetvalue(res, 0, 1), sizeof n);
+        if (asprintf(&v->etag, "%" PRId64, (int64_t) be64toh(n)) < 0) {
+                v->etag = NULL;
+                (void) state_result_fail(&op->result, -ENOMEM, "out of memory");
+                return;
+        }
+        if (!PQgetisnull(res, 0, 2) && PQgetlength(res, 0, 2) == 8) {
+                int64_t t;
+                memcpy(&n, PQgetvalue(res, 0, 2), sizeof n);
+                t = (int64_t) be64toh(n);
+                v->expire_realtime_usec = t > 0 ? (uint64_t) t : 1;
+        }
+        v->found = true;
+}
+
+static void pg_command_result(Pg *p, PGresult *res) {
+        ExecStatusType st = PQresultStatus(res);
+        PgOp *op;
+
+        if (p->phase == PG_PHASE_SETUP) {
+                if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !p->cmd_error)
+                        p->cmd_error = pg_message_dup(PQresultErrorMessage(res));
+                return;
+        }
+        op = p->queue.head;
+        assert(op && op->started);
+        switch (st) {
+        case PGRES_TUPLES_OK:
+                op->rows = PQntuples(res);
+                if (op->kind == PG_OP_GET && op->result.error == 0)
+                        pg_get_result(op, res);
+                break;
+        case PGRES_COMMAND_OK:
+                op->rows = strtol(PQcmdTuples(res), NULL, 10);
+                break;
+        default:
+                pg_result_error(p, op, res);
+                break;
+        }
+}
+
+static int pg_send_stmt(Pg *p, PgStmt stmt, const char *const *values, const int *lengths,
+                        const int *formats) {
+        return PQsendQueryPrepared(p->conn, pg_stmts[stmt].name, pg_stmts[stmt].n_params, values, lengths,
+                                   formats, 1);
+}
+
+static int pg_send_write(Pg *p, const PgWrite *w) {
+        const char *values[4] = { w->key };
+        int lengths[4] = {}, formats[4] = {};
+
+        if (w->kind == STATE_OP_DELETE) {
+                if (!w->etag)
+                        return pg_send_stmt(p, PG_STMT_DELETE, values, lengths, formats);
+                values[1] = w->etag;
+                return pg_send_stmt(p, PG_STMT_DELETE_ETAG, values, lengths, formats);
+        }
+        values[1] = w->value ?: ""; /* NULL would be SQL NULL */
+        lengths[1] = (int) w->value_len;
+        formats[1] = 1;
+        values[2] = w->ttl;
+        if (w->etag) {
+                values[3] = w->etag;
+                return pg_send_stmt(p, PG_STMT_UPDATE_ETAG, values, lengths, formats);
+        }
+        return pg_send_stmt(p, w->concurrency == STATE_CONCURRENCY_FIRST_WRITE ? PG_STMT_INSERT_FIRST
+                                                                             : PG_STMT_UPSERT,
+                            values, lengths, formats);
+}
+
+/* Sends the head operation's next command. */
+static void pg_op_send(Pg *p, PgOp *op) {
+        const char *values[1] = { op->key };
+        int ok;
+
+        op->started = true;
+        op->rows = 0;
+        switch (op->kind) {
+        case PG_OP_GET:
+                ok = pg_send_stmt(p, PG_STMT_GET, values, NULL, NULL);
+                break;
+        case PG_OP_PURGE:
+                ok = pg_send_stmt(p, PG_STMT_PURGE, NULL, NULL, NULL);
+                break;
+        case PG_OP_WRITE:
+                ok = pg_send_write(p, &op->writes[0]);
+                break;
+        case PG_OP_TRANSACT:
+                if (op->rolling_back)
+                        ok = PQsendQuery(p->conn, "ROLLBACK");
+                else if (op->step == 0)
+                        ok = PQsendQuery(p->conn, "BEGIN");
+                else if (op->step > op->n_writes)
+                        ok = PQsendQuery(p->conn, "COMMIT");
+                else
+                        ok = pg_send_write(p, &op->writes[op->step - 1]);
+                break;
+        default:
+                assert(false);
+                ok = 0;
+        }
+        if (!ok) {
+                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+                return;
+        }
+        p->busy = true;
+        (void) pg_flush(p);
+}
+
+static void pg_dispatch(Pg *p) {
+        if (p->phase != PG_PHASE_READY || p->busy || !p->queue.head)
+                return;
+        pg_op_send(p, p->queue.head);
+}
+
+/* A write's command ended without an error: did its condition hold? 0 or -ESTALE/-EIO set in op. */
+static int pg_write_check(PgOp *op, const PgWrite *w) {
+        if (op->rows > 0)
+                return 0;
+        if (w->kind == STATE_OP_DELETE) {
+                if (!w->etag)
+                        return 0; /* absent is success */
+                return state_result_fail(&op->result, -ESTALE, "etag mismatch for key '%s'", w->key);
+        }
+        if (w->etag)
+                return state_result_fail(&op->result, -ESTALE, "etag mismatch for key '%s'", w->key);
+        if (w->concurrency == STATE_CONCURRENCY_FIRST_WRITE)
+                return state_result_fail(&op->result, -ESTALE,
+                                         "key '%s' already exists (first-write concurrency)", w->key);
+        return state_result_fail(&op->result, -EIO, "postgresql: upsert of key '%s' changed no row",
+                                 w->key);
+}
+
+/* The head's command ended. Returns true when the operation is finished. */
+static bool pg_op_step_done(PgOp *op) {
+        switch (op->kind) {
+        case PG_OP_GET:
+        case PG_OP_PURGE:
+                return true;
+        case PG_OP_WRITE:
+                if (op->result.error == 0)
+                        (void) pg_write_check(op, &op->writes[0]);
+                return true;
+        case PG_OP_TRANSACT:
+                if (op->rolling_back)
+                        return true;
+                if (op->step == 0 || op->step > op->n_writes)
+                        return op->result.error != 0 || op->step++ > op->n_writes;
+                if (op->result.error != 0 || pg_write_check(op, &op->writes[op->step - 1]) < 0) {
+                        op->rolling_back = true;
+                        return false;
+                }
+                op->step++;
+                return false;
+        }
+        return true;
+}
+
+static void pg_command_done(Pg *p) {
+        PgOp *op;
+
+        if (p->phase == PG_PHASE_SETUP) {
+                if (p->cmd_error) {
+                        _cleanup_free_ char *e = TAKE_PTR(p->cmd_error);
+                        pg_disconnect(p, "setup failed", e);
+                        return;
+                }
+                if (++p->setup_step <= _PG_STMT_MAX) {
+                        pg_setup_send(p);
+                        return;
+                }
+                p->phase = PG_PHASE_READY;
+                p->backoff_usec = PG_BACKOFF_MIN_USEC;
+                p->last_error = mfree_str(p->last_error);
+                (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_OFF);
+                pg_dispatch(p);
+                return;
+        }
+
+        if (p->lost_error || PQstatus(p->conn) == CONNECTION_BAD) {
+                _cleanup_free_ char *e = p->lost_error ? TAKE_PTR(p->lost_error)
+                                                       : pg_message_dup(PQerrorMessage(p->conn));
+                pg_disconnect(p, "connection lost", e ?: "out of memory");
+                return;
+        }
+        op = p->queue.head;
+        assert(op && op->started);
+        if (pg_op_step_done(op)) {
+                op_list_remove(&p->queue, op);
+                pg_complete(p, op);
+                pg_arm_deadline(p);
+        }
+        pg_dispatch(p);
+}
+
+static void pg_read(Pg *p) {
+        if (!PQconsumeInput(p->conn)) {
+                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+                return;
+        }
+        while (p->busy && !PQisBusy(p->conn)) {
+                PGresult *res = PQgetResult(p->conn);
+                if (!res) {
+                        p->busy = false;
+                        pg_command_done(p); /* may send the next command, or drop the connection */
+                        continue;
+                }
+                pg_command_result(p, res);
+                PQclear(res);
+        }
+        if (p->conn && PQstatus(p->conn) == CONNECTION_BAD)
+                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Pg *p = userdata;
+
+        if (p->phase == PG_PHASE_CONNECTING) {
+                pg_connect_poll(p);
+                return 0;
+        }
+        if ((revents & EPOLLOUT) && pg_flush(p) < 0)
+                return 0;
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                pg_read(p);
+        return 0;
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Pg *p = userdata;
+        uint64_t now = pg_now(p);
+        PgOp *op;
+
+        while ((op = p->queue.head) && op->deadline <= now) {
+                op_list_remove(&p->queue, op);
+                (void) state_result_fail(&op->result, -ETIMEDOUT,
+                                         "postgresql operation timed out after %" PRIu64 " ms%s",
+                                         p->timeout_usec / PG_USEC_PER_MSEC,
+                                         op->started ? "" : " (waiting for the connection)");
+                if (op->started) {
+                        /* the session is in an unknown state: start over; the rest stays queued */
+                        pg_complete(p, op);
+                        pg_connect_start(p);
+                } else
+                        pg_complete(p, op);
+        }
+        pg_arm_deadline(p);
+        return 0;
+}
+
+static int on_purge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Pg *p = userdata;
+        PgOp *op;
+
+        (void) sd_event_source_set_time(s, pg_now(p) + p->cleanup_usec);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (p->phase != PG_PHASE_READY || p->purge_queued)
+                return 0;
+        op = calloc(1, sizeof *op);
+        if (!op)
+                return 0; /* next time */
+        op->kind = PG_OP_PURGE;
+        op->deadline = pg_now(p) + p->timeout_usec;
+        p->purge_queued = true;
+        op_list_append(&p->queue, op);
+        pg_arm_deadline(p);
+        pg_dispatch(p);
+        return 0;
+}
