@@ -19,34 +19,7 @@
 #include "../util/strv.h"
 #include "handlers.h"
 #include "server.h"
-
-/* A set of ops plus the buffers they point into. */
-typedef struct OpList {
-        StateOp *ops;
-        char **bufs;          /* values and etags we allocated */
-        size_t n, n_bufs;
-} OpList;
-
-static void op_list_done(OpList *l) {
-        for (size_t i = 0; i < l->n_bufs; i++)
-                free(l->bufs[i]);
-        free(l->bufs);
-        free(l->ops);
-        *l = (OpList){};
-}
-
-static char *op_list_keep(OpList *l, char *buf) {
-        if (!buf)
-                return NULL;
-        char **n = realloc(l->bufs, (l->n_bufs + 1) * sizeof(char *));
-        if (!n) {
-                free(buf);
-                return NULL;
-        }
-        l->bufs = n;
-        l->bufs[l->n_bufs++] = buf;
-        return buf;
-}
+#include "state-body.h"
 
 static const char *caller_app(HttpRequest *r) {
         const Caller *c = http_request_caller(r);
@@ -84,71 +57,6 @@ static json_t *query_metadata(HttpRequest *r) {
         if (md && http_request_foreach_query(r, collect_query_metadata, md) < 0)
                 md = (json_decref(md), NULL);
         return md;
-}
-
-/* Reads one save/transaction request object into op. Returns an error text or NULL. */
-static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md, StateOpKind kind, OpList *l,
-                                 StateOp *op) {
-        json_t *key, *etag, *value, *options, *md;
-        const char *ttl = NULL;
-
-        if (!json_is_object(item))
-                return "each item must be a JSON object";
-        key = json_object_get(item, "key");
-        if (!json_is_string(key) || json_string_length(key) == 0)
-                return "each item needs a non-empty string 'key'";
-        *op = (StateOp){ .kind = kind, .key = json_string_value(key), .ttl_sec = 0 };
-        if (strlen(op->key) != json_string_length(key))
-                return "keys must not contain NUL";
-
-        etag = json_object_get(item, "etag");
-        if (etag && !json_is_null(etag)) {
-                if (!json_is_string(etag))
-                        return "'etag' must be a string";
-                if (json_string_length(etag) > 0)
-                        op->etag = json_string_value(etag);
-        }
-        options = json_object_get(item, "options");
-        if (options && !json_is_null(options)) {
-                json_t *conc;
-                if (!json_is_object(options))
-                        return "'options' must be an object";
-                conc = json_object_get(options, "concurrency");
-                if (conc && !json_is_null(conc)) {
-                        const char *c = json_string_value(conc);
-                        if (c && streq(c, "first-write"))
-                                op->concurrency = STATE_CONCURRENCY_FIRST_WRITE;
-                        else if (!c || (!streq(c, "last-write") && *c))
-                                return "'options.concurrency' must be first-write or last-write";
-                }
-        }
-        md = json_object_get(item, "metadata");
-        if (md && !json_is_null(md) && !json_is_object(md))
-                return "'metadata' must be an object of strings";
-        /* query wins over the body's request-level metadata, which wins over the item's */
-        json_t *sources[] = { query_md, body_md, md };
-        for (size_t i = 0; i < ELEMENTSOF(sources) && !ttl; i++) {
-                json_t *t = json_is_object(sources[i]) ? json_object_get(sources[i], "ttlInSeconds") : NULL;
-                if (t && !json_is_string(t))
-                        return "'metadata.ttlInSeconds' must be a string";
-                ttl = json_string_value(t);
-        }
-        if (ttl) {
-                int64_t v;
-                if (state_parse_ttl(ttl, &v) < 0)
-                        return "'metadata.ttlInSeconds' must be -1 or a non-negative integer";
-                op->ttl_sec = v;
-        }
-
-        if (kind == STATE_OP_UPSERT) {
-                value = json_object_get(item, "value");
-                char *enc = json_dumps(value ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-                if (!op_list_keep(l, enc))
-                        return "out of memory";
-                op->value = enc;
-                op->value_len = strlen(enc);
-        }
-        return NULL;
 }
 
 /* ---- answers ---- */
@@ -209,36 +117,24 @@ static void on_got(const StateResult *res, void *userdata) {
 /* ---- handlers ---- */
 
 int http_state_save(HttpRequest *r, const RouteMatch *m) {
-        _cleanup_(json_decrefp) json_t *body = NULL, *qmd = NULL;
+        _cleanup_(json_decrefp) json_t *qmd = NULL;
+        _cleanup_free_ char *err = NULL;
         OpList l = {};
         StateStore *s;
-        json_error_t jerr;
         size_t len;
         const char *data = http_request_body(r, &len);
         int k;
 
         if (find_store(r, m->params[0], &s) < 0)
                 return 0;
-        body = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
-        if (!body)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "failed deserializing HTTP body: %s (line %d)",
-                                        jerr.text, jerr.line);
-        if (!json_is_array(body))
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "the body must be a JSON array of items");
         qmd = query_metadata(r);
         if (!qmd)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "bad metadata query parameters");
-        l.n = json_array_size(body);
-        l.ops = calloc(l.n ? l.n : 1, sizeof(StateOp));
-        if (!l.ops)
-                return -ENOMEM;
-        for (size_t i = 0; i < l.n; i++) {
-                const char *e = parse_request(json_array_get(body, i), qmd, NULL, STATE_OP_UPSERT, &l, &l.ops[i]);
-                if (e) {
-                        op_list_done(&l);
-                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "item %zu: %s", i, e);
-                }
-        }
+        k = state_body_parse_save(data, len, qmd, &l, &err);
+        if (k == -ENOMEM)
+                return k;
+        if (k < 0)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_write_all(s, caller_app(r), l.ops, l.n, on_saved, r);
         op_list_done(&l);
         if (k == -EINVAL)
@@ -331,10 +227,8 @@ static void on_bulk(const StateResult *results, size_t n, void *userdata) {
 }
 
 int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
-        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_free_ char *err = NULL;
         StateStore *s;
-        json_error_t jerr;
-        json_t *keys, *par;
         size_t len;
         const char *data = http_request_body(r, &len);
         BulkCall *b;
@@ -342,38 +236,18 @@ int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
 
         if (find_store(r, m->params[0], &s) < 0)
                 return 0;
-        body = json_loadb(data, len, 0, &jerr);
-        if (!body)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "failed deserializing HTTP body: %s", jerr.text);
-        keys = json_object_get(body, "keys");
-        par = json_object_get(body, "parallelism");
-        if (!json_is_array(keys))
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'keys' must be an array of strings");
-        if (par && !json_is_null(par) && !json_is_integer(par))
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'parallelism' must be an integer");
         b = calloc(1, sizeof *b);
         if (!b)
                 return -ENOMEM;
         b->r = r;
-        b->n = json_array_size(keys);
-        b->keys = calloc(b->n + 1, sizeof(char *));
-        for (size_t i = 0; b->keys && i < b->n; i++) {
-                const char *key = json_string_value(json_array_get(keys, i));
-                if (!key) {
-                        strv_free(b->keys);
-                        free(b);
-                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'keys' must be an array of strings");
-                }
-                b->keys[i] = strdup(key);
-                if (!b->keys[i]) {
-                        strv_free(b->keys);
-                        b->keys = NULL;
-                }
-        }
-        if (!b->keys) {
+        k = state_body_parse_bulk(data, len, &b->keys, &err);
+        if (k < 0) {
                 free(b);
-                return -ENOMEM;
+                if (k == -ENOMEM)
+                        return k;
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         }
+        b->n = strv_length(b->keys);
         /* All keys at once: the driver queues what it cannot run in parallel. */
         k = state_bulk_get(s, caller_app(r), b->keys, b->n, on_bulk, b);
         if (k < 0) {
@@ -386,55 +260,29 @@ int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
 }
 
 int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
-        _cleanup_(json_decrefp) json_t *body = NULL, *qmd = NULL;
+        _cleanup_(json_decrefp) json_t *qmd = NULL;
+        _cleanup_free_ char *err = NULL;
         OpList l = {};
         StateStore *s;
-        json_error_t jerr;
-        json_t *ops, *md;
         size_t len;
         const char *data = http_request_body(r, &len);
         int k;
 
         if (find_store(r, m->params[0], &s) < 0)
                 return 0;
-        body = json_loadb(data, len, 0, &jerr);
-        if (!body)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "failed deserializing HTTP body: %s", jerr.text);
-        ops = json_object_get(body, "operations");
-        md = json_object_get(body, "metadata");
-        if (ops && !json_is_array(ops))
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'operations' must be an array");
-        if (md && !json_is_null(md) && !json_is_object(md))
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "'metadata' must be an object");
         if (!(s->driver->features & STATE_FEATURE_TRANSACTIONAL))
                 return http_reply_error(r, DAPR_ERR_STATE_STORE_NOT_SUPPORTED,
                                         "state store %s doesn't support transactions", m->params[0]);
         qmd = query_metadata(r);
         if (!qmd)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "bad metadata query parameters");
-        l.n = json_array_size(ops);
-        l.ops = calloc(l.n ? l.n : 1, sizeof(StateOp));
-        if (!l.ops)
-                return -ENOMEM;
-        for (size_t i = 0; i < l.n; i++) {
-                json_t *o = json_array_get(ops, i);
-                const char *kind = json_string_value(json_object_get(o, "operation")), *e;
-                StateOpKind kd;
-                if (kind && streq(kind, "upsert"))
-                        kd = STATE_OP_UPSERT;
-                else if (kind && streq(kind, "delete"))
-                        kd = STATE_OP_DELETE;
-                else {
-                        op_list_done(&l);
-                        return http_reply_error(r, DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION,
-                                                "operation type %s not supported", kind ?: "(none)");
-                }
-                e = parse_request(json_object_get(o, "request"), qmd, md, kd, &l, &l.ops[i]);
-                if (e) {
-                        op_list_done(&l);
-                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "operation %zu: %s", i, e);
-                }
-        }
+        k = state_body_parse_transaction(data, len, qmd, &l, &err);
+        if (k == -ENOMEM)
+                return k;
+        if (k == -EOPNOTSUPP)
+                return http_reply_error(r, DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION, "%s", err);
+        if (k < 0)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_transact(s, caller_app(r), l.ops, l.n, on_transacted, r);
         op_list_done(&l);
         if (k == -EINVAL)

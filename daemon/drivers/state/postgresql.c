@@ -705,8 +705,14 @@ static bool pg_op_step_done(PgOp *op) {
         case PG_OP_TRANSACT:
                 if (op->rolling_back)
                         return true;
-                if (op->step == 0 || op->step > op->n_writes)
-                        return op->result.error != 0 || op->step++ > op->n_writes;
+                if (op->step > op->n_writes)
+                        return true; /* COMMIT ended, well or not */
+                if (op->step == 0) {
+                        if (op->result.error != 0)
+                                return true; /* BEGIN failed: nothing to roll back */
+                        op->step++;
+                        return false;
+                }
                 if (op->result.error != 0 || pg_write_check(op, &op->writes[op->step - 1]) < 0) {
                         op->rolling_back = true;
                         return false;
@@ -828,3 +834,407 @@ static int on_purge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         pg_dispatch(p);
         return 0;
 }
+
+/* ---- configuration ---- */
+
+static int open_fail(char **reterr_msg, const char *fmt, ...) _printf_(2, 3);
+static int open_fail(char **reterr_msg, const char *fmt, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (reterr_msg)
+                *reterr_msg = m;
+        else
+                free(m);
+        return -EINVAL;
+}
+
+static bool ident_part_valid(const char *s, size_t n) {
+        if (n == 0 || n > PG_IDENT_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+                        return false;
+        return true;
+}
+
+/* "Tab" → "tab": unquoted SQL names fold to lower case; we quote them (reserved words) but keep that folding. */
+static char *ident_lower(const char *s, size_t n) {
+        char *r = strndup(s, n);
+        if (r)
+                for (char *c = r; *c; c++)
+                        if (*c >= 'A' && *c <= 'Z')
+                                *c = (char) (*c - 'A' + 'a');
+        return r;
+}
+
+/* tableName → quoted table, sequence and index names. -EINVAL if invalid, -ENOMEM. */
+static int pg_table_names(const char *name, char **ret_table, char **ret_seq, char **ret_index) {
+        const char *dot = strchr(name, '.');
+        _cleanup_free_ char *schema = NULL, *table = NULL;
+        char *t = NULL, *q = NULL, *i = NULL;
+        int r;
+
+        if (dot) {
+                if (!ident_part_valid(name, (size_t) (dot - name)) ||
+                    !ident_part_valid(dot + 1, strlen(dot + 1)))
+                        return -EINVAL;
+                schema = ident_lower(name, (size_t) (dot - name));
+                table = ident_lower(dot + 1, strlen(dot + 1));
+        } else {
+                if (!ident_part_valid(name, strlen(name)))
+                        return -EINVAL;
+                table = ident_lower(name, strlen(name));
+        }
+        if ((dot && !schema) || !table)
+                return -ENOMEM;
+
+        if (schema)
+                r = asprintf(&t, "\"%s\".\"%s\"", schema, table);
+        else
+                r = asprintf(&t, "\"%s\"", table);
+        if (r < 0)
+                return -ENOMEM;
+        if (schema)
+                r = asprintf(&q, "\"%s\".\"%s_etag_seq\"", schema, table);
+        else
+                r = asprintf(&q, "\"%s_etag_seq\"", table);
+        if (r < 0) {
+                free(t);
+                return -ENOMEM;
+        }
+        if (asprintf(&i, "\"%s_expire_at_idx\"", table) < 0) {
+                free(t);
+                free(q);
+                return -ENOMEM;
+        }
+        *ret_table = t;
+        *ret_seq = q;
+        *ret_index = i;
+        return 0;
+}
+
+#define PG_TTL_EXPR "CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) END"
+#define PG_LIVE "(expire_at IS NULL OR expire_at > now())"
+
+static int pg_build_sql(Pg *p, const char *t, const char *q, const char *i) {
+        if (asprintf(&p->setup_sql,
+                     "CREATE SEQUENCE IF NOT EXISTS %s; "
+                     "CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value BYTEA NOT NULL, "
+                     "etag BIGINT NOT NULL, expire_at TIMESTAMPTZ NULL, "
+                     "update_time TIMESTAMPTZ NOT NULL DEFAULT now()); "
+                     "CREATE INDEX IF NOT EXISTS %s ON %s (expire_at) WHERE expire_at IS NOT NULL",
+                     q, t, i, t) < 0)
+                p->setup_sql = NULL;
+        if (asprintf(&p->sql[PG_STMT_GET],
+                     "SELECT value, etag, (extract(epoch FROM expire_at) * 1000000)::bigint "
+                     "FROM %s WHERE key = $1 AND " PG_LIVE,
+                     t) < 0)
+                p->sql[PG_STMT_GET] = NULL;
+        if (asprintf(&p->sql[PG_STMT_UPSERT],
+                     "INSERT INTO %s AS t (key, value, etag, expire_at, update_time) "
+                     "VALUES ($1, $2, nextval('%s'), " PG_TTL_EXPR ", now()) "
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, etag = EXCLUDED.etag, "
+                     "expire_at = EXCLUDED.expire_at, update_time = EXCLUDED.update_time",
+                     t, q) < 0)
+                p->sql[PG_STMT_UPSERT] = NULL;
+        if (asprintf(&p->sql[PG_STMT_INSERT_FIRST],
+                     "INSERT INTO %s AS t (key, value, etag, expire_at, update_time) "
+                     "VALUES ($1, $2, nextval('%s'), " PG_TTL_EXPR ", now()) "
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, etag = EXCLUDED.etag, "
+                     "expire_at = EXCLUDED.expire_at, update_time = EXCLUDED.update_time "
+                     "WHERE t.expire_at IS NOT NULL AND t.expire_at <= now()",
+                     t, q) < 0)
+                p->sql[PG_STMT_INSERT_FIRST] = NULL;
+        if (asprintf(&p->sql[PG_STMT_UPDATE_ETAG],
+                     "UPDATE %s SET value = $2, etag = nextval('%s'), expire_at = " PG_TTL_EXPR ", "
+                     "update_time = now() WHERE key = $1 AND etag = $4 AND " PG_LIVE,
+                     t, q) < 0)
+                p->sql[PG_STMT_UPDATE_ETAG] = NULL;
+        if (asprintf(&p->sql[PG_STMT_DELETE], "DELETE FROM %s WHERE key = $1", t) < 0)
+                p->sql[PG_STMT_DELETE] = NULL;
+        if (asprintf(&p->sql[PG_STMT_DELETE_ETAG],
+                     "DELETE FROM %s WHERE key = $1 AND etag = $2 AND " PG_LIVE, t) < 0)
+                p->sql[PG_STMT_DELETE_ETAG] = NULL;
+        if (asprintf(&p->sql[PG_STMT_PURGE],
+                     "DELETE FROM %s WHERE expire_at IS NOT NULL AND expire_at <= now()", t) < 0)
+                p->sql[PG_STMT_PURGE] = NULL;
+
+        if (!p->setup_sql)
+                return -ENOMEM;
+        for (size_t k = 0; k < _PG_STMT_MAX; k++)
+                if (!p->sql[k])
+                        return -ENOMEM;
+        return 0;
+}
+
+/* "0" or a negative value: 0 (disabled). */
+static int parse_cleanup_interval(const char *s, uint64_t *ret) {
+        if (s[0] == '-') {
+                uint64_t ignored;
+                if (parse_duration_usec(s + 1, &ignored) < 0)
+                        return -EINVAL;
+                *ret = 0;
+                return 0;
+        }
+        return parse_duration_usec(s, ret);
+}
+
+static int pg_open(StateStore *s, char **reterr_msg) {
+        PgStore *ps = (PgStore *) s;
+        _cleanup_(pg_unrefp) Pg *p = NULL;
+        _cleanup_free_ char *table = NULL, *seq = NULL, *index = NULL;
+        const char *v;
+        char *err = NULL;
+        PQconninfoOption *opts;
+        int r;
+
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->n_ref = 1;
+        p->event = sd_event_ref(s->event);
+        p->backoff_usec = PG_BACKOFF_MIN_USEC;
+        p->timeout_usec = PG_TIMEOUT_DEFAULT_USEC;
+        p->cleanup_usec = PG_CLEANUP_DEFAULT_USEC;
+
+        v = component_get_string(s->component, "connectionString");
+        if (!v || !*v)
+                return open_fail(reterr_msg, "metadata field 'connectionString' is required");
+        opts = PQconninfoParse(v, &err);
+        if (!opts) {
+                _cleanup_free_ char *m = pg_message_dup(err ?: "out of memory");
+                PQfreemem(err);
+                return open_fail(reterr_msg, "metadata field 'connectionString': %s", strna(m));
+        }
+        PQconninfoFree(opts);
+        p->conninfo = strdup(v);
+        if (!p->conninfo)
+                return -ENOMEM;
+
+        v = component_get_string(s->component, "tableName");
+        r = pg_table_names(v ?: "state", &table, &seq, &index);
+        if (r == -EINVAL)
+                return open_fail(reterr_msg,
+                                 "metadata field 'tableName': invalid table name '%s' "
+                                 "(expected [A-Za-z0-9_]+ or schema.table, at most 63 characters each)",
+                                 v);
+        if (r < 0)
+                return r;
+
+        v = component_get_string(s->component, "timeout");
+        if (v && (parse_duration_usec(v, &p->timeout_usec) < 0 || p->timeout_usec == 0))
+                return open_fail(reterr_msg,
+                                 "metadata field 'timeout': invalid duration '%s' (e.g. \"20s\" or \"20\")", v);
+
+        v = component_get_string(s->component, "cleanupInterval");
+        if (v && parse_cleanup_interval(v, &p->cleanup_usec) < 0)
+                return open_fail(reterr_msg,
+                                 "metadata field 'cleanupInterval': invalid duration '%s' (e.g. \"1h\"; 0 disables)",
+                                 v);
+
+        r = pg_build_sql(p, table, seq, index);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_defer(p->event, &p->defer, on_defer, p);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(p->defer, SD_EVENT_OFF);
+        r = sd_event_add_time(p->event, &p->conn_timer, CLOCK_MONOTONIC, UINT64_MAX, PG_USEC_PER_MSEC,
+                              on_conn_timer, p);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time(p->event, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX,
+                              10 * PG_USEC_PER_MSEC, on_deadline, p);
+        if (r < 0)
+                return r;
+        if (p->cleanup_usec > 0) {
+                r = sd_event_add_time(p->event, &p->purge_timer, CLOCK_MONOTONIC,
+                                      pg_now(p) + p->cleanup_usec, PG_USEC_PER_SEC, on_purge_timer, p);
+                if (r < 0)
+                        return r;
+        }
+
+        /* a server that is not up yet is no error: calls fail with -ENOTCONN until it is */
+        pg_connect_start(p);
+        ps->pg = TAKE_PTR(p);
+        return 0;
+}
+
+static void pg_close(StateStore *s) {
+        PgStore *ps = (PgStore *) s;
+        Pg *p = TAKE_PTR(ps->pg);
+        PgOp *op;
+
+        if (!p)
+                return;
+        p->closed = true;
+        /* nothing of ours fires any more; the server rolls back what the session had open */
+        p->conn_timer = sd_event_source_disable_unref(p->conn_timer);
+        p->deadline_timer = sd_event_source_disable_unref(p->deadline_timer);
+        p->purge_timer = sd_event_source_disable_unref(p->purge_timer);
+        p->defer = sd_event_source_disable_unref(p->defer);
+        pg_drop_connection(p);
+
+        /* outcomes already decided are delivered as they are; the rest is cancelled */
+        while ((op = op_list_pop(&p->queue))) {
+                state_result_done(&op->result);
+                (void) state_result_fail(&op->result, -ECANCELED, "state store closed");
+                if (op->done)
+                        op_list_append(&p->completed, op);
+                else
+                        pg_op_free(op);
+        }
+        while ((op = op_list_pop(&p->completed)))
+                pg_op_deliver(op); /* get/write/transact from here return -ECANCELED */
+        pg_unref(p);
+}
+
+/* ---- operations ---- */
+
+static PgOp *pg_op_new(PgOpKind kind, StateDoneFn done, void *userdata) {
+        PgOp *op = calloc(1, sizeof *op);
+        if (!op)
+                return NULL;
+        op->kind = kind;
+        op->done = done;
+        op->userdata = userdata;
+        return op;
+}
+
+/* Queues op (taken), or answers it at once when there is no connection to wait for. */
+static void pg_submit(Pg *p, PgOp *op) {
+        op->deadline = pg_now(p) + p->timeout_usec;
+        if (p->phase == PG_PHASE_BACKOFF) {
+                (void) state_result_fail(&op->result, -ENOTCONN, "postgresql not connected (%s)",
+                                         p->last_error ?: "reconnecting");
+                pg_complete(p, op);
+                return;
+        }
+        op_list_append(&p->queue, op);
+        if (p->queue.head == op)
+                pg_arm_deadline(p);
+        pg_dispatch(p);
+}
+
+/* Decimal int64 only: "123", "-5". */
+static bool etag_parse(const char *s, int64_t *ret) {
+        const char *d = s[0] == '-' ? s + 1 : s;
+        char *end;
+        long long v;
+
+        if (!*d || strspn(d, "0123456789") != strlen(d))
+                return false;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno != 0 || *end)
+                return false;
+        *ret = (int64_t) v;
+        return true;
+}
+
+/* Copies op into w. 0, -ENOMEM, or -EINVAL/-E2BIG with the message set in result. */
+static int pg_write_copy(PgWrite *w, const StateOp *op, StateResult *result) {
+        int64_t etag;
+
+        assert(op->key && *op->key);
+        w->kind = op->kind;
+        w->concurrency = op->concurrency;
+        if (op->etag) {
+                if (!etag_parse(op->etag, &etag))
+                        return state_result_fail(result, -EINVAL, "invalid etag '%s' for key '%s'", op->etag,
+                                                 op->key);
+                if (asprintf(&w->etag, "%" PRId64, etag) < 0) {
+                        w->etag = NULL;
+                        return -ENOMEM;
+                }
+        }
+        w->key = strdup(op->key);
+        if (!w->key)
+                return -ENOMEM;
+        if (op->kind == STATE_OP_UPSERT) {
+                if (op->value_len > INT_MAX)
+                        return state_result_fail(result, -E2BIG, "value of key '%s' is too large", op->key);
+                if (op->value_len > 0) {
+                        w->value = malloc(op->value_len);
+                        if (!w->value)
+                                return -ENOMEM;
+                        memcpy(w->value, op->value, op->value_len);
+                        w->value_len = op->value_len;
+                }
+                (void) snprintf(w->ttl, sizeof w->ttl, "%" PRId64, op->ttl_sec > 0 ? op->ttl_sec : 0);
+        }
+        return 0;
+}
+
+static int pg_get(StateStore *s, const char *key, StateDoneFn done, void *userdata) {
+        Pg *p = ((PgStore *) s)->pg;
+        _cleanup_(pg_op_freep) PgOp *op = NULL;
+
+        assert(key && *key && done);
+        if (!p)
+                return -ECANCELED;
+        op = pg_op_new(PG_OP_GET, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        op->key = strdup(key);
+        if (!op->key)
+                return -ENOMEM;
+        pg_submit(p, TAKE_PTR(op));
+        return 0;
+}
+
+static int pg_transact(StateStore *s, const StateOp *ops, size_t n_ops, StateDoneFn done, void *userdata) {
+        Pg *p = ((PgStore *) s)->pg;
+        _cleanup_(pg_op_freep) PgOp *op = NULL;
+
+        assert(done && (ops || n_ops == 0));
+        if (!p)
+                return -ECANCELED;
+        op = pg_op_new(n_ops == 1 ? PG_OP_WRITE : PG_OP_TRANSACT, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        if (n_ops == 0) {
+                pg_complete(p, TAKE_PTR(op)); /* nothing to do: success, delivered later */
+                return 0;
+        }
+        op->writes = calloc(n_ops, sizeof(PgWrite));
+        if (!op->writes)
+                return -ENOMEM;
+        op->n_writes = n_ops;
+        for (size_t i = 0; i < n_ops; i++) {
+                int r = pg_write_copy(&op->writes[i], &ops[i], &op->result);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        /* bad input: nothing was done, and the caller learns why through done */
+                        pg_complete(p, TAKE_PTR(op));
+                        return 0;
+                }
+        }
+        pg_submit(p, TAKE_PTR(op));
+        return 0;
+}
+
+static int pg_write(StateStore *s, const StateOp *op, StateDoneFn done, void *userdata) {
+        return pg_transact(s, op, 1, done, userdata);
+}
+
+const StateDriver state_postgresql_driver = {
+        .type = "state.postgresql",
+        .alias = "state.postgres",
+        .abi = STATE_DRIVER_ABI,
+        .instance_size = sizeof(PgStore),
+        .features = STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL,
+        .open = pg_open,
+        .close = pg_close,
+        .get = pg_get,
+        .write = pg_write,
+        .transact = pg_transact,
+};

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See state-body.h. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../blocks/state.h"
+#include "../util/strv.h"
+#include "state-body.h"
+
+void op_list_done(OpList *l) {
+        for (size_t i = 0; i < l->n_bufs; i++)
+                free(l->bufs[i]);
+        free(l->bufs);
+        free(l->ops);
+        json_decref(l->json);
+        *l = (OpList){};
+}
+
+static char *op_list_keep(OpList *l, char *buf) {
+        if (!buf)
+                return NULL;
+        char **n = realloc(l->bufs, (l->n_bufs + 1) * sizeof(char *));
+        if (!n) {
+                free(buf);
+                return NULL;
+        }
+        l->bufs = n;
+        l->bufs[l->n_bufs++] = buf;
+        return buf;
+}
+
+_printf_(2, 3) static int fail(char **reterr_msg, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(reterr_msg, fmt, ap) < 0)
+                *reterr_msg = NULL;
+        va_end(ap);
+        return *reterr_msg ? -EINVAL : -ENOMEM;
+}
+
+/* Reads one save/transaction request object into op. Returns an error text or NULL. */
+static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md, StateOpKind kind, OpList *l,
+                                 StateOp *op) {
+        json_t *key, *etag, *value, *options, *md;
+        const char *ttl = NULL;
+
+        if (!json_is_object(item))
+                return "each item must be a JSON object";
+        key = json_object_get(item, "key");
+        if (!json_is_string(key) || json_string_length(key) == 0)
+                return "each item needs a non-empty string 'key'";
+        *op = (StateOp){ .kind = kind, .key = json_string_value(key), .ttl_sec = 0 };
+        if (strlen(op->key) != json_string_length(key))
+                return "keys must not contain NUL";
+
+        etag = json_object_get(item, "etag");
+        if (etag && !json_is_null(etag)) {
+                if (!json_is_string(etag))
+                        return "'etag' must be a string";
+                if (json_string_length(etag) > 0)
+                        op->etag = json_string_value(etag);
+        }
+        options = json_object_get(item, "options");
+        if (options && !json_is_null(options)) {
+                json_t *conc;
+                if (!json_is_object(options))
+                        return "'options' must be an object";
+                conc = json_object_get(options, "concurrency");
+                if (conc && !json_is_null(conc)) {
+                        const char *c = json_string_value(conc);
+                        if (c && streq(c, "first-write"))
+                                op->concurrency = STATE_CONCURRENCY_FIRST_WRITE;
+                        else if (!c || (!streq(c, "last-write") && *c))
+                                return "'options.concurrency' must be first-write or last-write";
+                }
+        }
+        md = json_object_get(item, "metadata");
+        if (md && !json_is_null(md) && !json_is_object(md))
+                return "'metadata' must be an object of strings";
+        /* query wins over the body's request-level metadata, which wins over the item's */
+        json_t *sources[] = { query_md, body_md, md };
+        for (size_t i = 0; i < ELEMENTSOF(sources) && !ttl; i++) {
+                json_t *t = json_is_object(sources[i]) ? json_object_get(sources[i], "ttlInSeconds") : NULL;
+                if (t && !json_is_string(t))
+                        return "'metadata.ttlInSeconds' must be a string";
+                ttl = json_string_value(t);
+        }
+        if (ttl) {
+                int64_t v;
+                if (state_parse_ttl(ttl, &v) < 0)
+                        return "'metadata.ttlInSeconds' must be -1 or a non-negative integer";
+                op->ttl_sec = v;
+        }
+
+        if (kind == STATE_OP_UPSERT) {
+                value = json_object_get(item, "value");
+                char *enc = json_dumps(value ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!op_list_keep(l, enc))
+                        return "out of memory";
+                op->value = enc;
+                op->value_len = strlen(enc);
+        }
+        return NULL;
+}
+
+
+static int parse_list(const char *data, size_t len, json_t *query_md, bool transaction, OpList *ret,
+                      char **reterr_msg) {
+        OpList l = {};
+        json_error_t jerr;
+        json_t *items, *md = NULL;
+        int r = 0;
+
+        l.json = json_loadb(data, len, transaction ? 0 : JSON_DECODE_ANY, &jerr);
+        if (!l.json)
+                return fail(reterr_msg, "failed deserializing HTTP body: %s (line %d)", jerr.text, jerr.line);
+        if (transaction) {
+                items = json_object_get(l.json, "operations");
+                md = json_object_get(l.json, "metadata");
+                if (items && !json_is_array(items))
+                        r = fail(reterr_msg, "'operations' must be an array");
+                else if (md && !json_is_null(md) && !json_is_object(md))
+                        r = fail(reterr_msg, "'metadata' must be an object");
+        } else {
+                items = l.json;
+                if (!json_is_array(items))
+                        r = fail(reterr_msg, "the body must be a JSON array of items");
+        }
+        if (r < 0) {
+                op_list_done(&l);
+                return r;
+        }
+        l.n = json_array_size(items);
+        l.ops = calloc(l.n ? l.n : 1, sizeof(StateOp));
+        if (!l.ops) {
+                op_list_done(&l);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < l.n && r == 0; i++) {
+                json_t *o = json_array_get(items, i), *req = o;
+                StateOpKind kind = STATE_OP_UPSERT;
+                const char *e;
+                if (transaction) {
+                        const char *k = json_string_value(json_object_get(o, "operation"));
+                        if (k && streq(k, "delete"))
+                                kind = STATE_OP_DELETE;
+                        else if (!k || !streq(k, "upsert")) {
+                                r = fail(reterr_msg, "operation type %s not supported", k ?: "(none)");
+                                if (r == -EINVAL)
+                                        r = -EOPNOTSUPP;
+                                break;
+                        }
+                        req = json_object_get(o, "request");
+                }
+                e = parse_request(req, query_md, md, kind, &l, &l.ops[i]);
+                if (e)
+                        r = fail(reterr_msg, "%s %zu: %s", transaction ? "operation" : "item", i, e);
+        }
+        if (r < 0) {
+                op_list_done(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+int state_body_parse_save(const char *data, size_t len, json_t *query_md, OpList *ret, char **reterr_msg) {
+        return parse_list(data, len, query_md, false, ret, reterr_msg);
+}
+
+int state_body_parse_transaction(const char *data, size_t len, json_t *query_md, OpList *ret, char **reterr_msg) {
+        return parse_list(data, len, query_md, true, ret, reterr_msg);
+}
+
+int state_body_parse_bulk(const char *data, size_t len, char ***ret_keys, char **reterr_msg) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_strv_free_ char **keys = NULL;
+        json_error_t jerr;
+        json_t *k, *par;
+
+        body = json_loadb(data, len, 0, &jerr);
+        if (!body)
+                return fail(reterr_msg, "failed deserializing HTTP body: %s", jerr.text);
+        k = json_object_get(body, "keys");
+        par = json_object_get(body, "parallelism");
+        if (!json_is_array(k))
+                return fail(reterr_msg, "'keys' must be an array of strings");
+        if (par && !json_is_null(par) && !json_is_integer(par))
+                return fail(reterr_msg, "'parallelism' must be an integer");
+        keys = calloc(json_array_size(k) + 1, sizeof(char *));
+        if (!keys)
+                return -ENOMEM;
+        for (size_t i = 0; i < json_array_size(k); i++) {
+                json_t *key = json_array_get(k, i);
+                if (!json_is_string(key) || strlen(json_string_value(key)) != json_string_length(key))
+                        return fail(reterr_msg, "'keys' must be an array of strings");
+                keys[i] = strdup(json_string_value(key));
+                if (!keys[i])
+                        return -ENOMEM;
+        }
+        *ret_keys = TAKE_PTR(keys);
+        return 0;
+}
