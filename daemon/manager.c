@@ -669,7 +669,7 @@ static int add_default_state_component(Manager *m, ComponentLoad *cl) {
                                    "  type: state.in-memory\n";
 #endif
         for (size_t i = 0; i < cl->n; i++)
-                if (streq_ptr(component_category(cl->list[i]), "state"))
+                if (component_is_category(cl->list[i], "state"))
                         return 0;
         int r = component_parse("(built-in default)", yaml, sizeof yaml - 1, on_component, on_component_error, cl);
         return r < 0 || cl->oom ? -ENOMEM : 0;
@@ -688,7 +688,7 @@ static int sync_state_stores(Manager *m) {
                 StateStore *found = NULL;
                 _cleanup_free_ char *msg = NULL;
 
-                if (!streq_ptr(component_category(c), "state"))
+                if (!component_is_category(c, "state"))
                         continue;
                 for (size_t j = 0; j < m->n_state_stores; j++)
                         if (m->state_stores[j] && m->state_stores[j]->component == c) {

@@ -323,6 +323,13 @@ int state_write_all(StateStore *s, const char *app_id, const StateOp *ops, size_
 
 int state_bulk_get(StateStore *s, const char *app_id, char *const *keys, size_t n, StateBulkDoneFn done,
                    void *userdata) {
+        /* A bad key spoils the whole request (as in Dapr), before anything starts. */
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *k = NULL;
+                int r = state_scope_key(s, app_id, keys[i], &k);
+                if (r < 0)
+                        return r;
+        }
         Batch *b = calloc(1, sizeof *b);
         if (!b)
                 return -ENOMEM;

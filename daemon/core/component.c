@@ -64,6 +64,11 @@ const char *component_category(const Component *c) {
         return NULL;
 }
 
+bool component_is_category(const Component *c, const char *category) {
+        const char *cat = component_category(c);
+        return cat && streq(cat, category);
+}
+
 bool component_in_scope(const Component *c, const char *app_id) {
         if (strv_length(c->scopes) == 0)
                 return true;

@@ -47,6 +47,7 @@ DEFINE_CLEANUP_FUNC(Component, component_unref);
 
 /* "state" for "state.redis". Returns a pointer to a static string or NULL. */
 const char *component_category(const Component *c);
+bool component_is_category(const Component *c, const char *category);
 bool component_in_scope(const Component *c, const char *app_id);
 bool component_equal(const Component *a, const Component *b);
 /* Plain metadata value lookup (secretKeyRef items return NULL). */

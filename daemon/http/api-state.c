@@ -193,7 +193,7 @@ typedef struct BulkCall {
 
 /* The stored bytes as a JSON value: embedded when they are JSON, else a string. */
 static json_t *stored_as_json(const StateValue *v) {
-        json_t *j = json_loadb(v->value, v->value_len, JSON_DECODE_ANY, NULL);
+        json_t *j = json_loadb(v->value, v->value_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         return j ?: json_stringn(v->value, v->value_len) ?: json_string("");
 }
 
@@ -253,6 +253,9 @@ int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
         if (k < 0) {
                 strv_free(b->keys);
                 free(b);
+                if (k == -EINVAL)
+                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST,
+                                                "keys must be non-empty and must not contain '||'");
                 return k;
         }
         http_request_suspend(r);

@@ -115,7 +115,8 @@ static int parse_list(const char *data, size_t len, json_t *query_md, bool trans
         json_t *items, *md = NULL;
         int r = 0;
 
-        l.json = json_loadb(data, len, transaction ? 0 : JSON_DECODE_ANY, &jerr);
+        /* values may hold \u0000; keys are checked for it separately */
+        l.json = json_loadb(data, len, (transaction ? 0 : JSON_DECODE_ANY) | JSON_ALLOW_NUL, &jerr);
         if (!l.json)
                 return fail(reterr_msg, "failed deserializing HTTP body: %s (line %d)", jerr.text, jerr.line);
         if (transaction) {

@@ -38,8 +38,8 @@ typedef struct WorkList {
 } WorkList;
 
 struct WorkQueue {
-        sd_event *event;              /* ref */
-        sd_event_source *wakeup;      /* io source on efd */
+        sd_event *event;         /* ref */
+        sd_event_source *wakeup; /* io source on efd */
         int efd;
         pthread_t thread;
         bool thread_started;
@@ -47,14 +47,14 @@ struct WorkQueue {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         /* Protected by lock: */
-        WorkList queued;              /* submitted, not yet run */
-        WorkList finished;            /* run, done() not yet called */
-        bool stopping;                /* no more submissions; the thread exits when queued is empty */
+        WorkList queued;   /* submitted, not yet run */
+        WorkList finished; /* run, done() not yet called */
+        bool stopping;     /* no more submissions; the thread exits when queued is empty */
 
         /* Loop thread only: */
-        WorkList ready;               /* taken from finished by on_wakeup(), done() pending */
-        bool dispatching;             /* inside on_wakeup() */
-        bool freed;                   /* work_queue_free() ran inside a done(): on_wakeup() frees */
+        WorkList ready;   /* taken from finished by on_wakeup(), done() pending */
+        bool dispatching; /* inside on_wakeup() */
+        bool freed;       /* work_queue_free() ran inside a done(): on_wakeup() frees */
 };
 
 static void list_append(WorkList *l, WorkJob *j) {

@@ -210,7 +210,13 @@ static uint64_t pg_now(Pg *p) {
         return (uint64_t) ts.tv_sec * PG_USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-/* A libpq message on one line: whitespace runs with newlines become one space, trimmed. */
+/* a + b, saturated well below "never" (a wrapped deadline would fire at once, forever) */
+static uint64_t usec_add(uint64_t a, uint64_t b) {
+        const uint64_t limit = UINT64_MAX / 2;
+        return a >= limit || b >= limit - a ? limit : a + b;
+}
+
+/* A libpq message on one line: each whitespace run becomes one space, trimmed. */
 static char *pg_message_dup(const char *m) {
         char *s, *d;
 
@@ -219,8 +225,8 @@ static char *pg_message_dup(const char *m) {
                 return NULL;
         d = s;
         for (const char *c = s; *c;) {
-                if (*c == '\n' || *c == '\r' || *c == '\t') {
-                        while (*c == '\n' || *c == '\r' || *c == '\t' || *c == ' ')
+                if (*c == ' ' || *c == '\n' || *c == '\r' || *c == '\t') {
+                        while (*c == ' ' || *c == '\n' || *c == '\r' || *c == '\t')
                                 c++;
                         if (d > s && *c)
                                 *d++ = ' ';
@@ -229,8 +235,6 @@ static char *pg_message_dup(const char *m) {
                 *d++ = *c++;
         }
         *d = 0;
-        while (d > s && d[-1] == ' ')
-                *--d = 0;
         return s;
 }
 
@@ -378,7 +382,7 @@ static void pg_disconnect(Pg *p, const char *what, const char *why) {
         if (msg)
                 (void) asprintf(&p->last_error, "%s: %s", what, msg);
 
-        (void) sd_event_source_set_time(p->conn_timer, pg_now(p) + p->backoff_usec);
+        (void) sd_event_source_set_time(p->conn_timer, usec_add(pg_now(p), p->backoff_usec));
         (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
         p->backoff_usec = p->backoff_usec * 2 > PG_BACKOFF_MAX_USEC ? PG_BACKOFF_MAX_USEC
                                                                    : p->backoff_usec * 2;
@@ -444,6 +448,8 @@ static void pg_connected(Pg *p) {
                 pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
                 return;
         }
+        /* from here on one socket: watch it afresh */
+        p->io = sd_event_source_disable_unref(p->io);
         p->phase = PG_PHASE_SETUP;
         p->setup_step = 0;
         pg_setup_send(p);
@@ -489,7 +495,7 @@ static void pg_connect_start(Pg *p) {
         (void) PQsetNoticeProcessor(p->conn, pg_notice_ignore, NULL);
 
         /* the attempt, setup included, gets one timeout */
-        (void) sd_event_source_set_time(p->conn_timer, pg_now(p) + p->timeout_usec);
+        (void) sd_event_source_set_time(p->conn_timer, usec_add(pg_now(p), p->timeout_usec));
         (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
 
         /* as if PQconnectPoll had said PGRES_POLLING_WRITING */
@@ -819,7 +825,7 @@ static int on_purge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Pg *p = userdata;
         PgOp *op;
 
-        (void) sd_event_source_set_time(s, pg_now(p) + p->cleanup_usec);
+        (void) sd_event_source_set_time(s, usec_add(pg_now(p), p->cleanup_usec));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (p->phase != PG_PHASE_READY || p->purge_queued)
                 return 0;
@@ -827,7 +833,7 @@ static int on_purge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (!op)
                 return 0; /* next time */
         op->kind = PG_OP_PURGE;
-        op->deadline = pg_now(p) + p->timeout_usec;
+        op->deadline = usec_add(pg_now(p), p->timeout_usec);
         p->purge_queued = true;
         op_list_append(&p->queue, op);
         pg_arm_deadline(p);
@@ -1056,7 +1062,7 @@ static int pg_open(StateStore *s, char **reterr_msg) {
                 return r;
         if (p->cleanup_usec > 0) {
                 r = sd_event_add_time(p->event, &p->purge_timer, CLOCK_MONOTONIC,
-                                      pg_now(p) + p->cleanup_usec, PG_USEC_PER_SEC, on_purge_timer, p);
+                                      usec_add(pg_now(p), p->cleanup_usec), PG_USEC_PER_SEC, on_purge_timer, p);
                 if (r < 0)
                         return r;
         }
@@ -1110,7 +1116,7 @@ static PgOp *pg_op_new(PgOpKind kind, StateDoneFn done, void *userdata) {
 
 /* Queues op (taken), or answers it at once when there is no connection to wait for. */
 static void pg_submit(Pg *p, PgOp *op) {
-        op->deadline = pg_now(p) + p->timeout_usec;
+        op->deadline = usec_add(pg_now(p), p->timeout_usec);
         if (p->phase == PG_PHASE_BACKOFF) {
                 (void) state_result_fail(&op->result, -ENOTCONN, "postgresql not connected (%s)",
                                          p->last_error ?: "reconnecting");

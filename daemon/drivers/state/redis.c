@@ -25,8 +25,8 @@
  * then onDisconnect (only if it had connected), then the context is freed;
  * redisAsyncFree() called from inside a reply callback is postponed until
  * that callback returns. A done callback may close the store, so after any
- * call that can run done callbacks we check a stack flag before touching
- * the store again.
+ * call that can run done callbacks we check a refcounted liveness flag
+ * before touching the store again.
  */
 #include <assert.h>
 #include <errno.h>
@@ -134,6 +134,42 @@ static const char script_tx[] =
 typedef struct RedisStore RedisStore;
 typedef struct RedisOp RedisOp;
 
+/*
+ * Tells a dispatcher (io handler, watchdog) whether the store still exists
+ * after it called into code that can run done callbacks, which may close
+ * the store (and the core then frees it).
+ */
+typedef struct Liveness {
+        unsigned n_ref;
+        bool alive;
+} Liveness;
+
+static Liveness *liveness_ref(Liveness *l) {
+        l->n_ref++;
+        return l;
+}
+
+static Liveness *new0_liveness(void) {
+        Liveness *l = calloc(1, sizeof(*l));
+        if (l)
+                *l = (Liveness){ .n_ref = 1, .alive = true };
+        return l;
+}
+
+static Liveness *mfree_liveness(Liveness *l) {
+        free(l);
+        return NULL;
+}
+
+/* Drops a reference; returns whether the store is still alive. */
+static bool liveness_unref(Liveness *l) {
+        bool alive = l->alive;
+        assert(l->n_ref > 0);
+        if (--l->n_ref == 0)
+                free(l);
+        return alive;
+}
+
 typedef enum RedisOpKind {
         REDIS_OP_GET,
         REDIS_OP_SET,
@@ -196,7 +232,7 @@ struct RedisStore {
         OpList deferred;               /* answered on the next loop iteration */
 
         bool closing;
-        bool *alive;                   /* set to false by close(), see the header comment */
+        Liveness *liveness;            /* shared with dispatchers that may outlive us, see the header comment */
 };
 
 extern const StateDriver state_redis_driver;
@@ -447,7 +483,7 @@ static void connection_abort(RedisStore *s, int error, const char *message) {
         s->fail_error = error;
         set_string(&s->fail_message, strdup(message));
         redisAsyncFree(ac);
-        /* s may be gone here when not inside a hiredis callback: callers check s->alive. */
+        /* s may be gone here when not inside a hiredis callback: callers hold a Liveness. */
 }
 
 static int on_watchdog(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -466,12 +502,9 @@ static int on_watchdog(sd_event_source *es, uint64_t usec, void *userdata) {
                 return 0;
         }
 
-        bool alive = true, *saved = s->alive;
-        s->alive = &alive;
+        Liveness *l = liveness_ref(s->liveness);
         connection_abort(s, s->ready ? -ETIMEDOUT : -ENOTCONN, buf);
-        if (!alive)
-                return 0;
-        s->alive = saved;
+        (void) liveness_unref(l); /* nothing more to do either way */
         return 0;
 }
 
@@ -538,23 +571,18 @@ static void ev_cleanup(void *privdata) {
 static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         RedisStore *s = userdata;
         redisAsyncContext *ac = s->ac;
-        bool alive = true, *saved = s->alive;
+        Liveness *l;
 
         if (!ac)
                 return 0;
 
-        s->alive = &alive;
+        l = liveness_ref(s->liveness);
         if (revents & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 redisAsyncHandleRead(ac);
-        if (!alive)
-                return 0;
-        if ((revents & EPOLLOUT) && s->ac == ac)
+        if (l->alive && (revents & EPOLLOUT) && s->ac == ac)
                 redisAsyncHandleWrite(ac);
-        if (!alive)
-                return 0;
-        s->alive = saved;
-
-        watchdog_arm(s);
+        if (liveness_unref(l))
+                watchdog_arm(s);
         return 0;
 }
 
@@ -1036,6 +1064,12 @@ static int redis_open(StateStore *base, char **reterr_msg) {
                 goto fail;
         }
 
+        s->liveness = new0_liveness();
+        if (!s->liveness) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
         r = sd_event_add_time(base->event, &s->watchdog, CLOCK_MONOTONIC, 0, 10 * 1000, on_watchdog, s);
         if (r < 0) {
                 r = fail_field(reterr_msg, r, "cannot create timer: %s", strerror(-r));
@@ -1051,6 +1085,7 @@ fail:
         if (r == -ENOMEM && !*reterr_msg)
                 *reterr_msg = strdup("out of memory");
         s->watchdog = sd_event_source_disable_unref(s->watchdog);
+        s->liveness = mfree_liveness(s->liveness);
         redis_free_config(s);
         return r;
 }
@@ -1060,9 +1095,11 @@ static void redis_close(StateStore *base) {
         RedisOp *op;
 
         s->closing = true;
-        if (s->alive)
-                *s->alive = false;
-        s->alive = NULL;
+        if (s->liveness) {
+                s->liveness->alive = false;
+                (void) liveness_unref(s->liveness);
+                s->liveness = NULL;
+        }
 
         s->reconnect_timer = sd_event_source_disable_unref(s->reconnect_timer);
         s->watchdog = sd_event_source_disable_unref(s->watchdog);

@@ -52,9 +52,9 @@
 
 typedef enum SqlStmt {
         SQL_GET,
-        SQL_UPSERT,        /* last-write, no etag */
-        SQL_INSERT_FIRST,  /* first-write, no etag: insert, or replace an expired row */
-        SQL_UPDATE_ETAG,   /* etag given */
+        SQL_UPSERT,       /* last-write, no etag */
+        SQL_INSERT_FIRST, /* first-write, no etag: insert, or replace an expired row */
+        SQL_UPDATE_ETAG,  /* etag given */
         SQL_DELETE,
         SQL_DELETE_ETAG,
         SQL_PURGE,
@@ -92,11 +92,11 @@ typedef struct SqliteStore {
         StateStore base;
 
         /* Configuration (open()). */
-        char *path;                    /* file name or URI handed to sqlite3_open_v2() */
+        char *path; /* file name or URI handed to sqlite3_open_v2() */
         bool path_is_uri;
         char *table;
         uint64_t busy_timeout_usec;
-        uint64_t cleanup_usec;         /* 0 = no purge timer */
+        uint64_t cleanup_usec; /* 0 = no purge timer */
         bool disable_wal;
 
         /* Used only on the queue's thread once it runs (see the top of the file). */
@@ -105,9 +105,9 @@ typedef struct SqliteStore {
 
         WorkQueue *queue;
         sd_event_source *purge_timer;
-        bool purge_in_flight;          /* loop only */
-        bool closing;                  /* loop only: close() started, calls are refused */
-        atomic_bool cancel;            /* set by close(): jobs not yet run answer -ECANCELED */
+        bool purge_in_flight; /* loop only */
+        bool closing;         /* loop only: close() started, calls are refused */
+        atomic_bool cancel;   /* set by close(): jobs not yet run answer -ECANCELED */
 } SqliteStore;
 
 typedef enum JobKind {
@@ -118,10 +118,10 @@ typedef enum JobKind {
 } JobKind;
 
 typedef struct SqliteJob {
-        SqliteStore *store;            /* back-reference; run() touches only db and stmt[] */
+        SqliteStore *store; /* back-reference; run() touches only db and stmt[] */
         JobKind kind;
-        char *key;                     /* get */
-        StateOp *ops;                  /* write/transact: deep copies (key, value, etag owned) */
+        char *key;    /* get */
+        StateOp *ops; /* write/transact: deep copies (key, value, etag owned) */
         size_t n_ops;
         StateResult result;
         StateDoneFn done;
@@ -304,9 +304,10 @@ static void run_get(SqliteJob *j) {
                         v->found = true;
                         if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
                                 int64_t e = sqlite3_column_int64(st, 2);
-                                v->expire_realtime_usec =
-                                        e <= 0 ? 0 : (uint64_t) e > UINT64_MAX / USEC_PER_SEC ? UINT64_MAX
-                                                                                             : (uint64_t) e * USEC_PER_SEC;
+                                if (e > 0)
+                                        v->expire_realtime_usec = (uint64_t) e > UINT64_MAX / USEC_PER_SEC
+                                                                          ? UINT64_MAX
+                                                                          : (uint64_t) e * USEC_PER_SEC;
                         }
                 }
         } else if (rc != SQLITE_DONE)
@@ -350,7 +351,8 @@ static int apply_op(SqliteStore *s, const StateOp *op, StateResult *r) {
         rc = sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
         if (rc == SQLITE_OK)
                 /* A non-NULL pointer even for 0 bytes: NULL would bind SQL NULL, not an empty blob. */
-                rc = sqlite3_bind_blob64(st, 2, op->value_len > 0 ? op->value : "", op->value_len, SQLITE_STATIC);
+                rc = sqlite3_bind_blob64(st, 2, op->value_len > 0 ? op->value : "", op->value_len,
+                                         SQLITE_STATIC);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_text(st, 3, etag, ETAG_LEN, SQLITE_TRANSIENT);
         if (rc == SQLITE_OK)
@@ -367,7 +369,8 @@ static int apply_op(SqliteStore *s, const StateOp *op, StateResult *r) {
                 if (op->etag)
                         return state_result_fail(r, -ESTALE, "etag mismatch for key '%s'", op->key);
                 if (first_write)
-                        return state_result_fail(r, -ESTALE, "key '%s' already exists (first-write)", op->key);
+                        return state_result_fail(r, -ESTALE, "key '%s' already exists (first-write)",
+                                                 op->key);
                 return state_result_fail(r, -EIO, "sqlite: write of key '%s' changed nothing", op->key);
         }
         return 0;
@@ -572,7 +575,8 @@ static bool table_name_is_valid(const char *t) {
         if (n == 0 || n > TABLE_NAME_MAX || strncasecmp(t, "sqlite_", 7) == 0)
                 return false;
         for (const char *p = t; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '_'))
                         return false;
         return true;
 }
@@ -638,8 +642,8 @@ static int resolve_path(SqliteStore *s, const char *cs, char **reterr_msg) {
                 return s->path ? 0 : -ENOMEM;
         }
         if (!state_dir)
-                return fail_open(reterr_msg, -EINVAL, "connectionString: relative path '%s' but no state directory",
-                                 cs);
+                return fail_open(reterr_msg, -EINVAL,
+                                 "connectionString: relative path '%s' but no state directory", cs);
         if (asprintf(&s->path, "%s/%s", state_dir, cs) < 0) {
                 s->path = NULL;
                 return -ENOMEM;
@@ -658,10 +662,11 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
 
         v = c ? component_get_string(c, "tableName") : NULL;
         if (v && !table_name_is_valid(v))
-                return fail_open(reterr_msg, -EINVAL,
-                                 "tableName: '%s' is not a valid table name ([A-Za-z0-9_], at most %d characters, "
-                                 "not starting with 'sqlite_')",
-                                 v, TABLE_NAME_MAX);
+                return fail_open(
+                        reterr_msg, -EINVAL,
+                        "tableName: '%s' is not a valid table name ([A-Za-z0-9_], at most %d characters, "
+                        "not starting with 'sqlite_')",
+                        v, TABLE_NAME_MAX);
         s->table = strdup(v ?: DEFAULT_TABLE);
         if (!s->table)
                 return -ENOMEM;
@@ -672,7 +677,8 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
                 v = c ? component_get_string(c, *k) : NULL;
                 if (v && parse_duration_usec(v, &s->busy_timeout_usec) < 0)
                         return fail_open(reterr_msg, -EINVAL,
-                                         "%s: '%s' is not a duration (e.g. \"20s\", \"500ms\", or seconds)", *k, v);
+                                         "%s: '%s' is not a duration (e.g. \"20s\", \"500ms\", or seconds)",
+                                         *k, v);
         }
 
         s->cleanup_usec = DEFAULT_CLEANUP_USEC;
@@ -684,11 +690,13 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
                 if (*t == '-') /* Dapr: zero or negative disables the purge */
                         s->cleanup_usec = 0;
                 else if (parse_duration_usec(t, &s->cleanup_usec) < 0)
-                        return fail_open(reterr_msg, -EINVAL,
-                                         "cleanupInterval: '%s' is not a duration (e.g. \"1h\", or 0 to disable)", v);
+                        return fail_open(
+                                reterr_msg, -EINVAL,
+                                "cleanupInterval: '%s' is not a duration (e.g. \"1h\", or 0 to disable)", v);
                 else if (s->cleanup_usec > 0 && s->cleanup_usec < MIN_CLEANUP_USEC)
                         return fail_open(reterr_msg, -EINVAL,
-                                         "cleanupInterval: '%s' is below 1s (use 0 to disable the purge)", v);
+                                         "cleanupInterval: '%s' is below 1s (use 0 to disable the purge)",
+                                         v);
         }
 
         v = c ? component_get_string(c, "disableWAL") : NULL;
@@ -727,9 +735,13 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
         int rc;
 
         rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
-        if (rc != SQLITE_OK)
-                return fail_open(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot open '%s': %s", s->path,
+        if (rc != SQLITE_OK) {
+                /* The OS error says more than SQLITE_CANTOPEN (EACCES, ENOENT, EROFS, ...). */
+                int r = s->db && sqlite3_system_errno(s->db) > 0 ? -sqlite3_system_errno(s->db)
+                                                                 : errno_from_sqlite(rc);
+                return fail_open(reterr_msg, r, "connectionString: cannot open '%s': %s", s->path,
                                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        }
 
         ms = s->busy_timeout_usec / 1000;
         (void) sqlite3_busy_timeout(s->db, ms > INT_MAX ? INT_MAX : (int) ms);
@@ -741,8 +753,8 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
         }
         rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-                return fail_open(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot set up '%s': %s",
-                                 s->path, sqlite3_errmsg(s->db));
+                return fail_open(reterr_msg, errno_from_sqlite(rc),
+                                 "connectionString: cannot set up '%s': %s", s->path, sqlite3_errmsg(s->db));
         sql = sql_expand("CREATE TABLE IF NOT EXISTS \"@T\" ("
                          " key TEXT NOT NULL PRIMARY KEY,"
                          " value BLOB NOT NULL,"
@@ -756,8 +768,9 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
                 return -ENOMEM;
         rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-                return fail_open(reterr_msg, errno_from_sqlite(rc), "tableName: cannot set up table '%s' in '%s': %s",
-                                 s->table, s->path, sqlite3_errmsg(s->db));
+                return fail_open(reterr_msg, errno_from_sqlite(rc),
+                                 "tableName: cannot set up table '%s' in '%s': %s", s->table, s->path,
+                                 sqlite3_errmsg(s->db));
 
         for (size_t i = 0; i < _SQL_MAX; i++) {
                 _cleanup_free_ char *q = sql_expand(sql_text[i], s->table);
@@ -765,9 +778,10 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
                         return -ENOMEM;
                 rc = sqlite3_prepare_v3(s->db, q, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
                 if (rc != SQLITE_OK)
-                        return fail_open(reterr_msg, errno_from_sqlite(rc),
-                                         "tableName: table '%s' in '%s' does not have the expected layout: %s",
-                                         s->table, s->path, sqlite3_errmsg(s->db));
+                        return fail_open(
+                                reterr_msg, errno_from_sqlite(rc),
+                                "tableName: table '%s' in '%s' does not have the expected layout: %s",
+                                s->table, s->path, sqlite3_errmsg(s->db));
         }
         return 0;
 }
@@ -777,7 +791,8 @@ static int sqlite_open(StateStore *base, char **reterr_msg) {
         int r;
 
         if (!sqlite3_threadsafe()) {
-                r = fail_open(reterr_msg, -EOPNOTSUPP, "this SQLite library is built without thread support");
+                r = fail_open(reterr_msg, -EOPNOTSUPP,
+                              "this SQLite library is built without thread support");
                 goto fail;
         }
         r = parse_metadata(s, reterr_msg);
@@ -793,8 +808,8 @@ static int sqlite_open(StateStore *base, char **reterr_msg) {
                 goto fail;
         }
         if (s->cleanup_usec > 0) {
-                r = sd_event_add_time_relative(s->base.event, &s->purge_timer, CLOCK_MONOTONIC, s->cleanup_usec,
-                                               USEC_PER_SEC, on_purge_timer, s);
+                r = sd_event_add_time_relative(s->base.event, &s->purge_timer, CLOCK_MONOTONIC,
+                                               s->cleanup_usec, USEC_PER_SEC, on_purge_timer, s);
                 if (r < 0) {
                         (void) fail_open(reterr_msg, r, "cannot set up the purge timer");
                         goto fail;
