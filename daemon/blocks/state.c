@@ -119,7 +119,8 @@ int state_parse_ttl(const char *s, int64_t *ret) {
                 return -EINVAL;
         errno = 0;
         v = strtoll(s, &end, 10);
-        if (errno || *end || v < -1)
+        /* Dapr's limit: a TTL is an int32 */
+        if (errno || *end || v < -1 || v > INT32_MAX)
                 return -EINVAL;
         *ret = v;
         return 0;

@@ -170,7 +170,7 @@ static const char *read_options(sd_bus_message *call, StateOp *op, int *ret_r) {
                 } else if (streq(k, "ttlInSeconds")) {
                         int64_t ttl;
                         if (state_parse_ttl(v, &ttl) < 0)
-                                return "ttlInSeconds must be -1 or a non-negative integer";
+                                return "ttlInSeconds must be -1 or an integer from 0 to 2147483647";
                         op->ttl_sec = ttl;
                 } /* consistency and other hints: accepted, not needed */
         }

@@ -133,6 +133,8 @@ int http_state_save(HttpRequest *r, const RouteMatch *m) {
         k = state_body_parse_save(data, len, qmd, &l, &err);
         if (k == -ENOMEM)
                 return k;
+        if (k == -ERANGE)
+                return http_reply_error(r, DAPR_ERR_STATE_SAVE, "failed saving state: %s", err);
         if (k < 0)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_write_all(s, caller_app(r), l.ops, l.n, on_saved, r);
@@ -282,6 +284,9 @@ int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
         k = state_body_parse_transaction(data, len, qmd, &l, &err);
         if (k == -ENOMEM)
                 return k;
+        if (k == -ERANGE)
+                return http_reply_error(r, DAPR_ERR_STATE_TRANSACTION, "error while executing state transaction: %s",
+                                        err);
         if (k == -EOPNOTSUPP)
                 return http_reply_error(r, DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION, "%s", err);
         if (k < 0)

@@ -42,6 +42,9 @@ _printf_(2, 3) static int fail(char **reterr_msg, const char *fmt, ...) {
         return *reterr_msg ? -EINVAL : -ENOMEM;
 }
 
+/* Dapr reports a bad TTL as a store error (500), not as a malformed request: keep it apart. */
+static const char TTL_ERROR[] = "'metadata.ttlInSeconds' must be -1 or an integer from 0 to 2147483647";
+
 /* Reads one save/transaction request object into op. Returns an error text or NULL. */
 static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md, StateOpKind kind, OpList *l,
                                  StateOp *op) {
@@ -92,7 +95,7 @@ static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md
         if (ttl) {
                 int64_t v;
                 if (state_parse_ttl(ttl, &v) < 0)
-                        return "'metadata.ttlInSeconds' must be -1 or a non-negative integer";
+                        return TTL_ERROR;
                 op->ttl_sec = v;
         }
 
@@ -158,8 +161,11 @@ static int parse_list(const char *data, size_t len, json_t *query_md, bool trans
                         req = json_object_get(o, "request");
                 }
                 e = parse_request(req, query_md, md, kind, &l, &l.ops[i]);
-                if (e)
+                if (e) {
                         r = fail(reterr_msg, "%s %zu: %s", transaction ? "operation" : "item", i, e);
+                        if (r == -EINVAL && e == TTL_ERROR)
+                                r = -ERANGE;
+                }
         }
         if (r < 0) {
                 op_list_done(&l);

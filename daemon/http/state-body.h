@@ -26,6 +26,7 @@ void op_list_done(OpList *l);
 /*
  * query_md: the request's metadata.* arguments (object, may be empty). On
  * error returns < 0 with *reterr_msg set (malloc'd): -EINVAL bad input,
+ * -ERANGE a bad ttlInSeconds (Dapr answers that as a store error),
  * -EOPNOTSUPP (transactions) an unknown operation, -ENOMEM.
  */
 int state_body_parse_save(const char *data, size_t len, json_t *query_md, OpList *ret, char **reterr_msg);

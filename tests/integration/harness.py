@@ -254,7 +254,8 @@ class Daemon:
         env["NOTIFY_SOCKET"] = self.notify.path
         if self.dbus:
             env["DBUS_SESSION_BUS_ADDRESS"] = self.dbus.address
-        self.stderr = open(self.stderr_path, "w")
+        self.stderr = open(self.stderr_path, "a")
+        seen = len(self.notify.messages)  # a restart must wait for its own READY=1
         self.proc = subprocess.Popen(self.command(), env=env, stdout=self.stderr, stderr=self.stderr)
         if self.use_socket_activation:
             # The daemon starts on the first connection, as with a systemd .socket unit.
@@ -272,7 +273,7 @@ class Daemon:
                     s.close()
             wait_for(poke, what="the activation socket to accept")
         if wait_ready:
-            self.notify.wait("READY=1")
+            self.notify.wait("READY=1", after=seen)
         return self
 
     def assert_running(self):
