@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * mooringctl: the transport-independent model (status, apps, components).
+ * mooringctl: the transport-independent model (status, apps, components,
+ * state values).
  *
  * Lists own copies of every string; a NULL input string is stored as "" so
  * printers never test for NULL. The _add functions leave the list unchanged
@@ -133,4 +134,33 @@ static int component_cmp(const void *a, const void *b) {
 void ctl_component_list_sort(CtlComponentList *l) {
         if (l->n > 1)
                 qsort(l->items, l->n, sizeof(CtlComponent), component_cmp);
+}
+
+void ctl_state_value_done(CtlStateValue *v) {
+        free(v->data);
+        free(v->etag);
+        *v = (CtlStateValue) {};
+}
+
+/*
+ * Fill an empty *v with a copy of size bytes at data (any bytes, NUL
+ * included; a NUL is added after them) and of etag. -ENOMEM leaves it empty.
+ */
+int ctl_state_value_set(CtlStateValue *v, const void *data, size_t size, const char *etag) {
+        _cleanup_free_ char *d = NULL;
+        _cleanup_free_ char *e = strdup(strempty(etag));
+
+        if (size == SIZE_MAX)
+                return -ENOMEM;
+        d = malloc(size + 1);
+        if (!d || !e)
+                return -ENOMEM;
+        if (size > 0)
+                memcpy(d, data, size);
+        d[size] = '\0';
+        ctl_state_value_done(v);
+        v->data = TAKE_PTR(d);
+        v->size = size;
+        v->etag = TAKE_PTR(e);
+        return 0;
 }

@@ -196,3 +196,113 @@ int ctl_print_components(const CtlComponentList *l, bool json) {
         print_table(header, ELEMENTSOF(header), cells, l->n);
         return 0;
 }
+
+/*
+ * Whether the n bytes at s are well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing above U+10FFFF); NUL bytes are allowed.
+ */
+static bool utf8_is_valid(const unsigned char *s, size_t n) {
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned char c = s[i];
+                size_t len;
+                uint32_t cp;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf) {
+                        len = 2;
+                        cp = c & 0x1f;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        len = 3;
+                        cp = c & 0x0f;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        len = 4;
+                        cp = c & 0x07;
+                } else
+                        return false;
+                if (len > n - i)
+                        return false;
+                for (size_t k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+/* Standard base64 (RFC 4648, padded) of n bytes, malloc'd, or NULL when out of memory. */
+static char *base64_encode(const unsigned char *s, size_t n) {
+        static const char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        char *out, *p;
+
+        if (n / 3 >= (SIZE_MAX - 1) / 4 - 1)
+                return NULL;
+        out = p = malloc((n + 2) / 3 * 4 + 1);
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i += 3) {
+                uint32_t v = (uint32_t) s[i] << 16;
+                size_t left = n - i;
+
+                if (left > 1)
+                        v |= (uint32_t) s[i + 1] << 8;
+                if (left > 2)
+                        v |= s[i + 2];
+                *p++ = table[(v >> 18) & 0x3f];
+                *p++ = table[(v >> 12) & 0x3f];
+                *p++ = left > 1 ? table[(v >> 6) & 0x3f] : '=';
+                *p++ = left > 2 ? table[v & 0x3f] : '=';
+        }
+        *p = '\0';
+        return out;
+}
+
+/*
+ * A state value for JSON output: the value itself when it is a JSON text,
+ * else a string when it is UTF-8, else {"base64": "..."}. New reference, or
+ * NULL when out of memory.
+ */
+static json_t *state_value_to_json(const CtlStateValue *v) {
+        _cleanup_free_ char *b64 = NULL;
+        json_t *j;
+
+        /* jansson checks UTF-8 itself and refuses NUL bytes, as JSON texts cannot hold them */
+        j = json_loadb(v->data, v->size, JSON_DECODE_ANY, NULL);
+        if (j)
+                return j;
+        if (utf8_is_valid((const unsigned char *) v->data, v->size))
+                return json_stringn_nocheck(v->data, v->size);
+        b64 = base64_encode((const unsigned char *) v->data, v->size);
+        if (!b64)
+                return NULL;
+        return json_pack("{s:s}", "base64", b64);
+}
+
+/*
+ * "state get": the value's bytes exactly as stored (no newline added), or
+ * {"found": true, "etag": ..., "value": ...}.
+ */
+int ctl_print_state_value(const CtlStateValue *v, bool json) {
+        if (json) {
+                _cleanup_(json_decrefp) json_t *j = json_pack("{s:b, s:s, s:o*}",
+                                                              "found", 1,
+                                                              "etag", v->etag,
+                                                              "value", state_value_to_json(v));
+                if (!j || !json_object_get(j, "value"))
+                        return ctl_log_oom();
+                return print_json(j);
+        }
+
+        /* a failed write shows in ferror(stdout), which main() checks when it flushes */
+        (void) fwrite(v->data, 1, v->size, stdout);
+        return 0;
+}

@@ -26,6 +26,9 @@
 #define CTL_BUS_PATH "/org/mooring/Runtime1"
 #define CTL_BUS_INTERFACE "org.mooring.Runtime1"
 #define CTL_BUS_ERROR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
+#define CTL_BUS_ERROR_NO_SUCH_STORE "org.mooring.Runtime1.Error.NoSuchStore"
+#define CTL_BUS_ERROR_ETAG_MISMATCH "org.mooring.Runtime1.Error.EtagMismatch"
+#define CTL_BUS_ERROR_PERMISSION_DENIED "org.mooring.Runtime1.Error.PermissionDenied"
 
 /* Reserved errno: the daemon or bus is unreachable and this was reported. */
 #define CTL_ERR_UNREACHABLE EHOSTDOWN
@@ -67,6 +70,24 @@ typedef struct CtlComponent {
         char *file;
 } CtlComponent;
 
+/* One state item as GetState returned it; data is NUL-terminated for convenience. */
+typedef struct CtlStateValue {
+        char *data;
+        size_t size;
+        char *etag;
+} CtlStateValue;
+
+/* What a "state" command acts on; strings are borrowed from argv. */
+typedef struct CtlStateRequest {
+        const char *app_id;        /* --app, or "" for the app of the caller's own unit */
+        const char *store;
+        const char *key;
+        const char *value;         /* "state set": VALUE, "-" for standard input */
+        const char *etag;          /* --etag, or NULL */
+        bool first_write;          /* --first-write */
+        const char *ttl;           /* --ttl, validated, or NULL */
+} CtlStateRequest;
+
 typedef struct CtlAppList {
         CtlApp *items;
         size_t n;
@@ -95,11 +116,14 @@ void ctl_component_list_done(CtlComponentList *l);
 int ctl_component_list_add(CtlComponentList *l, const char *name, const char *type,
                            const char *version, const char *file);
 void ctl_component_list_sort(CtlComponentList *l);
+void ctl_state_value_done(CtlStateValue *v);
+int ctl_state_value_set(CtlStateValue *v, const void *data, size_t size, const char *etag);
 
 /* ctl-output.c */
 int ctl_print_status(const CtlStatus *s, bool json);
 int ctl_print_apps(const CtlAppList *l, bool json);
 int ctl_print_components(const CtlComponentList *l, bool json);
+int ctl_print_state_value(const CtlStateValue *v, bool json);
 
 /* ctl-bus.c */
 int ctl_bus_get_status(const CtlOptions *o, CtlStatus *ret);
@@ -113,6 +137,11 @@ int ctl_http_get_components(const CtlOptions *o, CtlComponentList *ret);
 
 /* ctl-exec.c */
 int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd);
+
+/* ctl-state.c */
+int ctl_state_get(const CtlOptions *o, const CtlStateRequest *req, CtlStateValue *ret);
+int ctl_state_set(const CtlOptions *o, const CtlStateRequest *req);
+int ctl_state_delete(const CtlOptions *o, const CtlStateRequest *req);
 
 /* ctl-pager.c */
 void ctl_pager_open(bool no_pager);

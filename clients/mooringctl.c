@@ -3,12 +3,14 @@
  * mooringctl: command line client of mooringd.
  *
  * Parses the command line, picks the transport (D-Bus unless --socket or
- * $MOORING_SOCKET asks for HTTP on the shared API socket), runs one command
- * and maps the result to the exit status: 0 success, 1 failure, 2 usage
- * error, 3 mooringd (or its bus) not reachable.
+ * $MOORING_SOCKET asks for HTTP on the shared API socket; app-exec and state
+ * always use D-Bus), runs one command and maps the result to the exit
+ * status: 0 success, 1 failure, 2 usage error, 3 mooringd (or its bus) not
+ * reachable.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,10 @@ enum {
         ARG_SOCKET,
         ARG_JSON,
         ARG_NO_PAGER,
+        ARG_APP,
+        ARG_ETAG,
+        ARG_FIRST_WRITE,
+        ARG_TTL,
 };
 
 typedef struct Args {
@@ -31,6 +37,11 @@ typedef struct Args {
         bool show_help;
         bool show_version;
         const char *socket_option; /* --socket as given; options.socket_path may come from the environment */
+        const char *app;           /* --app (state), validated */
+        const char *etag;          /* --etag (state set, state delete) */
+        bool first_write;          /* --first-write (state set) */
+        const char *ttl;           /* --ttl (state set), validated */
+        bool options_ended;        /* the last parse_options() stopped after a "--" */
 } Args;
 
 static const struct option long_options[] = {
@@ -41,6 +52,10 @@ static const struct option long_options[] = {
         { "socket",      required_argument, NULL, ARG_SOCKET      },
         { "json",        no_argument,       NULL, ARG_JSON        },
         { "no-pager",    no_argument,       NULL, ARG_NO_PAGER    },
+        { "app",         required_argument, NULL, ARG_APP         },
+        { "etag",        required_argument, NULL, ARG_ETAG        },
+        { "first-write", no_argument,       NULL, ARG_FIRST_WRITE },
+        { "ttl",         required_argument, NULL, ARG_TTL         },
         {}
 };
 
@@ -48,7 +63,8 @@ static const struct option long_options[] = {
 static void help(void) {
         printf("%s [OPTIONS...] COMMAND\n"
                "\n"
-               "Query mooringd, the Dapr-compatible application runtime, and start its apps.\n"
+               "Query mooringd, the Dapr-compatible application runtime, start its apps and\n"
+               "use their state.\n"
                "\n"
                "Commands:\n"
                "  status                  Show the daemon's version, state and counts\n"
@@ -57,6 +73,11 @@ static void help(void) {
                "  app-exec APP_ID [-- CMD [ARGS...]]\n"
                "                          Run app APP_ID with its Dapr environment set\n"
                "                          (the ExecStart= of mooring-app@.service)\n"
+               "  state get STORE KEY     Print the value of KEY in state store STORE\n"
+               "  state set STORE KEY VALUE\n"
+               "                          Save VALUE as KEY in state store STORE\n"
+               "                          (VALUE '-': read it from standard input)\n"
+               "  state delete STORE KEY  Delete KEY from state store STORE\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help and exit\n"
@@ -67,6 +88,11 @@ static void help(void) {
                "                          instead of D-Bus (default: $MOORING_SOCKET)\n"
                "     --json               Print JSON instead of tables\n"
                "     --no-pager           Do not pipe tables into a pager\n"
+               "     --app=APP_ID         Act as app APP_ID in state commands (default: the\n"
+               "                          app of the caller's mooring-app@.service unit)\n"
+               "     --etag=ETAG          Set or delete only if the key's etag is ETAG\n"
+               "     --first-write        Set only if the key does not exist yet\n"
+               "     --ttl=SECONDS        Let the value expire after SECONDS (-1: never)\n"
                "\n"
                "Exit status: 0 success, 1 failure, 2 usage error, 3 mooringd not running.\n",
                CTL_PROGRAM);
@@ -85,18 +111,34 @@ static int usage_error(const char *fmt, ...) {
         return -EINVAL;
 }
 
+/* --ttl: a number of seconds that fits Dapr's int32, or -1 for "never expires". */
+static bool ttl_is_valid(const char *s) {
+        long long v;
+        char *end;
+
+        if (streq(s, "-1"))
+                return true;
+        if (!s[0] || strspn(s, "0123456789") != strlen(s))
+                return false;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        return errno == 0 && *end == '\0' && v >= 0 && v <= INT32_MAX;
+}
+
 /*
  * Parse options from argv[1...] up to the first non-option; used both before
  * and after the command name, so "mooringctl apps --json" works too. Returns
  * the index of the first unparsed argument, or -EINVAL (reported).
  */
 static int parse_options(int argc, char *argv[], Args *args) {
+        const char *last_optarg = NULL;
         int c;
 
         /* 0 makes glibc re-initialize, which a second pass needs */
         optind = 0;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+:h", long_options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "+:h", long_options, NULL)) >= 0) {
+                last_optarg = optarg;
                 switch (c) {
                 case 'h':
                         args->show_help = true;
@@ -123,6 +165,27 @@ static int parse_options(int argc, char *argv[], Args *args) {
                 case ARG_NO_PAGER:
                         args->options.no_pager = true;
                         break;
+                case ARG_APP:
+                        if (!optarg[0])
+                                return usage_error("--app needs a non-empty app id");
+                        if (!ctl_app_id_is_valid(optarg))
+                                return usage_error("invalid app id '%s'", optarg);
+                        args->app = optarg;
+                        break;
+                case ARG_ETAG:
+                        if (!optarg[0])
+                                return usage_error("--etag needs a non-empty etag");
+                        args->etag = optarg;
+                        break;
+                case ARG_FIRST_WRITE:
+                        args->first_write = true;
+                        break;
+                case ARG_TTL:
+                        if (!ttl_is_valid(optarg))
+                                return usage_error("invalid --ttl '%s': expected 0 to %" PRId32 " seconds, or -1",
+                                                   optarg, INT32_MAX);
+                        args->ttl = optarg;
+                        break;
                 case ':':
                         return usage_error("option '%s' needs an argument", argv[optind - 1]);
                 case '?':
@@ -132,25 +195,75 @@ static int parse_options(int argc, char *argv[], Args *args) {
                                 return usage_error("unknown option '-%c'", optopt);
                         return usage_error("unknown option '%s'", argv[optind - 1]);
                 }
+        }
+        /* getopt consumed a "--" unless that was the argument of an option ("--etag --") */
+        args->options_ended = optind > 1 && streq(argv[optind - 1], "--") && argv[optind - 1] != last_optarg;
         return optind;
 }
 
 /*
- * Choose the transport once options are known: --socket wins, then
- * --bus-address, then $MOORING_SOCKET; app-exec always uses D-Bus.
+ * Collect up to max positional arguments from argv[1...] into ret, parsing
+ * options wherever they appear among them, until a "--" after which every
+ * argument is positional (from the start, when the parse that led here
+ * already ended with one). Returns how many were collected, or -EINVAL
+ * (reported).
  */
-static int select_transport(Args *args, bool needs_bus) {
+static int parse_positionals(int argc, char *argv[], Args *args, char **ret, int max) {
+        bool options = !args->options_ended;
+        int n = 0, i = 0; /* argv[i] is done with; it serves as getopt's argv[0] */
+
+        for (;;) {
+                int next;
+
+                if (options) {
+                        int r = parse_options(argc - i, argv + i, args);
+
+                        if (r < 0)
+                                return r;
+                        next = i + r;
+                        options = !args->options_ended;
+                } else
+                        next = i + 1;
+                if (next >= argc)
+                        break;
+                if (n >= max)
+                        return usage_error("unexpected argument '%s'", argv[next]);
+                ret[n++] = argv[next];
+                i = next;
+        }
+        return n;
+}
+
+/* The first option given that only "state" takes, or NULL. */
+static const char *state_option_given(const Args *args) {
+        if (args->app)
+                return "--app";
+        if (args->etag)
+                return "--etag";
+        if (args->first_write)
+                return "--first-write";
+        if (args->ttl)
+                return "--ttl";
+        return NULL;
+}
+
+/*
+ * Choose the transport once options are known: --socket wins, then
+ * --bus-address, then $MOORING_SOCKET; bus_only_verb (app-exec, state) names
+ * a command that always uses D-Bus, NULL for the others.
+ */
+static int select_transport(Args *args, const char *bus_only_verb) {
         CtlOptions *o = &args->options;
         const char *env = getenv("MOORING_SOCKET");
 
         if (args->socket_option && o->bus_address)
                 return usage_error("--socket and --bus-address cannot be combined");
-        if (args->socket_option && needs_bus)
-                return usage_error("app-exec talks to mooringd over D-Bus and cannot use --socket");
+        if (args->socket_option && bus_only_verb)
+                return usage_error("%s talks to mooringd over D-Bus and cannot use --socket", bus_only_verb);
 
         if (args->socket_option)
                 o->socket_path = args->socket_option;
-        else if (!o->bus_address && !needs_bus && env && env[0])
+        else if (!o->bus_address && !bus_only_verb && env && env[0])
                 o->socket_path = env;
 
         if (o->socket_path && strlen(o->socket_path) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
@@ -192,6 +305,21 @@ static int run_components(const CtlOptions *o) {
         return ctl_print_components(&l, o->json);
 }
 
+static int run_state(const CtlOptions *o, const char *command, const CtlStateRequest *req) {
+        _cleanup_(ctl_state_value_done) CtlStateValue v = {};
+        int r;
+
+        if (streq(command, "set"))
+                return ctl_state_set(o, req);
+        if (streq(command, "delete"))
+                return ctl_state_delete(o, req);
+
+        r = ctl_state_get(o, req, &v);
+        if (r < 0)
+                return r;
+        return ctl_print_state_value(&v, o->json);
+}
+
 /* Make sure what we printed reached stdout; a reader that went away is fine. */
 static int flush_stdout(void) {
         errno = 0;
@@ -206,6 +334,87 @@ static int exit_status(int r) {
         if (r >= 0)
                 return CTL_EXIT_SUCCESS;
         return r == -CTL_ERR_UNREACHABLE ? CTL_EXIT_NOT_RUNNING : CTL_EXIT_FAILURE;
+}
+
+/* --help or --version, whichever was given (--help wins). Returns the exit status. */
+static int help_or_version(const Args *args) {
+        if (args->show_help)
+                help();
+        else
+                puts(CTL_PROGRAM " " PACKAGE_VERSION);
+        return exit_status(flush_stdout());
+}
+
+/*
+ * "state get|set|delete ...": argv[1...] are the arguments after "state",
+ * with options allowed anywhere among them; argv[0] is only getopt's
+ * placeholder. Returns the exit status.
+ */
+static int state_main(Args *args, int argc, char *argv[]) {
+        CtlStateRequest req = {};
+        const char *command, *needs;
+        char *pos[4];
+        int n, n_needed, r;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        /* options among the arguments were not seen by main() */
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (n == 0) {
+                usage_error("state needs a command: get, set or delete");
+                return CTL_EXIT_USAGE;
+        }
+        command = pos[0];
+        if (streq(command, "get") || streq(command, "delete")) {
+                n_needed = 3;
+                needs = "STORE and KEY";
+        } else if (streq(command, "set")) {
+                n_needed = 4;
+                needs = "STORE, KEY and VALUE";
+        } else {
+                usage_error("unknown state command '%s' (expected get, set or delete)", command);
+                return CTL_EXIT_USAGE;
+        }
+        if (n < n_needed) {
+                usage_error("state %s needs %s", command, needs);
+                return CTL_EXIT_USAGE;
+        }
+        if (n > n_needed) {
+                usage_error("unexpected argument '%s'", pos[n_needed]);
+                return CTL_EXIT_USAGE;
+        }
+
+        if (streq(command, "get") && args->etag) {
+                usage_error("option '--etag' does not apply to 'state get'");
+                return CTL_EXIT_USAGE;
+        }
+        if (!streq(command, "set") && (args->first_write || args->ttl)) {
+                usage_error("option '%s' does not apply to 'state %s'",
+                            args->first_write ? "--first-write" : "--ttl", command);
+                return CTL_EXIT_USAGE;
+        }
+        if (!pos[1][0] || !pos[2][0]) {
+                usage_error("%s must not be empty", !pos[1][0] ? "STORE" : "KEY");
+                return CTL_EXIT_USAGE;
+        }
+        if (select_transport(args, "state") < 0)
+                return CTL_EXIT_USAGE;
+
+        req = (CtlStateRequest) {
+                .app_id = strempty(args->app),
+                .store = pos[1],
+                .key = pos[2],
+                .value = n_needed > 3 ? pos[3] : NULL,
+                .etag = args->etag,
+                .first_write = args->first_write,
+                .ttl = args->ttl,
+        };
+        r = run_state(&args->options, command, &req);
+        if (r >= 0)
+                r = flush_stdout();
+        return exit_status(r);
 }
 
 int main(int argc, char *argv[]) {
@@ -228,14 +437,8 @@ int main(int argc, char *argv[]) {
         } else
                 r = 0;
 
-        if (args.show_help) {
-                help();
-                return exit_status(flush_stdout());
-        }
-        if (args.show_version) {
-                puts(CTL_PROGRAM " " PACKAGE_VERSION);
-                return exit_status(flush_stdout());
-        }
+        if (args.show_help || args.show_version)
+                return help_or_version(&args);
         if (n_rest <= 0) {
                 usage_error("missing command");
                 return CTL_EXIT_USAGE;
@@ -245,6 +448,14 @@ int main(int argc, char *argv[]) {
         /* rest[r...] are the command's own arguments */
         rest += r;
         n_rest -= r;
+
+        /* r >= 1 here, so rest[-1] exists: the verb or the last option before the arguments */
+        if (streq(verb, "state"))
+                return state_main(&args, n_rest + 1, rest - 1);
+        if (state_option_given(&args)) {
+                usage_error("option '%s' is only valid for 'state'", state_option_given(&args));
+                return CTL_EXIT_USAGE;
+        }
 
         if (streq(verb, "app-exec")) {
                 const char *app_id;
@@ -273,7 +484,11 @@ int main(int argc, char *argv[]) {
                         usage_error("'--' must be followed by a command");
                         return CTL_EXIT_USAGE;
                 }
-                if (select_transport(&args, true) < 0)
+                if (state_option_given(&args)) {
+                        usage_error("option '%s' is only valid for 'state'", state_option_given(&args));
+                        return CTL_EXIT_USAGE;
+                }
+                if (select_transport(&args, "app-exec") < 0)
                         return CTL_EXIT_USAGE;
                 /* only returns on failure */
                 return exit_status(ctl_app_exec(&args.options, app_id, cmd));
@@ -287,7 +502,7 @@ int main(int argc, char *argv[]) {
                 usage_error("'%s' takes no arguments, got '%s'", verb, rest[0]);
                 return CTL_EXIT_USAGE;
         }
-        if (select_transport(&args, false) < 0)
+        if (select_transport(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
 
         if (streq(verb, "status"))

@@ -699,7 +699,18 @@ static int sync_state_stores(Manager *m) {
                         n[k++] = found;
                         continue;
                 }
-                int r = state_store_open(m, c, &found, &msg);
+                ConfError re = {};
+                int r = component_resolve(c, m->components, m->n_components, &re);
+                if (r == -ENOMEM) {
+                        free(n);
+                        return log_oom();
+                }
+                if (r < 0) {
+                        log_conf_error(m, &re);
+                        conf_error_done(&re);
+                        continue;
+                }
+                r = state_store_open(m, c, &found, &msg);
                 if (r == -ENOMEM) {
                         free(n);
                         return log_oom();

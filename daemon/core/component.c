@@ -22,7 +22,10 @@ static const char *const categories[] = {
 
 static void item_done(ComponentItem *i) {
         free(i->name);
-        free(i->value);
+        if (i->resolved)
+                erase_and_free(i->value);
+        else
+                free(i->value);
         free(i->secret_name);
         free(i->secret_key);
         free(i->env_ref);

@@ -22,6 +22,7 @@ typedef struct ComponentItem {
         char *secret_name; /* secretKeyRef.name */
         char *secret_key;  /* secretKeyRef.key (defaults to the name) */
         char *env_ref;
+        bool resolved;     /* value was filled from envRef or secretKeyRef: wiped on free */
         unsigned line;
 } ComponentItem;
 
@@ -52,6 +53,15 @@ bool component_in_scope(const Component *c, const char *app_id);
 bool component_equal(const Component *a, const Component *b);
 /* Plain metadata value lookup (secretKeyRef items return NULL). */
 const char *component_get_string(const Component *c, const char *name);
+
+/*
+ * Fills the values of envRef and secretKeyRef items: envRef from the daemon's
+ * environment, secretKeyRef from the secret store named in auth.secretStore,
+ * which must be one of all[] of type secretstores.local.file or
+ * secretstores.local.env. Reads files (load time only). On failure e names
+ * the item.
+ */
+int component_resolve(Component *c, Component *const *all, size_t n_all, ConfError *e);
 
 /* Called with a component the callee takes (must unref). */
 typedef void (*ComponentFoundFn)(Component *c, void *userdata);

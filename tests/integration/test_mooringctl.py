@@ -254,6 +254,7 @@ class CtlTest(DaemonTestCase):
                      ["state", "set", "statestore", "k", "-5"],
                      ["state", "set", "statestore", "k", "v", "--ttl", "soon"],
                      ["state", "set", "statestore", "k", "v", "--ttl=-2"],
+                     ["state", "set", "statestore", "k", "v", "--ttl=2147483648"],
                      ["state", "set", "statestore", "k", "v", "--etag="],
                      ["state", "delete", "statestore", "k", "--first-write"],
                      ["state", "get", "statestore", "k", "--etag", "1"],

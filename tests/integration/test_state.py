@@ -108,6 +108,37 @@ class StateTest(DaemonTestCase):
         r = request(d.app_socket("a"), "GET", "/v1.0/state/pg/k")
         self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_STATE_STORE_NOT_FOUND"))
 
+    def test_metadata_from_secret_store_and_env(self):
+        """connectionString from secretKeyRef (secretstores.local.file), tableName from envRef."""
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="mooring-secrets-")
+        self.addCleanup(__import__("shutil").rmtree, tmp, True)
+        db = os.path.join(tmp, "from-secret.db")
+        with open(os.path.join(tmp, "secrets.json"), "w") as f:
+            json.dump({"db": {"path": db}}, f)
+        comps = {
+            "secrets.yaml": ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: localsecrets\n"
+                             "spec:\n  type: secretstores.local.file\n  metadata:\n  - name: secretsFile\n"
+                             f"    value: {tmp}/secrets.json\n"),
+            "store.yaml": ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: sec\n"
+                           "spec:\n  type: state.sqlite\n  metadata:\n  - name: connectionString\n"
+                           "    secretKeyRef:\n      name: db:path\n  - name: tableName\n"
+                           "    envRef: MOORING_TEST_TABLE\nauth:\n  secretStore: localsecrets\n"),
+            "broken.yaml": ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: broken\n"
+                            "spec:\n  type: state.sqlite\n  metadata:\n  - name: connectionString\n"
+                            "    secretKeyRef:\n      name: nope\nauth:\n  secretStore: localsecrets\n"),
+        }
+        d = self.daemon(apps={"a": APP}, components=comps, env={"MOORING_TEST_TABLE": "from_env"})
+        r = request(d.app_socket("a"), "POST", "/v1.0/state/sec", body=b'[{"key":"k","value":7}]')
+        self.assertEqual(r.status, 204, d.log())
+        self.assertTrue(os.path.exists(db))
+        import sqlite3
+        rows = sqlite3.connect(db).execute("SELECT count(*) FROM from_env").fetchone()[0]
+        self.assertEqual(rows, 1)
+        self.assertIn("broken.yaml", d.log())
+        self.assertIn("secret 'nope' for 'connectionString' from store 'localsecrets': no such secret", d.log())
+        self.assertNotIn(db, d.log())  # secret values are not logged
+
 
 if __name__ == "__main__":
     main()
