@@ -929,7 +929,11 @@ static int pg_table_names(const char *name, char **ret_table, char **ret_seq, ch
 #define PG_LIVE "(expire_at IS NULL OR expire_at > now())"
 
 static int pg_build_sql(Pg *p, const char *t, const char *q, const char *i) {
+        /* Several stores (or daemons) may set up the same fresh database at once, and
+         * CREATE ... IF NOT EXISTS is not safe against that: serialize the DDL with a
+         * transaction-scoped advisory lock (the statements run as one implicit transaction). */
         if (asprintf(&p->setup_sql,
+                     "SELECT pg_advisory_xact_lock(7284110934531067); "
                      "CREATE SEQUENCE IF NOT EXISTS %s; "
                      "CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value BYTEA NOT NULL, "
                      "etag BIGINT NOT NULL, expire_at TIMESTAMPTZ NULL, "

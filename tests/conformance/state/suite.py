@@ -15,9 +15,11 @@ Each app talks to its own Unix socket, like a Dapr SDK talks to its sidecar.
 Server-backed drivers get a private server from tests/fixtures/servers.py for
 the whole run (stopped and started again by the restart case).
 
-Expected behaviour is Dapr 1.14's HTTP state API (docs/../reference
-dapr-http-api.md section 3). Cases declare the driver features they need
-(@needs) and are skipped visibly for drivers without them.
+Expected behaviour is Dapr 1.14's HTTP state API (the project's Dapr HTTP API
+reference, section 3, which follows the release-1.14 code). Cases declare the
+driver features they need (@needs) and are skipped visibly for drivers
+without them; a driver not built into mooringd skips the whole suite (exit 77,
+or a failure with MOORING_TEST_NO_SKIP=1).
 """
 
 import functools

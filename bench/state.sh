@@ -1,0 +1,534 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench/state.sh - throughput/latency of the Dapr state API served by
+# mooringd over an app's Unix socket:
+#   (a) state.redis, against redis-benchmark SET/GET on the same redis-server
+#       in the same run (interleaved);
+#   (b) the embedded default store (state.sqlite, synchronous=FULL) alone.
+#
+# Usage: bench/state.sh [--mooringd PATH] [--requests N] [--concurrency C]
+#                       [--state-load PATH] [--keep]
+#
+# Everything runs on 127.0.0.1 and Unix sockets under a temporary directory;
+# every process started here is stopped by PID on exit (including on failure
+# or Ctrl-C) and the temporary directory removed (unless --keep).  See
+# bench/README.md for what the numbers mean.
+
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$script_dir/.." && pwd)
+
+mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
+state_load=${STATE_LOAD:-}
+requests=50000
+concurrency=50
+keep=0
+n_keys=1000             # saves/gets use keys k0..k999
+value_size=100          # bytes of the saved string (redis-benchmark -d 100)
+ready_timeout=10        # seconds to wait for a server to answer
+stop_timeout=15         # seconds to wait for mooringd after SIGTERM
+run_timeout=60          # seconds at most per load run (state-load --max-seconds; redis-benchmark timeout)
+
+usage() {
+        cat <<EOF
+usage: bench/state.sh [--mooringd PATH] [--requests N] [--concurrency C] [--state-load PATH] [--keep]
+  --mooringd PATH    daemon binary (default: \$MOORINGD or build/daemon/mooringd)
+  --requests N       requests per save run and per get run (default: 50000)
+  --concurrency C    keep-alive connections, for both clients (default: 50)
+  --state-load PATH  load generator (default: \$STATE_LOAD, else bench/state-load
+                     next to the daemon's build dir, else compiled from bench/state-load.c)
+  --keep             keep the temporary directory (configs, logs, raw outputs)
+EOF
+}
+
+die() { echo "state.sh: error: $*" >&2; exit 1; }
+warn() { echo "state.sh: warning: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        --mooringd) [ $# -ge 2 ] || die "--mooringd needs a value"; mooringd=$2; shift 2 ;;
+        --mooringd=*) mooringd=${1#*=}; shift ;;
+        --requests) [ $# -ge 2 ] || die "--requests needs a value"; requests=$2; shift 2 ;;
+        --requests=*) requests=${1#*=}; shift ;;
+        --concurrency) [ $# -ge 2 ] || die "--concurrency needs a value"; concurrency=$2; shift 2 ;;
+        --concurrency=*) concurrency=${1#*=}; shift ;;
+        --state-load) [ $# -ge 2 ] || die "--state-load needs a value"; state_load=$2; shift 2 ;;
+        --state-load=*) state_load=${1#*=}; shift ;;
+        --keep) keep=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+        esac
+done
+
+[[ $requests =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive integer"
+[[ $concurrency =~ ^[1-9][0-9]*$ ]] || die "--concurrency must be a positive integer"
+
+# ---------------------------------------------------------------- tools
+
+need_install=()
+command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
+{ command -v redis-benchmark >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; } || need_install+=(redis-tools)
+if [ ${#need_install[@]} -gt 0 ]; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+                echo "installing missing tools: ${need_install[*]}" >&2
+                DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_install[@]}" >&2 ||
+                        die "apt-get install ${need_install[*]} failed"
+        else
+                die "missing ${need_install[*]}: install them (Debian: apt-get install redis-server redis-tools) or run as root to let this script do it"
+        fi
+fi
+for t in curl python3 timeout awk; do
+        command -v "$t" >/dev/null 2>&1 || die "missing required tool: $t"
+done
+
+[ -x "$mooringd" ] || die "mooringd binary not found or not executable: $mooringd (build it, or pass --mooringd PATH / MOORINGD=PATH)"
+case $mooringd in /*) ;; *) mooringd=$PWD/$mooringd ;; esac
+
+if ldd "$mooringd" 2>/dev/null | grep -Eq 'lib(asan|ubsan|tsan|lsan)'; then
+        warn "$mooringd links a sanitizer runtime ($(ldd "$mooringd" | grep -Eo 'lib(asan|ubsan|tsan|lsan)[^ ]*' | sort -u | tr '\n' ' '))"
+        warn "numbers below are NOT representative; use a release build: meson setup build -Db_sanitize=none -Dbuildtype=release"
+fi
+
+# ---------------------------------------------------------------- state & cleanup
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mooring-state-bench.XXXXXX")
+mooringd_pid=
+redis_pid=
+client_pid=
+
+proc_alive() {
+        # true while the process exists and is not a zombie waiting to be reaped
+        local pid=$1 st
+        [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+        st=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+        [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# stop_pid PID NAME TIMEOUT: SIGTERM, wait up to TIMEOUT s, then SIGKILL.
+# Returns the exit status it collected.
+stop_pid() {
+        local pid=$1 name=$2 limit=$3 t0 rc=0
+        [ -n "$pid" ] || return 0
+        t0=$(date +%s%N)
+        kill -TERM "$pid" 2>/dev/null || true
+        while proc_alive "$pid"; do
+                if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge "$limit" ]; then
+                        warn "$name (pid $pid) still running ${limit}s after SIGTERM; sending SIGKILL"
+                        kill -KILL "$pid" 2>/dev/null || true
+                        break
+                fi
+                sleep 0.05
+        done
+        wait "$pid" 2>/dev/null || rc=$?
+        last_stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+        return $rc
+}
+
+cleanup() {
+        local rc=$?
+        trap - EXIT INT TERM HUP
+        set +e
+        if [ -n "$client_pid" ]; then
+                # timeout(1) passes SIGTERM on to the client
+                kill -TERM "$client_pid" 2>/dev/null
+                wait "$client_pid" 2>/dev/null
+                client_pid=
+        fi
+        if [ -n "$mooringd_pid" ]; then
+                stop_pid "$mooringd_pid" mooringd 5 >/dev/null 2>&1
+                mooringd_pid=
+        fi
+        if [ -n "$redis_pid" ]; then
+                stop_pid "$redis_pid" redis-server 5 >/dev/null 2>&1
+                redis_pid=
+        fi
+        if [ "$keep" -eq 1 ]; then
+                echo "kept temporary directory: $tmp" >&2
+        else
+                rm -rf "$tmp"
+        fi
+        exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# free_ports N: N distinct loopback TCP ports that were free a moment ago
+free_ports() {
+        python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# http_code URL [curl args...]
+http_code() {
+        local url=$1; shift
+        curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$@" "$url" 2>/dev/null || true
+}
+
+# wait_204 PID NAME URL [curl args...]: poll until URL answers 204,
+# bounded by $ready_timeout; fails early if PID exits.
+wait_204() {
+        local pid=$1 name=$2 url=$3 t0 code=000
+        shift 3
+        t0=$(now_ms)
+        while :; do
+                code=$(http_code "$url" "$@")
+                [ "$code" = 204 ] && return 0
+                if ! proc_alive "$pid"; then
+                        echo "$name exited while waiting for it to answer $url (last HTTP status: $code)" >&2
+                        return 1
+                fi
+                if [ $(( $(now_ms) - t0 )) -ge $((ready_timeout * 1000)) ]; then
+                        echo "$name did not answer 204 on $url within ${ready_timeout}s (last HTTP status: $code)" >&2
+                        return 1
+                fi
+                sleep 0.02
+        done
+}
+
+mooringd_log=
+show_mooringd_log() {
+        [ -n "$mooringd_log" ] && [ -s "$mooringd_log" ] || return 0
+        echo "---- last lines of $mooringd_log ----" >&2
+        tail -n 40 "$mooringd_log" >&2
+        echo "----" >&2
+}
+
+mooringd_run=0
+start_mooringd() {
+        mooringd_run=$((mooringd_run + 1))
+        mooringd_log=$tmp/mooringd-$mooringd_run.log
+        # never let the daemon talk to a supervisor this script is running under
+        env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
+                "$mooringd" --config-dir "$tmp/config" --state-dir "$1" \
+                --runtime-dir "$tmp/runtime" --bus=none --log-level warning \
+                </dev/null >"$mooringd_log" 2>&1 &
+        mooringd_pid=$!
+        mooringd_started_ms=$(now_ms)
+}
+
+stop_mooringd() {
+        local rc=0
+        stop_pid "$mooringd_pid" mooringd "$stop_timeout" || rc=$?
+        mooringd_pid=
+        if [ $rc -ne 0 ]; then
+                warn "mooringd exited with status $rc after SIGTERM (took ${last_stop_ms} ms)"
+                show_mooringd_log
+                daemon_problems+=("run $mooringd_run: exit status $rc after SIGTERM")
+        fi
+        stop_times+=("$last_stop_ms")
+}
+
+check_mooringd_alive() {
+        if ! proc_alive "$mooringd_pid"; then
+                local rc=0
+                wait "$mooringd_pid" 2>/dev/null || rc=$?
+                mooringd_pid=
+                show_mooringd_log
+                die "mooringd died during $1 (exit status $rc)"
+        fi
+}
+
+clk_tck=$(getconf CLK_TCK)
+
+# proc_ticks PID: user+system CPU ticks of a process (all its threads)
+proc_ticks() {
+        awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# children_cpu_s: user+system seconds of this shell's reaped children (bash
+# "times"; it must run in this shell, not in a $(...) subshell)
+children_cpu_s() {
+        times >"$tmp/times.txt"
+        awk 'NR == 2 {
+                s = 0
+                for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] }
+                printf "%.3f", s }' "$tmp/times.txt"
+}
+
+# pct TICKS MS: CPU ticks over a wall-clock span as % of one core
+pct() { awk -v t="$1" -v hz="$clk_tck" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? t / hz / (ms / 1000) * 100 : 0 }'; }
+
+# busy_ticks: non-idle CPU ticks of the whole machine (all CPUs), from /proc/stat
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+# other_pct BUSY_TICKS SERVER_TICKS CLIENT_S MS: CPU used by anything else than
+# mooringd, redis-server and the client during a run, as % of one core (noise)
+other_pct() {
+        awk -v b="$1" -v t="$2" -v w="$3" -v hz="$clk_tck" -v ms="$4" \
+                'BEGIN { o = (b - t) / hz - w; if (o < 0) o = 0; printf "%.0f", (ms > 0) ? o / (ms / 1000) * 100 : 0 }'
+}
+max_other=0
+note_other() { [ "$1" -le "$max_other" ] || max_other=$1; }
+
+rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
+
+daemon_problems=()
+stop_times=()
+
+# ---------------------------------------------------------------- load generator
+
+if [ -z "$state_load" ]; then
+        cand=$(cd "$(dirname "$mooringd")/.." && pwd)/bench/state-load
+        if [ -x "$cand" ]; then
+                state_load=$cand
+        else
+                cc=${CC:-cc}
+                command -v "$cc" >/dev/null 2>&1 || die "no state-load next to $mooringd and no C compiler ($cc) to build bench/state-load.c"
+                "$cc" -O2 -std=gnu11 -o "$tmp/state-load" "$script_dir/state-load.c" || die "could not build bench/state-load.c"
+                state_load=$tmp/state-load
+        fi
+fi
+[ -x "$state_load" ] || die "load generator not executable: $state_load"
+
+# ---------------------------------------------------------------- setup
+
+mkdir -p "$tmp/config/apps.d" "$tmp/config/components" "$tmp/state-redis" "$tmp/state-sqlite" "$tmp/runtime" "$tmp/redis" "$tmp/out"
+read -r redis_port < <(free_ports 1)
+
+printf '[App]\n' >"$tmp/config/apps.d/bench.conf"
+app_sock=$tmp/runtime/apps/bench/http.sock
+api_sock=$tmp/runtime/mooringd.sock
+
+cat >"$tmp/config/components/redis.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: redis
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:$redis_port
+EOF
+
+fs_of() { df -PT "$1" 2>/dev/null | awk 'NR == 2 { print $2 " (" $1 " on " $7 ")" }'; }
+
+echo "== environment"
+echo "host:           $(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "mooringd:       $mooringd ($("$mooringd" --version 2>/dev/null | head -1 || echo 'version unknown'))"
+echo "redis-server:   $(redis-server --version | sed 's/^Redis server //'), 127.0.0.1:$redis_port, --save '' --appendonly no (single-threaded command execution)"
+echo "redis-benchmark: $(redis-benchmark --version 2>/dev/null | head -1 || echo '?'), -t set,get -n $requests -c $concurrency -d $value_size -q --csv (one thread, one request in flight per connection)"
+echo "state-load:     $state_load, one epoll thread, $concurrency keep-alive HTTP/1.1 connections, one request in flight per connection"
+echo "transport:      Unix socket runtime/apps/bench/http.sock (HTTP/1.1 keep-alive) for mooringd; TCP 127.0.0.1 (RESP) for redis-benchmark"
+echo "workload:       $requests saves, then $requests gets per run; request i uses key k<i % $n_keys>; value: JSON string of $value_size bytes"
+echo "state dir fs:   $(fs_of "$tmp")"
+echo "temp dir:       $tmp"
+echo
+
+# ---------------------------------------------------------------- start servers
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --protected-mode yes --save '' --appendonly no \
+        --dir "$tmp/redis" --logfile "$tmp/redis/redis.log" --daemonize no </dev/null >/dev/null 2>&1 &
+redis_pid=$!
+t0=$(now_ms)
+until [ "$(rcli ping 2>/dev/null || true)" = PONG ]; do
+        if ! proc_alive "$redis_pid"; then cat "$tmp/redis/redis.log" >&2 2>/dev/null; die "redis-server exited at startup"; fi
+        [ $(( $(now_ms) - t0 )) -lt $((ready_timeout * 1000)) ] || die "redis-server did not answer PING within ${ready_timeout}s"
+        sleep 0.02
+done
+
+# ---------------------------------------------------------------- runs
+
+declare -A best_rps best_p50 best_p99 best_max best_run best_mcpu best_rcpu best_ccpu best_note
+declare -A all_runs
+bad_runs=0
+
+# keep_best KEY RUN RPS P50 P99 MAX MCPU RCPU CCPU NOTE
+keep_best() {
+        if [ -z "${best_rps[$1]:-}" ] || awk -v a="$3" -v b="${best_rps[$1]}" 'BEGIN { exit !(a > b) }'; then
+                best_rps[$1]=$3; best_p50[$1]=$4; best_p99[$1]=$5; best_max[$1]=$6; best_run[$1]=$2
+                best_mcpu[$1]=$7; best_rcpu[$1]=$8; best_ccpu[$1]=$9; best_note[$1]=${10}
+        fi
+        all_runs[$1]+="${all_runs[$1]:+ }$3"
+}
+
+# run_redis_benchmark RUN
+run_redis_benchmark() {
+        local run_no=$1 out=$tmp/out/redis-benchmark-$1.txt r0 r1 t0 t1 c0 c1 b0 b1 rc=0 ms rcpu ccpu other t
+        rcli flushall >/dev/null
+        r0=$(proc_ticks "$redis_pid"); b0=$(busy_ticks); t0=$(now_ms)
+        children_cpu_s >"$tmp/c0.txt"; c0=$(<"$tmp/c0.txt")
+        timeout $((run_timeout * 2)) redis-benchmark -h 127.0.0.1 -p "$redis_port" -t set,get -n "$requests" -c "$concurrency" \
+                -d "$value_size" -q --csv </dev/null >"$out" 2>&1 &
+        client_pid=$!
+        wait "$client_pid" || rc=$?
+        client_pid=
+        r1=$(proc_ticks "$redis_pid"); b1=$(busy_ticks); t1=$(now_ms)
+        children_cpu_s >"$tmp/c1.txt"; c1=$(<"$tmp/c1.txt")
+        [ "$rc" -eq 0 ] || { cat "$out" >&2; die "redis-benchmark failed (status $rc)"; }
+        ms=$((t1 - t0))
+        rcpu=$(pct $((r1 - r0)) "$ms")
+        ccpu=$(awk -v a="$c0" -v b="$c1" -v ms="$ms" 'BEGIN { printf "%.0f", (b - a) / (ms / 1000) * 100 }')
+        other=$(other_pct $((b1 - b0)) $((r1 - r0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" "$ms")
+        note_other "$other"
+        for t in SET GET; do
+                # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+                read -r rps p50 p99 max < <(awk -F, -v t="\"$t\"" '$1 == t { gsub(/"/, ""); print $2, $5, $7, $8 }' "$out") ||
+                        { cat "$out" >&2; die "could not parse redis-benchmark output"; }
+                printf 'run %d  %-34s %10.2f ops/s  p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  redis CPU %3s%%  client CPU %3s%%  other CPU %3s%% (CPU: SET+GET together)\n' \
+                        "$run_no" "redis-benchmark $t" "$rps" "$p50" "$p99" "$max" "$rcpu" "$ccpu" "$other"
+                keep_best "rb-$t" "$run_no" "$rps" "$p50" "$p99" "$max" - "$rcpu" "$ccpu" ""
+        done
+}
+
+# run_load RUN KEY LABEL MODE STORE [redis]: one state-load run through mooringd
+run_load() {
+        local run_no=$1 key=$2 label=$3 lmode=$4 store=$5 with_redis=${6:-} out=$tmp/out/$2-$1.txt err=$tmp/out/$2-$1.err
+        local m0 m1 r0=0 r1=0 t0 t1 c0 c1 b0 b1 other rc=0 ms line rps p50 p99 max ndone ok bad badb errs recon tmo mcpu rcpu=- ccpu note="" cmds=""
+        [ -z "$with_redis" ] || rcli config resetstat >/dev/null
+        m0=$(proc_ticks "$mooringd_pid"); [ -z "$with_redis" ] || r0=$(proc_ticks "$redis_pid")
+        children_cpu_s >"$tmp/c0.txt"; c0=$(<"$tmp/c0.txt")
+        b0=$(busy_ticks); t0=$(now_ms)
+        timeout $((run_timeout + 30)) "$state_load" --unix "$app_sock" --mode "$lmode" --store "$store" \
+                --requests "$requests" --concurrency "$concurrency" --keys "$n_keys" --value-size "$value_size" \
+                --max-seconds "$run_timeout" </dev/null >"$out" 2>"$err" &
+        client_pid=$!
+        wait "$client_pid" || rc=$?
+        client_pid=
+        b1=$(busy_ticks); t1=$(now_ms)
+        m1=$(proc_ticks "$mooringd_pid"); [ -z "$with_redis" ] || r1=$(proc_ticks "$redis_pid")
+        children_cpu_s >"$tmp/c1.txt"; c1=$(<"$tmp/c1.txt")
+        line=$(head -n 1 "$out")
+        if [ -z "$line" ]; then
+                cat "$err" >&2
+                check_mooringd_alive "$label run $run_no"
+                die "state-load printed nothing (status $rc)"
+        fi
+        kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) print a[2] } }' <<<"$line"; }
+        rps=$(kv ops/s); p50=$(kv p50_ms); p99=$(kv p99_ms); max=$(kv max_ms); ndone=$(kv done); ok=$(kv ok)
+        bad=$(kv bad_status); badb=$(kv bad_body); errs=$(kv errors); recon=$(kv reconnects); tmo=$(kv timed_out)
+        ms=$((t1 - t0))
+        mcpu=$(pct $((m1 - m0)) "$ms")
+        [ -z "$with_redis" ] || rcpu=$(pct $((r1 - r0)) "$ms")
+        ccpu=$(awk -v a="$c0" -v b="$c1" -v ms="$ms" 'BEGIN { printf "%.0f", (b - a) / (ms / 1000) * 100 }')
+        other=$(other_pct $((b1 - b0)) $((m1 - m0 + r1 - r0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" "$ms")
+        note_other "$other"
+        if [ "$ok" != "$requests" ]; then
+                note="  ok $ok/$requests (done $ndone, bad status $bad, bad body $badb, socket errors $errs, reconnects $recon${tmo:+, timed out $tmo})"
+                daemon_problems+=("$label run $run_no:$note")
+                bad_runs=$((bad_runs + 1))
+                sed 's/^/    /' "$err"
+        elif [ "$recon" != 0 ]; then
+                note="  reconnects $recon (server closed keep-alive connections)"
+        fi
+        if [ -n "$with_redis" ]; then
+                # what the daemon sent redis per HTTP request, and over how many connections
+                cmds=$(rcli info commandstats | tr -d '\r' | awk -F'[:,=]' -v n="$ndone" \
+                        '/^cmdstat_/ && $1 !~ /^cmdstat_(info|config|ping|flushall)/ { sub(/^cmdstat_/, "", $1); if (n > 0) printf "%s%s=%.2f", sep, $1, $3 / n; sep = " " }')
+                note+="  redis commands/req (incl. inside EVAL): ${cmds:-none}, redis clients: $(rcli info clients | tr -d '\r' | awk -F: '$1 == "connected_clients" { print $2 - 1 }')"
+        fi
+        printf 'run %d  %-34s %10.2f ops/s  p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  mooringd CPU %3s%%  redis CPU %3s%%  client CPU %3s%%  other CPU %3s%%%s\n' \
+                "$run_no" "$label" "$rps" "$p50" "$p99" "$max" "$mcpu" "$rcpu" "$ccpu" "$other" "$note"
+        keep_best "$key" "$run_no" "$rps" "$p50" "$p99" "$max" "$mcpu" "$rcpu" "$ccpu" "$note"
+        check_mooringd_alive "$label run $run_no"
+}
+
+# (a) ------------------------------------------------------------ state.redis
+
+start_mooringd "$tmp/state-redis"
+if ! wait_204 "$mooringd_pid" mooringd "http://localhost/v1.0/healthz" --unix-socket "$app_sock"; then
+        show_mooringd_log
+        die "mooringd did not come up (app bench, component redis)"
+fi
+echo "== (a) state.redis through mooringd vs redis-benchmark, same redis-server, interleaved (redis-benchmark, mooringd save, mooringd get; twice)"
+echo "mooringd components: $(curl -s --max-time 2 --unix-socket "$api_sock" http://localhost/mooring/v1/components || echo '(admin socket did not answer)')"
+# one save through the daemon must work before measuring anything
+code=$(curl -s -o "$tmp/out/probe.txt" --max-time 5 -w '%{http_code}' --unix-socket "$app_sock" \
+        -H 'Content-Type: application/json' -d '[{"key":"probe","value":"x"}]' http://localhost/v1.0/state/redis || true)
+[ "$code" = 204 ] || { show_mooringd_log; die "POST /v1.0/state/redis answered $code: $(cat "$tmp/out/probe.txt")"; }
+for run in 1 2; do
+        run_redis_benchmark "$run"
+        rcli flushall >/dev/null
+        run_load "$run" redis-save "mooringd save -> state.redis" save redis redis
+        run_load "$run" redis-get "mooringd get  -> state.redis" get redis redis
+done
+mooringd_rss_a=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$mooringd_pid/status")
+stop_mooringd
+echo
+
+echo "== (a) best of two runs each ($requests requests, $concurrency connections)"
+printf '%-36s %12s %10s %10s %10s %13s %10s\n' target ops/s "p50 (ms)" "p99 (ms)" "max (ms)" "mooringd CPU" "redis CPU"
+row() {
+        printf '%-36s %12.2f %10.3f %10.3f %10.3f %12s%% %9s%%%s\n' "$2" "${best_rps[$1]}" "${best_p50[$1]}" "${best_p99[$1]}" \
+                "${best_max[$1]}" "${best_mcpu[$1]}" "${best_rcpu[$1]}" "${3:-}"
+}
+row rb-SET "redis-benchmark SET (TCP, RESP)" "  (redis CPU: SET+GET run)"
+row redis-save "mooringd save (unix, HTTP)"
+row rb-GET "redis-benchmark GET (TCP, RESP)" "  (redis CPU: SET+GET run)"
+row redis-get "mooringd get (unix, HTTP)"
+ratio_save=$(awk -v a="${best_rps[redis-save]}" -v b="${best_rps[rb-SET]}" 'BEGIN { printf "%.2f", a / b }')
+ratio_get=$(awk -v a="${best_rps[redis-get]}" -v b="${best_rps[rb-GET]}" 'BEGIN { printf "%.2f", a / b }')
+met() { awk -v r="$1" 'BEGIN { print (r >= 0.5) ? "met" : "NOT met" }'; }
+echo "ratio save through mooringd / redis-benchmark SET: $ratio_save (target >= 0.50: $(met "$ratio_save"))"
+echo "ratio get through mooringd / redis-benchmark GET: $ratio_get (target >= 0.50: $(met "$ratio_get"))"
+echo "all runs (ops/s): redis-benchmark SET ${all_runs[rb-SET]}; mooringd save ${all_runs[redis-save]}; redis-benchmark GET ${all_runs[rb-GET]}; mooringd get ${all_runs[redis-get]}"
+echo "mooringd VmRSS after the runs: $(awk -v k="$mooringd_rss_a" 'BEGIN { printf "%.2f", k / 1024 }') MiB"
+echo
+
+# (b) ------------------------------------------------------------ state.sqlite
+
+rm -f "$tmp/config/components/redis.yaml"
+start_mooringd "$tmp/state-sqlite"
+if ! wait_204 "$mooringd_pid" mooringd "http://localhost/v1.0/healthz" --unix-socket "$app_sock"; then
+        show_mooringd_log
+        die "mooringd did not come up (app bench, no component: built-in statestore)"
+fi
+echo "== (b) built-in statestore (state.sqlite, journal_mode=WAL, synchronous=FULL) through mooringd, alone (save, get; twice)"
+echo "mooringd components: $(curl -s --max-time 2 --unix-socket "$api_sock" http://localhost/mooring/v1/components || echo '(admin socket did not answer)')"
+echo "database on: $(fs_of "$tmp/state-sqlite")"
+for run in 1 2; do
+        run_load "$run" sqlite-save "mooringd save -> state.sqlite" save statestore
+        run_load "$run" sqlite-get "mooringd get  -> state.sqlite" get statestore
+done
+echo "database files: $(cd "$tmp/state-sqlite" && find . -type f -printf '%P %s B; ' 2>/dev/null)"
+mooringd_rss_b=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$mooringd_pid/status")
+stop_mooringd
+echo
+
+echo "== (b) best of two runs each ($requests requests, $concurrency connections)"
+printf '%-36s %12s %10s %10s %10s %13s\n' target ops/s "p50 (ms)" "p99 (ms)" "max (ms)" "mooringd CPU"
+for k in sqlite-save sqlite-get; do
+        printf '%-36s %12.2f %10.3f %10.3f %10.3f %12s%%\n' "mooringd ${k#sqlite-} (unix, HTTP)" "${best_rps[$k]}" \
+                "${best_p50[$k]}" "${best_p99[$k]}" "${best_max[$k]}" "${best_mcpu[$k]}"
+done
+echo "state.sqlite save: $(printf '%.2f' "${best_rps[sqlite-save]}") ops/s, p50 ${best_p50[sqlite-save]} ms, p99 ${best_p99[sqlite-save]} ms"
+echo "state.sqlite get: $(printf '%.2f' "${best_rps[sqlite-get]}") ops/s, p50 ${best_p50[sqlite-get]} ms, p99 ${best_p99[sqlite-get]} ms"
+echo "all runs (ops/s): save ${all_runs[sqlite-save]}; get ${all_runs[sqlite-get]}"
+echo "mooringd VmRSS after the runs: $(awk -v k="$mooringd_rss_b" 'BEGIN { printf "%.2f", k / 1024 }') MiB"
+echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
+if [ "$max_other" -ge 20 ]; then
+        echo "WARNING: other load used up to ${max_other}% of a core during some run: figures are disturbed, rerun on a quiet machine"
+fi
+echo
+
+# ---------------------------------------------------------------- daemon log / problems
+
+for f in "$tmp"/mooringd-*.log; do
+        [ -s "$f" ] || continue
+        daemon_problems+=("$(basename "$f"): $(wc -l <"$f") line(s) logged at warning or above")
+        echo "---- $(basename "$f") (first 20 lines) ----"
+        head -n 20 "$f"
+done
+if [ ${#daemon_problems[@]} -gt 0 ]; then
+        echo "mooringd problems seen:"
+        printf '  - %s\n' "${daemon_problems[@]}"
+else
+        echo "mooringd problems seen: none"
+fi
+[ "$bad_runs" -eq 0 ]
