@@ -114,6 +114,16 @@ static void on_got(const StateResult *res, void *userdata) {
         (void) http_reply_headers(r, 200, "application/json", res->value.value, res->value.value_len, headers);
 }
 
+/* After starting a block call: answer a bad key, pass other errors up, or wait for done. */
+static int started(HttpRequest *r, int k) {
+        if (k == -EINVAL)
+                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
+        if (k < 0)
+                return k;
+        http_request_suspend(r);
+        return 0;
+}
+
 /* ---- handlers ---- */
 
 int http_state_save(HttpRequest *r, const RouteMatch *m) {
@@ -139,12 +149,7 @@ int http_state_save(HttpRequest *r, const RouteMatch *m) {
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_write_all(s, caller_app(r), l.ops, l.n, on_saved, r);
         op_list_done(&l);
-        if (k == -EINVAL)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
-        if (k < 0)
-                return k;
-        http_request_suspend(r);
-        return 0;
+        return started(r, k);
 }
 
 int http_state_get(HttpRequest *r, const RouteMatch *m) {
@@ -179,12 +184,7 @@ int http_state_delete(HttpRequest *r, const RouteMatch *m) {
         else if (conc && *conc && !streq(conc, "last-write"))
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "concurrency must be first-write or last-write");
         k = state_write_all(s, caller_app(r), &op, 1, on_deleted, r);
-        if (k == -EINVAL)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
-        if (k < 0)
-                return k;
-        http_request_suspend(r);
-        return 0;
+        return started(r, k);
 }
 
 typedef struct BulkCall {
@@ -293,10 +293,5 @@ int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_transact(s, caller_app(r), l.ops, l.n, on_transacted, r);
         op_list_done(&l);
-        if (k == -EINVAL)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
-        if (k < 0)
-                return k;
-        http_request_suspend(r);
-        return 0;
+        return started(r, k);
 }
