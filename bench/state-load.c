@@ -410,7 +410,8 @@ static double pct_ms(const uint64_t *v, long n, double p) {
 }
 
 int main(int argc, char **argv) {
-        for (int i = 1; i < argc; i++) {
+        /* --option value pairs */
+        for (int i = 1; i < argc; i += 2) {
                 const char *a = argv[i];
                 const char *v = i + 1 < argc ? argv[i + 1] : NULL;
                 if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -443,7 +444,6 @@ int main(int argc, char **argv) {
                         usage(stderr);
                         return 2;
                 }
-                i++;
         }
         if ((!unix_path == !tcp_addr) || !mode || (strcmp(mode, "save") && strcmp(mode, "get")) || n_req < 1 ||
             conc < 1 || n_keys < 1 || value_size < 0 || value_size > 512 || max_seconds <= 0 || strlen(store) > 200) {

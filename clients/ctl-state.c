@@ -222,7 +222,7 @@ int ctl_state_set(const CtlOptions *o, const CtlStateRequest *req) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *input = NULL;
         const char *value = req->value;
-        size_t size;
+        size_t size = 0;
         char what[256];
         int r;
 
