@@ -176,6 +176,29 @@ class DBusTest(DaemonTestCase):
         p = d.call("GetState", "sss", "fromfile", "statestore", "k1", user=65534, check=False)
         self.assertIn("Not authorized", p.stderr)
 
+    def test_properties_changed_signals(self):
+        """Apps changes (register) and State changes (reload) are signalled (line-buffered monitor)."""
+        import subprocess
+        import time
+        d = self.d
+        mon = subprocess.Popen(["stdbuf", "-oL", "dbus-monitor", "--address", d.dbus.address,
+                                "type='signal',interface='org.freedesktop.DBus.Properties',"
+                                "member='PropertiesChanged',path='/org/mooring/Runtime1'"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (mon.kill(), mon.wait(), mon.stdout.close()))
+        time.sleep(0.3)  # the monitor must be subscribed before we act
+        d.call("RegisterApp", "sa{sv}", "sig", 0)
+        d.call("Reload")
+        out = []
+        import threading
+        reader = threading.Thread(target=lambda: out.extend(iter(mon.stdout.readline, "")), daemon=True)
+        reader.start()
+
+        def seen():
+            text = "".join(out)
+            return '"Apps"' in text and '"State"' in text and "reloading" in text
+        wait_for(seen, timeout=10, what="PropertiesChanged for Apps and State")
+
     def test_name_released_on_stop(self):
         d = self.d
         self.assertEqual(d.stop(), 0)
