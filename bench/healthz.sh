@@ -16,6 +16,8 @@ set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$script_dir/lib.sh"
 
 mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
 duration=10
@@ -36,9 +38,6 @@ usage: bench/healthz.sh [--mooringd PATH] [--duration SEC] [--connections N] [--
   --keep             keep the temporary directory (configs, logs)
 EOF
 }
-
-die() { echo "healthz.sh: error: $*" >&2; exit 1; }
-warn() { echo "healthz.sh: warning: $*" >&2; }
 
 while [ $# -gt 0 ]; do
         case $1 in
@@ -90,67 +89,16 @@ if [ "$pin" -eq 1 ]; then
         srv_pin=(taskset -c $((ncpu - 1)))
         cli_pin=(taskset -c 0)
 fi
-for t in curl python3 timeout setsid awk; do
-        command -v "$t" >/dev/null 2>&1 || die "missing required tool: $t"
-done
+require_tools curl python3 timeout setsid awk
 
-[ -x "$mooringd" ] || die "mooringd binary not found or not executable: $mooringd (build it, or pass --mooringd PATH / MOORINGD=PATH)"
-case $mooringd in /*) ;; *) mooringd=$PWD/$mooringd ;; esac
-
-if ldd "$mooringd" 2>/dev/null | grep -Eq 'lib(asan|ubsan|tsan|lsan)'; then
-        warn "$mooringd links a sanitizer runtime ($(ldd "$mooringd" | grep -Eo 'lib(asan|ubsan|tsan|lsan)[^ ]*' | sort -u | tr '\n' ' '))"
-        warn "numbers below are NOT representative; use a release build: meson setup build -Db_sanitize=none -Dbuildtype=release"
-fi
+check_mooringd_binary
 
 # ---------------------------------------------------------------- state & cleanup
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mooring-bench.XXXXXX")
-mooringd_pid=
 nginx_pid=
-wrk_pid=
 
-proc_alive() {
-        # true while the process exists and is not a zombie waiting to be reaped
-        local pid=$1 st
-        [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
-        st=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null) || return 1
-        [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
-
-# stop_pid PID NAME TIMEOUT: SIGTERM, wait up to TIMEOUT s, then SIGKILL.
-# Prints how it went; returns the exit status it collected.
-stop_pid() {
-        local pid=$1 name=$2 limit=$3 t0 rc=0
-        [ -n "$pid" ] || return 0
-        t0=$(date +%s%N)
-        kill -TERM "$pid" 2>/dev/null || true
-        while proc_alive "$pid"; do
-                if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge "$limit" ]; then
-                        warn "$name (pid $pid) still running ${limit}s after SIGTERM; sending SIGKILL"
-                        kill -KILL "$pid" 2>/dev/null || true
-                        break
-                fi
-                sleep 0.05
-        done
-        wait "$pid" 2>/dev/null || rc=$?
-        last_stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-        return $rc
-}
-
-cleanup() {
-        local rc=$?
-        trap - EXIT INT TERM HUP
-        set +e
-        if [ -n "$wrk_pid" ]; then
-                # timeout(1) passes SIGTERM on to wrk
-                kill -TERM "$wrk_pid" 2>/dev/null
-                wait "$wrk_pid" 2>/dev/null
-                wrk_pid=
-        fi
-        if [ -n "$mooringd_pid" ]; then
-                stop_pid "$mooringd_pid" mooringd 5 >/dev/null 2>&1
-                mooringd_pid=
-        fi
+# called by cleanup (bench/lib.sh) once the client (wrk) and mooringd are stopped
+stop_servers() {
         if [ -n "$nginx_pid" ]; then
                 stop_pid "$nginx_pid" nginx 5 >/dev/null 2>&1
                 # nginx was started in its own session/process group (setsid):
@@ -158,104 +106,8 @@ cleanup() {
                 kill -KILL -- "-$nginx_pid" 2>/dev/null
                 nginx_pid=
         fi
-        if [ "$keep" -eq 1 ]; then
-                echo "kept temporary directory: $tmp" >&2
-        else
-                rm -rf "$tmp"
-        fi
-        exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# free_ports N: N distinct loopback TCP ports that were free a moment ago
-free_ports() {
-        python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# http_code URL [curl args...]
-http_code() {
-        local url=$1; shift
-        curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$@" "$url" 2>/dev/null || true
-}
-
-# wait_204 PID NAME URL [curl args...]: poll until URL answers 204,
-# bounded by $ready_timeout; fails early if PID exits.
-wait_204() {
-        local pid=$1 name=$2 url=$3 t0 code=000
-        shift 3
-        t0=$(now_ms)
-        while :; do
-                code=$(http_code "$url" "$@")
-                [ "$code" = 204 ] && return 0
-                if ! proc_alive "$pid"; then
-                        echo "$name exited while waiting for it to answer $url (last HTTP status: $code)" >&2
-                        return 1
-                fi
-                if [ $(( $(now_ms) - t0 )) -ge $((ready_timeout * 1000)) ]; then
-                        echo "$name did not answer 204 on $url within ${ready_timeout}s (last HTTP status: $code)" >&2
-                        return 1
-                fi
-                sleep 0.02
-        done
-}
-
-mooringd_log=
-show_mooringd_log() {
-        [ -n "$mooringd_log" ] && [ -s "$mooringd_log" ] || return 0
-        echo "---- last lines of $mooringd_log ----" >&2
-        tail -n 40 "$mooringd_log" >&2
-        echo "----" >&2
-}
-
-mooringd_run=0
-start_mooringd() {
-        mooringd_run=$((mooringd_run + 1))
-        mooringd_log=$tmp/mooringd-$mooringd_run.log
-        # never let the daemon talk to a supervisor this script is running under
-        "${srv_pin[@]}" env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
-                "$mooringd" --config-dir "$tmp/config" --state-dir "$tmp/state" \
-                --runtime-dir "$tmp/runtime" --bus=none --log-level warning \
-                </dev/null >"$mooringd_log" 2>&1 &
-        mooringd_pid=$!
-        mooringd_started_ms=$(now_ms)
-}
-
-stop_mooringd() {
-        local rc=0
-        stop_pid "$mooringd_pid" mooringd "$stop_timeout" || rc=$?
-        mooringd_pid=
-        if [ $rc -ne 0 ]; then
-                warn "mooringd exited with status $rc after SIGTERM (took ${last_stop_ms} ms)"
-                show_mooringd_log
-                daemon_problems+=("run $mooringd_run: exit status $rc after SIGTERM")
-        fi
-        stop_times+=("$last_stop_ms")
-}
-
-check_mooringd_alive() {
-        if ! proc_alive "$mooringd_pid"; then
-                local rc=0
-                wait "$mooringd_pid" 2>/dev/null || rc=$?
-                mooringd_pid=
-                show_mooringd_log
-                die "mooringd died during $1 (exit status $rc)"
-        fi
-}
+make_tmp mooring-bench
 
 # mem_sample KEY: record mooringd's memory figures (kB) under KEY
 declare -A mem_rss mem_anon mem_file mem_pss mem_hwm mem_thr mem_ready
@@ -271,9 +123,6 @@ mem_sample() {
 }
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
-
-daemon_problems=()
-stop_times=()
 
 # ---------------------------------------------------------------- setup
 
@@ -339,7 +188,7 @@ if ! wait_204 "$nginx_pid" nginx "http://127.0.0.1:$nginx_port/v1.0/healthz"; th
         die "nginx did not come up"
 fi
 
-start_mooringd
+start_mooringd "$tmp/state"
 if ! wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$mooringd_port/v1.0/healthz"; then
         show_mooringd_log
         die "mooringd did not come up with 1 app (HttpPort=$mooringd_port)"
@@ -357,8 +206,6 @@ to_ms() {
                 printf "%.3f", n }'
 }
 
-clk_tck=$(getconf CLK_TCK)
-
 # server_ticks NAME [user|sys]: user+system (or only one) CPU ticks of the server's processes
 # (mooringd: all its threads; nginx: master and its worker)
 server_ticks() {
@@ -375,19 +222,6 @@ server_ticks() {
         echo "$total"
 }
 
-# children_cpu_s: user+system seconds of this shell's reaped children (bash
-# "times"; it must run in this shell, not in a $(...) subshell)
-children_cpu_s() {
-        times >"$tmp/times.txt"
-        awk 'NR == 2 {
-                s = 0
-                for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] }
-                printf "%.3f", s }' "$tmp/times.txt"
-}
-
-# busy_ticks: non-idle CPU ticks of the whole machine (/proc/stat "cpu" line)
-busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-
 declare -A best_rps best_p50 best_p99 best_run best_cpu best_us best_wrk best_other
 max_other=0
 run_no=0
@@ -400,10 +234,10 @@ run_wrk() {
         children_cpu_s >"$tmp/c0.txt"; c0=$(<"$tmp/c0.txt")
         # in the background + wait, so that SIGTERM/SIGINT reach the traps at once
         timeout $((duration + 30)) "${cli_pin[@]}" wrk -t1 -c"$connections" -d"${duration}s" --latency "$url" >"$out" 2>&1 &
-        wrk_pid=$!
+        client_pid=$!
         wrk_rc=0
-        wait "$wrk_pid" || wrk_rc=$?
-        wrk_pid=
+        wait "$client_pid" || wrk_rc=$?
+        client_pid=
         if [ "$wrk_rc" -ne 0 ]; then
                 cat "$out" >&2
                 if [ "$name" = mooringd ]; then check_mooringd_alive "wrk run $run_no"; fi
@@ -546,7 +380,7 @@ verify_all() {
 declare -A ok100
 for mode in unix tcp; do
         write_apps "$mode"
-        start_mooringd
+        start_mooringd "$tmp/state"
         if ! wait_sockets "$mooringd_pid"; then
                 show_mooringd_log
                 die "mooringd did not come up with $napps apps ($mode)"
@@ -618,9 +452,4 @@ for f in "$tmp"/mooringd-*.log; do
         fi
 done
 echo "expected daemon warnings ('$expected_re', no app listens behind AppAddress): $expected line(s)"
-if [ ${#daemon_problems[@]} -gt 0 ]; then
-        echo "mooringd problems seen:"
-        printf '  - %s\n' "${daemon_problems[@]}"
-else
-        echo "mooringd problems seen: none"
-fi
+print_daemon_problems

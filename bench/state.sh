@@ -19,6 +19,8 @@ set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$script_dir/lib.sh"
 
 mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
 state_load=${STATE_LOAD:-}
@@ -42,9 +44,6 @@ usage: bench/state.sh [--mooringd PATH] [--requests N] [--concurrency C] [--stat
   --keep             keep the temporary directory (configs, logs, raw outputs)
 EOF
 }
-
-die() { echo "state.sh: error: $*" >&2; exit 1; }
-warn() { echo "state.sh: warning: $*" >&2; }
 
 while [ $# -gt 0 ]; do
         case $1 in
@@ -79,192 +78,30 @@ if [ ${#need_install[@]} -gt 0 ]; then
                 die "missing ${need_install[*]}: install them (Debian: apt-get install redis-server redis-tools) or run as root to let this script do it"
         fi
 fi
-for t in curl python3 timeout awk; do
-        command -v "$t" >/dev/null 2>&1 || die "missing required tool: $t"
-done
+require_tools curl python3 timeout awk
 
-[ -x "$mooringd" ] || die "mooringd binary not found or not executable: $mooringd (build it, or pass --mooringd PATH / MOORINGD=PATH)"
-case $mooringd in /*) ;; *) mooringd=$PWD/$mooringd ;; esac
-
-if ldd "$mooringd" 2>/dev/null | grep -Eq 'lib(asan|ubsan|tsan|lsan)'; then
-        warn "$mooringd links a sanitizer runtime ($(ldd "$mooringd" | grep -Eo 'lib(asan|ubsan|tsan|lsan)[^ ]*' | sort -u | tr '\n' ' '))"
-        warn "numbers below are NOT representative; use a release build: meson setup build -Db_sanitize=none -Dbuildtype=release"
-fi
+check_mooringd_binary
 
 # ---------------------------------------------------------------- state & cleanup
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mooring-state-bench.XXXXXX")
-mooringd_pid=
 redis_pid=
-client_pid=
 
-proc_alive() {
-        # true while the process exists and is not a zombie waiting to be reaped
-        local pid=$1 st
-        [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
-        st=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null) || return 1
-        [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
-
-# stop_pid PID NAME TIMEOUT: SIGTERM, wait up to TIMEOUT s, then SIGKILL.
-# Returns the exit status it collected.
-stop_pid() {
-        local pid=$1 name=$2 limit=$3 t0 rc=0
-        [ -n "$pid" ] || return 0
-        t0=$(date +%s%N)
-        kill -TERM "$pid" 2>/dev/null || true
-        while proc_alive "$pid"; do
-                if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge "$limit" ]; then
-                        warn "$name (pid $pid) still running ${limit}s after SIGTERM; sending SIGKILL"
-                        kill -KILL "$pid" 2>/dev/null || true
-                        break
-                fi
-                sleep 0.05
-        done
-        wait "$pid" 2>/dev/null || rc=$?
-        last_stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-        return $rc
-}
-
-cleanup() {
-        local rc=$?
-        trap - EXIT INT TERM HUP
-        set +e
-        if [ -n "$client_pid" ]; then
-                # timeout(1) passes SIGTERM on to the client
-                kill -TERM "$client_pid" 2>/dev/null
-                wait "$client_pid" 2>/dev/null
-                client_pid=
-        fi
-        if [ -n "$mooringd_pid" ]; then
-                stop_pid "$mooringd_pid" mooringd 5 >/dev/null 2>&1
-                mooringd_pid=
-        fi
+# called by cleanup (bench/lib.sh) once the client and mooringd are stopped
+stop_servers() {
         if [ -n "$redis_pid" ]; then
                 stop_pid "$redis_pid" redis-server 5 >/dev/null 2>&1
                 redis_pid=
         fi
-        if [ "$keep" -eq 1 ]; then
-                echo "kept temporary directory: $tmp" >&2
-        else
-                rm -rf "$tmp"
-        fi
-        exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# free_ports N: N distinct loopback TCP ports that were free a moment ago
-free_ports() {
-        python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# http_code URL [curl args...]
-http_code() {
-        local url=$1; shift
-        curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$@" "$url" 2>/dev/null || true
-}
-
-# wait_204 PID NAME URL [curl args...]: poll until URL answers 204,
-# bounded by $ready_timeout; fails early if PID exits.
-wait_204() {
-        local pid=$1 name=$2 url=$3 t0 code=000
-        shift 3
-        t0=$(now_ms)
-        while :; do
-                code=$(http_code "$url" "$@")
-                [ "$code" = 204 ] && return 0
-                if ! proc_alive "$pid"; then
-                        echo "$name exited while waiting for it to answer $url (last HTTP status: $code)" >&2
-                        return 1
-                fi
-                if [ $(( $(now_ms) - t0 )) -ge $((ready_timeout * 1000)) ]; then
-                        echo "$name did not answer 204 on $url within ${ready_timeout}s (last HTTP status: $code)" >&2
-                        return 1
-                fi
-                sleep 0.02
-        done
-}
-
-mooringd_log=
-show_mooringd_log() {
-        [ -n "$mooringd_log" ] && [ -s "$mooringd_log" ] || return 0
-        echo "---- last lines of $mooringd_log ----" >&2
-        tail -n 40 "$mooringd_log" >&2
-        echo "----" >&2
-}
-
-mooringd_run=0
-start_mooringd() {
-        mooringd_run=$((mooringd_run + 1))
-        mooringd_log=$tmp/mooringd-$mooringd_run.log
-        # never let the daemon talk to a supervisor this script is running under
-        env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u WATCHDOG_USEC -u WATCHDOG_PID \
-                "$mooringd" --config-dir "$tmp/config" --state-dir "$1" \
-                --runtime-dir "$tmp/runtime" --bus=none --log-level warning \
-                </dev/null >"$mooringd_log" 2>&1 &
-        mooringd_pid=$!
-        mooringd_started_ms=$(now_ms)
-}
-
-stop_mooringd() {
-        local rc=0
-        stop_pid "$mooringd_pid" mooringd "$stop_timeout" || rc=$?
-        mooringd_pid=
-        if [ $rc -ne 0 ]; then
-                warn "mooringd exited with status $rc after SIGTERM (took ${last_stop_ms} ms)"
-                show_mooringd_log
-                daemon_problems+=("run $mooringd_run: exit status $rc after SIGTERM")
-        fi
-        stop_times+=("$last_stop_ms")
-}
-
-check_mooringd_alive() {
-        if ! proc_alive "$mooringd_pid"; then
-                local rc=0
-                wait "$mooringd_pid" 2>/dev/null || rc=$?
-                mooringd_pid=
-                show_mooringd_log
-                die "mooringd died during $1 (exit status $rc)"
-        fi
-}
-
-clk_tck=$(getconf CLK_TCK)
+make_tmp mooring-state-bench
 
 # proc_ticks PID: user+system CPU ticks of a process (all its threads)
 proc_ticks() {
         awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# children_cpu_s: user+system seconds of this shell's reaped children (bash
-# "times"; it must run in this shell, not in a $(...) subshell)
-children_cpu_s() {
-        times >"$tmp/times.txt"
-        awk 'NR == 2 {
-                s = 0
-                for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] }
-                printf "%.3f", s }' "$tmp/times.txt"
-}
-
 # pct TICKS MS: CPU ticks over a wall-clock span as % of one core
 pct() { awk -v t="$1" -v hz="$clk_tck" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? t / hz / (ms / 1000) * 100 : 0 }'; }
-
-# busy_ticks: non-idle CPU ticks of the whole machine (all CPUs), from /proc/stat
-busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 
 # other_pct BUSY_TICKS SERVER_TICKS CLIENT_S MS: CPU used by anything else than
 # mooringd, redis-server and the client during a run, as % of one core (noise)
@@ -276,9 +113,6 @@ max_other=0
 note_other() { [ "$1" -le "$max_other" ] || max_other=$1; }
 
 rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-
-daemon_problems=()
-stop_times=()
 
 # ---------------------------------------------------------------- load generator
 
@@ -525,10 +359,5 @@ for f in "$tmp"/mooringd-*.log; do
         echo "---- $(basename "$f") (first 20 lines) ----"
         head -n 20 "$f"
 done
-if [ ${#daemon_problems[@]} -gt 0 ]; then
-        echo "mooringd problems seen:"
-        printf '  - %s\n' "${daemon_problems[@]}"
-else
-        echo "mooringd problems seen: none"
-fi
+print_daemon_problems
 [ "$bad_runs" -eq 0 ]
