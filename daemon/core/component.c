@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "../util/strv.h"
 #include "component.h"
+#include "yaml-walk.h"
 
 static const char *const categories[] = {
         "state", "pubsub", "bindings", "secretstores", "configuration", "lock",
@@ -103,64 +103,6 @@ bool component_equal(const Component *a, const Component *b) {
         return true;
 }
 
-/* ---- YAML document walking ---- */
-
-typedef struct {
-        yaml_document_t *doc;
-        const char *file;
-        ConfError *err;
-} Walk;
-
-static unsigned node_line(const yaml_node_t *n) {
-        return n ? (unsigned) n->start_mark.line + 1 : 0;
-}
-
-static yaml_node_t *node(Walk *w, int id) {
-        return yaml_document_get_node(w->doc, id);
-}
-
-static const char *scalar(const yaml_node_t *n) {
-        return n && n->type == YAML_SCALAR_NODE ? (const char *) n->data.scalar.value : NULL;
-}
-
-/* Looks key up in a mapping node; NULL when absent. */
-static yaml_node_t *map_get(Walk *w, yaml_node_t *map, const char *key) {
-        if (!map || map->type != YAML_MAPPING_NODE)
-                return NULL;
-        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-                const char *k = scalar(node(w, p->key));
-                if (k && streq(k, key))
-                        return node(w, p->value);
-        }
-        return NULL;
-}
-
-_printf_(4, 5) static int fail(Walk *w, const yaml_node_t *n, const char *field, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
-        va_end(ap);
-        return conf_error_set(w->err, w->file, node_line(n), field, "%s", msg ?: "invalid");
-}
-
-/* A scalar field that must be a string if present. */
-static int get_scalar(Walk *w, yaml_node_t *map, const char *key, const char *field, bool required,
-                      const char **ret) {
-        yaml_node_t *n = map_get(w, map, key);
-        if (!n) {
-                if (required)
-                        return fail(w, map, field, "required field is missing");
-                *ret = NULL;
-                return 0;
-        }
-        if (n->type != YAML_SCALAR_NODE)
-                return fail(w, n, field, "expected a string value");
-        *ret = scalar(n);
-        return 0;
-}
-
 static int dup_to(char **dst, const char *s) {
         if (!s)
                 return 0;
@@ -168,79 +110,79 @@ static int dup_to(char **dst, const char *s) {
         return *dst ? 0 : -ENOMEM;
 }
 
-static int parse_items(Walk *w, yaml_node_t *seq, Component *c) {
+static int parse_items(YamlWalk *w, yaml_node_t *seq, Component *c) {
         if (seq->type != YAML_SEQUENCE_NODE)
-                return fail(w, seq, "spec.metadata", "expected a list of {name, value} items");
+                return yaml_fail(w, seq, "spec.metadata", "expected a list of {name, value} items");
         size_t n = (size_t) (seq->data.sequence.items.top - seq->data.sequence.items.start);
         c->items = calloc(n ? n : 1, sizeof(ComponentItem));
         if (!c->items)
                 return -ENOMEM;
 
         for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
-                yaml_node_t *in = node(w, *it);
+                yaml_node_t *in = yaml_walk_node(w, *it);
                 ComponentItem *item = &c->items[c->n_items];
                 const char *name, *value = NULL, *env = NULL;
                 yaml_node_t *v, *skr;
                 int r;
 
                 if (!in || in->type != YAML_MAPPING_NODE)
-                        return fail(w, in, "spec.metadata", "expected a mapping with 'name' and 'value'");
-                r = get_scalar(w, in, "name", "spec.metadata[].name", true, &name);
+                        return yaml_fail(w, in, "spec.metadata", "expected a mapping with 'name' and 'value'");
+                r = yaml_get_scalar(w, in, "name", "spec.metadata[].name", true, &name);
                 if (r < 0)
                         return r;
                 if (!*name)
-                        return fail(w, in, "spec.metadata[].name", "must not be empty");
+                        return yaml_fail(w, in, "spec.metadata[].name", "must not be empty");
                 for (size_t j = 0; j < c->n_items; j++)
                         if (streq(c->items[j].name, name))
-                                return fail(w, in, "spec.metadata[].name", "duplicate metadata item '%s'", name);
+                                return yaml_fail(w, in, "spec.metadata[].name", "duplicate metadata item '%s'", name);
 
-                v = map_get(w, in, "value");
-                skr = map_get(w, in, "secretKeyRef");
-                r = get_scalar(w, in, "envRef", "spec.metadata[].envRef", false, &env);
+                v = yaml_map_get_raw(w, in, "value"); /* Dapr stringifies any scalar, null included */
+                skr = yaml_map_get(w, in, "secretKeyRef");
+                r = yaml_get_scalar(w, in, "envRef", "spec.metadata[].envRef", false, &env);
                 if (r < 0)
                         return r;
                 if (!!v + !!skr + !!env != 1)
-                        return fail(w, in, "spec.metadata[].value",
+                        return yaml_fail(w, in, "spec.metadata[].value",
                                     "item '%s' needs exactly one of value, secretKeyRef or envRef", name);
                 if (v) {
                         /* Dapr stringifies any scalar; lists and maps become JSON there, which we do
                          * not emulate: say so instead of guessing. */
                         if (v->type != YAML_SCALAR_NODE)
-                                return fail(w, v, "spec.metadata[].value",
+                                return yaml_fail(w, v, "spec.metadata[].value",
                                             "value of '%s' must be a scalar (quote JSON as a string)", name);
-                        value = scalar(v);
+                        value = yaml_scalar(v);
                 }
                 if (skr) {
                         const char *sn, *sk;
                         if (skr->type != YAML_MAPPING_NODE)
-                                return fail(w, skr, "spec.metadata[].secretKeyRef", "expected {name, key}");
-                        r = get_scalar(w, skr, "name", "spec.metadata[].secretKeyRef.name", true, &sn);
+                                return yaml_fail(w, skr, "spec.metadata[].secretKeyRef", "expected {name, key}");
+                        r = yaml_get_scalar(w, skr, "name", "spec.metadata[].secretKeyRef.name", true, &sn);
                         if (r < 0)
                                 return r;
-                        r = get_scalar(w, skr, "key", "spec.metadata[].secretKeyRef.key", false, &sk);
+                        r = yaml_get_scalar(w, skr, "key", "spec.metadata[].secretKeyRef.key", false, &sk);
                         if (r < 0)
                                 return r;
                         if (!*sn)
-                                return fail(w, skr, "spec.metadata[].secretKeyRef.name", "must not be empty");
+                                return yaml_fail(w, skr, "spec.metadata[].secretKeyRef.name", "must not be empty");
                         if (dup_to(&item->secret_name, sn) < 0 || dup_to(&item->secret_key, sk && *sk ? sk : sn) < 0)
                                 return -ENOMEM;
                 }
                 if (env) {
                         if (startswith(env, "DAPR_") || streq(env, "APP_API_TOKEN"))
-                                return fail(w, in, "spec.metadata[].envRef",
+                                return yaml_fail(w, in, "spec.metadata[].envRef",
                                             "environment variable '%s' may not be referenced", env);
                         if (dup_to(&item->env_ref, env) < 0)
                                 return -ENOMEM;
                 }
                 if (dup_to(&item->name, name) < 0 || dup_to(&item->value, value) < 0)
                         return -ENOMEM;
-                item->line = node_line(in);
+                item->line = yaml_node_line(in);
                 c->n_items++;
         }
         return 0;
 }
 
-static int parse_component(Walk *w, yaml_node_t *root, Component **ret) {
+static int parse_component(YamlWalk *w, yaml_node_t *root, Component **ret) {
         _cleanup_(component_unrefp) Component *c = NULL;
         yaml_node_t *meta, *spec, *scopes, *auth;
         const char *s;
@@ -250,103 +192,103 @@ static int parse_component(Walk *w, yaml_node_t *root, Component **ret) {
         if (!c)
                 return -ENOMEM;
         c->n_ref = 1;
-        c->line = node_line(root);
+        c->line = yaml_node_line(root);
         c->init_timeout_usec = 5 * 1000000ULL;
         if (dup_to(&c->file, w->file) < 0)
                 return -ENOMEM;
 
-        r = get_scalar(w, root, "apiVersion", "apiVersion", true, &s);
+        r = yaml_get_scalar(w, root, "apiVersion", "apiVersion", true, &s);
         if (r < 0)
                 return r;
         if (!streq(s, "dapr.io/v1alpha1"))
-                return fail(w, map_get(w, root, "apiVersion"), "apiVersion",
+                return yaml_fail(w, yaml_map_get(w, root, "apiVersion"), "apiVersion",
                             "unsupported apiVersion '%s', expected dapr.io/v1alpha1", s);
 
-        meta = map_get(w, root, "metadata");
+        meta = yaml_map_get(w, root, "metadata");
         if (!meta || meta->type != YAML_MAPPING_NODE)
-                return fail(w, meta ?: root, "metadata", "required mapping with 'name' is missing");
-        r = get_scalar(w, meta, "name", "metadata.name", true, &s);
+                return yaml_fail(w, meta ?: root, "metadata", "required mapping with 'name' is missing");
+        r = yaml_get_scalar(w, meta, "name", "metadata.name", true, &s);
         if (r < 0)
                 return r;
         if (!name_is_valid(s))
-                return fail(w, map_get(w, meta, "name"), "metadata.name",
+                return yaml_fail(w, yaml_map_get(w, meta, "name"), "metadata.name",
                             "invalid component name '%s': letters, digits, '.', '_', '-', max 63", s);
         if (dup_to(&c->name, s) < 0)
                 return -ENOMEM;
-        r = get_scalar(w, meta, "namespace", "metadata.namespace", false, &s);
+        r = yaml_get_scalar(w, meta, "namespace", "metadata.namespace", false, &s);
         if (r < 0)
                 return r;
         if (dup_to(&c->namespace_, s) < 0)
                 return -ENOMEM;
 
-        spec = map_get(w, root, "spec");
+        spec = yaml_map_get(w, root, "spec");
         if (!spec || spec->type != YAML_MAPPING_NODE)
-                return fail(w, spec ?: root, "spec", "required mapping is missing");
-        r = get_scalar(w, spec, "type", "spec.type", true, &s);
+                return yaml_fail(w, spec ?: root, "spec", "required mapping is missing");
+        r = yaml_get_scalar(w, spec, "type", "spec.type", true, &s);
         if (r < 0)
                 return r;
         if (dup_to(&c->type, s) < 0)
                 return -ENOMEM;
         if (!component_category(c) || strlen(strchr(c->type, '.')) < 2)
-                return fail(w, map_get(w, spec, "type"), "spec.type",
+                return yaml_fail(w, yaml_map_get(w, spec, "type"), "spec.type",
                             "'%s' is not <category>.<name> with a known category "
                             "(state, pubsub, bindings, secretstores, ...)", s);
-        r = get_scalar(w, spec, "version", "spec.version", false, &s);
+        r = yaml_get_scalar(w, spec, "version", "spec.version", false, &s);
         if (r < 0)
                 return r;
         if (s && (s[0] != 'v' || !s[1] || strspn(s + 1, "0123456789") != strlen(s + 1)))
-                return fail(w, map_get(w, spec, "version"), "spec.version", "expected v1, v2, ... not '%s'", s);
+                return yaml_fail(w, yaml_map_get(w, spec, "version"), "spec.version", "expected v1, v2, ... not '%s'", s);
         if (dup_to(&c->version, s ?: "v1") < 0)
                 return -ENOMEM;
 
-        r = get_scalar(w, spec, "initTimeout", "spec.initTimeout", false, &s);
+        r = yaml_get_scalar(w, spec, "initTimeout", "spec.initTimeout", false, &s);
         if (r < 0)
                 return r;
         if (s && parse_duration_usec(s, &c->init_timeout_usec) < 0)
-                return fail(w, map_get(w, spec, "initTimeout"), "spec.initTimeout",
+                return yaml_fail(w, yaml_map_get(w, spec, "initTimeout"), "spec.initTimeout",
                             "expected a duration such as 5s, not '%s'", s);
-        r = get_scalar(w, spec, "ignoreErrors", "spec.ignoreErrors", false, &s);
+        r = yaml_get_scalar(w, spec, "ignoreErrors", "spec.ignoreErrors", false, &s);
         if (r < 0)
                 return r;
         if (s) {
                 int b = parse_boolean(s);
                 if (b < 0)
-                        return fail(w, map_get(w, spec, "ignoreErrors"), "spec.ignoreErrors",
+                        return yaml_fail(w, yaml_map_get(w, spec, "ignoreErrors"), "spec.ignoreErrors",
                                     "expected true or false, not '%s'", s);
                 c->ignore_errors = b;
         }
 
-        yaml_node_t *items = map_get(w, spec, "metadata");
-        if (items && !(items->type == YAML_SCALAR_NODE && !*scalar(items))) {
+        yaml_node_t *items = yaml_map_get(w, spec, "metadata");
+        if (items) {
                 r = parse_items(w, items, c);
                 if (r < 0)
                         return r;
         }
 
-        auth = map_get(w, root, "auth");
+        auth = yaml_map_get(w, root, "auth");
         if (auth) {
                 if (auth->type != YAML_MAPPING_NODE)
-                        return fail(w, auth, "auth", "expected a mapping with 'secretStore'");
-                r = get_scalar(w, auth, "secretStore", "auth.secretStore", false, &s);
+                        return yaml_fail(w, auth, "auth", "expected a mapping with 'secretStore'");
+                r = yaml_get_scalar(w, auth, "secretStore", "auth.secretStore", false, &s);
                 if (r < 0)
                         return r;
                 if (dup_to(&c->secret_store, s) < 0)
                         return -ENOMEM;
         }
 
-        scopes = map_get(w, root, "scopes");
-        if (scopes && !(scopes->type == YAML_SCALAR_NODE && !*scalar(scopes))) {
+        scopes = yaml_map_get(w, root, "scopes");
+        if (scopes) {
                 if (scopes->type != YAML_SEQUENCE_NODE)
-                        return fail(w, scopes, "scopes", "expected a list of app ids");
+                        return yaml_fail(w, scopes, "scopes", "expected a list of app ids");
                 c->scopes = calloc(1, sizeof(char *));
                 if (!c->scopes)
                         return -ENOMEM;
                 for (yaml_node_item_t *it = scopes->data.sequence.items.start;
                      it < scopes->data.sequence.items.top; it++) {
-                        yaml_node_t *sn = node(w, *it);
-                        const char *id = scalar(sn);
+                        yaml_node_t *sn = yaml_walk_node(w, *it);
+                        const char *id = yaml_scalar(sn);
                         if (!id || !name_is_valid(id))
-                                return fail(w, sn, "scopes", "invalid app id '%s' in scopes", id ?: "(not a string)");
+                                return yaml_fail(w, sn, "scopes", "invalid app id '%s' in scopes", id ?: "(not a string)");
                         if (strv_extend(&c->scopes, id) < 0)
                                 return -ENOMEM;
                 }
@@ -356,61 +298,50 @@ static int parse_component(Walk *w, yaml_node_t *root, Component **ret) {
         return 0;
 }
 
-int component_parse(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
-                    ComponentErrorFn error_fn, void *userdata) {
-        yaml_parser_t parser;
-        int n_good = 0, r = 0;
+typedef struct {
+        ComponentFoundFn found_fn;
+        ComponentErrorFn error_fn;
+        void *userdata;
+        int n_good;
+} ParseCtx;
 
-        if (!yaml_parser_initialize(&parser))
-                return -ENOMEM;
-        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
+static int on_document(YamlWalk *w, yaml_node_t *root, void *userdata) {
+        ParseCtx *ctx = userdata;
+        const char *kind = yaml_scalar(yaml_map_get(w, root, "kind"));
+        int r = 0;
 
-        for (;;) {
-                yaml_document_t doc;
-                ConfError e = {};
-                Walk w = { .doc = &doc, .file = file, .err = &e };
-
-                if (!yaml_parser_load(&parser, &doc)) {
-                        conf_error_set(&e, file, (unsigned) parser.problem_mark.line + 1, NULL,
-                                       "YAML syntax error: %s%s%s", parser.problem ?: "unknown",
-                                       parser.context ? " " : "", parser.context ?: "");
-                        error_fn(&e, userdata);
-                        conf_error_done(&e);
-                        break;
-                }
-                yaml_node_t *root = yaml_document_get_root_node(&doc);
-                if (!root) { /* end of stream */
-                        yaml_document_delete(&doc);
-                        break;
-                }
-
-                const char *kind = scalar(map_get(&w, root, "kind"));
-                if (root->type == YAML_SCALAR_NODE && !*scalar(root))
-                        ; /* an empty document, e.g. after a trailing "---": nothing to load */
-                else if (root->type != YAML_MAPPING_NODE)
-                        conf_error_set(&e, file, node_line(root), NULL, "expected a mapping document");
-                else if (!kind)
-                        conf_error_set(&e, file, node_line(root), "kind", "required field is missing");
-                else if (streq(kind, "Component")) {
-                        Component *c = NULL;
-                        r = parse_component(&w, root, &c);
-                        if (r >= 0) {
-                                found_fn(c, userdata);
-                                n_good++;
-                        }
-                }
-                /* Other kinds (Subscription, Configuration, Resiliency, ...) are not ours here. */
-                yaml_document_delete(&doc);
-                if (r == -ENOMEM) {
-                        conf_error_done(&e);
-                        break;
-                }
-                r = 0;
-                if (e.message || e.file) {
-                        error_fn(&e, userdata);
-                        conf_error_done(&e);
+        if (yaml_is_null(root))
+                return 0; /* an empty document, e.g. after a trailing "---": nothing to load */
+        if (root->type != YAML_MAPPING_NODE)
+                r = conf_error_set(w->err, w->file, yaml_node_line(root), NULL, "expected a mapping document");
+        else if (!kind)
+                r = conf_error_set(w->err, w->file, yaml_node_line(root), "kind", "required field is missing");
+        else if (streq(kind, "Component")) {
+                Component *c = NULL;
+                r = parse_component(w, root, &c);
+                if (r >= 0) {
+                        ctx->found_fn(c, ctx->userdata);
+                        ctx->n_good++;
                 }
         }
-        yaml_parser_delete(&parser);
-        return r < 0 ? r : n_good;
+        /* Other kinds (Subscription, Configuration, Resiliency, ...) are not ours here. */
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) { /* a bad document: report it, go on with the next */
+                ctx->error_fn(w->err, ctx->userdata);
+                conf_error_done(w->err);
+        }
+        return 0;
+}
+
+int component_parse(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
+                    ComponentErrorFn error_fn, void *userdata) {
+        ParseCtx ctx = { .found_fn = found_fn, .error_fn = error_fn, .userdata = userdata };
+        ConfError e = {};
+        int r = yaml_walk_documents(file, text, len, &e, on_document, &ctx);
+
+        if (r == -EINVAL) /* a YAML syntax error ends the file there */
+                error_fn(&e, userdata);
+        conf_error_done(&e);
+        return r == -ENOMEM ? r : ctx.n_good;
 }

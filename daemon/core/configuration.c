@@ -59,10 +59,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "../util/strv.h"
 #include "configuration.h"
+#include "yaml-walk.h"
 
 /* Bounds on what one file may declare: far above real use, low enough that
  * the quadratic duplicate checks stay cheap. */
@@ -473,100 +473,35 @@ SecretAccess secret_scope_check(const Configuration *c, const char *store, const
 
 /* ---- YAML document walking (as in component.c) ---- */
 
-typedef struct {
-        yaml_document_t *doc;
-        const char *file;
-        ConfError *err;
-} Walk;
-
-static unsigned node_line(const yaml_node_t *n) {
-        return n ? (unsigned) n->start_mark.line + 1 : 0;
-}
-
-static yaml_node_t *node(Walk *w, int id) {
-        return yaml_document_get_node(w->doc, id);
-}
-
-static const char *scalar(const yaml_node_t *n) {
-        return n && n->type == YAML_SCALAR_NODE ? (const char *) n->data.scalar.value : NULL;
-}
-
-/* An absent value written as "key:", "key: ~" or "key: null". */
-static bool is_null(const yaml_node_t *n) {
-        const char *s = scalar(n);
-        return s && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-               (!*s || streq(s, "~") || streq(s, "null") || streq(s, "Null") || streq(s, "NULL"));
-}
-
-/* Looks key up in a mapping node; NULL when absent or null. */
-static yaml_node_t *map_get(Walk *w, yaml_node_t *map, const char *key) {
-        if (!map || map->type != YAML_MAPPING_NODE)
-                return NULL;
-        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-                const char *k = scalar(node(w, p->key));
-                if (k && streq(k, key)) {
-                        yaml_node_t *v = node(w, p->value);
-                        return is_null(v) ? NULL : v;
-                }
-        }
-        return NULL;
-}
-
-_printf_(4, 5) static int fail(Walk *w, const yaml_node_t *n, const char *field, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
-        va_end(ap);
-        return conf_error_set(w->err, w->file, node_line(n), field, "%s", msg ?: "invalid");
-}
-
-/* A scalar field that must be a string if present. */
-static int get_scalar(Walk *w, yaml_node_t *map, const char *key, const char *field, bool required,
-                      const char **ret) {
-        yaml_node_t *n = map_get(w, map, key);
-        if (!n) {
-                if (required)
-                        return fail(w, map, field, "required field is missing");
-                *ret = NULL;
-                return 0;
-        }
-        if (n->type != YAML_SCALAR_NODE)
-                return fail(w, n, field, "expected a string value");
-        *ret = scalar(n);
-        return 0;
-}
-
 /* A non-empty string field. */
-static int get_string(Walk *w, yaml_node_t *map, const char *key, const char *field, bool required,
+static int get_string(YamlWalk *w, yaml_node_t *map, const char *key, const char *field, bool required,
                       const char **ret) {
         const char *s = NULL;
-        int r = get_scalar(w, map, key, field, required, &s);
+        int r = yaml_get_scalar(w, map, key, field, required, &s);
         if (r < 0)
                 return r;
         if (s && !*s)
-                return fail(w, map_get(w, map, key), field, "must not be empty");
+                return yaml_fail(w, yaml_map_get(w, map, key), field, "must not be empty");
         *ret = s;
         return 0;
 }
 
-static int get_bool(Walk *w, yaml_node_t *map, const char *key, const char *field, bool *ret) {
+static int get_bool(YamlWalk *w, yaml_node_t *map, const char *key, const char *field, bool *ret) {
         const char *s = NULL;
-        int r = get_scalar(w, map, key, field, false, &s);
+        int r = yaml_get_scalar(w, map, key, field, false, &s);
         if (r < 0 || !s)
                 return r;
         r = parse_boolean(s);
         if (r < 0)
-                return fail(w, map_get(w, map, key), field, "expected true or false, not '%s'", s);
+                return yaml_fail(w, yaml_map_get(w, map, key), field, "expected true or false, not '%s'", s);
         *ret = r;
         return 0;
 }
 
-static int get_action(Walk *w, yaml_node_t *map, const char *key, const char *field, bool required,
+static int get_action(YamlWalk *w, yaml_node_t *map, const char *key, const char *field, bool required,
                       AclDecision *ret) {
         const char *s = NULL;
-        int r = get_scalar(w, map, key, field, required, &s);
+        int r = yaml_get_scalar(w, map, key, field, required, &s);
         if (r < 0)
                 return r;
         if (!s) {
@@ -575,30 +510,30 @@ static int get_action(Walk *w, yaml_node_t *map, const char *key, const char *fi
         }
         *ret = acl_decision_from_string(s);
         if (*ret < 0)
-                return fail(w, map_get(w, map, key), field, "expected allow or deny, not '%s'", s);
+                return yaml_fail(w, yaml_map_get(w, map, key), field, "expected allow or deny, not '%s'", s);
         return 0;
 }
 
 /* Optional mapping under key; *ret NULL when absent. */
-static int get_mapping(Walk *w, yaml_node_t *map, const char *key, const char *field, yaml_node_t **ret) {
-        yaml_node_t *n = map_get(w, map, key);
+static int get_mapping(YamlWalk *w, yaml_node_t *map, const char *key, const char *field, yaml_node_t **ret) {
+        yaml_node_t *n = yaml_map_get(w, map, key);
         if (n && n->type != YAML_MAPPING_NODE)
-                return fail(w, n, field, "expected a mapping");
+                return yaml_fail(w, n, field, "expected a mapping");
         *ret = n;
         return 0;
 }
 
 /* Optional bounded sequence under key; *ret NULL when absent, *ret_n its length. */
-static int get_sequence(Walk *w, yaml_node_t *map, const char *key, const char *field, yaml_node_t **ret,
+static int get_sequence(YamlWalk *w, yaml_node_t *map, const char *key, const char *field, yaml_node_t **ret,
                         size_t *ret_n) {
-        yaml_node_t *n = map_get(w, map, key);
+        yaml_node_t *n = yaml_map_get(w, map, key);
         size_t len = 0;
         if (n) {
                 if (n->type != YAML_SEQUENCE_NODE)
-                        return fail(w, n, field, "expected a list");
+                        return yaml_fail(w, n, field, "expected a list");
                 len = (size_t) (n->data.sequence.items.top - n->data.sequence.items.start);
                 if (len > LIST_MAX)
-                        return fail(w, n, field, "too many entries (%zu, at most %u)", len, LIST_MAX);
+                        return yaml_fail(w, n, field, "too many entries (%zu, at most %u)", len, LIST_MAX);
         }
         *ret = n;
         *ret_n = len;
@@ -613,7 +548,7 @@ static int dup_to(char **dst, const char *s) {
 }
 
 /* A list of non-empty strings into a strv (an empty list gives an empty strv). */
-static int get_string_list(Walk *w, yaml_node_t *map, const char *key, const char *field, char ***ret) {
+static int get_string_list(YamlWalk *w, yaml_node_t *map, const char *key, const char *field, char ***ret) {
         _cleanup_strv_free_ char **l = NULL;
         yaml_node_t *seq = NULL;
         size_t n = 0;
@@ -626,10 +561,10 @@ static int get_string_list(Walk *w, yaml_node_t *map, const char *key, const cha
         if (!l)
                 return -ENOMEM;
         for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
-                yaml_node_t *in = node(w, *it);
-                const char *s = scalar(in);
+                yaml_node_t *in = yaml_walk_node(w, *it);
+                const char *s = yaml_scalar(in);
                 if (!s || !*s)
-                        return fail(w, in ?: seq, field, "expected a list of non-empty strings");
+                        return yaml_fail(w, in ?: seq, field, "expected a list of non-empty strings");
                 if (strv_extend(&l, s) < 0)
                         return -ENOMEM;
         }
@@ -653,7 +588,7 @@ static int parse_sampling_rate(const char *s, double *ret) {
         return 0;
 }
 
-static int parse_tracing(Walk *w, yaml_node_t *spec, ConfigTracing *t) {
+static int parse_tracing(YamlWalk *w, yaml_node_t *spec, ConfigTracing *t) {
         yaml_node_t *tr = NULL, *zipkin = NULL, *otel = NULL;
         const char *s = NULL;
         int r;
@@ -663,12 +598,12 @@ static int parse_tracing(Walk *w, yaml_node_t *spec, ConfigTracing *t) {
         if (r < 0 || !tr)
                 return r;
 
-        r = get_scalar(w, tr, "samplingRate", "spec.tracing.samplingRate", false, &s);
+        r = yaml_get_scalar(w, tr, "samplingRate", "spec.tracing.samplingRate", false, &s);
         if (r < 0)
                 return r;
         if (s) {
                 if (parse_sampling_rate(s, &t->sampling_rate) < 0)
-                        return fail(w, map_get(w, tr, "samplingRate"), "spec.tracing.samplingRate",
+                        return yaml_fail(w, yaml_map_get(w, tr, "samplingRate"), "spec.tracing.samplingRate",
                                     "expected a number from 0 to 1 (as a string, e.g. \"1\"), not '%s'", s);
                 t->sampling_rate_set = true;
         }
@@ -700,7 +635,7 @@ static int parse_tracing(Walk *w, yaml_node_t *spec, ConfigTracing *t) {
         if (r < 0)
                 return r;
         if (s && !streq(s, "grpc") && !streq(s, "http"))
-                return fail(w, map_get(w, otel, "protocol"), "spec.tracing.otel.protocol",
+                return yaml_fail(w, yaml_map_get(w, otel, "protocol"), "spec.tracing.otel.protocol",
                             "expected grpc or http, not '%s'", s);
         if (dup_to(&t->otel_protocol, s) < 0)
                 return -ENOMEM;
@@ -722,37 +657,37 @@ static bool pattern_wildcards_ok(const char *pattern) {
         return true;
 }
 
-static int parse_operation(Walk *w, yaml_node_t *in, const char *app_id, AclOperation *o) {
+static int parse_operation(YamlWalk *w, yaml_node_t *in, const char *app_id, AclOperation *o) {
         yaml_node_t *verbs = NULL;
         const char *name = NULL;
         size_t n_verbs = 0;
         int r;
 
         if (!in || in->type != YAML_MAPPING_NODE)
-                return fail(w, in, OP_FIELD, "expected a mapping with 'name', 'httpVerb' and 'action'");
-        o->line = node_line(in);
+                return yaml_fail(w, in, OP_FIELD, "expected a mapping with 'name', 'httpVerb' and 'action'");
+        o->line = yaml_node_line(in);
 
         r = get_string(w, in, "name", OP_FIELD ".name", true, &name);
         if (r < 0)
                 return r;
         if (name[0] != '/')
-                return fail(w, map_get(w, in, "name"), OP_FIELD ".name", "operation '%s' must start with '/'", name);
+                return yaml_fail(w, yaml_map_get(w, in, "name"), OP_FIELD ".name", "operation '%s' must start with '/'", name);
         if (strlen(name) > OPERATION_NAME_MAX)
-                return fail(w, map_get(w, in, "name"), OP_FIELD ".name", "longer than %u characters",
+                return yaml_fail(w, yaml_map_get(w, in, "name"), OP_FIELD ".name", "longer than %u characters",
                             OPERATION_NAME_MAX);
         for (const char *p = name; *p; p++)
                 if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f || *p == '?' || *p == '#')
-                        return fail(w, map_get(w, in, "name"), OP_FIELD ".name",
+                        return yaml_fail(w, yaml_map_get(w, in, "name"), OP_FIELD ".name",
                                     "operation '%s' may only hold printable ASCII without spaces, '?' or '#'",
                                     name);
         r = normalize_path(name, strlen(name), false, &o->pattern);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return fail(w, map_get(w, in, "name"), OP_FIELD ".name",
+                return yaml_fail(w, yaml_map_get(w, in, "name"), OP_FIELD ".name",
                             "operation '%s' has a bad %%-escape or a '.' or '..' segment", name);
         if (!pattern_wildcards_ok(o->pattern))
-                return fail(w, map_get(w, in, "name"), OP_FIELD ".name",
+                return yaml_fail(w, yaml_map_get(w, in, "name"), OP_FIELD ".name",
                             "in operation '%s', '**' may only be the whole last segment", name);
         if (dup_to(&o->name, name) < 0)
                 return -ENOMEM;
@@ -762,13 +697,13 @@ static int parse_operation(Walk *w, yaml_node_t *in, const char *app_id, AclOper
                 return r;
         o->all_verbs = n_verbs == 0;
         for (size_t i = 0; i < n_verbs; i++) {
-                yaml_node_t *vn = node(w, verbs->data.sequence.items.start[i]);
-                const char *v = scalar(vn);
+                yaml_node_t *vn = yaml_walk_node(w, verbs->data.sequence.items.start[i]);
+                const char *v = yaml_scalar(vn);
                 unsigned f = http_verb_from_string(v);
                 if (v && streq(v, "*"))
                         o->all_verbs = true;
                 else if (f == 0)
-                        return fail(w, vn ?: verbs, OP_FIELD ".httpVerb",
+                        return yaml_fail(w, vn ?: verbs, OP_FIELD ".httpVerb",
                                     "unknown HTTP verb '%s' (GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, "
                                     "TRACE, PATCH or \"*\", upper case)", v ?: "(not a string)");
                 o->verbs |= f;
@@ -789,21 +724,21 @@ static int parse_operation(Walk *w, yaml_node_t *in, const char *app_id, AclOper
 
 #define POLICY_FIELD "spec.accessControl.policies[]"
 
-static int parse_policy(Walk *w, yaml_node_t *in, AccessControl *ac, AclPolicy *p) {
+static int parse_policy(YamlWalk *w, yaml_node_t *in, AccessControl *ac, AclPolicy *p) {
         yaml_node_t *ops = NULL;
         const char *s = NULL;
         size_t n_ops = 0;
         int r;
 
         if (!in || in->type != YAML_MAPPING_NODE)
-                return fail(w, in, POLICY_FIELD, "expected a mapping with 'appId'");
-        p->line = node_line(in);
+                return yaml_fail(w, in, POLICY_FIELD, "expected a mapping with 'appId'");
+        p->line = yaml_node_line(in);
 
         r = get_string(w, in, "appId", POLICY_FIELD ".appId", true, &s);
         if (r < 0)
                 return r;
         if (!name_is_valid(s))
-                return fail(w, map_get(w, in, "appId"), POLICY_FIELD ".appId",
+                return yaml_fail(w, yaml_map_get(w, in, "appId"), POLICY_FIELD ".appId",
                             "invalid app id '%s': letters, digits, '.', '_', '-', max 63", s);
         if (dup_to(&p->app_id, s) < 0)
                 return -ENOMEM;
@@ -821,7 +756,7 @@ static int parse_policy(Walk *w, yaml_node_t *in, AccessControl *ac, AclPolicy *
                 const AclPolicy *q = &ac->policies[i];
                 if (streq(q->app_id, p->app_id) && streq_ptr(q->trust_domain, p->trust_domain) &&
                     streq_ptr(q->namespace_, p->namespace_))
-                        return fail(w, in, POLICY_FIELD ".appId",
+                        return yaml_fail(w, in, POLICY_FIELD ".appId",
                                     "duplicate policy for app '%s' (first on line %u)", p->app_id, q->line);
         }
 
@@ -845,14 +780,14 @@ static int parse_policy(Walk *w, yaml_node_t *in, AccessControl *ac, AclPolicy *
         for (size_t i = 0; i < n_ops; i++) {
                 /* Counted before parsing so a half-filled entry is freed too. */
                 AclOperation *o = &p->operations[p->n_operations++];
-                r = parse_operation(w, node(w, ops->data.sequence.items.start[i]), p->app_id, o);
+                r = parse_operation(w, yaml_walk_node(w, ops->data.sequence.items.start[i]), p->app_id, o);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-static int parse_access_control(Walk *w, yaml_node_t *spec, Configuration *c) {
+static int parse_access_control(YamlWalk *w, yaml_node_t *spec, Configuration *c) {
         AccessControl *ac;
         yaml_node_t *acn = NULL, *pols = NULL;
         const char *s = NULL;
@@ -866,7 +801,7 @@ static int parse_access_control(Walk *w, yaml_node_t *spec, Configuration *c) {
         ac = c->access_control = calloc(1, sizeof(AccessControl));
         if (!ac)
                 return -ENOMEM;
-        ac->line = node_line(acn);
+        ac->line = yaml_node_line(acn);
 
         r = get_action(w, acn, "defaultAction", "spec.accessControl.defaultAction", false, &ac->default_action);
         if (r < 0)
@@ -888,7 +823,7 @@ static int parse_access_control(Walk *w, yaml_node_t *spec, Configuration *c) {
         }
         for (size_t i = 0; i < n_pols; i++) {
                 AclPolicy *p = &ac->policies[ac->n_policies];
-                r = parse_policy(w, node(w, pols->data.sequence.items.start[i]), ac, p);
+                r = parse_policy(w, yaml_walk_node(w, pols->data.sequence.items.start[i]), ac, p);
                 ac->n_policies++; /* after the duplicate check, which must not see p itself */
                 if (r < 0)
                         return r;
@@ -907,7 +842,7 @@ static int parse_access_control(Walk *w, yaml_node_t *spec, Configuration *c) {
 
 #define SCOPE_FIELD "spec.secrets.scopes[]"
 
-static int parse_secrets(Walk *w, yaml_node_t *spec, Configuration *c) {
+static int parse_secrets(YamlWalk *w, yaml_node_t *spec, Configuration *c) {
         yaml_node_t *sec = NULL, *scopes = NULL;
         size_t n = 0;
         int r;
@@ -922,31 +857,31 @@ static int parse_secrets(Walk *w, yaml_node_t *spec, Configuration *c) {
         if (!c->secret_scopes)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                yaml_node_t *in = node(w, scopes->data.sequence.items.start[i]);
+                yaml_node_t *in = yaml_walk_node(w, scopes->data.sequence.items.start[i]);
                 SecretScope *sc = &c->secret_scopes[c->n_secret_scopes];
                 const char *s = NULL;
 
                 if (!in || in->type != YAML_MAPPING_NODE)
-                        return fail(w, in ?: scopes, SCOPE_FIELD, "expected a mapping with 'storeName'");
-                sc->line = node_line(in);
+                        return yaml_fail(w, in ?: scopes, SCOPE_FIELD, "expected a mapping with 'storeName'");
+                sc->line = yaml_node_line(in);
                 r = get_string(w, in, "storeName", SCOPE_FIELD ".storeName", true, &s);
                 if (r < 0)
                         return r;
                 for (size_t j = 0; j < c->n_secret_scopes; j++)
                         if (streq(c->secret_scopes[j].store_name, s))
-                                return fail(w, map_get(w, in, "storeName"), SCOPE_FIELD ".storeName",
+                                return yaml_fail(w, yaml_map_get(w, in, "storeName"), SCOPE_FIELD ".storeName",
                                             "duplicate scope for store '%s' (first on line %u)", s,
                                             c->secret_scopes[j].line);
                 if (dup_to(&sc->store_name, s) < 0)
                         return -ENOMEM;
                 c->n_secret_scopes++;
 
-                r = get_scalar(w, in, "defaultAccess", SCOPE_FIELD ".defaultAccess", false, &s);
+                r = yaml_get_scalar(w, in, "defaultAccess", SCOPE_FIELD ".defaultAccess", false, &s);
                 if (r < 0)
                         return r;
                 sc->default_access = s ? secret_access_from_string(s) : SECRET_ACCESS_ALLOW;
                 if (sc->default_access < 0)
-                        return fail(w, map_get(w, in, "defaultAccess"), SCOPE_FIELD ".defaultAccess",
+                        return yaml_fail(w, yaml_map_get(w, in, "defaultAccess"), SCOPE_FIELD ".defaultAccess",
                                     "expected allow or deny, not '%s'", s);
                 r = get_string_list(w, in, "allowedSecrets", SCOPE_FIELD ".allowedSecrets", &sc->allowed_secrets);
                 if (r < 0)
@@ -958,7 +893,7 @@ static int parse_secrets(Walk *w, yaml_node_t *spec, Configuration *c) {
         return 0;
 }
 
-static int parse_features(Walk *w, yaml_node_t *spec, Configuration *c) {
+static int parse_features(YamlWalk *w, yaml_node_t *spec, Configuration *c) {
         yaml_node_t *seq = NULL;
         size_t n = 0;
         int r;
@@ -970,12 +905,12 @@ static int parse_features(Walk *w, yaml_node_t *spec, Configuration *c) {
         if (!c->features)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                yaml_node_t *in = node(w, seq->data.sequence.items.start[i]);
+                yaml_node_t *in = yaml_walk_node(w, seq->data.sequence.items.start[i]);
                 ConfigFeature *f = &c->features[c->n_features];
                 const char *s = NULL;
 
                 if (!in || in->type != YAML_MAPPING_NODE)
-                        return fail(w, in ?: seq, "spec.features[]", "expected a mapping with 'name' and 'enabled'");
+                        return yaml_fail(w, in ?: seq, "spec.features[]", "expected a mapping with 'name' and 'enabled'");
                 r = get_string(w, in, "name", "spec.features[].name", true, &s);
                 if (r < 0)
                         return r;
@@ -989,7 +924,7 @@ static int parse_features(Walk *w, yaml_node_t *spec, Configuration *c) {
         return 0;
 }
 
-static int parse_configuration(Walk *w, yaml_node_t *root, Configuration **ret) {
+static int parse_configuration(YamlWalk *w, yaml_node_t *root, Configuration **ret) {
         _cleanup_(configuration_freep) Configuration *c = NULL;
         yaml_node_t *meta = NULL, *spec = NULL;
         const char *s = NULL;
@@ -998,16 +933,16 @@ static int parse_configuration(Walk *w, yaml_node_t *root, Configuration **ret) 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
-        c->line = node_line(root);
+        c->line = yaml_node_line(root);
         c->tracing.sampling_rate = 0.0001;
         if (dup_to(&c->file, w->file) < 0)
                 return -ENOMEM;
 
-        r = get_scalar(w, root, "apiVersion", "apiVersion", true, &s);
+        r = yaml_get_scalar(w, root, "apiVersion", "apiVersion", true, &s);
         if (r < 0)
                 return r;
         if (!streq(s, "dapr.io/v1alpha1"))
-                return fail(w, map_get(w, root, "apiVersion"), "apiVersion",
+                return yaml_fail(w, yaml_map_get(w, root, "apiVersion"), "apiVersion",
                             "unsupported apiVersion '%s', expected dapr.io/v1alpha1", s);
 
         r = get_mapping(w, root, "metadata", "metadata", &meta);
@@ -1017,7 +952,7 @@ static int parse_configuration(Walk *w, yaml_node_t *root, Configuration **ret) 
         if (r < 0)
                 return r;
         if (s && !name_is_valid(s))
-                return fail(w, map_get(w, meta, "name"), "metadata.name",
+                return yaml_fail(w, yaml_map_get(w, meta, "name"), "metadata.name",
                             "invalid configuration name '%s': letters, digits, '.', '_', '-', max 63", s);
         if (dup_to(&c->name, s) < 0)
                 return -ENOMEM;
@@ -1048,45 +983,27 @@ static int parse_configuration(Walk *w, yaml_node_t *root, Configuration **ret) 
         return 0;
 }
 
+typedef struct {
+        Configuration *c;
+} ParseCtx;
+
+/* The first kind: Configuration document is ours; every other document is skipped. */
+static int on_document(YamlWalk *w, yaml_node_t *root, void *userdata) {
+        ParseCtx *ctx = userdata;
+        const char *kind = yaml_scalar(yaml_map_get(w, root, "kind"));
+        int r;
+
+        if (!kind || !streq(kind, "Configuration"))
+                return 0;
+        r = parse_configuration(w, root, &ctx->c);
+        return r < 0 ? r : 1;
+}
+
 int configuration_parse(const char *file, const char *text, size_t len, Configuration **ret, ConfError *e) {
-        yaml_parser_t parser;
-        Configuration *c = NULL;
-        int r = 0;
-
-        if (!yaml_parser_initialize(&parser))
-                return -ENOMEM;
-        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
-
-        for (;;) {
-                yaml_document_t doc;
-                Walk w = { .doc = &doc, .file = file, .err = e };
-
-                if (!yaml_parser_load(&parser, &doc)) {
-                        if (parser.error == YAML_MEMORY_ERROR)
-                                r = -ENOMEM;
-                        else
-                                r = conf_error_set(e, file, (unsigned) parser.problem_mark.line + 1, NULL,
-                                                   "YAML syntax error: %s%s%s", parser.problem ?: "unknown",
-                                                   parser.context ? " " : "", parser.context ?: "");
-                        break;
-                }
-                yaml_node_t *root = yaml_document_get_root_node(&doc);
-                if (!root) { /* end of stream */
-                        yaml_document_delete(&doc);
-                        break;
-                }
-                /* Documents that are not mappings or of another kind (Component, Resiliency, ...) are not ours. */
-                const char *kind = scalar(map_get(&w, root, "kind"));
-                bool ours = kind && streq(kind, "Configuration");
-                if (ours)
-                        r = parse_configuration(&w, root, &c);
-                yaml_document_delete(&doc);
-                if (ours)
-                        break;
-        }
-        yaml_parser_delete(&parser);
+        ParseCtx ctx = {};
+        int r = yaml_walk_documents(file, text, len, e, on_document, &ctx);
         if (r < 0)
                 return r;
-        *ret = c;
+        *ret = ctx.c;
         return 0;
 }
