@@ -107,6 +107,14 @@ static int reply_start_error(sd_bus_message *call, int r) {
         return sd_bus_reply_method_errnof(call, r, "Cannot start the operation: %m");
 }
 
+/* After starting a block call that holds a reference on call: 1, or drop it and answer the error. */
+static int started(sd_bus_message *call, int r) {
+        if (r >= 0)
+                return 1;
+        sd_bus_message_unref(call);
+        return reply_start_error(call, r);
+}
+
 /* ---- GetState(s app_id, s store, s key) → (b found, ay value, s etag) ---- */
 
 static void on_get(const StateResult *res, void *userdata) {
@@ -134,12 +142,7 @@ static int do_get(sd_bus_message *call, Manager *m) {
         r = sd_bus_message_read(call, "s", &key);
         if (r < 0)
                 return r;
-        r = state_get(s, app, key, on_get, sd_bus_message_ref(call));
-        if (r < 0) {
-                sd_bus_message_unref(call);
-                return reply_start_error(call, r);
-        }
-        return 1;
+        return started(call, state_get(s, app, key, on_get, sd_bus_message_ref(call)));
 }
 
 int bus_method_get_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
@@ -180,6 +183,17 @@ static const char *read_options(sd_bus_message *call, StateOp *op, int *ret_r) {
         return NULL;
 }
 
+/* Reads the trailing a{ss} options into op and starts the write. */
+static int write_with_options(sd_bus_message *call, StateStore *s, const char *app, StateOp *op) {
+        int r;
+        const char *e = read_options(call, op, &r);
+        if (r < 0)
+                return r;
+        if (e)
+                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT, "%s", e);
+        return started(call, state_write_all(s, app, op, 1, on_written, sd_bus_message_ref(call)));
+}
+
 /* SaveState(s app_id, s store, s key, ay value, s etag, a{ss} options) */
 static int do_save(sd_bus_message *call, Manager *m) {
         _cleanup_free_ char *app = NULL;
@@ -187,7 +201,7 @@ static int do_save(sd_bus_message *call, Manager *m) {
         StateOp op = { .kind = STATE_OP_UPSERT };
         const void *value;
         size_t len;
-        const char *etag, *e;
+        const char *etag;
         bool replied;
         int r = resolve(call, m, &app, &s, &replied);
         if (r < 0 || replied)
@@ -202,17 +216,7 @@ static int do_save(sd_bus_message *call, Manager *m) {
         op.value = value;
         op.value_len = len;
         op.etag = *etag ? etag : NULL;
-        e = read_options(call, &op, &r);
-        if (r < 0)
-                return r;
-        if (e)
-                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT, "%s", e);
-        r = state_write_all(s, app, &op, 1, on_written, sd_bus_message_ref(call));
-        if (r < 0) {
-                sd_bus_message_unref(call);
-                return reply_start_error(call, r);
-        }
-        return 1;
+        return write_with_options(call, s, app, &op);
 }
 
 int bus_method_save_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
@@ -224,7 +228,7 @@ static int do_delete(sd_bus_message *call, Manager *m) {
         _cleanup_free_ char *app = NULL;
         StateStore *s;
         StateOp op = { .kind = STATE_OP_DELETE };
-        const char *etag, *e;
+        const char *etag;
         bool replied;
         int r = resolve(call, m, &app, &s, &replied);
         if (r < 0 || replied)
@@ -233,17 +237,7 @@ static int do_delete(sd_bus_message *call, Manager *m) {
         if (r < 0)
                 return r;
         op.etag = *etag ? etag : NULL;
-        e = read_options(call, &op, &r);
-        if (r < 0)
-                return r;
-        if (e)
-                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT, "%s", e);
-        r = state_write_all(s, app, &op, 1, on_written, sd_bus_message_ref(call));
-        if (r < 0) {
-                sd_bus_message_unref(call);
-                return reply_start_error(call, r);
-        }
-        return 1;
+        return write_with_options(call, s, app, &op);
 }
 
 int bus_method_delete_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
@@ -370,12 +364,7 @@ static int do_transaction(sd_bus_message *call, Manager *m) {
         r = sd_bus_message_exit_container(call);
         if (r < 0)
                 return r;
-        r = state_transact(s, app, ops, n, on_written, sd_bus_message_ref(call));
-        if (r < 0) {
-                sd_bus_message_unref(call);
-                return reply_start_error(call, r);
-        }
-        return 1;
+        return started(call, state_transact(s, app, ops, n, on_written, sd_bus_message_ref(call)));
 }
 
 int bus_method_execute_state_transaction(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
