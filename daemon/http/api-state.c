@@ -255,13 +255,8 @@ int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
         if (k < 0) {
                 strv_free(b->keys);
                 free(b);
-                if (k == -EINVAL)
-                        return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST,
-                                                "keys must be non-empty and must not contain '||'");
-                return k;
         }
-        http_request_suspend(r);
-        return 0;
+        return started(r, k);
 }
 
 int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
