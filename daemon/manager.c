@@ -133,10 +133,9 @@ uint64_t manager_uptime_sec(const Manager *m) {
 
 static void notify_status(Manager *m, const char *extra) {
         char buf[256];
-        snprintf(buf, sizeof buf, "%sSTATUS=%s: %zu apps, %zu components%s%s", extra ? extra : "",
+        snprintf(buf, sizeof buf, "%sSTATUS=%s: %zu apps, %zu components%s", strempty(extra),
                  manager_state_to_string(m->state), m->n_apps, m->n_components,
-                 m->n_config_errors ? ", configuration errors: see the log" : "",
-                 "");
+                 m->n_config_errors ? ", configuration errors: see the log" : "");
         (void) sd_notify(false, buf);
 }
 
@@ -400,9 +399,10 @@ static int app_add(Manager *m, AppConfig *config, AppSource source, ConfError *e
         App *a;
         int r;
 
-        if (manager_find_app(m, c->id))
-                return conf_error_set(e, c->file, 0, NULL, "an app with id '%s' is already registered", c->id) ,
-                       -EEXIST;
+        if (manager_find_app(m, c->id)) {
+                conf_error_set(e, c->file, 0, NULL, "an app with id '%s' is already registered", c->id);
+                return -EEXIST;
+        }
         for (size_t i = 0; c->http_port && i < m->n_apps; i++)
                 if (m->apps[i]->config->http_port == c->http_port)
                         return conf_error_set(e, c->file, 0, "HttpPort", "port %u is already used by app '%s'",
@@ -592,7 +592,8 @@ int manager_register_app(Manager *m, AppConfig *config, ConfError *e) {
         int r;
         if (m->state == MANAGER_STOPPING) {
                 app_config_free(config);
-                return conf_error_set(e, NULL, 0, NULL, "mooringd is stopping"), -ESHUTDOWN;
+                conf_error_set(e, NULL, 0, NULL, "mooringd is stopping");
+                return -ESHUTDOWN;
         }
         r = app_add(m, config, APP_SOURCE_BUS, e);
         if (r >= 0) {
