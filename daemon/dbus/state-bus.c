@@ -163,7 +163,10 @@ static void on_written(const StateResult *res, void *userdata) {
 /* Reads the a{ss} options of SaveState/DeleteState into op. Returns an error text or NULL. */
 static const char *read_options(sd_bus_message *call, StateOp *op, int *ret_r) {
         const char *k, *v;
-        int r = sd_bus_message_enter_container(call, 'a', "{ss}");
+        int r;
+
+        *ret_r = 0; /* also when an option is refused below */
+        r = sd_bus_message_enter_container(call, 'a', "{ss}");
         while (r >= 0 && (r = sd_bus_message_read(call, "{ss}", &k, &v)) > 0) {
                 if (streq(k, "concurrency")) {
                         if (streq(v, "first-write"))
