@@ -9,4 +9,6 @@ typedef struct HttpClient HttpClient;
 typedef struct HttpListener HttpListener;
 typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;
+typedef struct InvokeCall InvokeCall;
+typedef struct HttpStream HttpStream;
 typedef struct Manager Manager;

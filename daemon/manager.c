@@ -27,6 +27,7 @@
 
 #include "core/app-config.h"
 #include "core/app.h"
+#include "blocks/invoke.h"
 #include "blocks/state.h"
 #include "core/component.h"
 #include "dbus/runtime-bus.h"
@@ -81,10 +82,13 @@ Manager *manager_new(void) {
 }
 
 static void app_unlink(Manager *m, App *a);
+static void configurations_clear(Manager *m);
 
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* Service-invocation calls end first (-ECANCELED): their callers are still there to be told. */
+        invoke_abort_all(m);
         /* Stores first: their pending callbacks (-ECANCELED) answer suspended HTTP requests. */
         for (size_t i = 0; i < m->n_state_stores; i++)
                 state_store_close(m->state_stores[i]);
@@ -98,6 +102,7 @@ Manager *manager_free(Manager *m) {
         runtime_bus_done(m);
         /* Outgoing requests first: their callbacks may still answer suspended HTTP requests. */
         m->http_client = http_client_free(m->http_client);
+        configurations_clear(m);
         m->api_listener = http_listener_free(m->api_listener);
         m->http = http_server_free(m->http);
         for (size_t i = 0; i < m->n_activated; i++) {
@@ -293,6 +298,7 @@ static void app_unlink(Manager *m, App *a) {
                 m->n_apps--;
         }
         app_channel_probe_stop(a);
+        invoke_app_removed(m, a);
         a->listener_unix = http_listener_free(a->listener_unix);
         a->listener_tcp = http_listener_free(a->listener_tcp);
         if (a->socket_path) { /* the directory is ours too */
@@ -806,6 +812,89 @@ static int reload_components(Manager *m) {
         return r;
 }
 
+/* ---- Dapr Configuration files ---- */
+
+static void configurations_clear(Manager *m) {
+        for (size_t i = 0; i < m->n_configurations; i++) {
+                free(m->configurations[i].path);
+                configuration_free(m->configurations[i].c);
+                free(m->configurations[i].error);
+        }
+        free(m->configurations);
+        m->configurations = NULL;
+        m->n_configurations = 0;
+}
+
+/* Loads path into the cache (once). A missing default config.yaml is "no configuration". */
+static ConfigurationEntry *configuration_load_cached(Manager *m, const char *path, bool must_exist) {
+        _cleanup_free_ char *text = NULL;
+        ConfError e = {};
+        size_t len;
+        int r;
+
+        for (size_t i = 0; i < m->n_configurations; i++)
+                if (streq(m->configurations[i].path, path))
+                        return &m->configurations[i];
+        ConfigurationEntry *l = realloc(m->configurations, (m->n_configurations + 1) * sizeof *l);
+        if (!l)
+                return NULL;
+        m->configurations = l;
+        ConfigurationEntry *ce = &l[m->n_configurations];
+        *ce = (ConfigurationEntry){ .path = strdup(path) };
+        if (!ce->path)
+                return NULL;
+        m->n_configurations++;
+
+        r = read_full_file(path, SETTINGS_FILE_MAX, &text, &len);
+        if (r == -ENOENT && !must_exist)
+                return ce;
+        if (r < 0)
+                conf_error_set(&e, path, 0, NULL, "cannot read: %s", strerror(-r));
+        else {
+                r = configuration_parse(path, text, len, &ce->c, &e);
+                if (r >= 0 && !ce->c && must_exist)
+                        r = conf_error_set(&e, path, 0, NULL, "no document of kind Configuration");
+        }
+        if (r < 0) {
+                ce->c = configuration_free(ce->c);
+                ce->error = conf_error_format(&e);
+                log_conf_error(m, &e);
+                if (ce->c == NULL && !ce->error)
+                        ce->error = strdup(path);
+        }
+        conf_error_done(&e);
+        return ce;
+}
+
+static void reload_configurations(Manager *m) {
+        _cleanup_free_ char *path = NULL;
+        configurations_clear(m);
+        if (asprintf(&path, "%s/config.yaml", m->config_dir) >= 0)
+                (void) configuration_load_cached(m, path, false);
+        for (size_t i = 0; i < m->n_apps; i++)
+                if (m->apps[i]->config->configuration)
+                        (void) configuration_load_cached(m, m->apps[i]->config->configuration, true);
+}
+
+int manager_app_configuration(Manager *m, const App *a, const Configuration **ret, const char **ret_error) {
+        _cleanup_free_ char *dflt = NULL;
+        const char *path = a->config->configuration;
+        if (!path) {
+                if (asprintf(&dflt, "%s/config.yaml", m->config_dir) < 0)
+                        return -ENOMEM;
+                path = dflt;
+        }
+        ConfigurationEntry *ce = configuration_load_cached(m, path, a->config->configuration != NULL);
+        if (!ce)
+                return -ENOMEM;
+        if (ce->error) {
+                *ret_error = ce->error;
+                return -EINVAL;
+        }
+        *ret = ce->c;
+        return 0;
+}
+
 /* ---- lifecycle ---- */
 
 static int apply_settings(Manager *m) {
@@ -873,6 +962,7 @@ int manager_start(Manager *m) {
         r = reload_apps(m);
         if (r < 0)
                 return r;
+        reload_configurations(m);
         r = reload_components(m);
         if (r < 0)
                 return r;
@@ -910,6 +1000,8 @@ int manager_reload(Manager *m) {
                 log_warning("ApiSocket= changed; it takes effect at the next start.");
         if (r >= 0)
                 r = reload_apps(m);
+        if (r >= 0)
+                reload_configurations(m);
         if (r >= 0)
                 r = reload_components(m);
 

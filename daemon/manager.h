@@ -15,6 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "core/conferr.h"
+#include "core/configuration.h"
 #include "core/settings.h"
 #include "drivers/state/driver.h"
 #include "forward.h"
@@ -34,6 +35,13 @@ typedef enum BusMode {
         _BUS_MODE_MAX,
         _BUS_MODE_INVALID = -EINVAL,
 } BusMode;
+
+/* A Dapr Configuration file as last loaded: c NULL and error set when it is broken. */
+typedef struct ConfigurationEntry {
+        char *path;
+        Configuration *c;
+        char *error;        /* "file:line: field 'x': message" */
+} ConfigurationEntry;
 
 typedef struct ActivatedFd {
         int fd;
@@ -57,6 +65,9 @@ struct Manager {
         json_t *extended;           /* PUT /v1.0/metadata from unidentified callers */
         StateStore **state_stores;  /* one per state.* component that opened */
         size_t n_state_stores;
+        ConfigurationEntry *configurations; /* config.yaml and apps' Configuration= files, by path */
+        size_t n_configurations;
+        InvokeCall *invoke_calls;   /* every service-invocation call not yet done */
 
         HttpServer *http;
         HttpListener *api_listener;
@@ -89,6 +100,13 @@ int manager_unregister_app(Manager *m, const char *id);
 
 App *manager_find_app(Manager *m, const char *id);
 bool manager_is_ready(const Manager *m);
+/*
+ * The Dapr Configuration governing calls to app a: its Configuration= file,
+ * else <config dir>/config.yaml. *ret NULL: there is none (everything
+ * allowed). -EINVAL when the file is broken or missing where an app named it:
+ * *ret_error says why, and calls to a are refused (fail closed).
+ */
+int manager_app_configuration(Manager *m, const App *a, const Configuration **ret, const char **ret_error);
 uint64_t manager_max_body(const Manager *m);
 uint64_t manager_uptime_sec(const Manager *m);
 

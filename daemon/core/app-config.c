@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See app-config.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ AppConfig *app_config_free(AppConfig *c) {
         free(c->exec);
         free(c->user);
         free(c->health_check_path);
+        free(c->configuration);
         free(c->file);
         free(c);
         return NULL;
@@ -34,6 +36,7 @@ AppConfig *app_config_new(const char *id) {
         if (!c->id)
                 return app_config_free(c);
         c->health_probe_interval_usec = APP_CONFIG_DEFAULT_PROBE_INTERVAL;
+        c->invoke_timeout_usec = APP_CONFIG_DEFAULT_INVOKE_TIMEOUT;
         return c;
 }
 
@@ -177,6 +180,29 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
                 c->health_probe_interval_usec = u;
                 return 0;
         }
+        if (streq(key, "MaxConcurrency")) {
+                char *end;
+                errno = 0;
+                unsigned long long u = strtoull(value, &end, 10);
+                if (!*value || !isdigit((unsigned char) *value) || *end || errno || u > APP_CONFIG_MAX_CONCURRENCY_MAX)
+                        return err(reterr_msg, "expected a number of calls between 0 (unlimited) and 65535");
+                c->max_concurrency = (unsigned) u;
+                return 0;
+        }
+        if (streq(key, "InvokeTimeoutSec")) {
+                uint64_t u;
+                if (streq(value, "infinity"))
+                        u = 0;
+                else if (parse_duration_usec(value, &u) < 0 || u > 24ULL * 3600 * 1000000)
+                        return err(reterr_msg, "expected a duration up to 24h such as 30s, or 0 for none");
+                c->invoke_timeout_usec = u;
+                return 0;
+        }
+        if (streq(key, "Configuration")) {
+                if (*value != '/')
+                        return err(reterr_msg, "expected an absolute path to a Dapr Configuration file");
+                return replace(&c->configuration, value);
+        }
         return err(reterr_msg, "unknown key");
 }
 
@@ -252,5 +278,7 @@ bool app_config_equal(const AppConfig *a, const AppConfig *b) {
         return app_config_same_listeners(a, b) && streq_ptr(a->app_address, b->app_address) &&
                streq_ptr(a->api_token, b->api_token) && streq_ptr(a->exec, b->exec) &&
                streq_ptr(a->health_check_path, b->health_check_path) &&
-               a->health_probe_interval_usec == b->health_probe_interval_usec && streq_ptr(a->file, b->file);
+               a->health_probe_interval_usec == b->health_probe_interval_usec &&
+               a->max_concurrency == b->max_concurrency && a->invoke_timeout_usec == b->invoke_timeout_usec &&
+               streq_ptr(a->configuration, b->configuration) && streq_ptr(a->file, b->file);
 }

@@ -12,6 +12,8 @@
 #include "conferr.h"
 
 #define APP_CONFIG_DEFAULT_PROBE_INTERVAL (5ULL * 1000000)
+#define APP_CONFIG_DEFAULT_INVOKE_TIMEOUT (60ULL * 1000000)
+#define APP_CONFIG_MAX_CONCURRENCY_MAX 65535U
 
 typedef enum AppAddressKind {
         APP_ADDRESS_NONE,   /* the app takes no calls (publish/read only) */
@@ -32,6 +34,9 @@ typedef struct AppConfig {
         char *user;            /* who may connect to the app's socket; NULL: any local user */
         char *health_check_path; /* NULL: probe "/" and accept any HTTP answer */
         uint64_t health_probe_interval_usec;
+        unsigned max_concurrency;   /* calls to this app at once; 0: unlimited (Dapr's app-max-concurrency) */
+        uint64_t invoke_timeout_usec; /* bound on one call to this app, queueing included; 0: none */
+        char *configuration;        /* the app's own Dapr Configuration file; NULL: <config dir>/config.yaml */
         char *file;            /* source file, NULL when registered over D-Bus */
 } AppConfig;
 

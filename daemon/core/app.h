@@ -42,6 +42,9 @@ struct App {
         HttpListener *listener_tcp;
         char *socket_path;         /* runtime_dir/apps/<id>/http.sock */
         json_t *extended;          /* PUT /v1.0/metadata/{key} values */
+        unsigned invoke_active;    /* service-invocation calls to this app holding a slot */
+        InvokeCall *invoke_queue;  /* calls waiting for a slot (MaxConcurrency=), FIFO */
+        InvokeCall *invoke_queue_tail;
 };
 
 App *app_new(AppConfig *config_take, AppSource source);

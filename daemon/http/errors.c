@@ -12,6 +12,7 @@ static const struct {
         /* Dapr answers an oversized body with 413 from its HTTP server before routing. */
         [DAPR_ERR_BODY_TOO_LARGE] = { "ERR_BODY_TOO_LARGE", 413 },
         [DAPR_ERR_DIRECT_INVOKE_NOT_FOUND] = { "ERR_DIRECT_INVOKE", 404 },
+        [DAPR_ERR_DIRECT_INVOKE] = { "ERR_DIRECT_INVOKE", 500 },
         [DAPR_ERR_HEALTH_NOT_READY] = { "ERR_HEALTH_NOT_READY", 500 },
         [DAPR_ERR_OUTBOUND_HEALTH_NOT_READY] = { "ERR_OUTBOUND_HEALTH_NOT_READY", 500 },
         [DAPR_ERR_HEALTH_APPID_NOT_MATCH] = { "ERR_HEALTH_APPID_NOT_MATCH", 500 },

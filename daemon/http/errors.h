@@ -12,6 +12,7 @@ typedef enum DaprError {
         DAPR_ERR_BAD_REQUEST,
         DAPR_ERR_BODY_TOO_LARGE,
         DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+        DAPR_ERR_DIRECT_INVOKE,       /* 500; 403 when access control denies */
         DAPR_ERR_HEALTH_NOT_READY,
         DAPR_ERR_OUTBOUND_HEALTH_NOT_READY,
         DAPR_ERR_HEALTH_APPID_NOT_MATCH,

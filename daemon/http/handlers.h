@@ -10,3 +10,9 @@ int http_state_get(HttpRequest *r, const RouteMatch *m);
 int http_state_delete(HttpRequest *r, const RouteMatch *m);
 int http_state_bulk(HttpRequest *r, const RouteMatch *m);
 int http_state_transaction(HttpRequest *r, const RouteMatch *m);
+
+/* api-invoke.c: Dapr's service invocation */
+int http_invoke(HttpRequest *r, const RouteMatch *m);
+/* For an unrouted path: 1 when a dapr-app-id header (or Basic credential) named a target and the
+ * call started or was answered, 0 when none did (the caller answers 404), < 0 on error. */
+int http_invoke_by_header(HttpRequest *r);

@@ -100,7 +100,7 @@ int router_match(const Route *table, size_t n, const char *method, const char *p
                 return -EINVAL;
         for (size_t i = 0; i < n; i++) {
                 RouteMatch m = {};
-                if (!streq(table[i].method, method))
+                if (!streq(table[i].method, "*") && !streq(table[i].method, method))
                         continue;
                 int r = match_one(&table[i], path, &m);
                 if (r <= 0) {

@@ -24,7 +24,7 @@ typedef struct RouteMatch RouteMatch;
 typedef int (*HttpHandler)(HttpRequest *r, const RouteMatch *m);
 
 typedef struct Route {
-        const char *method;
+        const char *method;        /* "*": any */
         const char *pattern;       /* "/v1.0/metadata/{key}"; "{rest*}" captures the remainder */
         RouteFlags flags;
         HttpHandler handler;

@@ -208,6 +208,7 @@ const Route http_routes[] = {
         { "PUT", "/v1.0/state/{store}/transaction", 0, http_state_transaction },
         { "GET", "/v1.0/state/{store}/{key}", 0, http_state_get },
         { "DELETE", "/v1.0/state/{store}/{key}", 0, http_state_delete },
+        { "*", "/v1.0/invoke/{id}/method/{method*}", 0, http_invoke },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },

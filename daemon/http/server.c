@@ -23,6 +23,8 @@
 #include "../core/identity.h"
 #include "../manager.h"
 #include "../util/log.h"
+#include "../util/strv.h"
+#include "handlers.h"
 #include "router.h"
 #include "server.h"
 
@@ -37,6 +39,7 @@ struct HttpServer {
         Caller *pending;            /* Caller for the connection being added */
         HttpListener *listeners;    /* list, for drain */
         HttpRequest *suspended;     /* list of requests waiting for an answer */
+        HttpStream *streams;        /* list of streamed replies whose request is alive */
         unsigned n_requests;
         bool draining;
 };
@@ -58,8 +61,10 @@ struct HttpRequest {
         const Caller *caller;       /* borrowed from the connection */
         const char *method;         /* borrowed from MHD, valid for the request */
         const char *url;
+        char *raw_uri;              /* as on the request line, query string included */
         char *body;
         size_t body_len, body_cap;
+        uint64_t expected_len;      /* Content-Length, when given and acceptable */
         bool too_large;
         bool started;               /* handler ran */
         bool counted;               /* included in n_requests */
@@ -67,10 +72,38 @@ struct HttpRequest {
         struct MHD_Response *response; /* reply waiting to be queued */
         bool response_shared;       /* response is the server's, not ours to destroy */
         unsigned status;
+        HttpStream *stream;         /* streamed reply, ref */
+        HttpRequestEndFn on_end;    /* the request is over (answered or connection gone) */
+        void *on_end_userdata;
         HttpRequest *susp_next, *susp_prev;
 };
 
+/*
+ * A streamed reply body: a bounded buffer between a producer (the app
+ * channel) and MHD's content reader. Referenced by the request and by the
+ * MHD response, whichever goes last frees it. When the buffer is empty the
+ * reader suspends the connection; a write resumes it. When it is full the
+ * producer is told "not now" and gets drain() once half of it has been sent.
+ */
+struct HttpStream {
+        unsigned n_ref;
+        HttpServer *server;
+        struct MHD_Connection *conn; /* NULL once the request is over */
+        char *buf;
+        size_t off, len;            /* pending bytes: buf[off .. off+len) */
+        bool ended, failed, discard;
+        bool reader_waiting;        /* the reader suspended the connection for want of data */
+        bool producer_blocked;
+        HttpStreamDrainFn drain;
+        void *drain_userdata;
+        HttpStream *next, *prev;
+};
+
+#define STREAM_BUFFER_MAX (256U * 1024)
+
 static void mhd_schedule(HttpServer *s);
+static void stream_detach(HttpStream *st);
+static void stream_wake_reader(HttpStream *st);
 
 /* ---- callers ---- */
 
@@ -149,6 +182,7 @@ static void request_free(HttpRequest *r) {
                 return;
         if (r->response && !r->response_shared)
                 MHD_destroy_response(r->response);
+        free(r->raw_uri);
         free(r->body);
         free(r);
 }
@@ -160,6 +194,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!r)
                 return;
         *con_cls = NULL;
+        if (r->on_end) {
+                HttpRequestEndFn fn = r->on_end;
+                r->on_end = NULL;
+                fn(r, r->on_end_userdata);
+        }
+        if (r->stream)
+                stream_detach(TAKE_PTR(r->stream));
         if (r->counted) {
                 s->n_requests--;
                 if (s->draining && s->n_requests == 0)
@@ -176,6 +217,14 @@ static int send_queued(HttpRequest *r) {
         if (!r->response_shared)
                 MHD_destroy_response(resp);
         return ok == MHD_YES ? 0 : -EIO;
+}
+
+/* An app's TCP port is reachable by anything on the host: with a token configured,
+ * the token is what makes the caller that app. */
+static bool token_ok(HttpRequest *r, RouteFlags flags) {
+        const Caller *c = r->caller;
+        return c->via != LISTENER_APP_TCP || !c->app || !c->app->config->api_token || (flags & ROUTE_NO_TOKEN) ||
+               app_token_matches(c->app, http_request_header(r, "dapr-api-token"));
 }
 
 static int dispatch(HttpRequest *r) {
@@ -196,6 +245,14 @@ static int dispatch(HttpRequest *r) {
                 return http_reply_error(r, DAPR_ERR_INTERNAL, "out of memory");
         if (k == 0 || ((match.route->flags & ROUTE_ADMIN) && c->via != LISTENER_API)) {
                 route_match_done(&match);
+                /* Anything unrouted is service invocation when a header names the target app. */
+                if (k == 0 && !token_ok(r, 0))
+                        return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
+                if (k == 0 && (k = http_invoke_by_header(r)) != 0) {
+                        if (k < 0 && !r->response && !r->suspended)
+                                return http_reply_error(r, DAPR_ERR_INTERNAL, "internal error: %s", strerror(-k));
+                        return 0;
+                }
                 /* What Dapr answers for anything unrouted: it falls through to service
                  * invocation, which finds no target app. */
                 return http_reply_error(r, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
@@ -203,11 +260,7 @@ static int dispatch(HttpRequest *r) {
                                         "dapr-app-id (no route for %s %s)", r->method, r->url);
         }
 
-        /* An app's TCP port is reachable by anything on the host: with a token configured,
-         * the token is what makes the caller that app. */
-        if (c->via == LISTENER_APP_TCP && c->app && c->app->config->api_token &&
-            !(match.route->flags & ROUTE_NO_TOKEN) &&
-            !app_token_matches(c->app, http_request_header(r, "dapr-api-token"))) {
+        if (!token_ok(r, match.route->flags)) {
                 route_match_done(&match);
                 return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
         }
@@ -219,23 +272,38 @@ static int dispatch(HttpRequest *r) {
         return 0;
 }
 
+/* MHD's URI logger is the one place that sees the request target before MHD splits off
+ * the query string: the request starts here, so invoke can pass the query on verbatim. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+        HttpRequest *r = calloc(1, sizeof *r);
+        if (!r)
+                return NULL;
+        r->server = cls;
+        r->raw_uri = strdup(uri ?: "");
+        if (!r->raw_uri) {
+                free(r);
+                return NULL;
+        }
+        return r;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls) {
         HttpServer *s = cls;
         HttpRequest *r = *con_cls;
 
-        if (!r) {
+        if (!r)
+                return MHD_NO; /* on_uri ran out of memory */
+        if (!r->conn) {
                 const union MHD_ConnectionInfo *ci =
                         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
                 if (!ci || !ci->socket_context)
                         return MHD_NO; /* a connection we did not add: drop it */
-                r = calloc(1, sizeof *r);
-                if (!r)
-                        return MHD_NO;
-                *r = (HttpRequest){ .server = s, .conn = conn, .caller = ci->socket_context,
-                                    .method = method, .url = url };
-                *con_cls = r;
+                r->conn = conn;
+                r->caller = ci->socket_context;
+                r->method = method;
+                r->url = url;
                 /* In flight from its headers on: a drain lets a body still arriving finish. */
                 r->counted = true;
                 s->n_requests++;
@@ -248,6 +316,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                         unsigned long long n = strtoull(cl, &e, 10);
                         if (errno == 0 && *e == 0 && n > manager_max_body(s->manager))
                                 r->too_large = true;
+                        else if (errno == 0 && *e == 0)
+                                r->expected_len = n; /* one allocation of the right size */
                 }
                 if (!r->too_large)
                         return MHD_YES;
@@ -274,7 +344,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                         r->body_len = r->body_cap = 0;
                 } else {
                         if (r->body_len + n + 1 > r->body_cap) {
-                                size_t cap = r->body_cap ? r->body_cap : 4096;
+                                size_t cap = r->body_cap ? r->body_cap
+                                                         : MAX((size_t) r->expected_len + 1, (size_t) 4096);
                                 while (cap < r->body_len + n + 1)
                                         cap *= 2;
                                 char *b = realloc(r->body, cap);
@@ -336,6 +407,12 @@ static void mhd_schedule(HttpServer *s) {
                 (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
                 return;
         }
+        if (ms == 0) {
+                /* Work is due now (a connection still has buffered input, e.g. a large upload
+                 * read in MHD-sized pieces): run again from the loop, not after a timer tick. */
+                (void) sd_event_source_set_enabled(s->mhd_kick, SD_EVENT_ONESHOT);
+                return;
+        }
         if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
                 return;
         (void) sd_event_source_set_time(s->mhd_timer, now + ms * 1000);
@@ -358,6 +435,7 @@ HttpServer *http_server_new(Manager *m, sd_event *e) {
                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                 MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, s,
+                MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) 10000,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 32 * 1024,
@@ -371,7 +449,8 @@ HttpServer *http_server_new(Manager *m, sd_event *e) {
         if (!info)
                 return http_server_free(s);
         if (sd_event_add_io(e, &s->mhd_io, info->epoll_fd, EPOLLIN, on_mhd_io, s) < 0 ||
-            sd_event_add_time(e, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_mhd_timer, s) < 0 ||
+            /* accuracy 1 us: 0 would mean sd-event's default of 250 ms */
+            sd_event_add_time(e, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_mhd_timer, s) < 0 ||
             sd_event_add_defer(e, &s->mhd_kick, on_mhd_kick, s) < 0)
                 return http_server_free(s);
         (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
@@ -391,6 +470,10 @@ HttpServer *http_server_free(HttpServer *s) {
          * should, the Manager ends outgoing requests first) is answered now. */
         while (s->suspended)
                 (void) http_reply_error(s->suspended, DAPR_ERR_INTERNAL, "mooringd is stopping");
+        for (HttpStream *st = s->streams; st; st = st->next) {
+                st->ended = st->failed = true;
+                stream_wake_reader(st);
+        }
         if (s->mhd)
                 MHD_stop_daemon(s->mhd); /* closes connections: completion + close callbacks run */
         if (s->empty)
@@ -541,6 +624,10 @@ const char *http_request_method(const HttpRequest *r) {
         return r->method;
 }
 
+const char *http_request_url(const HttpRequest *r) {
+        return r->url;
+}
+
 const char *http_request_header(const HttpRequest *r, const char *name) {
         return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
@@ -580,6 +667,8 @@ static void unlink_suspended(HttpRequest *r) {
 
 static int reply_internal(HttpRequest *r, unsigned status, const char *content_type, const void *body,
                           size_t len, const char *const *headers);
+static void set_response(HttpRequest *r, struct MHD_Response *resp, unsigned status);
+static void resume(HttpServer *s, struct MHD_Connection *conn);
 
 int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len) {
         return reply_internal(r, status, content_type, body, len, NULL);
@@ -632,18 +721,26 @@ static int reply_internal(HttpRequest *r, unsigned status, const char *content_t
         for (const char *const *h = headers; h && h[0]; h += 2)
                 if (h[1])
                         (void) MHD_add_response_header(resp, h[0], h[1]);
+        set_response(r, resp, status);
+        return 0;
+}
+
+static void resume(HttpServer *s, struct MHD_Connection *conn) {
+        MHD_resume_connection(conn);
+        /* MHD's ITC does not reliably wake its epoll fd in external mode: run MHD
+         * once ourselves, from the loop (not from inside whatever called us). */
+        if (s->mhd_kick)
+                (void) sd_event_source_set_enabled(s->mhd_kick, SD_EVENT_ONESHOT);
+}
+
+static void set_response(HttpRequest *r, struct MHD_Response *resp, unsigned status) {
         r->response = resp;
         r->status = status;
         if (r->suspended) {
                 r->suspended = false;
                 unlink_suspended(r);
-                MHD_resume_connection(r->conn);
-                /* MHD's ITC does not reliably wake its epoll fd in external mode: run MHD
-                 * once ourselves, from the loop (not from inside whatever called us). */
-                if (r->server->mhd_kick)
-                        (void) sd_event_source_set_enabled(r->server->mhd_kick, SD_EVENT_ONESHOT);
+                resume(r->server, r->conn);
         }
-        return 0;
 }
 
 int http_reply_empty(HttpRequest *r, unsigned status) {
@@ -688,4 +785,215 @@ int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) {
         int k = reply_error_v(r, dapr_error_status(e), e, fmt, ap);
         va_end(ap);
         return k;
+}
+
+/* ---- more of the request, for proxying ---- */
+
+const char *http_request_raw_query(const HttpRequest *r) {
+        const char *q = r->raw_uri ? strchr(r->raw_uri, '?') : NULL;
+        return q ? q + 1 : NULL;
+}
+
+typedef struct {
+        char **pairs;
+        size_t n;
+        int error;
+} HeaderCollect;
+
+static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        HeaderCollect *hc = cls;
+        char **p = realloc(hc->pairs, (hc->n + 3) * sizeof *p);
+        if (!p) {
+                hc->error = -ENOMEM;
+                return MHD_NO;
+        }
+        hc->pairs = p;
+        p[hc->n] = strdup(key ?: "");
+        p[hc->n + 1] = strdup(value ?: "");
+        p[hc->n + 2] = NULL;
+        if (!p[hc->n] || !p[hc->n + 1]) {
+                free(p[hc->n]);
+                free(p[hc->n + 1]);
+                p[hc->n] = NULL;
+                hc->error = -ENOMEM;
+                return MHD_NO;
+        }
+        hc->n += 2;
+        return MHD_YES;
+}
+
+int http_request_header_pairs(const HttpRequest *r, char ***ret) {
+        HeaderCollect hc = {};
+        (void) MHD_get_connection_values(r->conn, MHD_HEADER_KIND, on_header, &hc);
+        if (hc.error < 0) {
+                strv_free(hc.pairs);
+                return hc.error;
+        }
+        if (!hc.pairs) {
+                hc.pairs = calloc(1, sizeof(char *));
+                if (!hc.pairs)
+                        return -ENOMEM;
+        }
+        *ret = hc.pairs;
+        return 0;
+}
+
+void http_request_on_end(HttpRequest *r, HttpRequestEndFn fn, void *userdata) {
+        r->on_end = fn;
+        r->on_end_userdata = userdata;
+}
+
+/* ---- streamed replies ---- */
+
+static void stream_unref(HttpStream *st) {
+        if (!st || --st->n_ref > 0)
+                return;
+        free(st->buf);
+        free(st);
+}
+
+/* The request is over: no more resumes; the response (if MHD still has it) keeps its ref. */
+static void stream_detach(HttpStream *st) {
+        HttpServer *s = st->server;
+        if (st->prev)
+                st->prev->next = st->next;
+        else if (s->streams == st)
+                s->streams = st->next;
+        if (st->next)
+                st->next->prev = st->prev;
+        st->next = st->prev = NULL;
+        st->conn = NULL;
+        st->drain = NULL;
+        stream_unref(st);
+}
+
+static void stream_wake_reader(HttpStream *st) {
+        if (!st->reader_waiting || !st->conn)
+                return;
+        st->reader_waiting = false;
+        resume(st->server, st->conn);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        HttpStream *st = cls;
+        if (st->discard)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        if (st->len > 0) {
+                size_t n = MIN(max, st->len);
+                memcpy(buf, st->buf + st->off, n);
+                st->off += n;
+                st->len -= n;
+                if (st->len == 0)
+                        st->off = 0;
+                if (st->producer_blocked && st->len <= STREAM_BUFFER_MAX / 2 && st->drain) {
+                        st->producer_blocked = false;
+                        st->drain(st->drain_userdata);
+                }
+                return (ssize_t) n;
+        }
+        if (st->ended)
+                return st->failed ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+        if (!st->conn)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        /* Nothing yet: step out of MHD's loop until the producer writes (allowed from a reader). */
+        st->reader_waiting = true;
+        MHD_suspend_connection(st->conn);
+        return 0;
+}
+
+static void stream_response_gone(void *cls) {
+        stream_unref(cls);
+}
+
+static bool status_has_body(unsigned status, const char *method) {
+        return !(status < 200 || status == 204 || status == 304 || (method && streq(method, "HEAD")));
+}
+
+int http_reply_stream(HttpRequest *r, unsigned status, const char *const *headers, int64_t size,
+                      HttpStreamDrainFn drain, void *userdata) {
+        HttpStream *st;
+        struct MHD_Response *resp;
+
+        if (r->response)
+                return -EALREADY;
+        st = calloc(1, sizeof *st);
+        if (!st)
+                return -ENOMEM;
+        *st = (HttpStream){ .n_ref = 1, .server = r->server, .conn = r->conn, .drain = drain,
+                            .drain_userdata = userdata };
+        if (!status_has_body(status, r->method)) {
+                /* No body goes out; whatever the producer sends is dropped. A HEAD answer still
+                 * says how long the body would be: MHD never reads a HEAD response's body. */
+                st->discard = true;
+                if (streq(r->method, "HEAD") && size >= 0) {
+                        resp = MHD_create_response_from_callback((uint64_t) size, 32 * 1024, stream_read, st,
+                                                                 stream_response_gone);
+                        if (resp)
+                                st->n_ref++;
+                } else
+                        resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        } else {
+                resp = MHD_create_response_from_callback(size >= 0 ? (uint64_t) size : MHD_SIZE_UNKNOWN,
+                                                         32 * 1024, stream_read, st, stream_response_gone);
+                if (resp)
+                        st->n_ref++;
+        }
+        if (!resp) {
+                stream_unref(st);
+                return -ENOMEM;
+        }
+        for (const char *const *h = headers; h && h[0]; h += 2)
+                if (h[1] && MHD_add_response_header(resp, h[0], h[1]) != MHD_YES)
+                        log_debug("Dropped response header '%s' that libmicrohttpd refused", h[0]);
+        st->next = r->server->streams;
+        if (st->next)
+                st->next->prev = st;
+        r->server->streams = st;
+        r->stream = st;
+        set_response(r, resp, status);
+        return 0;
+}
+
+bool http_stream_write(HttpRequest *r, const void *buf, size_t len) {
+        HttpStream *st = r->stream;
+        if (!st || st->discard || st->ended || len == 0)
+                return true;
+        /* All or nothing: a chunk is taken whole, or the producer pauses and offers it again. */
+        if (st->len > 0 && st->len + len > STREAM_BUFFER_MAX) {
+                st->producer_blocked = true;
+                return false;
+        }
+        if (st->off > 0) {
+                memmove(st->buf, st->buf + st->off, st->len);
+                st->off = 0;
+        }
+        size_t cap = MAX((size_t) STREAM_BUFFER_MAX, len);
+        if (!st->buf) {
+                st->buf = malloc(cap);
+                if (!st->buf) {
+                        http_stream_end(r, false);
+                        return true;
+                }
+        } else if (st->len + len > STREAM_BUFFER_MAX) {
+                char *b = realloc(st->buf, st->len + len);
+                if (!b) {
+                        http_stream_end(r, false);
+                        return true;
+                }
+                st->buf = b;
+        }
+        memcpy(st->buf + st->len, buf, len);
+        st->len += len;
+        stream_wake_reader(st);
+        return true;
+}
+
+void http_stream_end(HttpRequest *r, bool ok) {
+        HttpStream *st = r->stream;
+        if (!st || st->ended)
+                return;
+        st->ended = true;
+        st->failed = !ok;
+        st->drain = NULL; /* the producer is gone */
+        stream_wake_reader(st);
 }

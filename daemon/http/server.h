@@ -58,6 +58,8 @@ int http_listener_fd(const HttpListener *l);
 const Caller *http_request_caller(const HttpRequest *r);
 Manager *http_request_manager(const HttpRequest *r);
 const char *http_request_method(const HttpRequest *r);
+/* The path as sent, still escaped, without the query string. */
+const char *http_request_url(const HttpRequest *r);
 const char *http_request_header(const HttpRequest *r, const char *name);
 /* Unescaped query argument (malloc'd) or NULL. */
 char *http_request_query(const HttpRequest *r, const char *name);
@@ -79,3 +81,27 @@ int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) __attrib
 int http_reply_error_status(HttpRequest *r, unsigned status, DaprError e, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 void http_request_suspend(HttpRequest *r);
+
+/* ---- proxying (service invocation) ---- */
+
+/* The query string exactly as sent (still escaped, without '?'), or NULL. */
+const char *http_request_raw_query(const HttpRequest *r);
+/* Every request header in arrival order as name, value pairs (NULL-terminated strv). */
+int http_request_header_pairs(const HttpRequest *r, char ***ret);
+/* fn runs once when the request is over (answered, or its connection gone). */
+typedef void (*HttpRequestEndFn)(HttpRequest *r, void *userdata);
+void http_request_on_end(HttpRequest *r, HttpRequestEndFn fn, void *userdata);
+
+/*
+ * A reply whose body follows: status and headers (pairs) now, then
+ * http_stream_write() chunks and one http_stream_end(). size is the body
+ * length if known (else -1: chunked). For HEAD, 1xx, 204 and 304 no body is
+ * sent and writes are dropped.
+ */
+typedef void (*HttpStreamDrainFn)(void *userdata);
+int http_reply_stream(HttpRequest *r, unsigned status, const char *const *headers, int64_t size,
+                      HttpStreamDrainFn drain, void *userdata);
+/* All or nothing: false means the buffer is full; drain() runs once there is room again. */
+bool http_stream_write(HttpRequest *r, const void *buf, size_t len);
+/* ok false: the body was cut short; the connection is closed after what was sent. */
+void http_stream_end(HttpRequest *r, bool ok);

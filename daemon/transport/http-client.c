@@ -25,8 +25,10 @@ struct HttpClient {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
+        sd_event_source *now;       /* curl's "time out now" */
         HttpClientRequest *requests;
         unsigned n_requests;
+        long last_os_errno;         /* of the request whose done callback is running */
 };
 
 static void request_unlink_free(HttpClientRequest *r) {
@@ -53,6 +55,8 @@ static void check_done(HttpClient *c) {
                         continue;
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+                c->last_os_errno = 0;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_OS_ERRNO, &c->last_os_errno);
                 CURLcode result = msg->data.result;
                 HttpClientDoneFn done = r->done;
                 void *ud = r->userdata;
@@ -82,6 +86,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         check_done(c);
         return 0;
+}
+
+static int on_now(sd_event_source *s, void *userdata) {
+        return on_timer(s, 0, userdata);
 }
 
 /* curl: start/stop watching fd. socketp holds our sd_event_source. */
@@ -115,6 +123,13 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userdata) {
 
         if (timeout_ms < 0)
                 return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+        if (timeout_ms == 0) {
+                /* "Now" (a new transfer, an unpause): from the loop's next iteration, not a
+                 * timer that sd-event may coalesce to its accuracy. */
+                if (sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0)
+                        return -1;
+                return sd_event_source_set_enabled(c->now, SD_EVENT_ONESHOT) < 0 ? -1 : 0;
+        }
         if (sd_event_now(c->event, CLOCK_MONOTONIC, &now) < 0)
                 return -1;
         if (sd_event_source_set_time(c->timer, now + (uint64_t) timeout_ms * 1000) < 0)
@@ -130,9 +145,11 @@ HttpClient *http_client_new(sd_event *e) {
         c->multi = curl_multi_init();
         if (!c->multi)
                 return http_client_free(c);
-        if (sd_event_add_time(e, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c) < 0)
+        if (sd_event_add_time(e, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c) < 0 ||
+            sd_event_add_defer(e, &c->now, on_now, c) < 0)
                 return http_client_free(c);
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(c->now, SD_EVENT_OFF);
         curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
         curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
         curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -156,6 +173,7 @@ HttpClient *http_client_free(HttpClient *c) {
         if (c->multi)
                 curl_multi_cleanup(c->multi); /* closes cached connections, calls socket_cb REMOVE */
         sd_event_source_disable_unref(c->timer);
+        sd_event_source_disable_unref(c->now);
         sd_event_unref(c->event);
         free(c);
         return NULL;
@@ -201,4 +219,8 @@ unsigned http_client_in_flight(const HttpClient *c) {
 
 size_t http_client_discard_body(char *ptr, size_t size, size_t nmemb, void *ud) {
         return size * nmemb;
+}
+
+int http_client_last_os_errno(const HttpClient *c) {
+        return (int) c->last_os_errno;
 }

@@ -36,3 +36,5 @@ CURL *http_client_request_easy(HttpClientRequest *req);
 size_t http_client_discard_body(char *ptr, size_t size, size_t nmemb, void *ud);
 /* Number of requests in flight. */
 unsigned http_client_in_flight(const HttpClient *c);
+/* Inside a done callback: the errno of the request's last failed system call (0 if none). */
+int http_client_last_os_errno(const HttpClient *c);

@@ -54,12 +54,6 @@
 #define REDIS_BACKOFF_MAX_USEC (5 * 1000000ULL)
 #define REDIS_ETAG_MAX 20 /* "18446744073709551615" */
 
-#ifndef MIN
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#endif
-#ifndef MAX
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-#endif
 
 /*
  * Upsert. KEYS[1] key; ARGV: mode ("0" unconditional, "1" only if absent,

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The service-invocation block: what Dapr's invoke API means, independent of
+ * HTTP or D-Bus. Given a caller (an app identified by its listener or peer
+ * credentials, never by a header), a target app, a verb, a method path and
+ * headers + body, it
+ *   - finds the target (unknown: error), applies the callee's Configuration
+ *     accessControl (denied: 403, the callee never sees the call),
+ *   - fails fast when the target is unhealthy or has no AppAddress,
+ *   - waits for a slot under the target's MaxConcurrency=,
+ *   - sends the call through the app channel (keep-alive connections),
+ *     retrying with backoff only while nothing reached the app (connection
+ *     refused, reset before any answer byte),
+ *   - bounds the whole call by the target's RequestTimeoutSec=,
+ *   - propagates W3C trace context (creating it when absent),
+ *   - and streams the answer back: head, then body chunks with flow control.
+ *
+ * Front-ends translate to and from these calls (http/api-invoke.c,
+ * dbus/invoke-bus.c).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../forward.h"
+
+typedef struct InvokeCall InvokeCall;
+
+/* Headers as pairs: name, value, name, value, ..., NULL. Names as received (any case). */
+typedef struct InvokeRequest {
+        const char *caller_app;  /* NULL: not an app (global defaultAction applies) */
+        const char *target_app;
+        const char *verb;        /* as received, upper case ("GET") */
+        const char *method;      /* path for the callee as sent (escaped), with or without leading '/',
+                                  * may carry "?query" which is passed verbatim */
+        char *const *headers;    /* the caller's headers; hop-by-hop ones are dropped here */
+        const void *body;        /* borrowed until done runs or the call is cancelled */
+        size_t body_len;
+} InvokeRequest;
+
+/* Why a call ended without an answer from the callee. */
+typedef struct InvokeError {
+        int error;               /* negative errno: -ENOENT no such app, -EACCES denied, -EHOSTDOWN
+                                  * unhealthy, -EADDRNOTAVAIL no address, -ETIMEDOUT, -ECONNREFUSED,
+                                  * -EIO transport, -ECANCELED stopping */
+        unsigned status;         /* the HTTP status Dapr answers with: 403 for -EACCES, else 500 */
+        const char *message;     /* "failed to invoke, id: b, err: ..." valid during the callback */
+} InvokeError;
+
+typedef struct InvokeHandler {
+        /*
+         * The callee answered: its status and headers (pairs, NULL-terminated,
+         * hop-by-hop, Content-Length and Date removed). content_length is the
+         * callee's Content-Length, or -1 if it sent none. Runs once, before any body.
+         */
+        void (*head)(InvokeCall *c, unsigned status, char *const *headers, int64_t content_length, void *userdata);
+        /*
+         * A body chunk. Return true when taken; false means "not now": the call
+         * pauses and offers the same bytes again after invoke_call_resume().
+         */
+        bool (*body)(InvokeCall *c, const void *buf, size_t len, void *userdata);
+        /*
+         * The end, exactly once, later on the loop (never from inside
+         * invoke_start()). e is NULL when the whole answer was delivered. After
+         * head ran, e means the body was cut short. The call is freed after
+         * done returns.
+         */
+        void (*done)(InvokeCall *c, const InvokeError *e, void *userdata);
+} InvokeHandler;
+
+/*
+ * Starts a call. Fails (nothing started, no callback) only on OOM or a
+ * malformed request (-EINVAL); every other failure reaches done.
+ */
+int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, void *userdata,
+                 InvokeCall **ret);
+/* The front-end can take bytes again after body() said no. */
+void invoke_call_resume(InvokeCall *c);
+/* The caller went away: stop, no more callbacks, free. NULL-safe. */
+void invoke_call_cancel(InvokeCall *c);
+/* W3C traceparent of this call's span (for the caller's response). */
+const char *invoke_call_traceparent(const InvokeCall *c);
+
+/* Ends every call still queued, waiting to retry or in flight (done gets -ECANCELED). */
+void invoke_abort_all(Manager *m);
+/* An app left the registry: its queued calls fail now. */
+void invoke_app_removed(Manager *m, App *a);

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See tracecontext.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "tracecontext.h"
+
+static int hexval(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1; /* upper case is invalid in traceparent */
+}
+
+/* n bytes from 2n hex characters; false on a non-hex character. */
+static bool unhex(const char *s, uint8_t *out, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return false;
+                out[i] = (uint8_t) (hi << 4 | lo);
+        }
+        return true;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+int traceparent_parse(const char *s, TraceContext *ret) {
+        uint8_t version;
+        TraceContext t;
+        size_t len;
+
+        if (!s)
+                return -EINVAL;
+        len = strlen(s);
+        if (len < TRACEPARENT_LEN || !unhex(s, &version, 1) || version == 0xff)
+                return -EINVAL;
+        if (s[2] != '-' || s[35] != '-' || s[52] != '-')
+                return -EINVAL;
+        if (!unhex(s + 3, t.trace_id, 16) || !unhex(s + 36, t.span_id, 8) || !unhex(s + 53, &t.flags, 1))
+                return -EINVAL;
+        if (all_zero(t.trace_id, 16) || all_zero(t.span_id, 8))
+                return -EINVAL;
+        /* Version 00 has nothing after the flags; later versions may append "-...". */
+        if (version == 0 ? len != TRACEPARENT_LEN : (len > TRACEPARENT_LEN && s[TRACEPARENT_LEN] != '-'))
+                return -EINVAL;
+        *ret = t;
+        return 0;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+        static const char digits[] = "0123456789abcdef";
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[p[i] >> 4];
+                out[2 * i + 1] = digits[p[i] & 15];
+        }
+}
+
+void traceparent_format(const TraceContext *t, char buf[static TRACEPARENT_LEN + 1]) {
+        memcpy(buf, "00-", 3);
+        hex(t->trace_id, 16, buf + 3);
+        buf[35] = '-';
+        hex(t->span_id, 8, buf + 36);
+        buf[52] = '-';
+        hex(&t->flags, 1, buf + 53);
+        buf[TRACEPARENT_LEN] = 0;
+}
+
+void trace_id_format(const TraceContext *t, char buf[static 33]) {
+        hex(t->trace_id, 16, buf);
+        buf[32] = 0;
+}
+
+static void random_bytes(uint8_t *p, size_t n) {
+        /* Ids need to be unique, not secret: getrandom without blocking, and a
+         * non-zero fallback if the pool is not ready this early in boot. */
+        if (getrandom(p, n, GRND_NONBLOCK) != (ssize_t) n)
+                for (size_t i = 0; i < n; i++)
+                        p[i] = (uint8_t) random();
+        if (all_zero(p, n))
+                p[n - 1] = 1;
+}
+
+void trace_context_new_span(const TraceContext *parent, bool sampled, TraceContext *ret) {
+        TraceContext t;
+        if (parent) {
+                memcpy(t.trace_id, parent->trace_id, sizeof t.trace_id);
+                t.flags = parent->flags;
+        } else {
+                random_bytes(t.trace_id, sizeof t.trace_id);
+                t.flags = sampled ? 1 : 0;
+        }
+        random_bytes(t.span_id, sizeof t.span_id);
+        *ret = t;
+}
+
+bool tracestate_is_valid(const char *s) {
+        size_t n = 0;
+        for (; s && s[n]; n++)
+                if ((unsigned char) s[n] < 0x20 || (unsigned char) s[n] > 0x7e || n >= TRACESTATE_MAX)
+                        return false;
+        return s && n > 0;
+}

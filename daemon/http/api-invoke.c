@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Dapr's service invocation over HTTP: /v1.0/invoke/{app-id}/method/{path}
+ * for any verb, and any otherwise unrouted path with a dapr-app-id header
+ * (or Basic credentials "dapr-app-id:<id>"). The caller is who its listener
+ * or peer credentials say, never a header. The callee's answer streams back:
+ * the request stays suspended until its head arrives, then the body flows
+ * through a bounded buffer (the block pauses the app when the caller reads
+ * slowly).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../blocks/invoke.h"
+#include "../core/app.h"
+#include "../util/strv.h"
+#include "handlers.h"
+#include "invoke-url.h"
+#include "server.h"
+
+typedef struct HttpInvoke {
+        HttpRequest *r;
+        InvokeCall *call;
+        bool streaming;             /* the callee's head went out: errors can only cut the body */
+        char **headers;             /* the caller's, kept while the call may read them */
+} HttpInvoke;
+
+static void http_invoke_free(HttpInvoke *hi) {
+        strv_free(hi->headers);
+        free(hi);
+}
+
+static void on_drain(void *userdata) {
+        HttpInvoke *hi = userdata;
+        invoke_call_resume(hi->call);
+}
+
+static void on_head(InvokeCall *c, unsigned status, char *const *headers, int64_t content_length, void *userdata) {
+        HttpInvoke *hi = userdata;
+        size_t n = strv_length((char **) headers);
+        _cleanup_free_ const char **h = calloc(n + 3, sizeof *h);
+        if (!h) {
+                (void) http_reply_error(hi->r, DAPR_ERR_INTERNAL, "out of memory");
+                return;
+        }
+        memcpy(h, headers, n * sizeof *h);
+        h[n] = "traceparent";
+        h[n + 1] = invoke_call_traceparent(c);
+        if (http_reply_stream(hi->r, status, h, content_length, on_drain, hi) < 0)
+                (void) http_reply_error(hi->r, DAPR_ERR_INTERNAL, "out of memory");
+        else
+                hi->streaming = true;
+}
+
+static bool on_body(InvokeCall *c, const void *buf, size_t len, void *userdata) {
+        HttpInvoke *hi = userdata;
+        return http_stream_write(hi->r, buf, len);
+}
+
+static void on_done(InvokeCall *c, const InvokeError *e, void *userdata) {
+        HttpInvoke *hi = userdata;
+        HttpRequest *r = hi->r;
+
+        /* From here the request may end on its own; nothing of ours must run then. */
+        http_request_on_end(r, NULL, NULL);
+        if (hi->streaming)
+                http_stream_end(r, !e);
+        else if (e)
+                (void) http_reply_error_status(r, e->status, DAPR_ERR_DIRECT_INVOKE, "%s", e->message);
+        else /* the block always gives a head before success; answer something all the same */
+                (void) http_reply_error(r, DAPR_ERR_DIRECT_INVOKE, "failed to invoke: no answer");
+        http_invoke_free(hi);
+}
+
+static void on_request_end(HttpRequest *r, void *userdata) {
+        HttpInvoke *hi = userdata;
+        /* The caller went away (or the reply finished before the call did): stop the call. */
+        invoke_call_cancel(hi->call);
+        http_invoke_free(hi);
+}
+
+static const InvokeHandler handler = {
+        .head = on_head,
+        .body = on_body,
+        .done = on_done,
+};
+
+/* Starts the call; method is the callee's path, still escaped, without the query. */
+static int invoke(HttpRequest *r, const char *target, const char *method) {
+        const Caller *caller = http_request_caller(r);
+        const char *query = http_request_raw_query(r);
+        _cleanup_free_ char *path = NULL;
+        HttpInvoke *hi;
+        int k;
+
+        if (asprintf(&path, "%s%s%s", method, query ? "?" : "", query ?: "") < 0)
+                return -ENOMEM;
+        hi = calloc(1, sizeof *hi);
+        if (!hi)
+                return -ENOMEM;
+        hi->r = r;
+        k = http_request_header_pairs(r, &hi->headers);
+        if (k < 0) {
+                http_invoke_free(hi);
+                return k;
+        }
+        size_t body_len;
+        const void *body = http_request_body(r, &body_len);
+        InvokeRequest req = {
+                .caller_app = caller->app ? caller->app->config->id : NULL,
+                .target_app = target,
+                .verb = http_request_method(r),
+                .method = path,
+                .headers = hi->headers,
+                .body = body,
+                .body_len = body_len,
+        };
+        k = invoke_start(http_request_manager(r), &req, &handler, hi, &hi->call);
+        if (k < 0) {
+                http_invoke_free(hi);
+                if (k == -EINVAL)
+                        return http_reply_error_status(r, 400, DAPR_ERR_DIRECT_INVOKE,
+                                                       "failed to invoke, id: %s, err: method %s not allowed",
+                                                       target, http_request_method(r));
+                return k;
+        }
+        http_request_on_end(r, on_request_end, hi);
+        http_request_suspend(r);
+        return 0;
+}
+
+int http_invoke(HttpRequest *r, const RouteMatch *m) {
+        _cleanup_free_ char *app = NULL;
+        const char *method;
+        int k = invoke_url_parse(http_request_url(r), &app, &method);
+        if (k <= 0)
+                return http_reply_error(r, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+                                        "failed getting app id either from the URL path or the header dapr-app-id");
+        return invoke(r, app, method);
+}
+
+int http_invoke_by_header(HttpRequest *r) {
+        _cleanup_free_ char *app = NULL;
+        int k = invoke_target_from_headers(http_request_header(r, "dapr-app-id"),
+                                           http_request_header(r, "Authorization"), &app);
+        if (k <= 0)
+                return k;
+        /* The whole path goes to the callee as it came. */
+        k = invoke(r, app, http_request_url(r));
+        return k < 0 ? k : 1;
+}
