@@ -122,44 +122,16 @@ static int log_build_failed(const char *what, int r) {
 
 /* Read all of standard input (at most VALUE_MAX bytes) into a malloc'd buffer. */
 static int read_stdin(char **ret, size_t *ret_size) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, allocated = 0;
+        int r = ctl_read_all(STDIN_FILENO, VALUE_MAX, ret, ret_size);
 
-        for (;;) {
-                ssize_t n;
-
-                if (size == allocated) {
-                        /* one byte more than allowed tells "exactly VALUE_MAX" from "too much" */
-                        size_t a = allocated > 0 ? allocated * 2 : 64 * 1024;
-                        char *p;
-
-                        if (a > VALUE_MAX + 1)
-                                a = VALUE_MAX + 1;
-                        if (a == allocated)
-                                break;
-                        p = realloc(buf, a);
-                        if (!p)
-                                return ctl_log_oom();
-                        buf = p;
-                        allocated = a;
-                }
-                n = read(STDIN_FILENO, buf + size, allocated - size);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return ctl_log_errno(negative_errno(), "cannot read the value from standard input: %m");
-                }
-                if (n == 0)
-                        break;
-                size += (size_t) n;
-        }
-        if (size > VALUE_MAX) {
+        if (r == -ENOMEM)
+                return ctl_log_oom();
+        if (r == -EFBIG) {
                 ctl_log("the value on standard input is larger than %zu MiB, refusing it", VALUE_MAX >> 20);
-                return -EFBIG;
+                return r;
         }
-
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
+        if (r < 0)
+                return ctl_log_errno(r, "cannot read the value from standard input: %m");
         return 0;
 }
 

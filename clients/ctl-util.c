@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 
@@ -71,4 +73,49 @@ bool ctl_app_id_is_valid(const char *id) {
                         return false;
         }
         return true;
+}
+
+/*
+ * Read fd up to end of file into a malloc'd buffer (never NULL, even when
+ * empty). Quiet: returns 0, -EFBIG when there are more than max bytes,
+ * -ENOMEM, or the read error.
+ */
+int ctl_read_all(int fd, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, allocated = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (size == allocated) {
+                        /* one byte more than allowed tells "exactly max" from "too much" */
+                        size_t a = allocated > 0 ? allocated * 2 : 64 * 1024;
+                        char *p;
+
+                        if (a > max + 1)
+                                a = max + 1;
+                        if (a == allocated)
+                                break;
+                        p = realloc(buf, a);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        allocated = a;
+                }
+                n = read(fd, buf + size, allocated - size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                size += (size_t) n;
+        }
+        if (size > max)
+                return -EFBIG;
+
+        *ret = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
 }

@@ -88,6 +88,34 @@ typedef struct CtlStateRequest {
         const char *ttl;           /* --ttl, validated, or NULL */
 } CtlStateRequest;
 
+/* What "invoke" sends; strings are borrowed from argv. */
+typedef struct CtlInvokeRequest {
+        const char *app_id;
+        const char *method;        /* the callee's path, may carry "?query" */
+        const char *verb;          /* upper case; never NULL */
+        const char *data;          /* --data as given (literal, "@FILE" or "-"), or NULL */
+        char **headers;            /* --header lines "Name: value", NULL-terminated, or NULL */
+        bool verbose;              /* --verbose: status and headers on stderr */
+} CtlInvokeRequest;
+
+/* One HTTP request on the shared socket (ctl_http_request()). */
+typedef struct CtlHttpRequest {
+        const char *verb;          /* "GET", "POST", ... */
+        const char *target;        /* path and query, e.g. "/mooring/v1/status" */
+        char *const *headers;      /* "Name: value" lines, NULL-terminated, or NULL */
+        const void *body;          /* NULL: no body */
+        size_t body_size;
+        long timeout_sec;          /* 0: none */
+} CtlHttpRequest;
+
+/* Its answer, whatever the status. */
+typedef struct CtlHttpReply {
+        long status;
+        char **headers;            /* "Name: value" lines, NULL-terminated, or NULL */
+        char *body;                /* NUL-terminated, or NULL when empty */
+        size_t body_size;
+} CtlHttpReply;
+
 typedef struct CtlAppList {
         CtlApp *items;
         size_t n;
@@ -103,6 +131,7 @@ void ctl_log(const char *fmt, ...) _printf_(1, 2);
 int ctl_log_errno(int r, const char *fmt, ...) _printf_(2, 3);
 int ctl_log_oom(void);
 bool ctl_app_id_is_valid(const char *id);
+int ctl_read_all(int fd, size_t max, char **ret, size_t *ret_size);
 
 /* ctl-model.c */
 void ctl_status_done(CtlStatus *s);
@@ -134,6 +163,8 @@ int ctl_bus_get_components(const CtlOptions *o, CtlComponentList *ret);
 int ctl_http_get_status(const CtlOptions *o, CtlStatus *ret);
 int ctl_http_get_apps(const CtlOptions *o, CtlAppList *ret);
 int ctl_http_get_components(const CtlOptions *o, CtlComponentList *ret);
+int ctl_http_request(const CtlOptions *o, const CtlHttpRequest *req, CtlHttpReply *ret);
+void ctl_http_reply_done(CtlHttpReply *r);
 
 /* ctl-exec.c */
 int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd);
@@ -142,6 +173,9 @@ int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd);
 int ctl_state_get(const CtlOptions *o, const CtlStateRequest *req, CtlStateValue *ret);
 int ctl_state_set(const CtlOptions *o, const CtlStateRequest *req);
 int ctl_state_delete(const CtlOptions *o, const CtlStateRequest *req);
+
+/* ctl-invoke.c */
+int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req);
 
 /* ctl-pager.c */
 void ctl_pager_open(bool no_pager);

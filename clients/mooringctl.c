@@ -5,8 +5,8 @@
  * Parses the command line, picks the transport (D-Bus unless --socket or
  * $MOORING_SOCKET asks for HTTP on the shared API socket; app-exec and state
  * always use D-Bus), runs one command and maps the result to the exit
- * status: 0 success, 1 failure, 2 usage error, 3 mooringd (or its bus) not
- * reachable.
+ * status: 0 success, 1 failure (for invoke also an answer with a status
+ * outside 200-399), 2 usage error, 3 mooringd (or its bus) not reachable.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +30,9 @@ enum {
         ARG_ETAG,
         ARG_FIRST_WRITE,
         ARG_TTL,
+        ARG_VERB,
+        ARG_DATA,
+        ARG_HEADER,
 };
 
 typedef struct Args {
@@ -41,8 +44,17 @@ typedef struct Args {
         const char *etag;          /* --etag (state set, state delete) */
         bool first_write;          /* --first-write (state set) */
         const char *ttl;           /* --ttl (state set), validated */
+        const char *verb;          /* --verb (invoke), validated, upper case */
+        const char *data;          /* --data (invoke) */
+        char **headers;            /* --header (invoke), validated, NULL-terminated; the array is ours */
+        size_t n_headers;
+        bool verbose;              /* -v, --verbose (invoke) */
         bool options_ended;        /* the last parse_options() stopped after a "--" */
 } Args;
+
+static void args_done(Args *args) {
+        free(args->headers);
+}
 
 static const struct option long_options[] = {
         { "help",        no_argument,       NULL, 'h'             },
@@ -56,6 +68,10 @@ static const struct option long_options[] = {
         { "etag",        required_argument, NULL, ARG_ETAG        },
         { "first-write", no_argument,       NULL, ARG_FIRST_WRITE },
         { "ttl",         required_argument, NULL, ARG_TTL         },
+        { "verb",        required_argument, NULL, ARG_VERB        },
+        { "data",        required_argument, NULL, ARG_DATA        },
+        { "header",      required_argument, NULL, ARG_HEADER      },
+        { "verbose",     no_argument,       NULL, 'v'             },
         {}
 };
 
@@ -78,6 +94,8 @@ static void help(void) {
                "                          Save VALUE as KEY in state store STORE\n"
                "                          (VALUE '-': read it from standard input)\n"
                "  state delete STORE KEY  Delete KEY from state store STORE\n"
+               "  invoke APP_ID METHOD    Call METHOD (a path, may end in ?QUERY) of app APP_ID\n"
+               "                          and print the body of its answer\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help and exit\n"
@@ -93,8 +111,16 @@ static void help(void) {
                "     --etag=ETAG          Set or delete only if the key's etag is ETAG\n"
                "     --first-write        Set only if the key does not exist yet\n"
                "     --ttl=SECONDS        Let the value expire after SECONDS (-1: never)\n"
+               "     --verb=VERB          HTTP method of invoke (default: GET, or POST with --data)\n"
+               "     --data=DATA          Send DATA as the body of invoke (@FILE: the file's\n"
+               "                          contents, '-': standard input)\n"
+               "     --header='NAME: VALUE'\n"
+               "                          Add a header to the call of invoke (repeatable)\n"
+               "  -v --verbose            Show the status and headers of invoke's answer on\n"
+               "                          standard error\n"
                "\n"
-               "Exit status: 0 success, 1 failure, 2 usage error, 3 mooringd not running.\n",
+               "Exit status: 0 success, 1 failure (invoke: also an answer with a status\n"
+               "outside 200-399), 2 usage error, 3 mooringd not running.\n",
                CTL_PROGRAM);
 }
 
@@ -125,6 +151,59 @@ static bool ttl_is_valid(const char *s) {
         return errno == 0 && *end == '\0' && v >= 0 && v <= INT32_MAX;
 }
 
+/* RFC 9110 tchar */
+static bool is_tchar(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A non-empty HTTP token of at most max characters. */
+static bool is_token(const char *s, size_t max) {
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                if (!is_tchar(s[n]))
+                        return false;
+        return n > 0 && n <= max;
+}
+
+/* --verb: an HTTP method; written in upper case (in place) as mooringd expects it. */
+static bool verb_normalize(char *verb) {
+        if (!is_token(verb, 32))
+                return false;
+        for (char *p = verb; *p; p++)
+                if (*p >= 'a' && *p <= 'z')
+                        *p = (char) (*p - 'a' + 'A');
+        return true;
+}
+
+/* --header: "NAME: VALUE" with NAME an HTTP token and VALUE free of control characters. */
+static const char *header_check(const char *h) {
+        const char *colon = strchr(h, ':');
+
+        if (!colon)
+                return "expected 'NAME: VALUE'";
+        for (const char *p = h; p < colon; p++)
+                if (!is_tchar(*p))
+                        return "the name must be an HTTP token";
+        if (colon == h)
+                return "the name must not be empty";
+        for (const unsigned char *p = (const unsigned char *) colon + 1; *p; p++)
+                if ((*p < ' ' && *p != '\t') || *p == 0x7f)
+                        return "the value must not contain control characters";
+        return NULL;
+}
+
+/* METHOD of invoke stays one token of the request line: printable ASCII without spaces. */
+static bool method_is_valid(const char *method) {
+        if (!method[0])
+                return false;
+        for (const unsigned char *p = (const unsigned char *) method; *p; p++)
+                if (*p <= ' ' || *p >= 0x7f)
+                        return false;
+        return true;
+}
+
 /*
  * Parse options from argv[1...] up to the first non-option; used both before
  * and after the command name, so "mooringctl apps --json" works too. Returns
@@ -137,7 +216,7 @@ static int parse_options(int argc, char *argv[], Args *args) {
         /* 0 makes glibc re-initialize, which a second pass needs */
         optind = 0;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+:h", long_options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+:hv", long_options, NULL)) >= 0) {
                 last_optarg = optarg;
                 switch (c) {
                 case 'h':
@@ -185,6 +264,34 @@ static int parse_options(int argc, char *argv[], Args *args) {
                                 return usage_error("invalid --ttl '%s': expected 0 to %" PRId32 " seconds, or -1",
                                                    optarg, INT32_MAX);
                         args->ttl = optarg;
+                        break;
+                case ARG_VERB:
+                        if (!verb_normalize(optarg))
+                                return usage_error("invalid --verb '%s': expected an HTTP method such as GET or POST",
+                                                   optarg);
+                        args->verb = optarg;
+                        break;
+                case ARG_DATA:
+                        args->data = optarg;
+                        break;
+                case ARG_HEADER: {
+                        const char *e = header_check(optarg);
+                        char **h;
+
+                        if (e)
+                                return usage_error("invalid --header '%s': %s", optarg, e);
+                        h = realloc(args->headers, (args->n_headers + 2) * sizeof(char *));
+                        if (!h) {
+                                ctl_log_oom();
+                                return -ENOMEM;
+                        }
+                        args->headers = h;
+                        args->headers[args->n_headers++] = optarg;
+                        args->headers[args->n_headers] = NULL;
+                        break;
+                }
+                case 'v':
+                        args->verbose = true;
                         break;
                 case ':':
                         return usage_error("option '%s' needs an argument", argv[optind - 1]);
@@ -244,6 +351,19 @@ static const char *state_option_given(const Args *args) {
                 return "--first-write";
         if (args->ttl)
                 return "--ttl";
+        return NULL;
+}
+
+/* The first option given that only "invoke" takes, or NULL. */
+static const char *invoke_option_given(const Args *args) {
+        if (args->verb)
+                return "--verb";
+        if (args->data)
+                return "--data";
+        if (args->headers)
+                return "--header";
+        if (args->verbose)
+                return "--verbose";
         return NULL;
 }
 
@@ -386,6 +506,10 @@ static int state_main(Args *args, int argc, char *argv[]) {
                 return CTL_EXIT_USAGE;
         }
 
+        if (invoke_option_given(args)) {
+                usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(args));
+                return CTL_EXIT_USAGE;
+        }
         if (streq(command, "get") && args->etag) {
                 usage_error("option '--etag' does not apply to 'state get'");
                 return CTL_EXIT_USAGE;
@@ -417,8 +541,57 @@ static int state_main(Args *args, int argc, char *argv[]) {
         return exit_status(r);
 }
 
+/*
+ * "invoke APP_ID METHOD": argv[1...] are the arguments after "invoke", with
+ * options allowed anywhere among them; argv[0] is only getopt's placeholder.
+ * Returns the exit status.
+ */
+static int invoke_main(Args *args, int argc, char *argv[]) {
+        CtlInvokeRequest req;
+        char *pos[2];
+        int n, r, f;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (n < 2) {
+                usage_error("invoke needs APP_ID and METHOD");
+                return CTL_EXIT_USAGE;
+        }
+        if (state_option_given(args)) {
+                usage_error("option '%s' is only valid for 'state'", state_option_given(args));
+                return CTL_EXIT_USAGE;
+        }
+        if (!ctl_app_id_is_valid(pos[0])) {
+                usage_error("invalid app id '%s'", pos[0]);
+                return CTL_EXIT_USAGE;
+        }
+        if (!method_is_valid(pos[1])) {
+                usage_error("invalid METHOD '%s': it must not be empty, and spaces, control characters and "
+                            "non-ASCII bytes must be percent-encoded", pos[1]);
+                return CTL_EXIT_USAGE;
+        }
+        if (select_transport(args, NULL) < 0)
+                return CTL_EXIT_USAGE;
+
+        req = (CtlInvokeRequest) {
+                .app_id = pos[0],
+                .method = pos[1],
+                .verb = args->verb ?: (args->data ? "POST" : "GET"),
+                .data = args->data,
+                .headers = args->headers,
+                .verbose = args->verbose,
+        };
+        r = ctl_invoke(&args->options, &req);
+        /* the body is written also when the app answered with an error status */
+        f = flush_stdout();
+        return exit_status(r < 0 ? r : f);
+}
+
 int main(int argc, char *argv[]) {
-        Args args = {};
+        _cleanup_(args_done) Args args = {};
         const char *verb;
         char **rest;
         int n_rest, r;
@@ -452,6 +625,12 @@ int main(int argc, char *argv[]) {
         /* r >= 1 here, so rest[-1] exists: the verb or the last option before the arguments */
         if (streq(verb, "state"))
                 return state_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "invoke"))
+                return invoke_main(&args, n_rest + 1, rest - 1);
+        if (invoke_option_given(&args)) {
+                usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(&args));
+                return CTL_EXIT_USAGE;
+        }
         if (state_option_given(&args)) {
                 usage_error("option '%s' is only valid for 'state'", state_option_given(&args));
                 return CTL_EXIT_USAGE;
@@ -486,6 +665,10 @@ int main(int argc, char *argv[]) {
                 }
                 if (state_option_given(&args)) {
                         usage_error("option '%s' is only valid for 'state'", state_option_given(&args));
+                        return CTL_EXIT_USAGE;
+                }
+                if (invoke_option_given(&args)) {
+                        usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(&args));
                         return CTL_EXIT_USAGE;
                 }
                 if (select_transport(&args, "app-exec") < 0)

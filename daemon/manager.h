@@ -74,6 +74,7 @@ struct Manager {
         char *api_socket_path;
         HttpClient *http_client;
         sd_bus *bus;
+        sd_event_source *bus_retry; /* reconnects after the bus dropped us */
 
         ActivatedFd *activated;     /* sockets passed by systemd and not yet claimed */
         size_t n_activated;

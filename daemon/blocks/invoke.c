@@ -398,7 +398,9 @@ static void start_transfer(InvokeCall *c) {
                 curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
                 curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body_len ? c->body : "");
         }
-        if (!streq(c->verb, "GET") && !streq(c->verb, "HEAD"))
+        /* A body makes curl say POST: any other verb (GET with a body too) is named. */
+        if (!streq(c->verb, "HEAD") && (!streq(c->verb, "GET") || c->body_len > 0) &&
+            !(streq(c->verb, "POST") && c->body_len > 0))
                 curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->verb);
 
         c->easy = e;

@@ -78,7 +78,8 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
                  InvokeCall **ret);
 /* The front-end can take bytes again after body() said no. */
 void invoke_call_resume(InvokeCall *c);
-/* The caller went away: stop, no more callbacks, free. NULL-safe. */
+/* The caller went away: stop, no more callbacks, free. NULL-safe. Not from inside one of
+ * the call's own callbacks (head, body, done): it frees the call at once. */
 void invoke_call_cancel(InvokeCall *c);
 /* W3C traceparent of this call's span (for the caller's response). */
 const char *invoke_call_traceparent(const InvokeCall *c);

@@ -16,6 +16,7 @@
 #include "../manager.h"
 #include "../util/log.h"
 #include "../util/strv.h"
+#include "invoke-bus.h"
 #include "polkit.h"
 #include "state-bus.h"
 #include "runtime-bus.h"
@@ -289,8 +290,36 @@ static const sd_bus_vtable runtime_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("ExecuteStateTransaction",
                                 SD_BUS_ARGS("s", app_id, "s", store, "a(ssays)", operations), SD_BUS_NO_RESULT,
                                 bus_method_execute_state_transaction, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("InvokeMethod",
+                                SD_BUS_ARGS("s", app_id, "s", method, "s", verb, "a(ss)", headers, "ay", body),
+                                SD_BUS_RESULT("q", status, "a(ss)", headers, "ay", body), bus_method_invoke_method,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
+
+static int on_bus_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        m->bus_retry = sd_event_source_disable_unref(m->bus_retry);
+        if (m->state != MANAGER_STOPPING && !m->bus && runtime_bus_setup(m) >= 0)
+                log_info("Reconnected to the %s bus.", manager_bus_mode_to_string(m->bus_mode));
+        return 0;
+}
+
+/*
+ * The bus closed our connection (dbus-daemon restarted, or dropped us, e.g. for a
+ * message over its max_message_size): without this, mooringd would silently stay
+ * off the bus. Reconnect every 2 s until it works.
+ */
+static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        log_warning("Lost the connection to the %s bus; reconnecting.", manager_bus_mode_to_string(m->bus_mode));
+        if (m->bus == sd_bus_message_get_bus(msg))
+                m->bus = sd_bus_flush_close_unref(m->bus);
+        if (!m->bus_retry && m->state != MANAGER_STOPPING)
+                (void) sd_event_add_time_relative(m->event, &m->bus_retry, CLOCK_MONOTONIC, 2 * 1000000ULL, 100 * 1000,
+                                                  on_bus_retry, m);
+        return 0;
+}
 
 int runtime_bus_setup(Manager *m) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -308,6 +337,10 @@ int runtime_bus_setup(Manager *m) {
         r = sd_bus_request_name(bus, RUNTIME_BUS_NAME, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to acquire %s on the %s bus: %m", RUNTIME_BUS_NAME, which);
+        r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the bus connection: %m");
         r = sd_bus_attach_event(bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
@@ -317,6 +350,7 @@ int runtime_bus_setup(Manager *m) {
 }
 
 void runtime_bus_done(Manager *m) {
+        m->bus_retry = sd_event_source_disable_unref(m->bus_retry);
         if (!m->bus)
                 return;
         (void) sd_bus_release_name(m->bus, RUNTIME_BUS_NAME);

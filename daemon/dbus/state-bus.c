@@ -28,8 +28,13 @@
 #define ERR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
 #define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
 
-/* The app id the caller's unit names, malloc'd, or NULL. */
-static char *unit_app(sd_bus_message *call) {
+/*
+ * The app id the sender's systemd unit names (mooring-app@<id>.service, as a
+ * system or user unit), malloc'd, or NULL when it runs in no app's unit (or
+ * its credentials cannot be read). Shared with the other front-ends of the
+ * object (invoke-bus.c), which is why it is not static.
+ */
+char *bus_sender_app(sd_bus_message *call) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *unit = NULL;
         char *id = NULL;
@@ -48,7 +53,7 @@ static char *unit_app(sd_bus_message *call) {
  * message from the start (it may run later, after polkit answered).
  */
 static int with_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_bus_error *reterr) {
-        _cleanup_free_ char *own = unit_app(call);
+        _cleanup_free_ char *own = bus_sender_app(call);
         const char *app_id;
         int r = sd_bus_message_read(call, "s", &app_id);
         if (r < 0)
@@ -78,7 +83,7 @@ static int resolve(sd_bus_message *call, Manager *m, char **ret_app, StateStore 
         if (r < 0)
                 return r;
         if (!*app_id)
-                app_id = own = unit_app(call);
+                app_id = own = bus_sender_app(call);
         if (!app_id || !manager_find_app(m, app_id))
                 return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_APP, "No app '%s' is registered", strna(app_id));
         r = state_lookup(m, store, app_id, ret_store);

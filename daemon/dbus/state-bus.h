@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The state methods of org.mooring.Runtime1 (see dbus/org.mooring.Runtime1.xml). */
+/*
+ * The state methods of org.mooring.Runtime1 (see dbus/org.mooring.Runtime1.xml),
+ * and the caller identity they share with the other front-ends of the object.
+ */
 #pragma once
 
 #include <systemd/sd-bus.h>
+
+/* The app the sender's mooring-app@<id>.service unit names, malloc'd; NULL: not an app. */
+char *bus_sender_app(sd_bus_message *call);
 
 int bus_method_get_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr);
 int bus_method_save_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr);
