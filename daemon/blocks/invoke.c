@@ -557,7 +557,9 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
                 finish(c, -EADDRNOTAVAIL, 500, "app '%s' has no AppAddress: it takes no calls", target->config->id);
                 goto started;
         }
-        if (target->health == APP_HEALTH_UNHEALTHY) {
+        /* Fail fast only on an app its probes have found down APP_PROBE_THRESHOLD times in a
+         * row: one that has not come up yet (a first failed probe, at boot) gets the retries. */
+        if (target->health == APP_HEALTH_UNHEALTHY && target->probe_failures >= APP_PROBE_THRESHOLD) {
                 finish(c, -EHOSTDOWN, 500, "app '%s' is unhealthy (its health probe fails)", target->config->id);
                 goto started;
         }
