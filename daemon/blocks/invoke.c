@@ -579,9 +579,9 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
         if (target->config->max_concurrency == 0 || target->invoke_active < target->config->max_concurrency) {
                 c->holds_slot = true;
                 target->invoke_active++;
-                /* Started from the loop, so no callback can run inside invoke_start(). */
-                c->state = CALL_STARTING;
-                (void) sd_event_source_set_enabled(c->later, SD_EVENT_ONESHOT);
+                /* Adding a transfer runs none of its callbacks (curl starts it from the loop),
+                 * so starting here keeps the promise that nothing runs inside invoke_start(). */
+                start_transfer(c);
         } else {
                 c->state = CALL_QUEUED;
                 if (target->invoke_queue_tail)

@@ -19,15 +19,26 @@
 #include "invoke-url.h"
 #include "server.h"
 
+/* Answers up to this size are collected and sent in one piece (one MHD response from a
+ * buffer, no suspend/resume per chunk); larger ones stream from the first byte past it. */
+#define INVOKE_BUFFER_MAX (64U * 1024)
+
 typedef struct HttpInvoke {
         HttpRequest *r;
         InvokeCall *call;
         bool streaming;             /* the callee's head went out: errors can only cut the body */
         char **headers;             /* the caller's, kept while the call may read them */
+        unsigned status;            /* the callee's head, held until we know how to answer */
+        char **resp_headers;        /* pairs, traceparent added */
+        int64_t content_length;
+        char *buf;                  /* the answer so far, while not streaming */
+        size_t len;
 } HttpInvoke;
 
 static void http_invoke_free(HttpInvoke *hi) {
         strv_free(hi->headers);
+        strv_free(hi->resp_headers);
+        free(hi->buf);
         free(hi);
 }
 
@@ -38,23 +49,46 @@ static void on_drain(void *userdata) {
 
 static void on_head(InvokeCall *c, unsigned status, char *const *headers, int64_t content_length, void *userdata) {
         HttpInvoke *hi = userdata;
-        size_t n = strv_length((char **) headers);
-        _cleanup_free_ const char **h = calloc(n + 3, sizeof *h);
-        if (!h) {
-                (void) http_reply_error(hi->r, DAPR_ERR_INTERNAL, "out of memory");
-                return;
-        }
-        memcpy(h, headers, n * sizeof *h);
-        h[n] = "traceparent";
-        h[n + 1] = invoke_call_traceparent(c);
-        if (http_reply_stream(hi->r, status, h, content_length, on_drain, hi) < 0)
-                (void) http_reply_error(hi->r, DAPR_ERR_INTERNAL, "out of memory");
-        else
-                hi->streaming = true;
+        hi->status = status;
+        hi->content_length = content_length;
+        if (strv_copy(headers, &hi->resp_headers) < 0 || strv_extend(&hi->resp_headers, "traceparent") < 0 ||
+            strv_extend(&hi->resp_headers, invoke_call_traceparent(c)) < 0)
+                hi->resp_headers = strv_free(hi->resp_headers); /* answered as OOM in on_done */
+}
+
+/* Switches to streaming: the head and what was collected go out now. */
+static bool start_streaming(HttpInvoke *hi) {
+        if (!hi->resp_headers ||
+            http_reply_stream(hi->r, hi->status, (const char *const *) hi->resp_headers, hi->content_length, on_drain,
+                              hi) < 0)
+                return false;
+        hi->streaming = true;
+        if (hi->len > 0 && !http_stream_write(hi->r, hi->buf, hi->len))
+                return false; /* cannot happen: the buffer starts empty */
+        free(hi->buf);
+        hi->buf = NULL;
+        hi->len = 0;
+        return true;
 }
 
 static bool on_body(InvokeCall *c, const void *buf, size_t len, void *userdata) {
         HttpInvoke *hi = userdata;
+        if (hi->streaming)
+                return http_stream_write(hi->r, buf, len);
+        if (hi->len + len <= INVOKE_BUFFER_MAX &&
+            (hi->content_length < 0 || (uint64_t) hi->content_length <= INVOKE_BUFFER_MAX)) {
+                char *b = realloc(hi->buf, hi->len + len);
+                if (b) {
+                        memcpy(b + hi->len, buf, len);
+                        hi->buf = b;
+                        hi->len += len;
+                        return true;
+                }
+        }
+        if (!start_streaming(hi)) {
+                /* Out of memory: end the call; on_done answers what it can. */
+                return true;
+        }
         return http_stream_write(hi->r, buf, len);
 }
 
@@ -68,8 +102,18 @@ static void on_done(InvokeCall *c, const InvokeError *e, void *userdata) {
                 http_stream_end(r, !e);
         else if (e)
                 (void) http_reply_error_status(r, e->status, DAPR_ERR_DIRECT_INVOKE, "%s", e->message);
-        else /* the block always gives a head before success; answer something all the same */
-                (void) http_reply_error(r, DAPR_ERR_DIRECT_INVOKE, "failed to invoke: no answer");
+        else if (!hi->resp_headers)
+                (void) http_reply_error(r, DAPR_ERR_INTERNAL, "out of memory");
+        else if (hi->content_length >= 0 && (uint64_t) hi->content_length != hi->len) {
+                /* A HEAD answer (no body, a length to tell), or a callee that sent less than it said. */
+                if (start_streaming(hi))
+                        http_stream_end(r, streq(http_request_method(r), "HEAD"));
+                else
+                        (void) http_reply_error(r, DAPR_ERR_INTERNAL, "out of memory");
+        } else
+                /* The whole answer is here: one response from the buffer. */
+                (void) http_reply_headers(r, hi->status, NULL, hi->buf, hi->len,
+                                          (const char *const *) hi->resp_headers);
         http_invoke_free(hi);
 }
 
