@@ -11,7 +11,7 @@
  *   - sends the call through the app channel (keep-alive connections),
  *     retrying with backoff only while nothing reached the app (connection
  *     refused, reset before any answer byte),
- *   - bounds the whole call by the target's RequestTimeoutSec=,
+ *   - bounds the whole call by the target's InvokeTimeoutSec=,
  *   - propagates W3C trace context (creating it when absent),
  *   - and streams the answer back: head, then body chunks with flow control.
  *
