@@ -2,10 +2,10 @@
 /* See invoke-url.h. */
 #include <errno.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/base64.h"
 #include "../util/strv.h"
 #include "invoke-url.h"
 #include "router.h"
@@ -32,46 +32,14 @@ int invoke_url_parse(const char *path, char **ret_app, const char **ret_method) 
         return 1;
 }
 
-static int b64val(char c) {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+' || c == '-')
-                return 62;
-        if (c == '/' || c == '_')
-                return 63;
-        return -1;
-}
+/* Basic credentials decoded as text; NULL if not base64 or holding a NUL (not a credential). */
+static char *unbase64_text(const char *s, size_t len) {
+        char *out = NULL;
+        size_t n = 0;
 
-/* RFC 4648 base64 (padding optional) into a NUL-terminated malloc'd string; NULL if invalid. */
-static char *unbase64(const char *s, size_t len) {
-        while (len > 0 && s[len - 1] == '=')
-                len--;
-        if (len % 4 == 1)
+        if (base64_decode(s, len, &out, &n) < 0)
                 return NULL;
-        char *out = malloc(len / 4 * 3 + 3), *o = out;
-        uint32_t acc = 0;
-        unsigned bits = 0;
-        if (!out)
-                return NULL;
-        for (size_t i = 0; i < len; i++) {
-                int v = b64val(s[i]);
-                if (v < 0) {
-                        free(out);
-                        return NULL;
-                }
-                acc = (acc << 6) | (uint32_t) v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        *o++ = (char) ((acc >> bits) & 0xff);
-                }
-        }
-        *o = 0;
-        if ((size_t) (o - out) != strlen(out)) { /* a NUL inside: not a credential */
+        if (memchr(out, 0, n)) {
                 free(out);
                 return NULL;
         }
@@ -90,7 +58,7 @@ int invoke_target_from_headers(const char *dapr_app_id, const char *authorizatio
                 return 0;
         const char *c = authorization + 6;
         c += strspn(c, " ");
-        _cleanup_free_ char *plain = unbase64(c, strcspn(c, " "));
+        _cleanup_free_ char *plain = unbase64_text(c, strcspn(c, " "));
         const char *id = plain ? startswith_ptr(plain, "dapr-app-id:") : NULL;
         if (!id || !*id)
                 return 0;

@@ -1,0 +1,581 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See cloudevent.h. After Dapr release-1.14: pkg/runtime/pubsub/cloudevents.go
+ * (NewCloudEvent) and components-contrib pubsub/envelope.go
+ * (NewCloudEventsEnvelope, FromCloudEvent, FromRawPayload, ApplyMetadata,
+ * HasExpired), as summarized in the reference §4.2, §4.3 and §4.6.
+ *
+ * Where mooring differs, on purpose:
+ *  - A JSON body is not decoded and re-encoded: its own text becomes "data"
+ *    once it is known to parse. jansson would print 0.1 as
+ *    0.10000000000000001 (17 significant digits) and refuses integers beyond
+ *    64 bits; Go's float64 round trip loses digits of its own. The text as
+ *    sent is what the publisher meant.
+ *  - A text body that is not valid UTF-8 goes out as data_base64 instead of
+ *    having its bad bytes replaced by U+FFFD, as Go's encoder does.
+ *  - time and expiration carry microseconds; Dapr writes whole seconds
+ *    (time.RFC3339). Both are RFC 3339 and parse the same everywhere.
+ *  - traceid/traceparent are only written when the caller has a traceparent.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "../util/base64.h"
+#include "../util/cleanup.h"
+#include "cloudevent.h"
+
+#define USEC_PER_SEC 1000000ULL
+/* 9999-12-31T23:59:59.999999Z: the last instant RFC 3339's four-digit year can write. */
+#define TIME_MAX_USEC 253402300799999999ULL
+
+/* ---- small helpers ---- */
+
+/* Strict UTF-8, as jansson checks it: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const void *p, size_t n) {
+        const unsigned char *s = p;
+
+        for (size_t i = 0; i < n;) {
+                unsigned char c = s[i];
+                uint32_t cp, min;
+                size_t k;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if ((c & 0xe0) == 0xc0) {
+                        k = 1;
+                        cp = c & 0x1f;
+                        min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        k = 2;
+                        cp = c & 0x0f;
+                        min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        k = 3;
+                        cp = c & 0x07;
+                        min = 0x10000;
+                } else
+                        return false;
+                if (n - i <= k)
+                        return false;
+                for (size_t j = 1; j <= k; j++) {
+                        if ((s[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (s[i + j] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += k + 1;
+        }
+        return true;
+}
+
+/* Does content type ct name media type type (case-insensitive, parameters and blanks ignored)? */
+static bool media_type_is(const char *ct, const char *type) {
+        size_t n;
+
+        if (!ct)
+                return false;
+        ct += strspn(ct, " \t");
+        n = strcspn(ct, ";");
+        while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+                n--;
+        return n == strlen(type) && strncasecmp(ct, type, n) == 0;
+}
+
+bool cloudevent_is_content_type(const char *content_type) {
+        return media_type_is(content_type, CLOUDEVENT_CONTENT_TYPE);
+}
+
+/* Sets *reterr (when wanted) to a message; always returns -EINVAL. */
+_printf_(2, 3) static int fail(char **reterr, const char *fmt, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        if (!reterr)
+                return -EINVAL;
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        *reterr = m;
+        return -EINVAL;
+}
+
+/* Sets key to the string v, which must be valid UTF-8. 0, -EINVAL (bad UTF-8) or -ENOMEM. */
+static int set_string(json_t *o, const char *key, const char *v) {
+        json_t *s;
+
+        if (!utf8_valid(v, strlen(v)))
+                return -EINVAL;
+        s = json_string_nocheck(v);
+        if (!s || json_object_set_new_nocheck(o, key, s) < 0) /* set_new drops s on failure */
+                return -ENOMEM;
+        return 0;
+}
+
+/* set_string() with the message for a bad value. */
+static int set_field(json_t *o, const char *key, const char *v, char **reterr) {
+        int r = set_string(o, key, v);
+        if (r == -EINVAL)
+                return fail(reterr, "the value for CloudEvent field '%s' is not valid UTF-8", key);
+        return r;
+}
+
+/* ---- time ---- */
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || ts.tv_sec < 0)
+                return 0;
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+        int64_t era, yoe, doy, doe;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+/* The inverse, for days >= 0. */
+static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d) {
+        int64_t era, doe, yoe, doy, mp;
+
+        z += 719468;
+        era = z / 146097;
+        doe = z - era * 146097;
+        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        mp = (5 * doy + 2) / 153;
+        *ret_d = (unsigned) (doy - (153 * mp + 2) / 5 + 1);
+        *ret_m = (unsigned) (mp < 10 ? mp + 3 : mp - 9);
+        *ret_y = yoe + era * 400 + (*ret_m <= 2);
+}
+
+void cloudevent_format_time(uint64_t usec, char buf[static CLOUDEVENT_TIME_MAX]) {
+        uint64_t sec, day_sec;
+        unsigned m, d;
+        int64_t y;
+
+        if (usec > TIME_MAX_USEC)
+                usec = TIME_MAX_USEC;
+        sec = usec / USEC_PER_SEC;
+        day_sec = sec % 86400;
+        civil_from_days((int64_t) (sec / 86400), &y, &m, &d);
+        /* Formatted into a roomy buffer first: the compiler cannot see that y has 4 digits. */
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ", (unsigned) y, m, d,
+                 (unsigned) (day_sec / 3600), (unsigned) (day_sec / 60 % 60), (unsigned) (day_sec % 60),
+                 (unsigned) (usec % USEC_PER_SEC));
+        memcpy(buf, tmp, CLOUDEVENT_TIME_MAX - 1);
+        buf[CLOUDEVENT_TIME_MAX - 1] = 0;
+}
+
+/* Exactly n decimal digits at *p. */
+static bool read_digits(const char **p, unsigned n, unsigned *ret) {
+        unsigned v = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                char c = (*p)[i];
+                if (c < '0' || c > '9')
+                        return false;
+                v = v * 10 + (unsigned) (c - '0');
+        }
+        *p += n;
+        *ret = v;
+        return true;
+}
+
+static bool is_leap(unsigned y) {
+        return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+int cloudevent_parse_time(const char *s, int64_t *ret_usec) {
+        static const unsigned mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        unsigned y, mo, d, h, mi, se, oh = 0, om = 0;
+        int64_t frac = 0, offset = 0, t;
+        const char *p = s;
+
+        if (!s || !read_digits(&p, 4, &y) || *p++ != '-' || !read_digits(&p, 2, &mo) || *p++ != '-' ||
+            !read_digits(&p, 2, &d) || (*p != 'T' && *p != 't'))
+                return -EINVAL;
+        p++;
+        if (!read_digits(&p, 2, &h) || *p++ != ':' || !read_digits(&p, 2, &mi) || *p++ != ':' ||
+            !read_digits(&p, 2, &se))
+                return -EINVAL;
+        if (*p == '.') {
+                int64_t scale = 100000;
+                p++;
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                        frac += scale * (*p - '0'); /* digits past µs add 0 */
+        }
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if (*p == '+' || *p == '-') {
+                int sign = *p++ == '-' ? -1 : 1;
+                if (!read_digits(&p, 2, &oh) || *p++ != ':' || !read_digits(&p, 2, &om) || oh > 23 || om > 59)
+                        return -EINVAL;
+                offset = sign * (int64_t) (oh * 60 + om) * 60;
+        } else
+                return -EINVAL;
+        if (*p != '\0')
+                return -EINVAL;
+        /* Go's time.Parse refuses a leap second (60) as well. */
+        if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 ||
+            se > 59)
+                return -EINVAL;
+        t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + se - offset;
+        *ret_usec = t * (int64_t) USEC_PER_SEC + frac;
+        return 0;
+}
+
+bool cloudevent_expired(json_t *event, uint64_t now_realtime_usec) {
+        json_t *e = json_object_get(event, "expiration");
+        int64_t t;
+
+        if (!json_is_string(e) || json_string_length(e) != strlen(json_string_value(e)))
+                return false;
+        if (cloudevent_parse_time(json_string_value(e), &t) < 0)
+                return false;
+        return t < 0 || (uint64_t) t < now_realtime_usec;
+}
+
+/* ---- ids ---- */
+
+/* Ids need to be unique, not secret. The non-blocking pool first; if it is not
+ * initialized yet (early boot) the kernel's insecure pool (5.6+), else wait. */
+static int random_fill(uint8_t *p, size_t n) {
+        unsigned flags = GRND_NONBLOCK;
+        size_t done = 0;
+
+        while (done < n) {
+                ssize_t k = getrandom(p + done, n - done, flags);
+                if (k >= 0) {
+                        done += (size_t) k;
+                        continue;
+                }
+                if (errno == EINTR)
+                        continue;
+#ifdef GRND_INSECURE
+                if (errno == EAGAIN && flags == GRND_NONBLOCK) {
+                        flags = GRND_INSECURE;
+                        continue;
+                }
+#endif
+                if ((errno == EAGAIN || errno == EINVAL) && flags != 0) {
+                        flags = 0;
+                        continue;
+                }
+                return -errno;
+        }
+        return 0;
+}
+
+int cloudevent_new_id(char buf[static CLOUDEVENT_UUID_MAX]) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t b[16];
+        char *o = buf;
+        int r;
+
+        r = random_fill(b, sizeof b);
+        if (r < 0)
+                return r;
+        b[6] = (uint8_t) ((b[6] & 0x0f) | 0x40); /* version 4 */
+        b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+        for (size_t i = 0; i < sizeof b; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        *o++ = '-';
+                *o++ = hex[b[i] >> 4];
+                *o++ = hex[b[i] & 15];
+        }
+        *o = '\0';
+        return 0;
+}
+
+/* ---- JSON ---- */
+
+/*
+ * json_loadb() that also takes integers beyond 64 bits, as Go's decoder does
+ * (Dapr decodes events into float64s): only when the exact parse fails on
+ * one is the text read again with every integer as a double.
+ */
+static json_t *load_json(const void *data, size_t len, size_t flags, json_error_t *ret_error) {
+        const char *nul = memchr(data, 0, len);
+        json_error_t e;
+        json_t *j;
+
+        /* A raw NUL is never valid JSON, but jansson lets one pass after a number or a keyword
+         * ("[1\0]"); a text spliced into an event must not hold one. */
+        if (nul) {
+                if (ret_error) {
+                        *ret_error = (json_error_t){ .line = -1, .column = -1 };
+                        snprintf(ret_error->text, sizeof ret_error->text, "NUL byte at offset %zu",
+                                 (size_t) (nul - (const char *) data));
+                }
+                return NULL;
+        }
+        j = json_loadb(data, len, flags, &e);
+
+        if (!j && json_error_code(&e) == json_error_numeric_overflow)
+                j = json_loadb(data, len, flags | JSON_DECODE_INT_AS_REAL, &e);
+        if (ret_error)
+                *ret_error = e;
+        return j;
+}
+
+/* ---- building ---- */
+
+/* The first non-empty override for field (or its alias), or NULL. */
+static const char *override_get(char *const *ov, const char *field, const char *alias) {
+        for (size_t i = 0; ov && ov[i] && ov[i + 1]; i += 2) {
+                const char *k = ov[i];
+                if (strncasecmp(k, "cloudevent.", strlen("cloudevent.")) == 0)
+                        k += strlen("cloudevent.");
+                if ((strcasecmp(k, field) == 0 || (alias && strcasecmp(k, alias) == 0)) && ov[i + 1][0])
+                        return ov[i + 1];
+        }
+        return NULL;
+}
+
+static uint64_t expiration_usec(uint64_t now, int64_t ttl_sec) {
+        if ((uint64_t) ttl_sec >= (TIME_MAX_USEC - MIN(now, TIME_MAX_USEC)) / USEC_PER_SEC)
+                return TIME_MAX_USEC;
+        return now + (uint64_t) ttl_sec * USEC_PER_SEC;
+}
+
+static int set_time(json_t *o, const char *key, uint64_t usec) {
+        char buf[CLOUDEVENT_TIME_MAX];
+
+        cloudevent_format_time(usec, buf);
+        return set_string(o, key, buf);
+}
+
+static int dump(json_t *o, char **ret, size_t *ret_len) {
+        char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!s)
+                return -ENOMEM;
+        *ret_len = strlen(s); /* NULs inside strings are written as \u0000 */
+        *ret = s;
+        return 0;
+}
+
+/* jansson's parse messages may quote input bytes: keep the message printable ASCII. */
+static void sanitize(char *s) {
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || (unsigned char) *s >= 0x7f)
+                        *s = '?';
+}
+
+static bool is_json_space(char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Dapr's own envelope (§4.2) around the body. */
+static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t now, char **ret, size_t *ret_len,
+                          char **reterr) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        _cleanup_free_ char *text = NULL;
+        const char *body = in->data ?: "", *v, *tp;
+        char id[CLOUDEVENT_UUID_MAX];
+        size_t len = in->data ? in->len : 0, text_len = 0;
+        bool splice = false;
+        int r;
+
+        o = json_object();
+        if (!o)
+                return -ENOMEM;
+
+        v = override_get(in->overrides, "id", NULL);
+        if (!v) {
+                r = cloudevent_new_id(id);
+                if (r < 0)
+                        return r;
+                v = id;
+        }
+        tp = override_get(in->overrides, "traceparent", "traceid") ?: in->traceparent;
+
+        const struct {
+                const char *key, *value; /* NULL: field left out */
+        } fields[] = {
+                { "id", v },
+                { "specversion", CLOUDEVENT_SPEC_VERSION },
+                { "datacontenttype", ct },
+                { "source",
+                  override_get(in->overrides, "source", NULL) ?: in->source ?: CLOUDEVENT_DEFAULT_SOURCE },
+                { "type", override_get(in->overrides, "type", NULL) ?: CLOUDEVENT_DEFAULT_TYPE },
+                { "topic", in->topic },
+                { "pubsubname", in->pubsub },
+                { "traceid", tp },
+                { "traceparent", tp },
+                { "tracestate", override_get(in->overrides, "tracestate", NULL) ?: in->tracestate ?: "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                if (fields[i].value && (r = set_field(o, fields[i].key, fields[i].value, reterr)) < 0)
+                        return r;
+        if ((r = set_time(o, "time", now)) < 0)
+                return r;
+        if (in->ttl_sec > 0 && (r = set_time(o, "expiration", expiration_usec(now, in->ttl_sec))) < 0)
+                return r;
+
+        if (media_type_is(ct, "application/json")) {
+                json_t *j = load_json(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+                splice = j != NULL;
+                json_decref(j);
+        }
+        if (!splice) {
+                const char *key = "data";
+                json_t *d;
+                if (media_type_is(ct, "application/octet-stream") || !utf8_valid(body, len)) {
+                        _cleanup_free_ char *b64 = base64_encode(body, len);
+                        if (!b64)
+                                return -ENOMEM;
+                        d = json_string_nocheck(b64);
+                        key = "data_base64";
+                } else
+                        d = json_stringn_nocheck(body, len);
+                if (!d || json_object_set_new_nocheck(o, key, d) < 0)
+                        return -ENOMEM;
+                return dump(o, ret, ret_len);
+        }
+
+        /* "data" sorts first: it goes right after the '{' of the rest. */
+        r = dump(o, &text, &text_len);
+        if (r < 0)
+                return r;
+        while (len > 0 && is_json_space(body[0])) {
+                body++;
+                len--;
+        }
+        while (len > 0 && is_json_space(body[len - 1]))
+                len--;
+
+        static const char head[] = "{\"data\":";
+        size_t n = strlen(head) + len + 1 + (text_len - 1);
+        char *out = malloc(n + 1), *p = out;
+        if (!out)
+                return -ENOMEM;
+        p = mempcpy(p, head, strlen(head));
+        p = mempcpy(p, body, len);
+        *p++ = ',';
+        p = mempcpy(p, text + 1, text_len - 1);
+        *p = '\0';
+        *ret = out;
+        *ret_len = n;
+        return 0;
+}
+
+/* Sets key to s when the event has no such member (or, with or_null, when it is null). */
+static int set_default(json_t *o, const char *key, const char *s, bool or_null, char **reterr) {
+        json_t *v = json_object_get(o, key);
+        if (v && !(or_null && json_is_null(v)))
+                return 0;
+        return set_field(o, key, s, reterr);
+}
+
+/* A body that already is a CloudEvent (§4.3). */
+static int build_passthrough(const CloudEventInput *in, uint64_t now, char **ret, size_t *ret_len,
+                             char **reterr) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        json_error_t jerr;
+        int r;
+
+        o = load_json(in->data ?: "", in->data ? in->len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!o) {
+                if (json_error_code(&jerr) == json_error_out_of_memory)
+                        return -ENOMEM;
+                sanitize(jerr.text);
+                if (jerr.line < 0)
+                        return fail(reterr, "the " CLOUDEVENT_CONTENT_TYPE " body is not valid JSON: %s",
+                                    jerr.text);
+                return fail(reterr, "the " CLOUDEVENT_CONTENT_TYPE " body is not valid JSON: %s "
+                            "(line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        }
+        if (!json_is_object(o))
+                return fail(reterr, "the " CLOUDEVENT_CONTENT_TYPE " body is not a JSON object");
+
+        if (!json_object_get(o, "time") && (r = set_time(o, "time", now)) < 0)
+                return r;
+        if (!json_object_get(o, "traceid") && in->traceparent &&
+            ((r = set_field(o, "traceid", in->traceparent, reterr)) < 0 ||
+             (r = set_field(o, "traceparent", in->traceparent, reterr)) < 0))
+                return r;
+        if ((r = set_default(o, "tracestate", in->tracestate ?: "", false, reterr)) < 0 ||
+            (r = set_field(o, "topic", in->topic, reterr)) < 0 ||
+            (r = set_field(o, "pubsubname", in->pubsub, reterr)) < 0 ||
+            (r = set_default(o, "source", CLOUDEVENT_DEFAULT_SOURCE, true, reterr)) < 0 ||
+            (r = set_default(o, "type", CLOUDEVENT_DEFAULT_TYPE, true, reterr)) < 0 ||
+            (r = set_default(o, "specversion", CLOUDEVENT_SPEC_VERSION, true, reterr)) < 0)
+                return r;
+        if (in->ttl_sec > 0 && (r = set_time(o, "expiration", expiration_usec(now, in->ttl_sec))) < 0)
+                return r;
+        return dump(o, ret, ret_len);
+}
+
+int cloudevent_build(const CloudEventInput *in, char **ret, size_t *ret_len, char **reterr) {
+        const char *ct = in->content_type && *in->content_type ? in->content_type : "text/plain";
+        uint64_t now = in->now_realtime_usec ?: now_usec();
+
+        assert(in->topic && in->pubsub);
+        if (cloudevent_is_content_type(ct))
+                return build_passthrough(in, now, ret, ret_len, reterr);
+        return build_envelope(in, ct, now, ret, ret_len, reterr);
+}
+
+int cloudevent_wrap_raw(const char *topic, const char *pubsub, const void *data, size_t len, char **ret,
+                        size_t *ret_len) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        _cleanup_free_ char *b64 = NULL;
+        char id[CLOUDEVENT_UUID_MAX];
+        int r;
+
+        r = cloudevent_new_id(id);
+        if (r < 0)
+                return r;
+        b64 = base64_encode(data ?: "", data ? len : 0);
+        o = json_object();
+        if (!b64 || !o)
+                return -ENOMEM;
+        const struct {
+                const char *key, *value;
+        } fields[] = {
+                { "id", id },
+                { "specversion", CLOUDEVENT_SPEC_VERSION },
+                { "datacontenttype", "application/octet-stream" },
+                { "source", CLOUDEVENT_DEFAULT_SOURCE },
+                { "type", CLOUDEVENT_DEFAULT_TYPE },
+                { "topic", topic },
+                { "pubsubname", pubsub },
+                { "data_base64", b64 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                if ((r = set_string(o, fields[i].key, fields[i].value)) < 0)
+                        return r;
+        return dump(o, ret, ret_len);
+}
+
+json_t *cloudevent_parse(const void *data, size_t len) {
+        json_t *o = load_json(data ?: "", data ? len : 0, JSON_ALLOW_NUL, NULL);
+
+        if (o && !json_is_object(o)) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
