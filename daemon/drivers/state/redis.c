@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * state.redis: Dapr's Redis state store on hiredis' async API, driven by the
- * daemon's sd-event loop through a small adapter in this file (one io source
- * whose event mask follows hiredis' addRead/delRead/addWrite/delWrite hooks).
+ * daemon's sd-event loop through RedisConn (../redis-common.h), which it
+ * shares with pubsub.redis.
  *
  * Data model (Dapr's): every key is a hash with the fields `data` (the value
  * bytes) and `version` (an integer, the etag). Conditional writes and
@@ -11,47 +11,33 @@
  * effect of the earlier ops) before it writes anything. Redis expires keys
  * itself, so no purge timer is needed.
  *
- * Connection: opened at open() without waiting; AUTH/SELECT are pipelined
- * right after connect. Commands issued while connecting are queued behind
- * them. When the connection is lost every in-flight call fails with
+ * Connection (RedisConn): opened at open() without waiting; AUTH/SELECT are
+ * pipelined right after connect. Commands issued while connecting are queued
+ * behind them. When the connection is lost every in-flight call fails with
  * -ENOTCONN, and a timer reconnects with backoff (100 ms doubling to 5 s);
  * while no connection exists calls fail fast with -ENOTCONN. A watchdog
- * timer bounds connecting (dialTimeout) and every command (timeout /
- * readTimeout): when the oldest command has no reply in time the connection
- * is dropped (its calls get -ETIMEDOUT) and re-established.
- *
- * hiredis callback rules honoured here (0.14 async.c): pending reply
- * callbacks run with a NULL reply when the context dies, then ev.cleanup,
- * then onDisconnect (only if it had connected), then the context is freed;
- * redisAsyncFree() called from inside a reply callback is postponed until
- * that callback returns. A done callback may close the store, so after any
- * call that can run done callbacks we check a refcounted liveness flag
- * before touching the store again.
+ * bounds connecting (dialTimeout) and every command (timeout / readTimeout):
+ * when the oldest command has no reply in time the connection is dropped
+ * (its calls get -ETIMEDOUT) and re-established. A done callback may close
+ * the store; RedisConn allows that from inside its callbacks.
  */
 #include <assert.h>
 #include <errno.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
+#include "../redis-common.h"
 #include "driver.h"
 
-#define REDIS_DEFAULT_PORT 6379
-#define REDIS_DEFAULT_TIMEOUT_USEC (3 * 1000000ULL)
-#define REDIS_DEFAULT_DIAL_TIMEOUT_USEC (5 * 1000000ULL)
-#define REDIS_BACKOFF_MIN_USEC (100 * 1000ULL)
-#define REDIS_BACKOFF_MAX_USEC (5 * 1000000ULL)
 #define REDIS_ETAG_MAX 20 /* "18446744073709551615" */
 
 
@@ -128,42 +114,6 @@ static const char script_tx[] =
 typedef struct RedisStore RedisStore;
 typedef struct RedisOp RedisOp;
 
-/*
- * Tells a dispatcher (io handler, watchdog) whether the store still exists
- * after it called into code that can run done callbacks, which may close
- * the store (and the core then frees it).
- */
-typedef struct Liveness {
-        unsigned n_ref;
-        bool alive;
-} Liveness;
-
-static Liveness *liveness_ref(Liveness *l) {
-        l->n_ref++;
-        return l;
-}
-
-static Liveness *new0_liveness(void) {
-        Liveness *l = calloc(1, sizeof(*l));
-        if (l)
-                *l = (Liveness){ .n_ref = 1, .alive = true };
-        return l;
-}
-
-static Liveness *mfree_liveness(Liveness *l) {
-        free(l);
-        return NULL;
-}
-
-/* Drops a reference; returns whether the store is still alive. */
-static bool liveness_unref(Liveness *l) {
-        bool alive = l->alive;
-        assert(l->n_ref > 0);
-        if (--l->n_ref == 0)
-                free(l);
-        return alive;
-}
-
 typedef enum RedisOpKind {
         REDIS_OP_GET,
         REDIS_OP_SET,
@@ -178,100 +128,25 @@ typedef enum RedisSetMode {
 } RedisSetMode;
 
 struct RedisOp {
-        RedisStore *store;             /* back-reference; NULL once close() answered an op hiredis still holds */
-        RedisOp *prev, *next;          /* in store->pending or store->deferred */
         RedisOpKind kind;
         RedisSetMode mode;             /* REDIS_OP_SET */
         bool conditional;              /* REDIS_OP_DEL: with etag */
         StateDoneFn done;
         void *userdata;
-        uint64_t deadline;             /* CLOCK_MONOTONIC; pending ops only */
-        sd_event_source *defer;        /* deferred ops: answers result without hiredis */
-        StateResult result;            /* deferred ops: the answer */
 };
-
-typedef struct OpList {
-        RedisOp *head, *tail;
-} OpList;
 
 struct RedisStore {
         StateStore base;
 
-        /* configuration */
-        char *host;                    /* TCP host (brackets stripped), or NULL with unix_path */
-        int port;
-        char *unix_path;
-        char *username;
-        char *password;                /* secret: wiped on free */
-        unsigned db;
+        RedisConfig config;
         int64_t default_ttl_sec;
         uint64_t timeout_usec;
-        uint64_t dial_timeout_usec;
 
-        /* connection */
-        redisAsyncContext *ac;         /* NULL while waiting to reconnect */
-        sd_event_source *io;
-        uint32_t io_events;
-        bool ready;                    /* connected and AUTH/SELECT answered */
-        unsigned handshake_pending;
-        uint64_t connect_deadline;
-        uint64_t backoff_usec;
-        sd_event_source *reconnect_timer;
-        sd_event_source *watchdog;
-        char *last_error;              /* why there is no connection */
-        int fail_error;                /* set while we tear a connection down ourselves */
-        char *fail_message;
-
-        OpList pending;                /* submitted to hiredis, reply order */
-        OpList deferred;               /* answered on the next loop iteration */
-
+        RedisConn conn;
         bool closing;
-        Liveness *liveness;            /* shared with dispatchers that may outlive us, see the header comment */
 };
 
 extern const StateDriver state_redis_driver;
-
-static void list_append(OpList *l, RedisOp *op) {
-        op->prev = l->tail;
-        op->next = NULL;
-        if (l->tail)
-                l->tail->next = op;
-        else
-                l->head = op;
-        l->tail = op;
-}
-
-static void list_remove(OpList *l, RedisOp *op) {
-        if (op->prev)
-                op->prev->next = op->next;
-        else
-                l->head = op->next;
-        if (op->next)
-                op->next->prev = op->prev;
-        else
-                l->tail = op->prev;
-        op->prev = op->next = NULL;
-}
-
-static uint64_t now_monotonic(RedisStore *s) {
-        uint64_t t = 0;
-        if (sd_event_now(s->base.event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-        }
-        return t;
-}
-
-static char *mfree_str(char *p) {
-        free(p);
-        return NULL;
-}
-
-static void set_string(char **p, char *v) {
-        free(*p);
-        *p = v;
-}
 
 /* ---- completion ---- */
 
@@ -284,46 +159,10 @@ static void op_finish(RedisOp *op, StateResult *r) {
         state_result_done(r);
 }
 
-static int on_defer(sd_event_source *es, void *userdata) {
-        RedisOp *op = userdata;
-        StateResult r = op->result;
-
-        list_remove(&op->store->deferred, op);
-        op->defer = sd_event_source_unref(op->defer);
-        op_finish(op, &r);
-        return 0;
-}
-
-/* Answers on the next loop iteration. Returns 0, or -ENOMEM with nothing started. */
-static int op_defer(RedisStore *s, RedisOp *op, int error, const char *fmt, ...) _printf_(4, 5);
-static int op_defer(RedisStore *s, RedisOp *op, int error, const char *fmt, ...) {
-        char *m = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (!m)
-                return -ENOMEM;
-
-        r = sd_event_add_defer(s->base.event, &op->defer, on_defer, op);
-        if (r < 0) {
-                free(m);
-                return r;
-        }
-        op->store = s;
-        op->result = (StateResult){ .error = error, .message = m };
-        list_append(&s->deferred, op);
-        return 0;
-}
-
-static RedisOp *op_new(RedisStore *s, RedisOpKind kind, StateDoneFn done, void *userdata) {
+static RedisOp *op_new(RedisOpKind kind, StateDoneFn done, void *userdata) {
         RedisOp *op = calloc(1, sizeof(*op));
         if (!op)
                 return NULL;
-        op->store = s;
         op->kind = kind;
         op->done = done;
         op->userdata = userdata;
@@ -412,338 +251,22 @@ static void parse_reply(const RedisOp *op, StateResult *r, const redisReply *rep
         state_result_fail(r, -EIO, "internal error: unknown op");
 }
 
-static void on_op_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
-        RedisOp *op = privdata;
-        RedisStore *s = op->store;
+static void on_op_reply(const redisReply *reply, int error, const char *message, void *userdata) {
+        RedisOp *op = userdata;
         StateResult r = {};
 
-        if (!s) {
-                /* close() already answered it. */
-                free(op);
-                return;
-        }
-        list_remove(&s->pending, op);
-
-        if (reply_)
-                parse_reply(op, &r, reply_);
-        else if (s->closing)
-                state_result_fail(&r, -ECANCELED, "state store closed");
-        else if (s->fail_error)
-                state_result_fail(&r, s->fail_error, "%s", s->fail_message ?: "redis connection dropped");
-        else if (!(ac->c.flags & REDIS_CONNECTED))
-                state_result_fail(&r, -ENOTCONN, "redis connection failed: %s",
-                                  ac->errstr ?: (ac->c.errstr[0] ? ac->c.errstr : "unknown error"));
+        if (reply)
+                parse_reply(op, &r, reply);
         else
-                state_result_fail(&r, -ENOTCONN, "redis connection lost: %s",
-                                  ac->errstr ?: (ac->c.errstr[0] ? ac->c.errstr : "connection closed"));
-
+                state_result_fail(&r, error, "%s", message);
         op_finish(op, &r);
-}
-
-/* ---- watchdog: connect and command deadlines ---- */
-
-static uint64_t watchdog_next(RedisStore *s) {
-        uint64_t t = UINT64_MAX;
-        if (s->ac && !s->ready)
-                t = s->connect_deadline;
-        if (s->ac && s->pending.head)
-                t = MIN(t, s->pending.head->deadline);
-        return t;
-}
-
-static void watchdog_arm(RedisStore *s) {
-        int enabled = SD_EVENT_OFF;
-        uint64_t t, armed;
-
-        if (!s->watchdog)
-                return;
-        t = watchdog_next(s);
-        if (t == UINT64_MAX)
-                return; /* an armed watchdog finds nothing to do and stays off */
-        if (sd_event_source_get_enabled(s->watchdog, &enabled) >= 0 && enabled != SD_EVENT_OFF &&
-            sd_event_source_get_time(s->watchdog, &armed) >= 0 && armed <= t)
-                return; /* fires earlier and re-arms itself */
-        (void) sd_event_source_set_time(s->watchdog, t);
-        (void) sd_event_source_set_enabled(s->watchdog, SD_EVENT_ONESHOT);
-}
-
-/* Drops the connection on our own initiative; in-flight calls get error + message. May run done callbacks. */
-static void connection_abort(RedisStore *s, int error, const char *message) {
-        redisAsyncContext *ac = s->ac;
-
-        if (!ac)
-                return;
-        set_string(&s->last_error, strdup(message));
-        s->fail_error = error;
-        set_string(&s->fail_message, strdup(message));
-        redisAsyncFree(ac);
-        /* s may be gone here when not inside a hiredis callback: callers hold a Liveness. */
-}
-
-static int on_watchdog(sd_event_source *es, uint64_t usec, void *userdata) {
-        RedisStore *s = userdata;
-        uint64_t now = now_monotonic(s);
-        char buf[128];
-
-        if (s->ac && !s->ready && now >= s->connect_deadline) {
-                snprintf(buf, sizeof(buf), "redis connection failed: not connected within %" PRIu64 " ms",
-                         s->dial_timeout_usec / 1000);
-        } else if (s->ac && s->pending.head && now >= s->pending.head->deadline) {
-                snprintf(buf, sizeof(buf), "redis: no reply within %" PRIu64 " ms, connection reset",
-                         s->timeout_usec / 1000);
-        } else {
-                watchdog_arm(s);
-                return 0;
-        }
-
-        Liveness *l = liveness_ref(s->liveness);
-        connection_abort(s, s->ready ? -ETIMEDOUT : -ENOTCONN, buf);
-        (void) liveness_unref(l); /* nothing more to do either way */
-        return 0;
-}
-
-/* ---- sd-event adapter ---- */
-
-static void io_update(RedisStore *s, uint32_t events) {
-        if (events == s->io_events || !s->io)
-                return;
-        s->io_events = events;
-        (void) sd_event_source_set_io_events(s->io, events);
-}
-
-static void ev_add_read(void *privdata) {
-        RedisStore *s = privdata;
-        if (s)
-                io_update(s, s->io_events | EPOLLIN);
-}
-
-static void ev_del_read(void *privdata) {
-        RedisStore *s = privdata;
-        if (s)
-                io_update(s, s->io_events & ~(uint32_t) EPOLLIN);
-}
-
-static void ev_add_write(void *privdata) {
-        RedisStore *s = privdata;
-        if (s)
-                io_update(s, s->io_events | EPOLLOUT);
-}
-
-static void ev_del_write(void *privdata) {
-        RedisStore *s = privdata;
-        if (s)
-                io_update(s, s->io_events & ~(uint32_t) EPOLLOUT);
-}
-
-static int schedule_reconnect(RedisStore *s);
-
-/* hiredis is about to free the context: forget it, and plan the next attempt. */
-static void ev_cleanup(void *privdata) {
-        RedisStore *s = privdata;
-
-        if (!s)
-                return;
-        if (!s->last_error && s->ac) {
-                const redisAsyncContext *ac = s->ac;
-                char *m = NULL;
-                if (asprintf(&m, "redis connection lost: %s",
-                             ac->errstr ?: (ac->c.errstr[0] ? ac->c.errstr : "connection closed")) < 0)
-                        m = NULL;
-                s->last_error = m;
-        }
-        s->io = sd_event_source_disable_unref(s->io);
-        s->io_events = 0;
-        s->ac = NULL;
-        s->ready = false;
-        s->handshake_pending = 0;
-        s->fail_error = 0;
-        s->fail_message = mfree_str(s->fail_message);
-        if (!s->closing)
-                (void) schedule_reconnect(s);
-}
-
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        RedisStore *s = userdata;
-        redisAsyncContext *ac = s->ac;
-        Liveness *l;
-
-        if (!ac)
-                return 0;
-
-        l = liveness_ref(s->liveness);
-        if (revents & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                redisAsyncHandleRead(ac);
-        if (l->alive && (revents & EPOLLOUT) && s->ac == ac)
-                redisAsyncHandleWrite(ac);
-        if (liveness_unref(l))
-                watchdog_arm(s);
-        return 0;
-}
-
-/* ---- connecting ---- */
-
-static void handshake_check(RedisStore *s) {
-        if (s->handshake_pending > 0 || !s->ac || !(s->ac->c.flags & REDIS_CONNECTED))
-                return;
-        s->ready = true;
-        s->backoff_usec = 0;
-        s->last_error = mfree_str(s->last_error);
-}
-
-static void on_handshake_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
-        RedisStore *s = ac->data;
-        redisReply *reply = reply_;
-        const char *what = privdata;
-        char buf[600];
-
-        if (!s || !reply)
-                return; /* closing, or the connection died: the cleanup hook handles it */
-
-        if (reply->type == REDIS_REPLY_ERROR) {
-                snprintf(buf, sizeof(buf), "redis %s failed: %.*s", what, (int) MIN(reply->len, 512),
-                         reply->str ?: "");
-                /* We are inside a reply callback: hiredis frees the context once we return. */
-                connection_abort(s, -ENOTCONN, buf);
-                return;
-        }
-        assert(s->handshake_pending > 0);
-        s->handshake_pending--;
-        handshake_check(s);
-}
-
-static void on_connect(const redisAsyncContext *cac, int status) {
-        redisAsyncContext *ac = (redisAsyncContext *) cac;
-        RedisStore *s = ac->data;
-        if (!s)
-                return;
-        if (status != REDIS_OK) {
-                char *m = NULL;
-                if (asprintf(&m, "redis connection failed: %s", ac->c.errstr[0] ? ac->c.errstr : "unknown error") < 0)
-                        m = NULL;
-                set_string(&s->last_error, m);
-                return; /* hiredis frees the context next; ev_cleanup schedules a retry */
-        }
-
-        handshake_check(s);
-}
-
-/* AUTH and SELECT go first into the output buffer, ahead of anything queued while connecting. */
-static void handshake_send(RedisStore *s, redisAsyncContext *ac) {
-        char buf[32];
-
-        s->handshake_pending = 0;
-        if (s->password) {
-                const char *argv[3] = { "AUTH" };
-                size_t argvlen[3] = { 4 };
-                int n = 1;
-                if (s->username) {
-                        argv[n] = s->username;
-                        argvlen[n++] = strlen(s->username);
-                }
-                argv[n] = s->password;
-                argvlen[n++] = strlen(s->password);
-                if (redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "AUTH", n, argv, argvlen) == REDIS_OK)
-                        s->handshake_pending++;
-        }
-        if (s->db > 0) {
-                snprintf(buf, sizeof(buf), "%u", s->db);
-                const char *argv[2] = { "SELECT", buf };
-                size_t argvlen[2] = { 6, strlen(buf) };
-                if (redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "SELECT", 2, argv, argvlen) == REDIS_OK)
-                        s->handshake_pending++;
-        }
-}
-
-static void connection_start(RedisStore *s) {
-        redisAsyncContext *ac;
-        int r;
-
-        assert(!s->ac);
-
-        ac = s->unix_path ? redisAsyncConnectUnix(s->unix_path) : redisAsyncConnect(s->host, s->port);
-        if (!ac) {
-                set_string(&s->last_error, strdup("redis connection failed: out of memory"));
-                (void) schedule_reconnect(s);
-                return;
-        }
-        if (ac->err) {
-                char *m = NULL;
-                if (asprintf(&m, "redis connection failed: %s", ac->errstr ?: "unknown error") < 0)
-                        m = NULL;
-                set_string(&s->last_error, m);
-                redisAsyncFree(ac); /* no hooks or callbacks installed yet */
-                (void) schedule_reconnect(s);
-                return;
-        }
-
-        r = sd_event_add_io(s->base.event, &s->io, ac->c.fd, EPOLLOUT, on_io, s);
-        if (r < 0) {
-                char *m = NULL;
-                if (asprintf(&m, "redis connection failed: cannot watch socket: %s", strerror(-r)) < 0)
-                        m = NULL;
-                set_string(&s->last_error, m);
-                redisAsyncFree(ac);
-                (void) schedule_reconnect(s);
-                return;
-        }
-        s->io_events = EPOLLOUT; /* connect(2) completes as writable */
-
-        ac->data = s;
-        ac->ev.data = s;
-        ac->ev.addRead = ev_add_read;
-        ac->ev.delRead = ev_del_read;
-        ac->ev.addWrite = ev_add_write;
-        ac->ev.delWrite = ev_del_write;
-        ac->ev.cleanup = ev_cleanup;
-        (void) redisAsyncSetConnectCallback(ac, on_connect);
-
-        s->ac = ac;
-        s->ready = false;
-        handshake_send(s, ac);
-        s->connect_deadline = now_monotonic(s) + s->dial_timeout_usec;
-        watchdog_arm(s);
-}
-
-static int on_reconnect(sd_event_source *es, uint64_t usec, void *userdata) {
-        RedisStore *s = userdata;
-
-        if (!s->ac && !s->closing)
-                connection_start(s);
-        return 0;
-}
-
-static int schedule_reconnect(RedisStore *s) {
-        int r;
-
-        s->backoff_usec = s->backoff_usec == 0 ? REDIS_BACKOFF_MIN_USEC
-                                                : MIN(s->backoff_usec * 2, REDIS_BACKOFF_MAX_USEC);
-        uint64_t t = now_monotonic(s) + s->backoff_usec;
-
-        if (!s->reconnect_timer)
-                return sd_event_add_time(s->base.event, &s->reconnect_timer, CLOCK_MONOTONIC, t, 10 * 1000,
-                                         on_reconnect, s);
-        r = sd_event_source_set_time(s->reconnect_timer, t);
-        if (r < 0)
-                return r;
-        return sd_event_source_set_enabled(s->reconnect_timer, SD_EVENT_ONESHOT);
 }
 
 /* ---- submitting ---- */
 
-static int op_not_connected(RedisStore *s, RedisOp *op) {
-        return op_defer(s, op, -ENOTCONN, "redis not connected: %s",
-                        s->last_error ?: "connection not established yet");
-}
-
-/* Hands the command to hiredis, or answers -ENOTCONN on the next iteration. Consumes op on success. */
+/* Hands the command to the connection (which answers -ENOTCONN itself when there is none). Consumes op on success. */
 static int op_submit(RedisStore *s, RedisOp *op, int argc, const char **argv, const size_t *argvlen) {
-        if (!s->ac || redisAsyncCommandArgv(s->ac, on_op_reply, op, argc, argv, argvlen) != REDIS_OK)
-                return op_not_connected(s, op);
-
-        op->deadline = now_monotonic(s) + s->timeout_usec;
-        list_append(&s->pending, op);
-        watchdog_arm(s);
-        return 0;
+        return redis_conn_send(&s->conn, s->timeout_usec, on_op_reply, op, argc, argv, argvlen);
 }
 
 /* A decimal integer etag, normalized into buf (leading zeros dropped). */
@@ -778,7 +301,7 @@ static int redis_get(StateStore *base, const char *key, StateDoneFn done, void *
         assert(key && done);
         if (s->closing)
                 return -ECANCELED;
-        op = op_new(s, REDIS_OP_GET, done, userdata);
+        op = op_new(REDIS_OP_GET, done, userdata);
         if (!op)
                 return -ENOMEM;
 
@@ -800,12 +323,13 @@ static int redis_write(StateStore *base, const StateOp *sop, StateDoneFn done, v
         if (s->closing)
                 return -ECANCELED;
 
-        op = op_new(s, sop->kind == STATE_OP_DELETE ? REDIS_OP_DEL : REDIS_OP_SET, done, userdata);
+        op = op_new(sop->kind == STATE_OP_DELETE ? REDIS_OP_DEL : REDIS_OP_SET, done, userdata);
         if (!op)
                 return -ENOMEM;
 
         if (sop->etag && etag_normalize(sop->etag, etag) < 0) {
-                r = op_defer(s, op, -EINVAL, "invalid etag: must be a decimal integer");
+                r = redis_conn_fail_later(&s->conn, -EINVAL, "invalid etag: must be a decimal integer",
+                                          on_op_reply, op);
                 if (r < 0)
                         free(op);
                 return r;
@@ -855,7 +379,7 @@ static int redis_transact(StateStore *base, const StateOp *ops, size_t n_ops, St
         if (n_ops > (INT_MAX - 3) / 6)
                 return -E2BIG;
 
-        op = op_new(s, REDIS_OP_TX, done, userdata);
+        op = op_new(REDIS_OP_TX, done, userdata);
         if (!op)
                 return -ENOMEM;
 
@@ -881,7 +405,9 @@ static int redis_transact(StateStore *base, const StateOp *ops, size_t n_ops, St
 
                 assert(o->key);
                 if (o->etag && etag_normalize(o->etag, etag) < 0) {
-                        r = op_defer(s, op, -EINVAL, "invalid etag in transaction op %zu: must be a decimal integer", i);
+                        char m[96];
+                        snprintf(m, sizeof(m), "invalid etag in transaction op %zu: must be a decimal integer", i);
+                        r = redis_conn_fail_later(&s->conn, -EINVAL, m, on_op_reply, op);
                         if (r < 0)
                                 free(op);
                         return r;
@@ -917,72 +443,6 @@ static int redis_transact(StateStore *base, const StateOp *ops, size_t n_ops, St
 
 /* ---- open / close ---- */
 
-static int parse_host(RedisStore *s, const char *v, char **reterr_msg) {
-        if (v[0] == '/') {
-                s->unix_path = strdup(v);
-                return s->unix_path ? 0 : -ENOMEM;
-        }
-
-        const char *colon = NULL, *hs = v, *he;
-        if (v[0] == '[') {
-                he = strchr(v, ']');
-                if (!he || (he[1] != 0 && he[1] != ':'))
-                        goto bad;
-                hs = v + 1;
-                colon = he[1] == ':' ? he + 1 : NULL;
-        } else {
-                colon = strrchr(v, ':');
-                if (colon && strchr(v, ':') != colon)
-                        goto bad; /* bare IPv6 needs brackets */
-                he = colon ?: v + strlen(v);
-        }
-        if (he == hs)
-                goto bad;
-        if (strchr(v, ','))
-                goto bad;
-
-        s->port = REDIS_DEFAULT_PORT;
-        if (colon) {
-                uint16_t port;
-                if (parse_port(colon + 1, &port) < 0)
-                        goto bad;
-                s->port = port;
-        }
-        s->host = strndup(hs, (size_t) (he - hs));
-        return s->host ? 0 : -ENOMEM;
-
-bad:
-        if (asprintf(reterr_msg, "redisHost: invalid value '%s' (expected host:port or a socket path)", v) < 0)
-                *reterr_msg = NULL;
-        return -EINVAL;
-}
-
-static int fail_field(char **reterr_msg, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail_field(char **reterr_msg, int r, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(reterr_msg, fmt, ap) < 0)
-                *reterr_msg = NULL;
-        va_end(ap);
-        return r;
-}
-
-static int parse_duration_field(const Component *c, const char *name, uint64_t *ret, char **reterr_msg) {
-        const char *v = component_get_string(c, name);
-        if (!v)
-                return 0;
-        if (parse_duration_usec(v, ret) < 0 || *ret == 0)
-                return fail_field(reterr_msg, -EINVAL, "%s: invalid duration '%s'", name, v);
-        return 0;
-}
-
-static void redis_free_config(RedisStore *s) {
-        s->host = mfree_str(s->host);
-        s->unix_path = mfree_str(s->unix_path);
-        s->username = mfree_str(s->username);
-        s->password = erase_and_free(s->password);
-}
-
 static int redis_open(StateStore *base, char **reterr_msg) {
         RedisStore *s = (RedisStore *) base;
         const Component *c = base->component;
@@ -991,41 +451,10 @@ static int redis_open(StateStore *base, char **reterr_msg) {
 
         *reterr_msg = NULL;
         s->timeout_usec = REDIS_DEFAULT_TIMEOUT_USEC;
-        s->dial_timeout_usec = REDIS_DEFAULT_DIAL_TIMEOUT_USEC;
 
-        v = component_get_string(c, "enableTLS");
-        if (v) {
-                r = parse_boolean(v);
-                if (r < 0)
-                        return fail_field(reterr_msg, -EINVAL, "enableTLS: invalid boolean '%s'", v);
-                if (r > 0)
-                        return fail_field(reterr_msg, -EOPNOTSUPP, "enableTLS: TLS not supported yet");
-        }
-        v = component_get_string(c, "redisType");
-        if (v && !streq(v, "node"))
-                return fail_field(reterr_msg, -EOPNOTSUPP, "redisType: only 'node' is supported, not '%s'", v);
-        v = component_get_string(c, "failover");
-        if (v && parse_boolean(v) != 0)
-                return fail_field(reterr_msg, -EOPNOTSUPP, "failover: sentinel failover is not supported");
-
-        v = component_get_string(c, "redisHost");
-        if (!v || !*v)
-                return fail_field(reterr_msg, -EINVAL, "redisHost: required metadata field is missing");
-        r = parse_host(s, v, reterr_msg);
+        r = redis_config_parse(&s->config, c, reterr_msg);
         if (r < 0)
-                goto fail;
-
-        v = component_get_string(c, "redisDB");
-        if (v) {
-                char *end;
-                errno = 0;
-                unsigned long db = strtoul(v, &end, 10);
-                if (errno != 0 || end == v || *end || v[0] == '-' || db > INT_MAX) {
-                        r = fail_field(reterr_msg, -EINVAL, "redisDB: invalid database number '%s'", v);
-                        goto fail;
-                }
-                s->db = (unsigned) db;
-        }
+                return r;
 
         v = component_get_string(c, "ttlInSeconds");
         if (v) {
@@ -1033,107 +462,37 @@ static int redis_open(StateStore *base, char **reterr_msg) {
                 errno = 0;
                 long long t = strtoll(v, &end, 10);
                 if (errno != 0 || end == v || *end) {
-                        r = fail_field(reterr_msg, -EINVAL, "ttlInSeconds: invalid integer '%s'", v);
+                        r = redis_fail_field(reterr_msg, -EINVAL, "ttlInSeconds: invalid integer '%s'", v);
                         goto fail;
                 }
                 s->default_ttl_sec = t;
         }
 
-        r = parse_duration_field(c, "timeout", &s->timeout_usec, reterr_msg);
+        r = redis_parse_duration_field(c, "timeout", false, &s->timeout_usec, reterr_msg);
         if (r >= 0)
-                r = parse_duration_field(c, "readTimeout", &s->timeout_usec, reterr_msg);
-        if (r >= 0)
-                r = parse_duration_field(c, "dialTimeout", &s->dial_timeout_usec, reterr_msg);
+                r = redis_parse_duration_field(c, "readTimeout", false, &s->timeout_usec, reterr_msg);
         if (r < 0)
                 goto fail;
 
-        v = component_get_string(c, "redisUsername");
-        if (v && *v && !(s->username = strdup(v))) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        v = component_get_string(c, "redisPassword");
-        if (v && *v && !(s->password = strdup(v))) {
-                r = -ENOMEM;
-                goto fail;
-        }
-
-        s->liveness = new0_liveness();
-        if (!s->liveness) {
-                r = -ENOMEM;
-                goto fail;
-        }
-
-        r = sd_event_add_time(base->event, &s->watchdog, CLOCK_MONOTONIC, 0, 10 * 1000, on_watchdog, s);
+        r = redis_conn_init(&s->conn, base->event, &s->config, NULL, NULL);
         if (r < 0) {
-                r = fail_field(reterr_msg, r, "cannot create timer: %s", strerror(-r));
+                r = redis_fail_field(reterr_msg, r, "cannot set up the connection: %s", strerror(-r));
                 goto fail;
         }
-        (void) sd_event_source_set_enabled(s->watchdog, SD_EVENT_OFF);
-
-        /* Does not wait: a server that is not up yet only makes calls fail with -ENOTCONN. */
-        connection_start(s);
         return 0;
 
 fail:
-        if (r == -ENOMEM && !*reterr_msg)
-                *reterr_msg = strdup("out of memory");
-        s->watchdog = sd_event_source_disable_unref(s->watchdog);
-        s->liveness = mfree_liveness(s->liveness);
-        redis_free_config(s);
+        redis_config_done(&s->config);
         return r;
 }
 
 static void redis_close(StateStore *base) {
         RedisStore *s = (RedisStore *) base;
-        RedisOp *op;
 
         s->closing = true;
-        if (s->liveness) {
-                s->liveness->alive = false;
-                (void) liveness_unref(s->liveness);
-                s->liveness = NULL;
-        }
-
-        s->reconnect_timer = sd_event_source_disable_unref(s->reconnect_timer);
-        s->watchdog = sd_event_source_disable_unref(s->watchdog);
-
-        if (s->ac) {
-                redisAsyncContext *ac = s->ac;
-
-                /* Outside a hiredis callback this runs every pending callback (-ECANCELED) and ev_cleanup now. */
-                redisAsyncFree(ac);
-                if (s->ac == ac) {
-                        /* Inside one: hiredis frees it once that callback returns; cut it loose from us. */
-                        ac->data = NULL;
-                        ac->ev.data = NULL;
-                        s->io = sd_event_source_disable_unref(s->io);
-                        s->ac = NULL;
-                }
-        }
-
-        /* Calls hiredis still holds (postponed free): answer now, hiredis frees the op later. */
-        while ((op = s->pending.head)) {
-                StateResult r = {};
-                list_remove(&s->pending, op);
-                op->store = NULL;
-                state_result_fail(&r, -ECANCELED, "state store closed");
-                op->done(&r, op->userdata);
-                state_result_done(&r);
-        }
-        while ((op = s->deferred.head)) {
-                StateResult r = {};
-                list_remove(&s->deferred, op);
-                op->defer = sd_event_source_disable_unref(op->defer);
-                state_result_done(&op->result);
-                state_result_fail(&r, -ECANCELED, "state store closed");
-                op_finish(op, &r);
-        }
-
-        s->io = sd_event_source_disable_unref(s->io);
-        redis_free_config(s);
-        s->last_error = mfree_str(s->last_error);
-        s->fail_message = mfree_str(s->fail_message);
+        /* Every call hiredis holds or the connection deferred gets -ECANCELED now. */
+        redis_conn_done(&s->conn, "state store closed");
+        redis_config_done(&s->config);
 }
 
 const StateDriver state_redis_driver = {
