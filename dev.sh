@@ -17,12 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 BUILD_DEPS=(meson ninja-build gcc pkg-config libsystemd-dev libmicrohttpd-dev libcurl4-openssl-dev
-            libyaml-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev python3)
+            libyaml-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libmosquitto-dev python3)
 # systemd-socket-activate, systemd-analyze and busctl come with systemd;
 # setpriv (util-linux) runs D-Bus calls as another user in the tests; the state
 # drivers' tests start real PostgreSQL and Redis servers on loopback/Unix sockets.
 TEST_DEPS=(systemd dbus-daemon curl groff-base gettext polkitd util-linux clang libclang-rt-14-dev
-           postgresql redis-server redis-tools)
+           python3-dbus python3-gi postgresql redis-server redis-tools mosquitto)
 
 install_deps() {
         local missing=()

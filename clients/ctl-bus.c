@@ -314,3 +314,46 @@ int ctl_bus_get_components(const CtlOptions *o, CtlComponentList *ret) {
         list = (CtlComponentList) {};
         return 0;
 }
+
+/* "subscriptions": ListSubscriptions() → a(sssss), sorted. */
+int ctl_bus_get_subscriptions(const CtlOptions *o, CtlSubscriptionList *ret) {
+        static const char what[] = "reading the list of subscriptions";
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(ctl_subscription_list_done) CtlSubscriptionList list = {};
+        int r;
+
+        r = ctl_bus_open(o, &bus);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_call_method(bus, CTL_BUS_NAME, CTL_BUS_PATH, CTL_BUS_INTERFACE, "ListSubscriptions", &error,
+                               &reply, NULL);
+        if (r < 0)
+                return ctl_bus_call_failed(o, r, &error, what);
+
+        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
+        if (r < 0)
+                return bad_reply(what, r);
+        for (;;) {
+                const char *app, *pubsub, *topic, *route, *kind;
+
+                r = sd_bus_message_read(reply, "(sssss)", &app, &pubsub, &topic, &route, &kind);
+                if (r < 0)
+                        return bad_reply(what, r);
+                if (r == 0)
+                        break;
+                r = ctl_subscription_list_add(&list, app, pubsub, topic, route, kind);
+                if (r < 0)
+                        return ctl_log_oom();
+        }
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return bad_reply(what, r);
+
+        ctl_subscription_list_sort(&list);
+        *ret = list;
+        list = (CtlSubscriptionList) {};
+        return 0;
+}

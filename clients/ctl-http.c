@@ -3,12 +3,12 @@
  * mooringctl: the HTTP transport (--socket, $MOORING_SOCKET).
  *
  * One request per command on the daemon's shared API socket: a GET of the
- * admin routes of CONTRACT.md (/mooring/v1/status, /apps, /components), with
- * the JSON reply parsed into the same model the D-Bus transport fills, or any
- * request (ctl_http_request(), used by "invoke") whose answer is returned
- * raw. A socket
- * that cannot be connected to is reported as "mooringd is not running" and
- * returned as -CTL_ERR_UNREACHABLE; other failures return other errnos.
+ * admin routes of CONTRACT.md (/mooring/v1/status, /apps, /components,
+ * /subscriptions), with the JSON reply parsed into the same model the D-Bus
+ * transport fills, or any request (ctl_http_request(), used by "invoke" and
+ * "publish") whose answer is returned raw. A socket that cannot be connected
+ * to is reported as "mooringd is not running" and returned as
+ * -CTL_ERR_UNREACHABLE; other failures return other errnos.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -470,5 +470,41 @@ int ctl_http_get_components(const CtlOptions *o, CtlComponentList *ret) {
         ctl_component_list_sort(&list);
         *ret = list;
         list = (CtlComponentList) {};
+        return 0;
+}
+
+/* "subscriptions" over HTTP: GET /mooring/v1/subscriptions, sorted. */
+int ctl_http_get_subscriptions(const CtlOptions *o, CtlSubscriptionList *ret) {
+        static const char route[] = "/mooring/v1/subscriptions";
+        _cleanup_(json_decrefp) json_t *reply = NULL;
+        _cleanup_(ctl_subscription_list_done) CtlSubscriptionList list = {};
+        json_error_t jerr;
+        json_t *item;
+        size_t i;
+        int r;
+
+        r = http_get_json(o, route, &reply);
+        if (r < 0)
+                return r;
+        if (!json_is_array(reply)) {
+                ctl_log("unexpected reply to GET %s: not a JSON array", route);
+                return -EBADMSG;
+        }
+
+        json_array_foreach(reply, i, item) {
+                const char *app = NULL, *pubsub, *topic, *sub_route = NULL, *kind = NULL;
+
+                if (json_unpack_ex(item, &jerr, 0, "{s?s, s:s, s:s, s?s, s?s}",
+                                   "app", &app, "pubsub", &pubsub, "topic", &topic,
+                                   "route", &sub_route, "kind", &kind) < 0)
+                        return bad_json(route, &jerr);
+                r = ctl_subscription_list_add(&list, app, pubsub, topic, sub_route, kind);
+                if (r < 0)
+                        return ctl_log_oom();
+        }
+
+        ctl_subscription_list_sort(&list);
+        *ret = list;
+        list = (CtlSubscriptionList) {};
         return 0;
 }

@@ -13,60 +13,14 @@
  * as -EREMOTEIO, so the exit status is 1.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl-bus.h"
 
-/* sd-bus refuses arrays above 64 MiB; HTTP gets the same bound so both transports agree. */
-#define DATA_MAX ((size_t) 64 << 20)
 /* From this size on, a lost bus connection probably means the bus refused our message. */
 #define BUS_HINT_SIZE ((size_t) 16 << 20)
-
-/*
- * The request body --data names: NULL (no body), the literal text, "@FILE"
- * (the file's bytes) or "-" (standard input). *ret_buf gets what must be
- * freed. Returns 0 or a reported negative errno.
- */
-static int load_data(const char *data, const void **ret, size_t *ret_size, char **ret_buf) {
-        _cleanup_close_ int fd = -EBADF;
-        const char *what;
-        int r;
-
-        *ret_buf = NULL;
-        *ret = NULL;
-        *ret_size = 0;
-        if (!data)
-                return 0;
-        if (streq(data, "-")) {
-                what = "standard input";
-                r = ctl_read_all(STDIN_FILENO, DATA_MAX, ret_buf, ret_size);
-        } else if (data[0] == '@') {
-                what = data + 1;
-                fd = open(what, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0)
-                        return ctl_log_errno(negative_errno(), "cannot open '%s': %m", what);
-                r = ctl_read_all(fd, DATA_MAX, ret_buf, ret_size);
-        } else {
-                *ret = data;
-                *ret_size = strlen(data);
-                return 0;
-        }
-        if (r == -ENOMEM)
-                return ctl_log_oom();
-        if (r == -EFBIG) {
-                ctl_log("the data in %s%s%s is larger than %zu MiB, refusing it", what == data + 1 ? "'" : "", what,
-                        what == data + 1 ? "'" : "", DATA_MAX >> 20);
-                return r;
-        }
-        if (r < 0)
-                return ctl_log_errno(r, "cannot read %s: %m", what);
-        *ret = *ret_buf;
-        return 0;
-}
 
 /* Write the body to standard output as it is; main() flushes and reports write errors. */
 static void write_body(const void *body, size_t size) {
@@ -247,7 +201,7 @@ int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req) {
         int r;
 
         /* read the data first: a failure there should not need the daemon */
-        r = load_data(req->data, &body, &size, &buf);
+        r = ctl_load_data(req->data, &body, &size, &buf);
         if (r < 0)
                 return r;
         return o->socket_path ? invoke_http(o, req, body, size) : invoke_bus(o, req, body, size);

@@ -164,3 +164,62 @@ int ctl_state_value_set(CtlStateValue *v, const void *data, size_t size, const c
         v->etag = TAKE_PTR(e);
         return 0;
 }
+
+static void subscription_done(CtlSubscription *s) {
+        free(s->app);
+        free(s->pubsub);
+        free(s->topic);
+        free(s->route);
+        free(s->kind);
+}
+
+void ctl_subscription_list_done(CtlSubscriptionList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                subscription_done(&l->items[i]);
+        free(l->items);
+        *l = (CtlSubscriptionList) {};
+}
+
+/* Append a copy of one subscription to *l (NULL strings become ""). Returns 0 or -ENOMEM. */
+int ctl_subscription_list_add(CtlSubscriptionList *l, const char *app, const char *pubsub, const char *topic,
+                              const char *route, const char *kind) {
+        CtlSubscription s = {
+                .app = strdup(strempty(app)),
+                .pubsub = strdup(strempty(pubsub)),
+                .topic = strdup(strempty(topic)),
+                .route = strdup(strempty(route)),
+                .kind = strdup(strempty(kind)),
+        };
+        CtlSubscription *items;
+
+        if (!s.app || !s.pubsub || !s.topic || !s.route || !s.kind)
+                goto oom;
+        items = reallocarray(l->items, l->n + 1, sizeof(CtlSubscription));
+        if (!items)
+                goto oom;
+        l->items = items;
+        l->items[l->n++] = s;
+        return 0;
+oom:
+        subscription_done(&s);
+        return -ENOMEM;
+}
+
+static int subscription_cmp(const void *a, const void *b) {
+        const CtlSubscription *x = a, *y = b;
+        int r = strcmp(x->pubsub, y->pubsub);
+
+        if (r == 0)
+                r = strcmp(x->topic, y->topic);
+        if (r == 0)
+                r = strcmp(x->app, y->app);
+        if (r == 0)
+                r = strcmp(x->kind, y->kind);
+        return r != 0 ? r : strcmp(x->route, y->route);
+}
+
+/* Sort by pubsub, topic, app, kind and route, so output does not depend on the daemon's order. */
+void ctl_subscription_list_sort(CtlSubscriptionList *l) {
+        if (l->n > 1)
+                qsort(l->items, l->n, sizeof(CtlSubscription), subscription_cmp);
+}

@@ -197,6 +197,53 @@ int ctl_print_components(const CtlComponentList *l, bool json) {
         return 0;
 }
 
+/* "subscriptions": table APP PUBSUB TOPIC ROUTE KIND ("-" for an empty cell), or a JSON array. */
+int ctl_print_subscriptions(const CtlSubscriptionList *l, bool json) {
+        static const char *const header[] = { "APP", "PUBSUB", "TOPIC", "ROUTE", "KIND" };
+        _cleanup_free_ const char **cells = NULL;
+
+        if (json) {
+                _cleanup_(json_decrefp) json_t *a = json_array();
+
+                if (!a)
+                        return ctl_log_oom();
+                for (size_t i = 0; i < l->n; i++) {
+                        const CtlSubscription *s = &l->items[i];
+                        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}",
+                                              "app", s->app,
+                                              "pubsub", s->pubsub,
+                                              "topic", s->topic,
+                                              "route", s->route,
+                                              "kind", s->kind);
+
+                        if (!o || json_array_append_new(a, o) < 0)
+                                return ctl_log_oom();
+                }
+                return print_json(a);
+        }
+
+        if (l->n == 0) {
+                puts("No subscriptions.");
+                return 0;
+        }
+
+        cells = calloc(l->n * ELEMENTSOF(header), sizeof(char *));
+        if (!cells)
+                return ctl_log_oom();
+        for (size_t i = 0; i < l->n; i++) {
+                const CtlSubscription *s = &l->items[i];
+                const char **row = cells + i * ELEMENTSOF(header);
+
+                row[0] = s->app[0] ? s->app : "-";
+                row[1] = s->pubsub;
+                row[2] = s->topic;
+                row[3] = s->route[0] ? s->route : "-";
+                row[4] = s->kind;
+        }
+        print_table(header, ELEMENTSOF(header), cells, l->n);
+        return 0;
+}
+
 /*
  * Whether the n bytes at s are well-formed UTF-8 (no overlong forms, no
  * surrogates, nothing above U+10FFFF); NUL bytes are allowed.

@@ -6,6 +6,7 @@
  * journal shows which program complained.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,5 +118,48 @@ int ctl_read_all(int fd, size_t max, char **ret, size_t *ret_size) {
 
         *ret = TAKE_PTR(buf);
         *ret_size = size;
+        return 0;
+}
+
+/*
+ * The bytes a DATA argument names (invoke --data, publish DATA): NULL (none),
+ * the literal text, "@FILE" (the file's bytes) or "-" (standard input), at
+ * most CTL_DATA_MAX bytes. *ret_buf gets what must be freed. Returns 0 or a
+ * reported negative errno.
+ */
+int ctl_load_data(const char *data, const void **ret, size_t *ret_size, char **ret_buf) {
+        _cleanup_close_ int fd = -EBADF;
+        const char *what;
+        int r;
+
+        *ret_buf = NULL;
+        *ret = NULL;
+        *ret_size = 0;
+        if (!data)
+                return 0;
+        if (streq(data, "-")) {
+                what = "standard input";
+                r = ctl_read_all(STDIN_FILENO, CTL_DATA_MAX, ret_buf, ret_size);
+        } else if (data[0] == '@') {
+                what = data + 1;
+                fd = open(what, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return ctl_log_errno(negative_errno(), "cannot open '%s': %m", what);
+                r = ctl_read_all(fd, CTL_DATA_MAX, ret_buf, ret_size);
+        } else {
+                *ret = data;
+                *ret_size = strlen(data);
+                return 0;
+        }
+        if (r == -ENOMEM)
+                return ctl_log_oom();
+        if (r == -EFBIG) {
+                ctl_log("the data in %s%s%s is larger than %zu MiB, refusing it", what == data + 1 ? "'" : "", what,
+                        what == data + 1 ? "'" : "", CTL_DATA_MAX >> 20);
+                return r;
+        }
+        if (r < 0)
+                return ctl_log_errno(r, "cannot read %s: %m", what);
+        *ret = *ret_buf;
         return 0;
 }

@@ -29,6 +29,10 @@
 #define CTL_BUS_ERROR_NO_SUCH_STORE "org.mooring.Runtime1.Error.NoSuchStore"
 #define CTL_BUS_ERROR_ETAG_MISMATCH "org.mooring.Runtime1.Error.EtagMismatch"
 #define CTL_BUS_ERROR_PERMISSION_DENIED "org.mooring.Runtime1.Error.PermissionDenied"
+#define CTL_BUS_ERROR_NO_SUCH_PUBSUB "org.mooring.Runtime1.Error.NoSuchPubsub"
+
+/* The most a DATA argument may hold: sd-bus refuses arrays above 64 MiB, HTTP gets the same bound. */
+#define CTL_DATA_MAX ((size_t) 64 << 20)
 
 /* Reserved errno: the daemon or bus is unreachable and this was reported. */
 #define CTL_ERR_UNREACHABLE EHOSTDOWN
@@ -98,6 +102,29 @@ typedef struct CtlInvokeRequest {
         bool verbose;              /* --verbose: status and headers on stderr */
 } CtlInvokeRequest;
 
+/* What "publish" sends; strings are borrowed from argv. */
+typedef struct CtlPublishRequest {
+        const char *pubsub;
+        const char *topic;
+        const char *data;          /* DATA as given: literal, "@FILE" or "-" */
+        const char *content_type;  /* --content-type, or NULL (text/plain) */
+        char **metadata;           /* --metadata "KEY=VALUE" items, validated, NULL-terminated, or NULL */
+} CtlPublishRequest;
+
+/* One running subscription, as ListSubscriptions or GET /mooring/v1/subscriptions list it. */
+typedef struct CtlSubscription {
+        char *app;                 /* "" when the subscriber is no app */
+        char *pubsub;
+        char *topic;
+        char *route;               /* the default route, "" when none */
+        char *kind;                /* "declarative", "programmatic" or "dbus" */
+} CtlSubscription;
+
+typedef struct CtlSubscriptionList {
+        CtlSubscription *items;
+        size_t n;
+} CtlSubscriptionList;
+
 /* One HTTP request on the shared socket (ctl_http_request()). */
 typedef struct CtlHttpRequest {
         const char *verb;          /* "GET", "POST", ... */
@@ -132,6 +159,7 @@ int ctl_log_errno(int r, const char *fmt, ...) _printf_(2, 3);
 int ctl_log_oom(void);
 bool ctl_app_id_is_valid(const char *id);
 int ctl_read_all(int fd, size_t max, char **ret, size_t *ret_size);
+int ctl_load_data(const char *data, const void **ret, size_t *ret_size, char **ret_buf);
 
 /* ctl-model.c */
 void ctl_status_done(CtlStatus *s);
@@ -147,22 +175,29 @@ int ctl_component_list_add(CtlComponentList *l, const char *name, const char *ty
 void ctl_component_list_sort(CtlComponentList *l);
 void ctl_state_value_done(CtlStateValue *v);
 int ctl_state_value_set(CtlStateValue *v, const void *data, size_t size, const char *etag);
+void ctl_subscription_list_done(CtlSubscriptionList *l);
+int ctl_subscription_list_add(CtlSubscriptionList *l, const char *app, const char *pubsub, const char *topic,
+                              const char *route, const char *kind);
+void ctl_subscription_list_sort(CtlSubscriptionList *l);
 
 /* ctl-output.c */
 int ctl_print_status(const CtlStatus *s, bool json);
 int ctl_print_apps(const CtlAppList *l, bool json);
 int ctl_print_components(const CtlComponentList *l, bool json);
 int ctl_print_state_value(const CtlStateValue *v, bool json);
+int ctl_print_subscriptions(const CtlSubscriptionList *l, bool json);
 
 /* ctl-bus.c */
 int ctl_bus_get_status(const CtlOptions *o, CtlStatus *ret);
 int ctl_bus_get_apps(const CtlOptions *o, CtlAppList *ret);
 int ctl_bus_get_components(const CtlOptions *o, CtlComponentList *ret);
+int ctl_bus_get_subscriptions(const CtlOptions *o, CtlSubscriptionList *ret);
 
 /* ctl-http.c */
 int ctl_http_get_status(const CtlOptions *o, CtlStatus *ret);
 int ctl_http_get_apps(const CtlOptions *o, CtlAppList *ret);
 int ctl_http_get_components(const CtlOptions *o, CtlComponentList *ret);
+int ctl_http_get_subscriptions(const CtlOptions *o, CtlSubscriptionList *ret);
 int ctl_http_request(const CtlOptions *o, const CtlHttpRequest *req, CtlHttpReply *ret);
 void ctl_http_reply_done(CtlHttpReply *r);
 
@@ -176,6 +211,9 @@ int ctl_state_delete(const CtlOptions *o, const CtlStateRequest *req);
 
 /* ctl-invoke.c */
 int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req);
+
+/* ctl-pubsub.c */
+int ctl_publish(const CtlOptions *o, const CtlPublishRequest *req);
 
 /* ctl-pager.c */
 void ctl_pager_open(bool no_pager);

@@ -33,6 +33,8 @@ enum {
         ARG_VERB,
         ARG_DATA,
         ARG_HEADER,
+        ARG_CONTENT_TYPE,
+        ARG_METADATA,
 };
 
 typedef struct Args {
@@ -49,11 +51,15 @@ typedef struct Args {
         char **headers;            /* --header (invoke), validated, NULL-terminated; the array is ours */
         size_t n_headers;
         bool verbose;              /* -v, --verbose (invoke) */
+        const char *content_type;  /* --content-type (publish), validated */
+        char **metadata;           /* --metadata (publish), validated, NULL-terminated; the array is ours */
+        size_t n_metadata;
         bool options_ended;        /* the last parse_options() stopped after a "--" */
 } Args;
 
 static void args_done(Args *args) {
         free(args->headers);
+        free(args->metadata);
 }
 
 static const struct option long_options[] = {
@@ -72,6 +78,8 @@ static const struct option long_options[] = {
         { "data",        required_argument, NULL, ARG_DATA        },
         { "header",      required_argument, NULL, ARG_HEADER      },
         { "verbose",     no_argument,       NULL, 'v'             },
+        { "content-type", required_argument, NULL, ARG_CONTENT_TYPE },
+        { "metadata",    required_argument, NULL, ARG_METADATA    },
         {}
 };
 
@@ -79,13 +87,14 @@ static const struct option long_options[] = {
 static void help(void) {
         printf("%s [OPTIONS...] COMMAND\n"
                "\n"
-               "Query mooringd, the Dapr-compatible application runtime, start its apps and\n"
-               "use their state.\n"
+               "Query mooringd, the Dapr-compatible application runtime, start its apps, use\n"
+               "their state, call them and publish to their topics.\n"
                "\n"
                "Commands:\n"
                "  status                  Show the daemon's version, state and counts\n"
                "  apps                    List the registered apps\n"
                "  components              List the loaded components\n"
+               "  subscriptions           List the running pub/sub subscriptions\n"
                "  app-exec APP_ID [-- CMD [ARGS...]]\n"
                "                          Run app APP_ID with its Dapr environment set\n"
                "                          (the ExecStart= of mooring-app@.service)\n"
@@ -96,6 +105,9 @@ static void help(void) {
                "  state delete STORE KEY  Delete KEY from state store STORE\n"
                "  invoke APP_ID METHOD    Call METHOD (a path, may end in ?QUERY) of app APP_ID\n"
                "                          and print the body of its answer\n"
+               "  publish PUBSUB TOPIC DATA\n"
+               "                          Publish DATA on TOPIC of pubsub PUBSUB (@FILE: the\n"
+               "                          file's contents, '-': standard input)\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help and exit\n"
@@ -118,6 +130,10 @@ static void help(void) {
                "                          Add a header to the call of invoke (repeatable)\n"
                "  -v --verbose            Show the status and headers of invoke's answer on\n"
                "                          standard error\n"
+               "     --content-type=TYPE  Content type of publish's DATA (default: text/plain)\n"
+               "     --metadata=KEY=VALUE\n"
+               "                          Publish metadata (repeatable), e.g. rawPayload=true,\n"
+               "                          ttlInSeconds=60, cloudevent.type=T\n"
                "\n"
                "Exit status: 0 success, 1 failure (invoke: also an answer with a status\n"
                "outside 200-399), 2 usage error, 3 mooringd not running.\n",
@@ -191,6 +207,27 @@ static const char *header_check(const char *h) {
         for (const unsigned char *p = (const unsigned char *) colon + 1; *p; p++)
                 if ((*p < ' ' && *p != '\t') || *p == 0x7f)
                         return "the value must not contain control characters";
+        return NULL;
+}
+
+/* --content-type: a header value, so no control characters. */
+static bool content_type_is_valid(const char *t) {
+        if (!t[0])
+                return false;
+        for (const unsigned char *p = (const unsigned char *) t; *p; p++)
+                if ((*p < ' ' && *p != '\t') || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* --metadata: "KEY=VALUE" with a non-empty KEY; NULL, or what is wrong. */
+static const char *metadata_check(const char *m) {
+        const char *eq = strchr(m, '=');
+
+        if (!eq)
+                return "expected 'KEY=VALUE'";
+        if (eq == m)
+                return "the key must not be empty";
         return NULL;
 }
 
@@ -293,6 +330,28 @@ static int parse_options(int argc, char *argv[], Args *args) {
                 case 'v':
                         args->verbose = true;
                         break;
+                case ARG_CONTENT_TYPE:
+                        if (!content_type_is_valid(optarg))
+                                return usage_error("invalid --content-type '%s': expected a non-empty media type "
+                                                   "without control characters", optarg);
+                        args->content_type = optarg;
+                        break;
+                case ARG_METADATA: {
+                        const char *e = metadata_check(optarg);
+                        char **l;
+
+                        if (e)
+                                return usage_error("invalid --metadata '%s': %s", optarg, e);
+                        l = realloc(args->metadata, (args->n_metadata + 2) * sizeof(char *));
+                        if (!l) {
+                                ctl_log_oom();
+                                return -ENOMEM;
+                        }
+                        args->metadata = l;
+                        args->metadata[args->n_metadata++] = optarg;
+                        args->metadata[args->n_metadata] = NULL;
+                        break;
+                }
                 case ':':
                         return usage_error("option '%s' needs an argument", argv[optind - 1]);
                 case '?':
@@ -367,6 +426,15 @@ static const char *invoke_option_given(const Args *args) {
         return NULL;
 }
 
+/* The first option given that only "publish" takes, or NULL. */
+static const char *publish_option_given(const Args *args) {
+        if (args->content_type)
+                return "--content-type";
+        if (args->metadata)
+                return "--metadata";
+        return NULL;
+}
+
 /*
  * Choose the transport once options are known: --socket wins, then
  * --bus-address, then $MOORING_SOCKET; bus_only_verb (app-exec, state) names
@@ -423,6 +491,18 @@ static int run_components(const CtlOptions *o) {
         if (!o->json)
                 ctl_pager_open(o->no_pager);
         return ctl_print_components(&l, o->json);
+}
+
+static int run_subscriptions(const CtlOptions *o) {
+        _cleanup_(ctl_subscription_list_done) CtlSubscriptionList l = {};
+        int r;
+
+        r = o->socket_path ? ctl_http_get_subscriptions(o, &l) : ctl_bus_get_subscriptions(o, &l);
+        if (r < 0)
+                return r;
+        if (!o->json)
+                ctl_pager_open(o->no_pager);
+        return ctl_print_subscriptions(&l, o->json);
 }
 
 static int run_state(const CtlOptions *o, const char *command, const CtlStateRequest *req) {
@@ -510,6 +590,10 @@ static int state_main(Args *args, int argc, char *argv[]) {
                 usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(args));
                 return CTL_EXIT_USAGE;
         }
+        if (publish_option_given(args)) {
+                usage_error("option '%s' is only valid for 'publish'", publish_option_given(args));
+                return CTL_EXIT_USAGE;
+        }
         if (streq(command, "get") && args->etag) {
                 usage_error("option '--etag' does not apply to 'state get'");
                 return CTL_EXIT_USAGE;
@@ -564,6 +648,10 @@ static int invoke_main(Args *args, int argc, char *argv[]) {
                 usage_error("option '%s' is only valid for 'state'", state_option_given(args));
                 return CTL_EXIT_USAGE;
         }
+        if (publish_option_given(args)) {
+                usage_error("option '%s' is only valid for 'publish'", publish_option_given(args));
+                return CTL_EXIT_USAGE;
+        }
         if (!ctl_app_id_is_valid(pos[0])) {
                 usage_error("invalid app id '%s'", pos[0]);
                 return CTL_EXIT_USAGE;
@@ -588,6 +676,51 @@ static int invoke_main(Args *args, int argc, char *argv[]) {
         /* the body is written also when the app answered with an error status */
         f = flush_stdout();
         return exit_status(r < 0 ? r : f);
+}
+
+/*
+ * "publish PUBSUB TOPIC DATA": argv[1...] are the arguments after "publish",
+ * with options allowed anywhere among them; argv[0] is only getopt's
+ * placeholder. Returns the exit status.
+ */
+static int publish_main(Args *args, int argc, char *argv[]) {
+        CtlPublishRequest req;
+        char *pos[3];
+        int n, r;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (n < 3) {
+                usage_error("publish needs PUBSUB, TOPIC and DATA");
+                return CTL_EXIT_USAGE;
+        }
+        if (state_option_given(args)) {
+                usage_error("option '%s' is only valid for 'state'", state_option_given(args));
+                return CTL_EXIT_USAGE;
+        }
+        if (invoke_option_given(args)) {
+                usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(args));
+                return CTL_EXIT_USAGE;
+        }
+        if (!pos[0][0] || !pos[1][0]) {
+                usage_error("%s must not be empty", !pos[0][0] ? "PUBSUB" : "TOPIC");
+                return CTL_EXIT_USAGE;
+        }
+        if (select_transport(args, NULL) < 0)
+                return CTL_EXIT_USAGE;
+
+        req = (CtlPublishRequest) {
+                .pubsub = pos[0],
+                .topic = pos[1],
+                .data = pos[2],
+                .content_type = args->content_type,
+                .metadata = args->metadata,
+        };
+        r = ctl_publish(&args->options, &req);
+        return exit_status(r);
 }
 
 int main(int argc, char *argv[]) {
@@ -627,8 +760,14 @@ int main(int argc, char *argv[]) {
                 return state_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "invoke"))
                 return invoke_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "publish"))
+                return publish_main(&args, n_rest + 1, rest - 1);
         if (invoke_option_given(&args)) {
                 usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(&args));
+                return CTL_EXIT_USAGE;
+        }
+        if (publish_option_given(&args)) {
+                usage_error("option '%s' is only valid for 'publish'", publish_option_given(&args));
                 return CTL_EXIT_USAGE;
         }
         if (state_option_given(&args)) {
@@ -671,13 +810,18 @@ int main(int argc, char *argv[]) {
                         usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(&args));
                         return CTL_EXIT_USAGE;
                 }
+                if (publish_option_given(&args)) {
+                        usage_error("option '%s' is only valid for 'publish'", publish_option_given(&args));
+                        return CTL_EXIT_USAGE;
+                }
                 if (select_transport(&args, "app-exec") < 0)
                         return CTL_EXIT_USAGE;
                 /* only returns on failure */
                 return exit_status(ctl_app_exec(&args.options, app_id, cmd));
         }
 
-        if (!streq(verb, "status") && !streq(verb, "apps") && !streq(verb, "components")) {
+        if (!streq(verb, "status") && !streq(verb, "apps") && !streq(verb, "components") &&
+            !streq(verb, "subscriptions")) {
                 usage_error("unknown command '%s'", verb);
                 return CTL_EXIT_USAGE;
         }
@@ -692,8 +836,10 @@ int main(int argc, char *argv[]) {
                 r = run_status(&args.options);
         else if (streq(verb, "apps"))
                 r = run_apps(&args.options);
-        else
+        else if (streq(verb, "components"))
                 r = run_components(&args.options);
+        else
+                r = run_subscriptions(&args.options);
         if (r >= 0)
                 r = flush_stdout();
         ctl_pager_close();

@@ -10,5 +10,6 @@ typedef struct HttpListener HttpListener;
 typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;
 typedef struct InvokeCall InvokeCall;
+typedef struct PubsubRunner PubsubRunner;
 typedef struct HttpStream HttpStream;
 typedef struct Manager Manager;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,6 +29,7 @@
 #include "core/app-config.h"
 #include "core/app.h"
 #include "blocks/invoke.h"
+#include "blocks/pubsub.h"
 #include "blocks/state.h"
 #include "core/component.h"
 #include "dbus/runtime-bus.h"
@@ -89,6 +91,12 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         /* Service-invocation calls end first (-ECANCELED): their callers are still there to be told. */
         invoke_abort_all(m);
+        /* Subscriptions before the brokers they hang off. */
+        pubsub_done(m);
+        for (size_t i = 0; i < m->n_pubsubs; i++)
+                pubsub_broker_close(m->pubsubs[i]);
+        free(m->pubsubs);
+        free(m->instance_id);
         /* Stores first: their pending callbacks (-ECANCELED) answer suspended HTTP requests. */
         for (size_t i = 0; i < m->n_state_stores; i++)
                 state_store_close(m->state_stores[i]);
@@ -299,6 +307,7 @@ static void app_unlink(Manager *m, App *a) {
         }
         app_channel_probe_stop(a);
         invoke_app_removed(m, a);
+        pubsub_app_removed(m, a);
         a->listener_unix = http_listener_free(a->listener_unix);
         a->listener_tcp = http_listener_free(a->listener_tcp);
         if (a->socket_path) { /* the directory is ours too */
@@ -436,7 +445,7 @@ static int app_add(Manager *m, AppConfig *config, AppSource source, ConfError *e
         return 0;
 }
 
-static void log_conf_error(Manager *m, const ConfError *e) {
+void manager_log_conf_error(Manager *m, const ConfError *e) {
         _cleanup_free_ char *s = conf_error_format(e);
         m->n_config_errors++;
         log_error("%s", s ?: "configuration error");
@@ -447,7 +456,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Sorted list of dir/NAME for regular-looking entries ending in one of the suffixes. */
-static int list_dir(const char *dir, const char *const *suffixes, char ***ret) {
+int manager_list_dir(const char *dir, const char *const *suffixes, char ***ret) {
         _cleanup_strv_free_ char **l = NULL;
         DIR *d = opendir(dir);
         struct dirent *de;
@@ -491,7 +500,7 @@ static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n) {
 
         if (asprintf(&dir, "%s/apps.d", m->config_dir) < 0)
                 return -ENOMEM;
-        r = list_dir(dir, suffixes, &files);
+        r = manager_list_dir(dir, suffixes, &files);
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", dir);
         l = calloc(strv_length(files) + 1, sizeof(AppConfig *));
@@ -509,7 +518,7 @@ static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n) {
                         return r;
                 }
                 if (r < 0)
-                        log_conf_error(m, &e);
+                        manager_log_conf_error(m, &e);
                 else
                         l[n++] = c;
                 conf_error_done(&e);
@@ -570,7 +579,7 @@ static int reload_apps(Manager *m) {
                 if (existing && existing->source == APP_SOURCE_BUS) {
                         conf_error_set(&e, configs[j]->file, 0, NULL,
                                        "app '%s' is already registered over D-Bus; file ignored", configs[j]->id);
-                        log_conf_error(m, &e);
+                        manager_log_conf_error(m, &e);
                         conf_error_done(&e);
                         configs[j] = app_config_free(configs[j]);
                         continue;
@@ -581,7 +590,7 @@ static int reload_apps(Manager *m) {
                         break;
                 }
                 if (r < 0)
-                        log_conf_error(m, &e);
+                        manager_log_conf_error(m, &e);
                 else
                         changed = true;
                 conf_error_done(&e);
@@ -624,6 +633,9 @@ void manager_on_app_health_changed(Manager *m, App *a) {
         log_struct(a->health == APP_HEALTH_HEALTHY ? LOG_INFO : LOG_WARNING, 0, a->config->id, NULL,
                    "App is %s (channel %s).", app_health_to_string(a->health), a->config->app_address);
         runtime_bus_emit_apps_changed(m);
+        /* Dapr asks an app for its subscriptions once it is up; again after each recovery. */
+        if (a->health == APP_HEALTH_HEALTHY)
+                pubsub_app_ready(m, a);
 }
 
 /* ---- components ---- */
@@ -643,7 +655,7 @@ static void on_component(Component *c, void *ud) {
                         conf_error_set(&e, c->file, c->line, "metadata.name",
                                        "component '%s' is already defined in %s:%u", c->name, cl->list[i]->file,
                                        cl->list[i]->line);
-                        log_conf_error(cl->m, &e);
+                        manager_log_conf_error(cl->m, &e);
                         conf_error_done(&e);
                         component_unref(c);
                         return;
@@ -660,50 +672,87 @@ static void on_component(Component *c, void *ud) {
 
 static void on_component_error(const ConfError *e, void *ud) {
         ComponentLoad *cl = ud;
-        log_conf_error(cl->m, e);
+        manager_log_conf_error(cl->m, e);
 }
 
-/* With no state component at all, Dapr apps still find a "statestore": ours, embedded. */
-static int add_default_state_component(Manager *m, ComponentLoad *cl) {
-        static const char yaml[] = "apiVersion: dapr.io/v1alpha1\n"
-                                   "kind: Component\n"
-                                   "metadata:\n"
-                                   "  name: statestore\n"
-                                   "spec:\n"
-#if HAVE_SQLITE
-                                   "  type: state.sqlite\n";
-#else
-                                   "  type: state.in-memory\n";
-#endif
+/* With no component of a category at all, Dapr apps still find the name they expect
+ * ("statestore", "pubsub"): ours, embedded. */
+static int add_default_component(ComponentLoad *cl, const char *category, const char *name, const char *type) {
+        _cleanup_free_ char *yaml = NULL;
         for (size_t i = 0; i < cl->n; i++)
-                if (component_is_category(cl->list[i], "state"))
+                if (component_is_category(cl->list[i], category))
                         return 0;
-        int r = component_parse("(built-in default)", yaml, sizeof yaml - 1, on_component, on_component_error, cl);
+        int k = asprintf(&yaml, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\n"
+                                "spec:\n  type: %s\n", name, type);
+        if (k < 0)
+                return -ENOMEM;
+        int r = component_parse("(built-in default)", yaml, (size_t) k, on_component, on_component_error, cl);
         return r < 0 || cl->oom ? -ENOMEM : 0;
+}
+
+static int add_default_components(ComponentLoad *cl) {
+        int r = add_default_component(cl, "state", "statestore", HAVE_SQLITE ? "state.sqlite" : "state.in-memory");
+        if (r >= 0)
+                r = add_default_component(cl, "pubsub", "pubsub",
+                                          pubsub_driver_find("pubsub.sqlite") ? "pubsub.sqlite" : "pubsub.in-memory");
+        return r;
 }
 
 /* One open store per state component: unchanged components keep theirs (and the
  * requests in flight on it), removed or changed ones are closed, new ones opened. */
-static int sync_state_stores(Manager *m) {
-        StateStore **n = calloc(m->n_components + 1, sizeof(StateStore *));
-        size_t k = 0;
+/* How one kind of component-backed instance (state store, pub/sub broker) is kept in sync. */
+typedef struct InstanceKind {
+        const char *category;   /* "state" */
+        const char *what;       /* "state store", for messages */
+        int (*open)(Manager *m, Component *c, void **ret, char **reterr_msg);
+        void (*close)(void *instance);
+        Component *(*component)(void *instance);
+} InstanceKind;
+
+static int state_open_any(Manager *m, Component *c, void **ret, char **reterr_msg) {
+        return state_store_open(m, c, (StateStore **) ret, reterr_msg);
+}
+static void state_close_any(void *i) {
+        state_store_close(i);
+}
+static Component *state_component_any(void *i) {
+        return ((StateStore *) i)->component;
+}
+static int pubsub_open_any(Manager *m, Component *c, void **ret, char **reterr_msg) {
+        return pubsub_broker_open(m, c, (PubsubBroker **) ret, reterr_msg);
+}
+static void pubsub_close_any(void *i) {
+        pubsub_broker_close(i);
+}
+static Component *pubsub_component_any(void *i) {
+        return ((PubsubBroker *) i)->component;
+}
+
+static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any };
+static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any };
+
+/* One open instance per component of the kind: unchanged components keep theirs (and what is
+ * in flight on it), removed or changed ones are closed, new ones opened. */
+static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_t *n_list) {
+        void **n = calloc(m->n_components + 1, sizeof(void *));
+        size_t kept = 0;
 
         if (!n)
                 return log_oom();
         for (size_t i = 0; i < m->n_components; i++) {
                 Component *c = m->components[i];
-                StateStore *found = NULL;
+                void *found = NULL;
                 _cleanup_free_ char *msg = NULL;
 
-                if (!component_is_category(c, "state"))
+                if (!component_is_category(c, k->category))
                         continue;
-                for (size_t j = 0; j < m->n_state_stores; j++)
-                        if (m->state_stores[j] && m->state_stores[j]->component == c) {
-                                found = m->state_stores[j];
-                                m->state_stores[j] = NULL;
+                for (size_t j = 0; j < *n_list; j++)
+                        if ((*list)[j] && k->component((*list)[j]) == c) {
+                                found = (*list)[j];
+                                (*list)[j] = NULL;
                         }
                 if (found) {
-                        n[k++] = found;
+                        n[kept++] = found;
                         continue;
                 }
                 ConfError re = {};
@@ -713,31 +762,32 @@ static int sync_state_stores(Manager *m) {
                         return log_oom();
                 }
                 if (r < 0) {
-                        log_conf_error(m, &re);
+                        manager_log_conf_error(m, &re);
                         conf_error_done(&re);
                         continue;
                 }
-                r = state_store_open(m, c, &found, &msg);
+                r = k->open(m, c, &found, &msg);
                 if (r == -ENOMEM) {
                         free(n);
                         return log_oom();
                 }
                 if (r < 0) {
                         ConfError e = {};
-                        conf_error_set(&e, c->file, c->line, "spec.metadata", "state store '%s' (%s): %s", c->name,
+                        conf_error_set(&e, c->file, c->line, "spec.metadata", "%s '%s' (%s): %s", k->what, c->name,
                                        c->type, msg ?: strerror(-r));
-                        log_conf_error(m, &e);
+                        manager_log_conf_error(m, &e);
                         conf_error_done(&e);
                         continue;
                 }
-                log_struct(LOG_INFO, 0, NULL, c->name, "State store ready (%s).", c->type);
-                n[k++] = found;
+                log_struct(LOG_INFO, 0, NULL, c->name, "%c%s ready (%s).", k->what[0] - 32, k->what + 1, c->type);
+                n[kept++] = found;
         }
-        for (size_t j = 0; j < m->n_state_stores; j++)
-                state_store_close(m->state_stores[j]);
-        free(m->state_stores);
-        m->state_stores = n;
-        m->n_state_stores = k;
+        for (size_t j = 0; j < *n_list; j++)
+                if ((*list)[j])
+                        k->close((*list)[j]);
+        free(*list);
+        *list = n;
+        *n_list = kept;
         return 0;
 }
 
@@ -751,7 +801,7 @@ static int reload_components(Manager *m) {
 
         if (asprintf(&dir, "%s/components", m->config_dir) < 0)
                 return -ENOMEM;
-        r = list_dir(dir, suffixes, &files);
+        r = manager_list_dir(dir, suffixes, &files);
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", dir);
         for (char **f = files; f && *f; f++) {
@@ -761,7 +811,7 @@ static int reload_components(Manager *m) {
                 if (r < 0) {
                         ConfError e = {};
                         conf_error_set(&e, *f, 0, NULL, "cannot read: %s", strerror(-r));
-                        log_conf_error(m, &e);
+                        manager_log_conf_error(m, &e);
                         conf_error_done(&e);
                         continue;
                 }
@@ -770,7 +820,7 @@ static int reload_components(Manager *m) {
                         break;
         }
         if (r >= 0 && !cl.oom)
-                r = add_default_state_component(m, &cl);
+                r = add_default_components(&cl);
         if (r == -ENOMEM || cl.oom) {
                 for (size_t i = 0; i < cl.n; i++)
                         component_unref(cl.list[i]);
@@ -806,7 +856,12 @@ static int reload_components(Manager *m) {
         free(m->components);
         m->components = cl.list;
         m->n_components = cl.n;
-        r = sync_state_stores(m);
+        r = sync_instances(m, &state_kind, (void ***) &m->state_stores, &m->n_state_stores);
+        if (r >= 0) {
+                /* Subscriptions hang off brokers: stop them, sync, start them again (pubsub_reload). */
+                pubsub_stop_all(m);
+                r = sync_instances(m, &pubsub_kind, (void ***) &m->pubsubs, &m->n_pubsubs);
+        }
         if (changed)
                 runtime_bus_emit_components_changed(m);
         return r;
@@ -858,7 +913,7 @@ static ConfigurationEntry *configuration_load_cached(Manager *m, const char *pat
         if (r < 0) {
                 ce->c = configuration_free(ce->c);
                 ce->error = conf_error_format(&e);
-                log_conf_error(m, &e);
+                manager_log_conf_error(m, &e);
                 if (ce->c == NULL && !ce->error)
                         ce->error = strdup(path);
         }
@@ -908,7 +963,7 @@ static int apply_settings(Manager *m) {
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                log_conf_error(m, &e); /* the previous settings stay */
+                manager_log_conf_error(m, &e); /* the previous settings stay */
         conf_error_done(&e);
         if (m->cli_log_level < 0 && m->settings.log_level >= 0)
                 log_set_max_level(m->settings.log_level);
@@ -922,6 +977,36 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         else
                 manager_stop(m);
         return 0;
+}
+
+/* A random id made once per state directory: consumer names that survive restarts. */
+static int load_instance_id(Manager *m) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t len;
+        uint8_t raw[8];
+        char id[17];
+
+        if (asprintf(&path, "%s/instance-id", m->state_dir) < 0)
+                return -ENOMEM;
+        if (read_full_file(path, 64, &text, &len) >= 0 && len >= 16 && strspn(text, "0123456789abcdef") >= 16) {
+                m->instance_id = strndup(text, 16);
+                return m->instance_id ? 0 : -ENOMEM;
+        }
+        if (getrandom(raw, sizeof raw, 0) != (ssize_t) sizeof raw)
+                return -errno;
+        for (size_t i = 0; i < sizeof raw; i++)
+                snprintf(id + 2 * i, 3, "%02x", raw[i]);
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        FILE *f = fopen(tmp, "we");
+        if (!f)
+                return -errno;
+        fprintf(f, "%s\n", id);
+        if (fflush(f) != 0 || fsync(fileno(f)) < 0 || fclose(f) != 0 || rename(tmp, path) < 0)
+                return -errno;
+        m->instance_id = strdup(id);
+        return m->instance_id ? 0 : -ENOMEM;
 }
 
 int manager_start(Manager *m) {
@@ -943,6 +1028,9 @@ int manager_start(Manager *m) {
         r = apply_settings(m);
         if (r < 0)
                 return log_oom();
+        r = load_instance_id(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read or create %s/instance-id: %m", m->state_dir);
 
         if (sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m) < 0 ||
             sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m) < 0 ||
@@ -966,6 +1054,9 @@ int manager_start(Manager *m) {
         r = reload_components(m);
         if (r < 0)
                 return r;
+        r = pubsub_reload(m);
+        if (r < 0)
+                return log_oom();
 
         if (m->bus_mode != BUS_MODE_NONE) {
                 r = runtime_bus_setup(m);
@@ -1004,6 +1095,8 @@ int manager_reload(Manager *m) {
                 reload_configurations(m);
         if (r >= 0)
                 r = reload_components(m);
+        if (r >= 0)
+                r = pubsub_reload(m);
 
         m->state = MANAGER_RUNNING;
         runtime_bus_emit_state_changed(m);

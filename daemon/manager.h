@@ -17,6 +17,7 @@
 #include "core/conferr.h"
 #include "core/configuration.h"
 #include "core/settings.h"
+#include "drivers/pubsub/driver.h"
 #include "drivers/state/driver.h"
 #include "forward.h"
 
@@ -68,6 +69,14 @@ struct Manager {
         ConfigurationEntry *configurations; /* config.yaml and apps' Configuration= files, by path */
         size_t n_configurations;
         InvokeCall *invoke_calls;   /* every service-invocation call not yet done */
+        PubsubBroker **pubsubs;     /* one per pubsub.* component that opened */
+        size_t n_pubsubs;
+        struct Subscription **subscriptions; /* declarative, from subscriptions/{star}.yaml */
+        size_t n_subscriptions;
+        struct AppSubscriptions *app_subscriptions; /* programmatic, per app */
+        size_t n_app_subscriptions;
+        PubsubRunner *pubsub_runners;
+        char *instance_id;          /* stable id of this installation (state dir), for broker consumers */
 
         HttpServer *http;
         HttpListener *api_listener;
@@ -110,6 +119,11 @@ bool manager_is_ready(const Manager *m);
 int manager_app_configuration(Manager *m, const App *a, const Configuration **ret, const char **ret_error);
 uint64_t manager_max_body(const Manager *m);
 uint64_t manager_uptime_sec(const Manager *m);
+
+/* For blocks that load configuration: log like the Manager does (counts the error). */
+void manager_log_conf_error(Manager *m, const ConfError *e);
+/* Sorted list of dir/NAME ending in one of suffixes; a missing dir is empty. */
+int manager_list_dir(const char *dir, const char *const *suffixes, char ***ret);
 
 /* Callbacks from the front-ends and the app channel. */
 void manager_on_http_drained(Manager *m);

@@ -18,6 +18,7 @@
 #include "../util/strv.h"
 #include "invoke-bus.h"
 #include "polkit.h"
+#include "pubsub-bus.h"
 #include "state-bus.h"
 #include "runtime-bus.h"
 
@@ -294,6 +295,13 @@ static const sd_bus_vtable runtime_vtable[] = {
                                 SD_BUS_ARGS("s", app_id, "s", method, "s", verb, "a(ss)", headers, "ay", body),
                                 SD_BUS_RESULT("q", status, "a(ss)", headers, "ay", body), bus_method_invoke_method,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Publish",
+                                SD_BUS_ARGS("s", pubsub, "s", topic, "s", content_type, "ay", data, "a{ss}", metadata),
+                                SD_BUS_NO_RESULT, bus_method_publish, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_ARGS("s", pubsub, "s", topic, "s", group, "u", max_in_flight),
+                                SD_BUS_RESULT("o", subscription), bus_method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListSubscriptions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", subscriptions),
+                                bus_method_list_subscriptions, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -313,6 +321,8 @@ static int on_bus_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
         log_warning("Lost the connection to the %s bus; reconnecting.", manager_bus_mode_to_string(m->bus_mode));
+        /* its subscribers cannot be reached any more (and are gone, when the bus itself restarted) */
+        pubsub_bus_disconnected(m, sd_bus_message_get_bus(msg));
         if (m->bus == sd_bus_message_get_bus(msg))
                 m->bus = sd_bus_flush_close_unref(m->bus);
         if (!m->bus_retry && m->state != MANAGER_STOPPING)
@@ -353,6 +363,7 @@ void runtime_bus_done(Manager *m) {
         m->bus_retry = sd_event_source_disable_unref(m->bus_retry);
         if (!m->bus)
                 return;
+        pubsub_bus_done(m);
         (void) sd_bus_release_name(m->bus, RUNTIME_BUS_NAME);
         m->bus = sd_bus_flush_close_unref(m->bus);
 }

@@ -16,3 +16,8 @@ int http_invoke(HttpRequest *r, const RouteMatch *m);
 /* For an unrouted path: 1 when a dapr-app-id header (or Basic credential) named a target and the
  * call started or was answered, 0 when none did (the caller answers 404), < 0 on error. */
 int http_invoke_by_header(HttpRequest *r);
+
+/* api-pubsub.c: Dapr's publish API */
+int http_publish(HttpRequest *r, const RouteMatch *m);
+int http_publish_bulk(HttpRequest *r, const RouteMatch *m);
+int http_publish_no_topic(HttpRequest *r, const RouteMatch *m);

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../blocks/pubsub.h"
 #include "../blocks/state.h"
 #include "../core/app.h"
 #include "../core/component.h"
+#include "../core/subscription.h"
 #include "../manager.h"
 #include "../transport/app-channel.h"
 #include "handlers.h"
@@ -74,6 +76,46 @@ static json_t *app_connection_json(const App *a) {
         return j;
 }
 
+/* Dapr's metadata entry for one subscription of the calling app. */
+static json_t *subscription_json(const Subscription *s) {
+        json_t *md = json_object(), *rules = json_array(), *j;
+
+        for (char **p = s->metadata; md && p && p[0] && p[1]; p += 2)
+                json_object_set_new(md, p[0], json_string(p[1]));
+        /* as Dapr lists them: the rules in order, then the default route as a rule without match */
+        for (size_t i = 0; rules && i < s->n_rules; i++) {
+                const SubscriptionRule *rule = &s->rules[i];
+                json_array_append_new(rules, *rule->match ? json_pack("{s:s, s:s}", "match", rule->match, "path",
+                                                                      rule->path)
+                                                          : json_pack("{s:s}", "path", rule->path));
+        }
+        if (rules && s->default_path)
+                json_array_append_new(rules, json_pack("{s:s}", "path", s->default_path));
+        j = json_pack("{s:s, s:s, s:s}", "pubsubname", s->pubsub, "topic", s->topic, "type",
+                      s->declarative ? "DECLARATIVE" : "PROGRAMMATIC");
+        if (j && json_object_size(md) > 0)
+                json_object_set(j, "metadata", md);
+        if (j && json_array_size(rules) > 0)
+                json_object_set_new(j, "rules", json_pack("{s:O}", "rules", rules));
+        if (j && s->dead_letter_topic && *s->dead_letter_topic)
+                json_object_set_new(j, "deadLetterTopic", json_string(s->dead_letter_topic));
+        json_decref(md);
+        json_decref(rules);
+        return j;
+}
+
+typedef struct SubscriptionsOf {
+        const char *app_id;
+        json_t *list;
+} SubscriptionsOf;
+
+static void add_subscription_of(const char *app_id, const char *pubsub, const char *topic, const Subscription *s,
+                                void *userdata) {
+        SubscriptionsOf *so = userdata;
+        if (s && app_id && streq(app_id, so->app_id))
+                json_array_append_new(so->list, subscription_json(s));
+}
+
 static int get_metadata(HttpRequest *r, const RouteMatch *m) {
         Manager *mg = http_request_manager(r);
         const Caller *c = http_request_caller(r);
@@ -97,6 +139,13 @@ static int get_metadata(HttpRequest *r, const RouteMatch *m) {
                 json_t *acp = app_connection_json(c->app);
                 if (acp)
                         json_object_set_new(j, "appConnectionProperties", acp);
+                /* what runs now for this app, declarative and programmatic; omitted when none (as Dapr) */
+                SubscriptionsOf so = { .app_id = id, .list = json_array() };
+                if (so.list)
+                        pubsub_foreach_subscription(mg, add_subscription_of, &so);
+                if (json_array_size(so.list) > 0)
+                        json_object_set(j, "subscriptions", so.list);
+                json_decref(so.list);
         }
         return http_reply_json(r, 200, j);
 }
@@ -169,6 +218,22 @@ static int get_components(HttpRequest *r, const RouteMatch *m) {
         return http_reply_json(r, 200, a);
 }
 
+static void add_subscription(const char *app_id, const char *pubsub, const char *topic, const Subscription *s,
+                             void *userdata) {
+        json_array_append_new(userdata,
+                              json_pack("{s:s, s:s, s:s, s:s, s:s}", "app", strempty(app_id), "pubsub", pubsub,
+                                        "topic", topic, "route", s ? strempty(s->default_path) : "", "kind",
+                                        !s ? "dbus" : s->declarative ? "declarative" : "programmatic"));
+}
+
+/* Every running subscription: apps' (declarative, programmatic) and D-Bus subscribers'. */
+static int get_subscriptions(HttpRequest *r, const RouteMatch *m) {
+        json_t *a = json_array();
+        if (a)
+                pubsub_foreach_subscription(http_request_manager(r), add_subscription, a);
+        return http_reply_json(r, 200, a);
+}
+
 static void probe_answer(App *a, bool healthy, long status, const char *error, void *userdata) {
         HttpRequest *r = userdata;
         (void) http_reply_json(r, 200,
@@ -209,9 +274,15 @@ const Route http_routes[] = {
         { "GET", "/v1.0/state/{store}/{key}", 0, http_state_get },
         { "DELETE", "/v1.0/state/{store}/{key}", 0, http_state_delete },
         { "*", "/v1.0/invoke/{id}/method/{method*}", 0, http_invoke },
+        { "POST", "/v1.0/publish/{pubsub}/{topic*}", 0, http_publish },
+        { "PUT", "/v1.0/publish/{pubsub}/{topic*}", 0, http_publish },
+        { "POST", "/v1.0/publish/{pubsub}", 0, http_publish_no_topic },
+        { "PUT", "/v1.0/publish/{pubsub}", 0, http_publish_no_topic },
+        { "POST", "/v1.0-alpha1/publish/bulk/{pubsub}/{topic*}", 0, http_publish_bulk },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },
+        { "GET", "/mooring/v1/subscriptions", ROUTE_ADMIN, get_subscriptions },
         { "POST", "/mooring/v1/apps/{id}/probe", ROUTE_ADMIN, post_app_probe },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);

@@ -54,10 +54,11 @@ class DBusTest(DaemonTestCase):
         self.assertEqual([a[0] for a in apps], ["fromfile"])
         self.assertEqual(apps[0][1], "http://127.0.0.1:1")
         self.assertEqual(apps[0][2], d.app_socket("fromfile"))
-        # no component files: the built-in default state store is there
-        comps = d.prop("Components")
-        self.assertEqual([c[0] for c in comps], ["statestore"])
-        self.assertTrue(comps[0][1].startswith("state."))
+        # no component files: the built-in default state store and pub/sub are there
+        comps = {c[0]: c[1] for c in d.prop("Components")}
+        self.assertEqual(sorted(comps), ["pubsub", "statestore"])
+        self.assertTrue(comps["statestore"].startswith("state."))
+        self.assertTrue(comps["pubsub"].startswith("pubsub."))
 
     def test_register_get_unregister(self):
         d = self.d

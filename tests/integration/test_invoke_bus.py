@@ -103,6 +103,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/healthz":  # mooringd's health probe: not counted
             self._send(200)
             return
+        if self.path == "/dapr/subscribe":  # mooringd asks for pub/sub subscriptions: not counted
+            self._send(404)
+            return
         with app.lock:
             app.requests.append(Seen(self.command, self.path, self.headers, body))
         path = self.path.split("?")[0]

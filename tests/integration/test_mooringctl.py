@@ -50,7 +50,7 @@ class CtlTest(DaemonTestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("running", p.stdout)
             st = json.loads(self.ctl(*transport, "--json", "status", bus=bus).stdout)
-            self.assertEqual((st["state"], st["apps"], st["components"]), ("running", 2, 1))
+            self.assertEqual((st["state"], st["apps"], st["components"]), ("running", 2, 2))  # the defaults
 
             p = self.ctl(*transport, "apps", bus=bus)
             self.assertEqual(p.returncode, 0, p.stderr)
@@ -65,8 +65,8 @@ class CtlTest(DaemonTestCase):
             self.assertEqual(apps[1]["httpPort"], 0)
 
             comps = json.loads(self.ctl(*transport, "components", "--json", bus=bus).stdout)
-            self.assertEqual([(c["name"], c["type"], c["version"]) for c in comps],
-                             [("statestore", "state.sqlite", "v1")])
+            self.assertEqual(sorted((c["name"], c["type"], c["version"]) for c in comps),
+                             [("pubsub", "pubsub.sqlite", "v1"), ("statestore", "state.sqlite", "v1")])
             self.assertIn("statestore", self.ctl(*transport, "components", bus=bus).stdout)
 
     def test_not_running(self):

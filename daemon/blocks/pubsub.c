@@ -1,0 +1,952 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See pubsub.h. A Runner is one active subscription of one app on one
+ * broker; each message the broker delivers becomes a Delivery: a POST of the
+ * CloudEvent to the app through the app channel, whose answer settles the
+ * message (ack, retry after a backoff, or drop / dead-letter).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "../core/app.h"
+#include "../core/cloudevent.h"
+#include "../core/component.h"
+#include "../core/subscription.h"
+#include "../core/tracecontext.h"
+#include "../manager.h"
+#include "../transport/app-channel.h"
+#include "../transport/http-client.h"
+#include "../util/fileio.h"
+#include "../util/log.h"
+#include "../util/strv.h"
+#include "pubsub.h"
+
+#define SUBSCRIBE_ANSWER_MAX (1024 * 1024)
+#define APP_ANSWER_MAX (64 * 1024)
+
+typedef struct Delivery Delivery;
+
+struct PubsubRunner {
+        Manager *manager;
+        App *app;                    /* ref; NULL for a sink */
+        Subscription *sub;           /* borrowed: m->subscriptions or the app's AppSubscriptions; a sink's own */
+        PubsubSinkFn sink;           /* set: messages go to it, not to an app */
+        void *sink_userdata;
+        char *sink_app;              /* the sink's app, if it is one (listings) */
+        PubsubBroker *broker;
+        PubsubSubscription *ds;      /* the driver's */
+        Delivery *deliveries;        /* POSTs to the app in flight */
+        PubsubRunner *next, *prev;
+};
+typedef PubsubRunner Runner;
+
+struct Delivery {
+        Runner *runner;
+        PubsubDelivery *d;
+        void *data;                  /* the message as stored (copied: the driver's is call-scoped) */
+        size_t len;
+        unsigned attempt;
+        char *path;
+        HttpClientRequest *req;
+        struct curl_slist *headers;
+        char *answer;                /* the app's body, bounded */
+        size_t answer_len;
+        Delivery *next, *prev;
+};
+
+
+/* ---- brokers ---- */
+
+int pubsub_broker_open(Manager *m, Component *c, PubsubBroker **ret, char **reterr_msg) {
+        const PubsubDriver *d = pubsub_driver_find(c->type);
+        PubsubBroker *b;
+        int r;
+
+        if (!d) {
+                if (asprintf(reterr_msg, "no pub/sub driver for type '%s' in this build", c->type) < 0)
+                        *reterr_msg = NULL;
+                return -EOPNOTSUPP;
+        }
+        if (d->abi != PUBSUB_DRIVER_ABI || d->instance_size < sizeof(PubsubBroker))
+                return -EPROTO;
+        b = calloc(1, d->instance_size);
+        if (!b)
+                return -ENOMEM;
+        *b = (PubsubBroker){ .driver = d, .component = component_ref(c), .manager = m, .event = m->event,
+                             .name = c->name, .state_dir = m->state_dir, .instance_id = m->instance_id };
+        r = d->open(b, reterr_msg);
+        if (r < 0) {
+                d->close(b);
+                component_unref(b->component);
+                free(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+static void runner_free(Runner *rn);
+
+PubsubBroker *pubsub_broker_close(PubsubBroker *b) {
+        if (!b)
+                return NULL;
+        /* Whatever still runs on it stops first; a sink hears it through a NULL delivery. */
+        for (Runner *rn = b->manager ? b->manager->pubsub_runners : NULL, *n; rn; rn = n) {
+                n = rn->next;
+                if (rn->broker != b)
+                        continue;
+                PubsubSinkFn fn = rn->sink;
+                void *ud = rn->sink_userdata;
+                runner_free(rn);
+                if (fn)
+                        fn(NULL, NULL, NULL, 0, ud);
+        }
+        b->driver->close(b);
+        component_unref(b->component);
+        free(b);
+        return NULL;
+}
+
+static PubsubBroker *broker_find(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_pubsubs; i++)
+                if (streq(m->pubsubs[i]->component->name, name))
+                        return m->pubsubs[i];
+        return NULL;
+}
+
+/* "t1,t2" list membership (allowedTopics). */
+static bool in_csv(const char *list, const char *item) {
+        size_t n = strlen(item);
+        for (const char *p = list; p && *p;) {
+                p += strspn(p, " ,");
+                size_t len = strcspn(p, ",");
+                size_t l = len;
+                while (l > 0 && p[l - 1] == ' ')
+                        l--;
+                if (l == n && strncmp(p, item, n) == 0)
+                        return true;
+                p += len;
+        }
+        return false;
+}
+
+/* publishingScopes / subscriptionScopes: "app1=t1,t2;app2=". An app not listed may use any topic. */
+static bool scope_allows(const char *scopes, const char *app, const char *topic) {
+        if (!scopes || !app)
+                return true;
+        size_t an = strlen(app);
+        for (const char *p = scopes; *p;) {
+                size_t len = strcspn(p, ";");
+                const char *eq = memchr(p, '=', len);
+                if (eq && (size_t) (eq - p) == an && strncmp(p, app, an) == 0) {
+                        _cleanup_free_ char *topics = strndup(eq + 1, len - (size_t) (eq + 1 - p));
+                        return topics && in_csv(topics, topic);
+                }
+                p += len;
+                if (*p == ';')
+                        p++;
+        }
+        return true;
+}
+
+/* May app use topic on b at all, and publish (or subscribe) there? */
+static bool topic_allowed(const PubsubBroker *b, const char *app, const char *topic, bool publish) {
+        const char *allowed = component_get_string(b->component, "allowedTopics");
+        if (allowed && *allowed && !in_csv(allowed, topic))
+                return false;
+        return scope_allows(component_get_string(b->component, publish ? "publishingScopes" : "subscriptionScopes"),
+                            app, topic);
+}
+
+/* ---- publish ---- */
+
+typedef struct Publish {
+        Manager *manager;
+        PublishDoneFn done;
+        void *userdata;
+        int error;
+        char *message;
+        sd_event_source *later;
+} Publish;
+
+static void publish_free(Publish *p) {
+        sd_event_source_disable_unref(p->later);
+        free(p->message);
+        free(p);
+}
+
+static int on_publish_later(sd_event_source *s, void *userdata) {
+        Publish *p = userdata;
+        p->done(p->error, p->message, p->userdata);
+        publish_free(p);
+        return 0;
+}
+
+/* Answers from the loop (never inside pubsub_publish). */
+_printf_(3, 4) static int publish_fail(Publish *p, int error, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&p->message, fmt, ap) < 0)
+                p->message = NULL;
+        va_end(ap);
+        p->error = error;
+        if (sd_event_add_defer(p->manager->event, &p->later, on_publish_later, p) < 0) {
+                publish_free(p);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static void on_published(int error, const char *message, void *userdata) {
+        Publish *p = userdata;
+        p->done(error, message, p->userdata);
+        publish_free(p);
+}
+
+
+int pubsub_check_publish(Manager *m, const char *app, const char *pubsub, const char *topic, PubsubBroker **ret,
+                         char **reterr) {
+        int r = 0;
+        PubsubBroker *b = NULL;
+
+        if (m->n_pubsubs == 0)
+                r = -ENODEV;
+        else if (!(b = broker_find(m, pubsub)) ||
+                 /* A caller that is no app (a desktop program over D-Bus) sees only unscoped pubsubs. */
+                 (app ? !component_in_scope(b->component, app) : b->component->scopes && b->component->scopes[0]))
+                r = -ENOENT;
+        else if (!topic || !*topic)
+                r = -EDESTADDRREQ;
+        else if (!topic_allowed(b, app, topic, true))
+                r = -EACCES;
+        if (r == 0) {
+                if (ret)
+                        *ret = b;
+                return 0;
+        }
+        int k = r == -ENODEV         ? asprintf(reterr, "no pubsub is configured")
+                : r == -ENOENT       ? asprintf(reterr, "pubsub %s not found", pubsub)
+                : r == -EDESTADDRREQ ? asprintf(reterr, "topic is empty in pubsub %s", pubsub)
+                                     : asprintf(reterr, "topic %s is not allowed for app id %s", topic,
+                                                app ?: "(none)");
+        return k < 0 ? -ENOMEM : r;
+}
+
+int pubsub_publish(Manager *m, const PublishRequest *req, PublishDoneFn done, void *userdata) {
+        Publish *p = calloc(1, sizeof *p);
+        _cleanup_strv_free_ char **overrides = NULL, **broker_md = NULL;
+        _cleanup_free_ char *envelope = NULL, *err = NULL;
+        size_t envelope_len = 0;
+        int64_t ttl = 0;
+        bool raw = false;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        *p = (Publish){ .manager = m, .done = done, .userdata = userdata };
+
+        _cleanup_free_ char *why = NULL;
+        PubsubBroker *b = NULL;
+        r = pubsub_check_publish(m, req->app, req->pubsub, req->topic, &b, &why);
+        if (r == -ENOMEM)
+                goto oom;
+        if (r < 0)
+                return publish_fail(p, r, "%s", why);
+
+        /* Dapr's own metadata; the rest is the broker's. */
+        for (char *const *md = req->metadata; md && md[0] && md[1]; md += 2) {
+                const char *k = md[0], *v = md[1];
+                const char *ce = strncasecmp(k, "cloudevent.", 11) == 0 ? k + 11 : NULL;
+                if (strcasecmp(k, "rawPayload") == 0) {
+                        int bv = parse_boolean(v);
+                        if (bv < 0)
+                                return publish_fail(p, -EINVAL, "metadata.rawPayload must be a boolean: '%s'", v);
+                        raw = bv;
+                } else if (strcasecmp(k, "ttlInSeconds") == 0) {
+                        char *e;
+                        long long t = strtoll(v, &e, 10);
+                        if (!*v || *e || t <= 0 || t > INT32_MAX)
+                                return publish_fail(p, -EINVAL, "metadata.ttlInSeconds must be a positive integer: '%s'", v);
+                        ttl = t;
+                } else if (ce) {
+                        if (strv_extend(&overrides, ce) < 0 || strv_extend(&overrides, v) < 0)
+                                goto oom;
+                        continue;
+                }
+                if (strv_extend(&broker_md, k) < 0 || strv_extend(&broker_md, v) < 0)
+                        goto oom;
+        }
+
+        /* Every published event carries a trace: a child of the publisher's, or a new one. */
+        TraceContext parent, span;
+        char traceparent[TRACEPARENT_LEN + 1];
+        bool has_parent = traceparent_parse(req->traceparent, &parent) >= 0;
+        trace_context_new_span(has_parent ? &parent : NULL, false, &span);
+        traceparent_format(&span, traceparent);
+
+        const void *data = req->data;
+        size_t len = req->len;
+        if (!raw) {
+                CloudEventInput in = {
+                        .topic = req->topic,
+                        .pubsub = req->pubsub,
+                        .source = req->app,
+                        .content_type = req->content_type,
+                        .data = req->data,
+                        .len = req->len,
+                        .traceparent = traceparent,
+                        .tracestate = has_parent && tracestate_is_valid(req->tracestate) ? req->tracestate : NULL,
+                        .ttl_sec = b->driver->native_ttl ? 0 : ttl,
+                        .overrides = overrides,
+                };
+                r = cloudevent_build(&in, &envelope, &envelope_len, &err);
+                if (r == -ENOMEM)
+                        goto oom;
+                if (r < 0)
+                        return publish_fail(p, -EBADMSG, "error when marshalling cloud event envelope: %s",
+                                            err ?: "invalid");
+                data = envelope;
+                len = envelope_len;
+        }
+        r = b->driver->publish(b, req->topic, data, len, broker_md, ttl, on_published, p);
+        if (r < 0)
+                return publish_fail(p, r, "error when publishing to topic %s in pubsub %s: %s", req->topic,
+                                    req->pubsub, strerror(-r));
+        return 0;
+oom:
+        publish_free(p);
+        return -ENOMEM;
+}
+
+/* ---- deliveries ---- */
+
+static const char *runner_who(const Runner *rn) {
+        return rn->app ? rn->app->config->id : rn->sink_app;
+}
+
+static uint64_t retry_delay(unsigned attempt) {
+        uint64_t d = PUBSUB_RETRY_FIRST_USEC;
+        for (unsigned i = 1; i < attempt && d < PUBSUB_RETRY_MAX_USEC; i++)
+                d *= 2;
+        return d < PUBSUB_RETRY_MAX_USEC ? d : PUBSUB_RETRY_MAX_USEC;
+}
+
+static void delivery_free(Delivery *dl) {
+        Runner *rn = dl->runner;
+        if (dl->prev)
+                dl->prev->next = dl->next;
+        else if (rn->deliveries == dl)
+                rn->deliveries = dl->next;
+        if (dl->next)
+                dl->next->prev = dl->prev;
+        http_client_cancel(dl->req);
+        curl_slist_free_all(dl->headers);
+        free(dl->data);
+        free(dl->path);
+        free(dl->answer);
+        free(dl);
+}
+
+static void settle_after(Delivery *dl, PubsubOutcome o, uint64_t delay) {
+        Runner *rn = dl->runner;
+        PubsubDelivery *d = TAKE_PTR(dl->d);
+        delivery_free(dl);
+        rn->broker->driver->settle(d, o, delay);
+}
+
+static void settle(Delivery *dl, PubsubOutcome o) {
+        settle_after(dl, o, o == PUBSUB_RETRY ? retry_delay(dl->attempt) : 0);
+}
+
+static void on_dead_lettered(int error, const char *message, void *userdata) {
+        Delivery *dl = userdata;
+        if (error < 0)
+                log_struct(LOG_WARNING, error, runner_who(dl->runner), dl->runner->broker->name,
+                           "Could not send a message of topic %s to dead-letter topic %s: %s; retrying it later.",
+                           dl->runner->sub->topic, dl->runner->sub->dead_letter_topic, message ?: "");
+        dl->req = NULL;
+        settle(dl, error < 0 ? PUBSUB_RETRY : PUBSUB_ACK);
+}
+
+/* Done with it: to the dead-letter topic when there is one (then ack), else ack (dropped). */
+static void drop(Delivery *dl, const char *why) {
+        Runner *rn = dl->runner;
+        const char *dlt = rn->sub->dead_letter_topic;
+        if (dlt && *dlt) {
+                log_struct(LOG_WARNING, 0, runner_who(rn), rn->broker->name,
+                           "Message on topic %s %s; sending it to dead-letter topic %s.", rn->sub->topic, why, dlt);
+                /* The original bytes, as stored; the delivery stays open until the broker has it. */
+                if (rn->broker->driver->publish(rn->broker, dlt, dl->data, dl->len, NULL, 0, on_dead_lettered, dl) >= 0)
+                        return;
+                return settle(dl, PUBSUB_RETRY);
+        }
+        log_struct(LOG_WARNING, 0, runner_who(rn), rn->broker->name, "Message on topic %s %s; dropped.",
+                   rn->sub->topic, why);
+        settle(dl, PUBSUB_ACK);
+}
+
+static size_t on_answer(char *buf, size_t size, size_t n, void *userdata) {
+        Delivery *dl = userdata;
+        size_t len = size * n, take = len;
+        if (dl->answer_len + take > APP_ANSWER_MAX)
+                take = APP_ANSWER_MAX - dl->answer_len;
+        if (take > 0) {
+                char *a = realloc(dl->answer, dl->answer_len + take + 1);
+                if (!a)
+                        return 0;
+                memcpy(a + dl->answer_len, buf, take);
+                dl->answer = a;
+                dl->answer_len += take;
+                a[dl->answer_len] = 0;
+        }
+        return len;
+}
+
+static void on_app_answered(CURLcode result, long status, void *userdata) {
+        Delivery *dl = userdata;
+        Runner *rn = dl->runner;
+        const char *app = rn->app->config->id;
+
+        dl->req = NULL;
+        if (result != CURLE_OK) {
+                log_struct(LOG_WARNING, 0, app, rn->broker->name, "Delivering a message of topic %s to %s failed: %s; "
+                           "retrying.", rn->sub->topic, dl->path, curl_easy_strerror(result));
+                return settle(dl, PUBSUB_RETRY);
+        }
+        if (status == 404) {
+                /* Dapr: the route does not exist; an error, and the message is not retried. */
+                log_struct(LOG_ERR, 0, app, rn->broker->name, "App answered 404 for %s (topic %s): message dropped.",
+                           dl->path, rn->sub->topic);
+                return settle(dl, PUBSUB_ACK);
+        }
+        if (status < 200 || status > 299) {
+                log_struct(LOG_WARNING, 0, app, rn->broker->name, "App answered %ld for %s (topic %s): retrying.",
+                           status, dl->path, rn->sub->topic);
+                return settle(dl, PUBSUB_RETRY);
+        }
+        const char *st = NULL;
+        json_t *j = dl->answer_len ? json_loadb(dl->answer, dl->answer_len, 0, NULL) : NULL;
+        if (json_is_object(j))
+                st = json_string_value(json_object_get(j, "status"));
+        PubsubOutcome o = PUBSUB_ACK;
+        if (st && strcasecmp(st, "DROP") == 0) {
+                json_decref(j);
+                return drop(dl, "was dropped by the app (DROP)");
+        }
+        if (st && strcasecmp(st, "SUCCESS") != 0) {
+                log_struct(LOG_INFO, 0, app, rn->broker->name, "App asked to retry a message of topic %s (%s).",
+                           rn->sub->topic, st);
+                o = PUBSUB_RETRY;
+        }
+        json_decref(j);
+        settle(dl, o);
+}
+
+static char *header_line(const char *name, const char *value) {
+        char *l;
+        /* A value with a line break would forge headers: leave it out. */
+        if (strpbrk(value, "\r\n") || asprintf(&l, "%s: %s", name, value) < 0)
+                return NULL;
+        return l;
+}
+
+static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMessage *msg, void *userdata) {
+        Runner *rn = userdata;
+        App *a = rn->app;
+        Delivery *dl = calloc(1, sizeof *dl);
+        json_t *event = NULL;
+        const char *route;
+        _cleanup_free_ char *wrapped = NULL;
+        size_t wrapped_len = 0;
+
+        if (!dl) {
+                rn->broker->driver->settle(d, PUBSUB_RETRY, PUBSUB_RETRY_FIRST_USEC);
+                return;
+        }
+        *dl = (Delivery){ .runner = rn, .d = d, .attempt = msg->attempt, .next = rn->deliveries };
+        if (dl->next)
+                dl->next->prev = dl;
+        rn->deliveries = dl;
+        dl->data = malloc(msg->len ? msg->len : 1);
+        if (!dl->data)
+                return settle(dl, PUBSUB_RETRY);
+        memcpy(dl->data, msg->data, msg->len);
+        dl->len = msg->len;
+
+        /* An app its probes found down is not called; the message waits. */
+        if (a && a->health == APP_HEALTH_UNHEALTHY && a->probe_failures >= APP_PROBE_THRESHOLD)
+                /* No backoff growth while it is down: it gets its messages soon after it is back. */
+                return settle_after(dl, PUBSUB_RETRY, PUBSUB_RETRY_FIRST_USEC * 2);
+
+        const void *body = dl->data;
+        size_t body_len = dl->len;
+        if (rn->sub->raw_payload) {
+                if (cloudevent_wrap_raw(msg->topic, rn->broker->name, dl->data, dl->len, &wrapped, &wrapped_len) < 0)
+                        return settle(dl, PUBSUB_RETRY);
+                body = wrapped;
+                body_len = wrapped_len;
+        }
+        event = cloudevent_parse(body, body_len);
+        if (!event && rn->sink && !wrapped) {
+                /* A sink gets everything as a CloudEvent: raw payloads wrapped as Dapr wraps them. */
+                if (cloudevent_wrap_raw(msg->topic, rn->broker->name, dl->data, dl->len, &wrapped, &wrapped_len) < 0)
+                        return settle(dl, PUBSUB_RETRY);
+                event = cloudevent_parse(wrapped, wrapped_len);
+        }
+        if (!event)
+                return drop(dl, "is not a CloudEvent (publish it with rawPayload and subscribe with rawPayload)");
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (cloudevent_expired(event, (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000)) {
+                json_decref(event);
+                return drop(dl, "expired (ttl)");
+        }
+        if (rn->sink) {
+                json_decref(event);
+                if (wrapped) {
+                        free(dl->data);
+                        dl->data = TAKE_PTR(wrapped);
+                        dl->len = wrapped_len;
+                }
+                rn->sink((PubsubSinkDelivery *) dl, rn->sub->topic, dl->data, dl->len, rn->sink_userdata);
+                return;
+        }
+        route = subscription_route(rn->sub, event);
+        const char *tp = json_string_value(json_object_get(event, "traceparent"));
+        const char *tstate = json_string_value(json_object_get(event, "tracestate"));
+        _cleanup_free_ char *tp_h = tp ? header_line("traceparent", tp) : NULL;
+        _cleanup_free_ char *ts_h = tstate && *tstate ? header_line("tracestate", tstate) : NULL;
+        if (!route) {
+                json_decref(event);
+                return drop(dl, "matches no route of the subscription");
+        }
+        dl->path = strdup(route);
+        _cleanup_free_ char *ps_h = header_line("pubsubname", rn->broker->name);
+        struct curl_slist *h = NULL;
+        const char *lines[] = { "Content-Type: application/cloudevents+json", "Expect:", "Accept:", ps_h, tp_h, ts_h };
+        bool ok = dl->path && ps_h;
+        for (size_t i = 0; ok && i < ELEMENTSOF(lines); i++)
+                if (lines[i]) {
+                        struct curl_slist *n = curl_slist_append(h, lines[i]);
+                        ok = n != NULL;
+                        if (n)
+                                h = n;
+                }
+        dl->headers = h;
+        json_decref(event);
+        if (!ok)
+                return settle(dl, PUBSUB_RETRY);
+
+        if (wrapped) { /* the body must outlive this call: keep the wrapped form instead */
+                free(dl->data);
+                dl->data = TAKE_PTR(wrapped);
+                dl->len = wrapped_len;
+                body = dl->data;
+                body_len = dl->len;
+        }
+        CURL *e = app_channel_new_easy(a, dl->path);
+        if (!e)
+                return settle(dl, PUBSUB_RETRY);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, dl->headers);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_answer);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, dl);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (a->config->invoke_timeout_usec / 1000));
+        if (http_client_start(rn->manager->http_client, e, on_app_answered, dl, &dl->req) < 0)
+                return settle(dl, PUBSUB_RETRY);
+}
+
+/* ---- runners ---- */
+
+static void runner_free(Runner *rn) {
+        Manager *m = rn->manager;
+        /* Unsettled messages stay with the broker, which offers them again later. */
+        while (rn->deliveries) {
+                Delivery *dl = rn->deliveries;
+                dl->d = NULL;
+                delivery_free(dl);
+        }
+        if (rn->ds)
+                rn->broker->driver->unsubscribe(rn->ds);
+        if (rn->prev)
+                rn->prev->next = rn->next;
+        else if (m->pubsub_runners == rn)
+                m->pubsub_runners = rn->next;
+        if (rn->next)
+                rn->next->prev = rn->prev;
+        if (rn->sink)
+                subscription_free(rn->sub);
+        free(rn->sink_app);
+        app_unref(rn->app);
+        free(rn);
+}
+
+static unsigned concurrency(const Runner *rn) {
+        const char *v = NULL;
+        for (char **p = rn->sub->metadata; p && p[0] && p[1]; p += 2)
+                if (strcasecmp(p[0], "concurrency") == 0)
+                        v = p[1];
+        if (!v)
+                v = component_get_string(rn->broker->component, "concurrency");
+        unsigned long n = v ? strtoul(v, NULL, 10) : 0;
+        return n > 0 && n <= 4096 ? (unsigned) n : PUBSUB_DEFAULT_CONCURRENCY;
+}
+
+static void runner_start(Manager *m, App *a, Subscription *s) {
+        PubsubBroker *b = broker_find(m, s->pubsub);
+        Runner *rn;
+        int r;
+
+        if (!b || !component_in_scope(b->component, a->config->id)) {
+                log_struct(LOG_WARNING, 0, a->config->id, s->pubsub,
+                           "Subscription to topic %s: no pubsub '%s' for this app; ignored.", s->topic, s->pubsub);
+                return;
+        }
+        if (!topic_allowed(b, a->config->id, s->topic, false)) {
+                log_struct(LOG_WARNING, 0, a->config->id, s->pubsub,
+                           "Subscription to topic %s refused by the pubsub's scopes.", s->topic);
+                return;
+        }
+        rn = calloc(1, sizeof *rn);
+        if (!rn)
+                return;
+        *rn = (Runner){ .manager = m, .app = app_ref(a), .sub = s, .broker = b,
+                        .next = m->pubsub_runners };
+        if (rn->next)
+                rn->next->prev = rn;
+        m->pubsub_runners = rn;
+        r = b->driver->subscribe(b, s->topic, a->config->id, concurrency(rn), on_deliver, rn, &rn->ds);
+        if (r < 0) {
+                log_struct(LOG_ERR, r, a->config->id, s->pubsub, "Cannot subscribe to topic %s: %s.", s->topic,
+                           strerror(-r));
+                rn->ds = NULL;
+                runner_free(rn);
+                return;
+        }
+        log_struct(LOG_INFO, 0, a->config->id, s->pubsub, "Subscribed to topic %s (%s).", s->topic,
+                   s->declarative ? "declarative" : "programmatic");
+}
+
+static void stop_app(Manager *m, App *a) {
+        for (Runner *rn = m->pubsub_runners, *n; rn; rn = n) {
+                n = rn->next;
+                if (rn->app == a)
+                        runner_free(rn);
+        }
+}
+
+static AppSubscriptions *app_subs_find(Manager *m, const char *id) {
+        for (size_t i = 0; i < m->n_app_subscriptions; i++)
+                if (streq(m->app_subscriptions[i].app_id, id))
+                        return &m->app_subscriptions[i];
+        return NULL;
+}
+
+/* (Re)starts every subscription of a: declarative ones in scope, then its programmatic ones. */
+static void start_app(Manager *m, App *a) {
+        stop_app(m, a);
+        if (a->config->address_kind == APP_ADDRESS_NONE || !a->manager)
+                return;
+        for (size_t i = 0; i < m->n_subscriptions; i++)
+                if (subscription_in_scope(m->subscriptions[i], a->config->id))
+                        runner_start(m, a, m->subscriptions[i]);
+        AppSubscriptions *as = app_subs_find(m, a->config->id);
+        for (size_t i = 0; as && i < as->n; i++)
+                runner_start(m, a, as->subs[i]);
+}
+
+static void app_subs_set(Manager *m, const char *id, Subscription **subs, size_t n) {
+        AppSubscriptions *as = app_subs_find(m, id);
+        if (!as) {
+                AppSubscriptions *l = realloc(m->app_subscriptions, (m->n_app_subscriptions + 1) * sizeof *l);
+                char *copy = strdup(id);
+                if (!l || !copy) {
+                        free(copy);
+                        if (l)
+                                m->app_subscriptions = l;
+                        for (size_t i = 0; i < n; i++)
+                                subscription_free(subs[i]);
+                        free(subs);
+                        return;
+                }
+                m->app_subscriptions = l;
+                as = &l[m->n_app_subscriptions++];
+                *as = (AppSubscriptions){ .app_id = copy };
+        }
+        for (size_t i = 0; i < as->n; i++)
+                subscription_free(as->subs[i]);
+        free(as->subs);
+        as->subs = subs;
+        as->n = n;
+}
+
+/* ---- GET /dapr/subscribe ---- */
+
+typedef struct SubscribeQuery {
+        Manager *manager;
+        App *app;
+        char *answer;
+        size_t len;
+        bool too_large;
+} SubscribeQuery;
+
+static size_t on_subscribe_answer(char *buf, size_t size, size_t n, void *userdata) {
+        SubscribeQuery *q = userdata;
+        size_t len = size * n;
+        if (q->len + len > SUBSCRIBE_ANSWER_MAX) {
+                q->too_large = true;
+                return 0;
+        }
+        char *a = realloc(q->answer, q->len + len + 1);
+        if (!a)
+                return 0;
+        memcpy(a + q->len, buf, len);
+        q->answer = a;
+        q->len += len;
+        a[q->len] = 0;
+        return len;
+}
+
+static void on_subscribe_answered(CURLcode result, long status, void *userdata) {
+        SubscribeQuery *q = userdata;
+        Manager *m = q->manager;
+        App *a = q->app;
+        Subscription **subs = NULL;
+        size_t n = 0, skipped = 0;
+        _cleanup_free_ char *err = NULL;
+
+        if (!a->manager || m->state == MANAGER_STOPPING)
+                goto done;
+        if (result != CURLE_OK)
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe failed: %s%s; keeping what it "
+                           "answered before.", q->too_large ? "answer too large, " : "", curl_easy_strerror(result));
+        else if (status == 404 || (status >= 200 && status < 300 && q->len == 0)) {
+                stop_app(m, a);
+                app_subs_set(m, a->config->id, NULL, 0);
+        }
+        else if (status < 200 || status > 299)
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe answered %ld; no programmatic "
+                           "subscriptions.", status);
+        else {
+                int r = subscription_parse_programmatic(q->answer, q->len, &subs, &n, &skipped, &err);
+                if (r < 0)
+                        log_struct(LOG_WARNING, r, a->config->id, NULL, "GET /dapr/subscribe answer is not a JSON "
+                                   "array: %s", err ?: strerror(-r));
+                else {
+                        if (skipped)
+                                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe: %zu entries "
+                                           "skipped, first: %s", skipped, err ?: "invalid");
+                        stop_app(m, a); /* its runners borrow the subscriptions replaced now */
+                        app_subs_set(m, a->config->id, subs, n);
+                }
+        }
+        start_app(m, a);
+done:
+        app_unref(a);
+        free(q->answer);
+        free(q);
+}
+
+void pubsub_app_ready(Manager *m, App *a) {
+        SubscribeQuery *q;
+        CURL *e;
+
+        if (a->config->address_kind == APP_ADDRESS_NONE || m->state == MANAGER_STOPPING)
+                return;
+        q = calloc(1, sizeof *q);
+        e = q ? app_channel_new_easy(a, "/dapr/subscribe") : NULL;
+        if (!e) {
+                free(q);
+                start_app(m, a);
+                return;
+        }
+        *q = (SubscribeQuery){ .manager = m, .app = app_ref(a) };
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_subscribe_answer);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+        if (http_client_start(m->http_client, e, on_subscribe_answered, q, NULL) < 0) {
+                app_unref(q->app);
+                free(q);
+                start_app(m, a);
+        }
+}
+
+void pubsub_app_removed(Manager *m, App *a) {
+        stop_app(m, a);
+}
+
+void pubsub_stop_all(Manager *m) {
+        for (Runner *rn = m->pubsub_runners, *n; rn; rn = n) {
+                n = rn->next;
+                if (!rn->sink)
+                        runner_free(rn);
+        }
+}
+
+/* ---- declarative subscriptions ---- */
+
+typedef struct SubLoad {
+        Manager *m;
+        Subscription **list;
+        size_t n;
+} SubLoad;
+
+static void on_sub(Subscription *s, void *userdata) {
+        SubLoad *sl = userdata;
+        Subscription **l = realloc(sl->list, (sl->n + 1) * sizeof *l);
+        if (!l) {
+                subscription_free(s);
+                return;
+        }
+        sl->list = l;
+        l[sl->n++] = s;
+}
+
+static void on_sub_error(const ConfError *e, void *userdata) {
+        SubLoad *sl = userdata;
+        manager_log_conf_error(sl->m, e);
+}
+
+int pubsub_reload(Manager *m) {
+        static const char *const suffixes[] = { ".yaml", ".yml", NULL };
+        _cleanup_strv_free_ char **files = NULL;
+        _cleanup_free_ char *dir = NULL;
+        SubLoad sl = { .m = m };
+        int r;
+
+        if (asprintf(&dir, "%s/subscriptions", m->config_dir) < 0)
+                return -ENOMEM;
+        r = manager_list_dir(dir, suffixes, &files);
+        if (r < 0)
+                log_warning_errno(r, "Failed to read %s: %m", dir);
+        for (char **f = files; f && *f; f++) {
+                _cleanup_free_ char *text = NULL;
+                size_t len;
+                r = read_full_file(*f, SETTINGS_FILE_MAX, &text, &len);
+                if (r < 0) {
+                        ConfError e = {};
+                        conf_error_set(&e, *f, 0, NULL, "cannot read: %s", strerror(-r));
+                        manager_log_conf_error(m, &e);
+                        conf_error_done(&e);
+                        continue;
+                }
+                (void) subscription_load_yaml(*f, text, len, on_sub, on_sub_error, &sl);
+        }
+
+        pubsub_stop_all(m);
+        for (size_t i = 0; i < m->n_subscriptions; i++)
+                subscription_free(m->subscriptions[i]);
+        free(m->subscriptions);
+        m->subscriptions = sl.list;
+        m->n_subscriptions = sl.n;
+        for (size_t i = 0; i < m->n_apps; i++)
+                start_app(m, m->apps[i]);
+        return 0;
+}
+
+void pubsub_foreach_subscription(Manager *m, PubsubSubscriptionFn fn, void *userdata) {
+        for (Runner *rn = m->pubsub_runners; rn; rn = rn->next)
+                fn(runner_who(rn), rn->broker->name, rn->sub->topic, rn->sink ? NULL : rn->sub, userdata);
+}
+
+void pubsub_done(Manager *m) {
+        while (m->pubsub_runners) { /* sinks too: they hear it */
+                Runner *rn = m->pubsub_runners;
+                PubsubSinkFn fn = rn->sink;
+                void *ud = rn->sink_userdata;
+                runner_free(rn);
+                if (fn)
+                        fn(NULL, NULL, NULL, 0, ud);
+        }
+        for (size_t i = 0; i < m->n_subscriptions; i++)
+                subscription_free(m->subscriptions[i]);
+        free(m->subscriptions);
+        m->subscriptions = NULL;
+        m->n_subscriptions = 0;
+        for (size_t i = 0; i < m->n_app_subscriptions; i++) {
+                AppSubscriptions *as = &m->app_subscriptions[i];
+                for (size_t j = 0; j < as->n; j++)
+                        subscription_free(as->subs[j]);
+                free(as->subs);
+                free(as->app_id);
+        }
+        free(m->app_subscriptions);
+        m->app_subscriptions = NULL;
+        m->n_app_subscriptions = 0;
+}
+
+/* ---- sinks ---- */
+
+static Subscription *sink_subscription(const char *pubsub, const char *topic) {
+        Subscription *s = calloc(1, sizeof *s);
+        if (!s)
+                return NULL;
+        s->pubsub = strdup(pubsub);
+        s->topic = strdup(topic);
+        if (!s->pubsub || !s->topic)
+                return subscription_free(s);
+        return s;
+}
+
+int pubsub_sink_subscribe(Manager *m, const char *app_id, const char *group, const char *pubsub,
+                          const char *topic, unsigned max_in_flight, PubsubSinkFn fn, void *userdata,
+                          PubsubRunner **ret) {
+        PubsubBroker *b = broker_find(m, pubsub);
+        Runner *rn;
+        int r;
+
+        if (!b || (app_id ? !component_in_scope(b->component, app_id) : b->component->scopes && b->component->scopes[0]))
+                return -ENOENT;
+        if (!topic || !*topic || !group || !*group)
+                return -EINVAL;
+        if (!topic_allowed(b, app_id, topic, false))
+                return -EACCES;
+        rn = calloc(1, sizeof *rn);
+        if (!rn)
+                return -ENOMEM;
+        rn->sub = sink_subscription(pubsub, topic);
+        if (!rn->sub) {
+                free(rn);
+                return -ENOMEM;
+        }
+        *rn = (Runner){ .manager = m, .sub = rn->sub, .sink = fn, .sink_userdata = userdata, .broker = b,
+                        .sink_app = app_id ? strdup(app_id) : NULL, .next = m->pubsub_runners };
+        if (app_id && !rn->sink_app) {
+                subscription_free(rn->sub);
+                free(rn);
+                return -ENOMEM;
+        }
+        if (rn->next)
+                rn->next->prev = rn;
+        m->pubsub_runners = rn;
+        r = b->driver->subscribe(b, topic, group, max_in_flight ? max_in_flight : PUBSUB_DEFAULT_CONCURRENCY,
+                                 on_deliver, rn, &rn->ds);
+        if (r < 0) {
+                rn->ds = NULL;
+                runner_free(rn);
+                return r;
+        }
+        *ret = rn;
+        return 0;
+}
+
+void pubsub_sink_settle(PubsubSinkDelivery *sd, PubsubVerdict v) {
+        Delivery *dl = (Delivery *) sd;
+        if (v == PUBSUB_VERDICT_SUCCESS)
+                settle(dl, PUBSUB_ACK);
+        else if (v == PUBSUB_VERDICT_DROP)
+                drop(dl, "was dropped by the subscriber (DROP)");
+        else
+                settle(dl, PUBSUB_RETRY);
+}
+
+void pubsub_sink_unsubscribe(PubsubRunner *rn) {
+        runner_free(rn);
+}
