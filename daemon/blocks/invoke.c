@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ struct InvokeCall {
         char traceparent[TRACEPARENT_LEN + 1];
         uint64_t start_usec;
         InvokeCall *next, *prev;      /* Manager's list */
-        InvokeCall *q_next;           /* target's queue */
+        AppSlotWaiter waiter;         /* in the target's line for a slot (first member not needed) */
 };
 
 /* Request headers the callee never gets from the caller: hop-by-hop ones (RFC 9110 7.6.1),
@@ -147,35 +148,24 @@ static void call_free(InvokeCall *c) {
 }
 
 static void queue_remove(InvokeCall *c) {
-        App *a = c->target;
-        InvokeCall **p = &a->invoke_queue, *prev = NULL;
-        for (; *p && *p != c; prev = *p, p = &(*p)->q_next)
-                ;
-        if (!*p)
-                return;
-        *p = c->q_next;
-        if (a->invoke_queue_tail == c)
-                a->invoke_queue_tail = prev;
-        c->q_next = NULL;
+        app_slot_cancel(c->target, &c->waiter);
 }
 
 static void start_transfer(InvokeCall *c);
 static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, ...) _printf_(4, 5);
 
-/* A slot came free: the oldest waiting call to this app goes. */
+static void on_slot_granted(AppSlotWaiter *w) {
+        InvokeCall *c = (InvokeCall *) ((char *) w - offsetof(InvokeCall, waiter));
+        c->holds_slot = true;
+        start_transfer(c);
+}
+
+/* Done with the app: the next call (or delivery) in its line goes. */
 static void release_slot(InvokeCall *c) {
-        App *a = c->target;
         if (!c->holds_slot)
                 return;
         c->holds_slot = false;
-        a->invoke_active--;
-        while (a->invoke_queue && (a->config->max_concurrency == 0 || a->invoke_active < a->config->max_concurrency)) {
-                InvokeCall *next = a->invoke_queue;
-                queue_remove(next);
-                next->holds_slot = true;
-                a->invoke_active++;
-                start_transfer(next);
-        }
+        app_slot_release(c->target);
 }
 
 static int on_later(sd_event_source *s, void *userdata) {
@@ -576,20 +566,14 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
                 return -ENOMEM;
         }
 
-        if (target->config->max_concurrency == 0 || target->invoke_active < target->config->max_concurrency) {
+        c->waiter.granted = on_slot_granted;
+        if (app_slot_acquire(target, &c->waiter)) {
                 c->holds_slot = true;
-                target->invoke_active++;
                 /* Adding a transfer runs none of its callbacks (curl starts it from the loop),
                  * so starting here keeps the promise that nothing runs inside invoke_start(). */
                 start_transfer(c);
-        } else {
+        } else
                 c->state = CALL_QUEUED;
-                if (target->invoke_queue_tail)
-                        target->invoke_queue_tail->q_next = c;
-                else
-                        target->invoke_queue = c;
-                target->invoke_queue_tail = c;
-        }
 
 started:
         if (ret)
@@ -632,6 +616,9 @@ void invoke_abort_all(Manager *m) {
 }
 
 void invoke_app_removed(Manager *m, App *a) {
-        while (a->invoke_queue)
-                finish(a->invoke_queue, -ENOENT, 500, "app '%s' was removed", a->config->id);
+        for (InvokeCall *c = m->invoke_calls, *n; c; c = n) {
+                n = c->next;
+                if (c->target == a && c->state == CALL_QUEUED)
+                        finish(c, -ENOENT, 500, "app '%s' was removed", a->config->id);
+        }
 }

@@ -47,6 +47,8 @@ struct PubsubRunner {
 typedef PubsubRunner Runner;
 
 struct Delivery {
+        AppSlotWaiter waiter;        /* first: in the app's line for a slot (MaxConcurrency=) */
+        bool holds_slot;
         Runner *runner;
         PubsubDelivery *d;
         void *data;                  /* the message as stored (copied: the driver's is call-scoped) */
@@ -346,6 +348,11 @@ static void delivery_free(Delivery *dl) {
         if (dl->next)
                 dl->next->prev = dl->prev;
         http_client_cancel(dl->req);
+        if (rn->app) {
+                app_slot_cancel(rn->app, &dl->waiter);
+                if (dl->holds_slot)
+                        app_slot_release(rn->app); /* the next in the app's line goes */
+        }
         curl_slist_free_all(dl->headers);
         free(dl->data);
         free(dl->path);
@@ -448,6 +455,30 @@ static void on_app_answered(CURLcode result, long status, void *userdata) {
         settle(dl, o);
 }
 
+/* POSTs the stored event to the app (holding a slot). */
+static void delivery_post(Delivery *dl) {
+        Runner *rn = dl->runner;
+        App *a = rn->app;
+        CURL *e = app_channel_new_easy(a, dl->path);
+        if (!e)
+                return settle(dl, PUBSUB_RETRY);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, dl->headers);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) dl->len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, dl->data);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_answer);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, dl);
+        if (a->config->invoke_timeout_usec > 0)
+                curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (a->config->invoke_timeout_usec / 1000));
+        if (http_client_start(rn->manager->http_client, e, on_app_answered, dl, &dl->req) < 0)
+                return settle(dl, PUBSUB_RETRY);
+}
+
+static void on_delivery_slot(AppSlotWaiter *w) {
+        Delivery *dl = (Delivery *) w; /* the waiter is the first member */
+        dl->holds_slot = true;
+        delivery_post(dl);
+}
+
 static char *header_line(const char *name, const char *value) {
         char *l;
         /* A value with a line break would forge headers: leave it out. */
@@ -547,27 +578,23 @@ static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMe
                 free(dl->data);
                 dl->data = TAKE_PTR(wrapped);
                 dl->len = wrapped_len;
-                body = dl->data;
-                body_len = dl->len;
         }
-        CURL *e = app_channel_new_easy(a, dl->path);
-        if (!e)
-                return settle(dl, PUBSUB_RETRY);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, dl->headers);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_answer);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, dl);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (a->config->invoke_timeout_usec / 1000));
-        if (http_client_start(rn->manager->http_client, e, on_app_answered, dl, &dl->req) < 0)
-                return settle(dl, PUBSUB_RETRY);
+        /* One of the app's MaxConcurrency= slots, shared with service invocation. */
+        dl->waiter.granted = on_delivery_slot;
+        if (app_slot_acquire(a, &dl->waiter)) {
+                dl->holds_slot = true;
+                delivery_post(dl);
+        }
 }
 
 /* ---- runners ---- */
 
 static void runner_free(Runner *rn) {
         Manager *m = rn->manager;
-        /* Unsettled messages stay with the broker, which offers them again later. */
+        /* Unsettled messages stay with the broker, which offers them again later. Leave the
+         * app's line first, so freed slots do not start deliveries about to be dropped. */
+        for (Delivery *dl = rn->deliveries; dl && rn->app; dl = dl->next)
+                app_slot_cancel(rn->app, &dl->waiter);
         while (rn->deliveries) {
                 Delivery *dl = rn->deliveries;
                 dl->d = NULL;

@@ -72,3 +72,52 @@ bool app_token_matches(const App *a, const char *presented) {
                 diff |= (unsigned char) t[i] ^ (unsigned char) (i < m ? presented[i] : 0);
         return diff == 0 && n == m;
 }
+
+static bool slot_free(const App *a) {
+        return a->config->max_concurrency == 0 || a->slots_active < a->config->max_concurrency;
+}
+
+bool app_slot_acquire(App *a, AppSlotWaiter *w) {
+        if (!a->slot_waiters && slot_free(a)) {
+                a->slots_active++;
+                return true;
+        }
+        w->next = NULL;
+        w->queued = true;
+        if (a->slot_waiters_tail)
+                a->slot_waiters_tail->next = w;
+        else
+                a->slot_waiters = w;
+        a->slot_waiters_tail = w;
+        return false;
+}
+
+void app_slot_cancel(App *a, AppSlotWaiter *w) {
+        AppSlotWaiter *prev = NULL;
+        if (!w->queued)
+                return;
+        for (AppSlotWaiter *i = a->slot_waiters; i; prev = i, i = i->next)
+                if (i == w) {
+                        if (prev)
+                                prev->next = w->next;
+                        else
+                                a->slot_waiters = w->next;
+                        if (a->slot_waiters_tail == w)
+                                a->slot_waiters_tail = prev;
+                        break;
+                }
+        w->next = NULL;
+        w->queued = false;
+}
+
+void app_slot_release(App *a) {
+        if (a->slots_active > 0)
+                a->slots_active--;
+        /* A raised limit (reload) may let several go at once. */
+        while (a->slot_waiters && slot_free(a)) {
+                AppSlotWaiter *w = a->slot_waiters;
+                app_slot_cancel(a, w);
+                a->slots_active++;
+                w->granted(w);
+        }
+}

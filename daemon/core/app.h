@@ -42,10 +42,28 @@ struct App {
         HttpListener *listener_tcp;
         char *socket_path;         /* runtime_dir/apps/<id>/http.sock */
         json_t *extended;          /* PUT /v1.0/metadata/{key} values */
-        unsigned invoke_active;    /* service-invocation calls to this app holding a slot */
-        InvokeCall *invoke_queue;  /* calls waiting for a slot (MaxConcurrency=), FIFO */
-        InvokeCall *invoke_queue_tail;
+        unsigned slots_active;     /* calls to this app holding a slot (MaxConcurrency=) */
+        AppSlotWaiter *slot_waiters; /* calls waiting for a slot, FIFO */
+        AppSlotWaiter *slot_waiters_tail;
 };
+
+/*
+ * MaxConcurrency= (Dapr's app-max-concurrency): every call mooringd makes to an
+ * app's routes — service invocation and pub/sub deliveries alike — holds one
+ * slot. With no limit every acquire succeeds at once.
+ */
+struct AppSlotWaiter {
+        void (*granted)(AppSlotWaiter *w); /* the slot is now held by the waiter */
+        AppSlotWaiter *next;
+        bool queued;
+};
+
+/* true: the slot is held now. false: w waits in line; granted runs when it is its turn. */
+bool app_slot_acquire(App *a, AppSlotWaiter *w);
+/* A waiting w leaves the line (no-op when it is not queued). */
+void app_slot_cancel(App *a, AppSlotWaiter *w);
+/* Gives a held slot back: the first waiter gets it (its granted runs now). */
+void app_slot_release(App *a);
 
 App *app_new(AppConfig *config_take, AppSource source);
 App *app_ref(App *a);

@@ -860,6 +860,24 @@ class DeliveryTest(PubsubCase):
                    what=f"all {n} messages at {name} after it came back")
             self.assertEqual({d.field("n") for d in s.got("/down")}, set(range(n)), name)
 
+    def test_max_concurrency_covers_deliveries(self):
+        """MaxConcurrency=1 (Dapr's app-max-concurrency) bounds every call to the app: deliveries of
+        two subscriptions (64 in flight each) never overlap there, and every message still arrives."""
+        t1, t2 = self.topic("mc1"), self.topic("mc2")
+        sub = self.subscriber("sub", [v1(t1, "/one"), v1(t2, "/two")], delay=0.01)
+        d = self.start_daemon({"sub": sub}, start=False)
+        d.write_app("sub", sub.conf("MaxConcurrency=1\n"))
+        d.start()
+        self.sync(t1, {"sub": sub})
+        self.sync(t2, {"sub": sub})
+        n = 30
+        for i in range(n):
+            self.publish_ok(t1, {"n": i})
+            self.publish_ok(t2, {"n": i})
+        sub.wait_count(n, "/one", timeout=DELIVERY_TIMEOUT)
+        sub.wait_count(n, "/two", timeout=DELIVERY_TIMEOUT)
+        self.assertEqual(sub.max_active, 1, "MaxConcurrency=1 exceeded")
+
     @needs(ORDERED)
     def test_single_concurrency_first_deliveries_in_order(self):
         t = self.topic("order")
