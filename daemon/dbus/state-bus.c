@@ -27,6 +27,26 @@
 #define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
 #define ERR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
 #define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
+#define ERR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
+
+/*
+ * dbus-daemon disconnects a peer that sends a message over its max_message_size
+ * (32 MiB by default): one large reply would take mooringd off the bus for every
+ * caller. Replies are sized first; what would not fit is refused (use HTTP).
+ * The slack covers the header (dbus-daemon adds the sender) and per-item framing.
+ */
+#define REPLY_MAX (((size_t) 32 << 20) - 64 * 1024)
+#define ITEM_FRAMING ((size_t) 32)
+
+static size_t result_size(const char *key, const StateResult *res) {
+        return strlen(key ?: "") + res->value.value_len + strlen(strempty(res->value.etag)) + ITEM_FRAMING;
+}
+
+static int reply_too_large(sd_bus_message *call, size_t size) {
+        return sd_bus_reply_method_errorf(call, ERR_RESPONSE_TOO_LARGE,
+                                          "The answer (%zu bytes) does not fit in one D-Bus message (at most %zu); "
+                                          "read it over HTTP", size, REPLY_MAX);
+}
 
 /*
  * The app id the sender's systemd unit names (mooring-app@<id>.service, as a
@@ -128,6 +148,8 @@ static void on_get(const StateResult *res, void *userdata) {
 
         if (res->error < 0)
                 (void) reply_state_error(call, res);
+        else if (result_size(NULL, res) > REPLY_MAX)
+                (void) reply_too_large(call, result_size(NULL, res));
         else if (sd_bus_message_new_method_return(call, &reply) >= 0 &&
                  sd_bus_message_append(reply, "b", res->value.found) >= 0 &&
                  sd_bus_message_append_array(reply, 'y', res->value.value ?: "", res->value.value_len) >= 0 &&
@@ -262,7 +284,16 @@ typedef struct BusBulk {
 static void on_bulk(const StateResult *results, size_t n, void *userdata) {
         BusBulk *b = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        int r = sd_bus_message_new_method_return(b->call, &reply);
+        size_t size = 0;
+        int r;
+
+        for (size_t i = 0; i < n; i++)
+                size += result_size(b->keys[i], &results[i]);
+        if (size > REPLY_MAX) {
+                (void) reply_too_large(b->call, size);
+                goto out;
+        }
+        r = sd_bus_message_new_method_return(b->call, &reply);
 
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(sbays)");

@@ -9,7 +9,7 @@ import os
 import pwd
 import xml.etree.ElementTree as ET
 
-from harness import DBUS_XML, DaemonTestCase, free_port, main, require, wait_for
+from harness import DBUS_XML, DaemonTestCase, free_port, main, request, require, wait_for
 
 IFACE = "org.mooring.Runtime1"
 
@@ -211,6 +211,29 @@ def open_version():
     import subprocess
     from harness import MOORINGD
     return subprocess.run([MOORINGD, "--version"], capture_output=True, text=True).stdout.split()[1]
+
+
+
+class DBusLargeReplyTest(DaemonTestCase):
+    def test_state_reply_over_the_bus_limit_is_refused_and_the_daemon_stays(self):
+        """dbus-daemon disconnects a peer that sends more than max_message_size (32 MiB): an answer
+        that large is refused with ResponseTooLarge instead, and mooringd stays on the bus."""
+        d = self.daemon(bus=True, apps={"big": "[App]\n"}, conf="[Daemon]\nMaxRequestBodySize=64M\n")
+        v = "x" * (17 << 20)
+        for key in ("a", "b"):
+            body = json.dumps([{"key": key, "value": v}]).encode()
+            r = request(d.app_socket("big"), "POST", "/v1.0/state/statestore", body=body,
+                        headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 204, r)
+        # one value fits in a reply
+        p = d.busctl("call", "org.mooring.Runtime1", "/org/mooring/Runtime1", "org.mooring.Runtime1",
+                     "GetState", "sss", "big", "statestore", "a")
+        self.assertTrue(p.stdout.startswith("bays true"), p.stdout[:40])
+        # two do not: refused, and the daemon is still there
+        p = d.call("GetBulkState", "ssas", "big", "statestore", 2, "a", "b", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("does not fit in one D-Bus message", p.stderr)
+        self.assertEqual(d.prop("State"), "running")
 
 
 if __name__ == "__main__":
