@@ -400,39 +400,30 @@ static int parse_positionals(int argc, char *argv[], Args *args, char **ret, int
         return n;
 }
 
-/* The first option given that only "state" takes, or NULL. */
-static const char *state_option_given(const Args *args) {
-        if (args->app)
-                return "--app";
-        if (args->etag)
-                return "--etag";
-        if (args->first_write)
-                return "--first-write";
-        if (args->ttl)
-                return "--ttl";
-        return NULL;
-}
-
-/* The first option given that only "invoke" takes, or NULL. */
-static const char *invoke_option_given(const Args *args) {
-        if (args->verb)
-                return "--verb";
-        if (args->data)
-                return "--data";
-        if (args->headers)
-                return "--header";
-        if (args->verbose)
-                return "--verbose";
-        return NULL;
-}
-
-/* The first option given that only "publish" takes, or NULL. */
-static const char *publish_option_given(const Args *args) {
-        if (args->content_type)
-                return "--content-type";
-        if (args->metadata)
-                return "--metadata";
-        return NULL;
+/*
+ * Options belong to one verb each. Given to another verb (or to none, verb NULL),
+ * the first such option is a usage error, printed here; returns < 0 then.
+ */
+static int check_foreign_options(const Args *a, const char *verb) {
+        const struct {
+                const char *verb, *name;
+                bool given;
+        } opts[] = {
+                { "state", "--app", a->app },
+                { "state", "--etag", a->etag },
+                { "state", "--first-write", a->first_write },
+                { "state", "--ttl", a->ttl },
+                { "invoke", "--verb", a->verb },
+                { "invoke", "--data", a->data },
+                { "invoke", "--header", a->headers },
+                { "invoke", "--verbose", a->verbose },
+                { "publish", "--content-type", a->content_type },
+                { "publish", "--metadata", a->metadata },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++)
+                if (opts[i].given && !streq_ptr(verb, opts[i].verb))
+                        return usage_error("option '%s' is only valid for '%s'", opts[i].name, opts[i].verb);
+        return 0;
 }
 
 /*
@@ -586,14 +577,8 @@ static int state_main(Args *args, int argc, char *argv[]) {
                 return CTL_EXIT_USAGE;
         }
 
-        if (invoke_option_given(args)) {
-                usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(args));
+        if (check_foreign_options(args, "state") < 0)
                 return CTL_EXIT_USAGE;
-        }
-        if (publish_option_given(args)) {
-                usage_error("option '%s' is only valid for 'publish'", publish_option_given(args));
-                return CTL_EXIT_USAGE;
-        }
         if (streq(command, "get") && args->etag) {
                 usage_error("option '--etag' does not apply to 'state get'");
                 return CTL_EXIT_USAGE;
@@ -644,14 +629,8 @@ static int invoke_main(Args *args, int argc, char *argv[]) {
                 usage_error("invoke needs APP_ID and METHOD");
                 return CTL_EXIT_USAGE;
         }
-        if (state_option_given(args)) {
-                usage_error("option '%s' is only valid for 'state'", state_option_given(args));
+        if (check_foreign_options(args, "invoke") < 0)
                 return CTL_EXIT_USAGE;
-        }
-        if (publish_option_given(args)) {
-                usage_error("option '%s' is only valid for 'publish'", publish_option_given(args));
-                return CTL_EXIT_USAGE;
-        }
         if (!ctl_app_id_is_valid(pos[0])) {
                 usage_error("invalid app id '%s'", pos[0]);
                 return CTL_EXIT_USAGE;
@@ -697,14 +676,8 @@ static int publish_main(Args *args, int argc, char *argv[]) {
                 usage_error("publish needs PUBSUB, TOPIC and DATA");
                 return CTL_EXIT_USAGE;
         }
-        if (state_option_given(args)) {
-                usage_error("option '%s' is only valid for 'state'", state_option_given(args));
+        if (check_foreign_options(args, "publish") < 0)
                 return CTL_EXIT_USAGE;
-        }
-        if (invoke_option_given(args)) {
-                usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(args));
-                return CTL_EXIT_USAGE;
-        }
         if (!pos[0][0] || !pos[1][0]) {
                 usage_error("%s must not be empty", !pos[0][0] ? "PUBSUB" : "TOPIC");
                 return CTL_EXIT_USAGE;
@@ -762,18 +735,8 @@ int main(int argc, char *argv[]) {
                 return invoke_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "publish"))
                 return publish_main(&args, n_rest + 1, rest - 1);
-        if (invoke_option_given(&args)) {
-                usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(&args));
+        if (check_foreign_options(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
-        }
-        if (publish_option_given(&args)) {
-                usage_error("option '%s' is only valid for 'publish'", publish_option_given(&args));
-                return CTL_EXIT_USAGE;
-        }
-        if (state_option_given(&args)) {
-                usage_error("option '%s' is only valid for 'state'", state_option_given(&args));
-                return CTL_EXIT_USAGE;
-        }
 
         if (streq(verb, "app-exec")) {
                 const char *app_id;
@@ -802,18 +765,8 @@ int main(int argc, char *argv[]) {
                         usage_error("'--' must be followed by a command");
                         return CTL_EXIT_USAGE;
                 }
-                if (state_option_given(&args)) {
-                        usage_error("option '%s' is only valid for 'state'", state_option_given(&args));
+                if (check_foreign_options(&args, NULL) < 0)
                         return CTL_EXIT_USAGE;
-                }
-                if (invoke_option_given(&args)) {
-                        usage_error("option '%s' is only valid for 'invoke'", invoke_option_given(&args));
-                        return CTL_EXIT_USAGE;
-                }
-                if (publish_option_given(&args)) {
-                        usage_error("option '%s' is only valid for 'publish'", publish_option_given(&args));
-                        return CTL_EXIT_USAGE;
-                }
                 if (select_transport(&args, "app-exec") < 0)
                         return CTL_EXIT_USAGE;
                 /* only returns on failure */
