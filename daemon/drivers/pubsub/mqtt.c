@@ -129,6 +129,7 @@
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
 #include "../../work/queue.h"
+#include "../sqlite-common.h"
 #include "driver.h"
 
 #define USEC_PER_SEC 1000000ULL
@@ -1060,14 +1061,14 @@ static int spool_open(MqttBroker *b, char **reterr_msg) {
         if (!b->spool_path)
                 return -ENOMEM;
 
-        rc = sqlite3_open_v2(b->spool_path, &sp->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-        if (rc != SQLITE_OK)
-                goto fail;
-        (void) sqlite3_busy_timeout(sp->db, SPOOL_BUSY_TIMEOUT_MS);
         /* synchronous=FULL: a commit is on disk before its PUBACKs go out, also through a power loss. */
-        rc = sqlite3_exec(sp->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL);
+        _cleanup_free_ char *why = NULL;
+        if (sqlite_open_durable(b->spool_path, false, true, SPOOL_BUSY_TIMEOUT_MS * 1000ULL, NULL, &sp->db, &why) < 0) {
+                (void) fail_field(reterr_msg, -EIO, "cannot open the MQTT spool: %s", why ?: "out of memory");
+                spool_close(sp);
+                return -EIO;
+        }
+        rc = sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL);
         for (size_t i = 0; rc == SQLITE_OK && i < _SPOOL_MAX; i++)
                 rc = sqlite3_prepare_v3(sp->db, spool_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sp->stmt[i], NULL);
         if (rc != SQLITE_OK)

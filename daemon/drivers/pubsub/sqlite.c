@@ -78,6 +78,7 @@
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
 #include "../../work/queue.h"
+#include "../sqlite-common.h"
 #include "driver.h"
 
 #define USEC_PER_SEC 1000000ULL
@@ -317,6 +318,7 @@ struct Engine {
 
         /* Configuration (open()). */
         char *path;
+        bool path_is_uri;           /* a "file:" URI connectionString */
         uint64_t busy_timeout_usec;
         int64_t retention_ms; /* 0: keep until acked */
 
@@ -349,50 +351,7 @@ static int64_t now_ms(void) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int errno_from_sqlite(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-                return 0;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_READONLY:
-                return -EROFS;
-        case SQLITE_PERM:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_TOOBIG:
-                return -E2BIG;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EBADMSG;
-        default:
-                return -EIO;
-        }
-}
 
-static int fail_msg(char **ret, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail_msg(char **ret, int r, const char *fmt, ...) {
-        va_list ap;
-        char *m = NULL;
-
-        va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (ret) {
-                free(*ret);
-                *ret = m;
-        } else
-                free(m);
-        return r;
-}
 
 static sqlite3_stmt *stmt_get(Engine *e, SqlStmt which) {
         sqlite3_stmt *st = e->stmt[which];
@@ -541,8 +500,8 @@ static void batch_free(Batch *bt) {
 static void batch_fail_sqlite(Batch *bt, int rc, const char *what) {
         if (bt->error != 0)
                 return;
-        bt->error = errno_from_sqlite(rc) ?: -EIO;
-        (void) fail_msg(&bt->message, bt->error, "sqlite: %s: %s", what, sqlite3_errmsg(bt->engine->db));
+        bt->error = sqlite_errno(rc) ?: -EIO;
+        (void) sqlite_fail(&bt->message, bt->error, "sqlite: %s: %s", what, sqlite3_errmsg(bt->engine->db));
 }
 
 static int run_ensure(Engine *e, EnsureOp *o, int64_t now) {
@@ -908,8 +867,8 @@ static void batch_run(void *userdata) {
         for (PubOp *p = bt->pubs_head; p; p = p->next) {
                 rc = run_publish(e, p, now, &cache_topic, &cache_n);
                 if (rc != SQLITE_OK) {
-                        p->error = errno_from_sqlite(rc) ?: -EIO;
-                        (void) fail_msg(&p->message, p->error, "sqlite: publish to '%s': %s", p->topic,
+                        p->error = sqlite_errno(rc) ?: -EIO;
+                        (void) sqlite_fail(&p->message, p->error, "sqlite: publish to '%s': %s", p->topic,
                                         sqlite3_errmsg(e->db));
                         if (rolled_back(bt, rc, "publish"))
                                 return;
@@ -1431,27 +1390,17 @@ static int parse_metadata(Engine *e, const PubsubBroker *b, char **reterr_msg) {
         const Component *c = b->component;
         const char *v;
 
-        v = c ? component_get_string(c, "connectionString") : NULL;
-        if (!v)
-                v = DEFAULT_PATH;
-        if (!*v)
-                return fail_msg(reterr_msg, -EINVAL, "connectionString: must not be empty");
-        if (v[0] == '/')
-                e->path = strdup(v);
-        else if (!b->state_dir)
-                return fail_msg(reterr_msg, -EINVAL,
-                                "connectionString: relative path '%s' but no state directory", v);
-        else if (asprintf(&e->path, "%s/%s", b->state_dir, v) < 0)
-                e->path = NULL;
-        if (!e->path)
-                return -ENOMEM;
+        int r = sqlite_resolve_path(b->state_dir, c ? component_get_string(c, "connectionString") : NULL,
+                                    DEFAULT_PATH, &e->path, &e->path_is_uri, reterr_msg);
+        if (r < 0)
+                return r;
 
         /* busyTimeout is an alias of timeout; given both, busyTimeout wins. */
         e->busy_timeout_usec = DEFAULT_BUSY_TIMEOUT_USEC;
         for (const char *const *k = (const char *const[]){ "timeout", "busyTimeout", NULL }; *k; k++) {
                 v = c ? component_get_string(c, *k) : NULL;
                 if (v && parse_duration_usec(v, &e->busy_timeout_usec) < 0)
-                        return fail_msg(reterr_msg, -EINVAL,
+                        return sqlite_fail(reterr_msg, -EINVAL,
                                         "%s: '%s' is not a duration (e.g. \"20s\", \"500ms\", or seconds)",
                                         *k, v);
         }
@@ -1460,7 +1409,7 @@ static int parse_metadata(Engine *e, const PubsubBroker *b, char **reterr_msg) {
         if (v) {
                 uint64_t usec;
                 if (parse_duration_usec(v, &usec) < 0)
-                        return fail_msg(reterr_msg, -EINVAL,
+                        return sqlite_fail(reterr_msg, -EINVAL,
                                         "retentionPeriod: '%s' is not a duration (e.g. \"24h\", or 0 to keep "
                                         "messages until acked)",
                                         v);
@@ -1470,39 +1419,22 @@ static int parse_metadata(Engine *e, const PubsubBroker *b, char **reterr_msg) {
 }
 
 static int open_db(Engine *e, char **reterr_msg) {
-        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
         sqlite3_stmt *st = NULL;
         int64_t version = 0;
-        uint64_t ms;
-        int rc;
-
-        rc = sqlite3_open_v2(e->path, &e->db, flags, NULL);
-        if (rc != SQLITE_OK) {
-                int r = e->db && sqlite3_system_errno(e->db) > 0 ? -sqlite3_system_errno(e->db)
-                                                                 : errno_from_sqlite(rc);
-                return fail_msg(reterr_msg, r, "connectionString: cannot open '%s': %s", e->path,
-                                e->db ? sqlite3_errmsg(e->db) : sqlite3_errstr(rc));
-        }
-        ms = e->busy_timeout_usec / 1000;
-        (void) sqlite3_busy_timeout(e->db, ms > INT_MAX ? INT_MAX : (int) ms);
-
-        rc = sqlite3_exec(e->db,
-                          "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                          "PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;",
-                          NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-                return fail_msg(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot set up '%s': %s",
-                                e->path, sqlite3_errmsg(e->db));
+        int rc = sqlite_open_durable(e->path, e->path_is_uri, true, e->busy_timeout_usec,
+                                     "PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;", &e->db, reterr_msg);
+        if (rc < 0)
+                return rc;
 
         rc = sqlite3_prepare_v2(e->db, "PRAGMA user_version", -1, &st, NULL);
         if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
                 version = sqlite3_column_int64(st, 0);
         (void) sqlite3_finalize(st);
         if (rc != SQLITE_OK)
-                return fail_msg(reterr_msg, errno_from_sqlite(rc), "connectionString: cannot read '%s': %s",
+                return sqlite_fail(reterr_msg, sqlite_errno(rc), "connectionString: cannot read '%s': %s",
                                 e->path, sqlite3_errmsg(e->db));
         if (version > SCHEMA_VERSION)
-                return fail_msg(reterr_msg, -EPROTO,
+                return sqlite_fail(reterr_msg, -EPROTO,
                                 "connectionString: '%s' has schema version %" PRId64
                                 ", newer than this daemon's (%d)",
                                 e->path, version, SCHEMA_VERSION);
@@ -1515,7 +1447,7 @@ static int open_db(Engine *e, char **reterr_msg) {
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-                int r = fail_msg(reterr_msg, errno_from_sqlite(rc),
+                int r = sqlite_fail(reterr_msg, sqlite_errno(rc),
                                  "connectionString: cannot set up the tables in '%s': %s", e->path,
                                  sqlite3_errmsg(e->db));
                 if (!sqlite3_get_autocommit(e->db))
@@ -1526,7 +1458,7 @@ static int open_db(Engine *e, char **reterr_msg) {
         for (size_t i = 0; i < _SQL_MAX; i++) {
                 rc = sqlite3_prepare_v3(e->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i], NULL);
                 if (rc != SQLITE_OK)
-                        return fail_msg(reterr_msg, errno_from_sqlite(rc),
+                        return sqlite_fail(reterr_msg, sqlite_errno(rc),
                                         "connectionString: '%s' does not have the expected layout: %s",
                                         e->path, sqlite3_errmsg(e->db));
         }
@@ -1552,7 +1484,7 @@ static int sqlite_open(PubsubBroker *b, char **reterr_msg) {
         int r;
 
         if (!sqlite3_threadsafe())
-                return fail_msg(reterr_msg, -EOPNOTSUPP,
+                return sqlite_fail(reterr_msg, -EOPNOTSUPP,
                                 "this SQLite library is built without thread support");
         e = calloc(1, sizeof *e);
         if (!e)
@@ -1593,7 +1525,7 @@ static int sqlite_open(PubsubBroker *b, char **reterr_msg) {
 
 fail:
         if (reterr_msg && !*reterr_msg)
-                (void) fail_msg(reterr_msg, r, "cannot open the pub/sub broker: %s", strerror(-r));
+                (void) sqlite_fail(reterr_msg, r, "cannot open the pub/sub broker: %s", strerror(-r));
         sqlite_close(b);
         return r;
 }

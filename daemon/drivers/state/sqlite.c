@@ -38,6 +38,7 @@
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
 #include "../../work/queue.h"
+#include "../sqlite-common.h"
 #include "driver.h"
 
 #define USEC_PER_SEC 1000000ULL
@@ -179,39 +180,10 @@ static int etag_new(char ret[static ETAG_LEN + 1]) {
         return 0;
 }
 
-static int errno_from_sqlite(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-                return 0;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_READONLY:
-                return -EROFS;
-        case SQLITE_PERM:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_TOOBIG:
-                return -E2BIG;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EBADMSG;
-        case SQLITE_INTERRUPT:
-                return -EINTR;
-        default:
-                return -EIO;
-        }
-}
 
 /* Fills r from the connection's last error (call right after the failing call, on the thread). */
 static int fail_sqlite(SqliteStore *s, StateResult *r, int rc, const char *what) {
-        return state_result_fail(r, errno_from_sqlite(rc), "sqlite: %s: %s", what, sqlite3_errmsg(s->db));
+        return state_result_fail(r, sqlite_errno(rc), "sqlite: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
 /* tmpl with every "@T" replaced by table. NULL on OOM. */
@@ -553,22 +525,6 @@ static int on_purge_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
 /* ---- open/close ---- */
 
-static int fail_open(char **reterr_msg, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail_open(char **reterr_msg, int r, const char *fmt, ...) {
-        va_list ap;
-        char *m = NULL;
-
-        va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (reterr_msg) {
-                free(*reterr_msg);
-                *reterr_msg = m;
-        } else
-                free(m);
-        return r;
-}
 
 static bool table_name_is_valid(const char *t) {
         size_t n = strlen(t);
@@ -581,88 +537,19 @@ static bool table_name_is_valid(const char *t) {
         return true;
 }
 
-/* Appends dir to a URI path, %-escaping what a URI would otherwise read as syntax. */
-static int uri_escape_path(const char *dir, char **ret) {
-        size_t n = strlen(dir);
-        char *out = malloc(n * 3 + 1), *o = out;
-        if (!out)
-                return -ENOMEM;
-        for (const char *p = dir; *p; p++) {
-                if (*p == '%' || *p == '?' || *p == '#') {
-                        o += sprintf(o, "%%%02X", (unsigned char) *p);
-                } else
-                        *o++ = *p;
-        }
-        *o = 0;
-        *ret = out;
-        return 0;
-}
-
-/* connectionString → what sqlite3_open_v2() gets. */
-static int resolve_path(SqliteStore *s, const char *cs, char **reterr_msg) {
-        const char *state_dir = s->base.state_dir;
-        const char *rest;
-        int r;
-
-        if (!cs)
-                cs = DEFAULT_PATH;
-        if (!*cs)
-                return fail_open(reterr_msg, -EINVAL, "connectionString: must not be empty");
-
-        if (streq(cs, ":memory:")) {
-                s->path = strdup(cs);
-                return s->path ? 0 : -ENOMEM;
-        }
-
-        rest = startswith_ptr(cs, "file:");
-        if (rest) {
-                s->path_is_uri = true;
-                /* file:/abs, file:///abs, file://localhost/abs, file::memory:, file:?mode=memory...:
-                 * as given. Only a relative path is anchored in the state directory. */
-                if (*rest == '/' || *rest == ':' || *rest == '?' || *rest == '#' || !*rest) {
-                        s->path = strdup(cs);
-                        return s->path ? 0 : -ENOMEM;
-                }
-                if (!state_dir)
-                        return fail_open(reterr_msg, -EINVAL,
-                                         "connectionString: relative path '%s' but no state directory", cs);
-                _cleanup_free_ char *dir = NULL;
-                r = uri_escape_path(state_dir, &dir);
-                if (r < 0)
-                        return r;
-                if (asprintf(&s->path, "file:%s/%s", dir, rest) < 0) {
-                        s->path = NULL;
-                        return -ENOMEM;
-                }
-                return 0;
-        }
-
-        if (cs[0] == '/') {
-                s->path = strdup(cs);
-                return s->path ? 0 : -ENOMEM;
-        }
-        if (!state_dir)
-                return fail_open(reterr_msg, -EINVAL,
-                                 "connectionString: relative path '%s' but no state directory", cs);
-        if (asprintf(&s->path, "%s/%s", state_dir, cs) < 0) {
-                s->path = NULL;
-                return -ENOMEM;
-        }
-        return 0;
-}
-
 static int parse_metadata(SqliteStore *s, char **reterr_msg) {
         const Component *c = s->base.component;
         const char *v;
         int r;
 
-        r = resolve_path(s, c ? component_get_string(c, "connectionString") : NULL, reterr_msg);
+        r = sqlite_resolve_path(s->base.state_dir, c ? component_get_string(c, "connectionString") : NULL,
+                                DEFAULT_PATH, &s->path, &s->path_is_uri, reterr_msg);
         if (r < 0)
                 return r;
 
         v = c ? component_get_string(c, "tableName") : NULL;
         if (v && !table_name_is_valid(v))
-                return fail_open(
+                return sqlite_fail(
                         reterr_msg, -EINVAL,
                         "tableName: '%s' is not a valid table name ([A-Za-z0-9_], at most %d characters, "
                         "not starting with 'sqlite_')",
@@ -676,7 +563,7 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
         for (const char *const *k = (const char *const[]){ "timeout", "busyTimeout", NULL }; *k; k++) {
                 v = c ? component_get_string(c, *k) : NULL;
                 if (v && parse_duration_usec(v, &s->busy_timeout_usec) < 0)
-                        return fail_open(reterr_msg, -EINVAL,
+                        return sqlite_fail(reterr_msg, -EINVAL,
                                          "%s: '%s' is not a duration (e.g. \"20s\", \"500ms\", or seconds)",
                                          *k, v);
         }
@@ -690,11 +577,11 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
                 if (*t == '-') /* Dapr: zero or negative disables the purge */
                         s->cleanup_usec = 0;
                 else if (parse_duration_usec(t, &s->cleanup_usec) < 0)
-                        return fail_open(
+                        return sqlite_fail(
                                 reterr_msg, -EINVAL,
                                 "cleanupInterval: '%s' is not a duration (e.g. \"1h\", or 0 to disable)", v);
                 else if (s->cleanup_usec > 0 && s->cleanup_usec < MIN_CLEANUP_USEC)
-                        return fail_open(reterr_msg, -EINVAL,
+                        return sqlite_fail(reterr_msg, -EINVAL,
                                          "cleanupInterval: '%s' is below 1s (use 0 to disable the purge)",
                                          v);
         }
@@ -703,7 +590,7 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
         if (v) {
                 r = parse_boolean(v);
                 if (r < 0)
-                        return fail_open(reterr_msg, -EINVAL, "disableWAL: '%s' is not a boolean", v);
+                        return sqlite_fail(reterr_msg, -EINVAL, "disableWAL: '%s' is not a boolean", v);
                 s->disable_wal = r;
         }
         return 0;
@@ -728,33 +615,11 @@ static void release(SqliteStore *s) {
 }
 
 static int open_db(SqliteStore *s, char **reterr_msg) {
-        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                    (s->path_is_uri ? SQLITE_OPEN_URI : 0);
-        _cleanup_free_ char *pragmas = NULL, *sql = NULL;
-        uint64_t ms;
-        int rc;
-
-        rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
-        if (rc != SQLITE_OK) {
-                /* The OS error says more than SQLITE_CANTOPEN (EACCES, ENOENT, EROFS, ...). */
-                int r = s->db && sqlite3_system_errno(s->db) > 0 ? -sqlite3_system_errno(s->db)
-                                                                 : errno_from_sqlite(rc);
-                return fail_open(reterr_msg, r, "connectionString: cannot open '%s': %s", s->path,
-                                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        }
-
-        ms = s->busy_timeout_usec / 1000;
-        (void) sqlite3_busy_timeout(s->db, ms > INT_MAX ? INT_MAX : (int) ms);
-
-        if (asprintf(&pragmas, "PRAGMA journal_mode = %s; PRAGMA synchronous = FULL;",
-                     s->disable_wal ? "DELETE" : "WAL") < 0) {
-                pragmas = NULL;
-                return -ENOMEM;
-        }
-        rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-                return fail_open(reterr_msg, errno_from_sqlite(rc),
-                                 "connectionString: cannot set up '%s': %s", s->path, sqlite3_errmsg(s->db));
+        _cleanup_free_ char *sql = NULL;
+        int rc = sqlite_open_durable(s->path, s->path_is_uri, !s->disable_wal, s->busy_timeout_usec, NULL, &s->db,
+                                     reterr_msg);
+        if (rc < 0)
+                return rc;
         sql = sql_expand("CREATE TABLE IF NOT EXISTS \"@T\" ("
                          " key TEXT NOT NULL PRIMARY KEY,"
                          " value BLOB NOT NULL,"
@@ -768,7 +633,7 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
                 return -ENOMEM;
         rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-                return fail_open(reterr_msg, errno_from_sqlite(rc),
+                return sqlite_fail(reterr_msg, sqlite_errno(rc),
                                  "tableName: cannot set up table '%s' in '%s': %s", s->table, s->path,
                                  sqlite3_errmsg(s->db));
 
@@ -778,8 +643,8 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
                         return -ENOMEM;
                 rc = sqlite3_prepare_v3(s->db, q, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
                 if (rc != SQLITE_OK)
-                        return fail_open(
-                                reterr_msg, errno_from_sqlite(rc),
+                        return sqlite_fail(
+                                reterr_msg, sqlite_errno(rc),
                                 "tableName: table '%s' in '%s' does not have the expected layout: %s",
                                 s->table, s->path, sqlite3_errmsg(s->db));
         }
@@ -791,7 +656,7 @@ static int sqlite_open(StateStore *base, char **reterr_msg) {
         int r;
 
         if (!sqlite3_threadsafe()) {
-                r = fail_open(reterr_msg, -EOPNOTSUPP,
+                r = sqlite_fail(reterr_msg, -EOPNOTSUPP,
                               "this SQLite library is built without thread support");
                 goto fail;
         }
@@ -811,7 +676,7 @@ static int sqlite_open(StateStore *base, char **reterr_msg) {
                 r = sd_event_add_time_relative(s->base.event, &s->purge_timer, CLOCK_MONOTONIC,
                                                s->cleanup_usec, USEC_PER_SEC, on_purge_timer, s);
                 if (r < 0) {
-                        (void) fail_open(reterr_msg, r, "cannot set up the purge timer");
+                        (void) sqlite_fail(reterr_msg, r, "cannot set up the purge timer");
                         goto fail;
                 }
                 (void) sd_event_source_set_description(s->purge_timer, "sqlite-purge");
@@ -820,7 +685,7 @@ static int sqlite_open(StateStore *base, char **reterr_msg) {
 
 fail:
         if (reterr_msg && !*reterr_msg)
-                (void) fail_open(reterr_msg, r, "cannot open the state store: %s", strerror(-r));
+                (void) sqlite_fail(reterr_msg, r, "cannot open the state store: %s", strerror(-r));
         release(s);
         return r;
 }
