@@ -86,36 +86,8 @@ done
 
 # ---------------------------------------------------------------- tools
 
-need_install=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_install+=(nginx)
-command -v wrk >/dev/null 2>&1 || need_install+=(wrk)
-if [ ${#need_install[@]} -gt 0 ]; then
-        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-                echo "installing missing tools: ${need_install[*]}" >&2
-                pkgs=()
-                for p in "${need_install[@]}"; do
-                        if [ "$p" = nginx ]; then pkgs+=(nginx-light); else pkgs+=("$p"); fi
-                done
-                if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2; then
-                        # nginx-light is gone from newer Debian releases; fall back to nginx
-                        pkgs=("${pkgs[@]/nginx-light/nginx}")
-                        DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2 ||
-                                die "apt-get install ${pkgs[*]} failed"
-                fi
-        else
-                die "missing ${need_install[*]}: install them (Debian: apt-get install nginx-light wrk) or run as root to let this script do it"
-        fi
-fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-srv_pin=()
-cli_pin=()
-if [ "$pin" -eq 1 ]; then
-        command -v taskset >/dev/null 2>&1 || die "--pin needs taskset (util-linux)"
-        ncpu=$(nproc)
-        [ "$ncpu" -ge 2 ] || die "--pin needs at least 2 CPUs"
-        srv_pin=(taskset -c $((ncpu - 1)))
-        cli_pin=(taskset -c 0)
-fi
+require_nginx_wrk
+setup_pinning
 require_tools curl python3 timeout setsid awk cmp
 
 check_mooringd_binary
@@ -143,25 +115,6 @@ make_tmp mooring-invoke
 
 # ---------------------------------------------------------------- helpers (echo app, load generator)
 
-# find_helper NAME GIVEN: GIVEN if set, else bench/NAME in the daemon's build
-# dir, else bench/NAME.c compiled into $tmp with $CC (default cc)
-find_helper() {
-        local name=$1 given=$2 cand cc
-        if [ -n "$given" ]; then
-                [ -x "$given" ] || die "$name not executable: $given"
-                case $given in /*) echo "$given" ;; *) echo "$PWD/$given" ;; esac
-                return
-        fi
-        cand=$(cd "$(dirname "$mooringd")/.." && pwd)/bench/$name
-        if [ -x "$cand" ]; then
-                echo "$cand"
-                return
-        fi
-        cc=${CC:-cc}
-        command -v "$cc" >/dev/null 2>&1 || die "no $name next to $mooringd and no C compiler ($cc) to build bench/$name.c"
-        "$cc" -O2 -std=gnu11 -o "$tmp/$name" "$script_dir/$name.c" >&2 || die "could not build bench/$name.c"
-        echo "$tmp/$name"
-}
 echo_app=$(find_helper echo-app "$echo_app")
 rate_load=$(find_helper rate-load "$rate_load")
 

@@ -234,3 +234,62 @@ print_daemon_problems() {
                 echo "mooringd problems seen: none"
         fi
 }
+
+# install_packages PKG...: installs Debian packages that a benchmark needs (as root
+# with apt-get), or dies saying what to install. A package "nginx-light" falls back
+# to "nginx" where the light flavour is gone (newer Debian releases).
+install_packages() {
+        [ $# -gt 0 ] || return 0
+        if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+                die "missing $*: install them (Debian: apt-get install $*) or run as root to let this script do it"
+        fi
+        echo "installing missing tools: $*" >&2
+        local pkgs=("$@")
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2; then
+                pkgs=("${pkgs[@]/nginx-light/nginx}")
+                DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2 ||
+                        die "apt-get install ${pkgs[*]} failed"
+        fi
+}
+
+# require_nginx_wrk: nginx and wrk for the scripts that compare against nginx; sets nginx_bin.
+require_nginx_wrk() {
+        local missing=()
+        command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+        command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+        install_packages "${missing[@]}"
+        nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+# setup_pinning: with pin=1, srv_pin/cli_pin put servers on the last CPU and the client on CPU 0.
+setup_pinning() {
+        srv_pin=()
+        cli_pin=()
+        [ "${pin:-0}" -eq 1 ] || return 0
+        command -v taskset >/dev/null 2>&1 || die "--pin needs taskset (util-linux)"
+        local ncpu
+        ncpu=$(nproc)
+        [ "$ncpu" -ge 2 ] || die "--pin needs at least 2 CPUs"
+        srv_pin=(taskset -c $((ncpu - 1)))
+        cli_pin=(taskset -c 0)
+}
+
+# find_helper NAME GIVEN: GIVEN if set, else bench/NAME in the daemon's build
+# dir, else bench/NAME.c compiled into $tmp with $CC (default cc)
+find_helper() {
+        local name=$1 given=$2 cand cc
+        if [ -n "$given" ]; then
+                [ -x "$given" ] || die "$name not executable: $given"
+                case $given in /*) echo "$given" ;; *) echo "$PWD/$given" ;; esac
+                return
+        fi
+        cand=$(cd "$(dirname "$mooringd")/.." && pwd)/bench/$name
+        if [ -x "$cand" ]; then
+                echo "$cand"
+                return
+        fi
+        cc=${CC:-cc}
+        command -v "$cc" >/dev/null 2>&1 || die "no $name next to $mooringd and no C compiler ($cc) to build bench/$name.c"
+        "$cc" -O2 -std=gnu11 -o "$tmp/$name" "$script_dir/$name.c" >&2 || die "could not build bench/$name.c"
+        echo "$tmp/$name"
+}

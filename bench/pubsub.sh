@@ -123,15 +123,7 @@ fi
 if [ "$use_strace" -eq 1 ]; then
         command -v strace >/dev/null 2>&1 || need_install+=(strace)
 fi
-if [ ${#need_install[@]} -gt 0 ]; then
-        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-                echo "installing missing tools: ${need_install[*]}" >&2
-                DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_install[@]}" >&2 ||
-                        die "apt-get install ${need_install[*]} failed"
-        else
-                die "missing ${need_install[*]}: install them (Debian: apt-get install ${need_install[*]}) or run as root to let this script do it"
-        fi
-fi
+install_packages "${need_install[@]}"
 mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 require_tools curl python3 timeout awk
 
@@ -182,25 +174,6 @@ kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (n &&
 
 # ---------------------------------------------------------------- helpers (publisher, subscribing app)
 
-# find_helper NAME GIVEN: GIVEN if set, else bench/NAME in the daemon's build
-# dir, else bench/NAME.c compiled into $tmp with $CC (default cc)
-find_helper() {
-        local name=$1 given=$2 cand cc
-        if [ -n "$given" ]; then
-                [ -x "$given" ] || die "$name not executable: $given"
-                case $given in /*) echo "$given" ;; *) echo "$PWD/$given" ;; esac
-                return
-        fi
-        cand=$(cd "$(dirname "$mooringd")/.." && pwd)/bench/$name
-        if [ -x "$cand" ]; then
-                echo "$cand"
-                return
-        fi
-        cc=${CC:-cc}
-        command -v "$cc" >/dev/null 2>&1 || die "no $name next to $mooringd and no C compiler ($cc) to build bench/$name.c"
-        "$cc" -O2 -std=gnu11 -o "$tmp/$name" "$script_dir/$name.c" >&2 || die "could not build bench/$name.c"
-        echo "$tmp/$name"
-}
 pubsub_pub=$(find_helper pubsub-pub "$pubsub_pub")
 pubsub_sub=$(find_helper pubsub-sub "$pubsub_sub")
 
