@@ -32,7 +32,6 @@
 #define INVOKE_RETRY_FIRST_USEC (250 * 1000ULL)
 
 typedef enum CallState {
-        CALL_STARTING,    /* holds a slot, the transfer starts from the loop */
         CALL_QUEUED,      /* waiting for a slot */
         CALL_RUNNING,     /* a transfer is out */
         CALL_BACKOFF,     /* waiting to retry */
@@ -170,10 +169,6 @@ static void release_slot(InvokeCall *c) {
 
 static int on_later(sd_event_source *s, void *userdata) {
         InvokeCall *c = userdata;
-        if (c->state == CALL_STARTING) {
-                start_transfer(c);
-                return 0;
-        }
         if (c->state != CALL_FINISHING) {
                 /* An unpause: curl may deliver the held chunk right here, outside its callbacks. */
                 c->unpause = false;
@@ -547,9 +542,7 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
                 finish(c, -EADDRNOTAVAIL, 500, "app '%s' has no AppAddress: it takes no calls", target->config->id);
                 goto started;
         }
-        /* Fail fast only on an app its probes have found down APP_PROBE_THRESHOLD times in a
-         * row: one that has not come up yet (a first failed probe, at boot) gets the retries. */
-        if (target->health == APP_HEALTH_UNHEALTHY && target->probe_failures >= APP_PROBE_THRESHOLD) {
+        if (app_channel_is_down(target)) {
                 finish(c, -EHOSTDOWN, 500, "app '%s' is unhealthy (its health probe fails)", target->config->id);
                 goto started;
         }

@@ -511,7 +511,7 @@ static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMe
         dl->len = msg->len;
 
         /* An app its probes found down is not called; the message waits. */
-        if (a && a->health == APP_HEALTH_UNHEALTHY && a->probe_failures >= APP_PROBE_THRESHOLD)
+        if (a && app_channel_is_down(a))
                 /* No backoff growth while it is down: it gets its messages soon after it is back. */
                 return settle_after(dl, PUBSUB_RETRY, PUBSUB_RETRY_FIRST_USEC * 2);
 

@@ -67,6 +67,10 @@ static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+bool app_channel_is_down(const App *a) {
+        return a->health == APP_HEALTH_UNHEALTHY && a->probe_failures >= APP_PROBE_THRESHOLD;
+}
+
 /* Applies one probe outcome to the app's health; reports a transition. */
 static bool probe_apply(App *a, CURLcode result, long status) {
         AppHealth before = a->health;

@@ -29,6 +29,14 @@ CURL *app_channel_new_easy(const App *a, const char *path);
 typedef void (*AppProbeDoneFn)(App *a, bool healthy, long status, const char *error, void *userdata);
 int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdata);
 
+/*
+ * Is the app down as far as calls are concerned: its probes failed
+ * APP_PROBE_THRESHOLD times in a row? An app that has not come up yet (one
+ * failed probe at boot makes it "unhealthy") is not: calls to it still get
+ * their retries. Invocation fails fast and pub/sub holds messages when true.
+ */
+bool app_channel_is_down(const App *a);
+
 /* Starts periodic probing (first probe right away). No-op for apps without an address. */
 int app_channel_probe_start(Manager *m, App *a);
 void app_channel_probe_stop(App *a);
