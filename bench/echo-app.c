@@ -41,6 +41,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define READ_CHUNK 16384              /* free space offered to each recv() */
 #define MAX_HEAD 65536                /* request line + headers */
 #define MAX_BODY (64u * 1024 * 1024)
@@ -414,45 +416,12 @@ int main(int argc, char **argv) {
                 return 2;
         }
 
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                (void) setrlimit(RLIMIT_NOFILE, &rl);
-        }
-        struct sigaction sa = { .sa_handler = on_signal };
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
-
-        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (lfd < 0) {
-                perror("echo-app: socket");
-                return 1;
-        }
-        int one = 1;
-        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(lfd, (struct sockaddr *) &sin, sizeof sin) < 0) {
-                fprintf(stderr, "echo-app: bind 127.0.0.1:%ld: %s\n", port, strerror(errno));
-                return 1;
-        }
-        if (listen(lfd, SOMAXCONN) < 0) {
-                perror("echo-app: listen");
-                return 1;
-        }
-        ep = epoll_create1(EPOLL_CLOEXEC);
-        if (ep < 0) {
-                perror("echo-app: epoll_create1");
-                return 1;
-        }
+        raise_nofile();
+        on_stop_signals(on_signal);
         /* the listener is told apart from connections by a NULL pointer */
-        struct epoll_event le = { .events = EPOLLIN, .data.ptr = NULL };
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) < 0) {
-                perror("echo-app: epoll_ctl");
+        int lfd = listen_loopback("echo-app", port, &ep);
+        if (lfd < 0)
                 return 1;
-        }
 
         struct epoll_event evs[256];
         while (!stop) {

@@ -57,6 +57,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define RBUF 65536
 #define MAX_SIZE 65536
 
@@ -92,12 +94,6 @@ static uint64_t *lat, *svc;              /* per message: latency (from ts / from
 static uint64_t t_sched, t_first, t_last, max_lag;
 static bool reported_answer, reported_error;
 static volatile sig_atomic_t stop;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
 
 static uint64_t due(long k) {
         return t_sched + (uint64_t) ((double) k * 1e9 / rate);
@@ -241,23 +237,6 @@ static void send_next(Conn *c, uint64_t now) {
         c->wlen = head_len + (size_t) size;
         inflight++;
         (void) flush_out(c);
-}
-
-static const char *find_header(const char *h, const char *end, const char *name) {
-        size_t nl = strlen(name);
-        for (const char *p = h; p < end;) {
-                const char *eol = memmem(p, (size_t) (end - p), "\r\n", 2);
-                if (!eol)
-                        eol = end;
-                if ((size_t) (eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-                        const char *v = p + nl + 1;
-                        while (v < eol && (*v == ' ' || *v == '\t'))
-                                v++;
-                        return v;
-                }
-                p = eol + 2;
-        }
-        return NULL;
 }
 
 /* One complete answer in c->rbuf: bytes it takes (> 0), 0 if more are needed, -1 if malformed. */
@@ -416,22 +395,6 @@ static void arm_timer(uint64_t at) {
         struct itimerspec its = { .it_value = { .tv_sec = (time_t) (at / 1000000000ULL),
                                                 .tv_nsec = (long) (at % 1000000000ULL) } };
         timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double pct_ms(const uint64_t *v, long n, double p) {
-        if (n <= 0)
-                return 0;
-        long i = (long) (p * (double) n + 0.999999) - 1;
-        if (i < 0)
-                i = 0;
-        if (i >= n)
-                i = n - 1;
-        return (double) v[i] / 1e6;
 }
 
 static bool parse_num(const char *v, double *out) {

@@ -66,6 +66,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define READ_CHUNK 16384              /* free space offered to each recv() */
 #define MAX_HEAD 65536                /* request line + headers */
 #define MAX_BODY (16u * 1024 * 1024)
@@ -98,12 +100,6 @@ static long conns, max_conns, delivery_conns;
 /* the waiter of GET /control/wait */
 static Conn *waiter;
 static uint64_t wait_deadline;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
 
 static void on_signal(int sig) {
         (void) sig;
@@ -155,22 +151,6 @@ static bool answer(Conn *c, const char *status, const char *type, const char *bo
 static void answer_error(Conn *c, const char *status) {
         (void) answer(c, status, NULL, "", 0, true);
         c->closing = true;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double pct_ms(const uint64_t *v, long n, double p) {
-        if (n <= 0)
-                return 0;
-        long i = (long) (p * (double) n + 0.999999) - 1; /* nearest rank */
-        if (i < 0)
-                i = 0;
-        if (i >= n)
-                i = n - 1;
-        return (double) v[i] / 1e6;
 }
 
 static int stats_line(char *buf, size_t size) {
@@ -655,45 +635,12 @@ int main(int argc, char **argv) {
         snprintf(subscribe_answer, sizeof subscribe_answer, "[{\"pubsubname\":\"%s\",\"topic\":\"%s\",\"route\":\"%s\"}]",
                  pubsub_name, topic, route);
 
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                (void) setrlimit(RLIMIT_NOFILE, &rl);
-        }
-        struct sigaction sa = { .sa_handler = on_signal };
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
-
-        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (lfd < 0) {
-                perror("pubsub-sub: socket");
-                return 1;
-        }
-        int one = 1;
-        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(lfd, (struct sockaddr *) &sin, sizeof sin) < 0) {
-                fprintf(stderr, "pubsub-sub: bind 127.0.0.1:%ld: %s\n", port, strerror(errno));
-                return 1;
-        }
-        if (listen(lfd, SOMAXCONN) < 0) {
-                perror("pubsub-sub: listen");
-                return 1;
-        }
-        ep = epoll_create1(EPOLL_CLOEXEC);
-        if (ep < 0) {
-                perror("pubsub-sub: epoll_create1");
-                return 1;
-        }
+        raise_nofile();
+        on_stop_signals(on_signal);
         /* the listener is told apart from connections by a NULL pointer */
-        struct epoll_event le = { .events = EPOLLIN, .data.ptr = NULL };
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) < 0) {
-                perror("pubsub-sub: epoll_ctl");
+        int lfd = listen_loopback("pubsub-sub", port, &ep);
+        if (lfd < 0)
                 return 1;
-        }
 
         struct epoll_event evs[256];
         while (!stop) {

@@ -55,6 +55,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define RBUF 131072
 #define MAX_BODY 65536
 
@@ -89,12 +91,6 @@ static uint64_t *lat, *svc;              /* per recorded request; 0 = no answer 
 static long n_sent, n_answers_in_window, n_ok, n_bad_status, n_bad_body, n_errors, n_reconnects, n_late;
 static uint64_t max_lag;
 static bool reported_answer, reported_error;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
 
 static uint64_t due(long k) {
         return t0 + (uint64_t) ((double) k * 1e9 / rate);
@@ -232,23 +228,6 @@ static void send_next(Conn *c, uint64_t now) {
 }
 
 /* Case-insensitive search for header "name:" in [h, end); returns value start or NULL. */
-static const char *find_header(const char *h, const char *end, const char *name) {
-        size_t nl = strlen(name);
-        for (const char *p = h; p < end;) {
-                const char *eol = memmem(p, (size_t) (end - p), "\r\n", 2);
-                if (!eol)
-                        eol = end;
-                if ((size_t) (eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-                        const char *v = p + nl + 1;
-                        while (v < eol && (*v == ' ' || *v == '\t'))
-                                v++;
-                        return v;
-                }
-                p = eol + 2;
-        }
-        return NULL;
-}
-
 /*
  * Try to parse one complete answer from c->rbuf.  Returns the bytes it takes
  * (> 0), 0 when more are needed, -1 when it is malformed.  *body_ok tells
@@ -425,22 +404,6 @@ static void arm_timer(uint64_t at) {
         struct itimerspec its = { .it_value = { .tv_sec = (time_t) (at / 1000000000ULL),
                                                 .tv_nsec = (long) (at % 1000000000ULL) } };
         timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double pct_ms(const uint64_t *v, long n, double p) {
-        if (n <= 0)
-                return 0;
-        long i = (long) (p * (double) n + 0.999999) - 1; /* nearest rank */
-        if (i < 0)
-                i = 0;
-        if (i >= n)
-                i = n - 1;
-        return (double) v[i] / 1e6;
 }
 
 /* Sorted answered latencies (the +1 marker removed); returns their count. */

@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define RBUF 65536
 
 typedef struct Conn {
@@ -70,12 +72,6 @@ static int ep;
 static long next_req, n_done, n_ok, n_bad_status, n_bad_body, n_errors, n_reconnects;
 static uint64_t *lat_ns;
 static bool reported_status, reported_error;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
 
 static void usage(FILE *f) {
         fprintf(f, "usage: state-load (--unix PATH | --tcp HOST:PORT) --mode save|get [--store NAME]\n"
@@ -223,23 +219,6 @@ static void reconnect(Conn *c) {
 }
 
 /* Case-insensitive search for header "name:" in [h, end); returns value start or NULL. */
-static const char *find_header(const char *h, const char *end, const char *name) {
-        size_t nl = strlen(name);
-        for (const char *p = h; p < end;) {
-                const char *eol = memmem(p, end - p, "\r\n", 2);
-                if (!eol)
-                        eol = end;
-                if ((size_t) (eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-                        const char *v = p + nl + 1;
-                        while (v < eol && (*v == ' ' || *v == '\t'))
-                                v++;
-                        return v;
-                }
-                p = eol + 2;
-        }
-        return NULL;
-}
-
 /* Try to parse one complete response from c->rbuf.  Returns bytes consumed
  * (>0), 0 when more data is needed, -1 on a malformed response. */
 static long parse_response(Conn *c, int *status, const char **body, size_t *body_len, bool *close_after) {
@@ -391,22 +370,6 @@ static void handle(Conn *c, uint32_t events) {
                                 return;
                 }
         }
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-static double pct_ms(const uint64_t *v, long n, double p) {
-        if (n <= 0)
-                return 0;
-        long i = (long) (p * (double) n + 0.999999) - 1; /* nearest-rank */
-        if (i < 0)
-                i = 0;
-        if (i >= n)
-                i = n - 1;
-        return (double) v[i] / 1e6;
 }
 
 int main(int argc, char **argv) {
