@@ -152,96 +152,77 @@ int ctl_print_apps(const CtlAppList *l, bool json) {
         return 0;
 }
 
-/* "components": table NAME TYPE VERSION FILE, or a JSON array. */
-int ctl_print_components(const CtlComponentList *l, bool json) {
-        static const char *const header[] = { "NAME", "TYPE", "VERSION", "FILE" };
-        _cleanup_free_ const char **cells = NULL;
+/*
+ * A list whose columns are all strings: a JSON array of objects (keys[] name the
+ * fields, values as they are) or a table (header[]; an empty cell shows "-").
+ * row(i, cells) fills the n_cols cells of item i.
+ */
+typedef void (*StringRowFn)(const void *list, size_t i, const char **cells);
 
+static int print_string_rows(const void *list, size_t n, StringRowFn row, const char *const *header,
+                             const char *const *keys, size_t n_cols, bool json, const char *none) {
+        _cleanup_free_ const char **cells = calloc((n ? n : 1) * n_cols, sizeof(char *));
+
+        if (!cells)
+                return ctl_log_oom();
+        for (size_t i = 0; i < n; i++)
+                row(list, i, cells + i * n_cols);
         if (json) {
                 _cleanup_(json_decrefp) json_t *a = json_array();
-
                 if (!a)
                         return ctl_log_oom();
-                for (size_t i = 0; i < l->n; i++) {
-                        const CtlComponent *c = &l->items[i];
-                        json_t *o = json_pack("{s:s, s:s, s:s, s:s}",
-                                              "name", c->name,
-                                              "type", c->type,
-                                              "version", c->version,
-                                              "file", c->file);
-
+                for (size_t i = 0; i < n; i++) {
+                        json_t *o = json_object();
                         if (!o || json_array_append_new(a, o) < 0)
                                 return ctl_log_oom();
+                        for (size_t c = 0; c < n_cols; c++)
+                                if (json_object_set_new(o, keys[c], json_string(cells[i * n_cols + c])) < 0)
+                                        return ctl_log_oom();
                 }
                 return print_json(a);
         }
-
-        if (l->n == 0) {
-                puts("No components loaded.");
+        if (n == 0) {
+                puts(none);
                 return 0;
         }
-
-        cells = calloc(l->n * ELEMENTSOF(header), sizeof(char *));
-        if (!cells)
-                return ctl_log_oom();
-        for (size_t i = 0; i < l->n; i++) {
-                const CtlComponent *c = &l->items[i];
-                const char **row = cells + i * ELEMENTSOF(header);
-
-                row[0] = c->name;
-                row[1] = c->type;
-                row[2] = c->version;
-                row[3] = c->file;
-        }
-        print_table(header, ELEMENTSOF(header), cells, l->n);
+        for (size_t i = 0; i < n * n_cols; i++)
+                if (!cells[i][0])
+                        cells[i] = "-";
+        print_table(header, n_cols, cells, n);
         return 0;
+}
+
+static void component_row(const void *list, size_t i, const char **cells) {
+        const CtlComponent *c = &((const CtlComponentList *) list)->items[i];
+        cells[0] = c->name;
+        cells[1] = c->type;
+        cells[2] = c->version;
+        cells[3] = c->file;
+}
+
+/* "components": table NAME TYPE VERSION FILE, or a JSON array. */
+int ctl_print_components(const CtlComponentList *l, bool json) {
+        static const char *const header[] = { "NAME", "TYPE", "VERSION", "FILE" };
+        static const char *const keys[] = { "name", "type", "version", "file" };
+        return print_string_rows(l, l->n, component_row, header, keys, ELEMENTSOF(header), json,
+                                 "No components loaded.");
+}
+
+static void subscription_row(const void *list, size_t i, const char **cells) {
+        const CtlSubscription *s = &((const CtlSubscriptionList *) list)->items[i];
+        cells[0] = s->app;
+        cells[1] = s->pubsub;
+        cells[2] = s->topic;
+        cells[3] = s->route;
+        cells[4] = s->kind;
 }
 
 /* "subscriptions": table APP PUBSUB TOPIC ROUTE KIND ("-" for an empty cell), or a JSON array. */
 int ctl_print_subscriptions(const CtlSubscriptionList *l, bool json) {
         static const char *const header[] = { "APP", "PUBSUB", "TOPIC", "ROUTE", "KIND" };
-        _cleanup_free_ const char **cells = NULL;
-
-        if (json) {
-                _cleanup_(json_decrefp) json_t *a = json_array();
-
-                if (!a)
-                        return ctl_log_oom();
-                for (size_t i = 0; i < l->n; i++) {
-                        const CtlSubscription *s = &l->items[i];
-                        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}",
-                                              "app", s->app,
-                                              "pubsub", s->pubsub,
-                                              "topic", s->topic,
-                                              "route", s->route,
-                                              "kind", s->kind);
-
-                        if (!o || json_array_append_new(a, o) < 0)
-                                return ctl_log_oom();
-                }
-                return print_json(a);
-        }
-
-        if (l->n == 0) {
-                puts("No subscriptions.");
-                return 0;
-        }
-
-        cells = calloc(l->n * ELEMENTSOF(header), sizeof(char *));
-        if (!cells)
-                return ctl_log_oom();
-        for (size_t i = 0; i < l->n; i++) {
-                const CtlSubscription *s = &l->items[i];
-                const char **row = cells + i * ELEMENTSOF(header);
-
-                row[0] = s->app[0] ? s->app : "-";
-                row[1] = s->pubsub;
-                row[2] = s->topic;
-                row[3] = s->route[0] ? s->route : "-";
-                row[4] = s->kind;
-        }
-        print_table(header, ELEMENTSOF(header), cells, l->n);
-        return 0;
+        static const char *const keys[] = { "app", "pubsub", "topic", "route", "kind" };
+        return print_string_rows(l, l->n, subscription_row, header, keys, ELEMENTSOF(header), json,
+                                 "No subscriptions.");
 }
 
 /*
