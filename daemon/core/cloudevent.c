@@ -16,6 +16,16 @@
  *  - time and expiration carry microseconds; Dapr writes whole seconds
  *    (time.RFC3339). Both are RFC 3339 and parse the same everywhere.
  *  - traceid/traceparent are only written when the caller has a traceparent.
+ *  - A passthrough event is checked against CloudEvents 1.0 before it is
+ *    stored (cloudevent_validate()). daprd checks nothing but "a JSON
+ *    object" (FromCloudEvent only unmarshals into a map), so it stores `{}`,
+ *    specversion "2.0", a numeric id or undecodable data_base64, and the
+ *    failure shows up later, at a subscriber (Dapr's own gRPC delivery
+ *    retries an event whose data_base64 does not decode, forever). Such a
+ *    publish is refused here with the error daprd gives a body that is no
+ *    JSON object (ERR_PUBSUB_CLOUD_EVENTS_SER, HTTP 500). Where daprd fills
+ *    source, type and specversion in an event that lacks them, so does
+ *    mooring: the filled event is valid, and clients that rely on it work.
  */
 #include <assert.h>
 #include <errno.h>
@@ -481,22 +491,180 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
         return 0;
 }
 
-/* Sets key to s when the event has no such member (or, with or_null, when it is null). */
-static int set_default(json_t *o, const char *key, const char *s, bool or_null, char **reterr) {
-        json_t *v = json_object_get(o, key);
-        if (v && !(or_null && json_is_null(v)))
-                return 0;
-        return set_field(o, key, s, reterr);
+/* ---- validation of a passthrough event ---- */
+
+/* A string that is empty or only blanks counts as empty (as sdk-go's Validate trims first). */
+static bool blank(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!strchr(" \t\r\n\v\f", s[i]) || s[i] == '\0')
+                        return false;
+        return true;
 }
 
-/* A body that already is a CloudEvent (§4.3). */
-static int build_passthrough(const CloudEventInput *in, uint64_t now, char **ret, size_t *ret_len,
-                             char **reterr) {
+/* RFC 2045 token: printable ASCII without blanks and tspecials. */
+static size_t token_len(const char *s) {
+        size_t n = 0;
+
+        while (s[n] > ' ' && s[n] < 0x7f && !strchr("()<>@,;:\\\"/[]?=", s[n]))
+                n++;
+        return n;
+}
+
+/* RFC 2046 media type: type "/" subtype, optional parameters (checked for printable ASCII only). */
+static bool media_type_valid(const char *s) {
+        size_t n = token_len(s);
+
+        if (n == 0 || s[n] != '/')
+                return false;
+        s += n + 1;
+        n = token_len(s);
+        if (n == 0)
+                return false;
+        s += n;
+        s += strspn(s, " \t");
+        if (*s == '\0')
+                return true;
+        if (*s != ';')
+                return false;
+        for (; *s; s++)
+                if ((unsigned char) *s < ' ' || (unsigned char) *s >= 0x7f)
+                        return false;
+        return true;
+}
+
+/* An absolute URI begins with a scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" (RFC 3986 §3.1). */
+static bool uri_absolute(const char *s) {
+        size_t i = 0;
+
+        if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+                return false;
+        while ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+               s[i] == '+' || s[i] == '-' || s[i] == '.')
+                i++;
+        return s[i] == ':';
+}
+
+/* No ASCII control characters or blanks: what no URI-reference may hold (Go's url.Parse refuses CTLs). */
+static bool uri_chars_valid(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) s[i] <= ' ' || s[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+/*
+ * data_base64 as Go's base64.StdEncoding decodes it (what Dapr's gRPC delivery and sdk-go use): the
+ * standard alphabet, '=' padding to a multiple of 4, CR and LF ignored anywhere. util/base64.c is
+ * deliberately lenient (URL-safe alphabet, missing padding) for values people type; an event must
+ * decode the same in every consumer, so the strict form is checked here.
+ */
+static bool base64_std_valid(const char *s, size_t n) {
+        size_t k = 0, pad = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (c == '\r' || c == '\n')
+                        continue;
+                if (c == '=') {
+                        pad++;
+                } else {
+                        if (pad > 0)
+                                return false; /* data after padding */
+                        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                              c == '+' || c == '/'))
+                                return false;
+                }
+                k++;
+        }
+        return k % 4 == 0 && pad <= 2 && !(pad > 0 && k < 4);
+}
+
+/* Attribute names (spec §"Attribute Naming Convention"): lower-case ASCII letters and digits. */
+static bool attribute_name_valid(const char *name) {
+        if (!*name)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+                        return false;
+        return true;
+}
+
+/*
+ * The rules of CloudEvents 1.0 (spec.md and formats/json-format.md) for one event object, before
+ * Dapr's defaults are applied: see cloudevent_validate() in the header for the list and for
+ * where this is stricter than daprd.
+ */
+static int validate_object(json_t *o, char **reterr) {
+        const char *key, *s;
+        json_t *v, *data = NULL, *b64 = NULL;
+        size_t n;
+        int64_t t;
+
+        v = json_object_get(o, "id");
+        if (!v || json_is_null(v))
+                return fail(reterr, "the CloudEvent has no 'id'");
+
+        json_object_foreach(o, key, v) {
+                if (json_is_null(v)) /* json-format §2.2: null is the same as absent */
+                        continue;
+                if (streq(key, "data")) {
+                        data = v; /* any JSON value */
+                        continue;
+                }
+                if (streq(key, "data_base64")) {
+                        b64 = v;
+                        if (!json_is_string(v) || !base64_std_valid(json_string_value(v), json_string_length(v)))
+                                return fail(reterr, "the CloudEvent's 'data_base64' is not a base64 string");
+                        continue;
+                }
+                if (!attribute_name_valid(key))
+                        return fail(reterr, "'%.64s' is not a CloudEvent attribute name "
+                                    "(lower-case ASCII letters and digits only)", key);
+
+                s = json_string_value(v);
+                n = json_string_length(v);
+                if (streq(key, "specversion")) {
+                        if (!s || n != 3 || !streq(s, CLOUDEVENT_SPEC_VERSION))
+                                return fail(reterr, "the CloudEvent's 'specversion' must be \"1.0\"");
+                } else if (streq(key, "id") || streq(key, "type") || streq(key, "subject")) {
+                        if (!s || blank(s, n))
+                                return fail(reterr, "the CloudEvent's '%s' must be a non-empty string", key);
+                } else if (streq(key, "source")) {
+                        if (!s || n == 0 || !uri_chars_valid(s, n))
+                                return fail(reterr, "the CloudEvent's 'source' must be a non-empty URI-reference");
+                } else if (streq(key, "dataschema")) {
+                        if (!s || !uri_chars_valid(s, n) || !uri_absolute(s))
+                                return fail(reterr, "the CloudEvent's 'dataschema' must be an absolute URI");
+                } else if (streq(key, "datacontenttype")) {
+                        if (!s || strlen(s) != n || !media_type_valid(s))
+                                return fail(reterr, "the CloudEvent's 'datacontenttype' must be a media type "
+                                            "(type/subtype)");
+                } else if (streq(key, "time")) {
+                        if (!s || strlen(s) != n || cloudevent_parse_time(s, &t) < 0)
+                                return fail(reterr, "the CloudEvent's 'time' must be an RFC 3339 timestamp");
+                } else if (json_is_integer(v)) {
+                        /* json-format §2.2: Integer is a JSON number without fraction, 32 bits (spec §Type System) */
+                        if (json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)
+                                return fail(reterr, "the CloudEvent attribute '%s' is an integer beyond 32 bits", key);
+                } else if (!json_is_string(v) && !json_is_boolean(v))
+                        return fail(reterr, "the CloudEvent attribute '%s' must be a string, a boolean or an "
+                                    "integer", key);
+        }
+        if (data && b64)
+                return fail(reterr, "the CloudEvent has both 'data' and 'data_base64'");
+        return 0;
+}
+
+/* Loads and checks a passthrough body; *ret gets the object. 0, -EINVAL (with *reterr) or -ENOMEM. */
+static int load_event(const void *data, size_t len, json_t **ret, char **reterr) {
         _cleanup_(json_decrefp) json_t *o = NULL;
         json_error_t jerr;
         int r;
 
-        o = load_json(in->data ?: "", in->data ? in->len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        /* Duplicate names refused: Go keeps the last, other decoders the first, so an event with two ids
+         * would be two different events to two subscribers. */
+        o = load_json(data ?: "", data ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
+                      &jerr);
         if (!o) {
                 if (json_error_code(&jerr) == json_error_out_of_memory)
                         return -ENOMEM;
@@ -509,7 +677,36 @@ static int build_passthrough(const CloudEventInput *in, uint64_t now, char **ret
         }
         if (!json_is_object(o))
                 return fail(reterr, "the " CLOUDEVENT_CONTENT_TYPE " body is not a JSON object");
+        r = validate_object(o, reterr);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
 
+int cloudevent_validate(const void *data, size_t len, char **reterr) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+
+        return load_event(data, len, &o, reterr);
+}
+
+/* Sets key to s when the event has no such member (or, with or_null, when it is null). */
+static int set_default(json_t *o, const char *key, const char *s, bool or_null, char **reterr) {
+        json_t *v = json_object_get(o, key);
+        if (v && !(or_null && json_is_null(v)))
+                return 0;
+        return set_field(o, key, s, reterr);
+}
+
+/* A body that already is a CloudEvent (§4.3). */
+static int build_passthrough(const CloudEventInput *in, uint64_t now, char **ret, size_t *ret_len,
+                             char **reterr) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        int r;
+
+        r = load_event(in->data, in->len, &o, reterr);
+        if (r < 0)
+                return r;
         if (!json_object_get(o, "time") && (r = set_time(o, "time", now)) < 0)
                 return r;
         if (!json_object_get(o, "traceid") && in->traceparent &&

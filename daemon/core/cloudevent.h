@@ -65,12 +65,34 @@ typedef struct CloudEventInput {
  *
  * Returns 0 with *ret (malloc'd, NUL-terminated JSON, compact apart from a
  * JSON body's own text) and *ret_len. -EINVAL when the passthrough body is
- * not JSON (a raw NUL byte counts as not JSON) or not an object, or when topic,
+ * not JSON (a raw NUL byte counts as not JSON), not an object or not a valid
+ * CloudEvent (cloudevent_validate()), or when topic,
  * pubsub, source, content type, trace fields or overrides are not valid
  * UTF-8: then *reterr, if reterr is not NULL, gets a malloc'd message (NULL on
  * OOM). -ENOMEM; another negative errno if no random id could be had.
  */
 int cloudevent_build(const CloudEventInput *in, char **ret, size_t *ret_len, char **reterr);
+
+/*
+ * Checks a body published as application/cloudevents+json against
+ * CloudEvents 1.0 (spec.md, formats/json-format.md), as it is given, before
+ * Dapr's defaults are applied. Refused: not one JSON object (duplicate member
+ * names included); no id (null counts as absent, json-format §2.2); id, type
+ * or subject not a non-blank string; specversion present and not "1.0";
+ * source present and not a non-empty URI-reference; dataschema not an
+ * absolute URI; datacontenttype not an RFC 2046 type/subtype; time not an
+ * RFC 3339 timestamp; data_base64 not a string of standard, padded base64;
+ * both data and data_base64; an attribute name other than lower-case ASCII
+ * letters and digits (the spec's MUST; its 20-character limit is a SHOULD
+ * and not enforced); an attribute value that is an object, an array, a
+ * fraction or an integer beyond 32 bits. Absent (or null) source, type and
+ * specversion are allowed: cloudevent_build() fills them as Dapr does.
+ * daprd itself checks only "a JSON object"; see cloudevent.c.
+ *
+ * Returns 0, -EINVAL with *reterr (if reterr is not NULL) a malloc'd message
+ * naming the attribute (NULL on OOM), or -ENOMEM.
+ */
+int cloudevent_validate(const void *data, size_t len, char **reterr);
 
 /*
  * For a subscription with rawPayload=true, at delivery: raw broker bytes

@@ -13,6 +13,7 @@
 
 #include "../blocks/pubsub.h"
 #include "../core/app.h"
+#include "../core/cloudevent.h"
 #include "../util/strv.h"
 #include "handlers.h"
 #include "server.h"
@@ -136,6 +137,56 @@ static char *entry_bytes(json_t *event, const char *content_type, size_t *ret_le
         return s;
 }
 
+/* Is rawPayload on for an entry? Its own metadata wins over the request's, as in pubsub_publish(). */
+static bool entry_raw(char **md, json_t *entry_md) {
+        const char *key;
+        json_t *v;
+        int raw = 0;
+
+        for (char **p = md; p && p[0] && p[1]; p += 2)
+                if (strcasecmp(p[0], "rawPayload") == 0)
+                        raw = parse_boolean(p[1]);
+        json_object_foreach(entry_md, key, v)
+                if (strcasecmp(key, "rawPayload") == 0 && json_is_string(v))
+                        raw = parse_boolean(json_string_value(v));
+        return raw > 0;
+}
+
+/*
+ * daprd builds every entry's CloudEvent before it publishes any, and one that
+ * cannot be built fails the whole request with ERR_PUBSUB_CLOUD_EVENTS_SER
+ * (pkg/api/http/http.go, onBulkPublish). The same here, with the passthrough
+ * checks of cloudevent_validate(): an application/cloudevents+json entry that
+ * is no valid CloudEvent refuses the request and nothing is published.
+ * Returns 0 when every entry passes, 1 after answering, or -ENOMEM.
+ */
+static int bulk_check_cloudevents(HttpRequest *r, json_t *entries, char **md) {
+        size_t i;
+        json_t *e;
+
+        json_array_foreach(entries, i, e) {
+                const char *ct = json_string_value(json_object_get(e, "contentType"));
+                _cleanup_free_ char *bytes = NULL, *why = NULL;
+                size_t blen = 0;
+                int k;
+
+                if (!cloudevent_is_content_type(ct) || entry_raw(md, json_object_get(e, "metadata")))
+                        continue;
+                bytes = entry_bytes(json_object_get(e, "event"), ct, &blen);
+                if (!bytes)
+                        return -ENOMEM;
+                k = cloudevent_validate(bytes, blen, &why);
+                if (k == -ENOMEM || (k < 0 && !why))
+                        return -ENOMEM;
+                if (k < 0) {
+                        k = http_reply_error(r, DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER, "cannot create cloudevent for entry "
+                                             "'%s': %s", json_string_value(json_object_get(e, "entryId")), why);
+                        return k < 0 ? k : 1;
+                }
+        }
+        return 0;
+}
+
 int http_publish_bulk(HttpRequest *r, const RouteMatch *m) {
         Manager *mg = http_request_manager(r);
         _cleanup_strv_free_ char **md = NULL;
@@ -183,6 +234,11 @@ int http_publish_bulk(HttpRequest *r, const RouteMatch *m) {
         if (json_array_size(entries) == 0) {
                 json_decref(entries);
                 return http_reply_empty(r, 204);
+        }
+        k = bulk_check_cloudevents(r, entries, md);
+        if (k != 0) {
+                json_decref(entries);
+                return k < 0 ? k : 0;
         }
 
         BulkPublish *bp = calloc(1, sizeof *bp);

@@ -333,8 +333,8 @@ TEST(envelope_bad_utf8_fields) {
         /* Passthrough too. */
         in.overrides = NULL;
         in.content_type = "application/cloudevents+json";
-        in.data = "{}";
-        in.len = 2;
+        in.data = "{\"id\":\"1\"}";
+        in.len = strlen(in.data);
         in.tracestate = "\xff";
         build_fail(&in, "'tracestate'");
 }
@@ -342,7 +342,7 @@ TEST(envelope_bad_utf8_fields) {
 TEST(passthrough) {
         static const char body[] =
                 "{\"id\":\"abc\",\"specversion\":\"1.0\",\"source\":\"me\",\"type\":\"my.type\",\"topic\":\"old\","
-                "\"pubsubname\":\"old\",\"data\":{\"x\":1},\"custom\":[true],\"datacontenttype\":\"application/json\"}";
+                "\"pubsubname\":\"old\",\"data\":{\"x\":1},\"custom\":true,\"datacontenttype\":\"application/json\"}";
         CloudEventInput in = {
                 .topic = "orders", .pubsub = "pubsub", .source = "app", .content_type = "application/cloudevents+json",
                 .data = body, .len = strlen(body), .traceparent = TRACEPARENT, .tracestate = "k=v",
@@ -366,21 +366,21 @@ TEST(passthrough) {
         ASSERT_STREQ(str(j, "tracestate"), "k=v");
         d = json_object_get(j, "data");
         ASSERT_EQ(json_integer_value(json_object_get(d, "x")), 1);
-        ASSERT_TRUE(json_is_true(json_array_get(json_object_get(j, "custom"), 0)));
+        ASSERT_TRUE(json_is_true(json_object_get(j, "custom")));
         ASSERT_NULL(json_object_get(j, "expiration"));
         json_decref(j);
 }
 
 TEST(passthrough_fills_and_keeps) {
-        /* Minimal event: no id is added; source/type/specversion filled (also over null). */
-        static const char minimal[] = "{\"data\":\"x\",\"source\":null}";
+        /* Minimal event: an id only; source/type/specversion filled (also over null), as Dapr does. */
+        static const char minimal[] = "{\"id\":\"1\",\"data\":\"x\",\"source\":null}";
         CloudEventInput in = {
                 .topic = "t", .pubsub = "p", .source = "app", .content_type = "Application/CloudEvents+JSON; charset=utf-8",
                 .data = minimal, .len = strlen(minimal), .now_realtime_usec = NOW, .ttl_sec = 60,
         };
         json_t *j = build(&in, NULL);
 
-        ASSERT_NULL(json_object_get(j, "id"));
+        ASSERT_STREQ(str(j, "id"), "1");
         ASSERT_STREQ(str(j, "source"), "Dapr");
         ASSERT_STREQ(str(j, "type"), "com.dapr.event.sent");
         ASSERT_STREQ(str(j, "specversion"), "1.0");
@@ -393,7 +393,7 @@ TEST(passthrough_fills_and_keeps) {
 
         /* Present time, traceid and tracestate are kept (traceparent too: it goes with traceid). */
         static const char traced[] =
-                "{\"time\":\"2020-01-01T00:00:00Z\",\"traceid\":\"mine\",\"tracestate\":\"s=1\",\"type\":null,"
+                "{\"id\":\"1\",\"time\":\"2020-01-01T00:00:00Z\",\"traceid\":\"mine\",\"tracestate\":\"s=1\",\"type\":null,"
                 "\"expiration\":\"2000-01-01T00:00:00Z\"}";
         in.data = traced;
         in.len = strlen(traced);
@@ -410,7 +410,7 @@ TEST(passthrough_fills_and_keeps) {
         json_decref(j);
 
         /* Without traceid, both trace fields are set even when traceparent was given. */
-        static const char tp_only[] = "{\"traceparent\":\"theirs\"}";
+        static const char tp_only[] = "{\"id\":\"1\",\"traceparent\":\"theirs\"}";
         in.data = tp_only;
         in.len = strlen(tp_only);
         j = build(&in, NULL);
@@ -445,6 +445,102 @@ TEST(passthrough_invalid) {
         char *text = NULL;
         size_t len = 0;
         ASSERT_ERROR(cloudevent_build(&in, &text, &len, NULL), EINVAL);
+}
+
+/* Issue 10 finding 7: events daprd would store and no CloudEvents consumer can read. */
+TEST(passthrough_validation) {
+        static const struct {
+                const char *body, *needle;
+        } bad[] = {
+                { "{}", "no 'id'" },
+                { "{\"id\":null}", "no 'id'" },
+                { "{\"id\":42}", "'id' must be a non-empty string" },
+                { "{\"id\":\"\"}", "'id' must be a non-empty string" },
+                { "{\"id\":\"  \"}", "'id' must be a non-empty string" },
+                { "{\"id\":\"1\",\"specversion\":\"2.0\"}", "'specversion' must be \"1.0\"" },
+                { "{\"id\":\"1\",\"specversion\":1.0}", "'specversion' must be \"1.0\"" },
+                { "{\"id\":\"1\",\"type\":\"\"}", "'type' must be a non-empty string" },
+                { "{\"id\":\"1\",\"type\":[\"a\"]}", "'type' must be a non-empty string" },
+                { "{\"id\":\"1\",\"subject\":\"\"}", "'subject' must be a non-empty string" },
+                { "{\"id\":\"1\",\"source\":\"\"}", "'source' must be a non-empty URI-reference" },
+                { "{\"id\":\"1\",\"source\":\"a b\"}", "'source' must be a non-empty URI-reference" },
+                { "{\"id\":\"1\",\"source\":7}", "'source' must be a non-empty URI-reference" },
+                { "{\"id\":\"1\",\"dataschema\":\"/relative\"}", "'dataschema' must be an absolute URI" },
+                { "{\"id\":\"1\",\"datacontenttype\":\"json\"}", "'datacontenttype' must be a media type" },
+                { "{\"id\":\"1\",\"datacontenttype\":\"text/\"}", "'datacontenttype' must be a media type" },
+                { "{\"id\":\"1\",\"datacontenttype\":5}", "'datacontenttype' must be a media type" },
+                { "{\"id\":\"1\",\"time\":\"yesterday\"}", "'time' must be an RFC 3339 timestamp" },
+                { "{\"id\":\"1\",\"time\":\"2024-02-30T00:00:00Z\"}", "'time' must be an RFC 3339" },
+                { "{\"id\":\"1\",\"time\":1714566896}", "'time' must be an RFC 3339 timestamp" },
+                { "{\"id\":\"1\",\"data_base64\":\"!!!!\"}", "'data_base64' is not a base64 string" },
+                { "{\"id\":\"1\",\"data_base64\":\"YWJj\"\"}", "not valid JSON" },
+                { "{\"id\":\"1\",\"data_base64\":\"YWI\"}", "'data_base64' is not a base64 string" },
+                { "{\"id\":\"1\",\"data_base64\":\"YW-_\"}", "'data_base64' is not a base64 string" },
+                { "{\"id\":\"1\",\"data_base64\":\"YQ==YQ==\"}", "'data_base64' is not a base64 string" },
+                { "{\"id\":\"1\",\"data_base64\":\"====\"}", "'data_base64' is not a base64 string" },
+                { "{\"id\":\"1\",\"data_base64\":12}", "'data_base64' is not a base64 string" },
+                { "{\"id\":\"1\",\"data\":1,\"data_base64\":\"YQ==\"}", "both 'data' and 'data_base64'" },
+                { "{\"id\":\"1\",\"myExt\":\"x\"}", "'myExt' is not a CloudEvent attribute name" },
+                { "{\"id\":\"1\",\"my_ext\":\"x\"}", "'my_ext' is not a CloudEvent attribute name" },
+                { "{\"id\":\"1\",\"\":\"x\"}", "is not a CloudEvent attribute name" },
+                { "{\"id\":\"1\",\"ext\":{\"a\":1}}", "'ext' must be a string, a boolean or an integer" },
+                { "{\"id\":\"1\",\"ext\":[1]}", "'ext' must be a string, a boolean or an integer" },
+                { "{\"id\":\"1\",\"ext\":1.5}", "'ext' must be a string, a boolean or an integer" },
+                { "{\"id\":\"1\",\"ext\":2147483648}", "'ext' is an integer beyond 32 bits" },
+                { "{\"id\":\"1\",\"ext\":-2147483649}", "'ext' is an integer beyond 32 bits" },
+                { "{\"id\":\"1\",\"id\":\"2\"}", "duplicate object key" },
+        };
+        static const char *const good[] = {
+                "{\"id\":\"1\"}",
+                "{\"id\":\"1\",\"source\":null,\"type\":null,\"specversion\":null,\"subject\":null,\"time\":null}",
+                "{\"id\":\"a\",\"source\":\"/x\",\"specversion\":\"1.0\",\"type\":\"t\",\"subject\":\"s\","
+                "\"dataschema\":\"https://example.com/s.json\",\"datacontenttype\":\"text/plain; charset=utf-8\","
+                "\"time\":\"2024-05-01T12:34:56.5+02:00\",\"data\":null}",
+                "{\"id\":\"1\",\"data_base64\":\"\"}",
+                "{\"id\":\"1\",\"data_base64\":\"YQ==\"}",
+                "{\"id\":\"1\",\"data_base64\":\"YWJj\\r\\nZA==\"}",
+                "{\"id\":\"1\",\"data\":{\"any\":[1.5,{\"x\":null}]},\"data_base64\":null}",
+                "{\"id\":\"1\",\"ext1\":true,\"ext2\":-2147483648,\"ext3\":2147483647,\"ext4\":\"\",\"ext5\":null}",
+                /* What Dapr's own envelope carries, so a received event can be published again. */
+                "{\"id\":\"1\",\"topic\":\"t\",\"pubsubname\":\"p\",\"traceid\":\"x\",\"traceparent\":\"x\","
+                "\"tracestate\":\"\",\"expiration\":\"2024-05-01T12:34:56Z\"}",
+                "{\"id\":\"1\",\"averyveryverylongextensionname\":1}", /* > 20: a SHOULD only */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                CloudEventInput in = {
+                        .topic = "t", .pubsub = "p", .content_type = CLOUDEVENT_CONTENT_TYPE,
+                        .data = bad[i].body, .len = strlen(bad[i].body), .now_realtime_usec = NOW,
+                };
+                char *err = NULL;
+
+                fprintf(stderr, "bad: %s\n", bad[i].body);
+                build_fail(&in, bad[i].needle);
+                ASSERT_ERROR(cloudevent_validate(bad[i].body, strlen(bad[i].body), &err), EINVAL);
+                ASSERT_NOT_NULL(err);
+                free(err);
+                ASSERT_ERROR(cloudevent_validate(bad[i].body, strlen(bad[i].body), NULL), EINVAL);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                CloudEventInput in = {
+                        .topic = "t", .pubsub = "p", .content_type = CLOUDEVENT_CONTENT_TYPE,
+                        .data = good[i], .len = strlen(good[i]), .now_realtime_usec = NOW,
+                };
+                char *err = NULL;
+
+                fputs(good[i], stderr);
+                fputc('\n', stderr);
+                ASSERT_OK(cloudevent_validate(good[i], strlen(good[i]), &err));
+                ASSERT_NULL(err);
+                json_decref(build(&in, NULL));
+        }
+
+        /* Only a passthrough body is checked: Dapr's envelope around the same text is fine. */
+        CloudEventInput in = {
+                .topic = "t", .pubsub = "p", .content_type = "application/json", .data = "{}", .len = 2,
+                .now_realtime_usec = NOW,
+        };
+        json_decref(build(&in, NULL));
 }
 
 TEST(content_type) {
