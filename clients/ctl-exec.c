@@ -10,6 +10,8 @@
  * the app has no value for them, so stale values cannot leak in from the
  * caller's environment; APP_PORT and APP_CHANNEL_ADDRESS are only set, never
  * removed, so a unit drop-in can provide them for unix: app addresses.
+ * The app is not started when it could not connect to its own socket (the
+ * unit runs as another user than the app file's User=).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -244,6 +246,16 @@ int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd) {
 
         /* the app must not inherit our bus connection */
         bus = sd_bus_flush_close_unref(bus);
+
+        /* mooringd hands the app's socket to the uid of the app's own unit when it has no User=
+         * (see GetApp); with User= the socket is that user's. A unit running as anyone else
+         * would start an app that cannot reach its runtime: say so now, not at its first call. */
+        if (info.http_socket && info.http_socket[0] && access(info.http_socket, W_OK) < 0) {
+                r = negative_errno();
+                return ctl_log_errno(r, "app '%s' cannot use its socket %s as uid %u: %m; if the app file has "
+                                     "User=, give the unit the same User= (systemctl edit mooring-app@%s)",
+                                     app_id, info.http_socket, (unsigned) geteuid(), app_id);
+        }
 
         r = setup_environment(app_id, &info);
         if (r < 0)

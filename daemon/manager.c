@@ -366,9 +366,13 @@ static int app_open_listeners(Manager *m, App *a, ConfError *e) {
         else {
                 uid_t uid = 0;
                 gid_t gid = 0;
-                /* Whoever can connect to this socket IS the app: with User= only that user may
-                 * (connecting needs write access to the socket: 0600, owned by it), otherwise any
-                 * local user. The directory stays ours, so we can remove the socket later. */
+                /* Whoever can connect to this socket IS the app (connecting needs write access).
+                 * With User=: 0600, owned by that user. Without: 0600 and ours until the app's own
+                 * unit (mooring-app@<id>.service, DynamicUser= by default, so its uid is not known
+                 * before it starts) asks for its endpoints over D-Bus and the socket is handed to
+                 * its uid (manager_app_claim_socket()). AllowAnyUser=yes is the development opt-out:
+                 * 0666, every local user may act as the app. The directory stays ours, so we can
+                 * remove the socket later. */
                 if (a->config->user) {
                         r = resolve_user(a->config->user, &uid, &gid);
                         if (r < 0)
@@ -377,7 +381,8 @@ static int app_open_listeners(Manager *m, App *a, ConfError *e) {
                 }
                 r = mkdir_p_mode(dir, 0755);
                 if (r >= 0)
-                        r = fd = bind_unix(a->socket_path, a->config->user ? 0600 : 0666);
+                        r = fd = bind_unix(a->socket_path,
+                                           a->config->allow_any_user && !a->config->user ? 0666 : 0600);
                 if (r >= 0 && a->config->user && chown(a->socket_path, uid, gid) < 0) {
                         r = -errno;
                         safe_close(fd);

@@ -160,6 +160,13 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
                         return err(reterr_msg, "expected a user name or uid");
                 return replace(&c->user, value);
         }
+        if (streq(key, "AllowAnyUser")) {
+                int b = parse_boolean(value);
+                if (b < 0)
+                        return err(reterr_msg, "expected a boolean");
+                c->allow_any_user = b;
+                return 0;
+        }
         if (streq(key, "HealthCheckPath")) {
                 if (*value && *value != '/')
                         return err(reterr_msg, "must start with '/'");
@@ -271,7 +278,8 @@ int app_config_load(const char *path, AppConfig **ret, ConfError *e) {
 }
 
 bool app_config_same_listeners(const AppConfig *a, const AppConfig *b) {
-        return streq(a->id, b->id) && a->http_port == b->http_port && streq_ptr(a->user, b->user);
+        return streq(a->id, b->id) && a->http_port == b->http_port && streq_ptr(a->user, b->user) &&
+               a->allow_any_user == b->allow_any_user;
 }
 
 bool app_config_equal(const AppConfig *a, const AppConfig *b) {

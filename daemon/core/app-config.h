@@ -31,7 +31,8 @@ typedef struct AppConfig {
         uint16_t http_port;    /* 0: no TCP listener */
         char *api_token;       /* secret: wiped on free */
         char *exec;
-        char *user;            /* who may connect to the app's socket; NULL: any local user */
+        char *user;            /* who may connect to the app's socket; NULL: the app's own unit (see manager.c) */
+        bool allow_any_user;   /* AllowAnyUser=yes: socket 0666, every local user may act as the app (development) */
         char *health_check_path; /* NULL: probe "/" and accept any HTTP answer */
         uint64_t health_probe_interval_usec;
         unsigned max_concurrency;   /* calls to this app at once; 0: unlimited (Dapr's app-max-concurrency) */

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <systemd/sd-login.h>
+
 #include "../core/app.h"
 #include "../core/component.h"
 #include "../core/identity.h"
@@ -236,6 +238,32 @@ static bool may_see_token(sd_bus_message *call, const char *id) {
         return false;
 }
 
+/*
+ * The app's own unit asking for its endpoints (mooringctl app-exec, the ExecStart= of
+ * mooring-app@.service) is handed the app's socket: without User= it was created 0600 and ours,
+ * because a DynamicUser= unit's uid is only known once it runs. The unit is read from the
+ * caller's cgroup, which the caller cannot choose; its uid is the only one given access.
+ */
+static void claim_socket(sd_bus_message *call, App *a) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_free_ char *unit_app = NULL, *unit = NULL;
+        uid_t uid;
+        pid_t pid;
+
+        /* The unit from the pid's cgroup, read here: the bus's own creds may carry no unit. */
+        if (a->config->user || a->config->allow_any_user || !a->socket_path ||
+            sd_bus_query_sender_creds(call, SD_BUS_CREDS_PID | SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID, &creds) < 0 ||
+            (sd_bus_creds_get_euid(creds, &uid) < 0 && sd_bus_creds_get_uid(creds, &uid) < 0) ||
+            sd_bus_creds_get_pid(creds, &pid) < 0 || sd_pid_get_unit(pid, &unit) < 0 ||
+            !identity_app_from_unit(unit, &unit_app) || !streq_ptr(unit_app, a->config->id))
+                return;
+        if (chown(a->socket_path, uid, (gid_t) -1) < 0)
+                log_warning_errno(errno, "Failed to hand socket %s to uid %u of %s, ignoring: %m",
+                                  a->socket_path, (unsigned) uid, unit);
+        else
+                log_debug("Socket %s handed to uid %u of %s.", a->socket_path, (unsigned) uid, unit);
+}
+
 static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Manager *m = userdata;
@@ -250,6 +278,7 @@ static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *re
                 return sd_bus_error_setf(reterr, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
         const AppConfig *c = a->config;
 
+        claim_socket(call, a);
         r = sd_bus_message_new_method_return(call, &reply);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "a{sv}", 6 + (c->api_token && may_see_token(call, id) ? 1 : 0),
