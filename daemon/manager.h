@@ -91,6 +91,7 @@ struct Manager {
         sd_event_source *drain_timer;
         uint64_t start_usec;
         unsigned n_config_errors;   /* of the last load */
+        unsigned n_config_kept;     /* of those, how many kept a previous version running (reload) */
 };
 
 Manager *manager_new(void);
@@ -99,7 +100,12 @@ DEFINE_CLEANUP_FUNC(Manager, manager_free);
 
 /* Brings every listener and component up, then tells systemd READY=1. */
 int manager_start(Manager *m);
-/* Re-reads settings, apps and components; keeps what did not change. */
+/*
+ * Re-reads settings, apps, components, Configurations and subscriptions; keeps
+ * what did not change, and the running version of whatever is now broken.
+ * Returns < 0 only for what stopped the reload (OOM); configuration errors
+ * are counted in n_config_errors (n_config_kept of them kept a previous version).
+ */
 int manager_reload(Manager *m);
 /* Starts the bounded drain; the loop exits when it ends. */
 void manager_stop(Manager *m);
@@ -122,6 +128,9 @@ uint64_t manager_uptime_sec(const Manager *m);
 
 /* For blocks that load configuration: log like the Manager does (counts the error). */
 void manager_log_conf_error(Manager *m, const ConfError *e);
+/* A bad file or document whose previous version stays running: a warning that says so (counts the
+ * error, and the kept version). */
+void manager_log_conf_kept(Manager *m, const ConfError *e);
 /* Sorted list of dir/NAME ending in one of suffixes; a missing dir is empty. */
 int manager_list_dir(const char *dir, const char *const *suffixes, char ***ret);
 

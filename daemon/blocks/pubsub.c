@@ -17,6 +17,7 @@
 #include "../core/app.h"
 #include "../core/cloudevent.h"
 #include "../core/component.h"
+#include "../core/conf-keep.h"
 #include "../core/subscription.h"
 #include "../core/tracecontext.h"
 #include "../manager.h"
@@ -823,6 +824,9 @@ typedef struct SubLoad {
         Manager *m;
         Subscription **list;
         size_t n;
+        ConfKeep keep;          /* what of the running set a broken file keeps */
+        size_t file_start;      /* list[file_start..n) came from the file being read */
+        bool oom;
 } SubLoad;
 
 static void on_sub(Subscription *s, void *userdata) {
@@ -836,16 +840,56 @@ static void on_sub(Subscription *s, void *userdata) {
         l[sl->n++] = s;
 }
 
-static void on_sub_error(const ConfError *e, void *userdata) {
+/* A bad document on reload: per document where it names itself (metadata.name), else per file;
+ * see core/conf-keep.h. Unnamed subscriptions can only be kept with their whole file. */
+static void on_sub_error(const ConfError *e, const char *name, void *userdata) {
         SubLoad *sl = userdata;
-        manager_log_conf_error(sl->m, e);
+        int r = conf_keep_note_error(&sl->keep, name);
+        if (r < 0)
+                sl->oom = true;
+        if (r > 0)
+                manager_log_conf_kept(sl->m, e);
+        else
+                manager_log_conf_error(sl->m, e);
+}
+
+static const char *sub_file_of(const void *o) {
+        return ((const Subscription *) o)->file;
+}
+
+static const char *sub_name_of(const void *o) {
+        return ((const Subscription *) o)->name;
+}
+
+static bool sub_has_new(const char *name, void *userdata) {
+        SubLoad *sl = userdata;
+        for (size_t i = sl->file_start; i < sl->n; i++)
+                if (streq_ptr(sl->list[i]->name, name))
+                        return true;
+        return false;
+}
+
+/* Moves running subscription i into the new list: the old list no longer owns it. */
+static void sub_keep(size_t i, void *userdata) {
+        SubLoad *sl = userdata;
+        Subscription **l = realloc(sl->list, (sl->n + 1) * sizeof *l);
+        if (!l) {
+                sl->oom = true; /* stays in the old list and goes with it */
+                return;
+        }
+        sl->list = l;
+        l[sl->n++] = TAKE_PTR(sl->m->subscriptions[i]);
 }
 
 int pubsub_reload(Manager *m) {
         static const char *const suffixes[] = { ".yaml", ".yml", NULL };
         _cleanup_strv_free_ char **files = NULL;
         _cleanup_free_ char *dir = NULL;
-        SubLoad sl = { .m = m };
+        SubLoad sl = {
+                .m = m,
+                .keep = { .old = (void *const *) m->subscriptions, .n_old = m->n_subscriptions,
+                          .file_of = sub_file_of, .name_of = sub_name_of },
+        };
         int r;
 
         if (asprintf(&dir, "%s/subscriptions", m->config_dir) < 0)
@@ -856,16 +900,22 @@ int pubsub_reload(Manager *m) {
         for (char **f = files; f && *f; f++) {
                 _cleanup_free_ char *text = NULL;
                 size_t len;
+                sl.file_start = sl.n;
+                conf_keep_begin_file(&sl.keep, *f);
                 r = read_full_file(*f, SETTINGS_FILE_MAX, &text, &len);
                 if (r < 0) {
                         ConfError e = {};
                         conf_error_set(&e, *f, 0, NULL, "cannot read: %s", strerror(-r));
-                        manager_log_conf_error(m, &e);
+                        on_sub_error(&e, NULL, &sl);
                         conf_error_done(&e);
-                        continue;
-                }
-                (void) subscription_load_yaml(*f, text, len, on_sub, on_sub_error, &sl);
+                } else
+                        (void) subscription_load_yaml_named(*f, text, len, on_sub, on_sub_error, &sl);
+                if (sl.keep.whole) /* the file's last good version stays whole: drop what was read now */
+                        while (sl.n > sl.file_start)
+                                subscription_free(sl.list[--sl.n]);
+                conf_keep_end_file(&sl.keep, sub_has_new, sub_keep, &sl);
         }
+        conf_keep_done(&sl.keep);
 
         pubsub_stop_all(m);
         for (size_t i = 0; i < m->n_subscriptions; i++)

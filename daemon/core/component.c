@@ -300,10 +300,20 @@ static int parse_component(YamlWalk *w, yaml_node_t *root, Component **ret) {
 
 typedef struct {
         ComponentFoundFn found_fn;
-        ComponentErrorFn error_fn;
+        ComponentNamedErrorFn error_fn;
+        ComponentErrorFn plain_error_fn; /* component_parse()'s caller's, for the trampoline */
         void *userdata;
         int n_good;
 } ParseCtx;
+
+/* metadata.name of a document as written, if it is a non-empty scalar: what the document meant to
+ * define, even when it is otherwise broken. */
+static const char *document_name(YamlWalk *w, yaml_node_t *root) {
+        if (!root || root->type != YAML_MAPPING_NODE)
+                return NULL;
+        const char *s = yaml_scalar(yaml_map_get(w, yaml_map_get(w, root, "metadata"), "name"));
+        return s && *s ? s : NULL;
+}
 
 static int on_document(YamlWalk *w, yaml_node_t *root, void *userdata) {
         ParseCtx *ctx = userdata;
@@ -328,20 +338,38 @@ static int on_document(YamlWalk *w, yaml_node_t *root, void *userdata) {
         if (r == -ENOMEM)
                 return r;
         if (r < 0) { /* a bad document: report it, go on with the next */
-                ctx->error_fn(w->err, ctx->userdata);
+                ctx->error_fn(w->err, document_name(w, root), ctx->userdata);
                 conf_error_done(w->err);
         }
         return 0;
 }
 
-int component_parse(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
-                    ComponentErrorFn error_fn, void *userdata) {
+int component_parse_named(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
+                          ComponentNamedErrorFn error_fn, void *userdata) {
         ParseCtx ctx = { .found_fn = found_fn, .error_fn = error_fn, .userdata = userdata };
         ConfError e = {};
         int r = yaml_walk_documents(file, text, len, &e, on_document, &ctx);
 
-        if (r == -EINVAL) /* a YAML syntax error ends the file there */
-                error_fn(&e, userdata);
+        if (r == -EINVAL) /* a YAML syntax error ends the file there: what it meant is unknown */
+                error_fn(&e, NULL, userdata);
         conf_error_done(&e);
         return r == -ENOMEM ? r : ctx.n_good;
+}
+
+static void plain_error(const ConfError *e, const char *name, void *userdata) {
+        ParseCtx *outer = userdata;
+        if (outer->plain_error_fn)
+                outer->plain_error_fn(e, outer->userdata);
+}
+
+static void plain_found(Component *c, void *userdata) {
+        ParseCtx *outer = userdata;
+        outer->found_fn(c, outer->userdata);
+}
+
+int component_parse(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
+                    ComponentErrorFn error_fn, void *userdata) {
+        /* The named variant with the caller's callbacks behind a trampoline. */
+        ParseCtx outer = { .found_fn = found_fn, .plain_error_fn = error_fn, .userdata = userdata };
+        return component_parse_named(file, text, len, plain_found, plain_error, &outer);
 }

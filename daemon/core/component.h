@@ -75,3 +75,14 @@ typedef void (*ComponentErrorFn)(const ConfError *e, void *userdata);
  */
 int component_parse(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
                     ComponentErrorFn error_fn, void *userdata);
+
+/*
+ * For reload: called for each bad document with the component it meant to
+ * define, its metadata.name (a non-empty scalar under a metadata mapping),
+ * or NULL when that cannot be told: the document is no mapping or names
+ * nothing, or the YAML syntax broke (then the rest of the file is unread).
+ */
+typedef void (*ComponentNamedErrorFn)(const ConfError *e, const char *name, void *userdata);
+/* Like component_parse(), with the bad document's name given to error_fn. */
+int component_parse_named(const char *file, const char *text, size_t len, ComponentFoundFn found_fn,
+                          ComponentNamedErrorFn error_fn, void *userdata);

@@ -1051,10 +1051,20 @@ static int parse_document(YamlWalk *w, yaml_node_t *root, Subscription **ret) {
 
 typedef struct {
         SubscriptionFoundFn found_fn;
-        SubscriptionErrorFn error_fn;
+        SubscriptionNamedErrorFn error_fn;
+        SubscriptionErrorFn plain_error_fn; /* subscription_load_yaml()'s caller's, for the trampoline */
         void *userdata;
         int n_good;
 } LoadCtx;
+
+/* metadata.name of a document as written, if it is a non-empty scalar: what the document meant to
+ * define, even when it is otherwise broken. */
+static const char *document_name(YamlWalk *w, yaml_node_t *root) {
+        if (!root || root->type != YAML_MAPPING_NODE)
+                return NULL;
+        const char *s = yaml_scalar(yaml_map_get(w, yaml_map_get(w, root, "metadata"), "name"));
+        return s && *s ? s : NULL;
+}
 
 static int on_document(YamlWalk *w, yaml_node_t *root, void *userdata) {
         LoadCtx *ctx = userdata;
@@ -1079,22 +1089,39 @@ static int on_document(YamlWalk *w, yaml_node_t *root, void *userdata) {
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                ctx->error_fn(w->err, ctx->userdata);
+                ctx->error_fn(w->err, document_name(w, root), ctx->userdata);
                 conf_error_done(w->err);
         }
         return 0;
 }
 
-int subscription_load_yaml(const char *file, const char *text, size_t len, SubscriptionFoundFn on_sub,
-                           SubscriptionErrorFn on_error, void *ud) {
+int subscription_load_yaml_named(const char *file, const char *text, size_t len, SubscriptionFoundFn on_sub,
+                                 SubscriptionNamedErrorFn on_error, void *ud) {
         LoadCtx ctx = { .found_fn = on_sub, .error_fn = on_error, .userdata = ud };
         ConfError e = {};
         int r = yaml_walk_documents(file, text, len, &e, on_document, &ctx);
 
-        if (r == -EINVAL) /* a YAML syntax error ends the file there */
-                on_error(&e, ud);
+        if (r == -EINVAL) /* a YAML syntax error ends the file there: what it meant is unknown */
+                on_error(&e, NULL, ud);
         conf_error_done(&e);
         return r == -ENOMEM ? r : ctx.n_good;
+}
+
+static void plain_error(const ConfError *e, const char *name, void *userdata) {
+        LoadCtx *outer = userdata;
+        outer->plain_error_fn(e, outer->userdata);
+}
+
+static void plain_found(Subscription *s, void *userdata) {
+        LoadCtx *outer = userdata;
+        outer->found_fn(s, outer->userdata);
+}
+
+int subscription_load_yaml(const char *file, const char *text, size_t len, SubscriptionFoundFn on_sub,
+                           SubscriptionErrorFn on_error, void *ud) {
+        /* The named variant with the caller's callbacks behind a trampoline. */
+        LoadCtx outer = { .found_fn = on_sub, .plain_error_fn = on_error, .userdata = ud };
+        return subscription_load_yaml_named(file, text, len, plain_found, plain_error, &outer);
 }
 
 /* ---- programmatic JSON ---- */

@@ -98,6 +98,18 @@ int subscription_load_yaml(const char *file, const char *text, size_t len, Subsc
                            SubscriptionErrorFn on_error, void *ud);
 
 /*
+ * For reload: called for each bad document with the subscription it meant to
+ * define, its metadata.name (a non-empty scalar under a metadata mapping), or
+ * NULL when that cannot be told: the document is no mapping or names nothing
+ * (the name is optional for subscriptions), or the YAML syntax broke (then
+ * the rest of the file is unread).
+ */
+typedef void (*SubscriptionNamedErrorFn)(const ConfError *e, const char *name, void *userdata);
+/* Like subscription_load_yaml(), with the bad document's name given to on_error. */
+int subscription_load_yaml_named(const char *file, const char *text, size_t len, SubscriptionFoundFn on_sub,
+                                 SubscriptionNamedErrorFn on_error, void *ud);
+
+/*
  * Parses the app's answer to GET /dapr/subscribe: a JSON array of
  * {pubsubname, topic, route | routes{rules[{match, path}], default}, metadata{},
  * deadLetterTopic, bulkSubscribe}. Unknown members are ignored. Good entries
