@@ -17,6 +17,7 @@
 
 #include "../core/component.h"
 #include "../util/strv.h"
+#include "dl-hiredis.h"
 #include "redis-common.h"
 
 #define REDIS_BACKOFF_MIN_USEC (100 * 1000ULL)
@@ -350,7 +351,7 @@ void redis_conn_reset(RedisConn *c, int error, const char *message) {
         set_string(&c->last_error, strdup(message));
         c->fail_error = error;
         set_string(&c->fail_message, strdup(message));
-        redisAsyncFree(ac);
+        sym_redisAsyncFree(ac);
         /* c may be gone here when not inside a hiredis callback: callers hold a Liveness. */
 }
 
@@ -447,9 +448,9 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
 
         l = liveness_ref(c->liveness);
         if (revents & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                redisAsyncHandleRead(ac);
+                sym_redisAsyncHandleRead(ac);
         if (l->alive && (revents & EPOLLOUT) && c->ac == ac)
-                redisAsyncHandleWrite(ac);
+                sym_redisAsyncHandleWrite(ac);
         if (liveness_unref(l))
                 watchdog_arm(c);
         return 0;
@@ -520,14 +521,14 @@ static void handshake_send(RedisConn *c, redisAsyncContext *ac) {
                 }
                 argv[n] = cfg->password;
                 argvlen[n++] = strlen(cfg->password);
-                if (redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "AUTH", n, argv, argvlen) == REDIS_OK)
+                if (sym_redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "AUTH", n, argv, argvlen) == REDIS_OK)
                         c->handshake_pending++;
         }
         if (cfg->db > 0) {
                 snprintf(buf, sizeof(buf), "%u", cfg->db);
                 const char *argv[2] = { "SELECT", buf };
                 size_t argvlen[2] = { 6, strlen(buf) };
-                if (redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "SELECT", 2, argv, argvlen) == REDIS_OK)
+                if (sym_redisAsyncCommandArgv(ac, on_handshake_reply, (void *) "SELECT", 2, argv, argvlen) == REDIS_OK)
                         c->handshake_pending++;
         }
 }
@@ -547,14 +548,14 @@ static void connection_start(RedisConn *c) {
 
         assert(!c->ac);
 
-        ac = cfg->unix_path ? redisAsyncConnectUnix(cfg->unix_path) : redisAsyncConnect(cfg->host, cfg->port);
+        ac = cfg->unix_path ? sym_redisAsyncConnectUnix(cfg->unix_path) : sym_redisAsyncConnect(cfg->host, cfg->port);
         if (!ac) {
                 connection_failed(c, "out of memory");
                 return;
         }
         if (ac->err) {
                 connection_failed(c, ac->errstr ?: "unknown error");
-                redisAsyncFree(ac); /* no hooks or callbacks installed yet */
+                sym_redisAsyncFree(ac); /* no hooks or callbacks installed yet */
                 return;
         }
 
@@ -563,7 +564,7 @@ static void connection_start(RedisConn *c) {
                 char buf[128];
                 snprintf(buf, sizeof(buf), "cannot watch socket: %s", strerror(-r));
                 connection_failed(c, buf);
-                redisAsyncFree(ac);
+                sym_redisAsyncFree(ac);
                 return;
         }
         c->io_events = EPOLLOUT; /* connect(2) completes as writable */
@@ -575,7 +576,7 @@ static void connection_start(RedisConn *c) {
         ac->ev.addWrite = ev_add_write;
         ac->ev.delWrite = ev_del_write;
         ac->ev.cleanup = ev_cleanup;
-        (void) redisAsyncSetConnectCallback(ac, on_connect);
+        (void) sym_redisAsyncSetConnectCallback(ac, on_connect);
 
         c->ac = ac;
         c->ready = false;
@@ -662,7 +663,7 @@ void redis_conn_done(RedisConn *c, const char *message) {
                 redisAsyncContext *ac = c->ac;
 
                 /* Outside a hiredis callback this runs every pending callback (-ECANCELED) and ev_cleanup now. */
-                redisAsyncFree(ac);
+                sym_redisAsyncFree(ac);
                 if (c->ac == ac) {
                         /* Inside one: hiredis frees it once that callback returns; cut it loose from us. */
                         ac->data = NULL;
@@ -728,7 +729,7 @@ int redis_conn_send(RedisConn *c, uint64_t timeout_usec, RedisReplyFn fn, void *
         if (!call)
                 return -ENOMEM;
 
-        if (c->ac && redisAsyncCommandArgv(c->ac, on_call_reply, call, argc, argv, argvlen) == REDIS_OK) {
+        if (c->ac && sym_redisAsyncCommandArgv(c->ac, on_call_reply, call, argc, argv, argvlen) == REDIS_OK) {
                 uint64_t deadline = now_monotonic(c) + timeout_usec;
                 /* Replies come in order: nothing behind a slow command can be answered before it. */
                 call->deadline = c->pending.tail ? MAX(deadline, c->pending.tail->deadline) : deadline;

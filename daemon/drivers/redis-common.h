@@ -5,7 +5,9 @@
  * dialTimeout, and the refusal of TLS, sentinel failover and clusters), and
  * RedisConn, one hiredis async connection driven by the daemon's sd-event
  * loop through a small adapter (one io source whose event mask follows
- * hiredis' addRead/delRead/addWrite/delWrite hooks).
+ * hiredis' addRead/delRead/addWrite/delWrite hooks). hiredis is not linked:
+ * both drivers load it first thing in their open() (dl-hiredis.h), and the
+ * calls here go through its sym_ pointers.
  *
  * RedisConn guarantees:
  * - It connects without waiting, pipelines AUTH/SELECT first, and reconnects

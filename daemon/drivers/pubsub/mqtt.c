@@ -3,7 +3,8 @@
  * pubsub.mqtt3 (alias pubsub.mqtt): Dapr's MQTT pub/sub over MQTT 3.1.1 with
  * libmosquitto, driven by the daemon's sd-event loop (libmosquitto never
  * starts a thread of its own), plus a local SQLite spool that makes delivery
- * at least once through a crash of the daemon.
+ * at least once through a crash of the daemon. libmosquitto is not linked:
+ * open() loads it first (dl-mosquitto.h); its calls go through sym_ pointers.
  *
  * Metadata (Dapr's names): url (required: tcp:// or mqtt://, optional
  * user:password@, port 1883 by default; ssl://, tls://, mqtts://, ws(s)://
@@ -129,6 +130,7 @@
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
 #include "../../work/queue.h"
+#include "../dl-mosquitto.h"
 #include "../sqlite-common.h"
 #include "driver.h"
 
@@ -557,7 +559,7 @@ static const char *mosq_error(int rc, int err, char *buf, size_t size) {
                 snprintf(buf, size, "no answer from the broker within the keepalive");
                 break;
         default:
-                snprintf(buf, size, "%s", mosquitto_strerror(rc));
+                snprintf(buf, size, "%s", sym_mosquitto_strerror(rc));
         }
         return buf;
 }
@@ -571,7 +573,7 @@ static int topic_check(const char *topic) {
         n = strlen(topic);
         if (n > 65535 - 64 || strpbrk(topic, "+#"))
                 return -EINVAL;
-        if (mosquitto_validate_utf8(topic, (int) n) != MOSQ_ERR_SUCCESS)
+        if (sym_mosquitto_validate_utf8(topic, (int) n) != MOSQ_ERR_SUCCESS)
                 return -EINVAL;
         return 0;
 }
@@ -579,7 +581,7 @@ static int topic_check(const char *topic) {
 static int group_check(const char *group) {
         if (!group || !*group || strpbrk(group, "/+#") || strlen(group) > 1024)
                 return -EINVAL;
-        if (mosquitto_validate_utf8(group, (int) strlen(group)) != MOSQ_ERR_SUCCESS)
+        if (sym_mosquitto_validate_utf8(group, (int) strlen(group)) != MOSQ_ERR_SUCCESS)
                 return -EINVAL;
         return 0;
 }
@@ -936,9 +938,9 @@ static void conn_set_abort(MqttConn *c, const char *fmt, ...) {
 static void conn_flush(MqttConn *c) {
         int rc, err;
 
-        if (c->mosq && c->state == CONN_ACTIVE && c->n_uncommitted == 0 && mosquitto_want_write(c->mosq)) {
+        if (c->mosq && c->state == CONN_ACTIVE && c->n_uncommitted == 0 && sym_mosquitto_want_write(c->mosq)) {
                 errno = 0;
-                rc = mosquitto_loop_write(c->mosq, 1);
+                rc = sym_mosquitto_loop_write(c->mosq, 1);
                 err = errno;
                 if (rc != MOSQ_ERR_SUCCESS) {
                         conn_lost_rc(c, rc, err);
@@ -952,8 +954,8 @@ static void conn_flush(MqttConn *c) {
 static void conn_close(MqttConn *c) {
         if (c->mosq && c->state == CONN_ACTIVE && c->n_uncommitted == 0 && !c->abort) {
                 /* Both only queue (threaded mode); one non-blocking write sends what fits. */
-                (void) mosquitto_disconnect(c->mosq);
-                (void) mosquitto_loop_write(c->mosq, 1);
+                (void) sym_mosquitto_disconnect(c->mosq);
+                (void) sym_mosquitto_loop_write(c->mosq, 1);
         }
         conn_free(c);
 }
@@ -1360,7 +1362,7 @@ static void conn_update_io(MqttConn *c) {
                 ev |= EPOLLIN;
         /* The gate: nothing is written while a received message is not yet in the spool, since
          * its PUBACK is already queued in libmosquitto. */
-        if (c->n_uncommitted == 0 && mosquitto_want_write(c->mosq))
+        if (c->n_uncommitted == 0 && sym_mosquitto_want_write(c->mosq))
                 ev |= EPOLLOUT;
         if (ev != c->io_events && sd_event_source_set_io_events(c->io, ev) >= 0)
                 c->io_events = ev;
@@ -1372,7 +1374,7 @@ static void conn_teardown(MqttConn *c) {
         c->io_events = 0;
         c->tick = sd_event_source_disable_unref(c->tick);
         if (c->mosq) {
-                mosquitto_destroy(c->mosq);
+                sym_mosquitto_destroy(c->mosq);
                 c->mosq = NULL;
         }
         c->state = CONN_IDLE;
@@ -1491,10 +1493,10 @@ static void pub_send(MqttBroker *b, MqttConn *c, MqttPub *p, const char *topic, 
                      size_t len) {
         int mid = 0, rc;
 
-        rc = mosquitto_publish(c->mosq, &mid, topic, (int) len, data, b->qos, b->retain);
+        rc = sym_mosquitto_publish(c->mosq, &mid, topic, (int) len, data, b->qos, b->retain);
         if (rc != MOSQ_ERR_SUCCESS) {
                 char buf[200];
-                snprintf(buf, sizeof(buf), "mqtt: publish to '%s' failed: %s", topic, mosquitto_strerror(rc));
+                snprintf(buf, sizeof(buf), "mqtt: publish to '%s' failed: %s", topic, sym_mosquitto_strerror(rc));
                 pub_complete(b, p, mosq_publish_error(rc), buf);
                 return;
         }
@@ -1515,9 +1517,9 @@ static void conn_send_subscribe(MqttConn *c, const char *topic) {
                 conn_set_abort(c, "mqtt: out of memory");
                 return;
         }
-        rc = mosquitto_subscribe(c->mosq, NULL, filter, 1);
+        rc = sym_mosquitto_subscribe(c->mosq, NULL, filter, 1);
         if (rc != MOSQ_ERR_SUCCESS)
-                conn_set_abort(c, "mqtt: cannot subscribe to '%s': %s", filter, mosquitto_strerror(rc));
+                conn_set_abort(c, "mqtt: cannot subscribe to '%s': %s", filter, sym_mosquitto_strerror(rc));
 }
 
 static void on_connect(struct mosquitto *mosq, void *userdata, int rc, int flags) {
@@ -1525,7 +1527,7 @@ static void on_connect(struct mosquitto *mosq, void *userdata, int rc, int flags
 
         if (rc != 0) {
                 conn_set_abort(c, "mqtt: the broker refused the connection of '%s': %s", c->client_id,
-                               mosquitto_connack_string(rc));
+                               sym_mosquitto_connack_string(rc));
                 return;
         }
         c->state = CONN_ACTIVE;
@@ -1615,7 +1617,7 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
                 return 0;
         if ((revents & EPOLLOUT) && c->n_uncommitted == 0) {
                 errno = 0;
-                rc = mosquitto_loop_write(mosq, 1);
+                rc = sym_mosquitto_loop_write(mosq, 1);
                 err = errno;
         }
         if (rc == MOSQ_ERR_SUCCESS && (revents & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
@@ -1624,7 +1626,7 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
                         int avail = 0;
 
                         errno = 0;
-                        rc = mosquitto_loop_read(mosq, 1);
+                        rc = sym_mosquitto_loop_read(mosq, 1);
                         err = errno;
                         if (rc != MOSQ_ERR_SUCCESS || c->abort)
                                 break;
@@ -1663,7 +1665,7 @@ static int on_tick(sd_event_source *es, uint64_t usec, void *userdata) {
                 return 0;
         }
         errno = 0;
-        rc = mosquitto_loop_misc(c->mosq); /* keepalive: PINGREQ, or the verdict that the broker is gone */
+        rc = sym_mosquitto_loop_misc(c->mosq); /* keepalive: PINGREQ, or the verdict that the broker is gone */
         err = errno;
         if (rc != MOSQ_ERR_SUCCESS) {
                 conn_lost_rc(c, rc, err);
@@ -1684,7 +1686,7 @@ static void conn_connect(MqttConn *c, const char *addr) {
         assert(!c->mosq);
         c->serial = ++b->next_serial;
         c->n_uncommitted = 0;
-        c->mosq = mosquitto_new(c->client_id, c->clean_session, c);
+        c->mosq = sym_mosquitto_new(c->client_id, c->clean_session, c);
         if (!c->mosq) {
                 snprintf(msg, sizeof(msg), "mqtt: cannot create a client '%s': %s", c->client_id,
                          strerror(errno));
@@ -1692,18 +1694,18 @@ static void conn_connect(MqttConn *c, const char *addr) {
                 return;
         }
         /* Threaded mode without threads: packets are only queued, we decide when they are written. */
-        (void) mosquitto_threaded_set(c->mosq, true);
-        (void) mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+        (void) sym_mosquitto_threaded_set(c->mosq, true);
+        (void) sym_mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
         if (b->username)
-                (void) mosquitto_username_pw_set(c->mosq, b->username, b->password);
-        mosquitto_connect_with_flags_callback_set(c->mosq, on_connect);
-        mosquitto_subscribe_callback_set(c->mosq, on_subscribe);
-        mosquitto_message_callback_set(c->mosq, on_message);
-        mosquitto_publish_callback_set(c->mosq, on_publish);
+                (void) sym_mosquitto_username_pw_set(c->mosq, b->username, b->password);
+        sym_mosquitto_connect_with_flags_callback_set(c->mosq, on_connect);
+        sym_mosquitto_subscribe_callback_set(c->mosq, on_subscribe);
+        sym_mosquitto_message_callback_set(c->mosq, on_message);
+        sym_mosquitto_publish_callback_set(c->mosq, on_publish);
         c->state = CONN_CONNECTING;
 
         errno = 0;
-        rc = mosquitto_connect_async(c->mosq, addr, b->port, MQTT_KEEPALIVE_SEC);
+        rc = sym_mosquitto_connect_async(c->mosq, addr, b->port, MQTT_KEEPALIVE_SEC);
         err = errno;
         if (rc != MOSQ_ERR_SUCCESS) {
                 snprintf(msg, sizeof(msg), "mqtt: cannot connect to %s:%d: %s", b->host, b->port,
@@ -1711,7 +1713,7 @@ static void conn_connect(MqttConn *c, const char *addr) {
                 conn_lost(c, -ENOTCONN, msg);
                 return;
         }
-        fd = mosquitto_socket(c->mosq);
+        fd = sym_mosquitto_socket(c->mosq);
         if (fd < 0) {
                 conn_lost(c, -ENOTCONN, "mqtt: connecting produced no socket");
                 return;
@@ -2174,7 +2176,7 @@ static int parse_config(MqttBroker *b, char **reterr_msg) {
                         return fail_field(reterr_msg, -EINVAL,
                                           "consumerID: templates such as '{uuid}' are not supported: the client "
                                           "id must stay the same across restarts");
-                if (strlen(v) > 1024 || mosquitto_validate_utf8(v, (int) strlen(v)) != MOSQ_ERR_SUCCESS)
+                if (strlen(v) > 1024 || sym_mosquitto_validate_utf8(v, (int) strlen(v)) != MOSQ_ERR_SUCCESS)
                         return fail_field(reterr_msg, -EINVAL, "consumerID: invalid value");
                 b->consumer_id = strdup(v);
         } else {
@@ -2199,7 +2201,7 @@ static void mqtt_release(MqttBroker *b) {
                 b->liveness = NULL;
         }
         if (b->lib_inited) {
-                (void) mosquitto_lib_cleanup();
+                (void) sym_mosquitto_lib_cleanup();
                 b->lib_inited = false;
         }
         mqtt_free_config(b);
@@ -2210,7 +2212,10 @@ static int mqtt_open(PubsubBroker *base, char **reterr_msg) {
         int r;
 
         *reterr_msg = NULL;
-        r = parse_config(b, reterr_msg);
+        /* First: the configuration is checked with libmosquitto's UTF-8 validator. */
+        r = dlopen_mosquitto("pubsub.mqtt3", reterr_msg);
+        if (r >= 0)
+                r = parse_config(b, reterr_msg);
         if (r >= 0)
                 r = spool_open(b, reterr_msg);
         if (r < 0)
@@ -2221,7 +2226,7 @@ static int mqtt_open(PubsubBroker *base, char **reterr_msg) {
                 r = -ENOMEM;
                 goto fail;
         }
-        if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
+        if (sym_mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
                 r = fail_field(reterr_msg, -EIO, "cannot initialize libmosquitto");
                 goto fail;
         }

@@ -56,6 +56,7 @@
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
+#include "../dl-hiredis.h"
 #include "../redis-common.h"
 #include "driver.h"
 
@@ -1077,6 +1078,10 @@ static int redis_open(PubsubBroker *base, char **reterr_msg) {
         b->processing_timeout_usec = PS_DEFAULT_PROCESSING_TIMEOUT_USEC;
         b->redeliver_interval_usec = PS_DEFAULT_REDELIVER_INTERVAL_USEC;
 
+        /* hiredis is mapped by the first Redis component, not at daemon start. */
+        r = dlopen_hiredis("pubsub.redis", reterr_msg);
+        if (r < 0)
+                return r;
         r = redis_config_parse(&b->config, c, reterr_msg);
         if (r < 0)
                 return r;

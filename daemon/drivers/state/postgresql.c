@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * state.postgresql (alias state.postgres): libpq in non-blocking mode on the
- * sd-event loop, no threads.
+ * sd-event loop, no threads. libpq is not linked: the first open() loads it
+ * (dl-libpq.h), so every libpq call here goes through a sym_ pointer.
  *
  * One connection per store. PQconnectStartParams()/PQconnectPoll() are driven
  * by an io source on PQsocket() (re-added on every poll: the socket may change
@@ -41,6 +42,7 @@
 #include "../../util/cleanup.h"
 #include "../../core/component.h"
 #include "../../util/strv.h"
+#include "../dl-libpq.h"
 #include "driver.h"
 
 #define PG_USEC_PER_MSEC UINT64_C(1000)
@@ -275,7 +277,7 @@ static void pg_drop_connection(Pg *p) {
         p->io = sd_event_source_disable_unref(p->io);
         p->io_events = 0;
         if (p->conn) {
-                PQfinish(p->conn);
+                sym_PQfinish(p->conn);
                 p->conn = NULL;
         }
         p->busy = false;
@@ -401,7 +403,7 @@ static int pg_watch(Pg *p, uint32_t events) {
         }
         /* connecting: the socket may have changed since the last poll */
         p->io = sd_event_source_disable_unref(p->io);
-        fd = PQsocket(p->conn);
+        fd = sym_PQsocket(p->conn);
         if (fd < 0)
                 return -EBADF;
         r = sd_event_add_io(p->event, &p->io, fd, events, on_io, p);
@@ -412,9 +414,9 @@ static int pg_watch(Pg *p, uint32_t events) {
 }
 
 static int pg_flush(Pg *p) {
-        int r = PQflush(p->conn);
+        int r = sym_PQflush(p->conn);
         if (r < 0) {
-                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+                pg_disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
                 return -ENOTCONN;
         }
         r = pg_watch(p, EPOLLIN | (r > 0 ? EPOLLOUT : 0));
@@ -429,14 +431,14 @@ static void pg_setup_send(Pg *p) {
         int ok;
 
         if (p->setup_step == 0)
-                ok = PQsendQuery(p->conn, p->setup_sql);
+                ok = sym_PQsendQuery(p->conn, p->setup_sql);
         else {
                 PgStmt i = (PgStmt) (p->setup_step - 1);
-                ok = PQsendPrepare(p->conn, pg_stmts[i].name, p->sql[i], pg_stmts[i].n_params,
+                ok = sym_PQsendPrepare(p->conn, pg_stmts[i].name, p->sql[i], pg_stmts[i].n_params,
                                    pg_stmts[i].types);
         }
         if (!ok) {
-                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
                 return;
         }
         p->busy = true;
@@ -444,8 +446,8 @@ static void pg_setup_send(Pg *p) {
 }
 
 static void pg_connected(Pg *p) {
-        if (PQsetnonblocking(p->conn, 1) < 0) {
-                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+        if (sym_PQsetnonblocking(p->conn, 1) < 0) {
+                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
                 return;
         }
         /* from here on one socket: watch it afresh */
@@ -458,7 +460,7 @@ static void pg_connected(Pg *p) {
 static void pg_connect_poll(Pg *p) {
         int r;
 
-        switch (PQconnectPoll(p->conn)) {
+        switch (sym_PQconnectPoll(p->conn)) {
         case PGRES_POLLING_OK:
                 pg_connected(p);
                 return;
@@ -469,7 +471,7 @@ static void pg_connect_poll(Pg *p) {
                 r = pg_watch(p, EPOLLOUT);
                 break;
         default:
-                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
                 return;
         }
         if (r < 0)
@@ -483,16 +485,16 @@ static void pg_connect_start(Pg *p) {
 
         pg_drop_connection(p);
         p->phase = PG_PHASE_CONNECTING;
-        p->conn = PQconnectStartParams(keywords, values, 1);
+        p->conn = sym_PQconnectStartParams(keywords, values, 1);
         if (!p->conn) {
                 pg_disconnect(p, "connection failed", "out of memory");
                 return;
         }
-        if (PQstatus(p->conn) == CONNECTION_BAD) {
-                pg_disconnect(p, "connection failed", PQerrorMessage(p->conn));
+        if (sym_PQstatus(p->conn) == CONNECTION_BAD) {
+                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
                 return;
         }
-        (void) PQsetNoticeProcessor(p->conn, pg_notice_ignore, NULL);
+        (void) sym_PQsetNoticeProcessor(p->conn, pg_notice_ignore, NULL);
 
         /* the attempt, setup included, gets one timeout */
         (void) sd_event_source_set_time(p->conn_timer, usec_add(pg_now(p), p->timeout_usec));
@@ -522,12 +524,12 @@ static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* Maps a failed PGresult onto op->result (first error wins); marks a dead session. */
 static void pg_result_error(Pg *p, PgOp *op, const PGresult *res) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *state = sym_PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *primary = sym_PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         _cleanup_free_ char *msg = NULL;
         int error = -EIO;
 
-        msg = pg_message_dup(primary ?: PQresultErrorMessage(res));
+        msg = pg_message_dup(primary ?: sym_PQresultErrorMessage(res));
         if (state && (startswith(state, "08") || streq(state, "57P01") || streq(state, "57P02") ||
                       streq(state, "57P03"))) {
                 /* the server ended the session: handled as a lost connection once the command ends */
@@ -549,31 +551,31 @@ static void pg_get_result(PgOp *op, const PGresult *res) {
         int len;
         uint64_t n;
 
-        if (PQntuples(res) != 1)
+        if (sym_PQntuples(res) != 1)
                 return; /* not found */
-        if (PQnfields(res) != 3 || PQfformat(res, 0) != 1 || PQgetlength(res, 0, 1) != 8) {
+        if (sym_PQnfields(res) != 3 || sym_PQfformat(res, 0) != 1 || sym_PQgetlength(res, 0, 1) != 8) {
                 (void) state_result_fail(&op->result, -EIO, "postgresql: unexpected result shape");
                 return;
         }
-        len = PQgetlength(res, 0, 0);
+        len = sym_PQgetlength(res, 0, 0);
         v->value = malloc((size_t) len + 1);
         if (!v->value) {
                 (void) state_result_fail(&op->result, -ENOMEM, "out of memory");
                 return;
         }
-        memcpy(v->value, PQgetvalue(res, 0, 0), (size_t) len);
+        memcpy(v->value, sym_PQgetvalue(res, 0, 0), (size_t) len);
         ((char *) v->value)[len] = 0;
         v->value_len = (size_t) len;
 
-        memcpy(&n, PQgetvalue(res, 0, 1), sizeof n);
+        memcpy(&n, sym_PQgetvalue(res, 0, 1), sizeof n);
         if (asprintf(&v->etag, "%" PRId64, (int64_t) be64toh(n)) < 0) {
                 v->etag = NULL;
                 (void) state_result_fail(&op->result, -ENOMEM, "out of memory");
                 return;
         }
-        if (!PQgetisnull(res, 0, 2) && PQgetlength(res, 0, 2) == 8) {
+        if (!sym_PQgetisnull(res, 0, 2) && sym_PQgetlength(res, 0, 2) == 8) {
                 int64_t t;
-                memcpy(&n, PQgetvalue(res, 0, 2), sizeof n);
+                memcpy(&n, sym_PQgetvalue(res, 0, 2), sizeof n);
                 t = (int64_t) be64toh(n);
                 v->expire_realtime_usec = t > 0 ? (uint64_t) t : 1;
         }
@@ -581,24 +583,24 @@ static void pg_get_result(PgOp *op, const PGresult *res) {
 }
 
 static void pg_command_result(Pg *p, PGresult *res) {
-        ExecStatusType st = PQresultStatus(res);
+        ExecStatusType st = sym_PQresultStatus(res);
         PgOp *op;
 
         if (p->phase == PG_PHASE_SETUP) {
                 if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !p->cmd_error)
-                        p->cmd_error = pg_message_dup(PQresultErrorMessage(res));
+                        p->cmd_error = pg_message_dup(sym_PQresultErrorMessage(res));
                 return;
         }
         op = p->queue.head;
         assert(op && op->started);
         switch (st) {
         case PGRES_TUPLES_OK:
-                op->rows = PQntuples(res);
+                op->rows = sym_PQntuples(res);
                 if (op->kind == PG_OP_GET && op->result.error == 0)
                         pg_get_result(op, res);
                 break;
         case PGRES_COMMAND_OK:
-                op->rows = strtol(PQcmdTuples(res), NULL, 10);
+                op->rows = strtol(sym_PQcmdTuples(res), NULL, 10);
                 break;
         default:
                 pg_result_error(p, op, res);
@@ -608,7 +610,7 @@ static void pg_command_result(Pg *p, PGresult *res) {
 
 static int pg_send_stmt(Pg *p, PgStmt stmt, const char *const *values, const int *lengths,
                         const int *formats) {
-        return PQsendQueryPrepared(p->conn, pg_stmts[stmt].name, pg_stmts[stmt].n_params, values, lengths,
+        return sym_PQsendQueryPrepared(p->conn, pg_stmts[stmt].name, pg_stmts[stmt].n_params, values, lengths,
                                    formats, 1);
 }
 
@@ -654,11 +656,11 @@ static void pg_op_send(Pg *p, PgOp *op) {
                 break;
         case PG_OP_TRANSACT:
                 if (op->rolling_back)
-                        ok = PQsendQuery(p->conn, "ROLLBACK");
+                        ok = sym_PQsendQuery(p->conn, "ROLLBACK");
                 else if (op->step == 0)
-                        ok = PQsendQuery(p->conn, "BEGIN");
+                        ok = sym_PQsendQuery(p->conn, "BEGIN");
                 else if (op->step > op->n_writes)
-                        ok = PQsendQuery(p->conn, "COMMIT");
+                        ok = sym_PQsendQuery(p->conn, "COMMIT");
                 else
                         ok = pg_send_write(p, &op->writes[op->step - 1]);
                 break;
@@ -667,7 +669,7 @@ static void pg_op_send(Pg *p, PgOp *op) {
                 ok = 0;
         }
         if (!ok) {
-                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+                pg_disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
                 return;
         }
         p->busy = true;
@@ -750,9 +752,9 @@ static void pg_command_done(Pg *p) {
                 return;
         }
 
-        if (p->lost_error || PQstatus(p->conn) == CONNECTION_BAD) {
+        if (p->lost_error || sym_PQstatus(p->conn) == CONNECTION_BAD) {
                 _cleanup_free_ char *e = p->lost_error ? TAKE_PTR(p->lost_error)
-                                                       : pg_message_dup(PQerrorMessage(p->conn));
+                                                       : pg_message_dup(sym_PQerrorMessage(p->conn));
                 pg_disconnect(p, "connection lost", e ?: "out of memory");
                 return;
         }
@@ -767,22 +769,22 @@ static void pg_command_done(Pg *p) {
 }
 
 static void pg_read(Pg *p) {
-        if (!PQconsumeInput(p->conn)) {
-                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+        if (!sym_PQconsumeInput(p->conn)) {
+                pg_disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
                 return;
         }
-        while (p->busy && !PQisBusy(p->conn)) {
-                PGresult *res = PQgetResult(p->conn);
+        while (p->busy && !sym_PQisBusy(p->conn)) {
+                PGresult *res = sym_PQgetResult(p->conn);
                 if (!res) {
                         p->busy = false;
                         pg_command_done(p); /* may send the next command, or drop the connection */
                         continue;
                 }
                 pg_command_result(p, res);
-                PQclear(res);
+                sym_PQclear(res);
         }
-        if (p->conn && PQstatus(p->conn) == CONNECTION_BAD)
-                pg_disconnect(p, "connection lost", PQerrorMessage(p->conn));
+        if (p->conn && sym_PQstatus(p->conn) == CONNECTION_BAD)
+                pg_disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -1004,6 +1006,11 @@ static int pg_open(StateStore *s, char **reterr_msg) {
         PQconninfoOption *opts;
         int r;
 
+        /* First: even the connection string is parsed by libpq. */
+        r = dlopen_libpq("state.postgresql", reterr_msg);
+        if (r < 0)
+                return r;
+
         p = calloc(1, sizeof *p);
         if (!p)
                 return -ENOMEM;
@@ -1016,13 +1023,13 @@ static int pg_open(StateStore *s, char **reterr_msg) {
         v = component_get_string(s->component, "connectionString");
         if (!v || !*v)
                 return open_fail(reterr_msg, "metadata field 'connectionString' is required");
-        opts = PQconninfoParse(v, &err);
+        opts = sym_PQconninfoParse(v, &err);
         if (!opts) {
                 _cleanup_free_ char *m = pg_message_dup(err ?: "out of memory");
-                PQfreemem(err);
+                sym_PQfreemem(err);
                 return open_fail(reterr_msg, "metadata field 'connectionString': %s", strna(m));
         }
-        PQconninfoFree(opts);
+        sym_PQconninfoFree(opts);
         p->conninfo = strdup(v);
         if (!p->conninfo)
                 return -ENOMEM;

@@ -35,6 +35,7 @@
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
+#include "../dl-hiredis.h"
 #include "../redis-common.h"
 #include "driver.h"
 
@@ -452,6 +453,10 @@ static int redis_open(StateStore *base, char **reterr_msg) {
         *reterr_msg = NULL;
         s->timeout_usec = REDIS_DEFAULT_TIMEOUT_USEC;
 
+        /* hiredis is mapped by the first Redis component, not at daemon start. */
+        r = dlopen_hiredis("state.redis", reterr_msg);
+        if (r < 0)
+                return r;
         r = redis_config_parse(&s->config, c, reterr_msg);
         if (r < 0)
                 return r;
