@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-BUILD_DEPS=(meson ninja-build gcc pkg-config libsystemd-dev libmicrohttpd-dev libcurl4-openssl-dev
+BUILD_DEPS=(meson ninja-build gcc pkg-config libsystemd-dev libhttp-parser-dev libcurl4-openssl-dev
             libyaml-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libmosquitto-dev python3)
 # systemd-socket-activate, systemd-analyze and busctl come with systemd;
 # setpriv (util-linux) runs D-Bus calls as another user in the tests; the state

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See settings.h. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,12 @@ void settings_init(Settings *s) {
         *s = (Settings){
                 .max_request_body = SETTINGS_DEFAULT_MAX_BODY,
                 .drain_usec = SETTINGS_DEFAULT_DRAIN_USEC,
+                .max_connections = SETTINGS_DEFAULT_MAX_CONNECTIONS,
+                .max_connections_per_listener = SETTINGS_DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+                .max_connections_per_user = SETTINGS_DEFAULT_MAX_CONNECTIONS_PER_USER,
+                .header_timeout_usec = SETTINGS_DEFAULT_HEADER_TIMEOUT_USEC,
+                .body_timeout_usec = SETTINGS_DEFAULT_BODY_TIMEOUT_USEC,
+                .idle_timeout_usec = SETTINGS_DEFAULT_IDLE_TIMEOUT_USEC,
                 .log_level = -1,
         };
 }
@@ -23,6 +30,34 @@ void settings_done(Settings *s) {
         free(s->api_socket);
         s->api_socket = NULL;
 }
+
+/* A positive count; 0 would lock every client out, which is never what was meant. */
+static int parse_count(const char *v, unsigned *ret) {
+        char *e;
+        unsigned long n;
+
+        if (*v < '0' || *v > '9')
+                return -EINVAL;
+        errno = 0;
+        n = strtoul(v, &e, 10);
+        if (errno != 0 || *e != 0 || n == 0 || n > 1000000000UL)
+                return -EINVAL;
+        *ret = (unsigned) n;
+        return 0;
+}
+
+static const struct {
+        const char *key;
+        size_t offset;
+} count_keys[] = {
+        { "MaxConnections", offsetof(Settings, max_connections) },
+        { "MaxConnectionsPerListener", offsetof(Settings, max_connections_per_listener) },
+        { "MaxConnectionsPerUser", offsetof(Settings, max_connections_per_user) },
+}, timeout_keys[] = {
+        { "HeaderTimeoutSec", offsetof(Settings, header_timeout_usec) },
+        { "BodyTimeoutSec", offsetof(Settings, body_timeout_usec) },
+        { "IdleTimeoutSec", offsetof(Settings, idle_timeout_usec) },
+};
 
 typedef struct {
         Settings *s;
@@ -71,6 +106,24 @@ static int assign(const char *section, const char *key, const char *value, unsig
                 }
                 s->log_level = r;
         } else {
+                for (size_t i = 0; i < sizeof count_keys / sizeof count_keys[0]; i++)
+                        if (streq(key, count_keys[i].key)) {
+                                if (parse_count(value, (unsigned *) ((char *) s + count_keys[i].offset)) < 0) {
+                                        *reterr_msg = strdup("expected a positive number");
+                                        return -EINVAL;
+                                }
+                                return 0;
+                        }
+                for (size_t i = 0; i < sizeof timeout_keys / sizeof timeout_keys[0]; i++)
+                        if (streq(key, timeout_keys[i].key)) {
+                                uint64_t *u = (uint64_t *) ((char *) s + timeout_keys[i].offset);
+                                r = parse_duration_usec(value, u);
+                                if (r < 0 || *u < 1000000) {
+                                        *reterr_msg = strdup("expected a duration of at least 1s, such as 10, 10s or 1m");
+                                        return -EINVAL;
+                                }
+                                return 0;
+                        }
                 *reterr_msg = strdup("unknown key");
                 return -EINVAL;
         }

@@ -12,11 +12,25 @@
 
 #define SETTINGS_DEFAULT_MAX_BODY (4ULL * 1024 * 1024)
 #define SETTINGS_DEFAULT_DRAIN_USEC (10ULL * 1000000)
+/* Connection limits of the HTTP front-end (see mooringd.conf(5)). The global one is further
+ * capped at start by RLIMIT_NOFILE minus a reserve for everything else the daemon opens. */
+#define SETTINGS_DEFAULT_MAX_CONNECTIONS 16384U
+#define SETTINGS_DEFAULT_MAX_CONNECTIONS_PER_LISTENER 1024U
+#define SETTINGS_DEFAULT_MAX_CONNECTIONS_PER_USER 1024U
+#define SETTINGS_DEFAULT_HEADER_TIMEOUT_USEC (10ULL * 1000000)
+#define SETTINGS_DEFAULT_BODY_TIMEOUT_USEC (30ULL * 1000000)
+#define SETTINGS_DEFAULT_IDLE_TIMEOUT_USEC (60ULL * 1000000)
 
 typedef struct Settings {
         char *api_socket;        /* relative to the runtime dir, or absolute */
         uint64_t max_request_body;
         uint64_t drain_usec;
+        unsigned max_connections;              /* every HTTP connection together */
+        unsigned max_connections_per_listener; /* per app listener; per peer uid on the shared socket */
+        unsigned max_connections_per_user;     /* per peer uid, over every Unix socket */
+        uint64_t header_timeout_usec;          /* whole request head, from its first byte */
+        uint64_t body_timeout_usec;            /* body (and reply) without progress */
+        uint64_t idle_timeout_usec;            /* keep-alive connection with no request */
         int log_level;           /* -1 when not set in the file */
 } Settings;
 

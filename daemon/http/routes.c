@@ -180,12 +180,20 @@ static int put_metadata(HttpRequest *r, const RouteMatch *m) {
 
 static int get_status(HttpRequest *r, const RouteMatch *m) {
         Manager *mg = http_request_manager(r);
-        return http_reply_json(r, 200,
-                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "version", PACKAGE_VERSION, "state",
-                                         manager_state_to_string(mg->state), "apps", (json_int_t) mg->n_apps,
-                                         "components", (json_int_t) mg->n_components, "uptimeSec",
-                                         (json_int_t) manager_uptime_sec(mg), "bus",
-                                         manager_bus_mode_to_string(mg->bus_mode)));
+        const HttpServerStats *h = http_server_stats(mg->http);
+        return http_reply_json(
+                r, 200,
+                json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+                          "version", PACKAGE_VERSION, "state", manager_state_to_string(mg->state), "apps",
+                          (json_int_t) mg->n_apps, "components", (json_int_t) mg->n_components, "uptimeSec",
+                          (json_int_t) manager_uptime_sec(mg), "bus", manager_bus_mode_to_string(mg->bus_mode),
+                          "http", "connections", (json_int_t) h->connections, "accepted",
+                          (json_int_t) h->accepted, "requests", (json_int_t) h->requests, "refusedGlobal",
+                          (json_int_t) h->refused_global, "refusedListener", (json_int_t) h->refused_listener,
+                          "refusedUser", (json_int_t) h->refused_user, "acceptErrors",
+                          (json_int_t) h->accept_errors, "headerTimeouts", (json_int_t) h->header_timeouts,
+                          "bodyTimeouts", (json_int_t) h->body_timeouts, "badRequests",
+                          (json_int_t) h->bad_requests));
 }
 
 static int get_apps(HttpRequest *r, const RouteMatch *m) {

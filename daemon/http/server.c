@@ -2,142 +2,211 @@
 /*
  * See server.h.
  *
- * MHD runs in "external epoll" mode: its epoll fd sits in sd-event as one io
- * source and MHD_run() is called when it fires; MHD's next timeout arms one
- * time source. We own the listening sockets: on accept we build a Caller and
- * hand the fd to MHD_add_connection(); MHD's connection-start notification
- * (called synchronously from MHD_add_connection in this mode) attaches the
- * Caller as the connection's socket context, where handlers find it.
+ * Our own HTTP/1.1 server on sd-event. Each connection is one io source; its
+ * bytes go into the connection's RequestParser (request-parse.c) and a
+ * complete request is dispatched to the route table. One request at a time
+ * per connection: pipelined bytes wait in the buffer until the answer is
+ * out. The fast path of a request costs one read and one writev: the reply
+ * is written from inside http_reply() and the io source keeps EPOLLIN the
+ * whole time; EPOLLOUT is armed only while output is pending.
+ *
+ * Lifetimes. The HttpRequest is embedded in its connection and stays valid
+ * until the request is over: its answer fully written, or its client gone
+ * while a handler that registered on_end waits. A handler that waits
+ * without on_end keeps the connection object (not its socket) until it
+ * answers. Nothing is ever freed from inside a reply call: finishing a
+ * request (on_end, the next pipelined request, closing) runs after the
+ * handler returned, or from a defer source for answers given later.
+ *
+ * Deadlines are coarse: one list per kind (idle, head, body/progress,
+ * linger), each in deadline order because every entry of a list got the
+ * same timeout from "now"; one server timer sweeps them every second. So no
+ * timer syscall per request.
+ *
+ * Limits (global, per listener or per peer uid on the shared socket, per peer
+ * uid over Unix sockets) are checked at accept; a refused connection gets a
+ * 503 in Dapr's JSON shape and is closed. Refusals and accept errors are
+ * counted (GET /mooring/v1/status) and logged at most once per listener
+ * every few seconds, with the number held back.
  */
 #include <errno.h>
-#include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <systemd/sd-login.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/app.h"
 #include "../core/identity.h"
 #include "../manager.h"
 #include "../util/log.h"
+#include "../util/ratelimit.h"
 #include "../util/strv.h"
 #include "handlers.h"
+#include "request-parse.h"
 #include "router.h"
 #include "server.h"
+
+#define STREAM_BUFFER_MAX (256U * 1024)
+#define LINGER_USEC (2ULL * 1000000)     /* after an error answer: read and drop, then close */
+#define LINGER_MAX_BYTES (256U * 1024)
+#define LOG_INTERVAL_USEC (5ULL * 1000000)
+#define SWEEP_USEC (1000ULL * 1000)
+/* Edge-triggered: sd-event dispatches one source per loop iteration and re-collects every
+ * level-triggered fd that is still ready each time, which is quadratic when thousands of
+ * connections become readable at once (a flood hanging up). With edges each readiness is
+ * reported once; we read until a short read and remember input we chose not to read yet. */
+#define BASE_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+typedef struct HttpConn HttpConn;
+
+typedef enum ConnPhase {
+        CONN_IDLE,    /* no byte of a request yet (fresh or kept alive) */
+        CONN_HEAD,    /* head arriving */
+        CONN_BODY,    /* body arriving */
+        CONN_HANDLER, /* request complete, no answer yet */
+        CONN_WRITE,   /* answer being written (or a stream waiting for its producer) */
+        CONN_LINGER,  /* error answered and write side shut: dropping input until EOF */
+} ConnPhase;
+
+typedef enum DeadlineKind {
+        DEADLINE_NONE = -1,
+        DEADLINE_IDLE,
+        DEADLINE_HEAD,
+        DEADLINE_PROGRESS, /* body arriving or answer leaving: must move within BodyTimeoutSec */
+        DEADLINE_LINGER,
+        _DEADLINE_MAX,
+} DeadlineKind;
+
+typedef struct UidCount {
+        uid_t uid;
+        unsigned all; /* over every Unix listener */
+        unsigned api; /* on the shared socket */
+} UidCount;
+
+struct HttpRequest {
+        HttpConn *conn;             /* back-reference: the request is embedded in it */
+        bool counted;               /* in n_requests (head complete, not over) */
+        bool replied;
+        bool suspended;
+        bool keep_alive;
+        bool head;                  /* HEAD: no body goes out */
+        bool streaming, chunked, stream_ended, stream_failed, producer_blocked, discard;
+        int64_t stream_left;        /* body bytes still due for a sized stream; -1 chunked/unsized */
+        HttpStreamDrainFn drain;
+        void *drain_userdata;
+        HttpRequestEndFn on_end;
+        void *on_end_userdata;
+};
+
+struct HttpConn {
+        HttpServer *server;         /* back-reference */
+        HttpListener *listener;     /* back-reference; NULL once the listener is gone */
+        int fd;                     /* -1 once the client is gone */
+        sd_event_source *io;
+        uint32_t events;            /* what io is armed for */
+        Caller caller;
+        bool has_uid;               /* counted in the server's uid table */
+        uid_t uid;
+        ConnPhase phase;
+        RequestParser rp;
+        HttpRequest req;
+        char *out;                  /* pending output: out[out_off .. out_off+out_len) */
+        size_t out_off, out_len, out_cap;
+        size_t lingered;
+        bool close_after;           /* no further request on this connection */
+        bool broken;                /* a write failed: treat as gone at the next step */
+        bool in_dispatch;           /* the handler is running: finishing waits for it */
+        bool post_queued;
+        bool maybe_more;            /* the socket may hold input we have not read (edge-triggered) */
+        bool rdhup;                 /* the peer shut down its side: its EOF is still to be read */
+        DeadlineKind dl_kind;
+        uint64_t deadline;
+        HttpConn *dl_next, *dl_prev;
+        HttpConn *post_next, *post_prev;
+        HttpConn *next, *prev;
+};
 
 struct HttpServer {
         Manager *manager;           /* back-reference */
         sd_event *event;
-        struct MHD_Daemon *mhd;
-        sd_event_source *mhd_io;
-        sd_event_source *mhd_timer;
-        sd_event_source *mhd_kick;  /* runs MHD once after a resume */
-        struct MHD_Response *empty; /* shared body-less response (204s): no allocation per reply */
-        Caller *pending;            /* Caller for the connection being added */
-        HttpListener *listeners;    /* list, for drain */
-        HttpRequest *suspended;     /* list of requests waiting for an answer */
-        HttpStream *streams;        /* list of streamed replies whose request is alive */
+        HttpListener *listeners;
+        HttpConn *conns;
+        HttpConn *dl_head[_DEADLINE_MAX], *dl_tail[_DEADLINE_MAX];
+        HttpConn *post_head, *post_tail;
+        sd_event_source *sweep;     /* deadline timer, on while some deadline is pending */
+        sd_event_source *post;      /* finishes requests answered outside their handler */
+        UidCount *uids;
+        size_t n_uids;
+        unsigned n_conns;
         unsigned n_requests;
+        unsigned nofile_cap;        /* RLIMIT_NOFILE minus a reserve */
         bool draining;
+        HttpServerStats stats;
+        time_t date_sec;
+        char date[40];              /* "Date: ...\r\n", rebuilt once per second */
 };
 
 struct HttpListener {
-        HttpServer *server;
+        HttpServer *server;         /* back-reference */
         ListenerKind kind;
-        sd_event_source *backoff;   /* re-enables accepting after running out of fds */
         App *app;                   /* ref; NULL for LISTENER_API */
         int fd;
+        bool is_unix;
+        unsigned n_conns;
         sd_event_source *source;
+        sd_event_source *backoff;   /* re-enables accepting after running out of fds */
+        RateLimit log_rl;           /* refusals and accept errors on this listener */
         char *unlink_path;
         HttpListener *next, *prev;
 };
 
-struct HttpRequest {
-        HttpServer *server;
-        struct MHD_Connection *conn;
-        const Caller *caller;       /* borrowed from the connection */
-        const char *method;         /* borrowed from MHD, valid for the request */
-        const char *url;
-        char *raw_uri;              /* as on the request line, query string included */
-        char *body;
-        size_t body_len, body_cap;
-        uint64_t expected_len;      /* Content-Length, when given and acceptable */
-        bool too_large;
-        bool started;               /* handler ran */
-        bool counted;               /* included in n_requests */
-        bool suspended;
-        struct MHD_Response *response; /* reply waiting to be queued */
-        bool response_shared;       /* response is the server's, not ours to destroy */
-        unsigned status;
-        HttpStream *stream;         /* streamed reply, ref */
-        HttpRequestEndFn on_end;    /* the request is over (answered or connection gone) */
-        void *on_end_userdata;
-        HttpRequest *susp_next, *susp_prev;
-};
+static void conn_finish(HttpConn *c);
+static void conn_process(HttpConn *c);
+static void conn_free(HttpConn *c);
 
-/*
- * A streamed reply body: a bounded buffer between a producer (the app
- * channel) and MHD's content reader. Referenced by the request and by the
- * MHD response, whichever goes last frees it. When the buffer is empty the
- * reader suspends the connection; a write resumes it. When it is full the
- * producer is told "not now" and gets drain() once half of it has been sent.
- */
-struct HttpStream {
-        unsigned n_ref;
-        HttpServer *server;
-        struct MHD_Connection *conn; /* NULL once the request is over */
-        char *buf;
-        size_t off, len;            /* pending bytes: buf[off .. off+len) */
-        bool ended, failed, discard;
-        bool reader_waiting;        /* the reader suspended the connection for want of data */
-        bool producer_blocked;
-        HttpStreamDrainFn drain;
-        void *drain_userdata;
-        HttpStream *next, *prev;
-};
+static uint64_t now_usec(HttpServer *s) {
+        uint64_t t = 0;
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
 
-#define STREAM_BUFFER_MAX (256U * 1024)
-
-static void mhd_schedule(HttpServer *s);
-static void stream_detach(HttpStream *st);
-static void stream_wake_reader(HttpStream *st);
+static const Settings *settings(const HttpServer *s) {
+        return &s->manager->settings;
+}
 
 /* ---- callers ---- */
 
-static Caller *caller_free(Caller *c) {
-        if (!c)
-                return NULL;
-        app_unref(c->app);
+static void caller_done(Caller *c) {
+        c->app = app_unref(c->app);
         free(c->unit);
-        free(c);
-        return NULL;
+        c->unit = NULL;
 }
 
-static Caller *caller_new(const HttpListener *l, int fd) {
-        Caller *c = calloc(1, sizeof *c);
-        if (!c)
-                return NULL;
-        c->via = l->kind;
+static void caller_init(Caller *c, const HttpListener *l, const struct ucred *cred) {
+        *c = (Caller){ .via = l->kind };
         if (l->kind != LISTENER_API) {
                 c->app = app_ref(l->app);
-                return c;
+                return;
         }
-
-        socklen_t len = sizeof c->cred;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0 || c->cred.pid <= 0)
-                return c; /* anonymous */
+        if (!cred || cred->pid <= 0)
+                return; /* anonymous */
         c->has_cred = true;
+        c->cred = *cred;
 
         /* The caller's unit decides its app: mooring-app@<id>.service. The cgroup is read at
          * accept time, while the peer that connected is still the one that owns the pid. */
         char *unit = NULL;
-        if (sd_pid_get_unit(c->cred.pid, &unit) < 0 || !unit || !identity_app_from_unit(unit, NULL)) {
+        if (sd_pid_get_unit(cred->pid, &unit) < 0 || !unit || !identity_app_from_unit(unit, NULL)) {
                 free(unit);
                 unit = NULL;
-                (void) sd_pid_get_user_unit(c->cred.pid, &unit);
+                (void) sd_pid_get_user_unit(cred->pid, &unit);
         }
         c->unit = unit;
         if (unit) {
@@ -145,100 +214,445 @@ static Caller *caller_new(const HttpListener *l, int fd) {
                 if (identity_app_from_unit(unit, &id) && id)
                         c->app = app_ref(manager_find_app(l->server->manager, id));
         }
-        return c;
 }
 
-/* ---- MHD glue ---- */
+/* ---- deadlines ---- */
 
-_printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
-        char buf[512];
-        (void) vsnprintf(buf, sizeof buf, fmt, ap);
-        buf[strcspn(buf, "\n")] = 0;
-        /* MHD tries TCP socket options on Unix sockets too; those failures mean nothing. */
-        if (strstr(buf, "TCP_NODELAY") || strstr(buf, "TCP_CORK") || strstr(buf, "push the data"))
+static void deadline_unlink(HttpConn *c) {
+        HttpServer *s = c->server;
+        DeadlineKind k = c->dl_kind;
+        if (k == DEADLINE_NONE)
                 return;
-        log_debug("libmicrohttpd: %s", buf);
+        if (c->dl_prev)
+                c->dl_prev->dl_next = c->dl_next;
+        else
+                s->dl_head[k] = c->dl_next;
+        if (c->dl_next)
+                c->dl_next->dl_prev = c->dl_prev;
+        else
+                s->dl_tail[k] = c->dl_prev;
+        c->dl_next = c->dl_prev = NULL;
+        c->dl_kind = DEADLINE_NONE;
 }
 
-/* Leave the path escaped: the router matches escaped paths and unescapes parameters
- * itself, so "%2F" inside a key survives. */
-static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) {
-        return strlen(s);
-}
+/* (Re)starts the connection's deadline of kind k from now: appended, so each list stays in
+ * deadline order (same timeout for all). Costs no syscall; the sweep timer runs while any
+ * list is non-empty. */
+static void deadline_set(HttpConn *c, DeadlineKind k) {
+        HttpServer *s = c->server;
+        const Settings *st = settings(s);
+        uint64_t t = k == DEADLINE_IDLE       ? st->idle_timeout_usec
+                     : k == DEADLINE_HEAD     ? st->header_timeout_usec
+                     : k == DEADLINE_PROGRESS ? st->body_timeout_usec
+                                              : LINGER_USEC;
 
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code) {
-        HttpServer *s = cls;
-        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-                *socket_context = TAKE_PTR(s->pending);
-        } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-                caller_free(*socket_context);
-                *socket_context = NULL;
+        deadline_unlink(c);
+        if (k == DEADLINE_NONE)
+                return;
+        c->dl_kind = k;
+        c->deadline = now_usec(s) + t;
+        c->dl_prev = s->dl_tail[k];
+        if (c->dl_prev)
+                c->dl_prev->dl_next = c;
+        else
+                s->dl_head[k] = c;
+        s->dl_tail[k] = c;
+
+        int enabled = SD_EVENT_OFF;
+        (void) sd_event_source_get_enabled(s->sweep, &enabled);
+        if (enabled == SD_EVENT_OFF) {
+                (void) sd_event_source_set_time(s->sweep, now_usec(s) + SWEEP_USEC);
+                (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_ONESHOT);
         }
 }
 
-static void request_free(HttpRequest *r) {
-        if (!r)
-                return;
-        if (r->response && !r->response_shared)
-                MHD_destroy_response(r->response);
-        free(r->raw_uri);
-        free(r->body);
-        free(r);
+/* ---- output ---- */
+
+static int out_reserve(HttpConn *c, size_t n) {
+        if (c->out_off > 0 && c->out_len == 0)
+                c->out_off = 0;
+        if (c->out_off + c->out_len + n <= c->out_cap)
+                return 0;
+        if (c->out_off > 0) {
+                memmove(c->out, c->out + c->out_off, c->out_len);
+                c->out_off = 0;
+                if (c->out_len + n <= c->out_cap)
+                        return 0;
+        }
+        size_t cap = MAX(c->out_cap * 2, c->out_len + n);
+        cap = MAX(cap, (size_t) 1024);
+        char *b = realloc(c->out, cap);
+        if (!b)
+                return -ENOMEM;
+        c->out = b;
+        c->out_cap = cap;
+        return 0;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-        HttpServer *s = cls;
-        HttpRequest *r = *con_cls;
-        if (!r)
+static int out_append(HttpConn *c, const void *p, size_t n) {
+        if (n == 0)
+                return 0;
+        int r = out_reserve(c, n);
+        if (r < 0)
+                return r;
+        memcpy(c->out + c->out_off + c->out_len, p, n);
+        c->out_len += n;
+        return 0;
+}
+
+_printf_(2, 3) static int out_printf(HttpConn *c, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (out_reserve(c, 128) < 0)
+                return -ENOMEM;
+        va_start(ap, fmt);
+        n = vsnprintf(c->out + c->out_off + c->out_len, c->out_cap - c->out_off - c->out_len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -EINVAL;
+        if ((size_t) n >= c->out_cap - c->out_off - c->out_len) {
+                if (out_reserve(c, (size_t) n + 1) < 0)
+                        return -ENOMEM;
+                va_start(ap, fmt);
+                (void) vsnprintf(c->out + c->out_off + c->out_len, (size_t) n + 1, fmt, ap);
+                va_end(ap);
+        }
+        c->out_len += (size_t) n;
+        return 0;
+}
+
+static void conn_set_events(HttpConn *c, uint32_t events) {
+        if (!c->io || c->events == events)
                 return;
-        *con_cls = NULL;
+        if (sd_event_source_set_io_events(c->io, events) >= 0)
+                c->events = events;
+}
+
+/*
+ * Writes what is pending, then extra (borrowed, e.g. a reply body) in the same writev; what
+ * the socket does not take is kept in out. Never frees anything: a failed write only marks
+ * the connection broken. Returns -ENOMEM if the rest could not be kept.
+ */
+static int conn_flush_full(HttpConn *c, const void *extra, size_t extra_len, bool writable) {
+        if (c->fd < 0 || c->broken)
+                return 0; /* nobody to write to: the answer is dropped */
+        if ((c->events & EPOLLOUT) && !writable) /* the socket is full: queue behind what waits */
+                return out_append(c, extra, extra_len);
+
+        struct iovec iov[2];
+        int n = 0;
+        if (c->out_len > 0)
+                iov[n++] = (struct iovec){ c->out + c->out_off, c->out_len };
+        if (extra_len > 0)
+                iov[n++] = (struct iovec){ (void *) extra, extra_len };
+        if (n == 0)
+                return 0;
+        ssize_t k = writev(c->fd, iov, n);
+        if (k < 0) {
+                if (errno != EAGAIN && errno != EINTR) {
+                        c->broken = true;
+                        return 0;
+                }
+                k = 0;
+        }
+        size_t w = (size_t) k;
+        size_t from_out = MIN(w, c->out_len);
+        c->out_off += from_out;
+        c->out_len -= from_out;
+        w -= from_out;
+        if (w < extra_len && out_append(c, (const char *) extra + w, extra_len - w) < 0)
+                return -ENOMEM;
+        if (c->out_len > 0) {
+                /* The rest goes when the socket has room; EPOLLRDHUP still tells us of a
+                 * client that left. */
+                if (!(c->events & EPOLLOUT))
+                        conn_set_events(c, BASE_EVENTS | EPOLLOUT);
+                if (c->phase == CONN_HANDLER || c->phase == CONN_WRITE) {
+                        c->phase = CONN_WRITE;
+                        deadline_set(c, DEADLINE_PROGRESS);
+                }
+        }
+        return 0;
+}
+
+static int conn_flush(HttpConn *c, const void *extra, size_t extra_len) {
+        return conn_flush_full(c, extra, extra_len, false);
+}
+
+static const char *date_header(HttpServer *s) {
+        uint64_t t = 0;
+        (void) sd_event_now(s->event, CLOCK_REALTIME, &t);
+        time_t sec = (time_t) (t / 1000000);
+        if (sec != s->date_sec || !s->date[0]) {
+                struct tm tm;
+                s->date_sec = sec;
+                if (gmtime_r(&sec, &tm))
+                        (void) strftime(s->date, sizeof s->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        }
+        return s->date;
+}
+
+static const char *reason(unsigned status) {
+        const char *r = http_status_str((enum http_status) status);
+        return r && r[0] != '<' ? r : "Status";
+}
+
+/* Header fields the server writes itself; a handler's (e.g. an app's, passed through by
+ * service invocation) are dropped, as are fields that would break the framing. */
+static bool header_ok(const char *name, const char *value) {
+        static const char *const own[] = { "content-length", "transfer-encoding", "connection", "keep-alive",
+                                           "date", "upgrade", "te", "trailer" };
+        if (!name[0] || name[strcspn(name, "\r\n: \t")] || value[strcspn(value, "\r\n")])
+                return false;
+        for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+                if (strcasecmp(name, own[i]) == 0)
+                        return false;
+        return true;
+}
+
+static bool status_has_body(unsigned status) {
+        return !(status < 200 || status == 204 || status == 304);
+}
+
+/*
+ * The status line and header block. length < 0: unknown, the body is chunked (HTTP/1.1) or
+ * ends with the connection (HTTP/1.0).
+ */
+static int write_head(HttpConn *c, unsigned status, const char *content_type, int64_t length,
+                      const char *const *headers) {
+        HttpRequest *r = &c->req;
+        int k;
+
+        if (c->server->draining || !r->keep_alive)
+                c->close_after = true;
+        k = out_printf(c, "HTTP/1.1 %u %s\r\n", status, reason(status));
+        if (k >= 0)
+                k = out_append(c, date_header(c->server), strlen(c->server->date));
+        if (k >= 0 && content_type)
+                k = out_printf(c, "Content-Type: %s\r\n", content_type);
+        for (const char *const *h = headers; k >= 0 && h && h[0]; h += 2)
+                if (h[1] && header_ok(h[0], h[1]))
+                        k = out_printf(c, "%s: %s\r\n", h[0], h[1]);
+        if (k >= 0 && status_has_body(status)) {
+                if (length >= 0)
+                        k = out_printf(c, "Content-Length: %lld\r\n", (long long) length);
+                else if (c->rp.parser.http_minor >= 1 && !r->head) {
+                        r->chunked = true;
+                        k = out_append(c, "Transfer-Encoding: chunked\r\n", 28);
+                } else
+                        c->close_after = true; /* the end of the body is the end of the connection */
+        }
+        if (k >= 0 && c->close_after)
+                k = out_append(c, "Connection: close\r\n\r\n", 21);
+        else if (k >= 0 && c->rp.parser.http_minor == 0)
+                k = out_append(c, "Connection: keep-alive\r\n\r\n", 26);
+        else if (k >= 0)
+                k = out_append(c, "\r\n", 2);
+        return k;
+}
+
+/* ---- finishing requests ---- */
+
+static void post_unlink(HttpConn *c) {
+        HttpServer *s = c->server;
+        if (!c->post_queued)
+                return;
+        if (c->post_prev)
+                c->post_prev->post_next = c->post_next;
+        else
+                s->post_head = c->post_next;
+        if (c->post_next)
+                c->post_next->post_prev = c->post_prev;
+        else
+                s->post_tail = c->post_prev;
+        c->post_next = c->post_prev = NULL;
+        c->post_queued = false;
+}
+
+/* An answer given outside the handler's own call: finish from the loop, not from inside
+ * whatever called us (it may still use the request). A defer source costs no syscall. */
+static void post_queue(HttpConn *c) {
+        HttpServer *s = c->server;
+        if (c->in_dispatch || c->post_queued)
+                return;
+        c->post_queued = true;
+        c->post_prev = s->post_tail;
+        if (c->post_prev)
+                c->post_prev->post_next = c;
+        else
+                s->post_head = c;
+        s->post_tail = c;
+        (void) sd_event_source_set_enabled(s->post, SD_EVENT_ONESHOT);
+}
+
+static void request_uncount(HttpConn *c) {
+        HttpServer *s = c->server;
+        if (!c->req.counted)
+                return;
+        c->req.counted = false;
+        s->n_requests--;
+        if (s->draining && s->n_requests == 0)
+                manager_on_http_drained(s->manager);
+}
+
+/* The request is over: tell whoever waits on it, once. */
+static void request_end(HttpConn *c) {
+        HttpRequest *r = &c->req;
         if (r->on_end) {
                 HttpRequestEndFn fn = r->on_end;
                 r->on_end = NULL;
                 fn(r, r->on_end_userdata);
         }
-        if (r->stream)
-                stream_detach(TAKE_PTR(r->stream));
-        if (r->counted) {
-                s->n_requests--;
-                if (s->draining && s->n_requests == 0)
-                        manager_on_http_drained(s->manager);
-        }
-        request_free(r);
+        r->drain = NULL;
+        request_uncount(c);
 }
 
-static int send_queued(HttpRequest *r) {
-        struct MHD_Response *resp = TAKE_PTR(r->response);
-        if (r->server->draining && !r->response_shared)
-                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        enum MHD_Result ok = MHD_queue_response(r->conn, r->status, resp); /* MHD takes a ref */
-        if (!r->response_shared)
-                MHD_destroy_response(resp);
-        return ok == MHD_YES ? 0 : -EIO;
+/* The client is gone (hang-up, reset, write error) or a deadline passed. */
+static void conn_lost(HttpConn *c) {
+        HttpRequest *r = &c->req;
+
+        c->io = sd_event_source_disable_unref(c->io);
+        c->fd = safe_close(c->fd);
+        deadline_unlink(c);
+        if (c->phase == CONN_HANDLER && !r->replied && !r->on_end) {
+                /* A handler is still working on it and has no way to hear that the client
+                 * left: keep the request until it answers (into the void). */
+                return;
+        }
+        conn_free(c);
 }
+
+static void conn_close_with_linger(HttpConn *c) {
+        /* Tell the client we are done, then read what it still sends until it closes (or
+         * the linger deadline): closing with unread input would reset the connection and
+         * could destroy our answer before the client read it. */
+        if (c->fd < 0 || shutdown(c->fd, SHUT_WR) < 0) {
+                conn_free(c);
+                return;
+        }
+        c->phase = CONN_LINGER;
+        c->lingered = 0;
+        conn_set_events(c, BASE_EVENTS);
+        deadline_set(c, DEADLINE_LINGER);
+}
+
+/* Whether the answer is fully out; if so, ends the request and prepares the next one.
+ * Returns true when the connection is ready for its next request (it may have been freed
+ * otherwise: the caller must not touch it then). */
+static bool conn_complete(HttpConn *c) {
+        HttpRequest *r = &c->req;
+
+        if (c->broken || c->fd < 0) {
+                conn_lost(c);
+                return false;
+        }
+        if (!r->replied && !r->streaming)
+                return false; /* the handler has not answered yet */
+        if (c->out_len > 0 || (r->streaming && !r->stream_ended)) {
+                c->phase = CONN_WRITE;
+                return false;
+        }
+        bool close = c->close_after || (r->streaming && (r->stream_failed || r->stream_left > 0));
+        request_end(c);
+        if (close) {
+                conn_close_with_linger(c);
+                return false;
+        }
+        *r = (HttpRequest){ .conn = c };
+        request_parser_next(&c->rp);
+        conn_set_events(c, BASE_EVENTS);
+        if (request_parser_pending(&c->rp) > 0) {
+                c->phase = CONN_HEAD;
+                deadline_set(c, DEADLINE_HEAD);
+        } else {
+                c->phase = CONN_IDLE;
+                deadline_set(c, DEADLINE_IDLE);
+        }
+        return true;
+}
+
+static void conn_read(HttpConn *c);
+
+static void conn_finish(HttpConn *c) {
+        if (!conn_complete(c))
+                return;
+        /* Input left in the socket while the request ran will not be reported again: read it
+         * from the loop (queued first: conn_process may free c). */
+        if (c->maybe_more)
+                post_queue(c);
+        conn_process(c);
+}
+
+static int on_post(sd_event_source *src, void *userdata) {
+        HttpServer *s = userdata;
+        /* Finishing one may queue another (a pipelined request answered later): take the list
+         * as it is now, the rest runs on the next pass. */
+        HttpConn *c;
+        unsigned n = 0;
+        while ((c = s->post_head) && n++ < 1024) {
+                post_unlink(c);
+                if (c->phase == CONN_HANDLER || c->phase == CONN_WRITE)
+                        conn_finish(c);
+                else if (c->maybe_more)
+                        conn_read(c);
+        }
+        if (s->post_head)
+                (void) sd_event_source_set_enabled(s->post, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+/* ---- errors the server answers itself ---- */
+
+static void conn_fail(HttpConn *c, unsigned status, const char *code, const char *msg) {
+        HttpServer *s = c->server;
+        _cleanup_free_ char *body = NULL;
+        json_t *j = json_pack("{s:s, s:s}", "errorCode", code, "message", msg);
+
+        s->stats.bad_requests++;
+        request_uncount(c); /* no handler ran: nothing waits for an end */
+        if (j) {
+                body = json_dumps(j, JSON_COMPACT);
+                json_decref(j);
+        }
+        if (!body) {
+                conn_free(c);
+                return;
+        }
+        c->close_after = true;
+        c->req.keep_alive = false;
+        c->phase = CONN_WRITE;
+        c->out_len = c->out_off = 0;
+        if (write_head(c, status, "application/json", (int64_t) strlen(body), NULL) < 0 ||
+            conn_flush(c, body, strlen(body)) < 0) {
+                conn_free(c);
+                return;
+        }
+        c->req.replied = true;
+        if (c->out_len == 0 && !c->broken)
+                conn_close_with_linger(c);
+        else if (c->broken)
+                conn_free(c);
+        /* else: the rest goes out on EPOLLOUT, then conn_complete() closes (close_after) */
+}
+
+/* ---- dispatch ---- */
 
 /* An app's TCP port is reachable by anything on the host: with a token configured,
  * the token is what makes the caller that app. */
 static bool token_ok(HttpRequest *r, RouteFlags flags) {
-        const Caller *c = r->caller;
+        const Caller *c = &r->conn->caller;
         return c->via != LISTENER_APP_TCP || !c->app || !c->app->config->api_token || (flags & ROUTE_NO_TOKEN) ||
                app_token_matches(c->app, http_request_header(r, "dapr-api-token"));
 }
 
 static int dispatch(HttpRequest *r) {
-        Manager *m = r->server->manager;
-        const Caller *c = r->caller;
+        const Caller *c = &r->conn->caller;
+        const char *method = http_request_method(r), *url = http_request_url(r);
         RouteMatch match = {};
         int k;
 
-        if (r->too_large)
-                return http_reply_error(r, DAPR_ERR_BODY_TOO_LARGE,
-                                        "request body larger than the limit of %llu bytes",
-                                        (unsigned long long) manager_max_body(m));
-
-        k = router_match(http_routes, http_routes_n, r->method, r->url, &match);
+        k = router_match(http_routes, http_routes_n, method, url, &match);
         if (k < 0 && k != -ENOMEM)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "malformed request path");
         if (k < 0)
@@ -249,7 +663,7 @@ static int dispatch(HttpRequest *r) {
                 if (k == 0 && !token_ok(r, 0))
                         return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
                 if (k == 0 && (k = http_invoke_by_header(r)) != 0) {
-                        if (k < 0 && !r->response && !r->suspended)
+                        if (k < 0 && !r->replied && !r->suspended)
                                 return http_reply_error(r, DAPR_ERR_INTERNAL, "internal error: %s", strerror(-k));
                         return 0;
                 }
@@ -257,244 +671,393 @@ static int dispatch(HttpRequest *r) {
                  * invocation, which finds no target app. */
                 return http_reply_error(r, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
                                         "failed getting app id either from the URL path or the header "
-                                        "dapr-app-id (no route for %s %s)", r->method, r->url);
+                                        "dapr-app-id (no route for %s %s)", method, url);
         }
 
         if (!token_ok(r, match.route->flags)) {
                 route_match_done(&match);
                 return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
         }
-
         k = match.route->handler(r, &match);
         route_match_done(&match);
-        if (k < 0 && !r->response && !r->suspended)
+        if (k < 0 && !r->replied && !r->streaming && !r->suspended)
                 return http_reply_error(r, DAPR_ERR_INTERNAL, "internal error: %s", strerror(-k));
         return 0;
 }
 
-/* MHD's URI logger is the one place that sees the request target before MHD splits off
- * the query string: the request starts here, so invoke can pass the query on verbatim. */
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
-        HttpRequest *r = calloc(1, sizeof *r);
-        if (!r)
-                return NULL;
-        r->server = cls;
-        r->raw_uri = strdup(uri ?: "");
-        if (!r->raw_uri) {
-                free(r);
-                return NULL;
+/* The head is complete: the request is in flight from here (a drain lets it finish). */
+static void request_begin(HttpConn *c) {
+        HttpServer *s = c->server;
+        HttpRequest *r = &c->req;
+
+        r->counted = true;
+        s->n_requests++;
+        s->stats.requests++;
+        r->keep_alive = request_parser_keep_alive(&c->rp);
+        r->head = c->rp.parser.method == HTTP_HEAD;
+        if (!c->rp.complete) {
+                c->phase = CONN_BODY;
+                deadline_set(c, DEADLINE_PROGRESS);
+                if (c->rp.parser.flags & F_CONTENTLENGTH)
+                        (void) request_parser_reserve_body(&c->rp, c->rp.parser.content_length);
+                if (c->rp.expect_continue) {
+                        /* The client waits for this before sending the body; it is short and the
+                         * socket is empty in this direction. */
+                        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                        if (write(c->fd, cont, sizeof cont - 1) < 0 && errno != EAGAIN)
+                                c->broken = true;
+                }
         }
-        return r;
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_data_size, void **con_cls) {
-        HttpServer *s = cls;
-        HttpRequest *r = *con_cls;
+/* Parses what is buffered and runs every request that is complete, in order. */
+static void conn_process(HttpConn *c) {
+        for (;;) {
+                RequestParseResult res = request_parser_run(&c->rp);
 
-        if (!r)
-                return MHD_NO; /* on_uri ran out of memory */
-        if (!r->conn) {
-                const union MHD_ConnectionInfo *ci =
-                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-                if (!ci || !ci->socket_context)
-                        return MHD_NO; /* a connection we did not add: drop it */
-                r->conn = conn;
-                r->caller = ci->socket_context;
-                r->method = method;
-                r->url = url;
-                /* In flight from its headers on: a drain lets a body still arriving finish. */
-                r->counted = true;
-                s->n_requests++;
-
-                const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
-                if (cl) {
-                        char *e;
-                        errno = 0;
-                        unsigned long long n = strtoull(cl, &e, 10);
-                        if (errno == 0 && *e == 0 && n > manager_max_body(s->manager))
-                                r->too_large = true;
-                        else if (errno == 0 && *e == 0)
-                                r->expected_len = n; /* one allocation of the right size */
+                if (res == REQUEST_PARSE_ERROR) {
+                        conn_fail(c, c->rp.error_status, c->rp.error_code, c->rp.error_msg);
+                        return;
                 }
-                if (!r->too_large)
-                        return MHD_YES;
-                /* Answer before reading the body; MHD then closes the connection. */
-        }
+                if (c->rp.head_done && !c->req.counted && !c->req.replied)
+                        request_begin(c);
+                if (c->broken) {
+                        conn_lost(c);
+                        return;
+                }
+                if (res == REQUEST_PARSE_MORE) {
+                        if (c->phase == CONN_IDLE && request_parser_pending(&c->rp) > 0) {
+                                c->phase = CONN_HEAD;
+                                deadline_set(c, DEADLINE_HEAD);
+                        } else if (c->phase == CONN_BODY)
+                                deadline_set(c, DEADLINE_PROGRESS); /* progress: restart the clock */
+                        return;
+                }
 
-        if (r->response)
-                return send_queued(r) < 0 ? MHD_NO : MHD_YES;
-        if (r->suspended || r->started)
-                return MHD_YES;
-
-        if (*upload_data_size > 0 && r->too_large) {
-                /* MHD cannot answer in the middle of a body: swallow the rest (nothing is
-                 * stored), then answer 413. */
-                *upload_data_size = 0;
-                return MHD_YES;
+                /* A whole request: dispatch it, nothing more is read until it is answered. */
+                c->phase = CONN_HANDLER;
+                deadline_unlink(c);
+                c->in_dispatch = true;
+                (void) dispatch(&c->req);
+                c->in_dispatch = false;
+                if (!c->req.replied && !c->req.streaming)
+                        return; /* answered later; the connection waits (EPOLLRDHUP watches it) */
+                if (!conn_complete(c))
+                        return;
         }
-        if (*upload_data_size > 0) {
-                size_t n = *upload_data_size;
-                if (r->body_len + n > manager_max_body(s->manager)) {
-                        r->too_large = true;
-                        free(r->body);
-                        r->body = NULL;
-                        r->body_len = r->body_cap = 0;
-                } else {
-                        if (r->body_len + n + 1 > r->body_cap) {
-                                size_t cap = r->body_cap ? r->body_cap
-                                                         : MAX((size_t) r->expected_len + 1, (size_t) 4096);
-                                while (cap < r->body_len + n + 1)
-                                        cap *= 2;
-                                char *b = realloc(r->body, cap);
-                                if (!b)
-                                        return MHD_NO;
-                                r->body = b;
-                                r->body_cap = cap;
+}
+
+/* ---- connection io ---- */
+
+static void conn_read(HttpConn *c) {
+        char *p;
+        size_t room;
+
+        c->maybe_more = false;
+        if (c->phase == CONN_HANDLER || c->phase == CONN_WRITE) {
+                c->maybe_more = true; /* the next request: read once this one is over */
+                return;
+        }
+        if (c->phase == CONN_LINGER) {
+                char junk[4096];
+                for (;;) {
+                        ssize_t n = read(c->fd, junk, sizeof junk);
+                        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                                return;
+                        if (n <= 0 || (c->lingered += (size_t) n) > LINGER_MAX_BYTES) {
+                                conn_free(c);
+                                return;
                         }
-                        memcpy(r->body + r->body_len, upload_data, n);
-                        r->body_len += n;
-                        r->body[r->body_len] = 0;
                 }
-                *upload_data_size = 0;
-                return MHD_YES;
         }
-
-        r->started = true;
-        (void) dispatch(r);
-        if (r->response)
-                return send_queued(r) < 0 ? MHD_NO : MHD_YES;
-        return MHD_YES; /* suspended: resumed by the reply */
+        if (request_parser_space(&c->rp, 4096, &p, &room) < 0) {
+                conn_fail(c, 500, "ERROR", "out of memory");
+                return;
+        }
+        ssize_t n = read(c->fd, p, room);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return;
+                conn_lost(c);
+                return;
+        }
+        if (n == 0) {
+                /* EOF: between requests that is the normal end; in the middle of one the
+                 * request is incomplete and has nobody to answer to. */
+                conn_lost(c);
+                return;
+        }
+        request_parser_commit(&c->rp, (size_t) n);
+        if ((size_t) n == room || c->rdhup) {
+                /* A full buffer: more may wait in the socket and no new edge will say so. Read
+                 * on from the loop (queued before processing, which may free c). */
+                c->maybe_more = true;
+                post_queue(c);
+        }
+        conn_process(c);
 }
 
-static int on_mhd_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        HttpServer *s = userdata;
-        (void) MHD_run(s->mhd);
-        mhd_schedule(s);
+static void conn_write_ready(HttpConn *c) {
+        HttpRequest *r = &c->req;
+
+        if (conn_flush_full(c, NULL, 0, true) < 0 || c->broken) {
+                conn_lost(c);
+                return;
+        }
+        if (c->out_len > 0) {
+                deadline_set(c, DEADLINE_PROGRESS);
+                if (r->producer_blocked && r->drain && c->out_len <= STREAM_BUFFER_MAX / 2) {
+                        /* half the buffer is free: ask the producer for more */
+                        r->producer_blocked = false;
+                        r->drain(r->drain_userdata);
+                }
+                return;
+        }
+        if (r->streaming && !r->stream_ended) {
+                /* Everything written: wait for the producer, no read of the next request yet. */
+                conn_set_events(c, BASE_EVENTS);
+                deadline_unlink(c);
+                if (r->producer_blocked && r->drain) {
+                        r->producer_blocked = false;
+                        r->drain(r->drain_userdata);
+                }
+                return;
+        }
+        conn_set_events(c, BASE_EVENTS);
+        conn_finish(c);
+}
+
+static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        HttpConn *c = userdata;
+
+        if (c->phase == CONN_HANDLER) {
+                /* Waiting for the handler: only a client that leaves matters. Pipelined bytes
+                 * are left in the socket (EPOLLIN is dropped so they do not wake us). */
+                if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+                        conn_lost(c);
+                        return 0;
+                }
+                if ((revents & EPOLLOUT) && c->out_len > 0) {
+                        conn_write_ready(c);
+                        return 0;
+                }
+                if (revents & EPOLLIN) {
+                        char b;
+                        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+                        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                                conn_lost(c);
+                        else if (n > 0)
+                                c->maybe_more = true; /* pipelined: read after the answer */
+                }
+                return 0;
+        }
+        if (revents & EPOLLRDHUP)
+                c->rdhup = true; /* reported once: the EOF is read after what precedes it */
+        if (revents & EPOLLIN)
+                c->maybe_more = true;
+        if (revents & EPOLLOUT) {
+                conn_write_ready(c); /* may free c */
+                return 0;
+        }
+        if (revents & EPOLLIN) {
+                conn_read(c); /* reads the EOF of a hang-up, if that is what it is */
+                return 0;
+        }
+        if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                conn_lost(c);
         return 0;
 }
 
-static int on_mhd_kick(sd_event_source *src, void *userdata) {
-        HttpServer *s = userdata;
-        MHD_UNSIGNED_LONG_LONG ms;
+/* ---- limits and accepting ---- */
 
-        /* A resumed connection needs more than one pass: one to move it back and send the
-         * reply, one to finish the request and put the socket back into MHD's epoll set.
-         * Run while MHD says there is work due now, a bounded number of times. */
-        for (unsigned i = 0; i < 8; i++) {
-                (void) MHD_run(s->mhd);
-                if (MHD_get_timeout(s->mhd, &ms) != MHD_YES || ms > 0)
-                        break;
-        }
-        mhd_schedule(s);
-        return 0;
-}
-
-static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-        HttpServer *s = userdata;
-        (void) MHD_run(s->mhd);
-        mhd_schedule(s);
-        return 0;
-}
-
-static void mhd_schedule(HttpServer *s) {
-        MHD_UNSIGNED_LONG_LONG ms;
-        uint64_t now;
-
-        if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
-                (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
-                return;
-        }
-        if (ms == 0) {
-                /* Work is due now (a connection still has buffered input, e.g. a large upload
-                 * read in MHD-sized pieces): run again from the loop, not after a timer tick. */
-                (void) sd_event_source_set_enabled(s->mhd_kick, SD_EVENT_ONESHOT);
-                return;
-        }
-        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
-                return;
-        (void) sd_event_source_set_time(s->mhd_timer, now + ms * 1000);
-        (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_ONESHOT);
-}
-
-HttpServer *http_server_new(Manager *m, sd_event *e) {
-        HttpServer *s = calloc(1, sizeof *s);
-        const union MHD_DaemonInfo *info;
-
-        if (!s)
+static UidCount *uid_find(HttpServer *s, uid_t uid, bool create) {
+        for (size_t i = 0; i < s->n_uids; i++)
+                if (s->uids[i].uid == uid)
+                        return &s->uids[i];
+        if (!create)
                 return NULL;
-        s->manager = m;
-        s->event = sd_event_ref(e);
-        s->mhd = MHD_start_daemon(
-                MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME |
-                        MHD_USE_ERROR_LOG,
-                0, NULL, NULL, on_access, s,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-                MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, s,
-                MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned) 10000,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 32 * 1024,
-                MHD_OPTION_END);
-        if (!s->mhd)
-                return http_server_free(s);
-        s->empty = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
-        if (!s->empty)
-                return http_server_free(s);
-        info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-        if (!info)
-                return http_server_free(s);
-        if (sd_event_add_io(e, &s->mhd_io, info->epoll_fd, EPOLLIN, on_mhd_io, s) < 0 ||
-            /* accuracy 1 us: 0 would mean sd-event's default of 250 ms */
-            sd_event_add_time(e, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_mhd_timer, s) < 0 ||
-            sd_event_add_defer(e, &s->mhd_kick, on_mhd_kick, s) < 0)
-                return http_server_free(s);
-        (void) sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
-        (void) sd_event_source_set_enabled(s->mhd_kick, SD_EVENT_OFF);
-        return s;
-}
-
-HttpServer *http_server_free(HttpServer *s) {
-        if (!s)
+        UidCount *u = reallocarray(s->uids, s->n_uids + 1, sizeof *u);
+        if (!u)
                 return NULL;
-        while (s->listeners)
-                http_listener_free(s->listeners);
-        sd_event_source_disable_unref(s->mhd_io);
-        sd_event_source_disable_unref(s->mhd_timer);
-        sd_event_source_disable_unref(s->mhd_kick);
-        /* MHD refuses to stop with suspended connections: whatever still waits (nothing
-         * should, the Manager ends outgoing requests first) is answered now. */
-        while (s->suspended)
-                (void) http_reply_error(s->suspended, DAPR_ERR_INTERNAL, "mooringd is stopping");
-        for (HttpStream *st = s->streams; st; st = st->next) {
-                st->ended = st->failed = true;
-                stream_wake_reader(st);
+        s->uids = u;
+        u[s->n_uids] = (UidCount){ .uid = uid };
+        return &u[s->n_uids++];
+}
+
+static void uid_release(HttpConn *c) {
+        HttpServer *s = c->server;
+        if (!c->has_uid)
+                return;
+        c->has_uid = false;
+        UidCount *u = uid_find(s, c->uid, false);
+        if (!u)
+                return;
+        u->all--;
+        if (c->caller.via == LISTENER_API)
+                u->api--;
+        if (u->all == 0)
+                *u = s->uids[--s->n_uids];
+}
+
+static const char *listener_name(const HttpListener *l) {
+        return l->kind == LISTENER_API ? "the shared socket" : l->kind == LISTENER_APP_UNIX ? "its socket" : "its port";
+}
+
+static void listener_log(HttpListener *l, int error, const char *what) {
+        uint64_t held = 0;
+        switch (ratelimit_event(&l->log_rl, now_usec(l->server), &held)) {
+        case RATELIMIT_HELD:
+                return;
+        case RATELIMIT_FIRST:
+                held = 0;
+                break;
+        case RATELIMIT_SUMMARY:
+                break;
         }
-        if (s->mhd)
-                MHD_stop_daemon(s->mhd); /* closes connections: completion + close callbacks run */
-        if (s->empty)
-                MHD_destroy_response(s->empty);
-        caller_free(s->pending);
-        sd_event_unref(s->event);
-        free(s);
-        return NULL;
+        const char *app = l->app ? l->app->config->id : NULL;
+        if (error)
+                log_struct(LOG_WARNING, error, app, NULL, "HTTP %s on %s: %m (%llu more held back).", what,
+                           listener_name(l), (unsigned long long) held);
+        else
+                log_struct(LOG_WARNING, 0, app, NULL, "HTTP connection refused on %s: %s (%llu more held back).",
+                           listener_name(l), what, (unsigned long long) held);
 }
 
-unsigned http_server_requests_in_flight(const HttpServer *s) {
-        return s->n_requests;
+static void refuse(HttpListener *l, int fd, const char *why, uint64_t *counter) {
+        static const char body[] = "{\"errorCode\":\"ERR_TOO_MANY_CONNECTIONS\",\"message\":\"connection limit reached\"}";
+        char buf[256];
+
+        /* Not a Dapr code: Dapr has no per-connection limit. A best-effort 503 lets an HTTP/1.1
+         * client tell "too busy" from a network failure. */
+        int n = snprintf(buf, sizeof buf,
+                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         sizeof body - 1, body);
+        (void) !write(fd, buf, (size_t) n);
+        (void) shutdown(fd, SHUT_WR);
+        safe_close(fd);
+        (*counter)++;
+        listener_log(l, 0, why);
 }
 
-void http_server_start_drain(HttpServer *s) {
-        s->draining = true;
-        for (HttpListener *l = s->listeners; l; l = l->next)
-                (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+static unsigned global_cap(HttpServer *s) {
+        return MIN(settings(s)->max_connections, s->nofile_cap);
 }
 
-/* ---- listeners ---- */
+static void update_nofile_cap(HttpServer *s) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
+                s->nofile_cap = UINT32_MAX;
+                return;
+        }
+        /* Keep fds for listeners, drivers, the app channel (one per call in flight), files. */
+        rlim_t reserve = MAX((rlim_t) 64, rl.rlim_cur / 8);
+        s->nofile_cap = rl.rlim_cur > reserve ? (unsigned) MIN(rl.rlim_cur - reserve, (rlim_t) UINT32_MAX) : 1;
+}
+
+static void conn_new(HttpListener *l, int fd) {
+        HttpServer *s = l->server;
+        const Settings *st = settings(s);
+        struct ucred cred = {};
+        bool has_cred = false;
+        UidCount *u = NULL;
+
+        if (s->n_conns >= global_cap(s)) {
+                refuse(l, fd, "global connection limit (MaxConnections=) reached", &s->stats.refused_global);
+                return;
+        }
+        if (l->is_unix) {
+                socklen_t len = sizeof cred;
+                has_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) >= 0;
+        }
+        if (has_cred) {
+                u = uid_find(s, cred.uid, false);
+                if (u && u->all >= st->max_connections_per_user) {
+                        refuse(l, fd, "per-user connection limit (MaxConnectionsPerUser=) reached",
+                               &s->stats.refused_user);
+                        return;
+                }
+        }
+        if (l->kind == LISTENER_API ? (u && u->api >= st->max_connections_per_listener)
+                                    : l->n_conns >= st->max_connections_per_listener) {
+                refuse(l, fd, "per-listener connection limit (MaxConnectionsPerListener=) reached",
+                       &s->stats.refused_listener);
+                return;
+        }
+
+        HttpConn *c = calloc(1, sizeof *c);
+        if (!c) {
+                log_oom();
+                safe_close(fd);
+                return;
+        }
+        c->server = s;
+        c->listener = l;
+        c->fd = fd;
+        c->dl_kind = DEADLINE_NONE;
+        c->req.conn = c;
+        c->events = BASE_EVENTS;
+        RequestLimits limits = {
+                .max_head = REQUEST_MAX_HEAD_DEFAULT,
+                .max_uri = REQUEST_MAX_URI_DEFAULT,
+                .max_fields = REQUEST_MAX_FIELDS_DEFAULT,
+                .max_body = manager_max_body(s->manager),
+        };
+        request_parser_init(&c->rp, &limits);
+        caller_init(&c->caller, l, has_cred ? &cred : NULL);
+        if (sd_event_add_io(s->event, &c->io, fd, c->events, on_conn_io, c) < 0) {
+                caller_done(&c->caller);
+                request_parser_done(&c->rp);
+                safe_close(fd);
+                free(c);
+                log_oom();
+                return;
+        }
+        if (has_cred && (u = uid_find(s, cred.uid, true))) {
+                c->has_uid = true;
+                c->uid = cred.uid;
+                u->all++;
+                if (l->kind == LISTENER_API)
+                        u->api++;
+        }
+        l->n_conns++;
+        s->n_conns++;
+        s->stats.accepted++;
+        c->next = s->conns;
+        if (c->next)
+                c->next->prev = c;
+        s->conns = c;
+        c->phase = CONN_IDLE;
+        deadline_set(c, DEADLINE_IDLE);
+}
+
+static void conn_free(HttpConn *c) {
+        HttpServer *s;
+
+        if (!c)
+                return;
+        s = c->server;
+        if (c->req.counted || c->req.on_end)
+                request_end(c);
+        deadline_unlink(c);
+        post_unlink(c);
+        uid_release(c);
+        if (c->listener)
+                c->listener->n_conns--;
+        if (c->prev)
+                c->prev->next = c->next;
+        else if (s->conns == c)
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_conns--;
+        sd_event_source_disable_unref(c->io);
+        safe_close(c->fd);
+        caller_done(&c->caller);
+        request_parser_done(&c->rp);
+        free(c->out);
+        free(c);
+}
 
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         HttpListener *l = userdata;
@@ -502,43 +1065,28 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
 
         /* Take what is queued, bounded so one busy listener cannot starve the loop. */
         for (unsigned i = 0; i < 64; i++) {
-                struct sockaddr_storage sa;
-                socklen_t salen = sizeof sa;
-                int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
                         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                                 /* The connection stays queued and the socket readable: without a
                                  * pause we would spin. Stop accepting here for a moment. */
-                                log_warning_errno(errno, "Failed to accept connection: %m; pausing this "
-                                                  "listener for 100ms");
+                                s->stats.accept_errors++;
+                                listener_log(l, errno, "accept failed, pausing the listener for 100ms");
                                 (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
                                 (void) sd_event_source_set_time_relative(l->backoff, 100 * 1000);
                                 (void) sd_event_source_set_enabled(l->backoff, SD_EVENT_ONESHOT);
-                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning_errno(errno, "Failed to accept connection: %m");
+                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                                s->stats.accept_errors++;
+                                listener_log(l, errno, "accept failed");
+                        }
                         break;
                 }
                 if (s->draining) {
                         safe_close(cfd);
                         continue;
                 }
-                caller_free(s->pending);
-                s->pending = caller_new(l, cfd);
-                if (!s->pending) {
-                        log_oom();
-                        safe_close(cfd);
-                        continue;
-                }
-                /* MHD owns cfd from here, and closes it if it fails. */
-                if (MHD_add_connection(s->mhd, cfd, (const struct sockaddr *) &sa, salen) != MHD_YES)
-                        log_debug("libmicrohttpd refused a connection");
-                if (s->pending) {
-                        /* Not attached: MHD did not start the connection. */
-                        s->pending = caller_free(s->pending);
-                }
+                conn_new(l, cfd);
         }
-        (void) MHD_run(s->mhd);
-        mhd_schedule(s);
         return 0;
 }
 
@@ -549,15 +1097,137 @@ static int on_accept_backoff(sd_event_source *src, uint64_t usec, void *userdata
         return 0;
 }
 
+/* ---- deadline sweep ---- */
+
+static void deadline_expired(HttpConn *c, DeadlineKind k) {
+        HttpServer *s = c->server;
+        switch (k) {
+        case DEADLINE_IDLE:
+                conn_free(c);
+                break;
+        case DEADLINE_HEAD:
+        case DEADLINE_PROGRESS:
+                if (c->phase == CONN_HEAD || c->phase == CONN_BODY) {
+                        if (c->phase == CONN_HEAD)
+                                s->stats.header_timeouts++;
+                        else
+                                s->stats.body_timeouts++;
+                        /* Slowloris and stalled uploads: 408 (Dapr has no code for it) and close. */
+                        deadline_unlink(c);
+                        conn_fail(c, 408, "ERR_REQUEST_TIMEOUT",
+                                  c->phase == CONN_HEAD ? "request head not received in time"
+                                                        : "request body stalled");
+                } else {
+                        /* an answer the client does not read */
+                        s->stats.body_timeouts++;
+                        conn_lost(c);
+                }
+                break;
+        default:
+                conn_free(c);
+        }
+}
+
+static int on_sweep(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpServer *s = userdata;
+        uint64_t now = now_usec(s);
+        bool any = false;
+
+        for (DeadlineKind k = 0; k < _DEADLINE_MAX; k++) {
+                HttpConn *c;
+                /* Ordered by deadline: stop at the first that has time left. */
+                while ((c = s->dl_head[k]) && c->deadline <= now)
+                        deadline_expired(c, k);
+                any = any || s->dl_head[k];
+        }
+        if (any) {
+                (void) sd_event_source_set_time(s->sweep, now + SWEEP_USEC);
+                (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+/* ---- the server ---- */
+
+HttpServer *http_server_new(Manager *m, sd_event *e) {
+        HttpServer *s = calloc(1, sizeof *s);
+
+        if (!s)
+                return NULL;
+        s->manager = m;
+        s->event = sd_event_ref(e);
+        update_nofile_cap(s);
+        /* accuracy 250 ms: deadlines are coarse by design, let sd-event batch the wakeups */
+        if (sd_event_add_time(e, &s->sweep, CLOCK_MONOTONIC, UINT64_MAX, 250 * 1000, on_sweep, s) < 0 ||
+            sd_event_add_defer(e, &s->post, on_post, s) < 0)
+                return http_server_free(s);
+        (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->post, SD_EVENT_OFF);
+        return s;
+}
+
+HttpServer *http_server_free(HttpServer *s) {
+        if (!s)
+                return NULL;
+        while (s->listeners)
+                http_listener_free(s->listeners);
+        /* Whatever still waits (nothing should: the Manager ends outgoing requests first) is
+         * answered now, then every connection goes (on_end runs for those that have it). */
+        for (HttpConn *c = s->conns; c; c = c->next)
+                if (c->phase == CONN_HANDLER && !c->req.replied && !c->req.streaming) {
+                        c->in_dispatch = true; /* no finishing from inside: we free below */
+                        (void) http_reply_error(&c->req, DAPR_ERR_INTERNAL, "mooringd is stopping");
+                }
+        while (s->conns)
+                conn_free(s->conns);
+        sd_event_source_disable_unref(s->sweep);
+        sd_event_source_disable_unref(s->post);
+        free(s->uids);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+unsigned http_server_requests_in_flight(const HttpServer *s) {
+        return s->n_requests;
+}
+
+const HttpServerStats *http_server_stats(const HttpServer *s) {
+        HttpServerStats *st = (HttpServerStats *) &s->stats;
+        st->connections = s->n_conns;
+        return st;
+}
+
+void http_server_start_drain(HttpServer *s) {
+        s->draining = true;
+        for (HttpListener *l = s->listeners; l; l = l->next)
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+        /* Connections between requests (or with half a head) go now; the others after their
+         * answer, which says "Connection: close". */
+        for (HttpConn *c = s->conns, *n; c; c = n) {
+                n = c->next;
+                if (c->phase == CONN_IDLE || c->phase == CONN_HEAD || c->phase == CONN_LINGER)
+                        conn_free(c);
+                else
+                        c->close_after = true;
+        }
+}
+
+/* ---- listeners ---- */
+
 int http_listener_new(HttpServer *s, ListenerKind kind, App *app, int fd_take, const char *unlink_path,
                       HttpListener **ret) {
         _cleanup_close_ int fd = fd_take;
         HttpListener *l = calloc(1, sizeof *l);
+        int domain = 0;
+        socklen_t dl = sizeof domain;
         int r;
 
         if (!l)
                 return -ENOMEM;
-        *l = (HttpListener){ .server = s, .kind = kind, .app = app_ref(app), .fd = TAKE_FD(fd) };
+        *l = (HttpListener){ .server = s, .kind = kind, .app = app_ref(app), .fd = TAKE_FD(fd),
+                             .log_rl = RATELIMIT_INIT(LOG_INTERVAL_USEC) };
+        l->is_unix = getsockopt(l->fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) >= 0 && domain == AF_UNIX;
         if (unlink_path) {
                 l->unlink_path = strdup(unlink_path);
                 if (!l->unlink_path) {
@@ -576,6 +1246,7 @@ int http_listener_new(HttpServer *s, ListenerKind kind, App *app, int fd_take, c
         }
         if (s->draining)
                 (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+        update_nofile_cap(s); /* a reload may follow a raised limit */
         l->next = s->listeners;
         if (l->next)
                 l->next->prev = l;
@@ -594,6 +1265,13 @@ HttpListener *http_listener_free(HttpListener *l) {
                 s->listeners = l->next;
         if (l->next)
                 l->next->prev = l->prev;
+        /* Its connections live on (an app's settings changed, its requests finish) but are
+         * no longer counted against it. */
+        for (HttpConn *c = s->conns; c && l->n_conns > 0; c = c->next)
+                if (c->listener == l) {
+                        c->listener = NULL;
+                        l->n_conns--;
+                }
         sd_event_source_disable_unref(l->source);
         sd_event_source_disable_unref(l->backoff);
         safe_close(l->fd);
@@ -613,62 +1291,126 @@ int http_listener_fd(const HttpListener *l) {
 /* ---- request API ---- */
 
 const Caller *http_request_caller(const HttpRequest *r) {
-        return r->caller;
+        return &r->conn->caller;
 }
 
 Manager *http_request_manager(const HttpRequest *r) {
-        return r->server->manager;
+        return r->conn->server->manager;
 }
 
 const char *http_request_method(const HttpRequest *r) {
-        return r->method;
+        return request_parser_method(&r->conn->rp);
 }
 
 const char *http_request_url(const HttpRequest *r) {
-        return r->url;
+        return request_parser_path(&r->conn->rp);
 }
 
 const char *http_request_header(const HttpRequest *r, const char *name) {
-        return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
-
-char *http_request_query(const HttpRequest *r, const char *name) {
-        /* Values are still escaped (see no_unescape). */
-        const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
-        return v ? http_unescape(v, strlen(v), true) : NULL;
+        return request_parser_header(&r->conn->rp, name);
 }
 
 const void *http_request_body(const HttpRequest *r, size_t *ret_len) {
-        *ret_len = r->body_len;
-        return r->body ?: "";
+        return request_parser_body(&r->conn->rp, ret_len);
+}
+
+const char *http_request_raw_query(const HttpRequest *r) {
+        return request_parser_query(&r->conn->rp);
+}
+
+/* Walks "k=v&k2=v2" (escaped), unescaping each part; a key without '=' has the value "". */
+int http_request_foreach_query(const HttpRequest *r, HttpRequestQueryFn fn, void *userdata) {
+        const char *q = http_request_raw_query(r);
+
+        while (q && *q) {
+                size_t n = strcspn(q, "&");
+                const char *eq = memchr(q, '=', n);
+                if (n > 0) {
+                        size_t kl = eq ? (size_t) (eq - q) : n;
+                        _cleanup_free_ char *k = http_unescape(q, kl, true);
+                        _cleanup_free_ char *v = eq ? http_unescape(eq + 1, n - kl - 1, true) : strdup("");
+                        if (!k || !v)
+                                return -EINVAL;
+                        int e = fn(k, v, userdata);
+                        if (e < 0)
+                                return e;
+                }
+                q += n;
+                if (*q == '&')
+                        q++;
+        }
+        return 0;
+}
+
+/* The first argument of that name, unescaped; a key without '=' has the value "". */
+char *http_request_query(const HttpRequest *r, const char *name) {
+        const char *q = http_request_raw_query(r);
+
+        while (q && *q) {
+                size_t n = strcspn(q, "&");
+                const char *eq = memchr(q, '=', n);
+                size_t kl = eq ? (size_t) (eq - q) : n;
+                _cleanup_free_ char *k = http_unescape(q, kl, true);
+                if (k && streq(k, name))
+                        return eq ? http_unescape(eq + 1, n - kl - 1, true) : strdup("");
+                q += n;
+                if (*q == '&')
+                        q++;
+        }
+        return NULL;
+}
+
+int http_request_header_pairs(const HttpRequest *r, char ***ret) {
+        const RequestParser *p = &r->conn->rp;
+        char **l = calloc(2 * (size_t) p->n_fields + 1, sizeof *l);
+
+        if (!l)
+                return -ENOMEM;
+        for (unsigned i = 0; i < p->n_fields; i++) {
+                l[2 * i] = strdup(request_parser_field_name(p, i));
+                l[2 * i + 1] = strdup(request_parser_field_value(p, i));
+                if (!l[2 * i] || !l[2 * i + 1]) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+        }
+        *ret = l;
+        return 0;
+}
+
+void http_request_on_end(HttpRequest *r, HttpRequestEndFn fn, void *userdata) {
+        r->on_end = fn;
+        r->on_end_userdata = userdata;
 }
 
 void http_request_suspend(HttpRequest *r) {
-        HttpServer *s = r->server;
-        if (r->suspended || r->response)
-                return;
-        r->suspended = true;
-        r->susp_next = s->suspended;
-        if (r->susp_next)
-                r->susp_next->susp_prev = r;
-        s->suspended = r;
-        MHD_suspend_connection(r->conn);
+        /* Only a marker: a request without an answer simply waits. */
+        if (!r->replied)
+                r->suspended = true;
 }
 
-static void unlink_suspended(HttpRequest *r) {
-        if (r->susp_prev)
-                r->susp_prev->susp_next = r->susp_next;
-        else
-                r->server->suspended = r->susp_next;
-        if (r->susp_next)
-                r->susp_next->susp_prev = r->susp_prev;
-        r->susp_next = r->susp_prev = NULL;
-}
+/* ---- replies ---- */
 
 static int reply_internal(HttpRequest *r, unsigned status, const char *content_type, const void *body,
-                          size_t len, const char *const *headers);
-static void set_response(HttpRequest *r, struct MHD_Response *resp, unsigned status);
-static void resume(HttpServer *s, struct MHD_Connection *conn);
+                          size_t len, const char *const *headers) {
+        HttpConn *c = r->conn;
+        int k;
+
+        if (r->replied || r->streaming)
+                return -EALREADY;
+        r->replied = true;
+        if (c->fd >= 0) {
+                bool has_body = status_has_body(status);
+                k = write_head(c, status, content_type, has_body ? (int64_t) len : -1, headers);
+                if (k >= 0)
+                        /* HEAD: the length of the body that a GET would get, and no body */
+                        k = conn_flush(c, body, has_body && !r->head ? len : 0);
+                if (k < 0)
+                        c->broken = true;
+        }
+        post_queue(c);
+        return 0;
+}
 
 int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len) {
         return reply_internal(r, status, content_type, body, len, NULL);
@@ -677,70 +1419,6 @@ int http_reply(HttpRequest *r, unsigned status, const char *content_type, const 
 int http_reply_headers(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len,
                        const char *const *headers) {
         return reply_internal(r, status, content_type, body, len, headers);
-}
-
-typedef struct {
-        HttpRequestQueryFn fn;
-        void *userdata;
-        int error;
-} QueryIter;
-
-static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-        QueryIter *it = cls;
-        _cleanup_free_ char *k = key ? http_unescape(key, strlen(key), true) : NULL;
-        _cleanup_free_ char *v = value ? http_unescape(value, strlen(value), true) : strdup("");
-        if (!k || !v) {
-                it->error = -EINVAL;
-                return MHD_NO;
-        }
-        it->error = it->fn(k, v, it->userdata);
-        return it->error < 0 ? MHD_NO : MHD_YES;
-}
-
-int http_request_foreach_query(const HttpRequest *r, HttpRequestQueryFn fn, void *userdata) {
-        QueryIter it = { .fn = fn, .userdata = userdata };
-        (void) MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, on_query_arg, &it);
-        return it.error;
-}
-
-static int reply_internal(HttpRequest *r, unsigned status, const char *content_type, const void *body,
-                          size_t len, const char *const *headers) {
-        struct MHD_Response *resp;
-
-        if (r->response)
-                return -EALREADY;
-        if (len == 0 && !content_type && !headers && !r->server->draining) {
-                resp = r->server->empty;
-                r->response_shared = true;
-        } else
-                resp = MHD_create_response_from_buffer(len, (void *) (body ?: ""), MHD_RESPMEM_MUST_COPY);
-        if (!resp)
-                return -ENOMEM;
-        if (content_type && !r->response_shared)
-                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-        for (const char *const *h = headers; h && h[0]; h += 2)
-                if (h[1])
-                        (void) MHD_add_response_header(resp, h[0], h[1]);
-        set_response(r, resp, status);
-        return 0;
-}
-
-static void resume(HttpServer *s, struct MHD_Connection *conn) {
-        MHD_resume_connection(conn);
-        /* MHD's ITC does not reliably wake its epoll fd in external mode: run MHD
-         * once ourselves, from the loop (not from inside whatever called us). */
-        if (s->mhd_kick)
-                (void) sd_event_source_set_enabled(s->mhd_kick, SD_EVENT_ONESHOT);
-}
-
-static void set_response(HttpRequest *r, struct MHD_Response *resp, unsigned status) {
-        r->response = resp;
-        r->status = status;
-        if (r->suspended) {
-                r->suspended = false;
-                unlink_suspended(r);
-                resume(r->server, r->conn);
-        }
 }
 
 int http_reply_empty(HttpRequest *r, unsigned status) {
@@ -765,7 +1443,7 @@ _printf_(4, 0) static int reply_error_v(HttpRequest *r, unsigned status, DaprErr
                 msg = NULL;
         json_t *j = json_pack("{s:s, s:s}", "errorCode", dapr_error_code(e), "message", msg ?: "");
         int k = http_reply_json(r, status, j);
-        if (k == -ENOMEM && !r->response) /* last resort: a body we need not allocate */
+        if (k == -ENOMEM && !r->replied) /* last resort: a body we need not allocate */
                 return http_reply(r, 500, "application/json",
                                   "{\"errorCode\":\"ERROR\",\"message\":\"out of memory\"}", 50);
         return k;
@@ -787,213 +1465,83 @@ int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) {
         return k;
 }
 
-/* ---- more of the request, for proxying ---- */
-
-const char *http_request_raw_query(const HttpRequest *r) {
-        const char *q = r->raw_uri ? strchr(r->raw_uri, '?') : NULL;
-        return q ? q + 1 : NULL;
-}
-
-typedef struct {
-        char **pairs;
-        size_t n;
-        int error;
-} HeaderCollect;
-
-static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-        HeaderCollect *hc = cls;
-        char **p = realloc(hc->pairs, (hc->n + 3) * sizeof *p);
-        if (!p) {
-                hc->error = -ENOMEM;
-                return MHD_NO;
-        }
-        hc->pairs = p;
-        p[hc->n] = strdup(key ?: "");
-        p[hc->n + 1] = strdup(value ?: "");
-        p[hc->n + 2] = NULL;
-        if (!p[hc->n] || !p[hc->n + 1]) {
-                free(p[hc->n]);
-                free(p[hc->n + 1]);
-                p[hc->n] = NULL;
-                hc->error = -ENOMEM;
-                return MHD_NO;
-        }
-        hc->n += 2;
-        return MHD_YES;
-}
-
-int http_request_header_pairs(const HttpRequest *r, char ***ret) {
-        HeaderCollect hc = {};
-        (void) MHD_get_connection_values(r->conn, MHD_HEADER_KIND, on_header, &hc);
-        if (hc.error < 0) {
-                strv_free(hc.pairs);
-                return hc.error;
-        }
-        if (!hc.pairs) {
-                hc.pairs = calloc(1, sizeof(char *));
-                if (!hc.pairs)
-                        return -ENOMEM;
-        }
-        *ret = hc.pairs;
-        return 0;
-}
-
-void http_request_on_end(HttpRequest *r, HttpRequestEndFn fn, void *userdata) {
-        r->on_end = fn;
-        r->on_end_userdata = userdata;
-}
-
 /* ---- streamed replies ---- */
-
-static void stream_unref(HttpStream *st) {
-        if (!st || --st->n_ref > 0)
-                return;
-        free(st->buf);
-        free(st);
-}
-
-/* The request is over: no more resumes; the response (if MHD still has it) keeps its ref. */
-static void stream_detach(HttpStream *st) {
-        HttpServer *s = st->server;
-        if (st->prev)
-                st->prev->next = st->next;
-        else if (s->streams == st)
-                s->streams = st->next;
-        if (st->next)
-                st->next->prev = st->prev;
-        st->next = st->prev = NULL;
-        st->conn = NULL;
-        st->drain = NULL;
-        stream_unref(st);
-}
-
-static void stream_wake_reader(HttpStream *st) {
-        if (!st->reader_waiting || !st->conn)
-                return;
-        st->reader_waiting = false;
-        resume(st->server, st->conn);
-}
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-        HttpStream *st = cls;
-        if (st->discard)
-                return MHD_CONTENT_READER_END_OF_STREAM;
-        if (st->len > 0) {
-                size_t n = MIN(max, st->len);
-                memcpy(buf, st->buf + st->off, n);
-                st->off += n;
-                st->len -= n;
-                if (st->len == 0)
-                        st->off = 0;
-                if (st->producer_blocked && st->len <= STREAM_BUFFER_MAX / 2 && st->drain) {
-                        st->producer_blocked = false;
-                        st->drain(st->drain_userdata);
-                }
-                return (ssize_t) n;
-        }
-        if (st->ended)
-                return st->failed ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
-        if (!st->conn)
-                return MHD_CONTENT_READER_END_WITH_ERROR;
-        /* Nothing yet: step out of MHD's loop until the producer writes (allowed from a reader). */
-        st->reader_waiting = true;
-        MHD_suspend_connection(st->conn);
-        return 0;
-}
-
-static void stream_response_gone(void *cls) {
-        stream_unref(cls);
-}
-
-static bool status_has_body(unsigned status, const char *method) {
-        return !(status < 200 || status == 204 || status == 304 || (method && streq(method, "HEAD")));
-}
 
 int http_reply_stream(HttpRequest *r, unsigned status, const char *const *headers, int64_t size,
                       HttpStreamDrainFn drain, void *userdata) {
-        HttpStream *st;
-        struct MHD_Response *resp;
+        HttpConn *c = r->conn;
 
-        if (r->response)
+        if (r->replied || r->streaming)
                 return -EALREADY;
-        st = calloc(1, sizeof *st);
-        if (!st)
-                return -ENOMEM;
-        *st = (HttpStream){ .n_ref = 1, .server = r->server, .conn = r->conn, .drain = drain,
-                            .drain_userdata = userdata };
-        if (!status_has_body(status, r->method)) {
-                /* No body goes out; whatever the producer sends is dropped. A HEAD answer still
-                 * says how long the body would be: MHD never reads a HEAD response's body. */
-                st->discard = true;
-                if (streq(r->method, "HEAD") && size >= 0) {
-                        resp = MHD_create_response_from_callback((uint64_t) size, 32 * 1024, stream_read, st,
-                                                                 stream_response_gone);
-                        if (resp)
-                                st->n_ref++;
-                } else
-                        resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
-        } else {
-                resp = MHD_create_response_from_callback(size >= 0 ? (uint64_t) size : MHD_SIZE_UNKNOWN,
-                                                         32 * 1024, stream_read, st, stream_response_gone);
-                if (resp)
-                        st->n_ref++;
+        r->streaming = true;
+        r->drain = drain;
+        r->drain_userdata = userdata;
+        r->discard = !status_has_body(status) || r->head;
+        r->stream_left = r->discard ? 0 : size;
+        if (c->fd >= 0) {
+                /* A HEAD answer still says how long the body would be. */
+                if (write_head(c, status, NULL, status_has_body(status) ? size : -1, headers) < 0 ||
+                    conn_flush(c, NULL, 0) < 0)
+                        c->broken = true;
         }
-        if (!resp) {
-                stream_unref(st);
-                return -ENOMEM;
-        }
-        for (const char *const *h = headers; h && h[0]; h += 2)
-                if (h[1] && MHD_add_response_header(resp, h[0], h[1]) != MHD_YES)
-                        log_debug("Dropped response header '%s' that libmicrohttpd refused", h[0]);
-        st->next = r->server->streams;
-        if (st->next)
-                st->next->prev = st;
-        r->server->streams = st;
-        r->stream = st;
-        set_response(r, resp, status);
+        if (!c->in_dispatch && c->phase == CONN_HANDLER)
+                c->phase = CONN_WRITE;
+        if (c->broken)
+                post_queue(c);
         return 0;
 }
 
 bool http_stream_write(HttpRequest *r, const void *buf, size_t len) {
-        HttpStream *st = r->stream;
-        if (!st || st->discard || st->ended || len == 0)
+        HttpConn *c = r->conn;
+        char hdr[32];
+
+        if (!r->streaming || r->discard || r->stream_ended || len == 0 || c->fd < 0 || c->broken)
                 return true;
         /* All or nothing: a chunk is taken whole, or the producer pauses and offers it again. */
-        if (st->len > 0 && st->len + len > STREAM_BUFFER_MAX) {
-                st->producer_blocked = true;
+        if (c->out_len > 0 && c->out_len + len > STREAM_BUFFER_MAX) {
+                r->producer_blocked = true;
                 return false;
         }
-        if (st->off > 0) {
-                memmove(st->buf, st->buf + st->off, st->len);
-                st->off = 0;
+        if (r->stream_left >= 0) {
+                /* never more than announced: the framing would break */
+                if ((uint64_t) len > (uint64_t) r->stream_left)
+                        len = (size_t) r->stream_left;
+                r->stream_left -= (int64_t) len;
         }
-        size_t cap = MAX((size_t) STREAM_BUFFER_MAX, len);
-        if (!st->buf) {
-                st->buf = malloc(cap);
-                if (!st->buf) {
-                        http_stream_end(r, false);
-                        return true;
-                }
-        } else if (st->len + len > STREAM_BUFFER_MAX) {
-                char *b = realloc(st->buf, st->len + len);
-                if (!b) {
-                        http_stream_end(r, false);
-                        return true;
-                }
-                st->buf = b;
-        }
-        memcpy(st->buf + st->len, buf, len);
-        st->len += len;
-        stream_wake_reader(st);
+        int k = 0;
+        if (r->chunked) {
+                int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+                k = out_append(c, hdr, (size_t) n);
+                if (k >= 0)
+                        k = out_append(c, buf, len);
+                if (k >= 0)
+                        k = out_append(c, "\r\n", 2);
+                if (k >= 0)
+                        k = conn_flush(c, NULL, 0);
+        } else
+                k = conn_flush(c, buf, len);
+        if (k < 0)
+                c->broken = true;
+        if (c->broken)
+                post_queue(c);
         return true;
 }
 
 void http_stream_end(HttpRequest *r, bool ok) {
-        HttpStream *st = r->stream;
-        if (!st || st->ended)
+        HttpConn *c = r->conn;
+
+        if (!r->streaming || r->stream_ended)
                 return;
-        st->ended = true;
-        st->failed = !ok;
-        st->drain = NULL; /* the producer is gone */
-        stream_wake_reader(st);
+        r->stream_ended = true;
+        r->stream_failed = !ok;
+        r->drain = NULL; /* the producer is gone */
+        if (ok && r->chunked && !r->discard && c->fd >= 0 && !c->broken) {
+                if (out_append(c, "0\r\n\r\n", 5) < 0 || conn_flush(c, NULL, 0) < 0)
+                        c->broken = true;
+        }
+        /* A failed stream is cut short: the connection closes after what was sent, so the
+         * client sees a truncated body rather than a complete-looking one. */
+        if (!ok)
+                c->close_after = true;
+        post_queue(c);
 }

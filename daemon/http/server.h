@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The HTTP front-end: one libmicrohttpd daemon with no threads and no listen
- * socket of its own, driven by sd-event through MHD's epoll fd. We accept on
- * our listeners (shared socket, per-app Unix sockets, per-app TCP ports) and
- * hand each connection to MHD with the identity of the listener it came in
- * on, so "which app is calling" is decided by the kernel, never by a header.
+ * The HTTP front-end: mooring's own HTTP/1.1 server on sd-event (parsing by
+ * http_parser, see request-parse.h). We accept on our listeners (shared
+ * socket, per-app Unix sockets, per-app TCP ports) and give each connection
+ * the identity of the listener it came in on, so "which app is calling" is
+ * decided by the kernel, never by a header.
  *
- * Requests that must wait (later: the app channel, drivers) are suspended and
- * resumed; nothing here blocks.
+ * Strict about framing (RFC 9112: malformed requests get 400 and the
+ * connection is closed), fair (connection limits per listener and per peer
+ * uid below the global one, header/body/idle deadlines, all from [Daemon]
+ * settings), and every error it produces itself is in Dapr's JSON shape.
+ * Handlers may answer later; nothing here blocks.
  */
 #pragma once
 
@@ -40,6 +43,21 @@ HttpServer *http_server_new(Manager *m, sd_event *e);
 HttpServer *http_server_free(HttpServer *s);
 /* Requests whose headers have arrived and whose response is not yet sent. */
 unsigned http_server_requests_in_flight(const HttpServer *s);
+
+/* Counters since start, for GET /mooring/v1/status. */
+typedef struct HttpServerStats {
+        uint64_t connections;      /* open now */
+        uint64_t accepted;
+        uint64_t requests;
+        uint64_t refused_global;   /* MaxConnections= (or the fd limit) reached */
+        uint64_t refused_listener; /* MaxConnectionsPerListener= reached */
+        uint64_t refused_user;     /* MaxConnectionsPerUser= reached */
+        uint64_t accept_errors;
+        uint64_t header_timeouts;
+        uint64_t body_timeouts;    /* body or answer without progress */
+        uint64_t bad_requests;     /* answered by the server itself (400, 408, 413, 414, 431, 505) */
+} HttpServerStats;
+const HttpServerStats *http_server_stats(const HttpServer *s);
 /* Stop accepting and close idle keep-alive connections after their request. */
 void http_server_start_drain(HttpServer *s);
 
@@ -68,7 +86,11 @@ const void *http_request_body(const HttpRequest *r, size_t *ret_len);
 typedef int (*HttpRequestQueryFn)(const char *key, const char *value, void *userdata);
 int http_request_foreach_query(const HttpRequest *r, HttpRequestQueryFn fn, void *userdata);
 
-/* Exactly one reply per request, from the handler or later (after http_request_suspend()). */
+/*
+ * Exactly one reply per request, from the handler or later (after http_request_suspend(), a
+ * marker only). The request, its headers and its body stay valid until it is over. The body
+ * is not NUL-terminated.
+ */
 int http_reply(HttpRequest *r, unsigned status, const char *content_type, const void *body, size_t len);
 int http_reply_empty(HttpRequest *r, unsigned status);
 /* headers: name, value pairs, NULL-terminated; a NULL value skips its pair. */
