@@ -32,13 +32,27 @@ int state_scope_key(const StateStore *s, const char *app_id, const char *key, ch
 /* The caller's part of a stored key (after the first "||", or all of it). */
 const char *state_unscope_key(const char *stored);
 
+/*
+ * The most items or operations one request may carry on s (component metadata
+ * maxOperationsPerRequest, default 10,000; 0: no bound). Past it the calls below
+ * return -E2BIG and start nothing.
+ */
+size_t state_store_max_ops(const StateStore *s);
+
 /* Dapr capability strings of a store ("ETAG", "TRANSACTIONAL", "TTL"), NULL-terminated, static. */
 const char *const *state_store_capabilities(const StateStore *s);
 
 /* Parses metadata ttlInSeconds ("-1" or a non-negative integer). -EINVAL otherwise. */
 int state_parse_ttl(const char *s, int64_t *ret);
 
-/* ---- calls; every done runs exactly once, later, on the loop ---- */
+/*
+ * ---- calls; every done runs exactly once, later, on the loop ----
+ *
+ * Calls are queued per store and per app: at most a few dozen of one app's
+ * calls are in the driver at a time, the rest wait in that app's order, so
+ * one app's backlog does not delay another's calls. -E2BIG: more items than
+ * state_store_max_ops().
+ */
 
 /* Get: keys are unscoped, scoping is done here. */
 int state_get(StateStore *s, const char *app_id, const char *key, StateDoneFn done, void *userdata);
@@ -59,3 +73,13 @@ int state_transact(StateStore *s, const char *app_id, const StateOp *ops, size_t
 typedef void (*StateBulkDoneFn)(const StateResult *results, size_t n, void *userdata);
 int state_bulk_get(StateStore *s, const char *app_id, char *const *keys, size_t n, StateBulkDoneFn done,
                    void *userdata);
+
+/*
+ * The caller of every call on s started with userdata is gone: calls still
+ * queued are dropped unstarted (their writes never happen), calls in the
+ * driver are cancelled there if it can, and no done runs for any of them
+ * afterwards. Only valid while such a call's done has not run (a front-end
+ * that clears its hook in done() satisfies this: the store outlives every
+ * call whose done is pending).
+ */
+void state_cancel(StateStore *s, void *userdata);

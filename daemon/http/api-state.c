@@ -6,6 +6,11 @@
  *
  * Values are stored as the compact JSON encoding of the item's "value" (as
  * Dapr does), and GET returns those bytes unchanged.
+ *
+ * A request that ends before its answer (the client went away) cancels its
+ * call in the block (http_request_on_end() -> state_cancel()): queued work is
+ * never started. Every done callback unhooks that first, so the block's call
+ * and the request end together either way.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -59,6 +64,19 @@ static json_t *query_metadata(HttpRequest *r) {
         return md;
 }
 
+/* ---- the request ended before the answer ---- */
+
+static void on_request_end(HttpRequest *r, void *userdata) {
+        state_cancel(userdata, r);
+}
+
+/* From a done callback: the answer is here, the cancel hook is no longer wanted. */
+static HttpRequest *answering(void *userdata) {
+        HttpRequest *r = userdata;
+        http_request_on_end(r, NULL, NULL);
+        return r;
+}
+
 /* ---- answers ---- */
 
 static void answer_write(HttpRequest *r, const StateResult *res, DaprError code) {
@@ -73,14 +91,15 @@ static void answer_write(HttpRequest *r, const StateResult *res, DaprError code)
 }
 
 static void on_saved(const StateResult *res, void *userdata) {
-        answer_write(userdata, res, DAPR_ERR_STATE_SAVE);
+        answer_write(answering(userdata), res, DAPR_ERR_STATE_SAVE);
 }
 
 static void on_deleted(const StateResult *res, void *userdata) {
-        answer_write(userdata, res, DAPR_ERR_STATE_DELETE);
+        answer_write(answering(userdata), res, DAPR_ERR_STATE_DELETE);
 }
 
 static void on_transacted(const StateResult *res, void *userdata) {
+        (void) answering(userdata);
         if (res->error == 0)
                 (void) http_reply_empty(userdata, 204);
         else
@@ -96,7 +115,7 @@ static void format_expiry(uint64_t usec, char *buf, size_t n) {
 }
 
 static void on_got(const StateResult *res, void *userdata) {
-        HttpRequest *r = userdata;
+        HttpRequest *r = answering(userdata);
         char expiry[64] = "";
 
         if (res->error < 0) {
@@ -115,13 +134,19 @@ static void on_got(const StateResult *res, void *userdata) {
 }
 
 /* After starting a block call: answer a bad key, pass other errors up, or wait for done. */
-static int started(HttpRequest *r, int k) {
+static int started(HttpRequest *r, StateStore *s, int k) {
         if (k == -EINVAL)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
         if (k < 0)
                 return k;
+        http_request_on_end(r, on_request_end, s);
         http_request_suspend(r);
         return 0;
+}
+
+/* A body past the store's bound (state_store_max_ops()), in Dapr's shape. */
+static int too_many(HttpRequest *r, DaprError code, const char *err) {
+        return http_reply_error_status(r, 400, code, "%s (maxOperationsPerRequest)", err);
 }
 
 /* ---- handlers ---- */
@@ -140,16 +165,18 @@ int http_state_save(HttpRequest *r, const RouteMatch *m) {
         qmd = query_metadata(r);
         if (!qmd)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "bad metadata query parameters");
-        k = state_body_parse_save(data, len, qmd, &l, &err);
+        k = state_body_parse_save(data, len, qmd, state_store_max_ops(s), &l, &err);
         if (k == -ENOMEM)
                 return k;
+        if (k == -E2BIG)
+                return too_many(r, DAPR_ERR_STATE_SAVE, err);
         if (k == -ERANGE)
                 return http_reply_error(r, DAPR_ERR_STATE_SAVE, "failed saving state: %s", err);
         if (k < 0)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_write_all(s, caller_app(r), l.ops, l.n, on_saved, r);
         op_list_done(&l);
-        return started(r, k);
+        return started(r, s, k);
 }
 
 int http_state_get(HttpRequest *r, const RouteMatch *m) {
@@ -159,13 +186,10 @@ int http_state_get(HttpRequest *r, const RouteMatch *m) {
         if (find_store(r, m->params[0], &s) < 0)
                 return 0;
         k = state_get(s, caller_app(r), m->params[1], on_got, r);
-        if (k == -EINVAL)
-                return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "keys must be non-empty and must not contain '||'");
-        if (k < 0)
+        if (k < 0 && k != -EINVAL)
                 return http_reply_error(r, DAPR_ERR_STATE_GET, "fail to get %s from state store %s: %s", m->params[1],
                                         m->params[0], strerror(-k));
-        http_request_suspend(r);
-        return 0;
+        return started(r, s, k);
 }
 
 int http_state_delete(HttpRequest *r, const RouteMatch *m) {
@@ -184,14 +208,27 @@ int http_state_delete(HttpRequest *r, const RouteMatch *m) {
         else if (conc && *conc && !streq(conc, "last-write"))
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "concurrency must be first-write or last-write");
         k = state_write_all(s, caller_app(r), &op, 1, on_deleted, r);
-        return started(r, k);
+        return started(r, s, k);
 }
 
 typedef struct BulkCall {
         HttpRequest *r;
+        StateStore *store;     /* borrowed: outlives the call (see state_cancel()) */
         char **keys;
         size_t n;
 } BulkCall;
+
+static void bulk_call_free(BulkCall *b) {
+        strv_free(b->keys);
+        free(b);
+}
+
+static void on_bulk_request_end(HttpRequest *r, void *userdata) {
+        BulkCall *b = userdata;
+        /* No answer comes after this: the call is ours to free. */
+        state_cancel(b->store, b);
+        bulk_call_free(b);
+}
 
 /* The stored bytes as a JSON value: embedded when they are JSON, else a string. */
 static json_t *stored_as_json(const StateValue *v) {
@@ -203,6 +240,7 @@ static void on_bulk(const StateResult *results, size_t n, void *userdata) {
         BulkCall *b = userdata;
         json_t *a = json_array();
 
+        http_request_on_end(b->r, NULL, NULL);
         for (size_t i = 0; a && i < n; i++) {
                 const StateResult *res = &results[i];
                 json_t *item = json_pack("{s:s}", "key", b->keys[i]);
@@ -224,8 +262,7 @@ static void on_bulk(const StateResult *results, size_t n, void *userdata) {
                 json_array_append_new(a, item);
         }
         (void) http_reply_json(b->r, 200, a);
-        strv_free(b->keys);
-        free(b);
+        bulk_call_free(b);
 }
 
 int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
@@ -242,21 +279,26 @@ int http_state_bulk(HttpRequest *r, const RouteMatch *m) {
         if (!b)
                 return -ENOMEM;
         b->r = r;
-        k = state_body_parse_bulk(data, len, &b->keys, &err);
+        b->store = s;
+        k = state_body_parse_bulk(data, len, state_store_max_ops(s), &b->keys, &err);
         if (k < 0) {
                 free(b);
                 if (k == -ENOMEM)
                         return k;
+                if (k == -E2BIG)
+                        return too_many(r, DAPR_ERR_STATE_BULK_GET, err);
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         }
         b->n = strv_length(b->keys);
         /* All keys at once: the driver queues what it cannot run in parallel. */
         k = state_bulk_get(s, caller_app(r), b->keys, b->n, on_bulk, b);
         if (k < 0) {
-                strv_free(b->keys);
-                free(b);
+                bulk_call_free(b);
+                return started(r, s, k);
         }
-        return started(r, k);
+        http_request_on_end(r, on_bulk_request_end, b);
+        http_request_suspend(r);
+        return 0;
 }
 
 int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
@@ -276,9 +318,11 @@ int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
         qmd = query_metadata(r);
         if (!qmd)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "bad metadata query parameters");
-        k = state_body_parse_transaction(data, len, qmd, &l, &err);
+        k = state_body_parse_transaction(data, len, qmd, state_store_max_ops(s), &l, &err);
         if (k == -ENOMEM)
                 return k;
+        if (k == -E2BIG)
+                return too_many(r, DAPR_ERR_STATE_STORE_TOO_MANY_TRANSACTIONS, err);
         if (k == -ERANGE)
                 return http_reply_error(r, DAPR_ERR_STATE_TRANSACTION, "error while executing state transaction: %s",
                                         err);
@@ -288,5 +332,5 @@ int http_state_transaction(HttpRequest *r, const RouteMatch *m) {
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "%s", err);
         k = state_transact(s, caller_app(r), l.ops, l.n, on_transacted, r);
         op_list_done(&l);
-        return started(r, k);
+        return started(r, s, k);
 }

@@ -34,20 +34,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 OpList l = {};
                 char *err = NULL, **keys = NULL;
 
-                if (state_body_parse_save(text, size, mds[m], &l, &err) >= 0) {
+                if (state_body_parse_save(text, size, mds[m], 100, &l, &err) >= 0) {
                         check(&l);
                         op_list_done(&l);
                 } else if (!err)
                         abort(); /* every failure but OOM says why */
                 free(err);
                 err = NULL;
-                if (state_body_parse_transaction(text, size, mds[m], &l, &err) >= 0) {
+                if (state_body_parse_transaction(text, size, mds[m], 100, &l, &err) >= 0) {
                         check(&l);
                         op_list_done(&l);
                 }
                 free(err);
                 err = NULL;
-                if (state_body_parse_bulk(text, size, &keys, &err) >= 0)
+                if (state_body_parse_bulk(text, size, 100, &keys, &err) >= 0)
                         strv_free(keys);
                 free(err);
         }

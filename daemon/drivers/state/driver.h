@@ -41,6 +41,7 @@
 
 typedef struct StateDriver StateDriver;
 typedef struct StateStore StateStore;
+typedef struct StateSched StateSched;
 
 typedef enum StateFeature {
         STATE_FEATURE_ETAG = 1 << 0,
@@ -105,6 +106,7 @@ struct StateStore {
         sd_event *event;               /* the loop (borrowed from the Manager) */
         const char *name;              /* component name (borrowed from component) */
         const char *state_dir;               /* the daemon's state directory (borrowed), for embedded stores */
+        StateSched *sched;             /* the state block's per-store queues (blocks/state.c); drivers ignore it */
 };
 
 struct StateDriver {
@@ -128,6 +130,18 @@ struct StateDriver {
         int (*write)(StateStore *s, const StateOp *op, StateDoneFn done, void *userdata);
         /* Optional (NULL unless STATE_FEATURE_TRANSACTIONAL): all ops or none, in order. */
         int (*transact)(StateStore *s, const StateOp *ops, size_t n_ops, StateDoneFn done, void *userdata);
+        /*
+         * Optional: n independent writes as ONE job (a bulk save). Each op is applied on its own, in
+         * order; one that fails (etag, first-write) fails alone and the others stay. done gets the
+         * first failure, or success. NULL: the block calls write() per op.
+         */
+        int (*write_many)(StateStore *s, const StateOp *ops, size_t n_ops, StateDoneFn done, void *userdata);
+        /*
+         * Optional: the caller of the call started with userdata no longer wants its outcome. A call
+         * not yet started is not started (its writes never happen); done still runs exactly once
+         * (-ECANCELED, or the real outcome if it had already begun).
+         */
+        void (*cancel)(StateStore *s, void *userdata);
 };
 
 /* Frees what a StateResult owns and zeroes it. */

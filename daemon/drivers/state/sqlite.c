@@ -5,16 +5,32 @@
  *
  * Threading: open() opens the database and prepares every statement on the
  * loop thread (start-up; nothing else uses the connection yet). From then on
- * the connection and its statements are used only by the store's WorkQueue
- * thread, one job at a time (the queue's mutex orders open() before the first
- * job), and they are closed by close() after the thread is joined. A job owns
- * copies of its arguments and its StateResult; run() fills the result on the
- * thread, done() hands it to the caller on the loop.
+ * the writer connection and its statements are used only by the store's
+ * writer WorkQueue thread, one job at a time (the queue's mutex orders open()
+ * before the first job), and they are closed by close() after the thread is
+ * joined. With WAL on a file, gets run on a second connection on a second
+ * thread (the reader): WAL lets it read the last commit while the writer
+ * works, so a read never waits behind another app's big write (issue 10
+ * finding 4). An in-memory database has one connection, so there gets share
+ * the writer's thread. A job owns copies of its arguments and its
+ * StateResult; the thread fills the result, the loop hands it to the caller.
+ *
+ * Group commit: writes (single, many, transactions) wait on the loop in
+ * `pending` while a commit runs. When it is done, everything pending (up to
+ * BATCH_MAX_OPS operations) goes to the writer as ONE batch: one BEGIN, a
+ * SAVEPOINT per request, one COMMIT, so one fsync for the lot. A request that
+ * fails (etag mismatch, first-write conflict, constraint) is rolled back to
+ * its savepoint and fails alone; later requests in the batch see the effects
+ * of earlier ones, so etag and first-write checks stay exact. Every request is
+ * answered only after the COMMIT that holds it returned: an acknowledged write
+ * is on disk. A hard error that ends the whole transaction (I/O, disk full)
+ * fails every request of the batch that was not committed.
  *
  * Durability: journal_mode=WAL (unless disableWAL) with synchronous=FULL, so
  * every commit fsyncs the WAL before the write is acknowledged: an answered
  * write survives a crash and a power loss. (WAL with synchronous=NORMAL is
- * faster but may lose the last commits on power loss; we do not trade that.)
+ * faster but may lose the last commits on power loss; we do not trade that.
+ * Group commit gets the speed back by sharing the fsync instead.)
  *
  * Table: key TEXT PRIMARY KEY, value BLOB NOT NULL, etag TEXT NOT NULL (32
  * lowercase hex chars, 128 random bits, new on every write), expire_at
@@ -50,6 +66,10 @@
 #define TABLE_NAME_MAX 64
 #define ETAG_BYTES 16
 #define ETAG_LEN (ETAG_BYTES * 2)
+/* Operations per commit. Large enough that 50+ concurrent saves share one fsync; small
+ * enough that a batch (and the wait of whoever is behind it) stays short. One request is
+ * never split, so a bigger request makes a bigger batch of its own. */
+#define BATCH_MAX_OPS 1024U
 
 typedef enum SqlStmt {
         SQL_GET,
@@ -62,6 +82,9 @@ typedef enum SqlStmt {
         SQL_BEGIN,
         SQL_COMMIT,
         SQL_ROLLBACK,
+        SQL_SAVEPOINT,
+        SQL_RELEASE,
+        SQL_ROLLBACK_TO,
         _SQL_MAX,
 } SqlStmt;
 
@@ -87,6 +110,9 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_BEGIN] = "BEGIN IMMEDIATE",
         [SQL_COMMIT] = "COMMIT",
         [SQL_ROLLBACK] = "ROLLBACK",
+        [SQL_SAVEPOINT] = "SAVEPOINT req",
+        [SQL_RELEASE] = "RELEASE req",
+        [SQL_ROLLBACK_TO] = "ROLLBACK TO req",
 };
 
 typedef struct SqliteStore {
@@ -100,21 +126,32 @@ typedef struct SqliteStore {
         uint64_t cleanup_usec; /* 0 = no purge timer */
         bool disable_wal;
 
-        /* Used only on the queue's thread once it runs (see the top of the file). */
+        /* Used only on the writer's thread once it runs (see the top of the file). */
         sqlite3 *db;
         sqlite3_stmt *stmt[_SQL_MAX];
+        /* The reader: used only on the reader's thread. NULL: gets go to the writer. */
+        sqlite3 *rdb;
+        sqlite3_stmt *rget;
 
-        WorkQueue *queue;
+        WorkQueue *queue;  /* the writer */
+        WorkQueue *rqueue; /* the reader, or NULL */
         sd_event_source *purge_timer;
         bool purge_in_flight; /* loop only */
         bool closing;         /* loop only: close() started, calls are refused */
         atomic_bool cancel;   /* set by close(): jobs not yet run answer -ECANCELED */
+
+        /* Group commit, loop only. */
+        struct SqliteJob *pending_head, *pending_tail; /* writes waiting for the next batch */
+        size_t n_pending;
+        struct SqliteBatch *committing; /* the batch on the writer, or NULL */
+        struct SqliteBatch *delivering; /* the batch whose answers are being handed out */
 } SqliteStore;
 
 typedef enum JobKind {
         JOB_GET,
-        JOB_WRITE,
-        JOB_TRANSACT,
+        JOB_WRITE,      /* one op */
+        JOB_WRITE_MANY, /* independent ops, each fails alone */
+        JOB_TRANSACT,   /* all ops or none */
         JOB_PURGE,
 } JobKind;
 
@@ -127,7 +164,17 @@ typedef struct SqliteJob {
         StateResult result;
         StateDoneFn done;
         void *userdata;
+        atomic_bool cancelled;   /* the caller is gone: skip if not begun */
+        struct SqliteJob *next;  /* in pending */
 } SqliteJob;
+
+/* A group commit: the jobs of one transaction, in order. */
+typedef struct SqliteBatch {
+        SqliteStore *store;  /* back-reference */
+        SqliteJob **jobs;
+        size_t n, next;      /* next: the first job not yet answered */
+        bool store_gone;     /* close() answered the rest and the store is going away */
+} SqliteBatch;
 
 /* ---- helpers ---- */
 
@@ -244,15 +291,22 @@ DEFINE_CLEANUP_FUNC(SqliteJob, job_free);
 
 /* ---- the worker side: runs on the queue's thread ---- */
 
+/* On the reader's thread when there is a reader, else on the writer's. */
 static void run_get(SqliteJob *j) {
         SqliteStore *s = j->store;
-        sqlite3_stmt *st = stmt_get(s, SQL_GET);
+        sqlite3 *db = s->rdb ?: s->db;
+        sqlite3_stmt *st = s->rdb ? s->rget : stmt_get(s, SQL_GET);
         StateValue *v = &j->result.value;
         int rc;
 
+        if (s->rdb) {
+                (void) sqlite3_reset(st);
+                (void) sqlite3_clear_bindings(st);
+        }
         if (sqlite3_bind_text(st, 1, j->key, -1, SQLITE_STATIC) != SQLITE_OK ||
             sqlite3_bind_int64(st, 2, now_sec()) != SQLITE_OK) {
-                (void) fail_sqlite(s, &j->result, sqlite3_errcode(s->db), "get");
+                (void) state_result_fail(&j->result, sqlite_errno(sqlite3_errcode(db)), "sqlite: get: %s",
+                                         sqlite3_errmsg(db));
                 return;
         }
         rc = sqlite3_step(st);
@@ -283,7 +337,7 @@ static void run_get(SqliteJob *j) {
                         }
                 }
         } else if (rc != SQLITE_DONE)
-                (void) fail_sqlite(s, &j->result, rc, "get");
+                (void) state_result_fail(&j->result, sqlite_errno(rc), "sqlite: get: %s", sqlite3_errmsg(db));
         (void) sqlite3_reset(st);
         (void) sqlite3_clear_bindings(st);
 }
@@ -348,35 +402,118 @@ static int apply_op(SqliteStore *s, const StateOp *op, StateResult *r) {
         return 0;
 }
 
-static void run_transact(SqliteJob *j) {
-        SqliteStore *s = j->store;
+/* Runs one statement of the batch machinery (BEGIN, SAVEPOINT, ...). SQLite code. */
+static int exec_ctl(SqliteStore *s, SqlStmt which) {
+        return stmt_exec(stmt_get(s, which));
+}
+
+/*
+ * Applies one request inside the open batch transaction, under its own savepoint.
+ * Returns false when the whole transaction is gone (a hard error rolled it back): the
+ * caller must then fail every request of the batch that is not committed yet.
+ */
+static bool apply_job(SqliteStore *s, SqliteJob *j) {
         int rc;
 
-        if (j->n_ops == 0)
-                return;
-        rc = stmt_exec(stmt_get(s, SQL_BEGIN));
+        if (j->result.error != 0) /* rejected when queued (malformed etag): answered as is */
+                return true;
+        if (atomic_load(&j->cancelled) || atomic_load(&s->cancel)) {
+                (void) state_result_fail(&j->result, -ECANCELED, "cancelled before it started");
+                return true;
+        }
+        rc = exec_ctl(s, SQL_SAVEPOINT);
         if (rc != SQLITE_OK) {
-                (void) fail_sqlite(s, &j->result, rc, "begin transaction");
-                return;
+                (void) fail_sqlite(s, &j->result, rc, "savepoint");
+                return !sqlite3_get_autocommit(s->db);
         }
-        for (size_t i = 0; i < j->n_ops; i++)
-                if (apply_op(s, &j->ops[i], &j->result) < 0)
-                        break;
-        if (j->result.error == 0) {
-                rc = stmt_exec(stmt_get(s, SQL_COMMIT));
-                if (rc != SQLITE_OK)
-                        (void) fail_sqlite(s, &j->result, rc, "commit");
+        switch (j->kind) {
+        case JOB_WRITE:
+        case JOB_TRANSACT:
+                for (size_t i = 0; i < j->n_ops; i++)
+                        if (apply_op(s, &j->ops[i], &j->result) < 0)
+                                break;
+                break;
+        case JOB_WRITE_MANY:
+                /* Each op stands alone: a refused one changed nothing (SQLite undoes a failed
+                 * statement by itself), the others stay; the first failure is the answer. */
+                for (size_t i = 0; i < j->n_ops; i++) {
+                        StateResult one = {};
+                        if (apply_op(s, &j->ops[i], &one) < 0 && j->result.error == 0)
+                                j->result = (StateResult){ .error = one.error, .message = TAKE_PTR(one.message) };
+                        state_result_done(&one);
+                        if (sqlite3_get_autocommit(s->db))
+                                break;
+                }
+                break;
+        default:
+                assert(false);
         }
-        /* Some errors (full disk, I/O) roll back by themselves; roll back whatever is left. */
-        if (j->result.error != 0 && !sqlite3_get_autocommit(s->db))
-                (void) stmt_exec(stmt_get(s, SQL_ROLLBACK));
+        if (sqlite3_get_autocommit(s->db))
+                return false; /* the transaction went with the error */
+        if (j->result.error != 0 && j->kind != JOB_WRITE_MANY)
+                /* Undo this request's partial effects; the batch goes on. */
+                (void) exec_ctl(s, SQL_ROLLBACK_TO);
+        rc = exec_ctl(s, SQL_RELEASE);
+        if (rc != SQLITE_OK && j->result.error == 0)
+                (void) fail_sqlite(s, &j->result, rc, "release savepoint");
+        return !sqlite3_get_autocommit(s->db);
+}
+
+/* Fails jobs[from..to) that succeeded so far: their effects were not committed. */
+static void fail_uncommitted(SqliteBatch *b, size_t from, size_t to, int error, const char *msg) {
+        for (size_t i = from; i < to; i++) {
+                StateResult *r = &b->jobs[i]->result;
+                if (r->error == 0)
+                        (void) state_result_fail(r, error, "sqlite: not committed: %s", msg);
+        }
+}
+
+/* The writer thread: one transaction (one fsync) for every request of the batch. */
+static void batch_run(void *userdata) {
+        SqliteBatch *b = userdata;
+        SqliteStore *s = b->store;
+        size_t i = 0;
+
+        while (i < b->n) {
+                size_t first = i;
+                int rc = exec_ctl(s, SQL_BEGIN);
+
+                if (rc != SQLITE_OK) {
+                        _cleanup_free_ char *m = strdup(sqlite3_errmsg(s->db));
+                        for (; i < b->n; i++)
+                                if (b->jobs[i]->result.error == 0)
+                                        (void) state_result_fail(&b->jobs[i]->result, sqlite_errno(rc),
+                                                                 "sqlite: begin transaction: %s", strna(m));
+                        return;
+                }
+                for (; i < b->n; i++)
+                        if (!apply_job(s, b->jobs[i])) {
+                                /* A hard error ended the transaction: what ran before in it is
+                                 * lost, this request has its error; the rest get a new one. */
+                                _cleanup_free_ char *m = strdup(sqlite3_errmsg(s->db));
+                                int e = sqlite_errno(sqlite3_errcode(s->db)) ?: -EIO;
+                                fail_uncommitted(b, first, i, e, strna(m));
+                                if (b->jobs[i]->result.error == 0)
+                                        (void) state_result_fail(&b->jobs[i]->result, e, "sqlite: %s", strna(m));
+                                i++;
+                                goto next;
+                        }
+                rc = exec_ctl(s, SQL_COMMIT);
+                if (rc != SQLITE_OK) {
+                        _cleanup_free_ char *m = strdup(sqlite3_errmsg(s->db));
+                        fail_uncommitted(b, first, i, sqlite_errno(rc), strna(m));
+                        if (!sqlite3_get_autocommit(s->db))
+                                (void) exec_ctl(s, SQL_ROLLBACK);
+                }
+        next:;
+        }
 }
 
 static void job_run(void *userdata) {
         SqliteJob *j = userdata;
         SqliteStore *s = j->store;
 
-        if (j->result.error != 0) /* rejected when queued (malformed etag): answered as is */
+        if (j->result.error != 0)
                 return;
         if (atomic_load(&s->cancel)) {
                 (void) state_result_fail(&j->result, -ECANCELED, "state store closed");
@@ -385,12 +522,6 @@ static void job_run(void *userdata) {
         switch (j->kind) {
         case JOB_GET:
                 run_get(j);
-                break;
-        case JOB_WRITE:
-                (void) apply_op(s, &j->ops[0], &j->result);
-                break;
-        case JOB_TRANSACT:
-                run_transact(j);
                 break;
         case JOB_PURGE: {
                 sqlite3_stmt *st = stmt_get(s, SQL_PURGE);
@@ -401,6 +532,8 @@ static void job_run(void *userdata) {
                         (void) fail_sqlite(s, &j->result, rc, "purge");
                 break;
         }
+        default:
+                assert(false);
         }
 }
 
@@ -418,12 +551,103 @@ static void job_done(void *userdata) {
         job_free(j);
 }
 
-/* Queues j (taken, also on failure). */
+/* Queues j (taken, also on failure) on the reader if there is one and it is a get, else the writer. */
 static int job_submit(SqliteStore *s, SqliteJob *j) {
-        int r = work_queue_submit(s->queue, job_run, job_done, j);
+        int r = work_queue_submit(j->kind == JOB_GET && s->rqueue ? s->rqueue : s->queue, job_run, job_done, j);
         if (r < 0)
                 job_free(j);
         return r;
+}
+
+static void batch_free(SqliteBatch *b) {
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n; i++)
+                job_free(b->jobs[i]);
+        free(b->jobs);
+        free(b);
+}
+
+/* Answers b's jobs from b->next on, in order. close() may run inside one of the done()s and
+ * answer the rest itself (see sqlite_close()): b->next is shared, so each is answered once. */
+static void batch_deliver(SqliteBatch *b) {
+        while (b->next < b->n) {
+                SqliteJob *j = b->jobs[b->next++];
+                j->done(&j->result, j->userdata);
+        }
+}
+
+static void kick(SqliteStore *s);
+
+static void batch_done(void *userdata) {
+        SqliteBatch *b = userdata;
+        SqliteStore *s = b->store;
+
+        s->committing = NULL;
+        /* The next batch starts before these answers go out: the writer works while the loop
+         * answers, and a done() that closes the store finds nothing half-started. */
+        kick(s);
+        s->delivering = b;
+        batch_deliver(b);
+        if (!b->store_gone)
+                s->delivering = NULL;
+        /* The store may be gone now: only b is touched. */
+        batch_free(b);
+}
+
+/* Moves pending writes into one batch on the writer, unless one is committing already. */
+static void kick(SqliteStore *s) {
+        SqliteBatch *b;
+        size_t n = 0, ops = 0;
+
+        if (s->committing || !s->pending_head || s->closing)
+                return;
+        for (SqliteJob *j = s->pending_head; j && (n == 0 || ops + j->n_ops <= BATCH_MAX_OPS); j = j->next) {
+                n++;
+                ops += j->n_ops;
+        }
+        b = calloc(1, sizeof *b);
+        if (!b || !(b->jobs = calloc(n, sizeof(SqliteJob *)))) {
+                free(b);
+                return; /* retried on the next call or answer; nothing is lost */
+        }
+        b->store = s;
+        for (size_t i = 0; i < n; i++) {
+                SqliteJob *j = s->pending_head;
+                s->pending_head = j->next;
+                j->next = NULL;
+                b->jobs[b->n++] = j;
+        }
+        if (!s->pending_head)
+                s->pending_tail = NULL;
+        s->n_pending -= n;
+        if (work_queue_submit(s->queue, batch_run, batch_done, b) < 0) {
+                /* Put them back in front, in order: the next kick tries again. */
+                for (size_t i = b->n; i > 0; i--) {
+                        SqliteJob *j = b->jobs[i - 1];
+                        j->next = s->pending_head;
+                        s->pending_head = j;
+                        if (!s->pending_tail)
+                                s->pending_tail = j;
+                }
+                s->n_pending += b->n;
+                free(b->jobs);
+                free(b);
+                return;
+        }
+        s->committing = b;
+}
+
+/* Adds a write to the next batch (taken). Never answers from here: done runs from batch_done(). */
+static int job_enqueue_write(SqliteStore *s, SqliteJob *j) {
+        if (s->pending_tail)
+                s->pending_tail->next = j;
+        else
+                s->pending_head = j;
+        s->pending_tail = j;
+        s->n_pending++;
+        kick(s);
+        return 0;
 }
 
 static SqliteJob *job_new(SqliteStore *s, JobKind kind, StateDoneFn done, void *userdata) {
@@ -483,31 +707,44 @@ static int sqlite_get(StateStore *base, const char *key, StateDoneFn done, void 
         return job_submit(s, TAKE_PTR(j));
 }
 
-static int sqlite_write(StateStore *base, const StateOp *op, StateDoneFn done, void *userdata) {
-        SqliteStore *s = (SqliteStore *) base;
-        _cleanup_(job_freep) SqliteJob *j = NULL;
-
-        assert(op && done);
-        if (s->closing || !s->queue)
-                return -ECANCELED;
-        j = job_new(s, JOB_WRITE, done, userdata);
-        if (!j || job_copy_ops(j, op, 1) < 0)
-                return -ENOMEM;
-        return job_submit(s, TAKE_PTR(j));
-}
-
-static int sqlite_transact(StateStore *base, const StateOp *ops, size_t n_ops, StateDoneFn done,
-                           void *userdata) {
-        SqliteStore *s = (SqliteStore *) base;
+static int start_write(SqliteStore *s, JobKind kind, const StateOp *ops, size_t n_ops, StateDoneFn done,
+                       void *userdata) {
         _cleanup_(job_freep) SqliteJob *j = NULL;
 
         assert((ops || n_ops == 0) && done);
         if (s->closing || !s->queue)
                 return -ECANCELED;
-        j = job_new(s, JOB_TRANSACT, done, userdata);
+        j = job_new(s, kind, done, userdata);
         if (!j || job_copy_ops(j, ops, n_ops) < 0)
                 return -ENOMEM;
-        return job_submit(s, TAKE_PTR(j));
+        return job_enqueue_write(s, TAKE_PTR(j));
+}
+
+static int sqlite_write(StateStore *base, const StateOp *op, StateDoneFn done, void *userdata) {
+        return start_write((SqliteStore *) base, JOB_WRITE, op, 1, done, userdata);
+}
+
+static int sqlite_write_many(StateStore *base, const StateOp *ops, size_t n_ops, StateDoneFn done,
+                             void *userdata) {
+        return start_write((SqliteStore *) base, JOB_WRITE_MANY, ops, n_ops, done, userdata);
+}
+
+static int sqlite_transact(StateStore *base, const StateOp *ops, size_t n_ops, StateDoneFn done,
+                           void *userdata) {
+        return start_write((SqliteStore *) base, JOB_TRANSACT, ops, n_ops, done, userdata);
+}
+
+/* Marks the writes started with userdata: a batch skips them unless it has begun them. */
+static void sqlite_cancel(StateStore *base, void *userdata) {
+        SqliteStore *s = (SqliteStore *) base;
+
+        for (SqliteJob *j = s->pending_head; j; j = j->next)
+                if (j->userdata == userdata)
+                        atomic_store(&j->cancelled, true);
+        if (s->committing)
+                for (size_t i = 0; i < s->committing->n; i++)
+                        if (s->committing->jobs[i]->userdata == userdata)
+                                atomic_store(&s->committing->jobs[i]->cancelled, true);
 }
 
 static int on_purge_timer(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -599,7 +836,14 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
 static void release(SqliteStore *s) {
         s->purge_timer = sd_event_source_disable_unref(s->purge_timer);
         /* Taken out first: a done() run by work_queue_free() sees no queue. */
+        work_queue_free(TAKE_PTR(s->rqueue));
         work_queue_free(TAKE_PTR(s->queue));
+        (void) sqlite3_finalize(s->rget);
+        s->rget = NULL;
+        if (s->rdb) {
+                (void) sqlite3_close(s->rdb);
+                s->rdb = NULL;
+        }
         for (size_t i = 0; i < _SQL_MAX; i++) {
                 (void) sqlite3_finalize(s->stmt[i]);
                 s->stmt[i] = NULL;
@@ -651,6 +895,35 @@ static int open_db(SqliteStore *s, char **reterr_msg) {
         return 0;
 }
 
+/* An in-memory database is private to its connection: a second one would see another database. */
+static bool path_is_memory(const SqliteStore *s) {
+        return streq(s->path, ":memory:") || (s->path_is_uri && (strstr(s->path, "mode=memory") ||
+                                                                 startswith(s->path, "file::memory:")));
+}
+
+/* The reader connection and thread, for a file in WAL mode; otherwise gets stay on the writer. */
+static int open_reader(SqliteStore *s, char **reterr_msg) {
+        _cleanup_free_ char *q = NULL;
+        int rc;
+
+        if (s->disable_wal || path_is_memory(s))
+                return 0;
+        rc = sqlite_open_durable(s->path, s->path_is_uri, true, s->busy_timeout_usec, NULL, &s->rdb, reterr_msg);
+        if (rc < 0)
+                return rc;
+        q = sql_expand(sql_text[SQL_GET], s->table);
+        if (!q)
+                return -ENOMEM;
+        rc = sqlite3_prepare_v3(s->rdb, q, -1, SQLITE_PREPARE_PERSISTENT, &s->rget, NULL);
+        if (rc != SQLITE_OK)
+                return sqlite_fail(reterr_msg, sqlite_errno(rc), "cannot prepare the reader: %s",
+                                   sqlite3_errmsg(s->rdb));
+        s->rqueue = work_queue_new(s->base.event);
+        if (!s->rqueue)
+                return negative_errno();
+        return 0;
+}
+
 static int sqlite_open(StateStore *base, char **reterr_msg) {
         SqliteStore *s = (SqliteStore *) base;
         int r;
@@ -672,6 +945,9 @@ static int sqlite_open(StateStore *base, char **reterr_msg) {
                 r = negative_errno();
                 goto fail;
         }
+        r = open_reader(s, reterr_msg);
+        if (r < 0)
+                goto fail;
         if (s->cleanup_usec > 0) {
                 r = sd_event_add_time_relative(s->base.event, &s->purge_timer, CLOCK_MONOTONIC,
                                                s->cleanup_usec, USEC_PER_SEC, on_purge_timer, s);
@@ -696,7 +972,25 @@ static void sqlite_close(StateStore *base) {
         if (s->closing) /* called again from a done() that this close() is delivering */
                 return;
         s->closing = true;
-        /* Jobs the thread has not started yet answer -ECANCELED; the one running finishes with
+        /* Closed from inside a batch's done(): the rest of that batch was committed and is
+         * answered here, with its real results, before the store goes away. */
+        if (s->delivering) {
+                SqliteBatch *b = TAKE_PTR(s->delivering);
+                b->store_gone = true;
+                batch_deliver(b);
+        }
+        /* Writes still waiting for a batch never start. */
+        while (s->pending_head) {
+                SqliteJob *j = s->pending_head;
+                s->pending_head = j->next;
+                if (j->result.error == 0)
+                        (void) state_result_fail(&j->result, -ECANCELED, "state store closed");
+                j->done(&j->result, j->userdata);
+                job_free(j);
+        }
+        s->pending_tail = NULL;
+        s->n_pending = 0;
+        /* Jobs the threads have not started yet answer -ECANCELED; the one running finishes with
          * its real result. work_queue_free() delivers every done() before it returns. */
         atomic_store(&s->cancel, true);
         release(s);
@@ -713,4 +1007,6 @@ const StateDriver state_sqlite_driver = {
         .get = sqlite_get,
         .write = sqlite_write,
         .transact = sqlite_transact,
+        .write_many = sqlite_write_many,
+        .cancel = sqlite_cancel,
 };
