@@ -3,10 +3,13 @@
 #
 # bench/healthz.sh - throughput/latency of GET /v1.0/healthz served by
 # mooringd, against nginx answering the same route with "return 204" in the
-# same run, plus mooringd's resident memory with 1 and 100 apps.
+# same run, plus mooringd's resident memory with 1 and 100 apps, the
+# libraries and files it maps, and optionally the same memory figures for a
+# reference build (--reference: e.g. the commit before a change) measured in
+# the same run, so a saving is shown as before/after on the same machine.
 #
-# Usage: bench/healthz.sh [--mooringd PATH] [--duration SEC]
-#                         [--connections N] [--pin] [--keep]
+# Usage: bench/healthz.sh [--mooringd PATH] [--reference PATH] [--memory-only]
+#                         [--duration SEC] [--connections N] [--pin] [--keep]
 #
 # Everything runs on 127.0.0.1; every process started here is stopped on
 # exit (including on failure or Ctrl-C) and the temporary directory removed
@@ -20,6 +23,8 @@ repo_root=$(cd "$script_dir/.." && pwd)
 . "$script_dir/lib.sh"
 
 mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
+reference=${MOORINGD_REFERENCE:-}
+memory_only=0
 duration=10
 connections=50
 keep=0
@@ -30,8 +35,11 @@ stop_timeout=15         # seconds to wait for mooringd after SIGTERM
 
 usage() {
         cat <<EOF
-usage: bench/healthz.sh [--mooringd PATH] [--duration SEC] [--connections N] [--pin] [--keep]
+usage: bench/healthz.sh [--mooringd PATH] [--reference PATH] [--memory-only] [--duration SEC] [--connections N] [--pin] [--keep]
   --mooringd PATH    daemon binary (default: \$MOORINGD or build/daemon/mooringd)
+  --reference PATH   a second mooringd (e.g. built from the previous commit in a git worktree) whose
+                     memory is measured in the same run, for before/after (default: \$MOORINGD_REFERENCE)
+  --memory-only      skip the wrk runs (and nginx): memory figures only
   --duration SEC     length of each wrk run (default: 10)
   --connections N    wrk connections, one wrk thread (default: 50)
   --pin              pin wrk to CPU 0 and both servers to the last CPU (taskset)
@@ -43,6 +51,9 @@ while [ $# -gt 0 ]; do
         case $1 in
         --mooringd) [ $# -ge 2 ] || die "--mooringd needs a value"; mooringd=$2; shift 2 ;;
         --mooringd=*) mooringd=${1#*=}; shift ;;
+        --reference) [ $# -ge 2 ] || die "--reference needs a value"; reference=$2; shift 2 ;;
+        --reference=*) reference=${1#*=}; shift ;;
+        --memory-only) memory_only=1; shift ;;
         --duration) [ $# -ge 2 ] || die "--duration needs a value"; duration=$2; shift 2 ;;
         --duration=*) duration=${1#*=}; shift ;;
         --connections) [ $# -ge 2 ] || die "--connections needs a value"; connections=$2; shift 2 ;;
@@ -59,11 +70,19 @@ done
 
 # ---------------------------------------------------------------- tools
 
-require_nginx_wrk
+[ "$memory_only" -eq 1 ] || require_nginx_wrk
 setup_pinning
 require_tools curl python3 timeout setsid awk
 
 check_mooringd_binary
+if [ -n "$reference" ]; then
+        # check_mooringd_binary works on $mooringd: borrow it for the reference
+        main_mooringd=$mooringd
+        mooringd=$reference
+        check_mooringd_binary
+        reference=$mooringd
+        mooringd=$main_mooringd
+fi
 
 # ---------------------------------------------------------------- state & cleanup
 
@@ -96,17 +115,46 @@ mem_sample() {
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
 
+# map_table PID: resident kB per mapped file (libraries, the executable), summed
+# over its mappings, from /proc/PID/smaps: "kB path" lines, largest first. This
+# is what RssFile is made of, file by file.
+map_table() {
+        awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6 && $6 ~ /^\//) ? $6 : ""; next }
+             $1 == "Rss:" && name != "" { kb[name] += $2 }
+             END { for (n in kb) printf "%d %s\n", kb[n], n }' "/proc/$1/smaps" | sort -rn
+}
+
+# via_table BINARY: "path name,name..." for every library in BINARY's load
+# closure, naming the direct NEEDED entries of BINARY that pull it in (ldd of
+# each), so the table below shows which libraries leave with which dependency.
+via_table() {
+        local n p dep
+        for n in $(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+                p=$(ldd "$1" | awk -v n="$n" '$1 == n && $3 ~ /^\// { print $3 }')
+                [ -n "$p" ] || continue
+                { echo "$p"; ldd "$p" | awk '$3 ~ /^\// { print $3 }'; } | while read -r dep; do
+                        echo "$(realpath "$dep") ${n%%.so*}"
+                done
+        done | awk '!seen[$1 " " $2]++ { if ($1 in v) v[$1] = v[$1] "," $2; else v[$1] = $2 }
+                    END { for (f in v) print f, v[f] }'
+}
+
 # ---------------------------------------------------------------- setup
 
 mkdir -p "$tmp/config/apps.d" "$tmp/state" "$tmp/runtime" "$tmp/nginx"
 read -r nginx_port mooringd_port dead_port < <(free_ports 3)
 
-cat >"$tmp/config/apps.d/bench.conf" <<EOF
+write_bench_app() {
+        rm -f "$tmp/config/apps.d/"*.conf
+        cat >"$tmp/config/apps.d/bench.conf" <<EOF
 [App]
 AppAddress=http://127.0.0.1:$dead_port
 HttpPort=$mooringd_port
 EOF
+}
+write_bench_app
 
+if [ "$memory_only" -eq 0 ]; then
 # nginx: one worker (mooringd serves HTTP on one event-loop thread), no
 # logging, keep-alive connections that are never closed by the server.
 nginx_v=$("$nginx_bin" -V 2>&1)
@@ -136,12 +184,20 @@ http {
         }
 }
 EOF
+fi
 
 echo "== environment"
 echo "host:        $(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 echo "mooringd:    $mooringd ($("$mooringd" --version 2>/dev/null | head -1 || echo 'version unknown'))"
-echo "nginx:       $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1 (fairness: same single core as mooringd's single event-loop thread)"
-echo "wrk:         $(wrk --version 2>&1 | head -1 | awk '{ print $2 }'), -t1 -c$connections -d${duration}s --latency, keep-alive, same for both targets"
+if [ -n "$reference" ]; then
+        echo "reference:   $reference ($("$reference" --version 2>/dev/null | head -1 || echo 'version unknown')), memory only"
+fi
+if [ "$memory_only" -eq 0 ]; then
+        echo "nginx:       $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1 (fairness: same single core as mooringd's single event-loop thread)"
+        echo "wrk:         $(wrk --version 2>&1 | head -1 | awk '{ print $2 }'), -t1 -c$connections -d${duration}s --latency, keep-alive, same for both targets"
+else
+        echo "wrk/nginx:   skipped (--memory-only)"
+fi
 if [ "$pin" -eq 1 ]; then
         echo "pinning:     wrk on CPU 0, nginx and mooringd on CPU $((ncpu - 1))"
 else
@@ -152,12 +208,14 @@ echo
 
 # ---------------------------------------------------------------- start servers
 
-setsid "${srv_pin[@]}" "$nginx_bin" -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" \
-        </dev/null >"$tmp/nginx/stdout.log" 2>&1 &
-nginx_pid=$!
-if ! wait_204 "$nginx_pid" nginx "http://127.0.0.1:$nginx_port/v1.0/healthz"; then
-        cat "$tmp/nginx/error.log" "$tmp/nginx/stdout.log" >&2 2>/dev/null || true
-        die "nginx did not come up"
+if [ "$memory_only" -eq 0 ]; then
+        setsid "${srv_pin[@]}" "$nginx_bin" -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" \
+                </dev/null >"$tmp/nginx/stdout.log" 2>&1 &
+        nginx_pid=$!
+        if ! wait_204 "$nginx_pid" nginx "http://127.0.0.1:$nginx_port/v1.0/healthz"; then
+                cat "$tmp/nginx/error.log" "$tmp/nginx/stdout.log" >&2 2>/dev/null || true
+                die "nginx did not come up"
+        fi
 fi
 
 start_mooringd "$tmp/state"
@@ -252,40 +310,42 @@ run_wrk() {
         if [ "$name" = mooringd ]; then check_mooringd_alive "wrk run $run_no"; fi
 }
 
-echo "== GET /v1.0/healthz, interleaved runs (nginx, mooringd, nginx, mooringd)"
-nginx_url="http://127.0.0.1:$nginx_port/v1.0/healthz"
-mooringd_url="http://127.0.0.1:$mooringd_port/v1.0/healthz"
-run_wrk nginx "$nginx_url"
-run_wrk mooringd "$mooringd_url"
-run_wrk nginx "$nginx_url"
-run_wrk mooringd "$mooringd_url"
-mem_sample load1
-echo
+if [ "$memory_only" -eq 0 ]; then
+        echo "== GET /v1.0/healthz, interleaved runs (nginx, mooringd, nginx, mooringd)"
+        nginx_url="http://127.0.0.1:$nginx_port/v1.0/healthz"
+        mooringd_url="http://127.0.0.1:$mooringd_port/v1.0/healthz"
+        run_wrk nginx "$nginx_url"
+        run_wrk mooringd "$mooringd_url"
+        run_wrk nginx "$nginx_url"
+        run_wrk mooringd "$mooringd_url"
+        mem_sample load1
+        echo
 
-echo "== best of two runs each"
-printf '%-10s %14s %12s %12s %12s %12s\n' target req/s "p50 (ms)" "p99 (ms)" "server CPU" "CPU us/req"
-for t in nginx mooringd; do
-        printf '%-10s %14.2f %12.3f %12.3f %11s%% %12s\n' "$t" "${best_rps[$t]}" "${best_p50[$t]}" "${best_p99[$t]}" \
-                "${best_cpu[$t]}" "${best_us[$t]}"
-done
-ratio=$(awk -v a="${best_rps[mooringd]}" -v b="${best_rps[nginx]}" 'BEGIN { printf "%.2f", a / b }')
-ratio_met=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.0) ? "met" : "NOT met" }')
-echo "ratio mooringd/nginx: $ratio (target >= 1.00: $ratio_met)"
-for t in nginx mooringd; do
-        if [ "${best_cpu[$t]}" -lt 90 ]; then
-                if [ "${best_wrk[$t]}" -ge 90 ]; then
-                        echo "note: $t used ${best_cpu[$t]}% of a core in its best run while wrk used ${best_wrk[$t]}%: the single wrk thread was the limit; compare CPU us/req too"
-                else
-                        echo "note: neither $t (${best_cpu[$t]}%) nor wrk (${best_wrk[$t]}%) used a full core in $t's best run; other load took ${best_other[$t]}% of a core"
+        echo "== best of two runs each"
+        printf '%-10s %14s %12s %12s %12s %12s\n' target req/s "p50 (ms)" "p99 (ms)" "server CPU" "CPU us/req"
+        for t in nginx mooringd; do
+                printf '%-10s %14.2f %12.3f %12.3f %11s%% %12s\n' "$t" "${best_rps[$t]}" "${best_p50[$t]}" "${best_p99[$t]}" \
+                        "${best_cpu[$t]}" "${best_us[$t]}"
+        done
+        ratio=$(awk -v a="${best_rps[mooringd]}" -v b="${best_rps[nginx]}" 'BEGIN { printf "%.2f", a / b }')
+        ratio_met=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.0) ? "met" : "NOT met" }')
+        echo "ratio mooringd/nginx: $ratio (target >= 1.00: $ratio_met)"
+        for t in nginx mooringd; do
+                if [ "${best_cpu[$t]}" -lt 90 ]; then
+                        if [ "${best_wrk[$t]}" -ge 90 ]; then
+                                echo "note: $t used ${best_cpu[$t]}% of a core in its best run while wrk used ${best_wrk[$t]}%: the single wrk thread was the limit; compare CPU us/req too"
+                        else
+                                echo "note: neither $t (${best_cpu[$t]}%) nor wrk (${best_wrk[$t]}%) used a full core in $t's best run; other load took ${best_other[$t]}% of a core"
+                        fi
                 fi
+        done
+        if [ "${best_other[nginx]}" -ge 20 ] || [ "${best_other[mooringd]}" -ge 20 ]; then
+                echo "WARNING: other load used ${best_other[nginx]}% (nginx) / ${best_other[mooringd]}% (mooringd) of a core during the best runs: throughput figures are disturbed, rerun on a quiet machine"
+        elif [ "$max_other" -ge 20 ]; then
+                echo "note: other load used up to ${max_other}% of a core in some run; the best runs kept above had less than 20%"
         fi
-done
-if [ "${best_other[nginx]}" -ge 20 ] || [ "${best_other[mooringd]}" -ge 20 ]; then
-        echo "WARNING: other load used ${best_other[nginx]}% (nginx) / ${best_other[mooringd]}% (mooringd) of a core during the best runs: throughput figures are disturbed, rerun on a quiet machine"
-elif [ "$max_other" -ge 20 ]; then
-        echo "note: other load used up to ${max_other}% of a core in some run; the best runs kept above had less than 20%"
+        echo
 fi
-echo
 
 stop_mooringd
 
@@ -370,11 +430,41 @@ for mode in unix tcp; do
                 done
         fi
         mem_sample "$mode" $(( $(now_ms) - mooringd_started_ms ))
+        [ "$mode" != unix ] || map_table "$mooringd_pid" >"$tmp/maps-unix.txt"
         ok100[$mode]=$(verify_all "$mode")
         [ "${ok100[$mode]}" -eq "$napps" ] || daemon_problems+=("$napps apps ($mode): only ${ok100[$mode]} answered 204")
         check_mooringd_alive "the $napps-app check ($mode)"
         stop_mooringd
 done
+
+# ---------------------------------------------------------------- reference build (before/after)
+
+# The same two configurations (1 app idle, 100 apps on Unix sockets) with the
+# reference binary, in its own state directory (an older build may not read a
+# newer one's databases), right after this build's, on the same machine.
+if [ -n "$reference" ]; then
+        main_mooringd=$mooringd
+        mooringd=$reference
+        write_bench_app
+        start_mooringd "$tmp/state-ref"
+        if ! wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$mooringd_port/v1.0/healthz"; then
+                show_mooringd_log
+                die "the reference mooringd did not come up with 1 app"
+        fi
+        mem_sample ref_idle1 $(( $(now_ms) - mooringd_started_ms ))
+        stop_mooringd
+        write_apps unix
+        start_mooringd "$tmp/state-ref"
+        if ! wait_sockets "$mooringd_pid" ||
+           ! wait_204 "$mooringd_pid" mooringd "http://localhost/v1.0/healthz" --unix-socket "$tmp/runtime/apps/app-000/http.sock"; then
+                show_mooringd_log
+                die "the reference mooringd did not come up with $napps apps"
+        fi
+        mem_sample ref_unix $(( $(now_ms) - mooringd_started_ms ))
+        map_table "$mooringd_pid" >"$tmp/maps-ref.txt"
+        stop_mooringd
+        mooringd=$main_mooringd
+fi
 
 # ---------------------------------------------------------------- memory report
 
@@ -397,7 +487,7 @@ mem_row() {
 echo "== mooringd memory (/proc/PID/status and smaps_rollup, MiB, read right after readiness)"
 printf '%-34s %9s %9s %9s %9s %9s %7s %9s\n' configuration VmRSS RssAnon RssFile Pss VmHWM threads "ready in"
 mem_row idle1 "1 app (HttpPort), idle"
-mem_row load1 "1 app, after the wrk runs"
+[ -z "${mem_rss[load1]:-}" ] || mem_row load1 "1 app, after the wrk runs"
 mem_row unix "$napps apps, Unix socket each"
 mem_row tcp "$napps apps, Unix socket + HttpPort"
 echo "RSS with $napps apps (Unix sockets): $(mib "${mem_rss[unix]}") MiB (target <= 8 MiB: $(met "${mem_rss[unix]}")), per app: $(per_app unix)"
@@ -405,6 +495,47 @@ echo "RSS with $napps apps (+ HttpPort each): $(mib "${mem_rss[tcp]}") MiB (targ
 echo "(RssFile is mapped library/executable pages, shared with other processes using the same libraries; RssAnon is the daemon's own memory)"
 echo "all $napps apps answered 204 afterwards: unix ${ok100[unix]}/$napps, tcp ${ok100[tcp]}/$napps"
 echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
+echo
+
+# delta A B FIELD: A - B in MiB for one of the mem_* arrays
+delta() {
+        local -n arr=$3
+        awk -v a="${arr[$1]:-0}" -v b="${arr[$2]:-0}" 'BEGIN { printf "%+.2f", (a - b) / 1024 }'
+}
+if [ -n "$reference" ]; then
+        echo "== before/after: the reference build against this one, same run (MiB)"
+        printf '%-34s %9s %9s %9s %9s %9s %7s %9s\n' configuration VmRSS RssAnon RssFile Pss VmHWM threads "ready in"
+        mem_row ref_idle1 "reference: 1 app, idle"
+        mem_row idle1 "this build: 1 app, idle"
+        mem_row ref_unix "reference: $napps apps"
+        mem_row unix "this build: $napps apps"
+        for k in idle1 unix; do
+                label="1 app"; [ "$k" = idle1 ] || label="$napps apps"
+                echo "change with $label: VmRSS $(delta "$k" "ref_$k" mem_rss), RssAnon $(delta "$k" "ref_$k" mem_anon)," \
+                        "RssFile $(delta "$k" "ref_$k" mem_file), Pss $(delta "$k" "ref_$k" mem_pss) MiB"
+        done
+        echo
+fi
+
+# Every file mooringd maps with 100 apps and what of it is resident: what remains to
+# be saved, library by library (a library gone from this build shows 0 in the first column).
+echo "== files mapped with $napps apps (Unix sockets): resident kB per file, largest first"
+via_table "$mooringd" >"$tmp/via.txt"
+[ -n "$reference" ] || : >"$tmp/maps-ref.txt"
+printf '%9s %9s  %-56s %s\n' "this" reference file "linked through (NEEDED of this build)"
+awk 'FILENAME == ARGV[1] { via[$1] = $2; next }
+     FILENAME == ARGV[2] { now[$2] = $1; order[++n] = $2; next }
+     { ref[$2] = $1; if (!($2 in now)) order[++n] = $2 }
+     END { for (i = 1; i <= n; i++) { f = order[i]
+                   printf "%9d %9s  %-56s %s\n", now[f], (f in ref) ? ref[f] : "-", f, (f in via) ? via[f] : (now[f] ? "" : "(not mapped)") } }' \
+        "$tmp/via.txt" "$tmp/maps-unix.txt" "$tmp/maps-ref.txt"
+[ -z "$reference" ] || echo "(a file whose path differs between the builds, e.g. the executable, is listed twice)"
+# what each direct dependency alone costs: files that only it pulls in would leave with it
+echo "resident kB of the files pulled in by one NEEDED library alone (they go when it goes):"
+awk 'FILENAME == ARGV[1] { if ($2 !~ /,/) only[$1] = $2; next }
+     ($2 in only) { kb[only[$2]] += $1 }
+     END { for (n in kb) printf "%9d  %s\n", kb[n], n }' "$tmp/via.txt" "$tmp/maps-unix.txt" | sort -rn
+awk '{ t += $1 } END { printf "total resident in mapped files: %.2f MiB\n", t / 1024 }' "$tmp/maps-unix.txt"
 echo
 
 # ---------------------------------------------------------------- daemon log / problems
