@@ -5,10 +5,12 @@
 # mooringd over an app's Unix socket:
 #   (a) state.redis, against redis-benchmark SET/GET on the same redis-server
 #       in the same run (interleaved);
-#   (b) the embedded default store (state.sqlite, synchronous=FULL) alone.
+#   (b) the embedded default store (state.sqlite, synchronous=FULL), against
+#       raw SQLite (bench/sqlite-ref.c) on the same filesystem in the same run:
+#       one commit per save, and one commit per C saves.
 #
 # Usage: bench/state.sh [--mooringd PATH] [--requests N] [--concurrency C]
-#                       [--state-load PATH] [--keep]
+#                       [--state-load PATH] [--part all|redis|sqlite] [--keep]
 #
 # Everything runs on 127.0.0.1 and Unix sockets under a temporary directory;
 # every process started here is stopped by PID on exit (including on failure
@@ -27,6 +29,7 @@ state_load=${STATE_LOAD:-}
 requests=50000
 concurrency=50
 keep=0
+part=all
 n_keys=1000             # saves/gets use keys k0..k999
 value_size=100          # bytes of the saved string (redis-benchmark -d 100)
 ready_timeout=10        # seconds to wait for a server to answer
@@ -41,6 +44,7 @@ usage: bench/state.sh [--mooringd PATH] [--requests N] [--concurrency C] [--stat
   --concurrency C    keep-alive connections, for both clients (default: 50)
   --state-load PATH  load generator (default: \$STATE_LOAD, else bench/state-load
                      next to the daemon's build dir, else compiled from bench/state-load.c)
+  --part P           all (default), redis (part a only) or sqlite (part b only)
   --keep             keep the temporary directory (configs, logs, raw outputs)
 EOF
 }
@@ -55,6 +59,8 @@ while [ $# -gt 0 ]; do
         --concurrency=*) concurrency=${1#*=}; shift ;;
         --state-load) [ $# -ge 2 ] || die "--state-load needs a value"; state_load=$2; shift 2 ;;
         --state-load=*) state_load=${1#*=}; shift ;;
+        --part) [ $# -ge 2 ] || die "--part needs a value"; part=$2; shift 2 ;;
+        --part=*) part=${1#*=}; shift ;;
         --keep) keep=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -63,6 +69,7 @@ done
 
 [[ $requests =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive integer"
 [[ $concurrency =~ ^[1-9][0-9]*$ ]] || die "--concurrency must be a positive integer"
+[[ $part =~ ^(all|redis|sqlite)$ ]] || die "--part must be all, redis or sqlite"
 
 # ---------------------------------------------------------------- tools
 
@@ -275,6 +282,7 @@ run_load() {
 
 # (a) ------------------------------------------------------------ state.redis
 
+if [ "$part" != sqlite ]; then
 start_mooringd "$tmp/state-redis"
 if ! wait_204 "$mooringd_pid" mooringd "http://localhost/v1.0/healthz" --unix-socket "$app_sock"; then
         show_mooringd_log
@@ -314,8 +322,29 @@ echo "ratio get through mooringd / redis-benchmark GET: $ratio_get (target >= 0.
 echo "all runs (ops/s): redis-benchmark SET ${all_runs[rb-SET]}; mooringd save ${all_runs[redis-save]}; redis-benchmark GET ${all_runs[rb-GET]}; mooringd get ${all_runs[redis-get]}"
 echo "mooringd VmRSS after the runs: $(awk -v k="$mooringd_rss_a" 'BEGIN { printf "%.2f", k / 1024 }') MiB"
 echo
+fi
 
 # (b) ------------------------------------------------------------ state.sqlite
+
+if [ "$part" != redis ]; then
+# The reference: raw SQLite, same filesystem, same pragmas, table and upsert as the driver.
+sqlite_ref=$tmp/sqlite-ref
+"${CC:-cc}" -O2 -std=gnu11 -o "$sqlite_ref" "$script_dir/sqlite-ref.c" -lsqlite3 ||
+        die "could not build bench/sqlite-ref.c (Debian: apt-get install libsqlite3-dev)"
+mkdir -p "$tmp/ref"
+# One fsync per save is slow on a real disk: a few thousand saves give its rate.
+ref1_n=$((requests < 5000 ? requests : 5000))
+run_ref() { # RUN KEY LABEL N BATCH
+        rm -f "$tmp/ref/ref.db"*
+        local line rps
+        line=$("$sqlite_ref" "$tmp/ref/ref.db" "$4" "$5" "$value_size") || die "sqlite-ref failed"
+        rps=$(awk '{ for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == "ops/s") print a[2] } }' <<<"$line")
+        printf 'run %d  %-34s %10.2f ops/s  (%s saves, %s per commit, no daemon)\n' "$1" "$3" "$rps" "$4" "$5"
+        if [ -z "${best_rps[$2]:-}" ] || awk -v a="$rps" -v b="${best_rps[$2]}" 'BEGIN { exit !(a > b) }'; then
+                best_rps[$2]=$rps
+        fi
+        all_runs[$2]="${all_runs[$2]:-}${all_runs[$2]:+ }$rps"
+}
 
 rm -f "$tmp/config/components/redis.yaml"
 start_mooringd "$tmp/state-sqlite"
@@ -327,6 +356,8 @@ echo "== (b) built-in statestore (state.sqlite, journal_mode=WAL, synchronous=FU
 echo "mooringd components: $(curl -s --max-time 2 --unix-socket "$api_sock" http://localhost/mooring/v1/components || echo '(admin socket did not answer)')"
 echo "database on: $(fs_of "$tmp/state-sqlite")"
 for run in 1 2; do
+        run_ref "$run" ref-1 "raw SQLite, 1 save per commit" "$ref1_n" 1
+        run_ref "$run" ref-c "raw SQLite, $concurrency saves per commit" "$requests" "$concurrency"
         run_load "$run" sqlite-save "mooringd save -> state.sqlite" save statestore
         run_load "$run" sqlite-get "mooringd get  -> state.sqlite" get statestore
 done
@@ -344,8 +375,17 @@ done
 echo "state.sqlite save: $(printf '%.2f' "${best_rps[sqlite-save]}") ops/s, p50 ${best_p50[sqlite-save]} ms, p99 ${best_p99[sqlite-save]} ms"
 echo "state.sqlite get: $(printf '%.2f' "${best_rps[sqlite-get]}") ops/s, p50 ${best_p50[sqlite-get]} ms, p99 ${best_p99[sqlite-get]} ms"
 echo "all runs (ops/s): save ${all_runs[sqlite-save]}; get ${all_runs[sqlite-get]}"
+printf '%-36s %12.2f\n' "raw SQLite, 1 save per commit" "${best_rps[ref-1]}" "raw SQLite, $concurrency saves per commit" "${best_rps[ref-c]}"
+echo "all reference runs (ops/s): 1 per commit ${all_runs[ref-1]}; $concurrency per commit ${all_runs[ref-c]}"
+ratio1=$(awk -v a="${best_rps[sqlite-save]}" -v b="${best_rps[ref-1]}" 'BEGIN { printf "%.2f", a / b }')
+ratioc=$(awk -v a="${best_rps[sqlite-save]}" -v b="${best_rps[ref-c]}" 'BEGIN { printf "%.2f", a / b }')
+echo "ratio mooringd save / raw SQLite 1 save per commit: $ratio1 (above 1: saves share commits)"
+echo "ratio mooringd save / raw SQLite $concurrency saves per commit: $ratioc (the ceiling of group commit without HTTP)"
+target=$(awk -v r="${best_rps[sqlite-save]}" -v p="${best_p99[sqlite-save]}" 'BEGIN { print (r >= 30000 && p <= 5) ? "met" : "NOT met" }')
+echo "target >= 30000 durable saves/s with p99 <= 5 ms at $concurrency connections: $target"
 echo "mooringd VmRSS after the runs: $(awk -v k="$mooringd_rss_b" 'BEGIN { printf "%.2f", k / 1024 }') MiB"
 echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
+fi
 if [ "$max_other" -ge 20 ]; then
         echo "WARNING: other load used up to ${max_other}% of a core during some run: figures are disturbed, rerun on a quiet machine"
 fi
