@@ -32,11 +32,12 @@
 #include "blocks/pubsub.h"
 #include "blocks/state.h"
 #include "core/component.h"
+#include "core/conf-keep.h"
 #include "dbus/runtime-bus.h"
 #include "http/server.h"
 #include "manager.h"
 #include "transport/app-channel.h"
-#include "transport/http-client.h"
+#include "transport/transport.h"
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/strv.h"
@@ -109,7 +110,7 @@ Manager *manager_free(Manager *m) {
         free(m->components);
         runtime_bus_done(m);
         /* Outgoing requests first: their callbacks may still answer suspended HTTP requests. */
-        m->http_client = http_client_free(m->http_client);
+        m->transport = transport_free(m->transport);
         configurations_clear(m);
         m->api_listener = http_listener_free(m->api_listener);
         m->http = http_server_free(m->http);
@@ -145,10 +146,14 @@ uint64_t manager_uptime_sec(const Manager *m) {
 }
 
 static void notify_status(Manager *m, const char *extra) {
-        char buf[256];
+        char buf[320], errors[128] = "";
+        if (m->n_config_kept > 0)
+                snprintf(errors, sizeof errors, ", %u configuration errors (%u kept the previous version): see the log",
+                         m->n_config_errors, m->n_config_kept);
+        else if (m->n_config_errors > 0)
+                snprintf(errors, sizeof errors, ", %u configuration errors: see the log", m->n_config_errors);
         snprintf(buf, sizeof buf, "%sSTATUS=%s: %zu apps, %zu components%s", strempty(extra),
-                 manager_state_to_string(m->state), m->n_apps, m->n_components,
-                 m->n_config_errors ? ", configuration errors: see the log" : "");
+                 manager_state_to_string(m->state), m->n_apps, m->n_components, errors);
         (void) sd_notify(false, buf);
 }
 
@@ -456,6 +461,14 @@ void manager_log_conf_error(Manager *m, const ConfError *e) {
         log_error("%s", s ?: "configuration error");
 }
 
+void manager_log_conf_kept(Manager *m, const ConfError *e) {
+        _cleanup_free_ char *s = conf_error_format(e);
+        m->n_config_errors++;
+        m->n_config_kept++;
+        /* A warning, not an error: nothing stopped working, but the file on disk is not what runs. */
+        log_warning("%s; kept the previous version", s ?: "configuration error");
+}
+
 static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
@@ -494,10 +507,19 @@ int manager_list_dir(const char *dir, const char *const *suffixes, char ***ret) 
         return 0;
 }
 
-/* Loads apps.d into a list of configs; bad files are logged and skipped. */
-static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n) {
+/* The app running from that file, if any. */
+static App *app_from_file(Manager *m, const char *file) {
+        for (size_t i = 0; i < m->n_apps; i++)
+                if (m->apps[i]->source == APP_SOURCE_FILE && streq_ptr(m->apps[i]->config->file, file))
+                        return m->apps[i];
+        return NULL;
+}
+
+/* Loads apps.d into a list of configs; bad files are logged and skipped. A bad file whose app is
+ * running (a reload) keeps it: the file goes into *ret_kept and the app is left alone. */
+static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n, char ***ret_kept) {
         static const char *const suffixes[] = { ".conf", NULL };
-        _cleanup_strv_free_ char **files = NULL;
+        _cleanup_strv_free_ char **files = NULL, **kept = NULL;
         _cleanup_free_ char *dir = NULL;
         AppConfig **l = NULL;
         size_t n = 0;
@@ -515,29 +537,36 @@ static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n) {
                 ConfError e = {};
                 AppConfig *c = NULL;
                 r = app_config_load(*f, &c, &e);
+                /* Whatever made the file unreadable or invalid, the running app from it stays as it
+                 * is (same object, listeners, connections); a removed file is no error and is not here. */
+                if (r < 0 && r != -ENOMEM && app_from_file(m, *f)) {
+                        r = strv_extend(&kept, *f);
+                        if (r >= 0)
+                                manager_log_conf_kept(m, &e);
+                } else if (r < 0 && r != -ENOMEM)
+                        manager_log_conf_error(m, &e);
+                else if (r >= 0)
+                        l[n++] = c;
+                conf_error_done(&e);
                 if (r == -ENOMEM) {
-                        conf_error_done(&e);
                         for (size_t i = 0; i < n; i++)
                                 app_config_free(l[i]);
                         free(l);
                         return r;
                 }
-                if (r < 0)
-                        manager_log_conf_error(m, &e);
-                else
-                        l[n++] = c;
-                conf_error_done(&e);
         }
         *ret = l;
         *ret_n = n;
+        *ret_kept = TAKE_PTR(kept);
         return 0;
 }
 
 static int reload_apps(Manager *m) {
+        _cleanup_strv_free_ char **kept = NULL;
         AppConfig **configs = NULL;
         size_t n = 0;
         bool changed = false;
-        int r = load_app_configs(m, &configs, &n);
+        int r = load_app_configs(m, &configs, &n, &kept);
         if (r < 0)
                 return r;
 
@@ -547,6 +576,8 @@ static int reload_apps(Manager *m) {
                 AppConfig *nc = NULL;
                 if (a->source != APP_SOURCE_FILE)
                         continue;
+                if (strv_contains(kept, a->config->file))
+                        continue; /* its file is broken now: the last good version keeps serving */
                 for (size_t j = 0; j < n; j++)
                         if (configs[j] && streq(configs[j]->id, a->config->id))
                                 nc = configs[j];
@@ -650,6 +681,8 @@ typedef struct {
         Component **list;
         size_t n;
         bool oom;
+        ConfKeep keep;          /* what of the running set a broken file keeps */
+        size_t file_start;      /* list[file_start..n) came from the file being read */
 } ComponentLoad;
 
 static void on_component(Component *c, void *ud) {
@@ -678,6 +711,46 @@ static void on_component(Component *c, void *ud) {
 static void on_component_error(const ConfError *e, void *ud) {
         ComponentLoad *cl = ud;
         manager_log_conf_error(cl->m, e);
+}
+
+/*
+ * A bad document (or file) on reload. Decided per document where the document names the component
+ * it meant (metadata.name): the running component of that name from this file stays. Where it names
+ * none (a YAML syntax error, which leaves the rest of the file unread; a document that is no mapping
+ * or has no name), per file: every running component from this file stays and nothing read from it
+ * now is used. See core/conf-keep.h.
+ */
+static void on_component_error_named(const ConfError *e, const char *name, void *ud) {
+        ComponentLoad *cl = ud;
+        int r = conf_keep_note_error(&cl->keep, name);
+        if (r < 0)
+                cl->oom = true;
+        if (r > 0)
+                manager_log_conf_kept(cl->m, e);
+        else
+                manager_log_conf_error(cl->m, e);
+}
+
+static const char *component_file_of(const void *o) {
+        return ((const Component *) o)->file;
+}
+
+static const char *component_name_of(const void *o) {
+        return ((const Component *) o)->name;
+}
+
+static bool component_has_new(const char *name, void *ud) {
+        ComponentLoad *cl = ud;
+        for (size_t i = cl->file_start; i < cl->n; i++)
+                if (streq(cl->list[i]->name, name))
+                        return true;
+        return false;
+}
+
+/* Carries running component i into the new set: the same object, so its store and data stay. */
+static void component_keep(size_t i, void *ud) {
+        ComponentLoad *cl = ud;
+        on_component(component_ref(cl->m->components[i]), cl);
 }
 
 /* With no component of a category at all, Dapr apps still find the name they expect
@@ -736,6 +809,24 @@ static Component *pubsub_component_any(void *i) {
 static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any };
 static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any };
 
+/*
+ * A changed component i that fails to resolve or open (its file parses, but the driver refuses it):
+ * when the running instance of that name is still there, it stays, and so does its component
+ * object in m->components, so the store keeps its data. Returns the kept instance or NULL.
+ */
+static void *keep_previous_instance(Manager *m, const InstanceKind *k, void **list, size_t n_list, size_t i) {
+        for (size_t j = 0; j < n_list; j++) {
+                void *found = list[j];
+                if (!found || !streq(k->component(found)->name, m->components[i]->name))
+                        continue;
+                list[j] = NULL;
+                component_unref(m->components[i]);
+                m->components[i] = component_ref(k->component(found));
+                return found;
+        }
+        return NULL;
+}
+
 /* One open instance per component of the kind: unchanged components keep theirs (and what is
  * in flight on it), removed or changed ones are closed, new ones opened. */
 static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_t *n_list) {
@@ -767,7 +858,12 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         return log_oom();
                 }
                 if (r < 0) {
-                        manager_log_conf_error(m, &re);
+                        found = keep_previous_instance(m, k, *list, *n_list, i);
+                        if (found) {
+                                manager_log_conf_kept(m, &re);
+                                n[kept++] = found;
+                        } else
+                                manager_log_conf_error(m, &re);
                         conf_error_done(&re);
                         continue;
                 }
@@ -780,7 +876,12 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         ConfError e = {};
                         conf_error_set(&e, c->file, c->line, "spec.metadata", "%s '%s' (%s): %s", k->what, c->name,
                                        c->type, msg ?: strerror(-r));
-                        manager_log_conf_error(m, &e);
+                        found = keep_previous_instance(m, k, *list, *n_list, i);
+                        if (found) {
+                                manager_log_conf_kept(m, &e);
+                                n[kept++] = found;
+                        } else
+                                manager_log_conf_error(m, &e);
                         conf_error_done(&e);
                         continue;
                 }
@@ -800,7 +901,11 @@ static int reload_components(Manager *m) {
         static const char *const suffixes[] = { ".yaml", ".yml", NULL };
         _cleanup_strv_free_ char **files = NULL;
         _cleanup_free_ char *dir = NULL;
-        ComponentLoad cl = { .m = m };
+        ComponentLoad cl = {
+                .m = m,
+                .keep = { .old = (void *const *) m->components, .n_old = m->n_components,
+                          .file_of = component_file_of, .name_of = component_name_of },
+        };
         bool changed;
         int r;
 
@@ -812,18 +917,27 @@ static int reload_components(Manager *m) {
         for (char **f = files; f && *f; f++) {
                 _cleanup_free_ char *text = NULL;
                 size_t len;
+                cl.file_start = cl.n;
+                conf_keep_begin_file(&cl.keep, *f);
                 r = read_full_file(*f, COMPONENT_FILE_MAX, &text, &len);
                 if (r < 0) {
                         ConfError e = {};
                         conf_error_set(&e, *f, 0, NULL, "cannot read: %s", strerror(-r));
-                        manager_log_conf_error(m, &e);
+                        on_component_error_named(&e, NULL, &cl);
                         conf_error_done(&e);
-                        continue;
-                }
-                r = component_parse(*f, text, len, on_component, on_component_error, &cl);
+                        r = 0;
+                } else
+                        r = component_parse_named(*f, text, len, on_component, on_component_error_named, &cl);
                 if (r == -ENOMEM || cl.oom)
                         break;
+                if (cl.keep.whole) /* the file's last good version stays whole: drop what was read now */
+                        while (cl.n > cl.file_start)
+                                component_unref(cl.list[--cl.n]);
+                conf_keep_end_file(&cl.keep, component_has_new, component_keep, &cl);
+                if (cl.oom)
+                        break;
         }
+        conf_keep_done(&cl.keep);
         if (r >= 0 && !cl.oom)
                 r = add_default_components(&cl);
         if (r == -ENOMEM || cl.oom) {
@@ -851,10 +965,13 @@ static int reload_components(Manager *m) {
                 }
         }
         for (size_t j = 0; j < m->n_components; j++) {
-                bool still = false;
-                for (size_t i = 0; i < cl.n; i++)
+                bool still = false, renewed = false;
+                for (size_t i = 0; i < cl.n; i++) {
                         still = still || cl.list[i] == m->components[j];
-                if (!still)
+                        renewed = renewed || streq(cl.list[i]->name, m->components[j]->name);
+                }
+                /* A changed one was just logged as loaded; only a name that is gone is "removed". */
+                if (!still && !renewed)
                         log_struct(LOG_INFO, 0, NULL, m->components[j]->name, "Component removed.");
                 component_unref(m->components[j]);
         }
@@ -874,19 +991,29 @@ static int reload_components(Manager *m) {
 
 /* ---- Dapr Configuration files ---- */
 
-static void configurations_clear(Manager *m) {
-        for (size_t i = 0; i < m->n_configurations; i++) {
-                free(m->configurations[i].path);
-                configuration_free(m->configurations[i].c);
-                free(m->configurations[i].error);
+static void configuration_entries_free(ConfigurationEntry *l, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(l[i].path);
+                configuration_free(l[i].c);
+                free(l[i].error);
         }
-        free(m->configurations);
+        free(l);
+}
+
+static void configurations_clear(Manager *m) {
+        configuration_entries_free(m->configurations, m->n_configurations);
         m->configurations = NULL;
         m->n_configurations = 0;
 }
 
-/* Loads path into the cache (once). A missing default config.yaml is "no configuration". */
-static ConfigurationEntry *configuration_load_cached(Manager *m, const char *path, bool must_exist) {
+/*
+ * Loads path into the cache (once). A missing default config.yaml is "no configuration".
+ * previous: the entry of the same path before a reload, or NULL. When the file is now broken
+ * (unreadable or invalid, but not removed) and previous held a good Configuration, that one is
+ * moved over and stays in force (an accessControl deny included) instead of failing closed.
+ */
+static ConfigurationEntry *configuration_load(Manager *m, const char *path, bool must_exist,
+                                              ConfigurationEntry *previous) {
         _cleanup_free_ char *text = NULL;
         ConfError e = {};
         size_t len;
@@ -915,7 +1042,11 @@ static ConfigurationEntry *configuration_load_cached(Manager *m, const char *pat
                 if (r >= 0 && !ce->c && must_exist)
                         r = conf_error_set(&e, path, 0, NULL, "no document of kind Configuration");
         }
-        if (r < 0) {
+        if (r < 0 && r != -ENOENT && previous && previous->c) {
+                ce->c = configuration_free(ce->c);
+                ce->c = TAKE_PTR(previous->c);
+                manager_log_conf_kept(m, &e);
+        } else if (r < 0) {
                 ce->c = configuration_free(ce->c);
                 ce->error = conf_error_format(&e);
                 manager_log_conf_error(m, &e);
@@ -926,14 +1057,32 @@ static ConfigurationEntry *configuration_load_cached(Manager *m, const char *pat
         return ce;
 }
 
+static ConfigurationEntry *configuration_load_cached(Manager *m, const char *path, bool must_exist) {
+        return configuration_load(m, path, must_exist, NULL);
+}
+
+static ConfigurationEntry *configuration_find(ConfigurationEntry *l, size_t n, const char *path) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(l[i].path, path))
+                        return &l[i];
+        return NULL;
+}
+
 static void reload_configurations(Manager *m) {
         _cleanup_free_ char *path = NULL;
-        configurations_clear(m);
+        ConfigurationEntry *old = TAKE_PTR(m->configurations);
+        size_t n_old = m->n_configurations;
+
+        /* Everything is read again; the old entries are only a fallback for files now broken. */
+        m->n_configurations = 0;
         if (asprintf(&path, "%s/config.yaml", m->config_dir) >= 0)
-                (void) configuration_load_cached(m, path, false);
-        for (size_t i = 0; i < m->n_apps; i++)
-                if (m->apps[i]->config->configuration)
-                        (void) configuration_load_cached(m, m->apps[i]->config->configuration, true);
+                (void) configuration_load(m, path, false, configuration_find(old, n_old, path));
+        for (size_t i = 0; i < m->n_apps; i++) {
+                const char *p = m->apps[i]->config->configuration;
+                if (p)
+                        (void) configuration_load(m, p, true, configuration_find(old, n_old, p));
+        }
+        configuration_entries_free(old, n_old);
 }
 
 int manager_app_configuration(Manager *m, const App *a, const Configuration **ret, const char **ret_error) {
@@ -1045,8 +1194,8 @@ int manager_start(Manager *m) {
         (void) sd_event_set_watchdog(m->event, true);
 
         m->http = http_server_new(m, m->event);
-        m->http_client = http_client_new(m->event);
-        if (!m->http || !m->http_client)
+        m->transport = transport_new(m->event);
+        if (!m->http || !m->transport)
                 return log_error_errno(ENOMEM, "Failed to set up the HTTP front-end.");
         r = open_api_listener(m);
         if (r < 0)
@@ -1086,6 +1235,7 @@ int manager_reload(Manager *m) {
                 return -EBUSY;
         m->state = MANAGER_RELOADING;
         m->n_config_errors = 0;
+        m->n_config_kept = 0;
         runtime_bus_emit_state_changed(m);
         notify_status(m, "RELOADING=1\n");
         log_info("Reloading configuration from %s.", m->config_dir);
@@ -1106,8 +1256,13 @@ int manager_reload(Manager *m) {
         m->state = MANAGER_RUNNING;
         runtime_bus_emit_state_changed(m);
         notify_status(m, "READY=1\n");
-        log_info("Reload done: %zu apps, %zu components, %u configuration errors.", m->n_apps, m->n_components,
-                 m->n_config_errors);
+        if (m->n_config_kept > 0)
+                log_warning("Reload done: %zu apps, %zu components, %u configuration errors; %u broken files or "
+                            "documents kept their previous version.", m->n_apps, m->n_components,
+                            m->n_config_errors, m->n_config_kept);
+        else
+                log_info("Reload done: %zu apps, %zu components, %u configuration errors.", m->n_apps,
+                         m->n_components, m->n_config_errors);
         return r;
 }
 

@@ -81,7 +81,7 @@ struct Manager {
         HttpServer *http;
         HttpListener *api_listener;
         char *api_socket_path;
-        HttpClient *http_client;
+        Transport *transport;       /* every call into an app */
         sd_bus *bus;
         sd_event_source *bus_retry; /* reconnects after the bus dropped us */
 

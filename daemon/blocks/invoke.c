@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * See invoke.h. A call moves through: checks (target, access control,
- * health) → queued for a slot (MaxConcurrency=) → running (one curl
- * transfer through the app channel; on a failure before any answer byte, a
- * retry timer and another transfer) → done. One deadline timer covers all of
- * it. The answer streams out as it arrives: head from curl's header
- * callback, body from its write callback (paused when the front-end is full).
+ * health, hops) → queued for a slot (MaxConcurrency=) → running (one
+ * transport call, which resends by itself while no answer byte arrived) →
+ * done. One deadline timer covers all of it. The answer streams out as it
+ * arrives: head, then body chunks (paused when the front-end is full).
  */
 #include <ctype.h>
-#include <curl/curl.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,20 +20,20 @@
 #include "../core/tracecontext.h"
 #include "../manager.h"
 #include "../transport/app-channel.h"
-#include "../transport/http-client.h"
+#include "../transport/transport.h"
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "invoke.h"
 
 /* Dapr's built-in policy retries transport failures 3 times (1 s apart); on a local
- * socket an app restarting is usually back sooner, so back off from 250 ms. */
+ * socket an app restarting is usually back sooner: the transport backs off from 250 ms. */
 #define INVOKE_RETRIES 3
-#define INVOKE_RETRY_FIRST_USEC (250 * 1000ULL)
+/* Calls through this host that one request may cause, each a hop (see mooring-hops below). */
+#define INVOKE_MAX_HOPS 16
 
 typedef enum CallState {
         CALL_QUEUED,      /* waiting for a slot */
-        CALL_RUNNING,     /* a transfer is out */
-        CALL_BACKOFF,     /* waiting to retry */
+        CALL_RUNNING,     /* the transport has it */
         CALL_FINISHING,   /* done is scheduled */
 } CallState;
 
@@ -44,7 +43,7 @@ struct InvokeCall {
         char *caller_app;             /* NULL: not an app */
         char *verb;
         char *path;                   /* "/method?query" for the callee */
-        struct curl_slist *headers;   /* what the callee gets */
+        char **headers;               /* what the callee gets: name, value pairs */
         const void *body;
         size_t body_len;
         const InvokeHandler *h;
@@ -52,20 +51,16 @@ struct InvokeCall {
 
         CallState state;
         bool holds_slot;
-        unsigned attempt;             /* retries done */
-        HttpClientRequest *req;
-        CURL *easy;                   /* of req, while running */
+        bool starting;                /* inside invoke_start(): done waits for the loop */
+        TransportCall *tc;
         sd_event_source *deadline;
-        sd_event_source *backoff;
-        sd_event_source *later;       /* runs done (or unpauses) from the loop */
-        bool paused, unpause;
+        sd_event_source *later;       /* runs done from the loop when it cannot run at once */
 
         /* the answer */
-        bool got_bytes;               /* any byte of an answer arrived: never retry */
         bool head_sent;
-        unsigned status;
         char **resp_headers;          /* pairs */
-        int64_t content_length;
+        unsigned status;
+        unsigned attempts;
 
         /* the end */
         int error;
@@ -76,26 +71,31 @@ struct InvokeCall {
         char traceparent[TRACEPARENT_LEN + 1];
         uint64_t start_usec;
         InvokeCall *next, *prev;      /* Manager's list */
-        AppSlotWaiter waiter;         /* in the target's line for a slot (first member not needed) */
+        AppSlotWaiter waiter;         /* in the target's line for a slot */
 };
 
-/* Request headers the callee never gets from the caller: hop-by-hop ones (RFC 9110 7.6.1),
- * those curl computes, the caller's token, and those only mooringd may set. */
+/*
+ * Request headers the callee never gets from the caller: hop-by-hop ones (RFC 9110 7.6.1), those
+ * the transport writes, the caller's token, and those only mooringd may set. dapr-app-id routed
+ * this call: forwarding it made an app whose address is a mooringd listener call itself without
+ * end (daprd stopped forwarding it too, dapr/dapr#8893).
+ */
 static const char *const request_skip[] = {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "host", "content-length", "expect", "dapr-api-token", "traceparent", "tracestate",
-        "dapr-caller-app-id", "dapr-callee-app-id", NULL,
+        "dapr-app-id", "dapr-caller-app-id", "dapr-callee-app-id", "dapr-caller-namespace",
+        "dapr-callee-namespace", INVOKE_HOPS_HEADER, NULL,
 };
 
-/* Response headers the caller never gets: hop-by-hop, and those libmicrohttpd writes itself. */
+/* Response headers the caller never gets: hop-by-hop, and those the front-end writes itself. */
 static const char *const response_skip[] = {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "content-length", "date", NULL,
 };
 
-static bool in_list_ci(const char *const *l, const char *s, size_t len) {
+static bool in_list_ci(const char *const *l, const char *s) {
         for (; *l; l++)
-                if (strlen(*l) == len && strncasecmp(*l, s, len) == 0)
+                if (strcasecmp(*l, s) == 0)
                         return true;
         return false;
 }
@@ -122,6 +122,13 @@ static bool is_token(const char *s) {
         return true;
 }
 
+static const char *header_get(char *const *headers, const char *name) {
+        for (char *const *h = headers; h && h[0] && h[1]; h += 2)
+                if (strcasecmp(h[0], name) == 0)
+                        return h[1];
+        return NULL;
+}
+
 /* ---- lifecycle ---- */
 
 static void call_free(InvokeCall *c) {
@@ -132,11 +139,10 @@ static void call_free(InvokeCall *c) {
                 m->invoke_calls = c->next;
         if (c->next)
                 c->next->prev = c->prev;
-        http_client_cancel(c->req);
+        transport_call_cancel(c->tc);
         sd_event_source_disable_unref(c->deadline);
-        sd_event_source_disable_unref(c->backoff);
         sd_event_source_disable_unref(c->later);
-        curl_slist_free_all(c->headers);
+        strv_free(c->headers);
         strv_free(c->resp_headers);
         app_unref(c->target);
         free(c->caller_app);
@@ -144,10 +150,6 @@ static void call_free(InvokeCall *c) {
         free(c->path);
         free(c->error_message);
         free(c);
-}
-
-static void queue_remove(InvokeCall *c) {
-        app_slot_cancel(c->target, &c->waiter);
 }
 
 static void start_transfer(InvokeCall *c);
@@ -167,53 +169,46 @@ static void release_slot(InvokeCall *c) {
         app_slot_release(c->target);
 }
 
-static int on_later(sd_event_source *s, void *userdata) {
-        InvokeCall *c = userdata;
-        if (c->state != CALL_FINISHING) {
-                /* An unpause: curl may deliver the held chunk right here, outside its callbacks. */
-                c->unpause = false;
-                if (c->paused && c->easy) {
-                        c->paused = false;
-                        (void) curl_easy_pause(c->easy, CURLPAUSE_CONT);
-                }
-                return 0;
+/* Logs the outcome, tells the front-end, frees the call. */
+static void complete(InvokeCall *c) {
+        if (log_get_max_level() >= LOG_DEBUG) {
+                uint64_t now = 0;
+                (void) sd_event_now(c->manager->event, CLOCK_MONOTONIC, &now);
+                char trace_id[33];
+                trace_id_format(&c->span, trace_id);
+                if (c->error_message)
+                        log_struct(LOG_DEBUG, 0, c->target->config->id, NULL,
+                                   "invoke %s -> %s %s %s failed after %.1f ms, %u attempts: %s (trace %s)",
+                                   c->caller_app ?: "-", c->target->config->id, c->verb, c->path,
+                                   (double) (now - c->start_usec) / 1000.0, c->attempts, c->error_message,
+                                   trace_id);
+                else
+                        log_struct(LOG_DEBUG, 0, c->target->config->id, NULL,
+                                   "invoke %s -> %s %s %s: %u in %.1f ms (trace %s)", c->caller_app ?: "-",
+                                   c->target->config->id, c->verb, c->path, c->status,
+                                   (double) (now - c->start_usec) / 1000.0, trace_id);
         }
-
-        uint64_t now = 0;
-        (void) sd_event_now(c->manager->event, CLOCK_MONOTONIC, &now);
-        char trace_id[33];
-        trace_id_format(&c->span, trace_id);
-        if (c->error_message)
-                log_struct(LOG_DEBUG, 0, c->target->config->id, NULL,
-                           "invoke %s -> %s %s %s failed after %.1f ms, %u retries: %s (trace %s)",
-                           c->caller_app ?: "-", c->target->config->id, c->verb, c->path,
-                           (double) (now - c->start_usec) / 1000.0, c->attempt, c->error_message, trace_id);
-        else
-                log_struct(LOG_DEBUG, 0, c->target->config->id, NULL,
-                           "invoke %s -> %s %s %s: %u in %.1f ms, %u retries (trace %s)", c->caller_app ?: "-",
-                           c->target->config->id, c->verb, c->path, c->status,
-                           (double) (now - c->start_usec) / 1000.0, c->attempt, trace_id);
-
         InvokeError e = { .error = c->error, .status = c->error_status, .message = c->error_message };
         c->h->done(c, c->error_message ? &e : NULL, c->userdata);
         call_free(c);
+}
+
+static int on_later(sd_event_source *s, void *userdata) {
+        complete(userdata);
         return 0;
 }
 
-/* Ends the call: stops whatever is out and runs done from the loop. error 0 (fmt NULL): success. */
+/* Ends the call: stops whatever is out and runs done (from the loop if we are inside
+ * invoke_start()). error 0 (fmt NULL): success. */
 static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, ...) {
         if (c->state == CALL_FINISHING)
                 return;
         if (c->state == CALL_QUEUED)
-                queue_remove(c);
+                app_slot_cancel(c->target, &c->waiter);
         c->state = CALL_FINISHING;
-        if (c->req) {
-                http_client_cancel(c->req);
-                c->req = NULL;
-                c->easy = NULL;
-        }
+        TransportCall *tc = TAKE_PTR(c->tc);
+        transport_call_cancel(tc);
         c->deadline = sd_event_source_disable_unref(c->deadline);
-        c->backoff = sd_event_source_disable_unref(c->backoff);
         if (fmt) {
                 _cleanup_free_ char *what = NULL;
                 va_list ap;
@@ -231,7 +226,12 @@ static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, .
                 /* Still NULL: success is reported; an OOM this deep cannot be said better. */
         }
         release_slot(c);
-        (void) sd_event_source_set_enabled(c->later, SD_EVENT_ONESHOT);
+        if (c->starting) {
+                if (sd_event_add_defer(c->manager->event, &c->later, on_later, c) >= 0)
+                        return;
+                /* No way to wait for the loop (OOM): the front-end copes with an early done. */
+        }
+        complete(c);
 }
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -243,200 +243,87 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- the transfer ---- */
 
-static size_t on_header(char *buf, size_t size, size_t n, void *userdata) {
+static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *userdata) {
         InvokeCall *c = userdata;
-        size_t len = size * n, l = len;
+        const char *connection = header_get(a->headers, "connection");
 
-        c->got_bytes = true;
-        while (l > 0 && (buf[l - 1] == '\r' || buf[l - 1] == '\n'))
-                l--;
-        if (l >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
-                /* A status line: a new response starts (after a 1xx, the real one). */
-                const char *sp = memchr(buf, ' ', l);
-                c->status = sp ? (unsigned) strtoul(sp + 1, NULL, 10) : 0;
-                c->resp_headers = strv_free(c->resp_headers);
-                c->content_length = -1;
-                return len;
+        c->head_sent = true;
+        c->status = a->status;
+        for (char *const *h = a->headers; h[0] && h[1]; h += 2) {
+                if (in_list_ci(response_skip, h[0]) || in_connection_tokens(connection, h[0]))
+                        continue;
+                if (strv_extend(&c->resp_headers, h[0]) < 0 || strv_extend(&c->resp_headers, h[1]) < 0)
+                        return finish(c, -ENOMEM, 500, "out of memory");
         }
-        if (l == 0) {
-                /* End of a header block. */
-                if (c->status < 200 || c->head_sent)
-                        return len;
-                c->head_sent = true;
-                if (!c->resp_headers && !(c->resp_headers = calloc(1, sizeof(char *))))
-                        return 0; /* OOM: curl aborts the transfer */
-                c->h->head(c, c->status, c->resp_headers, c->content_length, c->userdata);
-                return len;
-        }
-        const char *colon = memchr(buf, ':', l);
-        if (!colon || colon == buf)
-                return len; /* folded or malformed line: dropped */
-        size_t nlen = (size_t) (colon - buf);
-        const char *v = colon + 1, *end = buf + l;
-        while (v < end && (*v == ' ' || *v == '\t'))
-                v++;
-        if (nlen == strlen("content-length") && strncasecmp(buf, "content-length", nlen) == 0) {
-                char tmp[24] = "";
-                memcpy(tmp, v, MIN((size_t) (end - v), sizeof tmp - 1));
-                char *e;
-                long long cl = strtoll(tmp, &e, 10);
-                c->content_length = (e != tmp && *e == 0 && cl >= 0) ? cl : -1;
-        }
-        if (in_list_ci(response_skip, buf, nlen))
-                return len;
-        _cleanup_free_ char *name = strndup(buf, nlen), *value = strndup(v, (size_t) (end - v));
-        if (!name || !value || strv_extend(&c->resp_headers, name) < 0 || strv_extend(&c->resp_headers, value) < 0)
-                return 0;
-        return len;
+        if (!c->resp_headers && !(c->resp_headers = calloc(1, sizeof(char *))))
+                return finish(c, -ENOMEM, 500, "out of memory");
+        c->h->head(c, c->status, c->resp_headers, a->content_length, c->userdata);
 }
 
-static size_t on_body(char *buf, size_t size, size_t n, void *userdata) {
+static bool on_answer_body(TransportCall *tc, const void *buf, size_t len, void *userdata) {
         InvokeCall *c = userdata;
-        size_t len = size * n;
-        c->got_bytes = true;
-        if (!c->head_sent || len == 0)
-                return len; /* the body of a 1xx (none) */
-        if (!c->h->body(c, buf, len, c->userdata)) {
-                c->paused = true;
-                return CURL_WRITEFUNC_PAUSE;
-        }
-        return len;
+        return c->h->body(c, buf, len, c->userdata);
 }
 
-static int on_backoff(sd_event_source *s, uint64_t usec, void *userdata) {
+static void on_answer_done(TransportCall *tc, const TransportAnswer *a, const TransportError *e, void *userdata) {
         InvokeCall *c = userdata;
-        c->backoff = sd_event_source_disable_unref(c->backoff);
-        start_transfer(c);
-        return 0;
-}
 
-static bool transport_error_retryable(CURLcode r) {
-        return r == CURLE_COULDNT_CONNECT || r == CURLE_SEND_ERROR || r == CURLE_RECV_ERROR ||
-               r == CURLE_GOT_NOTHING;
-}
-
-static void transfer_done(CURLcode result, long status, void *userdata) {
-        InvokeCall *c = userdata;
-        int os_errno = http_client_last_os_errno(c->manager->http_client);
-
-        c->req = NULL;
-        c->easy = NULL;
-        if (c->state == CALL_FINISHING)
-                return;
-        if (result == CURLE_OK) {
-                if (!c->head_sent) /* cannot happen with a final status; be safe */
-                        return finish(c, -EIO, 500, "the app's answer had no final status");
+        c->tc = NULL; /* the transport frees it after this returns */
+        if (!e)
                 return finish(c, 0, 0, NULL);
-        }
-        if (result == CURLE_ABORTED_BY_CALLBACK)
+        c->attempts = e->attempts;
+        if (e->error == -ECANCELED)
                 return finish(c, -ECANCELED, 500, "mooringd is stopping");
-
-        const char *why = curl_easy_strerror(result);
-        _cleanup_free_ char *detail = NULL;
-        if (os_errno > 0 && asprintf(&detail, "%s (%s)", why, strerror(os_errno)) >= 0)
-                why = detail;
-
-        if (!c->got_bytes && transport_error_retryable(result) && c->attempt < INVOKE_RETRIES) {
-                /* Nothing reached the app as far as an answer shows: try again a little later. */
-                uint64_t delay = INVOKE_RETRY_FIRST_USEC << c->attempt;
-                c->attempt++;
-                log_struct(LOG_DEBUG, 0, c->target->config->id, NULL,
-                           "invoke %s %s: %s; retry %u of %u in %llu ms", c->verb, c->path, why, c->attempt,
-                           INVOKE_RETRIES, (unsigned long long) (delay / 1000));
-                c->state = CALL_BACKOFF;
-                if (sd_event_add_time_relative(c->manager->event, &c->backoff, CLOCK_MONOTONIC, delay, 1000,
-                                               on_backoff, c) >= 0)
-                        return;
-        }
         if (c->head_sent)
-                return finish(c, -EIO, 500, "the app's answer was cut short: %s", why);
-        int err = result == CURLE_COULDNT_CONNECT && os_errno == ECONNREFUSED ? -ECONNREFUSED : -EIO;
-        if (result == CURLE_COULDNT_CONNECT && os_errno == ENOENT)
-                why = "no socket at the app's address (connection refused)";
-        finish(c, err, 500, "%s%s", why, c->attempt ? " (after retries)" : "");
+                return finish(c, -EIO, 500, "%s", e->message);
+        if (e->error == -ECONNREFUSED || e->error == -ENOENT)
+                return finish(c, -ECONNREFUSED, 500, "%s", e->message);
+        finish(c, -EIO, 500, "%s", e->message);
 }
+
+static const TransportHandler answer_handler = {
+        .head = on_answer_head,
+        .body = on_answer_body,
+        .done = on_answer_done,
+};
 
 static void start_transfer(InvokeCall *c) {
-        CURL *e = app_channel_new_easy(c->target, c->path);
-        int r;
-
-        if (!e)
-                return finish(c, -ENOMEM, 500, "out of memory");
+        TransportAddress addr;
+        (void) app_channel_address(c->target, &addr); /* checked in invoke_start() */
+        TransportRequest req = {
+                .method = c->verb,
+                .target = c->path,
+                .headers = c->headers,
+                .body = c->body,
+                .body_len = c->body_len,
+                .retries = INVOKE_RETRIES, /* the deadline above bounds them */
+        };
         c->state = CALL_RUNNING;
-        c->status = 0;
-        c->head_sent = c->got_bytes = false;
-        c->resp_headers = strv_free(c->resp_headers);
-        c->content_length = -1;
-
-        curl_easy_setopt(e, CURLOPT_USERAGENT, NULL); /* the caller's, if it sent one */
-        curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-        if (streq(c->verb, "HEAD"))
-                curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        else if (c->body_len > 0 || streq(c->verb, "POST") || streq(c->verb, "PUT") || streq(c->verb, "PATCH")) {
-                /* Sent from the front-end's buffer, not copied. */
-                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
-                curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body_len ? c->body : "");
-        }
-        /* A body makes curl say POST: any other verb (GET with a body too) is named. */
-        if (!streq(c->verb, "HEAD") && (!streq(c->verb, "GET") || c->body_len > 0) &&
-            !(streq(c->verb, "POST") && c->body_len > 0))
-                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->verb);
-
-        c->easy = e;
-        r = http_client_start(c->manager->http_client, e, transfer_done, c, &c->req);
-        if (r < 0) {
-                c->easy = NULL;
-                return finish(c, r, 500, "cannot start the request: %s", strerror(-r));
-        }
+        int r = transport_call_start(c->manager->transport, &addr, &req, &answer_handler, c, &c->tc);
+        if (r < 0)
+                finish(c, r, 500, "cannot start the request: %s", strerror(-r));
 }
 
 /* ---- starting a call ---- */
 
-static int add_header(struct curl_slist **l, const char *name, const char *value) {
-        _cleanup_free_ char *line = NULL;
-        /* "Name:" alone tells curl to drop a header; "Name;" sends it empty. */
-        if (asprintf(&line, *value ? "%s: %s" : "%s;", name, value) < 0)
-                return -ENOMEM;
-        struct curl_slist *n = curl_slist_append(*l, line);
-        if (!n)
-                return -ENOMEM;
-        *l = n;
-        return 0;
+static int add_header(char ***l, const char *name, const char *value) {
+        int r = strv_extend(l, name);
+        return r < 0 ? r : strv_extend(l, value);
 }
 
-static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tracestate) {
-        const char *connection = NULL;
-        bool has_type = false, has_accept = false;
-        struct curl_slist *n;
+static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tracestate, unsigned hops) {
+        const char *connection = header_get(req->headers, "connection");
+        char hops_text[16];
         int r;
 
-        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2)
-                if (strcasecmp(h[0], "connection") == 0)
-                        connection = h[1];
         for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
-                if (!is_token(h[0]) || in_list_ci(request_skip, h[0], strlen(h[0])) ||
-                    in_connection_tokens(connection, h[0]))
+                if (!is_token(h[0]) || in_list_ci(request_skip, h[0]) || in_connection_tokens(connection, h[0]))
                         continue;
-                has_type = has_type || strcasecmp(h[0], "content-type") == 0;
-                has_accept = has_accept || strcasecmp(h[0], "accept") == 0;
-                r = add_header(&c->headers, h[0], h[1]);
-                if (r < 0)
+                /* Basic credentials "dapr-app-id:<id>" that routed the call are a routing header. */
+                if (req->routed_by_authorization && strcasecmp(h[0], "authorization") == 0)
+                        continue;
+                if ((r = add_header(&c->headers, h[0], h[1])) < 0)
                         return r;
-        }
-        /* curl would add its own defaults; the callee gets what the caller sent. */
-        static const char *const suppress[] = { "Expect:", "Content-Type:", "Accept:" };
-        for (size_t i = 0; i < ELEMENTSOF(suppress); i++) {
-                if ((i == 1 && has_type) || (i == 2 && has_accept))
-                        continue;
-                if (!(n = curl_slist_append(c->headers, suppress[i])))
-                        return -ENOMEM;
-                c->headers = n;
         }
         if (c->caller_app && (r = add_header(&c->headers, "dapr-caller-app-id", c->caller_app)) < 0)
                 return r;
@@ -446,14 +333,8 @@ static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tr
                 return r;
         if (tracestate && (r = add_header(&c->headers, "tracestate", tracestate)) < 0)
                 return r;
-        return 0;
-}
-
-static const char *header_get(char *const *headers, const char *name) {
-        for (char *const *h = headers; h && h[0] && h[1]; h += 2)
-                if (strcasecmp(h[0], name) == 0)
-                        return h[1];
-        return NULL;
+        snprintf(hops_text, sizeof hops_text, "%u", hops);
+        return add_header(&c->headers, INVOKE_HOPS_HEADER, hops_text);
 }
 
 static bool sampled_by(const Configuration *cfg) {
@@ -474,22 +355,19 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
         if (!c)
                 return -ENOMEM;
         *c = (InvokeCall){ .manager = m, .h = h, .userdata = userdata, .body = req->body,
-                           .body_len = req->body_len, .content_length = -1 };
+                           .body_len = req->body_len, .starting = true };
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &c->start_usec);
         c->verb = strdup(req->verb);
         c->caller_app = req->caller_app ? strdup(req->caller_app) : NULL;
         if (asprintf(&c->path, "%s%s", req->method[0] == '/' ? "" : "/", req->method) < 0)
                 c->path = NULL;
-        if (!c->verb || !c->path || (req->caller_app && !c->caller_app) ||
-            sd_event_add_defer(m->event, &c->later, on_later, c) < 0) {
+        if (!c->verb || !c->path || (req->caller_app && !c->caller_app)) {
                 free(c->verb);
                 free(c->caller_app);
                 free(c->path);
-                sd_event_source_disable_unref(c->later);
                 free(c);
                 return -ENOMEM;
         }
-        (void) sd_event_source_set_enabled(c->later, SD_EVENT_OFF);
         c->next = m->invoke_calls;
         if (c->next)
                 c->next->prev = c;
@@ -546,15 +424,25 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
                 finish(c, -EHOSTDOWN, 500, "app '%s' is unhealthy (its health probe fails)", target->config->id);
                 goto started;
         }
+        /* Each call through mooringd adds a hop; a chain that comes back too often is a loop (an
+         * app calling itself on every call, or an AppAddress that is a mooringd listener). */
+        const char *hops_in = header_get(req->headers, INVOKE_HOPS_HEADER);
+        unsigned long hops = hops_in ? strtoul(hops_in, NULL, 10) : 0;
+        if (hops >= INVOKE_MAX_HOPS) {
+                finish(c, -ELOOP, 508, "the call has gone through mooringd %lu times (%s): a loop?", hops,
+                       INVOKE_HOPS_HEADER);
+                goto started;
+        }
 
-        r = build_headers(c, req, ts);
+        r = build_headers(c, req, ts, (unsigned) hops + 1);
         if (r < 0) {
                 call_free(c);
                 return r;
         }
         if (target->config->invoke_timeout_usec > 0 &&
             sd_event_add_time_relative(m->event, &c->deadline, CLOCK_MONOTONIC, target->config->invoke_timeout_usec,
-                                       1000, on_deadline, c) < 0) {
+                                       MIN(target->config->invoke_timeout_usec / 16, 250 * 1000ULL), on_deadline,
+                                       c) < 0) {
                 call_free(c);
                 return -ENOMEM;
         }
@@ -562,34 +450,27 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
         c->waiter.granted = on_slot_granted;
         if (app_slot_acquire(target, &c->waiter)) {
                 c->holds_slot = true;
-                /* Adding a transfer runs none of its callbacks (curl starts it from the loop),
-                 * so starting here keeps the promise that nothing runs inside invoke_start(). */
                 start_transfer(c);
         } else
                 c->state = CALL_QUEUED;
 
 started:
+        c->starting = false;
         if (ret)
                 *ret = c;
         return 0;
 }
 
 void invoke_call_resume(InvokeCall *c) {
-        if (!c || !c->paused || c->unpause || c->state != CALL_RUNNING)
-                return;
-        c->unpause = true;
-        (void) sd_event_source_set_enabled(c->later, SD_EVENT_ONESHOT);
+        if (c && c->state == CALL_RUNNING)
+                transport_call_resume(c->tc);
 }
 
 void invoke_call_cancel(InvokeCall *c) {
         if (!c)
                 return;
         if (c->state == CALL_QUEUED)
-                queue_remove(c);
-        if (c->req) {
-                http_client_cancel(c->req);
-                c->req = NULL;
-        }
+                app_slot_cancel(c->target, &c->waiter);
         release_slot(c);
         call_free(c);
 }
@@ -603,8 +484,9 @@ void invoke_abort_all(Manager *m) {
         while (m->invoke_calls) {
                 InvokeCall *c = m->invoke_calls;
                 if (c->state != CALL_FINISHING)
-                        finish(c, -ECANCELED, 500, "mooringd is stopping");
-                on_later(c->later, c); /* runs done and frees c */
+                        finish(c, -ECANCELED, 500, "mooringd is stopping"); /* runs done, frees c */
+                else
+                        complete(c); /* done was waiting for the loop */
         }
 }
 

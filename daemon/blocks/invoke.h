@@ -8,9 +8,11 @@
  *     accessControl (denied: 403, the callee never sees the call),
  *   - fails fast when the target is unhealthy or has no AppAddress,
  *   - waits for a slot under the target's MaxConcurrency=,
- *   - sends the call through the app channel (keep-alive connections),
+ *   - sends the call through the transport (keep-alive connections),
  *     retrying with backoff only while nothing reached the app (connection
  *     refused, reset before any answer byte),
+ *   - never forwards the caller's routing and identity headers, and bounds
+ *     chains of calls through this host (INVOKE_HOPS_HEADER),
  *   - bounds the whole call by the target's InvokeTimeoutSec=,
  *   - propagates W3C trace context (creating it when absent),
  *   - and streams the answer back: head, then body chunks with flow control.
@@ -38,14 +40,21 @@ typedef struct InvokeRequest {
         char *const *headers;    /* the caller's headers; hop-by-hop ones are dropped here */
         const void *body;        /* borrowed until done runs or the call is cancelled */
         size_t body_len;
+        bool routed_by_authorization; /* Authorization (Basic dapr-app-id:<id>) named the target:
+                                       * it is not forwarded */
 } InvokeRequest;
+
+/* Counts the calls through mooringd that led to this one: mooringd sets it on every call it
+ * makes, reads it on every call it gets, and refuses past a bound (loops). Not Dapr's. */
+#define INVOKE_HOPS_HEADER "mooring-hops"
 
 /* Why a call ended without an answer from the callee. */
 typedef struct InvokeError {
         int error;               /* negative errno: -ENOENT no such app, -EACCES denied, -EHOSTDOWN
                                   * unhealthy, -EADDRNOTAVAIL no address, -ETIMEDOUT, -ECONNREFUSED,
-                                  * -EIO transport, -ECANCELED stopping */
-        unsigned status;         /* the HTTP status Dapr answers with: 403 for -EACCES, else 500 */
+                                  * -EIO transport, -ECANCELED stopping, -ELOOP too many hops */
+        unsigned status;         /* the HTTP status Dapr answers with: 403 for -EACCES, 508 for -ELOOP,
+                                  * else 500 */
         const char *message;     /* "failed to invoke, id: b, err: ..." valid during the callback */
 } InvokeError;
 

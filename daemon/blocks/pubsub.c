@@ -5,7 +5,6 @@
  * CloudEvent to the app through the app channel, whose answer settles the
  * message (ack, retry after a backoff, or drop / dead-letter).
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -22,7 +21,7 @@
 #include "../core/tracecontext.h"
 #include "../manager.h"
 #include "../transport/app-channel.h"
-#include "../transport/http-client.h"
+#include "../transport/transport.h"
 #include "../util/fileio.h"
 #include "../util/log.h"
 #include "../util/strv.h"
@@ -56,10 +55,8 @@ struct Delivery {
         size_t len;
         unsigned attempt;
         char *path;
-        HttpClientRequest *req;
-        struct curl_slist *headers;
-        char *answer;                /* the app's body, bounded */
-        size_t answer_len;
+        TransportCall *call;         /* the POST to the app, while out */
+        char **headers;              /* name, value pairs for the app */
         Delivery *next, *prev;
 };
 
@@ -348,16 +345,15 @@ static void delivery_free(Delivery *dl) {
                 rn->deliveries = dl->next;
         if (dl->next)
                 dl->next->prev = dl->prev;
-        http_client_cancel(dl->req);
+        transport_call_cancel(dl->call);
         if (rn->app) {
                 app_slot_cancel(rn->app, &dl->waiter);
                 if (dl->holds_slot)
                         app_slot_release(rn->app); /* the next in the app's line goes */
         }
-        curl_slist_free_all(dl->headers);
+        strv_free(dl->headers);
         free(dl->data);
         free(dl->path);
-        free(dl->answer);
         free(dl);
 }
 
@@ -378,7 +374,6 @@ static void on_dead_lettered(int error, const char *message, void *userdata) {
                 log_struct(LOG_WARNING, error, runner_who(dl->runner), dl->runner->broker->name,
                            "Could not send a message of topic %s to dead-letter topic %s: %s; retrying it later.",
                            dl->runner->sub->topic, dl->runner->sub->dead_letter_topic, message ?: "");
-        dl->req = NULL;
         settle(dl, error < 0 ? PUBSUB_RETRY : PUBSUB_ACK);
 }
 
@@ -399,47 +394,31 @@ static void drop(Delivery *dl, const char *why) {
         settle(dl, PUBSUB_ACK);
 }
 
-static size_t on_answer(char *buf, size_t size, size_t n, void *userdata) {
-        Delivery *dl = userdata;
-        size_t len = size * n, take = len;
-        if (dl->answer_len + take > APP_ANSWER_MAX)
-                take = APP_ANSWER_MAX - dl->answer_len;
-        if (take > 0) {
-                char *a = realloc(dl->answer, dl->answer_len + take + 1);
-                if (!a)
-                        return 0;
-                memcpy(a + dl->answer_len, buf, take);
-                dl->answer = a;
-                dl->answer_len += take;
-                a[dl->answer_len] = 0;
-        }
-        return len;
-}
-
-static void on_app_answered(CURLcode result, long status, void *userdata) {
+static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
+                            void *userdata) {
         Delivery *dl = userdata;
         Runner *rn = dl->runner;
         const char *app = rn->app->config->id;
 
-        dl->req = NULL;
-        if (result != CURLE_OK) {
+        dl->call = NULL; /* the transport frees it after this returns */
+        if (e) {
                 log_struct(LOG_WARNING, 0, app, rn->broker->name, "Delivering a message of topic %s to %s failed: %s; "
-                           "retrying.", rn->sub->topic, dl->path, curl_easy_strerror(result));
+                           "retrying.", rn->sub->topic, dl->path, e->message);
                 return settle(dl, PUBSUB_RETRY);
         }
-        if (status == 404) {
+        if (ans->status == 404) {
                 /* Dapr: the route does not exist; an error, and the message is not retried. */
                 log_struct(LOG_ERR, 0, app, rn->broker->name, "App answered 404 for %s (topic %s): message dropped.",
                            dl->path, rn->sub->topic);
                 return settle(dl, PUBSUB_ACK);
         }
-        if (status < 200 || status > 299) {
-                log_struct(LOG_WARNING, 0, app, rn->broker->name, "App answered %ld for %s (topic %s): retrying.",
-                           status, dl->path, rn->sub->topic);
+        if (ans->status < 200 || ans->status > 299) {
+                log_struct(LOG_WARNING, 0, app, rn->broker->name, "App answered %u for %s (topic %s): retrying.",
+                           ans->status, dl->path, rn->sub->topic);
                 return settle(dl, PUBSUB_RETRY);
         }
         const char *st = NULL;
-        json_t *j = dl->answer_len ? json_loadb(dl->answer, dl->answer_len, 0, NULL) : NULL;
+        json_t *j = ans->body_len ? json_loadb(ans->body, ans->body_len, 0, NULL) : NULL;
         if (json_is_object(j))
                 st = json_string_value(json_object_get(j, "status"));
         PubsubOutcome o = PUBSUB_ACK;
@@ -456,21 +435,25 @@ static void on_app_answered(CURLcode result, long status, void *userdata) {
         settle(dl, o);
 }
 
+static const TransportHandler delivery_handler = { .done = on_app_answered };
+
 /* POSTs the stored event to the app (holding a slot). */
 static void delivery_post(Delivery *dl) {
         Runner *rn = dl->runner;
         App *a = rn->app;
-        CURL *e = app_channel_new_easy(a, dl->path);
-        if (!e)
+        TransportAddress addr;
+        if (!app_channel_address(a, &addr))
                 return settle(dl, PUBSUB_RETRY);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, dl->headers);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) dl->len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, dl->data);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_answer);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, dl);
-        if (a->config->invoke_timeout_usec > 0)
-                curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (a->config->invoke_timeout_usec / 1000));
-        if (http_client_start(rn->manager->http_client, e, on_app_answered, dl, &dl->req) < 0)
+        TransportRequest req = {
+                .method = "POST",
+                .target = dl->path,
+                .headers = dl->headers,
+                .body = dl->data,
+                .body_len = dl->len,
+                .timeout_usec = a->config->invoke_timeout_usec,
+                .max_answer = APP_ANSWER_MAX,
+        };
+        if (transport_call_start(rn->manager->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
                 return settle(dl, PUBSUB_RETRY);
 }
 
@@ -480,12 +463,13 @@ static void on_delivery_slot(AppSlotWaiter *w) {
         delivery_post(dl);
 }
 
-static char *header_line(const char *name, const char *value) {
-        char *l;
-        /* A value with a line break would forge headers: leave it out. */
-        if (strpbrk(value, "\r\n") || asprintf(&l, "%s: %s", name, value) < 0)
-                return NULL;
-        return l;
+/* Adds a header pair; a value with a line break would forge headers: it is left out. */
+static int header_add(char ***l, const char *name, const char *value) {
+        int r;
+        if (!value || strpbrk(value, "\r\n"))
+                return 0;
+        r = strv_extend(l, name);
+        return r < 0 ? r : strv_extend(l, value);
 }
 
 static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMessage *msg, void *userdata) {
@@ -552,25 +536,16 @@ static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMe
         route = subscription_route(rn->sub, event);
         const char *tp = json_string_value(json_object_get(event, "traceparent"));
         const char *tstate = json_string_value(json_object_get(event, "tracestate"));
-        _cleanup_free_ char *tp_h = tp ? header_line("traceparent", tp) : NULL;
-        _cleanup_free_ char *ts_h = tstate && *tstate ? header_line("tracestate", tstate) : NULL;
         if (!route) {
                 json_decref(event);
                 return drop(dl, "matches no route of the subscription");
         }
         dl->path = strdup(route);
-        _cleanup_free_ char *ps_h = header_line("pubsubname", rn->broker->name);
-        struct curl_slist *h = NULL;
-        const char *lines[] = { "Content-Type: application/cloudevents+json", "Expect:", "Accept:", ps_h, tp_h, ts_h };
-        bool ok = dl->path && ps_h;
-        for (size_t i = 0; ok && i < ELEMENTSOF(lines); i++)
-                if (lines[i]) {
-                        struct curl_slist *n = curl_slist_append(h, lines[i]);
-                        ok = n != NULL;
-                        if (n)
-                                h = n;
-                }
-        dl->headers = h;
+        bool ok = dl->path && header_add(&dl->headers, "User-Agent", APP_CHANNEL_USER_AGENT) >= 0 &&
+                  header_add(&dl->headers, "Content-Type", "application/cloudevents+json") >= 0 &&
+                  header_add(&dl->headers, "pubsubname", rn->broker->name) >= 0 &&
+                  header_add(&dl->headers, "traceparent", tp) >= 0 &&
+                  header_add(&dl->headers, "tracestate", tstate && *tstate ? tstate : NULL) >= 0;
         json_decref(event);
         if (!ok)
                 return settle(dl, PUBSUB_RETRY);
@@ -720,29 +695,10 @@ static void app_subs_set(Manager *m, const char *id, Subscription **subs, size_t
 typedef struct SubscribeQuery {
         Manager *manager;
         App *app;
-        char *answer;
-        size_t len;
-        bool too_large;
 } SubscribeQuery;
 
-static size_t on_subscribe_answer(char *buf, size_t size, size_t n, void *userdata) {
-        SubscribeQuery *q = userdata;
-        size_t len = size * n;
-        if (q->len + len > SUBSCRIBE_ANSWER_MAX) {
-                q->too_large = true;
-                return 0;
-        }
-        char *a = realloc(q->answer, q->len + len + 1);
-        if (!a)
-                return 0;
-        memcpy(a + q->len, buf, len);
-        q->answer = a;
-        q->len += len;
-        a[q->len] = 0;
-        return len;
-}
-
-static void on_subscribe_answered(CURLcode result, long status, void *userdata) {
+static void on_subscribe_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
+                                  void *userdata) {
         SubscribeQuery *q = userdata;
         Manager *m = q->manager;
         App *a = q->app;
@@ -752,18 +708,18 @@ static void on_subscribe_answered(CURLcode result, long status, void *userdata) 
 
         if (!a->manager || m->state == MANAGER_STOPPING)
                 goto done;
-        if (result != CURLE_OK)
-                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe failed: %s%s; keeping what it "
-                           "answered before.", q->too_large ? "answer too large, " : "", curl_easy_strerror(result));
-        else if (status == 404 || (status >= 200 && status < 300 && q->len == 0)) {
+        if (e)
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe failed: %s; keeping what it "
+                           "answered before.", e->message);
+        else if (ans->status == 404 || (ans->status >= 200 && ans->status < 300 && ans->body_len == 0)) {
                 stop_app(m, a);
                 app_subs_set(m, a->config->id, NULL, 0);
         }
-        else if (status < 200 || status > 299)
-                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe answered %ld; no programmatic "
-                           "subscriptions.", status);
+        else if (ans->status < 200 || ans->status > 299)
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe answered %u; no programmatic "
+                           "subscriptions.", ans->status);
         else {
-                int r = subscription_parse_programmatic(q->answer, q->len, &subs, &n, &skipped, &err);
+                int r = subscription_parse_programmatic(ans->body, ans->body_len, &subs, &n, &skipped, &err);
                 if (r < 0)
                         log_struct(LOG_WARNING, r, a->config->id, NULL, "GET /dapr/subscribe answer is not a JSON "
                                    "array: %s", err ?: strerror(-r));
@@ -778,28 +734,32 @@ static void on_subscribe_answered(CURLcode result, long status, void *userdata) 
         start_app(m, a);
 done:
         app_unref(a);
-        free(q->answer);
         free(q);
 }
 
-void pubsub_app_ready(Manager *m, App *a) {
-        SubscribeQuery *q;
-        CURL *e;
+static const TransportHandler subscribe_handler = { .done = on_subscribe_answered };
 
-        if (a->config->address_kind == APP_ADDRESS_NONE || m->state == MANAGER_STOPPING)
+void pubsub_app_ready(Manager *m, App *a) {
+        TransportAddress addr;
+        SubscribeQuery *q;
+
+        if (!app_channel_address(a, &addr) || m->state == MANAGER_STOPPING)
                 return;
         q = calloc(1, sizeof *q);
-        e = q ? app_channel_new_easy(a, "/dapr/subscribe") : NULL;
-        if (!e) {
-                free(q);
+        if (!q) {
                 start_app(m, a);
                 return;
         }
         *q = (SubscribeQuery){ .manager = m, .app = app_ref(a) };
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_subscribe_answer);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-        if (http_client_start(m->http_client, e, on_subscribe_answered, q, NULL) < 0) {
+        static char *const headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
+        TransportRequest req = {
+                .method = "GET",
+                .target = "/dapr/subscribe",
+                .headers = headers,
+                .timeout_usec = 10 * 1000 * 1000,
+                .max_answer = SUBSCRIBE_ANSWER_MAX,
+        };
+        if (transport_call_start(m->transport, &addr, &req, &subscribe_handler, q, NULL) < 0) {
                 app_unref(q->app);
                 free(q);
                 start_app(m, a);

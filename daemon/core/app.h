@@ -37,7 +37,7 @@ struct App {
         AppHealth health;
         unsigned probe_failures;
         sd_event_source *probe_timer;
-        void *probe_request;       /* in-flight probe (HttpClientRequest), NULL if none */
+        void *probe_request;       /* in-flight probe (TransportCall), NULL if none */
         HttpListener *listener_unix;
         HttpListener *listener_tcp;
         char *socket_path;         /* runtime_dir/apps/<id>/http.sock */

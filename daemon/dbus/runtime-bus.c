@@ -28,6 +28,7 @@
 #define ERR_APP_EXISTS "org.mooring.Runtime1.Error.AppExists"
 #define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
 #define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
+#define ERR_CONFIGURATION_ERRORS "org.mooring.Runtime1.Error.ConfigurationErrors"
 
 static int prop_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
@@ -73,6 +74,13 @@ static int reload_authorized(sd_bus_message *call, Manager *m) {
         int r = manager_reload(m);
         if (r < 0)
                 return sd_bus_reply_method_errorf(call, ERR_FAILED, "Reload failed: %s", strerror(-r));
+        /* The good files were applied, but the caller must not take the reload for a clean one. */
+        if (m->n_config_errors > 0)
+                return sd_bus_reply_method_errorf(
+                        call, ERR_CONFIGURATION_ERRORS,
+                        "Reloaded with %u configuration errors; %u broken files or documents kept their "
+                        "previous version (see the log for file:line)",
+                        m->n_config_errors, m->n_config_kept);
         return sd_bus_reply_method_return(call, NULL);
 }
 

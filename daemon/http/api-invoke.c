@@ -131,7 +131,7 @@ static const InvokeHandler handler = {
 };
 
 /* Starts the call; method is the callee's path, still escaped, without the query. */
-static int invoke(HttpRequest *r, const char *target, const char *method) {
+static int invoke(HttpRequest *r, const char *target, const char *method, bool routed_by_authorization) {
         const Caller *caller = http_request_caller(r);
         const char *query = http_request_raw_query(r);
         _cleanup_free_ char *path = NULL;
@@ -159,6 +159,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method) {
                 .headers = hi->headers,
                 .body = body,
                 .body_len = body_len,
+                .routed_by_authorization = routed_by_authorization,
         };
         k = invoke_start(http_request_manager(r), &req, &handler, hi, &hi->call);
         if (k < 0) {
@@ -181,16 +182,16 @@ int http_invoke(HttpRequest *r, const RouteMatch *m) {
         if (k <= 0)
                 return http_reply_error(r, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
                                         "failed getting app id either from the URL path or the header dapr-app-id");
-        return invoke(r, app, method);
+        return invoke(r, app, method, false);
 }
 
 int http_invoke_by_header(HttpRequest *r) {
         _cleanup_free_ char *app = NULL;
-        int k = invoke_target_from_headers(http_request_header(r, "dapr-app-id"),
-                                           http_request_header(r, "Authorization"), &app);
+        const char *by_header = http_request_header(r, "dapr-app-id");
+        int k = invoke_target_from_headers(by_header, http_request_header(r, "Authorization"), &app);
         if (k <= 0)
                 return k;
         /* The whole path goes to the callee as it came. */
-        k = invoke(r, app, http_request_url(r));
+        k = invoke(r, app, http_request_url(r), !by_header || !*by_header);
         return k < 0 ? k : 1;
 }

@@ -13,58 +13,38 @@
 #include "../manager.h"
 #include "../util/cleanup.h"
 #include "app-channel.h"
-#include "http-client.h"
+#include "transport.h"
 
-CURL *app_channel_new_easy(const App *a, const char *path) {
+/* A probe's answer body is not looked at; past this size the app is odd, not down: cut it. */
+#define PROBE_ANSWER_MAX (1024 * 1024)
+
+bool app_channel_address(const App *a, TransportAddress *ret) {
         const AppConfig *c = a->config;
-        _cleanup_free_ char *url = NULL;
-        CURL *e;
-        int k;
-
         if (c->address_kind == APP_ADDRESS_NONE)
-                return NULL;
-        if (c->address_kind == APP_ADDRESS_HTTP)
-                k = asprintf(&url, strchr(c->address_host, ':') ? "http://[%s]:%u%s" : "http://%s:%u%s",
-                             c->address_host, (unsigned) c->address_port, path);
-        else
-                k = asprintf(&url, "http://localhost%s", path);
-        if (k < 0)
-                return NULL;
-        e = curl_easy_init();
-        if (!e)
-                return NULL;
-        if (c->address_kind == APP_ADDRESS_UNIX)
-                curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->address_host);
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_client_discard_body);
-        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "mooringd/" PACKAGE_VERSION);
-        return e;
+                return false;
+        *ret = (TransportAddress){
+                .kind = c->address_kind == APP_ADDRESS_UNIX ? TRANSPORT_ADDRESS_UNIX : TRANSPORT_ADDRESS_TCP,
+                .host = c->address_host,
+                .port = c->address_port,
+        };
+        return true;
 }
 
-static void probe_done(CURLcode result, long status, void *userdata);
+static char *const probe_headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
 
-static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
-        App *a = userdata;
-        Manager *m = a->manager;
-        CURL *e;
-
-        if (!m)
-                return 0;
-        (void) sd_event_source_set_time_relative(s, a->config->health_probe_interval_usec);
-        if (a->probe_request)
-                return 0; /* the previous probe is still out: it will time out on its own */
-        e = app_channel_new_easy(a, a->config->health_check_path ?: "/");
-        if (!e)
-                return 0; /* retried at the next tick */
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, APP_PROBE_TIMEOUT_MS);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, APP_PROBE_TIMEOUT_MS);
-        if (http_client_start(m->http_client, e, probe_done, app_ref(a),
-                              (HttpClientRequest **) &a->probe_request) < 0)
-                app_unref(a);
-        return 0;
+/* Starts one probe GET; done gets the app as userdata's owner decides. */
+static int probe_send(Manager *m, App *a, const TransportHandler *h, void *userdata, TransportCall **ret) {
+        TransportAddress addr;
+        if (!app_channel_address(a, &addr))
+                return -EADDRNOTAVAIL;
+        TransportRequest req = {
+                .method = "GET",
+                .target = a->config->health_check_path ?: "/",
+                .headers = probe_headers,
+                .timeout_usec = APP_PROBE_TIMEOUT_MS * 1000,
+                .max_answer = PROBE_ANSWER_MAX,
+        };
+        return transport_call_start(m->transport, &addr, &req, h, userdata, ret);
 }
 
 bool app_channel_is_down(const App *a) {
@@ -72,10 +52,9 @@ bool app_channel_is_down(const App *a) {
 }
 
 /* Applies one probe outcome to the app's health; reports a transition. */
-static bool probe_apply(App *a, CURLcode result, long status) {
+static bool probe_apply(App *a, const TransportAnswer *ans) {
         AppHealth before = a->health;
-        bool ok = result == CURLE_OK && status > 0 &&
-                  (!a->config->health_check_path || (status >= 200 && status < 300));
+        bool ok = ans && (!a->config->health_check_path || (ans->status >= 200 && ans->status < 300));
         if (ok) {
                 a->probe_failures = 0;
                 a->health = APP_HEALTH_HEALTHY;
@@ -89,13 +68,29 @@ static bool probe_apply(App *a, CURLcode result, long status) {
         return ok;
 }
 
-static void probe_done(CURLcode result, long status, void *userdata) {
+static void probe_done(TransportCall *tc, const TransportAnswer *ans, const TransportError *e, void *userdata) {
         App *a = userdata;
 
         a->probe_request = NULL;
         if (a->manager) /* not removed meanwhile */
-                (void) probe_apply(a, result, status);
+                (void) probe_apply(a, ans);
         app_unref(a);
+}
+
+static const TransportHandler probe_handler = { .done = probe_done };
+
+static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
+        App *a = userdata;
+        Manager *m = a->manager;
+
+        if (!m)
+                return 0;
+        (void) sd_event_source_set_time_relative(s, a->config->health_probe_interval_usec);
+        if (a->probe_request)
+                return 0; /* the previous probe is still out: it will time out on its own */
+        if (probe_send(m, a, &probe_handler, app_ref(a), (TransportCall **) &a->probe_request) < 0)
+                app_unref(a); /* retried at the next tick */
+        return 0;
 }
 
 typedef struct ProbeNow {
@@ -104,35 +99,27 @@ typedef struct ProbeNow {
         void *userdata;
 } ProbeNow;
 
-static void probe_now_done(CURLcode result, long status, void *userdata) {
+static void probe_now_done(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
+                           void *userdata) {
         ProbeNow *p = userdata;
         App *a = p->app;
-        bool ok = a->manager ? probe_apply(a, result, status) : false;
+        bool ok = a->manager ? probe_apply(a, ans) : false;
 
-        p->done(a, ok, status, result == CURLE_OK ? NULL : curl_easy_strerror(result), p->userdata);
+        p->done(a, ok, ans ? (long) ans->status : 0, e ? e->message : NULL, p->userdata);
         app_unref(a);
         free(p);
 }
 
+static const TransportHandler probe_now_handler = { .done = probe_now_done };
+
 int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdata) {
-        ProbeNow *p;
-        CURL *e;
+        ProbeNow *p = calloc(1, sizeof *p);
         int r;
 
-        if (a->config->address_kind == APP_ADDRESS_NONE)
-                return -EADDRNOTAVAIL;
-        p = calloc(1, sizeof *p);
         if (!p)
                 return -ENOMEM;
-        e = app_channel_new_easy(a, a->config->health_check_path ?: "/");
-        if (!e) {
-                free(p);
-                return -ENOMEM;
-        }
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, APP_PROBE_TIMEOUT_MS);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, APP_PROBE_TIMEOUT_MS);
         *p = (ProbeNow){ .app = app_ref(a), .done = done, .userdata = userdata };
-        r = http_client_start(m->http_client, e, probe_now_done, p, NULL);
+        r = probe_send(m, a, &probe_now_handler, p, NULL);
         if (r < 0) {
                 app_unref(a);
                 free(p);
@@ -154,9 +141,9 @@ int app_channel_probe_start(Manager *m, App *a) {
 void app_channel_probe_stop(App *a) {
         a->probe_timer = sd_event_source_disable_unref(a->probe_timer);
         if (a->probe_request) {
-                HttpClientRequest *r = a->probe_request;
+                TransportCall *tc = a->probe_request;
                 a->probe_request = NULL;
-                http_client_cancel(r);
-                app_unref(a); /* the ref the request held */
+                transport_call_cancel(tc);
+                app_unref(a); /* the ref the call held */
         }
 }

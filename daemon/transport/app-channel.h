@@ -1,25 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The app channel: how mooringd reaches an app (its AppAddress: a loopback
- * TCP port or a Unix socket), over the shared HttpClient so connections are
+ * TCP port or a Unix socket), through the transport, whose connections are
  * kept alive and reused. It also probes the app's health on a timer and
  * reports transitions to the Manager.
  */
 #pragma once
 
-#include <curl/curl.h>
 #include <stdbool.h>
 
 #include "../forward.h"
+#include "transport.h"
 
 #define APP_PROBE_TIMEOUT_MS 500L
+/* What mooringd's own calls to an app (probes, /dapr/subscribe, deliveries) say they come from. */
+#define APP_CHANNEL_USER_AGENT "mooringd/" PACKAGE_VERSION
 #define APP_PROBE_THRESHOLD 3
 
-/*
- * A curl easy handle aimed at path (with query) on the app, or NULL if the
- * app has no address or on OOM. The caller sets method, headers and body.
- */
-CURL *app_channel_new_easy(const App *a, const char *path);
+/* Where the transport reaches the app; false when it has no AppAddress. */
+bool app_channel_address(const App *a, TransportAddress *ret);
 
 /*
  * Probes the app once, now, besides the periodic probes, and reports the
