@@ -506,6 +506,15 @@ static void note_failure(StateSched *q, const AppQueue *a, CallKind kind, const 
 
 /* ---- calls: per-app admission ---- */
 
+/* Debug only (tests wait for it): what a call is and where it went. */
+static void log_call(const StateCall *c, const char *what) {
+        if (log_get_max_level() < LOG_DEBUG)
+                return;
+        log_debug("State %s of %zu item(s) from app '%s' on '%s': %s", call_kind_name(c->kind),
+                  c->kind == CALL_GET || c->kind == CALL_BULK_GET ? strv_length(c->keys) : c->n_ops,
+                  strna(c->app->app_id), c->sched->store->name, what);
+}
+
 static void call_free(StateCall *c) {
         if (!c)
                 return;
@@ -729,6 +738,7 @@ static int call_submit(StateStore *s, const char *app_id, StateCall *c) {
         c->sched = q;
         c->app = a;
         if (a->in_flight < STATE_APP_IN_FLIGHT_MAX && !a->head) {
+                log_call(c, "started");
                 r = call_start(c);
                 if (r < 0) {
                         call_free(c);
@@ -737,6 +747,7 @@ static int call_submit(StateStore *s, const char *app_id, StateCall *c) {
                 }
                 return 0;
         }
+        log_call(c, "queued");
         if (a->tail)
                 a->tail->next = c;
         else
@@ -829,6 +840,7 @@ static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const St
         if (!waits) {
                 c->sched = q;
                 c->app = a;
+                log_call(c, "started");
                 r = call_start(c);
                 /* Started: the driver holds its own copies; only the scoped keys were ours. */
                 free_ops(c->ops, c->n_ops, false);
