@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "../util/cleanup.h"
 #include "tracecontext.h"
 
 static int hexval(char c) {
@@ -79,13 +82,61 @@ void trace_id_format(const TraceContext *t, char buf[static 33]) {
         buf[32] = 0;
 }
 
+/*
+ * Trace and span ids must be unique, not secret (W3C Trace Context: "randomly
+ * generated"): xoshiro256** seeded once per thread from getrandom(), so a new
+ * span costs no system call on the hot path (a getrandom() per id was two
+ * syscalls per proxied call).
+ */
+static _Thread_local uint64_t rng_state[4];
+static _Thread_local bool rng_seeded;
+
+static uint64_t rotl64(uint64_t x, int k) {
+        return (x << k) | (x >> (64 - k));
+}
+
+/* splitmix64: spreads a weak seed (time, pid) over the whole state when getrandom() fails. */
+static uint64_t splitmix64(uint64_t *x) {
+        uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+static void rng_seed(void) {
+        if (getrandom(rng_state, sizeof rng_state, GRND_NONBLOCK) != (ssize_t) sizeof rng_state) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t x = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+                x ^= (uint64_t) getpid() << 32 ^ (uint64_t) (uintptr_t) &x;
+                for (size_t i = 0; i < 4; i++)
+                        rng_state[i] = splitmix64(&x);
+        }
+        if (all_zero((const uint8_t *) rng_state, sizeof rng_state))
+                rng_state[0] = 1; /* the one state xoshiro never leaves */
+        rng_seeded = true;
+}
+
+static uint64_t rng_next(void) {
+        uint64_t *s = rng_state;
+        uint64_t result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = rotl64(s[3], 45);
+        return result;
+}
+
 static void random_bytes(uint8_t *p, size_t n) {
-        /* Ids need to be unique, not secret: getrandom without blocking, and a
-         * non-zero fallback if the pool is not ready this early in boot. */
-        if (getrandom(p, n, GRND_NONBLOCK) != (ssize_t) n)
-                for (size_t i = 0; i < n; i++)
-                        p[i] = (uint8_t) random();
-        if (all_zero(p, n))
+        if (!rng_seeded)
+                rng_seed();
+        for (size_t i = 0; i < n; i += 8) {
+                uint64_t v = rng_next();
+                memcpy(p + i, &v, MIN(n - i, sizeof v));
+        }
+        if (all_zero(p, n)) /* an all-zero id is invalid */
                 p[n - 1] = 1;
 }
 
