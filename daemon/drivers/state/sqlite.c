@@ -70,6 +70,8 @@
  * enough that a batch (and the wait of whoever is behind it) stays short. One request is
  * never split, so a bigger request makes a bigger batch of its own. */
 #define BATCH_MAX_OPS 1024U
+/* The longest a write waits for others to join its batch (see kick()). */
+#define BATCH_LINGER_USEC 500U
 
 typedef enum SqlStmt {
         SQL_GET,
@@ -136,13 +138,15 @@ typedef struct SqliteStore {
         WorkQueue *queue;  /* the writer */
         WorkQueue *rqueue; /* the reader, or NULL */
         sd_event_source *purge_timer;
+        sd_event_source *kick_idle;  /* starts the next batch once the loop has read what came in */
+        sd_event_source *kick_timer; /* ... or after BATCH_LINGER_USEC at the latest */
         bool purge_in_flight; /* loop only */
         bool closing;         /* loop only: close() started, calls are refused */
         atomic_bool cancel;   /* set by close(): jobs not yet run answer -ECANCELED */
 
         /* Group commit, loop only. */
         struct SqliteJob *pending_head, *pending_tail; /* writes waiting for the next batch */
-        size_t n_pending;
+        size_t n_pending, n_pending_ops;
         struct SqliteBatch *committing; /* the batch on the writer, or NULL */
         struct SqliteBatch *delivering; /* the batch whose answers are being handed out */
 } SqliteStore;
@@ -584,8 +588,8 @@ static void batch_done(void *userdata) {
         SqliteStore *s = b->store;
 
         s->committing = NULL;
-        /* The next batch starts before these answers go out: the writer works while the loop
-         * answers, and a done() that closes the store finds nothing half-started. */
+        /* Asked for before these answers go out (so a done() that closes the store finds the
+         * request and cancels it); it starts once the answered clients' next requests are in. */
         kick(s);
         s->delivering = b;
         batch_deliver(b);
@@ -595,11 +599,71 @@ static void batch_done(void *userdata) {
         batch_free(b);
 }
 
-/* Moves pending writes into one batch on the writer, unless one is committing already. */
+static void start_batch(SqliteStore *s);
+
+static int on_kick(sd_event_source *src, void *userdata) {
+        start_batch(userdata);
+        return 0;
+}
+
+static int on_kick_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        start_batch(userdata);
+        return 0;
+}
+
+/*
+ * Asks for the next batch. It does not start at once: the clients answered by the batch that
+ * just finished send their next request right away, and a batch started before the loop has
+ * read those would leave them for the one after, splitting the clients into two groups that
+ * take turns (half the throughput). So the batch starts from an idle-priority defer, once
+ * the loop has nothing else to dispatch (every request that came in is pending here), or
+ * after BATCH_LINGER_USEC when the loop never goes idle, or at once when the batch is full.
+ * A lone write on a quiet loop starts in the next loop turn.
+ */
 static void kick(SqliteStore *s) {
+        int r;
+
+        if (s->committing || !s->pending_head || s->closing)
+                return;
+        if (s->n_pending_ops >= BATCH_MAX_OPS) {
+                start_batch(s);
+                return;
+        }
+        if (!s->kick_idle) {
+                r = sd_event_add_defer(s->base.event, &s->kick_idle, on_kick, s);
+                if (r >= 0) {
+                        (void) sd_event_source_set_priority(s->kick_idle, SD_EVENT_PRIORITY_IDLE);
+                        (void) sd_event_source_set_description(s->kick_idle, "sqlite-batch");
+                }
+        }
+        if (!s->kick_timer) {
+                r = sd_event_add_time_relative(s->base.event, &s->kick_timer, CLOCK_MONOTONIC, BATCH_LINGER_USEC,
+                                               0, on_kick_timer, s);
+                if (r >= 0)
+                        (void) sd_event_source_set_description(s->kick_timer, "sqlite-batch-linger");
+        } else {
+                int enabled = SD_EVENT_OFF;
+                (void) sd_event_source_get_enabled(s->kick_timer, &enabled);
+                if (enabled == SD_EVENT_OFF) {
+                        (void) sd_event_source_set_time_relative(s->kick_timer, BATCH_LINGER_USEC);
+                        (void) sd_event_source_set_enabled(s->kick_timer, SD_EVENT_ONESHOT);
+                }
+        }
+        if (s->kick_idle)
+                (void) sd_event_source_set_enabled(s->kick_idle, SD_EVENT_ONESHOT);
+        if (!s->kick_idle && !s->kick_timer)
+                start_batch(s); /* no event sources to be had: no lingering */
+}
+
+/* Moves pending writes into one batch on the writer, unless one is committing already. */
+static void start_batch(SqliteStore *s) {
         SqliteBatch *b;
         size_t n = 0, ops = 0;
 
+        if (s->kick_idle)
+                (void) sd_event_source_set_enabled(s->kick_idle, SD_EVENT_OFF);
+        if (s->kick_timer)
+                (void) sd_event_source_set_enabled(s->kick_timer, SD_EVENT_OFF);
         if (s->committing || !s->pending_head || s->closing)
                 return;
         for (SqliteJob *j = s->pending_head; j && (n == 0 || ops + j->n_ops <= BATCH_MAX_OPS); j = j->next) {
@@ -621,6 +685,7 @@ static void kick(SqliteStore *s) {
         if (!s->pending_head)
                 s->pending_tail = NULL;
         s->n_pending -= n;
+        s->n_pending_ops -= ops;
         if (work_queue_submit(s->queue, batch_run, batch_done, b) < 0) {
                 /* Put them back in front, in order: the next kick tries again. */
                 for (size_t i = b->n; i > 0; i--) {
@@ -631,6 +696,7 @@ static void kick(SqliteStore *s) {
                                 s->pending_tail = j;
                 }
                 s->n_pending += b->n;
+                s->n_pending_ops += ops;
                 free(b->jobs);
                 free(b);
                 return;
@@ -646,6 +712,7 @@ static int job_enqueue_write(SqliteStore *s, SqliteJob *j) {
                 s->pending_head = j;
         s->pending_tail = j;
         s->n_pending++;
+        s->n_pending_ops += j->n_ops;
         kick(s);
         return 0;
 }
@@ -835,6 +902,8 @@ static int parse_metadata(SqliteStore *s, char **reterr_msg) {
 
 static void release(SqliteStore *s) {
         s->purge_timer = sd_event_source_disable_unref(s->purge_timer);
+        s->kick_idle = sd_event_source_disable_unref(s->kick_idle);
+        s->kick_timer = sd_event_source_disable_unref(s->kick_timer);
         /* Taken out first: a done() run by work_queue_free() sees no queue. */
         work_queue_free(TAKE_PTR(s->rqueue));
         work_queue_free(TAKE_PTR(s->queue));
@@ -989,7 +1058,7 @@ static void sqlite_close(StateStore *base) {
                 job_free(j);
         }
         s->pending_tail = NULL;
-        s->n_pending = 0;
+        s->n_pending = s->n_pending_ops = 0;
         /* Jobs the threads have not started yet answer -ECANCELED; the one running finishes with
          * its real result. work_queue_free() delivers every done() before it returns. */
         atomic_store(&s->cancel, true);
