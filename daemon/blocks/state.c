@@ -791,7 +791,11 @@ void state_cancel(StateStore *s, void *userdata) {
                 if (s->driver->cancel)
                         s->driver->cancel(s, c);
         }
-        /* An app entry emptied here is dropped on its next answer or call. */
+        /* Drop the app entries this emptied, so the list stays as long as the busy apps. */
+        for (AppQueue *a = q->apps, *next; a; a = next) {
+                next = a->next;
+                app_queue_gc(q, a);
+        }
 }
 
 /* ---- the calls ---- */
