@@ -9,7 +9,6 @@
  * closes its listeners while the connections already accepted finish (they
  * hold a reference on the App).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -33,6 +32,7 @@
 #include "blocks/state.h"
 #include "core/component.h"
 #include "core/conf-keep.h"
+#include "core/registry.h"
 #include "dbus/runtime-bus.h"
 #include "http/server.h"
 #include "manager.h"
@@ -72,46 +72,52 @@ BusMode manager_bus_mode_from_string(const char *s) {
         return _BUS_MODE_INVALID;
 }
 
+static void on_app_health_changed(Registry *r, App *a, void *userdata);
+
 Manager *manager_new(void) {
         Manager *m = calloc(1, sizeof *m);
         if (!m)
                 return NULL;
         m->cli_log_level = -1;
         settings_init(&m->settings);
-        m->extended = json_object();
-        if (!m->extended || sd_event_default(&m->event) < 0)
+        if (sd_event_default(&m->event) < 0)
+                return manager_free(m);
+        m->registry = registry_new(m->event);
+        if (!m->registry)
+                return manager_free(m);
+        /* The Manager hears a health change first (log, bus signal), then the blocks act on it. */
+        if (registry_add_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, m) < 0 ||
+            invoke_setup(m->registry) < 0 || pubsub_setup(m->registry) < 0)
                 return manager_free(m);
         return m;
 }
 
 static void app_unlink(Manager *m, App *a);
-static void configurations_clear(Manager *m);
 
 Manager *manager_free(Manager *m) {
+        Registry *reg;
+
         if (!m)
                 return NULL;
-        /* Service-invocation calls end first (-ECANCELED): their callers are still there to be told. */
-        invoke_abort_all(m);
-        /* Subscriptions before the brokers they hang off. */
-        pubsub_done(m);
-        for (size_t i = 0; i < m->n_pubsubs; i++)
-                pubsub_broker_close(m->pubsubs[i]);
-        free(m->pubsubs);
-        free(m->instance_id);
-        /* Stores first: their pending callbacks (-ECANCELED) answer suspended HTTP requests. */
-        for (size_t i = 0; i < m->n_state_stores; i++)
-                state_store_close(m->state_stores[i]);
-        free(m->state_stores);
-        while (m->n_apps > 0)
-                app_unlink(m, m->apps[m->n_apps - 1]);
-        free(m->apps);
-        for (size_t i = 0; i < m->n_components; i++)
-                component_unref(m->components[i]);
-        free(m->components);
+        reg = m->registry;
+        if (reg) {
+                /* Service-invocation calls end first (-ECANCELED): their callers are still there to be told. */
+                invoke_done(reg);
+                /* Subscriptions before the brokers they hang off. */
+                pubsub_done(reg);
+                for (size_t i = 0; i < reg->n_pubsubs; i++)
+                        pubsub_broker_close(reg, reg->pubsubs[i]);
+                reg->n_pubsubs = 0;
+                /* Stores first: their pending callbacks (-ECANCELED) answer suspended HTTP requests. */
+                for (size_t i = 0; i < reg->n_state_stores; i++)
+                        state_store_close(reg->state_stores[i]);
+                reg->n_state_stores = 0;
+                while (reg->n_apps > 0)
+                        app_unlink(m, reg->apps[reg->n_apps - 1]);
+        }
         runtime_bus_done(m);
         /* Outgoing requests first: their callbacks may still answer suspended HTTP requests. */
         m->transport = transport_free(m->transport);
-        configurations_clear(m);
         m->api_listener = http_listener_free(m->api_listener);
         m->http = http_server_free(m->http);
         for (size_t i = 0; i < m->n_activated; i++) {
@@ -120,7 +126,7 @@ Manager *manager_free(Manager *m) {
         }
         free(m->activated);
         sd_event_source_disable_unref(m->drain_timer);
-        json_decref(m->extended);
+        m->registry = registry_free(m->registry);
         settings_done(&m->settings);
         free(m->api_socket_path);
         free(m->config_dir);
@@ -147,13 +153,13 @@ uint64_t manager_uptime_sec(const Manager *m) {
 
 static void notify_status(Manager *m, const char *extra) {
         char buf[320], errors[128] = "";
-        if (m->n_config_kept > 0)
+        if (m->registry->n_config_kept > 0)
                 snprintf(errors, sizeof errors, ", %u configuration errors (%u kept the previous version): see the log",
-                         m->n_config_errors, m->n_config_kept);
-        else if (m->n_config_errors > 0)
-                snprintf(errors, sizeof errors, ", %u configuration errors: see the log", m->n_config_errors);
+                         m->registry->n_config_errors, m->registry->n_config_kept);
+        else if (m->registry->n_config_errors > 0)
+                snprintf(errors, sizeof errors, ", %u configuration errors: see the log", m->registry->n_config_errors);
         snprintf(buf, sizeof buf, "%sSTATUS=%s: %zu apps, %zu components%s", strempty(extra),
-                 manager_state_to_string(m->state), m->n_apps, m->n_components, errors);
+                 manager_state_to_string(m->state), m->registry->n_apps, m->registry->n_components, errors);
         (void) sd_notify(false, buf);
 }
 
@@ -302,17 +308,11 @@ static int open_api_listener(Manager *m) {
 
 /* ---- apps ---- */
 
+/* Takes a out of the registry (the blocks drop what they run for it), closes its listeners and
+ * socket directory. Connections already accepted hold their own reference and finish. */
 static void app_unlink(Manager *m, App *a) {
-        size_t i;
-        for (i = 0; i < m->n_apps && m->apps[i] != a; i++)
-                ;
-        if (i < m->n_apps) {
-                memmove(m->apps + i, m->apps + i + 1, (m->n_apps - i - 1) * sizeof(App *));
-                m->n_apps--;
-        }
         app_channel_probe_stop(a);
-        invoke_app_removed(m, a);
-        pubsub_app_removed(m, a);
+        a = registry_remove_app(m->registry, a);
         a->listener_unix = http_listener_free(a->listener_unix);
         a->listener_tcp = http_listener_free(a->listener_tcp);
         if (a->socket_path) { /* the directory is ours too */
@@ -320,37 +320,7 @@ static void app_unlink(Manager *m, App *a) {
                 if (dir)
                         (void) rmdir(dir);
         }
-        a->manager = NULL;
         app_unref(a);
-}
-
-App *manager_find_app(Manager *m, const char *id) {
-        size_t lo = 0, hi = m->n_apps;
-        while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                int c = strcmp(m->apps[mid]->config->id, id);
-                if (c == 0)
-                        return m->apps[mid];
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
-}
-
-static int app_insert(Manager *m, App *a) {
-        size_t i;
-        App **n = realloc(m->apps, (m->n_apps + 1) * sizeof(App *));
-        if (!n)
-                return -ENOMEM;
-        m->apps = n;
-        for (i = 0; i < m->n_apps && strcmp(m->apps[i]->config->id, a->config->id) < 0; i++)
-                ;
-        memmove(m->apps + i + 1, m->apps + i, (m->n_apps - i) * sizeof(App *));
-        m->apps[i] = a;
-        m->n_apps++;
-        return 0;
 }
 
 static int app_open_listeners(Manager *m, App *a, ConfError *e) {
@@ -424,95 +394,34 @@ static int app_add(Manager *m, AppConfig *config, AppSource source, ConfError *e
         App *a;
         int r;
 
-        if (manager_find_app(m, c->id)) {
+        if (registry_find_app(m->registry, c->id)) {
                 conf_error_set(e, c->file, 0, NULL, "an app with id '%s' is already registered", c->id);
                 return -EEXIST;
         }
-        for (size_t i = 0; c->http_port && i < m->n_apps; i++)
-                if (m->apps[i]->config->http_port == c->http_port)
+        for (size_t i = 0; c->http_port && i < m->registry->n_apps; i++)
+                if (m->registry->apps[i]->config->http_port == c->http_port)
                         return conf_error_set(e, c->file, 0, "HttpPort", "port %u is already used by app '%s'",
-                                              (unsigned) c->http_port, m->apps[i]->config->id);
+                                              (unsigned) c->http_port, m->registry->apps[i]->config->id);
         a = app_new(c, source);
         if (!a)
                 return -ENOMEM;
         TAKE_PTR(c);
-        a->manager = m;
         r = app_open_listeners(m, a, e);
         if (r >= 0)
-                r = app_insert(m, a);
+                r = registry_add_app(m->registry, a);
         if (r < 0) {
                 a->listener_unix = http_listener_free(a->listener_unix);
                 a->listener_tcp = http_listener_free(a->listener_tcp);
-                a->manager = NULL;
                 app_unref(a);
                 return r;
         }
-        if (app_channel_probe_start(m, a) < 0)
+        app_unref(a); /* the registry holds it now */
+        if (app_channel_probe_start(m->registry, a) < 0)
                 log_struct(LOG_WARNING, 0, a->config->id, NULL, "Failed to start health probing, ignoring.");
         log_struct(LOG_INFO, 0, a->config->id, NULL, "App registered from %s: socket %s%s%.0u.",
                    a->config->file ?: "D-Bus", a->socket_path, a->config->http_port ? ", port " : "",
                    (unsigned) a->config->http_port);
         return 0;
-}
-
-void manager_log_conf_error(Manager *m, const ConfError *e) {
-        _cleanup_free_ char *s = conf_error_format(e);
-        m->n_config_errors++;
-        log_error("%s", s ?: "configuration error");
-}
-
-void manager_log_conf_kept(Manager *m, const ConfError *e) {
-        _cleanup_free_ char *s = conf_error_format(e);
-        m->n_config_errors++;
-        m->n_config_kept++;
-        /* A warning, not an error: nothing stopped working, but the file on disk is not what runs. */
-        log_warning("%s; kept the previous version", s ?: "configuration error");
-}
-
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* Sorted list of dir/NAME for regular-looking entries ending in one of the suffixes. */
-int manager_list_dir(const char *dir, const char *const *suffixes, char ***ret) {
-        _cleanup_strv_free_ char **l = NULL;
-        DIR *d = opendir(dir);
-        struct dirent *de;
-
-        if (!d) {
-                if (errno == ENOENT) {
-                        *ret = NULL;
-                        return 0;
-                }
-                return -errno;
-        }
-        while ((de = readdir(d))) {
-                bool ok = false;
-                if (de->d_name[0] == '.')
-                        continue;
-                for (const char *const *s = suffixes; *s; s++)
-                        ok = ok || endswith(de->d_name, *s);
-                if (!ok)
-                        continue;
-                _cleanup_free_ char *p = NULL;
-                if (asprintf(&p, "%s/%s", dir, de->d_name) < 0 || strv_extend(&l, p) < 0) {
-                        closedir(d);
-                        return -ENOMEM;
-                }
-        }
-        closedir(d);
-        if (l)
-                qsort(l, strv_length(l), sizeof(char *), cmp_str);
-        *ret = TAKE_PTR(l);
-        return 0;
-}
-
-/* The app running from that file, if any. */
-static App *app_from_file(Manager *m, const char *file) {
-        for (size_t i = 0; i < m->n_apps; i++)
-                if (m->apps[i]->source == APP_SOURCE_FILE && streq_ptr(m->apps[i]->config->file, file))
-                        return m->apps[i];
-        return NULL;
 }
 
 /* Loads apps.d into a list of configs; bad files are logged and skipped. A bad file whose app is
@@ -527,7 +436,7 @@ static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n, char **
 
         if (asprintf(&dir, "%s/apps.d", m->config_dir) < 0)
                 return -ENOMEM;
-        r = manager_list_dir(dir, suffixes, &files);
+        r = dir_list_sorted(dir, suffixes, &files);
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", dir);
         l = calloc(strv_length(files) + 1, sizeof(AppConfig *));
@@ -539,12 +448,12 @@ static int load_app_configs(Manager *m, AppConfig ***ret, size_t *ret_n, char **
                 r = app_config_load(*f, &c, &e);
                 /* Whatever made the file unreadable or invalid, the running app from it stays as it
                  * is (same object, listeners, connections); a removed file is no error and is not here. */
-                if (r < 0 && r != -ENOMEM && app_from_file(m, *f)) {
+                if (r < 0 && r != -ENOMEM && registry_find_app_by_file(m->registry, *f)) {
                         r = strv_extend(&kept, *f);
                         if (r >= 0)
-                                manager_log_conf_kept(m, &e);
+                                registry_log_conf_kept(m->registry, &e);
                 } else if (r < 0 && r != -ENOMEM)
-                        manager_log_conf_error(m, &e);
+                        registry_log_conf_error(m->registry, &e);
                 else if (r >= 0)
                         l[n++] = c;
                 conf_error_done(&e);
@@ -571,8 +480,8 @@ static int reload_apps(Manager *m) {
                 return r;
 
         /* Removed or changed file apps first, so a moved port can be re-bound. */
-        for (size_t i = m->n_apps; i > 0; i--) {
-                App *a = m->apps[i - 1];
+        for (size_t i = m->registry->n_apps; i > 0; i--) {
+                App *a = m->registry->apps[i - 1];
                 AppConfig *nc = NULL;
                 if (a->source != APP_SOURCE_FILE)
                         continue;
@@ -597,7 +506,7 @@ static int reload_apps(Manager *m) {
                         a->config = nc;
                         a->health = APP_HEALTH_UNKNOWN;
                         a->probe_failures = 0;
-                        (void) app_channel_probe_start(m, a);
+                        (void) app_channel_probe_start(m->registry, a);
                         log_struct(LOG_INFO, 0, a->config->id, NULL, "App settings changed.");
                         changed = true;
                         continue;
@@ -611,11 +520,11 @@ static int reload_apps(Manager *m) {
                 ConfError e = {};
                 if (!configs[j])
                         continue;
-                App *existing = manager_find_app(m, configs[j]->id);
+                App *existing = registry_find_app(m->registry, configs[j]->id);
                 if (existing && existing->source == APP_SOURCE_BUS) {
                         conf_error_set(&e, configs[j]->file, 0, NULL,
                                        "app '%s' is already registered over D-Bus; file ignored", configs[j]->id);
-                        manager_log_conf_error(m, &e);
+                        registry_log_conf_error(m->registry, &e);
                         conf_error_done(&e);
                         configs[j] = app_config_free(configs[j]);
                         continue;
@@ -626,7 +535,7 @@ static int reload_apps(Manager *m) {
                         break;
                 }
                 if (r < 0)
-                        manager_log_conf_error(m, &e);
+                        registry_log_conf_error(m->registry, &e);
                 else
                         changed = true;
                 conf_error_done(&e);
@@ -655,7 +564,7 @@ int manager_register_app(Manager *m, AppConfig *config, ConfError *e) {
 }
 
 int manager_unregister_app(Manager *m, const char *id) {
-        App *a = manager_find_app(m, id);
+        App *a = registry_find_app(m->registry, id);
         if (!a)
                 return -ENOENT;
         log_struct(LOG_INFO, 0, id, NULL, "App unregistered.");
@@ -665,13 +574,12 @@ int manager_unregister_app(Manager *m, const char *id) {
         return 0;
 }
 
-void manager_on_app_health_changed(Manager *m, App *a) {
+/* Registered first on REGISTRY_APP_HEALTH_CHANGED: the pub/sub block's hook runs after it. */
+static void on_app_health_changed(Registry *r, App *a, void *userdata) {
+        Manager *m = userdata;
         log_struct(a->health == APP_HEALTH_HEALTHY ? LOG_INFO : LOG_WARNING, 0, a->config->id, NULL,
                    "App is %s (channel %s).", app_health_to_string(a->health), a->config->app_address);
         runtime_bus_emit_apps_changed(m);
-        /* Dapr asks an app for its subscriptions once it is up; again after each recovery. */
-        if (a->health == APP_HEALTH_HEALTHY)
-                pubsub_app_ready(m, a);
 }
 
 /* ---- components ---- */
@@ -693,7 +601,7 @@ static void on_component(Component *c, void *ud) {
                         conf_error_set(&e, c->file, c->line, "metadata.name",
                                        "component '%s' is already defined in %s:%u", c->name, cl->list[i]->file,
                                        cl->list[i]->line);
-                        manager_log_conf_error(cl->m, &e);
+                        registry_log_conf_error(cl->m->registry, &e);
                         conf_error_done(&e);
                         component_unref(c);
                         return;
@@ -710,7 +618,7 @@ static void on_component(Component *c, void *ud) {
 
 static void on_component_error(const ConfError *e, void *ud) {
         ComponentLoad *cl = ud;
-        manager_log_conf_error(cl->m, e);
+        registry_log_conf_error(cl->m->registry, e);
 }
 
 /*
@@ -726,9 +634,9 @@ static void on_component_error_named(const ConfError *e, const char *name, void 
         if (r < 0)
                 cl->oom = true;
         if (r > 0)
-                manager_log_conf_kept(cl->m, e);
+                registry_log_conf_kept(cl->m->registry, e);
         else
-                manager_log_conf_error(cl->m, e);
+                registry_log_conf_error(cl->m->registry, e);
 }
 
 static const char *component_file_of(const void *o) {
@@ -750,7 +658,7 @@ static bool component_has_new(const char *name, void *ud) {
 /* Carries running component i into the new set: the same object, so its store and data stay. */
 static void component_keep(size_t i, void *ud) {
         ComponentLoad *cl = ud;
-        on_component(component_ref(cl->m->components[i]), cl);
+        on_component(component_ref(cl->m->registry->components[i]), cl);
 }
 
 /* With no component of a category at all, Dapr apps still find the name they expect
@@ -782,25 +690,25 @@ static int add_default_components(ComponentLoad *cl) {
 typedef struct InstanceKind {
         const char *category;   /* "state" */
         const char *what;       /* "state store", for messages */
-        int (*open)(Manager *m, Component *c, void **ret, char **reterr_msg);
-        void (*close)(void *instance);
+        int (*open)(Registry *r, Component *c, void **ret, char **reterr_msg);
+        void (*close)(Registry *r, void *instance);
         Component *(*component)(void *instance);
 } InstanceKind;
 
-static int state_open_any(Manager *m, Component *c, void **ret, char **reterr_msg) {
-        return state_store_open(m, c, (StateStore **) ret, reterr_msg);
+static int state_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
+        return state_store_open(r, c, (StateStore **) ret, reterr_msg);
 }
-static void state_close_any(void *i) {
+static void state_close_any(Registry *r, void *i) {
         state_store_close(i);
 }
 static Component *state_component_any(void *i) {
         return ((StateStore *) i)->component;
 }
-static int pubsub_open_any(Manager *m, Component *c, void **ret, char **reterr_msg) {
-        return pubsub_broker_open(m, c, (PubsubBroker **) ret, reterr_msg);
+static int pubsub_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
+        return pubsub_broker_open(r, c, (PubsubBroker **) ret, reterr_msg);
 }
-static void pubsub_close_any(void *i) {
-        pubsub_broker_close(i);
+static void pubsub_close_any(Registry *r, void *i) {
+        pubsub_broker_close(r, i);
 }
 static Component *pubsub_component_any(void *i) {
         return ((PubsubBroker *) i)->component;
@@ -812,16 +720,16 @@ static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, 
 /*
  * A changed component i that fails to resolve or open (its file parses, but the driver refuses it):
  * when the running instance of that name is still there, it stays, and so does its component
- * object in m->components, so the store keeps its data. Returns the kept instance or NULL.
+ * object in m->registry->components, so the store keeps its data. Returns the kept instance or NULL.
  */
 static void *keep_previous_instance(Manager *m, const InstanceKind *k, void **list, size_t n_list, size_t i) {
         for (size_t j = 0; j < n_list; j++) {
                 void *found = list[j];
-                if (!found || !streq(k->component(found)->name, m->components[i]->name))
+                if (!found || !streq(k->component(found)->name, m->registry->components[i]->name))
                         continue;
                 list[j] = NULL;
-                component_unref(m->components[i]);
-                m->components[i] = component_ref(k->component(found));
+                component_unref(m->registry->components[i]);
+                m->registry->components[i] = component_ref(k->component(found));
                 return found;
         }
         return NULL;
@@ -830,13 +738,13 @@ static void *keep_previous_instance(Manager *m, const InstanceKind *k, void **li
 /* One open instance per component of the kind: unchanged components keep theirs (and what is
  * in flight on it), removed or changed ones are closed, new ones opened. */
 static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_t *n_list) {
-        void **n = calloc(m->n_components + 1, sizeof(void *));
+        void **n = calloc(m->registry->n_components + 1, sizeof(void *));
         size_t kept = 0;
 
         if (!n)
                 return log_oom();
-        for (size_t i = 0; i < m->n_components; i++) {
-                Component *c = m->components[i];
+        for (size_t i = 0; i < m->registry->n_components; i++) {
+                Component *c = m->registry->components[i];
                 void *found = NULL;
                 _cleanup_free_ char *msg = NULL;
 
@@ -852,7 +760,7 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         continue;
                 }
                 ConfError re = {};
-                int r = component_resolve(c, m->components, m->n_components, &re);
+                int r = component_resolve(c, m->registry->components, m->registry->n_components, &re);
                 if (r == -ENOMEM) {
                         free(n);
                         return log_oom();
@@ -860,14 +768,14 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                 if (r < 0) {
                         found = keep_previous_instance(m, k, *list, *n_list, i);
                         if (found) {
-                                manager_log_conf_kept(m, &re);
+                                registry_log_conf_kept(m->registry, &re);
                                 n[kept++] = found;
                         } else
-                                manager_log_conf_error(m, &re);
+                                registry_log_conf_error(m->registry, &re);
                         conf_error_done(&re);
                         continue;
                 }
-                r = k->open(m, c, &found, &msg);
+                r = k->open(m->registry, c, &found, &msg);
                 if (r == -ENOMEM) {
                         free(n);
                         return log_oom();
@@ -878,10 +786,10 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                                        c->type, msg ?: strerror(-r));
                         found = keep_previous_instance(m, k, *list, *n_list, i);
                         if (found) {
-                                manager_log_conf_kept(m, &e);
+                                registry_log_conf_kept(m->registry, &e);
                                 n[kept++] = found;
                         } else
-                                manager_log_conf_error(m, &e);
+                                registry_log_conf_error(m->registry, &e);
                         conf_error_done(&e);
                         continue;
                 }
@@ -890,7 +798,7 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
         }
         for (size_t j = 0; j < *n_list; j++)
                 if ((*list)[j])
-                        k->close((*list)[j]);
+                        k->close(m->registry, (*list)[j]);
         free(*list);
         *list = n;
         *n_list = kept;
@@ -903,7 +811,7 @@ static int reload_components(Manager *m) {
         _cleanup_free_ char *dir = NULL;
         ComponentLoad cl = {
                 .m = m,
-                .keep = { .old = (void *const *) m->components, .n_old = m->n_components,
+                .keep = { .old = (void *const *) m->registry->components, .n_old = m->registry->n_components,
                           .file_of = component_file_of, .name_of = component_name_of },
         };
         bool changed;
@@ -911,7 +819,7 @@ static int reload_components(Manager *m) {
 
         if (asprintf(&dir, "%s/components", m->config_dir) < 0)
                 return -ENOMEM;
-        r = manager_list_dir(dir, suffixes, &files);
+        r = dir_list_sorted(dir, suffixes, &files);
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", dir);
         for (char **f = files; f && *f; f++) {
@@ -948,13 +856,13 @@ static int reload_components(Manager *m) {
         }
 
         /* Keep the running object of every unchanged component (drivers will hang off it). */
-        changed = cl.n != m->n_components;
+        changed = cl.n != m->registry->n_components;
         for (size_t i = 0; i < cl.n; i++) {
                 bool kept = false;
-                for (size_t j = 0; j < m->n_components; j++)
-                        if (component_equal(cl.list[i], m->components[j])) {
+                for (size_t j = 0; j < m->registry->n_components; j++)
+                        if (component_equal(cl.list[i], m->registry->components[j])) {
                                 component_unref(cl.list[i]);
-                                cl.list[i] = component_ref(m->components[j]);
+                                cl.list[i] = component_ref(m->registry->components[j]);
                                 kept = true;
                                 break;
                         }
@@ -964,144 +872,29 @@ static int reload_components(Manager *m) {
                                    cl.list[i]->type, cl.list[i]->version, cl.list[i]->file, cl.list[i]->line);
                 }
         }
-        for (size_t j = 0; j < m->n_components; j++) {
+        for (size_t j = 0; j < m->registry->n_components; j++) {
                 bool still = false, renewed = false;
                 for (size_t i = 0; i < cl.n; i++) {
-                        still = still || cl.list[i] == m->components[j];
-                        renewed = renewed || streq(cl.list[i]->name, m->components[j]->name);
+                        still = still || cl.list[i] == m->registry->components[j];
+                        renewed = renewed || streq(cl.list[i]->name, m->registry->components[j]->name);
                 }
                 /* A changed one was just logged as loaded; only a name that is gone is "removed". */
                 if (!still && !renewed)
-                        log_struct(LOG_INFO, 0, NULL, m->components[j]->name, "Component removed.");
-                component_unref(m->components[j]);
+                        log_struct(LOG_INFO, 0, NULL, m->registry->components[j]->name, "Component removed.");
+                component_unref(m->registry->components[j]);
         }
-        free(m->components);
-        m->components = cl.list;
-        m->n_components = cl.n;
-        r = sync_instances(m, &state_kind, (void ***) &m->state_stores, &m->n_state_stores);
+        free(m->registry->components);
+        m->registry->components = cl.list;
+        m->registry->n_components = cl.n;
+        r = sync_instances(m, &state_kind, (void ***) &m->registry->state_stores, &m->registry->n_state_stores);
         if (r >= 0) {
                 /* Subscriptions hang off brokers: stop them, sync, start them again (pubsub_reload). */
-                pubsub_stop_all(m);
-                r = sync_instances(m, &pubsub_kind, (void ***) &m->pubsubs, &m->n_pubsubs);
+                pubsub_stop_all(m->registry);
+                r = sync_instances(m, &pubsub_kind, (void ***) &m->registry->pubsubs, &m->registry->n_pubsubs);
         }
         if (changed)
                 runtime_bus_emit_components_changed(m);
         return r;
-}
-
-/* ---- Dapr Configuration files ---- */
-
-static void configuration_entries_free(ConfigurationEntry *l, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(l[i].path);
-                configuration_free(l[i].c);
-                free(l[i].error);
-        }
-        free(l);
-}
-
-static void configurations_clear(Manager *m) {
-        configuration_entries_free(m->configurations, m->n_configurations);
-        m->configurations = NULL;
-        m->n_configurations = 0;
-}
-
-/*
- * Loads path into the cache (once). A missing default config.yaml is "no configuration".
- * previous: the entry of the same path before a reload, or NULL. When the file is now broken
- * (unreadable or invalid, but not removed) and previous held a good Configuration, that one is
- * moved over and stays in force (an accessControl deny included) instead of failing closed.
- */
-static ConfigurationEntry *configuration_load(Manager *m, const char *path, bool must_exist,
-                                              ConfigurationEntry *previous) {
-        _cleanup_free_ char *text = NULL;
-        ConfError e = {};
-        size_t len;
-        int r;
-
-        for (size_t i = 0; i < m->n_configurations; i++)
-                if (streq(m->configurations[i].path, path))
-                        return &m->configurations[i];
-        ConfigurationEntry *l = realloc(m->configurations, (m->n_configurations + 1) * sizeof *l);
-        if (!l)
-                return NULL;
-        m->configurations = l;
-        ConfigurationEntry *ce = &l[m->n_configurations];
-        *ce = (ConfigurationEntry){ .path = strdup(path) };
-        if (!ce->path)
-                return NULL;
-        m->n_configurations++;
-
-        r = read_full_file(path, SETTINGS_FILE_MAX, &text, &len);
-        if (r == -ENOENT && !must_exist)
-                return ce;
-        if (r < 0)
-                conf_error_set(&e, path, 0, NULL, "cannot read: %s", strerror(-r));
-        else {
-                r = configuration_parse(path, text, len, &ce->c, &e);
-                if (r >= 0 && !ce->c && must_exist)
-                        r = conf_error_set(&e, path, 0, NULL, "no document of kind Configuration");
-        }
-        if (r < 0 && r != -ENOENT && previous && previous->c) {
-                ce->c = configuration_free(ce->c);
-                ce->c = TAKE_PTR(previous->c);
-                manager_log_conf_kept(m, &e);
-        } else if (r < 0) {
-                ce->c = configuration_free(ce->c);
-                ce->error = conf_error_format(&e);
-                manager_log_conf_error(m, &e);
-                if (ce->c == NULL && !ce->error)
-                        ce->error = strdup(path);
-        }
-        conf_error_done(&e);
-        return ce;
-}
-
-static ConfigurationEntry *configuration_load_cached(Manager *m, const char *path, bool must_exist) {
-        return configuration_load(m, path, must_exist, NULL);
-}
-
-static ConfigurationEntry *configuration_find(ConfigurationEntry *l, size_t n, const char *path) {
-        for (size_t i = 0; i < n; i++)
-                if (streq(l[i].path, path))
-                        return &l[i];
-        return NULL;
-}
-
-static void reload_configurations(Manager *m) {
-        _cleanup_free_ char *path = NULL;
-        ConfigurationEntry *old = TAKE_PTR(m->configurations);
-        size_t n_old = m->n_configurations;
-
-        /* Everything is read again; the old entries are only a fallback for files now broken. */
-        m->n_configurations = 0;
-        if (asprintf(&path, "%s/config.yaml", m->config_dir) >= 0)
-                (void) configuration_load(m, path, false, configuration_find(old, n_old, path));
-        for (size_t i = 0; i < m->n_apps; i++) {
-                const char *p = m->apps[i]->config->configuration;
-                if (p)
-                        (void) configuration_load(m, p, true, configuration_find(old, n_old, p));
-        }
-        configuration_entries_free(old, n_old);
-}
-
-int manager_app_configuration(Manager *m, const App *a, const Configuration **ret, const char **ret_error) {
-        _cleanup_free_ char *dflt = NULL;
-        const char *path = a->config->configuration;
-        if (!path) {
-                if (asprintf(&dflt, "%s/config.yaml", m->config_dir) < 0)
-                        return -ENOMEM;
-                path = dflt;
-        }
-        ConfigurationEntry *ce = configuration_load_cached(m, path, a->config->configuration != NULL);
-        if (!ce)
-                return -ENOMEM;
-        if (ce->error) {
-                *ret_error = ce->error;
-                return -EINVAL;
-        }
-        *ret = ce->c;
-        return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -1117,7 +910,7 @@ static int apply_settings(Manager *m) {
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                manager_log_conf_error(m, &e); /* the previous settings stay */
+                registry_log_conf_error(m->registry, &e); /* the previous settings stay */
         conf_error_done(&e);
         if (m->cli_log_level < 0 && m->settings.log_level >= 0)
                 log_set_max_level(m->settings.log_level);
@@ -1143,8 +936,8 @@ static int load_instance_id(Manager *m) {
         if (asprintf(&path, "%s/instance-id", m->state_dir) < 0)
                 return -ENOMEM;
         if (read_full_file(path, 64, &text, &len) >= 0 && len >= 16 && strspn(text, "0123456789abcdef") >= 16) {
-                m->instance_id = strndup(text, 16);
-                return m->instance_id ? 0 : -ENOMEM;
+                m->registry->instance_id = strndup(text, 16);
+                return m->registry->instance_id ? 0 : -ENOMEM;
         }
         if (getrandom(raw, sizeof raw, 0) != (ssize_t) sizeof raw)
                 return -errno;
@@ -1159,14 +952,17 @@ static int load_instance_id(Manager *m) {
         fprintf(f, "%s\n", id);
         if (fflush(f) != 0 || fsync(fileno(f)) < 0 || fclose(f) != 0 || rename(tmp, path) < 0)
                 return -errno;
-        m->instance_id = strdup(id);
-        return m->instance_id ? 0 : -ENOMEM;
+        m->registry->instance_id = strdup(id);
+        return m->registry->instance_id ? 0 : -ENOMEM;
 }
 
 int manager_start(Manager *m) {
         int r;
 
         m->state = MANAGER_STARTING;
+        /* main() sets the directories after manager_new(); the registry borrows them from here on. */
+        m->registry->config_dir = m->config_dir;
+        m->registry->state_dir = m->state_dir;
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &m->start_usec);
         (void) sd_notify(false, "STATUS=Starting...");
 
@@ -1195,6 +991,7 @@ int manager_start(Manager *m) {
 
         m->http = http_server_new(m, m->event);
         m->transport = transport_new(m->event);
+        m->registry->transport = m->transport;
         if (!m->http || !m->transport)
                 return log_error_errno(ENOMEM, "Failed to set up the HTTP front-end.");
         r = open_api_listener(m);
@@ -1204,11 +1001,11 @@ int manager_start(Manager *m) {
         r = reload_apps(m);
         if (r < 0)
                 return r;
-        reload_configurations(m);
+        registry_reload_configurations(m->registry);
         r = reload_components(m);
         if (r < 0)
                 return r;
-        r = pubsub_reload(m);
+        r = pubsub_reload(m->registry);
         if (r < 0)
                 return log_oom();
 
@@ -1224,8 +1021,8 @@ int manager_start(Manager *m) {
         m->state = MANAGER_RUNNING;
         runtime_bus_emit_state_changed(m);
         notify_status(m, "READY=1\n");
-        log_info("mooringd %s ready: %zu apps, %zu components, API socket %s.", PACKAGE_VERSION, m->n_apps,
-                 m->n_components, m->api_socket_path);
+        log_info("mooringd %s ready: %zu apps, %zu components, API socket %s.", PACKAGE_VERSION, m->registry->n_apps,
+                 m->registry->n_components, m->api_socket_path);
         return 0;
 }
 
@@ -1234,8 +1031,8 @@ int manager_reload(Manager *m) {
         if (m->state != MANAGER_RUNNING)
                 return -EBUSY;
         m->state = MANAGER_RELOADING;
-        m->n_config_errors = 0;
-        m->n_config_kept = 0;
+        m->registry->n_config_errors = 0;
+        m->registry->n_config_kept = 0;
         runtime_bus_emit_state_changed(m);
         notify_status(m, "RELOADING=1\n");
         log_info("Reloading configuration from %s.", m->config_dir);
@@ -1247,22 +1044,22 @@ int manager_reload(Manager *m) {
         if (r >= 0)
                 r = reload_apps(m);
         if (r >= 0)
-                reload_configurations(m);
+                registry_reload_configurations(m->registry);
         if (r >= 0)
                 r = reload_components(m);
         if (r >= 0)
-                r = pubsub_reload(m);
+                r = pubsub_reload(m->registry);
 
         m->state = MANAGER_RUNNING;
         runtime_bus_emit_state_changed(m);
         notify_status(m, "READY=1\n");
-        if (m->n_config_kept > 0)
+        if (m->registry->n_config_kept > 0)
                 log_warning("Reload done: %zu apps, %zu components, %u configuration errors; %u broken files or "
-                            "documents kept their previous version.", m->n_apps, m->n_components,
-                            m->n_config_errors, m->n_config_kept);
+                            "documents kept their previous version.", m->registry->n_apps, m->registry->n_components,
+                            m->registry->n_config_errors, m->registry->n_config_kept);
         else
-                log_info("Reload done: %zu apps, %zu components, %u configuration errors.", m->n_apps,
-                         m->n_components, m->n_config_errors);
+                log_info("Reload done: %zu apps, %zu components, %u configuration errors.", m->registry->n_apps,
+                         m->registry->n_components, m->registry->n_config_errors);
         return r;
 }
 
@@ -1284,6 +1081,7 @@ void manager_stop(Manager *m) {
         if (m->state == MANAGER_STOPPING)
                 return;
         m->state = MANAGER_STOPPING;
+        m->registry->stopping = true;
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping: draining requests...");
         runtime_bus_emit_state_changed(m);
         if (!m->http) {

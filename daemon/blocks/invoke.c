@@ -87,10 +87,12 @@ static const char *const request_skip[] = {
         "dapr-callee-namespace", INVOKE_HOPS_HEADER, NULL,
 };
 
-/* Response headers the caller never gets: hop-by-hop, and those the front-end writes itself. */
+/* Response headers the caller never gets: hop-by-hop, and those the front-end writes itself
+ * (traceparent: the front-end adds this call's own; passing the callee's on too gave a chain of
+ * calls one traceparent per hop in its answer). */
 static const char *const response_skip[] = {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "content-length", "date", NULL,
+        "content-length", "date", "traceparent", NULL,
 };
 
 static bool in_list_ci(const char *const *l, const char *s) {

@@ -83,7 +83,7 @@ typedef struct InvokeHandler {
  * Starts a call. Fails (nothing started, no callback) only on OOM or a
  * malformed request (-EINVAL); every other failure reaches done.
  */
-int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, void *userdata,
+int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, void *userdata,
                  InvokeCall **ret);
 /* The front-end can take bytes again after body() said no. */
 void invoke_call_resume(InvokeCall *c);
@@ -93,7 +93,7 @@ void invoke_call_cancel(InvokeCall *c);
 /* W3C traceparent of this call's span (for the caller's response). */
 const char *invoke_call_traceparent(const InvokeCall *c);
 
-/* Ends every call still queued, waiting to retry or in flight (done gets -ECANCELED). */
-void invoke_abort_all(Manager *m);
-/* An app left the registry: its queued calls fail now. */
-void invoke_app_removed(Manager *m, App *a);
+/* Hooks the block into the registry: when an app leaves it, the calls queued for it fail. */
+int invoke_setup(Registry *m);
+/* Ends every call still queued, waiting to retry or in flight (done gets -ECANCELED), and unhooks. */
+void invoke_done(Registry *m);

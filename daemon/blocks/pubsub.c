@@ -19,7 +19,7 @@
 #include "../core/conf-keep.h"
 #include "../core/subscription.h"
 #include "../core/tracecontext.h"
-#include "../manager.h"
+#include "../core/registry.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/fileio.h"
@@ -33,7 +33,7 @@
 typedef struct Delivery Delivery;
 
 struct PubsubRunner {
-        Manager *manager;
+        Registry *registry;
         App *app;                    /* ref; NULL for a sink */
         Subscription *sub;           /* borrowed: m->subscriptions or the app's AppSubscriptions; a sink's own */
         PubsubSinkFn sink;           /* set: messages go to it, not to an app */
@@ -63,7 +63,7 @@ struct Delivery {
 
 /* ---- brokers ---- */
 
-int pubsub_broker_open(Manager *m, Component *c, PubsubBroker **ret, char **reterr_msg) {
+int pubsub_broker_open(Registry *m, Component *c, PubsubBroker **ret, char **reterr_msg) {
         const PubsubDriver *d = pubsub_driver_find(c->type);
         PubsubBroker *b;
         int r;
@@ -78,7 +78,7 @@ int pubsub_broker_open(Manager *m, Component *c, PubsubBroker **ret, char **rete
         b = calloc(1, d->instance_size);
         if (!b)
                 return -ENOMEM;
-        *b = (PubsubBroker){ .driver = d, .component = component_ref(c), .manager = m, .event = m->event,
+        *b = (PubsubBroker){ .driver = d, .component = component_ref(c), .event = m->event,
                              .name = c->name, .state_dir = m->state_dir, .instance_id = m->instance_id };
         r = d->open(b, reterr_msg);
         if (r < 0) {
@@ -93,11 +93,11 @@ int pubsub_broker_open(Manager *m, Component *c, PubsubBroker **ret, char **rete
 
 static void runner_free(Runner *rn);
 
-PubsubBroker *pubsub_broker_close(PubsubBroker *b) {
+PubsubBroker *pubsub_broker_close(Registry *m, PubsubBroker *b) {
         if (!b)
                 return NULL;
         /* Whatever still runs on it stops first; a sink hears it through a NULL delivery. */
-        for (Runner *rn = b->manager ? b->manager->pubsub_runners : NULL, *n; rn; rn = n) {
+        for (Runner *rn = m ? m->pubsub_runners : NULL, *n; rn; rn = n) {
                 n = rn->next;
                 if (rn->broker != b)
                         continue;
@@ -113,11 +113,8 @@ PubsubBroker *pubsub_broker_close(PubsubBroker *b) {
         return NULL;
 }
 
-static PubsubBroker *broker_find(Manager *m, const char *name) {
-        for (size_t i = 0; i < m->n_pubsubs; i++)
-                if (streq(m->pubsubs[i]->component->name, name))
-                        return m->pubsubs[i];
-        return NULL;
+static PubsubBroker *broker_find(Registry *m, const char *name) {
+        return registry_find_pubsub(m, name);
 }
 
 /* "t1,t2" list membership (allowedTopics). */
@@ -167,7 +164,7 @@ static bool topic_allowed(const PubsubBroker *b, const char *app, const char *to
 /* ---- publish ---- */
 
 typedef struct Publish {
-        Manager *manager;
+        Registry *registry;
         PublishDoneFn done;
         void *userdata;
         int error;
@@ -196,7 +193,7 @@ _printf_(3, 4) static int publish_fail(Publish *p, int error, const char *fmt, .
                 p->message = NULL;
         va_end(ap);
         p->error = error;
-        if (sd_event_add_defer(p->manager->event, &p->later, on_publish_later, p) < 0) {
+        if (sd_event_add_defer(p->registry->event, &p->later, on_publish_later, p) < 0) {
                 publish_free(p);
                 return -ENOMEM;
         }
@@ -210,7 +207,7 @@ static void on_published(int error, const char *message, void *userdata) {
 }
 
 
-int pubsub_check_publish(Manager *m, const char *app, const char *pubsub, const char *topic, PubsubBroker **ret,
+int pubsub_check_publish(Registry *m, const char *app, const char *pubsub, const char *topic, PubsubBroker **ret,
                          char **reterr) {
         int r = 0;
         PubsubBroker *b = NULL;
@@ -238,7 +235,7 @@ int pubsub_check_publish(Manager *m, const char *app, const char *pubsub, const 
         return k < 0 ? -ENOMEM : r;
 }
 
-int pubsub_publish(Manager *m, const PublishRequest *req, PublishDoneFn done, void *userdata) {
+int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, void *userdata) {
         Publish *p = calloc(1, sizeof *p);
         _cleanup_strv_free_ char **overrides = NULL, **broker_md = NULL;
         _cleanup_free_ char *envelope = NULL, *err = NULL;
@@ -249,7 +246,7 @@ int pubsub_publish(Manager *m, const PublishRequest *req, PublishDoneFn done, vo
 
         if (!p)
                 return -ENOMEM;
-        *p = (Publish){ .manager = m, .done = done, .userdata = userdata };
+        *p = (Publish){ .registry = m, .done = done, .userdata = userdata };
 
         _cleanup_free_ char *why = NULL;
         PubsubBroker *b = NULL;
@@ -453,7 +450,7 @@ static void delivery_post(Delivery *dl) {
                 .timeout_usec = a->config->invoke_timeout_usec,
                 .max_answer = APP_ANSWER_MAX,
         };
-        if (transport_call_start(rn->manager->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
+        if (transport_call_start(rn->registry->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
                 return settle(dl, PUBSUB_RETRY);
 }
 
@@ -566,7 +563,7 @@ static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMe
 /* ---- runners ---- */
 
 static void runner_free(Runner *rn) {
-        Manager *m = rn->manager;
+        Registry *m = rn->registry;
         /* Unsettled messages stay with the broker, which offers them again later. Leave the
          * app's line first, so freed slots do not start deliveries about to be dropped. */
         for (Delivery *dl = rn->deliveries; dl && rn->app; dl = dl->next)
@@ -602,7 +599,7 @@ static unsigned concurrency(const Runner *rn) {
         return n > 0 && n <= 4096 ? (unsigned) n : PUBSUB_DEFAULT_CONCURRENCY;
 }
 
-static void runner_start(Manager *m, App *a, Subscription *s) {
+static void runner_start(Registry *m, App *a, Subscription *s) {
         PubsubBroker *b = broker_find(m, s->pubsub);
         Runner *rn;
         int r;
@@ -620,7 +617,7 @@ static void runner_start(Manager *m, App *a, Subscription *s) {
         rn = calloc(1, sizeof *rn);
         if (!rn)
                 return;
-        *rn = (Runner){ .manager = m, .app = app_ref(a), .sub = s, .broker = b,
+        *rn = (Runner){ .registry = m, .app = app_ref(a), .sub = s, .broker = b,
                         .next = m->pubsub_runners };
         if (rn->next)
                 rn->next->prev = rn;
@@ -637,7 +634,7 @@ static void runner_start(Manager *m, App *a, Subscription *s) {
                    s->declarative ? "declarative" : "programmatic");
 }
 
-static void stop_app(Manager *m, App *a) {
+static void stop_app(Registry *m, App *a) {
         for (Runner *rn = m->pubsub_runners, *n; rn; rn = n) {
                 n = rn->next;
                 if (rn->app == a)
@@ -645,7 +642,7 @@ static void stop_app(Manager *m, App *a) {
         }
 }
 
-static AppSubscriptions *app_subs_find(Manager *m, const char *id) {
+static AppSubscriptions *app_subs_find(Registry *m, const char *id) {
         for (size_t i = 0; i < m->n_app_subscriptions; i++)
                 if (streq(m->app_subscriptions[i].app_id, id))
                         return &m->app_subscriptions[i];
@@ -653,9 +650,9 @@ static AppSubscriptions *app_subs_find(Manager *m, const char *id) {
 }
 
 /* (Re)starts every subscription of a: declarative ones in scope, then its programmatic ones. */
-static void start_app(Manager *m, App *a) {
+static void start_app(Registry *m, App *a) {
         stop_app(m, a);
-        if (a->config->address_kind == APP_ADDRESS_NONE || !a->manager)
+        if (a->config->address_kind == APP_ADDRESS_NONE || !a->registry)
                 return;
         for (size_t i = 0; i < m->n_subscriptions; i++)
                 if (subscription_in_scope(m->subscriptions[i], a->config->id))
@@ -665,7 +662,7 @@ static void start_app(Manager *m, App *a) {
                 runner_start(m, a, as->subs[i]);
 }
 
-static void app_subs_set(Manager *m, const char *id, Subscription **subs, size_t n) {
+static void app_subs_set(Registry *m, const char *id, Subscription **subs, size_t n) {
         AppSubscriptions *as = app_subs_find(m, id);
         if (!as) {
                 AppSubscriptions *l = realloc(m->app_subscriptions, (m->n_app_subscriptions + 1) * sizeof *l);
@@ -693,20 +690,20 @@ static void app_subs_set(Manager *m, const char *id, Subscription **subs, size_t
 /* ---- GET /dapr/subscribe ---- */
 
 typedef struct SubscribeQuery {
-        Manager *manager;
+        Registry *registry;
         App *app;
 } SubscribeQuery;
 
 static void on_subscribe_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
                                   void *userdata) {
         SubscribeQuery *q = userdata;
-        Manager *m = q->manager;
+        Registry *m = q->registry;
         App *a = q->app;
         Subscription **subs = NULL;
         size_t n = 0, skipped = 0;
         _cleanup_free_ char *err = NULL;
 
-        if (!a->manager || m->state == MANAGER_STOPPING)
+        if (!a->registry || m->stopping)
                 goto done;
         if (e)
                 log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/subscribe failed: %s; keeping what it "
@@ -739,18 +736,18 @@ done:
 
 static const TransportHandler subscribe_handler = { .done = on_subscribe_answered };
 
-void pubsub_app_ready(Manager *m, App *a) {
+static void app_ready(Registry *m, App *a) {
         TransportAddress addr;
         SubscribeQuery *q;
 
-        if (!app_channel_address(a, &addr) || m->state == MANAGER_STOPPING)
+        if (!app_channel_address(a, &addr) || m->stopping)
                 return;
         q = calloc(1, sizeof *q);
         if (!q) {
                 start_app(m, a);
                 return;
         }
-        *q = (SubscribeQuery){ .manager = m, .app = app_ref(a) };
+        *q = (SubscribeQuery){ .registry = m, .app = app_ref(a) };
         static char *const headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
         TransportRequest req = {
                 .method = "GET",
@@ -766,11 +763,24 @@ void pubsub_app_ready(Manager *m, App *a) {
         }
 }
 
-void pubsub_app_removed(Manager *m, App *a) {
+/* Dapr asks an app for its subscriptions once it is up; again after each recovery. */
+static void on_app_health_changed(Registry *m, App *a, void *userdata) {
+        if (a->health == APP_HEALTH_HEALTHY)
+                app_ready(m, a);
+}
+
+static void on_app_removed(Registry *m, App *a, void *userdata) {
         stop_app(m, a);
 }
 
-void pubsub_stop_all(Manager *m) {
+int pubsub_setup(Registry *m) {
+        int r = registry_add_callback(m, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
+        if (r >= 0)
+                r = registry_add_callback(m, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        return r;
+}
+
+void pubsub_stop_all(Registry *m) {
         for (Runner *rn = m->pubsub_runners, *n; rn; rn = n) {
                 n = rn->next;
                 if (!rn->sink)
@@ -781,7 +791,7 @@ void pubsub_stop_all(Manager *m) {
 /* ---- declarative subscriptions ---- */
 
 typedef struct SubLoad {
-        Manager *m;
+        Registry *m;
         Subscription **list;
         size_t n;
         ConfKeep keep;          /* what of the running set a broken file keeps */
@@ -808,9 +818,9 @@ static void on_sub_error(const ConfError *e, const char *name, void *userdata) {
         if (r < 0)
                 sl->oom = true;
         if (r > 0)
-                manager_log_conf_kept(sl->m, e);
+                registry_log_conf_kept(sl->m, e);
         else
-                manager_log_conf_error(sl->m, e);
+                registry_log_conf_error(sl->m, e);
 }
 
 static const char *sub_file_of(const void *o) {
@@ -841,7 +851,7 @@ static void sub_keep(size_t i, void *userdata) {
         l[sl->n++] = TAKE_PTR(sl->m->subscriptions[i]);
 }
 
-int pubsub_reload(Manager *m) {
+int pubsub_reload(Registry *m) {
         static const char *const suffixes[] = { ".yaml", ".yml", NULL };
         _cleanup_strv_free_ char **files = NULL;
         _cleanup_free_ char *dir = NULL;
@@ -854,7 +864,7 @@ int pubsub_reload(Manager *m) {
 
         if (asprintf(&dir, "%s/subscriptions", m->config_dir) < 0)
                 return -ENOMEM;
-        r = manager_list_dir(dir, suffixes, &files);
+        r = dir_list_sorted(dir, suffixes, &files);
         if (r < 0)
                 log_warning_errno(r, "Failed to read %s: %m", dir);
         for (char **f = files; f && *f; f++) {
@@ -888,12 +898,14 @@ int pubsub_reload(Manager *m) {
         return 0;
 }
 
-void pubsub_foreach_subscription(Manager *m, PubsubSubscriptionFn fn, void *userdata) {
+void pubsub_foreach_subscription(Registry *m, PubsubSubscriptionFn fn, void *userdata) {
         for (Runner *rn = m->pubsub_runners; rn; rn = rn->next)
                 fn(runner_who(rn), rn->broker->name, rn->sub->topic, rn->sink ? NULL : rn->sub, userdata);
 }
 
-void pubsub_done(Manager *m) {
+void pubsub_done(Registry *m) {
+        (void) registry_remove_callback(m, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
+        (void) registry_remove_callback(m, REGISTRY_APP_REMOVED, on_app_removed, NULL);
         while (m->pubsub_runners) { /* sinks too: they hear it */
                 Runner *rn = m->pubsub_runners;
                 PubsubSinkFn fn = rn->sink;
@@ -932,7 +944,7 @@ static Subscription *sink_subscription(const char *pubsub, const char *topic) {
         return s;
 }
 
-int pubsub_sink_subscribe(Manager *m, const char *app_id, const char *group, const char *pubsub,
+int pubsub_sink_subscribe(Registry *m, const char *app_id, const char *group, const char *pubsub,
                           const char *topic, unsigned max_in_flight, PubsubSinkFn fn, void *userdata,
                           PubsubRunner **ret) {
         PubsubBroker *b = broker_find(m, pubsub);
@@ -953,7 +965,7 @@ int pubsub_sink_subscribe(Manager *m, const char *app_id, const char *group, con
                 free(rn);
                 return -ENOMEM;
         }
-        *rn = (Runner){ .manager = m, .sub = rn->sub, .sink = fn, .sink_userdata = userdata, .broker = b,
+        *rn = (Runner){ .registry = m, .sub = rn->sub, .sink = fn, .sink_userdata = userdata, .broker = b,
                         .sink_app = app_id ? strdup(app_id) : NULL, .next = m->pubsub_runners };
         if (app_id && !rn->sink_app) {
                 subscription_free(rn->sub);

@@ -26,7 +26,7 @@
 
 typedef struct Subscription Subscription;
 
-/* Per app: what its GET /dapr/subscribe answered last (owned by the Manager). */
+/* Per app: what its GET /dapr/subscribe answered last (held in the registry). */
 typedef struct AppSubscriptions {
         char *app_id;
         Subscription **subs;
@@ -38,9 +38,9 @@ typedef struct AppSubscriptions {
 #define PUBSUB_DEFAULT_CONCURRENCY 64U
 
 /* Opens a broker for component c (a pubsub.* component). *reterr_msg says why not. */
-int pubsub_broker_open(Manager *m, Component *c, PubsubBroker **ret, char **reterr_msg);
+int pubsub_broker_open(Registry *m, Component *c, PubsubBroker **ret, char **reterr_msg);
 /* Closes (pending publishes get -ECANCELED) and frees. NULL-safe. */
-PubsubBroker *pubsub_broker_close(PubsubBroker *b);
+PubsubBroker *pubsub_broker_close(Registry *m, PubsubBroker *b);
 
 /* ---- publish ---- */
 
@@ -68,23 +68,25 @@ typedef void (*PublishDoneFn)(int error, const char *message, void *userdata);
  * above with *reterr (malloc'd) saying why; -ENOMEM. pubsub_publish() checks this itself; bulk
  * publish asks first so a bad target fails the whole request as Dapr does.
  */
-int pubsub_check_publish(Manager *m, const char *app, const char *pubsub, const char *topic, PubsubBroker **ret,
+int pubsub_check_publish(Registry *m, const char *app, const char *pubsub, const char *topic, PubsubBroker **ret,
                          char **reterr);
 /* done runs exactly once, later on the loop. < 0 (nothing started) only on OOM. */
-int pubsub_publish(Manager *m, const PublishRequest *req, PublishDoneFn done, void *userdata);
+int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, void *userdata);
 
 /* ---- subscriptions ---- */
 
 /* Re-reads <config dir>/subscriptions/{star}.yaml and restarts every app's subscriptions. */
-int pubsub_reload(Manager *m);
-/* The app became healthy: ask it for GET /dapr/subscribe, then (re)start its subscriptions. */
-void pubsub_app_ready(Manager *m, App *a);
-/* The app left: its subscriptions stop (unsettled messages are redelivered later). */
-void pubsub_app_removed(Manager *m, App *a);
+int pubsub_reload(Registry *m);
+/*
+ * Hooks the block into the registry: an app that became healthy is asked for GET /dapr/subscribe
+ * and its subscriptions (re)start; an app that left has its subscriptions stopped (unsettled
+ * messages are redelivered later).
+ */
+int pubsub_setup(Registry *m);
 /* Stops every subscription (before brokers close or change). */
-void pubsub_stop_all(Manager *m);
-/* Stops everything and frees the subscription lists (at exit). */
-void pubsub_done(Manager *m);
+void pubsub_stop_all(Registry *m);
+/* Stops everything, frees the subscription lists and unhooks (at exit). */
+void pubsub_done(Registry *m);
 
 /* ---- subscribers that are not apps (D-Bus clients) ---- */
 
@@ -109,7 +111,7 @@ typedef void (*PubsubSinkFn)(PubsubSinkDelivery *d, const char *topic, const voi
  * -ENOENT no such pubsub (or app outside its scopes), -EACCES topic refused by
  * the pubsub's scopes. app_id is the subscriber's app (scope checks), or NULL.
  */
-int pubsub_sink_subscribe(Manager *m, const char *app_id, const char *group, const char *pubsub,
+int pubsub_sink_subscribe(Registry *m, const char *app_id, const char *group, const char *pubsub,
                           const char *topic, unsigned max_in_flight, PubsubSinkFn fn, void *userdata,
                           PubsubRunner **ret);
 void pubsub_sink_settle(PubsubSinkDelivery *d, PubsubVerdict v);
@@ -120,4 +122,4 @@ void pubsub_sink_unsubscribe(PubsubRunner *rn);
 /* app_id NULL for sinks; s NULL for sinks (topic/pubsub then in the arguments). */
 typedef void (*PubsubSubscriptionFn)(const char *app_id, const char *pubsub, const char *topic, const Subscription *s,
                                      void *userdata);
-void pubsub_foreach_subscription(Manager *m, PubsubSubscriptionFn fn, void *userdata);
+void pubsub_foreach_subscription(Registry *m, PubsubSubscriptionFn fn, void *userdata);

@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "../core/component.h"
-#include "../manager.h"
+#include "../core/registry.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
 #include "../util/strv.h"
@@ -90,7 +90,7 @@ struct StateSched {
 
 static void sched_free(StateSched *q);
 
-int state_store_open(Manager *m, Component *c, StateStore **ret, char **reterr_msg) {
+int state_store_open(Registry *m, Component *c, StateStore **ret, char **reterr_msg) {
         const StateDriver *d = state_driver_find(c->type);
         StateStore *s;
         int r;
@@ -105,7 +105,7 @@ int state_store_open(Manager *m, Component *c, StateStore **ret, char **reterr_m
         s = calloc(1, d->instance_size);
         if (!s)
                 return -ENOMEM;
-        *s = (StateStore){ .driver = d, .component = component_ref(c), .manager = m, .event = m->event,
+        *s = (StateStore){ .driver = d, .component = component_ref(c), .event = m->event,
                            .name = c->name, .state_dir = m->state_dir };
         s->sched = calloc(1, sizeof *s->sched);
         if (!s->sched) {
@@ -180,7 +180,7 @@ const char *state_store_name(const StateStore *s) {
         return s->component->name;
 }
 
-int state_lookup(Manager *m, const char *name, const char *app_id, StateStore **ret) {
+int state_lookup(Registry *m, const char *name, const char *app_id, StateStore **ret) {
         if (m->n_state_stores == 0)
                 return -ENODEV;
         for (size_t i = 0; i < m->n_state_stores; i++) {

@@ -15,7 +15,7 @@
 #include "../forward.h"
 
 /* Opens a store for component c (a state.* component). *reterr_msg says why not. */
-int state_store_open(Manager *m, Component *c, StateStore **ret, char **reterr_msg);
+int state_store_open(Registry *m, Component *c, StateStore **ret, char **reterr_msg);
 /* Closes (in-flight callbacks get -ECANCELED) and frees. NULL-safe. */
 StateStore *state_store_close(StateStore *s);
 const char *state_store_name(const StateStore *s);
@@ -25,7 +25,7 @@ const char *state_store_name(const StateStore *s);
  * -ENODEV when no state store is configured at all, -ENOENT when there is no
  * such store or the caller is outside its scopes.
  */
-int state_lookup(Manager *m, const char *name, const char *app_id, StateStore **ret);
+int state_lookup(Registry *m, const char *name, const char *app_id, StateStore **ret);
 
 /* key → stored key for this caller ("app||key"). -EINVAL: empty key or one containing "||". */
 int state_scope_key(const StateStore *s, const char *app_id, const char *key, char **ret);

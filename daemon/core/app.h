@@ -31,7 +31,7 @@ typedef enum AppHealth {
 
 struct App {
         unsigned n_ref;
-        Manager *manager;          /* back-reference; NULL once unlinked */
+        Registry *registry;        /* back-reference; NULL once removed from it */
         AppConfig *config;
         AppSource source;
         AppHealth health;

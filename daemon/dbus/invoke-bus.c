@@ -393,7 +393,7 @@ int bus_method_invoke_method(sd_bus_message *call, void *userdata, sd_bus_error 
                 .body = body_len > 0 ? body : NULL,
                 .body_len = body_len,
         };
-        r = invoke_start(m, &req, &bus_invoke_handler, bi, &bi->invoke);
+        r = invoke_start(m->registry, &req, &bus_invoke_handler, bi, &bi->invoke);
         if (r == -EINVAL) /* what the block refuses beyond our checks: verbs such as CONNECT */
                 return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
                                          "failed to invoke, id: %s, err: method %s not allowed", app_id, verb);

@@ -200,7 +200,7 @@ int bus_method_publish(sd_bus_message *call, void *userdata, sd_bus_error *reter
                 .metadata = metadata,
         };
         /* the block copies what it keeps: the strings in call need not outlive this */
-        r = pubsub_publish(m, &req, on_published, sd_bus_message_ref(call));
+        r = pubsub_publish(m->registry, &req, on_published, sd_bus_message_ref(call));
         if (r < 0) {
                 sd_bus_message_unref(call);
                 return r;
@@ -523,7 +523,7 @@ static int on_owner_checked(sd_bus_message *reply, void *userdata, sd_bus_error 
                 subscription_end(s, NULL);
                 return 0;
         }
-        r = pubsub_sink_subscribe(s->manager, s->app, s->group, s->pubsub, s->topic, s->max_in_flight, on_sink, s,
+        r = pubsub_sink_subscribe(s->manager->registry, s->app, s->group, s->pubsub, s->topic, s->max_in_flight, on_sink, s,
                                   &s->runner);
         if (r < 0) {
                 s->runner = NULL;
@@ -708,7 +708,7 @@ int bus_method_list_subscriptions(sd_bus_message *call, void *userdata, sd_bus_e
                 r = sd_bus_message_open_container(reply, 'a', "(sssss)");
         if (r < 0)
                 return r;
-        pubsub_foreach_subscription(m, append_subscription, reply);
+        pubsub_foreach_subscription(m->registry, append_subscription, reply);
         r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
@@ -742,7 +742,7 @@ void pubsub_bus_done(Manager *m) {
                  * every runner already (pubsub_done() runs before the front-ends close): with no
                  * runner left, ours are gone too.
                  */
-                if (!m->pubsub_runners) {
+                if (!m->registry->pubsub_runners) {
                         s->runner = NULL;
                         s->n_deliveries = 0;
                 }

@@ -45,8 +45,8 @@ static int prop_apps(sd_bus *bus, const char *path, const char *interface, const
                      sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
         Manager *m = userdata;
         int r = sd_bus_message_open_container(reply, 'a', "(sssqs)");
-        for (size_t i = 0; r >= 0 && i < m->n_apps; i++) {
-                const App *a = m->apps[i];
+        for (size_t i = 0; r >= 0 && i < m->registry->n_apps; i++) {
+                const App *a = m->registry->apps[i];
                 r = sd_bus_message_append(reply, "(sssqs)", a->config->id, strempty(a->config->app_address),
                                           strempty(a->socket_path), a->config->http_port,
                                           app_health_to_string(a->health));
@@ -58,8 +58,8 @@ static int prop_components(sd_bus *bus, const char *path, const char *interface,
                            sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
         Manager *m = userdata;
         int r = sd_bus_message_open_container(reply, 'a', "(ssss)");
-        for (size_t i = 0; r >= 0 && i < m->n_components; i++) {
-                const Component *c = m->components[i];
+        for (size_t i = 0; r >= 0 && i < m->registry->n_components; i++) {
+                const Component *c = m->registry->components[i];
                 r = sd_bus_message_append(reply, "(ssss)", c->name, c->type, c->version, c->file);
         }
         return r < 0 ? r : sd_bus_message_close_container(reply);
@@ -75,12 +75,12 @@ static int reload_authorized(sd_bus_message *call, Manager *m) {
         if (r < 0)
                 return sd_bus_reply_method_errorf(call, ERR_FAILED, "Reload failed: %s", strerror(-r));
         /* The good files were applied, but the caller must not take the reload for a clean one. */
-        if (m->n_config_errors > 0)
+        if (m->registry->n_config_errors > 0)
                 return sd_bus_reply_method_errorf(
                         call, ERR_CONFIGURATION_ERRORS,
                         "Reloaded with %u configuration errors; %u broken files or documents kept their "
                         "previous version (see the log for file:line)",
-                        m->n_config_errors, m->n_config_kept);
+                        m->registry->n_config_errors, m->registry->n_config_kept);
         return sd_bus_reply_method_return(call, NULL);
 }
 
@@ -208,7 +208,7 @@ static int unregister_authorized(sd_bus_message *call, Manager *m) {
         r = reread_app_id(call, &id);
         if (r < 0)
                 return r;
-        App *a = manager_find_app(m, id);
+        App *a = registry_find_app(m->registry, id);
         if (!a)
                 return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
         if (a->source != APP_SOURCE_BUS)
@@ -281,7 +281,7 @@ static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *re
         r = sd_bus_message_read(call, "s", &id);
         if (r < 0)
                 return r;
-        App *a = manager_find_app(m, id);
+        App *a = registry_find_app(m->registry, id);
         if (!a)
                 return sd_bus_error_setf(reterr, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
         const AppConfig *c = a->config;

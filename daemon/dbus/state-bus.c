@@ -104,9 +104,9 @@ static int resolve(sd_bus_message *call, Manager *m, char **ret_app, StateStore 
                 return r;
         if (!*app_id)
                 app_id = own = bus_sender_app(call);
-        if (!app_id || !manager_find_app(m, app_id))
+        if (!app_id || !registry_find_app(m->registry, app_id))
                 return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_APP, "No app '%s' is registered", strna(app_id));
-        r = state_lookup(m, store, app_id, ret_store);
+        r = state_lookup(m->registry, store, app_id, ret_store);
         if (r < 0)
                 return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_STORE, "State store '%s' is not found", store);
         *ret_app = strdup(app_id);

@@ -161,7 +161,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .body_len = body_len,
                 .routed_by_authorization = routed_by_authorization,
         };
-        k = invoke_start(http_request_manager(r), &req, &handler, hi, &hi->call);
+        k = invoke_start(http_request_registry(r), &req, &handler, hi, &hi->call);
         if (k < 0) {
                 http_invoke_free(hi);
                 if (k == -EINVAL)

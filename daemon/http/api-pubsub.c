@@ -80,7 +80,7 @@ int http_publish(HttpRequest *r, const RouteMatch *m) {
         };
         if (!*req.pubsub)
                 return http_reply_error(r, DAPR_ERR_PUBSUB_EMPTY, "pubsub name is empty");
-        k = pubsub_publish(http_request_manager(r), &req, on_published, r);
+        k = pubsub_publish(http_request_registry(r), &req, on_published, r);
         if (k < 0)
                 return k;
         http_request_suspend(r);
@@ -188,7 +188,7 @@ static int bulk_check_cloudevents(HttpRequest *r, json_t *entries, char **md) {
 }
 
 int http_publish_bulk(HttpRequest *r, const RouteMatch *m) {
-        Manager *mg = http_request_manager(r);
+        Registry *mg = http_request_registry(r);
         _cleanup_strv_free_ char **md = NULL;
         size_t len, i;
         const void *body = http_request_body(r, &len);

@@ -20,7 +20,7 @@
 
 #include "../blocks/state.h"
 #include "../core/app.h"
-#include "../manager.h"
+#include "../core/registry.h"
 #include "../util/strv.h"
 #include "handlers.h"
 #include "server.h"
@@ -40,7 +40,7 @@ static int find_store(HttpRequest *r, const char *name, StateStore **ret) {
                                         "the caller is not an app: use the app's own socket or port, or run in "
                                         "mooring-app@<app-id>.service"),
                        -1;
-        k = state_lookup(http_request_manager(r), name, caller_app(r), ret);
+        k = state_lookup(http_request_registry(r), name, caller_app(r), ret);
         if (k == -ENODEV)
                 return http_reply_error(r, DAPR_ERR_STATE_STORE_NOT_CONFIGURED, "state store is not configured"),
                        -1;

@@ -2,8 +2,8 @@
 /*
  * The route table and the handlers of the foundation: health, metadata and the
  * admin routes of the shared socket. Handlers translate between HTTP and the
- * Manager's model; they decide nothing the D-Bus front-end would decide
- * differently.
+ * registry's model (the Manager only for its lifecycle state and counters);
+ * they decide nothing the D-Bus front-end would decide differently.
  */
 #include <errno.h>
 #include <string.h>
@@ -47,7 +47,7 @@ static int get_healthz_outbound(HttpRequest *r, const RouteMatch *m) {
         return http_reply_empty(r, 204);
 }
 
-static json_t *component_json(Manager *m, const Component *c) {
+static json_t *component_json(Registry *m, const Component *c) {
         json_t *caps = json_array();
         for (size_t i = 0; caps && i < m->n_state_stores; i++)
                 if (m->state_stores[i]->component == c)
@@ -117,7 +117,7 @@ static void add_subscription_of(const char *app_id, const char *pubsub, const ch
 }
 
 static int get_metadata(HttpRequest *r, const RouteMatch *m) {
-        Manager *mg = http_request_manager(r);
+        Registry *mg = http_request_registry(r);
         const Caller *c = http_request_caller(r);
         const char *id = c->app ? c->app->config->id : "";
         json_t *j, *comps, *ext;
@@ -151,7 +151,7 @@ static int get_metadata(HttpRequest *r, const RouteMatch *m) {
 }
 
 static int put_metadata(HttpRequest *r, const RouteMatch *m) {
-        Manager *mg = http_request_manager(r);
+        Registry *mg = http_request_registry(r);
         const Caller *c = http_request_caller(r);
         size_t len;
         const char *body = http_request_body(r, &len);
@@ -185,7 +185,7 @@ static int get_status(HttpRequest *r, const RouteMatch *m) {
                 r, 200,
                 json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
                           "version", PACKAGE_VERSION, "state", manager_state_to_string(mg->state), "apps",
-                          (json_int_t) mg->n_apps, "components", (json_int_t) mg->n_components, "uptimeSec",
+                          (json_int_t) mg->registry->n_apps, "components", (json_int_t) mg->registry->n_components, "uptimeSec",
                           (json_int_t) manager_uptime_sec(mg), "bus", manager_bus_mode_to_string(mg->bus_mode),
                           "http", "connections", (json_int_t) h->connections, "accepted",
                           (json_int_t) h->accepted, "requests", (json_int_t) h->requests, "refusedGlobal",
@@ -197,7 +197,7 @@ static int get_status(HttpRequest *r, const RouteMatch *m) {
 }
 
 static int get_apps(HttpRequest *r, const RouteMatch *m) {
-        Manager *mg = http_request_manager(r);
+        Registry *mg = http_request_registry(r);
         json_t *a = json_array();
         for (size_t i = 0; a && i < mg->n_apps; i++) {
                 const App *app = mg->apps[i];
@@ -212,7 +212,7 @@ static int get_apps(HttpRequest *r, const RouteMatch *m) {
 }
 
 static int get_components(HttpRequest *r, const RouteMatch *m) {
-        Manager *mg = http_request_manager(r);
+        Registry *mg = http_request_registry(r);
         json_t *a = json_array();
         for (size_t i = 0; a && i < mg->n_components; i++) {
                 const Component *c = mg->components[i];
@@ -238,7 +238,7 @@ static void add_subscription(const char *app_id, const char *pubsub, const char 
 static int get_subscriptions(HttpRequest *r, const RouteMatch *m) {
         json_t *a = json_array();
         if (a)
-                pubsub_foreach_subscription(http_request_manager(r), add_subscription, a);
+                pubsub_foreach_subscription(http_request_registry(r), add_subscription, a);
         return http_reply_json(r, 200, a);
 }
 
@@ -252,8 +252,8 @@ static void probe_answer(App *a, bool healthy, long status, const char *error, v
 /* Probes the app now through the app channel and answers when the probe is done:
  * the request is suspended meanwhile, the loop keeps serving everyone else. */
 static int post_app_probe(HttpRequest *r, const RouteMatch *m) {
-        Manager *mg = http_request_manager(r);
-        App *a = manager_find_app(mg, m->params[0]);
+        Registry *mg = http_request_registry(r);
+        App *a = registry_find_app(mg, m->params[0]);
         int k;
 
         if (!a)

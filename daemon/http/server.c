@@ -212,7 +212,7 @@ static void caller_init(Caller *c, const HttpListener *l, const struct ucred *cr
         if (unit) {
                 _cleanup_free_ char *id = NULL;
                 if (identity_app_from_unit(unit, &id) && id)
-                        c->app = app_ref(manager_find_app(l->server->manager, id));
+                        c->app = app_ref(registry_find_app(l->server->manager->registry, id));
         }
 }
 
@@ -1296,6 +1296,10 @@ const Caller *http_request_caller(const HttpRequest *r) {
 
 Manager *http_request_manager(const HttpRequest *r) {
         return r->conn->server->manager;
+}
+
+Registry *http_request_registry(const HttpRequest *r) {
+        return r->conn->server->manager->registry;
 }
 
 const char *http_request_method(const HttpRequest *r) {

@@ -74,7 +74,9 @@ int http_listener_fd(const HttpListener *l);
 /* ---- what handlers use ---- */
 
 const Caller *http_request_caller(const HttpRequest *r);
+/* The Manager, for lifecycle routes only (healthz, metadata); block handlers take the registry. */
 Manager *http_request_manager(const HttpRequest *r);
+Registry *http_request_registry(const HttpRequest *r);
 const char *http_request_method(const HttpRequest *r);
 /* The path as sent, still escaped, without the query string. */
 const char *http_request_url(const HttpRequest *r);

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "../core/app.h"
-#include "../manager.h"
+#include "../core/registry.h"
 #include "../util/cleanup.h"
 #include "app-channel.h"
 #include "transport.h"
@@ -33,7 +33,7 @@ bool app_channel_address(const App *a, TransportAddress *ret) {
 static char *const probe_headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
 
 /* Starts one probe GET; done gets the app as userdata's owner decides. */
-static int probe_send(Manager *m, App *a, const TransportHandler *h, void *userdata, TransportCall **ret) {
+static int probe_send(Registry *r, App *a, const TransportHandler *h, void *userdata, TransportCall **ret) {
         TransportAddress addr;
         if (!app_channel_address(a, &addr))
                 return -EADDRNOTAVAIL;
@@ -44,7 +44,7 @@ static int probe_send(Manager *m, App *a, const TransportHandler *h, void *userd
                 .timeout_usec = APP_PROBE_TIMEOUT_MS * 1000,
                 .max_answer = PROBE_ANSWER_MAX,
         };
-        return transport_call_start(m->transport, &addr, &req, h, userdata, ret);
+        return transport_call_start(r->transport, &addr, &req, h, userdata, ret);
 }
 
 bool app_channel_is_down(const App *a) {
@@ -63,8 +63,8 @@ static bool probe_apply(App *a, const TransportAnswer *ans) {
                 if (a->health == APP_HEALTH_UNKNOWN || a->probe_failures >= APP_PROBE_THRESHOLD)
                         a->health = APP_HEALTH_UNHEALTHY;
         }
-        if (a->health != before && a->manager)
-                manager_on_app_health_changed(a->manager, a);
+        if (a->health != before && a->registry)
+                registry_notify(a->registry, REGISTRY_APP_HEALTH_CHANGED, a);
         return ok;
 }
 
@@ -72,7 +72,7 @@ static void probe_done(TransportCall *tc, const TransportAnswer *ans, const Tran
         App *a = userdata;
 
         a->probe_request = NULL;
-        if (a->manager) /* not removed meanwhile */
+        if (a->registry) /* not removed meanwhile */
                 (void) probe_apply(a, ans);
         app_unref(a);
 }
@@ -81,14 +81,14 @@ static const TransportHandler probe_handler = { .done = probe_done };
 
 static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         App *a = userdata;
-        Manager *m = a->manager;
+        Registry *r = a->registry;
 
-        if (!m)
+        if (!r)
                 return 0;
         (void) sd_event_source_set_time_relative(s, a->config->health_probe_interval_usec);
         if (a->probe_request)
                 return 0; /* the previous probe is still out: it will time out on its own */
-        if (probe_send(m, a, &probe_handler, app_ref(a), (TransportCall **) &a->probe_request) < 0)
+        if (probe_send(r, a, &probe_handler, app_ref(a), (TransportCall **) &a->probe_request) < 0)
                 app_unref(a); /* retried at the next tick */
         return 0;
 }
@@ -103,7 +103,7 @@ static void probe_now_done(TransportCall *tc, const TransportAnswer *ans, const 
                            void *userdata) {
         ProbeNow *p = userdata;
         App *a = p->app;
-        bool ok = a->manager ? probe_apply(a, ans) : false;
+        bool ok = a->registry ? probe_apply(a, ans) : false;
 
         p->done(a, ok, ans ? (long) ans->status : 0, e ? e->message : NULL, p->userdata);
         app_unref(a);
@@ -112,14 +112,14 @@ static void probe_now_done(TransportCall *tc, const TransportAnswer *ans, const 
 
 static const TransportHandler probe_now_handler = { .done = probe_now_done };
 
-int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdata) {
+int app_channel_probe_now(Registry *reg, App *a, AppProbeDoneFn done, void *userdata) {
         ProbeNow *p = calloc(1, sizeof *p);
         int r;
 
         if (!p)
                 return -ENOMEM;
         *p = (ProbeNow){ .app = app_ref(a), .done = done, .userdata = userdata };
-        r = probe_send(m, a, &probe_now_handler, p, NULL);
+        r = probe_send(reg, a, &probe_now_handler, p, NULL);
         if (r < 0) {
                 app_unref(a);
                 free(p);
@@ -127,11 +127,11 @@ int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdat
         return r;
 }
 
-int app_channel_probe_start(Manager *m, App *a) {
+int app_channel_probe_start(Registry *reg, App *a) {
         int r;
         if (a->config->address_kind == APP_ADDRESS_NONE || a->probe_timer)
                 return 0;
-        r = sd_event_add_time_relative(m->event, &a->probe_timer, CLOCK_MONOTONIC, 0, 10 * 1000, probe_fire, a);
+        r = sd_event_add_time_relative(reg->event, &a->probe_timer, CLOCK_MONOTONIC, 0, 10 * 1000, probe_fire, a);
         if (r < 0)
                 return r;
         /* ON, not ONESHOT: probe_fire() moves the deadline forward each time. */

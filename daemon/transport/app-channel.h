@@ -3,7 +3,8 @@
  * The app channel: how mooringd reaches an app (its AppAddress: a loopback
  * TCP port or a Unix socket), through the transport, whose connections are
  * kept alive and reused. It also probes the app's health on a timer and
- * reports transitions to the Manager.
+ * reports transitions through the registry's REGISTRY_APP_HEALTH_CHANGED
+ * callbacks (it knows nothing of who listens).
  */
 #pragma once
 
@@ -26,7 +27,7 @@ bool app_channel_address(const App *a, TransportAddress *ret);
  * loop. status is the app's HTTP status or 0; error a short text or NULL.
  */
 typedef void (*AppProbeDoneFn)(App *a, bool healthy, long status, const char *error, void *userdata);
-int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdata);
+int app_channel_probe_now(Registry *r, App *a, AppProbeDoneFn done, void *userdata);
 
 /*
  * Is the app down as far as calls are concerned: its probes failed
@@ -37,5 +38,5 @@ int app_channel_probe_now(Manager *m, App *a, AppProbeDoneFn done, void *userdat
 bool app_channel_is_down(const App *a);
 
 /* Starts periodic probing (first probe right away). No-op for apps without an address. */
-int app_channel_probe_start(Manager *m, App *a);
+int app_channel_probe_start(Registry *r, App *a);
 void app_channel_probe_stop(App *a);

@@ -15,7 +15,7 @@
  * topic and group names (unique per process and run, so a shared server such
  * as Redis or Mosquitto needs no cleaning between cases), and brokers built
  * the way the Manager builds them: d->instance_size bytes, the generic
- * PubsubBroker filled in (manager NULL, instance_id "test-<pid>"), then open().
+ * PubsubBroker filled in (instance_id "test-<pid>"), then open().
  * Cases drive the loop until the callbacks they wait for arrive, each wait
  * bounded so nothing hangs. Checks that a callback cannot make itself (a
  * deliver() after unsubscribe, a done() twice, a callback from inside the
@@ -280,7 +280,6 @@ _unused_ static int pss_open_full(Pss *S, PubsubBroker **ret, char **ret_msg) {
         ASSERT_NOT_NULL(b);
         b->driver = d;
         b->component = pss_component(S);
-        b->manager = NULL;
         b->event = S->event;
         b->name = b->component->name;
         b->state_dir = S->dir;

@@ -20,7 +20,7 @@
 
 #include "blocks/state.h"
 #include "core/component.h"
-#include "manager.h"
+#include "core/registry.h"
 #include "util/cleanup.h"
 #include "util/strv.h"
 #include "tests.h"
@@ -28,7 +28,7 @@
 typedef struct Env {
         sd_event *event;
         char dir[64];
-        Manager manager; /* only event and state_dir: what state_store_open() reads */
+        Registry registry; /* only event and state_dir: what state_store_open() reads */
 } Env;
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -42,8 +42,8 @@ static void env_init(Env *env) {
                     sizeof env->dir);
         ASSERT_NOT_NULL(mkdtemp(env->dir));
         ASSERT_OK(sd_event_new(&env->event));
-        env->manager.event = env->event;
-        env->manager.state_dir = env->dir;
+        env->registry.event = env->event;
+        env->registry.state_dir = env->dir;
 }
 
 static void env_done(Env *env) {
@@ -68,7 +68,7 @@ static StateStore *store_open(Env *env, const char *metadata) {
                              "spec:\n  type: state.sqlite\n  version: v1\n%s%s",
                              *metadata ? "  metadata:\n" : "", metadata) > 0);
         ASSERT_EQ(component_parse("test.yaml", yaml, strlen(yaml), on_component, NULL, &c), 1);
-        int r = state_store_open(&env->manager, c, &s, &msg);
+        int r = state_store_open(&env->registry, c, &s, &msg);
         if (r < 0)
                 fprintf(stderr, "open: %s\n", strna(msg));
         ASSERT_OK(r);
@@ -247,7 +247,7 @@ TEST(bound_per_request) {
                                             "spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n"
                                             "  - name: maxOperationsPerRequest\n    value: lots\n") > 0);
                 ASSERT_EQ(component_parse("test.yaml", yaml, strlen(yaml), on_component, NULL, &c), 1);
-                ASSERT_TRUE(state_store_open(&env.manager, c, &t, &msg) < 0);
+                ASSERT_TRUE(state_store_open(&env.registry, c, &t, &msg) < 0);
                 ASSERT_TRUE(startswith(msg, "maxOperationsPerRequest"));
                 component_unref(c);
         }

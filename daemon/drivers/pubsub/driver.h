@@ -96,8 +96,7 @@ typedef void (*PubsubDeliverFn)(PubsubSubscription *sub, PubsubDelivery *d, cons
 struct PubsubBroker {
         const PubsubDriver *driver;
         Component *component;          /* ref: metadata via component_get_string() */
-        Manager *manager;              /* back-reference */
-        sd_event *event;               /* the loop (borrowed from the Manager) */
+        sd_event *event;               /* the loop (borrowed) */
         const char *name;              /* component name (borrowed from component) */
         const char *state_dir;         /* the daemon's state directory (borrowed), for embedded brokers */
         const char *instance_id;       /* stable per daemon installation (persisted in the state dir):

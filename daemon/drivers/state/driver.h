@@ -102,8 +102,7 @@ typedef void (*StateDoneFn)(const StateResult *result, void *userdata);
 struct StateStore {
         const StateDriver *driver;
         Component *component;          /* ref: metadata via component_get_string() */
-        Manager *manager;              /* back-reference */
-        sd_event *event;               /* the loop (borrowed from the Manager) */
+        sd_event *event;               /* the loop (borrowed) */
         const char *name;              /* component name (borrowed from component) */
         const char *state_dir;               /* the daemon's state directory (borrowed), for embedded stores */
         StateSched *sched;             /* the state block's per-store queues (blocks/state.c); drivers ignore it */

@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See registry.h. The registry only holds and finds; it starts nothing and
+ * opens no socket. The one thing it loads itself is the Configuration cache,
+ * because a lookup (registry_app_configuration()) may have to read a file the
+ * first time an app names it.
+ *
+ * Hooks are a singly linked list per event. A removal during a dispatch only
+ * marks the hook dead (the running loop may hold a pointer to it or to its
+ * successor); the dead ones are unlinked once the outermost dispatch ends.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../drivers/pubsub/driver.h"
+#include "../drivers/state/driver.h"
+#include "../util/fileio.h"
+#include "../util/log.h"
+#include "app.h"
+#include "component.h"
+#include "registry.h"
+
+struct RegistryHook {
+        RegistryAppFn fn;
+        void *userdata;
+        bool dead;
+        RegistryHook *next;
+};
+
+static const char *const event_names[_REGISTRY_EVENT_MAX] = {
+        [REGISTRY_APP_HEALTH_CHANGED] = "app-health-changed",
+        [REGISTRY_APP_REMOVED] = "app-removed",
+};
+
+const char *registry_event_to_string(RegistryEvent ev) {
+        return ev >= 0 && ev < _REGISTRY_EVENT_MAX ? event_names[ev] : NULL;
+}
+
+Registry *registry_new(sd_event *e) {
+        Registry *r = calloc(1, sizeof *r);
+        if (!r)
+                return NULL;
+        r->extended = json_object();
+        if (!r->extended) {
+                free(r);
+                return NULL;
+        }
+        r->event = sd_event_ref(e);
+        return r;
+}
+
+static void configuration_entries_free(ConfigurationEntry *l, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(l[i].path);
+                configuration_free(l[i].c);
+                free(l[i].error);
+        }
+        free(l);
+}
+
+Registry *registry_free(Registry *r) {
+        if (!r)
+                return NULL;
+        /* The owner emptied the app list through registry_remove_app() (listeners close there); what
+         * is left here had no one to tell. */
+        for (size_t i = 0; i < r->n_apps; i++) {
+                r->apps[i]->registry = NULL;
+                app_unref(r->apps[i]);
+        }
+        free(r->apps);
+        for (size_t i = 0; i < r->n_components; i++)
+                component_unref(r->components[i]);
+        free(r->components);
+        free(r->state_stores);
+        free(r->pubsubs);
+        configuration_entries_free(r->configurations, r->n_configurations);
+        json_decref(r->extended);
+        free(r->instance_id);
+        for (int ev = 0; ev < _REGISTRY_EVENT_MAX; ev++)
+                while (r->hooks[ev]) {
+                        RegistryHook *h = r->hooks[ev];
+                        r->hooks[ev] = h->next;
+                        free(h);
+                }
+        sd_event_unref(r->event);
+        free(r);
+        return NULL;
+}
+
+/* ---- events ---- */
+
+int registry_add_callback(Registry *r, RegistryEvent ev, RegistryAppFn fn, void *userdata) {
+        RegistryHook **tail = &r->hooks[ev];
+
+        assert(ev >= 0 && ev < _REGISTRY_EVENT_MAX && fn);
+        for (; *tail; tail = &(*tail)->next)
+                if (!(*tail)->dead && (*tail)->fn == fn && (*tail)->userdata == userdata)
+                        return -EEXIST;
+        RegistryHook *h = calloc(1, sizeof *h);
+        if (!h)
+                return -ENOMEM;
+        *h = (RegistryHook){ .fn = fn, .userdata = userdata };
+        *tail = h;
+        return 0;
+}
+
+static void sweep(Registry *r, RegistryEvent ev) {
+        for (RegistryHook **p = &r->hooks[ev]; *p;) {
+                RegistryHook *h = *p;
+                if (!h->dead) {
+                        p = &h->next;
+                        continue;
+                }
+                *p = h->next;
+                free(h);
+        }
+}
+
+int registry_remove_callback(Registry *r, RegistryEvent ev, RegistryAppFn fn, void *userdata) {
+        assert(ev >= 0 && ev < _REGISTRY_EVENT_MAX);
+        for (RegistryHook *h = r->hooks[ev]; h; h = h->next) {
+                if (h->dead || h->fn != fn || h->userdata != userdata)
+                        continue;
+                h->dead = true;
+                if (r->dispatching == 0)
+                        sweep(r, ev);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+void registry_notify(Registry *r, RegistryEvent ev, App *a) {
+        RegistryHook *last = NULL;
+
+        assert(ev >= 0 && ev < _REGISTRY_EVENT_MAX);
+        /* Only the hooks there now: one added by a callback waits for the next event. */
+        for (RegistryHook *h = r->hooks[ev]; h; h = h->next)
+                last = h;
+        if (!last)
+                return;
+        r->dispatching++;
+        for (RegistryHook *h = r->hooks[ev];; h = h->next) {
+                if (!h->dead)
+                        h->fn(r, a, h->userdata);
+                if (h == last)
+                        break;
+        }
+        if (--r->dispatching == 0)
+                for (int i = 0; i < _REGISTRY_EVENT_MAX; i++)
+                        sweep(r, (RegistryEvent) i);
+}
+
+/* ---- apps ---- */
+
+static size_t app_index(Registry *r, const char *id, bool *ret_found) {
+        size_t lo = 0, hi = r->n_apps;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                int c = strcmp(r->apps[mid]->config->id, id);
+                if (c == 0) {
+                        *ret_found = true;
+                        return mid;
+                }
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret_found = false;
+        return lo;
+}
+
+App *registry_find_app(Registry *r, const char *id) {
+        bool found;
+        size_t i = app_index(r, id, &found);
+        return found ? r->apps[i] : NULL;
+}
+
+App *registry_find_app_by_file(Registry *r, const char *file) {
+        for (size_t i = 0; i < r->n_apps; i++)
+                if (r->apps[i]->source == APP_SOURCE_FILE && streq_ptr(r->apps[i]->config->file, file))
+                        return r->apps[i];
+        return NULL;
+}
+
+int registry_add_app(Registry *r, App *a) {
+        bool found;
+        size_t i = app_index(r, a->config->id, &found);
+        if (found)
+                return -EEXIST;
+        App **n = realloc(r->apps, (r->n_apps + 1) * sizeof(App *));
+        if (!n)
+                return -ENOMEM;
+        r->apps = n;
+        memmove(r->apps + i + 1, r->apps + i, (r->n_apps - i) * sizeof(App *));
+        r->apps[i] = app_ref(a);
+        r->n_apps++;
+        a->registry = r;
+        return 0;
+}
+
+App *registry_remove_app(Registry *r, App *a) {
+        bool found;
+        size_t i = app_index(r, a->config->id, &found);
+
+        assert(found && r->apps[i] == a);
+        memmove(r->apps + i, r->apps + i + 1, (r->n_apps - i - 1) * sizeof(App *));
+        r->n_apps--;
+        /* Blocks end what they run for it (queued calls, subscriptions) while it can still be named. */
+        registry_notify(r, REGISTRY_APP_REMOVED, a);
+        a->registry = NULL;
+        return a;
+}
+
+/* ---- state stores and brokers ---- */
+
+StateStore *registry_find_state_store(Registry *r, const char *name) {
+        for (size_t i = 0; i < r->n_state_stores; i++)
+                if (streq(r->state_stores[i]->component->name, name))
+                        return r->state_stores[i];
+        return NULL;
+}
+
+PubsubBroker *registry_find_pubsub(Registry *r, const char *name) {
+        for (size_t i = 0; i < r->n_pubsubs; i++)
+                if (streq(r->pubsubs[i]->component->name, name))
+                        return r->pubsubs[i];
+        return NULL;
+}
+
+/* ---- configuration errors ---- */
+
+void registry_log_conf_error(Registry *r, const ConfError *e) {
+        _cleanup_free_ char *s = conf_error_format(e);
+        r->n_config_errors++;
+        log_error("%s", s ?: "configuration error");
+}
+
+void registry_log_conf_kept(Registry *r, const ConfError *e) {
+        _cleanup_free_ char *s = conf_error_format(e);
+        r->n_config_errors++;
+        r->n_config_kept++;
+        /* A warning, not an error: nothing stopped working, but the file on disk is not what runs. */
+        log_warning("%s; kept the previous version", s ?: "configuration error");
+}
+
+/* ---- Dapr Configuration files ---- */
+
+/*
+ * Loads path into the cache (once). A missing default config.yaml is "no configuration".
+ * previous: the entry of the same path before a reload, or NULL. When the file is now broken
+ * (unreadable or invalid, but not removed) and previous held a good Configuration, that one is
+ * moved over and stays in force (an accessControl deny included) instead of failing closed.
+ */
+static ConfigurationEntry *configuration_load(Registry *r, const char *path, bool must_exist,
+                                              ConfigurationEntry *previous) {
+        _cleanup_free_ char *text = NULL;
+        ConfError e = {};
+        size_t len;
+        int k;
+
+        for (size_t i = 0; i < r->n_configurations; i++)
+                if (streq(r->configurations[i].path, path))
+                        return &r->configurations[i];
+        ConfigurationEntry *l = realloc(r->configurations, (r->n_configurations + 1) * sizeof *l);
+        if (!l)
+                return NULL;
+        r->configurations = l;
+        ConfigurationEntry *ce = &l[r->n_configurations];
+        *ce = (ConfigurationEntry){ .path = strdup(path) };
+        if (!ce->path)
+                return NULL;
+        r->n_configurations++;
+
+        k = read_full_file(path, SETTINGS_FILE_MAX, &text, &len);
+        if (k == -ENOENT && !must_exist)
+                return ce;
+        if (k < 0)
+                conf_error_set(&e, path, 0, NULL, "cannot read: %s", strerror(-k));
+        else {
+                k = configuration_parse(path, text, len, &ce->c, &e);
+                if (k >= 0 && !ce->c && must_exist)
+                        k = conf_error_set(&e, path, 0, NULL, "no document of kind Configuration");
+        }
+        if (k < 0 && k != -ENOENT && previous && previous->c) {
+                ce->c = configuration_free(ce->c);
+                ce->c = TAKE_PTR(previous->c);
+                registry_log_conf_kept(r, &e);
+        } else if (k < 0) {
+                ce->c = configuration_free(ce->c);
+                ce->error = conf_error_format(&e);
+                registry_log_conf_error(r, &e);
+                if (ce->c == NULL && !ce->error)
+                        ce->error = strdup(path);
+        }
+        conf_error_done(&e);
+        return ce;
+}
+
+static ConfigurationEntry *configuration_find(ConfigurationEntry *l, size_t n, const char *path) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(l[i].path, path))
+                        return &l[i];
+        return NULL;
+}
+
+void registry_reload_configurations(Registry *r) {
+        _cleanup_free_ char *path = NULL;
+        ConfigurationEntry *old = TAKE_PTR(r->configurations);
+        size_t n_old = r->n_configurations;
+
+        /* Everything is read again; the old entries are only a fallback for files now broken. */
+        r->n_configurations = 0;
+        if (asprintf(&path, "%s/config.yaml", r->config_dir) >= 0)
+                (void) configuration_load(r, path, false, configuration_find(old, n_old, path));
+        for (size_t i = 0; i < r->n_apps; i++) {
+                const char *p = r->apps[i]->config->configuration;
+                if (p)
+                        (void) configuration_load(r, p, true, configuration_find(old, n_old, p));
+        }
+        configuration_entries_free(old, n_old);
+}
+
+int registry_app_configuration(Registry *r, const App *a, const Configuration **ret, const char **ret_error) {
+        _cleanup_free_ char *dflt = NULL;
+        const char *path = a->config->configuration;
+        if (!path) {
+                if (asprintf(&dflt, "%s/config.yaml", r->config_dir) < 0)
+                        return -ENOMEM;
+                path = dflt;
+        }
+        ConfigurationEntry *ce = configuration_load(r, path, a->config->configuration != NULL, NULL);
+        if (!ce)
+                return -ENOMEM;
+        if (ce->error) {
+                *ret_error = ce->error;
+                return -EINVAL;
+        }
+        *ret = ce->c;
+        return 0;
+}
