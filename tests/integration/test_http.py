@@ -208,18 +208,22 @@ class HttpTest(DaemonTestCase):
 
 
 class SocketOwnershipTest(DaemonTestCase):
-    """An app with User= gets a socket only that user (and root) can connect to."""
+    """An app with User= gets a socket only that user (and root) can connect to; one
+    without gets 0600 and the daemon's (handed to its own unit later, see
+    test_app_security.py); AllowAnyUser=yes opens it to every local user."""
 
     def test_user_owns_the_socket(self):
         import subprocess
         import sys
         if os.geteuid() != 0:
             self.skipTest("needs root to act as two users")
-        d = self.daemon(apps={"private": "[App]\nUser=65534\n", "open": "[App]\n",
-                              "ghost": "[App]\nUser=no-such-user-here\n"})
+        d = self.daemon(apps={"private": "[App]\nUser=65534\n", "open": "[App]\nAllowAnyUser=yes\n",
+                              "default": "[App]\n", "ghost": "[App]\nUser=no-such-user-here\n"})
         st = os.stat(d.app_socket("private"))
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (65534, 0o600))
         self.assertEqual(os.stat(d.app_socket("open")).st_mode & 0o777, 0o666)
+        st = os.stat(d.app_socket("default"))
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (os.geteuid(), 0o600))
         self.assertIn("apps.d/ghost.conf: field 'User': unknown user 'no-such-user-here'", d.log())
         client = ("import socket, sys\n"
                   "s = socket.socket(socket.AF_UNIX)\n"
@@ -233,6 +237,7 @@ class SocketOwnershipTest(DaemonTestCase):
         self.assertEqual(as_user(65534, d.app_socket("private")), "connected")
         self.assertEqual(as_user(65533, d.app_socket("private")), "denied")
         self.assertEqual(as_user(65533, d.app_socket("open")), "connected")
+        self.assertEqual(as_user(65533, d.app_socket("default")), "denied")
         self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("private")).json()["id"], "private")
         # removed on reload although the socket is not the daemon's user's
         d.remove_app("private")
