@@ -18,7 +18,7 @@
 #include "../core/app.h"
 #include "../core/configuration.h"
 #include "../core/tracecontext.h"
-#include "../manager.h"
+#include "../core/registry.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/log.h"
@@ -38,7 +38,7 @@ typedef enum CallState {
 } CallState;
 
 struct InvokeCall {
-        Manager *manager;
+        Registry *registry;
         App *target;                  /* ref */
         char *caller_app;             /* NULL: not an app */
         char *verb;
@@ -70,7 +70,7 @@ struct InvokeCall {
         TraceContext span;
         char traceparent[TRACEPARENT_LEN + 1];
         uint64_t start_usec;
-        InvokeCall *next, *prev;      /* Manager's list */
+        InvokeCall *next, *prev;      /* the registry's list */
         AppSlotWaiter waiter;         /* in the target's line for a slot */
 };
 
@@ -134,7 +134,7 @@ static const char *header_get(char *const *headers, const char *name) {
 /* ---- lifecycle ---- */
 
 static void call_free(InvokeCall *c) {
-        Manager *m = c->manager;
+        Registry *m = c->registry;
         if (c->prev)
                 c->prev->next = c->next;
         else if (m->invoke_calls == c)
@@ -175,7 +175,7 @@ static void release_slot(InvokeCall *c) {
 static void complete(InvokeCall *c) {
         if (log_get_max_level() >= LOG_DEBUG) {
                 uint64_t now = 0;
-                (void) sd_event_now(c->manager->event, CLOCK_MONOTONIC, &now);
+                (void) sd_event_now(c->registry->event, CLOCK_MONOTONIC, &now);
                 char trace_id[33];
                 trace_id_format(&c->span, trace_id);
                 if (c->error_message)
@@ -229,7 +229,7 @@ static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, .
         }
         release_slot(c);
         if (c->starting) {
-                if (sd_event_add_defer(c->manager->event, &c->later, on_later, c) >= 0)
+                if (sd_event_add_defer(c->registry->event, &c->later, on_later, c) >= 0)
                         return;
                 /* No way to wait for the loop (OOM): the front-end copes with an early done. */
         }
@@ -301,7 +301,7 @@ static void start_transfer(InvokeCall *c) {
                 .retries = INVOKE_RETRIES, /* the deadline above bounds them */
         };
         c->state = CALL_RUNNING;
-        int r = transport_call_start(c->manager->transport, &addr, &req, &answer_handler, c, &c->tc);
+        int r = transport_call_start(c->registry->transport, &addr, &req, &answer_handler, c, &c->tc);
         if (r < 0)
                 finish(c, r, 500, "cannot start the request: %s", strerror(-r));
 }
@@ -344,7 +344,7 @@ static bool sampled_by(const Configuration *cfg) {
         return rate >= 1.0 || (rate > 0 && (double) random() / RAND_MAX < rate);
 }
 
-int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, void *userdata, InvokeCall **ret) {
+int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, void *userdata, InvokeCall **ret) {
         const Configuration *cfg = NULL;
         const char *cfg_error = NULL, *reason = NULL;
         App *target;
@@ -356,7 +356,7 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
         InvokeCall *c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
-        *c = (InvokeCall){ .manager = m, .h = h, .userdata = userdata, .body = req->body,
+        *c = (InvokeCall){ .registry = m, .h = h, .userdata = userdata, .body = req->body,
                            .body_len = req->body_len, .starting = true };
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &c->start_usec);
         c->verb = strdup(req->verb);
@@ -376,7 +376,7 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
         m->invoke_calls = c;
 
         /* Until the target is known, messages name the id as asked. */
-        target = manager_find_app(m, req->target_app);
+        target = registry_find_app(m, req->target_app);
         if (!target) {
                 /* A placeholder App so every path below can name the target. */
                 AppConfig *ac = app_config_new(req->target_app);
@@ -393,7 +393,7 @@ int invoke_start(Manager *m, const InvokeRequest *req, const InvokeHandler *h, v
         }
         c->target = app_ref(target);
 
-        r = manager_app_configuration(m, target, &cfg, &cfg_error);
+        r = registry_app_configuration(m, target, &cfg, &cfg_error);
         if (r == -ENOMEM) {
                 call_free(c);
                 return r;
@@ -481,21 +481,26 @@ const char *invoke_call_traceparent(const InvokeCall *c) {
         return c->traceparent;
 }
 
-void invoke_abort_all(Manager *m) {
-        /* Each done may start nothing new (the manager is going away); take the list as it is. */
+static void on_app_removed(Registry *m, App *a, void *userdata) {
+        for (InvokeCall *c = m->invoke_calls, *n; c; c = n) {
+                n = c->next;
+                if (c->target == a && c->state == CALL_QUEUED)
+                        finish(c, -ENOENT, 500, "app '%s' was removed", a->config->id);
+        }
+}
+
+int invoke_setup(Registry *m) {
+        return registry_add_callback(m, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+}
+
+void invoke_done(Registry *m) {
+        (void) registry_remove_callback(m, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        /* Each done may start nothing new (the daemon is going away); take the list as it is. */
         while (m->invoke_calls) {
                 InvokeCall *c = m->invoke_calls;
                 if (c->state != CALL_FINISHING)
                         finish(c, -ECANCELED, 500, "mooringd is stopping"); /* runs done, frees c */
                 else
                         complete(c); /* done was waiting for the loop */
-        }
-}
-
-void invoke_app_removed(Manager *m, App *a) {
-        for (InvokeCall *c = m->invoke_calls, *n; c; c = n) {
-                n = c->next;
-                if (c->target == a && c->state == CALL_QUEUED)
-                        finish(c, -ENOENT, 500, "app '%s' was removed", a->config->id);
         }
 }
