@@ -71,6 +71,12 @@ class CloudEventsTest(DaemonTestCase):
         with open(os.path.join(self.d.config, "subscriptions", "events.yaml"), "w") as f:
             f.write(SUBSCRIPTION)
         self.d.start()
+        # The declarative subscription starts with the daemon and is started again once
+        # the app is found up and has answered GET /dapr/subscribe; a delivery in flight
+        # then is given back to the broker and offered again (at least once). Publish
+        # after that, so that "delivered once" means what the tests say.
+        wait_for(lambda: self.d.log().count("Subscribed to topic events (declarative)") >= 2,
+                 what="the subscription restarted after GET /dapr/subscribe")
 
     def publish(self, body, content_type=CE):
         return request(self.d.app_socket("pub"), "POST", "/v1.0/publish/pubsub/events",
