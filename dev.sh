@@ -16,13 +16,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-BUILD_DEPS=(meson ninja-build gcc pkg-config libsystemd-dev libhttp-parser-dev libcurl4-openssl-dev
+# binutils: meson reads the engines' sonames with readelf (they are dlopen()ed).
+BUILD_DEPS=(meson ninja-build gcc binutils pkg-config libsystemd-dev libhttp-parser-dev libcurl4-openssl-dev
             libyaml-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libmosquitto-dev python3)
 # systemd-socket-activate, systemd-analyze and busctl come with systemd;
-# setpriv (util-linux) runs D-Bus calls as another user in the tests; the state
-# drivers' tests start real PostgreSQL and Redis servers on loopback/Unix sockets.
-TEST_DEPS=(systemd dbus-daemon curl groff-base gettext polkitd util-linux clang libclang-rt-14-dev
-           python3-dbus python3-gi postgresql redis-server redis-tools mosquitto)
+# util-linux has setpriv and runuser (clients as another uid), prlimit (fd
+# limits) and unshare (a private mount namespace for the journal test), mount
+# the mounts in it; gdbus (libglib2.0-bin) shows D-Bus error names; the state
+# and pub/sub drivers' tests start real PostgreSQL, Redis and Mosquitto servers
+# on loopback/Unix sockets.
+TEST_DEPS=(systemd dbus-daemon curl groff-base gettext polkitd util-linux mount libglib2.0-bin
+           clang libclang-rt-14-dev python3-dbus python3-gi postgresql redis-server redis-tools mosquitto)
 
 install_deps() {
         local missing=()
