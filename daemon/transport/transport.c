@@ -380,8 +380,10 @@ static int on_headers_complete(http_parser *hp) {
                 if (c->cancelled || c->finished)
                         return -1; /* stop parsing; the caller of execute cleans up */
         }
-        /* A HEAD answer announces a body it does not carry. */
-        return c->is_head_request ? 1 : 0;
+        /* No body follows, whatever the head says (RFC 9112 6.3): an answer to HEAD, a 204, and a
+         * 304, whose Content-Length is that of the answer it stands for. Left to the parser, a 304
+         * with a length waited for a body that never comes. */
+        return c->is_head_request || hp->status_code == 204 || hp->status_code == 304 ? 1 : 0;
 }
 
 static int on_body(http_parser *hp, const char *at, size_t len) {
