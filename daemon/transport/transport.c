@@ -36,6 +36,7 @@
 #include "transport.h"
 
 #define CONN_RBUF_SIZE (16 * 1024)
+#define CONN_READS_PER_EVENT 8
 #define ANSWER_HEAD_MAX (64 * 1024)     /* status line + headers of one answer */
 #define ANSWER_HEADERS_MAX 256
 #define POOL_IDLE_MAX 256               /* idle connections kept per app address */
@@ -712,8 +713,12 @@ static void conn_read(Conn *cn) {
                 conn_close(cn);
                 return;
         }
-        for (;;) {
+        /* At most CONN_READS_PER_EVENT full buffers per wake-up: one app streaming a large answer
+         * must not keep the loop from everyone else (epoll is level-triggered: we come back). */
+        for (unsigned reads = 0;;) {
                 if (cn->rpos == cn->rlen) {
+                        if (reads++ >= CONN_READS_PER_EVENT)
+                                break;
                         ssize_t k = read(cn->fd, cn->rbuf, CONN_RBUF_SIZE);
                         if (k < 0 && errno == EINTR)
                                 continue;
