@@ -64,7 +64,6 @@ struct InvokeCall {
 
         /* the end */
         int error;
-        unsigned error_status;
         char *error_message;
 
         TraceContext span;
@@ -155,7 +154,7 @@ static void call_free(InvokeCall *c) {
 }
 
 static void start_transfer(InvokeCall *c);
-static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, ...) _printf_(4, 5);
+static void finish(InvokeCall *c, int error, const char *fmt, ...) _printf_(3, 4);
 
 static void on_slot_granted(AppSlotWaiter *w) {
         InvokeCall *c = (InvokeCall *) ((char *) w - offsetof(InvokeCall, waiter));
@@ -190,7 +189,7 @@ static void complete(InvokeCall *c) {
                                    c->target->config->id, c->verb, c->path, c->status,
                                    (double) (now - c->start_usec) / 1000.0, trace_id);
         }
-        InvokeError e = { .error = c->error, .status = c->error_status, .message = c->error_message };
+        InvokeError e = { .error = c->error, .message = c->error_message };
         c->h->done(c, c->error_message ? &e : NULL, c->userdata);
         call_free(c);
 }
@@ -202,7 +201,7 @@ static int on_later(sd_event_source *s, void *userdata) {
 
 /* Ends the call: stops whatever is out and runs done (from the loop if we are inside
  * invoke_start()). error 0 (fmt NULL): success. */
-static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, ...) {
+static void finish(InvokeCall *c, int error, const char *fmt, ...) {
         if (c->state == CALL_FINISHING)
                 return;
         if (c->state == CALL_QUEUED)
@@ -219,7 +218,6 @@ static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, .
                         what = NULL;
                 va_end(ap);
                 c->error = error;
-                c->error_status = status;
                 if (asprintf(&c->error_message, "failed to invoke, id: %s, err: %s", c->target->config->id,
                              what ?: "out of memory") < 0)
                         c->error_message = NULL;
@@ -238,7 +236,7 @@ static void finish(InvokeCall *c, int error, unsigned status, const char *fmt, .
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         InvokeCall *c = userdata;
-        finish(c, -ETIMEDOUT, 500, "timed out after %.1f s (InvokeTimeoutSec=)",
+        finish(c, -ETIMEDOUT, "timed out after %.1f s (InvokeTimeoutSec=)",
                (double) c->target->config->invoke_timeout_usec / 1e6);
         return 0;
 }
@@ -255,10 +253,10 @@ static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *us
                 if (in_list_ci(response_skip, h[0]) || in_connection_tokens(connection, h[0]))
                         continue;
                 if (strv_extend(&c->resp_headers, h[0]) < 0 || strv_extend(&c->resp_headers, h[1]) < 0)
-                        return finish(c, -ENOMEM, 500, "out of memory");
+                        return finish(c, -ENOMEM, "out of memory");
         }
         if (!c->resp_headers && !(c->resp_headers = calloc(1, sizeof(char *))))
-                return finish(c, -ENOMEM, 500, "out of memory");
+                return finish(c, -ENOMEM, "out of memory");
         c->h->head(c, c->status, c->resp_headers, a->content_length, c->userdata);
 }
 
@@ -272,15 +270,15 @@ static void on_answer_done(TransportCall *tc, const TransportAnswer *a, const Tr
 
         c->tc = NULL; /* the transport frees it after this returns */
         if (!e)
-                return finish(c, 0, 0, NULL);
+                return finish(c, 0, NULL);
         c->attempts = e->attempts;
         if (e->error == -ECANCELED)
-                return finish(c, -ECANCELED, 500, "mooringd is stopping");
+                return finish(c, -ECANCELED, "mooringd is stopping");
         if (c->head_sent)
-                return finish(c, -EIO, 500, "%s", e->message);
+                return finish(c, -EIO, "%s", e->message);
         if (e->error == -ECONNREFUSED || e->error == -ENOENT)
-                return finish(c, -ECONNREFUSED, 500, "%s", e->message);
-        finish(c, -EIO, 500, "%s", e->message);
+                return finish(c, -ECONNREFUSED, "%s", e->message);
+        finish(c, -EIO, "%s", e->message);
 }
 
 static const TransportHandler answer_handler = {
@@ -303,7 +301,7 @@ static void start_transfer(InvokeCall *c) {
         c->state = CALL_RUNNING;
         int r = transport_call_start(c->registry->transport, &addr, &req, &answer_handler, c, &c->tc);
         if (r < 0)
-                finish(c, r, 500, "cannot start the request: %s", strerror(-r));
+                finish(c, r, "cannot start the request: %s", strerror(-r));
 }
 
 /* ---- starting a call ---- */
@@ -388,7 +386,7 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 }
                 trace_context_new_span(NULL, false, &c->span);
                 traceparent_format(&c->span, c->traceparent);
-                finish(c, -ENOENT, 500, "no app '%s' is registered on this host", req->target_app);
+                finish(c, -ENOENT, "no app '%s' is registered on this host", req->target_app);
                 goto started;
         }
         c->target = app_ref(target);
@@ -410,20 +408,20 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
 
         if (r < 0) {
                 /* Fail closed: an access policy that cannot be read allows nothing. */
-                finish(c, -EACCES, 403, "access control configuration is invalid: %s", cfg_error);
+                finish(c, -EACCES, "access control configuration is invalid: %s", cfg_error);
                 goto started;
         }
         if (acl_evaluate(cfg, req->caller_app, req->verb, req->method, &reason) == ACL_DENY) {
-                finish(c, -EACCES, 403, "access control policy has denied access to id: %s operation: %s verb: %s (%s)",
+                finish(c, -EACCES, "access control policy has denied access to id: %s operation: %s verb: %s (%s)",
                        target->config->id, req->method, req->verb, reason);
                 goto started;
         }
         if (target->config->address_kind == APP_ADDRESS_NONE) {
-                finish(c, -EADDRNOTAVAIL, 500, "app '%s' has no AppAddress: it takes no calls", target->config->id);
+                finish(c, -EADDRNOTAVAIL, "app '%s' has no AppAddress: it takes no calls", target->config->id);
                 goto started;
         }
         if (app_channel_is_down(target)) {
-                finish(c, -EHOSTDOWN, 500, "app '%s' is unhealthy (its health probe fails)", target->config->id);
+                finish(c, -EHOSTDOWN, "app '%s' is unhealthy (its health probe fails)", target->config->id);
                 goto started;
         }
         /* Each call through mooringd adds a hop; a chain that comes back too often is a loop (an
@@ -431,7 +429,7 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
         const char *hops_in = header_get(req->headers, INVOKE_HOPS_HEADER);
         unsigned long hops = hops_in ? strtoul(hops_in, NULL, 10) : 0;
         if (hops >= INVOKE_MAX_HOPS) {
-                finish(c, -ELOOP, 508, "the call has gone through mooringd %lu times (%s): a loop?", hops,
+                finish(c, -ELOOP, "the call has gone through mooringd %lu times (%s): a loop?", hops,
                        INVOKE_HOPS_HEADER);
                 goto started;
         }
@@ -485,7 +483,7 @@ static void on_app_removed(Registry *m, App *a, void *userdata) {
         for (InvokeCall *c = m->invoke_calls, *n; c; c = n) {
                 n = c->next;
                 if (c->target == a && c->state == CALL_QUEUED)
-                        finish(c, -ENOENT, 500, "app '%s' was removed", a->config->id);
+                        finish(c, -ENOENT, "app '%s' was removed", a->config->id);
         }
 }
 
@@ -499,7 +497,7 @@ void invoke_done(Registry *m) {
         while (m->invoke_calls) {
                 InvokeCall *c = m->invoke_calls;
                 if (c->state != CALL_FINISHING)
-                        finish(c, -ECANCELED, 500, "mooringd is stopping"); /* runs done, frees c */
+                        finish(c, -ECANCELED, "mooringd is stopping"); /* runs done, frees c */
                 else
                         complete(c); /* done was waiting for the loop */
         }

@@ -5,7 +5,7 @@
  * credentials, never by a header), a target app, a verb, a method path and
  * headers + body, it
  *   - finds the target (unknown: error), applies the callee's Configuration
- *     accessControl (denied: 403, the callee never sees the call),
+ *     accessControl (denied: -EACCES, the callee never sees the call),
  *   - fails fast when the target is unhealthy or has no AppAddress,
  *   - waits for a slot under the target's MaxConcurrency=,
  *   - sends the call through the transport (keep-alive connections),
@@ -16,6 +16,9 @@
  *   - bounds the whole call by the target's InvokeTimeoutSec=,
  *   - propagates W3C trace context (creating it when absent),
  *   - and streams the answer back: head, then body chunks with flow control.
+ *
+ * It fails with an errno only; what each front-end answers for it (Dapr code,
+ * HTTP status, D-Bus error name) is core/errors.c's ERROR_CONTEXT_INVOKE rows.
  *
  * Front-ends translate to and from these calls (http/api-invoke.c,
  * dbus/invoke-bus.c).
@@ -53,8 +56,6 @@ typedef struct InvokeError {
         int error;               /* negative errno: -ENOENT no such app, -EACCES denied, -EHOSTDOWN
                                   * unhealthy, -EADDRNOTAVAIL no address, -ETIMEDOUT, -ECONNREFUSED,
                                   * -EIO transport, -ECANCELED stopping, -ELOOP too many hops */
-        unsigned status;         /* the HTTP status Dapr answers with: 403 for -EACCES, 508 for -ELOOP,
-                                  * else 500 */
         const char *message;     /* "failed to invoke, id: b, err: ..." valid during the callback */
 } InvokeError;
 

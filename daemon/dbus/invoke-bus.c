@@ -21,19 +21,13 @@
 #include <systemd/sd-event.h>
 
 #include "../blocks/invoke.h"
+#include "../core/errors.h"
 #include "../manager.h"
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "invoke-bus.h"
 #include "state-bus.h"
 
-#define ERR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
-#define ERR_PERMISSION_DENIED "org.mooring.Runtime1.Error.PermissionDenied"
-#define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
-#define ERR_TIMEOUT "org.mooring.Runtime1.Error.Timeout"
-#define ERR_UNAVAILABLE "org.mooring.Runtime1.Error.Unavailable"
-#define ERR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
-#define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
 
 /*
  * The largest reply we send. sd-bus would take a 64 MiB body, but dbus-daemon
@@ -151,10 +145,10 @@ static int read_headers(sd_bus_message *call, char ***ret, sd_bus_error *reterr)
                 if (r == 0)
                         break;
                 if (!is_token(name))
-                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                        return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                                  "Invalid header name '%s': an HTTP token is needed", name);
                 if (!header_value_is_valid(value))
-                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                        return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                                  "Invalid value of header '%s': control characters are not allowed",
                                                  name);
                 if (n + 3 > allocated) {
@@ -181,33 +175,20 @@ static int read_headers(sd_bus_message *call, char ***ret, sd_bus_error *reterr)
         return 0;
 }
 
+/* The D-Bus error name: the core error table decides (core/errors.c). */
 static const char *invoke_error_name(int error) {
-        switch (error) {
-        case -ENOENT:
-                return ERR_NO_SUCH_APP;
-        case -EACCES:
-                return ERR_PERMISSION_DENIED;
-        case -ETIMEDOUT:
-                return ERR_TIMEOUT;
-        case -EHOSTDOWN:
-        case -EADDRNOTAVAIL:
-        case -ECONNREFUSED:
-        case -EIO:
-                return ERR_UNAVAILABLE;
-        default:
-                return ERR_FAILED;
-        }
+        return error_lookup(ERROR_CONTEXT_INVOKE, error)->bus_error;
 }
 
 /* Answers a call whose answer we refused to collect. */
 static void reply_collect_failure(BusInvoke *bi) {
         if (bi->failure == COLLECT_TOO_LARGE)
-                (void) sd_bus_reply_method_errorf(bi->call, ERR_RESPONSE_TOO_LARGE,
+                (void) sd_bus_reply_method_errorf(bi->call, BUS_ERROR_RESPONSE_TOO_LARGE,
                                                   "The answer does not fit in a D-Bus reply of %zu MiB; use HTTP "
                                                   "for large payloads",
                                                   REPLY_MAX >> 20);
         else
-                (void) sd_bus_reply_method_errorf(bi->call, ERR_FAILED, "Out of memory while collecting the answer");
+                (void) sd_bus_reply_method_errorf(bi->call, BUS_ERROR_FAILED, "Out of memory while collecting the answer");
 }
 
 /* The whole answer arrived: (q status, a(ss) headers, ay body). */
@@ -228,7 +209,7 @@ static void reply_answer(BusInvoke *bi) {
                 r = sd_bus_message_append_array(reply, 'y', bi->body ?: "", bi->size);
         if (r < 0) {
                 log_debug_errno(r, "Cannot build the InvokeMethod reply: %m");
-                (void) sd_bus_reply_method_errorf(bi->call, ERR_FAILED, "Cannot build the reply: %s", strerror(-r));
+                (void) sd_bus_reply_method_errorf(bi->call, BUS_ERROR_FAILED, "Cannot build the reply: %s", strerror(-r));
                 return;
         }
         r = sd_bus_send(NULL, reply, NULL);
@@ -361,11 +342,11 @@ int bus_method_invoke_method(sd_bus_message *call, void *userdata, sd_bus_error 
         if (!*verb)
                 verb = "GET";
         else if (!verb_is_valid(verb))
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid verb '%s': an HTTP method in upper case is needed (GET, POST, ...)",
                                          verb);
         if (!method_is_valid(method))
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid method '%s': spaces, control characters and non-ASCII bytes "
                                          "must be percent-encoded",
                                          method);
@@ -395,7 +376,7 @@ int bus_method_invoke_method(sd_bus_message *call, void *userdata, sd_bus_error 
         };
         r = invoke_start(m->registry, &req, &bus_invoke_handler, bi, &bi->invoke);
         if (r == -EINVAL) /* what the block refuses beyond our checks: verbs such as CONNECT */
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, error_lookup(ERROR_CONTEXT_INVOKE_START, r)->bus_error,
                                          "failed to invoke, id: %s, err: method %s not allowed", app_id, verb);
         if (r < 0)
                 return r;

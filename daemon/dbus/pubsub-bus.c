@@ -35,6 +35,7 @@
 #include <systemd/sd-event.h>
 
 #include "../blocks/pubsub.h"
+#include "../core/errors.h"
 #include "../core/subscription.h"
 #include "../manager.h"
 #include "../util/log.h"
@@ -42,10 +43,6 @@
 #include "pubsub-bus.h"
 #include "state-bus.h"
 
-#define ERR_NO_SUCH_PUBSUB "org.mooring.Runtime1.Error.NoSuchPubsub"
-#define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
-#define ERR_PERMISSION_DENIED "org.mooring.Runtime1.Error.PermissionDenied"
-#define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
 
 /*
  * Groups of callers that are no app live apart from the apps' groups (app
@@ -105,20 +102,9 @@ static sd_event_source *exit_source;
 
 /* ---- Publish(s pubsub, s topic, s content_type, ay data, a{ss} metadata) ---- */
 
+/* The D-Bus error name: the core error table decides (core/errors.c). */
 static const char *publish_error_name(int error) {
-        switch (error) {
-        case -ENODEV:
-        case -ENOENT:
-                return ERR_NO_SUCH_PUBSUB;
-        case -EDESTADDRREQ:
-        case -EINVAL:
-        case -EBADMSG: /* the CloudEvent could not be built from what was given */
-                return ERR_INVALID_ARGUMENT;
-        case -EACCES:
-                return ERR_PERMISSION_DENIED;
-        default:
-                return ERR_FAILED;
-        }
+        return error_lookup(ERROR_CONTEXT_PUBLISH, error)->bus_error;
 }
 
 static void on_published(int error, const char *message, void *userdata) {
@@ -187,7 +173,7 @@ int bus_method_publish(sd_bus_message *call, void *userdata, sd_bus_error *reter
         if (r < 0)
                 return r;
         if (!*pubsub)
-                return sd_bus_error_set(reterr, ERR_NO_SUCH_PUBSUB, "pubsub name is empty");
+                return sd_bus_error_set(reterr, BUS_ERROR_NO_SUCH_PUBSUB, "pubsub name is empty");
 
         app = bus_sender_app(call);
         PublishRequest req = {
@@ -231,7 +217,7 @@ static void subscription_end(BusSubscription *s, const char *reason) {
         if (!s)
                 return;
         if (s->call) {
-                (void) sd_bus_reply_method_errorf(s->call, ERR_FAILED, "The subscription could not start: %s",
+                (void) sd_bus_reply_method_errorf(s->call, BUS_ERROR_FAILED, "The subscription could not start: %s",
                                                   reason ?: "the subscriber or the bus went away");
                 s->call = sd_bus_message_unref(s->call);
         } else if (reason && s->object_slot) {
@@ -348,7 +334,7 @@ static void on_sink(PubsubSinkDelivery *d, const char *topic, const void *event,
 static int check_owner(BusSubscription *s, sd_bus_message *call, sd_bus_error *reterr) {
         const char *sender = sd_bus_message_get_sender(call);
         if (!sender || !streq(sender, s->owner))
-                return sd_bus_error_setf(reterr, ERR_PERMISSION_DENIED,
+                return sd_bus_error_setf(reterr, BUS_ERROR_PERMISSION_DENIED,
                                          "Only the subscriber (%s) may act on subscription %s", s->owner, s->path);
         return 0;
 }
@@ -381,11 +367,11 @@ static int method_ack(sd_bus_message *call, void *userdata, sd_bus_error *reterr
         if (r < 0)
                 return r;
         if (verdict_from_string(status, &v) < 0)
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid status '%s': SUCCESS, RETRY or DROP", status);
         d = delivery_take(s, id);
         if (!d)
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                          "No unacknowledged message %" PRIu64 " on %s", id, s->path);
         pubsub_sink_settle(d, v);
         return sd_bus_reply_method_return(call, NULL);
@@ -481,21 +467,21 @@ static int owner_match_ensure(sd_bus *bus) {
 }
 
 static int reply_subscribe_error(BusSubscription *s, int r) {
-        const char *name = ERR_FAILED;
+        const char *name = BUS_ERROR_FAILED;
         _cleanup_free_ char *msg = NULL;
         int k;
 
         switch (r) {
         case -ENOENT:
-                name = ERR_NO_SUCH_PUBSUB;
+                name = BUS_ERROR_NO_SUCH_PUBSUB;
                 k = asprintf(&msg, "pubsub %s not found", s->pubsub);
                 break;
         case -EACCES:
-                name = ERR_PERMISSION_DENIED;
+                name = BUS_ERROR_PERMISSION_DENIED;
                 k = asprintf(&msg, "topic %s is not allowed for app id %s", s->topic, s->app ?: "(none)");
                 break;
         case -EINVAL:
-                name = ERR_INVALID_ARGUMENT;
+                name = BUS_ERROR_INVALID_ARGUMENT;
                 k = asprintf(&msg, "cannot subscribe to topic %s of pubsub %s", s->topic, s->pubsub);
                 break;
         default:
@@ -566,16 +552,16 @@ static int resolve_group(const char *app, const char *group, char **ret, sd_bus_
 
         if (app) {
                 if (*group && !streq(group, app))
-                        return sd_bus_error_setf(reterr, ERR_PERMISSION_DENIED,
+                        return sd_bus_error_setf(reterr, BUS_ERROR_PERMISSION_DENIED,
                                                  "App '%s' may only subscribe in its own group ('%s' or \"\"), "
                                                  "not '%s'", app, app, group);
                 g = strdup(app);
         } else {
                 if (!*group)
-                        return sd_bus_error_set(reterr, ERR_INVALID_ARGUMENT,
+                        return sd_bus_error_set(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                                 "A caller that is no app must name a group");
                 if (!name_is_valid(group))
-                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                        return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                                  "Invalid group '%s': letters, digits, '.', '_', '-', at most 63",
                                                  group);
                 if (asprintf(&g, FOREIGN_GROUP_PREFIX "%s", group) < 0)
@@ -633,11 +619,11 @@ int bus_method_subscribe(sd_bus_message *call, void *userdata, sd_bus_error *ret
                 return r;
         sender = sd_bus_message_get_sender(call);
         if (!sender || sender[0] != ':')
-                return sd_bus_error_set(reterr, ERR_FAILED, "Subscriptions need a bus connection with a unique name");
+                return sd_bus_error_set(reterr, BUS_ERROR_FAILED, "Subscriptions need a bus connection with a unique name");
         if (!*topic)
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT, "topic is empty in pubsub %s", pubsub);
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT, "topic is empty in pubsub %s", pubsub);
         if (max_in_flight > MAX_IN_FLIGHT_MAX)
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                          "max_in_flight %" PRIu32 " is above %u (0: the default)", max_in_flight,
                                          MAX_IN_FLIGHT_MAX);
         if (subscriptions_of(m, sender) >= SUBSCRIPTIONS_PER_OWNER_MAX)

@@ -14,6 +14,7 @@
 
 #include "../core/app.h"
 #include "../core/component.h"
+#include "../core/errors.h"
 #include "../core/identity.h"
 #include "../manager.h"
 #include "../util/log.h"
@@ -24,11 +25,6 @@
 #include "state-bus.h"
 #include "runtime-bus.h"
 
-#define ERR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
-#define ERR_APP_EXISTS "org.mooring.Runtime1.Error.AppExists"
-#define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
-#define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
-#define ERR_CONFIGURATION_ERRORS "org.mooring.Runtime1.Error.ConfigurationErrors"
 
 static int prop_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
@@ -69,15 +65,15 @@ static int prop_components(sd_bus *bus, const char *path, const char *interface,
 
 static int reload_authorized(sd_bus_message *call, Manager *m) {
         if (m->state != MANAGER_RUNNING)
-                return sd_bus_reply_method_errorf(call, ERR_FAILED, "Cannot reload while %s",
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_FAILED, "Cannot reload while %s",
                                                   manager_state_to_string(m->state));
         int r = manager_reload(m);
         if (r < 0)
-                return sd_bus_reply_method_errorf(call, ERR_FAILED, "Reload failed: %s", strerror(-r));
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_FAILED, "Reload failed: %s", strerror(-r));
         /* The good files were applied, but the caller must not take the reload for a clean one. */
         if (m->registry->n_config_errors > 0)
                 return sd_bus_reply_method_errorf(
-                        call, ERR_CONFIGURATION_ERRORS,
+                        call, BUS_ERROR_CONFIGURATION_ERRORS,
                         "Reloaded with %u configuration errors; %u broken files or documents kept their "
                         "previous version (see the log for file:line)",
                         m->registry->n_config_errors, m->registry->n_config_kept);
@@ -103,7 +99,7 @@ static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, 
         int r;
 
         if (!name_is_valid(id))
-                return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid app id '%s': letters, digits, '.', '_', '-', at most 63", id);
         c = app_config_new(id);
         if (!c)
@@ -140,7 +136,7 @@ static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, 
                         snprintf(buf, sizeof buf, "%u", v);
                         s = buf;
                 } else
-                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT,
+                        return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
                                                  "Setting '%s' has type '%s'; expected a string or number", key,
                                                  contents);
                 if (r < 0)
@@ -149,7 +145,7 @@ static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, 
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return sd_bus_error_setf(reterr, ERR_INVALID_ARGUMENT, "Setting '%s': %s", key,
+                        return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT, "Setting '%s': %s", key,
                                                  msg ?: "invalid");
                 r = sd_bus_message_exit_container(call);
                 if (r >= 0)
@@ -188,7 +184,7 @@ static int register_authorized(sd_bus_message *call, Manager *m) {
                 conf_error_done(&ce);
                 if (r == -ENOMEM)
                         return r;
-                return sd_bus_reply_method_errorf(call, r == -EEXIST ? ERR_APP_EXISTS : ERR_INVALID_ARGUMENT, "%s",
+                return sd_bus_reply_method_errorf(call, r == -EEXIST ? BUS_ERROR_APP_EXISTS : BUS_ERROR_INVALID_ARGUMENT, "%s",
                                                   s ?: "invalid");
         }
         return sd_bus_reply_method_return(call, NULL);
@@ -210,9 +206,9 @@ static int unregister_authorized(sd_bus_message *call, Manager *m) {
                 return r;
         App *a = registry_find_app(m->registry, id);
         if (!a)
-                return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_NO_SUCH_APP, "No app '%s' is registered", id);
         if (a->source != APP_SOURCE_BUS)
-                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT,
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_INVALID_ARGUMENT,
                                                   "App '%s' comes from %s; remove the file and reload instead", id,
                                                   strna(a->config->file));
         r = manager_unregister_app(m, id);
@@ -283,7 +279,7 @@ static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *re
                 return r;
         App *a = registry_find_app(m->registry, id);
         if (!a)
-                return sd_bus_error_setf(reterr, ERR_NO_SUCH_APP, "No app '%s' is registered", id);
+                return sd_bus_error_setf(reterr, BUS_ERROR_NO_SUCH_APP, "No app '%s' is registered", id);
         const AppConfig *c = a->config;
 
         claim_socket(call, a);

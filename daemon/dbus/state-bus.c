@@ -14,20 +14,13 @@
 #include <string.h>
 
 #include "../blocks/state.h"
+#include "../core/errors.h"
 #include "../core/identity.h"
 #include "../manager.h"
 #include "../util/strv.h"
 #include "polkit.h"
 #include "state-bus.h"
 
-#define ERR_PERMISSION_DENIED "org.mooring.Runtime1.Error.PermissionDenied"
-#define ERR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
-#define ERR_NO_SUCH_STORE "org.mooring.Runtime1.Error.NoSuchStore"
-#define ERR_ETAG_MISMATCH "org.mooring.Runtime1.Error.EtagMismatch"
-#define ERR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
-#define ERR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
-#define ERR_FAILED "org.mooring.Runtime1.Error.Failed"
-#define ERR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
 
 /*
  * dbus-daemon disconnects a peer that sends a message over its max_message_size
@@ -43,7 +36,7 @@ static size_t result_size(const char *key, const StateResult *res) {
 }
 
 static int reply_too_large(sd_bus_message *call, size_t size) {
-        return sd_bus_reply_method_errorf(call, ERR_RESPONSE_TOO_LARGE,
+        return sd_bus_reply_method_errorf(call, BUS_ERROR_RESPONSE_TOO_LARGE,
                                           "The answer (%zu bytes) does not fit in one D-Bus message (at most %zu); "
                                           "read it over HTTP", size, REPLY_MAX);
 }
@@ -80,7 +73,7 @@ static int with_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, 
                 return r;
         if (!*app_id) {
                 if (!own)
-                        return sd_bus_error_set(reterr, ERR_PERMISSION_DENIED,
+                        return sd_bus_error_set(reterr, BUS_ERROR_PERMISSION_DENIED,
                                                 "The caller is not an app: pass an app id (needs authorization) "
                                                 "or call from mooring-app@<id>.service");
                 return op(call, m);
@@ -105,10 +98,10 @@ static int resolve(sd_bus_message *call, Manager *m, char **ret_app, StateStore 
         if (!*app_id)
                 app_id = own = bus_sender_app(call);
         if (!app_id || !registry_find_app(m->registry, app_id))
-                return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_APP, "No app '%s' is registered", strna(app_id));
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_NO_SUCH_APP, "No app '%s' is registered", strna(app_id));
         r = state_lookup(m->registry, store, app_id, ret_store);
         if (r < 0)
-                return sd_bus_reply_method_errorf(call, ERR_NO_SUCH_STORE, "State store '%s' is not found", store);
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_NO_SUCH_STORE, "State store '%s' is not found", store);
         *ret_app = strdup(app_id);
         if (!*ret_app)
                 return -ENOMEM;
@@ -117,18 +110,16 @@ static int resolve(sd_bus_message *call, Manager *m, char **ret_app, StateStore 
 }
 
 static int reply_state_error(sd_bus_message *call, const StateResult *res) {
-        const char *name = res->error == -ESTALE   ? ERR_ETAG_MISMATCH
-                           : res->error == -EINVAL ? ERR_INVALID_ARGUMENT
-                                                   : ERR_FAILED;
+        const char *name = error_lookup(ERROR_CONTEXT_STATE, res->error)->bus_error;
         return sd_bus_reply_method_errorf(call, name, "%s", res->message ?: strerror(-res->error));
 }
 
 static int reply_start_error(sd_bus_message *call, int r) {
         if (r == -EINVAL)
-                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT,
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_INVALID_ARGUMENT,
                                                   "Keys must be non-empty and must not contain '||'");
         if (r == -EOPNOTSUPP)
-                return sd_bus_reply_method_errorf(call, ERR_NOT_SUPPORTED, "The store does not support transactions");
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_NOT_SUPPORTED, "The store does not support transactions");
         return sd_bus_reply_method_errnof(call, r, "Cannot start the operation: %m");
 }
 
@@ -220,7 +211,7 @@ static int write_with_options(sd_bus_message *call, StateStore *s, const char *a
         if (r < 0)
                 return r;
         if (e)
-                return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT, "%s", e);
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_INVALID_ARGUMENT, "%s", e);
         return started(call, state_write_all(s, app, op, 1, on_written, sd_bus_message_ref(call)));
 }
 
@@ -389,7 +380,7 @@ static int do_transaction(sd_bus_message *call, Manager *m) {
                 if (r < 0)
                         return r;
                 if (!streq(kind, "upsert") && !streq(kind, "delete"))
-                        return sd_bus_reply_method_errorf(call, ERR_INVALID_ARGUMENT,
+                        return sd_bus_reply_method_errorf(call, BUS_ERROR_INVALID_ARGUMENT,
                                                           "Operation '%s' is not supported (upsert, delete)", kind);
                 if (n == cap) {
                         StateOp *nops = realloc(ops, (cap = cap ? cap * 2 : 8) * sizeof(StateOp));

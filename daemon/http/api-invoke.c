@@ -101,7 +101,8 @@ static void on_done(InvokeCall *c, const InvokeError *e, void *userdata) {
         if (hi->streaming)
                 http_stream_end(r, !e);
         else if (e)
-                (void) http_reply_error_status(r, e->status, DAPR_ERR_DIRECT_INVOKE, "%s", e->message);
+                (void) http_reply_error_status(r, error_lookup(ERROR_CONTEXT_INVOKE, e->error)->http_status,
+                                               error_lookup(ERROR_CONTEXT_INVOKE, e->error)->dapr, "%s", e->message);
         else if (!hi->resp_headers)
                 (void) http_reply_error(r, DAPR_ERR_INTERNAL, "out of memory");
         else if (hi->content_length >= 0 && (uint64_t) hi->content_length != hi->len) {
@@ -165,7 +166,8 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
         if (k < 0) {
                 http_invoke_free(hi);
                 if (k == -EINVAL)
-                        return http_reply_error_status(r, 400, DAPR_ERR_DIRECT_INVOKE,
+                        return http_reply_error_status(r, error_lookup(ERROR_CONTEXT_INVOKE_START, k)->http_status,
+                                                       error_lookup(ERROR_CONTEXT_INVOKE_START, k)->dapr,
                                                        "failed to invoke, id: %s, err: method %s not allowed",
                                                        target, http_request_method(r));
                 return k;

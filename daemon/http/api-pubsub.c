@@ -23,23 +23,9 @@ static const char *caller_app(HttpRequest *r) {
         return c->app ? c->app->config->id : NULL;
 }
 
+/* Dapr's code for a refused or failed publish: the core error table decides (core/errors.c). */
 static DaprError publish_error(int error) {
-        switch (error) {
-        case -ENODEV:
-                return DAPR_ERR_PUBSUB_NOT_CONFIGURED;
-        case -ENOENT:
-                return DAPR_ERR_PUBSUB_NOT_FOUND;
-        case -EDESTADDRREQ:
-                return DAPR_ERR_TOPIC_NAME_EMPTY;
-        case -EINVAL:
-                return DAPR_ERR_PUBSUB_REQUEST_METADATA;
-        case -EACCES:
-                return DAPR_ERR_PUBSUB_FORBIDDEN;
-        case -EBADMSG:
-                return DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER;
-        default:
-                return DAPR_ERR_PUBSUB_PUBLISH_MESSAGE;
-        }
+        return error_lookup(ERROR_CONTEXT_PUBLISH, error)->dapr;
 }
 
 static int collect_metadata(const char *key, const char *value, void *userdata) {

@@ -82,10 +82,12 @@ static HttpRequest *answering(void *userdata) {
 static void answer_write(HttpRequest *r, const StateResult *res, DaprError code) {
         if (res->error == 0)
                 (void) http_reply_empty(r, 204);
-        else if (res->error == -ESTALE)
-                (void) http_reply_error_status(r, 409, code, "possible etag mismatch: %s", strna(res->message));
+        else if (res->error == -ESTALE) /* the status of etag problems: core/errors.c */
+                (void) http_reply_error_status(r, error_lookup(ERROR_CONTEXT_STATE, res->error)->http_status, code,
+                                               "possible etag mismatch: %s", strna(res->message));
         else if (res->error == -EINVAL)
-                (void) http_reply_error_status(r, 400, code, "invalid etag: %s", strna(res->message));
+                (void) http_reply_error_status(r, error_lookup(ERROR_CONTEXT_STATE, res->error)->http_status, code,
+                                               "invalid etag: %s", strna(res->message));
         else
                 (void) http_reply_error(r, code, "%s", res->message ?: strerror(-res->error));
 }

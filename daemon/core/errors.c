@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See errors.h. Status codes follow Dapr release-1.14 (see shared/reference). */
+#include <stddef.h>
+
+#include "../util/cleanup.h"
+#include "errors.h"
+
+static const struct {
+        const char *code;
+        unsigned status;
+} table[_DAPR_ERROR_MAX] = {
+        [DAPR_ERR_MALFORMED_REQUEST] = { "ERR_MALFORMED_REQUEST", 400 },
+        [DAPR_ERR_BODY_READ] = { "ERR_BODY_READ", 400 },
+        [DAPR_ERR_BAD_REQUEST] = { "ERR_BAD_REQUEST", 400 },
+        /* Dapr answers an oversized body with 413 from its HTTP server before routing. */
+        [DAPR_ERR_BODY_TOO_LARGE] = { "ERR_BODY_TOO_LARGE", 413 },
+        [DAPR_ERR_DIRECT_INVOKE_NOT_FOUND] = { "ERR_DIRECT_INVOKE", 404 },
+        [DAPR_ERR_DIRECT_INVOKE] = { "ERR_DIRECT_INVOKE", 500 },
+        [DAPR_ERR_HEALTH_NOT_READY] = { "ERR_HEALTH_NOT_READY", 500 },
+        [DAPR_ERR_OUTBOUND_HEALTH_NOT_READY] = { "ERR_OUTBOUND_HEALTH_NOT_READY", 500 },
+        [DAPR_ERR_HEALTH_APPID_NOT_MATCH] = { "ERR_HEALTH_APPID_NOT_MATCH", 500 },
+        [DAPR_ERR_METADATA_GET] = { "ERR_METADATA_GET", 500 },
+        [DAPR_ERR_INTERNAL] = { "ERROR", 500 },
+        [DAPR_ERR_STATE_STORE_NOT_CONFIGURED] = { "ERR_STATE_STORE_NOT_CONFIGURED", 500 },
+        [DAPR_ERR_STATE_STORE_NOT_FOUND] = { "ERR_STATE_STORE_NOT_FOUND", 400 },
+        [DAPR_ERR_STATE_GET] = { "ERR_STATE_GET", 500 },
+        [DAPR_ERR_STATE_SAVE] = { "ERR_STATE_SAVE", 500 },
+        [DAPR_ERR_STATE_DELETE] = { "ERR_STATE_DELETE", 500 },
+        [DAPR_ERR_STATE_BULK_GET] = { "ERR_STATE_BULK_GET", 500 },
+        [DAPR_ERR_STATE_TRANSACTION] = { "ERR_STATE_TRANSACTION", 500 },
+        [DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION] = { "ERR_NOT_SUPPORTED_STATE_OPERATION", 400 },
+        [DAPR_ERR_STATE_STORE_TOO_MANY_TRANSACTIONS] = { "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", 400 },
+        [DAPR_ERR_STATE_STORE_NOT_SUPPORTED] = { "ERR_STATE_STORE_NOT_SUPPORTED", 500 },
+        [DAPR_ERR_PERMISSION_DENIED] = { "ERR_PERMISSION_DENIED", 403 },
+        [DAPR_ERR_PUBSUB_NOT_CONFIGURED] = { "ERR_PUBSUB_NOT_CONFIGURED", 400 },
+        [DAPR_ERR_PUBSUB_EMPTY] = { "ERR_PUBSUB_EMPTY", 404 },
+        [DAPR_ERR_PUBSUB_NOT_FOUND] = { "ERR_PUBSUB_NOT_FOUND", 404 },
+        [DAPR_ERR_TOPIC_NAME_EMPTY] = { "ERR_TOPIC_NAME_EMPTY", 404 },
+        [DAPR_ERR_PUBSUB_REQUEST_METADATA] = { "ERR_PUBSUB_REQUEST_METADATA", 400 },
+        [DAPR_ERR_PUBSUB_FORBIDDEN] = { "ERR_PUBSUB_FORBIDDEN", 403 },
+        [DAPR_ERR_PUBSUB_PUBLISH_MESSAGE] = { "ERR_PUBSUB_PUBLISH_MESSAGE", 500 },
+        [DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER] = { "ERR_PUBSUB_CLOUD_EVENTS_SER", 500 },
+        [DAPR_ERR_PUBSUB_EVENTS_SER] = { "ERR_PUBSUB_EVENTS_SER", 400 },
+};
+
+const char *dapr_error_code(DaprError e) {
+        return e >= 0 && e < _DAPR_ERROR_MAX ? table[e].code : "ERROR";
+}
+
+unsigned dapr_error_status(DaprError e) {
+        return e >= 0 && e < _DAPR_ERROR_MAX ? table[e].status : 500;
+}
+
+/*
+ * Per context, specific rows first and the default (error 0) last. The answers are the ones the
+ * front-ends gave before this table existed; the integration tests pin them.
+ */
+static const ErrorRow rows[] = {
+        /* Dapr answers a denied invocation with 403; a loop is ours (508 Loop Detected, RFC 5842). */
+        { ERROR_CONTEXT_INVOKE, -ENOENT, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_NO_SUCH_APP },
+        { ERROR_CONTEXT_INVOKE, -EACCES, DAPR_ERR_DIRECT_INVOKE, 403, BUS_ERROR_PERMISSION_DENIED },
+        { ERROR_CONTEXT_INVOKE, -ETIMEDOUT, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_TIMEOUT },
+        { ERROR_CONTEXT_INVOKE, -EHOSTDOWN, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_UNAVAILABLE },
+        { ERROR_CONTEXT_INVOKE, -EADDRNOTAVAIL, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_UNAVAILABLE },
+        { ERROR_CONTEXT_INVOKE, -ECONNREFUSED, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_UNAVAILABLE },
+        { ERROR_CONTEXT_INVOKE, -EIO, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_UNAVAILABLE },
+        { ERROR_CONTEXT_INVOKE, -ELOOP, DAPR_ERR_DIRECT_INVOKE, 508, BUS_ERROR_FAILED },
+        { ERROR_CONTEXT_INVOKE, 0, DAPR_ERR_DIRECT_INVOKE, 500, BUS_ERROR_FAILED },
+
+        /* invoke_start() refused: a request the block will not make (a verb such as CONNECT) */
+        { ERROR_CONTEXT_INVOKE_START, -EINVAL, DAPR_ERR_DIRECT_INVOKE, 400, BUS_ERROR_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_INVOKE_START, 0, DAPR_ERR_INTERNAL, 500, BUS_ERROR_FAILED },
+
+        { ERROR_CONTEXT_PUBLISH, -ENODEV, DAPR_ERR_PUBSUB_NOT_CONFIGURED, 400, BUS_ERROR_NO_SUCH_PUBSUB },
+        { ERROR_CONTEXT_PUBLISH, -ENOENT, DAPR_ERR_PUBSUB_NOT_FOUND, 404, BUS_ERROR_NO_SUCH_PUBSUB },
+        { ERROR_CONTEXT_PUBLISH, -EDESTADDRREQ, DAPR_ERR_TOPIC_NAME_EMPTY, 404, BUS_ERROR_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_PUBLISH, -EINVAL, DAPR_ERR_PUBSUB_REQUEST_METADATA, 400, BUS_ERROR_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_PUBLISH, -EACCES, DAPR_ERR_PUBSUB_FORBIDDEN, 403, BUS_ERROR_PERMISSION_DENIED },
+        /* the CloudEvent could not be built from what was given */
+        { ERROR_CONTEXT_PUBLISH, -EBADMSG, DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER, 500, BUS_ERROR_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_PUBLISH, 0, DAPR_ERR_PUBSUB_PUBLISH_MESSAGE, 500, BUS_ERROR_FAILED },
+
+        /* The code is the operation's (ERR_STATE_SAVE, ERR_STATE_DELETE, ...); etag problems change the
+         * status only, as Dapr does. */
+        { ERROR_CONTEXT_STATE, -ESTALE, _DAPR_ERROR_INVALID, 409, BUS_ERROR_ETAG_MISMATCH },
+        { ERROR_CONTEXT_STATE, -EINVAL, _DAPR_ERROR_INVALID, 400, BUS_ERROR_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_STATE, 0, _DAPR_ERROR_INVALID, 500, BUS_ERROR_FAILED },
+};
+
+static const char *const context_names[_ERROR_CONTEXT_MAX] = {
+        [ERROR_CONTEXT_INVOKE] = "invoke",
+        [ERROR_CONTEXT_INVOKE_START] = "invoke-start",
+        [ERROR_CONTEXT_PUBLISH] = "publish",
+        [ERROR_CONTEXT_STATE] = "state",
+};
+
+const char *error_context_to_string(ErrorContext ctx) {
+        return ctx >= 0 && ctx < _ERROR_CONTEXT_MAX ? context_names[ctx] : NULL;
+}
+
+const ErrorRow *error_lookup(ErrorContext ctx, int error) {
+        const ErrorRow *dflt = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                if (rows[i].context != ctx)
+                        continue;
+                if (rows[i].error == error && error != 0)
+                        return &rows[i];
+                if (rows[i].error == 0)
+                        dflt = &rows[i];
+        }
+        /* Every context has a default row (tests/unit/test-errors.c checks it). */
+        return dflt ?: &rows[ELEMENTSOF(rows) - 1];
+}
+
+const ErrorRow *error_table(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(rows);
+        return rows;
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one error table of the daemon. Blocks fail with a negative errno; this
+ * module turns it, in the context of the operation (an invocation, a publish,
+ * a state call), into what each front-end answers: Dapr's error code
+ * (ERR_*), the HTTP status, and the D-Bus error name (and, when the gRPC
+ * front-end lands, a gRPC status column). Blocks never pick any of these;
+ * front-ends look them up here instead of keeping switches of their own.
+ *
+ * Dapr's codes and the status Dapr answers each with are defined once here
+ * too (http/errors.h is this header, for the HTTP handlers).
+ */
+#pragma once
+
+#include <errno.h>
+#include <stddef.h>
+
+typedef enum DaprError {
+        DAPR_ERR_MALFORMED_REQUEST,
+        DAPR_ERR_BODY_READ,
+        DAPR_ERR_BAD_REQUEST,
+        DAPR_ERR_BODY_TOO_LARGE,
+        DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+        DAPR_ERR_DIRECT_INVOKE,       /* 500; 403 when access control denies */
+        DAPR_ERR_HEALTH_NOT_READY,
+        DAPR_ERR_OUTBOUND_HEALTH_NOT_READY,
+        DAPR_ERR_HEALTH_APPID_NOT_MATCH,
+        DAPR_ERR_METADATA_GET,
+        DAPR_ERR_INTERNAL,
+        DAPR_ERR_STATE_STORE_NOT_CONFIGURED,
+        DAPR_ERR_STATE_STORE_NOT_FOUND,
+        DAPR_ERR_STATE_GET,
+        DAPR_ERR_STATE_SAVE,          /* 500; the handler picks 409/400 for etag problems */
+        DAPR_ERR_STATE_DELETE,
+        DAPR_ERR_STATE_BULK_GET,
+        DAPR_ERR_STATE_TRANSACTION,
+        DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION,
+        DAPR_ERR_STATE_STORE_NOT_SUPPORTED,
+        DAPR_ERR_STATE_STORE_TOO_MANY_TRANSACTIONS, /* 400: more operations than the store takes */
+        DAPR_ERR_PERMISSION_DENIED,
+        DAPR_ERR_PUBSUB_NOT_CONFIGURED,
+        DAPR_ERR_PUBSUB_EMPTY,
+        DAPR_ERR_PUBSUB_NOT_FOUND,
+        DAPR_ERR_TOPIC_NAME_EMPTY,
+        DAPR_ERR_PUBSUB_REQUEST_METADATA,
+        DAPR_ERR_PUBSUB_FORBIDDEN,
+        DAPR_ERR_PUBSUB_PUBLISH_MESSAGE,
+        DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER,
+        DAPR_ERR_PUBSUB_EVENTS_SER,
+        _DAPR_ERROR_MAX,
+        _DAPR_ERROR_INVALID = -EINVAL,
+} DaprError;
+
+const char *dapr_error_code(DaprError e);
+unsigned dapr_error_status(DaprError e);
+
+/* D-Bus error names of org.mooring.Runtime1 (dbus/org.mooring.Runtime1.xml). */
+#define BUS_ERROR_NO_SUCH_APP "org.mooring.Runtime1.Error.NoSuchApp"
+#define BUS_ERROR_NO_SUCH_PUBSUB "org.mooring.Runtime1.Error.NoSuchPubsub"
+#define BUS_ERROR_NO_SUCH_STORE "org.mooring.Runtime1.Error.NoSuchStore"
+#define BUS_ERROR_PERMISSION_DENIED "org.mooring.Runtime1.Error.PermissionDenied"
+#define BUS_ERROR_INVALID_ARGUMENT "org.mooring.Runtime1.Error.InvalidArgument"
+#define BUS_ERROR_TIMEOUT "org.mooring.Runtime1.Error.Timeout"
+#define BUS_ERROR_UNAVAILABLE "org.mooring.Runtime1.Error.Unavailable"
+#define BUS_ERROR_ETAG_MISMATCH "org.mooring.Runtime1.Error.EtagMismatch"
+#define BUS_ERROR_FAILED "org.mooring.Runtime1.Error.Failed"
+#define BUS_ERROR_APP_EXISTS "org.mooring.Runtime1.Error.AppExists"
+#define BUS_ERROR_CONFIGURATION_ERRORS "org.mooring.Runtime1.Error.ConfigurationErrors"
+#define BUS_ERROR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
+#define BUS_ERROR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
+
+typedef enum ErrorContext {
+        ERROR_CONTEXT_INVOKE,     /* service invocation: the call ended without the callee's answer */
+        ERROR_CONTEXT_INVOKE_START, /* service invocation: invoke_start() refused the request */
+        ERROR_CONTEXT_PUBLISH,    /* pub/sub publish: refused or not stored */
+        ERROR_CONTEXT_STATE,      /* a state store's answer to a save, delete or transaction */
+        _ERROR_CONTEXT_MAX,
+        _ERROR_CONTEXT_INVALID = -EINVAL,
+} ErrorContext;
+
+typedef struct ErrorRow {
+        ErrorContext context;
+        int error;                /* negative errno; 0: the context's row for every other errno */
+        DaprError dapr;           /* _DAPR_ERROR_INVALID: the operation's own code (state: get, save, ...) */
+        unsigned http_status;     /* what the HTTP front-end answers with */
+        const char *bus_error;    /* what the D-Bus front-end answers with */
+} ErrorRow;
+
+/* The row for error in ctx: never NULL (an errno without a row of its own gets the context's default). */
+const ErrorRow *error_lookup(ErrorContext ctx, int error);
+/* Every row, for tests and documentation. */
+const ErrorRow *error_table(size_t *ret_n);
+const char *error_context_to_string(ErrorContext ctx);
