@@ -185,6 +185,15 @@ class ErrorWatch:
         # In place once it sees an error we provoke (an unknown method), whatever the timing.
         wait_for(lambda: self.d.call("NoSuchMethodHere", check=False) and self.names(),
                  what="dbus-monitor to report mooringd's errors")
+        # The probes above that it saw late would land among the errors a test provokes
+        # next (names()[n] was then UnknownMethod). One more, named apart, and wait for it:
+        # the monitor reports in bus order, so every earlier probe is in by then.
+        self.d.call("NoSuchMethodSettled", check=False)
+        wait_for(lambda: self.saw("NoSuchMethodSettled"), what="dbus-monitor to catch up with the probes")
+
+    def saw(self, text):
+        with self.lock:
+            return any(text in line for line in self.lines)
 
     def _read(self):
         for line in iter(self.proc.stdout.readline, ""):
