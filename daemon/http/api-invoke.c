@@ -116,6 +116,8 @@ static void on_done(InvokeCall *c, const InvokeError *e, void *userdata) {
                 (void) http_reply_headers(r, hi->status, NULL, hi->buf, hi->len,
                                           (const char *const *) hi->resp_headers);
         http_invoke_free(hi);
+        /* The hottest path of the daemon: finish the request now rather than on another loop pass. */
+        http_request_release(r);
 }
 
 static void on_request_end(HttpRequest *r, void *userdata) {

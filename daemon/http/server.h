@@ -105,6 +105,13 @@ int http_reply_error(HttpRequest *r, DaprError e, const char *fmt, ...) __attrib
 int http_reply_error_status(HttpRequest *r, unsigned status, DaprError e, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 void http_request_suspend(HttpRequest *r);
+/*
+ * For a reply given outside the handler (after suspend): the caller is done with r and will not
+ * touch it again, so the server may finish the request (and start on a pipelined next one) now,
+ * from inside the caller, instead of on the next loop pass. Optional: without it the server
+ * finishes from the loop. Never from inside an on_end callback.
+ */
+void http_request_release(HttpRequest *r);
 
 /* ---- proxying (service invocation) ---- */
 
