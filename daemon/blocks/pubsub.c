@@ -6,6 +6,7 @@
  * message (ack, retry after a backoff, or drop / dead-letter).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 
 #define SUBSCRIBE_ANSWER_MAX (1024 * 1024)
 #define APP_ANSWER_MAX (64 * 1024)
+/* At most one line per this long about a broker's failed publishes (util/ratelimit.h). */
+#define PUBLISH_FAILURE_LOG_INTERVAL_USEC (10 * USEC_PER_SEC_RL)
 
 typedef struct Delivery Delivery;
 
@@ -79,7 +82,8 @@ int pubsub_broker_open(Registry *m, Component *c, PubsubBroker **ret, char **ret
         if (!b)
                 return -ENOMEM;
         *b = (PubsubBroker){ .driver = d, .component = component_ref(c), .event = m->event,
-                             .name = c->name, .state_dir = m->state_dir, .instance_id = m->instance_id };
+                             .name = c->name, .state_dir = m->state_dir, .instance_id = m->instance_id,
+                             .publish_failures = RATELIMIT_INIT(PUBLISH_FAILURE_LOG_INTERVAL_USEC) };
         r = d->open(b, reterr_msg);
         if (r < 0) {
                 d->close(b);
@@ -170,12 +174,43 @@ typedef struct Publish {
         int error;
         char *message;
         sd_event_source *later;
+        PubsubBroker *broker;   /* once the target is known; valid until done (close completes it) */
+        char *app;              /* the publisher, for the failure log */
 } Publish;
 
 static void publish_free(Publish *p) {
         sd_event_source_disable_unref(p->later);
         free(p->message);
+        free(p->app);
         free(p);
+}
+
+/*
+ * A broker that failed a publish (its server down, its disk full) is logged with the cause: the
+ * first failure in full, then at most one line per interval saying how many more there were
+ * (issue 10 part 6: failures were silent). Refusals of the caller's own making are not failures
+ * of the component and never get here.
+ */
+static void note_publish_failure(Publish *p, int error, const char *cause) {
+        PubsubBroker *b = p->broker;
+        uint64_t now = 0, held = 0;
+
+        if (!b || error == -ECANCELED)
+                return;
+        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+        switch (ratelimit_event(&b->publish_failures, now, &held)) {
+        case RATELIMIT_FIRST:
+                log_struct(LOG_WARNING, error, p->app, b->name, "Publish to pubsub '%s' failed: %s", b->name,
+                           cause ?: strerror(-error));
+                break;
+        case RATELIMIT_SUMMARY:
+                log_struct(LOG_WARNING, error, p->app, b->name,
+                           "Publish to pubsub '%s' failed: %s (%" PRIu64 " more failures since the last report)",
+                           b->name, cause ?: strerror(-error), held);
+                break;
+        case RATELIMIT_HELD:
+                break;
+        }
 }
 
 static int on_publish_later(sd_event_source *s, void *userdata) {
@@ -202,6 +237,8 @@ _printf_(3, 4) static int publish_fail(Publish *p, int error, const char *fmt, .
 
 static void on_published(int error, const char *message, void *userdata) {
         Publish *p = userdata;
+        if (error < 0)
+                note_publish_failure(p, error, message);
         p->done(error, message, p->userdata);
         publish_free(p);
 }
@@ -311,7 +348,11 @@ int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, v
                 data = envelope;
                 len = envelope_len;
         }
+        p->broker = b;
+        p->app = req->app ? strdup(req->app) : NULL;
         r = b->driver->publish(b, req->topic, data, len, broker_md, ttl, on_published, p);
+        if (r < 0)
+                note_publish_failure(p, r, strerror(-r));
         if (r < 0)
                 return publish_fail(p, r, "error when publishing to topic %s in pubsub %s: %s", req->topic,
                                     req->pubsub, strerror(-r));

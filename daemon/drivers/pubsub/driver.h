@@ -63,6 +63,7 @@
 #include <systemd/sd-event.h>
 
 #include "../../forward.h"
+#include "../../util/ratelimit.h"
 
 #define PUBSUB_DRIVER_ABI 1
 
@@ -102,6 +103,7 @@ struct PubsubBroker {
         const char *instance_id;       /* stable per daemon installation (persisted in the state dir):
                                         * a consumer name that survives restarts, so a restarted daemon
                                         * reclaims its own unsettled messages first */
+        RateLimit publish_failures;    /* the block's: failed publishes are logged, not one line each */
 };
 
 struct PubsubDriver {
