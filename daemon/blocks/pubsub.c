@@ -32,6 +32,8 @@
 #define APP_ANSWER_MAX (64 * 1024)
 /* At most one line per this long about a broker's failed publishes (util/ratelimit.h). */
 #define PUBLISH_FAILURE_LOG_INTERVAL_USEC (10 * USEC_PER_SEC_RL)
+/* An app's publishes in a broker's hands at once; the rest wait in its line (see PublishLine). */
+#define PUBLISH_IN_DRIVER_PER_APP 64
 
 typedef struct Delivery Delivery;
 
@@ -96,6 +98,8 @@ int pubsub_broker_open(Registry *m, Component *c, PubsubBroker **ret, char **ret
 }
 
 static void runner_free(Runner *rn);
+static void lines_cancel(PubsubBroker *b);
+static void lines_free(PubsubBroker *b);
 
 PubsubBroker *pubsub_broker_close(Registry *m, PubsubBroker *b) {
         if (!b)
@@ -111,7 +115,9 @@ PubsubBroker *pubsub_broker_close(Registry *m, PubsubBroker *b) {
                 if (fn)
                         fn(NULL, NULL, NULL, 0, ud);
         }
+        lines_cancel(b);
         b->driver->close(b);
+        lines_free(b);
         component_unref(b->component);
         free(b);
         return NULL;
@@ -167,7 +173,22 @@ static bool topic_allowed(const PubsubBroker *b, const char *app, const char *to
 
 /* ---- publish ---- */
 
-typedef struct Publish {
+typedef struct Publish Publish;
+
+/*
+ * One app's line at one broker: at most PUBLISH_IN_DRIVER_PER_APP of its publishes are in the
+ * driver at once, the rest wait here in order. The brokers serve their queues first come, first
+ * served: without the line a bulk publish of 10,000 entries put 10,000 publishes ahead of every
+ * other app's next one (issue 10 part 2: one app's batch delays only that app).
+ */
+typedef struct PublishLine {
+        char *app;              /* NULL: callers that are no app (D-Bus programs) share one line */
+        unsigned in_driver;
+        Publish *head, *tail;   /* waiting */
+        struct PublishLine *next;
+} PublishLine;
+
+struct Publish {
         Registry *registry;
         PublishDoneFn done;
         void *userdata;
@@ -176,12 +197,23 @@ typedef struct Publish {
         sd_event_source *later;
         PubsubBroker *broker;   /* once the target is known; valid until done (close completes it) */
         char *app;              /* the publisher, for the failure log */
-} Publish;
+        /* what the driver gets, kept while the publish waits in its line */
+        PublishLine *line;
+        Publish *next_waiting;
+        char *topic;
+        void *data;
+        size_t len;
+        char **broker_md;
+        int64_t ttl;
+};
 
 static void publish_free(Publish *p) {
         sd_event_source_disable_unref(p->later);
         free(p->message);
         free(p->app);
+        free(p->topic);
+        free(p->data);
+        strv_free(p->broker_md);
         free(p);
 }
 
@@ -235,12 +267,82 @@ _printf_(3, 4) static int publish_fail(Publish *p, int error, const char *fmt, .
         return 0;
 }
 
+static PublishLine *line_get(PubsubBroker *b, const char *app) {
+        for (PublishLine *l = b->publish_lines; l; l = l->next)
+                if (streq_ptr(l->app, app))
+                        return l;
+        PublishLine *l = calloc(1, sizeof *l);
+        if (!l || (app && !(l->app = strdup(app)))) {
+                free(l);
+                return NULL;
+        }
+        l->next = b->publish_lines;
+        b->publish_lines = l;
+        return l;
+}
+
+static void on_published(int error, const char *message, void *userdata);
+
+/* Hands p to the driver; the driver has copied what it needs when publish() returns. */
+static void publish_start(Publish *p) {
+        PubsubBroker *b = p->broker;
+        int r;
+
+        p->line->in_driver++;
+        r = b->driver->publish(b, p->topic, p->data, p->len, p->broker_md, p->ttl, on_published, p);
+        free(p->data);
+        p->data = NULL;
+        p->broker_md = strv_free(p->broker_md);
+        if (r < 0) {
+                p->line->in_driver--;
+                note_publish_failure(p, r, strerror(-r));
+                (void) publish_fail(p, r, "error when publishing to topic %s in pubsub %s: %s", p->topic, b->name,
+                                    strerror(-r));
+        }
+}
+
+/* Starts what waits in the line while the line has room. */
+static void line_pump(PublishLine *l) {
+        while (l->head && l->in_driver < PUBLISH_IN_DRIVER_PER_APP) {
+                Publish *p = l->head;
+                l->head = p->next_waiting;
+                if (!l->head)
+                        l->tail = NULL;
+                p->next_waiting = NULL;
+                publish_start(p);
+        }
+}
+
 static void on_published(int error, const char *message, void *userdata) {
         Publish *p = userdata;
+        PublishLine *l = p->line;
         if (error < 0)
                 note_publish_failure(p, error, message);
+        l->in_driver--;
         p->done(error, message, p->userdata);
         publish_free(p);
+        line_pump(l);
+}
+
+/* The broker closes: what still waits in a line ends now (-ECANCELED); the lines go after the
+ * driver closed, since it completes what it holds through on_published(). */
+static void lines_cancel(PubsubBroker *b) {
+        for (PublishLine *l = b->publish_lines; l; l = l->next)
+                while (l->head) {
+                        Publish *p = l->head;
+                        l->head = p->next_waiting;
+                        p->done(-ECANCELED, "the pubsub component is closing", p->userdata);
+                        publish_free(p);
+                }
+}
+
+static void lines_free(PubsubBroker *b) {
+        while (b->publish_lines) {
+                PublishLine *l = b->publish_lines;
+                b->publish_lines = l->next;
+                free(l->app);
+                free(l);
+        }
 }
 
 
@@ -350,12 +452,26 @@ int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, v
         }
         p->broker = b;
         p->app = req->app ? strdup(req->app) : NULL;
-        r = b->driver->publish(b, req->topic, data, len, broker_md, ttl, on_published, p);
-        if (r < 0)
-                note_publish_failure(p, r, strerror(-r));
-        if (r < 0)
-                return publish_fail(p, r, "error when publishing to topic %s in pubsub %s: %s", req->topic,
-                                    req->pubsub, strerror(-r));
+        p->topic = strdup(req->topic);
+        if (envelope)
+                p->data = TAKE_PTR(envelope);
+        else if ((p->data = malloc(len ? len : 1)))
+                memcpy(p->data, data, len);
+        p->len = len;
+        p->broker_md = TAKE_PTR(broker_md);
+        p->ttl = ttl;
+        p->line = line_get(b, req->app);
+        if ((req->app && !p->app) || !p->topic || !p->data || !p->line)
+                goto oom;
+        if (p->line->head || p->line->in_driver >= PUBLISH_IN_DRIVER_PER_APP) {
+                if (p->line->tail)
+                        p->line->tail->next_waiting = p;
+                else
+                        p->line->head = p;
+                p->line->tail = p;
+                return 0;
+        }
+        publish_start(p);
         return 0;
 oom:
         publish_free(p);

@@ -104,6 +104,7 @@ struct PubsubBroker {
                                         * a consumer name that survives restarts, so a restarted daemon
                                         * reclaims its own unsettled messages first */
         RateLimit publish_failures;    /* the block's: failed publishes are logged, not one line each */
+        struct PublishLine *publish_lines; /* the block's: each app's publishes waiting for the driver */
 };
 
 struct PubsubDriver {
