@@ -69,6 +69,13 @@ static PubsubBroker *broker_open(Registry *reg) {
         return b;
 }
 
+static void broker_close(Registry *reg, PubsubBroker *b) {
+        pubsub_broker_close(reg, b);
+        free(reg->pubsubs);
+        reg->pubsubs = NULL;
+        reg->n_pubsubs = 0;
+}
+
 static void publish(Registry *reg, const char *app, Tag *t) {
         static const char data[] = "{\"n\":1}";
         PublishRequest req = {
@@ -106,10 +113,7 @@ TEST(another_apps_publish_is_not_behind_a_burst) {
         /* b went to the broker right behind a's first 64 (its line's share), not behind all 1000. */
         ASSERT_TRUE(rec.b_position > 0 && rec.b_position <= 65 + 1);
 
-        pubsub_broker_close(reg, b);
-        free(reg->pubsubs);
-        reg->pubsubs = NULL;
-        reg->n_pubsubs = 0;
+        broker_close(reg, b);
         registry_free(reg);
         sd_event_unref(e);
 }
@@ -126,10 +130,7 @@ TEST(closing_the_broker_ends_what_waits) {
         for (unsigned i = 0; i < 200; i++)
                 publish(reg, "a", &ta);
         /* Nothing ran yet: 64 are with the driver, 136 wait in a's line. Every one gets its done. */
-        pubsub_broker_close(reg, b);
-        free(reg->pubsubs);
-        reg->pubsubs = NULL;
-        reg->n_pubsubs = 0;
+        broker_close(reg, b);
         run_until(e, &rec.n_done, 200);
         ASSERT_TRUE(rec.n_cancelled >= 200 - 64);
         registry_free(reg);
