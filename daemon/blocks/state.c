@@ -81,6 +81,7 @@ struct StateSched {
         StateStore *store;        /* back-reference */
         AppQueue *apps;
         StateCall *running;       /* in the driver, outcome pending */
+        struct Batch *deferred;   /* batches whose answer waits for the loop (no driver holds them) */
         size_t max_ops;
         bool closing;
         RateLimit failures;
@@ -147,6 +148,7 @@ fail:
 
 static void call_free(StateCall *c);
 static void call_finish_queued(StateCall *c, int error, const char *msg);
+static void deferred_batches_finish(StateSched *q);
 
 StateStore *state_store_close(StateStore *s) {
         StateSched *q;
@@ -165,6 +167,7 @@ StateStore *state_store_close(StateStore *s) {
                                 a->tail = NULL;
                         call_finish_queued(c, -ECANCELED, "state store closed");
                 }
+        deferred_batches_finish(q);
         s->driver->close(s);
         sched_free(q);
         component_unref(s->component);
@@ -326,7 +329,9 @@ typedef struct Batch {
         void *userdata;
         StateResult first;           /* writes: first failure */
         StateResult *results;        /* bulk_get */
-        sd_event_source *defer;      /* for n == 0 */
+        sd_event_source *defer;      /* for n == 0, or every part failed to start */
+        StateSched *sched;           /* while the defer is armed: on sched->deferred */
+        struct Batch *next_deferred;
 } Batch;
 
 typedef struct BatchPart {
@@ -379,7 +384,35 @@ static void on_part_done(const StateResult *r, void *userdata) {
 }
 
 static int on_empty_batch(sd_event_source *s, void *userdata) {
-        batch_finish(userdata);
+        Batch *b = userdata;
+        for (Batch **pp = &b->sched->deferred; *pp; pp = &(*pp)->next_deferred)
+                if (*pp == b) {
+                        *pp = b->next_deferred;
+                        break;
+                }
+        batch_finish(b);
+        return 0;
+}
+
+/* Batches waiting for the loop to answer them (no driver holds them), answered now: the store
+ * closes, and the calls they answer and their queues still exist. */
+static void deferred_batches_finish(StateSched *q) {
+        while (q->deferred) {
+                Batch *b = q->deferred;
+                q->deferred = b->next_deferred;
+                batch_finish(b);
+        }
+}
+
+/* Answers b from the loop. No driver holds it, so the store must know of it: a store closed
+ * before the loop gets there answers it itself (state_store_close()). */
+static int batch_defer(StateStore *s, Batch *b) {
+        int r = sd_event_add_defer(s->event, &b->defer, on_empty_batch, b);
+        if (r < 0)
+                return r;
+        b->sched = s->sched;
+        b->next_deferred = s->sched->deferred;
+        s->sched->deferred = b;
         return 0;
 }
 
@@ -388,7 +421,7 @@ typedef int (*BatchStartFn)(StateStore *s, size_t i, const void *ctx, StateDoneF
 /* Starts n parts with start(i); parts that fail to start count as done with their error. */
 static int batch_run(StateStore *s, Batch *b, BatchStartFn start, const void *ctx) {
         if (b->n == 0) {
-                if (sd_event_add_defer(s->event, &b->defer, on_empty_batch, b) < 0) {
+                if (batch_defer(s, b) < 0) {
                         free(b->results);
                         free(b);
                         return -ENOMEM;
@@ -419,7 +452,7 @@ static int batch_run(StateStore *s, Batch *b, BatchStartFn start, const void *ct
         /* Drop the guard. Drivers never answer inside the starting call, so the batch is
          * finished from the loop, as promised — unless every part failed to start. */
         if (--b->pending == 0) {
-                if (sd_event_add_defer(s->event, &b->defer, on_empty_batch, b) < 0)
+                if (batch_defer(s, b) < 0)
                         batch_finish(b); /* last resort: answer now */
         }
         return 0;

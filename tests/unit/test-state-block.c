@@ -216,6 +216,31 @@ TEST(cancelled_calls_do_not_write) {
         env_done(&env);
 }
 
+static void on_bulk_done(const StateResult *results, size_t n, void *userdata) {
+        Done *d = userdata;
+        d->fired++;
+        d->error = n;
+}
+
+/* A bulk get of no keys is answered from the loop, with no driver holding it. A store closed
+ * before the loop got there freed the call's queues while that answer was still armed: the
+ * answer then ran on freed memory (ASan: heap-use-after-free). It is answered at close now. */
+TEST(close_answers_what_waits_for_the_loop) {
+        Env env;
+        env_init(&env);
+        StateStore *s = store_open(&env, "");
+        char *keys[] = { NULL };
+        Done d = {};
+
+        ASSERT_OK(state_bulk_get(s, "a", keys, 0, on_bulk_done, &d));
+        state_store_close(s);
+        ASSERT_EQ(d.fired, 1);
+        for (unsigned i = 0; i < 10; i++)
+                ASSERT_TRUE(sd_event_run(env.event, 0) >= 0);
+        ASSERT_EQ(d.fired, 1);
+        env_done(&env);
+}
+
 TEST(bound_per_request) {
         Env env;
         env_init(&env);
