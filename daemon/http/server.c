@@ -832,7 +832,7 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
 
         if (c->phase == CONN_HANDLER) {
                 /* Waiting for the handler: only a client that leaves matters. Pipelined bytes
-                 * are left in the socket (EPOLLIN is dropped so they do not wake us). */
+                 * are left in the socket (edge-triggered, they wake us once: we note them). */
                 if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
                         conn_lost(c);
                         return 0;
@@ -849,6 +849,13 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
                         else if (n > 0)
                                 c->maybe_more = true; /* pipelined: read after the answer */
                 }
+                return 0;
+        }
+        if (c->phase == CONN_WRITE && c->out_len == 0 && (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
+                /* Everything written, the producer (an app's answer) not done: as while the
+                 * handler works, a client that leaves now is gone. Edge-triggered, this is the
+                 * only time we hear of it. */
+                conn_lost(c);
                 return 0;
         }
         if (revents & EPOLLRDHUP)

@@ -998,6 +998,59 @@ class InvokeCallerGoneTest(InvokeTestCase):
         # (Whether the queued call whose caller left still reaches the app is not asserted:
         # the spec says nothing about it.)
 
+    def test_caller_leaving_a_stalled_stream_ends_the_call(self):
+        """The callee sent part of a long answer and stalls; the caller read it all and leaves.
+        mooringd must notice (the caller's socket is edge-triggered: one wake-up) and close the
+        call to the app, not hold both until the app finishes."""
+        path = os.path.join(self.tmp, "stall.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(8)
+        self.addCleanup(srv.close)
+        seen = {"closed": False}
+
+        def serve(conn):
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                part = conn.recv(65536)
+                if not part:
+                    return
+                buf += part
+            if not buf.startswith(b"GET /long"):  # health probes and the like
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000)
+            conn.settimeout(60)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+            seen["closed"] = True  # EOF (or reset): mooringd let go of the call
+
+        def app():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    serve(conn)
+
+        t = threading.Thread(target=app, daemon=True)
+        t.start()
+        d = self.daemon(apps={"a": "[App]\n", "s": f"[App]\nAppAddress=unix:{path}\n"})
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(TIMEOUT)
+        c.connect(d.app_socket("a"))
+        c.sendall(f"GET {inv('s', 'long')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while got.count(b"x") < 100000:
+            got += c.recv(65536)
+        c.close()
+        wait_for(lambda: seen["closed"], timeout=20, what="mooringd to close the call to the app")
+        d.assert_running()
+
 
 if __name__ == "__main__":
     main()
