@@ -655,6 +655,13 @@ static void kick(SqliteStore *s) {
                 start_batch(s); /* no event sources to be had: no lingering */
 }
 
+/* start_batch() could not hand the batch over (OOM): try again from the linger timer, since
+ * nothing else may come to kick it. Not kick(): it can call start_batch() right back. */
+static void retry_batch_later(SqliteStore *s) {
+        if (s->kick_timer && sd_event_source_set_time_relative(s->kick_timer, BATCH_LINGER_USEC) >= 0)
+                (void) sd_event_source_set_enabled(s->kick_timer, SD_EVENT_ONESHOT);
+}
+
 /* Moves pending writes into one batch on the writer, unless one is committing already. */
 static void start_batch(SqliteStore *s) {
         SqliteBatch *b;
@@ -673,7 +680,8 @@ static void start_batch(SqliteStore *s) {
         b = calloc(1, sizeof *b);
         if (!b || !(b->jobs = calloc(n, sizeof(SqliteJob *)))) {
                 free(b);
-                return; /* retried on the next call or answer; nothing is lost */
+                retry_batch_later(s); /* nothing is lost */
+                return;
         }
         b->store = s;
         for (size_t i = 0; i < n; i++) {
@@ -687,7 +695,7 @@ static void start_batch(SqliteStore *s) {
         s->n_pending -= n;
         s->n_pending_ops -= ops;
         if (work_queue_submit(s->queue, batch_run, batch_done, b) < 0) {
-                /* Put them back in front, in order: the next kick tries again. */
+                /* Put them back in front, in order, and try again a little later. */
                 for (size_t i = b->n; i > 0; i--) {
                         SqliteJob *j = b->jobs[i - 1];
                         j->next = s->pending_head;
@@ -699,6 +707,7 @@ static void start_batch(SqliteStore *s) {
                 s->n_pending_ops += ops;
                 free(b->jobs);
                 free(b);
+                retry_batch_later(s);
                 return;
         }
         s->committing = b;
