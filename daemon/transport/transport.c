@@ -492,9 +492,10 @@ static void call_complete(TransportCall *c) {
 
         c->finished = true;
         if (c->error == 0) {
-                if (c->streaming)
-                        c->answer.headers = no_headers; /* they went to head() */
-                else {
+                /* Streamed: they went to head(). Buffered without them: OOM in call_answered(). */
+                if (c->streaming || !c->answer.headers)
+                        c->answer.headers = no_headers;
+                if (!c->streaming) {
                         if (c->body_buf)
                                 c->body_buf[c->body_len_got] = 0;
                         c->answer.body = c->body_buf ?: "";
@@ -682,18 +683,16 @@ static void call_answered(TransportCall *c) {
 
         http_parser_pause(&cn->parser, 0);
         if (!c->streaming) {
-                /* The head lives in the connection's buffers: the call takes them over, so done
-                 * can read them whatever happens to the connection. */
+                /* The head's text lives in the connection's buffer: the call takes it over (the
+                 * connection grows a new one for its next answer) with a pointer array of just
+                 * the right size, so done can read the headers whatever happens to the
+                 * connection. call_complete() gives done an empty list if this fails (OOM). */
                 c->hbuf = TAKE_PTR(cn->hbuf);
-                c->hdrs = cn->hdrs;
-                cn->hdrs = malloc((2 * ANSWER_HEADERS_MAX + 1) * sizeof(char *));
-                if (!cn->hdrs) {
-                        cn->hdrs = TAKE_PTR(c->hdrs);
-                        keep = false; /* OOM: let the connection go with its buffers */
-                        c->answer.headers = (char *const[]){ NULL };
-                } else
-                        c->answer.headers = c->hdrs;
                 cn->hcap = cn->hlen = 0;
+                c->hdrs = malloc((cn->n_hdrs + 1) * sizeof(char *));
+                if (c->hdrs)
+                        memcpy(c->hdrs, cn->hdrs, (cn->n_hdrs + 1) * sizeof(char *));
+                c->answer.headers = c->hdrs;
         }
         c->deadline = sd_event_source_disable_unref(c->deadline);
         conn_release(cn, keep);
