@@ -19,8 +19,8 @@
 #include "invoke-url.h"
 #include "server.h"
 
-/* Answers up to this size are collected and sent in one piece (one MHD response from a
- * buffer, no suspend/resume per chunk); larger ones stream from the first byte past it. */
+/* Answers up to this size are collected and sent in one piece (one reply with a
+ * Content-Length, written at once); larger ones stream from the first byte past it. */
 #define INVOKE_BUFFER_MAX (64U * 1024)
 
 typedef struct HttpInvoke {

@@ -288,8 +288,8 @@ class InvokeBusTest(DaemonTestCase):
         self.assertEqual(app.last().verb, "HEAD")
 
     def test_get_with_a_body_stays_get(self):
-        """A body does not change the verb (libcurl turns a request with POSTFIELDS into a POST
-        unless told the verb)."""
+        """A body does not change the verb (an HTTP client library may turn a request with a body
+        into a POST unless told the verb; libcurl, which mooringd used once, did)."""
         status, headers, body = self.invoke("echo", "/echo/get", "GET", body=BINARY)
         seen = self.d.app.last()
         self.assertEqual((status, seen.verb, headers.get("x-verb")), (200, "GET", "GET"))

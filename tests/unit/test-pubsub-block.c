@@ -69,11 +69,35 @@ static PubsubBroker *broker_open(Registry *reg) {
         return b;
 }
 
-static void broker_close(Registry *reg, PubsubBroker *b) {
-        pubsub_broker_close(reg, b);
-        free(reg->pubsubs);
-        reg->pubsubs = NULL;
-        reg->n_pubsubs = 0;
+/* A loop, a registry and the broker "bus" registered in it, as the Manager would set them up. */
+typedef struct Env {
+        sd_event *event;
+        Registry *registry;
+        PubsubBroker *broker;
+} Env;
+
+static void env_init(Env *env) {
+        *env = (Env){};
+        ASSERT_OK(sd_event_new(&env->event));
+        env->registry = registry_new(env->event);
+        ASSERT_NOT_NULL(env->registry);
+        env->broker = broker_open(env->registry);
+}
+
+/* Closes the broker (what it holds completes) and unregisters it. */
+static void env_close_broker(Env *env) {
+        pubsub_broker_close(env->registry, env->broker);
+        env->broker = NULL;
+        free(env->registry->pubsubs);
+        env->registry->pubsubs = NULL;
+        env->registry->n_pubsubs = 0;
+}
+
+static void env_done(Env *env) {
+        if (env->broker)
+                env_close_broker(env);
+        registry_free(env->registry);
+        sd_event_unref(env->event);
 }
 
 static void publish(Registry *reg, const char *app, Tag *t) {
@@ -96,44 +120,33 @@ static void run_until(sd_event *e, const unsigned *counter, unsigned want) {
 }
 
 TEST(another_apps_publish_is_not_behind_a_burst) {
-        sd_event *e = NULL;
-        ASSERT_OK(sd_event_new(&e));
-        Registry *reg = registry_new(e);
-        ASSERT_NOT_NULL(reg);
-        PubsubBroker *b = broker_open(reg);
+        Env env;
         Record rec = {};
         Tag ta = { .rec = &rec }, tb = { .rec = &rec, .is_b = true };
 
+        env_init(&env);
         /* a's burst first, all of it before b's one publish: before the lines, b's came 1001st. */
         for (unsigned i = 0; i < BURST; i++)
-                publish(reg, "a", &ta);
-        publish(reg, "b", &tb);
-        run_until(e, &rec.n_done, BURST + 1);
+                publish(env.registry, "a", &ta);
+        publish(env.registry, "b", &tb);
+        run_until(env.event, &rec.n_done, BURST + 1);
         ASSERT_EQ(rec.n_ok, BURST + 1);
         /* b went to the broker right behind a's first 64 (its line's share), not behind all 1000. */
         ASSERT_TRUE(rec.b_position > 0 && rec.b_position <= 65 + 1);
-
-        broker_close(reg, b);
-        registry_free(reg);
-        sd_event_unref(e);
+        env_done(&env);
 }
 
 TEST(closing_the_broker_ends_what_waits) {
-        sd_event *e = NULL;
-        ASSERT_OK(sd_event_new(&e));
-        Registry *reg = registry_new(e);
-        ASSERT_NOT_NULL(reg);
-        PubsubBroker *b = broker_open(reg);
+        Env env;
         Record rec = {};
         Tag ta = { .rec = &rec };
 
+        env_init(&env);
         for (unsigned i = 0; i < 200; i++)
-                publish(reg, "a", &ta);
+                publish(env.registry, "a", &ta);
         /* Nothing ran yet: 64 are with the driver, 136 wait in a's line. Every one gets its done. */
-        broker_close(reg, b);
-        run_until(e, &rec.n_done, 200);
+        env_close_broker(&env);
+        run_until(env.event, &rec.n_done, 200);
         ASSERT_TRUE(rec.n_cancelled >= 200 - 64);
-        registry_free(reg);
-        sd_event_unref(e);
+        env_done(&env);
 }
-
