@@ -10,8 +10,9 @@
  *
  * Guarantees:
  * - Nothing of a request is copied out: the request line, every header field
- *   and the body stay in the buffer and are NUL-terminated in place once the
- *   head is complete (a chunked body is de-chunked in place). Accessors
+ *   and the body stay in the buffer; the request line and header fields are
+ *   NUL-terminated in place once the head is complete, the body is not (use
+ *   its length); a chunked body is de-chunked in place. Accessors
  *   return pointers into it, valid until request_parser_next() or more bytes
  *   are added.
  * - Bytes after the current request (pipelining) stay in the buffer and are
@@ -64,7 +65,6 @@ typedef struct RequestParser {
         unsigned n_fields, fields_cap;
         unsigned last_cb;       /* which data callback ran last (obs-fold detection) */
         unsigned n_host, n_content_length, n_transfer_encoding;
-        bool te_chunked_only;   /* every Transfer-Encoding seen was exactly "chunked" */
         bool expect_continue;
         bool head_done, complete;
         size_t body_off;

@@ -146,7 +146,7 @@ typedef struct SqliteStore {
 
         /* Group commit, loop only. */
         struct SqliteJob *pending_head, *pending_tail; /* writes waiting for the next batch */
-        size_t n_pending, n_pending_ops;
+        size_t n_pending_ops;
         struct SqliteBatch *committing; /* the batch on the writer, or NULL */
         struct SqliteBatch *delivering; /* the batch whose answers are being handed out */
 } SqliteStore;
@@ -692,7 +692,6 @@ static void start_batch(SqliteStore *s) {
         }
         if (!s->pending_head)
                 s->pending_tail = NULL;
-        s->n_pending -= n;
         s->n_pending_ops -= ops;
         if (work_queue_submit(s->queue, batch_run, batch_done, b) < 0) {
                 /* Put them back in front, in order, and try again a little later. */
@@ -703,7 +702,6 @@ static void start_batch(SqliteStore *s) {
                         if (!s->pending_tail)
                                 s->pending_tail = j;
                 }
-                s->n_pending += b->n;
                 s->n_pending_ops += ops;
                 free(b->jobs);
                 free(b);
@@ -720,7 +718,6 @@ static int job_enqueue_write(SqliteStore *s, SqliteJob *j) {
         else
                 s->pending_head = j;
         s->pending_tail = j;
-        s->n_pending++;
         s->n_pending_ops += j->n_ops;
         kick(s);
         return 0;
@@ -1067,7 +1064,7 @@ static void sqlite_close(StateStore *base) {
                 job_free(j);
         }
         s->pending_tail = NULL;
-        s->n_pending = s->n_pending_ops = 0;
+        s->n_pending_ops = 0;
         /* Jobs the threads have not started yet answer -ECANCELED; the one running finishes with
          * its real result. work_queue_free() delivers every done() before it returns. */
         atomic_store(&s->cancel, true);
