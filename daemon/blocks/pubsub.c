@@ -23,7 +23,9 @@
 #include "../core/registry.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
+#include "../util/base64.h"
 #include "../util/fileio.h"
+#include "../util/json-util.h"
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "pubsub.h"
@@ -36,6 +38,7 @@
 #define PUBLISH_IN_DRIVER_PER_APP 64
 
 typedef struct Delivery Delivery;
+typedef struct BulkPost BulkPost;
 
 struct PubsubRunner {
         Registry *registry;
@@ -47,6 +50,11 @@ struct PubsubRunner {
         PubsubBroker *broker;
         PubsubSubscription *ds;      /* the driver's */
         Delivery *deliveries;        /* POSTs to the app in flight */
+        /* bulkSubscribe: messages wait in bulk_pending until the batch is full or its time is up */
+        Delivery **bulk_pending;
+        size_t n_bulk_pending;
+        sd_event_source *bulk_timer;
+        BulkPost *bulk_posts;        /* the batches' POSTs to the app */
         PubsubRunner *next, *prev;
 };
 typedef PubsubRunner Runner;
@@ -62,6 +70,7 @@ struct Delivery {
         char *path;
         TransportCall *call;         /* the POST to the app, while out */
         char **headers;              /* name, value pairs for the app */
+        json_t *bulk_entry;          /* bulk: {entryId, event, metadata, contentType} */
         Delivery *next, *prev;
 };
 
@@ -506,6 +515,7 @@ static void delivery_free(Delivery *dl) {
                         app_slot_release(rn->app); /* the next in the app's line goes */
         }
         strv_free(dl->headers);
+        json_decref(dl->bulk_entry);
         free(dl->data);
         free(dl->path);
         free(dl);
@@ -574,7 +584,7 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
         const char *st = NULL;
         json_t *j = ans->body_len ? json_loadb(ans->body, ans->body_len, 0, NULL) : NULL;
         if (json_is_object(j))
-                st = json_string_value(json_object_get(j, "status"));
+                st = json_string_value(json_object_get_ci(j, "status"));
         PubsubOutcome o = PUBSUB_ACK;
         if (st && strcasecmp(st, "DROP") == 0) {
                 json_decref(j);
@@ -624,6 +634,268 @@ static int header_add(char ***l, const char *name, const char *value) {
                 return 0;
         r = strv_extend(l, name);
         return r < 0 ? r : strv_extend(l, value);
+}
+
+/* ---- bulk deliveries (bulkSubscribe) ---- */
+
+/*
+ * daprd's bulk delivery for brokers without a bulk API of their own
+ * (pkg/runtime/pubsub/default_bulksub.go, pkg/runtime/subscription/): messages gather until
+ * maxMessagesCount are there or maxAwaitDurationMs passed since the first, then go to the app
+ * as one POST per route, Content-Type application/json, body
+ *   {"id","type":"com.dapr.event.sent.bulk","topic","pubsubname","metadata":{"pubsubName":..},
+ *    "entries":[{"entryId","event","metadata","contentType"}]}
+ * where event is the CloudEvent object, or with rawPayload the stored bytes in base64. The app
+ * answers {"statuses":[{"entryId","status"}]}: SUCCESS acks, DROP drops (to the dead-letter
+ * topic if any), RETRY, an empty or unknown status and an entry the answer leaves out are
+ * retried; an answer that is no such JSON retries every entry, 404 drops every entry (not
+ * dead-lettered), any other status retries every entry.
+ */
+struct BulkPost {
+        AppSlotWaiter waiter;        /* first: in the app's line for a slot */
+        bool holds_slot;
+        Runner *runner;
+        Delivery **entries;          /* the entries for this route; settled when the app answered */
+        size_t n;
+        char *body;
+        size_t len;
+        char **headers;
+        TransportCall *call;
+        BulkPost *next, *prev;
+};
+
+static unsigned bulk_max(const Runner *rn) {
+        return rn->sub->bulk_max_messages ?: SUBSCRIPTION_BULK_DEFAULT_MESSAGES;
+}
+
+static void bulk_post_free(BulkPost *bp) {
+        Runner *rn = bp->runner;
+        if (bp->prev)
+                bp->prev->next = bp->next;
+        else if (rn->bulk_posts == bp)
+                rn->bulk_posts = bp->next;
+        if (bp->next)
+                bp->next->prev = bp->prev;
+        transport_call_cancel(bp->call);
+        app_slot_cancel(rn->app, &bp->waiter);
+        if (bp->holds_slot)
+                app_slot_release(rn->app);
+        strv_free(bp->headers);
+        free(bp->body);
+        free(bp->entries);
+        free(bp);
+}
+
+/* Ends the post and settles each entry: SUCCESS, DROP, or (anything else) RETRY. */
+static void bulk_post_settle(BulkPost *bp, const PubsubVerdict *verdicts, PubsubVerdict all) {
+        Delivery **entries = TAKE_PTR(bp->entries);
+        size_t n = bp->n;
+        bulk_post_free(bp); /* the slot goes back first: settling may start the next delivery */
+        for (size_t i = 0; i < n; i++) {
+                PubsubVerdict v = verdicts ? verdicts[i] : all;
+                if (v == PUBSUB_VERDICT_SUCCESS)
+                        settle(entries[i], PUBSUB_ACK);
+                else if (v == PUBSUB_VERDICT_DROP)
+                        drop(entries[i], "was dropped by the app (DROP in a bulk answer)");
+                else
+                        settle(entries[i], PUBSUB_RETRY);
+        }
+        free(entries);
+}
+
+static const char *bulk_entry_id(const Delivery *dl) {
+        return json_string_value(json_object_get(dl->bulk_entry, "entryId"));
+}
+
+static void on_bulk_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
+                             void *userdata) {
+        BulkPost *bp = userdata;
+        Runner *rn = bp->runner;
+        const char *app = rn->app->config->id, *path = bp->entries[0]->path;
+        _cleanup_free_ PubsubVerdict *v = NULL;
+        size_t settled = 0, retried = 0;
+
+        bp->call = NULL; /* the transport frees it after this returns */
+        if (e) {
+                log_struct(LOG_WARNING, 0, app, rn->broker->name, "Delivering %zu messages of topic %s in bulk to %s "
+                           "failed: %s; retrying them.", bp->n, rn->sub->topic, path, e->message);
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        }
+        if (ans->status == 404) {
+                log_struct(LOG_ERR, 0, app, rn->broker->name, "App answered 404 for %s (topic %s, bulk): %zu "
+                           "messages dropped.", path, rn->sub->topic, bp->n);
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_SUCCESS);
+        }
+        if (ans->status < 200 || ans->status > 299) {
+                log_struct(LOG_WARNING, 0, app, rn->broker->name, "App answered %u for %s (topic %s, bulk): "
+                           "retrying %zu messages.", ans->status, path, rn->sub->topic, bp->n);
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        }
+        _cleanup_(json_decrefp) json_t *j = ans->body_len ? json_loadb(ans->body, ans->body_len, 0, NULL) : NULL;
+        json_t *statuses = json_is_object(j) ? json_object_get_ci(j, "statuses") : NULL;
+        if (!json_is_object(j) || (statuses && !json_is_array(statuses) && !json_is_null(statuses))) {
+                log_struct(LOG_WARNING, 0, app, rn->broker->name, "App's answer for %s (topic %s, bulk) is not "
+                           "{\"statuses\":[...]}: retrying %zu messages.", path, rn->sub->topic, bp->n);
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        }
+        v = malloc(bp->n * sizeof *v);
+        if (!v)
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        for (size_t i = 0; i < bp->n; i++)
+                v[i] = PUBSUB_VERDICT_RETRY;
+        /* daprd: an entry left out of the answer, or with an empty or unknown status, is retried;
+         * ids it did not send are ignored; statuses are matched exactly (SUCCESS, RETRY, DROP). */
+        size_t k;
+        json_t *st;
+        json_array_foreach (statuses, k, st) {
+                const char *id = json_string_value(json_object_get_ci(st, "entryId"));
+                const char *status = json_string_value(json_object_get_ci(st, "status"));
+                if (!id)
+                        continue;
+                for (size_t i = 0; i < bp->n; i++)
+                        if (streq_ptr(bulk_entry_id(bp->entries[i]), id)) {
+                                v[i] = streq_ptr(status, "SUCCESS") ? PUBSUB_VERDICT_SUCCESS
+                                     : streq_ptr(status, "DROP")    ? PUBSUB_VERDICT_DROP
+                                                                    : PUBSUB_VERDICT_RETRY;
+                                break;
+                        }
+        }
+        for (size_t i = 0; i < bp->n; i++)
+                if (v[i] == PUBSUB_VERDICT_RETRY)
+                        retried++;
+                else
+                        settled++;
+        if (retried)
+                log_struct(LOG_INFO, 0, app, rn->broker->name, "App's bulk answer for %s (topic %s) settled %zu of "
+                           "%zu messages; retrying the other %zu.", path, rn->sub->topic, settled, bp->n, retried);
+        bulk_post_settle(bp, v, 0);
+}
+
+static const TransportHandler bulk_handler = { .done = on_bulk_answered };
+
+static void bulk_post_send(BulkPost *bp) {
+        Runner *rn = bp->runner;
+        App *a = rn->app;
+        TransportAddress addr;
+        if (!app_channel_address(a, &addr))
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        TransportRequest req = {
+                .method = "POST",
+                .target = bp->entries[0]->path,
+                .headers = bp->headers,
+                .body = bp->body,
+                .body_len = bp->len,
+                .timeout_usec = a->config->invoke_timeout_usec,
+                .max_answer = APP_ANSWER_MAX + bp->n * 256,
+        };
+        if (transport_call_start(rn->registry->transport, &addr, &req, &bulk_handler, bp, &bp->call) < 0)
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+}
+
+static void on_bulk_slot(AppSlotWaiter *w) {
+        BulkPost *bp = (BulkPost *) w; /* the waiter is the first member */
+        bp->holds_slot = true;
+        bulk_post_send(bp);
+}
+
+/* One POST for the entries of l (all with the same path); takes them. */
+static void bulk_post_start(Runner *rn, Delivery **l, size_t n) {
+        _cleanup_(json_decrefp) json_t *body = NULL, *entries = json_array();
+        char id[CLOUDEVENT_UUID_MAX] = "";
+        BulkPost *bp = calloc(1, sizeof *bp);
+
+        if (!bp || !entries) {
+                free(bp);
+                for (size_t i = 0; i < n; i++)
+                        settle(l[i], PUBSUB_RETRY);
+                free(l);
+                return;
+        }
+        *bp = (BulkPost){ .runner = rn, .entries = l, .n = n, .next = rn->bulk_posts };
+        if (bp->next)
+                bp->next->prev = bp;
+        rn->bulk_posts = bp;
+        for (size_t i = 0; i < n; i++)
+                if (json_array_append(entries, l[i]->bulk_entry) < 0)
+                        return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        (void) cloudevent_new_id(id);
+        body = json_pack("{s:s, s:s, s:s, s:s, s:{s:s}, s:O}", "id", id, "type", "com.dapr.event.sent.bulk",
+                         "topic", rn->sub->topic, "pubsubname", rn->broker->name, "metadata", "pubsubName",
+                         rn->broker->name, "entries", entries);
+        bp->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        bp->len = bp->body ? strlen(bp->body) : 0;
+        if (!bp->body || header_add(&bp->headers, "User-Agent", APP_CHANNEL_USER_AGENT) < 0 ||
+            header_add(&bp->headers, "Content-Type", "application/json") < 0 ||
+            header_add(&bp->headers, "pubsubName", rn->broker->name) < 0)
+                return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        bp->waiter.granted = on_bulk_slot;
+        if (app_slot_acquire(rn->app, &bp->waiter)) {
+                bp->holds_slot = true;
+                bulk_post_send(bp);
+        }
+}
+
+/* Sends what waits: one POST per route, in the order the routes first appear. */
+static void bulk_flush(Runner *rn) {
+        Delivery **pending = TAKE_PTR(rn->bulk_pending);
+        size_t n = rn->n_bulk_pending;
+
+        rn->n_bulk_pending = 0;
+        rn->bulk_timer = sd_event_source_disable_unref(rn->bulk_timer);
+        for (size_t i = 0; i < n; i++) {
+                if (!pending[i])
+                        continue;
+                const char *path = pending[i]->path;
+                Delivery **l = malloc((n - i) * sizeof *l);
+                size_t k = 0;
+                for (size_t j = i; j < n; j++)
+                        if (pending[j] && streq(pending[j]->path, path)) {
+                                if (l)
+                                        l[k++] = pending[j];
+                                else
+                                        settle(pending[j], PUBSUB_RETRY);
+                                pending[j] = NULL;
+                        }
+                if (l)
+                        bulk_post_start(rn, l, k);
+        }
+        free(pending);
+}
+
+static int on_bulk_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        bulk_flush(userdata);
+        return 0;
+}
+
+/* Adds dl (routed to path; event is its CloudEvent) to the runner's batch. */
+static void bulk_add(Runner *rn, Delivery *dl, const char *path, json_t *event) {
+        char id[CLOUDEVENT_UUID_MAX];
+        json_t *ev, *md = json_null();
+
+        if (!rn->bulk_pending && !(rn->bulk_pending = calloc(bulk_max(rn), sizeof *rn->bulk_pending)))
+                return settle(dl, PUBSUB_RETRY);
+        if (cloudevent_new_id(id) < 0 || !(dl->path = strdup(path)))
+                return settle(dl, PUBSUB_RETRY);
+        if (rn->sub->raw_payload) {
+                _cleanup_free_ char *b64 = base64_encode(dl->data, dl->len);
+                ev = b64 ? json_string(b64) : NULL;
+        } else
+                ev = json_incref(event);
+        dl->bulk_entry = ev ? json_pack("{s:s, s:o, s:o, s:s}", "entryId", id, "event", ev, "metadata", md,
+                                        "contentType", rn->sub->raw_payload ? "application/octet-stream"
+                                                                           : "application/cloudevents+json")
+                            : NULL;
+        if (!dl->bulk_entry)
+                return settle(dl, PUBSUB_RETRY);
+        rn->bulk_pending[rn->n_bulk_pending++] = dl;
+        if (rn->n_bulk_pending >= bulk_max(rn))
+                return bulk_flush(rn);
+        if (!rn->bulk_timer) {
+                uint64_t ms = rn->sub->bulk_max_await_ms ?: SUBSCRIPTION_BULK_DEFAULT_AWAIT_MS;
+                if (sd_event_add_time_relative(rn->registry->event, &rn->bulk_timer, CLOCK_MONOTONIC, ms * 1000, 0,
+                                               on_bulk_timer, rn) < 0)
+                        bulk_flush(rn);
+        }
 }
 
 static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMessage *msg, void *userdata) {
@@ -694,6 +966,11 @@ static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMe
                 json_decref(event);
                 return drop(dl, "matches no route of the subscription");
         }
+        if (rn->sub->bulk) {
+                bulk_add(rn, dl, route, event);
+                json_decref(event);
+                return;
+        }
         dl->path = strdup(route);
         bool ok = dl->path && header_add(&dl->headers, "User-Agent", APP_CHANNEL_USER_AGENT) >= 0 &&
                   header_add(&dl->headers, "Content-Type", "application/cloudevents+json") >= 0 &&
@@ -725,6 +1002,10 @@ static void runner_free(Runner *rn) {
          * app's line first, so freed slots do not start deliveries about to be dropped. */
         for (Delivery *dl = rn->deliveries; dl && rn->app; dl = dl->next)
                 app_slot_cancel(rn->app, &dl->waiter);
+        while (rn->bulk_posts)
+                bulk_post_free(rn->bulk_posts); /* its entries are among rn->deliveries */
+        free(rn->bulk_pending);
+        sd_event_source_disable_unref(rn->bulk_timer);
         while (rn->deliveries) {
                 Delivery *dl = rn->deliveries;
                 dl->d = NULL;
@@ -779,7 +1060,10 @@ static void runner_start(Registry *m, App *a, Subscription *s) {
         if (rn->next)
                 rn->next->prev = rn;
         m->pubsub_runners = rn;
-        r = b->driver->subscribe(b, s->topic, a->config->id, concurrency(rn), on_deliver, rn, &rn->ds);
+        unsigned in_flight = concurrency(rn);
+        if (s->bulk && in_flight < 2 * bulk_max(rn)) /* a full batch, and the next one filling meanwhile */
+                in_flight = 2 * bulk_max(rn);
+        r = b->driver->subscribe(b, s->topic, a->config->id, in_flight, on_deliver, rn, &rn->ds);
         if (r < 0) {
                 log_struct(LOG_ERR, r, a->config->id, s->pubsub, "Cannot subscribe to topic %s: %s.", s->topic,
                            strerror(-r));
@@ -787,8 +1071,8 @@ static void runner_start(Registry *m, App *a, Subscription *s) {
                 runner_free(rn);
                 return;
         }
-        log_struct(LOG_INFO, 0, a->config->id, s->pubsub, "Subscribed to topic %s (%s).", s->topic,
-                   s->declarative ? "declarative" : "programmatic");
+        log_struct(LOG_INFO, 0, a->config->id, s->pubsub, "Subscribed to topic %s (%s%s).", s->topic,
+                   s->declarative ? "declarative" : "programmatic", s->bulk ? ", bulk" : "");
 }
 
 static void stop_app(Registry *m, App *a) {

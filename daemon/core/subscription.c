@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -971,6 +972,69 @@ static int yaml_scopes(YamlWalk *w, yaml_node_t *root, Subscription *s) {
         return 0;
 }
 
+/*
+ * bulkSubscribe numbers are Go int32s in daprd; a value <= 0 means "Dapr's default"
+ * (utils.GetIntValOrDefault), stored here as 0. maxMessagesCount is capped at
+ * SUBSCRIPTION_BULK_MAX_MESSAGES (daprd sizes a buffer by it and has no ceiling).
+ */
+static int bulk_number(const char *text, double value, bool is_text, unsigned cap, unsigned *ret) {
+        long long n;
+        if (is_text) {
+                char *e;
+                errno = 0;
+                n = strtoll(text, &e, 10);
+                if (!*text || *e || errno)
+                        return -EINVAL;
+        } else {
+                if (!(value >= INT32_MIN && value <= INT32_MAX) || value != (double) (long long) value)
+                        return -EINVAL;
+                n = (long long) value;
+        }
+        if (n < INT32_MIN || n > INT32_MAX)
+                return -EINVAL;
+        *ret = n <= 0 ? 0 : (unsigned long long) n > cap ? cap : (unsigned) n;
+        return 0;
+}
+
+static int yaml_bulk(YamlWalk *w, yaml_node_t *spec, Subscription *s) {
+        static const struct {
+                const char *key, *field;
+                unsigned cap;
+                size_t offset;
+        } nums[] = {
+                { "maxMessagesCount", "spec.bulkSubscribe.maxMessagesCount", SUBSCRIPTION_BULK_MAX_MESSAGES,
+                  offsetof(Subscription, bulk_max_messages) },
+                { "maxAwaitDurationMs", "spec.bulkSubscribe.maxAwaitDurationMs", INT32_MAX,
+                  offsetof(Subscription, bulk_max_await_ms) },
+        };
+        yaml_node_t *b = yaml_map_get(w, spec, "bulkSubscribe");
+        const char *v = NULL;
+        int r;
+
+        /* daprd's type is an object in both versions; the list the v1alpha1 docs show is ignored. */
+        if (!b || b->type != YAML_MAPPING_NODE)
+                return 0;
+        r = yaml_get_scalar(w, b, "enabled", "spec.bulkSubscribe.enabled", false, &v);
+        if (r < 0)
+                return r;
+        if (v) {
+                int bv = parse_boolean(v);
+                if (bv < 0)
+                        return yaml_fail(w, yaml_map_get(w, b, "enabled"), "spec.bulkSubscribe.enabled",
+                                         "must be true or false, not '%s'", v);
+                s->bulk = bv;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(nums); i++) {
+                r = yaml_get_scalar(w, b, nums[i].key, nums[i].field, false, &v);
+                if (r < 0)
+                        return r;
+                if (v && bulk_number(v, 0, true, nums[i].cap, (unsigned *) ((char *) s + nums[i].offset)) < 0)
+                        return yaml_fail(w, yaml_map_get(w, b, nums[i].key), nums[i].field,
+                                         "must be a 32-bit integer, not '%s'", v);
+        }
+        return 0;
+}
+
 static int parse_document(YamlWalk *w, yaml_node_t *root, Subscription **ret) {
         _cleanup_(subscription_freep) Subscription *s = NULL;
         yaml_node_t *meta = NULL, *spec = NULL;
@@ -1039,7 +1103,9 @@ static int parse_document(YamlWalk *w, yaml_node_t *root, Subscription **ret) {
                 return r;
         if (dup_to(&s->dead_letter_topic, v) < 0)
                 return -ENOMEM;
-        /* spec.bulkSubscribe: accepted in any shape and ignored (no bulk delivery). */
+        r = yaml_bulk(w, spec, s);
+        if (r < 0)
+                return r;
 
         r = yaml_scopes(w, root, s);
         if (r < 0)
@@ -1236,6 +1302,30 @@ static int json_metadata(json_t *o, Subscription *s, char **reason) {
         return 0;
 }
 
+static int json_bulk(json_t *o, Subscription *s, char **reason) {
+        json_t *b = json_object_get(o, "bulkSubscribe"), *v;
+
+        if (!b || json_is_null(b))
+                return 0;
+        if (!json_is_object(b))
+                return entry_fail(reason, "bulkSubscribe is not an object");
+        v = json_object_get(b, "enabled");
+        if (v && !json_is_null(v) && !json_is_boolean(v))
+                return entry_fail(reason, "bulkSubscribe.enabled is not a boolean");
+        s->bulk = json_is_true(v);
+        v = json_object_get(b, "maxMessagesCount");
+        if (v && !json_is_null(v) &&
+            (!json_is_number(v) || bulk_number(NULL, json_number_value(v), false, SUBSCRIPTION_BULK_MAX_MESSAGES,
+                                              &s->bulk_max_messages) < 0))
+                return entry_fail(reason, "bulkSubscribe.maxMessagesCount is not a 32-bit integer");
+        v = json_object_get(b, "maxAwaitDurationMs");
+        if (v && !json_is_null(v) &&
+            (!json_is_number(v) || bulk_number(NULL, json_number_value(v), false, INT32_MAX,
+                                              &s->bulk_max_await_ms) < 0))
+                return entry_fail(reason, "bulkSubscribe.maxAwaitDurationMs is not a 32-bit integer");
+        return 0;
+}
+
 static int json_entry(json_t *o, Subscription **ret, char **reason) {
         _cleanup_(subscription_freep) Subscription *s = NULL;
         const char *v = NULL;
@@ -1281,7 +1371,9 @@ static int json_entry(json_t *o, Subscription **ret, char **reason) {
                 return r;
         if (v && *v && dup_to(&s->dead_letter_topic, v) < 0)
                 return -ENOMEM;
-        /* bulkSubscribe: accepted in any shape and ignored. */
+        r = json_bulk(o, s, reason);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(s);
         return 0;

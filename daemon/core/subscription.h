@@ -42,6 +42,10 @@
 #define MATCH_EXPR_MAX 4096U       /* bytes of one match expression */
 #define MATCH_EXPR_DEPTH_MAX 64U   /* nesting of parentheses and '!' */
 #define SUBSCRIPTION_RULES_MAX 1024U
+/* bulkSubscribe: Dapr's defaults (pkg/runtime/pubsub/default_bulksub.go) and our ceiling. */
+#define SUBSCRIPTION_BULK_DEFAULT_MESSAGES 100U
+#define SUBSCRIPTION_BULK_DEFAULT_AWAIT_MS 1000U
+#define SUBSCRIPTION_BULK_MAX_MESSAGES 1000U
 
 typedef struct MatchExpr MatchExpr;
 
@@ -61,6 +65,9 @@ typedef struct Subscription {
         char *dead_letter_topic;   /* NULL: none */
         char **scopes;             /* NULL or empty: every app */
         bool raw_payload;          /* metadata rawPayload true */
+        bool bulk;                 /* bulkSubscribe.enabled: deliveries go to the app in batches */
+        unsigned bulk_max_messages;    /* bulkSubscribe.maxMessagesCount; 0: Dapr's default */
+        unsigned bulk_max_await_ms;    /* bulkSubscribe.maxAwaitDurationMs; 0: Dapr's default */
         bool declarative;
         char *file;                /* declarative: where it was defined; NULL otherwise */
         unsigned line;             /* line of the document's start; 0 for programmatic */
@@ -88,7 +95,8 @@ typedef void (*SubscriptionErrorFn)(const ConfError *e, void *userdata);
  * required), spec.route (v1alpha1's single path), spec.routes.rules[] and
  * spec.routes.default (v2alpha1; default wins over route), spec.metadata (a
  * string map; rawPayload must be a boolean), spec.deadLetterTopic,
- * spec.bulkSubscribe (accepted, ignored), top-level scopes (app ids).
+ * spec.bulkSubscribe (a mapping: enabled, maxMessagesCount, maxAwaitDurationMs; any other
+ * shape, such as the list the v1alpha1 docs show, is ignored), top-level scopes (app ids).
  * At least one path must be given. Paths get a leading '/' when missing and
  * must not hold spaces or control characters.
  *

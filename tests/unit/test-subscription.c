@@ -174,6 +174,7 @@ TEST(yaml_v1alpha1) {
         ASSERT_EQ(load(text, &l), 1);
         s = l.subs[0];
         ASSERT_STREQ(s->name, "legacy");
+        ASSERT_TRUE(!s->bulk); /* the list form of the v1alpha1 docs is not daprd's type: ignored */
         ASSERT_EQ(s->n_rules, 0);
         ASSERT_NULL(s->rules);
         ASSERT_STREQ(s->default_path, "/checkout");
@@ -333,6 +334,42 @@ TEST(yaml_errors) {
 #undef HEAD
 }
 
+TEST(bulk_subscribe) {
+        static const char yaml[] =
+                "apiVersion: dapr.io/v2alpha1\n"
+                "kind: Subscription\n"
+                "metadata: {name: b}\n"
+                "spec:\n"
+                "  pubsubname: p\n"
+                "  topic: t\n"
+                "  route: /x\n"
+                "  bulkSubscribe: {enabled: true, maxMessagesCount: 999999, maxAwaitDurationMs: 40}\n";
+        Loaded l;
+        ASSERT_EQ(load(yaml, &l), 1);
+        ASSERT_TRUE(l.subs[0]->bulk);
+        ASSERT_EQ(l.subs[0]->bulk_max_messages, SUBSCRIPTION_BULK_MAX_MESSAGES);
+        ASSERT_EQ(l.subs[0]->bulk_max_await_ms, 40);
+        loaded_done(&l);
+
+        static const char bad[] =
+                "[{\"pubsubname\":\"p\",\"topic\":\"t\",\"route\":\"/x\",\"bulkSubscribe\":{\"enabled\":\"yes\"}},"
+                " {\"pubsubname\":\"p\",\"topic\":\"u\",\"route\":\"/x\",\"bulkSubscribe\":{\"enabled\":true,"
+                "\"maxMessagesCount\":-1,\"maxAwaitDurationMs\":1.5}},"
+                " {\"pubsubname\":\"p\",\"topic\":\"v\",\"route\":\"/x\",\"bulkSubscribe\":{\"enabled\":true,"
+                "\"maxMessagesCount\":-1}}]";
+        Subscription **subs = NULL;
+        size_t n = 0, skipped = 0;
+        char *err = NULL;
+        ASSERT_OK(subscription_parse_programmatic(bad, strlen(bad), &subs, &n, &skipped, &err));
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(skipped, 2);
+        ASSERT_STREQ(err, "subscription 1 (topic 't'): bulkSubscribe.enabled is not a boolean");
+        ASSERT_TRUE(subs[0]->bulk);
+        ASSERT_EQ(subs[0]->bulk_max_messages, 0); /* <= 0: Dapr's default */
+        subscription_free_many(subs, n);
+        free(err);
+}
+
 TEST(programmatic) {
         static const char body[] =
                 "[{\"pubsubname\":\"pubsub\",\"topic\":\"v1\",\"route\":\"orders\"},"
@@ -369,6 +406,10 @@ TEST(programmatic) {
         ASSERT_TRUE(l[1]->raw_payload);
         ASSERT_STREQ(subscription_get_metadata(l[1], "x"), "y");
         ASSERT_STREQ(l[1]->dead_letter_topic, "dead");
+        ASSERT_TRUE(l[1]->bulk);
+        ASSERT_EQ(l[1]->bulk_max_messages, 10);
+        ASSERT_EQ(l[1]->bulk_max_await_ms, 0); /* Dapr's default */
+        ASSERT_TRUE(!l[0]->bulk);
         json_t *e = event_from("{\"type\":\"a\"}");
         ASSERT_STREQ(subscription_route(l[1], e), "/a");
         json_decref(e);

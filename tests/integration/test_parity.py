@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Defects the official Dapr JavaScript SDK's tests and the Dapr docs' examples found
+(issue 14 parts 1-7), against the real daemon and real engines (Redis).
+
+Bulk subscribe (part 1): a subscription with bulkSubscribe gets Dapr's bulk envelope, one
+POST per batch of at most maxMessagesCount entries; the app's per-entry statuses decide,
+and an entry the answer does not settle (left out, empty "statuses", RETRY, unknown status)
+comes back: no message is lost when the app answers partially.
+"""
+
+import http.server
+import json
+import os
+import shutil
+import socketserver
+import sys
+import tempfile
+import threading
+
+from harness import DaemonTestCase, main, request, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from servers import RedisServer  # noqa: E402
+
+
+def redis_pubsub(host, name="bus"):
+    return ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\n"
+            "spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \"%s\"\n"
+            "  - name: redeliverInterval\n    value: \"200ms\"\n  - name: processingTimeout\n    value: \"1s\"\n"
+            % (name, host))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def address_string(self):
+        return "app"
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, answer = self.server.app.handle(self.command, self.path, dict(self.headers), body)
+        data = json.dumps(answer).encode() if answer is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class BulkApp:
+    """Subscribes to 'orders' in bulk (programmatic); 'audit' comes from a declarative file.
+    The first bulk POST is answered as the SDK answered it, 200 {"statuses":[]}; later ones
+    leave out entries whose n % 3 == 1 and answer RETRY for n % 3 == 2 on their first
+    showing, and SUCCESS otherwise."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.posts = []                # (path, headers, envelope)
+        self.seen = {}                 # n -> times offered after the first POST
+        self.succeeded = []            # n answered SUCCESS, in order
+        self.first = True
+
+    def handle(self, method, path, headers, body):
+        if path == "/dapr/subscribe":
+            return 200, [{"pubsubname": "bus", "topic": "orders", "route": "/orders",
+                          "bulkSubscribe": {"enabled": True, "maxMessagesCount": 5, "maxAwaitDurationMs": 300}}]
+        if method != "POST" or path not in ("/orders", "/audit"):
+            return 200, None
+        env = json.loads(body)
+        statuses = []
+        with self.lock:
+            self.posts.append((path, headers, env))
+            if path == "/audit":
+                for e in env["entries"]:
+                    self.succeeded.append(("audit", e["event"]["data"]["n"]))
+                # field names in another case are read as daprd reads them (Go's encoding/json)
+                return 200, {"STATUSES": [{"entryID": e["entryId"], "Status": "SUCCESS"} for e in env["entries"]]}
+            if self.first:
+                self.first = False
+                return 200, {"statuses": []}
+            for e in env["entries"]:
+                n = e["event"]["data"]["n"]
+                times = self.seen.get(n, 0)
+                self.seen[n] = times + 1
+                if n % 3 == 1 and times == 0:
+                    continue
+                if n % 3 == 2 and times == 0:
+                    statuses.append({"entryId": e["entryId"], "status": "RETRY"})
+                    continue
+                statuses.append({"entryId": e["entryId"], "status": "SUCCESS"})
+                self.succeeded.append(("orders", n))
+            statuses.append({"entryId": "not-sent", "status": "SUCCESS"})
+        return 200, {"statuses": statuses}
+
+    def start(self):
+        self.server = _Server(self.path, _Handler)
+        self.server.app = self
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+AUDIT = """apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: audit
+spec:
+  pubsubname: bus
+  topic: audit
+  routes:
+    default: /audit
+  bulkSubscribe:
+    enabled: true
+    maxMessagesCount: 3
+    maxAwaitDurationMs: 200
+scopes:
+- sub
+"""
+
+
+class BulkSubscribeTest(DaemonTestCase):
+    def test_partial_answers_lose_nothing(self):
+        redis = RedisServer()
+        self.addCleanup(redis.close)
+        redis.start()
+        tmp = tempfile.mkdtemp(prefix="mooring-parity-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        app = BulkApp(os.path.join(tmp, "sub.sock")).start()
+        self.addCleanup(app.stop)
+        d = self.daemon(start=False, apps={"pub": "[App]\n", "sub": f"[App]\nAppAddress=unix:{app.path}\n"},
+                        components={"bus.yaml": redis_pubsub(redis.address)})
+        os.makedirs(os.path.join(d.config, "subscriptions"))
+        with open(os.path.join(d.config, "subscriptions", "audit.yaml"), "w") as f:
+            f.write(AUDIT)
+        d.start()
+        wait_for(lambda: "Subscribed to topic orders (programmatic, bulk)" in d.log(),
+                 what="the programmatic bulk subscription")
+        wait_for(lambda: "Subscribed to topic audit (declarative, bulk)" in d.log(),
+                 what="the declarative bulk subscription")
+
+        sock = d.app_socket("pub")
+        for topic in ("orders", "audit"):
+            entries = [{"entryId": str(n), "event": {"n": n}, "contentType": "application/json"} for n in range(12)]
+            r = request(sock, "POST", f"/v1.0-alpha1/publish/bulk/bus/{topic}", body=json.dumps(entries).encode(),
+                        headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 204, r)
+
+        def done():
+            with app.lock:
+                return sorted(app.succeeded) == sorted([("orders", n) for n in range(12)] +
+                                                       [("audit", n) for n in range(12)])
+        wait_for(done, what="every message answered SUCCESS once", timeout=60)
+
+        with app.lock:
+            posts = list(app.posts)
+        for path, headers, env in posts:
+            self.assertEqual(headers.get("Content-Type"), "application/json")
+            self.assertEqual(env["type"], "com.dapr.event.sent.bulk")
+            self.assertEqual(env["topic"], path[1:])
+            self.assertEqual(env["pubsubname"], "bus")
+            self.assertEqual(env["metadata"], {"pubsubName": "bus"})
+            self.assertTrue(env["id"])
+            self.assertLessEqual(len(env["entries"]), 5 if path == "/orders" else 3, env)
+            for e in env["entries"]:
+                self.assertEqual(e["contentType"], "application/cloudevents+json")
+                self.assertEqual(e["event"]["topic"], path[1:])
+                self.assertEqual(e["event"]["type"], "com.dapr.event.sent")
+                self.assertTrue(e["entryId"])
+        # Batched: 12 messages took fewer POSTs than messages (at most 5 at a time).
+        first_round = [p for p in posts if p[0] == "/orders"]
+        self.assertGreater(max(len(p[2]["entries"]) for p in first_round), 1)
+        # The messages the empty answer left unsettled came back: all 12 were offered again.
+        offered_later = {e["event"]["data"]["n"] for p in first_round[1:] for e in p[2]["entries"]}
+        first_ns = {e["event"]["data"]["n"] for e in first_round[0][2]["entries"]}
+        self.assertTrue(first_ns <= offered_later, (first_ns, offered_later))
+        self.assertIn("settled", d.log())
+        if os.environ.get("PARITY_DEBUG"):
+            print([(p[0], len(p[2]["entries"])) for p in posts], file=sys.stderr)
+            print(d.log(), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
