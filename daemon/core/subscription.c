@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/json-util.h"
 #include "../util/strv.h"
 #include "subscription.h"
 #include "yaml-walk.h"
@@ -1209,7 +1210,7 @@ _printf_(2, 3) static int entry_fail(char **reason, const char *fmt, ...) {
 
 /* A member that must be a string without NULs if present (null counts as absent). *ret NULL when absent. */
 static int json_get_string(json_t *o, const char *key, const char *what, char **reason, const char **ret) {
-        json_t *v = json_object_get(o, key);
+        json_t *v = json_object_get_ci(o, key);
 
         *ret = NULL;
         if (!v || json_is_null(v))
@@ -1232,14 +1233,14 @@ static int json_path(json_t *o, const char *key, const char *what, char **reason
 }
 
 static int json_routes(json_t *o, Subscription *s, char **reason) {
-        json_t *routes = json_object_get(o, "routes"), *rules;
+        json_t *routes = json_object_get_ci(o, "routes"), *rules;
         int r;
 
         if (json_is_null(routes))
                 return 0;
         if (routes && !json_is_object(routes))
                 return entry_fail(reason, "routes is not an object");
-        rules = json_object_get(routes, "rules");
+        rules = json_object_get_ci(routes, "rules");
         if (rules && !json_is_null(rules) && !json_is_array(rules))
                 return entry_fail(reason, "routes.rules is not an array");
         if (json_array_size(rules) > SUBSCRIPTION_RULES_MAX)
@@ -1280,7 +1281,7 @@ static int json_routes(json_t *o, Subscription *s, char **reason) {
 }
 
 static int json_metadata(json_t *o, Subscription *s, char **reason) {
-        json_t *md = json_object_get(o, "metadata"), *v;
+        json_t *md = json_object_get_ci(o, "metadata"), *v;
         const char *k;
         int r;
 
@@ -1303,22 +1304,22 @@ static int json_metadata(json_t *o, Subscription *s, char **reason) {
 }
 
 static int json_bulk(json_t *o, Subscription *s, char **reason) {
-        json_t *b = json_object_get(o, "bulkSubscribe"), *v;
+        json_t *b = json_object_get_ci(o, "bulkSubscribe"), *v;
 
         if (!b || json_is_null(b))
                 return 0;
         if (!json_is_object(b))
                 return entry_fail(reason, "bulkSubscribe is not an object");
-        v = json_object_get(b, "enabled");
+        v = json_object_get_ci(b, "enabled");
         if (v && !json_is_null(v) && !json_is_boolean(v))
                 return entry_fail(reason, "bulkSubscribe.enabled is not a boolean");
         s->bulk = json_is_true(v);
-        v = json_object_get(b, "maxMessagesCount");
+        v = json_object_get_ci(b, "maxMessagesCount");
         if (v && !json_is_null(v) &&
             (!json_is_number(v) || bulk_number(NULL, json_number_value(v), false, SUBSCRIPTION_BULK_MAX_MESSAGES,
                                               &s->bulk_max_messages) < 0))
                 return entry_fail(reason, "bulkSubscribe.maxMessagesCount is not a 32-bit integer");
-        v = json_object_get(b, "maxAwaitDurationMs");
+        v = json_object_get_ci(b, "maxAwaitDurationMs");
         if (v && !json_is_null(v) &&
             (!json_is_number(v) || bulk_number(NULL, json_number_value(v), false, INT32_MAX,
                                               &s->bulk_max_await_ms) < 0))
@@ -1407,7 +1408,7 @@ int subscription_parse_programmatic(const char *json, size_t len, Subscription *
                         return -ENOMEM;
         }
         for (size_t i = 0; i < json_array_size(root); i++) {
-                json_t *o = json_array_get(root, i), *topic = json_object_get(o, "topic");
+                json_t *o = json_array_get(root, i), *topic = json_object_get_ci(o, "topic");
                 _cleanup_free_ char *reason = NULL;
                 int r = json_entry(o, &l[n], &reason);
 

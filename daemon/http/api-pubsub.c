@@ -15,6 +15,7 @@
 #include "../core/app.h"
 #include "../core/cloudevent.h"
 #include "../core/registry.h"
+#include "../util/json-util.h"
 #include "../util/strv.h"
 #include "handlers.h"
 #include "server.h"
@@ -185,14 +186,14 @@ static int bulk_check_cloudevents(HttpRequest *r, json_t *entries, char **md) {
         json_t *e;
 
         json_array_foreach(entries, i, e) {
-                const char *ct = json_string_value(json_object_get(e, "contentType"));
+                const char *ct = json_string_value(json_object_get_ci(e, "contentType"));
                 _cleanup_free_ char *bytes = NULL, *why = NULL;
                 size_t blen = 0;
                 int k;
 
-                if (!cloudevent_is_content_type(ct) || entry_raw(md, json_object_get(e, "metadata")))
+                if (!cloudevent_is_content_type(ct) || entry_raw(md, json_object_get_ci(e, "metadata")))
                         continue;
-                bytes = entry_bytes(json_object_get(e, "event"), ct, &blen);
+                bytes = entry_bytes(json_object_get_ci(e, "event"), ct, &blen);
                 if (!bytes)
                         return -ENOMEM;
                 k = cloudevent_validate(bytes, blen, &why);
@@ -200,7 +201,7 @@ static int bulk_check_cloudevents(HttpRequest *r, json_t *entries, char **md) {
                         return -ENOMEM;
                 if (k < 0) {
                         k = http_reply_error(r, DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER, "cannot create cloudevent for entry "
-                                             "'%s': %s", json_string_value(json_object_get(e, "entryId")), why);
+                                             "'%s': %s", json_string_value(json_object_get_ci(e, "entryId")), why);
                         return k < 0 ? k : 1;
                 }
         }
@@ -213,11 +214,11 @@ static void bulk_start_slice(BulkPublish *bp) {
 
         for (; bp->next < end; bp->next++) {
                 json_t *e = json_array_get(bp->entries, bp->next);
-                const char *ct = json_string_value(json_object_get(e, "contentType"));
-                const char *id = json_string_value(json_object_get(e, "entryId"));
+                const char *ct = json_string_value(json_object_get_ci(e, "contentType"));
+                const char *id = json_string_value(json_object_get_ci(e, "entryId"));
                 _cleanup_strv_free_ char **emd = NULL;
                 size_t blen = 0;
-                _cleanup_free_ char *bytes = entry_bytes(json_object_get(e, "event"), ct, &blen);
+                _cleanup_free_ char *bytes = entry_bytes(json_object_get_ci(e, "event"), ct, &blen);
                 const char *key;
                 json_t *v;
                 BulkEntry *be = calloc(1, sizeof *be);
@@ -225,7 +226,7 @@ static void bulk_start_slice(BulkPublish *bp) {
 
                 /* Request-level metadata, then the entry's (which wins: later pairs are read last). */
                 k = bytes && be ? strv_copy(bp->md, &emd) : -ENOMEM;
-                json_object_foreach(json_object_get(e, "metadata"), key, v)
+                json_object_foreach(json_object_get_ci(e, "metadata"), key, v)
                         if (k >= 0 && json_is_string(v) &&
                             (strv_extend(&emd, key) < 0 || strv_extend(&emd, json_string_value(v)) < 0))
                                 k = -ENOMEM;
@@ -295,7 +296,7 @@ static int find_duplicate_entry_id(json_t *entries, const char **ret) {
         if (n && !ids)
                 return -ENOMEM;
         json_array_foreach(entries, i, e)
-                ids[i] = json_string_value(json_object_get(e, "entryId"));
+                ids[i] = json_string_value(json_object_get_ci(e, "entryId"));
         if (n > 1)
                 qsort(ids, n, sizeof *ids, cmp_id);
         for (i = 1; i < n; i++)
@@ -330,8 +331,8 @@ int http_publish_bulk(HttpRequest *r, const RouteMatch *m) {
         }
         /* Validate every entry before publishing any. */
         json_array_foreach(entries, i, e) {
-                const char *id = json_string_value(json_object_get(e, "entryId"));
-                if (!json_is_object(e) || !id || !*id || !json_object_get(e, "event")) {
+                const char *id = json_string_value(json_object_get_ci(e, "entryId"));
+                if (!json_is_object(e) || !id || !*id || !json_object_get_ci(e, "event")) {
                         json_decref(entries);
                         return http_reply_error(r, DAPR_ERR_PUBSUB_EVENTS_SER,
                                                 "entry %zu: entryId and event are required", i);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../blocks/state.h"
+#include "../util/json-util.h"
 #include "../util/strv.h"
 #include "state-body.h"
 
@@ -87,26 +88,26 @@ static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md
 
         if (!json_is_object(item))
                 return "each item must be a JSON object";
-        key = json_object_get(item, "key");
+        key = json_object_get_ci(item, "key");
         if (!json_is_string(key) || json_string_length(key) == 0)
                 return "each item needs a non-empty string 'key'";
         *op = (StateOp){ .kind = kind, .key = json_string_value(key), .ttl_sec = 0 };
         if (strlen(op->key) != json_string_length(key))
                 return "keys must not contain NUL";
 
-        etag = json_object_get(item, "etag");
+        etag = json_object_get_ci(item, "etag");
         if (etag && !json_is_null(etag)) {
                 if (!json_is_string(etag))
                         return "'etag' must be a string";
                 if (json_string_length(etag) > 0)
                         op->etag = json_string_value(etag);
         }
-        options = json_object_get(item, "options");
+        options = json_object_get_ci(item, "options");
         if (options && !json_is_null(options)) {
                 json_t *conc;
                 if (!json_is_object(options))
                         return "'options' must be an object";
-                conc = json_object_get(options, "concurrency");
+                conc = json_object_get_ci(options, "concurrency");
                 if (conc && !json_is_null(conc)) {
                         const char *c = json_string_value(conc);
                         if (c && streq(c, "first-write"))
@@ -115,7 +116,7 @@ static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md
                                 return "'options.concurrency' must be first-write or last-write";
                 }
         }
-        md = json_object_get(item, "metadata");
+        md = json_object_get_ci(item, "metadata");
         if (md && !json_is_null(md) && !json_is_object(md))
                 return "'metadata' must be an object of strings";
         /* query wins over the body's request-level metadata, which wins over the item's */
@@ -134,7 +135,7 @@ static const char *parse_request(json_t *item, json_t *query_md, json_t *body_md
         }
 
         if (kind == STATE_OP_UPSERT) {
-                value = json_object_get(item, "value");
+                value = json_object_get_ci(item, "value");
                 char *enc = json_dumps(value ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
                 if (!op_list_keep(l, enc))
                         return "out of memory";
@@ -164,8 +165,8 @@ static int parse_list(const char *data, size_t len, json_t *query_md, bool trans
         if (!l.json)
                 return fail(reterr_msg, "failed deserializing HTTP body: %s (line %d)", jerr.text, jerr.line);
         if (transaction) {
-                items = json_object_get(l.json, "operations");
-                md = json_object_get(l.json, "metadata");
+                items = json_object_get_ci(l.json, "operations");
+                md = json_object_get_ci(l.json, "metadata");
                 if (items && !json_is_array(items))
                         r = fail(reterr_msg, "'operations' must be an array");
                 else if (md && !json_is_null(md) && !json_is_object(md))
@@ -197,7 +198,7 @@ static int parse_list(const char *data, size_t len, json_t *query_md, bool trans
                 StateOpKind kind = STATE_OP_UPSERT;
                 const char *e;
                 if (transaction) {
-                        const char *k = json_string_value(json_object_get(o, "operation"));
+                        const char *k = json_string_value(json_object_get_ci(o, "operation"));
                         if (k && streq(k, "delete"))
                                 kind = STATE_OP_DELETE;
                         else if (!k || !streq(k, "upsert")) {
@@ -206,7 +207,7 @@ static int parse_list(const char *data, size_t len, json_t *query_md, bool trans
                                         r = -EOPNOTSUPP;
                                 break;
                         }
-                        req = json_object_get(o, "request");
+                        req = json_object_get_ci(o, "request");
                 }
                 e = parse_request(req, query_md, md, kind, &l, &l.ops[i]);
                 if (e) {
@@ -242,8 +243,8 @@ int state_body_parse_bulk(const char *data, size_t len, size_t max_keys, char **
         body = json_loadb(data, len, 0, &jerr);
         if (!body)
                 return fail(reterr_msg, "failed deserializing HTTP body: %s", jerr.text);
-        k = json_object_get(body, "keys");
-        par = json_object_get(body, "parallelism");
+        k = json_object_get_ci(body, "keys");
+        par = json_object_get_ci(body, "parallelism");
         if (!json_is_array(k))
                 return fail(reterr_msg, "'keys' must be an array of strings");
         if (par && !json_is_null(par) && !json_is_integer(par))

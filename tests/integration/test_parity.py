@@ -194,5 +194,65 @@ class BulkSubscribeTest(DaemonTestCase):
             print(d.log(), file=sys.stderr)
 
 
+class FieldNameCaseTest(DaemonTestCase):
+    """Part 2: daprd decodes these bodies with Go's encoding/json, which matches field names
+    without regard to case; the JS SDK sends entryID. One check per body type."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = tempfile.mkdtemp(prefix="mooring-parity-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.app = CaseApp(os.path.join(tmp, "sub.sock")).start()
+        self.addCleanup(self.app.stop)
+        self.d = self.daemon(apps={"a": "[App]\n", "sub": f"[App]\nAppAddress=unix:{self.app.path}\n"})
+        self.sock = self.d.app_socket("a")
+
+    def post(self, path, body):
+        return request(self.sock, "POST", path, body=json.dumps(body).encode(),
+                       headers={"Content-Type": "application/json"})
+
+    def test_bulk_publish_and_subscribe_answer(self):
+        wait_for(lambda: "Subscribed to topic cased (programmatic)" in self.d.log(),
+                 what="the subscription its app spelled in other cases")
+        r = self.post("/v1.0-alpha1/publish/bulk/pubsub/cased",
+                      [{"entryID": "1", "Event": {"n": 1}, "CONTENTTYPE": "application/json"}])
+        self.assertEqual(r.status, 204, r)
+        # the app answers {"Status":"RETRY"} the first time: offered again
+        wait_for(lambda: self.app.count >= 2, what="the delivery retried after {\"Status\":\"RETRY\"}")
+        # a duplicate id in another case is still a duplicate field, not a second entry
+        r = self.post("/v1.0-alpha1/publish/bulk/pubsub/cased", [{"entryId": "x", "EntryID": "", "event": 1}])
+        self.assertEqual(r.status, 400, r)
+
+    def test_state_bodies(self):
+        r = self.post("/v1.0/state/statestore", [{"KEY": "k", "Value": {"v": 1}}])
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(json.loads(request(self.sock, "GET", "/v1.0/state/statestore/k").body), {"v": 1})
+        r = self.post("/v1.0/state/statestore/bulk", {"Keys": ["k"], "PARALLELISM": 2})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()[0]["key"], "k")
+        self.assertEqual(r.json()[0]["data"], {"v": 1})
+        r = self.post("/v1.0/state/statestore/transaction",
+                      {"Operations": [{"OPERATION": "upsert", "Request": {"key": "t", "VALUE": 2}},
+                                      {"operation": "delete", "request": {"Key": "k"}}]})
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(request(self.sock, "GET", "/v1.0/state/statestore/t").body, b"2")
+        self.assertEqual(request(self.sock, "GET", "/v1.0/state/statestore/k").status, 204)
+
+
+class CaseApp(BulkApp):
+    def __init__(self, path):
+        super().__init__(path)
+        self.count = 0
+
+    def handle(self, method, path, headers, body):
+        if path == "/dapr/subscribe":
+            return 200, [{"PubSubName": "pubsub", "Topic": "cased", "ROUTES": {"Default": "/cased"}}]
+        if path == "/cased":
+            with self.lock:
+                self.count += 1
+                return 200, {"Status": "RETRY" if self.count == 1 else "SUCCESS"}
+        return 200, None
+
+
 if __name__ == "__main__":
     main()
