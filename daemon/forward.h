@@ -3,6 +3,7 @@
 #pragma once
 
 typedef struct App App;
+typedef struct AppMetrics AppMetrics;
 typedef struct AppSlotWaiter AppSlotWaiter;
 typedef struct AppConfig AppConfig;
 typedef struct Component Component;

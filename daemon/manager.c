@@ -32,6 +32,7 @@
 #include "blocks/state.h"
 #include "core/component.h"
 #include "core/conf-keep.h"
+#include "core/metrics.h"
 #include "core/registry.h"
 #include "dbus/runtime-bus.h"
 #include "http/server.h"
@@ -119,6 +120,8 @@ Manager *manager_free(Manager *m) {
         /* Outgoing requests first: their callbacks may still answer suspended HTTP requests. */
         m->transport = transport_free(m->transport);
         m->api_listener = http_listener_free(m->api_listener);
+        m->metrics_listener = http_listener_free(m->metrics_listener);
+        m->dashboard_listener = http_listener_free(m->dashboard_listener);
         m->http = http_server_free(m->http);
         for (size_t i = 0; i < m->n_activated; i++) {
                 safe_close(m->activated[i].fd);
@@ -303,6 +306,23 @@ static int open_api_listener(Manager *m) {
         r = http_listener_new(m->http, LISTENER_API, NULL, fd, m->api_socket_path, &m->api_listener);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the API listener: %m");
+        return 0;
+}
+
+/* MetricsPort= and DashboardPort=: loopback only, taken at start (a change waits for the next one). */
+static int open_admin_port(Manager *m, const char *name, uint16_t port, ListenerKind kind, HttpListener **ret) {
+        int fd, r;
+        if (port == 0)
+                return 0;
+        fd = take_activated(m, name, AF_INET);
+        if (fd < 0)
+                fd = bind_tcp_loopback(port);
+        if (fd < 0)
+                return log_error_errno(fd, "Failed to listen on 127.0.0.1:%u (%s): %m", (unsigned) port,
+                                       kind == LISTENER_METRICS ? "MetricsPort=" : "DashboardPort=");
+        r = http_listener_new(m->http, kind, NULL, fd, NULL, ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the %s listener: %m", name);
         return 0;
 }
 
@@ -557,6 +577,7 @@ int manager_register_app(Manager *m, AppConfig *config, ConfError *e) {
         }
         r = app_add(m, config, APP_SOURCE_BUS, e);
         if (r >= 0) {
+                registry_refresh_metrics(m->registry); /* its Configuration's spec.metric */
                 runtime_bus_emit_apps_changed(m);
                 notify_status(m, NULL);
         }
@@ -696,7 +717,9 @@ typedef struct InstanceKind {
 } InstanceKind;
 
 static int state_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
-        return state_store_open(r, c, (StateStore **) ret, reterr_msg);
+        int k = state_store_open(r, c, (StateStore **) ret, reterr_msg);
+        metrics_component_init(r->metrics, c->name, k >= 0);
+        return k;
 }
 static void state_close_any(Registry *r, void *i) {
         state_store_close(i);
@@ -705,7 +728,9 @@ static Component *state_component_any(void *i) {
         return ((StateStore *) i)->component;
 }
 static int pubsub_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
-        return pubsub_broker_open(r, c, (PubsubBroker **) ret, reterr_msg);
+        int k = pubsub_broker_open(r, c, (PubsubBroker **) ret, reterr_msg);
+        metrics_component_init(r->metrics, c->name, k >= 0);
+        return k;
 }
 static void pubsub_close_any(Registry *r, void *i) {
         pubsub_broker_close(r, i);
@@ -995,6 +1020,11 @@ int manager_start(Manager *m) {
         if (!m->http || !m->transport)
                 return log_error_errno(ENOMEM, "Failed to set up the HTTP front-end.");
         r = open_api_listener(m);
+        if (r >= 0)
+                r = open_admin_port(m, "metrics", m->settings.metrics_port, LISTENER_METRICS, &m->metrics_listener);
+        if (r >= 0)
+                r = open_admin_port(m, "dashboard", m->settings.dashboard_port, LISTENER_DASHBOARD,
+                                    &m->dashboard_listener);
         if (r < 0)
                 return r;
 

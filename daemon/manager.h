@@ -59,6 +59,8 @@ struct Manager {
 
         HttpServer *http;
         HttpListener *api_listener;
+        HttpListener *metrics_listener;   /* MetricsPort=, NULL when off */
+        HttpListener *dashboard_listener; /* DashboardPort=, NULL when off */
         char *api_socket_path;
         Transport *transport;       /* every call into an app */
         sd_bus *bus;

@@ -17,6 +17,7 @@
 
 #include "../core/app.h"
 #include "../core/configuration.h"
+#include "../core/metrics.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
 #include "../transport/app-channel.h"
@@ -68,6 +69,8 @@ struct InvokeCall {
 
         TraceContext span;
         char traceparent[TRACEPARENT_LEN + 1];
+        uint64_t transfer_usec;       /* metrics: when the call went to the app (0: it never did) */
+        uint64_t received;            /* answer body bytes taken */
         uint64_t start_usec;
         InvokeCall *next, *prev;      /* the registry's list */
         AppSlotWaiter waiter;         /* in the target's line for a slot */
@@ -207,6 +210,9 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
         if (c->state == CALL_QUEUED)
                 app_slot_cancel(c->target, &c->waiter);
         c->state = CALL_FINISHING;
+        if (c->transfer_usec)
+                metrics_http_client(c->target->metrics, METRICS_CALL_INVOKE, c->verb, c->head_sent ? c->status : 0,
+                                    c->body_len, c->received, metrics_now_usec() - c->transfer_usec);
         TransportCall *tc = TAKE_PTR(c->tc);
         transport_call_cancel(tc);
         c->deadline = sd_event_source_disable_unref(c->deadline);
@@ -262,7 +268,10 @@ static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *us
 
 static bool on_answer_body(TransportCall *tc, const void *buf, size_t len, void *userdata) {
         InvokeCall *c = userdata;
-        return c->h->body(c, buf, len, c->userdata);
+        bool taken = c->h->body(c, buf, len, c->userdata);
+        if (taken)
+                c->received += len;
+        return taken;
 }
 
 static void on_answer_done(TransportCall *tc, const TransportAnswer *a, const TransportError *e, void *userdata) {
@@ -299,6 +308,7 @@ static void start_transfer(InvokeCall *c) {
                 .retries = INVOKE_RETRIES, /* the deadline above bounds them */
         };
         c->state = CALL_RUNNING;
+        c->transfer_usec = metrics_now_usec();
         int r = transport_call_start(c->registry->transport, &addr, &req, &answer_handler, c, &c->tc);
         if (r < 0)
                 finish(c, r, "cannot start the request: %s", strerror(-r));

@@ -18,6 +18,7 @@
 #include "../core/cloudevent.h"
 #include "../core/component.h"
 #include "../core/conf-keep.h"
+#include "../core/metrics.h"
 #include "../core/subscription.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
@@ -68,6 +69,7 @@ struct Delivery {
         size_t len;
         unsigned attempt;
         char *path;
+        uint64_t post_usec;          /* metrics: when the POST went out */
         TransportCall *call;         /* the POST to the app, while out */
         char **headers;              /* name, value pairs for the app */
         json_t *bulk_entry;          /* bulk: {entryId, event, metadata, contentType} */
@@ -214,6 +216,7 @@ struct Publish {
         size_t len;
         char **broker_md;
         int64_t ttl;
+        uint64_t start_usec;    /* metrics */
 };
 
 static void publish_free(Publish *p) {
@@ -322,9 +325,19 @@ static void line_pump(PublishLine *l) {
         }
 }
 
+/* dapr_component_pubsub_egress_*: under the publishing app. */
+static void publish_metrics(Publish *p, bool ok) {
+        App *a = p->app ? registry_find_app(p->registry, p->app) : NULL;
+        AppMetrics *m = a ? a->metrics : p->registry->metrics;
+        if (app_metrics_enabled(m))
+                metrics_component_op(m, METRICS_PUBSUB_EGRESS, p->broker->name, NULL, p->topic, ok ? "true" : "false",
+                                     metrics_now_usec() - p->start_usec);
+}
+
 static void on_published(int error, const char *message, void *userdata) {
         Publish *p = userdata;
         PublishLine *l = p->line;
+        publish_metrics(p, error >= 0);
         if (error < 0)
                 note_publish_failure(p, error, message);
         l->in_driver--;
@@ -394,7 +407,7 @@ int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, v
 
         if (!p)
                 return -ENOMEM;
-        *p = (Publish){ .registry = m, .done = done, .userdata = userdata };
+        *p = (Publish){ .registry = m, .done = done, .userdata = userdata, .start_usec = metrics_now_usec() };
 
         _cleanup_free_ char *why = NULL;
         PubsubBroker *b = NULL;
@@ -558,6 +571,19 @@ static void drop(Delivery *dl, const char *why) {
         settle(dl, PUBSUB_ACK);
 }
 
+/* dapr_component_pubsub_ingress_* and dapr_http_client_*, under the subscribed app; st is what
+ * on_app_answered() makes of the answer: success, retry or drop. */
+static void delivery_metrics(Delivery *dl, const TransportAnswer *ans, const TransportError *e, const char *st) {
+        Runner *rn = dl->runner;
+        AppMetrics *m = rn->app->metrics;
+        if (!app_metrics_enabled(m))
+                return;
+        uint64_t usec = metrics_now_usec() - dl->post_usec;
+        metrics_component_op(m, METRICS_PUBSUB_INGRESS, rn->broker->name, NULL, rn->sub->topic, st, usec);
+        metrics_http_client(m, METRICS_CALL_DELIVERY, "POST", e ? 0 : ans->status, dl->len, e ? 0 : ans->body_len,
+                            usec);
+}
+
 static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
                             void *userdata) {
         Delivery *dl = userdata;
@@ -566,17 +592,20 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
 
         dl->call = NULL; /* the transport frees it after this returns */
         if (e) {
+                delivery_metrics(dl, ans, e, "retry");
                 log_struct(LOG_WARNING, 0, app, rn->broker->name, "Delivering a message of topic %s to %s failed: %s; "
                            "retrying.", rn->sub->topic, dl->path, e->message);
                 return settle(dl, PUBSUB_RETRY);
         }
         if (ans->status == 404) {
+                delivery_metrics(dl, ans, e, "drop");
                 /* Dapr: the route does not exist; an error, and the message is not retried. */
                 log_struct(LOG_ERR, 0, app, rn->broker->name, "App answered 404 for %s (topic %s): message dropped.",
                            dl->path, rn->sub->topic);
                 return settle(dl, PUBSUB_ACK);
         }
         if (ans->status < 200 || ans->status > 299) {
+                delivery_metrics(dl, ans, e, "retry");
                 log_struct(LOG_WARNING, 0, app, rn->broker->name, "App answered %u for %s (topic %s): retrying.",
                            ans->status, dl->path, rn->sub->topic);
                 return settle(dl, PUBSUB_RETRY);
@@ -587,6 +616,7 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
                 st = json_string_value(json_object_get_ci(j, "status"));
         PubsubOutcome o = PUBSUB_ACK;
         if (st && strcasecmp(st, "DROP") == 0) {
+                delivery_metrics(dl, ans, e, "drop");
                 json_decref(j);
                 return drop(dl, "was dropped by the app (DROP)");
         }
@@ -595,6 +625,7 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
                            rn->sub->topic, st);
                 o = PUBSUB_RETRY;
         }
+        delivery_metrics(dl, ans, e, o == PUBSUB_RETRY ? "retry" : "success");
         json_decref(j);
         settle(dl, o);
 }
@@ -617,6 +648,7 @@ static void delivery_post(Delivery *dl) {
                 .timeout_usec = a->config->invoke_timeout_usec,
                 .max_answer = APP_ANSWER_MAX,
         };
+        dl->post_usec = metrics_now_usec();
         if (transport_call_start(rn->registry->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
                 return settle(dl, PUBSUB_RETRY);
 }

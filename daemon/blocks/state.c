@@ -25,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/app.h"
 #include "../core/component.h"
+#include "../core/metrics.h"
 #include "../core/registry.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
@@ -67,6 +69,7 @@ typedef struct StateCall {
         StateOp *ops;
         size_t n_ops;
         char **keys;              /* get (one key) and bulk get */
+        uint64_t start_usec;      /* metrics: handed to the driver */
         struct StateCall *next, *prev;
 } StateCall;
 
@@ -79,6 +82,7 @@ struct AppQueue {
 
 struct StateSched {
         StateStore *store;        /* back-reference */
+        Registry *registry;       /* borrowed: the apps' metrics */
         AppQueue *apps;
         StateCall *running;       /* in the driver, outcome pending */
         struct Batch *deferred;   /* batches whose answer waits for the loop (no driver holds them) */
@@ -114,7 +118,7 @@ int state_store_open(Registry *m, Component *c, StateStore **ret, char **reterr_
                 free(s);
                 return -ENOMEM;
         }
-        *s->sched = (StateSched){ .store = s, .max_ops = STATE_DEFAULT_MAX_OPS,
+        *s->sched = (StateSched){ .store = s, .registry = m, .max_ops = STATE_DEFAULT_MAX_OPS,
                                   .failures = RATELIMIT_INIT(FAILURE_LOG_INTERVAL_USEC) };
         const char *v = component_get_string(c, "maxOperationsPerRequest");
         if (v) {
@@ -630,12 +634,28 @@ static void app_admit(StateSched *q, AppQueue *a) {
         }
 }
 
+/* dapr_component_state_*: under the calling app, with daprd's operation names. */
+static void call_metrics(StateSched *q, const StateCall *c, bool ok) {
+        const AppQueue *a = c->app;
+        App *app = a->app_id ? registry_find_app(q->registry, a->app_id) : NULL;
+        AppMetrics *m = app ? app->metrics : q->registry->metrics;
+        const char *op = c->kind == CALL_GET        ? "get"
+                         : c->kind == CALL_BULK_GET ? "bulk_get"
+                         : c->kind == CALL_TRANSACT ? "transaction"
+                         : c->n_ops > 0 && c->ops[0].kind == STATE_OP_DELETE ? "delete"
+                                                                               : "set";
+        if (app_metrics_enabled(m))
+                metrics_component_op(m, METRICS_STATE, q->store->name, op, NULL, ok ? "true" : "false",
+                                     metrics_now_usec() - c->start_usec);
+}
+
 /* The driver's answer for c (any kind but bulk get). */
 static void on_call_done(const StateResult *r, void *userdata) {
         StateCall *c = userdata;
         StateSched *q = c->sched;
         AppQueue *a = c->app;
 
+        call_metrics(q, c, r->error == 0 || r->error == -ENOENT);
         running_unlink(q, c);
         a->in_flight--;
         if (is_component_failure(r->error))
@@ -654,6 +674,10 @@ static void on_call_bulk_done(const StateResult *results, size_t n, void *userda
         StateSched *q = c->sched;
         AppQueue *a = c->app;
 
+        bool ok = true;
+        for (size_t i = 0; i < n; i++)
+                ok = ok && (results[i].error == 0 || results[i].error == -ENOENT);
+        call_metrics(q, c, ok);
         running_unlink(q, c);
         a->in_flight--;
         for (size_t i = 0; i < n; i++)
@@ -701,6 +725,7 @@ static int call_start(StateCall *c) {
         const StateDriver *d = s->driver;
         int r;
 
+        c->start_usec = metrics_now_usec();
         switch (c->kind) {
         case CALL_GET:
                 r = d->get(s, c->keys[0], on_call_done, c);

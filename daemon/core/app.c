@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "metrics.h"
 
 App *app_new(AppConfig *config_take, AppSource source) {
         App *a = calloc(1, sizeof *a);
@@ -13,7 +14,10 @@ App *app_new(AppConfig *config_take, AppSource source) {
         a->config = config_take;
         a->source = source;
         a->extended = json_object();
-        if (!a->extended) {
+        a->metrics = app_metrics_new();
+        if (!a->extended || !a->metrics) {
+                json_decref(a->extended);
+                app_metrics_free(a->metrics);
                 a->config = NULL; /* caller keeps ownership on failure */
                 free(a);
                 return NULL;
@@ -35,6 +39,7 @@ App *app_unref(App *a) {
         app_config_free(a->config);
         free(a->socket_path);
         json_decref(a->extended);
+        app_metrics_free(a->metrics);
         free(a);
         return NULL;
 }

@@ -45,6 +45,7 @@ struct App {
         unsigned slots_active;     /* calls to this app holding a slot (MaxConcurrency=) */
         AppSlotWaiter *slot_waiters; /* calls waiting for a slot, FIFO */
         AppSlotWaiter *slot_waiters_tail;
+        AppMetrics *metrics;       /* its series (core/metrics.h), preallocated */
 };
 
 /*

@@ -642,6 +642,20 @@ static int parse_tracing(YamlWalk *w, yaml_node_t *spec, ConfigTracing *t) {
         return 0;
 }
 
+/* spec.metric.enabled (daprd's MetricSpec; absent means enabled). */
+static int parse_metric(YamlWalk *w, yaml_node_t *spec, Configuration *c) {
+        yaml_node_t *metric = NULL;
+        bool enabled = true;
+        int r = get_mapping(w, spec, "metric", "spec.metric", &metric);
+        if (r < 0 || !metric)
+                return r;
+        r = get_bool(w, metric, "enabled", "spec.metric.enabled", &enabled);
+        if (r < 0)
+                return r;
+        c->metric_disabled = !enabled;
+        return 0;
+}
+
 #define OP_FIELD "spec.accessControl.policies[].operations[]"
 
 /* A pattern may hold '*' anywhere in a segment and "**" only as the whole last segment. */
@@ -967,6 +981,9 @@ static int parse_configuration(YamlWalk *w, yaml_node_t *root, Configuration **r
         if (r < 0)
                 return r;
         r = parse_tracing(w, spec, &c->tracing);
+        if (r < 0)
+                return r;
+        r = parse_metric(w, spec, c);
         if (r < 0)
                 return r;
         r = parse_access_control(w, spec, c);

@@ -104,6 +104,7 @@ typedef struct Configuration {
         char *name;               /* metadata.name, NULL when absent */
         char *namespace_;         /* metadata.namespace, NULL when absent */
         ConfigTracing tracing;
+        bool metric_disabled;     /* spec.metric.enabled: false (Dapr's default: enabled) */
         AccessControl *access_control; /* NULL: no accessControl, every call is allowed */
         SecretScope *secret_scopes;
         size_t n_secret_scopes;

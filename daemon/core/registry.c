@@ -21,6 +21,7 @@
 #include "../util/log.h"
 #include "app.h"
 #include "component.h"
+#include "metrics.h"
 #include "registry.h"
 
 struct RegistryHook {
@@ -44,7 +45,10 @@ Registry *registry_new(sd_event *e) {
         if (!r)
                 return NULL;
         r->extended = json_object();
-        if (!r->extended) {
+        r->metrics = app_metrics_new();
+        if (!r->extended || !r->metrics) {
+                json_decref(r->extended);
+                app_metrics_free(r->metrics);
                 free(r);
                 return NULL;
         }
@@ -78,6 +82,7 @@ Registry *registry_free(Registry *r) {
         free(r->pubsubs);
         configuration_entries_free(r->configurations, r->n_configurations);
         json_decref(r->extended);
+        app_metrics_free(r->metrics);
         free(r->instance_id);
         for (int ev = 0; ev < _REGISTRY_EVENT_MAX; ev++)
                 while (r->hooks[ev]) {
@@ -322,6 +327,22 @@ void registry_reload_configurations(Registry *r) {
                         (void) configuration_load(r, p, true, configuration_find(old, n_old, p));
         }
         configuration_entries_free(old, n_old);
+        registry_refresh_metrics(r);
+}
+
+/* spec.metric.enabled of each app's Configuration (config.yaml for callers that are no app). */
+void registry_refresh_metrics(Registry *r) {
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/config.yaml", r->config_dir) >= 0) {
+                ConfigurationEntry *ce = configuration_find(r->configurations, r->n_configurations, path);
+                app_metrics_set_enabled(r->metrics, !(ce && ce->c && ce->c->metric_disabled));
+        }
+        for (size_t i = 0; i < r->n_apps; i++) {
+                const Configuration *c = NULL;
+                const char *err = NULL;
+                if (registry_app_configuration(r, r->apps[i], &c, &err) >= 0)
+                        app_metrics_set_enabled(r->apps[i]->metrics, !(c && c->metric_disabled));
+        }
 }
 
 int registry_app_configuration(Registry *r, const App *a, const Configuration **ret, const char **ret_error) {

@@ -59,6 +59,7 @@ struct Registry {
         Component **components;     /* refs, in load order */
         size_t n_components;
         json_t *extended;           /* PUT /v1.0/metadata from unidentified callers */
+        AppMetrics *metrics;        /* series of callers that are no app, and host-wide ones (core/metrics.h) */
         StateStore **state_stores;  /* one per state.* component that opened */
         size_t n_state_stores;
         PubsubBroker **pubsubs;     /* one per pubsub.* component that opened */
@@ -131,6 +132,8 @@ int registry_app_configuration(Registry *r, const App *a, const Configuration **
  * previous version was good keeps that version in force (and is logged as kept).
  */
 void registry_reload_configurations(Registry *r);
+/* Applies spec.metric.enabled of the Configurations to every app's metrics (done by the reload above). */
+void registry_refresh_metrics(Registry *r);
 
 /* ---- configuration errors ---- */
 

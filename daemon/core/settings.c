@@ -26,9 +26,31 @@ void settings_init(Settings *s) {
         };
 }
 
+static void settings_done_token(Settings *s) {
+        if (s->dashboard_token)
+                explicit_bzero(s->dashboard_token, strlen(s->dashboard_token));
+        free(s->dashboard_token);
+        s->dashboard_token = NULL;
+}
+
 void settings_done(Settings *s) {
         free(s->api_socket);
         s->api_socket = NULL;
+        settings_done_token(s);
+}
+
+/* A TCP port for a loopback listener: 1..65535, or 0 for none. */
+static int parse_listen_port(const char *v, uint16_t *ret) {
+        char *e;
+        unsigned long n;
+        if (*v < '0' || *v > '9')
+                return -EINVAL;
+        errno = 0;
+        n = strtoul(v, &e, 10);
+        if (errno != 0 || *e != 0 || n > 65535)
+                return -EINVAL;
+        *ret = (uint16_t) n;
+        return 0;
 }
 
 /* A positive count; 0 would lock every client out, which is never what was meant. */
@@ -98,6 +120,21 @@ static int assign(const char *section, const char *key, const char *value, unsig
                         *reterr_msg = strdup("expected a duration such as 10, 10s or 1m30s");
                         return -EINVAL;
                 }
+        } else if (streq(key, "MetricsPort") || streq(key, "DashboardPort")) {
+                if (parse_listen_port(value, streq(key, "MetricsPort") ? &s->metrics_port : &s->dashboard_port) < 0) {
+                        *reterr_msg = strdup("expected a TCP port from 1 to 65535, or 0 for none");
+                        return -EINVAL;
+                }
+        } else if (streq(key, "DashboardToken")) {
+                if (strlen(value) < 16 || strlen(value) > 256) {
+                        *reterr_msg = strdup("expected a token of 16 to 256 characters");
+                        return -EINVAL;
+                }
+                char *c = strdup(value);
+                if (!c)
+                        return -ENOMEM;
+                settings_done_token(s);
+                s->dashboard_token = c;
         } else if (streq(key, "LogLevel")) {
                 r = log_level_from_string(value);
                 if (r < 0) {

@@ -32,6 +32,9 @@ typedef struct Settings {
         uint64_t body_timeout_usec;            /* body (and reply) without progress */
         uint64_t idle_timeout_usec;            /* keep-alive connection with no request */
         int log_level;           /* -1 when not set in the file */
+        uint16_t metrics_port;   /* MetricsPort=: GET /metrics on 127.0.0.1; 0: off */
+        uint16_t dashboard_port; /* DashboardPort=: the dashboard on 127.0.0.1; 0: off */
+        char *dashboard_token;   /* DashboardToken=: required on DashboardPort= when set */
 } Settings;
 
 void settings_init(Settings *s);

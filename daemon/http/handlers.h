@@ -21,3 +21,6 @@ int http_invoke_by_header(HttpRequest *r);
 int http_publish(HttpRequest *r, const RouteMatch *m);
 int http_publish_bulk(HttpRequest *r, const RouteMatch *m);
 int http_publish_no_topic(HttpRequest *r, const RouteMatch *m);
+
+/* admin-metrics.c: GET /metrics (Prometheus text format) */
+int http_get_metrics(HttpRequest *r, const RouteMatch *m);

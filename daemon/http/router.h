@@ -18,6 +18,8 @@
 typedef enum RouteFlags {
         ROUTE_NO_TOKEN = 1 << 0,   /* exempt from dapr-api-token (health) */
         ROUTE_ADMIN = 1 << 1,      /* shared socket only */
+        ROUTE_METRICS = 1 << 2,    /* also on MetricsPort= */
+        ROUTE_DASHBOARD = 1 << 3,  /* also on DashboardPort= (read-only, no secrets) */
 } RouteFlags;
 
 typedef struct RouteMatch RouteMatch;

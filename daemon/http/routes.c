@@ -292,5 +292,6 @@ const Route http_routes[] = {
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },
         { "GET", "/mooring/v1/subscriptions", ROUTE_ADMIN, get_subscriptions },
         { "POST", "/mooring/v1/apps/{id}/probe", ROUTE_ADMIN, post_app_probe },
+        { "GET", "/metrics", ROUTE_ADMIN | ROUTE_METRICS | ROUTE_NO_TOKEN, http_get_metrics },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);

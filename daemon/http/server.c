@@ -44,6 +44,7 @@
 
 #include "../core/app.h"
 #include "../core/identity.h"
+#include "../core/metrics.h"
 #include "../manager.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
@@ -103,6 +104,11 @@ struct HttpRequest {
         void *drain_userdata;
         HttpRequestEndFn on_end;
         void *on_end_userdata;
+        /* metrics (core/metrics.h): the route's index, the status and body bytes that went out */
+        bool metric_begun;
+        uint16_t metric_route;
+        unsigned metric_status;
+        uint64_t metric_bytes, metric_start;
 };
 
 struct HttpConn {
@@ -170,6 +176,8 @@ struct HttpListener {
 static void conn_finish(HttpConn *c);
 static void conn_process(HttpConn *c);
 static void conn_free(HttpConn *c);
+static AppMetrics *caller_metrics(HttpConn *c);
+static const char *route_path(unsigned i);
 
 static uint64_t now_usec(HttpServer *s) {
         uint64_t t = 0;
@@ -426,6 +434,8 @@ static int write_head(HttpConn *c, unsigned status, const char *content_type, in
 
         if (c->server->draining || !r->keep_alive)
                 c->close_after = true;
+        r->metric_status = status;
+        r->metric_bytes = length > 0 && !r->head ? (uint64_t) length : 0;
         k = out_printf(c, "HTTP/1.1 %u %s\r\n", status, reason(status));
         if (k >= 0)
                 k = out_append(c, date_header(c->server), strlen(c->server->date));
@@ -499,6 +509,11 @@ static void request_uncount(HttpConn *c) {
 /* The request is over: tell whoever waits on it, once. */
 static void request_end(HttpConn *c) {
         HttpRequest *r = &c->req;
+        if (r->metric_begun && r->metric_status) {
+                r->metric_begun = false;
+                metrics_http_server_end(caller_metrics(c), r->metric_route, http_request_method(r),
+                                        r->metric_status, r->metric_bytes, metrics_now_usec() - r->metric_start);
+        }
         if (r->on_end) {
                 HttpRequestEndFn fn = r->on_end;
                 r->on_end = NULL;
@@ -636,6 +651,26 @@ static void conn_fail(HttpConn *c, unsigned status, const char *code, const char
         /* else: the rest goes out on EPOLLOUT, then conn_complete() closes (close_after) */
 }
 
+/* ---- metrics ---- */
+
+static AppMetrics *caller_metrics(HttpConn *c) {
+        return c->caller.app ? c->caller.app->metrics : c->server->manager->registry->metrics;
+}
+
+static const char *route_path(unsigned i) {
+        return i < http_routes_n ? http_routes[i].pattern : NULL;
+}
+
+/* The request is complete and routed: count it under its route's template (never its path). */
+static void metrics_request_begin(HttpRequest *r, const Route *route) {
+        HttpConn *c = r->conn;
+        size_t len = 0;
+        (void) http_request_body(r, &len);
+        r->metric_begun = true;
+        r->metric_route = route ? (uint16_t) (route - http_routes) : METRICS_ROUTE_UNMATCHED;
+        metrics_http_server_begin(caller_metrics(c), r->metric_route, http_request_method(r), len);
+}
+
 /* ---- dispatch ---- */
 
 /* An app's TCP port is reachable by anything on the host: with a token configured,
@@ -646,6 +681,21 @@ static bool token_ok(HttpRequest *r, RouteFlags flags) {
                app_token_matches(c->app, http_request_header(r, "dapr-api-token"));
 }
 
+/* Route flags a listener admits besides the Dapr API: the shared socket everything, the
+ * metrics and dashboard ports only their own routes. */
+static bool route_allowed(const Caller *c, RouteFlags flags) {
+        switch (c->via) {
+        case LISTENER_API:
+                return true;
+        case LISTENER_METRICS:
+                return flags & ROUTE_METRICS;
+        case LISTENER_DASHBOARD:
+                return flags & ROUTE_DASHBOARD;
+        default:
+                return !(flags & ROUTE_ADMIN);
+        }
+}
+
 static int dispatch(HttpRequest *r) {
         const Caller *c = &r->conn->caller;
         const char *method = http_request_method(r), *url = http_request_url(r);
@@ -653,11 +703,18 @@ static int dispatch(HttpRequest *r) {
         int k;
 
         k = router_match(http_routes, http_routes_n, method, url, &match);
+        metrics_request_begin(r, k == 1 && route_allowed(c, match.route->flags) ? match.route : NULL);
+        if ((c->via == LISTENER_METRICS || c->via == LISTENER_DASHBOARD) &&
+            (k != 1 || !route_allowed(c, match.route->flags))) {
+                /* These ports serve their few routes and nothing else: no invocation by header. */
+                route_match_done(&match);
+                return http_reply(r, 404, "text/plain", "not found\n", 10);
+        }
         if (k < 0 && k != -ENOMEM)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "malformed request path");
         if (k < 0)
                 return http_reply_error(r, DAPR_ERR_INTERNAL, "out of memory");
-        if (k == 0 || ((match.route->flags & ROUTE_ADMIN) && c->via != LISTENER_API)) {
+        if (k == 0 || !route_allowed(c, match.route->flags)) {
                 route_match_done(&match);
                 /* Anything unrouted is service invocation when a header names the target app. */
                 if (k == 0 && !token_ok(r, 0))
@@ -691,6 +748,7 @@ static void request_begin(HttpConn *c) {
         HttpRequest *r = &c->req;
 
         r->counted = true;
+        r->metric_start = metrics_now_usec();
         s->n_requests++;
         s->stats.requests++;
         r->keep_alive = request_parser_keep_alive(&c->rp);
@@ -907,7 +965,9 @@ static void uid_release(HttpConn *c) {
 }
 
 static const char *listener_name(const HttpListener *l) {
-        return l->kind == LISTENER_API ? "the shared socket" : l->kind == LISTENER_APP_UNIX ? "its socket" : "its port";
+        return l->kind == LISTENER_API ? "the shared socket" : l->kind == LISTENER_APP_UNIX ? "its socket" :
+               l->kind == LISTENER_METRICS ? "the metrics port" : l->kind == LISTENER_DASHBOARD ? "the dashboard port" :
+               "its port";
 }
 
 static void listener_log(HttpListener *l, int error, const char *what) {
@@ -1163,6 +1223,7 @@ HttpServer *http_server_new(Manager *m, sd_event *e) {
                 return NULL;
         s->manager = m;
         s->event = sd_event_ref(e);
+        metrics_set_route_labels(route_path);
         update_nofile_cap(s);
         /* accuracy 250 ms: deadlines are coarse by design, let sd-event batch the wakeups */
         if (sd_event_add_time(e, &s->sweep, CLOCK_MONOTONIC, UINT64_MAX, 250 * 1000, on_sweep, s) < 0 ||
@@ -1530,6 +1591,8 @@ bool http_stream_write(HttpRequest *r, const void *buf, size_t len) {
                 r->producer_blocked = true;
                 return false;
         }
+        if (r->stream_left < 0)
+                r->metric_bytes += len;
         if (r->stream_left >= 0) {
                 /* never more than announced: the framing would break */
                 if ((uint64_t) len > (uint64_t) r->stream_left)

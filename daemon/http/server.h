@@ -27,6 +27,8 @@ typedef enum ListenerKind {
         LISTENER_API,      /* shared socket: identity from peer credentials */
         LISTENER_APP_UNIX, /* per-app socket: the listener is the identity */
         LISTENER_APP_TCP,  /* per-app loopback port: identity + optional API token */
+        LISTENER_METRICS,  /* MetricsPort=: GET /metrics only */
+        LISTENER_DASHBOARD, /* DashboardPort=: the dashboard and its read-only JSON routes only */
         _LISTENER_KIND_MAX,
 } ListenerKind;
 

@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See metrics.h. Every series lives in a fixed table of its AppMetrics,
+ * found by hashing its labels (open addressing, linear probing): a request
+ * that brings a label value never seen before takes a free slot or, once the
+ * table is full, lands in the overflow series. Nothing grows at run time.
+ *
+ * Histograms keep one counter per bucket (not cumulative) and are summed at
+ * scrape time, so recording touches one bucket. Latencies are milliseconds
+ * and sizes bytes, with daprd's bucket bounds, so Dapr's Grafana dashboards
+ * read them unchanged.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/cleanup.h"
+#include "app.h"
+#include "component.h"
+#include "metrics.h"
+#include "registry.h"
+
+/* daprd's latency distribution, milliseconds (diagnostics/utils defaultLatencyDistribution). */
+static const double lat_bounds[] = { 1,   2,   3,   4,   5,   6,    8,    10,   13,    16,    20,    25,
+                                     30,  40,  50,  65,  80,  100,  130,  160,  200,   250,   300,   400,
+                                     500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000 };
+#define LAT_N ELEMENTSOF(lat_bounds)
+/* daprd's size distribution, bytes (defaultSizeDistribution). */
+static const double size_bounds[] = { 1024,     2048,      4096,      16384,      65536,      262144,    1048576,
+                                      4194304,  16777216,  67108864,  268435456,  1073741824, 4294967296.0 };
+#define SIZE_N ELEMENTSOF(size_bounds)
+
+typedef struct LatHist {
+        uint64_t count;
+        double sum;
+        uint64_t b[LAT_N]; /* observations <= bound i (and > bound i-1); above the last: count - sum(b) */
+} LatHist;
+
+typedef struct SizeHist {
+        uint64_t count;
+        double sum;
+        uint64_t b[SIZE_N];
+} SizeHist;
+
+typedef enum Method {
+        M_GET, M_POST, M_PUT, M_DELETE, M_PATCH, M_HEAD, M_OPTIONS, M_OTHER, _M_MAX,
+} Method;
+static const char *const method_names[_M_MAX] = { "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+                                                  "_other" };
+
+#define SERVER_SLOTS 128
+#define CLIENT_SLOTS 32
+#define COMP_SLOTS 128
+#define COMP_NAME_MAX 64
+#define COMP_OP_MAX 24
+#define COMP_TOPIC_MAX 96
+#define COMP_STATUS_MAX 16
+#define STATUS_OTHER 0xFFFFu /* the overflow series' status */
+
+/* Internal kinds kept in the component table besides MetricsKind. */
+enum {
+        K_INIT_OK = _METRICS_KIND_MAX,
+        K_INIT_FAIL,
+        _K_MAX,
+};
+
+typedef struct ServerSeries {
+        bool used;
+        uint8_t method;
+        uint16_t route;
+        uint16_t status;   /* 0: the request_count series (started requests) */
+        uint64_t count;
+        LatHist lat;       /* unused for status 0 */
+} ServerSeries;
+
+typedef struct ClientSeries {
+        bool used;
+        uint8_t kind, method;
+        uint16_t status;
+        uint64_t count;
+        LatHist lat;
+        SizeHist sent;
+} ClientSeries;
+
+typedef struct CompSeries {
+        bool used;
+        uint8_t kind;
+        char component[COMP_NAME_MAX];
+        char op[COMP_OP_MAX];
+        char topic[COMP_TOPIC_MAX];
+        char status[COMP_STATUS_MAX];
+        uint64_t count;
+        LatHist lat;
+} CompSeries;
+
+struct AppMetrics {
+        bool enabled;
+        SizeHist request_bytes, response_bytes, client_received;
+        ServerSeries server[SERVER_SLOTS];
+        ServerSeries server_overflow;
+        ClientSeries client[CLIENT_SLOTS];
+        ClientSeries client_overflow;
+        CompSeries comp[COMP_SLOTS];
+        CompSeries comp_overflow[_K_MAX];
+};
+
+static const char *(*route_label)(unsigned route);
+
+typedef struct Writer {
+        MetricsWriterFn fn;
+        void *userdata;
+} Writer;
+static Writer writers[16];
+
+AppMetrics *app_metrics_new(void) {
+        AppMetrics *m = calloc(1, sizeof *m);
+        if (m)
+                m->enabled = true;
+        return m;
+}
+
+AppMetrics *app_metrics_free(AppMetrics *m) {
+        free(m);
+        return NULL;
+}
+
+void app_metrics_set_enabled(AppMetrics *m, bool enabled) {
+        if (m)
+                m->enabled = enabled;
+}
+
+bool app_metrics_enabled(const AppMetrics *m) {
+        return m && m->enabled;
+}
+
+uint64_t metrics_now_usec(void) {
+        struct timespec ts;
+        /* CLOCK_MONOTONIC is answered by the vDSO: no system call. */
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+void metrics_set_route_labels(const char *(*path_of)(unsigned route)) {
+        route_label = path_of;
+}
+
+int metrics_add_writer(MetricsWriterFn fn, void *userdata) {
+        for (size_t i = 0; i < ELEMENTSOF(writers); i++)
+                if (!writers[i].fn) {
+                        writers[i] = (Writer){ fn, userdata };
+                        return 0;
+                }
+        return -ENOSPC;
+}
+
+void metrics_remove_writer(MetricsWriterFn fn, void *userdata) {
+        for (size_t i = 0; i < ELEMENTSOF(writers); i++)
+                if (writers[i].fn == fn && writers[i].userdata == userdata)
+                        writers[i] = (Writer){};
+}
+
+/* ---- recording ---- */
+
+static Method method_of(const char *s) {
+        /* A fixed set: whatever a client invents counts as "_other". */
+        switch (s ? s[0] : 0) {
+        case 'G': return streq(s, "GET") ? M_GET : M_OTHER;
+        case 'P': return streq(s, "POST") ? M_POST : streq(s, "PUT") ? M_PUT : streq(s, "PATCH") ? M_PATCH : M_OTHER;
+        case 'D': return streq(s, "DELETE") ? M_DELETE : M_OTHER;
+        case 'H': return streq(s, "HEAD") ? M_HEAD : M_OTHER;
+        case 'O': return streq(s, "OPTIONS") ? M_OPTIONS : M_OTHER;
+        default: return M_OTHER;
+        }
+}
+
+static void lat_add(LatHist *h, uint64_t usec) {
+        double ms = (double) usec / 1000.0;
+        h->count++;
+        h->sum += ms;
+        /* Few requests take long: a linear walk from the small end is as quick as a search. */
+        for (size_t i = 0; i < LAT_N; i++)
+                if (ms <= lat_bounds[i]) {
+                        h->b[i]++;
+                        return;
+                }
+}
+
+static void size_add(SizeHist *h, uint64_t len) {
+        double v = (double) len;
+        h->count++;
+        h->sum += v;
+        for (size_t i = 0; i < SIZE_N; i++)
+                if (v <= size_bounds[i]) {
+                        h->b[i]++;
+                        return;
+                }
+}
+
+static uint32_t mix(uint32_t h, uint32_t v) {
+        h ^= v;
+        return h * 16777619u;
+}
+
+static uint32_t hash_str(uint32_t h, const char *s, size_t max) {
+        for (size_t i = 0; s && s[i] && i < max - 1; i++)
+                h = mix(h, (unsigned char) s[i]);
+        return mix(h, 0xff);
+}
+
+static ServerSeries *server_series(AppMetrics *m, unsigned route, Method method, unsigned status) {
+        uint32_t h = mix(mix(mix(2166136261u, route), method), status);
+        for (size_t i = 0; i < SERVER_SLOTS; i++) {
+                ServerSeries *s = &m->server[(h + i) & (SERVER_SLOTS - 1)];
+                if (!s->used) {
+                        *s = (ServerSeries){ .used = true, .route = route, .method = method, .status = status };
+                        return s;
+                }
+                if (s->route == route && s->method == method && s->status == status)
+                        return s;
+        }
+        m->server_overflow.used = true;
+        m->server_overflow.route = METRICS_ROUTE_UNMATCHED;
+        m->server_overflow.method = M_OTHER;
+        m->server_overflow.status = STATUS_OTHER;
+        return &m->server_overflow;
+}
+
+void metrics_http_server_begin(AppMetrics *m, unsigned route, const char *method, uint64_t body_len) {
+        if (!m || !m->enabled)
+                return;
+        server_series(m, route, method_of(method), 0)->count++;
+        size_add(&m->request_bytes, body_len);
+}
+
+void metrics_http_server_end(AppMetrics *m, unsigned route, const char *method, unsigned status,
+                             uint64_t response_len, uint64_t usec) {
+        if (!m || !m->enabled)
+                return;
+        /* Status 0 is the started-requests series: an answer always has a status >= 100. */
+        ServerSeries *s = server_series(m, route, method_of(method), status < 100 || status > 999 ? 999 : status);
+        s->count++;
+        lat_add(&s->lat, usec);
+        size_add(&m->response_bytes, response_len);
+}
+
+void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method, unsigned status,
+                         uint64_t sent_len, uint64_t received_len, uint64_t usec) {
+        if (!m || !m->enabled)
+                return;
+        Method me = method_of(method);
+        if (status > 999)
+                status = 999;
+        uint32_t h = mix(mix(mix(2166136261u, kind), me), status);
+        ClientSeries *s = NULL;
+        for (size_t i = 0; i < CLIENT_SLOTS && !s; i++) {
+                ClientSeries *c = &m->client[(h + i) & (CLIENT_SLOTS - 1)];
+                if (!c->used)
+                        *c = (ClientSeries){ .used = true, .kind = kind, .method = me, .status = status };
+                if (c->kind == kind && c->method == me && c->status == status)
+                        s = c;
+        }
+        if (!s) {
+                s = &m->client_overflow;
+                s->used = true;
+                s->kind = kind;
+                s->method = M_OTHER;
+                s->status = STATUS_OTHER;
+        }
+        s->count++;
+        lat_add(&s->lat, usec);
+        size_add(&s->sent, sent_len);
+        size_add(&m->client_received, received_len);
+}
+
+static bool field_eq(const char *field, const char *s, size_t max) {
+        return strncmp(field, strempty(s), max - 1) == 0;
+}
+
+static void field_set(char *field, const char *s, size_t max) {
+        /* Truncated past max-1 bytes (names and topics that long share a series). */
+        snprintf(field, max, "%s", strempty(s));
+}
+
+static void comp_record(AppMetrics *m, unsigned kind, const char *component, const char *op, const char *topic,
+                        const char *status, uint64_t usec, bool timed) {
+        uint32_t h = mix(2166136261u, kind);
+        h = hash_str(h, component, COMP_NAME_MAX);
+        h = hash_str(h, op, COMP_OP_MAX);
+        h = hash_str(h, topic, COMP_TOPIC_MAX);
+        h = hash_str(h, status, COMP_STATUS_MAX);
+        CompSeries *s = NULL;
+        for (size_t i = 0; i < COMP_SLOTS && !s; i++) {
+                CompSeries *c = &m->comp[(h + i) & (COMP_SLOTS - 1)];
+                if (!c->used) {
+                        c->used = true;
+                        c->kind = kind;
+                        field_set(c->component, component, COMP_NAME_MAX);
+                        field_set(c->op, op, COMP_OP_MAX);
+                        field_set(c->topic, topic, COMP_TOPIC_MAX);
+                        field_set(c->status, status, COMP_STATUS_MAX);
+                        s = c;
+                } else if (c->kind == kind && field_eq(c->component, component, COMP_NAME_MAX) &&
+                           field_eq(c->op, op, COMP_OP_MAX) && field_eq(c->topic, topic, COMP_TOPIC_MAX) &&
+                           field_eq(c->status, status, COMP_STATUS_MAX))
+                        s = c;
+        }
+        if (!s) {
+                s = &m->comp_overflow[kind];
+                if (!s->used) {
+                        s->used = true;
+                        s->kind = kind;
+                        field_set(s->component, "_other", COMP_NAME_MAX);
+                        field_set(s->op, op ? "_other" : NULL, COMP_OP_MAX);
+                        field_set(s->topic, topic ? "_other" : NULL, COMP_TOPIC_MAX);
+                        field_set(s->status, "_other", COMP_STATUS_MAX);
+                }
+        }
+        s->count++;
+        if (timed)
+                lat_add(&s->lat, usec);
+}
+
+void metrics_component_op(AppMetrics *m, MetricsKind kind, const char *component, const char *operation,
+                          const char *topic, const char *status, uint64_t usec) {
+        if (!m || !m->enabled || kind < 0 || kind >= _METRICS_KIND_MAX)
+                return;
+        comp_record(m, kind, component, operation, topic, status, usec, true);
+}
+
+void metrics_component_init(AppMetrics *host, const char *component, bool ok) {
+        if (!host || !host->enabled)
+                return;
+        comp_record(host, ok ? K_INIT_OK : K_INIT_FAIL, component, NULL, NULL, ok ? NULL : "init", 0, false);
+}
+
+/* ---- exposition ---- */
+
+typedef struct Family {
+        const char *name;          /* without _count/_latencies */
+        const char *help_count, *help_lat;
+        const char *op_label;      /* label name of the op field, NULL: none */
+        const char *status_label;  /* label name of the status field */
+        bool topic;
+} Family;
+
+/* Names and labels as daprd (pkg/diagnostics/component_monitoring.go). */
+static const Family families[_METRICS_KIND_MAX] = {
+        [METRICS_STATE] = { "dapr_component_state", "The number of operations performed on the state component.",
+                            "The latency of the response from the state component.", "operation", "success",
+                            false },
+        [METRICS_PUBSUB_EGRESS] = { "dapr_component_pubsub_egress",
+                                    "The number of outgoing messages published to the pub/sub component.",
+                                    "The latency of the response from the pub/sub component.", NULL, "success",
+                                    true },
+        [METRICS_PUBSUB_INGRESS] = { "dapr_component_pubsub_ingress",
+                                     "The number of incoming messages arriving from the pub/sub component.",
+                                     "The consuming app event processing latency.", NULL, "process_status",
+                                     true },
+        [METRICS_OUTPUT_BINDING] = { "dapr_component_output_binding",
+                                     "The number of operations invoked on the output binding component.",
+                                     "The latency of the response from the output binding component.",
+                                     "operation", "success", false },
+        [METRICS_INPUT_BINDING] = { "dapr_component_input_binding",
+                                    "The number of incoming events arriving from the input binding component.",
+                                    "The triggered app event processing latency.", NULL, "success", false },
+        [METRICS_SECRET] = { "dapr_component_secret", "The number of operations performed on the secret component.",
+                             "The latency of the response from the secret component.", "operation", "success",
+                             false },
+};
+
+static const char *const call_paths[_METRICS_CALL_KIND_MAX] = {
+        [METRICS_CALL_INVOKE] = "/{method}",        [METRICS_CALL_DELIVERY] = "/{subscription-route}",
+        [METRICS_CALL_CONFIG] = "/dapr/{config}",   [METRICS_CALL_PROBE] = "/{health-check-path}",
+        [METRICS_CALL_ACTOR] = "/actors/{type}/{id}", [METRICS_CALL_BINDING] = "/{binding}",
+};
+
+/* A label value, escaped as the text format wants (backslash, quote, newline). */
+static void put_value(FILE *f, const char *s) {
+        for (; s && *s; s++) {
+                if (*s == '\\' || *s == '"')
+                        fputc('\\', f);
+                if (*s == '\n') {
+                        fputs("\\n", f);
+                        continue;
+                }
+                fputc(*s, f);
+        }
+}
+
+typedef struct Each {
+        const char *app_id;
+        const AppMetrics *m;
+} Each;
+
+/* The host series (callers that are no app) first, then every app's, by id. */
+static size_t collect(Registry *r, Each **ret) {
+        Each *l = calloc(r->n_apps + 1, sizeof *l);
+        size_t n = 0;
+        if (!l)
+                return 0;
+        if (r->metrics)
+                l[n++] = (Each){ "", r->metrics };
+        for (size_t i = 0; i < r->n_apps; i++)
+                if (r->apps[i]->metrics)
+                        l[n++] = (Each){ r->apps[i]->config->id, r->apps[i]->metrics };
+        *ret = l;
+        return n;
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void lat_write(FILE *f, const char *name, const char *labels, const LatHist *h) {
+        uint64_t cum = 0;
+        for (size_t i = 0; i < LAT_N; i++) {
+                cum += h->b[i];
+                fprintf(f, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, lat_bounds[i], (unsigned long long) cum);
+        }
+        fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long) h->count);
+        fprintf(f, "%s_sum{%s} %.17g\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+                (unsigned long long) h->count);
+}
+
+static void size_write(FILE *f, const char *name, const char *labels, const SizeHist *h) {
+        uint64_t cum = 0;
+        for (size_t i = 0; i < SIZE_N; i++) {
+                cum += h->b[i];
+                fprintf(f, "%s_bucket{%s,le=\"%.0f\"} %llu\n", name, labels, size_bounds[i], (unsigned long long) cum);
+        }
+        fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long) h->count);
+        fprintf(f, "%s_sum{%s} %.17g\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+                (unsigned long long) h->count);
+}
+
+/* Labels into a buffer: app_id first, then the series' own. Values are escaped. */
+static char *labels_app(char *buf, size_t size, const char *app_id) {
+        FILE *f = fmemopen(buf, size, "w");
+        if (!f) {
+                buf[0] = 0;
+                return buf;
+        }
+        fputs("app_id=\"", f);
+        put_value(f, app_id);
+        fputc('"', f);
+        fclose(f);
+        return buf;
+}
+
+static const char *route_path(unsigned route) {
+        if (route == METRICS_ROUTE_UNMATCHED || !route_label)
+                return "_unmatched";
+        return strempty(route_label(route));
+}
+
+static void server_labels(char *buf, size_t size, const char *app_id, const ServerSeries *s, bool status) {
+        char a[512];
+        char st[16];
+        if (s->status == STATUS_OTHER)
+                snprintf(st, sizeof st, "_other");
+        else
+                snprintf(st, sizeof st, "%u", s->status);
+        snprintf(buf, size, "%s,method=\"%s\",path=\"%s\"%s%s%s", labels_app(a, sizeof a, app_id),
+                 method_names[s->method], s->status == STATUS_OTHER ? "_other" : route_path(s->route),
+                 status ? ",status=\"" : "", status ? st : "", status ? "\"" : "");
+}
+
+static void write_http(FILE *f, Each *l, size_t n) {
+        char lab[1024];
+
+        head(f, "dapr_http_server_request_count", "counter", "Number of HTTP requests started in server.");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k <= SERVER_SLOTS; k++) {
+                        const ServerSeries *s = k < SERVER_SLOTS ? &l[i].m->server[k] : &l[i].m->server_overflow;
+                        if (!s->used || (s->status != 0 && s->status != STATUS_OTHER))
+                                continue;
+                        if (s->status == STATUS_OTHER && k < SERVER_SLOTS)
+                                continue;
+                        server_labels(lab, sizeof lab, l[i].app_id, s, false);
+                        /* The overflow series counts both starts and ends: halve nothing, report ends. */
+                        fprintf(f, "dapr_http_server_request_count{%s} %llu\n", lab, (unsigned long long) s->count);
+                }
+        head(f, "dapr_http_server_response_count", "counter", "The number of HTTP responses");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < SERVER_SLOTS; k++) {
+                        const ServerSeries *s = &l[i].m->server[k];
+                        if (!s->used || s->status == 0)
+                                continue;
+                        server_labels(lab, sizeof lab, l[i].app_id, s, true);
+                        fprintf(f, "dapr_http_server_response_count{%s} %llu\n", lab, (unsigned long long) s->count);
+                }
+        head(f, "dapr_http_server_latency", "histogram", "HTTP request end to end latency in server.");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < SERVER_SLOTS; k++) {
+                        const ServerSeries *s = &l[i].m->server[k];
+                        if (!s->used || s->status == 0)
+                                continue;
+                        server_labels(lab, sizeof lab, l[i].app_id, s, true);
+                        lat_write(f, "dapr_http_server_latency", lab, &s->lat);
+                }
+        head(f, "dapr_http_server_request_bytes", "histogram",
+             "HTTP request body size if set as ContentLength (uncompressed) in server.");
+        for (size_t i = 0; i < n; i++)
+                if (l[i].m->request_bytes.count > 0)
+                        size_write(f, "dapr_http_server_request_bytes", labels_app(lab, sizeof lab, l[i].app_id),
+                                   &l[i].m->request_bytes);
+        head(f, "dapr_http_server_response_bytes", "histogram", "HTTP response body size (uncompressed) in server.");
+        for (size_t i = 0; i < n; i++)
+                if (l[i].m->response_bytes.count > 0)
+                        size_write(f, "dapr_http_server_response_bytes", labels_app(lab, sizeof lab, l[i].app_id),
+                                   &l[i].m->response_bytes);
+        /* Requests whose labels found no room (bounded tables): one series per app. */
+        head(f, "mooring_http_server_overflow_count", "counter",
+             "HTTP requests counted without their own series because the app's series table was full.");
+        for (size_t i = 0; i < n; i++)
+                if (l[i].m->server_overflow.used)
+                        fprintf(f, "mooring_http_server_overflow_count{%s} %llu\n",
+                                labels_app(lab, sizeof lab, l[i].app_id),
+                                (unsigned long long) l[i].m->server_overflow.count);
+}
+
+static void client_labels(char *buf, size_t size, const char *app_id, const ClientSeries *s) {
+        char a[512];
+        char st[16];
+        if (s->status == STATUS_OTHER)
+                snprintf(st, sizeof st, "_other");
+        else
+                snprintf(st, sizeof st, "%u", s->status);
+        snprintf(buf, size, "%s,method=\"%s\",path=\"%s\",status=\"%s\"", labels_app(a, sizeof a, app_id),
+                 method_names[s->method], call_paths[s->kind], st);
+}
+
+static void write_client(FILE *f, Each *l, size_t n) {
+        char lab[1024];
+
+        head(f, "dapr_http_client_completed_count", "counter", "Count of completed requests");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k <= CLIENT_SLOTS; k++) {
+                        const ClientSeries *s = k < CLIENT_SLOTS ? &l[i].m->client[k] : &l[i].m->client_overflow;
+                        if (!s->used)
+                                continue;
+                        client_labels(lab, sizeof lab, l[i].app_id, s);
+                        fprintf(f, "dapr_http_client_completed_count{%s} %llu\n", lab, (unsigned long long) s->count);
+                }
+        head(f, "dapr_http_client_roundtrip_latency", "histogram",
+             "Time between first byte of request headers sent to last byte of response received, or terminal error");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k <= CLIENT_SLOTS; k++) {
+                        const ClientSeries *s = k < CLIENT_SLOTS ? &l[i].m->client[k] : &l[i].m->client_overflow;
+                        if (!s->used)
+                                continue;
+                        client_labels(lab, sizeof lab, l[i].app_id, s);
+                        lat_write(f, "dapr_http_client_roundtrip_latency", lab, &s->lat);
+                }
+        head(f, "dapr_http_client_sent_bytes", "histogram", "Total bytes sent in request body (not including headers)");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k <= CLIENT_SLOTS; k++) {
+                        const ClientSeries *s = k < CLIENT_SLOTS ? &l[i].m->client[k] : &l[i].m->client_overflow;
+                        if (!s->used)
+                                continue;
+                        client_labels(lab, sizeof lab, l[i].app_id, s);
+                        size_write(f, "dapr_http_client_sent_bytes", lab, &s->sent);
+                }
+        head(f, "dapr_http_client_received_bytes", "histogram",
+             "Total bytes received in response bodies (not including headers but including error responses with "
+             "bodies)");
+        for (size_t i = 0; i < n; i++)
+                if (l[i].m->client_received.count > 0)
+                        size_write(f, "dapr_http_client_received_bytes", labels_app(lab, sizeof lab, l[i].app_id),
+                                   &l[i].m->client_received);
+}
+
+static void comp_labels(char *buf, size_t size, const char *app_id, const CompSeries *s, const Family *fam,
+                        const char *namespace_) {
+        FILE *f = fmemopen(buf, size, "w");
+        if (!f) {
+                buf[0] = 0;
+                return;
+        }
+        fputs("app_id=\"", f);
+        put_value(f, app_id);
+        fputs("\",component=\"", f);
+        put_value(f, s->component);
+        fputs("\",namespace=\"", f);
+        put_value(f, namespace_);
+        fputc('"', f);
+        if (fam && fam->op_label) {
+                fprintf(f, ",%s=\"", fam->op_label);
+                put_value(f, s->op);
+                fputc('"', f);
+        }
+        if (fam && fam->status_label) {
+                fprintf(f, ",%s=\"", fam->status_label);
+                put_value(f, s->status);
+                fputc('"', f);
+        }
+        if (fam && fam->topic) {
+                fputs(",topic=\"", f);
+                put_value(f, s->topic);
+                fputc('"', f);
+        }
+        fclose(f);
+}
+
+static const CompSeries *comp_at(const AppMetrics *m, size_t k) {
+        return k < COMP_SLOTS ? &m->comp[k] : &m->comp_overflow[k - COMP_SLOTS];
+}
+
+static void write_components(FILE *f, Registry *r, Each *l, size_t n) {
+        char lab[1024], name[128];
+
+        for (unsigned kind = 0; kind < _METRICS_KIND_MAX; kind++) {
+                const Family *fam = &families[kind];
+                snprintf(name, sizeof name, "%s_count", fam->name);
+                head(f, name, "counter", fam->help_count);
+                for (size_t i = 0; i < n; i++)
+                        for (size_t k = 0; k < COMP_SLOTS + _K_MAX; k++) {
+                                const CompSeries *s = comp_at(l[i].m, k);
+                                if (!s->used || s->kind != kind)
+                                        continue;
+                                comp_labels(lab, sizeof lab, l[i].app_id, s, fam, "");
+                                fprintf(f, "%s{%s} %llu\n", name, lab, (unsigned long long) s->count);
+                        }
+                snprintf(name, sizeof name, "%s_latencies", fam->name);
+                head(f, name, "histogram", fam->help_lat);
+                for (size_t i = 0; i < n; i++)
+                        for (size_t k = 0; k < COMP_SLOTS + _K_MAX; k++) {
+                                const CompSeries *s = comp_at(l[i].m, k);
+                                if (!s->used || s->kind != kind)
+                                        continue;
+                                comp_labels(lab, sizeof lab, l[i].app_id, s, fam, "");
+                                lat_write(f, name, lab, &s->lat);
+                        }
+        }
+
+        /* daprd: per sidecar, the components it loaded. Here: per app, those in its scope. */
+        head(f, "dapr_runtime_component_loaded", "gauge", "The number of successfully loaded components.");
+        for (size_t i = 0; i < n; i++) {
+                size_t c = 0;
+                for (size_t k = 0; k < r->n_components; k++)
+                        if (!*l[i].app_id || component_in_scope(r->components[k], l[i].app_id))
+                                c++;
+                fprintf(f, "dapr_runtime_component_loaded{%s} %zu\n", labels_app(lab, sizeof lab, l[i].app_id), c);
+        }
+        for (unsigned kind = K_INIT_OK; kind <= K_INIT_FAIL; kind++) {
+                const char *nm = kind == K_INIT_OK ? "dapr_runtime_component_init_total"
+                                                   : "dapr_runtime_component_init_fail_total";
+                head(f, nm, "counter",
+                     kind == K_INIT_OK ? "The number of initialized components."
+                                       : "The number of component initialization failures.");
+                for (size_t i = 0; i < n; i++)
+                        for (size_t k = 0; k < COMP_SLOTS + _K_MAX; k++) {
+                                const CompSeries *s = comp_at(l[i].m, k);
+                                if (!s->used || s->kind != kind)
+                                        continue;
+                                char a[512];
+                                FILE *g = fmemopen(lab, sizeof lab, "w");
+                                if (!g)
+                                        continue;
+                                fprintf(g, "%s,component=\"", labels_app(a, sizeof a, l[i].app_id));
+                                put_value(g, s->component);
+                                fputc('"', g);
+                                if (kind == K_INIT_FAIL)
+                                        fprintf(g, ",reason=\"%s\"", s->status);
+                                fclose(g);
+                                fprintf(f, "%s{%s} %llu\n", nm, lab, (unsigned long long) s->count);
+                        }
+        }
+}
+
+/* The process collector's figures (Prometheus client conventions). */
+static void write_process(FILE *f) {
+        long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+        unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+        long long rss = 0;
+        char buf[1024];
+        FILE *s;
+
+        s = fopen("/proc/self/stat", "re");
+        if (s) {
+                size_t k = fread(buf, 1, sizeof buf - 1, s);
+                buf[k] = 0;
+                fclose(s);
+                /* After the command name in parentheses, fields from 3 on (state). */
+                char *p = strrchr(buf, ')');
+                if (p &&
+                    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu "
+                                  "%llu %lld",
+                           &utime, &stime, &start, &vsize, &rss) == 5) {
+                        head(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+                        fprintf(f, "process_cpu_seconds_total %.2f\n", (double) (utime + stime) / (double) tick);
+                        head(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+                        fprintf(f, "process_resident_memory_bytes %lld\n", rss * page);
+                        head(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+                        fprintf(f, "process_virtual_memory_bytes %llu\n", vsize);
+                }
+        }
+        s = fopen("/proc/stat", "re");
+        if (s) {
+                unsigned long long btime = 0;
+                while (fgets(buf, sizeof buf, s))
+                        if (sscanf(buf, "btime %llu", &btime) == 1)
+                                break;
+                fclose(s);
+                if (btime > 0 && start > 0) {
+                        head(f, "process_start_time_seconds", "gauge",
+                             "Start time of the process since unix epoch in seconds.");
+                        fprintf(f, "process_start_time_seconds %.2f\n", (double) btime + (double) start / (double) tick);
+                }
+        }
+        DIR *d = opendir("/proc/self/fd");
+        if (d) {
+                long n = -1; /* the directory's own fd */
+                while (readdir(d))
+                        n++;
+                closedir(d);
+                head(f, "process_open_fds", "gauge", "Number of open file descriptors.");
+                fprintf(f, "process_open_fds %ld\n", n - 2); /* "." and ".." */
+        }
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+                head(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+                fprintf(f, "process_max_fds %llu\n", (unsigned long long) rl.rlim_cur);
+        }
+}
+
+int metrics_format(Registry *r, char **ret, size_t *ret_len) {
+        _cleanup_free_ Each *l = NULL;
+        char *buf = NULL;
+        size_t len = 0, n;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+        n = collect(r, &l);
+        write_http(f, l, n);
+        write_client(f, l, n);
+        write_components(f, r, l, n);
+        write_process(f);
+        for (size_t i = 0; i < ELEMENTSOF(writers); i++)
+                if (writers[i].fn)
+                        writers[i].fn(f, writers[i].userdata);
+        if (fclose(f) != 0) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
