@@ -6,6 +6,8 @@ typedef struct App App;
 typedef struct AppMetrics AppMetrics;
 typedef struct AppSlotWaiter AppSlotWaiter;
 typedef struct AppConfig AppConfig;
+typedef struct Binding Binding;
+typedef struct BindingRunner BindingRunner;
 typedef struct Component Component;
 typedef struct HttpListener HttpListener;
 typedef struct HttpRequest HttpRequest;

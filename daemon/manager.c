@@ -28,6 +28,7 @@
 #include "core/app-config.h"
 #include "core/app.h"
 #include "blocks/invoke.h"
+#include "blocks/bindings.h"
 #include "blocks/pubsub.h"
 #include "blocks/state.h"
 #include "core/component.h"
@@ -88,7 +89,7 @@ Manager *manager_new(void) {
                 return manager_free(m);
         /* The Manager hears a health change first (log, bus signal), then the blocks act on it. */
         if (registry_add_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, m) < 0 ||
-            invoke_setup(m->registry) < 0 || pubsub_setup(m->registry) < 0)
+            invoke_setup(m->registry) < 0 || pubsub_setup(m->registry) < 0 || bindings_setup(m->registry) < 0)
                 return manager_free(m);
         return m;
 }
@@ -104,6 +105,11 @@ Manager *manager_free(Manager *m) {
         if (reg) {
                 /* Service-invocation calls end first (-ECANCELED): their callers are still there to be told. */
                 invoke_done(reg);
+                /* Input bindings' readers, then the bindings (their calls get -ECANCELED). */
+                bindings_done(reg);
+                for (size_t i = 0; i < reg->n_bindings; i++)
+                        binding_close(reg, reg->bindings[i]);
+                reg->n_bindings = 0;
                 /* Subscriptions before the brokers they hang off. */
                 pubsub_done(reg);
                 for (size_t i = 0; i < reg->n_pubsubs; i++)
@@ -741,6 +747,17 @@ static Component *pubsub_component_any(void *i) {
 
 static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any };
 static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any };
+static int binding_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
+        return binding_open(r, c, (Binding **) ret, reterr_msg);
+}
+static void binding_close_any(Registry *r, void *i) {
+        binding_close(r, i);
+}
+static Component *binding_component_any(void *i) {
+        return ((Binding *) i)->component;
+}
+static const InstanceKind binding_kind = { "bindings", "binding", binding_open_any, binding_close_any,
+                                           binding_component_any };
 
 /*
  * A changed component i that fails to resolve or open (its file parses, but the driver refuses it):
@@ -917,6 +934,9 @@ static int reload_components(Manager *m) {
                 pubsub_stop_all(m->registry);
                 r = sync_instances(m, &pubsub_kind, (void ***) &m->registry->pubsubs, &m->registry->n_pubsubs);
         }
+        /* A removed or changed binding stops its readers as it closes; bindings_reload() starts new ones. */
+        if (r >= 0)
+                r = sync_instances(m, &binding_kind, (void ***) &m->registry->bindings, &m->registry->n_bindings);
         if (changed)
                 runtime_bus_emit_components_changed(m);
         return r;
@@ -1038,6 +1058,7 @@ int manager_start(Manager *m) {
         r = pubsub_reload(m->registry);
         if (r < 0)
                 return log_oom();
+        (void) bindings_reload(m->registry);
 
         if (m->bus_mode != BUS_MODE_NONE) {
                 r = runtime_bus_setup(m);
@@ -1079,6 +1100,8 @@ int manager_reload(Manager *m) {
                 r = reload_components(m);
         if (r >= 0)
                 r = pubsub_reload(m->registry);
+        if (r >= 0)
+                (void) bindings_reload(m->registry);
 
         m->state = MANAGER_RUNNING;
         runtime_bus_emit_state_changed(m);

@@ -41,6 +41,7 @@ static const struct {
         [DAPR_ERR_PUBSUB_PUBLISH_MESSAGE] = { "ERR_PUBSUB_PUBLISH_MESSAGE", 500 },
         [DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER] = { "ERR_PUBSUB_CLOUD_EVENTS_SER", 500 },
         [DAPR_ERR_PUBSUB_EVENTS_SER] = { "ERR_PUBSUB_EVENTS_SER", 400 },
+        [DAPR_ERR_INVOKE_OUTPUT_BINDING] = { "ERR_INVOKE_OUTPUT_BINDING", 500 },
 };
 
 const char *dapr_error_code(DaprError e) {
@@ -85,6 +86,12 @@ static const ErrorRow rows[] = {
         { ERROR_CONTEXT_STATE, -ESTALE, _DAPR_ERROR_INVALID, 409, BUS_ERROR_ETAG_MISMATCH },
         { ERROR_CONTEXT_STATE, -EINVAL, _DAPR_ERROR_INVALID, 400, BUS_ERROR_INVALID_ARGUMENT },
         { ERROR_CONTEXT_STATE, 0, _DAPR_ERROR_INVALID, 500, BUS_ERROR_FAILED },
+
+        /* daprd answers every refused or failed output binding call 500 ERR_INVOKE_OUTPUT_BINDING. */
+        { ERROR_CONTEXT_BINDING, -ENOENT, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_NO_SUCH_BINDING },
+        { ERROR_CONTEXT_BINDING, -EINVAL, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_BINDING, -EOPNOTSUPP, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_NOT_SUPPORTED },
+        { ERROR_CONTEXT_BINDING, 0, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_FAILED },
 };
 
 static const char *const context_names[_ERROR_CONTEXT_MAX] = {
@@ -92,6 +99,7 @@ static const char *const context_names[_ERROR_CONTEXT_MAX] = {
         [ERROR_CONTEXT_INVOKE_START] = "invoke-start",
         [ERROR_CONTEXT_PUBLISH] = "publish",
         [ERROR_CONTEXT_STATE] = "state",
+        [ERROR_CONTEXT_BINDING] = "binding",
 };
 
 const char *error_context_to_string(ErrorContext ctx) {

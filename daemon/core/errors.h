@@ -47,6 +47,7 @@ typedef enum DaprError {
         DAPR_ERR_PUBSUB_PUBLISH_MESSAGE,
         DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER,
         DAPR_ERR_PUBSUB_EVENTS_SER,
+        DAPR_ERR_INVOKE_OUTPUT_BINDING,
         _DAPR_ERROR_MAX,
         _DAPR_ERROR_INVALID = -EINVAL,
 } DaprError;
@@ -68,12 +69,14 @@ unsigned dapr_error_status(DaprError e);
 #define BUS_ERROR_CONFIGURATION_ERRORS "org.mooring.Runtime1.Error.ConfigurationErrors"
 #define BUS_ERROR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
 #define BUS_ERROR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
+#define BUS_ERROR_NO_SUCH_BINDING "org.mooring.Runtime1.Error.NoSuchBinding"
 
 typedef enum ErrorContext {
         ERROR_CONTEXT_INVOKE,     /* service invocation: the call ended without the callee's answer */
         ERROR_CONTEXT_INVOKE_START, /* service invocation: invoke_start() refused the request */
         ERROR_CONTEXT_PUBLISH,    /* pub/sub publish: refused or not stored */
         ERROR_CONTEXT_STATE,      /* a state store's answer to a save, delete or transaction */
+        ERROR_CONTEXT_BINDING,    /* an output binding call: refused or failed */
         _ERROR_CONTEXT_MAX,
         _ERROR_CONTEXT_INVALID = -EINVAL,
 } ErrorContext;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../drivers/bindings/driver.h"
 #include "../drivers/pubsub/driver.h"
 #include "../drivers/state/driver.h"
 #include "../util/fileio.h"
@@ -80,6 +81,7 @@ Registry *registry_free(Registry *r) {
         free(r->components);
         free(r->state_stores);
         free(r->pubsubs);
+        free(r->bindings);
         configuration_entries_free(r->configurations, r->n_configurations);
         json_decref(r->extended);
         app_metrics_free(r->metrics);
@@ -233,6 +235,13 @@ PubsubBroker *registry_find_pubsub(Registry *r, const char *name) {
         for (size_t i = 0; i < r->n_pubsubs; i++)
                 if (streq(r->pubsubs[i]->component->name, name))
                         return r->pubsubs[i];
+        return NULL;
+}
+
+Binding *registry_find_binding(Registry *r, const char *name) {
+        for (size_t i = 0; i < r->n_bindings; i++)
+                if (streq(r->bindings[i]->component->name, name))
+                        return r->bindings[i];
         return NULL;
 }
 

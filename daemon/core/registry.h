@@ -72,6 +72,9 @@ struct Registry {
         struct AppSubscriptions *app_subscriptions; /* programmatic, per app (blocks/pubsub.c) */
         size_t n_app_subscriptions;
         PubsubRunner *pubsub_runners; /* active subscriptions (blocks/pubsub.c) */
+        Binding **bindings;         /* one per bindings.* component that opened */
+        size_t n_bindings;
+        BindingRunner *binding_runners; /* input bindings read for apps (blocks/bindings.c) */
 
         unsigned n_config_errors;   /* of the last load */
         unsigned n_config_kept;     /* of those, how many kept a previous version running (reload) */
@@ -117,6 +120,7 @@ App *registry_remove_app(Registry *r, App *a);
 /* The open store of component name, or NULL. Scopes are the caller's matter. */
 StateStore *registry_find_state_store(Registry *r, const char *name);
 PubsubBroker *registry_find_pubsub(Registry *r, const char *name);
+Binding *registry_find_binding(Registry *r, const char *name);
 
 /* ---- Dapr Configuration cache ---- */
 

@@ -24,3 +24,5 @@ int http_publish_no_topic(HttpRequest *r, const RouteMatch *m);
 
 /* admin-metrics.c: GET /metrics (Prometheus text format) */
 int http_get_metrics(HttpRequest *r, const RouteMatch *m);
+/* api-bindings.c: Dapr's output binding API */
+int http_binding_invoke(HttpRequest *r, const RouteMatch *m);

@@ -286,6 +286,8 @@ const Route http_routes[] = {
         { "PUT", "/v1.0/publish/{pubsub}/{topic*}", 0, http_publish },
         { "POST", "/v1.0/publish/{pubsub}", 0, http_publish_no_topic },
         { "PUT", "/v1.0/publish/{pubsub}", 0, http_publish_no_topic },
+        { "POST", "/v1.0/bindings/{name}", 0, http_binding_invoke },
+        { "PUT", "/v1.0/bindings/{name}", 0, http_binding_invoke },
         { "POST", "/v1.0-alpha1/publish/bulk/{pubsub}/{topic*}", 0, http_publish_bulk },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },

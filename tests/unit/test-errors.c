@@ -50,6 +50,14 @@ static const Expect expected[] = {
         { ERROR_CONTEXT_STATE, -ESTALE, NULL, 409, "org.mooring.Runtime1.Error.EtagMismatch" },
         { ERROR_CONTEXT_STATE, -EINVAL, NULL, 400, "org.mooring.Runtime1.Error.InvalidArgument" },
         { ERROR_CONTEXT_STATE, 0, NULL, 500, "org.mooring.Runtime1.Error.Failed" },
+
+        { ERROR_CONTEXT_BINDING, -ENOENT, "ERR_INVOKE_OUTPUT_BINDING", 500,
+          "org.mooring.Runtime1.Error.NoSuchBinding" },
+        { ERROR_CONTEXT_BINDING, -EINVAL, "ERR_INVOKE_OUTPUT_BINDING", 500,
+          "org.mooring.Runtime1.Error.InvalidArgument" },
+        { ERROR_CONTEXT_BINDING, -EOPNOTSUPP, "ERR_INVOKE_OUTPUT_BINDING", 500,
+          "org.mooring.Runtime1.Error.NotSupported" },
+        { ERROR_CONTEXT_BINDING, 0, "ERR_INVOKE_OUTPUT_BINDING", 500, "org.mooring.Runtime1.Error.Failed" },
 };
 
 TEST(every_row_has_its_three_columns) {

@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See bindings.h. A Runner is one input binding read for one app: first the
+ * OPTIONS probe (unless `direction` says input), then the driver's reader,
+ * whose events become Deliveries: a POST to the app through the transport,
+ * holding one of the app's MaxConcurrency= slots, whose answer settles the
+ * event (ok, or retry with backoff where the source redelivers).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/app.h"
+#include "../core/component.h"
+#include "../core/registry.h"
+#include "../transport/app-channel.h"
+#include "../transport/transport.h"
+#include "../util/log.h"
+#include "../util/strv.h"
+#include "bindings.h"
+
+#define APP_ANSWER_MAX (64 * 1024)
+#define PROBE_TIMEOUT_USEC (10 * 1000 * 1000ULL)
+
+typedef struct Delivery Delivery;
+
+struct BindingRunner {
+        Registry *registry;
+        App *app;                    /* ref */
+        Binding *binding;            /* borrowed: closing it frees its runners first */
+        char *route;                 /* "/route" */
+        TransportCall *probe;        /* OPTIONS /route, while out */
+        BindingReader *rd;           /* the driver's, once subscribed */
+        Delivery *deliveries;        /* events in the block's hands */
+        BindingRunner *next, *prev;
+};
+typedef BindingRunner Runner;
+
+struct Delivery {
+        AppSlotWaiter waiter;        /* first: in the app's line for a slot (MaxConcurrency=) */
+        bool holds_slot;
+        Runner *runner;
+        BindingDelivery *d;          /* NULL once abandoned */
+        void *data;
+        size_t len;
+        unsigned attempt;
+        char **headers;              /* name, value pairs for the app */
+        TransportCall *call;         /* the POST, while out */
+        Delivery *next, *prev;
+};
+
+struct BindingOut {
+        BindingDoneFn done;          /* NULL once the caller is gone */
+        void *userdata;
+        int error;                   /* refused before the driver saw it: answered from the defer */
+        char *message;
+        sd_event_source *defer;
+};
+
+/* ---- helpers ---- */
+
+/* Does the component's `direction` (a comma list; absent = both) name dir? */
+static bool direction_has(const Component *c, const char *dir, bool *ret_given) {
+        const char *v = component_get_string(c, "direction");
+        if (ret_given)
+                *ret_given = v && *v;
+        if (!v || !*v)
+                return true;
+        size_t n = strlen(dir);
+        for (const char *p = v; *p;) {
+                p += strspn(p, " ,");
+                size_t len = strcspn(p, ",");
+                size_t l = len;
+                while (l > 0 && p[l - 1] == ' ')
+                        l--;
+                if (l == n && strncasecmp(p, dir, n) == 0)
+                        return true;
+                p += len;
+        }
+        return false;
+}
+
+static bool in_scope(const Component *c, const char *app) {
+        return app ? component_in_scope(c, app) : !(c->scopes && c->scopes[0]);
+}
+
+/* ---- bindings ---- */
+
+int binding_open(Registry *m, Component *c, Binding **ret, char **reterr_msg) {
+        const BindingDriver *d = binding_driver_find(c->type);
+        Binding *b;
+        int r;
+
+        if (!d) {
+                if (asprintf(reterr_msg, "no bindings driver for type '%s' in this build", c->type) < 0)
+                        *reterr_msg = NULL;
+                return -EOPNOTSUPP;
+        }
+        if (d->abi != BINDING_DRIVER_ABI || d->instance_size < sizeof(Binding))
+                return -EPROTO;
+        b = calloc(1, d->instance_size);
+        if (!b)
+                return -ENOMEM;
+        *b = (Binding){ .driver = d, .component = component_ref(c), .event = m->event, .name = c->name,
+                        .state_dir = m->state_dir, .instance_id = m->instance_id };
+        r = d->open(b, reterr_msg);
+        if (r < 0) {
+                d->close(b);
+                component_unref(b->component);
+                free(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+static void runner_free(Runner *rn);
+
+Binding *binding_close(Registry *m, Binding *b) {
+        if (!b)
+                return NULL;
+        for (Runner *rn = m ? m->binding_runners : NULL, *n; rn; rn = n) {
+                n = rn->next;
+                if (rn->binding == b)
+                        runner_free(rn);
+        }
+        b->driver->close(b);
+        component_unref(b->component);
+        free(b);
+        return NULL;
+}
+
+/* ---- output ---- */
+
+static void out_free(BindingOut *o) {
+        sd_event_source_disable_unref(o->defer);
+        free(o->message);
+        free(o);
+}
+
+static void on_out_done(int error, const char *message, const BindingResponse *resp, void *userdata) {
+        BindingOut *o = userdata;
+        if (o->done)
+                o->done(error, message, resp, o->userdata);
+        out_free(o);
+}
+
+static int on_out_refused(sd_event_source *s, void *userdata) {
+        BindingOut *o = userdata;
+        on_out_done(o->error, o->message, NULL, o);
+        return 0;
+}
+
+static int out_refuse(Registry *m, BindingOut *o, int error, const char *fmt, ...) _printf_(4, 5);
+static int out_refuse(Registry *m, BindingOut *o, int error, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&o->message, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                o->message = NULL;
+        o->error = error;
+        if (sd_event_add_defer(m->event, &o->defer, on_out_refused, o) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int bindings_invoke(Registry *m, const BindingInvokeRequest *req, BindingDoneFn done, void *userdata,
+                    BindingOut **ret) {
+        _cleanup_strv_free_ char **md = NULL;
+        BindingOut *o;
+        Binding *b;
+        int r;
+
+        o = calloc(1, sizeof *o);
+        if (!o)
+                return -ENOMEM;
+        *o = (BindingOut){ .done = done, .userdata = userdata };
+
+        b = req->name ? registry_find_binding(m, req->name) : NULL;
+        /* Dapr's messages: "couldn't find output binding X", "operation field is missing from request",
+         * "binding X does not support operation Y. supported operations: ..." */
+        if (!b || !in_scope(b->component, req->app) || !b->driver->operations ||
+            !direction_has(b->component, "output", NULL))
+                r = out_refuse(m, o, -ENOENT, "couldn't find output binding %s", strempty(req->name));
+        else if (!req->operation || !*req->operation)
+                r = out_refuse(m, o, -EINVAL, "operation field is missing from request");
+        else if (!binding_driver_has_operation(b->driver, req->operation)) {
+                _cleanup_free_ char *ops = binding_driver_operations_string(b->driver);
+                r = out_refuse(m, o, -EOPNOTSUPP, "binding %s does not support operation %s. supported operations: %s",
+                               b->name, req->operation, strempty(ops));
+        } else {
+                r = strv_copy(req->metadata, &md);
+                /* The caller's trace context reaches the binding in its metadata, as in daprd. */
+                if (r >= 0 && req->traceparent && *req->traceparent && !binding_metadata_get(md, "traceparent"))
+                        r = strv_extend(&md, "traceparent") < 0 ? -ENOMEM : strv_extend(&md, req->traceparent);
+                if (r >= 0 && req->tracestate && *req->tracestate && !binding_metadata_get(md, "tracestate"))
+                        r = strv_extend(&md, "tracestate") < 0 ? -ENOMEM : strv_extend(&md, req->tracestate);
+                if (r >= 0) {
+                        BindingRequest br = { .operation = req->operation, .data = req->data, .len = req->len,
+                                              .metadata = md };
+                        _cleanup_free_ char *why = NULL;
+                        r = b->driver->invoke(b, &br, on_out_done, o, &why);
+                        if (r < 0 && r != -ENOMEM)
+                                r = out_refuse(m, o, r, "error invoking output binding %s: %s", b->name,
+                                               why ?: strerror(-r));
+                }
+        }
+        if (r < 0) {
+                out_free(o);
+                return r;
+        }
+        if (ret)
+                *ret = o;
+        return 0;
+}
+
+void bindings_invoke_cancel(BindingOut *o) {
+        if (o)
+                o->done = NULL;
+}
+
+/* ---- input: deliveries ---- */
+
+static void delivery_free(Delivery *dl) {
+        Runner *rn = dl->runner;
+        if (dl->call)
+                transport_call_cancel(dl->call);
+        if (dl->holds_slot)
+                app_slot_release(rn->app);
+        else
+                app_slot_cancel(rn->app, &dl->waiter);
+        if (dl->prev)
+                dl->prev->next = dl->next;
+        else
+                rn->deliveries = dl->next;
+        if (dl->next)
+                dl->next->prev = dl->prev;
+        strv_free(dl->headers);
+        free(dl->data);
+        free(dl);
+}
+
+static uint64_t backoff(unsigned attempt) {
+        uint64_t d = BINDINGS_RETRY_FIRST_USEC;
+        for (unsigned i = 1; i < attempt && d < BINDINGS_RETRY_MAX_USEC; i++)
+                d *= 2;
+        return d < BINDINGS_RETRY_MAX_USEC ? d : BINDINGS_RETRY_MAX_USEC;
+}
+
+/* ok: done with it. Else retried after a backoff where the source redelivers, given up otherwise. */
+static void settle(Delivery *dl, bool ok) {
+        Runner *rn = dl->runner;
+        BindingDelivery *d = dl->d;
+        const BindingDriver *drv = rn->binding->driver;
+        unsigned attempt = dl->attempt;
+
+        delivery_free(dl);
+        if (d)
+                drv->settle(d, ok || !drv->redelivers, backoff(attempt));
+}
+
+static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e, void *userdata) {
+        Delivery *dl = userdata;
+        Runner *rn = dl->runner;
+        const char *app = rn->app->config->id;
+        bool again = rn->binding->driver->redelivers;
+
+        dl->call = NULL; /* the transport frees it after this returns */
+        if (e) {
+                log_struct(LOG_WARNING, 0, app, rn->binding->name, "Delivering an event of binding %s to %s failed: "
+                           "%s%s", rn->binding->name, rn->route, e->message, again ? "; retrying." : ".");
+                return settle(dl, false);
+        }
+        if (ans->status < 200 || ans->status > 299) {
+                log_struct(LOG_WARNING, 0, app, rn->binding->name, "App answered %u for %s (binding %s)%s",
+                           ans->status, rn->route, rn->binding->name, again ? "; retrying." : ".");
+                return settle(dl, false);
+        }
+        settle(dl, true);
+}
+
+static const TransportHandler delivery_handler = { .done = on_app_answered };
+
+static void delivery_post(Delivery *dl) {
+        Runner *rn = dl->runner;
+        App *a = rn->app;
+        TransportAddress addr;
+
+        if (!app_channel_address(a, &addr))
+                return settle(dl, false);
+        TransportRequest req = {
+                .method = "POST",
+                .target = rn->route,
+                .headers = dl->headers,
+                .body = dl->data,
+                .body_len = dl->len,
+                .timeout_usec = a->config->invoke_timeout_usec,
+                .max_answer = APP_ANSWER_MAX,
+        };
+        if (transport_call_start(rn->registry->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
+                return settle(dl, false);
+}
+
+static void on_delivery_slot(AppSlotWaiter *w) {
+        Delivery *dl = (Delivery *) w; /* the waiter is the first member */
+        dl->holds_slot = true;
+        delivery_post(dl);
+}
+
+/* An HTTP token (RFC 9110) as header name; anything else would not be a header. */
+static bool header_name_ok(const char *s) {
+        if (!s || !*s)
+                return false;
+        for (; *s; s++)
+                if (!strchr("!#$%&'*+-.^_`|~", *s) && !(*s >= '0' && *s <= '9') && !(*s >= 'a' && *s <= 'z') &&
+                    !(*s >= 'A' && *s <= 'Z'))
+                        return false;
+        return true;
+}
+
+static bool header_reserved(const char *name) {
+        static const char *const reserved[] = { "Host", "Content-Length", "Content-Type", "Transfer-Encoding",
+                                                "Connection", "User-Agent", NULL };
+        for (const char *const *p = reserved; *p; p++)
+                if (strcasecmp(name, *p) == 0)
+                        return true;
+        return false;
+}
+
+static int header_add(char ***l, const char *name, const char *value) {
+        /* A value with a line break would forge headers: it is left out. */
+        if (!value || strpbrk(value, "\r\n") || !header_name_ok(name))
+                return 0;
+        return strv_extend(l, name) < 0 || strv_extend(l, value) < 0 ? -ENOMEM : 0;
+}
+
+static void on_event(BindingReader *rd, BindingDelivery *d, const BindingEvent *ev, void *userdata) {
+        Runner *rn = userdata;
+        const BindingDriver *drv = rn->binding->driver;
+        Delivery *dl = calloc(1, sizeof *dl);
+
+        if (!dl) {
+                drv->settle(d, !drv->redelivers, BINDINGS_RETRY_FIRST_USEC);
+                return;
+        }
+        *dl = (Delivery){ .runner = rn, .d = d, .attempt = ev->attempt ? ev->attempt : 1, .next = rn->deliveries };
+        if (dl->next)
+                dl->next->prev = dl;
+        rn->deliveries = dl;
+        dl->data = malloc(ev->len ? ev->len : 1);
+        if (!dl->data)
+                return settle(dl, false);
+        memcpy(dl->data, ev->data, ev->len);
+        dl->len = ev->len;
+        /* Dapr sends input events as application/json whatever the bytes are. */
+        bool ok = header_add(&dl->headers, "User-Agent", APP_CHANNEL_USER_AGENT) >= 0 &&
+                  header_add(&dl->headers, "Content-Type", "application/json") >= 0;
+        for (char *const *p = ev->metadata; ok && p && p[0] && p[1]; p += 2)
+                if (!header_reserved(p[0]))
+                        ok = header_add(&dl->headers, p[0], p[1]) >= 0;
+        if (!ok)
+                return settle(dl, false);
+        /* An app its probes found down is not called; where the source keeps the event, it waits. */
+        if (app_channel_is_down(rn->app)) {
+                log_struct(LOG_DEBUG, 0, rn->app->config->id, rn->binding->name, "App is down; event of binding "
+                           "%s %s.", rn->binding->name, drv->redelivers ? "waits" : "skipped");
+                return settle(dl, false);
+        }
+        dl->waiter.granted = on_delivery_slot;
+        if (app_slot_acquire(rn->app, &dl->waiter)) {
+                dl->holds_slot = true;
+                delivery_post(dl);
+        }
+}
+
+/* ---- input: runners ---- */
+
+static void runner_free(Runner *rn) {
+        Registry *m = rn->registry;
+
+        /* Leave the app's line first, so freed slots do not start deliveries about to be dropped. */
+        for (Delivery *dl = rn->deliveries; dl; dl = dl->next)
+                if (!dl->holds_slot)
+                        app_slot_cancel(rn->app, &dl->waiter);
+        while (rn->deliveries) {
+                Delivery *dl = rn->deliveries;
+                dl->d = NULL; /* abandoned: the reader's stop gives it back to the source */
+                delivery_free(dl);
+        }
+        if (rn->rd)
+                rn->binding->driver->read_stop(rn->rd);
+        if (rn->probe)
+                transport_call_cancel(rn->probe);
+        if (rn->prev)
+                rn->prev->next = rn->next;
+        else if (m->binding_runners == rn)
+                m->binding_runners = rn->next;
+        if (rn->next)
+                rn->next->prev = rn->prev;
+        free(rn->route);
+        app_unref(rn->app);
+        free(rn);
+}
+
+static void runner_read(Runner *rn) {
+        Binding *b = rn->binding;
+        const char *app = rn->app->config->id;
+        int r = b->driver->read_start(b, app, BINDINGS_DEFAULT_IN_FLIGHT, on_event, rn, &rn->rd);
+        if (r < 0) {
+                rn->rd = NULL;
+                log_struct(LOG_ERR, r, app, b->name, "Cannot read input binding %s for app %s: %s", b->name, app,
+                           strerror(-r));
+                return runner_free(rn);
+        }
+        log_struct(LOG_INFO, 0, app, b->name, "Input binding %s delivers to %s %s.", b->name, app, rn->route);
+}
+
+static void on_probe_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
+                              void *userdata) {
+        Runner *rn = userdata;
+        const char *app = rn->app->config->id;
+
+        rn->probe = NULL;
+        if (e) {
+                log_struct(LOG_WARNING, 0, app, rn->binding->name, "OPTIONS %s (input binding %s) failed: %s; the "
+                           "binding is not read for this app until it is healthy again.", rn->route,
+                           rn->binding->name, e->message);
+                return runner_free(rn);
+        }
+        /* daprd: 2xx or 405 (the route exists, only not for OPTIONS) subscribes; anything else does not. */
+        if ((ans->status >= 200 && ans->status <= 299) || ans->status == 405)
+                return runner_read(rn);
+        log_struct(LOG_INFO, 0, app, rn->binding->name, "App answered %u to OPTIONS %s: it does not read input "
+                   "binding %s.", ans->status, rn->route, rn->binding->name);
+        runner_free(rn);
+}
+
+static const TransportHandler probe_handler = { .done = on_probe_answered };
+
+static Runner *runner_find(Registry *m, App *a, Binding *b) {
+        for (Runner *rn = m->binding_runners; rn; rn = rn->next)
+                if (rn->app == a && rn->binding == b)
+                        return rn;
+        return NULL;
+}
+
+static void runner_start(Registry *m, App *a, Binding *b) {
+        const char *route = component_get_string(b->component, "route");
+        TransportAddress addr;
+        bool given;
+        Runner *rn;
+
+        if (!b->driver->read_start || !component_in_scope(b->component, a->config->id) ||
+            !direction_has(b->component, "input", &given) || runner_find(m, a, b) || !app_channel_address(a, &addr))
+                return;
+        rn = calloc(1, sizeof *rn);
+        if (!rn)
+                return (void) log_oom();
+        if (!route || !*route)
+                route = b->name;
+        while (*route == '/')
+                route++;
+        *rn = (Runner){ .registry = m, .app = app_ref(a), .binding = b, .next = m->binding_runners };
+        if (asprintf(&rn->route, "/%s", route) < 0) {
+                app_unref(rn->app);
+                free(rn);
+                return (void) log_oom();
+        }
+        if (rn->next)
+                rn->next->prev = rn;
+        m->binding_runners = rn;
+        if (given) /* `direction: input`: daprd skips the probe */
+                return runner_read(rn);
+
+        static char *const headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
+        TransportRequest req = {
+                .method = "OPTIONS",
+                .target = rn->route,
+                .headers = headers,
+                .timeout_usec = PROBE_TIMEOUT_USEC,
+                .max_answer = APP_ANSWER_MAX,
+        };
+        if (transport_call_start(m->transport, &addr, &req, &probe_handler, rn, &rn->probe) < 0) {
+                rn->probe = NULL;
+                log_oom();
+                runner_free(rn);
+        }
+}
+
+static void app_start(Registry *m, App *a) {
+        if (m->stopping)
+                return;
+        for (size_t i = 0; i < m->n_bindings; i++)
+                runner_start(m, a, m->bindings[i]);
+}
+
+static void app_stop(Registry *m, App *a) {
+        for (Runner *rn = m->binding_runners, *n; rn; rn = n) {
+                n = rn->next;
+                if (rn->app == a)
+                        runner_free(rn);
+        }
+}
+
+static void on_app_health_changed(Registry *m, App *a, void *userdata) {
+        if (a->health == APP_HEALTH_HEALTHY)
+                app_start(m, a);
+}
+
+static void on_app_removed(Registry *m, App *a, void *userdata) {
+        app_stop(m, a);
+}
+
+int bindings_setup(Registry *m) {
+        int r = registry_add_callback(m, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
+        if (r >= 0)
+                r = registry_add_callback(m, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        return r;
+}
+
+int bindings_reload(Registry *m) {
+        for (size_t i = 0; i < m->n_apps; i++)
+                if (m->apps[i]->health == APP_HEALTH_HEALTHY)
+                        app_start(m, m->apps[i]);
+        return 0;
+}
+
+void bindings_stop_all(Registry *m) {
+        while (m->binding_runners)
+                runner_free(m->binding_runners);
+}
+
+void bindings_done(Registry *m) {
+        bindings_stop_all(m);
+        (void) registry_remove_callback(m, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
+        (void) registry_remove_callback(m, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+}
+
+void bindings_foreach_reader(Registry *m, BindingReaderFn fn, void *userdata) {
+        for (Runner *rn = m->binding_runners; rn; rn = rn->next)
+                if (rn->rd)
+                        fn(rn->app->config->id, rn->binding->name, rn->route, userdata);
+}
