@@ -55,6 +55,7 @@ struct Delivery {
 struct BindingOut {
         BindingDoneFn done;          /* NULL once the caller is gone */
         void *userdata;
+        char *binding;               /* the binding's name, once the driver has the call */
         int error;                   /* refused before the driver saw it: answered from the defer */
         char *message;
         sd_event_source *defer;
@@ -138,11 +139,23 @@ Binding *binding_close(Registry *m, Binding *b) {
 static void out_free(BindingOut *o) {
         sd_event_source_disable_unref(o->defer);
         free(o->message);
+        free(o->binding);
         free(o);
 }
 
 static void on_out_done(int error, const char *message, const BindingResponse *resp, void *userdata) {
         BindingOut *o = userdata;
+        _cleanup_free_ char *m = NULL;
+
+        /* The driver's failure, worded as daprd words it; its errno must not read as one of the
+         * block's refusals (-ENOENT "no such binding" and the like): it is the binding's error. */
+        if (error < 0 && o->binding) {
+                if (asprintf(&m, "error invoking output binding %s: %s", o->binding,
+                             message ?: strerror(-error)) < 0)
+                        m = NULL;
+                message = m ?: message;
+                error = error == -ECANCELED || error == -ETIMEDOUT ? error : -EIO;
+        }
         if (o->done)
                 o->done(error, message, resp, o->userdata);
         out_free(o);
@@ -201,14 +214,20 @@ int bindings_invoke(Registry *m, const BindingInvokeRequest *req, BindingDoneFn 
                         r = strv_extend(&md, "traceparent") < 0 ? -ENOMEM : strv_extend(&md, req->traceparent);
                 if (r >= 0 && req->tracestate && *req->tracestate && !binding_metadata_get(md, "tracestate"))
                         r = strv_extend(&md, "tracestate") < 0 ? -ENOMEM : strv_extend(&md, req->tracestate);
+                if (r >= 0 && !(o->binding = strdup(b->name)))
+                        r = -ENOMEM;
                 if (r >= 0) {
                         BindingRequest br = { .operation = req->operation, .data = req->data, .len = req->len,
                                               .metadata = md };
                         _cleanup_free_ char *why = NULL;
                         r = b->driver->invoke(b, &br, on_out_done, o, &why);
-                        if (r < 0 && r != -ENOMEM)
-                                r = out_refuse(m, o, r, "error invoking output binding %s: %s", b->name,
-                                               why ?: strerror(-r));
+                        /* refused by the driver before it started (bad metadata): a bad request */
+                        if (r < 0 && r != -ENOMEM) {
+                                free(o->binding);
+                                o->binding = NULL;
+                                r = out_refuse(m, o, r == -EINVAL ? -EINVAL : -EIO,
+                                               "error invoking output binding %s: %s", b->name, why ?: strerror(-r));
+                        }
                 }
         }
         if (r < 0) {

@@ -239,7 +239,8 @@ class LocalStorageTest(BindingCase):
         self.assertEqual((r.status, r.body), (204, b""))
         self.assertFalse(os.path.exists(os.path.join(self.root, "a", "b.txt")))
         r = self.invoke("ls", {"operation": "get", "metadata": {"fileName": "a/b.txt"}})
-        self.assert_error(r, 500, "ERR_INVOKE_OUTPUT_BINDING")
+        b = self.assert_error(r, 500, "ERR_INVOKE_OUTPUT_BINDING")
+        self.assertTrue(b["message"].startswith("error invoking output binding ls: "), b)
 
     def test_base64_and_json_data(self):
         self.invoke("ls", {"operation": "create", "data": "aGk=", "metadata": {"fileName": "b64"}})
