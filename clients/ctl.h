@@ -111,6 +111,16 @@ typedef struct CtlPublishRequest {
         char **metadata;           /* --metadata "KEY=VALUE" items, validated, NULL-terminated, or NULL */
 } CtlPublishRequest;
 
+/* What "binding invoke" sends; strings are borrowed from argv. */
+typedef struct CtlBindingRequest {
+        const char *app_id;        /* --app, or NULL: the caller's own app (or none) */
+        const char *name;
+        const char *operation;
+        const char *data;          /* --data as given: literal, "@FILE" or "-"; NULL: none */
+        char **metadata;           /* --metadata "KEY=VALUE" items, validated, NULL-terminated, or NULL */
+        bool verbose;              /* --verbose: the binding's metadata on stderr */
+} CtlBindingRequest;
+
 /* One running subscription, as ListSubscriptions or GET /mooring/v1/subscriptions list it. */
 typedef struct CtlSubscription {
         char *app;                 /* "" when the subscriber is no app */
@@ -214,6 +224,9 @@ int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req);
 
 /* ctl-pubsub.c */
 int ctl_publish(const CtlOptions *o, const CtlPublishRequest *req);
+
+/* ctl-binding.c */
+int ctl_binding_invoke(const CtlOptions *o, const CtlBindingRequest *req);
 
 /* ctl-pager.c */
 void ctl_pager_open(bool no_pager);

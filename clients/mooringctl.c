@@ -88,7 +88,7 @@ static void help(void) {
         printf("%s [OPTIONS...] COMMAND\n"
                "\n"
                "Query mooringd, the Dapr-compatible application runtime, start its apps, use\n"
-               "their state, call them and publish to their topics.\n"
+               "their state, call them, publish to their topics and use output bindings.\n"
                "\n"
                "Commands:\n"
                "  status                  Show the daemon's version, state and counts\n"
@@ -108,6 +108,9 @@ static void help(void) {
                "  publish PUBSUB TOPIC DATA\n"
                "                          Publish DATA on TOPIC of pubsub PUBSUB (@FILE: the\n"
                "                          file's contents, '-': standard input)\n"
+               "  binding invoke NAME OPERATION\n"
+               "                          Run OPERATION on output binding NAME (--data,\n"
+               "                          --metadata, --app) and print what it answered\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help and exit\n"
@@ -118,22 +121,24 @@ static void help(void) {
                "                          instead of D-Bus (default: $MOORING_SOCKET)\n"
                "     --json               Print JSON instead of tables\n"
                "     --no-pager           Do not pipe tables into a pager\n"
-               "     --app=APP_ID         Act as app APP_ID in state commands (default: the\n"
-               "                          app of the caller's mooring-app@.service unit)\n"
+               "     --app=APP_ID         Act as app APP_ID in state and binding commands\n"
+               "                          (default: the app of the caller's\n"
+               "                          mooring-app@.service unit)\n"
                "     --etag=ETAG          Set or delete only if the key's etag is ETAG\n"
                "     --first-write        Set only if the key does not exist yet\n"
                "     --ttl=SECONDS        Let the value expire after SECONDS (-1: never)\n"
                "     --verb=VERB          HTTP method of invoke (default: GET, or POST with --data)\n"
-               "     --data=DATA          Send DATA as the body of invoke (@FILE: the file's\n"
-               "                          contents, '-': standard input)\n"
+               "     --data=DATA          Send DATA as the body of invoke, or as the data of\n"
+               "                          binding invoke (@FILE: the file's contents, '-':\n"
+               "                          standard input)\n"
                "     --header='NAME: VALUE'\n"
                "                          Add a header to the call of invoke (repeatable)\n"
-               "  -v --verbose            Show the status and headers of invoke's answer on\n"
-               "                          standard error\n"
+               "  -v --verbose            Show the status and headers of invoke's answer, or\n"
+               "                          the metadata of binding invoke's, on standard error\n"
                "     --content-type=TYPE  Content type of publish's DATA (default: text/plain)\n"
                "     --metadata=KEY=VALUE\n"
-               "                          Publish metadata (repeatable), e.g. rawPayload=true,\n"
-               "                          ttlInSeconds=60, cloudevent.type=T\n"
+               "                          Publish or binding metadata (repeatable), e.g.\n"
+               "                          rawPayload=true, ttlInSeconds=60, fileName=a.txt\n"
                "\n"
                "Exit status: 0 success, 1 failure (invoke: also an answer with a status\n"
                "outside 200-399), 2 usage error, 3 mooringd not running.\n",
@@ -409,6 +414,10 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 const char *verb, *name;
                 bool given;
         } opts[] = {
+                { "binding", "--app", a->app },
+                { "binding", "--data", a->data },
+                { "binding", "--metadata", a->metadata },
+                { "binding", "--verbose", a->verbose },
                 { "state", "--app", a->app },
                 { "state", "--etag", a->etag },
                 { "state", "--first-write", a->first_write },
@@ -420,9 +429,16 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 { "publish", "--content-type", a->content_type },
                 { "publish", "--metadata", a->metadata },
         };
-        for (size_t i = 0; i < ELEMENTSOF(opts); i++)
-                if (opts[i].given && !streq_ptr(verb, opts[i].verb))
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
+                bool ok = false;
+                if (!opts[i].given)
+                        continue;
+                /* an option may belong to several verbs: one matching entry is enough */
+                for (size_t j = 0; j < ELEMENTSOF(opts); j++)
+                        ok = ok || (streq(opts[j].name, opts[i].name) && streq_ptr(verb, opts[j].verb));
+                if (!ok)
                         return usage_error("option '%s' is only valid for '%s'", opts[i].name, opts[i].verb);
+        }
         return 0;
 }
 
@@ -696,6 +712,50 @@ static int publish_main(Args *args, int argc, char *argv[]) {
         return exit_status(r);
 }
 
+/*
+ * "binding invoke NAME OPERATION": argv[1...] are the arguments after "binding",
+ * with options allowed anywhere among them; argv[0] is only getopt's
+ * placeholder. Returns the exit status.
+ */
+static int binding_main(Args *args, int argc, char *argv[]) {
+        CtlBindingRequest req;
+        char *pos[3];
+        int n, r, f;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (n < 1) {
+                usage_error("binding needs a command: invoke");
+                return CTL_EXIT_USAGE;
+        }
+        if (!streq(pos[0], "invoke")) {
+                usage_error("unknown binding command '%s' (expected invoke)", pos[0]);
+                return CTL_EXIT_USAGE;
+        }
+        if (n < 3 || !pos[1][0] || !pos[2][0]) {
+                usage_error("binding invoke needs NAME and OPERATION");
+                return CTL_EXIT_USAGE;
+        }
+        if (check_foreign_options(args, "binding") < 0)
+                return CTL_EXIT_USAGE;
+        if (select_transport(args, "binding") < 0)
+                return CTL_EXIT_USAGE;
+        req = (CtlBindingRequest) {
+                .app_id = args->app,
+                .name = pos[1],
+                .operation = pos[2],
+                .data = args->data,
+                .metadata = args->metadata,
+                .verbose = args->verbose,
+        };
+        r = ctl_binding_invoke(&args->options, &req);
+        f = flush_stdout();
+        return exit_status(r < 0 ? r : f);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(args_done) Args args = {};
         const char *verb;
@@ -735,6 +795,8 @@ int main(int argc, char *argv[]) {
                 return invoke_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "publish"))
                 return publish_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "binding"))
+                return binding_main(&args, n_rest + 1, rest - 1);
         if (check_foreign_options(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
 

@@ -22,6 +22,7 @@
 #include "invoke-bus.h"
 #include "polkit.h"
 #include "pubsub-bus.h"
+#include "bindings-bus.h"
 #include "state-bus.h"
 #include "runtime-bus.h"
 
@@ -327,6 +328,10 @@ static const sd_bus_vtable runtime_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("InvokeMethod",
                                 SD_BUS_ARGS("s", app_id, "s", method, "s", verb, "a(ss)", headers, "ay", body),
                                 SD_BUS_RESULT("q", status, "a(ss)", headers, "ay", body), bus_method_invoke_method,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("InvokeBinding",
+                                SD_BUS_ARGS("s", app_id, "s", name, "s", operation, "ay", data, "a{ss}", metadata),
+                                SD_BUS_RESULT("ay", data, "a{ss}", metadata), bus_method_invoke_binding,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Publish",
                                 SD_BUS_ARGS("s", pubsub, "s", topic, "s", content_type, "ay", data, "a{ss}", metadata),
