@@ -41,10 +41,10 @@ typedef enum CallState {
 struct InvokeCall {
         Registry *registry;
         App *target;                  /* ref */
-        char *caller_app;             /* NULL: not an app */
+        char *caller_app;             /* NULL: not an app; this and the next two are in strings[] */
         char *verb;
         char *path;                   /* "/method?query" for the callee */
-        char **headers;               /* what the callee gets: name, value pairs */
+        char **headers;               /* what the callee gets: name, value pairs (strv_pack()ed) */
         const void *body;
         size_t body_len;
         const InvokeHandler *h;
@@ -54,12 +54,12 @@ struct InvokeCall {
         bool holds_slot;
         bool starting;                /* inside invoke_start(): done waits for the loop */
         TransportCall *tc;
-        sd_event_source *deadline;
+        uint64_t deadline_usec;       /* 0: none; else in the registry's deadline list */
+        InvokeCall *dl_next, *dl_prev;
         sd_event_source *later;       /* runs done from the loop when it cannot run at once */
 
         /* the answer */
         bool head_sent;
-        char **resp_headers;          /* pairs */
         unsigned status;
         unsigned attempts;
 
@@ -74,6 +74,7 @@ struct InvokeCall {
         uint64_t start_usec;
         InvokeCall *next, *prev;      /* the registry's list */
         AppSlotWaiter waiter;         /* in the target's line for a slot */
+        char strings[];               /* verb, path, caller_app: one allocation with the call */
 };
 
 /*
@@ -97,9 +98,13 @@ static const char *const response_skip[] = {
         "content-length", "date", "traceparent", NULL,
 };
 
+/* The lists hold lower-case names: the first byte rules most of them out before a compare. */
 static bool in_list_ci(const char *const *l, const char *s) {
+        unsigned char first = (unsigned char) s[0];
+        if (first >= 'A' && first <= 'Z')
+                first |= 0x20;
         for (; *l; l++)
-                if (strcasecmp(*l, s) == 0)
+                if ((unsigned char) (*l)[0] == first && ascii_eq_ci(*l, s))
                         return true;
         return false;
 }
@@ -117,20 +122,98 @@ static bool in_connection_tokens(const char *connection, const char *name) {
         return false;
 }
 
-static bool is_token(const char *s) {
-        if (!s || !*s)
-                return false;
-        for (; *s; s++)
-                if (!isalnum((unsigned char) *s) && !strchr("!#$%&'*+-.^_`|~", *s))
-                        return false;
-        return true;
-}
-
+/* name is lower case */
 static const char *header_get(char *const *headers, const char *name) {
         for (char *const *h = headers; h && h[0] && h[1]; h += 2)
-                if (strcasecmp(h[0], name) == 0)
+                if ((h[0][0] | 0x20) == name[0] && ascii_eq_ci(h[0], name))
                         return h[1];
         return NULL;
+}
+
+/* ---- deadlines ----
+ *
+ * Every call with a deadline sits in one list, earliest first, under one timer. A timer source
+ * per call cost more than the rest of starting a call. Calls to one app share a timeout, so a
+ * new call goes to the end of the list in one step; a call that ends leaves the timer as it is,
+ * which then fires early at most once and is set for the next deadline.
+ */
+
+#define INVOKE_DEADLINE_ACCURACY_USEC (50 * 1000ULL)
+
+static void deadline_unlink(InvokeCall *c) {
+        Registry *m = c->registry;
+        if (c->deadline_usec == 0)
+                return;
+        if (c->dl_prev)
+                c->dl_prev->dl_next = c->dl_next;
+        else
+                m->invoke_deadline_first = c->dl_next;
+        if (c->dl_next)
+                c->dl_next->dl_prev = c->dl_prev;
+        else
+                m->invoke_deadline_last = c->dl_prev;
+        c->dl_next = c->dl_prev = NULL;
+        c->deadline_usec = 0;
+}
+
+static int deadline_arm(Registry *m, uint64_t at) {
+        int r = sd_event_source_set_time(m->invoke_timer, at);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->invoke_timer, SD_EVENT_ONESHOT);
+        m->invoke_timer_usec = r >= 0 ? at : 0;
+        return r;
+}
+
+static void finish(InvokeCall *c, int error, const char *fmt, ...) _printf_(3, 4);
+
+static int on_deadlines(sd_event_source *s, uint64_t usec, void *userdata) {
+        Registry *m = userdata;
+        uint64_t now = usec;
+
+        m->invoke_timer_usec = 0;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        while (m->invoke_deadline_first && m->invoke_deadline_first->deadline_usec <= now) {
+                InvokeCall *c = m->invoke_deadline_first;
+                deadline_unlink(c);
+                finish(c, -ETIMEDOUT, "timed out after %.1f s (InvokeTimeoutSec=)",
+                       (double) c->target->config->invoke_timeout_usec / 1e6);
+        }
+        if (m->invoke_deadline_first)
+                (void) deadline_arm(m, m->invoke_deadline_first->deadline_usec);
+        return 0;
+}
+
+static int deadline_link(InvokeCall *c, uint64_t at) {
+        Registry *m = c->registry;
+        int r;
+
+        if (!m->invoke_timer) {
+                r = sd_event_add_time(m->event, &m->invoke_timer, CLOCK_MONOTONIC, at,
+                                      INVOKE_DEADLINE_ACCURACY_USEC, on_deadlines, m);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(m->invoke_timer, "invoke-deadlines");
+                m->invoke_timer_usec = at;
+        } else if (m->invoke_timer_usec == 0 || at < m->invoke_timer_usec) {
+                r = deadline_arm(m, at);
+                if (r < 0)
+                        return r;
+        }
+        InvokeCall *p = m->invoke_deadline_last;
+        while (p && p->deadline_usec > at)
+                p = p->dl_prev;
+        c->deadline_usec = at;
+        c->dl_prev = p;
+        c->dl_next = p ? p->dl_next : m->invoke_deadline_first;
+        if (c->dl_next)
+                c->dl_next->dl_prev = c;
+        else
+                m->invoke_deadline_last = c;
+        if (p)
+                p->dl_next = c;
+        else
+                m->invoke_deadline_first = c;
+        return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -144,20 +227,15 @@ static void call_free(InvokeCall *c) {
         if (c->next)
                 c->next->prev = c->prev;
         transport_call_cancel(c->tc);
-        sd_event_source_disable_unref(c->deadline);
+        deadline_unlink(c);
         sd_event_source_disable_unref(c->later);
-        strv_free(c->headers);
-        strv_free(c->resp_headers);
+        free(c->headers);
         app_unref(c->target);
-        free(c->caller_app);
-        free(c->verb);
-        free(c->path);
         free(c->error_message);
         free(c);
 }
 
 static void start_transfer(InvokeCall *c);
-static void finish(InvokeCall *c, int error, const char *fmt, ...) _printf_(3, 4);
 
 static void on_slot_granted(AppSlotWaiter *w) {
         InvokeCall *c = (InvokeCall *) ((char *) w - offsetof(InvokeCall, waiter));
@@ -215,7 +293,7 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
                                     c->body_len, c->received, metrics_now_usec() - c->transfer_usec);
         TransportCall *tc = TAKE_PTR(c->tc);
         transport_call_cancel(tc);
-        c->deadline = sd_event_source_disable_unref(c->deadline);
+        deadline_unlink(c);
         if (fmt) {
                 _cleanup_free_ char *what = NULL;
                 va_list ap;
@@ -240,30 +318,32 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
         complete(c);
 }
 
-static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        InvokeCall *c = userdata;
-        finish(c, -ETIMEDOUT, "timed out after %.1f s (InvokeTimeoutSec=)",
-               (double) c->target->config->invoke_timeout_usec / 1e6);
-        return 0;
-}
-
 /* ---- the transfer ---- */
 
 static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *userdata) {
         InvokeCall *c = userdata;
         const char *connection = header_get(a->headers, "connection");
 
+        char *small[64], **keep = small;
+        size_t n = 0, k = 0;
+
         c->head_sent = true;
         c->status = a->status;
+        while (a->headers[n])
+                n++;
+        if (n + 1 > ELEMENTSOF(small) && !(keep = malloc((n + 1) * sizeof(char *))))
+                return finish(c, -ENOMEM, "out of memory");
+        /* The front-end copies what it keeps: pointers into the transport's answer do. */
         for (char *const *h = a->headers; h[0] && h[1]; h += 2) {
                 if (in_list_ci(response_skip, h[0]) || in_connection_tokens(connection, h[0]))
                         continue;
-                if (strv_extend(&c->resp_headers, h[0]) < 0 || strv_extend(&c->resp_headers, h[1]) < 0)
-                        return finish(c, -ENOMEM, "out of memory");
+                keep[k++] = h[0];
+                keep[k++] = h[1];
         }
-        if (!c->resp_headers && !(c->resp_headers = calloc(1, sizeof(char *))))
-                return finish(c, -ENOMEM, "out of memory");
-        c->h->head(c, c->status, c->resp_headers, a->content_length, c->userdata);
+        keep[k] = NULL;
+        c->h->head(c, c->status, keep, a->content_length, c->userdata);
+        if (keep != small)
+                free(keep);
 }
 
 static bool on_answer_body(TransportCall *tc, const void *buf, size_t len, void *userdata) {
@@ -316,35 +396,46 @@ static void start_transfer(InvokeCall *c) {
 
 /* ---- starting a call ---- */
 
-static int add_header(char ***l, const char *name, const char *value) {
-        int r = strv_extend(l, name);
-        return r < 0 ? r : strv_extend(l, value);
-}
-
 static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tracestate, unsigned hops) {
         const char *connection = header_get(req->headers, "connection");
-        char hops_text[16];
-        int r;
+        char hops_text[24], *small[64], **v = small;
+        size_t n = 0, k = 0;
 
+        while (req->headers && req->headers[n])
+                n++;
+        /* the caller's pairs and at most five of ours */
+        if (n + 11 > ELEMENTSOF(small) && !(v = malloc((n + 11) * sizeof(char *))))
+                return -ENOMEM;
         for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
-                if (!is_token(h[0]) || in_list_ci(request_skip, h[0]) || in_connection_tokens(connection, h[0]))
+                /* Names are tokens: both front-ends refuse others, and the transport checks again. */
+                if (in_list_ci(request_skip, h[0]) || in_connection_tokens(connection, h[0]))
                         continue;
                 /* Basic credentials "dapr-app-id:<id>" that routed the call are a routing header. */
-                if (req->routed_by_authorization && strcasecmp(h[0], "authorization") == 0)
+                if (req->routed_by_authorization && ascii_eq_ci(h[0], "authorization"))
                         continue;
-                if ((r = add_header(&c->headers, h[0], h[1])) < 0)
-                        return r;
+                v[k++] = h[0];
+                v[k++] = h[1];
         }
-        if (c->caller_app && (r = add_header(&c->headers, "dapr-caller-app-id", c->caller_app)) < 0)
-                return r;
-        if ((r = add_header(&c->headers, "dapr-callee-app-id", c->target->config->id)) < 0)
-                return r;
-        if ((r = add_header(&c->headers, "traceparent", c->traceparent)) < 0)
-                return r;
-        if (tracestate && (r = add_header(&c->headers, "tracestate", tracestate)) < 0)
-                return r;
-        snprintf(hops_text, sizeof hops_text, "%u", hops);
-        return add_header(&c->headers, INVOKE_HOPS_HEADER, hops_text);
+        if (c->caller_app) {
+                v[k++] = (char *) "dapr-caller-app-id";
+                v[k++] = c->caller_app;
+        }
+        v[k++] = (char *) "dapr-callee-app-id";
+        v[k++] = c->target->config->id;
+        v[k++] = (char *) "traceparent";
+        v[k++] = c->traceparent;
+        if (tracestate) {
+                v[k++] = (char *) "tracestate";
+                v[k++] = (char *) tracestate;
+        }
+        *fmt_u64(hops_text, hops) = 0;
+        v[k++] = (char *) INVOKE_HOPS_HEADER;
+        v[k++] = hops_text;
+        v[k] = NULL;
+        c->headers = strv_pack(v, k);
+        if (v != small)
+                free(v);
+        return c->headers ? 0 : -ENOMEM;
 }
 
 static bool sampled_by(const Configuration *cfg) {
@@ -361,23 +452,22 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
         if (!is_token(req->verb) || streq(req->verb, "CONNECT") || !req->method)
                 return -EINVAL;
 
-        InvokeCall *c = calloc(1, sizeof *c);
+        size_t verb_len = strlen(req->verb), method_len = strlen(req->method),
+               caller_len = req->caller_app ? strlen(req->caller_app) : 0;
+        bool slash = req->method[0] != '/';
+        InvokeCall *c = calloc(1, sizeof *c + verb_len + 1 + slash + method_len + 1 + caller_len + 1);
         if (!c)
                 return -ENOMEM;
         *c = (InvokeCall){ .registry = m, .h = h, .userdata = userdata, .body = req->body,
                            .body_len = req->body_len, .starting = true };
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &c->start_usec);
-        c->verb = strdup(req->verb);
-        c->caller_app = req->caller_app ? strdup(req->caller_app) : NULL;
-        if (asprintf(&c->path, "%s%s", req->method[0] == '/' ? "" : "/", req->method) < 0)
-                c->path = NULL;
-        if (!c->verb || !c->path || (req->caller_app && !c->caller_app)) {
-                free(c->verb);
-                free(c->caller_app);
-                free(c->path);
-                free(c);
-                return -ENOMEM;
-        }
+        c->verb = memcpy(c->strings, req->verb, verb_len + 1);
+        c->path = c->verb + verb_len + 1;
+        if (slash)
+                c->path[0] = '/';
+        memcpy(c->path + slash, req->method, method_len + 1);
+        if (req->caller_app)
+                c->caller_app = memcpy(c->path + slash + method_len + 1, req->caller_app, caller_len + 1);
         c->next = m->invoke_calls;
         if (c->next)
                 c->next->prev = c;
@@ -450,9 +540,7 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 return r;
         }
         if (target->config->invoke_timeout_usec > 0 &&
-            sd_event_add_time_relative(m->event, &c->deadline, CLOCK_MONOTONIC, target->config->invoke_timeout_usec,
-                                       MIN(target->config->invoke_timeout_usec / 16, 250 * 1000ULL), on_deadline,
-                                       c) < 0) {
+            deadline_link(c, c->start_usec + target->config->invoke_timeout_usec) < 0) {
                 call_free(c);
                 return -ENOMEM;
         }
@@ -511,4 +599,6 @@ void invoke_done(Registry *m) {
                 else
                         complete(c); /* done was waiting for the loop */
         }
+        m->invoke_timer = sd_event_source_disable_unref(m->invoke_timer);
+        m->invoke_timer_usec = 0;
 }

@@ -40,7 +40,8 @@ typedef struct InvokeRequest {
         const char *verb;        /* as received, upper case ("GET") */
         const char *method;      /* path for the callee as sent (escaped), with or without leading '/',
                                   * may carry "?query" which is passed verbatim */
-        char *const *headers;    /* the caller's headers; hop-by-hop ones are dropped here */
+        char *const *headers;    /* the caller's headers; hop-by-hop ones are dropped here; read
+                                  * only during invoke_start(), which copies what it keeps */
         const void *body;        /* borrowed until done runs or the call is cancelled */
         size_t body_len;
         bool routed_by_authorization; /* Authorization (Basic dapr-app-id:<id>) named the target:
@@ -64,6 +65,7 @@ typedef struct InvokeHandler {
          * The callee answered: its status and headers (pairs, NULL-terminated,
          * hop-by-hop, Content-Length and Date removed). content_length is the
          * callee's Content-Length, or -1 if it sent none. Runs once, before any body.
+         * headers and their strings are valid only during the call: copy what you keep.
          */
         void (*head)(InvokeCall *c, unsigned status, char *const *headers, int64_t content_length, void *userdata);
         /*

@@ -86,6 +86,8 @@ Registry *registry_free(Registry *r) {
         json_decref(r->extended);
         app_metrics_free(r->metrics);
         free(r->instance_id);
+        free(r->default_configuration);
+        sd_event_source_disable_unref(r->invoke_timer); /* invoke_done() did, unless it never ran */
         for (int ev = 0; ev < _REGISTRY_EVENT_MAX; ev++)
                 while (r->hooks[ev]) {
                         RegistryHook *h = r->hooks[ev];
@@ -355,12 +357,15 @@ void registry_refresh_metrics(Registry *r) {
 }
 
 int registry_app_configuration(Registry *r, const App *a, const Configuration **ret, const char **ret_error) {
-        _cleanup_free_ char *dflt = NULL;
         const char *path = a->config->configuration;
+        /* Every call asks: the path is made once (the config directory never changes). */
         if (!path) {
-                if (asprintf(&dflt, "%s/config.yaml", r->config_dir) < 0)
+                if (!r->default_configuration &&
+                    asprintf(&r->default_configuration, "%s/config.yaml", r->config_dir) < 0) {
+                        r->default_configuration = NULL;
                         return -ENOMEM;
-                path = dflt;
+                }
+                path = r->default_configuration;
         }
         ConfigurationEntry *ce = configuration_load(r, path, a->config->configuration != NULL, NULL);
         if (!ce)

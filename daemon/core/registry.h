@@ -50,6 +50,7 @@ struct Registry {
         sd_event *event;            /* ref */
         Transport *transport;       /* borrowed from the Manager: every call into an app */
         const char *config_dir;     /* borrowed from the Manager */
+        char *default_configuration; /* <config_dir>/config.yaml, made once */
         const char *state_dir;      /* borrowed from the Manager */
         char *instance_id;          /* stable id of this installation (state dir), for broker consumers */
         bool stopping;              /* the daemon drains: start nothing new */
@@ -67,6 +68,10 @@ struct Registry {
         ConfigurationEntry *configurations; /* config.yaml and apps' Configuration= files, by path */
         size_t n_configurations;
         InvokeCall *invoke_calls;   /* every service-invocation call not yet done (blocks/invoke.c) */
+        /* blocks/invoke.c: the calls with a deadline, earliest first, and one timer for all */
+        InvokeCall *invoke_deadline_first, *invoke_deadline_last;
+        sd_event_source *invoke_timer;
+        uint64_t invoke_timer_usec;  /* when it is set to fire; 0: off */
         struct Subscription **subscriptions; /* declarative, from subscriptions/{star}.yaml */
         size_t n_subscriptions;
         struct AppSubscriptions *app_subscriptions; /* programmatic, per app (blocks/pubsub.c) */

@@ -82,21 +82,6 @@ static BusInvoke *bus_invoke_free(BusInvoke *bi) {
 }
 DEFINE_CLEANUP_FUNC(BusInvoke, bus_invoke_free);
 
-/* RFC 9110 tchar */
-static bool is_tchar(char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-               (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-static bool is_token(const char *s) {
-        if (!*s)
-                return false;
-        for (; *s; s++)
-                if (!is_tchar(*s))
-                        return false;
-        return true;
-}
-
 /* A verb as HTTP writes it: a token, and (as Dapr's routes match them) in upper case. */
 static bool verb_is_valid(const char *verb) {
         if (!is_token(verb))

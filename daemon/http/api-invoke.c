@@ -27,17 +27,15 @@ typedef struct HttpInvoke {
         HttpRequest *r;
         InvokeCall *call;
         bool streaming;             /* the callee's head went out: errors can only cut the body */
-        char **headers;             /* the caller's, kept while the call may read them */
         unsigned status;            /* the callee's head, held until we know how to answer */
-        char **resp_headers;        /* pairs, traceparent added */
+        char **resp_headers;        /* pairs, traceparent added; one allocation (strv_pack()) */
         int64_t content_length;
         char *buf;                  /* the answer so far, while not streaming */
         size_t len;
 } HttpInvoke;
 
 static void http_invoke_free(HttpInvoke *hi) {
-        strv_free(hi->headers);
-        strv_free(hi->resp_headers);
+        free(hi->resp_headers);
         free(hi->buf);
         free(hi);
 }
@@ -49,11 +47,23 @@ static void on_drain(void *userdata) {
 
 static void on_head(InvokeCall *c, unsigned status, char *const *headers, int64_t content_length, void *userdata) {
         HttpInvoke *hi = userdata;
+        size_t n = 0;
+        char *small[64], **v = small;
+
         hi->status = status;
         hi->content_length = content_length;
-        if (strv_copy(headers, &hi->resp_headers) < 0 || strv_extend(&hi->resp_headers, "traceparent") < 0 ||
-            strv_extend(&hi->resp_headers, invoke_call_traceparent(c)) < 0)
-                hi->resp_headers = strv_free(hi->resp_headers); /* answered as OOM in on_done */
+        while (headers[n])
+                n++;
+        if (n + 3 > ELEMENTSOF(small) && !(v = malloc((n + 3) * sizeof(char *))))
+                return; /* no resp_headers: answered as OOM in on_done */
+        memcpy(v, headers, n * sizeof(char *));
+        v[n] = (char *) "traceparent";
+        v[n + 1] = (char *) invoke_call_traceparent(c);
+        v[n + 2] = NULL;
+        /* headers live only during this call: one copy of all of it */
+        hi->resp_headers = strv_pack(v, n + 2);
+        if (v != small)
+                free(v);
 }
 
 /* Switches to streaming: the head and what was collected go out now. */
@@ -98,6 +108,7 @@ static void on_done(InvokeCall *c, const InvokeError *e, void *userdata) {
 
         /* From here the request may end on its own; nothing of ours must run then. */
         http_request_on_end(r, NULL, NULL);
+        http_request_release_next(r); /* below, at the end */
         if (hi->streaming)
                 http_stream_end(r, !e);
         else if (e)
@@ -137,21 +148,27 @@ static const InvokeHandler handler = {
 static int invoke(HttpRequest *r, const char *target, const char *method, bool routed_by_authorization) {
         const Caller *caller = http_request_caller(r);
         const char *query = http_request_raw_query(r);
-        _cleanup_free_ char *path = NULL;
+        size_t method_len = strlen(method), query_len = query ? strlen(query) : 0;
+        _cleanup_free_ char *path = malloc(method_len + 1 + query_len + 1);
+        _cleanup_free_ char **headers = NULL; /* the strings are the request's */
         HttpInvoke *hi;
         int k;
 
-        if (asprintf(&path, "%s%s%s", method, query ? "?" : "", query ?: "") < 0)
+        if (!path)
                 return -ENOMEM;
+        memcpy(path, method, method_len);
+        if (query) {
+                path[method_len] = '?';
+                memcpy(path + method_len + 1, query, query_len);
+        }
+        path[method_len + (query ? 1 + query_len : 0)] = 0;
+        k = http_request_header_pairs(r, &headers);
+        if (k < 0)
+                return k;
         hi = calloc(1, sizeof *hi);
         if (!hi)
                 return -ENOMEM;
         hi->r = r;
-        k = http_request_header_pairs(r, &hi->headers);
-        if (k < 0) {
-                http_invoke_free(hi);
-                return k;
-        }
         size_t body_len;
         const void *body = http_request_body(r, &body_len);
         InvokeRequest req = {
@@ -159,7 +176,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .target_app = target,
                 .verb = http_request_method(r),
                 .method = path,
-                .headers = hi->headers,
+                .headers = headers, /* invoke_start() copies what it keeps */
                 .body = body,
                 .body_len = body_len,
                 .routed_by_authorization = routed_by_authorization,

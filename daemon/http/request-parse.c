@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "../util/cleanup.h"
+#include "../util/strv.h"
 #include "request-parse.h"
 
 enum { CB_NONE, CB_FIELD, CB_VALUE };
@@ -100,12 +101,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t len) {
         return 0;
 }
 
-/* RFC 9110 5.6.2 tchar. http_parser built without HTTP_PARSER_STRICT (as Debian's is) lets a
- * space through in field names, which is how "Content-Length : 2" would slip by. */
-static bool is_tchar(unsigned char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+/* is_tchar() (util/strv.h): http_parser built without HTTP_PARSER_STRICT (as Debian's is) lets
+ * a space through in field names, which is how "Content-Length : 2" would slip by. */
 
 /* The same build takes a bare CR as a line end ("X: a\rY: b" is two fields to it, one to
  * others: a smuggling vector). RFC 9112 2.2: a bare CR is invalid. Scans the head, which ends

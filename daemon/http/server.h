@@ -114,12 +114,16 @@ void http_request_suspend(HttpRequest *r);
  * finishes from the loop. Never from inside an on_end callback.
  */
 void http_request_release(HttpRequest *r);
+/* Says that the answer about to be given is followed at once by http_request_release(r): it
+ * then needs no loop pass of its own. Call it only when that call is certain. */
+void http_request_release_next(HttpRequest *r);
 
 /* ---- proxying (service invocation) ---- */
 
 /* The query string exactly as sent (still escaped, without '?'), or NULL. */
 const char *http_request_raw_query(const HttpRequest *r);
-/* Every request header in arrival order as name, value pairs (NULL-terminated strv). */
+/* Every request header in arrival order as name, value pairs (NULL-terminated). The strings
+ * are the request's (valid while it is); free the array alone with free(). */
 int http_request_header_pairs(const HttpRequest *r, char ***ret);
 /* fn runs once when the request is over (answered, or its connection gone). */
 typedef void (*HttpRequestEndFn)(HttpRequest *r, void *userdata);

@@ -18,6 +18,7 @@
  * reprogram its timerfd for every call.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <http_parser.h>
 #include <netinet/in.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "../util/cleanup.h"
+#include "../util/strv.h"
 #include "transport.h"
 
 #define CONN_RBUF_SIZE (16 * 1024)
@@ -807,39 +809,49 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static bool is_token(const char *s) {
-        if (!s || !*s)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                      strchr("!#$%&'*+-.^_`|~", *s)))
-                        return false;
-        return true;
+static char *put(char *p, const char *s, size_t n) {
+        memcpy(p, s, n);
+        return p + n;
 }
 
-/* Builds "METHOD target HTTP/1.1", Host, Content-Length and the caller's headers. */
+/* Builds "METHOD target HTTP/1.1", Host, Content-Length and the caller's headers. No printf:
+ * formatting was a tenth of the CPU of a proxied call. */
 static int build_head(TransportCall *c, const TransportRequest *req) {
         bool send_length = req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
                            strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
-        size_t len = strlen(req->method) + strlen(req->target) + 16 + strlen(c->pool->host_header) + 40;
+        size_t method_len = strlen(req->method), target_len = strlen(req->target),
+               host_len = strlen(c->pool->host_header);
+        size_t len = method_len + 1 + target_len + 11 + host_len + (send_length ? 16 + 20 + 2 : 0) + 2;
 
-        if (!is_token(req->method) || !*req->target || strpbrk(req->target, " \r\n\t"))
+        if (!is_token(req->method) || target_len == 0 || strpbrk(req->target, " \r\n\t"))
                 return -EINVAL;
         for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
                 if (!is_token(h[0]) || strpbrk(h[1], "\r\n"))
                         return -EINVAL;
-                len += strlen(h[0]) + strlen(h[1]) + 4;
+                len += strlen(h[0]) + 2 + strlen(h[1]) + 2;
         }
         char *b = malloc(len + 1), *p = b;
         if (!b)
                 return -ENOMEM;
-        p += sprintf(p, "%s %s HTTP/1.1\r\n", req->method, req->target);
-        p = stpcpy(p, c->pool->host_header);
-        if (send_length)
-                p += sprintf(p, "Content-Length: %zu\r\n", req->body_len);
-        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2)
-                p += sprintf(p, "%s: %s\r\n", h[0], h[1]);
-        p = stpcpy(p, "\r\n");
+        p = put(p, req->method, method_len);
+        *p++ = ' ';
+        p = put(p, req->target, target_len);
+        p = put(p, " HTTP/1.1\r\n", 11);
+        p = put(p, c->pool->host_header, host_len);
+        if (send_length) {
+                p = put(p, "Content-Length: ", 16);
+                p = fmt_u64(p, req->body_len);
+                p = put(p, "\r\n", 2);
+        }
+        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
+                p = put(p, h[0], strlen(h[0]));
+                p = put(p, ": ", 2);
+                p = put(p, h[1], strlen(h[1]));
+                p = put(p, "\r\n", 2);
+        }
+        p = put(p, "\r\n", 2);
+        *p = 0;
+        assert((size_t) (p - b) <= len);
         c->head = b;
         c->head_len = (size_t) (p - b);
         return 0;

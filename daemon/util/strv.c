@@ -67,6 +67,43 @@ int strv_copy(char *const *l, char ***ret) {
         return 0;
 }
 
+char **strv_pack(char *const *l, size_t n) {
+        size_t total = 0, k = 0;
+        for (; (n == SIZE_MAX || k < n) && l && l[k]; k++)
+                total += strlen(l[k]) + 1;
+        char **v = malloc((k + 1) * sizeof(char *) + total);
+        if (!v)
+                return NULL;
+        char *p = (char *) (v + k + 1);
+        for (size_t i = 0; i < k; i++) {
+                size_t len = strlen(l[i]) + 1;
+                v[i] = memcpy(p, l[i], len);
+                p += len;
+        }
+        v[k] = NULL;
+        return v;
+}
+
+bool is_token(const char *s) {
+        if (!s || !*s)
+                return false;
+        for (; *s; s++)
+                if (!is_tchar((unsigned char) *s))
+                        return false;
+        return true;
+}
+
+char *fmt_u64(char *p, uint64_t v) {
+        char tmp[20];
+        size_t n = 0;
+        do
+                tmp[n++] = (char) ('0' + v % 10);
+        while ((v /= 10) > 0);
+        while (n > 0)
+                *p++ = tmp[--n];
+        return p;
+}
+
 bool strv_equal(char *const *a, char *const *b) {
         size_t na = strv_length(a), nb = strv_length(b);
         if (na != nb)

@@ -21,6 +21,35 @@ int strv_extend(char ***l, const char *s);
 /* Deep copy into *ret (NULL stays NULL). 0 or -ENOMEM. */
 int strv_copy(char *const *l, char ***ret);
 bool strv_equal(char *const *a, char *const *b);
+/* Copies the first n strings of l (all of them up to NULL when n == SIZE_MAX) into ONE
+ * allocation: the NULL-terminated pointer array followed by the strings. Free it with free(),
+ * not strv_free(). NULL on out of memory. */
+char **strv_pack(char *const *l, size_t n);
+
+/* RFC 9110 5.6.2: tchar (ALPHA, DIGIT and !#$%&'*+-.^_`|~, as a bitmap of ASCII), and a token
+ * (one or more tchar). */
+static inline bool is_tchar(unsigned char c) {
+        static const uint32_t tchar_bits[4] = { 0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff };
+        return c < 128 && (tchar_bits[c >> 5] >> (c & 31)) & 1;
+}
+bool is_token(const char *s);
+/* ASCII case-insensitive equality; a and b NUL-terminated. Cheaper than strcasecmp() for the
+ * short header names it compares, most of which differ in their first byte. */
+static inline bool ascii_eq_ci(const char *a, const char *b) {
+        for (;; a++, b++) {
+                unsigned char x = (unsigned char) *a, y = (unsigned char) *b;
+                if (x >= 'A' && x <= 'Z')
+                        x |= 0x20;
+                if (y >= 'A' && y <= 'Z')
+                        y |= 0x20;
+                if (x != y)
+                        return false;
+                if (!x)
+                        return true;
+        }
+}
+/* Writes v in decimal at p (no NUL); returns the end. At most 20 bytes. */
+char *fmt_u64(char *p, uint64_t v);
 
 /* Removes leading and trailing whitespace in place, returns s. */
 char *strstrip(char *s);

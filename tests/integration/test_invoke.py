@@ -594,6 +594,20 @@ class InvokeErrorsTest(InvokeTestCase):
         self.assertEqual(first["r"].status, 200, first["r"])
         self.assert_invoke_error(r2, 500, "timed out")
 
+        # All deadlines share one timer, earliest first: a short one that starts while a
+        # longer one is pending must still fire on time, not when the longer one is due.
+        longer = {}
+        t = threading.Thread(target=lambda: longer.update(r=call(sock, "GET", inv("queued", "sleep/2600/longer"))))
+        t.start()
+        wait_for(lambda: queued.calls("/sleep/2600/longer"), what="the longer call at the app")
+        t0 = time.monotonic()
+        r = call(sock, "GET", inv("slow", "sleep/5000/shorter"))
+        took = time.monotonic() - t0
+        t.join()
+        self.assert_invoke_error(r, 500, "timed out")
+        self.assertLess(took, 2.0, "the 500 ms deadline waited for the 3 s one")
+        self.assertEqual(longer["r"].status, 200, longer["r"])
+
         # InvokeTimeoutSec=0: no bound
         r = call(sock, "GET", inv("none", "sleep/1500"))
         self.assertEqual(r.status, 200, r)
