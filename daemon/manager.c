@@ -82,7 +82,8 @@ Manager *manager_new(void) {
                 return NULL;
         m->cli_log_level = -1;
         settings_init(&m->settings);
-        if (sd_event_default(&m->event) < 0)
+        /* Our own loop, not sd_event_default(): the default one checks gettid() on every iteration. */
+        if (sd_event_new(&m->event) < 0)
                 return manager_free(m);
         m->registry = registry_new(m->event);
         if (!m->registry)

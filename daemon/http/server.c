@@ -46,6 +46,7 @@
 #include "../core/identity.h"
 #include "../core/metrics.h"
 #include "../manager.h"
+#include "../util/iomux.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
 #include "../util/strv.h"
@@ -115,7 +116,7 @@ struct HttpConn {
         HttpServer *server;         /* back-reference */
         HttpListener *listener;     /* back-reference; NULL once the listener is gone */
         int fd;                     /* -1 once the client is gone */
-        sd_event_source *io;
+        IoWatch *io;                /* in the server's mux */
         uint32_t events;            /* what io is armed for */
         Caller caller;
         bool has_uid;               /* counted in the server's uid table */
@@ -149,6 +150,7 @@ struct HttpServer {
         HttpConn *post_head, *post_tail;
         sd_event_source *sweep;     /* deadline timer, on while some deadline is pending */
         sd_event_source *post;      /* finishes requests answered outside their handler */
+        IoMux *mux;                 /* every connection's fd: one loop pass serves all that are ready */
         bool post_armed;            /* post is enabled (one-shot) */
         UidCount *uids;
         size_t n_uids;
@@ -313,7 +315,7 @@ static int out_append(HttpConn *c, const void *p, size_t n) {
 static void conn_set_events(HttpConn *c, uint32_t events) {
         if (!c->io || c->events == events)
                 return;
-        if (sd_event_source_set_io_events(c->io, events) >= 0)
+        if (iomux_set_events(c->io, events) >= 0)
                 c->events = events;
 }
 
@@ -547,7 +549,7 @@ static void request_end(HttpConn *c) {
 static void conn_lost(HttpConn *c) {
         HttpRequest *r = &c->req;
 
-        c->io = sd_event_source_disable_unref(c->io);
+        c->io = iomux_remove(c->io);
         c->fd = safe_close(c->fd);
         deadline_unlink(c);
         if (c->phase == CONN_HANDLER && !r->replied && !r->on_end) {
@@ -906,7 +908,7 @@ static void conn_write_ready(HttpConn *c) {
         conn_finish(c);
 }
 
-static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
         HttpConn *c = userdata;
 
         if (c->phase == CONN_HANDLER) {
@@ -914,11 +916,11 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
                  * are left in the socket (edge-triggered, they wake us once: we note them). */
                 if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
                         conn_lost(c);
-                        return 0;
+                        return;
                 }
                 if ((revents & EPOLLOUT) && c->out_len > 0) {
                         conn_write_ready(c);
-                        return 0;
+                        return;
                 }
                 if (revents & EPOLLIN) {
                         char b;
@@ -928,14 +930,14 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
                         else if (n > 0)
                                 c->maybe_more = true; /* pipelined: read after the answer */
                 }
-                return 0;
+                return;
         }
         if (c->phase == CONN_WRITE && c->out_len == 0 && (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
                 /* Everything written, the producer (an app's answer) not done: as while the
                  * handler works, a client that leaves now is gone. Edge-triggered, this is the
                  * only time we hear of it. */
                 conn_lost(c);
-                return 0;
+                return;
         }
         if (revents & EPOLLRDHUP)
                 c->rdhup = true; /* reported once: the EOF is read after what precedes it */
@@ -943,15 +945,14 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
                 c->maybe_more = true;
         if (revents & EPOLLOUT) {
                 conn_write_ready(c); /* may free c */
-                return 0;
+                return;
         }
         if (revents & EPOLLIN) {
                 conn_read(c); /* reads the EOF of a hang-up, if that is what it is */
-                return 0;
+                return;
         }
         if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
                 conn_lost(c);
-        return 0;
 }
 
 /* ---- limits and accepting ---- */
@@ -1093,7 +1094,7 @@ static void conn_new(HttpListener *l, int fd) {
         };
         request_parser_init(&c->rp, &limits);
         caller_init(&c->caller, l, has_cred ? &cred : NULL);
-        if (sd_event_add_io(s->event, &c->io, fd, c->events, on_conn_io, c) < 0) {
+        if (iomux_add(s->mux, fd, c->events, on_conn_io, c, &c->io) < 0) {
                 caller_done(&c->caller);
                 request_parser_done(&c->rp);
                 safe_close(fd);
@@ -1139,7 +1140,7 @@ static void conn_free(HttpConn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_conns--;
-        sd_event_source_disable_unref(c->io);
+        iomux_remove(c->io);
         safe_close(c->fd);
         caller_done(&c->caller);
         request_parser_done(&c->rp);
@@ -1248,7 +1249,7 @@ HttpServer *http_server_new(Manager *m, sd_event *e) {
         update_nofile_cap(s);
         /* accuracy 250 ms: deadlines are coarse by design, let sd-event batch the wakeups */
         if (sd_event_add_time(e, &s->sweep, CLOCK_MONOTONIC, UINT64_MAX, 250 * 1000, on_sweep, s) < 0 ||
-            sd_event_add_defer(e, &s->post, on_post, s) < 0)
+            sd_event_add_defer(e, &s->post, on_post, s) < 0 || iomux_new(e, "http-connections", &s->mux) < 0)
                 return http_server_free(s);
         (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->post, SD_EVENT_OFF);
@@ -1271,6 +1272,7 @@ HttpServer *http_server_free(HttpServer *s) {
                 conn_free(s->conns);
         sd_event_source_disable_unref(s->sweep);
         sd_event_source_disable_unref(s->post);
+        iomux_free(s->mux);
         free(s->uids);
         sd_event_unref(s->event);
         free(s);

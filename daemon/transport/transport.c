@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "../util/cleanup.h"
+#include "../util/iomux.h"
 #include "../util/strv.h"
 #include "transport.h"
 
@@ -63,7 +64,7 @@ struct Pool {
 struct Conn {
         Pool *pool;
         int fd;
-        sd_event_source *io;
+        IoWatch *io;                 /* in the transport's mux */
         uint32_t events;                /* what io watches now */
         bool connecting;
         unsigned served;                /* answers completed on it: > 0 means a reused connection */
@@ -128,6 +129,7 @@ struct TransportCall {
 
 struct Transport {
         sd_event *event;
+        IoMux *mux;                  /* every connection's fd: one loop pass serves all that are ready */
         Pool *pools;
         TransportCall *calls;
         unsigned n_calls;
@@ -207,7 +209,7 @@ static int conn_set_events(Conn *cn, uint32_t events) {
         if (cn->events == events)
                 return 0;
         cn->events = events;
-        return sd_event_source_set_io_events(cn->io, events);
+        return iomux_set_events(cn->io, events);
 }
 
 static void conn_close(Conn *cn) {
@@ -221,7 +223,7 @@ static void conn_close(Conn *cn) {
                         }
         } else
                 cn->call->conn = NULL;
-        sd_event_source_disable_unref(cn->io);
+        iomux_remove(cn->io);
         safe_close(cn->fd);
         free(cn->rbuf);
         free(cn->hbuf);
@@ -251,7 +253,7 @@ static void conn_release(Conn *cn, bool reusable) {
         p->n_idle++;
 }
 
-static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata);
 
 static int conn_new(Pool *p, Conn **ret) {
         Conn *cn = calloc(1, sizeof *cn);
@@ -289,7 +291,7 @@ static int conn_new(Pool *p, Conn **ret) {
                 cn->connecting = true;
         }
         cn->events = cn->connecting ? EPOLLOUT : EPOLLIN;
-        r = sd_event_add_io(p->transport->event, &cn->io, cn->fd, cn->events, on_conn_io, cn);
+        r = iomux_add(p->transport->mux, cn->fd, cn->events, on_conn_io, cn, &cn->io);
         if (r < 0) {
                 safe_close(cn->fd);
                 free(cn->rbuf);
@@ -531,7 +533,7 @@ static int on_later(sd_event_source *s, void *userdata) {
         c->held = NULL;
         c->held_len = 0;
         http_parser_pause(&cn->parser, 0);
-        if (sd_event_source_set_enabled(cn->io, SD_EVENT_ON) < 0) {
+        if (iomux_set_enabled(cn->io, true) < 0) {
                 call_fail(c, -ENOMEM, "cannot watch the connection");
                 return 0;
         }
@@ -754,7 +756,7 @@ static void conn_read(Conn *cn) {
                         if (cn->message_done)
                                 return call_answered(c);
                         /* body() is full: stop reading until it resumes us. */
-                        if (sd_event_source_set_enabled(cn->io, SD_EVENT_OFF) < 0)
+                        if (iomux_set_enabled(cn->io, false) < 0)
                                 call_fail(c, -ENOMEM, "cannot pause the connection");
                         return;
                 }
@@ -769,7 +771,7 @@ static void conn_read(Conn *cn) {
         }
 }
 
-static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
         Conn *cn = userdata;
         TransportCall *c = cn->call;
 
@@ -782,24 +784,23 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                         err = ECONNREFUSED;
                 if (!c) {
                         conn_close(cn);
-                        return 0;
+                        return;
                 }
                 if (err != 0) {
                         attempt_failed(c, -err, error_text(-err));
-                        return 0;
+                        return;
                 }
                 cn->connecting = false;
                 call_flush(c);
-                return 0;
+                return;
         }
         if (c && (revents & EPOLLOUT) && c->sent < c->head_len + c->body_len) {
                 call_flush(c);
                 if (cn != c->conn) /* the attempt failed and the connection is gone */
-                        return 0;
+                        return;
         }
         if (!c || (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 conn_read(cn);
-        return 0;
 }
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -936,6 +937,11 @@ Transport *transport_new(sd_event *e) {
         if (!t)
                 return NULL;
         t->event = sd_event_ref(e);
+        if (iomux_new(e, "app-connections", &t->mux) < 0) {
+                sd_event_unref(t->event);
+                free(t);
+                return NULL;
+        }
         return t;
 }
 
@@ -956,6 +962,7 @@ Transport *transport_free(Transport *t) {
                 t->pools = p->next;
                 pool_free(p);
         }
+        iomux_free(t->mux);
         sd_event_unref(t->event);
         free(t);
         return NULL;
