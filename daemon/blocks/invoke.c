@@ -44,7 +44,9 @@ struct InvokeCall {
         char *caller_app;             /* NULL: not an app; this and the next two are in strings[] */
         char *verb;
         char *path;                   /* "/method?query" for the callee */
-        char **headers;               /* what the callee gets: name, value pairs (strv_pack()ed) */
+        char **headers;               /* what the callee gets: name, value pairs; the array is ours,
+                                       * the strings the caller's (InvokeRequest), ours, or below */
+        char hops_text[24];
         const void *body;
         size_t body_len;
         const InvokeHandler *h;
@@ -398,7 +400,7 @@ static void start_transfer(InvokeCall *c) {
 
 static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tracestate, unsigned hops) {
         const char *connection = header_get(req->headers, "connection");
-        char hops_text[24], *small[64], **v = small;
+        char *small[64], **v = small;
         size_t n = 0, k = 0;
 
         while (req->headers && req->headers[n])
@@ -428,13 +430,15 @@ static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tr
                 v[k++] = (char *) "tracestate";
                 v[k++] = (char *) tracestate;
         }
-        *fmt_u64(hops_text, hops) = 0;
+        *fmt_u64(c->hops_text, hops) = 0;
         v[k++] = (char *) INVOKE_HOPS_HEADER;
-        v[k++] = hops_text;
+        v[k++] = c->hops_text;
         v[k] = NULL;
-        c->headers = strv_pack(v, k);
+        /* The strings stay where they are: the caller's live until done (see invoke.h). */
         if (v != small)
-                free(v);
+                c->headers = v;
+        else if ((c->headers = malloc((k + 1) * sizeof(char *))))
+                memcpy(c->headers, v, (k + 1) * sizeof(char *));
         return c->headers ? 0 : -ENOMEM;
 }
 

@@ -40,8 +40,9 @@ typedef struct InvokeRequest {
         const char *verb;        /* as received, upper case ("GET") */
         const char *method;      /* path for the callee as sent (escaped), with or without leading '/',
                                   * may carry "?query" which is passed verbatim */
-        char *const *headers;    /* the caller's headers; hop-by-hop ones are dropped here; read
-                                  * only during invoke_start(), which copies what it keeps */
+        char *const *headers;    /* the caller's headers; hop-by-hop ones are dropped here; the
+                                  * array is read during invoke_start() only, the strings are
+                                  * borrowed until done runs or the call is cancelled */
         const void *body;        /* borrowed until done runs or the call is cancelled */
         size_t body_len;
         bool routed_by_authorization; /* Authorization (Basic dapr-app-id:<id>) named the target:

@@ -150,7 +150,8 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
         const char *query = http_request_raw_query(r);
         size_t method_len = strlen(method), query_len = query ? strlen(query) : 0;
         _cleanup_free_ char *path = malloc(method_len + 1 + query_len + 1);
-        _cleanup_free_ char **headers = NULL; /* the strings are the request's */
+        _cleanup_free_ char **headers = NULL; /* the array; the strings are the request's, which
+                                               * outlives the call */
         HttpInvoke *hi;
         int k;
 
@@ -176,7 +177,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .target_app = target,
                 .verb = http_request_method(r),
                 .method = path,
-                .headers = headers, /* invoke_start() copies what it keeps */
+                .headers = headers,
                 .body = body,
                 .body_len = body_len,
                 .routed_by_authorization = routed_by_authorization,
