@@ -331,7 +331,7 @@ typedef struct Batch {
         StateDoneFn done;            /* writes */
         StateBulkDoneFn bulk_done;   /* bulk_get */
         void *userdata;
-        StateResult first;           /* writes: first failure */
+        StateResult first;           /* writes: first failure (and which ops failed: first.op_failed) */
         StateResult *results;        /* bulk_get */
         sd_event_source *defer;      /* for n == 0, or every part failed to start */
         StateSched *sched;           /* while the defer is armed: on sched->deferred */
@@ -378,9 +378,15 @@ static void on_part_done(const StateResult *r, void *userdata) {
                 }
                 if (r->value.etag)
                         dst->value.etag = strdup(r->value.etag);
-        } else if (r->error < 0 && b->first.error == 0) {
-                b->first.error = r->error;
-                b->first.message = r->message ? strdup(r->message) : NULL;
+        } else if (r->error < 0) {
+                if (!b->first.op_failed)
+                        b->first.op_failed = calloc(b->n, sizeof(bool));
+                if (b->first.op_failed)
+                        b->first.op_failed[p->index] = true;
+                if (b->first.error == 0) {
+                        b->first.error = r->error;
+                        b->first.message = r->message ? strdup(r->message) : NULL;
+                }
         }
         free(p);
         if (--b->pending == 0)
@@ -447,6 +453,8 @@ static int batch_run(StateStore *s, Batch *b, BatchStartFn start, const void *ct
                                 on_part_done(&fail, p); /* cannot finish the batch: the guard holds */
                         } else {
                                 b->pending--;
+                                if (!b->bulk_done && b->first.op_failed)
+                                        b->first.op_failed[i] = true;
                                 if (!b->bulk_done && b->first.error == 0)
                                         b->first.error = r;
                         }
@@ -649,11 +657,64 @@ static void call_metrics(StateSched *q, const StateCall *c, bool ok) {
                                      metrics_now_usec() - c->start_usec);
 }
 
+/* Appends "'k1', 'k2'" (the caller's keys of the ops whose failed flag is want; at most 20, then a count). */
+static void keys_list(FILE *f, const StateCall *c, size_t n, const bool *failed, bool want, size_t count) {
+        size_t shown = 0;
+        for (size_t i = 0; i < n; i++) {
+                if ((failed ? failed[i] : true) != want)
+                        continue;
+                if (shown == 20) {
+                        fprintf(f, " and %zu more", count - shown);
+                        break;
+                }
+                fprintf(f, "%s'%s'", shown ? ", " : "", c->keys[i]);
+                shown++;
+        }
+}
+
+/*
+ * A multi-item save that failed says exactly which items were stored and which not (issue 14
+ * part 3): each item of a Dapr save stands alone, so some may be there although the answer is
+ * an error. Returns a malloc'd message, or NULL (keep the driver's).
+ */
+static char *write_failure_message(const StateCall *c, const StateResult *r) {
+        size_t failed = 0, n = strv_length(c->keys);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        if (c->kind != CALL_WRITE || n < 2 || r->error >= 0)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                failed += r->op_failed ? r->op_failed[i] : 1;
+        f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        fprintf(f, "%s; %zu of %zu items stored", r->message ?: strerror(-r->error), n - failed, n);
+        if (failed < n) {
+                fputs(": ", f);
+                keys_list(f, c, n, r->op_failed, false, n - failed);
+                fputs("; not stored: ", f);
+                keys_list(f, c, n, r->op_failed, true, failed);
+        }
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
 /* The driver's answer for c (any kind but bulk get). */
 static void on_call_done(const StateResult *r, void *userdata) {
         StateCall *c = userdata;
         StateSched *q = c->sched;
         AppQueue *a = c->app;
+        _cleanup_free_ char *why = write_failure_message(c, r);
+        StateResult told;
+        if (why) {
+                told = (StateResult){ .error = r->error, .message = why };
+                r = &told;
+        }
 
         call_metrics(q, c, r->error == 0 || r->error == -ENOENT);
         running_unlink(q, c);
@@ -887,12 +948,26 @@ static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const St
         c = call_new(kind, done, NULL, userdata);
         if (!c)
                 return -ENOMEM;
+        /* A multi-item save that fails names the items stored and not (write_failure_message()). */
+        if (kind == CALL_WRITE && n > 1) {
+                c->keys = calloc(n + 1, sizeof(char *));
+                for (size_t i = 0; c->keys && i < n; i++)
+                        if (!(c->keys[i] = strdup(ops[i].key))) {
+                                call_free(c);
+                                return -ENOMEM;
+                        }
+                if (!c->keys) {
+                        call_free(c);
+                        return -ENOMEM;
+                }
+        }
         /* Values are only copied when the call has to wait here: the driver copies what it keeps,
          * so a call that starts at once borrows the caller's buffers, as before. */
         a = app_queue_get(q, app_id);
         bool waits = !a || a->in_flight >= STATE_APP_IN_FLIGHT_MAX || a->head;
         r = scope_ops(s, app_id, ops, n, waits, &c->ops);
         if (r < 0) {
+                strv_free(c->keys);
                 free(c);
                 if (a)
                         app_queue_gc(q, a);

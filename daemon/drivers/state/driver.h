@@ -93,6 +93,9 @@ typedef struct StateResult {
         int error;                     /* 0 or a negative errno, see above */
         char *message;                 /* malloc'd or NULL */
         StateValue value;              /* get only */
+        /* write_many that failed: op_failed[i] is true when op i was not stored (malloc'd, one per op).
+         * NULL with an error: none was stored. */
+        bool *op_failed;
 } StateResult;
 
 /* result is valid during the call only; the driver frees it afterwards (state_result_done()). */

@@ -44,15 +44,20 @@
 
 /*
  * Upsert. KEYS[1] key; ARGV: mode ("0" unconditional, "1" only if absent,
- * "2" only if version == ARGV[2]), etag, value, ttl seconds (> 0: EXPIRE,
+ * "2" only if absent or version == ARGV[2]), etag, value, ttl seconds (> 0: EXPIRE,
  * else PERSIST). Returns the new version, or 0 when the condition failed.
+ *
+ * An etag on a key that does not exist is no conflict: Dapr's state.redis
+ * (components-contrib state/redis, setDefaultQuery and delDefaultQuery) saves
+ * and deletes then as if none was given, unlike its SQL and in-memory stores.
  */
 static const char script_set[] =
         "local m = ARGV[1]\n"
         "if m == '1' then\n"
         "  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
         "elseif m == '2' then\n"
-        "  if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end\n"
+        "  local v = redis.call('HGET', KEYS[1], 'version')\n"
+        "  if v and v ~= ARGV[2] then return 0 end\n"
         "end\n"
         "redis.call('HSET', KEYS[1], 'data', ARGV[3])\n"
         "local v = redis.call('HINCRBY', KEYS[1], 'version', 1)\n"
@@ -60,9 +65,10 @@ static const char script_set[] =
         "else redis.call('PERSIST', KEYS[1]) end\n"
         "return v\n";
 
-/* Delete only if version == ARGV[1]. Returns 1, or 0 when the etag did not match. */
+/* Delete only if absent or version == ARGV[1]. Returns 1, or 0 when the etag did not match. */
 static const char script_del[] =
-        "if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end\n"
+        "local v = redis.call('HGET', KEYS[1], 'version')\n"
+        "if v and v ~= ARGV[1] then return 0 end\n"
         "redis.call('DEL', KEYS[1])\n"
         "return 1\n";
 
@@ -90,7 +96,7 @@ static const char script_tx[] =
         "    st[k] = s\n"
         "  end\n"
         "  if mode == '1' and s.e then return -i end\n"
-        "  if mode == '2' and s.v ~= etag then return -i end\n"
+        "  if mode == '2' and s.v and s.v ~= etag then return -i end\n"
         "  if kind == 'u' then\n"
         "    s.e = true\n"
         "    s.v = tostring((tonumber(s.v) or 0) + 1)\n"

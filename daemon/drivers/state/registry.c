@@ -48,6 +48,7 @@ void state_result_done(StateResult *r) {
         free(r->message);
         free(r->value.value);
         free(r->value.etag);
+        free(r->op_failed);
         *r = (StateResult){};
 }
 

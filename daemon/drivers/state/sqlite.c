@@ -440,10 +440,18 @@ static bool apply_job(SqliteStore *s, SqliteJob *j) {
         case JOB_WRITE_MANY:
                 /* Each op stands alone: a refused one changed nothing (SQLite undoes a failed
                  * statement by itself), the others stay; the first failure is the answer. */
+                free(j->result.op_failed);
+                j->result.op_failed = calloc(j->n_ops ?: 1, sizeof(bool));
                 for (size_t i = 0; i < j->n_ops; i++) {
                         StateResult one = {};
-                        if (apply_op(s, &j->ops[i], &one) < 0 && j->result.error == 0)
-                                j->result = (StateResult){ .error = one.error, .message = TAKE_PTR(one.message) };
+                        if (apply_op(s, &j->ops[i], &one) < 0) {
+                                if (j->result.op_failed)
+                                        j->result.op_failed[i] = true;
+                                if (j->result.error == 0) {
+                                        j->result.error = one.error;
+                                        j->result.message = TAKE_PTR(one.message);
+                                }
+                        }
                         state_result_done(&one);
                         if (sqlite3_get_autocommit(s->db))
                                 break;
@@ -452,9 +460,14 @@ static bool apply_job(SqliteStore *s, SqliteJob *j) {
         default:
                 assert(false);
         }
+        if (j->result.error == 0) {
+                free(j->result.op_failed);
+                j->result.op_failed = NULL;
+        }
         if (sqlite3_get_autocommit(s->db))
                 return false; /* the transaction went with the error */
-        if (j->result.error != 0 && j->kind != JOB_WRITE_MANY)
+        if (j->result.error != 0 && (j->kind != JOB_WRITE_MANY || !j->result.op_failed))
+                /* (a multi-item save that cannot say which items stayed keeps none of them) */
                 /* Undo this request's partial effects; the batch goes on. */
                 (void) exec_ctl(s, SQL_ROLLBACK_TO);
         rc = exec_ctl(s, SQL_RELEASE);
@@ -467,6 +480,8 @@ static bool apply_job(SqliteStore *s, SqliteJob *j) {
 static void fail_uncommitted(SqliteBatch *b, size_t from, size_t to, int error, const char *msg) {
         for (size_t i = from; i < to; i++) {
                 StateResult *r = &b->jobs[i]->result;
+                free(r->op_failed); /* a multi-item save: none of it stayed */
+                r->op_failed = NULL;
                 if (r->error == 0)
                         (void) state_result_fail(r, error, "sqlite: not committed: %s", msg);
         }
@@ -497,6 +512,8 @@ static void batch_run(void *userdata) {
                                 _cleanup_free_ char *m = strdup(sqlite3_errmsg(s->db));
                                 int e = sqlite_errno(sqlite3_errcode(s->db)) ?: -EIO;
                                 fail_uncommitted(b, first, i, e, strna(m));
+                                free(b->jobs[i]->result.op_failed);
+                                b->jobs[i]->result.op_failed = NULL;
                                 if (b->jobs[i]->result.error == 0)
                                         (void) state_result_fail(&b->jobs[i]->result, e, "sqlite: %s", strna(m));
                                 i++;

@@ -45,6 +45,10 @@ from harness import DaemonTestCase, UnixHTTPConnection, request, skip_or_fail  #
 # Features: the driver's declared capabilities (ETAG, TRANSACTIONAL, TTL) plus DURABLE: its data
 # survives a restart of the daemon.
 ETAG, TRANSACTIONAL, TTL, DURABLE = "etag", "transactional", "ttl", "durable"
+# Dapr's state.redis takes an etag on a key that does not exist as no etag at all (its Lua
+# scripts check the version only of a key that is there); its SQL and in-memory stores answer
+# a mismatch. Each driver matches its Dapr namesake.
+ETAG_ON_MISSING_KEY_OK = "etag-on-missing-key-ok"
 
 # What each driver is: its component type, its metadata (given the daemon's temp dir
 # and the server fixture, if any), the features it must support, and its server.
@@ -74,7 +78,7 @@ DRIVERS = {
     "redis": {
         "type": "state.redis",
         "metadata": lambda tmp, name, server: [("redisHost", server.address)],
-        "features": {ETAG, TRANSACTIONAL, TTL, DURABLE},
+        "features": {ETAG, TRANSACTIONAL, TTL, DURABLE, ETAG_ON_MISSING_KEY_OK},
         "server": "redis",
         "persistent": False,  # the fixture runs without persistence
     },
@@ -405,6 +409,34 @@ class EtagTest(StateCase):
         r = self.delete(k, etag=right)
         self.assertEqual(r.status, 204, r)
         self.assert_absent(k)
+
+    @needs(ETAG)
+    def test_etag_on_a_missing_key(self):
+        """As the Dapr store of the same type; and a multi-item save that fails says which of its
+        items were stored (each item of a save stands alone)."""
+        k, other, gone = self.key("missing"), self.key("other"), self.key("gone")
+        ok = ETAG_ON_MISSING_KEY_OK in DRIVER["features"]
+        # an etag of the store's own form, of a key that is no more
+        self.save_ok(gone, "x")
+        etag = self.get_value(gone)[1]
+        self.assertEqual(self.delete(gone).status, 204)
+        r = self.save([{"key": other, "value": "o"}, {"key": k, "value": "v", "etag": etag}])
+        if ok:
+            self.assertEqual(r.status, 204, r)
+            self.assertEqual(self.get_value(k)[0], "v")
+            self.assertEqual(self.delete(self.key("never"), etag=etag).status, 204)
+            # a stale etag on a key that is there is still a conflict, and says what was stored
+            r = self.save([{"key": other, "value": "o2"}, {"key": k, "value": "w", "etag": etag + "9"}])
+            self.assert_error(r, 409, "ERR_STATE_SAVE")
+            self.assertIn(f"1 of 2 items stored: '{other}'; not stored: '{k}'", r.json()["message"])
+            self.assertEqual(self.get_value(other)[0], "o2")
+            self.assertEqual(self.get_value(k)[0], "v")
+        else:
+            self.assert_error(r, 409, "ERR_STATE_SAVE")
+            self.assertIn(f"1 of 2 items stored: '{other}'; not stored: '{k}'", r.json()["message"])
+            self.assertEqual(self.get_value(other)[0], "o")
+            self.assert_absent(k)
+            self.assert_error(self.delete(self.key("never"), etag=etag), 409, "ERR_STATE_DELETE")
 
     @needs(ETAG)
     def test_first_write(self):
