@@ -36,6 +36,8 @@ struct App {
         AppSource source;
         AppHealth health;
         unsigned probe_failures;
+        unsigned probes_before_up; /* probes sent while the app has never been found healthy */
+        bool was_healthy;          /* found healthy at least once: probes at the configured interval */
         sd_event_source *probe_timer;
         void *probe_request;       /* in-flight probe (TransportCall), NULL if none */
         HttpListener *listener_unix;

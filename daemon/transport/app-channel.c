@@ -6,6 +6,7 @@
  * unhealthy; one success makes it healthy again.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,6 +16,8 @@
 #include "app-channel.h"
 #include "transport.h"
 
+#define APP_PROBE_FAST_FIRST_USEC (20 * 1000ULL)
+#define APP_PROBE_FAST_MAX_USEC (500 * 1000ULL)
 /* A probe's answer body is not looked at; past this size the app is odd, not down: cut it. */
 #define PROBE_ANSWER_MAX (1024 * 1024)
 
@@ -55,6 +58,8 @@ bool app_channel_is_down(const App *a) {
 static bool probe_apply(App *a, const TransportAnswer *ans) {
         AppHealth before = a->health;
         bool ok = ans && (!a->config->health_check_path || (ans->status >= 200 && ans->status < 300));
+        if (ok)
+                a->was_healthy = true;
         if (ok) {
                 a->probe_failures = 0;
                 a->health = APP_HEALTH_HEALTHY;
@@ -79,13 +84,32 @@ static void probe_done(TransportCall *tc, const TransportAnswer *ans, const Tran
 
 static const TransportHandler probe_handler = { .done = probe_done };
 
+/*
+ * Until an app is first found healthy it is probed quickly (20 ms, doubling up to 500 ms, never
+ * slower than the configured interval), then at the configured interval: daprd reads
+ * GET /dapr/subscribe (and /dapr/config) as soon as the app's port opens, and those follow the
+ * first healthy probe here (issue 14 part 5; with the default 5 s interval subscriptions
+ * started up to 5 s late).
+ */
+static uint64_t probe_interval(App *a) {
+        uint64_t d = APP_PROBE_FAST_FIRST_USEC;
+        if (a->was_healthy)
+                return a->config->health_probe_interval_usec;
+        for (unsigned i = 0; i < a->probes_before_up && d < APP_PROBE_FAST_MAX_USEC; i++)
+                d *= 2;
+        if (a->probes_before_up < UINT_MAX)
+                a->probes_before_up++;
+        d = d < APP_PROBE_FAST_MAX_USEC ? d : APP_PROBE_FAST_MAX_USEC;
+        return d < a->config->health_probe_interval_usec ? d : a->config->health_probe_interval_usec;
+}
+
 static int probe_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         App *a = userdata;
         Registry *r = a->registry;
 
         if (!r)
                 return 0;
-        (void) sd_event_source_set_time_relative(s, a->config->health_probe_interval_usec);
+        (void) sd_event_source_set_time_relative(s, probe_interval(a));
         if (a->probe_request)
                 return 0; /* the previous probe is still out: it will time out on its own */
         if (probe_send(r, a, &probe_handler, app_ref(a), (TransportCall **) &a->probe_request) < 0)
