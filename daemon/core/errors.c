@@ -42,6 +42,7 @@ static const struct {
         [DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER] = { "ERR_PUBSUB_CLOUD_EVENTS_SER", 500 },
         [DAPR_ERR_PUBSUB_EVENTS_SER] = { "ERR_PUBSUB_EVENTS_SER", 400 },
         [DAPR_ERR_INVOKE_OUTPUT_BINDING] = { "ERR_INVOKE_OUTPUT_BINDING", 500 },
+        [DAPR_ERR_API_UNIMPLEMENTED] = { "ERR_API_UNIMPLEMENTED", 501 },
 };
 
 const char *dapr_error_code(DaprError e) {

@@ -48,6 +48,7 @@ typedef enum DaprError {
         DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER,
         DAPR_ERR_PUBSUB_EVENTS_SER,
         DAPR_ERR_INVOKE_OUTPUT_BINDING,
+        DAPR_ERR_API_UNIMPLEMENTED,   /* 501: a Dapr API this mooringd does not serve */
         _DAPR_ERROR_MAX,
         _DAPR_ERROR_INVALID = -EINVAL,
 } DaprError;

@@ -53,3 +53,6 @@ char *http_unescape(const char *s, size_t len, bool plus_is_space);
 /* The daemon's table (http/routes.c). */
 extern const Route http_routes[];
 extern const size_t http_routes_n;
+/* Dapr APIs not served: consulted only when http_routes has no match. */
+extern const Route http_missing_routes[];
+extern const size_t http_missing_routes_n;

@@ -297,3 +297,42 @@ const Route http_routes[] = {
         { "GET", "/metrics", ROUTE_ADMIN | ROUTE_METRICS | ROUTE_NO_TOKEN, http_get_metrics },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);
+
+/*
+ * Dapr APIs this mooringd does not serve (issue 14 part 7): a clear error naming the API instead
+ * of service invocation's "failed getting app id". Only consulted when http_routes has no match,
+ * so a block's real route in http_routes replaces its entry here by itself.
+ */
+static const char *const missing_api_names[] = {
+        "actors", "secrets", "bindings", "configuration", "configuration", "configuration", "distributed lock",
+        "distributed lock", "state query", "state query", "cryptography", "workflows", "workflows", "jobs",
+        "conversation", "shutdown",
+};
+
+static int reply_missing_api(HttpRequest *r, const RouteMatch *m) {
+        size_t i = (size_t) (m->route - http_missing_routes);
+        return http_reply_error(r, DAPR_ERR_API_UNIMPLEMENTED, "the %s API (%s) is not available in this mooringd",
+                                i < ELEMENTSOF(missing_api_names) ? missing_api_names[i] : "requested",
+                                m->route->pattern);
+}
+
+const Route http_missing_routes[] = {
+        { "*", "/v1.0/actors/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0/secrets/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0/bindings/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0/configuration/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/configuration/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-beta1/configuration/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/lock/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/unlock/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/state/{store}/query", 0, reply_missing_api },
+        { "*", "/v1.0-beta1/state/{store}/query", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/crypto/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/workflows/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-beta1/workflows/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/jobs/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0-alpha1/conversation/{rest*}", 0, reply_missing_api },
+        { "*", "/v1.0/shutdown", 0, reply_missing_api },
+};
+const size_t http_missing_routes_n = ELEMENTSOF(http_missing_routes);
+_Static_assert(ELEMENTSOF(missing_api_names) == ELEMENTSOF(http_missing_routes), "one name per missing route");

@@ -726,6 +726,8 @@ static int dispatch(HttpRequest *r) {
         int k;
 
         k = router_match(http_routes, http_routes_n, method, url, &match);
+        if (k == 0)
+                k = router_match(http_missing_routes, http_missing_routes_n, method, url, &match);
         metrics_request_begin(r, k == 1 && route_allowed(c, match.route->flags) ? match.route : NULL);
         if ((c->via == LISTENER_METRICS || c->via == LISTENER_DASHBOARD) &&
             (k != 1 || !route_allowed(c, match.route->flags))) {
