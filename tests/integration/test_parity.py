@@ -239,6 +239,46 @@ class FieldNameCaseTest(DaemonTestCase):
         self.assertEqual(request(self.sock, "GET", "/v1.0/state/statestore/k").status, 204)
 
 
+class MissingApiTest(DaemonTestCase):
+    """Part 7: the routes of Dapr APIs that mooringd does not serve say so, naming the API; they
+    answered ERR_DIRECT_INVOKE "failed getting app id" before."""
+
+    def test_missing_apis_are_named(self):
+        d = self.daemon(apps={"a": "[App]\n"})
+        sock = d.app_socket("a")
+        # Only APIs no block serves yet on this build: once one is built, its own route answers.
+        for method, path, name in [("GET", "/v1.0/secrets/vault/k", "secrets"),
+                                   ("POST", "/v1.0/bindings/cron", "bindings"),
+                                   ("PUT", "/v1.0/actors/T/1/method/m", "actors"),
+                                   ("POST", "/v1.0-alpha1/crypto/c/encrypt", "cryptography"),
+                                   ("POST", "/v1.0-alpha1/jobs/j", "jobs")]:
+            r = request(sock, method, path, body=b"{}")
+            if r.status != 501 and r.json().get("errorCode") != "ERR_DIRECT_INVOKE":
+                continue  # served by a block now
+            self.assertEqual(r.status, 501, (path, r))
+            self.assertEqual(r.json()["errorCode"], "ERR_API_UNIMPLEMENTED", path)
+            self.assertIn(f"the {name} API", r.json()["message"], path)
+        # what is no Dapr API at all is still service invocation's
+        r = request(sock, "GET", "/v1.0/nothing")
+        self.assertEqual((r.status, r.json()["errorCode"]), (404, "ERR_DIRECT_INVOKE"))
+
+
+class EarlySubscribeTest(DaemonTestCase):
+    """Part 5: an app that comes up after the daemon is probed quickly until it first answers, so
+    its GET /dapr/subscribe is read then, not one probe interval (here 60 s) later."""
+
+    def test_subscriptions_read_when_the_app_comes_up(self):
+        tmp = tempfile.mkdtemp(prefix="mooring-parity-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        app = CaseApp(os.path.join(tmp, "sub.sock"))
+        d = self.daemon(apps={"sub": f"[App]\nAppAddress=unix:{app.path}\nHealthProbeInterval=60s\n"})
+        app.start()
+        self.addCleanup(app.stop)
+        # Far below the 60 s interval the old code waited; not a timing test, a which-schedule test.
+        wait_for(lambda: "Subscribed to topic cased (programmatic)" in d.log(), timeout=30,
+                 what="GET /dapr/subscribe soon after the app's socket opened")
+
+
 class CaseApp(BulkApp):
     def __init__(self, path):
         super().__init__(path)
