@@ -786,9 +786,10 @@ static void on_bulk_answered(TransportCall *tc, const TransportAnswer *ans, cons
                         continue;
                 for (size_t i = 0; i < bp->n; i++)
                         if (streq_ptr(bulk_entry_id(bp->entries[i]), id)) {
-                                v[i] = streq_ptr(status, "SUCCESS") ? PUBSUB_VERDICT_SUCCESS
-                                     : streq_ptr(status, "DROP")    ? PUBSUB_VERDICT_DROP
-                                                                    : PUBSUB_VERDICT_RETRY;
+                                v[i] = !status                    ? PUBSUB_VERDICT_RETRY
+                                     : streq(status, "SUCCESS") ? PUBSUB_VERDICT_SUCCESS
+                                     : streq(status, "DROP")    ? PUBSUB_VERDICT_DROP
+                                                                : PUBSUB_VERDICT_RETRY;
                                 break;
                         }
         }
