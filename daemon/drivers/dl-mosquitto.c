@@ -27,7 +27,9 @@ DLSYM_PROTOTYPE(mosquitto_socket) = NULL;
 DLSYM_PROTOTYPE(mosquitto_strerror) = NULL;
 DLSYM_PROTOTYPE(mosquitto_subscribe) = NULL;
 DLSYM_PROTOTYPE(mosquitto_subscribe_callback_set) = NULL;
+DLSYM_PROTOTYPE(mosquitto_sub_topic_check) = NULL;
 DLSYM_PROTOTYPE(mosquitto_threaded_set) = NULL;
+DLSYM_PROTOTYPE(mosquitto_topic_matches_sub) = NULL;
 DLSYM_PROTOTYPE(mosquitto_username_pw_set) = NULL;
 DLSYM_PROTOTYPE(mosquitto_validate_utf8) = NULL;
 DLSYM_PROTOTYPE(mosquitto_want_write) = NULL;
@@ -52,7 +54,9 @@ static const DlSym mosquitto_syms[] = {
         DLSYM(mosquitto_strerror),
         DLSYM(mosquitto_subscribe),
         DLSYM(mosquitto_subscribe_callback_set),
+        DLSYM(mosquitto_sub_topic_check),
         DLSYM(mosquitto_threaded_set),
+        DLSYM(mosquitto_topic_matches_sub),
         DLSYM(mosquitto_username_pw_set),
         DLSYM(mosquitto_validate_utf8),
         DLSYM(mosquitto_want_write),

@@ -53,6 +53,9 @@ static json_t *component_json(Registry *m, const Component *c) {
                 if (m->state_stores[i]->component == c)
                         for (const char *const *cap = state_store_capabilities(m->state_stores[i]); *cap; cap++)
                                 json_array_append_new(caps, json_string(*cap));
+        for (size_t i = 0; caps && i < m->n_pubsubs; i++)
+                if (m->pubsubs[i]->component == c && m->pubsubs[i]->driver->subscribe_wildcards)
+                        json_array_append_new(caps, json_string("SUBSCRIBE_WILDCARDS"));
         return json_pack("{s:s, s:s, s:s, s:o*}", "name", c->name, "type", c->type, "version", c->version,
                          "capabilities", caps);
 }

@@ -21,7 +21,7 @@ import threading
 from harness import DaemonTestCase, main, request, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-from servers import RedisServer  # noqa: E402
+from servers import MosquittoServer, RedisServer  # noqa: E402
 
 
 def redis_pubsub(host, name="bus"):
@@ -277,6 +277,62 @@ class EarlySubscribeTest(DaemonTestCase):
         # Far below the 60 s interval the old code waited; not a timing test, a which-schedule test.
         wait_for(lambda: "Subscribed to topic cased (programmatic)" in d.log(), timeout=30,
                  what="GET /dapr/subscribe soon after the app's socket opened")
+
+
+class WildcardApp(BulkApp):
+    def handle(self, method, path, headers, body):
+        if path == "/dapr/subscribe":
+            return 200, [{"pubsubname": "mqtt", "topic": "a/+/temperature", "route": "/plus"},
+                         {"pubsubname": "mqtt", "topic": "a/#", "route": "/hash"}]
+        if path in ("/plus", "/hash"):
+            with self.lock:
+                self.succeeded.append((path, json.loads(body)["data"]["n"]))
+            return 200, {"status": "SUCCESS"}
+        return 200, None
+
+
+class MqttWildcardTest(DaemonTestCase):
+    """Part 4: pubsub.mqtt3 subscriptions to a/+/temperature and a/# were refused ("Invalid
+    argument"); Dapr's MQTT component delivers what matches and says SUBSCRIBE_WILDCARDS."""
+
+    def test_wildcards(self):
+        broker = MosquittoServer()
+        self.addCleanup(broker.close)
+        broker.start()
+        tmp = tempfile.mkdtemp(prefix="mooring-parity-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        app = WildcardApp(os.path.join(tmp, "sub.sock")).start()
+        self.addCleanup(app.stop)
+        comp = ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mqtt\nspec:\n"
+                "  type: pubsub.mqtt3\n  version: v1\n  metadata:\n  - name: url\n"
+                f"    value: \"{broker.url}\"\n")
+        d = self.daemon(apps={"pub": "[App]\n", "sub": f"[App]\nAppAddress=unix:{app.path}\n"},
+                        components={"mqtt.yaml": comp})
+        wait_for(lambda: d.log().count("Subscribed to topic a/") >= 2, what="both wildcard subscriptions")
+        md = request(d.app_socket("pub"), "GET", "/v1.0/metadata").json()
+        caps = [c.get("capabilities") for c in md["components"] if c["name"] == "mqtt"]
+        self.assertEqual(caps, [["SUBSCRIBE_WILDCARDS"]])
+        sock = d.app_socket("pub")
+        # the subscriptions reach the broker asynchronously: publish until the first arrives
+        def first():
+            request(sock, "POST", "/v1.0/publish/mqtt/a/0/temperature", body=b'{"n": 0}',
+                    headers={"Content-Type": "application/json"})
+            with app.lock:
+                return ("/plus", 0) in app.succeeded and ("/hash", 0) in app.succeeded
+        wait_for(first, interval=0.2, what="the first message through both filters")
+        for n, topic in [(1, "a/1/temperature"), (2, "a/2/humidity"), (3, "b/1/temperature")]:
+            r = request(sock, "POST", f"/v1.0/publish/mqtt/{topic}", body=json.dumps({"n": n}).encode(),
+                        headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 204, r)
+        wait_for(lambda: ("/plus", 1) in app.succeeded and ("/hash", 2) in app.succeeded, what="deliveries")
+        with app.lock:
+            got = [x for x in app.succeeded if x[1] != 0]
+        self.assertEqual(sorted(got), [("/hash", 1), ("/hash", 2), ("/plus", 1)])
+        # a topic with a wildcard is no topic to publish to
+        r = request(sock, "POST", "/v1.0/publish/mqtt/a/%2B/temperature", body=b"{}",
+                    headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("a/+/temperature", r.json()["message"])
 
 
 class CaseApp(BulkApp):

@@ -407,6 +407,33 @@ static void pss_settle(PssSub *s, PubsubDelivery *d, PubsubOutcome o, uint64_t r
         s->suite->driver->settle(d, o, retry_usec);
 }
 
+/* MQTT filter matching (+ one level, # the rest), for drivers with subscribe_wildcards. */
+static bool pss_topic_matches(const char *filter, const char *topic) {
+        for (;;) {
+                if (filter[0] == '#')
+                        return true;
+                if (filter[0] == '+') {
+                        topic += strcspn(topic, "/");
+                        filter++;
+                } else {
+                        size_t n = strcspn(filter, "/");
+                        if (strncmp(filter, topic, n) != 0 || (topic[n] != '/' && topic[n] != 0))
+                                return false;
+                        filter += n;
+                        topic += n;
+                }
+                if (!*filter || !*topic)
+                        return !*filter && !*topic;
+                /* both at a '/' */
+                if (*filter != '/' || *topic != '/')
+                        return false;
+                filter++;
+                topic++;
+                if (!*topic && filter[0] == '#')
+                        return true;
+        }
+}
+
 static void pss_on_deliver(PubsubSubscription *sub, PubsubDelivery *d, const PubsubMessage *msg,
                            void *userdata) {
         PssSub *s = userdata;
@@ -424,7 +451,8 @@ static void pss_on_deliver(PubsubSubscription *sub, PubsubDelivery *d, const Pub
         }
         if (sub != s->sub)
                 pss_bad(S, "deliver() with a subscription handle other than subscribe() returned");
-        if (!msg || !msg->topic || !streq(msg->topic, s->topic))
+        if (!msg || !msg->topic ||
+            !(streq(msg->topic, s->topic) || (S->driver->subscribe_wildcards && pss_topic_matches(s->topic, msg->topic))))
                 pss_bad(S, "deliver() for topic '%s' on a subscription of '%s'",
                         msg && msg->topic ? msg->topic : "(null)", s->topic);
         if (!msg || (msg->len > 0 && !msg->data)) {

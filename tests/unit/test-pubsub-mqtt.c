@@ -394,13 +394,57 @@ TEST(hostname_and_credentials) {
         pss_wait_published(&S, p, 3);
         PSS_WAIT(&S, pss_distinct(s, 0, 3) == 3);
 
-        /* Wildcards and '$' topics are refused, not subscribed to. */
+        /* Misplaced wildcards and '$' topics are refused, not subscribed to. */
         PubsubSubscription *x = NULL;
-        ASSERT_ERROR(pubsub_mqtt_driver.subscribe(b, "a/+", "app", 1, pss_on_deliver, s, &x), EINVAL);
-        ASSERT_ERROR(pubsub_mqtt_driver.subscribe(b, "a/#", "app", 1, pss_on_deliver, s, &x), EINVAL);
+        ASSERT_ERROR(pubsub_mqtt_driver.subscribe(b, "a/b+", "app", 1, pss_on_deliver, s, &x), EINVAL);
+        ASSERT_ERROR(pubsub_mqtt_driver.subscribe(b, "a/#/c", "app", 1, pss_on_deliver, s, &x), EINVAL);
         ASSERT_ERROR(pubsub_mqtt_driver.subscribe(b, "$SYS/x", "app", 1, pss_on_deliver, s, &x), EINVAL);
         ASSERT_ERROR(pubsub_mqtt_driver.subscribe(b, "t", "a/b", 1, pss_on_deliver, s, &x), EINVAL);
         ASSERT_ERROR(pubsub_mqtt_driver.publish(b, "a/#", "x", 1, NULL, 0, pss_on_published, p), EINVAL);
+        pss_case_done(&S);
+}
+
+/*
+ * Wildcard subscriptions (issue 14 part 4): a/+/temperature and a/# of one group (overlapping:
+ * mosquitto sends the group's session one copy for both) and a/# of another each get every matching message once,
+ * with the message's own topic; what matches no filter is not delivered.
+ */
+TEST(wildcards) {
+        static Pss S;
+        enum { N = 4 };
+        PssPub p[2 * N + 1];
+
+        case_begin(&S, "wildcards");
+        _cleanup_free_ char *base = pss_name(&S, "w"), *plus = NULL, *hash = NULL, *t1 = NULL, *t2 = NULL,
+                            *off = NULL, *probe = NULL;
+        ASSERT_TRUE(asprintf(&plus, "%s/+/temperature", base) > 0 && asprintf(&hash, "%s/#", base) > 0 &&
+                    asprintf(&t1, "%s/1/temperature", base) > 0 && asprintf(&t2, "%s/2/humidity", base) > 0 &&
+                    asprintf(&off, "%s-other/1/temperature", base) > 0 &&
+                    asprintf(&probe, "%s/probe/temperature", base) > 0);
+        PubsubBroker *b = pss_open(&S);
+        PssSub *sp = pss_subscribe(&S, b, plus, "app", 8, PSS_ACK);
+        PssSub *sh = pss_subscribe(&S, b, hash, "app", 8, PSS_ACK);
+        PssSub *so = pss_subscribe(&S, b, hash, "other", 8, PSS_ACK);
+        /* ready: a probe on a topic every filter matches reaches each subscription */
+        PssSub *subs[] = { sp, sh, so };
+        for (size_t i = 0; i < ELEMENTSOF(subs); i++) {
+                char *filter = subs[i]->topic;
+                subs[i]->topic = probe;
+                pss_sub_ready(&S, subs[i]);
+                subs[i]->topic = filter;
+        }
+        pss_publish_keys(&S, b, t1, 0, N, p);
+        pss_publish_keys(&S, b, t2, N, N, p + N);
+        pss_publish_keys(&S, b, off, 2 * N, 1, p + 2 * N);
+        pss_wait_published(&S, p, 2 * N + 1);
+        PSS_WAIT(&S, pss_distinct(sp, 0, N) == N && pss_distinct(sh, 0, 2 * N) == 2 * N &&
+                         pss_distinct(so, 0, 2 * N) == 2 * N);
+        pss_run_for(&S, PSS_QUIET_MS);
+        PSS_ASSERT_EXACTLY_ONCE(&S, sp, 0, N);
+        PSS_ASSERT_EXACTLY_ONCE(&S, sh, 0, 2 * N);
+        PSS_ASSERT_EXACTLY_ONCE(&S, so, 0, 2 * N);
+        ASSERT_EQ(pss_count(sp, N), 0);          /* humidity is not a/+/temperature */
+        ASSERT_EQ(pss_count(sh, 2 * N), 0);      /* nor is the other tree */
         pss_case_done(&S);
 }
 

@@ -130,6 +130,9 @@ struct PubsubDriver {
                          PubsubDeliverFn deliver, void *userdata, PubsubSubscription **ret);
         void (*unsubscribe)(PubsubSubscription *s);
         void (*settle)(PubsubDelivery *d, PubsubOutcome outcome, uint64_t retry_after_usec);
+        /* subscribe() takes MQTT-style wildcard filters (Dapr's SUBSCRIBE_WILDCARDS); deliveries carry
+         * the message's own topic */
+        bool subscribe_wildcards;
 };
 
 /* Registry (registry.c): by type or alias; NULL if unknown. */

@@ -24,9 +24,18 @@
  * app G share its messages; different apps each get every message). MQTT
  * 3.1.1 has no subscription identifiers, which is why each group has its own
  * connection: a message's topic then names its subscription. Mosquitto 2.x
- * serves $share to MQTT 3.1.1 clients too. Topics containing MQTT wildcards
- * (+ #) or starting with '$', and groups containing / + #, are refused
- * (-EINVAL): they would subscribe to something else than they name.
+ * serves $share to MQTT 3.1.1 clients too.
+ *
+ * Wildcards (issue 14 part 4), as Dapr's MQTT component: a subscription's
+ * topic may be a filter ("a/+/temperature", "a/#"), shared the same way
+ * ("$share/G/a/#"); a publish names one topic (no + or #). A message is
+ * delivered with its own topic, to the stream (group, filter) whose filter
+ * it matches; the spool keeps it under the filter (and its own topic in
+ * msg_topic). Mosquitto hands a session one copy of a message however many
+ * of its subscriptions match, so with overlapping filters of one group
+ * (a/+/t and a/#) the copy is spooled once per matching filter and every
+ * subscription gets it. Topics starting with '$', and groups containing
+ * / + #, are refused (-EINVAL).
  *
  * MQTT 3.1.1 carries no headers: publish metadata is dropped (the block's
  * CloudEvent envelope carries what Dapr needs in the payload). The engine has
@@ -199,7 +208,8 @@ struct PubsubDelivery {
         int64_t id;                  /* spool row id; 0 until committed */
         char *group;                 /* until committed: which stream it belongs to */
         uint64_t conn_serial;        /* until committed: the connection attempt it came on */
-        char *topic;
+        char *topic;                 /* its stream's topic (a filter for a wildcard subscription) */
+        char *msg_topic;             /* the topic it was published to, when that differs; else NULL */
         void *data;
         size_t len;
         unsigned attempt;            /* deliveries so far */
@@ -275,6 +285,7 @@ static void msg_free(MqttMsg *m) {
                 return;
         free(m->group);
         free(m->topic);
+        free(m->msg_topic);
         free(m->data);
         free(m);
 }
@@ -348,6 +359,7 @@ struct MqttConn {
         bool abort;                  /* set inside a libmosquitto callback: drop the connection after it */
         char *abort_reason;          /* why (may be NULL on OOM) */
         char *last_error;            /* why there is no connection */
+        char **filters;              /* every topic this connection subscribed to (the broker keeps them) */
 };
 
 typedef struct PubList {
@@ -380,10 +392,11 @@ typedef enum SpoolStmt {
 } SpoolStmt;
 
 static const char *const spool_sql[_SPOOL_MAX] = {
-        [SPOOL_INSERT] = "INSERT INTO spool (grp, topic, payload, attempt, received) VALUES (?1, ?2, ?3, 0, ?4)",
+        [SPOOL_INSERT] = ("INSERT INTO spool (grp, topic, payload, attempt, received, msg_topic) "
+                          "VALUES (?1, ?2, ?3, 0, ?4, ?5)"),
         [SPOOL_DELETE] = "DELETE FROM spool WHERE id = ?1",
         [SPOOL_UPDATE] = "UPDATE spool SET attempt = ?2 WHERE id = ?1",
-        [SPOOL_LOAD] = ("SELECT id, payload, attempt FROM spool WHERE grp = ?1 AND topic = ?2 AND id > ?3 "
+        [SPOOL_LOAD] = ("SELECT id, payload, attempt, msg_topic FROM spool WHERE grp = ?1 AND topic = ?2 AND id > ?3 "
                         "ORDER BY id LIMIT ?4"),
         [SPOOL_BEGIN] = "BEGIN IMMEDIATE",
         [SPOOL_COMMIT] = "COMMIT",
@@ -398,8 +411,11 @@ static const char spool_schema[] =
         " topic TEXT NOT NULL,"
         " payload BLOB NOT NULL,"
         " attempt INTEGER NOT NULL DEFAULT 0,"
-        " received INTEGER NOT NULL);"
+        " received INTEGER NOT NULL,"
+        " msg_topic TEXT);"                 /* NULL: the same as topic */
         "CREATE INDEX IF NOT EXISTS spool_stream ON spool (grp, topic, id);";
+/* A spool from before wildcards: the column is added (the error for one that has it is ignored). */
+static const char spool_migrate[] = "ALTER TABLE spool ADD COLUMN msg_topic TEXT";
 
 /* The SQLite connection: used on the loop thread by open() only, then only by the worker. */
 typedef struct Spool {
@@ -564,14 +580,17 @@ static const char *mosq_error(int rc, int err, char *buf, size_t size) {
         return buf;
 }
 
-/* A Dapr topic usable as an MQTT topic name and, after "$share/<group>/", as a filter. */
-static int topic_check(const char *topic) {
+/* A Dapr topic usable as an MQTT topic name (publish) or, after "$share/<group>/", as a filter
+ * (subscribe: wildcards where MQTT allows them, + for a whole level, # as the last one). */
+static int topic_check(const char *topic, bool filter) {
         size_t n;
 
         if (!topic || !*topic || topic[0] == '$')
                 return -EINVAL;
         n = strlen(topic);
-        if (n > 65535 - 64 || strpbrk(topic, "+#"))
+        if (n > 65535 - 64 || (!filter && strpbrk(topic, "+#")))
+                return -EINVAL;
+        if (filter && sym_mosquitto_sub_topic_check(topic) != MOSQ_ERR_SUCCESS)
                 return -EINVAL;
         if (sym_mosquitto_validate_utf8(topic, (int) n) != MOSQ_ERR_SUCCESS)
                 return -EINVAL;
@@ -684,6 +703,8 @@ static void job_run_writes(SpoolJob *j) {
                 (void) sqlite3_bind_text(st, 2, m->topic, -1, SQLITE_STATIC);
                 (void) sqlite3_bind_blob64(st, 3, m->len > 0 ? m->data : "", m->len, SQLITE_STATIC);
                 (void) sqlite3_bind_int64(st, 4, j->now_realtime_usec);
+                if (m->msg_topic)
+                        (void) sqlite3_bind_text(st, 5, m->msg_topic, -1, SQLITE_STATIC);
                 rc = step_done(st);
                 (void) sqlite3_clear_bindings(st);
                 if (rc != 0) {
@@ -742,8 +763,10 @@ static void job_run_load(SpoolJob *j, SpoolLoad *L) {
                 m->id = sqlite3_column_int64(st, 0);
                 m->attempt = (unsigned) sqlite3_column_int64(st, 2);
                 m->topic = strdup(L->topic);
+                const char *mt = (const char *) sqlite3_column_text(st, 3);
+                m->msg_topic = mt ? strdup(mt) : NULL;
                 m->data = malloc(n + 1); /* + 1: never malloc(0); deliver() gets a pointer either way */
-                if (!m->topic || !m->data) {
+                if (!m->topic || !m->data || (mt && !m->msg_topic)) {
                         msg_free(m);
                         L->failed = true;
                         break;
@@ -1071,6 +1094,8 @@ static int spool_open(MqttBroker *b, char **reterr_msg) {
                 return -EIO;
         }
         rc = sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+                (void) sqlite3_exec(sp->db, spool_migrate, NULL, NULL, NULL);
         for (size_t i = 0; rc == SQLITE_OK && i < _SPOOL_MAX; i++)
                 rc = sqlite3_prepare_v3(sp->db, spool_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sp->stmt[i], NULL);
         if (rc != SQLITE_OK)
@@ -1221,7 +1246,7 @@ static int on_dispatch(sd_event_source *es, void *userdata) {
 
                 snprintf(id, sizeof(id), "%" PRId64, m->id);
                 PubsubMessage pm = {
-                        .topic = m->topic,
+                        .topic = m->msg_topic ?: m->topic,
                         .data = m->data,
                         .len = m->len,
                         .id = id,
@@ -1404,6 +1429,7 @@ static void conn_free(MqttConn *c) {
         free(c->group);
         free(c->client_id);
         free(c->last_error);
+        strv_free(c->filters);
         free(c);
 }
 
@@ -1513,7 +1539,7 @@ static void conn_send_subscribe(MqttConn *c, const char *topic) {
         _cleanup_free_ char *filter = strdup_printf("$share/%s/%s", c->group, topic);
         int rc;
 
-        if (!filter) {
+        if (!filter || (!strv_contains(c->filters, topic) && strv_extend(&c->filters, topic) < 0)) {
                 conn_set_abort(c, "mqtt: out of memory");
                 return;
         }
@@ -1562,6 +1588,22 @@ static void on_subscribe(struct mosquitto *mosq, void *userdata, int mid, int qo
 }
 
 /*
+ * The stream topics a message on topic belongs to: every filter this connection subscribed to that
+ * it matches (at most max), or topic itself when it matches none.
+ */
+static size_t stream_topics_for(MqttConn *c, const char *topic, const char **ret, size_t max) {
+        size_t k = 0;
+        for (char **f = c->filters; f && *f && k < max; f++) {
+                bool hit = false;
+                if (sym_mosquitto_topic_matches_sub(*f, topic, &hit) == MOSQ_ERR_SUCCESS && hit)
+                        ret[k++] = *f;
+        }
+        if (k == 0)
+                ret[k++] = topic;
+        return k;
+}
+
+/*
  * A message arrived; libmosquitto has already queued its PUBACK. It goes into the spool's next
  * commit, and the connection writes nothing until that commit is done.
  */
@@ -1574,24 +1616,34 @@ static void on_message(struct mosquitto *mosq, void *userdata, const struct mosq
 
         if (!c->group || !msg->topic)
                 return;
-        m = calloc(1, sizeof(*m));
-        if (m) {
-                m->topic = strdup(msg->topic);
-                m->group = strdup(c->group);
-                m->data = malloc(len + 1);
+        /* Mosquitto sends a session one copy of a message however many of its shared subscriptions
+         * match (a/+/t and a/# of one group): each matching stream gets its own. */
+        const char *keys[16];
+        size_t k = stream_topics_for(c, msg->topic, keys, ELEMENTSOF(keys));
+        for (size_t i = 0; i < k; i++) {
+                m = calloc(1, sizeof(*m));
+                if (m) {
+                        m->topic = strdup(keys[i]);
+                        if (!streq(keys[i], msg->topic))
+                                m->msg_topic = strdup(msg->topic);
+                        m->group = strdup(c->group);
+                        m->data = malloc(len + 1);
+                }
+                j = m && m->topic && m->group && m->data && (m->msg_topic || streq(m->topic, msg->topic))
+                            ? spool_acc(b)
+                            : NULL;
+                if (!j) {
+                        msg_free(m);
+                        conn_set_abort(c, "mqtt: out of memory receiving a message");
+                        return;
+                }
+                if (len > 0)
+                        memcpy(m->data, msg->payload, len);
+                m->len = len;
+                m->conn_serial = c->serial;
+                msg_append(&j->ins, m);
+                c->n_uncommitted++;
         }
-        j = m && m->topic && m->group && m->data ? spool_acc(b) : NULL;
-        if (!j) {
-                msg_free(m);
-                conn_set_abort(c, "mqtt: out of memory receiving a message");
-                return;
-        }
-        if (len > 0)
-                memcpy(m->data, msg->payload, len);
-        m->len = len;
-        m->conn_serial = c->serial;
-        msg_append(&j->ins, m);
-        c->n_uncommitted++;
 }
 
 static void on_publish(struct mosquitto *mosq, void *userdata, int mid) {
@@ -1863,7 +1915,7 @@ static int mqtt_publish(PubsubBroker *base, const char *topic, const void *data,
         assert(done);
         if (b->closing)
                 return -ECANCELED;
-        r = topic_check(topic);
+        r = topic_check(topic, false);
         if (r < 0)
                 return r;
         if (len > MQTT_PAYLOAD_MAX - 2 - strlen(topic) - 2)
@@ -1915,7 +1967,7 @@ static int mqtt_subscribe(PubsubBroker *base, const char *topic, const char *gro
         assert(deliver && ret);
         if (b->closing)
                 return -ECANCELED;
-        if (topic_check(topic) < 0 || group_check(group) < 0 || max_in_flight == 0)
+        if (topic_check(topic, true) < 0 || group_check(group) < 0 || max_in_flight == 0)
                 return -EINVAL;
 
         s = calloc(1, sizeof(*s));
@@ -2335,4 +2387,5 @@ const PubsubDriver pubsub_mqtt_driver = {
         .subscribe = mqtt_subscribe,
         .unsubscribe = mqtt_unsubscribe,
         .settle = mqtt_settle,
+        .subscribe_wildcards = true,
 };
