@@ -24,10 +24,11 @@ BUILD_DEPS=(meson ninja-build gcc binutils pkg-config libsystemd-dev libhttp-par
 # limits) and unshare (a private mount namespace for the journal test), mount
 # the mounts in it; gdbus (libglib2.0-bin) shows D-Bus error names; the state
 # and pub/sub drivers' tests start real PostgreSQL, Redis and Mosquitto servers
-# on loopback/Unix sockets; prometheus (with promtool) scrapes the daemon in the metrics test.
+# on loopback/Unix sockets; prometheus (with promtool) scrapes the daemon in the metrics test;
+# openssl makes the certificates of the TLS tests.
 TEST_DEPS=(systemd dbus-daemon curl groff-base gettext polkitd util-linux mount libglib2.0-bin
            clang libclang-rt-14-dev python3-dbus python3-gi postgresql redis-server redis-tools mosquitto
-           prometheus)
+           prometheus openssl)
 
 install_deps() {
         local missing=()

@@ -42,7 +42,9 @@
 #include "../../util/cleanup.h"
 #include "../../core/component.h"
 #include "../../util/strv.h"
+#include "../../util/log.h"
 #include "../dl-libpq.h"
+#include "../pg-conninfo.h"
 #include "driver.h"
 
 #define PG_USEC_PER_MSEC UINT64_C(1000)
@@ -1026,6 +1028,17 @@ static int pg_open(StateStore *s, char **reterr_msg) {
         v = component_get_string(s->component, "connectionString");
         if (!v || !*v)
                 return open_fail(reterr_msg, "metadata field 'connectionString' is required");
+        /* pgx's spelling (database=, pool_*), as Dapr's component takes it, made libpq's */
+        _cleanup_erase_free_ char *conninfo = NULL; /* may hold a password */
+        _cleanup_strv_free_ char **ignored = NULL;
+        r = pg_conninfo_for_libpq(v, &conninfo, &ignored);
+        if (r < 0)
+                return r;
+        for (char **k = ignored; k && *k; k++)
+                log_struct(LOG_WARNING, 0, NULL, s->name,
+                           "Component '%s': connectionString setting '%s' is pgx's connection pool's and is "
+                           "ignored here.", s->name, *k);
+        v = conninfo;
         opts = sym_PQconninfoParse(v, &err);
         if (!opts) {
                 _cleanup_free_ char *m = pg_message_dup(err ?: "out of memory");
@@ -1033,9 +1046,7 @@ static int pg_open(StateStore *s, char **reterr_msg) {
                 return open_fail(reterr_msg, "metadata field 'connectionString': %s", strna(m));
         }
         sym_PQconninfoFree(opts);
-        p->conninfo = strdup(v);
-        if (!p->conninfo)
-                return -ENOMEM;
+        p->conninfo = TAKE_PTR(conninfo);
 
         v = component_get_string(s->component, "tableName");
         r = pg_table_names(v ?: "state", &table, &seq, &index);
