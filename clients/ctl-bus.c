@@ -309,6 +309,20 @@ int ctl_bus_get_components(const CtlOptions *o, CtlComponentList *ret) {
         if (r < 0)
                 return bad_reply(what, r);
 
+        /* Why some could not be loaded (ComponentErrors); a daemon without the property has none to say. */
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *errors = NULL;
+        sd_bus_error_free(&error);
+        if (sd_bus_get_property(bus, CTL_BUS_NAME, CTL_BUS_PATH, CTL_BUS_INTERFACE, "ComponentErrors", &error,
+                                &errors, "a(ss)") >= 0 &&
+            sd_bus_message_enter_container(errors, 'a', "(ss)") >= 0) {
+                const char *name, *why;
+                while ((r = sd_bus_message_read(errors, "(ss)", &name, &why)) > 0)
+                        if (ctl_component_list_set_error(&list, name, why) < 0)
+                                return ctl_log_oom();
+                if (r < 0)
+                        return bad_reply(what, r);
+        }
+
         ctl_component_list_sort(&list);
         *ret = list;
         list = (CtlComponentList) {};

@@ -457,12 +457,15 @@ int ctl_http_get_components(const CtlOptions *o, CtlComponentList *ret) {
         }
 
         json_array_foreach(reply, i, item) {
-                const char *name, *type = NULL, *version = NULL, *file = NULL;
+                const char *name, *type = NULL, *version = NULL, *file = NULL, *error = NULL;
 
-                if (json_unpack_ex(item, &jerr, 0, "{s:s, s?s, s?s, s?s}",
-                                   "name", &name, "type", &type, "version", &version, "file", &file) < 0)
+                if (json_unpack_ex(item, &jerr, 0, "{s:s, s?s, s?s, s?s, s?s}",
+                                   "name", &name, "type", &type, "version", &version, "file", &file,
+                                   "error", &error) < 0)
                         return bad_json(route, &jerr);
                 r = ctl_component_list_add(&list, name, type, version, file);
+                if (r >= 0 && error)
+                        r = ctl_component_list_set_error(&list, name, error);
                 if (r < 0)
                         return ctl_log_oom();
         }

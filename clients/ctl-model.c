@@ -90,6 +90,7 @@ static void component_done(CtlComponent *c) {
         free(c->type);
         free(c->version);
         free(c->file);
+        free(c->error);
 }
 
 void ctl_component_list_done(CtlComponentList *l) {
@@ -100,6 +101,18 @@ void ctl_component_list_done(CtlComponentList *l) {
 }
 
 /* Append a copy of one component to *l. Returns 0 or -ENOMEM. */
+int ctl_component_list_set_error(CtlComponentList *l, const char *name, const char *error) {
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i].name, name)) {
+                        char *e = strdup(error);
+                        if (!e)
+                                return -ENOMEM;
+                        free(l->items[i].error);
+                        l->items[i].error = e;
+                }
+        return 0;
+}
+
 int ctl_component_list_add(CtlComponentList *l, const char *name, const char *type,
                            const char *version, const char *file) {
         CtlComponent c = {
@@ -107,10 +120,11 @@ int ctl_component_list_add(CtlComponentList *l, const char *name, const char *ty
                 .type = strdup(strempty(type)),
                 .version = strdup(strempty(version)),
                 .file = strdup(strempty(file)),
+                .error = strdup(""),
         };
         CtlComponent *items;
 
-        if (!c.name || !c.type || !c.version || !c.file)
+        if (!c.name || !c.type || !c.version || !c.file || !c.error)
                 goto oom;
         items = reallocarray(l->items, l->n + 1, sizeof(CtlComponent));
         if (!items)

@@ -198,12 +198,13 @@ static void component_row(const void *list, size_t i, const char **cells) {
         cells[1] = c->type;
         cells[2] = c->version;
         cells[3] = c->file;
+        cells[4] = c->error;
 }
 
-/* "components": table NAME TYPE VERSION FILE, or a JSON array. */
+/* "components": table NAME TYPE VERSION FILE ERROR (why one could not be loaded), or a JSON array. */
 int ctl_print_components(const CtlComponentList *l, bool json) {
-        static const char *const header[] = { "NAME", "TYPE", "VERSION", "FILE" };
-        static const char *const keys[] = { "name", "type", "version", "file" };
+        static const char *const header[] = { "NAME", "TYPE", "VERSION", "FILE", "ERROR" };
+        static const char *const keys[] = { "name", "type", "version", "file", "error" };
         return print_string_rows(l, l->n, component_row, header, keys, ELEMENTSOF(header), json,
                                  "No components loaded.");
 }

@@ -72,6 +72,7 @@ typedef struct CtlComponent {
         char *type;
         char *version;
         char *file;
+        char *error;       /* why it could not be loaded; "" when it was */
 } CtlComponent;
 
 /* One state item as GetState returned it; data is NUL-terminated for convenience. */
@@ -180,6 +181,8 @@ int ctl_app_list_add(CtlAppList *l, const char *id, const char *app_address,
                      const char *http_socket, uint16_t http_port, const char *health);
 void ctl_app_list_sort(CtlAppList *l);
 void ctl_component_list_done(CtlComponentList *l);
+/* Sets the error of the component named name (why it could not be loaded). */
+int ctl_component_list_set_error(CtlComponentList *l, const char *name, const char *error);
 int ctl_component_list_add(CtlComponentList *l, const char *name, const char *type,
                            const char *version, const char *file);
 void ctl_component_list_sort(CtlComponentList *l);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -721,6 +722,7 @@ typedef struct InstanceKind {
         int (*open)(Registry *r, Component *c, void **ret, char **reterr_msg);
         void (*close)(Registry *r, void *instance);
         Component *(*component)(void *instance);
+        const char *const *block_keys; /* metadata the block reads later, not at open */
 } InstanceKind;
 
 static int state_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
@@ -746,8 +748,30 @@ static Component *pubsub_component_any(void *i) {
         return ((PubsubBroker *) i)->component;
 }
 
-static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any };
-static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any };
+static const char *const state_block_keys[] = { "keyPrefix", "maxOperationsPerRequest", "actorStateStore", NULL };
+static const char *const pubsub_block_keys[] = { "allowedTopics", "publishingScopes", "subscriptionScopes",
+                                                  "concurrency", NULL };
+static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any,
+                                         state_block_keys };
+static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any,
+                                          pubsub_block_keys };
+
+/* Metadata that neither the driver nor the block reads does nothing here: say so, by name and line,
+ * instead of ignoring it silently (issue 14 part 6). */
+static void warn_unused_metadata(const Component *c, const InstanceKind *k) {
+        /* (a kind without block_keys, bindings for now, is not checked: its block may read more later) */
+        for (size_t i = 0; k->block_keys && i < c->n_items; i++) {
+                const ComponentItem *it = &c->items[i];
+                bool known = it->used;
+                for (const char *const *b = k->block_keys; b && *b && !known; b++)
+                        known = strcasecmp(*b, it->name) == 0;
+                if (!known)
+                        log_struct(LOG_WARNING, 0, NULL, c->name,
+                                   "%s:%u: component '%s' (%s): metadata field '%s' is not supported by mooring "
+                                   "and is ignored.", strna(c->file), it->line ?: c->line, c->name, c->type,
+                                   it->name);
+        }
+}
 static int binding_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
         return binding_open(r, c, (Binding **) ret, reterr_msg);
 }
@@ -776,6 +800,37 @@ static void *keep_previous_instance(Manager *m, const InstanceKind *k, void **li
                 return found;
         }
         return NULL;
+}
+
+/*
+ * Why a driver refused c, at the line of the metadata item its message names ("metadata field
+ * 'connectionString': ...", "url: ...") when there is one, else at the document's start: in a
+ * long component the offending line, not the first (issue 14 part 6).
+ */
+static void conf_error_for_open(ConfError *e, const Component *c, const char *what, const char *msg) {
+        const ComponentItem *at = NULL;
+        for (size_t i = 0; i < c->n_items && !at; i++) {
+                const char *name = c->items[i].name;
+                size_t n = strlen(name);
+                _cleanup_free_ char *quoted = NULL;
+                if (n == 0 || !c->items[i].line)
+                        continue;
+                if ((strneq(msg, name, n) && (msg[n] == ':' || msg[n] == ' ')) ||
+                    (asprintf(&quoted, "'%s'", name) >= 0 && strstr(msg, quoted)))
+                        at = &c->items[i];
+        }
+        _cleanup_free_ char *field = NULL;
+        if (at && asprintf(&field, "spec.metadata.%s", at->name) < 0)
+                field = NULL;
+        conf_error_set(e, c->file, at ? at->line : c->line, field ?: "spec.metadata", "%s '%s' (%s): %s", what,
+                       c->name, c->type, msg);
+}
+
+/* A component that could not be loaded stays listed with why (admin API, mooringctl), and out of
+ * the Dapr metadata API, as in Dapr. */
+static void note_load_error(Component *c, const ConfError *e) {
+        free(c->load_error);
+        c->load_error = conf_error_format(e);
 }
 
 /* One open instance per component of the kind: unchanged components keep theirs (and what is
@@ -813,8 +868,10 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         if (found) {
                                 registry_log_conf_kept(m->registry, &re);
                                 n[kept++] = found;
-                        } else
+                        } else {
                                 registry_log_conf_error(m->registry, &re);
+                                note_load_error(c, &re);
+                        }
                         conf_error_done(&re);
                         continue;
                 }
@@ -825,18 +882,20 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                 }
                 if (r < 0) {
                         ConfError e = {};
-                        conf_error_set(&e, c->file, c->line, "spec.metadata", "%s '%s' (%s): %s", k->what, c->name,
-                                       c->type, msg ?: strerror(-r));
+                        conf_error_for_open(&e, c, k->what, msg ?: strerror(-r));
                         found = keep_previous_instance(m, k, *list, *n_list, i);
                         if (found) {
                                 registry_log_conf_kept(m->registry, &e);
                                 n[kept++] = found;
-                        } else
+                        } else {
                                 registry_log_conf_error(m->registry, &e);
+                                note_load_error(c, &e);
+                        }
                         conf_error_done(&e);
                         continue;
                 }
                 log_struct(LOG_INFO, 0, NULL, c->name, "%c%s ready (%s).", k->what[0] - 32, k->what + 1, c->type);
+                warn_unused_metadata(c, k);
                 n[kept++] = found;
         }
         for (size_t j = 0; j < *n_list; j++)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../util/strv.h"
 #include "component.h"
@@ -42,6 +43,7 @@ static Component *component_free(Component *c) {
         free(c->secret_store);
         strv_free(c->scopes);
         free(c->file);
+        free(c->load_error);
         free(c);
         return NULL;
 }
@@ -79,10 +81,17 @@ bool component_in_scope(const Component *c, const char *app_id) {
 }
 
 const char *component_get_string(const Component *c, const char *name) {
-        for (size_t i = 0; i < c->n_items; i++)
+        ComponentItem *it = NULL;
+        for (size_t i = 0; i < c->n_items && !it; i++)
                 if (streq(c->items[i].name, name))
-                        return c->items[i].value;
-        return NULL;
+                        it = &c->items[i];
+        for (size_t i = 0; i < c->n_items && !it; i++)
+                if (strcasecmp(c->items[i].name, name) == 0)
+                        it = &c->items[i];
+        if (!it)
+                return NULL;
+        it->used = true;
+        return it->value;
 }
 
 static bool item_equal(const ComponentItem *a, const ComponentItem *b) {

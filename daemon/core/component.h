@@ -23,6 +23,7 @@ typedef struct ComponentItem {
         char *secret_key;  /* secretKeyRef.key (defaults to the name) */
         char *env_ref;
         bool resolved;     /* value was filled from envRef or secretKeyRef: wiped on free */
+        bool used;         /* read through component_get_string() (what is never read is warned about) */
         unsigned line;
 } ComponentItem;
 
@@ -40,6 +41,7 @@ typedef struct Component {
         char **scopes;       /* NULL or empty = every app */
         char *file;
         unsigned line;       /* line of the document's start */
+        char *load_error;    /* it could not be loaded: "file:line: field '..': why"; else NULL */
 } Component;
 
 Component *component_ref(Component *c);
@@ -51,7 +53,8 @@ const char *component_category(const Component *c);
 bool component_is_category(const Component *c, const char *category);
 bool component_in_scope(const Component *c, const char *app_id);
 bool component_equal(const Component *a, const Component *b);
-/* Plain metadata value lookup (secretKeyRef items return NULL). */
+/* Plain metadata value lookup (secretKeyRef items return NULL). Names match without regard to case
+ * when none matches exactly, as Dapr decodes metadata (mapstructure). Marks the item used. */
 const char *component_get_string(const Component *c, const char *name);
 
 /*

@@ -62,6 +62,19 @@ static int prop_components(sd_bus *bus, const char *path, const char *interface,
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
+/* (name, why) of each component that could not be loaded. */
+static int prop_component_errors(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *reterr) {
+        Manager *m = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "(ss)");
+        for (size_t i = 0; r >= 0 && i < m->registry->n_components; i++) {
+                const Component *c = m->registry->components[i];
+                if (c->load_error)
+                        r = sd_bus_message_append(reply, "(ss)", c->name, c->load_error);
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
 /* ---- Reload ---- */
 
 static int reload_authorized(sd_bus_message *call, Manager *m) {
@@ -302,6 +315,8 @@ static const sd_bus_vtable runtime_vtable[] = {
         SD_BUS_PROPERTY("State", "s", prop_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Apps", "a(sssqs)", prop_apps, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Components", "a(ssss)", prop_components, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ComponentErrors", "a(ss)", prop_component_errors, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RegisterApp", SD_BUS_ARGS("s", app_id, "a{sv}", settings), SD_BUS_NO_RESULT,
@@ -418,6 +433,7 @@ void runtime_bus_emit_apps_changed(Manager *m) {
 
 void runtime_bus_emit_components_changed(Manager *m) {
         emit(m, "Components");
+        emit(m, "ComponentErrors");
 }
 
 void runtime_bus_emit_state_changed(Manager *m) {

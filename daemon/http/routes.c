@@ -127,7 +127,9 @@ static int get_metadata(HttpRequest *r, const RouteMatch *m) {
 
         comps = json_array();
         for (size_t i = 0; comps && i < mg->n_components; i++)
-                if (component_in_scope(mg->components[i], c->app ? id : NULL) || !c->app)
+                /* one that failed to load is not there for Dapr (admin API and mooringctl show it) */
+                if (!mg->components[i]->load_error &&
+                    (component_in_scope(mg->components[i], c->app ? id : NULL) || !c->app))
                         json_array_append_new(comps, component_json(mg, mg->components[i]));
 
         ext = json_deep_copy(c->app ? c->app->extended : mg->extended);
@@ -222,9 +224,9 @@ static int get_components(HttpRequest *r, const RouteMatch *m) {
                 json_t *scopes = json_array();
                 for (char **s = c->scopes; scopes && s && *s; s++)
                         json_array_append_new(scopes, json_string(*s));
-                json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o*}", "name", c->name, "type",
+                json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o*, s:s*}", "name", c->name, "type",
                                                    c->type, "version", c->version, "file", c->file, "line",
-                                                   (int) c->line, "scopes", scopes));
+                                                   (int) c->line, "scopes", scopes, "error", c->load_error));
         }
         return http_reply_json(r, 200, a);
 }

@@ -14,14 +14,15 @@ import json
 import os
 import shutil
 import socketserver
+import subprocess
 import sys
 import tempfile
 import threading
 
-from harness import DaemonTestCase, main, request, wait_for
+from harness import MOORINGCTL, DaemonTestCase, main, request, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-from servers import MosquittoServer, RedisServer  # noqa: E402
+from servers import MosquittoServer, PostgresServer, RedisServer  # noqa: E402
 
 
 def redis_pubsub(host, name="bus"):
@@ -348,6 +349,155 @@ class CaseApp(BulkApp):
                 self.count += 1
                 return 200, {"Status": "RETRY" if self.count == 1 else "SUCCESS"}
         return 200, None
+
+
+BAD_MQTT = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: broken
+spec:
+  type: pubsub.mqtt3
+  version: v1
+  metadata:
+  - name: url
+    value: "tcp://127.0.0.1:1"
+  - name: retain
+    value: "false"
+  - name: qos
+    value: "7"
+"""
+
+
+class FailedComponentTest(DaemonTestCase):
+    """Part 6: an error in a multi-line component points at the offending line; a component that
+    could not be loaded is shown with its error by the admin API and mooringctl (socket and D-Bus)
+    and stays out of /v1.0/metadata, as in Dapr."""
+
+    def test_failed_component_is_shown_with_its_error(self):
+        d = self.daemon(bus=True, apps={"a": "[App]\n"}, components={"broken.yaml": BAD_MQTT})
+        path = os.path.join(d.config, "components", "broken.yaml")
+        where = f"{path}:13: field 'spec.metadata.qos'"   # the qos item, not the document's line 1
+        wait_for(lambda: where in d.log(), what="the error at the qos line")
+        md = request(d.app_socket("a"), "GET", "/v1.0/metadata").json()
+        self.assertNotIn("broken", [c["name"] for c in md["components"]])
+        comps = {c["name"]: c for c in d.get("/mooring/v1/components").json()}
+        self.assertIn(where, comps["broken"]["error"])
+        self.assertNotIn("error", comps["statestore"])
+        for transport in (["--socket", d.api], [f"--bus-address={d.dbus.address}"]):
+            p = subprocess.run([MOORINGCTL] + transport + ["components", "--json"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            got = {c["name"]: c["error"] for c in json.loads(p.stdout)}
+            self.assertIn("qos", got["broken"], transport)
+            self.assertEqual(got["statestore"], "", transport)
+            p = subprocess.run([MOORINGCTL] + transport + ["components"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertIn("ERROR", p.stdout.splitlines()[0])
+            self.assertIn(where, p.stdout)
+
+
+class PostgresKeyValueTest(DaemonTestCase):
+    """Part 6: state.postgresql with the Dapr docs' key/value connectionString (pgx's "database=",
+    and a pool setting libpq does not know) was refused; now it connects, and the pool setting is
+    named in a warning."""
+
+    def test_docs_connection_string(self):
+        pg = PostgresServer()
+        self.addCleanup(pg.close)
+        pg.start()
+        pg.create_database("my_dapr")
+        cs = f"host={pg.sockdir} user=postgres port={pg.port} connect_timeout=10 database=my_dapr pool_max_conns=4"
+        comp = ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pg\nspec:\n"
+                "  type: state.postgresql\n  version: v1\n  metadata:\n  - name: connectionString\n"
+                f"    value: \"{cs}\"\n")
+        d = self.daemon(apps={"a": "[App]\n"}, components={"pg.yaml": comp})
+        sock = d.app_socket("a")
+        r = request(sock, "POST", "/v1.0/state/pg", body=b'[{"key": "k", "value": 42}]')
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(request(sock, "GET", "/v1.0/state/pg/k").body, b"42")
+        self.assertIn("'pool_max_conns'", d.log())
+
+
+UNKNOWN_KEYS = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: mem
+spec:
+  type: state.in-memory
+  version: v1
+  metadata:
+  - name: keyPrefix
+    value: name
+  - name: mysteryKnob
+    value: "11"
+"""
+
+
+class UnknownMetadataTest(DaemonTestCase):
+    """Part 6: metadata mooring does not implement is warned about by name and line, never silence."""
+
+    def test_unknown_key_is_named(self):
+        d = self.daemon(apps={"a": "[App]\n"}, components={"mem.yaml": UNKNOWN_KEYS})
+        path = os.path.join(d.config, "components", "mem.yaml")
+        wait_for(lambda: f"{path}:11: component 'mem' (state.in-memory): metadata field 'mysteryKnob' is not "
+                         "supported" in d.log(), what="the warning naming the key")
+        self.assertNotIn("'keyPrefix' is not supported", d.log())
+
+
+def make_certs(d, owner=None):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for user postgres."""
+    def ssl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=d, timeout=60)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=mooring test CA")
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1"), ("client", "postgres", None)):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+            f"/CN={cn}")
+        extra = []
+        if ext:
+            with open(os.path.join(d, f"{name}.ext"), "w") as f:
+                f.write(ext + "\n")
+            extra = ["-extfile", f"{name}.ext"]
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            f"{name}.pem", "-days", "2", *extra)
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o600 if f.endswith(".key") else 0o644)
+    if owner:
+        for f in ("server.key", "server.pem", "ca.pem"):
+            os.chown(os.path.join(d, f), owner.pw_uid, owner.pw_gid)
+
+
+class PostgresTlsTest(DaemonTestCase):
+    """Part 6: state.postgresql over TLS (sslmode verify-full, the CA and a client certificate from the
+    connection string, as Dapr's component takes them); the server refuses anything but TLS with a
+    client certificate, so the store works only if TLS does."""
+
+    def test_tls_with_client_certificate(self):
+        pg = PostgresServer(tcp=True)
+        self.addCleanup(pg.close)
+        certs = os.path.join(pg.tmp, "certs")
+        os.mkdir(certs)
+        os.chmod(certs, 0o755)
+        make_certs(certs, pg.run_as)
+        with open(os.path.join(pg.datadir, "postgresql.conf"), "a") as f:
+            f.write(f"ssl = on\nssl_cert_file = '{certs}/server.pem'\nssl_key_file = '{certs}/server.key'\n"
+                    f"ssl_ca_file = '{certs}/ca.pem'\n")
+        with open(os.path.join(pg.datadir, "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\nhostssl all all 127.0.0.1/32 cert\nhostnossl all all 0.0.0.0/0 reject\n")
+        pg.start()
+        cs = (f"host=127.0.0.1 port={pg.port} user=postgres database=postgres sslmode=verify-full "
+              f"sslrootcert={certs}/ca.pem sslcert={certs}/client.pem sslkey={certs}/client.key")
+        comp = ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pg\nspec:\n"
+                "  type: state.postgresql\n  version: v1\n  metadata:\n  - name: connectionString\n"
+                f"    value: \"{cs}\"\n")
+        d = self.daemon(apps={"a": "[App]\n"}, components={"pg.yaml": comp})
+        sock = d.app_socket("a")
+        r = request(sock, "POST", "/v1.0/state/pg", body=b'[{"key": "tls", "value": "yes"}]')
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(request(sock, "GET", "/v1.0/state/pg/tls").body, b'"yes"')
+        ssl_on = pg.psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                         "WHERE s.ssl AND a.application_name = 'mooringd'")
+        self.assertGreaterEqual(int(ssl_on.strip()), 1)
 
 
 if __name__ == "__main__":
