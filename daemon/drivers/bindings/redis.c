@@ -84,7 +84,8 @@ static void on_reply(const redisReply *reply, int error, const char *message, vo
                 /* the INCR answered; the EXPIRE's reply ends the operation */
                 const char *ex[] = { "EXPIRE", op->expire_key, op->ttl };
                 size_t exl[] = { 6, strlen(op->expire_key), strlen(op->ttl) };
-                _cleanup_free_ char *k = TAKE_PTR(op->expire_key);
+                _cleanup_free_ char *k = TAKE_PTR(op->expire_key); /* freed when sent (copied) */
+                (void) k;                                            /* clang: -Wunused-variable */
                 if (redis_conn_send(&op->rb->conn, op->rb->timeout_usec, on_reply, op, 3, ex, exl) >= 0)
                         return;
                 op->done(-ENOMEM, "out of memory", NULL, op->userdata);
