@@ -125,3 +125,85 @@ const ErrorRow *error_table(size_t *ret_n) {
         *ret_n = ELEMENTSOF(rows);
         return rows;
 }
+
+/* ---- the gRPC column ---- */
+
+enum { /* grpc-status numbers */
+        G_UNKNOWN = 2, G_INVALID_ARGUMENT = 3, G_DEADLINE_EXCEEDED = 4, G_NOT_FOUND = 5, G_PERMISSION_DENIED = 7,
+        G_RESOURCE_EXHAUSTED = 8, G_FAILED_PRECONDITION = 9, G_ABORTED = 10, G_UNIMPLEMENTED = 12,
+        G_INTERNAL = 13, G_UNAVAILABLE = 14, G_UNAUTHENTICATED = 16,
+};
+
+/* Dapr's gRPC code per error code (pkg/messages, pkg/api/errors); 0: derive from the HTTP status. */
+static const int grpc_codes[_DAPR_ERROR_MAX] = {
+        [DAPR_ERR_MALFORMED_REQUEST] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_BODY_READ] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_BAD_REQUEST] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_BODY_TOO_LARGE] = G_RESOURCE_EXHAUSTED,
+        [DAPR_ERR_DIRECT_INVOKE_NOT_FOUND] = G_NOT_FOUND,
+        [DAPR_ERR_DIRECT_INVOKE] = G_INTERNAL,
+        [DAPR_ERR_HEALTH_NOT_READY] = G_INTERNAL,
+        [DAPR_ERR_STATE_STORE_NOT_CONFIGURED] = G_FAILED_PRECONDITION,
+        [DAPR_ERR_STATE_STORE_NOT_FOUND] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_STATE_GET] = G_INTERNAL,
+        [DAPR_ERR_STATE_SAVE] = G_INTERNAL,
+        [DAPR_ERR_STATE_DELETE] = G_INTERNAL,
+        [DAPR_ERR_STATE_BULK_GET] = G_INTERNAL,
+        [DAPR_ERR_STATE_TRANSACTION] = G_INTERNAL,
+        [DAPR_ERR_NOT_SUPPORTED_STATE_OPERATION] = G_UNIMPLEMENTED,
+        [DAPR_ERR_STATE_STORE_NOT_SUPPORTED] = G_UNIMPLEMENTED,
+        [DAPR_ERR_STATE_STORE_TOO_MANY_TRANSACTIONS] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_PERMISSION_DENIED] = G_PERMISSION_DENIED,
+        [DAPR_ERR_PUBSUB_NOT_CONFIGURED] = G_FAILED_PRECONDITION,
+        [DAPR_ERR_PUBSUB_EMPTY] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_PUBSUB_NOT_FOUND] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_TOPIC_NAME_EMPTY] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_PUBSUB_REQUEST_METADATA] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_PUBSUB_FORBIDDEN] = G_PERMISSION_DENIED,
+        [DAPR_ERR_PUBSUB_PUBLISH_MESSAGE] = G_INTERNAL,
+        [DAPR_ERR_PUBSUB_CLOUD_EVENTS_SER] = G_INVALID_ARGUMENT,
+        [DAPR_ERR_PUBSUB_EVENTS_SER] = G_INVALID_ARGUMENT,
+};
+
+static int grpc_from_http(unsigned status) {
+        switch (status) {
+        case 400: return G_INVALID_ARGUMENT;
+        case 401: return G_UNAUTHENTICATED;
+        case 403: return G_PERMISSION_DENIED;
+        case 404: return G_NOT_FOUND;
+        case 409: return G_ABORTED;
+        case 413: return G_RESOURCE_EXHAUSTED;
+        case 429: return G_RESOURCE_EXHAUSTED;
+        case 501: return G_UNIMPLEMENTED;
+        case 503: return G_UNAVAILABLE;
+        case 504: return G_DEADLINE_EXCEEDED;
+        default: return status >= 500 ? G_INTERNAL : G_UNKNOWN;
+        }
+}
+
+int dapr_error_grpc(DaprError e) {
+        if (e < 0 || e >= _DAPR_ERROR_MAX)
+                return G_INTERNAL;
+        return grpc_codes[e] ?: grpc_from_http(table[e].status);
+}
+
+/* Where the context, not the code, decides (the same rows' errnos). */
+static const struct {
+        ErrorContext context;
+        int error;
+        int grpc;
+} grpc_rows[] = {
+        { ERROR_CONTEXT_INVOKE, -EACCES, G_PERMISSION_DENIED },
+        { ERROR_CONTEXT_INVOKE, -ETIMEDOUT, G_DEADLINE_EXCEEDED },
+        { ERROR_CONTEXT_INVOKE_START, -EINVAL, G_INVALID_ARGUMENT },
+        { ERROR_CONTEXT_STATE, -ESTALE, G_ABORTED },
+        { ERROR_CONTEXT_STATE, -EINVAL, G_INVALID_ARGUMENT },
+};
+
+int error_grpc_status(ErrorContext ctx, int error, DaprError dapr) {
+        for (size_t i = 0; i < ELEMENTSOF(grpc_rows); i++)
+                if (grpc_rows[i].context == ctx && grpc_rows[i].error == error)
+                        return grpc_rows[i].grpc;
+        const ErrorRow *row = error_lookup(ctx, error);
+        return dapr_error_grpc(row->dapr != _DAPR_ERROR_INVALID ? row->dapr : dapr);
+}

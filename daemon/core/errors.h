@@ -95,3 +95,13 @@ const ErrorRow *error_lookup(ErrorContext ctx, int error);
 /* Every row, for tests and documentation. */
 const ErrorRow *error_table(size_t *ret_n);
 const char *error_context_to_string(ErrorContext ctx);
+
+/*
+ * The gRPC column (numbers of grpc-status; daemon/grpc/server.h names them). Dapr's status for an
+ * error code: its own where Dapr has one, else derived from the HTTP status as Dapr's own mapping
+ * does (so an error added without a gRPC entry still answers sensibly).
+ */
+int dapr_error_grpc(DaprError e);
+/* The gRPC status for error in ctx: the context's row where it decides (an etag mismatch is ABORTED,
+ * as in Dapr), else the Dapr code's (dapr: the operation's code when the row has none). */
+int error_grpc_status(ErrorContext ctx, int error, DaprError dapr);

@@ -120,3 +120,22 @@ TEST(unknown_errno_gets_the_default) {
         /* 0 is not an error: it never matches a specific row */
         ASSERT_EQ(error_lookup(ERROR_CONTEXT_STATE, 0)->error, 0);
 }
+
+/* The gRPC column: Dapr's codes (pkg/messages, pkg/api/errors) where the context does not decide. */
+TEST(grpc_column) {
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_STATE, -ESTALE, DAPR_ERR_STATE_SAVE), 10);  /* ABORTED */
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_STATE, -EINVAL, DAPR_ERR_STATE_SAVE), 3);   /* INVALID_ARGUMENT */
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_STATE, -EIO, DAPR_ERR_STATE_SAVE), 13);     /* INTERNAL */
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_INVOKE, -EACCES, DAPR_ERR_DIRECT_INVOKE), 7);
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_INVOKE, -ENOENT, DAPR_ERR_DIRECT_INVOKE), 13);
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_PUBLISH, -ENOENT, DAPR_ERR_PUBSUB_PUBLISH_MESSAGE), 3);
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_PUBLISH, -ENODEV, DAPR_ERR_PUBSUB_PUBLISH_MESSAGE), 9);
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_PUBLISH, -EACCES, DAPR_ERR_PUBSUB_PUBLISH_MESSAGE), 7);
+        ASSERT_EQ(error_grpc_status(ERROR_CONTEXT_PUBLISH, -EPIPE, DAPR_ERR_PUBSUB_PUBLISH_MESSAGE), 13);
+        ASSERT_EQ(dapr_error_grpc(DAPR_ERR_STATE_STORE_NOT_CONFIGURED), 9); /* FAILED_PRECONDITION */
+        ASSERT_EQ(dapr_error_grpc(DAPR_ERR_STATE_STORE_NOT_FOUND), 3);
+        /* every code has a status that is an error */
+        for (int e = 0; e < _DAPR_ERROR_MAX; e++)
+                ASSERT_TRUE(dapr_error_grpc((DaprError) e) > 0 && dapr_error_grpc((DaprError) e) <= 16);
+        ASSERT_EQ(dapr_error_grpc(_DAPR_ERROR_INVALID), 13);
+}
