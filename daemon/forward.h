@@ -9,6 +9,8 @@ typedef struct AppConfig AppConfig;
 typedef struct Binding Binding;
 typedef struct BindingRunner BindingRunner;
 typedef struct Component Component;
+typedef struct GrpcListener GrpcListener;
+typedef struct GrpcServer GrpcServer;
 typedef struct HttpListener HttpListener;
 typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;

@@ -37,6 +37,7 @@
 #include "core/metrics.h"
 #include "core/registry.h"
 #include "dbus/runtime-bus.h"
+#include "grpc/server.h"
 #include "http/server.h"
 #include "manager.h"
 #include "transport/app-channel.h"
@@ -131,6 +132,7 @@ Manager *manager_free(Manager *m) {
         m->metrics_listener = http_listener_free(m->metrics_listener);
         m->dashboard_listener = http_listener_free(m->dashboard_listener);
         m->http = http_server_free(m->http);
+        m->grpc = grpc_server_free(m->grpc);
         for (size_t i = 0; i < m->n_activated; i++) {
                 safe_close(m->activated[i].fd);
                 free(m->activated[i].name);
@@ -343,12 +345,62 @@ static void app_unlink(Manager *m, App *a) {
         a = registry_remove_app(m->registry, a);
         a->listener_unix = http_listener_free(a->listener_unix);
         a->listener_tcp = http_listener_free(a->listener_tcp);
+        a->grpc_unix = grpc_listener_free(a->grpc_unix);
+        a->grpc_tcp = grpc_listener_free(a->grpc_tcp);
         if (a->socket_path) { /* the directory is ours too */
                 _cleanup_free_ char *dir = strndup(a->socket_path, strrchr(a->socket_path, '/') - a->socket_path);
                 if (dir)
                         (void) rmdir(dir);
         }
         app_unref(a);
+}
+
+/*
+ * The gRPC API's listeners (grpc/server.h), beside the HTTP ones and made the same way: a socket
+ * systemd passed as "grpc-<id>" (Unix and/or TCP), else apps/<id>/grpc.sock with the mode and owner
+ * of http.sock, and a loopback GrpcPort= when set.
+ */
+static int app_open_grpc_listeners(Manager *m, App *a, const char *dir, ConfError *e) {
+        _cleanup_free_ char *name = NULL;
+        int fd, r;
+
+        if (asprintf(&name, "grpc-%s", a->config->id) < 0 || asprintf(&a->grpc_socket_path, "%s/grpc.sock", dir) < 0)
+                return -ENOMEM;
+        fd = take_activated(m, name, AF_UNIX);
+        if (fd >= 0)
+                r = grpc_listener_new(m->grpc, GRPC_LISTENER_UNIX, a, fd, NULL, &a->grpc_unix);
+        else {
+                uid_t uid = 0;
+                gid_t gid = 0;
+                r = a->config->user ? resolve_user(a->config->user, &uid, &gid) : 0;
+                if (r >= 0)
+                        r = mkdir_p_mode(dir, 0755);
+                if (r >= 0)
+                        r = fd = bind_unix(a->grpc_socket_path,
+                                           a->config->allow_any_user && !a->config->user ? 0666 : 0600);
+                if (r >= 0 && a->config->user && chown(a->grpc_socket_path, uid, gid) < 0) {
+                        r = -errno;
+                        safe_close(fd);
+                }
+                if (r >= 0)
+                        r = grpc_listener_new(m->grpc, GRPC_LISTENER_UNIX, a, fd, a->grpc_socket_path,
+                                              &a->grpc_unix);
+        }
+        if (r < 0)
+                return conf_error_set(e, a->config->file, 0, NULL, "cannot listen on %s: %s", a->grpc_socket_path,
+                                      strerror(-r));
+        if (a->config->grpc_port == 0)
+                return 0;
+        fd = take_activated(m, name, AF_INET);
+        if (fd < 0)
+                fd = take_activated(m, name, AF_INET6);
+        if (fd < 0)
+                fd = bind_tcp_loopback(a->config->grpc_port);
+        r = fd >= 0 ? grpc_listener_new(m->grpc, GRPC_LISTENER_TCP, a, fd, NULL, &a->grpc_tcp) : fd;
+        if (r < 0)
+                return conf_error_set(e, a->config->file, 0, "GrpcPort", "cannot listen on 127.0.0.1:%u: %s",
+                                      (unsigned) a->config->grpc_port, strerror(-r));
+        return 0;
 }
 
 static int app_open_listeners(Manager *m, App *a, ConfError *e) {
@@ -399,6 +451,9 @@ static int app_open_listeners(Manager *m, App *a, ConfError *e) {
                                       strerror(-r),
                                       r == -EPERM ? " (User= needs CAP_CHOWN, see mooringd.service)" : "");
 
+        r = app_open_grpc_listeners(m, a, dir, e);
+        if (r < 0)
+                return r;
         if (a->config->http_port == 0)
                 return 0;
         fd = take_activated(m, name, AF_INET);
@@ -430,6 +485,12 @@ static int app_add(Manager *m, AppConfig *config, AppSource source, ConfError *e
                 if (m->registry->apps[i]->config->http_port == c->http_port)
                         return conf_error_set(e, c->file, 0, "HttpPort", "port %u is already used by app '%s'",
                                               (unsigned) c->http_port, m->registry->apps[i]->config->id);
+        for (size_t i = 0; c->grpc_port && i <= m->registry->n_apps; i++) {
+                const AppConfig *o = i < m->registry->n_apps ? m->registry->apps[i]->config : c;
+                if ((o != c && o->grpc_port == c->grpc_port) || o->http_port == c->grpc_port)
+                        return conf_error_set(e, c->file, 0, "GrpcPort", "port %u is already used by app '%s'",
+                                              (unsigned) c->grpc_port, o->id);
+        }
         a = app_new(c, source);
         if (!a)
                 return -ENOMEM;
@@ -440,6 +501,8 @@ static int app_add(Manager *m, AppConfig *config, AppSource source, ConfError *e
         if (r < 0) {
                 a->listener_unix = http_listener_free(a->listener_unix);
                 a->listener_tcp = http_listener_free(a->listener_tcp);
+                a->grpc_unix = grpc_listener_free(a->grpc_unix);
+                a->grpc_tcp = grpc_listener_free(a->grpc_tcp);
                 app_unref(a);
                 return r;
         }
@@ -1095,9 +1158,10 @@ int manager_start(Manager *m) {
         (void) sd_event_set_watchdog(m->event, true);
 
         m->http = http_server_new(m, m->event);
+        m->grpc = grpc_server_new(m, m->event);
         m->transport = transport_new(m->event);
         m->registry->transport = m->transport;
-        if (!m->http || !m->transport)
+        if (!m->http || !m->grpc || !m->transport)
                 return log_error_errno(ENOMEM, "Failed to set up the HTTP front-end.");
         r = open_api_listener(m);
         if (r >= 0)
@@ -1202,6 +1266,7 @@ void manager_stop(Manager *m) {
                 return;
         }
         http_server_start_drain(m->http);
+        grpc_server_start_drain(m->grpc);
         unsigned n = http_server_requests_in_flight(m->http);
         if (n == 0) {
                 log_info("Stopping, no requests in flight.");

@@ -58,6 +58,7 @@ struct Manager {
         Registry *registry;         /* what is registered and open */
 
         HttpServer *http;
+        GrpcServer *grpc;           /* the gRPC API on the apps' grpc.sock and GrpcPort= */
         HttpListener *api_listener;
         HttpListener *metrics_listener;   /* MetricsPort=, NULL when off */
         HttpListener *dashboard_listener; /* DashboardPort=, NULL when off */

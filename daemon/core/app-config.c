@@ -137,6 +137,15 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
                         return err(reterr_msg, "expected a port number 1-65535");
                 return 0;
         }
+        if (streq(key, "GrpcPort")) {
+                if (!*value) {
+                        c->grpc_port = 0;
+                        return 0;
+                }
+                if (parse_port(value, &c->grpc_port) < 0)
+                        return err(reterr_msg, "expected a port number 1-65535");
+                return 0;
+        }
         if (streq(key, "ApiToken")) {
                 if (strlen(value) > 1024)
                         return err(reterr_msg, "token longer than 1024 bytes");
@@ -278,7 +287,8 @@ int app_config_load(const char *path, AppConfig **ret, ConfError *e) {
 }
 
 bool app_config_same_listeners(const AppConfig *a, const AppConfig *b) {
-        return streq(a->id, b->id) && a->http_port == b->http_port && streq_ptr(a->user, b->user) &&
+        return streq(a->id, b->id) && a->http_port == b->http_port && a->grpc_port == b->grpc_port &&
+               streq_ptr(a->user, b->user) &&
                a->allow_any_user == b->allow_any_user;
 }
 

@@ -38,6 +38,7 @@ App *app_unref(App *a) {
         sd_event_source_disable_unref(a->probe_timer);
         app_config_free(a->config);
         free(a->socket_path);
+        free(a->grpc_socket_path);
         json_decref(a->extended);
         app_metrics_free(a->metrics);
         free(a);

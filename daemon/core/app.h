@@ -43,6 +43,9 @@ struct App {
         HttpListener *listener_unix;
         HttpListener *listener_tcp;
         char *socket_path;         /* runtime_dir/apps/<id>/http.sock */
+        GrpcListener *grpc_unix;   /* owned by the gRPC front-end: apps/<id>/grpc.sock */
+        GrpcListener *grpc_tcp;    /* loopback GrpcPort=, if set */
+        char *grpc_socket_path;    /* runtime_dir/apps/<id>/grpc.sock */
         json_t *extended;          /* PUT /v1.0/metadata/{key} values */
         unsigned slots_active;     /* calls to this app holding a slot (MaxConcurrency=) */
         AppSlotWaiter *slot_waiters; /* calls waiting for a slot, FIFO */

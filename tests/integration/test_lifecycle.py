@@ -185,14 +185,14 @@ class LifecycleTest(DaemonTestCase):
         self.assertEqual(st["acceptErrors"], 0)
 
     def test_out_of_file_descriptors(self):
-        """When fds run out anyway (here: 80 apps' listening sockets eat the reserve), a
-        failing accept() pauses the listener for 100ms instead of spinning on the socket
+        """When fds run out anyway (here: 40 apps' listening sockets, HTTP and gRPC, eat the
+        reserve), a failing accept() pauses the listener for 100ms instead of spinning on the socket
         that stays readable, says so in the log, and the queued clients are served
         once fds are free again."""
         import shutil
         if not shutil.which("prlimit"):
             self.skipTest("prlimit missing")
-        apps = {f"app{i:02}": APP for i in range(80)}
+        apps = {f"app{i:02}": APP for i in range(40)}
         d = self.daemon(apps=apps, prefix=["prlimit", "--nofile=128:128"])
         socks = []
         self.addCleanup(lambda: [s.close() for s in socks])

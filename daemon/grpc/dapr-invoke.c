@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Dapr's InvokeService over gRPC: the same invoke block call as
+ * /v1.0/invoke/{id}/method/{path} (http/api-invoke.c). The caller is the
+ * app of the listener, never metadata. The request's metadata goes to the
+ * callee as headers (as daprd does), the verb and query come from the
+ * HTTPExtension, and the callee's answer comes back whole as an
+ * InvokeResponse: its headers as response metadata, its HTTP status in
+ * dapr-http-status, and a status other than 2xx as a gRPC error mapped the
+ * way daprd maps it (pkg/messaging/v1: 404 NOT_FOUND, 400 INTERNAL, ...).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../blocks/invoke.h"
+#include "../manager.h"
+#include "../util/strv.h"
+#include "services.h"
+
+typedef struct GrpcInvoke {
+        GrpcCall *call;
+        InvokeCall *ic;
+        char **headers;             /* the caller's metadata as headers */
+        char *method;               /* path and query for the callee */
+        void *body;                 /* the request body: the block borrows it until done */
+        unsigned status;
+        char **resp_headers;
+        uint8_t *buf;
+        size_t len, max;
+        bool too_large;
+} GrpcInvoke;
+
+static void grpc_invoke_free(GrpcInvoke *gi) {
+        strv_free(gi->headers);
+        strv_free(gi->resp_headers);
+        free(gi->method);
+        free(gi->body);
+        free(gi->buf);
+        free(gi);
+}
+
+static void on_head(InvokeCall *ic, unsigned status, char *const *headers, int64_t content_length,
+                    void *userdata) {
+        GrpcInvoke *gi = userdata;
+        gi->status = status;
+        if (strv_copy(headers, &gi->resp_headers) < 0)
+                gi->resp_headers = NULL;
+}
+
+static bool on_body(InvokeCall *ic, const void *buf, size_t len, void *userdata) {
+        GrpcInvoke *gi = userdata;
+        if (gi->too_large || gi->len + len > gi->max) {
+                gi->too_large = true; /* answered in on_done; the rest is read and dropped */
+                return true;
+        }
+        uint8_t *b = realloc(gi->buf, gi->len + len);
+        if (!b) {
+                gi->too_large = true;
+                return true;
+        }
+        memcpy(b + gi->len, buf, len);
+        gi->buf = b;
+        gi->len += len;
+        return true;
+}
+
+/* daprd's mapping of the callee's HTTP status to a gRPC code (invokev1.CodeFromHTTPStatus). */
+static GrpcCode code_from_http(unsigned status) {
+        switch (status) {
+        case 408: return GRPC_STATUS_CANCELLED;
+        case 500: return GRPC_STATUS_UNKNOWN;
+        case 400: return GRPC_STATUS_INTERNAL;
+        case 504: return GRPC_STATUS_DEADLINE_EXCEEDED;
+        case 404: return GRPC_STATUS_NOT_FOUND;
+        case 409: return GRPC_STATUS_ALREADY_EXISTS;
+        case 403: return GRPC_STATUS_PERMISSION_DENIED;
+        case 401: return GRPC_STATUS_UNAUTHENTICATED;
+        case 429: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+        case 501: return GRPC_STATUS_UNIMPLEMENTED;
+        case 503: return GRPC_STATUS_UNAVAILABLE;
+        default: return status >= 200 && status < 300 ? GRPC_STATUS_OK : GRPC_STATUS_UNKNOWN;
+        }
+}
+
+static const char *status_text(unsigned status) {
+        switch (status) {
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 413: return "Request Entity Too Large";
+        case 429: return "Too Many Requests";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default: return "Unknown";
+        }
+}
+
+/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns. */
+static bool header_forwardable(const char *name) {
+        static const char *const drop[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                                            "upgrade", "te", "content-type", "content-length", "host", NULL };
+        if (!*name || startswith(name, "grpc-") || startswith(name, ":"))
+                return false;
+        for (const char *const *d = drop; *d; d++)
+                if (streq(name, *d))
+                        return false;
+        for (const char *p = name; *p; p++)
+                if (!isalnum((unsigned char) *p) && !strchr("-_.", *p))
+                        return false;
+        return true;
+}
+
+static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
+        GrpcInvoke *gi = userdata;
+        GrpcCall *c = gi->call;
+        char code[16];
+        const char *ct = NULL;
+
+        grpc_call_on_cancel(c, NULL, NULL);
+        if (e) {
+                (void) grpc_fail_dapr_status(c, error_grpc_status(ERROR_CONTEXT_INVOKE, e->error, DAPR_ERR_DIRECT_INVOKE),
+                                             error_lookup(ERROR_CONTEXT_INVOKE, e->error)->dapr, "%s", e->message);
+                goto finish;
+        }
+        if (gi->too_large) {
+                (void) grpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                      "grpc: trying to send message larger than max (more than %zu bytes)", gi->max);
+                goto finish;
+        }
+        for (char **p = gi->resp_headers; p && p[0] && p[1]; p += 2) {
+                for (char *q = p[0]; *q; q++)
+                        *q = (char) tolower((unsigned char) *q);
+                if (streq(p[0], "content-type"))
+                        ct = p[1];
+                else if (header_forwardable(p[0]))
+                        (void) grpc_call_add_header(c, p[0], p[1]);
+        }
+        snprintf(code, sizeof code, "%u", gi->status);
+        (void) grpc_call_add_header(c, "dapr-http-status", code);
+        GrpcCode g = code_from_http(gi->status);
+        if (g != GRPC_STATUS_OK) {
+                (void) grpc_call_fail_detail(c, g, status_text(gi->status), "%s", status_text(gi->status));
+                goto finish;
+        }
+        Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+        PBC(InvokeResponse) resp = DAPR__PROTO__COMMON__V1__INVOKE_RESPONSE__INIT;
+        any.value = (ProtobufCBinaryData){ gi->len, gi->buf };
+        resp.data = &any;
+        if (ct)
+                resp.content_type = (char *) ct;
+        (void) grpc_call_reply(c, &resp.base);
+finish:
+        grpc_invoke_free(gi);
+}
+
+static void on_cancel(GrpcCall *c, void *userdata) {
+        GrpcInvoke *gi = userdata;
+        invoke_call_cancel(gi->ic);
+        (void) grpc_call_fail(c, GRPC_STATUS_CANCELLED, "the call ended before the callee answered");
+        grpc_invoke_free(gi);
+}
+
+static const InvokeHandler handler = {
+        .head = on_head,
+        .body = on_body,
+        .done = on_done,
+};
+
+static const char *const verbs[] = { "NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
+                                     "PATCH" };
+
+int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
+        const PB(InvokeServiceRequest) *req = (const PB(InvokeServiceRequest) *) m;
+        const PBC(InvokeRequest) *msg = req->message;
+        GrpcInvoke *gi;
+        int k;
+
+        if (!*req->id)
+                return grpc_fail_dapr(c, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+                                      "failed getting app id either from the URL path or the header dapr-app-id");
+        /* daprd refuses these for an HTTP callee (pkg/channel/http) with INVALID_ARGUMENT */
+        if (!msg || !msg->http_extension)
+                return grpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "missing HTTP extension field");
+        unsigned v = (unsigned) msg->http_extension->verb;
+        if (v == 0 || v >= ELEMENTSOF(verbs) || streq(verbs[v], "CONNECT"))
+                return grpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "invalid HTTP verb");
+
+        gi = calloc(1, sizeof *gi);
+        if (!gi)
+                return -ENOMEM;
+        gi->call = c;
+        gi->max = manager_max_body(grpc_call_manager(c)) ?: 4U << 20;
+        const char *qs = msg->http_extension->querystring;
+        if (asprintf(&gi->method, "%s%s%s", msg->method, *qs ? "?" : "", qs) < 0) {
+                gi->method = NULL;
+                grpc_invoke_free(gi);
+                return -ENOMEM;
+        }
+        k = 0;
+        for (char *const *p = grpc_call_metadata_pairs(c); k >= 0 && p[0] && p[1]; p += 2)
+                if (header_forwardable(p[0]) && !endswith(p[0], "-bin") && !streq(p[0], "dapr-api-token") &&
+                    !streq(p[0], "user-agent"))
+                        k = strv_extend(&gi->headers, p[0]) < 0 || strv_extend(&gi->headers, p[1]) < 0 ? -ENOMEM : 0;
+        if (k >= 0 && *msg->content_type)
+                k = strv_extend(&gi->headers, "Content-Type") < 0 ||
+                                    strv_extend(&gi->headers, msg->content_type) < 0 ? -ENOMEM : 0;
+        if (k < 0) {
+                grpc_invoke_free(gi);
+                return k;
+        }
+        InvokeRequest ireq = {
+                .caller_app = grpc_call_app_id(c),
+                .target_app = req->id,
+                .verb = verbs[v],
+                .method = gi->method,
+                .headers = gi->headers,
+                .body = msg->data ? msg->data->value.data : NULL,
+                .body_len = msg->data ? msg->data->value.len : 0,
+        };
+        /* The body is borrowed until done: keep a copy, the request message is freed on return. */
+        if (ireq.body_len > 0) {
+                gi->body = malloc(ireq.body_len);
+                if (!gi->body) {
+                        grpc_invoke_free(gi);
+                        return -ENOMEM;
+                }
+                memcpy(gi->body, ireq.body, ireq.body_len);
+                ireq.body = gi->body;
+        }
+        k = invoke_start(grpc_call_registry(c), &ireq, &handler, gi, &gi->ic);
+        if (k < 0) {
+                grpc_invoke_free(gi);
+                if (k == -EINVAL)
+                        return grpc_fail_dapr_status(c, error_grpc_status(ERROR_CONTEXT_INVOKE_START, k,
+                                                                          DAPR_ERR_DIRECT_INVOKE),
+                                                     DAPR_ERR_DIRECT_INVOKE, "failed to invoke, id: %s, err: %s",
+                                                     req->id, "the request was refused");
+                return k;
+        }
+        grpc_call_on_cancel(c, on_cancel, gi);
+        return 0;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gRPC's wire framing over HTTP/2, protocol-free and without I/O so it can be
+ * fuzzed: the length-prefixed messages of a DATA stream (1 byte compressed
+ * flag, 4 bytes big-endian length, the message), the grpc-timeout header, and
+ * the percent-encoding of grpc-message. Every limit is checked before memory
+ * is taken: a peer cannot make the decoder hold more than max_message bytes
+ * plus one prefix.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRPC_PREFIX_SIZE 5
+
+typedef struct GrpcDecoder {
+        size_t max_message;     /* a message longer than this fails with -EMSGSIZE */
+        uint8_t prefix[GRPC_PREFIX_SIZE];
+        size_t have_prefix;     /* bytes of prefix[] filled */
+        uint8_t *buf;           /* the message being read, malloc'd once its length is known */
+        size_t len, have;       /* its length, and how much of it arrived */
+        size_t last_size;       /* on -EMSGSIZE: the length the peer announced */
+} GrpcDecoder;
+
+void grpc_decoder_init(GrpcDecoder *d, size_t max_message);
+void grpc_decoder_done(GrpcDecoder *d);
+/* Bytes held (prefix and partial message), for a connection's accounting. */
+size_t grpc_decoder_buffered(const GrpcDecoder *d);
+/* True while a message has begun and not ended (a stream closed here was cut short). */
+bool grpc_decoder_partial(const GrpcDecoder *d);
+
+/*
+ * Called for every complete message, in order; msg is valid during the call. A negative return
+ * stops decoding and is passed on.
+ */
+typedef int (*GrpcMessageFn)(const uint8_t *msg, size_t len, void *userdata);
+/*
+ * Feeds bytes. 0 when all were taken; -EMSGSIZE a message is longer than max_message
+ * (d->last_size says how long); -EPROTONOSUPPORT a compressed message (we offer no encoding);
+ * -EBADMSG a flag byte that is neither 0 nor 1; -ENOMEM; or fn's error. After an error the
+ * decoder takes nothing more.
+ */
+int grpc_decoder_feed(GrpcDecoder *d, const uint8_t *data, size_t len, GrpcMessageFn fn, void *userdata);
+
+/* The 5-byte prefix of an uncompressed message of len bytes. */
+void grpc_frame_prefix(uint8_t out[GRPC_PREFIX_SIZE], uint32_t len);
+
+/*
+ * grpc-timeout ("1-8 digits" then one of H M S m u n) in microseconds, rounded up, saturating.
+ * -EINVAL when malformed.
+ */
+int grpc_timeout_parse(const char *s, uint64_t *ret_usec);
+
+/* grpc-message's percent-encoding (bytes outside 0x20..0x7e and '%' become %XX). malloc'd or NULL. */
+char *grpc_percent_encode(const char *s);
+/* The reverse, tolerant as the spec asks: a bad escape is kept as is. malloc'd or NULL. */
+char *grpc_percent_decode(const char *s);
