@@ -647,6 +647,7 @@ static void delivery_post(Delivery *dl) {
                 .body_len = dl->len,
                 .timeout_usec = a->config->invoke_timeout_usec,
                 .max_answer = APP_ANSWER_MAX,
+                .purpose = TRANSPORT_PURPOSE_DELIVERY,
         };
         dl->post_usec = metrics_now_usec();
         if (transport_call_start(rn->registry->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
@@ -820,6 +821,7 @@ static void bulk_post_send(BulkPost *bp) {
                 .body_len = bp->len,
                 .timeout_usec = a->config->invoke_timeout_usec,
                 .max_answer = APP_ANSWER_MAX + bp->n * 256,
+                .purpose = TRANSPORT_PURPOSE_BULK_DELIVERY,
         };
         if (transport_call_start(rn->registry->transport, &addr, &req, &bulk_handler, bp, &bp->call) < 0)
                 return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
@@ -1229,6 +1231,7 @@ static void app_ready(Registry *m, App *a) {
                 .headers = headers,
                 .timeout_usec = 10 * 1000 * 1000,
                 .max_answer = SUBSCRIBE_ANSWER_MAX,
+                .purpose = TRANSPORT_PURPOSE_SUBSCRIPTIONS,
         };
         if (transport_call_start(m->transport, &addr, &req, &subscribe_handler, q, NULL) < 0) {
                 app_unref(q->app);

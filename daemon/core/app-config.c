@@ -137,6 +137,15 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
                         return err(reterr_msg, "expected a port number 1-65535");
                 return 0;
         }
+        if (streq(key, "AppProtocol")) {
+                if (!*value || streq(value, "http"))
+                        c->app_protocol_grpc = false;
+                else if (streq(value, "grpc"))
+                        c->app_protocol_grpc = true;
+                else
+                        return err(reterr_msg, "expected http or grpc");
+                return 0;
+        }
         if (streq(key, "GrpcPort")) {
                 if (!*value) {
                         c->grpc_port = 0;
@@ -298,5 +307,6 @@ bool app_config_equal(const AppConfig *a, const AppConfig *b) {
                streq_ptr(a->health_check_path, b->health_check_path) &&
                a->health_probe_interval_usec == b->health_probe_interval_usec &&
                a->max_concurrency == b->max_concurrency && a->invoke_timeout_usec == b->invoke_timeout_usec &&
+               a->app_protocol_grpc == b->app_protocol_grpc &&
                streq_ptr(a->configuration, b->configuration) && streq_ptr(a->file, b->file);
 }

@@ -30,6 +30,7 @@ typedef struct AppConfig {
         uint16_t address_port; /* HTTP only */
         uint16_t http_port;    /* 0: no TCP listener */
         uint16_t grpc_port;    /* GrpcPort=: the gRPC API on loopback (the app's DAPR_GRPC_PORT); 0: none */
+        bool app_protocol_grpc; /* AppProtocol=grpc: mooringd calls the app through Dapr's AppCallback service */
         char *api_token;       /* secret: wiped on free */
         char *exec;
         char *user;            /* who may connect to the app's socket; NULL: the app's own unit (see manager.c) */

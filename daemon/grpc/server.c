@@ -277,7 +277,8 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
         GrpcCall *c = source->ptr;
         size_t n = MIN(length, c->out_len - c->out_off);
 
-        memcpy(buf, c->out + c->out_off, n);
+        if (n > 0)
+                memcpy(buf, c->out + c->out_off, n);
         c->out_off += n;
         if (c->out_off == c->out_len) {
                 c->out_off = c->out_len = 0;
@@ -614,6 +615,14 @@ static int on_message(const uint8_t *msg, size_t len, void *userdata) {
                 c->have_req = true;
                 return 0;
         }
+        if (c->method->kind == GRPC_METHOD_RAW) {
+                call_ref(c);
+                int r = c->method->raw(c, msg, len);
+                if (r < 0)
+                        handler_failed(c, r);
+                call_unref(c);
+                return 0;
+        }
         ProtobufCMessage *m = unpack(c, msg, len);
         if (!m)
                 return -EBADMSG;
@@ -680,12 +689,16 @@ static void call_start(GrpcCall *c) {
                 return;
         }
         c->method = method_find(c->path);
+        /* Not ours, with dapr-app-id: a call for that app's own gRPC service (Dapr's proxying). */
+        const char *target = grpc_call_metadata(c, "dapr-app-id");
+        if (!c->method && target && *target)
+                c->method = &grpc_proxy_method;
         if (!c->method) {
                 snprintf(msg, sizeof msg, "unknown method %.200s: mooringd does not serve it", c->path);
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;
         }
-        if (c->method->kind == GRPC_METHOD_STREAM) {
+        if (c->method->kind != GRPC_METHOD_UNARY) {
                 c->handler_owes = true;
                 call_ref(c);
                 r = c->method->open(c);

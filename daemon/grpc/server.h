@@ -54,6 +54,7 @@ typedef enum GrpcCode {
 typedef enum GrpcMethodKind {
         GRPC_METHOD_UNARY,   /* one request, one answer: unary() runs once the request is complete */
         GRPC_METHOD_STREAM,  /* open() at the start, message() per request, half_closed() at its end */
+        GRPC_METHOD_RAW,     /* as STREAM, but raw() gets each message's bytes undecoded (proxying) */
 } GrpcMethodKind;
 
 /*
@@ -69,6 +70,7 @@ typedef struct GrpcMethod {
         int (*open)(GrpcCall *c);
         int (*message)(GrpcCall *c, const ProtobufCMessage *req);
         void (*half_closed)(GrpcCall *c);
+        int (*raw)(GrpcCall *c, const uint8_t *msg, size_t len);
 } GrpcMethod;
 
 /* The services' tables, NULL-terminated list of {methods, n}. */

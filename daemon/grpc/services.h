@@ -43,6 +43,9 @@ int grpc_dapr_subscribe_open(GrpcCall *c);
 int grpc_dapr_subscribe_message(GrpcCall *c, const ProtobufCMessage *req);
 void grpc_dapr_subscribe_half_closed(GrpcCall *c);
 
+/* proxying to a gRPC app's own services (proxy.c): any method not served here, with dapr-app-id */
+extern const GrpcMethod grpc_proxy_method;
+
 /* metadata and lifecycle (dapr-metadata.c) */
 int grpc_dapr_get_metadata(GrpcCall *c, const ProtobufCMessage *req);
 int grpc_dapr_set_metadata(GrpcCall *c, const ProtobufCMessage *req);

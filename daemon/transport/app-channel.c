@@ -29,6 +29,7 @@ bool app_channel_address(const App *a, TransportAddress *ret) {
                 .kind = c->address_kind == APP_ADDRESS_UNIX ? TRANSPORT_ADDRESS_UNIX : TRANSPORT_ADDRESS_TCP,
                 .host = c->address_host,
                 .port = c->address_port,
+                .protocol = c->app_protocol_grpc ? TRANSPORT_PROTOCOL_GRPC : TRANSPORT_PROTOCOL_HTTP,
         };
         return true;
 }
@@ -46,6 +47,7 @@ static int probe_send(Registry *r, App *a, const TransportHandler *h, void *user
                 .headers = probe_headers,
                 .timeout_usec = APP_PROBE_TIMEOUT_MS * 1000,
                 .max_answer = PROBE_ANSWER_MAX,
+                .purpose = TRANSPORT_PURPOSE_PROBE,
         };
         return transport_call_start(r->transport, &addr, &req, h, userdata, ret);
 }

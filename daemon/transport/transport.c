@@ -36,6 +36,7 @@
 #include "../util/cleanup.h"
 #include "../util/iomux.h"
 #include "../util/strv.h"
+#include "grpc-app.h"
 #include "transport.h"
 
 #define CONN_RBUF_SIZE (16 * 1024)
@@ -124,6 +125,7 @@ struct TransportCall {
         sd_event_source *later;         /* deferred done or resume */
         int error;
         char *message;
+        GrpcAppCall *grpc;              /* a call into a gRPC app: all of it is there (grpc-app.c) */
         TransportCall *next, *prev;     /* Transport.calls */
 };
 
@@ -134,6 +136,7 @@ struct Transport {
         TransportCall *calls;
         unsigned n_calls;
         uint64_t connections_opened;
+        GrpcChannel *grpc;              /* connections to gRPC apps */
 };
 
 static void conn_close(Conn *cn);
@@ -858,6 +861,33 @@ static int build_head(TransportCall *c, const TransportRequest *req) {
         return 0;
 }
 
+static void grpc_finished(TransportCall *c) {
+        c->grpc = NULL;
+        call_free(c);
+}
+
+/* A gRPC app: the call is grpc-app.c's; this TransportCall is the handle the caller holds. */
+static int grpc_call_start(Transport *t, const TransportAddress *addr, const TransportRequest *req,
+                           const TransportHandler *h, void *userdata, TransportCall **ret) {
+        TransportCall *c = calloc(1, sizeof *c);
+        int r;
+        if (!c)
+                return -ENOMEM;
+        *c = (TransportCall){ .transport = t, .h = h, .userdata = userdata, .next = t->calls };
+        r = grpc_app_call_start(t->grpc, addr, req, h, userdata, c, grpc_finished, &c->grpc);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        if (c->next)
+                c->next->prev = c;
+        t->calls = c;
+        t->n_calls++;
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
 int transport_call_start(Transport *t, const TransportAddress *addr, const TransportRequest *req,
                          const TransportHandler *h, void *userdata, TransportCall **ret) {
         Pool *p;
@@ -865,6 +895,8 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
 
         if (!req->method || !req->target || !h->done || (!h->head != !h->body))
                 return -EINVAL;
+        if (addr->protocol == TRANSPORT_PROTOCOL_GRPC)
+                return grpc_call_start(t, addr, req, h, userdata, ret);
         r = pool_get(t, addr, &p);
         if (r < 0)
                 return r;
@@ -911,6 +943,11 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
 void transport_call_cancel(TransportCall *c) {
         if (!c)
                 return;
+        if (c->grpc) {
+                grpc_app_call_cancel(TAKE_PTR(c->grpc));
+                call_free(c);
+                return;
+        }
         if (c->dispatching) {
                 c->cancelled = true;
                 return;
@@ -919,9 +956,17 @@ void transport_call_cancel(TransportCall *c) {
 }
 
 void transport_call_resume(TransportCall *c) {
+        if (c && c->grpc) {
+                grpc_app_call_resume(c->grpc);
+                return;
+        }
         if (!c || !c->paused || c->finished)
                 return;
         (void) call_defer(c);
+}
+
+GrpcChannel *transport_grpc_channel(Transport *t) {
+        return t->grpc;
 }
 
 unsigned transport_calls_in_flight(const Transport *t) {
@@ -942,15 +987,23 @@ Transport *transport_new(sd_event *e) {
                 free(t);
                 return NULL;
         }
+        t->grpc = grpc_channel_new(e);
+        if (!t->grpc)
+                return transport_free(t);
         return t;
 }
 
 Transport *transport_free(Transport *t) {
         if (!t)
                 return NULL;
-        /* Whoever waits for an answer gets one. */
+        /* Whoever waits for an answer gets one: gRPC apps' calls first (done with -ECANCELED). */
+        t->grpc = grpc_channel_free(t->grpc);
         while (t->calls) {
                 TransportCall *c = t->calls;
+                if (c->grpc) { /* not on a connection yet (its connect failed): ends now */
+                        grpc_app_call_abort(c->grpc, -ECANCELED);
+                        continue;
+                }
                 if (c->finished) { /* done was waiting for the loop */
                         call_complete(c);
                         continue;

@@ -40,12 +40,33 @@ typedef enum TransportAddressKind {
         TRANSPORT_ADDRESS_UNIX,
 } TransportAddressKind;
 
+/* How the app is spoken to: HTTP/1.1, or Dapr's AppCallback gRPC service (AppProtocol=grpc). */
+typedef enum TransportProtocol {
+        TRANSPORT_PROTOCOL_HTTP,
+        TRANSPORT_PROTOCOL_GRPC,
+} TransportProtocol;
+
 /* Where the app listens. Borrowed: copied by the pool on first use. */
 typedef struct TransportAddress {
         TransportAddressKind kind;
         const char *host;        /* TCP: IP literal (v4 or v6, no brackets); UNIX: socket path */
         uint16_t port;           /* TCP only */
+        TransportProtocol protocol;
 } TransportAddress;
+
+/*
+ * What a call is for. HTTP apps get the request as it is whatever it is for; for a gRPC app
+ * (transport/grpc-app.c) it picks the AppCallback RPC: OnInvoke, OnTopicEvent (the body is the
+ * CloudEvent), OnBulkTopicEventAlpha1 (the bulk envelope; answered as {"statuses": [...]}),
+ * ListTopicSubscriptions (answered as Dapr's GET /dapr/subscribe JSON), HealthCheck.
+ */
+typedef enum TransportPurpose {
+        TRANSPORT_PURPOSE_INVOKE,
+        TRANSPORT_PURPOSE_DELIVERY,
+        TRANSPORT_PURPOSE_SUBSCRIPTIONS,
+        TRANSPORT_PURPOSE_PROBE,
+        TRANSPORT_PURPOSE_BULK_DELIVERY, /* the body is Dapr's bulk envelope: OnBulkTopicEventAlpha1 */
+} TransportPurpose;
 
 typedef struct TransportRequest {
         const char *method;      /* an HTTP token, "GET", "POST", ... */
@@ -59,6 +80,7 @@ typedef struct TransportRequest {
         /* Buffered answers (no head/body callbacks): the body is collected up to this many bytes;
          * a longer answer fails the call with -EMSGSIZE. */
         size_t max_answer;
+        TransportPurpose purpose;
 } TransportRequest;
 
 /* An answer as it arrives. headers: name, value pairs, NULL-terminated, as the app sent them
@@ -112,6 +134,9 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
 void transport_call_cancel(TransportCall *c);
 /* The consumer has room again after body() said no. */
 void transport_call_resume(TransportCall *c);
+
+/* The connections to gRPC apps (transport/grpc-channel.h), for streams of proxied calls. */
+struct GrpcChannel *transport_grpc_channel(Transport *t);
 
 /* Calls running or waiting to retry (for drains and tests). */
 unsigned transport_calls_in_flight(const Transport *t);

@@ -149,3 +149,89 @@ def read_frames(sock, until_close=True, timeout=10):
     except OSError:
         pass
     return frames
+
+
+# ---- a gRPC app (AppProtocol=grpc): Dapr's AppCallback service in grpcio ----
+
+class CallbackApp:
+    """A grpc.server on a Unix socket implementing AppCallback (OnInvoke echoes, ListTopicSubscriptions
+    lists self.subscriptions, OnTopicEvent records and answers self.topic_status), HealthCheck, and,
+    for proxying, a service of its own (/test.Echo/{Unary,ServerStream,ClientStream,Bidi})."""
+
+    def __init__(self, path):
+        from concurrent import futures
+        self.path = path
+        self.invocations = []
+        self.events = []
+        self.metadata = []
+        self.subscriptions = []
+        self.bulk = []
+        self.bulk_status = {}
+        self.topic_status = appcallback.TopicEventResponse.SUCCESS
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        pb = lambda t: dict(request_deserializer=t.FromString, response_serializer=lambda m: m.SerializeToString())
+        raw = dict(request_deserializer=lambda b: b, response_serializer=lambda b: b)
+        handlers = {
+            "OnInvoke": grpc.unary_unary_rpc_method_handler(self.on_invoke, **pb(common.InvokeRequest)),
+            "ListTopicSubscriptions": grpc.unary_unary_rpc_method_handler(
+                self.list_subscriptions, **pb(empty_pb2.Empty)),
+            "OnTopicEvent": grpc.unary_unary_rpc_method_handler(self.on_topic_event,
+                                                                **pb(appcallback.TopicEventRequest)),
+        }
+        self.server.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler("dapr.proto.runtime.v1.AppCallback", handlers),
+            grpc.method_handlers_generic_handler("dapr.proto.runtime.v1.AppCallbackAlpha", {
+                "OnBulkTopicEventAlpha1": grpc.unary_unary_rpc_method_handler(
+                    self.on_bulk, **pb(appcallback.TopicEventBulkRequest))}),
+            grpc.method_handlers_generic_handler("dapr.proto.runtime.v1.AppCallbackHealthCheck", {
+                "HealthCheck": grpc.unary_unary_rpc_method_handler(
+                    lambda req, ctx: appcallback.HealthCheckResponse(), **pb(empty_pb2.Empty))}),
+            grpc.method_handlers_generic_handler("test.Echo", {
+                "Unary": grpc.unary_unary_rpc_method_handler(self.echo_unary, **raw),
+                "ServerStream": grpc.unary_stream_rpc_method_handler(self.echo_server_stream, **raw),
+                "ClientStream": grpc.stream_unary_rpc_method_handler(self.echo_client_stream, **raw),
+                "Bidi": grpc.stream_stream_rpc_method_handler(self.echo_bidi, **raw),
+            }),
+        ))
+        self.server.add_insecure_port(f"unix:{path}")
+
+    def start(self):
+        self.server.start()
+        return self
+
+    def stop(self):
+        self.server.stop(0)
+
+    def on_invoke(self, req, ctx):
+        self.invocations.append(req)
+        self.metadata.append(dict(ctx.invocation_metadata()))
+        if req.method.startswith("fail/"):
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "no " + req.method)
+        return common.InvokeResponse(data=any_pb2.Any(value=b"echo:" + req.data.value), content_type="text/x-echo")
+
+    def list_subscriptions(self, req, ctx):
+        return appcallback.ListTopicSubscriptionsResponse(subscriptions=self.subscriptions)
+
+    def on_topic_event(self, req, ctx):
+        self.events.append(req)
+        return appcallback.TopicEventResponse(status=self.topic_status)
+
+    def on_bulk(self, req, ctx):
+        self.bulk.append(req)
+        return appcallback.TopicEventBulkResponse(statuses=[appcallback.TopicEventBulkResponseEntry(
+            entry_id=e.entry_id, status=self.bulk_status.get(e.cloud_event.data.decode(), 0)) for e in req.entries])
+
+    def echo_unary(self, req, ctx):
+        self.metadata.append(dict(ctx.invocation_metadata()))
+        return b"unary:" + req
+
+    def echo_server_stream(self, req, ctx):
+        for i in range(3):
+            yield b"%d:" % i + req
+
+    def echo_client_stream(self, it, ctx):
+        return b"+".join(it)
+
+    def echo_bidi(self, it, ctx):
+        for m in it:
+            yield b"bidi:" + m

@@ -15,7 +15,7 @@ import grpc_support as g  # first: may re-execute under Debian's python
 from grpc_support import call, dapr, common, grpc
 from echoapp import EchoApp
 from grpc_support import appcallback
-from harness import DaemonTestCase, free_port, main, request
+from harness import DaemonTestCase, free_port, main, request, wait_for
 
 APP = "[App]\n"
 
@@ -418,6 +418,140 @@ class GrpcRobustnessTest(DaemonTestCase):
             if any(f[0] == g.HEADERS and f[1] & g.END_STREAM for f in frames):
                 break
         self.assertEqual(self.get("p"), b"1")
+
+
+class GrpcAppTest(DaemonTestCase):
+    """AppProtocol=grpc: mooringd calls the app through Dapr's AppCallback service."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="mooring-grpcapp-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.app = g.CallbackApp(os.path.join(self.tmp, "g.sock"))
+        self.app.subscriptions = [appcallback.TopicSubscription(pubsub_name="pubsub", topic="news")]
+        self.app.start()
+        self.addCleanup(self.app.stop)
+        self.d = self.daemon(apps={"a": APP, "g": f"[App]\nAppAddress=unix:{self.app.path}\nAppProtocol=grpc\n"})
+
+    def test_http_and_grpc_callers_invoke_a_grpc_app(self):
+        r = request(self.d.app_socket("a"), "POST", "/v1.0/invoke/g/method/hello?x=1", body=b"hi",
+                    headers={"Content-Type": "text/plain", "X-Custom": "v"})
+        self.assertEqual((r.status, r.body), (200, b"echo:hi"))
+        self.assertEqual(r.headers["content-type"], "text/x-echo")
+        req = self.app.invocations[-1]
+        self.assertEqual((req.method, req.http_extension.verb, req.http_extension.querystring, req.content_type),
+                         ("hello", common.HTTPExtension.POST, "x=1", "text/plain"))
+        self.assertEqual(self.app.metadata[-1]["x-custom"], "v")
+        self.assertEqual(self.app.metadata[-1]["dapr-caller-app-id"], "a")
+        # the app's gRPC error comes back as the HTTP status daprd maps it to
+        r = request(self.d.app_socket("a"), "GET", "/v1.0/invoke/g/method/fail/x")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.json()["code"], 5)
+        # a gRPC caller
+        ch = g.channel(grpc_sock(self.d, "a"))
+        self.addCleanup(ch.close)
+        msg = common.InvokeRequest(method="m", data=g.any_pb2.Any(value=b"x"),
+                                   http_extension=common.HTTPExtension(verb=common.HTTPExtension.POST))
+        r = call(ch, "InvokeService", dapr.InvokeServiceRequest(id="g", message=msg), common.InvokeResponse)
+        self.assertEqual(r.data.value, b"echo:x")
+
+    def test_subscriptions_and_deliveries(self):
+        sock = self.d.app_socket("a")
+        # ListTopicSubscriptions was asked once the app was healthy (HealthCheck)
+        def subscribed():
+            m = request(self.d.app_socket("g"), "GET", "/v1.0/metadata").json()
+            return [s for s in m.get("subscriptions", []) if s["topic"] == "news"]
+        wait_for(subscribed, what="the gRPC app's subscription")
+        r = request(sock, "POST", "/v1.0/publish/pubsub/news", body=b'{"n":1}',
+                    headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 204)
+        wait_for(lambda: self.app.events, what="OnTopicEvent")
+        ev = self.app.events[0]
+        self.assertEqual((ev.topic, ev.pubsub_name, ev.data, ev.source), ("news", "pubsub", b'{"n":1}', "a"))
+        # RETRY: offered again
+        self.app.topic_status = appcallback.TopicEventResponse.RETRY
+        request(sock, "POST", "/v1.0/publish/pubsub/news", body=b"2", headers={"Content-Type": "text/plain"})
+        wait_for(lambda: len([e for e in self.app.events if e.data == b"2"]) >= 2, what="a redelivery")
+        self.app.topic_status = appcallback.TopicEventResponse.SUCCESS
+
+    def test_bulk_subscription(self):
+        self.app.subscriptions = [appcallback.TopicSubscription(
+            pubsub_name="pubsub", topic="bulk", bulk_subscribe=appcallback.BulkSubscribeConfig(
+                enabled=True, max_messages_count=3, max_await_duration_ms=200))]
+        d = self.daemon(apps={"a2": APP, "g2": f"[App]\nAppAddress=unix:{self.app.path}\nAppProtocol=grpc\n"})
+        wait_for(lambda: [s for s in request(d.app_socket("g2"), "GET", "/v1.0/metadata").json()
+                          .get("subscriptions", []) if s["topic"] == "bulk"], what="the bulk subscription")
+        self.app.bulk_status = {"1": appcallback.TopicEventResponse.DROP}
+        for i in range(3):
+            request(d.app_socket("a2"), "POST", "/v1.0/publish/pubsub/bulk", body=b"%d" % i,
+                    headers={"Content-Type": "text/plain"})
+        wait_for(lambda: sum(len(b.entries) for b in self.app.bulk) >= 3, what="OnBulkTopicEventAlpha1")
+        got = sorted(e.cloud_event.data for b in self.app.bulk for e in b.entries)
+        self.assertEqual(got, [b"0", b"1", b"2"])
+        self.assertEqual({b.topic for b in self.app.bulk}, {"bulk"})
+
+
+class GrpcProxyTest(DaemonTestCase):
+    """A call with dapr-app-id for a method mooringd does not serve reaches that app's own service."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="mooring-grpcproxy-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.app = g.CallbackApp(os.path.join(self.tmp, "g.sock")).start()
+        self.addCleanup(self.app.stop)
+        cfg = os.path.join(self.tmp, "deny.yaml")
+        with open(cfg, "w") as f:
+            f.write("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: deny\nspec:\n"
+                    "  accessControl:\n    defaultAction: deny\n    policies:\n    - appId: a\n"
+                    "      defaultAction: allow\n")
+        self.d = self.daemon(apps={"a": APP, "c": APP, "h": "[App]\nAppAddress=http://127.0.0.1:1\n",
+                                   "g": f"[App]\nAppAddress=unix:{self.app.path}\nAppProtocol=grpc\n"
+                                        f"Configuration={cfg}\n"})
+        self.ch = g.channel(grpc_sock(self.d, "a"))
+        self.addCleanup(self.ch.close)
+        self.md = [("dapr-app-id", "g")]
+
+    def test_all_four_stream_kinds(self):
+        raw = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        r, c = self.ch.unary_unary("/test.Echo/Unary", **raw).with_call(b"x", metadata=self.md + [("k", "v")],
+                                                                         timeout=30)
+        self.assertEqual(r, b"unary:x")
+        seen = self.app.metadata[-1]
+        self.assertEqual((seen["k"], seen["dapr-caller-app-id"]), ("v", "a"))
+        self.assertNotIn("dapr-app-id", seen)
+        self.assertTrue(seen["traceparent"].startswith("00-"))
+        self.assertEqual(list(self.ch.unary_stream("/test.Echo/ServerStream", **raw)(b"s", metadata=self.md,
+                                                                                    timeout=30)),
+                         [b"0:s", b"1:s", b"2:s"])
+        self.assertEqual(self.ch.stream_unary("/test.Echo/ClientStream", **raw)(iter([b"a", b"b", b"c"]),
+                                                                                metadata=self.md, timeout=30),
+                         b"a+b+c")
+        self.assertEqual(list(self.ch.stream_stream("/test.Echo/Bidi", **raw)(iter([b"1", b"2"]), metadata=self.md,
+                                                                              timeout=30)),
+                         [b"bidi:1", b"bidi:2"])
+        # a large message passes through whole
+        big = os.urandom(3 << 20)
+        self.assertEqual(self.ch.unary_unary("/test.Echo/Unary", **raw)(big, metadata=self.md, timeout=60),
+                         b"unary:" + big)
+
+    def test_refusals(self):
+        raw = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        # the app's own error status comes back as it is
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.ch.unary_unary("/test.Echo/Nope", **raw)(b"x", metadata=self.md, timeout=30)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        # access control: only a may call g
+        chc = g.channel(grpc_sock(self.d, "c"))
+        self.addCleanup(chc.close)
+        with self.assertRaises(grpc.RpcError) as cm:
+            chc.unary_unary("/test.Echo/Unary", **raw)(b"x", metadata=self.md, timeout=30)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        # an unknown app, and an app that does not speak gRPC
+        for target, code in (("nosuch", grpc.StatusCode.INTERNAL), ("h", grpc.StatusCode.UNIMPLEMENTED)):
+            with self.assertRaises(grpc.RpcError) as cm:
+                self.ch.unary_unary("/test.Echo/Unary", **raw)(b"x", metadata=[("dapr-app-id", target)], timeout=30)
+            self.assertEqual(cm.exception.code(), code, target)
 
 
 if __name__ == "__main__":
