@@ -228,6 +228,32 @@ int ctl_bus_get_status(const CtlOptions *o, CtlStatus *ret) {
         return 0;
 }
 
+/* The gRPC socket and port of app id (GetApp's GrpcSocket, GrpcPort); left as they are when the
+ * daemon does not say. */
+static int get_app_grpc(sd_bus *bus, const char *id, CtlApp *app) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_call_method(bus, CTL_BUS_NAME, CTL_BUS_PATH, CTL_BUS_INTERFACE, "GetApp", NULL, &reply,
+                                   "s", id);
+        if (r < 0)
+                return 0; /* gone meanwhile: the list still shows it */
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key, *s;
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && streq(key, "GrpcPort"))
+                        r = sd_bus_message_read(reply, "v", "q", &app->grpc_port);
+                else if (r >= 0 && streq(key, "GrpcSocket")) {
+                        r = sd_bus_message_read(reply, "v", "s", &s);
+                        if (r >= 0 && *s && !app->grpc_socket && !(app->grpc_socket = strdup(s)))
+                                r = -ENOMEM;
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        return r == -ENOMEM ? r : 0;
+}
+
 /* "apps": the Apps property, a(sssqs), sorted by id. */
 int ctl_bus_get_apps(const CtlOptions *o, CtlAppList *ret) {
         static const char what[] = "reading the list of apps";
@@ -265,6 +291,9 @@ int ctl_bus_get_apps(const CtlOptions *o, CtlAppList *ret) {
         r = sd_bus_message_exit_container(reply);
         if (r < 0)
                 return bad_reply(what, r);
+        for (size_t i = 0; i < list.n; i++)
+                if (get_app_grpc(bus, list.items[i].id, &list.items[i]) < 0)
+                        return ctl_log_oom();
 
         ctl_app_list_sort(&list);
         *ret = list;

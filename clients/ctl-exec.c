@@ -6,7 +6,8 @@
  * Dapr-style environment in place and replaces itself with the app: the
  * command given after "--", or the app file's Exec= line through /bin/sh.
  * Variables the daemon is authoritative for (DAPR_HTTP_PORT,
- * DAPR_HTTP_ENDPOINT, DAPR_API_TOKEN, MOORING_HTTP_SOCKET) are removed when
+ * DAPR_HTTP_ENDPOINT, DAPR_GRPC_PORT, DAPR_GRPC_ENDPOINT, DAPR_API_TOKEN,
+ * MOORING_HTTP_SOCKET, MOORING_GRPC_SOCKET) are removed when
  * the app has no value for them, so stale values cannot leak in from the
  * caller's environment; APP_PORT and APP_CHANNEL_ADDRESS are only set, never
  * removed, so a unit drop-in can provide them for unix: app addresses.
@@ -27,9 +28,11 @@ typedef struct AppInfo {
         const char *app_id;
         const char *app_address;
         const char *http_socket;
+        const char *grpc_socket;
         const char *exec;
         const char *api_token; /* secret; NULL when the daemon did not send one */
         uint16_t http_port;
+        uint16_t grpc_port;
 } AppInfo;
 
 static int bad_reply(const char *what, int r) {
@@ -67,6 +70,10 @@ static int read_app_info(sd_bus_message *reply, const char *what, AppInfo *ret) 
                         r = sd_bus_message_read(reply, "v", "s", &info.http_socket);
                 else if (streq(key, "HttpPort"))
                         r = sd_bus_message_read(reply, "v", "q", &info.http_port);
+                else if (streq(key, "GrpcSocket"))
+                        r = sd_bus_message_read(reply, "v", "s", &info.grpc_socket);
+                else if (streq(key, "GrpcPort"))
+                        r = sd_bus_message_read(reply, "v", "q", &info.grpc_port);
                 else if (streq(key, "Exec"))
                         r = sd_bus_message_read(reply, "v", "s", &info.exec);
                 else if (streq(key, "ApiToken"))
@@ -164,6 +171,19 @@ static int setup_environment(const char *app_id, const AppInfo *info) {
         if (r < 0)
                 return r;
         r = set_or_unset("MOORING_HTTP_SOCKET", info->http_socket);
+        if (r < 0)
+                return r;
+        /* the gRPC API: DAPR_GRPC_PORT is what Dapr's SDKs read (DAPR_GRPC_ENDPOINT first, where they know it) */
+        char gport[8] = "", gendpoint[32] = "";
+        if (info->grpc_port != 0) {
+                snprintf(gport, sizeof(gport), "%u", (unsigned) info->grpc_port);
+                snprintf(gendpoint, sizeof(gendpoint), "http://127.0.0.1:%u", (unsigned) info->grpc_port);
+        }
+        r = set_or_unset("DAPR_GRPC_PORT", gport);
+        if (r >= 0)
+                r = set_or_unset("DAPR_GRPC_ENDPOINT", gendpoint);
+        if (r >= 0)
+                r = set_or_unset("MOORING_GRPC_SOCKET", info->grpc_socket);
         if (r < 0)
                 return r;
         /* the environment is where the token is meant to go: the app reads it there */

@@ -415,12 +415,13 @@ int ctl_http_get_apps(const CtlOptions *o, CtlAppList *ret) {
         }
 
         json_array_foreach(reply, i, item) {
-                const char *id, *address = NULL, *sock = NULL, *health = NULL;
-                json_int_t port = 0;
+                const char *id, *address = NULL, *sock = NULL, *health = NULL, *gsock = NULL;
+                json_int_t port = 0, gport = 0;
 
-                if (json_unpack_ex(item, &jerr, 0, "{s:s, s?s, s?s, s?I, s?s}",
+                if (json_unpack_ex(item, &jerr, 0, "{s:s, s?s, s?s, s?I, s?s, s?s, s?I}",
                                    "id", &id, "appAddress", &address, "httpSocket", &sock,
-                                   "httpPort", &port, "health", &health) < 0)
+                                   "httpPort", &port, "health", &health, "grpcSocket", &gsock,
+                                   "grpcPort", &gport) < 0)
                         return bad_json(route, &jerr);
                 if (port < 0 || port > UINT16_MAX) {
                         ctl_log("unexpected reply to GET %s: app '%s' has port %" JSON_INTEGER_FORMAT,
@@ -429,6 +430,9 @@ int ctl_http_get_apps(const CtlOptions *o, CtlAppList *ret) {
                 }
                 r = ctl_app_list_add(&list, id, address, sock, (uint16_t) port, health ?: "unknown");
                 if (r < 0)
+                        return ctl_log_oom();
+                list.items[list.n - 1].grpc_port = gport > 0 && gport <= UINT16_MAX ? (uint16_t) gport : 0;
+                if (gsock && *gsock && !(list.items[list.n - 1].grpc_socket = strdup(gsock)))
                         return ctl_log_oom();
         }
 

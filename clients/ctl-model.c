@@ -40,6 +40,7 @@ static void app_done(CtlApp *a) {
         free(a->app_address);
         free(a->http_socket);
         free(a->health);
+        free(a->grpc_socket);
 }
 
 void ctl_app_list_done(CtlAppList *l) {

@@ -99,11 +99,11 @@ int ctl_print_status(const CtlStatus *s, bool json) {
         return 0;
 }
 
-/* "apps": table APP ADDRESS SOCKET PORT HEALTH, or a JSON array. */
+/* "apps": table APP ADDRESS SOCKET PORT GRPC HEALTH (GRPC: the gRPC port), or a JSON array. */
 int ctl_print_apps(const CtlAppList *l, bool json) {
-        static const char *const header[] = { "APP", "ADDRESS", "SOCKET", "PORT", "HEALTH" };
+        static const char *const header[] = { "APP", "ADDRESS", "SOCKET", "PORT", "GRPC", "HEALTH" };
         _cleanup_free_ const char **cells = NULL;
-        _cleanup_free_ char (*ports)[8] = NULL;
+        _cleanup_free_ char (*ports)[8] = NULL, (*gports)[8] = NULL;
 
         if (json) {
                 _cleanup_(json_decrefp) json_t *a = json_array();
@@ -119,6 +119,9 @@ int ctl_print_apps(const CtlAppList *l, bool json) {
                                               "httpPort", (int) app->http_port,
                                               "health", app->health);
 
+                        if (o && (json_object_set_new(o, "grpcSocket", json_string(strempty(app->grpc_socket))) < 0 ||
+                                  json_object_set_new(o, "grpcPort", json_integer(app->grpc_port)) < 0))
+                                o = (json_decref(o), NULL);
                         if (!o || json_array_append_new(a, o) < 0)
                                 return ctl_log_oom();
                 }
@@ -132,7 +135,8 @@ int ctl_print_apps(const CtlAppList *l, bool json) {
 
         cells = calloc(l->n * ELEMENTSOF(header), sizeof(char *));
         ports = calloc(l->n, sizeof(*ports));
-        if (!cells || !ports)
+        gports = calloc(l->n, sizeof(*gports));
+        if (!cells || !ports || !gports)
                 return ctl_log_oom();
         for (size_t i = 0; i < l->n; i++) {
                 const CtlApp *app = &l->items[i];
@@ -146,7 +150,12 @@ int ctl_print_apps(const CtlAppList *l, bool json) {
                 row[1] = app->app_address;
                 row[2] = app->http_socket;
                 row[3] = ports[i];
-                row[4] = app->health;
+                if (app->grpc_port == 0)
+                        strcpy(gports[i], "-");
+                else
+                        snprintf(gports[i], sizeof(gports[i]), "%u", (unsigned) app->grpc_port);
+                row[4] = gports[i];
+                row[5] = app->health;
         }
         print_table(header, ELEMENTSOF(header), cells, l->n);
         return 0;

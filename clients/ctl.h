@@ -65,6 +65,8 @@ typedef struct CtlApp {
         char *http_socket;
         uint16_t http_port;        /* 0 = no TCP listener */
         char *health;
+        char *grpc_socket;         /* the gRPC API's socket; NULL when not known */
+        uint16_t grpc_port;        /* GrpcPort=; 0 = none */
 } CtlApp;
 
 typedef struct CtlComponent {

@@ -303,11 +303,13 @@ static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *re
         claim_socket(call, a);
         r = sd_bus_message_new_method_return(call, &reply);
         if (r >= 0)
-                r = sd_bus_message_append(reply, "a{sv}", 6 + (c->api_token && may_see_token(call, id) ? 1 : 0),
+                r = sd_bus_message_append(reply, "a{sv}", 8 + (c->api_token && may_see_token(call, id) ? 1 : 0),
                                           "AppId", "s", c->id, "AppAddress", "s", strempty(c->app_address),
                                           "HttpSocket", "s", strempty(a->socket_path), "HttpPort", "q",
-                                          c->http_port, "Health", "s", app_health_to_string(a->health), "Exec",
-                                          "s", strempty(c->exec), "ApiToken", "s", strempty(c->api_token));
+                                          c->http_port, "GrpcSocket", "s", strempty(a->grpc_socket_path),
+                                          "GrpcPort", "q", c->grpc_port, "Health", "s",
+                                          app_health_to_string(a->health), "Exec", "s", strempty(c->exec),
+                                          "ApiToken", "s", strempty(c->api_token));
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);

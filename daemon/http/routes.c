@@ -207,11 +207,12 @@ static int get_apps(HttpRequest *r, const RouteMatch *m) {
         for (size_t i = 0; a && i < mg->n_apps; i++) {
                 const App *app = mg->apps[i];
                 json_array_append_new(
-                        a, json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "id", app->config->id, "appAddress",
-                                     strempty(app->config->app_address), "httpSocket", strempty(app->socket_path),
-                                     "httpPort", (int) app->config->http_port, "health",
-                                     app_health_to_string(app->health), "source",
-                                     app_source_to_string(app->source)));
+                        a, json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s}", "id", app->config->id,
+                                     "appAddress", strempty(app->config->app_address), "httpSocket",
+                                     strempty(app->socket_path), "httpPort", (int) app->config->http_port,
+                                     "grpcSocket", strempty(app->grpc_socket_path), "grpcPort",
+                                     (int) app->config->grpc_port, "health", app_health_to_string(app->health),
+                                     "source", app_source_to_string(app->source)));
         }
         return http_reply_json(r, 200, a);
 }

@@ -4,10 +4,12 @@
 grpc.sock and GrpcPort=, called with an independent implementation (Debian's
 python3-grpcio, messages generated from proto/ by protoc at test time)."""
 
+import json
 import os
 import queue
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 
@@ -15,7 +17,7 @@ import grpc_support as g  # first: may re-execute under Debian's python
 from grpc_support import call, dapr, common, grpc
 from echoapp import EchoApp
 from grpc_support import appcallback
-from harness import DaemonTestCase, free_port, main, request, wait_for
+from harness import MOORINGCTL, DaemonTestCase, free_port, main, request, wait_for
 
 APP = "[App]\n"
 
@@ -166,6 +168,42 @@ class GrpcTransportTest(DaemonTestCase):
         chu = g.channel(grpc_sock(d, "a"))
         self.addCleanup(chu.close)
         self.assertEqual(call(chu, "GetMetadata", dapr.GetMetadataRequest(), dapr.GetMetadataResponse).id, "a")
+
+    def test_app_exec_exports_the_grpc_endpoints(self):
+        port = free_port()
+        d = self.daemon(bus=True, apps={"a": f"[App]\nGrpcPort={port}\nApiToken=tok\n", "b": APP})
+        env = dict(os.environ, MOORING_SOCKET="", DAPR_GRPC_PORT="stale")
+        out = {}
+        for app in ("a", "b"):
+            p = subprocess.run([MOORINGCTL, f"--bus-address={d.dbus.address}", "app-exec", app, "--", "env"],
+                               capture_output=True, text=True, timeout=30, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out[app] = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+        self.assertEqual(out["a"]["DAPR_GRPC_PORT"], str(port))
+        self.assertEqual(out["a"]["DAPR_GRPC_ENDPOINT"], f"http://127.0.0.1:{port}")
+        self.assertEqual(out["a"]["MOORING_GRPC_SOCKET"], grpc_sock(d, "a"))
+        self.assertNotIn("DAPR_GRPC_PORT", out["b"])  # no GrpcPort=: a stale value does not leak in
+        self.assertEqual(out["b"]["MOORING_GRPC_SOCKET"], grpc_sock(d, "b"))
+        # what the app gets works: its port, with its token, is that app
+        ch = g.channel(int(out["a"]["DAPR_GRPC_PORT"]))
+        self.addCleanup(ch.close)
+        m = call(ch, "GetMetadata", dapr.GetMetadataRequest(), dapr.GetMetadataResponse,
+                 metadata=[("dapr-api-token", out["a"]["DAPR_API_TOKEN"])])
+        self.assertEqual(m.id, "a")
+        # the admin route lists the gRPC socket and port
+        apps = {a["id"]: a for a in d.get("/mooring/v1/apps").json()}
+        self.assertEqual((apps["a"]["grpcSocket"], apps["a"]["grpcPort"]), (grpc_sock(d, "a"), port))
+        # mooringctl apps shows them, over D-Bus and over the shared socket
+        for transport in ([f"--bus-address={d.dbus.address}"], ["--socket", d.api]):
+            p = subprocess.run([MOORINGCTL] + transport + ["apps", "--json"], capture_output=True, text=True,
+                               timeout=30, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            apps = {a["id"]: a for a in json.loads(p.stdout)}
+            self.assertEqual((apps["a"]["grpcSocket"], apps["a"]["grpcPort"], apps["b"]["grpcPort"]),
+                             (grpc_sock(d, "a"), port, 0), transport)
+            p = subprocess.run([MOORINGCTL] + transport + ["apps"], capture_output=True, text=True, timeout=30,
+                               env=env)
+            self.assertIn("GRPC", p.stdout)
 
 
 class GrpcInvokeTest(DaemonTestCase):
