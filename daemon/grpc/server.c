@@ -65,12 +65,15 @@ struct GrpcListener {
         App *app;                   /* ref */
         int fd;
         sd_event_source *source;
+        sd_event_source *backoff;   /* re-enables source after accept() ran out of fds */
+        unsigned n_conns;
         char *unlink_path;
         GrpcListener *next, *prev;
 };
 
 struct GrpcConn {
         GrpcServer *server;
+        GrpcListener *listener;     /* NULL once the listener is gone */
         App *app;                   /* ref: the caller, from the listener */
         bool tcp;
         int fd;
@@ -986,6 +989,8 @@ static void conn_free(GrpcConn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_conns--;
+        if (c->listener)
+                c->listener->n_conns--;
         nghttp2_session_del(c->h2);
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->defer);
@@ -1006,6 +1011,8 @@ static int conn_new(GrpcListener *l, int fd) {
         if (!c)
                 return -ENOMEM;
         c->server = s;
+        c->listener = l;
+        l->n_conns++;
         c->app = app_ref(l->app);
         c->tcp = l->kind == GRPC_LISTENER_TCP;
         c->fd = fd;
@@ -1055,17 +1062,41 @@ fail:
 
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         GrpcListener *l = userdata;
+        const Settings *st = &l->server->manager->settings;
         for (unsigned i = 0; i < 64; i++) {
                 int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* The connection stays queued and the socket readable: pause instead of
+                                 * spinning, as the HTTP listeners do. */
+                                log_struct(LOG_WARNING, errno, l->app->config->id, NULL,
+                                           "gRPC accept failed, pausing the listener for 100ms: %m");
+                                (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+                                (void) sd_event_source_set_time_relative(l->backoff, 100 * 1000);
+                                (void) sd_event_source_set_enabled(l->backoff, SD_EVENT_ONESHOT);
+                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_struct(LOG_WARNING, errno, l->app->config->id, NULL,
                                            "gRPC accept failed: %m");
                         break;
                 }
+                /* The same bounds as HTTP's (MaxConnections=, MaxConnectionsPerListener=): a local user
+                 * on an app's port cannot take every fd. */
+                if (l->n_conns >= st->max_connections_per_listener || l->server->n_conns >= st->max_connections) {
+                        log_struct(LOG_WARNING, 0, l->app->config->id, NULL,
+                                   "gRPC connection refused: connection limit reached.");
+                        safe_close(cfd);
+                        continue;
+                }
                 if (l->server->draining || conn_new(l, cfd) < 0)
                         safe_close(cfd);
         }
+        return 0;
+}
+
+static int on_accept_backoff(sd_event_source *s, uint64_t usec, void *userdata) {
+        GrpcListener *l = userdata;
+        if (!l->server->draining)
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_ON);
         return 0;
 }
 
@@ -1084,10 +1115,13 @@ int grpc_listener_new(GrpcServer *s, GrpcListenerKind kind, App *app, int fd_tak
                 grpc_listener_free(l);
                 return -ENOMEM;
         }
-        if (sd_event_add_io(s->event, &l->source, l->fd, EPOLLIN, on_accept, l) < 0) {
+        if (sd_event_add_io(s->event, &l->source, l->fd, EPOLLIN, on_accept, l) < 0 ||
+            sd_event_add_time_relative(s->event, &l->backoff, CLOCK_MONOTONIC, 100 * 1000, 0, on_accept_backoff,
+                                       l) < 0) {
                 grpc_listener_free(l);
                 return -ENOMEM;
         }
+        (void) sd_event_source_set_enabled(l->backoff, SD_EVENT_OFF);
         l->next = s->listeners;
         if (l->next)
                 l->next->prev = l;
@@ -1108,6 +1142,11 @@ GrpcListener *grpc_listener_free(GrpcListener *l) {
                         l->next->prev = l->prev;
         }
         sd_event_source_disable_unref(l->source);
+        sd_event_source_disable_unref(l->backoff);
+        /* its connections finish; they no longer count against it */
+        for (GrpcConn *c = l->server ? l->server->conns : NULL; c; c = c->next)
+                if (c->listener == l)
+                        c->listener = NULL;
         safe_close(l->fd);
         if (l->unlink_path)
                 (void) unlink(l->unlink_path);
@@ -1134,8 +1173,11 @@ GrpcServer *grpc_server_free(GrpcServer *s) {
         while (s->conns)
                 conn_free(s->conns);
         /* Listeners belong to their apps (freed with them); forget the ones left. */
-        for (GrpcListener *l = s->listeners; l; l = l->next)
+        for (GrpcListener *l = s->listeners; l; l = l->next) {
                 l->server = NULL;
+                l->backoff = sd_event_source_disable_unref(l->backoff);
+                l->source = sd_event_source_disable_unref(l->source);
+        }
         free(s);
         return NULL;
 }

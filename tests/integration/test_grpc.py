@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 import grpc_support as g  # first: may re-execute under Debian's python
 from grpc_support import call, dapr, common, grpc
@@ -168,6 +169,30 @@ class GrpcTransportTest(DaemonTestCase):
         chu = g.channel(grpc_sock(d, "a"))
         self.addCleanup(chu.close)
         self.assertEqual(call(chu, "GetMetadata", dapr.GetMetadataRequest(), dapr.GetMetadataResponse).id, "a")
+
+    def test_out_of_fds_pauses_the_listener(self):
+        # fds run out (a low limit, many listeners): accept() on grpc.sock fails, and the listener pauses
+        # for 100ms instead of spinning on the socket that stays readable
+        apps = {f"app{i:02}": APP for i in range(40)}
+        d = self.daemon(apps=apps, prefix=["prlimit", "--nofile=128:128"])
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(60):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(grpc_sock(d, "app00"))
+            socks.append(s)
+        wait_for(lambda: "gRPC accept failed, pausing the listener for 100ms" in d.log(), what="the pause logged")
+        time.sleep(0.5)
+        d.assert_running()
+        n = d.log().count("gRPC accept failed, pausing")
+        self.assertLess(n, 30, "accept looped instead of pausing")
+        for s in socks:
+            s.close()
+        socks.clear()
+        ch = g.channel(grpc_sock(d, "app00"))
+        self.addCleanup(ch.close)
+        self.assertEqual(call(ch, "GetMetadata", dapr.GetMetadataRequest(), dapr.GetMetadataResponse,
+                              timeout=30).id, "app00")
 
     def test_app_exec_exports_the_grpc_endpoints(self):
         port = free_port()
