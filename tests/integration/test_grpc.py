@@ -79,6 +79,10 @@ class GrpcStateTest(DaemonTestCase):
         self.assertEqual(g.error_info(cm.exception), "ERR_STATE_STORE_NOT_FOUND")
         self.assertIn("nope", cm.exception.details())
         with self.assertRaises(grpc.RpcError) as cm:
+            call(self.ch, "GetBulkState", dapr.GetBulkStateRequest(store_name="nope", keys=["k"]),
+                 dapr.GetBulkStateResponse)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as cm:
             self.save(common.StateItem(key="a||b", value=b"1"))
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         with self.assertRaises(grpc.RpcError) as cm:
@@ -368,6 +372,22 @@ class GrpcPubsubTest(DaemonTestCase):
                 call(self.ch, name, dapr.BulkPublishRequest(pubsub_name="pubsub", topic="bulk", entries=dup),
                      dapr.BulkPublishResponse)
             self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_subscribe_errors(self):
+        ch = g.channel(grpc_sock(self.d, "sub"))
+        self.addCleanup(ch.close)
+        fn = ch.stream_stream(g.DAPR + "SubscribeTopicEventsAlpha1", request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=dapr.SubscribeTopicEventsResponseAlpha1.FromString)
+        init = lambda p, t: dapr.SubscribeTopicEventsRequestAlpha1(
+            initial_request=dapr.SubscribeTopicEventsRequestInitialAlpha1(pubsub_name=p, topic=t))
+        ack = dapr.SubscribeTopicEventsRequestAlpha1(event_processed=dapr.SubscribeTopicEventsRequestProcessedAlpha1(
+            id="x"))
+        for reqs, code in (([init("nope", "t")], grpc.StatusCode.INVALID_ARGUMENT),
+                           ([init("pubsub", "")], grpc.StatusCode.INVALID_ARGUMENT),
+                           ([ack], grpc.StatusCode.INVALID_ARGUMENT)):
+            with self.assertRaises(grpc.RpcError) as cm:
+                list(fn(iter(reqs), timeout=30))
+            self.assertEqual(cm.exception.code(), code, reqs)
 
     def test_publish_errors(self):
         cases = [("nope", "t", grpc.StatusCode.INVALID_ARGUMENT, "ERR_PUBSUB_NOT_FOUND"),
