@@ -93,6 +93,46 @@ bool is_token(const char *s) {
         return true;
 }
 
+bool utf8_is_valid(const void *p, size_t n) {
+        const unsigned char *s = p;
+
+        for (size_t i = 0; i < n;) {
+                unsigned char c = s[i];
+                uint32_t cp, min;
+                size_t k;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if ((c & 0xe0) == 0xc0) {
+                        k = 1;
+                        cp = c & 0x1f;
+                        min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        k = 2;
+                        cp = c & 0x0f;
+                        min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        k = 3;
+                        cp = c & 0x07;
+                        min = 0x10000;
+                } else
+                        return false;
+                if (n - i <= k)
+                        return false;
+                for (size_t j = 1; j <= k; j++) {
+                        if ((s[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (s[i + j] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += k + 1;
+        }
+        return true;
+}
+
 char *fmt_u64(char *p, uint64_t v) {
         char tmp[20];
         size_t n = 0;

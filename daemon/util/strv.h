@@ -48,6 +48,8 @@ static inline bool ascii_eq_ci(const char *a, const char *b) {
                         return true;
         }
 }
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+bool utf8_is_valid(const void *p, size_t n);
 /* Writes v in decimal at p (no NUL); returns the end. At most 20 bytes. */
 char *fmt_u64(char *p, uint64_t v);
 
