@@ -273,6 +273,8 @@ class EarlySubscribeTest(DaemonTestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         app = CaseApp(os.path.join(tmp, "sub.sock"))
         d = self.daemon(apps={"sub": f"[App]\nAppAddress=unix:{app.path}\nHealthProbeInterval=60s\n"})
+        # the first probe found nothing: from here the old schedule waited the whole interval
+        wait_for(lambda: d.get("/mooring/v1/apps").json()[0]["health"] == "unhealthy", what="a failed probe")
         app.start()
         self.addCleanup(app.stop)
         # Far below the 60 s interval the old code waited; not a timing test, a which-schedule test.
