@@ -15,6 +15,7 @@
 
 #include "manager.h"
 #include "util/log.h"
+#include "util/wipe-alloc.h"
 
 static void help(void) {
         printf("Usage: mooringd [OPTIONS]\n\n"
@@ -151,6 +152,7 @@ int main(int argc, char *argv[]) {
         int r;
 
         log_open(false);
+        json_wipe_alloc_install(); /* before any JSON exists: secrets pass through jansson */
         umask(0022);
         m = manager_new();
         if (!m)

@@ -31,6 +31,7 @@
 #include "blocks/invoke.h"
 #include "blocks/bindings.h"
 #include "blocks/pubsub.h"
+#include "blocks/secrets.h"
 #include "blocks/state.h"
 #include "core/component.h"
 #include "core/conf-keep.h"
@@ -122,6 +123,9 @@ Manager *manager_free(Manager *m) {
                 for (size_t i = 0; i < reg->n_state_stores; i++)
                         state_store_close(reg->state_stores[i]);
                 reg->n_state_stores = 0;
+                for (size_t i = 0; i < reg->n_secret_stores; i++)
+                        secret_store_close(reg->secret_stores[i]);
+                reg->n_secret_stores = 0;
                 while (reg->n_apps > 0)
                         app_unlink(m, reg->apps[reg->n_apps - 1]);
         }
@@ -835,6 +839,20 @@ static void warn_unused_metadata(const Component *c, const InstanceKind *k) {
                                    it->name);
         }
 }
+static int secret_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
+        return secret_store_open(r, c, (SecretStore **) ret, reterr_msg);
+}
+static void secret_close_any(Registry *r, void *i) {
+        secret_store_close(i);
+}
+static Component *secret_component_any(void *i) {
+        return ((SecretStore *) i)->component;
+}
+
+static const InstanceKind secret_kind = { "secretstores", "secret store", secret_open_any, secret_close_any,
+                                          secret_component_any };
+static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any };
+static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any };
 static int binding_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
         return binding_open(r, c, (Binding **) ret, reterr_msg);
 }
@@ -852,6 +870,19 @@ static const InstanceKind binding_kind = { "bindings", "binding", binding_open_a
  * when the running instance of that name is still there, it stays, and so does its component
  * object in m->registry->components, so the store keeps its data. Returns the kept instance or NULL.
  */
+/* secretKeyRef: through whichever secret store is open (blocks/secrets.c). */
+static int resolve_secret(const char *store, const char *name, const char *key, char **ret, char **reterr_msg,
+                          void *userdata) {
+        return secrets_resolve(userdata, store, name, key, ret, reterr_msg);
+}
+
+/* What /v1.0/metadata shows for a component that did not open. */
+static void note_component_error(Manager *m, const Component *c, const ConfError *e) {
+        _cleanup_free_ char *text = conf_error_format(e);
+        if (!text || registry_set_component_error(m->registry, c->name, text) < 0)
+                log_oom();
+}
+
 static void *keep_previous_instance(Manager *m, const InstanceKind *k, void **list, size_t n_list, size_t i) {
         for (size_t j = 0; j < n_list; j++) {
                 void *found = list[j];
@@ -921,7 +952,7 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         continue;
                 }
                 ConfError re = {};
-                int r = component_resolve(c, m->registry->components, m->registry->n_components, &re);
+                int r = component_resolve(c, resolve_secret, m->registry, &re);
                 if (r == -ENOMEM) {
                         free(n);
                         return log_oom();
@@ -934,6 +965,7 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         } else {
                                 registry_log_conf_error(m->registry, &re);
                                 note_load_error(c, &re);
+                                note_component_error(m, c, &re);
                         }
                         conf_error_done(&re);
                         continue;
@@ -953,6 +985,7 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         } else {
                                 registry_log_conf_error(m->registry, &e);
                                 note_load_error(c, &e);
+                                note_component_error(m, c, &e);
                         }
                         conf_error_done(&e);
                         continue;
@@ -1051,7 +1084,12 @@ static int reload_components(Manager *m) {
         free(m->registry->components);
         m->registry->components = cl.list;
         m->registry->n_components = cl.n;
-        r = sync_instances(m, &state_kind, (void ***) &m->registry->state_stores, &m->registry->n_state_stores);
+        m->registry->component_errors = strv_free(m->registry->component_errors);
+        /* Secret stores first: the others' secretKeyRef resolve through them. */
+        r = sync_instances(m, &secret_kind, (void ***) &m->registry->secret_stores, &m->registry->n_secret_stores);
+        if (r >= 0)
+                r = sync_instances(m, &state_kind, (void ***) &m->registry->state_stores,
+                                   &m->registry->n_state_stores);
         if (r >= 0) {
                 /* Subscriptions hang off brokers: stop them, sync, start them again (pubsub_reload). */
                 pubsub_stop_all(m->registry);

@@ -58,13 +58,19 @@ bool component_equal(const Component *a, const Component *b);
 const char *component_get_string(const Component *c, const char *name);
 
 /*
- * Fills the values of envRef and secretKeyRef items: envRef from the daemon's
- * environment, secretKeyRef from the secret store named in auth.secretStore,
- * which must be one of all[] of type secretstores.local.file or
- * secretstores.local.env. Reads files (load time only). On failure e names
- * the item.
+ * Looks up key of secret name in the open secret store store (for
+ * secretKeyRef). 0 with *ret malloc'd (the caller wipes it), or < 0 with
+ * *reterr_msg (malloc'd, may be NULL) saying why; -ENOMEM stops the load.
  */
-int component_resolve(Component *c, Component *const *all, size_t n_all, ConfError *e);
+typedef int (*ComponentSecretFn)(const char *store, const char *name, const char *key, char **ret,
+                                 char **reterr_msg, void *userdata);
+
+/*
+ * Fills the values of envRef and secretKeyRef items: envRef from the daemon's
+ * environment, secretKeyRef through secret_fn with the store named in
+ * auth.secretStore. On failure e names the item.
+ */
+int component_resolve(Component *c, ComponentSecretFn secret_fn, void *userdata, ConfError *e);
 
 /* Called with a component the callee takes (must unref). */
 typedef void (*ComponentFoundFn)(Component *c, void *userdata);

@@ -43,6 +43,10 @@ static const struct {
         [DAPR_ERR_PUBSUB_EVENTS_SER] = { "ERR_PUBSUB_EVENTS_SER", 400 },
         [DAPR_ERR_INVOKE_OUTPUT_BINDING] = { "ERR_INVOKE_OUTPUT_BINDING", 500 },
         [DAPR_ERR_API_UNIMPLEMENTED] = { "ERR_API_UNIMPLEMENTED", 501 },
+        [DAPR_ERR_SECRET_STORES_NOT_CONFIGURED] = { "ERR_SECRET_STORES_NOT_CONFIGURED", 500 },
+        /* daprd answers an unknown secret store with 401, not 404 */
+        [DAPR_ERR_SECRET_STORE_NOT_FOUND] = { "ERR_SECRET_STORE_NOT_FOUND", 401 },
+        [DAPR_ERR_SECRET_GET] = { "ERR_SECRET_GET", 500 },
 };
 
 const char *dapr_error_code(DaprError e) {
@@ -93,6 +97,14 @@ static const ErrorRow rows[] = {
         { ERROR_CONTEXT_BINDING, -EINVAL, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_INVALID_ARGUMENT },
         { ERROR_CONTEXT_BINDING, -EOPNOTSUPP, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_NOT_SUPPORTED },
         { ERROR_CONTEXT_BINDING, 0, DAPR_ERR_INVOKE_OUTPUT_BINDING, 500, BUS_ERROR_FAILED },
+        /* secrets_lookup(): no secret store at all, no such store (or out of scope, or did not open);
+         * secrets_get(): refused by spec.secrets.scopes; the store's answer: -ENOENT no such secret (daprd:
+         * ERR_SECRET_GET, 500, for local stores), anything else. */
+        { ERROR_CONTEXT_SECRET, -ENODEV, DAPR_ERR_SECRET_STORES_NOT_CONFIGURED, 500, BUS_ERROR_NO_SUCH_STORE },
+        { ERROR_CONTEXT_SECRET, -ENXIO, DAPR_ERR_SECRET_STORE_NOT_FOUND, 401, BUS_ERROR_NO_SUCH_STORE },
+        { ERROR_CONTEXT_SECRET, -EACCES, DAPR_ERR_PERMISSION_DENIED, 403, BUS_ERROR_PERMISSION_DENIED },
+        { ERROR_CONTEXT_SECRET, -ENOENT, DAPR_ERR_SECRET_GET, 500, BUS_ERROR_NO_SUCH_SECRET },
+        { ERROR_CONTEXT_SECRET, 0, DAPR_ERR_SECRET_GET, 500, BUS_ERROR_FAILED },
 };
 
 static const char *const context_names[_ERROR_CONTEXT_MAX] = {
@@ -101,6 +113,7 @@ static const char *const context_names[_ERROR_CONTEXT_MAX] = {
         [ERROR_CONTEXT_PUBLISH] = "publish",
         [ERROR_CONTEXT_STATE] = "state",
         [ERROR_CONTEXT_BINDING] = "binding",
+        [ERROR_CONTEXT_SECRET] = "secret",
 };
 
 const char *error_context_to_string(ErrorContext ctx) {

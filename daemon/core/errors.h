@@ -49,6 +49,9 @@ typedef enum DaprError {
         DAPR_ERR_PUBSUB_EVENTS_SER,
         DAPR_ERR_INVOKE_OUTPUT_BINDING,
         DAPR_ERR_API_UNIMPLEMENTED,   /* 501: a Dapr API this mooringd does not serve */
+        DAPR_ERR_SECRET_STORES_NOT_CONFIGURED,
+        DAPR_ERR_SECRET_STORE_NOT_FOUND,
+        DAPR_ERR_SECRET_GET,
         _DAPR_ERROR_MAX,
         _DAPR_ERROR_INVALID = -EINVAL,
 } DaprError;
@@ -71,6 +74,7 @@ unsigned dapr_error_status(DaprError e);
 #define BUS_ERROR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
 #define BUS_ERROR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
 #define BUS_ERROR_NO_SUCH_BINDING "org.mooring.Runtime1.Error.NoSuchBinding"
+#define BUS_ERROR_NO_SUCH_SECRET "org.mooring.Runtime1.Error.NoSuchSecret"
 
 typedef enum ErrorContext {
         ERROR_CONTEXT_INVOKE,     /* service invocation: the call ended without the callee's answer */
@@ -78,6 +82,7 @@ typedef enum ErrorContext {
         ERROR_CONTEXT_PUBLISH,    /* pub/sub publish: refused or not stored */
         ERROR_CONTEXT_STATE,      /* a state store's answer to a save, delete or transaction */
         ERROR_CONTEXT_BINDING,    /* an output binding call: refused or failed */
+        ERROR_CONTEXT_SECRET,     /* secrets: finding the store, the scope check, the store's answer */
         _ERROR_CONTEXT_MAX,
         _ERROR_CONTEXT_INVALID = -EINVAL,
 } ErrorContext;

@@ -20,6 +20,7 @@
 #include "../drivers/state/driver.h"
 #include "../util/fileio.h"
 #include "../util/log.h"
+#include "../util/strv.h"
 #include "app.h"
 #include "component.h"
 #include "metrics.h"
@@ -82,6 +83,8 @@ Registry *registry_free(Registry *r) {
         free(r->state_stores);
         free(r->pubsubs);
         free(r->bindings);
+        free(r->secret_stores);
+        strv_free(r->component_errors);
         configuration_entries_free(r->configurations, r->n_configurations);
         json_decref(r->extended);
         app_metrics_free(r->metrics);
@@ -245,6 +248,35 @@ Binding *registry_find_binding(Registry *r, const char *name) {
                 if (streq(r->bindings[i]->component->name, name))
                         return r->bindings[i];
         return NULL;
+}
+
+const char *registry_component_error(const Registry *r, const char *name) {
+        for (char **p = r->component_errors; p && p[0] && p[1]; p += 2)
+                if (streq(p[0], name))
+                        return p[1];
+        return NULL;
+}
+
+int registry_set_component_error(Registry *r, const char *name, const char *message) {
+        for (char **p = r->component_errors; p && p[0] && p[1]; p += 2)
+                if (streq(p[0], name)) {
+                        char *m = strdup(message);
+                        if (!m)
+                                return -ENOMEM;
+                        free(p[1]);
+                        p[1] = m;
+                        return 0;
+                }
+        if (strv_extend(&r->component_errors, name) < 0)
+                return -ENOMEM;
+        if (strv_extend(&r->component_errors, message) < 0) {
+                /* keep the list in pairs */
+                size_t n = strv_length(r->component_errors);
+                free(r->component_errors[n - 1]);
+                r->component_errors[n - 1] = NULL;
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 /* ---- configuration errors ---- */

@@ -65,6 +65,9 @@ struct Registry {
         size_t n_state_stores;
         PubsubBroker **pubsubs;     /* one per pubsub.* component that opened */
         size_t n_pubsubs;
+        struct SecretStore **secret_stores; /* one per secretstores.* component that opened */
+        size_t n_secret_stores;
+        char **component_errors;    /* name, message pairs: components whose store did not open */
         ConfigurationEntry *configurations; /* config.yaml and apps' Configuration= files, by path */
         size_t n_configurations;
         InvokeCall *invoke_calls;   /* every service-invocation call not yet done (blocks/invoke.c) */
@@ -126,6 +129,11 @@ App *registry_remove_app(Registry *r, App *a);
 StateStore *registry_find_state_store(Registry *r, const char *name);
 PubsubBroker *registry_find_pubsub(Registry *r, const char *name);
 Binding *registry_find_binding(Registry *r, const char *name);
+
+/* Why component name did not open (the last load), or NULL when it did or is unknown. */
+const char *registry_component_error(const Registry *r, const char *name);
+/* Records (replacing) why component name did not open. -ENOMEM. */
+int registry_set_component_error(Registry *r, const char *name, const char *message);
 
 /* ---- Dapr Configuration cache ---- */
 

@@ -26,3 +26,7 @@ int http_publish_no_topic(HttpRequest *r, const RouteMatch *m);
 int http_get_metrics(HttpRequest *r, const RouteMatch *m);
 /* api-bindings.c: Dapr's output binding API */
 int http_binding_invoke(HttpRequest *r, const RouteMatch *m);
+
+/* api-secrets.c: Dapr's secrets API */
+int http_secret_get(HttpRequest *r, const RouteMatch *m);
+int http_secret_bulk(HttpRequest *r, const RouteMatch *m);

@@ -295,6 +295,8 @@ const Route http_routes[] = {
         { "POST", "/v1.0/bindings/{name}", 0, http_binding_invoke },
         { "PUT", "/v1.0/bindings/{name}", 0, http_binding_invoke },
         { "POST", "/v1.0-alpha1/publish/bulk/{pubsub}/{topic*}", 0, http_publish_bulk },
+        { "GET", "/v1.0/secrets/{store}/bulk", 0, http_secret_bulk },
+        { "GET", "/v1.0/secrets/{store}/{name}", 0, http_secret_get },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },

@@ -58,6 +58,12 @@ static const Expect expected[] = {
         { ERROR_CONTEXT_BINDING, -EOPNOTSUPP, "ERR_INVOKE_OUTPUT_BINDING", 500,
           "org.mooring.Runtime1.Error.NotSupported" },
         { ERROR_CONTEXT_BINDING, 0, "ERR_INVOKE_OUTPUT_BINDING", 500, "org.mooring.Runtime1.Error.Failed" },
+        { ERROR_CONTEXT_SECRET, -ENODEV, "ERR_SECRET_STORES_NOT_CONFIGURED", 500,
+          "org.mooring.Runtime1.Error.NoSuchStore" },
+        { ERROR_CONTEXT_SECRET, -ENXIO, "ERR_SECRET_STORE_NOT_FOUND", 401, "org.mooring.Runtime1.Error.NoSuchStore" },
+        { ERROR_CONTEXT_SECRET, -EACCES, "ERR_PERMISSION_DENIED", 403, "org.mooring.Runtime1.Error.PermissionDenied" },
+        { ERROR_CONTEXT_SECRET, -ENOENT, "ERR_SECRET_GET", 500, "org.mooring.Runtime1.Error.NoSuchSecret" },
+        { ERROR_CONTEXT_SECRET, 0, "ERR_SECRET_GET", 500, "org.mooring.Runtime1.Error.Failed" },
 };
 
 TEST(every_row_has_its_three_columns) {
