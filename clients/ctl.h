@@ -224,6 +224,10 @@ int ctl_state_get(const CtlOptions *o, const CtlStateRequest *req, CtlStateValue
 int ctl_state_set(const CtlOptions *o, const CtlStateRequest *req);
 int ctl_state_delete(const CtlOptions *o, const CtlStateRequest *req);
 
+/* ctl-secret.c: GetSecret as app (""), printed; metadata: "K=V" strings, NULL-terminated */
+int ctl_secret_get(const CtlOptions *o, const char *app, const char *store, const char *name,
+                   char *const *metadata);
+
 /* ctl-invoke.c */
 int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req);
 

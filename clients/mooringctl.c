@@ -103,6 +103,9 @@ static void help(void) {
                "                          Save VALUE as KEY in state store STORE\n"
                "                          (VALUE '-': read it from standard input)\n"
                "  state delete STORE KEY  Delete KEY from state store STORE\n"
+               "  secret get STORE NAME   Print secret NAME of secret store STORE, as the app\n"
+               "                          of --app (the caller's app by default; its secret\n"
+               "                          scopes apply)\n"
                "  invoke APP_ID METHOD    Call METHOD (a path, may end in ?QUERY) of app APP_ID\n"
                "                          and print the body of its answer\n"
                "  publish PUBSUB TOPIC DATA\n"
@@ -121,8 +124,8 @@ static void help(void) {
                "                          instead of D-Bus (default: $MOORING_SOCKET)\n"
                "     --json               Print JSON instead of tables\n"
                "     --no-pager           Do not pipe tables into a pager\n"
-               "     --app=APP_ID         Act as app APP_ID in state and binding commands\n"
-               "                          (default: the app of the caller's\n"
+               "     --app=APP_ID         Act as app APP_ID in state, binding and secret\n"
+               "                          commands (default: the app of the caller's\n"
                "                          mooring-app@.service unit)\n"
                "     --etag=ETAG          Set or delete only if the key's etag is ETAG\n"
                "     --first-write        Set only if the key does not exist yet\n"
@@ -137,8 +140,8 @@ static void help(void) {
                "                          the metadata of binding invoke's, on standard error\n"
                "     --content-type=TYPE  Content type of publish's DATA (default: text/plain)\n"
                "     --metadata=KEY=VALUE\n"
-               "                          Publish or binding metadata (repeatable), e.g.\n"
-               "                          rawPayload=true, ttlInSeconds=60, fileName=a.txt\n"
+               "                          Publish, binding or secret get metadata (repeatable),\n"
+               "                          e.g. rawPayload=true, ttlInSeconds=60, fileName=a.txt\n"
                "\n"
                "Exit status: 0 success, 1 failure (invoke: also an answer with a status\n"
                "outside 200-399), 2 usage error, 3 mooringd not running.\n",
@@ -428,6 +431,8 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 { "invoke", "--verbose", a->verbose },
                 { "publish", "--content-type", a->content_type },
                 { "publish", "--metadata", a->metadata },
+                { "secret", "--app", a->app },
+                { "secret", "--metadata", a->metadata },
         };
         for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
                 bool ok = false;
@@ -627,6 +632,45 @@ static int state_main(Args *args, int argc, char *argv[]) {
 }
 
 /*
+ * "secret get STORE NAME": argv[1...] are the arguments after "secret", with
+ * options allowed anywhere among them. Returns the exit status.
+ */
+static int secret_main(Args *args, int argc, char *argv[]) {
+        char *pos[3];
+        int n;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (n == 0) {
+                usage_error("secret needs a command: get");
+                return CTL_EXIT_USAGE;
+        }
+        if (!streq(pos[0], "get")) {
+                usage_error("unknown secret command '%s' (expected get)", pos[0]);
+                return CTL_EXIT_USAGE;
+        }
+        if (n < 3) {
+                usage_error("secret get needs STORE and NAME");
+                return CTL_EXIT_USAGE;
+        }
+        if (check_foreign_options(args, "secret") < 0)
+                return CTL_EXIT_USAGE;
+        if (!pos[1][0] || !pos[2][0]) {
+                usage_error("%s must not be empty", !pos[1][0] ? "STORE" : "NAME");
+                return CTL_EXIT_USAGE;
+        }
+        if (select_transport(args, "secret") < 0)
+                return CTL_EXIT_USAGE;
+        int r = ctl_secret_get(&args->options, strempty(args->app), pos[1], pos[2], args->metadata);
+        if (r >= 0)
+                r = flush_stdout();
+        return exit_status(r);
+}
+
+/*
  * "invoke APP_ID METHOD": argv[1...] are the arguments after "invoke", with
  * options allowed anywhere among them; argv[0] is only getopt's placeholder.
  * Returns the exit status.
@@ -791,6 +835,8 @@ int main(int argc, char *argv[]) {
         /* r >= 1 here, so rest[-1] exists: the verb or the last option before the arguments */
         if (streq(verb, "state"))
                 return state_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "secret"))
+                return secret_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "invoke"))
                 return invoke_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "publish"))

@@ -23,6 +23,7 @@
 #include "polkit.h"
 #include "pubsub-bus.h"
 #include "bindings-bus.h"
+#include "secrets-bus.h"
 #include "state-bus.h"
 #include "runtime-bus.h"
 
@@ -361,6 +362,11 @@ static const sd_bus_vtable runtime_vtable[] = {
                                 SD_BUS_RESULT("o", subscription), bus_method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListSubscriptions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", subscriptions),
                                 bus_method_list_subscriptions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetSecret", SD_BUS_ARGS("s", app_id, "s", store, "s", name, "a{ss}", metadata),
+                                SD_BUS_RESULT("a{ss}", data), bus_method_get_secret, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetBulkSecret", SD_BUS_ARGS("s", app_id, "s", store, "a{ss}", metadata),
+                                SD_BUS_RESULT("a{sa{ss}}", data), bus_method_get_bulk_secret,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
