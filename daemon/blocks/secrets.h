@@ -24,7 +24,7 @@ int secret_store_open(Registry *r, Component *c, SecretStore **ret, char **reter
 /* Closes: calls in flight get no done (their callers' hooks are gone with the store). NULL-safe. */
 SecretStore *secret_store_close(SecretStore *s);
 const char *secret_store_name(const SecretStore *s);
-/* Dapr's feature strings of the store, NULL-terminated, static. */
+/* Can a secret of s hold several keys (Dapr's MULTIPLE_KEY_VALUES_PER_SECRET feature)? */
 bool secret_store_multi_valued(const SecretStore *s);
 
 /*

@@ -116,7 +116,7 @@ static int keyring_get(SecretStore *s, const char *name, char *const *metadata, 
                 return -ENOMEM;
         id = sym_keyctl_search(k->ring, "user", desc, 0);
         if (id < 0) {
-                int r = -errno;
+                int r = -errno; /* before secret_msg() may change errno */
                 if (r == -ENOKEY || r == -EKEYEXPIRED || r == -EKEYREVOKED)
                         return *reterr_msg = secret_msg("no key '%s' in the %s keyring", desc, k->ring_name), -ENOENT;
                 *reterr_msg = secret_msg("cannot search the %s keyring for '%s': %s", k->ring_name, desc,
@@ -132,9 +132,11 @@ static int keyring_bulk(SecretStore *s, char *const *metadata, SecretData *ret, 
         int n = sym_keyctl_read_alloc(k->ring, &list);
         int r = 0;
 
-        if (n < 0)
-                return *reterr_msg = secret_msg("cannot list the %s keyring: %s", k->ring_name, strerror(errno)),
-                       errno == EACCES ? -EACCES : -EIO;
+        if (n < 0) {
+                r = -errno; /* before secret_msg() may change errno */
+                *reterr_msg = secret_msg("cannot list the %s keyring: %s", k->ring_name, strerror(-r));
+                return r == -EACCES ? r : -EIO;
+        }
         for (size_t i = 0; i < (size_t) n / sizeof(key_serial_t); i++) {
                 key_serial_t id = ((key_serial_t *) list)[i];
                 char *desc = NULL, *p;
