@@ -105,6 +105,30 @@ static int walk(Walk *w, Path *p, json_t *v) {
         return add_leaf(w, p->buf ? p->buf : "", v);
 }
 
+static const char *error_kind(const json_error_t *e) {
+        switch (json_error_code(e)) {
+        case json_error_out_of_memory:
+                return "out of memory";
+        case json_error_stack_overflow:
+                return "nested too deeply";
+        case json_error_invalid_utf8:
+                return "not UTF-8";
+        case json_error_premature_end_of_input:
+                return "the text ends too early";
+        case json_error_end_of_input_expected:
+                return "text after the object";
+        case json_error_null_character:
+        case json_error_null_byte_in_key:
+                return "a NUL character";
+        case json_error_duplicate_key:
+                return "a key appears twice in one object";
+        case json_error_numeric_overflow:
+                return "a number out of range";
+        default:
+                return "invalid syntax";
+        }
+}
+
 int secret_file_parse(const char *text, size_t len, const char *separator, bool multi_valued, SecretData *ret,
                       char **reterr_msg) {
         _cleanup_(secret_data_done) SecretData d = {};
@@ -117,9 +141,10 @@ int secret_file_parse(const char *text, size_t len, const char *separator, bool 
                 return *reterr_msg = secret_msg("the secrets file is larger than %d bytes", SECRET_FILE_MAX), -EINVAL;
         root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-                /* jansson's text quotes no input beyond a position: safe to show */
+                /* jansson's own text quotes the input near the error ("invalid token near 'hunter2'"): a
+                 * value could reach the log through it, so only the position and the kind are told */
                 return *reterr_msg = secret_msg("the secrets file is not valid JSON: line %d column %d: %s",
-                                                jerr.line, jerr.column, jerr.text),
+                                                jerr.line, jerr.column, error_kind(&jerr)),
                        -EINVAL;
         if (!json_is_object(root)) {
                 json_decref(root);
