@@ -839,6 +839,7 @@ static void warn_unused_metadata(const Component *c, const InstanceKind *k) {
                                    it->name);
         }
 }
+
 static int secret_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
         return secret_store_open(r, c, (SecretStore **) ret, reterr_msg);
 }
@@ -851,8 +852,7 @@ static Component *secret_component_any(void *i) {
 
 static const InstanceKind secret_kind = { "secretstores", "secret store", secret_open_any, secret_close_any,
                                           secret_component_any };
-static const InstanceKind state_kind = { "state", "state store", state_open_any, state_close_any, state_component_any };
-static const InstanceKind pubsub_kind = { "pubsub", "pub/sub", pubsub_open_any, pubsub_close_any, pubsub_component_any };
+
 static int binding_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
         return binding_open(r, c, (Binding **) ret, reterr_msg);
 }
