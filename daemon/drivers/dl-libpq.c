@@ -17,6 +17,8 @@ DLSYM_PROTOTYPE(PQconninfoParse) = NULL;
 DLSYM_PROTOTYPE(PQconsumeInput) = NULL;
 DLSYM_PROTOTYPE(PQerrorMessage) = NULL;
 DLSYM_PROTOTYPE(PQfformat) = NULL;
+DLSYM_PROTOTYPE(PQfname) = NULL;
+DLSYM_PROTOTYPE(PQftype) = NULL;
 DLSYM_PROTOTYPE(PQfinish) = NULL;
 DLSYM_PROTOTYPE(PQflush) = NULL;
 DLSYM_PROTOTYPE(PQfreemem) = NULL;
@@ -32,6 +34,7 @@ DLSYM_PROTOTYPE(PQresultErrorMessage) = NULL;
 DLSYM_PROTOTYPE(PQresultStatus) = NULL;
 DLSYM_PROTOTYPE(PQsendPrepare) = NULL;
 DLSYM_PROTOTYPE(PQsendQuery) = NULL;
+DLSYM_PROTOTYPE(PQsendQueryParams) = NULL;
 DLSYM_PROTOTYPE(PQsendQueryPrepared) = NULL;
 DLSYM_PROTOTYPE(PQsetNoticeProcessor) = NULL;
 DLSYM_PROTOTYPE(PQsetnonblocking) = NULL;
@@ -48,6 +51,8 @@ static const DlSym libpq_syms[] = {
         DLSYM(PQconsumeInput),
         DLSYM(PQerrorMessage),
         DLSYM(PQfformat),
+        DLSYM(PQfname),
+        DLSYM(PQftype),
         DLSYM(PQfinish),
         DLSYM(PQflush),
         DLSYM(PQfreemem),
@@ -63,6 +68,7 @@ static const DlSym libpq_syms[] = {
         DLSYM(PQresultStatus),
         DLSYM(PQsendPrepare),
         DLSYM(PQsendQuery),
+        DLSYM(PQsendQueryParams),
         DLSYM(PQsendQueryPrepared),
         DLSYM(PQsetNoticeProcessor),
         DLSYM(PQsetnonblocking),

@@ -21,6 +21,9 @@ extern const BindingDriver binding_mqtt_driver;
 #if HAVE_HIREDIS
 extern const BindingDriver binding_redis_driver;
 #endif
+#if HAVE_LIBPQ
+extern const BindingDriver binding_postgresql_driver;
+#endif
 
 static const BindingDriver *const binding_drivers[] = {
         &binding_cron_driver,
@@ -31,6 +34,9 @@ static const BindingDriver *const binding_drivers[] = {
 #endif
 #if HAVE_HIREDIS
         &binding_redis_driver,
+#endif
+#if HAVE_LIBPQ
+        &binding_postgresql_driver,
 #endif
 };
 

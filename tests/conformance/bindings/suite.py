@@ -166,18 +166,22 @@ def output_component(name="out", scopes=None, extra=()):
     elif DRIVER_NAME == "redis":
         items = [("redisHost", SERVER.address)]
         t = "bindings.redis"
+    elif DRIVER_NAME == "postgresql":
+        items = [("connectionString", SERVER.conninfo)]
+        t = "bindings.postgresql"
     else:
         items = [("url", SERVER.url), ("topic", f"bindings-out-{name}")]
         t = "bindings.mqtt3"
     return component(name, t, items + list(extra), scopes)
 
 
-OUTPUT = DRIVER_NAME in ("localstorage", "http", "redis", "mqtt")
+OUTPUT = DRIVER_NAME in ("localstorage", "http", "redis", "mqtt", "postgresql")
 INPUT = DRIVER_NAME in ("cron", "mqtt")
 ROOT_DIR = None
 TARGET = None
-GOOD_OP = {"localstorage": "list", "http": "get", "redis": "get", "mqtt": "create"}.get(DRIVER_NAME)
-GOOD_MD = {"redis": {"key": "k"}}.get(DRIVER_NAME, {})
+GOOD_OP = {"localstorage": "list", "http": "get", "redis": "get", "mqtt": "create",
+           "postgresql": "query"}.get(DRIVER_NAME)
+GOOD_MD = {"redis": {"key": "k"}, "postgresql": {"sql": "SELECT 1"}}.get(DRIVER_NAME, {})
 
 
 @unittest.skipUnless(OUTPUT, "output cases")
@@ -382,6 +386,69 @@ class RedisTest(BindingCase):
         self.assertEqual(redis("GET", key), '"v"')
 
 
+@unittest.skipUnless(DRIVER_NAME == "postgresql", "bindings.postgresql")
+class PostgresTest(BindingCase):
+    def setUp(self):
+        super().setUp()
+        self.start({"db.yaml": component("db", "bindings.postgres", [("connectionString", SERVER.conninfo)])})
+        self.table = f"t_{self.uid}"
+
+    def sql(self, op, sql, params=None):
+        md = {"sql": sql}
+        if params is not None:
+            md["params"] = json.dumps(params)
+        return self.invoke("db", {"operation": op, "metadata": md})
+
+    def test_exec_query_params(self):
+        r = self.sql("exec", f"CREATE TABLE {self.table} (id int, name text, score float8, ok bool, doc jsonb)")
+        # daprd answers 200 with an empty body: the binding returned metadata, not nothing
+        self.assertEqual((r.status, r.body), (200, b""), r)
+        self.assertEqual(r.headers.get("metadata.operation"), "exec")
+        for k in ("metadata.start-time", "metadata.end-time", "metadata.duration"):
+            self.assertIn(k, r.headers)
+        r = self.sql("exec", f"INSERT INTO {self.table} VALUES ($1, $2, $3, $4, $5), ($6, $7, NULL, NULL, NULL)",
+                     [1, "a'b", 1.5, True, '{"x": [1]}', 2, None])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("metadata.rows-affected"), "2")
+        r = self.sql("query", f"SELECT id, name, score, ok, doc FROM {self.table} ORDER BY id")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), [[1, "a'b", 1.5, True, {"x": [1]}], [2, None, None, None, None]])
+        self.assertEqual(r.headers.get("metadata.sql"), f"SELECT id, name, score, ok, doc FROM {self.table} ORDER BY id")
+        r = self.sql("query", f"SELECT name FROM {self.table} WHERE id = $1", [1])
+        self.assertEqual(r.json(), [["a'b"]])
+
+    def test_errors(self):
+        b = self.assert_error(self.sql("query", "SELECT * FROM no_such_table_here"), 500, "ERR_INVOKE_OUTPUT_BINDING")
+        self.assertIn("no_such_table_here", b["message"])
+        self.assert_error(self.invoke("db", {"operation": "exec"}), 500, "ERR_INVOKE_OUTPUT_BINDING")
+        self.assert_error(self.sql("exec", "SELECT 1", "not an array"), 500, "ERR_INVOKE_OUTPUT_BINDING")
+        # the connection survives a failed statement
+        self.assertEqual(self.sql("query", "SELECT 41 + 1").json(), [[42]])
+
+    def test_close_ends_the_connection_as_daprd_does(self):
+        self.assertEqual(self.sql("query", "SELECT 1").status, 200)
+        r = self.invoke("db", {"operation": "close"})
+        self.assertEqual(r.status, 204, r)
+        self.assert_error(self.sql("query", "SELECT 1"), 500, "ERR_INVOKE_OUTPUT_BINDING")
+        self.reload()  # unchanged component: still closed
+        os.unlink(os.path.join(self.d.config, "components", "db.yaml"))
+        self.reload()
+        self.d.write_component("db.yaml", component("db", "bindings.postgresql",
+                                                     [("connectionString", SERVER.conninfo)]))
+        self.reload()
+        wait_for(lambda: self.sql("query", "SELECT 1").status == 200, timeout=30, what="a fresh connection")
+
+    def test_server_restart_reconnects(self):
+        self.assertEqual(self.sql("query", "SELECT 1").status, 200)
+        SERVER.stop()
+        try:
+            self.assert_error(self.sql("query", "SELECT 1"), 500, "ERR_INVOKE_OUTPUT_BINDING")
+        finally:
+            SERVER.start()
+        wait_for(lambda: self.sql("query", "SELECT 1").status == 200, timeout=30, what="the reconnect")
+        self.d.assert_running()
+
+
 # ---------------------------------------------------------------------------
 # Input drivers
 
@@ -536,6 +603,8 @@ def start_server():
         return servers.RedisServer()
     if DRIVER_NAME == "mqtt":
         return servers.MosquittoServer()
+    if DRIVER_NAME == "postgresql":
+        return servers.PostgresServer()
     return None
 
 
@@ -545,7 +614,7 @@ def _terminate(signum, frame):
 
 def main():
     global SERVER, ROOT_DIR, TARGET
-    if DRIVER_NAME not in ("http", "localstorage", "redis", "mqtt", "cron"):
+    if DRIVER_NAME not in ("http", "localstorage", "redis", "mqtt", "cron", "postgresql"):
         print(f"unknown MOORING_BINDING_DRIVER={DRIVER_NAME!r}", file=sys.stderr)
         sys.exit(1)
     harness.require("systemd-socket-activate")
