@@ -149,7 +149,7 @@ int curl_event_new(sd_event *e, const char *who, CurlEvent **ret, char **reterr_
                 return -ENOMEM;
         ce->event = sd_event_ref(e);
         ce->multi = sym_curl_multi_init();
-        if (!ce->multi || sd_event_add_time(e, &ce->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, ce) < 0) {
+        if (!ce->multi || sd_event_add_time(e, &ce->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_timer, ce) < 0) {
                 curl_event_free(ce);
                 return -ENOMEM;
         }

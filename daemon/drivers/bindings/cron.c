@@ -129,7 +129,7 @@ static CronClock *clock_get(sd_event *e) {
         if (!k)
                 return NULL;
         k->event = e;
-        if (sd_event_add_time(e, &k->timer, CLOCK_REALTIME, UINT64_MAX, 0, on_timer, k) < 0) {
+        if (sd_event_add_time(e, &k->timer, CLOCK_REALTIME, UINT64_MAX, 1000, on_timer, k) < 0) {
                 free(k);
                 return NULL;
         }

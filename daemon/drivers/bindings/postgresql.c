@@ -482,8 +482,8 @@ static int pg_open(Binding *b, char **reterr_msg) {
         v = binding_component_get(b->component, "timeout");
         if (v && *v && (parse_duration_usec(v, &p->timeout_usec) < 0 || p->timeout_usec == 0))
                 return asprintf(reterr_msg, "'timeout' is not a duration: %s", v) < 0 ? -ENOMEM : -EINVAL;
-        if (sd_event_add_time(b->event, &p->conn_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_conn_timer, p) < 0 ||
-            sd_event_add_time(b->event, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_deadline, p) < 0 ||
+        if (sd_event_add_time(b->event, &p->conn_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_conn_timer, p) < 0 ||
+            sd_event_add_time(b->event, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p) < 0 ||
             sd_event_add_defer(b->event, &p->defer, on_defer, p) < 0)
                 return -ENOMEM;
         (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_OFF);
