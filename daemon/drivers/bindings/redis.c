@@ -82,11 +82,12 @@ static void on_reply(const redisReply *reply, int error, const char *message, vo
                 op->done(-EIO, reply->str, NULL, op->userdata);
         } else if (op->expire_key) {
                 /* the INCR answered; the EXPIRE's reply ends the operation */
-                const char *ex[] = { "EXPIRE", op->expire_key, op->ttl };
-                size_t exl[] = { 6, strlen(op->expire_key), strlen(op->ttl) };
-                _cleanup_free_ char *k = TAKE_PTR(op->expire_key); /* freed when sent (copied) */
-                (void) k;                                            /* clang: -Wunused-variable */
-                if (redis_conn_send(&op->rb->conn, op->rb->timeout_usec, on_reply, op, 3, ex, exl) >= 0)
+                char *key = TAKE_PTR(op->expire_key); /* the EXPIRE's reply then ends it */
+                const char *ex[] = { "EXPIRE", key, op->ttl };
+                size_t exl[] = { 6, strlen(key), strlen(op->ttl) };
+                int r = redis_conn_send(&op->rb->conn, op->rb->timeout_usec, on_reply, op, 3, ex, exl);
+                free(key); /* hiredis formatted the command already */
+                if (r >= 0)
                         return;
                 op->done(-ENOMEM, "out of memory", NULL, op->userdata);
         } else if (op->want_value) {

@@ -116,16 +116,16 @@ class BindingCase(DaemonTestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.uid = uuid.uuid4().hex[:8]
 
-    def app(self, name, decide=None):
-        s = Subscriber(unix_path=os.path.join(self.tmp, f"{name}.sock"), decide=decide)
+    def app(self, name, decide=None, delay=0.0):
+        s = Subscriber(unix_path=os.path.join(self.tmp, f"{name}.sock"), decide=decide, delay=delay)
         s.start()
         self.addCleanup(s.stop)
         return s
 
-    def start(self, components, apps=None, callers=("caller", "other")):
+    def start(self, components, apps=None, callers=("caller", "other"), app_extra=""):
         all_apps = {c: "[App]\n" for c in callers}
         for a, s in (apps or {}).items():
-            all_apps[a] = s.conf()
+            all_apps[a] = s.conf(app_extra)
         d = self.daemon(start=False, apps=all_apps)
         for f, text in components.items():
             d.write_component(f, text)
@@ -567,6 +567,18 @@ class CronTest(BindingCase):
         d.write_component("bad.yaml", component("bad", "bindings.cron", [("schedule", "61 * * * * *")]))
         d.start()
         self.assertIn("invalid schedule format", d.log())
+
+
+@unittest.skipUnless(DRIVER_NAME == "mqtt", "bindings.mqtt3")
+class MqttConcurrencyTest(BindingCase):
+    def test_max_concurrency_is_honoured(self):
+        """Input events take the app's MaxConcurrency= slots: with 1, one POST at a time."""
+        app = self.app("reader", decide=lambda d: Reply(200) if d.method == "OPTIONS" else None, delay=0.1)
+        self.start(InputTest.components(self, "mc"), apps={"reader": app}, app_extra="MaxConcurrency=1\n")
+        InputTest.wait_reading(self, "reader", "mc")
+        InputTest.feed(self, "mc", "m", n=8)
+        app.wait_count(8, "/mc", pred=lambda d: d.method == "POST", timeout=60)
+        self.assertEqual(app.max_active, 1)
 
 
 @unittest.skipUnless(DRIVER_NAME == "mqtt", "bindings.mqtt3")
