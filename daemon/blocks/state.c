@@ -280,7 +280,7 @@ static void free_ops(StateOp *ops, size_t n, bool deep) {
  * waits in a queue past its caller's buffers); otherwise they stay borrowed.
  */
 static int scope_ops(const StateStore *s, const char *app_id, const StateOp *ops, size_t n, bool deep,
-                     StateOp **ret) {
+                     bool raw, StateOp **ret) {
         StateOp *c = calloc(n ? n : 1, sizeof(StateOp));
         size_t i;
         int r = 0;
@@ -289,7 +289,10 @@ static int scope_ops(const StateStore *s, const char *app_id, const StateOp *ops
                 return -ENOMEM;
         for (i = 0; i < n; i++) {
                 char *k;
-                r = state_scope_key(s, app_id, ops[i].key, &k);
+                if (raw) /* the caller's own key space (actors): used as given */
+                        r = ops[i].key && *ops[i].key ? ((k = strdup(ops[i].key)) ? 0 : -ENOMEM) : -EINVAL;
+                else
+                        r = state_scope_key(s, app_id, ops[i].key, &k);
                 if (r < 0)
                         break;
                 c[i] = ops[i];
@@ -919,14 +922,31 @@ void state_cancel(StateStore *s, void *userdata) {
 
 /* ---- the calls ---- */
 
+static int get_key(StateStore *s, const char *app_id, char *k, StateDoneFn done, void *userdata);
+
 int state_get(StateStore *s, const char *app_id, const char *key, StateDoneFn done, void *userdata) {
-        StateCall *c;
         char *k;
         int r = state_scope_key(s, app_id, key, &k);
 
         if (r < 0)
                 return r;
-        c = call_new(CALL_GET, done, NULL, userdata);
+        return get_key(s, app_id, k, done, userdata);
+}
+
+int state_get_raw(StateStore *s, const char *queue_id, const char *key, StateDoneFn done, void *userdata) {
+        char *k;
+
+        if (!key || !*key)
+                return -EINVAL;
+        k = strdup(key);
+        if (!k)
+                return -ENOMEM;
+        return get_key(s, queue_id, k, done, userdata);
+}
+
+/* Takes k. */
+static int get_key(StateStore *s, const char *app_id, char *k, StateDoneFn done, void *userdata) {
+        StateCall *c = call_new(CALL_GET, done, NULL, userdata);
         if (!c || !(c->keys = calloc(2, sizeof(char *)))) {
                 free(c);
                 free(k);
@@ -936,7 +956,7 @@ int state_get(StateStore *s, const char *app_id, const char *key, StateDoneFn do
         return call_submit(s, app_id, c);
 }
 
-static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const StateOp *ops, size_t n,
+static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const StateOp *ops, size_t n, bool raw,
                       StateDoneFn done, void *userdata) {
         StateSched *q = s->sched;
         AppQueue *a;
@@ -965,7 +985,7 @@ static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const St
          * so a call that starts at once borrows the caller's buffers, as before. */
         a = app_queue_get(q, app_id);
         bool waits = !a || a->in_flight >= STATE_APP_IN_FLIGHT_MAX || a->head;
-        r = scope_ops(s, app_id, ops, n, waits, &c->ops);
+        r = scope_ops(s, app_id, ops, n, waits, raw, &c->ops);
         if (r < 0) {
                 strv_free(c->keys);
                 free(c);
@@ -994,14 +1014,26 @@ static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const St
 
 int state_write_all(StateStore *s, const char *app_id, const StateOp *ops, size_t n, StateDoneFn done,
                     void *userdata) {
-        return submit_ops(s, CALL_WRITE, app_id, ops, n, done, userdata);
+        return submit_ops(s, CALL_WRITE, app_id, ops, n, false, done, userdata);
+}
+
+int state_write_raw(StateStore *s, const char *queue_id, const StateOp *ops, size_t n, StateDoneFn done,
+                    void *userdata) {
+        return submit_ops(s, CALL_WRITE, queue_id, ops, n, true, done, userdata);
 }
 
 int state_transact(StateStore *s, const char *app_id, const StateOp *ops, size_t n, StateDoneFn done,
                    void *userdata) {
         if (!(s->driver->features & STATE_FEATURE_TRANSACTIONAL) || !s->driver->transact)
                 return -EOPNOTSUPP;
-        return submit_ops(s, CALL_TRANSACT, app_id, ops, n, done, userdata);
+        return submit_ops(s, CALL_TRANSACT, app_id, ops, n, false, done, userdata);
+}
+
+int state_transact_raw(StateStore *s, const char *queue_id, const StateOp *ops, size_t n, StateDoneFn done,
+                       void *userdata) {
+        if (!(s->driver->features & STATE_FEATURE_TRANSACTIONAL) || !s->driver->transact)
+                return -EOPNOTSUPP;
+        return submit_ops(s, CALL_TRANSACT, queue_id, ops, n, true, done, userdata);
 }
 
 int state_bulk_get(StateStore *s, const char *app_id, char *const *keys, size_t n, StateBulkDoneFn done,

@@ -69,6 +69,17 @@ int state_write_all(StateStore *s, const char *app_id, const StateOp *ops, size_
 int state_transact(StateStore *s, const char *app_id, const StateOp *ops, size_t n, StateDoneFn done,
                    void *userdata);
 
+/*
+ * The same with keys used exactly as given (no keyPrefix scoping, "||" allowed), for a block that
+ * owns its key space in the store (actors: "<app>||<type>||<id>||<key>", "actors||<type>").
+ * queue_id names the per-app line the calls wait in (the acting app).
+ */
+int state_get_raw(StateStore *s, const char *queue_id, const char *key, StateDoneFn done, void *userdata);
+int state_write_raw(StateStore *s, const char *queue_id, const StateOp *ops, size_t n, StateDoneFn done,
+                    void *userdata);
+int state_transact_raw(StateStore *s, const char *queue_id, const StateOp *ops, size_t n, StateDoneFn done,
+                       void *userdata);
+
 /* Bulk get: results[i] belongs to keys[i]; both valid during the call only. */
 typedef void (*StateBulkDoneFn)(const StateResult *results, size_t n, void *userdata);
 int state_bulk_get(StateStore *s, const char *app_id, char *const *keys, size_t n, StateBulkDoneFn done,
