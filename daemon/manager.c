@@ -28,6 +28,7 @@
 
 #include "core/app-config.h"
 #include "core/app.h"
+#include "blocks/actors.h"
 #include "blocks/invoke.h"
 #include "blocks/bindings.h"
 #include "blocks/pubsub.h"
@@ -93,7 +94,8 @@ Manager *manager_new(void) {
                 return manager_free(m);
         /* The Manager hears a health change first (log, bus signal), then the blocks act on it. */
         if (registry_add_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, m) < 0 ||
-            invoke_setup(m->registry) < 0 || pubsub_setup(m->registry) < 0 || bindings_setup(m->registry) < 0)
+            invoke_setup(m->registry) < 0 || pubsub_setup(m->registry) < 0 || bindings_setup(m->registry) < 0 ||
+            actors_setup(m->registry) < 0)
                 return manager_free(m);
         return m;
 }
@@ -114,6 +116,8 @@ Manager *manager_free(Manager *m) {
                 for (size_t i = 0; i < reg->n_bindings; i++)
                         binding_close(reg, reg->bindings[i]);
                 reg->n_bindings = 0;
+                /* Actor turns end before the stores their reminders and state live in close. */
+                actors_done(reg);
                 /* Subscriptions before the brokers they hang off. */
                 pubsub_done(reg);
                 for (size_t i = 0; i < reg->n_pubsubs; i++)
@@ -1098,6 +1102,7 @@ static int reload_components(Manager *m) {
         /* A removed or changed binding stops its readers as it closes; bindings_reload() starts new ones. */
         if (r >= 0)
                 r = sync_instances(m, &binding_kind, (void ***) &m->registry->bindings, &m->registry->n_bindings);
+        actors_sync_store(m->registry);
         if (changed)
                 runtime_bus_emit_components_changed(m);
         return r;

@@ -52,6 +52,17 @@ typedef enum DaprError {
         DAPR_ERR_SECRET_STORES_NOT_CONFIGURED,
         DAPR_ERR_SECRET_STORE_NOT_FOUND,
         DAPR_ERR_SECRET_GET,
+        DAPR_ERR_ACTOR_RUNTIME_NOT_FOUND,
+        DAPR_ERR_ACTOR_INSTANCE_MISSING,
+        DAPR_ERR_ACTOR_INVOKE_METHOD,
+        DAPR_ERR_ACTOR_STATE_GET,
+        DAPR_ERR_ACTOR_STATE_TRANSACTION_SAVE,
+        DAPR_ERR_ACTOR_REMINDER_CREATE,
+        DAPR_ERR_ACTOR_REMINDER_GET,
+        DAPR_ERR_ACTOR_REMINDER_DELETE,
+        DAPR_ERR_ACTOR_REMINDER_NON_HOSTED,
+        DAPR_ERR_ACTOR_TIMER_CREATE,
+        DAPR_ERR_ACTOR_TIMER_DELETE,
         _DAPR_ERROR_MAX,
         _DAPR_ERROR_INVALID = -EINVAL,
 } DaprError;
@@ -72,6 +83,7 @@ unsigned dapr_error_status(DaprError e);
 #define BUS_ERROR_APP_EXISTS "org.mooring.Runtime1.Error.AppExists"
 #define BUS_ERROR_CONFIGURATION_ERRORS "org.mooring.Runtime1.Error.ConfigurationErrors"
 #define BUS_ERROR_NOT_SUPPORTED "org.mooring.Runtime1.Error.NotSupported"
+#define BUS_ERROR_NO_SUCH_ACTOR "org.mooring.Runtime1.Error.NoSuchActor"
 #define BUS_ERROR_RESPONSE_TOO_LARGE "org.mooring.Runtime1.Error.ResponseTooLarge"
 #define BUS_ERROR_NO_SUCH_BINDING "org.mooring.Runtime1.Error.NoSuchBinding"
 #define BUS_ERROR_NO_SUCH_SECRET "org.mooring.Runtime1.Error.NoSuchSecret"
@@ -83,6 +95,7 @@ typedef enum ErrorContext {
         ERROR_CONTEXT_STATE,      /* a state store's answer to a save, delete or transaction */
         ERROR_CONTEXT_BINDING,    /* an output binding call: refused or failed */
         ERROR_CONTEXT_SECRET,     /* secrets: finding the store, the scope check, the store's answer */
+        ERROR_CONTEXT_ACTOR,      /* an actor call, actor state, reminder or timer operation */
         _ERROR_CONTEXT_MAX,
         _ERROR_CONTEXT_INVALID = -EINVAL,
 } ErrorContext;

@@ -83,6 +83,7 @@ struct Registry {
         Binding **bindings;         /* one per bindings.* component that opened */
         size_t n_bindings;
         BindingRunner *binding_runners; /* input bindings read for apps (blocks/bindings.c) */
+        struct ActorRuntime *actors;  /* hosted actor types, active actors, reminders (blocks/actors.c) */
 
         unsigned n_config_errors;   /* of the last load */
         unsigned n_config_kept;     /* of those, how many kept a previous version running (reload) */

@@ -30,3 +30,14 @@ int http_binding_invoke(HttpRequest *r, const RouteMatch *m);
 /* api-secrets.c: Dapr's secrets API */
 int http_secret_get(HttpRequest *r, const RouteMatch *m);
 int http_secret_bulk(HttpRequest *r, const RouteMatch *m);
+/* api-actors.c: Dapr's actor API, and the admin view of actors */
+int http_actor_method(HttpRequest *r, const RouteMatch *m);
+int http_actor_state_get(HttpRequest *r, const RouteMatch *m);
+int http_actor_state_transaction(HttpRequest *r, const RouteMatch *m);
+int http_actor_reminder_set(HttpRequest *r, const RouteMatch *m);
+int http_actor_reminder_get(HttpRequest *r, const RouteMatch *m);
+int http_actor_reminder_delete(HttpRequest *r, const RouteMatch *m);
+int http_actor_timer_set(HttpRequest *r, const RouteMatch *m);
+int http_actor_timer_delete(HttpRequest *r, const RouteMatch *m);
+int http_actors_admin_types(HttpRequest *r, const RouteMatch *m);
+int http_actors_admin_reminders(HttpRequest *r, const RouteMatch *m);

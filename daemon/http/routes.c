@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../blocks/actors.h"
 #include "../blocks/pubsub.h"
 #include "../blocks/state.h"
 #include "../core/app.h"
@@ -56,6 +57,10 @@ static json_t *component_json(Registry *m, const Component *c) {
         for (size_t i = 0; caps && i < m->n_pubsubs; i++)
                 if (m->pubsubs[i]->component == c && m->pubsubs[i]->driver->subscribe_wildcards)
                         json_array_append_new(caps, json_string("SUBSCRIBE_WILDCARDS"));
+        /* Dapr marks the store actors use */
+        StateStore *as = actors_state_store(m, NULL);
+        if (caps && as && as->component == c)
+                json_array_append_new(caps, json_string("ACTOR"));
         return json_pack("{s:s, s:s, s:s, s:o*}", "name", c->name, "type", c->type, "version", c->version,
                          "capabilities", caps);
 }
@@ -151,6 +156,12 @@ static int get_metadata(HttpRequest *r, const RouteMatch *m) {
                 if (json_array_size(so.list) > 0)
                         json_object_set(j, "subscriptions", so.list);
                 json_decref(so.list);
+                /* "actors" is deprecated in Dapr but still emitted; actorRuntime is its successor */
+                json_t *active = actors_active_json(mg, id);
+                if (json_array_size(active) > 0)
+                        json_object_set(j, "actors", active);
+                json_decref(active);
+                json_object_set_new(j, "actorRuntime", actors_runtime_json(mg, id));
         }
         return http_reply_json(r, 200, j);
 }
@@ -297,12 +308,25 @@ const Route http_routes[] = {
         { "POST", "/v1.0-alpha1/publish/bulk/{pubsub}/{topic*}", 0, http_publish_bulk },
         { "GET", "/v1.0/secrets/{store}/bulk", 0, http_secret_bulk },
         { "GET", "/v1.0/secrets/{store}/{name}", 0, http_secret_get },
+        { "*", "/v1.0/actors/{type}/{id}/method/{method}", 0, http_actor_method },
+        { "POST", "/v1.0/actors/{type}/{id}/state", 0, http_actor_state_transaction },
+        { "PUT", "/v1.0/actors/{type}/{id}/state", 0, http_actor_state_transaction },
+        { "GET", "/v1.0/actors/{type}/{id}/state/{key}", 0, http_actor_state_get },
+        { "POST", "/v1.0/actors/{type}/{id}/reminders/{name}", 0, http_actor_reminder_set },
+        { "PUT", "/v1.0/actors/{type}/{id}/reminders/{name}", 0, http_actor_reminder_set },
+        { "GET", "/v1.0/actors/{type}/{id}/reminders/{name}", 0, http_actor_reminder_get },
+        { "DELETE", "/v1.0/actors/{type}/{id}/reminders/{name}", 0, http_actor_reminder_delete },
+        { "POST", "/v1.0/actors/{type}/{id}/timers/{name}", 0, http_actor_timer_set },
+        { "PUT", "/v1.0/actors/{type}/{id}/timers/{name}", 0, http_actor_timer_set },
+        { "DELETE", "/v1.0/actors/{type}/{id}/timers/{name}", 0, http_actor_timer_delete },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },
         { "GET", "/mooring/v1/subscriptions", ROUTE_ADMIN, get_subscriptions },
         { "POST", "/mooring/v1/apps/{id}/probe", ROUTE_ADMIN, post_app_probe },
         { "GET", "/metrics", ROUTE_ADMIN | ROUTE_METRICS | ROUTE_NO_TOKEN, http_get_metrics },
+        { "GET", "/mooring/v1/actors", ROUTE_ADMIN, http_actors_admin_types },
+        { "GET", "/mooring/v1/actors/{type}/{id}/reminders", ROUTE_ADMIN, http_actors_admin_reminders },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);
 

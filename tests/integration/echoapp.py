@@ -18,7 +18,7 @@ echo(), understands a few path prefixes:
 and always adds X-Echo-Method, X-Echo-Path, X-Echo-Length, X-Echo-Sha256.
 Health probes (the HealthCheckPath, or "/" without dapr-callee-app-id) are
 answered with app.health_status and kept apart in app.probes, as is mooringd's
-GET /dapr/subscribe (answered 404: no subscriptions).
+GET /dapr/subscribe and GET /dapr/config (answered 404: no subscriptions, no actors).
 """
 
 import hashlib
@@ -194,8 +194,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             probe = (target.split("?")[0] == app.health_path or
                      (target == "/" and req.header("dapr-callee-app-id") is None))
-            if target == "/dapr/subscribe" and req.header("dapr-callee-app-id") is None:
-                # mooringd asks every healthy app for its pub/sub subscriptions: not a call.
+            if target in ("/dapr/subscribe", "/dapr/config") and req.header("dapr-callee-app-id") is None:
+                # mooringd asks every healthy app for its pub/sub subscriptions and actor types: not a call.
                 with app.lock:
                     app.probes.append(req)
                 reply = Reply(404)

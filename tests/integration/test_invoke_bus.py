@@ -103,7 +103,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/healthz":  # mooringd's health probe: not counted
             self._send(200)
             return
-        if self.path == "/dapr/subscribe":  # mooringd asks for pub/sub subscriptions: not counted
+        if self.path in ("/dapr/subscribe", "/dapr/config"):  # mooringd asks for subscriptions, actor types
             self._send(404)
             return
         with app.lock:

@@ -64,6 +64,18 @@ static const Expect expected[] = {
         { ERROR_CONTEXT_SECRET, -EACCES, "ERR_PERMISSION_DENIED", 403, "org.mooring.Runtime1.Error.PermissionDenied" },
         { ERROR_CONTEXT_SECRET, -ENOENT, "ERR_SECRET_GET", 500, "org.mooring.Runtime1.Error.NoSuchSecret" },
         { ERROR_CONTEXT_SECRET, 0, "ERR_SECRET_GET", 500, "org.mooring.Runtime1.Error.Failed" },
+        { ERROR_CONTEXT_ACTOR, -ENODEV, "ERR_ACTOR_RUNTIME_NOT_FOUND", 500, "org.mooring.Runtime1.Error.Unavailable" },
+        { ERROR_CONTEXT_ACTOR, -EPERM, "ERR_ACTOR_REMINDER_NON_HOSTED", 403,
+          "org.mooring.Runtime1.Error.PermissionDenied" },
+        { ERROR_CONTEXT_ACTOR, -EADDRNOTAVAIL, "ERR_ACTOR_INSTANCE_MISSING", 400,
+          "org.mooring.Runtime1.Error.NoSuchActor" },
+        { ERROR_CONTEXT_ACTOR, -ENOENT, NULL, 500, "org.mooring.Runtime1.Error.NoSuchActor" },
+        { ERROR_CONTEXT_ACTOR, -EBUSY, NULL, 429, "org.mooring.Runtime1.Error.Unavailable" },
+        { ERROR_CONTEXT_ACTOR, -ETIMEDOUT, NULL, 500, "org.mooring.Runtime1.Error.Timeout" },
+        { ERROR_CONTEXT_ACTOR, -EHOSTDOWN, NULL, 500, "org.mooring.Runtime1.Error.Unavailable" },
+        { ERROR_CONTEXT_ACTOR, -EAGAIN, NULL, 500, "org.mooring.Runtime1.Error.Unavailable" },
+        { ERROR_CONTEXT_ACTOR, -EINVAL, NULL, 500, "org.mooring.Runtime1.Error.InvalidArgument" },
+        { ERROR_CONTEXT_ACTOR, 0, NULL, 500, "org.mooring.Runtime1.Error.Failed" },
 };
 
 TEST(every_row_has_its_three_columns) {

@@ -241,6 +241,9 @@ class Subscriber:
             if subs is None:
                 return Reply(404, [("Content-Type", "text/plain")], b"no subscriptions")
             return Reply(200, [("Content-Type", "application/json")], json.dumps(subs).encode())
+        if method == "GET" and path == "/dapr/config":
+            # mooringd asks every healthy app which actor types it hosts: none here
+            return Reply(404, [("Content-Type", "text/plain")], b"no actors")
         with self.cond:
             d = Delivery(method, target, headers, body, len(self.deliveries) + len(self.probes))
             token = probe_token(d.event)

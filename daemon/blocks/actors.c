@@ -1,0 +1,1857 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See actors.h. The pieces:
+ *
+ *   ActorRuntime  one per registry: hosted types, active actors (hash by
+ *                 type+id), reminders (hash by type+id+name), the two heaps,
+ *                 the actor state store.
+ *   ActorType     a hosted type: its app and settings, its reminders (a list,
+ *                 in the order they are stored), the coalesced write of its
+ *                 "actors||<type>" record.
+ *   Actor         an active (type, id): a FIFO of turns, the turns in the app
+ *                 (one, or a reentrant chain), its timers, its idle deadline.
+ *   Turn          one call into the app for an actor: a method call, a
+ *                 reminder or a timer. A method call's Turn is the ActorCall.
+ *
+ * Turns never complete from inside the call that started them: a failure
+ * found before anything is queued is returned instead.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/actor-config.h"
+#include "../core/actor-heap.h"
+#include "../core/actor-time.h"
+#include "../core/app.h"
+#include "../core/component.h"
+#include "../core/placement.h"
+#include "../core/registry.h"
+#include "../transport/app-channel.h"
+#include "../transport/transport.h"
+#include "../util/log.h"
+#include "../util/strv.h"
+#include "actors.h"
+#include "state.h"
+
+#define ACTOR_ANSWER_MAX (16U << 20)
+#define CONFIG_ANSWER_MAX (1U << 20)
+#define ACTOR_CALL_RETRIES 2
+/* A reminder or timer whose app could not be reached is tried again this much later. */
+#define FIRE_RETRY_USEC (1000000ULL)
+/* Reminder records are written in the store's line of this name (they belong to no one app). */
+#define REMINDER_QUEUE "mooring-actors"
+#define REENTRANCY_HEADER "Dapr-Reentrancy-Id"
+#if HAVE_SQLITE
+#define OWN_STORE_TYPE "state.sqlite"
+#else
+#define OWN_STORE_TYPE "state.in-memory"
+#endif
+
+/* ---- a small intrusive hash table of string keys ---- */
+
+typedef struct HNode {
+        char *key;
+        struct HNode *next;
+} HNode;
+
+typedef struct HTable {
+        HNode **b;
+        size_t nb, n;
+} HTable;
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = 1469598103934665603ULL;
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        return h;
+}
+
+static HNode *ht_find(const HTable *t, const char *key) {
+        if (!t->nb)
+                return NULL;
+        for (HNode *n = t->b[hash_str(key) % t->nb]; n; n = n->next)
+                if (streq(n->key, key))
+                        return n;
+        return NULL;
+}
+
+static int ht_add(HTable *t, HNode *node) {
+        if (t->n >= t->nb) {
+                size_t nb = t->nb ? t->nb * 2 : 64;
+                HNode **b = calloc(nb, sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                for (size_t i = 0; i < t->nb; i++)
+                        for (HNode *n = t->b[i], *next; n; n = next) {
+                                next = n->next;
+                                size_t k = hash_str(n->key) % nb;
+                                n->next = b[k];
+                                b[k] = n;
+                        }
+                free(t->b);
+                t->b = b;
+                t->nb = nb;
+        }
+        size_t k = hash_str(node->key) % t->nb;
+        node->next = t->b[k];
+        t->b[k] = node;
+        t->n++;
+        return 0;
+}
+
+static void ht_remove(HTable *t, HNode *node) {
+        if (!t->nb)
+                return;
+        for (HNode **p = &t->b[hash_str(node->key) % t->nb]; *p; p = &(*p)->next)
+                if (*p == node) {
+                        *p = node->next;
+                        t->n--;
+                        return;
+                }
+}
+
+/* ---- types ---- */
+
+typedef struct ActorRuntime ActorRuntime;
+typedef struct ActorType ActorType;
+typedef struct Actor Actor;
+typedef struct Reminder Reminder;
+typedef struct Timer Timer;
+typedef struct Turn Turn;
+
+typedef enum DueKind { DUE_REMINDER, DUE_TIMER } DueKind;
+
+/* First member of Reminder and Timer: what the due heap holds. */
+typedef struct DueItem {
+        ActorHeapEntry entry;
+        DueKind kind;
+} DueItem;
+
+typedef struct Waiter {
+        ActorDoneFn done;         /* NULL: the caller left */
+        void *userdata;
+        struct Waiter *next;
+} Waiter;
+
+typedef enum RemindersState { REM_UNLOADED, REM_LOADING, REM_LOADED, REM_FAILED } RemindersState;
+
+struct ActorType {
+        ActorRuntime *rt;
+        ActorType *next;
+        ActorTypeConfig cfg;      /* owns cfg.type */
+        char *app_id;
+        size_t n_active;
+        RemindersState rem_state;
+        char *rem_error;
+        Reminder *rem_head, *rem_tail;
+        size_t n_reminders;
+        bool write_running, dirty;
+        Waiter *writing;          /* told when the running write is done */
+        Waiter *next_write;       /* told after the next one */
+        unsigned store_calls;     /* loads and writes whose answer is pending */
+        bool gone;                /* no longer hosted: freed when store_calls is 0 */
+};
+
+struct Reminder {
+        DueItem due;              /* first */
+        HNode node;               /* "type\x1fid\x1fname" */
+        ActorType *type;          /* back-reference */
+        char *actor_id, *name;
+        char *due_str, *period_str, *ttl_str;
+        json_t *data;
+        ActorSchedule sc;
+        int64_t next_usec;        /* the due time of the next fire */
+        int64_t left;             /* fires left; -1 without bound */
+        Turn *turn;               /* firing now */
+        Reminder *tnext, *tprev;  /* the type's list */
+};
+
+struct Timer {
+        DueItem due;              /* first */
+        Actor *actor;             /* back-reference */
+        char *name, *callback;
+        char *due_str, *period_str;
+        json_t *data;
+        ActorSchedule sc;
+        int64_t next_usec, left;
+        Turn *turn;
+        Timer *next;
+};
+
+struct Actor {
+        HNode node;               /* "type\x1fid" */
+        ActorRuntime *rt;
+        ActorType *type;
+        char *id;
+        ActorHeapEntry idle;
+        Turn *head, *tail;        /* waiting */
+        size_t queued;
+        Turn *running;            /* in the app */
+        unsigned in_flight;       /* turns in the app: 1, or a reentrant chain */
+        char *chain;              /* the running chain's reentrancy id */
+        Timer *timers;
+};
+
+typedef enum TurnKind { TURN_METHOD, TURN_REMINDER, TURN_TIMER } TurnKind;
+
+struct Turn {
+        ActorRuntime *rt;
+        Actor *actor;             /* back-reference */
+        TurnKind kind;
+        char *target;
+        char **headers;
+        const void *body;
+        char *owned_body;
+        size_t body_len;
+        char *reentry;            /* the caller's Dapr-Reentrancy-Id, if any */
+        ActorInvokeDoneFn done;
+        void *userdata;
+        bool cancelled;
+        bool running;
+        Reminder *reminder;       /* TURN_REMINDER; NULL once the reminder was deleted */
+        Timer *timer;             /* TURN_TIMER; likewise */
+        TransportCall *tc;
+        Turn *next;               /* the actor's queue */
+        Turn *rnext, *rprev;      /* the actor's running list */
+};
+
+struct ActorRuntime {
+        Registry *registry;
+        Placement *placement;
+        ActorHeap *due;           /* CLOCK_REALTIME: reminders and timers */
+        ActorHeap *idle;          /* CLOCK_MONOTONIC: idle deadlines */
+        ActorType *types;
+        HTable actors;
+        HTable reminders;
+        StateStore *store;        /* borrowed: the registry's or own_store */
+        StateStore *own_store;    /* the embedded store, when no component is marked */
+        char *store_error;
+        uint64_t chain_seq;
+};
+
+static ActorRuntime *runtime(Registry *r) {
+        return r->actors;
+}
+
+static int64_t now_realtime(ActorRuntime *rt) {
+        return (int64_t) actor_heap_now(rt->due);
+}
+
+static ActorType *find_type(ActorRuntime *rt, const char *name) {
+        for (ActorType *t = rt->types; t; t = t->next)
+                if (!t->gone && streq(t->cfg.type, name))
+                        return t;
+        return NULL;
+}
+
+static char *actor_key(const char *type, const char *id) {
+        char *k;
+        return asprintf(&k, "%s\x1f%s", type, id) < 0 ? NULL : k;
+}
+
+static char *reminder_key(const char *type, const char *id, const char *name) {
+        char *k;
+        return asprintf(&k, "%s\x1f%s\x1f%s", type, id, name) < 0 ? NULL : k;
+}
+
+static Actor *find_actor(ActorRuntime *rt, const char *type, const char *id) {
+        _cleanup_free_ char *k = actor_key(type, id);
+        HNode *n = k ? ht_find(&rt->actors, k) : NULL;
+        return n ? (Actor *) ((char *) n - offsetof(Actor, node)) : NULL;
+}
+
+static Reminder *find_reminder(ActorRuntime *rt, const char *type, const char *id, const char *name) {
+        _cleanup_free_ char *k = reminder_key(type, id, name);
+        HNode *n = k ? ht_find(&rt->reminders, k) : NULL;
+        return n ? (Reminder *) ((char *) n - offsetof(Reminder, node)) : NULL;
+}
+
+/* Percent-encodes s for one path segment. */
+static char *escape_segment(const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        char *o = malloc(strlen(s) * 3 + 1), *p = o;
+        if (!o)
+                return NULL;
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    strchr("-._~!$&'()*+,;=:@", c))
+                        *p++ = (char) c;
+                else {
+                        *p++ = '%';
+                        *p++ = hex[c >> 4];
+                        *p++ = hex[c & 15];
+                }
+        }
+        *p = 0;
+        return o;
+}
+
+/* "/actors/{type}/{id}" + suffix, escaped. */
+static char *actor_path(const char *type, const char *id, const char *suffix) {
+        _cleanup_free_ char *t = escape_segment(type), *i = escape_segment(id);
+        char *p;
+        if (!t || !i || asprintf(&p, "/actors/%s/%s%s", t, i, suffix) < 0)
+                return NULL;
+        return p;
+}
+
+static bool name_ok(const char *s) {
+        return s && *s && strlen(s) <= ACTOR_NAME_MAX && !strstr(s, "||");
+}
+
+/* ---- the store ---- */
+
+StateStore *actors_state_store(Registry *r, const char **ret_error) {
+        ActorRuntime *rt = runtime(r);
+        if (ret_error)
+                *ret_error = rt && rt->store_error ? rt->store_error : "the actor runtime is not set up";
+        return rt ? rt->store : NULL;
+}
+
+static int open_own_store(ActorRuntime *rt);
+static void type_free(ActorType *t);
+static void waiters_tell(Waiter *w, int error, const char *message);
+
+/* The store t's calls went to is replaced: no answer from it counts any more. */
+static void forget_store_calls(ActorType *t, StateStore *still_open) {
+        if (t->store_calls == 0)
+                return;
+        if (still_open)
+                state_cancel(still_open, t);
+        t->store_calls = 0;
+        t->write_running = false;
+        waiters_tell(TAKE_PTR(t->writing), -ECANCELED, "the actor state store changed");
+}
+static void type_reload_reminders(ActorType *t);
+
+void actors_sync_store(Registry *r) {
+        ActorRuntime *rt = runtime(r);
+        StateStore *marked = NULL, *old, *want;
+
+        if (!rt)
+                return;
+        old = rt->store;
+        for (size_t i = 0; i < r->n_state_stores; i++) {
+                const char *v = component_get_string(r->state_stores[i]->component, "actorStateStore");
+                if (v && strcasecmp(v, "true") == 0) {
+                        marked = r->state_stores[i];
+                        break;
+                }
+        }
+        free(rt->store_error);
+        rt->store_error = NULL;
+        want = marked;
+        if (marked && (!(marked->driver->features & STATE_FEATURE_TRANSACTIONAL) || !marked->driver->transact)) {
+                if (asprintf(&rt->store_error, "the actor state store '%s' (%s) does not support transactions: "
+                             "actors are disabled", marked->name, marked->driver->type) < 0)
+                        rt->store_error = NULL;
+                log_struct(LOG_ERR, 0, NULL, marked->name, "State store '%s' is marked actorStateStore but %s does "
+                           "not support transactions; actors are disabled.", marked->name, marked->driver->type);
+                want = NULL;
+        }
+        if (!marked) {
+                if (!rt->own_store && open_own_store(rt) < 0)
+                        rt->store_error = strdup("the embedded actor state store could not be opened");
+                want = rt->own_store;
+        }
+        if (want == old)
+                return;
+        /* The old store's answers no longer count: cancel what waits there (if it is still open). */
+        bool old_open = old && old == rt->own_store;
+        for (size_t i = 0; old && i < r->n_state_stores; i++)
+                old_open = old_open || r->state_stores[i] == old;
+        rt->store = want;
+        for (ActorType *t = rt->types, *next; t; t = next) {
+                next = t->next;
+                forget_store_calls(t, old_open ? old : NULL);
+                if (t->gone)
+                        type_free(t);
+        }
+        if (marked && rt->own_store)
+                rt->own_store = state_store_close(rt->own_store);
+        for (ActorType *t = rt->types; t; t = t->next)
+                type_reload_reminders(t);
+}
+
+typedef struct OwnComponent {
+        Component *c;
+} OwnComponent;
+
+static void on_own_component(Component *c, void *userdata) {
+        OwnComponent *o = userdata;
+        component_unref(o->c);
+        o->c = c;
+}
+
+static void on_own_component_error(const ConfError *e, void *userdata) {
+        (void) e;
+        (void) userdata;
+}
+
+/* With no store marked actorStateStore, actors keep their state and reminders in an embedded
+ * SQLite database of their own (actors.db in the state directory): a first run needs nothing. */
+static int open_own_store(ActorRuntime *rt) {
+        static const char yaml[] = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: actorstatestore\n"
+                                   "spec:\n  type: " OWN_STORE_TYPE "\n  metadata:\n"
+                                   "  - name: connectionString\n    value: actors.db\n";
+        OwnComponent o = {};
+        _cleanup_free_ char *err = NULL;
+        int r = component_parse("(built-in actor store)", yaml, sizeof yaml - 1, on_own_component,
+                                on_own_component_error, &o);
+        if (r < 0 || !o.c) {
+                component_unref(o.c);
+                return r < 0 ? r : -EINVAL;
+        }
+        r = state_store_open(rt->registry, o.c, &rt->own_store, &err);
+        component_unref(o.c);
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the embedded actor state store: %s", err ?: "");
+                rt->own_store = NULL;
+        }
+        return r;
+}
+
+/* ---- reminders: records ---- */
+
+static void turn_drop(Turn *t);
+
+static void reminder_unlink(Reminder *m) {
+        ActorType *t = m->type;
+        ActorRuntime *rt = t->rt;
+        actor_heap_remove(rt->due, &m->due.entry);
+        ht_remove(&rt->reminders, &m->node);
+        if (m->tprev)
+                m->tprev->tnext = m->tnext;
+        else
+                t->rem_head = m->tnext;
+        if (m->tnext)
+                m->tnext->tprev = m->tprev;
+        else
+                t->rem_tail = m->tprev;
+        t->n_reminders--;
+        if (m->turn)
+                turn_drop(m->turn);
+        m->turn = NULL;
+}
+
+static void reminder_free(Reminder *m) {
+        if (!m)
+                return;
+        free(m->node.key);
+        free(m->actor_id);
+        free(m->name);
+        free(m->due_str);
+        free(m->period_str);
+        free(m->ttl_str);
+        json_decref(m->data);
+        free(m);
+}
+
+static int reminder_link(ActorType *t, Reminder *m) {
+        m->type = t;
+        m->node.key = reminder_key(t->cfg.type, m->actor_id, m->name);
+        if (!m->node.key || ht_add(&t->rt->reminders, &m->node) < 0)
+                return -ENOMEM;
+        m->tprev = t->rem_tail;
+        if (t->rem_tail)
+                t->rem_tail->tnext = m;
+        else
+                t->rem_head = m;
+        t->rem_tail = m;
+        t->n_reminders++;
+        return 0;
+}
+
+/* Dapr's record: actorID, actorType, name, data, period, dueTime, registeredTime (the first fire),
+ * expirationTime; ours besides (daprd ignores unknown fields): where the schedule stands. */
+static json_t *reminder_record(const Reminder *m) {
+        char reg[32], exp[32];
+        json_t *j = json_pack("{s:s, s:s, s:s, s:O?, s:s, s:s, s:s, s:I, s:I}", "actorID", m->actor_id, "actorType",
+                              m->type->cfg.type, "name", m->name, "data", m->data, "period", strempty(m->period_str),
+                              "dueTime", strempty(m->due_str), "registeredTime",
+                              actor_format_rfc3339(m->sc.first_usec, reg), "mooringNextFireUsec",
+                              (json_int_t) m->next_usec, "mooringFiresLeft", (json_int_t) m->left);
+        if (j && m->sc.expiry_usec)
+                json_object_set_new(j, "expirationTime", json_string(actor_format_rfc3339(m->sc.expiry_usec, exp)));
+        if (j && m->ttl_str)
+                json_object_set_new(j, "mooringTtl", json_string(m->ttl_str));
+        return j;
+}
+
+static void waiters_tell(Waiter *w, int error, const char *message) {
+        while (w) {
+                Waiter *n = w->next;
+                if (w->done)
+                        w->done(error, message, w->userdata);
+                free(w);
+                w = n;
+        }
+}
+
+static void type_write(ActorType *t);
+
+static void on_written(const StateResult *res, void *userdata) {
+        ActorType *t = userdata;
+        Waiter *w = TAKE_PTR(t->writing);
+
+        t->store_calls--;
+        t->write_running = false;
+        if (t->gone) {
+                waiters_tell(w, -ECANCELED, "the actor type is no longer hosted");
+                if (t->store_calls == 0)
+                        type_free(t);
+                return;
+        }
+        if (res->error < 0)
+                log_struct(LOG_WARNING, 0, t->app_id, NULL, "Failed to store the reminders of actor type '%s': %s",
+                           t->cfg.type, res->message ?: strerror(-res->error));
+        waiters_tell(w, res->error, res->message ?: (res->error < 0 ? strerror(-res->error) : NULL));
+        if (t->dirty)
+                type_write(t);
+}
+
+/* Writes the type's reminder record now, or after the write that runs (coalesced). */
+static void type_write(ActorType *t) {
+        ActorRuntime *rt = t->rt;
+        _cleanup_free_ char *text = NULL;
+        json_t *a;
+
+        t->dirty = true;
+        if (t->write_running || t->rem_state != REM_LOADED)
+                return;
+        if (!rt->store) {
+                waiters_tell(TAKE_PTR(t->next_write), -ENODEV, "no actor state store");
+                return;
+        }
+        a = json_array();
+        for (Reminder *m = t->rem_head; a && m; m = m->tnext)
+                json_array_append_new(a, reminder_record(m));
+        text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+        json_decref(a);
+        _cleanup_free_ char *key = NULL;
+        if (!text || asprintf(&key, "actors||%s", t->cfg.type) < 0) {
+                waiters_tell(TAKE_PTR(t->next_write), -ENOMEM, "out of memory");
+                return;
+        }
+        StateOp op = { .kind = STATE_OP_UPSERT, .key = key, .value = text, .value_len = strlen(text) };
+        t->dirty = false;
+        t->writing = TAKE_PTR(t->next_write);
+        int r = state_write_raw(rt->store, REMINDER_QUEUE, &op, 1, on_written, t);
+        if (r < 0) {
+                waiters_tell(TAKE_PTR(t->writing), r, "the reminder record could not be written");
+                return;
+        }
+        t->write_running = true;
+        t->store_calls++;
+}
+
+static int type_add_waiter(ActorType *t, ActorDoneFn done, void *userdata) {
+        Waiter *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        *w = (Waiter){ .done = done, .userdata = userdata };
+        Waiter **p = &t->next_write;
+        while (*p)
+                p = &(*p)->next;
+        *p = w;
+        return 0;
+}
+
+/* ---- reminders: loading ---- */
+
+static void schedule_reminder(ActorRuntime *rt, Reminder *m, int64_t when) {
+        if (actor_heap_set(rt->due, &m->due.entry, (uint64_t) MAX(when, 1)) < 0)
+                log_oom();
+}
+
+static int reminder_from_record(ActorType *t, json_t *o, int64_t now, Reminder **ret) {
+        const char *id = json_string_value(json_object_get(o, "actorID"));
+        const char *name = json_string_value(json_object_get(o, "name"));
+        const char *period = json_string_value(json_object_get(o, "period"));
+        const char *due = json_string_value(json_object_get(o, "dueTime"));
+        const char *reg = json_string_value(json_object_get(o, "registeredTime"));
+        const char *exp = json_string_value(json_object_get(o, "expirationTime"));
+        const char *ttl = json_string_value(json_object_get(o, "mooringTtl"));
+        json_t *next = json_object_get(o, "mooringNextFireUsec"), *left = json_object_get(o, "mooringFiresLeft");
+        const char *err;
+        Reminder *m;
+        ActorSchedule sc;
+
+        if (!name_ok(id) || !name_ok(name))
+                return -EINVAL;
+        if (actor_schedule_parse(NULL, period, NULL, now, &sc, &err) < 0)
+                return -EINVAL;
+        if (reg && actor_parse_rfc3339(reg, &sc.first_usec) < 0)
+                return -EINVAL;
+        sc.expiry_usec = 0;
+        if (exp && *exp && actor_parse_rfc3339(exp, &sc.expiry_usec) < 0)
+                return -EINVAL;
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->due.kind = DUE_REMINDER;
+        m->sc = sc;
+        m->next_usec = json_is_integer(next) ? json_integer_value(next) : sc.first_usec;
+        m->left = json_is_integer(left) ? json_integer_value(left) : sc.repetitions;
+        m->actor_id = strdup(id);
+        m->name = strdup(name);
+        m->due_str = due && *due ? strdup(due) : NULL;
+        m->period_str = period && *period ? strdup(period) : NULL;
+        m->ttl_str = ttl && *ttl ? strdup(ttl) : NULL;
+        json_t *d = json_object_get(o, "data");
+        m->data = d && !json_is_null(d) ? json_incref(d) : NULL;
+        if (!m->actor_id || !m->name) {
+                reminder_free(m);
+                return -ENOMEM;
+        }
+        *ret = m;
+        return 0;
+}
+
+static void on_reminders_loaded(const StateResult *res, void *userdata) {
+        ActorType *t = userdata;
+        ActorRuntime *rt = t->rt;
+        size_t bad = 0;
+
+        t->store_calls--;
+        if (t->gone) {
+                if (t->store_calls == 0)
+                        type_free(t);
+                return;
+        }
+        free(t->rem_error);
+        t->rem_error = NULL;
+        if (res->error < 0) {
+                t->rem_state = REM_FAILED;
+                if (asprintf(&t->rem_error, "%s", res->message ?: strerror(-res->error)) < 0)
+                        t->rem_error = NULL;
+                log_struct(LOG_ERR, 0, t->app_id, NULL, "Failed to load the reminders of actor type '%s': %s",
+                           t->cfg.type, t->rem_error ?: "");
+                return;
+        }
+        int64_t now = now_realtime(rt);
+        if (res->value.found) {
+                json_t *a = json_loadb(res->value.value, res->value.value_len, 0, NULL);
+                for (size_t i = 0; i < json_array_size(a); i++) {
+                        Reminder *m = NULL;
+                        json_t *o = json_array_get(a, i);
+                        const char *type = json_string_value(json_object_get(o, "actorType"));
+                        if ((type && !streq(type, t->cfg.type)) || reminder_from_record(t, o, now, &m) < 0) {
+                                bad++;
+                                continue;
+                        }
+                        Reminder *old = find_reminder(rt, t->cfg.type, m->actor_id, m->name);
+                        if (old) { /* a later record of the same name wins, as on replace */
+                                reminder_unlink(old);
+                                reminder_free(old);
+                        }
+                        if (reminder_link(t, m) < 0) {
+                                reminder_free(m);
+                                bad++;
+                                continue;
+                        }
+                        /* one that fell due while we were down fires now, once */
+                        schedule_reminder(rt, m, MAX(m->next_usec, now));
+                }
+                if (!json_is_array(a))
+                        bad++;
+                json_decref(a);
+        }
+        t->rem_state = REM_LOADED;
+        log_struct(LOG_INFO, 0, t->app_id, NULL, "Actor type '%s': %zu reminders loaded%s.", t->cfg.type,
+                   t->n_reminders, bad ? ", some records unreadable and skipped" : "");
+        if (t->dirty)
+                type_write(t);
+}
+
+static void type_drop_reminders(ActorType *t) {
+        while (t->rem_head) {
+                Reminder *m = t->rem_head;
+                reminder_unlink(m);
+                reminder_free(m);
+        }
+}
+
+static void type_reload_reminders(ActorType *t) {
+        ActorRuntime *rt = t->rt;
+        _cleanup_free_ char *key = NULL;
+
+        type_drop_reminders(t);
+        t->rem_state = REM_UNLOADED;
+        t->dirty = false;
+        if (!rt->store)
+                return;
+        if (asprintf(&key, "actors||%s", t->cfg.type) < 0 ||
+            state_get_raw(rt->store, REMINDER_QUEUE, key, on_reminders_loaded, t) < 0) {
+                t->rem_state = REM_FAILED;
+                return;
+        }
+        t->store_calls++;
+        t->rem_state = REM_LOADING;
+}
+
+/* ---- actors and turns ---- */
+
+static void turn_free(Turn *t) {
+        if (!t)
+                return;
+        transport_call_cancel(t->tc);
+        free(t->target);
+        strv_free(t->headers);
+        free(t->owned_body);
+        free(t->reentry);
+        free(t);
+}
+
+static void idle_arm(Actor *a) {
+        if (a->in_flight == 0 && !a->head) {
+                uint64_t now = actor_heap_now(a->rt->idle);
+                if (actor_heap_set(a->rt->idle, &a->idle, now + a->type->cfg.idle_usec) < 0)
+                        log_oom();
+        }
+}
+
+static void timer_free(Timer *tm);
+
+/* Frees an actor whose queue is empty and which has nothing in the app. */
+static void actor_free(Actor *a) {
+        ActorRuntime *rt = a->rt;
+        actor_heap_remove(rt->idle, &a->idle);
+        ht_remove(&rt->actors, &a->node);
+        while (a->timers) {
+                Timer *tm = a->timers;
+                a->timers = tm->next;
+                timer_free(tm);
+        }
+        a->type->n_active--;
+        free(a->node.key);
+        free(a->id);
+        free(a->chain);
+        free(a);
+}
+
+static Actor *actor_get(ActorRuntime *rt, ActorType *t, const char *id, bool create) {
+        Actor *a = find_actor(rt, t->cfg.type, id);
+        if (a || !create)
+                return a;
+        a = calloc(1, sizeof *a);
+        if (!a)
+                return NULL;
+        *a = (Actor){ .rt = rt, .type = t };
+        a->id = strdup(id);
+        a->node.key = actor_key(t->cfg.type, id);
+        if (!a->id || !a->node.key || ht_add(&rt->actors, &a->node) < 0) {
+                free(a->id);
+                free(a->node.key);
+                free(a);
+                return NULL;
+        }
+        t->n_active++;
+        log_debug("Actor %s/%s activated.", t->cfg.type, id);
+        return a;
+}
+
+static const char *const request_skip[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "host", "content-length", "expect", "dapr-api-token", "dapr-reentrancy-id", NULL,
+};
+
+static const char *const answer_skip[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "content-length", "date", "x-daprremindercancel", NULL,
+};
+
+static bool in_list(const char *const *l, const char *s) {
+        for (; *l; l++)
+                if (strcasecmp(*l, s) == 0)
+                        return true;
+        return false;
+}
+
+static const char *header_get(char *const *h, const char *name) {
+        for (; h && h[0] && h[1]; h += 2)
+                if (strcasecmp(h[0], name) == 0)
+                        return h[1];
+        return NULL;
+}
+
+static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportError *e);
+static void on_turn_answer(TransportCall *c, const TransportAnswer *a, const TransportError *e, void *userdata) {
+        Turn *t = userdata;
+        t->tc = NULL;
+        turn_finish(t, a, e);
+}
+
+static const TransportHandler turn_handler = { .done = on_turn_answer };
+
+/* Sends t to the app. Fails (nothing sent) with < 0. */
+static int turn_send(Turn *t) {
+        Actor *a = t->actor;
+        ActorRuntime *rt = t->rt;
+        App *app = registry_find_app(rt->registry, a->type->app_id);
+        TransportAddress addr;
+        _cleanup_strv_free_ char **headers = NULL;
+
+        if (!app || !app_channel_address(app, &addr))
+                return -EHOSTDOWN;
+        if (strv_copy(t->headers, &headers) < 0)
+                return -ENOMEM;
+        if (a->type->cfg.reentrancy && a->chain &&
+            (strv_extend(&headers, REENTRANCY_HEADER) < 0 || strv_extend(&headers, a->chain) < 0))
+                return -ENOMEM;
+        TransportRequest req = {
+                .method = "PUT",
+                .target = t->target,
+                .headers = headers,
+                .body = t->body,
+                .body_len = t->body_len,
+                .timeout_usec = app->config->invoke_timeout_usec,
+                .retries = ACTOR_CALL_RETRIES,
+                .max_answer = ACTOR_ANSWER_MAX,
+        };
+        return transport_call_start(rt->registry->transport, &addr, &req, &turn_handler, t, &t->tc);
+}
+
+/* Starts t in the app: t is at the head of its actor's line, or enters a running reentrant chain. */
+static int turn_start(Turn *t) {
+        Actor *a = t->actor;
+        int r;
+
+        if (a->in_flight == 0) {
+                free(a->chain);
+                a->chain = NULL;
+                if (a->type->cfg.reentrancy) {
+                        if (t->reentry)
+                                a->chain = strdup(t->reentry);
+                        else if (asprintf(&a->chain, "%016" PRIx64 "-%08x-mooring", ++a->rt->chain_seq,
+                                          (unsigned) random()) < 0)
+                                a->chain = NULL;
+                        if (!a->chain)
+                                return -ENOMEM;
+                }
+        }
+        actor_heap_remove(a->rt->idle, &a->idle);
+        r = turn_send(t);
+        if (r < 0)
+                return r;
+        a->in_flight++;
+        t->running = true;
+        t->rprev = NULL;
+        t->rnext = a->running;
+        if (a->running)
+                a->running->rprev = t;
+        a->running = t;
+        return 0;
+}
+
+static void turn_complete(Turn *t, const ActorAnswer *ans, int error, const char *message);
+
+/* Starts waiting turns while the actor is free. Turns that cannot start end with their error. */
+static void actor_pump(Actor *a) {
+        while (a->in_flight == 0 && a->head) {
+                Turn *t = a->head;
+                a->head = t->next;
+                if (!a->head)
+                        a->tail = NULL;
+                a->queued--;
+                t->next = NULL;
+                int r = turn_start(t);
+                if (r < 0)
+                        turn_complete(t, NULL, r, r == -EHOSTDOWN ? "the app hosting the actor is not reachable"
+                                                                  : strerror(-r));
+        }
+        if (a->in_flight == 0 && !a->head)
+                idle_arm(a);
+}
+
+static void reminder_after_fire(Reminder *m, bool retry, bool cancel);
+static void timer_after_fire(Timer *tm, bool retry, bool cancel);
+
+/* The end of a turn that was started or queued: tells its owner, frees it. Does not pump. */
+static void turn_complete(Turn *t, const ActorAnswer *ans, int error, const char *message) {
+        switch (t->kind) {
+        case TURN_METHOD:
+                if (!t->cancelled && t->done)
+                        t->done(ans, error, message, t->userdata);
+                break;
+        case TURN_REMINDER:
+                if (t->reminder) {
+                        t->reminder->turn = NULL;
+                        reminder_after_fire(t->reminder, error < 0 && error != -EBADMSG,
+                                            ans && strcasecmp(strempty(header_get(ans->headers,
+                                                                                 "X-DaprReminderCancel")),
+                                                              "true") == 0);
+                }
+                break;
+        case TURN_TIMER:
+                if (t->timer) {
+                        t->timer->turn = NULL;
+                        timer_after_fire(t->timer, error < 0 && error != -EBADMSG,
+                                         ans && strcasecmp(strempty(header_get(ans->headers, "X-DaprReminderCancel")),
+                                                           "true") == 0);
+                }
+                break;
+        }
+        turn_free(t);
+}
+
+static void running_unlink(Actor *a, Turn *t) {
+        if (t->rprev)
+                t->rprev->rnext = t->rnext;
+        else
+                a->running = t->rnext;
+        if (t->rnext)
+                t->rnext->rprev = t->rprev;
+        t->rnext = t->rprev = NULL;
+        a->in_flight--;
+        t->running = false;
+}
+
+static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportError *e) {
+        Actor *a = t->actor;
+        _cleanup_strv_free_ char **headers = NULL;
+        _cleanup_free_ char *msg = NULL;
+
+        running_unlink(a, t);
+        if (e) {
+                if (asprintf(&msg, "error invoking actor %s/%s: %s", a->type->cfg.type, a->id, e->message) < 0)
+                        msg = NULL;
+                turn_complete(t, NULL, e->error == -ETIMEDOUT ? -ETIMEDOUT : -EIO, msg ?: "transport error");
+        } else {
+                for (char *const *h = ans->headers; h && h[0] && h[1]; h += 2)
+                        if (!in_list(answer_skip, h[0]) &&
+                            (strv_extend(&headers, h[0]) < 0 || strv_extend(&headers, h[1]) < 0))
+                                break;
+                /* keep X-DaprReminderCancel visible to turn_complete */
+                const char *cancel = header_get(ans->headers, "X-DaprReminderCancel");
+                if (cancel) {
+                        (void) strv_extend(&headers, "X-DaprReminderCancel");
+                        (void) strv_extend(&headers, cancel);
+                }
+                ActorAnswer out = { .status = ans->status, .headers = headers, .body = ans->body,
+                                    .body_len = ans->body_len };
+                /* The .NET SDK signals a failed actor method with this header and its own status. */
+                bool dotnet_error = header_get(ans->headers, "X-DaprErrorResponseHeader") != NULL;
+                if (ans->status == 200 || dotnet_error)
+                        turn_complete(t, &out, 0, NULL);
+                else {
+                        if (asprintf(&msg, "error from actor service: %.*s", (int) MIN(ans->body_len, 4096),
+                                     (const char *) ans->body) < 0)
+                                msg = NULL;
+                        turn_complete(t, &out, -EBADMSG, msg ?: "error from actor service");
+                }
+        }
+        actor_pump(a);
+}
+
+static Turn *turn_new(ActorRuntime *rt, Actor *a, TurnKind kind) {
+        Turn *t = calloc(1, sizeof *t);
+        if (t)
+                *t = (Turn){ .rt = rt, .actor = a, .kind = kind };
+        return t;
+}
+
+static void queue_remove(Actor *a, Turn *t) {
+        for (Turn **p = &a->head; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        if (a->tail == t) {
+                                a->tail = NULL;
+                                for (Turn *x = a->head; x; x = x->next)
+                                        a->tail = x;
+                        }
+                        a->queued--;
+                        return;
+                }
+}
+
+/* A fire whose reminder or timer is deleted: a queued one never runs; a running one ends unheard. */
+static void turn_drop(Turn *t) {
+        t->reminder = NULL;
+        t->timer = NULL;
+        if (t->running)
+                return;
+        Actor *a = t->actor;
+        queue_remove(a, t);
+        turn_free(t);
+        if (a->in_flight == 0 && !a->head)
+                idle_arm(a);
+}
+
+static void turn_enqueue(Actor *a, Turn *t) {
+        if (a->tail)
+                a->tail->next = t;
+        else
+                a->head = t;
+        a->tail = t;
+        a->queued++;
+        actor_heap_remove(a->rt->idle, &a->idle);
+}
+
+/* Ends every turn of a (queued ones unstarted, running ones cancelled in the transport) with error,
+ * then frees a. For an app that went away: it lost its actors. */
+static void actor_abort(Actor *a, int error, const char *message) {
+        while (a->head) {
+                Turn *t = a->head;
+                a->head = t->next;
+                a->queued--;
+                turn_complete(t, NULL, error, message);
+        }
+        a->tail = NULL;
+        /* running turns: their transport calls are cancelled; the owners are told here */
+        while (a->running) {
+                Turn *t = a->running;
+                transport_call_cancel(TAKE_PTR(t->tc));
+                running_unlink(a, t);
+                turn_complete(t, NULL, error, message);
+        }
+        actor_free(a);
+}
+
+/* ---- method calls ---- */
+
+int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn done, void *userdata,
+                 ActorCall **ret) {
+        ActorRuntime *rt = runtime(r);
+        PlacementAnswer pa;
+        ActorType *type;
+        Actor *a;
+        Turn *t;
+        _cleanup_free_ char *suffix = NULL, *m = NULL;
+        int k;
+
+        if (!rt || !rt->store)
+                return -ENODEV;
+        if (!name_ok(req->type) || !name_ok(req->id) || !req->method || !*req->method)
+                return -EINVAL;
+        k = placement_lookup(rt->placement, req->type, req->id, &pa);
+        if (k < 0)
+                return k;
+        if (!pa.local)
+                return -EREMOTE; /* the multi-host placement routes to the peer here */
+        type = find_type(rt, req->type);
+        if (!type)
+                return -ENOENT;
+        App *app = registry_find_app(r, type->app_id);
+        TransportAddress addr;
+        if (!app || !app_channel_address(app, &addr) || app_channel_is_down(app))
+                return -EHOSTDOWN;
+        a = find_actor(rt, req->type, req->id);
+        const char *reentry = header_get(req->headers, REENTRANCY_HEADER);
+        bool enter = a && type->cfg.reentrancy && reentry && a->in_flight > 0 && a->chain &&
+                     streq(a->chain, reentry);
+        if (enter && a->in_flight >= type->cfg.max_depth)
+                return -ELOOP;
+        if (a && !enter && a->queued >= ACTOR_QUEUE_MAX)
+                return -EBUSY;
+        if (!a && !(a = actor_get(rt, type, req->id, true)))
+                return -ENOMEM;
+
+        t = turn_new(rt, a, TURN_METHOD);
+        m = escape_segment(req->method);
+        if (!t || !m || asprintf(&suffix, "/method/%s%s%s", m, req->query && *req->query ? "?" : "",
+                                 req->query && *req->query ? req->query : "") < 0)
+                goto oom;
+        t->target = actor_path(req->type, req->id, suffix);
+        if (!t->target)
+                goto oom;
+        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2)
+                if (!in_list(request_skip, h[0]) &&
+                    (strv_extend(&t->headers, h[0]) < 0 || strv_extend(&t->headers, h[1]) < 0))
+                        goto oom;
+        if (reentry && !(t->reentry = strdup(reentry)))
+                goto oom;
+        t->body = req->body;
+        t->body_len = req->body_len;
+        t->done = done;
+        t->userdata = userdata;
+        if (enter || (a->in_flight == 0 && !a->head)) {
+                k = turn_start(t);
+                if (k < 0) {
+                        turn_free(t);
+                        if (a->in_flight == 0 && !a->head)
+                                idle_arm(a);
+                        return k;
+                }
+        } else
+                turn_enqueue(a, t);
+        if (ret)
+                *ret = (ActorCall *) t;
+        return 0;
+
+oom:
+        turn_free(t);
+        if (a->in_flight == 0 && !a->head)
+                idle_arm(a);
+        return -ENOMEM;
+}
+
+void actor_call_cancel(ActorCall *c) {
+        Turn *t = (Turn *) c;
+        Actor *a;
+
+        if (!t)
+                return;
+        if (t->running) {
+                t->cancelled = true; /* the app finishes its turn; nobody hears the answer */
+                return;
+        }
+        a = t->actor;
+        queue_remove(a, t);
+        turn_free(t);
+        if (a->in_flight == 0 && !a->head)
+                idle_arm(a);
+}
+
+/* ---- idle deactivation ---- */
+
+static void on_deactivated(TransportCall *c, const TransportAnswer *a, const TransportError *e, void *userdata) {
+        char *what = userdata;
+        if (e || a->status != 200)
+                log_debug("Deactivation of actor %s: %s", what, e ? e->message : "the app did not answer 200");
+        free(what);
+}
+
+static const TransportHandler deactivate_handler = { .done = on_deactivated };
+
+static void on_idle(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
+        ActorRuntime *rt = userdata;
+        Actor *a = (Actor *) ((char *) e - offsetof(Actor, idle));
+        App *app = registry_find_app(rt->registry, a->type->app_id);
+        TransportAddress addr;
+
+        if (a->in_flight > 0 || a->head)
+                return; /* busy again: re-armed when it is idle */
+        /* Dapr: DELETE /actors/{type}/{id}; the app drops the instance */
+        _cleanup_free_ char *path = actor_path(a->type->cfg.type, a->id, "");
+        char *what = NULL;
+        if (path && app && app_channel_address(app, &addr) && asprintf(&what, "%s/%s", a->type->cfg.type, a->id) >= 0) {
+                static char *const headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
+                TransportRequest req = { .method = "DELETE", .target = path, .headers = headers,
+                                         .timeout_usec = 10 * 1000000ULL, .max_answer = 64 * 1024 };
+                if (transport_call_start(rt->registry->transport, &addr, &req, &deactivate_handler, what, NULL) < 0)
+                        free(what);
+        }
+        log_debug("Actor %s/%s deactivated after being idle.", a->type->cfg.type, a->id);
+        actor_free(a);
+}
+
+/* ---- reminder and timer fires ---- */
+
+static json_t *fire_body(json_t *data, const char *due, const char *period, const char *callback) {
+        json_t *j = json_pack("{s:O?, s:s, s:s}", "data", data, "dueTime", strempty(due), "period", strempty(period));
+        if (j && callback)
+                json_object_set_new(j, "callback", json_string(callback));
+        return j;
+}
+
+/* Queues one fire for (type, id) at the end of its line (activating it). */
+static Turn *fire_turn(ActorRuntime *rt, ActorType *type, const char *id, TurnKind kind, const char *name,
+                       json_t *body) {
+        _cleanup_free_ char *n = escape_segment(name), *suffix = NULL;
+        Actor *a = actor_get(rt, type, id, true);
+        Turn *t;
+
+        if (!a || !n || asprintf(&suffix, "/method/%s/%s", kind == TURN_REMINDER ? "remind" : "timer", n) < 0)
+                return NULL;
+        t = turn_new(rt, a, kind);
+        if (!t)
+                return NULL;
+        t->target = actor_path(type->cfg.type, id, suffix);
+        t->owned_body = json_dumps(body, JSON_COMPACT);
+        if (!t->target || !t->owned_body || strv_extend(&t->headers, "Content-Type") < 0 ||
+            strv_extend(&t->headers, "application/json") < 0 ||
+            strv_extend(&t->headers, "User-Agent") < 0 || strv_extend(&t->headers, APP_CHANNEL_USER_AGENT) < 0) {
+                turn_free(t);
+                return NULL;
+        }
+        t->body = t->owned_body;
+        t->body_len = strlen(t->owned_body);
+        turn_enqueue(a, t);
+        return t;
+}
+
+static void reminder_delete(Reminder *m) {
+        ActorType *t = m->type;
+        reminder_unlink(m);
+        reminder_free(m);
+        type_write(t);
+}
+
+/* The next due time after the one that just fired, skipping those already passed (fired as one). */
+static int64_t next_due(const ActorSchedule *sc, int64_t last, int64_t now) {
+        int64_t n = actor_period_add(&sc->period, last);
+        if (n <= now && !sc->period.years && !sc->period.months && !sc->period.days && sc->period.usec > 0)
+                n += ((now - n) / sc->period.usec + 1) * sc->period.usec;
+        for (unsigned i = 0; n <= now && i < 100000; i++)
+                n = actor_period_add(&sc->period, n);
+        return n;
+}
+
+static void reminder_after_fire(Reminder *m, bool retry, bool cancel) {
+        ActorRuntime *rt = m->type->rt;
+        int64_t now = now_realtime(rt);
+
+        if (cancel)
+                return reminder_delete(m);
+        if (retry) { /* the app was not reached: the same fire again, a little later */
+                schedule_reminder(rt, m, now + (int64_t) FIRE_RETRY_USEC);
+                return;
+        }
+        if (m->left > 0)
+                m->left--;
+        if (!m->sc.periodic || m->left == 0)
+                return reminder_delete(m);
+        m->next_usec = next_due(&m->sc, m->next_usec, now);
+        if (m->sc.expiry_usec && m->next_usec >= m->sc.expiry_usec)
+                return reminder_delete(m);
+        schedule_reminder(rt, m, m->next_usec);
+        type_write(m->type);
+}
+
+static void fire_reminder(ActorRuntime *rt, Reminder *m) {
+        ActorType *t = m->type;
+        int64_t now = now_realtime(rt);
+
+        if (m->turn)
+                return; /* the previous fire still runs: its end schedules the next */
+        if (m->sc.expiry_usec && now >= m->sc.expiry_usec)
+                return reminder_delete(m);
+        _cleanup_(json_decrefp) json_t *body = fire_body(m->data, m->due_str, m->period_str, NULL);
+        Turn *turn = body ? fire_turn(rt, t, m->actor_id, TURN_REMINDER, m->name, body) : NULL;
+        if (!turn) {
+                schedule_reminder(rt, m, now + (int64_t) FIRE_RETRY_USEC);
+                return;
+        }
+        turn->reminder = m;
+        m->turn = turn;
+        actor_pump(turn->actor);
+}
+
+static void timer_unlink(Timer *tm) {
+        Actor *a = tm->actor;
+        actor_heap_remove(a->rt->due, &tm->due.entry);
+        for (Timer **p = &a->timers; *p; p = &(*p)->next)
+                if (*p == tm) {
+                        *p = tm->next;
+                        break;
+                }
+        if (tm->turn)
+                turn_drop(tm->turn);
+        tm->turn = NULL;
+}
+
+static void timer_free(Timer *tm) {
+        if (!tm)
+                return;
+        actor_heap_remove(tm->actor->rt->due, &tm->due.entry);
+        if (tm->turn)
+                tm->turn->timer = NULL;
+        free(tm->name);
+        free(tm->callback);
+        free(tm->due_str);
+        free(tm->period_str);
+        json_decref(tm->data);
+        free(tm);
+}
+
+static void timer_after_fire(Timer *tm, bool retry, bool cancel) {
+        ActorRuntime *rt = tm->actor->rt;
+        int64_t now = now_realtime(rt);
+
+        if (!cancel && retry) {
+                (void) actor_heap_set(rt->due, &tm->due.entry, (uint64_t) (now + (int64_t) FIRE_RETRY_USEC));
+                return;
+        }
+        if (tm->left > 0)
+                tm->left--;
+        if (!cancel && tm->sc.periodic && tm->left != 0) {
+                tm->next_usec = next_due(&tm->sc, tm->next_usec, now);
+                if (!tm->sc.expiry_usec || tm->next_usec < tm->sc.expiry_usec) {
+                        (void) actor_heap_set(rt->due, &tm->due.entry, (uint64_t) tm->next_usec);
+                        return;
+                }
+        }
+        timer_unlink(tm);
+        timer_free(tm);
+}
+
+static void fire_timer(ActorRuntime *rt, Timer *tm) {
+        Actor *a = tm->actor;
+        int64_t now = now_realtime(rt);
+
+        if (tm->turn)
+                return;
+        if (tm->sc.expiry_usec && now >= tm->sc.expiry_usec) {
+                timer_unlink(tm);
+                timer_free(tm);
+                return;
+        }
+        _cleanup_(json_decrefp) json_t *body = fire_body(tm->data, tm->due_str, tm->period_str,
+                                                         strempty(tm->callback));
+        Turn *turn = body ? fire_turn(rt, a->type, a->id, TURN_TIMER, tm->name, body) : NULL;
+        if (!turn) {
+                (void) actor_heap_set(rt->due, &tm->due.entry, (uint64_t) (now + (int64_t) FIRE_RETRY_USEC));
+                return;
+        }
+        turn->timer = tm;
+        tm->turn = turn;
+        actor_pump(a);
+}
+
+static void on_due(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
+        ActorRuntime *rt = userdata;
+        DueItem *d = (DueItem *) e;
+        if (d->kind == DUE_REMINDER)
+                fire_reminder(rt, (Reminder *) d);
+        else
+                fire_timer(rt, (Timer *) d);
+}
+
+/* ---- reminder API ---- */
+
+/* The type, if caller_app hosts it; -EPERM when it does not (Dapr: ERR_ACTOR_REMINDER_NON_HOSTED). */
+static int hosted_by(ActorRuntime *rt, const char *caller_app, const char *type, ActorType **ret) {
+        ActorType *t = find_type(rt, type);
+        if (!t || !caller_app || !streq(t->app_id, caller_app))
+                return -EPERM;
+        *ret = t;
+        return 0;
+}
+
+int actor_reminder_set(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,
+                       const ActorReminderSpec *spec, ActorDoneFn done, void *userdata, const char **reterr) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+        ActorSchedule sc;
+        Reminder *m;
+        int k;
+
+        if (!rt || !rt->store)
+                return -ENODEV;
+        if (!name_ok(id) || !name_ok(name)) {
+                *reterr = "the actor id and the reminder name must not be empty or contain '||'";
+                return -EINVAL;
+        }
+        k = hosted_by(rt, caller_app, type, &t);
+        if (k < 0)
+                return k;
+        k = actor_schedule_parse(spec->due, spec->period, spec->ttl, now_realtime(rt), &sc, reterr);
+        if (k < 0)
+                return k;
+        if (t->rem_state != REM_LOADED) {
+                *reterr = t->rem_state == REM_FAILED ? "the reminders of this type could not be loaded"
+                                                     : "the reminders of this type are still being loaded";
+                return -EAGAIN;
+        }
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        *m = (Reminder){ .due.kind = DUE_REMINDER, .sc = sc, .next_usec = sc.first_usec, .left = sc.repetitions };
+        m->actor_id = strdup(id);
+        m->name = strdup(name);
+        m->due_str = spec->due && *spec->due ? strdup(spec->due) : NULL;
+        m->period_str = spec->period && *spec->period ? strdup(spec->period) : NULL;
+        m->ttl_str = spec->ttl && *spec->ttl ? strdup(spec->ttl) : NULL;
+        m->data = spec->data ? json_incref(spec->data) : NULL;
+        if (!m->actor_id || !m->name || type_add_waiter(t, done, userdata) < 0) {
+                reminder_free(m);
+                return -ENOMEM;
+        }
+        Reminder *old = find_reminder(rt, type, id, name);
+        if (old) { /* re-registering replaces */
+                reminder_unlink(old);
+                reminder_free(old);
+        }
+        if (reminder_link(t, m) < 0) {
+                reminder_free(m);
+                return -ENOMEM; /* the waiter is told after the next write */
+        }
+        schedule_reminder(rt, m, m->next_usec);
+        type_write(t);
+        return 0;
+}
+
+int actor_reminder_delete(Registry *r, const char *caller_app, const char *type, const char *id,
+                          const char *name, ActorDoneFn done, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+        int k;
+
+        if (!rt || !rt->store)
+                return -ENODEV;
+        k = hosted_by(rt, caller_app, type, &t);
+        if (k < 0)
+                return k;
+        if (t->rem_state != REM_LOADED)
+                return -EAGAIN;
+        Reminder *m = find_reminder(rt, type, id, name);
+        if (type_add_waiter(t, done, userdata) < 0)
+                return -ENOMEM;
+        if (m) {
+                reminder_unlink(m); /* immediate: no fire after this */
+                reminder_free(m);
+        }
+        type_write(t);
+        return 0;
+}
+
+int actor_reminder_get(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,
+                       json_t **ret) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+        int k;
+
+        if (!rt || !rt->store)
+                return -ENODEV;
+        k = hosted_by(rt, caller_app, type, &t);
+        if (k < 0)
+                return k;
+        if (t->rem_state != REM_LOADED)
+                return -EAGAIN;
+        Reminder *m = find_reminder(rt, type, id, name);
+        if (!m) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = json_pack("{s:O?, s:s, s:s}", "data", m->data, "dueTime", strempty(m->due_str), "period",
+                         strempty(m->period_str));
+        return *ret ? 0 : -ENOMEM;
+}
+
+int actor_reminder_list(Registry *r, const char *type, const char *id, json_t **ret) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t = rt ? find_type(rt, type) : NULL;
+        json_t *a = json_array();
+        char buf[32];
+
+        if (!a)
+                return -ENOMEM;
+        if (!t) {
+                json_decref(a);
+                return -ENOENT;
+        }
+        for (Reminder *m = t->rem_head; m; m = m->tnext)
+                if (streq(m->actor_id, id))
+                        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:O?, s:s, s:I}", "name", m->name,
+                                                           "dueTime", strempty(m->due_str), "period",
+                                                           strempty(m->period_str), "ttl", strempty(m->ttl_str),
+                                                           "data", m->data, "nextFire",
+                                                           actor_format_rfc3339(m->next_usec, buf), "firesLeft",
+                                                           (json_int_t) m->left));
+        *ret = a;
+        return 0;
+}
+
+void actor_reminder_cancel(Registry *r, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        for (ActorType *t = rt ? rt->types : NULL; t; t = t->next)
+                for (Waiter *lists[2] = { t->writing, t->next_write }, **l = lists; l < lists + 2; l++)
+                        for (Waiter *w = *l; w; w = w->next)
+                                if (w->userdata == userdata)
+                                        w->done = NULL;
+}
+
+/* ---- timers ---- */
+
+int actor_timer_set(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,
+                    const ActorReminderSpec *spec, const char **reterr) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+        ActorSchedule sc;
+        Actor *a;
+        Timer *tm;
+        int k;
+
+        if (!rt || !rt->store)
+                return -ENODEV;
+        if (!name_ok(name)) {
+                *reterr = "the timer name must not be empty or contain '||'";
+                return -EINVAL;
+        }
+        k = hosted_by(rt, caller_app, type, &t);
+        if (k < 0)
+                return -EADDRNOTAVAIL;
+        a = find_actor(rt, type, id);
+        if (!a) {
+                *reterr = "the actor is not active on this host";
+                return -EADDRNOTAVAIL;
+        }
+        k = actor_schedule_parse(spec->due, spec->period, spec->ttl, now_realtime(rt), &sc, reterr);
+        if (k < 0)
+                return k;
+        tm = calloc(1, sizeof *tm);
+        if (!tm)
+                return -ENOMEM;
+        *tm = (Timer){ .due.kind = DUE_TIMER, .actor = a, .sc = sc, .next_usec = sc.first_usec,
+                       .left = sc.repetitions };
+        tm->name = strdup(name);
+        tm->callback = spec->callback ? strdup(spec->callback) : NULL;
+        tm->due_str = spec->due && *spec->due ? strdup(spec->due) : NULL;
+        tm->period_str = spec->period && *spec->period ? strdup(spec->period) : NULL;
+        tm->data = spec->data ? json_incref(spec->data) : NULL;
+        if (!tm->name || (spec->callback && !tm->callback)) {
+                timer_free(tm);
+                return -ENOMEM;
+        }
+        (void) actor_timer_delete(r, caller_app, type, id, name); /* replaces */
+        tm->next = a->timers;
+        a->timers = tm;
+        if (actor_heap_set(rt->due, &tm->due.entry, (uint64_t) MAX(tm->next_usec, 1)) < 0) {
+                timer_unlink(tm);
+                timer_free(tm);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int actor_timer_delete(Registry *r, const char *caller_app, const char *type, const char *id, const char *name) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+
+        if (!rt || !rt->store)
+                return -ENODEV;
+        if (hosted_by(rt, caller_app, type, &t) < 0)
+                return -EADDRNOTAVAIL;
+        Actor *a = find_actor(rt, type, id);
+        for (Timer *tm = a ? a->timers : NULL; tm; tm = tm->next)
+                if (streq(tm->name, name)) {
+                        timer_unlink(tm);
+                        timer_free(tm);
+                        break;
+                }
+        return 0; /* Dapr: deleting an unknown timer succeeds */
+}
+
+/* ---- state ---- */
+
+static int state_target(ActorRuntime *rt, const char *caller_app, const char *type, const char *id,
+                        ActorType **ret) {
+        ActorType *t;
+        if (!rt || !rt->store)
+                return -ENODEV;
+        /* Dapr: only the host of the actor reads and writes its state, and only while it is active */
+        if (hosted_by(rt, caller_app, type, &t) < 0 || !find_actor(rt, type, id))
+                return -EADDRNOTAVAIL;
+        *ret = t;
+        return 0;
+}
+
+static char *state_key(const ActorType *t, const char *id, const char *key) {
+        char *k;
+        return asprintf(&k, "%s||%s||%s||%s", t->app_id, t->cfg.type, id, key) < 0 ? NULL : k;
+}
+
+int actor_state_get(Registry *r, const char *caller_app, const char *type, const char *id, const char *key,
+                    StateDoneFn done, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+        int k = state_target(rt, caller_app, type, id, &t);
+        if (k < 0)
+                return k;
+        if (!key || !*key)
+                return -EINVAL;
+        _cleanup_free_ char *full = state_key(t, id, key);
+        if (!full)
+                return -ENOMEM;
+        return state_get_raw(rt->store, caller_app, full, done, userdata);
+}
+
+int actor_state_transact(Registry *r, const char *caller_app, const char *type, const char *id,
+                         const StateOp *ops, size_t n, StateDoneFn done, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        ActorType *t;
+        StateOp *copy;
+        int k = state_target(rt, caller_app, type, id, &t);
+
+        if (k < 0)
+                return k;
+        copy = calloc(n ?: 1, sizeof *copy);
+        if (!copy)
+                return -ENOMEM;
+        for (size_t i = 0; i < n && k >= 0; i++) {
+                copy[i] = ops[i];
+                copy[i].key = state_key(t, id, ops[i].key);
+                if (!copy[i].key)
+                        k = -ENOMEM;
+        }
+        if (k >= 0)
+                k = state_transact_raw(rt->store, caller_app, copy, n, done, userdata);
+        for (size_t i = 0; i < n; i++)
+                free((char *) copy[i].key);
+        free(copy);
+        return k;
+}
+
+void actor_state_cancel(Registry *r, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        if (rt && rt->store)
+                state_cancel(rt->store, userdata);
+}
+
+/* ---- hosting ---- */
+
+static void type_free(ActorType *t) {
+        ActorRuntime *rt = t->rt;
+        for (ActorType **p = &rt->types; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        break;
+                }
+        free(t->cfg.type);
+        free(t->app_id);
+        free(t->rem_error);
+        free(t);
+}
+
+/* The type is no longer hosted: its actors end (the app lost them), its reminders wait in the store. */
+static void type_unhost(ActorType *t, const char *why) {
+        ActorRuntime *rt = t->rt;
+        for (size_t i = 0; i < rt->actors.nb; i++)
+                for (HNode *n = rt->actors.b[i], *next; n; n = next) {
+                        next = n->next;
+                        Actor *a = (Actor *) ((char *) n - offsetof(Actor, node));
+                        if (a->type == t)
+                                actor_abort(a, -EHOSTDOWN, why);
+                }
+        type_drop_reminders(t);
+        waiters_tell(TAKE_PTR(t->next_write), -ECANCELED, why);
+        (void) placement_set_type_hosted(rt->placement, t->cfg.type, false);
+        t->gone = true;
+        if (t->store_calls == 0)
+                type_free(t);
+}
+
+/* Ends the active actors of an app's types (it restarted or went down: its instances are gone). */
+static void app_lost_actors(ActorRuntime *rt, const char *app_id) {
+        for (size_t i = 0; i < rt->actors.nb; i++)
+                for (HNode *n = rt->actors.b[i], *next; n; n = next) {
+                        next = n->next;
+                        Actor *a = (Actor *) ((char *) n - offsetof(Actor, node));
+                        if (streq(a->type->app_id, app_id) && a->in_flight == 0 && !a->head)
+                                actor_free(a);
+                }
+}
+
+static void app_set_types(ActorRuntime *rt, App *app, ActorAppConfig *cfg) {
+        const char *id = app->config->id;
+
+        for (ActorType *t = rt->types, *next; t; t = next) {
+                next = t->next;
+                if (t->gone || !streq(t->app_id, id))
+                        continue;
+                bool still = false;
+                for (size_t i = 0; i < cfg->n; i++)
+                        still = still || streq(cfg->types[i].type, t->cfg.type);
+                if (!still) {
+                        log_struct(LOG_INFO, 0, id, NULL, "App no longer hosts actor type '%s'.", t->cfg.type);
+                        type_unhost(t, "the app no longer hosts the actor type");
+                }
+        }
+        for (size_t i = 0; i < cfg->n; i++) {
+                ActorTypeConfig *c = &cfg->types[i];
+                ActorType *t = find_type(rt, c->type);
+                if (t && !streq(t->app_id, id)) {
+                        log_struct(LOG_WARNING, 0, id, NULL, "Actor type '%s' is hosted by app '%s' already; "
+                                   "ignoring it for this app.", c->type, t->app_id);
+                        continue;
+                }
+                if (t) { /* settings may change; actors and reminders stay */
+                        free(t->cfg.type);
+                        t->cfg = *c;
+                        c->type = NULL;
+                        continue;
+                }
+                t = calloc(1, sizeof *t);
+                if (!t || !(t->app_id = strdup(id)) || placement_set_type_hosted(rt->placement, c->type, true) < 0) {
+                        if (t)
+                                free(t->app_id);
+                        free(t);
+                        log_oom();
+                        continue;
+                }
+                t->rt = rt;
+                t->cfg = *c;
+                c->type = NULL;
+                t->next = rt->types;
+                rt->types = t;
+                log_struct(LOG_INFO, 0, id, NULL, "App hosts actor type '%s' (idle timeout %" PRIu64
+                           " s, reentrancy %s).", t->cfg.type, t->cfg.idle_usec / 1000000,
+                           t->cfg.reentrancy ? "on" : "off");
+                type_reload_reminders(t);
+        }
+}
+
+typedef struct ConfigQuery {
+        ActorRuntime *rt;
+        App *app;                 /* ref */
+} ConfigQuery;
+
+static void on_config_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e,
+                               void *userdata) {
+        ConfigQuery *q = userdata;
+        ActorRuntime *rt = q->rt;
+        App *a = q->app;
+        ActorAppConfig cfg = {};
+        _cleanup_free_ char *err = NULL;
+
+        if (!a->registry || rt->registry->stopping || !rt->registry->actors)
+                goto done;
+        if (e) {
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/config failed: %s; actor types "
+                           "unchanged.", e->message);
+                goto done;
+        }
+        if (ans->status == 200 && actor_app_config_parse(ans->body, ans->body_len, &cfg, &err) < 0) {
+                log_struct(LOG_WARNING, 0, a->config->id, NULL, "GET /dapr/config: %s; the app hosts no actors.",
+                           err ?: "out of memory");
+                actor_app_config_done(&cfg);
+        }
+        /* non-200: the app hosts no actors (Dapr) */
+        app_set_types(rt, a, &cfg);
+        actor_app_config_done(&cfg);
+done:
+        app_unref(a);
+        free(q);
+}
+
+static const TransportHandler config_handler = { .done = on_config_answered };
+
+static void on_app_health_changed(Registry *r, App *a, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        TransportAddress addr;
+
+        if (!rt)
+                return;
+        if (a->health != APP_HEALTH_HEALTHY) {
+                app_lost_actors(rt, a->config->id);
+                return;
+        }
+        /* Dapr reads /dapr/config when the app is up, and again after each recovery */
+        app_lost_actors(rt, a->config->id);
+        if (!app_channel_address(a, &addr) || r->stopping)
+                return;
+        ConfigQuery *q = calloc(1, sizeof *q);
+        if (!q)
+                return;
+        *q = (ConfigQuery){ .rt = rt, .app = app_ref(a) };
+        char *headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, "Content-Type", "application/json",
+                            "dapr-app-id", a->config->id, NULL };
+        TransportRequest req = {
+                .method = "GET",
+                .target = "/dapr/config",
+                .headers = headers,
+                .timeout_usec = 10 * 1000000ULL,
+                .max_answer = CONFIG_ANSWER_MAX,
+        };
+        if (transport_call_start(r->transport, &addr, &req, &config_handler, q, NULL) < 0) {
+                app_unref(q->app);
+                free(q);
+        }
+}
+
+static void on_app_removed(Registry *r, App *a, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        for (ActorType *t = rt ? rt->types : NULL, *next; t; t = next) {
+                next = t->next;
+                if (!t->gone && streq(t->app_id, a->config->id))
+                        type_unhost(t, "the app hosting the actor type was removed");
+        }
+}
+
+int actors_setup(Registry *r) {
+        ActorRuntime *rt = calloc(1, sizeof *rt);
+        int k;
+
+        if (!rt)
+                return -ENOMEM;
+        rt->registry = r;
+        rt->placement = placement_new_local();
+        rt->due = actor_heap_new(r->event, CLOCK_REALTIME, on_due, rt);
+        rt->idle = actor_heap_new(r->event, CLOCK_MONOTONIC, on_idle, rt);
+        if (!rt->placement || !rt->due || !rt->idle) {
+                actor_heap_free(rt->due);
+                actor_heap_free(rt->idle);
+                placement_free(rt->placement);
+                free(rt);
+                return -ENOMEM;
+        }
+        r->actors = rt;
+        k = registry_add_callback(r, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
+        if (k >= 0)
+                k = registry_add_callback(r, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        return k;
+}
+
+void actors_done(Registry *r) {
+        ActorRuntime *rt = runtime(r);
+        if (!rt)
+                return;
+        (void) registry_remove_callback(r, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
+        (void) registry_remove_callback(r, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        for (ActorType *t = rt->types, *next; t; t = next) {
+                next = t->next;
+                if (!t->gone)
+                        type_unhost(t, "mooringd is stopping");
+        }
+        /* calls still in a store of the registry (closed after us) are forgotten there */
+        for (ActorType *t = rt->types; t; t = t->next)
+                forget_store_calls(t, rt->store);
+        while (rt->types)
+                type_free(rt->types);
+        rt->own_store = state_store_close(rt->own_store); /* nothing of ours waits in it any more */
+        rt->store = NULL;
+        actor_heap_free(rt->due);
+        actor_heap_free(rt->idle);
+        placement_free(rt->placement);
+        free(rt->actors.b);
+        free(rt->reminders.b);
+        free(rt->store_error);
+        free(rt);
+        r->actors = NULL;
+}
+
+/* ---- what runs ---- */
+
+json_t *actors_active_json(Registry *r, const char *app_id) {
+        ActorRuntime *rt = runtime(r);
+        json_t *a = json_array();
+        for (ActorType *t = rt ? rt->types : NULL; a && t; t = t->next)
+                if (!t->gone && (!app_id || streq(t->app_id, app_id)))
+                        json_array_append_new(a, json_pack("{s:s, s:I}", "type", t->cfg.type, "count",
+                                                           (json_int_t) t->n_active));
+        return a;
+}
+
+json_t *actors_runtime_json(Registry *r, const char *app_id) {
+        ActorRuntime *rt = runtime(r);
+        bool ready = false;
+        for (ActorType *t = rt ? rt->types : NULL; t; t = t->next)
+                ready = ready || (!t->gone && app_id && streq(t->app_id, app_id) && t->rem_state == REM_LOADED);
+        return json_pack("{s:s, s:o, s:b, s:s}", "runtimeStatus", rt && rt->store ? "RUNNING" : "DISABLED",
+                         "activeActors", actors_active_json(r, app_id), "hostReady", ready, "placement",
+                         rt ? placement_status(rt->placement) : "placement: disconnected");
+}
+
+json_t *actors_types_json(Registry *r) {
+        ActorRuntime *rt = runtime(r);
+        json_t *a = json_array();
+        for (ActorType *t = rt ? rt->types : NULL; a && t; t = t->next)
+                if (!t->gone)
+                        json_array_append_new(
+                                a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:s}", "type", t->cfg.type, "app",
+                                             t->app_id, "active", (json_int_t) t->n_active, "reminders",
+                                             (json_int_t) t->n_reminders, "idleTimeoutSec",
+                                             (json_int_t) (t->cfg.idle_usec / 1000000), "reentrancy",
+                                             t->cfg.reentrancy, "reminderState",
+                                             t->rem_state == REM_LOADED    ? "loaded"
+                                             : t->rem_state == REM_FAILED  ? "failed"
+                                             : t->rem_state == REM_LOADING ? "loading"
+                                                                           : "unloaded"));
+        return a;
+}

@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Actors end to end: the real daemon and a real app process hosting actors (actorapp.py),
+called through the app sockets as an SDK calls its sidecar."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from actorapp import read_log
+from harness import DaemonTestCase, main, request, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = {
+    "entities": ["Counter", "Reent", "Idle"],
+    "actorIdleTimeout": "1h",
+    "entitiesConfig": [
+        {"entities": ["Reent"], "reentrancy": {"enabled": True, "maxStackDepth": 4}},
+        {"entities": ["Idle"], "actorIdleTimeout": "1s"},
+    ],
+}
+
+
+class AppProcess:
+    """actorapp.py as its own process on a Unix socket; it calls the daemon through host's socket."""
+
+    def __init__(self, tmp, daemon_sock, config=CONFIG):
+        self.sock = os.path.join(tmp, "actorapp.sock")
+        self.log = os.path.join(tmp, "actorapp.log")
+        self.daemon_sock, self.config = daemon_sock, config
+        self.proc = None
+
+    @property
+    def address(self):
+        return f"unix:{self.sock}"
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "actorapp.py"), self.sock,
+                                      json.dumps(self.config), self.daemon_sock, self.log])
+        wait_for(lambda: os.path.exists(self.sock), what="the actor app's socket")
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def entries(self, kind=None, **match):
+        return [e for e in read_log(self.log)
+                if (kind is None or e["kind"] == kind) and all(e.get(k) == v for k, v in match.items())]
+
+
+class ActorsTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.apps = []
+
+    def tearDown(self):
+        for a in self.apps:
+            a.kill()
+
+    def start(self, use_socket_activation=True):
+        """Daemon with app 'host' (runs actorapp.py) and app 'caller' (no actors)."""
+        d = self.daemon(start=False, apps={"caller": "[App]\n"}, use_socket_activation=use_socket_activation)
+        app = AppProcess(d.tmp, d.app_socket("host")).start()
+        self.apps.append(app)
+        d.write_app("host", f"[App]\nAppAddress={app.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n")
+        d.start()
+        self.wait_hosted(d)
+        return d, app
+
+    def wait_hosted(self, d, types=("Counter", "Reent", "Idle")):
+        def ready():
+            r = d.get("/mooring/v1/actors")
+            got = {t["type"]: t for t in r.json()} if r.status == 200 else {}
+            return all(t in got and got[t]["reminderState"] == "loaded" for t in types)
+        wait_for(ready, what=f"actor types {types} hosted")
+
+    def call(self, d, app_id, typ, aid, method, verb="PUT", body=b"", headers=None, query=""):
+        path = f"/v1.0/actors/{typ}/{aid}/method/{method}" + (f"?{query}" if query else "")
+        return request(d.app_socket(app_id), verb, path, body=body, headers=headers)
+
+    # ---- method calls ----
+
+    def test_method_round_trip_and_errors(self):
+        d, app = self.start()
+        body = b'{"n": 1, "s": "\xc3\xa9"}'
+        r = self.call(d, "caller", "Counter", "42", "echo", verb="POST", body=body,
+                      headers={"Content-Type": "application/x-test", "X-Custom": "yes"}, query="a=1&b=%2F")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, body)
+        self.assertEqual(r.headers["content-type"], "application/x-test")
+        self.assertEqual(r.headers["x-echo-query"], "a=1&b=%2F")
+        seen = app.entries("method", type="Counter", id="42", name="echo")[0]
+        self.assertEqual(seen["headers"].get("x-custom"), "yes")
+        # GET and DELETE from the caller reach the app as PUT too (the app answers only PUT)
+        self.assertEqual(self.call(d, "caller", "Counter", "42", "echo", verb="GET").status, 200)
+        # the app's non-200 is Dapr's 500 ERR_ACTOR_INVOKE_METHOD with its body
+        r = self.call(d, "caller", "Counter", "42", "fail")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_ACTOR_INVOKE_METHOD")
+        self.assertIn("boom", r.json()["message"])
+        r = self.call(d, "caller", "NoSuchType", "1", "echo")
+        self.assertEqual((r.status, r.json()["errorCode"]), (500, "ERR_ACTOR_INVOKE_METHOD"), r)
+        # metadata of the hosting app: actors and actorRuntime
+        m = d.get("/v1.0/metadata", target=d.app_socket("host")).json()
+        counts = {a["type"]: a["count"] for a in m["actorRuntime"]["activeActors"]}
+        self.assertEqual(counts["Counter"], 1)
+        self.assertEqual(m["actorRuntime"]["runtimeStatus"], "RUNNING")
+        self.assertTrue(m["actorRuntime"]["hostReady"])
+        self.assertEqual(m["actorRuntime"]["placement"], "placement: connected")
+        self.assertIn({"type": "Counter", "count": 1}, m["actors"])
+        # the caller hosts nothing
+        m = d.get("/v1.0/metadata", target=d.app_socket("caller")).json()
+        self.assertFalse(m["actorRuntime"]["hostReady"])
+
+    def test_turns_one_at_a_time_per_actor_parallel_across_actors(self):
+        d, app = self.start()
+        results = []
+
+        def one(aid, ms):
+            r = self.call(d, "caller", "Counter", aid, "slow", query=f"ms={ms}")
+            results.append(r.status)
+
+        threads = [threading.Thread(target=one, args=("same", 2)) for _ in range(200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 200)
+        same = app.entries("method", type="Counter", id="same")
+        self.assertEqual(len(same), 200)
+        self.assertEqual(max(e["inside"] for e in same), 1, "two turns of one actor overlapped")
+        results.clear()
+        threads = [threading.Thread(target=one, args=(f"a{i}", 100)) for i in range(200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 200)
+        many = [e for e in app.entries("method", type="Counter") if e["id"].startswith("a")]
+        self.assertEqual(len({e["id"] for e in many}), 200)
+        self.assertGreater(max(e["total"] for e in many), 1, "different actors never ran at the same time")
+
+    def test_reentrancy_allowed_and_depth_limited(self):
+        d, app = self.start()
+        r = self.call(d, "caller", "Reent", "r1", "reenter", query="n=3")
+        self.assertEqual((r.status, r.body), (200, b"bottom"), r)
+        chain = {e["headers"].get("dapr-reentrancy-id") for e in app.entries("method", type="Reent", id="r1")}
+        self.assertEqual(len(chain), 1)
+        self.assertIsNotNone(chain.pop())
+        # maxStackDepth 4: the fifth nested entry is refused and the chain fails
+        r = self.call(d, "caller", "Reent", "r2", "reenter", query="n=5")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(len(app.entries("method", type="Reent", id="r2")), 4)
+
+    # ---- state ----
+
+    def test_actor_state(self):
+        d, app = self.start()
+        ops = [{"operation": "upsert", "request": {"key": "k", "value": {"v": 1}}},
+               {"operation": "upsert", "request": {"key": "gone", "value": 2}},
+               {"operation": "delete", "request": {"key": "gone"}}]
+        r = self.call(d, "caller", "Counter", "s1", "setstate", body=json.dumps(ops).encode())
+        self.assertEqual(r.json()["status"], 204, r)
+        r = self.call(d, "caller", "Counter", "s1", "getstate", query="key=k").json()
+        self.assertEqual((r["status"], json.loads(r["body"])), (200, {"v": 1}))
+        self.assertEqual(self.call(d, "caller", "Counter", "s1", "getstate", query="key=gone").json()["status"], 204)
+        # another id of the same type sees nothing of it
+        self.assertEqual(self.call(d, "caller", "Counter", "s2", "getstate", query="key=k").json()["status"], 204)
+        # the actor is active on this host, for its host app only
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/s1/state/k")
+        self.assertEqual((r.status, r.body), (200, b'{"v":1}'))
+        r = request(d.app_socket("caller"), "GET", "/v1.0/actors/Counter/s1/state/k")
+        self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_ACTOR_INSTANCE_MISSING"), r)
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/never/state/k")
+        self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_ACTOR_INSTANCE_MISSING"), r)
+        r = request(d.app_socket("host"), "POST", "/v1.0/actors/Counter/never/state", body=b"[]")
+        self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_ACTOR_INSTANCE_MISSING"), r)
+        # bad bodies change nothing
+        for bad in (b"{}", b"not json", b'[{"operation": "upsert", "request": {"value": 1}}]'):
+            r = request(d.app_socket("host"), "POST", "/v1.0/actors/Counter/s1/state", body=bad)
+            self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_MALFORMED_REQUEST"), (bad, r))
+        r = request(d.app_socket("host"), "POST", "/v1.0/actors/Counter/s1/state",
+                    body=b'[{"operation": "merge", "request": {"key": "k", "value": 1}}]')
+        self.assertEqual(r.status, 400, r)
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/s1/state/k")
+        self.assertEqual(r.body, b'{"v":1}')
+
+    # ---- timers ----
+
+    def test_timers_fire_periodically_and_stop(self):
+        d, app = self.start()
+        # a timer needs an active actor
+        r = request(d.app_socket("host"), "POST", "/v1.0/actors/Counter/t0/timers/tick", body=b'{"period": "1s"}')
+        self.assertEqual((r.status, r.json()["errorCode"]), (500, "ERR_ACTOR_TIMER_CREATE"), r)
+        spec = {"name": "tick", "dueTime": "0s", "period": "150ms", "callback": "onTick", "data": {"x": [1, 2]}}
+        r = self.call(d, "caller", "Counter", "t1", "settimer", body=json.dumps(spec).encode()).json()
+        self.assertEqual(r["status"], 204, r)
+        wait_for(lambda: len(app.entries("timer", id="t1")) >= 3, what="3 timer fires")
+        fire = app.entries("timer", id="t1")[0]
+        self.assertEqual(fire["body"], {"callback": "onTick", "data": {"x": [1, 2]}, "dueTime": "0s",
+                                        "period": "150ms"})
+        r = request(d.app_socket("host"), "DELETE", "/v1.0/actors/Counter/t1/timers/tick")
+        self.assertEqual(r.status, 204, r)
+        n = len(app.entries("timer", id="t1"))
+        time.sleep(0.6)
+        self.assertLessEqual(len(app.entries("timer", id="t1")), n + 1)  # one may have been on its way
+        # X-DaprReminderCancel: true stops it after one fire; bad periods are refused
+        spec = {"name": "once", "period": "100ms", "data": {"cancel": True}}
+        self.assertEqual(self.call(d, "caller", "Counter", "t2", "settimer",
+                                   body=json.dumps(spec).encode()).json()["status"], 204)
+        wait_for(lambda: app.entries("timer", id="t2"), what="the cancelling timer's fire")
+        time.sleep(0.5)
+        self.assertEqual(len(app.entries("timer", id="t2")), 1)
+        spec = {"name": "bad", "period": "1d"}
+        r = self.call(d, "caller", "Counter", "t2", "settimer", body=json.dumps(spec).encode()).json()
+        self.assertEqual(r["status"], 500, r)
+        self.assertEqual(json.loads(r["body"])["errorCode"], "ERR_ACTOR_TIMER_CREATE")
+
+    # ---- reminders ----
+
+    def reminder(self, d, aid, name, body, app_id="host", verb="POST"):
+        return request(d.app_socket(app_id), verb, f"/v1.0/actors/Counter/{aid}/reminders/{name}",
+                       body=json.dumps(body).encode() if isinstance(body, dict) else body)
+
+    def test_reminders_api_repetitions_ttl_and_errors(self):
+        d, app = self.start()
+        r = self.reminder(d, "m1", "rep", {"dueTime": "0s", "period": "R3/PT1S", "data": {"hello": "world"}})
+        self.assertEqual(r.status, 204, r)
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/m1/reminders/rep")
+        self.assertEqual(r.json(), {"data": {"hello": "world"}, "dueTime": "0s", "period": "R3/PT1S"})
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/m1/reminders/none")
+        self.assertEqual((r.status, r.body), (200, b"null"))
+        # ttl ends a periodic reminder
+        self.assertEqual(self.reminder(d, "m2", "ttl", {"period": "200ms", "ttl": "1s"}).status, 204)
+        wait_for(lambda: len(app.entries("remind", id="m1")) == 3, what="3 repetitions")
+        fire = app.entries("remind", id="m1", name="rep")[0]
+        self.assertEqual(fire["body"], {"data": {"hello": "world"}, "dueTime": "0s", "period": "R3/PT1S"})
+        time.sleep(1.3)
+        self.assertEqual(len(app.entries("remind", id="m1")), 3)
+        n_ttl = len(app.entries("remind", id="m2"))
+        self.assertGreaterEqual(n_ttl, 2)
+        self.assertLessEqual(n_ttl, 6)
+        time.sleep(0.5)
+        self.assertEqual(len(app.entries("remind", id="m2")), n_ttl)
+        # bad durations and bodies: Dapr's errors, nothing stored
+        for body, status, code in ((b"not json", 400, "ERR_MALFORMED_REQUEST"),
+                                   ({"period": "1d"}, 500, "ERR_ACTOR_REMINDER_CREATE"),
+                                   ({"period": "R0/PT1S"}, 500, "ERR_ACTOR_REMINDER_CREATE"),
+                                   ({"dueTime": "tomorrow"}, 500, "ERR_ACTOR_REMINDER_CREATE"),
+                                   ({"dueTime": 5}, 400, "ERR_MALFORMED_REQUEST"),
+                                   ({"ttl": "2000-01-01T00:00:00Z"}, 500, "ERR_ACTOR_REMINDER_CREATE")):
+            r = self.reminder(d, "m3", "bad", body)
+            self.assertEqual((r.status, r.json()["errorCode"]), (status, code), (body, r))
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/m3/reminders/bad")
+        self.assertEqual(r.body, b"null")
+        # only the app hosting the type manages its reminders
+        r = self.reminder(d, "m3", "x", {"dueTime": "1h"}, app_id="caller")
+        self.assertEqual((r.status, r.json()["errorCode"]), (403, "ERR_ACTOR_REMINDER_NON_HOSTED"), r)
+        # delete is immediate
+        self.assertEqual(self.reminder(d, "m4", "later", {"dueTime": "1s"}).status, 204)
+        self.assertEqual(self.reminder(d, "m4", "later", b"", verb="DELETE").status, 204)
+        time.sleep(1.5)
+        self.assertEqual(app.entries("remind", id="m4"), [])
+        # mooringctl-side view: the admin listing
+        r = d.get("/mooring/v1/actors/Counter/m1/reminders")
+        self.assertEqual(r.json(), [])
+
+    def test_reminders_survive_sigkill_and_fire_once(self):
+        d, app = self.start(use_socket_activation=False)
+        self.assertEqual(self.reminder(d, "k1", "missed", {"dueTime": "1s", "data": "m"}).status, 204)
+        self.assertEqual(self.reminder(d, "k1", "later", {"dueTime": "4s", "data": "l"}).status, 204)
+        self.assertEqual(self.reminder(d, "k1", "fired", {"dueTime": "0s", "data": "f"}).status, 204)
+        wait_for(lambda: app.entries("remind", id="k1", name="fired"), what="the immediate reminder")
+        time.sleep(0.3)  # its removal is written
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        time.sleep(1.5)  # "missed" falls due while the daemon is down
+        self.assertEqual(app.entries("remind", id="k1", name="missed"), [])
+        d.start()
+        wait_for(lambda: app.entries("remind", id="k1", name="missed"), what="the missed reminder after restart")
+        wait_for(lambda: app.entries("remind", id="k1", name="later"), what="the later reminder after restart")
+        self.assertEqual(app.entries("remind", id="k1", name="later")[0]["body"]["data"], "l")
+        time.sleep(0.5)
+        d.stop()
+        d.start()
+        self.wait_hosted(d)
+        time.sleep(1.0)
+        for name in ("missed", "later", "fired"):
+            self.assertEqual(len(app.entries("remind", id="k1", name=name)), 1, name)
+
+    # ---- lifecycle ----
+
+    def test_idle_deactivation_and_app_that_comes_back(self):
+        d, app = self.start()
+        self.assertEqual(self.call(d, "caller", "Idle", "i1", "echo").status, 200)
+        wait_for(lambda: app.entries("deactivate", type="Idle", id="i1"), what="DELETE /actors/Idle/i1")
+        m = d.get("/v1.0/metadata", target=d.app_socket("host")).json()
+        self.assertEqual({a["type"]: a["count"] for a in m["actorRuntime"]["activeActors"]}["Idle"], 0)
+        # the app goes away: calls fail with Dapr's error; it comes back: calls work again
+        app.kill()
+        r = self.call(d, "caller", "Counter", "c1", "echo")
+        self.assertEqual((r.status, r.json()["errorCode"]), (500, "ERR_ACTOR_INVOKE_METHOD"), r)
+        app.start()
+        wait_for(lambda: self.call(d, "caller", "Counter", "c1", "echo").status == 200, what="the app back")
+
+
+if __name__ == "__main__":
+    main()
