@@ -221,6 +221,11 @@ int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd);
 
 /* ctl-state.c */
 int ctl_state_get(const CtlOptions *o, const CtlStateRequest *req, CtlStateValue *ret);
+/* ctl-actors.c (over D-Bus) */
+int ctl_actors_list(const CtlOptions *o);
+int ctl_actor_invoke(const CtlOptions *o, const char *app, const char *type, const char *id, const char *method,
+                     const char *data);
+int ctl_actor_reminders(const CtlOptions *o, const char *type, const char *id);
 int ctl_state_set(const CtlOptions *o, const CtlStateRequest *req);
 int ctl_state_delete(const CtlOptions *o, const CtlStateRequest *req);
 

@@ -95,6 +95,11 @@ static void help(void) {
                "  apps                    List the registered apps\n"
                "  components              List the loaded components\n"
                "  subscriptions           List the running pub/sub subscriptions\n"
+               "  actors                  List the hosted actor types and their active actors\n"
+               "  actor invoke TYPE ID METHOD\n"
+               "                          Call METHOD of actor TYPE/ID (--data: its body) and\n"
+               "                          print the answer\n"
+               "  actor reminders TYPE ID List the reminders of actor TYPE/ID\n"
                "  app-exec APP_ID [-- CMD [ARGS...]]\n"
                "                          Run app APP_ID with its Dapr environment set\n"
                "                          (the ExecStart= of mooring-app@.service)\n"
@@ -433,6 +438,8 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 { "publish", "--metadata", a->metadata },
                 { "secret", "--app", a->app },
                 { "secret", "--metadata", a->metadata },
+                { "actor", "--app", a->app },
+                { "actor", "--data", a->data },
         };
         for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
                 bool ok = false;
@@ -800,6 +807,44 @@ static int binding_main(Args *args, int argc, char *argv[]) {
         return exit_status(r < 0 ? r : f);
 }
 
+/* "actor invoke TYPE ID METHOD" and "actor reminders TYPE ID", over D-Bus. */
+static int actor_main(Args *args, int argc, char *argv[]) {
+        char *pos[4];
+        int n, r, f;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (check_foreign_options(args, "actor") < 0)
+                return CTL_EXIT_USAGE;
+        if (n < 1 || (!streq(pos[0], "invoke") && !streq(pos[0], "reminders"))) {
+                usage_error("actor needs 'invoke TYPE ID METHOD' or 'reminders TYPE ID'");
+                return CTL_EXIT_USAGE;
+        }
+        if (streq(pos[0], "invoke") ? n != 4 : n != 3) {
+                usage_error("actor %s needs %s", pos[0], streq(pos[0], "invoke") ? "TYPE, ID and METHOD" : "TYPE and ID");
+                return CTL_EXIT_USAGE;
+        }
+        if (streq(pos[0], "reminders") && (args->data || args->app)) {
+                usage_error("actor reminders takes no --data or --app");
+                return CTL_EXIT_USAGE;
+        }
+        if (!*pos[1] || !*pos[2] || (n == 4 && !*pos[3])) {
+                usage_error("TYPE, ID and METHOD must not be empty");
+                return CTL_EXIT_USAGE;
+        }
+        if (select_transport(args, "actor") < 0)
+                return CTL_EXIT_USAGE;
+        if (streq(pos[0], "invoke"))
+                r = ctl_actor_invoke(&args->options, args->app, pos[1], pos[2], pos[3], args->data);
+        else
+                r = ctl_actor_reminders(&args->options, pos[1], pos[2]);
+        f = flush_stdout();
+        return exit_status(r < 0 ? r : f);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(args_done) Args args = {};
         const char *verb;
@@ -843,6 +888,8 @@ int main(int argc, char *argv[]) {
                 return publish_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "binding"))
                 return binding_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "actor"))
+                return actor_main(&args, n_rest + 1, rest - 1);
         if (check_foreign_options(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
 
@@ -882,7 +929,7 @@ int main(int argc, char *argv[]) {
         }
 
         if (!streq(verb, "status") && !streq(verb, "apps") && !streq(verb, "components") &&
-            !streq(verb, "subscriptions")) {
+            !streq(verb, "subscriptions") && !streq(verb, "actors")) {
                 usage_error("unknown command '%s'", verb);
                 return CTL_EXIT_USAGE;
         }
@@ -890,10 +937,12 @@ int main(int argc, char *argv[]) {
                 usage_error("'%s' takes no arguments, got '%s'", verb, rest[0]);
                 return CTL_EXIT_USAGE;
         }
-        if (select_transport(&args, NULL) < 0)
+        if (select_transport(&args, streq(verb, "actors") ? "actors" : NULL) < 0)
                 return CTL_EXIT_USAGE;
 
-        if (streq(verb, "status"))
+        if (streq(verb, "actors"))
+                r = ctl_actors_list(&args.options);
+        else if (streq(verb, "status"))
                 r = run_status(&args.options);
         else if (streq(verb, "apps"))
                 r = run_apps(&args.options);

@@ -19,6 +19,7 @@
 #include "../manager.h"
 #include "../util/log.h"
 #include "../util/strv.h"
+#include "actors-bus.h"
 #include "invoke-bus.h"
 #include "polkit.h"
 #include "pubsub-bus.h"
@@ -366,6 +367,31 @@ static const sd_bus_vtable runtime_vtable[] = {
                                 SD_BUS_RESULT("a{ss}", data), bus_method_get_secret, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetBulkSecret", SD_BUS_ARGS("s", app_id, "s", store, "a{ss}", metadata),
                                 SD_BUS_RESULT("a{sa{ss}}", data), bus_method_get_bulk_secret,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("InvokeActor", SD_BUS_ARGS("s", app_id, "s", type, "s", id, "s", method, "ay", data),
+                                SD_BUS_RESULT("ay", data), bus_method_invoke_actor, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetActorState", SD_BUS_ARGS("s", app_id, "s", type, "s", id, "s", key),
+                                SD_BUS_RESULT("b", found, "ay", value), bus_method_get_actor_state,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ExecuteActorStateTransaction",
+                                SD_BUS_ARGS("s", app_id, "s", type, "s", id, "a(ssay)", operations), SD_BUS_NO_RESULT,
+                                bus_method_execute_actor_state_transaction, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RegisterActorReminder",
+                                SD_BUS_ARGS("s", app_id, "s", type, "s", id, "s", name, "s", due_time, "s", period,
+                                            "s", ttl, "ay", data),
+                                SD_BUS_NO_RESULT, bus_method_register_actor_reminder, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterActorReminder", SD_BUS_ARGS("s", app_id, "s", type, "s", id, "s", name),
+                                SD_BUS_NO_RESULT, bus_method_unregister_actor_reminder, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RegisterActorTimer",
+                                SD_BUS_ARGS("s", app_id, "s", type, "s", id, "s", name, "s", due_time, "s", period,
+                                            "s", ttl, "s", callback, "ay", data),
+                                SD_BUS_NO_RESULT, bus_method_register_actor_timer, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterActorTimer", SD_BUS_ARGS("s", app_id, "s", type, "s", id, "s", name),
+                                SD_BUS_NO_RESULT, bus_method_unregister_actor_timer, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListActorTypes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sstt)", types),
+                                bus_method_list_actor_types, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListActorReminders", SD_BUS_ARGS("s", type, "s", id),
+                                SD_BUS_RESULT("a(ssssx)", reminders), bus_method_list_actor_reminders,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };

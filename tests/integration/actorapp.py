@@ -150,6 +150,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 512  # 200 actors called at once: each call may open a connection
 
 
 class ActorApp:

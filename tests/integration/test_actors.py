@@ -12,7 +12,7 @@ import threading
 import time
 
 from actorapp import read_log
-from harness import DaemonTestCase, main, request, wait_for
+from harness import MOORINGCTL, DaemonTestCase, main, request, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = {
@@ -65,9 +65,10 @@ class ActorsTest(DaemonTestCase):
         for a in self.apps:
             a.kill()
 
-    def start(self, use_socket_activation=True):
+    def start(self, use_socket_activation=True, bus=False):
         """Daemon with app 'host' (runs actorapp.py) and app 'caller' (no actors)."""
-        d = self.daemon(start=False, apps={"caller": "[App]\n"}, use_socket_activation=use_socket_activation)
+        d = self.daemon(start=False, apps={"caller": "[App]\n"}, use_socket_activation=use_socket_activation,
+                        bus=bus)
         app = AppProcess(d.tmp, d.app_socket("host")).start()
         self.apps.append(app)
         d.write_app("host", f"[App]\nAppAddress={app.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n")
@@ -310,6 +311,71 @@ class ActorsTest(DaemonTestCase):
         self.assertEqual((r.status, r.json()["errorCode"]), (500, "ERR_ACTOR_INVOKE_METHOD"), r)
         app.start()
         wait_for(lambda: self.call(d, "caller", "Counter", "c1", "echo").status == 200, what="the app back")
+
+
+    # ---- D-Bus and mooringctl: the same block code ----
+
+    def test_dbus_and_mooringctl(self):
+        d, app = self.start(bus=True)
+
+        def ay(b):
+            return [len(b)] + list(b)
+
+        def data(p):
+            return bytes(json.loads(p.stdout)["data"][0])
+
+        # any caller may call an actor; data goes as the body, the answer comes back
+        p = d.call("InvokeActor", "ssssay", "", "Counter", "b1", "echo", *ay(b'{"a":1}'))
+        self.assertEqual(data(p), b'{"a":1}')
+        p = d.call("InvokeActor", "ssssay", "", "Counter", "b1", "fail", 0, check=False)
+        self.assertIn("error from actor service: boom", p.stderr + p.stdout)
+        p = d.call("InvokeActor", "ssssay", "", "Nope", "b1", "echo", 0, check=False)
+        self.assertIn("No app hosts that actor type", p.stderr + p.stdout)
+        # state as the hosting app (root may act as any app)
+        d.call("ExecuteActorStateTransaction", "sssa(ssay)", "host", "Counter", "b1", 1, "upsert", "k", *ay(b"12"))
+        p = d.call("GetActorState", "ssss", "host", "Counter", "b1", "k")
+        found, value = json.loads(p.stdout)["data"]
+        self.assertEqual((found, bytes(value)), (True, b"12"))
+        r = request(d.app_socket("host"), "GET", "/v1.0/actors/Counter/b1/state/k")
+        self.assertEqual(r.body, b"12")
+        p = d.call("GetActorState", "ssss", "caller", "Counter", "b1", "k", check=False)
+        self.assertIn("not active on this host", p.stderr + p.stdout)
+        # reminders and timers
+        d.call("RegisterActorReminder", "sssssssay", "host", "Counter", "b1", "r", "0s", "", "", *ay(b'"x"'))
+        wait_for(lambda: app.entries("remind", id="b1", name="r"), what="the reminder set over D-Bus")
+        self.assertEqual(app.entries("remind", id="b1", name="r")[0]["body"]["data"], "x")
+        p = d.call("RegisterActorReminder", "sssssssay", "host", "Counter", "b1", "bad", "", "1d", "", 0,
+                   check=False)
+        self.assertIn("period:", p.stderr + p.stdout)
+        p = d.call("RegisterActorReminder", "sssssssay", "caller", "Counter", "b1", "x", "1h", "", "", 0,
+                   check=False)
+        self.assertIn("does not host that actor type", p.stderr + p.stdout)
+        d.call("RegisterActorReminder", "sssssssay", "host", "Counter", "b1", "later", "1h", "PT1H", "", 0)
+        d.call("RegisterActorTimer", "ssssssssay", "host", "Counter", "b1", "t", "0s", "100ms", "", "cb",
+               *ay(b'{"cancel": true}'))
+        wait_for(lambda: app.entries("timer", id="b1", name="t"), what="the timer set over D-Bus")
+        d.call("UnregisterActorTimer", "ssss", "host", "Counter", "b1", "t")
+        # mooringctl
+        env = {"PATH": os.environ.get("PATH", "")}
+        ctl = [MOORINGCTL, f"--bus-address={d.dbus.address}"]
+        p = subprocess.run(ctl + ["actors", "--json"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        types = {t["type"]: t for t in json.loads(p.stdout)}
+        self.assertEqual((types["Counter"]["app"], types["Counter"]["active"]), ("host", 1))
+        p = subprocess.run(ctl + ["actor", "invoke", "Counter", "b2", "echo", "--data", "hello"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual((p.returncode, p.stdout), (0, "hello"), p.stderr)
+        p = subprocess.run(ctl + ["actor", "invoke", "Counter", "b2", "fail"], capture_output=True, text=True,
+                           env=env, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("boom", p.stderr)
+        p = subprocess.run(ctl + ["actor", "reminders", "Counter", "b1", "--json"], capture_output=True, text=True,
+                           env=env, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([(r["name"], r["period"], r["firesLeft"]) for r in json.loads(p.stdout)],
+                         [("later", "PT1H", -1)])
+        p = subprocess.run(ctl + ["actor", "invoke", "Counter"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(p.returncode, 2)
 
 
 if __name__ == "__main__":
