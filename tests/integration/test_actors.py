@@ -297,6 +297,37 @@ class ActorsTest(DaemonTestCase):
         for name in ("missed", "later", "fired"):
             self.assertEqual(len(app.entries("remind", id="k1", name=name)), 1, name)
 
+    def test_reminder_record_written_by_dapr_reads_back(self):
+        """A reminder record in Dapr's shape (no fields of ours) in the actor store fires once."""
+        import sqlite3
+        d = self.daemon(start=False, apps={"caller": "[App]\n"})
+        app = AppProcess(d.tmp, d.app_socket("host")).start()
+        self.apps.append(app)
+        d.write_app("host", f"[App]\nAppAddress={app.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n")
+        os.makedirs(d.state, exist_ok=True)
+        past = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+        record = [{"actorID": "d1", "actorType": "Counter", "name": "fromdapr", "data": {"by": "daprd"},
+                   "period": "", "dueTime": "1m", "registeredTime": past},
+                  {"actorID": "d2", "actorType": "Counter", "name": "periodic", "data": None,
+                   "period": "1h", "dueTime": "0s", "registeredTime": past,
+                   "expirationTime": "2000-01-01T00:00:00Z"}]
+        db = sqlite3.connect(os.path.join(d.state, "actors.db"))
+        db.execute("CREATE TABLE state (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, etag TEXT NOT NULL,"
+                   " expire_at INTEGER, update_time INTEGER)")
+        db.execute("INSERT INTO state (key, value, etag) VALUES (?, ?, ?)",
+                   ("actors||Counter", json.dumps(record).encode(), "1"))
+        db.commit()
+        db.close()
+        d.start()
+        self.wait_hosted(d)
+        wait_for(lambda: app.entries("remind", id="d1"), what="the reminder daprd stored")
+        self.assertEqual(app.entries("remind", id="d1")[0]["body"], {"data": {"by": "daprd"}, "dueTime": "1m",
+                                                                     "period": ""})
+        time.sleep(1.0)
+        self.assertEqual(len(app.entries("remind", id="d1")), 1)
+        # an expired one is dropped without a fire
+        self.assertEqual(app.entries("remind", id="d2"), [])
+
     # ---- lifecycle ----
 
     def test_idle_deactivation_and_app_that_comes_back(self):
