@@ -125,9 +125,14 @@ static bool has_token(const char *v, size_t n, const char *tok) {
         return false;
 }
 
+/* ECHO_APP_DAPR_CONFIG: the answer to GET /dapr/config (actor types), for bench/actors.sh; NULL: echo it. */
+static const char *dapr_config;
+
 typedef struct Request {
         const char *method;
         size_t method_len;
+        const char *target;
+        size_t target_len;
         bool http10;
         bool has_length;
         uint64_t length;
@@ -168,6 +173,8 @@ static const char *parse_head(const char *p, size_t n, Request *r) {
                         return "400 Bad Request";
         r->method = p;
         r->method_len = (size_t) (sp1 - p);
+        r->target = sp1 + 1;
+        r->target_len = (size_t) (sp2 - sp1 - 1);
 
         for (const char *l = eol + 1; l < end;) {
                 const char *le = memchr(l, '\n', (size_t) (end - l)), *colon, *v, *ve;
@@ -288,6 +295,20 @@ static void process(Conn *c) {
                                                      : "";
                 char h[512];
                 int n;
+                /* bench/actors.sh: the app declares actor types (GET /dapr/config answers this) */
+                if (dapr_config && r.target_len == 12 && memcmp(r.target, "/dapr/config", 12) == 0) {
+                        n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                     "Content-Length: %zu\r\n%s\r\n", strlen(dapr_config), conn_hdr);
+                        if (!out(c, h, (size_t) n) || !out(c, dapr_config, strlen(dapr_config))) {
+                                c->closing = true;
+                                break;
+                        }
+                        c->roff += hlen + blen;
+                        c->continue_sent = false;
+                        if (close_after)
+                                c->closing = true;
+                        continue;
+                }
                 if (type && type_len < 300)
                         n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n%s\r\n",
                                      (int) type_len, type, head ? (size_t) 0 : blen, conn_hdr);
@@ -416,6 +437,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
 
+        dapr_config = getenv("ECHO_APP_DAPR_CONFIG");
         raise_nofile();
         on_stop_signals(on_signal);
         /* the listener is told apart from connections by a NULL pointer */
