@@ -15,6 +15,7 @@ typedef struct HttpListener HttpListener;
 typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;
 typedef struct InvokeCall InvokeCall;
+typedef struct LockStore LockStore;
 typedef struct PubsubBroker PubsubBroker;
 typedef struct PubsubRunner PubsubRunner;
 typedef struct Registry Registry;

@@ -31,6 +31,7 @@
 #include "blocks/actors.h"
 #include "blocks/invoke.h"
 #include "blocks/bindings.h"
+#include "blocks/lock.h"
 #include "blocks/pubsub.h"
 #include "blocks/secrets.h"
 #include "blocks/state.h"
@@ -130,6 +131,9 @@ Manager *manager_free(Manager *m) {
                 for (size_t i = 0; i < reg->n_secret_stores; i++)
                         secret_store_close(reg->secret_stores[i]);
                 reg->n_secret_stores = 0;
+                for (size_t i = 0; i < reg->n_lock_stores; i++)
+                        lock_store_close(reg->lock_stores[i]);
+                reg->n_lock_stores = 0;
                 while (reg->n_apps > 0)
                         app_unlink(m, reg->apps[reg->n_apps - 1]);
         }
@@ -781,6 +785,9 @@ static int add_default_components(ComponentLoad *cl) {
         if (r >= 0)
                 r = add_default_component(cl, "pubsub", "pubsub",
                                           pubsub_driver_find("pubsub.sqlite") ? "pubsub.sqlite" : "pubsub.in-memory");
+        /* Dapr has no default lock store; ours is the embedded one, named as Dapr's docs name theirs. */
+        if (r >= 0 && lock_driver_find("lock.sqlite"))
+                r = add_default_component(cl, "lock", "lockstore", "lock.sqlite");
         return r;
 }
 
@@ -857,6 +864,19 @@ static Component *secret_component_any(void *i) {
 static const InstanceKind secret_kind = { "secretstores", "secret store", secret_open_any, secret_close_any,
                                           secret_component_any };
 
+static int lock_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
+        return lock_store_open(r, c, (LockStore **) ret, reterr_msg);
+}
+static void lock_close_any(Registry *r, void *i) {
+        lock_store_close(i);
+}
+static Component *lock_component_any(void *i) {
+        return ((LockStore *) i)->component;
+}
+
+static const char *const lock_block_keys[] = { "keyPrefix", NULL };
+static const InstanceKind lock_kind = { "lock", "lock store", lock_open_any, lock_close_any, lock_component_any,
+                                        lock_block_keys };
 static int binding_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
         return binding_open(r, c, (Binding **) ret, reterr_msg);
 }
@@ -1094,6 +1114,8 @@ static int reload_components(Manager *m) {
         if (r >= 0)
                 r = sync_instances(m, &state_kind, (void ***) &m->registry->state_stores,
                                    &m->registry->n_state_stores);
+        if (r >= 0)
+                r = sync_instances(m, &lock_kind, (void ***) &m->registry->lock_stores, &m->registry->n_lock_stores);
         if (r >= 0) {
                 /* Subscriptions hang off brokers: stop them, sync, start them again (pubsub_reload). */
                 pubsub_stop_all(m->registry);

@@ -63,6 +63,16 @@ typedef enum DaprError {
         DAPR_ERR_ACTOR_REMINDER_NON_HOSTED,
         DAPR_ERR_ACTOR_TIMER_CREATE,
         DAPR_ERR_ACTOR_TIMER_DELETE,
+        DAPR_ERR_STATE_QUERY,
+        DAPR_ERR_LOCK_STORE_NOT_CONFIGURED,
+        DAPR_ERR_LOCK_STORE_NOT_FOUND,
+        DAPR_ERR_TRY_LOCK,
+        DAPR_ERR_UNLOCK,
+        DAPR_ERR_CONFIGURATION_STORE_NOT_CONFIGURED,
+        DAPR_ERR_CONFIGURATION_STORE_NOT_FOUND,
+        DAPR_ERR_CONFIGURATION_GET,
+        DAPR_ERR_CONFIGURATION_SUBSCRIBE,
+        DAPR_ERR_CONFIGURATION_UNSUBSCRIBE,
         _DAPR_ERROR_MAX,
         _DAPR_ERROR_INVALID = -EINVAL,
 } DaprError;
@@ -96,6 +106,8 @@ typedef enum ErrorContext {
         ERROR_CONTEXT_BINDING,    /* an output binding call: refused or failed */
         ERROR_CONTEXT_SECRET,     /* secrets: finding the store, the scope check, the store's answer */
         ERROR_CONTEXT_ACTOR,      /* an actor call, actor state, reminder or timer operation */
+        ERROR_CONTEXT_LOCK,       /* distributed lock: finding the store, checking the request, the store's answer */
+        ERROR_CONTEXT_CONFIGSTORE, /* configuration API (stores of configuration items, not config.yaml) */
         _ERROR_CONTEXT_MAX,
         _ERROR_CONTEXT_INVALID = -EINVAL,
 } ErrorContext;

@@ -81,6 +81,7 @@ Registry *registry_free(Registry *r) {
                 component_unref(r->components[i]);
         free(r->components);
         free(r->state_stores);
+        free(r->lock_stores);
         free(r->pubsubs);
         free(r->bindings);
         free(r->secret_stores);

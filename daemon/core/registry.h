@@ -68,6 +68,8 @@ struct Registry {
         struct SecretStore **secret_stores; /* one per secretstores.* component that opened */
         size_t n_secret_stores;
         char **component_errors;    /* name, message pairs: components whose store did not open */
+        LockStore **lock_stores;    /* one per lock.* component that opened (blocks/lock.c) */
+        size_t n_lock_stores;
         ConfigurationEntry *configurations; /* config.yaml and apps' Configuration= files, by path */
         size_t n_configurations;
         InvokeCall *invoke_calls;   /* every service-invocation call not yet done (blocks/invoke.c) */

@@ -41,3 +41,6 @@ int http_actor_timer_set(HttpRequest *r, const RouteMatch *m);
 int http_actor_timer_delete(HttpRequest *r, const RouteMatch *m);
 int http_actors_admin_types(HttpRequest *r, const RouteMatch *m);
 int http_actors_admin_reminders(HttpRequest *r, const RouteMatch *m);
+/* api-lock.c: Dapr's distributed lock API (alpha) */
+int http_lock(HttpRequest *r, const RouteMatch *m);
+int http_unlock(HttpRequest *r, const RouteMatch *m);

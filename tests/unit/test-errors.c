@@ -76,6 +76,16 @@ static const Expect expected[] = {
         { ERROR_CONTEXT_ACTOR, -EAGAIN, NULL, 500, "org.mooring.Runtime1.Error.Unavailable" },
         { ERROR_CONTEXT_ACTOR, -EINVAL, NULL, 500, "org.mooring.Runtime1.Error.InvalidArgument" },
         { ERROR_CONTEXT_ACTOR, 0, NULL, 500, "org.mooring.Runtime1.Error.Failed" },
+        { ERROR_CONTEXT_LOCK, -ENODEV, "ERR_LOCK_STORE_NOT_CONFIGURED", 500, "org.mooring.Runtime1.Error.NoSuchStore" },
+        { ERROR_CONTEXT_LOCK, -ENOENT, "ERR_LOCK_STORE_NOT_FOUND", 400, "org.mooring.Runtime1.Error.NoSuchStore" },
+        { ERROR_CONTEXT_LOCK, -EINVAL, "ERR_MALFORMED_REQUEST", 400, "org.mooring.Runtime1.Error.InvalidArgument" },
+        { ERROR_CONTEXT_LOCK, 0, NULL, 500, "org.mooring.Runtime1.Error.Failed" },
+
+        { ERROR_CONTEXT_CONFIGSTORE, -ENODEV, "ERR_CONFIGURATION_STORE_NOT_CONFIGURED", 500,
+          "org.mooring.Runtime1.Error.NoSuchStore" },
+        { ERROR_CONTEXT_CONFIGSTORE, -ENOENT, "ERR_CONFIGURATION_STORE_NOT_FOUND", 400,
+          "org.mooring.Runtime1.Error.NoSuchStore" },
+        { ERROR_CONTEXT_CONFIGSTORE, 0, NULL, 500, "org.mooring.Runtime1.Error.Failed" },
 };
 
 TEST(every_row_has_its_three_columns) {
