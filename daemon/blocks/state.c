@@ -234,18 +234,25 @@ const char *state_unscope_key(const char *stored) {
 }
 
 const char *const *state_store_capabilities(const StateStore *s) {
-        static const char *const table[8][4] = {
-                [0] = { NULL },
-                [STATE_FEATURE_ETAG] = { "ETAG", NULL },
-                [STATE_FEATURE_TRANSACTIONAL] = { "TRANSACTIONAL", NULL },
-                [STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL] = { "ETAG", "TRANSACTIONAL", NULL },
-                [STATE_FEATURE_TTL] = { "TTL", NULL },
-                [STATE_FEATURE_ETAG | STATE_FEATURE_TTL] = { "ETAG", "TTL", NULL },
-                [STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL] = { "TRANSACTIONAL", "TTL", NULL },
-                [STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL] = { "ETAG", "TRANSACTIONAL",
-                                                                                          "TTL", NULL },
-        };
-        return table[s->driver->features & 7];
+        /* Every combination of the four feature bits, in Dapr's order; filled once (the loop's thread). */
+        static const char *table[16][5];
+        static bool built;
+
+        if (!built) {
+                for (unsigned f = 0; f < 16; f++) {
+                        size_t n = 0;
+                        if (f & STATE_FEATURE_ETAG)
+                                table[f][n++] = "ETAG";
+                        if (f & STATE_FEATURE_TRANSACTIONAL)
+                                table[f][n++] = "TRANSACTIONAL";
+                        if (f & STATE_FEATURE_TTL)
+                                table[f][n++] = "TTL";
+                        if (f & STATE_FEATURE_QUERY)
+                                table[f][n++] = "QUERY_API";
+                }
+                built = true;
+        }
+        return table[s->driver->features & 15];
 }
 
 int state_parse_ttl(const char *s, int64_t *ret) {

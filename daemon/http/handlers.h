@@ -10,6 +10,8 @@ int http_state_get(HttpRequest *r, const RouteMatch *m);
 int http_state_delete(HttpRequest *r, const RouteMatch *m);
 int http_state_bulk(HttpRequest *r, const RouteMatch *m);
 int http_state_transaction(HttpRequest *r, const RouteMatch *m);
+/* api-state-query.c: Dapr's state query API (alpha) */
+int http_state_query(HttpRequest *r, const RouteMatch *m);
 
 /* api-invoke.c: Dapr's service invocation */
 int http_invoke(HttpRequest *r, const RouteMatch *m);

@@ -319,6 +319,8 @@ const Route http_routes[] = {
         { "POST", "/v1.0/actors/{type}/{id}/timers/{name}", 0, http_actor_timer_set },
         { "PUT", "/v1.0/actors/{type}/{id}/timers/{name}", 0, http_actor_timer_set },
         { "DELETE", "/v1.0/actors/{type}/{id}/timers/{name}", 0, http_actor_timer_delete },
+        { "POST", "/v1.0-alpha1/state/{store}/query", 0, http_state_query },
+        { "PUT", "/v1.0-alpha1/state/{store}/query", 0, http_state_query },
         { "POST", "/v1.0-alpha1/lock/{store}", 0, http_lock },
         { "POST", "/v1.0-alpha1/unlock/{store}", 0, http_unlock },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },

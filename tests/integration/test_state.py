@@ -24,7 +24,7 @@ class StateTest(DaemonTestCase):
         m = d.get("/v1.0/metadata", target=d.app_socket("a")).json()
         comp = [c for c in m["components"] if c["name"] == "statestore"][0]
         self.assertEqual(comp["type"], "state.sqlite")
-        self.assertEqual(sorted(comp["capabilities"]), ["ETAG", "TRANSACTIONAL", "TTL"])
+        self.assertEqual(sorted(comp["capabilities"]), ["ETAG", "QUERY_API", "TRANSACTIONAL", "TTL"])
         self.assertEqual(save(d.app_socket("a"), "k", {"v": 1}).status, 204)
         self.assertTrue(os.path.exists(os.path.join(d.state, "state.db")))
 

@@ -401,7 +401,7 @@ TEST(driver_table) {
         ASSERT_STREQ(state_postgresql_driver.alias, "state.postgres");
         ASSERT_EQ(state_postgresql_driver.abi, STATE_DRIVER_ABI);
         ASSERT_EQ(state_postgresql_driver.features,
-                  STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL);
+                  STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL | STATE_FEATURE_QUERY);
         ASSERT_NOT_NULL(state_postgresql_driver.transact);
         ASSERT_TRUE(state_driver_find("state.postgresql") == &state_postgresql_driver);
         ASSERT_TRUE(state_driver_find("state.postgres") == &state_postgresql_driver);

@@ -260,7 +260,7 @@ TEST(driver_table) {
         ASSERT_STREQ(state_sqlite_driver.alias, "state.sqlite3");
         ASSERT_EQ(state_sqlite_driver.abi, STATE_DRIVER_ABI);
         ASSERT_EQ(state_sqlite_driver.features,
-                  STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL);
+                  STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL | STATE_FEATURE_QUERY);
         ASSERT_NOT_NULL(state_sqlite_driver.transact);
         ASSERT_TRUE(state_driver_find("state.sqlite") == &state_sqlite_driver);
         ASSERT_TRUE(state_driver_find("state.sqlite3") == &state_sqlite_driver);

@@ -42,11 +42,16 @@
 typedef struct StateDriver StateDriver;
 typedef struct StateStore StateStore;
 typedef struct StateSched StateSched;
+typedef struct StateQuery StateQuery;
+typedef struct StateQueryResult StateQueryResult;
+/* result is valid during the call only. */
+typedef void (*StateQueryDoneFn)(const StateQueryResult *result, void *userdata);
 
 typedef enum StateFeature {
         STATE_FEATURE_ETAG = 1 << 0,
         STATE_FEATURE_TRANSACTIONAL = 1 << 1,
         STATE_FEATURE_TTL = 1 << 2,
+        STATE_FEATURE_QUERY = 1 << 3,  /* Dapr's QUERY_API: the query slot is filled */
 } StateFeature;
 
 typedef enum StateConcurrency {
@@ -144,6 +149,12 @@ struct StateDriver {
          * (-ECANCELED, or the real outcome if it had already begun).
          */
         void (*cancel)(StateStore *s, void *userdata);
+        /*
+         * Optional (NULL unless STATE_FEATURE_QUERY): the live items matching q (see
+         * drivers/state/query.h), in q's order with the key as the last tie-breaker, at most
+         * q->limit from q->offset on. The query is borrowed for the starting call only.
+         */
+        int (*query)(StateStore *s, const StateQuery *q, StateQueryDoneFn done, void *userdata);
 };
 
 /* Frees what a StateResult owns and zeroes it. */

@@ -46,6 +46,8 @@
 #include "../dl-libpq.h"
 #include "../pg-conninfo.h"
 #include "driver.h"
+#include "postgresql-query.h"
+#include "query.h"
 
 #define PG_USEC_PER_MSEC UINT64_C(1000)
 #define PG_USEC_PER_SEC UINT64_C(1000000)
@@ -109,6 +111,7 @@ typedef enum PgOpKind {
         PG_OP_WRITE,
         PG_OP_TRANSACT,
         PG_OP_PURGE, /* internal: no done */
+        PG_OP_QUERY, /* answered through qdone */
 } PgOpKind;
 
 typedef struct PgOp PgOp;
@@ -126,6 +129,9 @@ struct PgOp {
         StateResult result;
         StateDoneFn done;     /* NULL for internal operations */
         void *userdata;
+        PgQueryPlan plan;     /* query */
+        StateQueryResult qresult;
+        StateQueryDoneFn qdone;
 };
 
 typedef struct OpList {
@@ -142,6 +148,7 @@ typedef struct Pg {
         char *conninfo;                 /* secret: wiped on free */
         char *setup_sql;
         char *sql[_PG_STMT_MAX];
+        char *table;                    /* quoted, for queries */
         uint64_t timeout_usec;
         uint64_t cleanup_usec;          /* 0: no purge timer */
 
@@ -267,6 +274,8 @@ static PgOp *pg_op_free(PgOp *op) {
                 pg_write_done(&op->writes[i]);
         free(op->writes);
         state_result_done(&op->result);
+        pg_query_plan_done(&op->plan);
+        state_query_result_done(&op->qresult);
         free(op);
         return NULL;
 }
@@ -303,6 +312,7 @@ static Pg *pg_unref(Pg *p) {
         sd_event_unref(p->event);
         erase_and_free(p->conninfo);
         free(p->setup_sql);
+        free(p->table);
         for (size_t i = 0; i < _PG_STMT_MAX; i++)
                 free(p->sql[i]);
         free(p->last_error);
@@ -315,7 +325,7 @@ DEFINE_CLEANUP_FUNC(Pg, pg_unref);
 
 /* Takes op (already out of the queue): its result is delivered from the defer source. */
 static void pg_complete(Pg *p, PgOp *op) {
-        if (!op->done) {
+        if (!op->done && !op->qdone) {
                 if (op->kind == PG_OP_PURGE)
                         p->purge_queued = false;
                 pg_op_free(op);
@@ -326,7 +336,14 @@ static void pg_complete(Pg *p, PgOp *op) {
 }
 
 static void pg_op_deliver(PgOp *op) {
-        op->done(&op->result, op->userdata);
+        if (op->kind == PG_OP_QUERY) {
+                if (op->result.error != 0 && op->qresult.error == 0) /* timed out, lost, closed */
+                        (void) state_query_fail(&op->qresult, op->result.error, "%s", strna(op->result.message));
+                else if (op->qresult.error == 0 && op->result.error == 0 && op->rows < 0)
+                        (void) state_query_fail(&op->qresult, -EIO, "postgresql: query gave no result");
+                op->qdone(&op->qresult, op->userdata);
+        } else
+                op->done(&op->result, op->userdata);
         pg_op_free(op);
 }
 
@@ -587,6 +604,31 @@ static void pg_get_result(PgOp *op, const PGresult *res) {
         v->found = true;
 }
 
+/* Rows of key (text), value (bytea), etag (int8), all in binary format. */
+static void pg_query_result(PgOp *op, const PGresult *res) {
+        int n = sym_PQntuples(res);
+
+        if (sym_PQnfields(res) != 3) {
+                (void) state_query_fail(&op->qresult, -EIO, "postgresql: unexpected result shape");
+                return;
+        }
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *key = strndup(sym_PQgetvalue(res, i, 0), (size_t) sym_PQgetlength(res, i, 0));
+                char etag[24] = "";
+                uint64_t e;
+
+                if (sym_PQgetlength(res, i, 2) == 8) {
+                        memcpy(&e, sym_PQgetvalue(res, i, 2), sizeof e);
+                        snprintf(etag, sizeof etag, "%" PRId64, (int64_t) be64toh(e));
+                }
+                if (!key || state_query_result_add(&op->qresult, key, sym_PQgetvalue(res, i, 1),
+                                                   (size_t) sym_PQgetlength(res, i, 1), *etag ? etag : NULL) < 0) {
+                        (void) state_query_fail(&op->qresult, -ENOMEM, "out of memory");
+                        return;
+                }
+        }
+}
+
 static void pg_command_result(Pg *p, PGresult *res) {
         ExecStatusType st = sym_PQresultStatus(res);
         PgOp *op;
@@ -603,6 +645,8 @@ static void pg_command_result(Pg *p, PGresult *res) {
                 op->rows = sym_PQntuples(res);
                 if (op->kind == PG_OP_GET && op->result.error == 0)
                         pg_get_result(op, res);
+                if (op->kind == PG_OP_QUERY && op->result.error == 0)
+                        pg_query_result(op, res);
                 break;
         case PGRES_COMMAND_OK:
                 op->rows = strtol(sym_PQcmdTuples(res), NULL, 10);
@@ -655,6 +699,10 @@ static void pg_op_send(Pg *p, PgOp *op) {
                 break;
         case PG_OP_PURGE:
                 ok = pg_send_stmt(p, PG_STMT_PURGE, NULL, NULL, NULL);
+                break;
+        case PG_OP_QUERY:
+                ok = sym_PQsendQueryParams(p->conn, op->plan.sql, (int) op->plan.n_params, NULL,
+                                           (const char *const *) op->plan.params, NULL, NULL, 1);
                 break;
         case PG_OP_WRITE:
                 ok = pg_send_write(p, &op->writes[0]);
@@ -710,6 +758,7 @@ static bool pg_op_step_done(PgOp *op) {
         switch (op->kind) {
         case PG_OP_GET:
         case PG_OP_PURGE:
+        case PG_OP_QUERY:
                 return true;
         case PG_OP_WRITE:
                 if (op->result.error == 0)
@@ -945,7 +994,8 @@ static int pg_build_sql(Pg *p, const char *t, const char *q, const char *i) {
                      "CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value BYTEA NOT NULL, "
                      "etag BIGINT NOT NULL, expire_at TIMESTAMPTZ NULL, "
                      "update_time TIMESTAMPTZ NOT NULL DEFAULT now()); "
-                     "CREATE INDEX IF NOT EXISTS %s ON %s (expire_at) WHERE expire_at IS NOT NULL",
+                     "CREATE INDEX IF NOT EXISTS %s ON %s (expire_at) WHERE expire_at IS NOT NULL; "
+                     PG_QUERY_SETUP_SQL,
                      q, t, i, t) < 0)
                 p->setup_sql = NULL;
         if (asprintf(&p->sql[PG_STMT_GET],
@@ -1072,6 +1122,9 @@ static int pg_open(StateStore *s, char **reterr_msg) {
         r = pg_build_sql(p, table, seq, index);
         if (r < 0)
                 return r;
+        p->table = strdup(table);
+        if (!p->table)
+                return -ENOMEM;
 
         r = sd_event_add_defer(p->event, &p->defer, on_defer, p);
         if (r < 0)
@@ -1117,7 +1170,7 @@ static void pg_close(StateStore *s) {
         while ((op = op_list_pop(&p->queue))) {
                 state_result_done(&op->result);
                 (void) state_result_fail(&op->result, -ECANCELED, "state store closed");
-                if (op->done)
+                if (op->done || op->qdone)
                         op_list_append(&p->completed, op);
                 else
                         pg_op_free(op);
@@ -1257,15 +1310,30 @@ static int pg_write(StateStore *s, const StateOp *op, StateDoneFn done, void *us
         return pg_transact(s, op, 1, done, userdata);
 }
 
+static int pg_query(StateStore *s, const StateQuery *q, StateQueryDoneFn done, void *userdata) {
+        Pg *p = ((PgStore *) s)->pg;
+        _cleanup_(pg_op_freep) PgOp *op = NULL;
+
+        if (!p)
+                return -ECANCELED;
+        op = pg_op_new(PG_OP_QUERY, NULL, userdata);
+        if (!op || pg_query_plan(p->table, q, &op->plan) < 0)
+                return -ENOMEM;
+        op->qdone = done;
+        pg_submit(p, TAKE_PTR(op));
+        return 0;
+}
+
 const StateDriver state_postgresql_driver = {
         .type = "state.postgresql",
         .alias = "state.postgres",
         .abi = STATE_DRIVER_ABI,
         .instance_size = sizeof(PgStore),
-        .features = STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL,
+        .features = STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL | STATE_FEATURE_QUERY,
         .open = pg_open,
         .close = pg_close,
         .get = pg_get,
         .write = pg_write,
         .transact = pg_transact,
+        .query = pg_query,
 };

@@ -56,6 +56,8 @@
 #include "../../work/queue.h"
 #include "../sqlite-common.h"
 #include "driver.h"
+#include "query.h"
+#include "sqlite-query.h"
 
 #define USEC_PER_SEC 1000000ULL
 #define DEFAULT_PATH "state.db"
@@ -157,6 +159,7 @@ typedef enum JobKind {
         JOB_WRITE_MANY, /* independent ops, each fails alone */
         JOB_TRANSACT,   /* all ops or none */
         JOB_PURGE,
+        JOB_QUERY,      /* on the reader, like a get */
 } JobKind;
 
 typedef struct SqliteJob {
@@ -170,6 +173,9 @@ typedef struct SqliteJob {
         void *userdata;
         atomic_bool cancelled;   /* the caller is gone: skip if not begun */
         struct SqliteJob *next;  /* in pending */
+        SqliteQueryPlan plan;    /* query */
+        StateQueryResult qresult;
+        StateQueryDoneFn qdone;
 } SqliteJob;
 
 /* A group commit: the jobs of one transaction, in order. */
@@ -289,6 +295,8 @@ static void job_free(SqliteJob *j) {
         }
         free(j->ops);
         state_result_done(&j->result);
+        sqlite_query_plan_done(&j->plan);
+        state_query_result_done(&j->qresult);
         free(j);
 }
 DEFINE_CLEANUP_FUNC(SqliteJob, job_free);
@@ -544,6 +552,9 @@ static void job_run(void *userdata) {
         case JOB_GET:
                 run_get(j);
                 break;
+        case JOB_QUERY:
+                sqlite_query_run(s->rdb ?: s->db, &j->plan, now_sec(), &j->qresult);
+                break;
         case JOB_PURGE: {
                 sqlite3_stmt *st = stmt_get(s, SQL_PURGE);
                 int rc = sqlite3_bind_int64(st, 1, now_sec());
@@ -566,7 +577,11 @@ static void job_done(void *userdata) {
         if (j->kind == JOB_PURGE)
                 /* Failures are retried on the next tick; nothing to report to. */
                 j->store->purge_in_flight = false;
-        else
+        else if (j->kind == JOB_QUERY) {
+                if (j->result.error != 0 && j->qresult.error == 0) /* closed before it ran */
+                        (void) state_query_fail(&j->qresult, j->result.error, "%s", strna(j->result.message));
+                j->qdone(&j->qresult, j->userdata);
+        } else
                 j->done(&j->result, j->userdata);
         /* The store may be gone now (done() may have closed it): only j is touched. */
         job_free(j);
@@ -574,7 +589,8 @@ static void job_done(void *userdata) {
 
 /* Queues j (taken, also on failure) on the reader if there is one and it is a get, else the writer. */
 static int job_submit(SqliteStore *s, SqliteJob *j) {
-        int r = work_queue_submit(j->kind == JOB_GET && s->rqueue ? s->rqueue : s->queue, job_run, job_done, j);
+        int r = work_queue_submit((j->kind == JOB_GET || j->kind == JOB_QUERY) && s->rqueue ? s->rqueue : s->queue,
+                                  job_run, job_done, j);
         if (r < 0)
                 job_free(j);
         return r;
@@ -794,6 +810,19 @@ static int sqlite_get(StateStore *base, const char *key, StateDoneFn done, void 
         j = job_new(s, JOB_GET, done, userdata);
         if (!j || !(j->key = strdup(key)))
                 return -ENOMEM;
+        return job_submit(s, TAKE_PTR(j));
+}
+
+static int sqlite_query(StateStore *base, const StateQuery *q, StateQueryDoneFn done, void *userdata) {
+        SqliteStore *s = (SqliteStore *) base;
+        _cleanup_(job_freep) SqliteJob *j = NULL;
+
+        if (s->closing || !s->queue)
+                return -ECANCELED;
+        j = job_new(s, JOB_QUERY, NULL, userdata);
+        if (!j || sqlite_query_plan(s->table, q, &j->plan) < 0)
+                return -ENOMEM;
+        j->qdone = done;
         return job_submit(s, TAKE_PTR(j));
 }
 
@@ -1093,7 +1122,7 @@ const StateDriver state_sqlite_driver = {
         .alias = "state.sqlite3",
         .abi = STATE_DRIVER_ABI,
         .instance_size = sizeof(SqliteStore),
-        .features = STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL,
+        .features = STATE_FEATURE_ETAG | STATE_FEATURE_TRANSACTIONAL | STATE_FEATURE_TTL | STATE_FEATURE_QUERY,
         .open = sqlite_open,
         .close = sqlite_close,
         .get = sqlite_get,
@@ -1101,4 +1130,5 @@ const StateDriver state_sqlite_driver = {
         .transact = sqlite_transact,
         .write_many = sqlite_write_many,
         .cancel = sqlite_cancel,
+        .query = sqlite_query,
 };

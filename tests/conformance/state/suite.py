@@ -49,6 +49,7 @@ ETAG, TRANSACTIONAL, TTL, DURABLE = "etag", "transactional", "ttl", "durable"
 # scripts check the version only of a key that is there); its SQL and in-memory stores answer
 # a mismatch. Each driver matches its Dapr namesake.
 ETAG_ON_MISSING_KEY_OK = "etag-on-missing-key-ok"
+QUERY = "query"  # Dapr's QUERY_API
 
 # What each driver is: its component type, its metadata (given the daemon's temp dir
 # and the server fixture, if any), the features it must support, and its server.
@@ -63,7 +64,7 @@ DRIVERS = {
         "type": "state.sqlite",
         "metadata": lambda tmp, name, server: [("connectionString", os.path.join(tmp, f"{name}.db"))],
         "fresh": lambda tmp, name, server: [("connectionString", os.path.join(tmp, f"{name}.db"))],
-        "features": {ETAG, TRANSACTIONAL, TTL, DURABLE},
+        "features": {ETAG, TRANSACTIONAL, TTL, DURABLE, QUERY},
         "server": None,
     },
     "postgresql": {
@@ -71,7 +72,7 @@ DRIVERS = {
         "metadata": lambda tmp, name, server: [("connectionString", server.conninfo)],
         # an empty backend of its own, for the startup case
         "fresh": lambda tmp, name, server: [("connectionString", server.create_database(name))],
-        "features": {ETAG, TRANSACTIONAL, TTL, DURABLE},
+        "features": {ETAG, TRANSACTIONAL, TTL, DURABLE, QUERY},
         "server": "postgresql",
         "persistent": True,   # data survives a server restart
     },
@@ -888,6 +889,126 @@ class BadInputTest(StateCase):
         r = self.tx([{"operation": "upsert", "request": {"key": self.k, "value": "replaced", "etag": 5}}])
         self.assert_error(r, 400, "ERR_MALFORMED_REQUEST")
         self.assert_unchanged()
+
+
+class QueryTest(StateCase):
+    """Dapr's state query (alpha): POST /v1.0-alpha1/state/{store}/query."""
+
+    PEOPLE = {
+        "ann": {"person": {"org": "dev", "id": 3}, "city": "berlin", "rank": 1.5},
+        "bob": {"person": {"org": "ops", "id": 1}, "city": "paris", "rank": 2},
+        "cyd": {"person": {"org": "dev", "id": 2}, "city": "paris", "rank": 2.0},
+        "dan": {"person": {"org": "qa", "id": 4}, "city": "rome", "flag": True},
+        "eve": {"person": {"org": "dev", "id": 5}, "city": "1"},
+        "raw": "not an object",
+    }
+
+    def query(self, body, store="store", app="a", method="POST"):
+        return self.req(method, f"/v1.0-alpha1/state/{store}/query", body=body, app=app)
+
+    def fill(self, store="store", app="a"):
+        r = self.save([{"key": self.key(k), "value": v} for k, v in self.PEOPLE.items()], store=store, app=app)
+        self.assertEqual(r.status, 204, r)
+
+    def names(self, r):
+        """The short names of the result keys, in order (only this test's unprefixed keys); 204: none."""
+        if r.status == 204:
+            self.assertEqual(r.body, b"")
+            return []
+        self.assertEqual(r.status, 200, r)
+        return [i["key"][len(self.tag) + 1:] for i in r.json()["results"] if i["key"].startswith(self.tag)]
+
+    def mine(self, flt):
+        """flt restricted to this test's items (server-backed stores hold other tests' keys too)."""
+        return {"AND": [flt, {"IN": {"tag": [self.tag]}}]}
+
+    def fill_tagged(self, store="store", app="a", tag=None):
+        items = [{"key": self.key(k), "value": dict(v, tag=tag or self.tag) if isinstance(v, dict) else v}
+                 for k, v in self.PEOPLE.items()]
+        r = self.save(items, store=store, app=app)
+        self.assertEqual(r.status, 204, r)
+
+    @needs(QUERY)
+    def test_filters(self):
+        self.fill_tagged()
+        q = lambda f: set(self.names(self.query({"filter": self.mine(f)})))  # noqa: E731
+        self.assertEqual(q({"EQ": {"person.org": "dev"}}), {"ann", "cyd", "eve"})
+        self.assertEqual(q({"IN": {"city": ["rome", "berlin"]}}), {"ann", "dan"})
+        self.assertEqual(q({"AND": [{"EQ": {"person.org": "dev"}}, {"EQ": {"city": "paris"}}]}), {"cyd"})
+        self.assertEqual(q({"OR": [{"EQ": {"person.id": 1}}, {"EQ": {"person.id": 4}}]}), {"bob", "dan"})
+        # JSON types: 2 equals 2.0, the string "1" is not the number 1, true is not 1
+        self.assertEqual(q({"EQ": {"rank": 2}}), {"bob", "cyd"})
+        self.assertEqual(q({"EQ": {"city": 1}}), set())
+        self.assertEqual(q({"EQ": {"city": "1"}}), {"eve"})
+        self.assertEqual(q({"EQ": {"flag": True}}), {"dan"})
+        self.assertEqual(q({"EQ": {"flag": 1}}), set())
+        self.assertEqual(q({"EQ": {"rank": None}}), {"dan", "eve"})
+        # a whole result item: the caller's key, the stored JSON, the etag GET gives
+        r = self.query({"filter": self.mine({"EQ": {"person.id": 3}})})
+        (item,) = r.json()["results"]
+        self.assertEqual(item["key"], self.key("ann"))
+        self.assertEqual(item["data"], dict(self.PEOPLE["ann"], tag=self.tag))
+        self.assertEqual(item["etag"], self.get_value(self.key("ann"))[1])
+        self.assertNotIn("token", r.json())
+
+    @needs(QUERY)
+    def test_sort_and_pages(self):
+        self.fill_tagged()
+        flt = self.mine({"IN": {"person.org": ["dev", "ops", "qa"]}})
+        r = self.query({"filter": flt, "sort": [{"key": "person.id", "order": "DESC"}]})
+        self.assertEqual(self.names(r), ["eve", "dan", "ann", "cyd", "bob"])
+        # Go decodes sort entries and the page as structs: member names in any case
+        r = self.query({"filter": flt, "sort": [{"KEY": "city"}, {"Key": "person.id", "Order": "ASC"}]})
+        self.assertEqual(self.names(r), ["eve", "ann", "bob", "cyd", "dan"])
+        seen, token, pages = [], None, 0
+        while True:
+            page = {"limit": 2} if token is None else {"limit": 2, "token": token}
+            r = self.query({"filter": flt, "sort": [{"key": "person.id"}], "page": page})
+            if r.status == 204:
+                break
+            self.assertEqual(r.status, 200, r)
+            body = r.json()
+            seen += self.names(r)
+            token = body["token"]
+            pages += 1
+            self.assertLessEqual(pages, 5)
+        self.assertEqual(seen, ["bob", "cyd", "ann", "dan", "eve"])
+
+    @needs(QUERY)
+    def test_only_the_callers_keys(self):
+        self.fill_tagged(app="a")
+        r = self.query({"filter": {"EQ": {"tag": self.tag}}}, app="b")
+        self.assertEqual(r.status, 204, r)  # b's keys are b||..., a's are not b's
+        self.fill_tagged(store="shared", app="b", tag=self.tag + "-shared")
+        r = self.query({"filter": {"EQ": {"tag": self.tag + "-shared"}}}, store="shared", app="a")
+        # keyPrefix none: one key space, b's keys included (the string value has no tag)
+        self.assertEqual(len(self.names(r)), 5)
+
+    @needs(QUERY)
+    def test_bad_queries(self):
+        for body in (b"{not json", b"[]", {"filter": {}}, {"filter": {"LIKE": {"a": 1}}},
+                     {"filter": {"AND": [{"EQ": {"a": 1}}]}}, {"filter": {"EQ": {"a": 1, "b": 2}}},
+                     {"filter": {"IN": {"a": []}}}, {"filter": {"EQ": {"a..b": 1}}},
+                     {"filter": {"EQ": {"a": {"b": 1}}}}, {"sort": [{"key": "a", "order": "SIDEWAYS"}]},
+                     {"sort": {"key": "a"}}, {"page": {"token": "x"}}, {"page": {"limit": "2"}}):
+            r = self.query(body)
+            self.assert_error(r, 500, "ERR_STATE_QUERY")
+        self.assert_error(self.query({}, store="nope"), 400, "ERR_STATE_STORE_NOT_FOUND")
+        # nothing matched: 204 and no body, as daprd
+        r = self.query({"filter": {"EQ": {"tag": "no-such-" + self.tag}}})
+        self.assertEqual((r.status, r.body), (204, b""))
+        # the capability is announced
+        m = self.req("GET", "/v1.0/metadata").json()
+        caps = {c["name"]: c.get("capabilities", []) for c in m["components"]}
+        self.assertIn("QUERY_API", caps["store"])
+
+    def test_without_query_api(self):
+        if QUERY in DRIVER["features"]:
+            return
+        self.assert_error(self.query({"filter": {"EQ": {"a": 1}}}), 500, "ERR_STATE_STORE_NOT_SUPPORTED")
+        m = self.req("GET", "/v1.0/metadata").json()
+        caps = {c["name"]: c.get("capabilities", []) for c in m["components"]}
+        self.assertNotIn("QUERY_API", caps["store"])
 
 
 class RestartTest(StateCase):
