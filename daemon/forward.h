@@ -11,6 +11,7 @@ typedef struct BindingRunner BindingRunner;
 typedef struct Component Component;
 typedef struct GrpcListener GrpcListener;
 typedef struct GrpcServer GrpcServer;
+typedef struct ConfigStore ConfigStore;
 typedef struct HttpListener HttpListener;
 typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;

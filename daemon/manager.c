@@ -29,6 +29,7 @@
 #include "core/app-config.h"
 #include "core/app.h"
 #include "blocks/actors.h"
+#include "blocks/configstore.h"
 #include "blocks/invoke.h"
 #include "blocks/bindings.h"
 #include "blocks/lock.h"
@@ -134,6 +135,9 @@ Manager *manager_free(Manager *m) {
                 for (size_t i = 0; i < reg->n_lock_stores; i++)
                         lock_store_close(reg->lock_stores[i]);
                 reg->n_lock_stores = 0;
+                for (size_t i = 0; i < reg->n_config_stores; i++)
+                        configstore_close(reg->config_stores[i]);
+                reg->n_config_stores = 0;
                 while (reg->n_apps > 0)
                         app_unlink(m, reg->apps[reg->n_apps - 1]);
         }
@@ -788,6 +792,9 @@ static int add_default_components(ComponentLoad *cl) {
         /* Dapr has no default lock store; ours is the embedded one, named as Dapr's docs name theirs. */
         if (r >= 0 && lock_driver_find("lock.sqlite"))
                 r = add_default_component(cl, "lock", "lockstore", "lock.sqlite");
+        /* Nor a default configuration store; ours is named as Dapr's docs name theirs. */
+        if (r >= 0 && config_store_driver_find("configuration.sqlite"))
+                r = add_default_component(cl, "configuration", "configstore", "configuration.sqlite");
         return r;
 }
 
@@ -874,6 +881,19 @@ static Component *lock_component_any(void *i) {
         return ((LockStore *) i)->component;
 }
 
+static int config_open_any(Registry *r, Component *c, void **ret, char **reterr_msg) {
+        return configstore_open(r, c, (ConfigStore **) ret, reterr_msg);
+}
+static void config_close_any(Registry *r, void *i) {
+        configstore_close(i);
+}
+static Component *config_component_any(void *i) {
+        return ((ConfigStore *) i)->component;
+}
+
+static const char *const config_block_keys[] = { NULL };
+static const InstanceKind config_kind = { "configuration", "configuration store", config_open_any, config_close_any,
+                                          config_component_any, config_block_keys };
 static const char *const lock_block_keys[] = { "keyPrefix", NULL };
 static const InstanceKind lock_kind = { "lock", "lock store", lock_open_any, lock_close_any, lock_component_any,
                                         lock_block_keys };
@@ -1116,6 +1136,9 @@ static int reload_components(Manager *m) {
                                    &m->registry->n_state_stores);
         if (r >= 0)
                 r = sync_instances(m, &lock_kind, (void ***) &m->registry->lock_stores, &m->registry->n_lock_stores);
+        if (r >= 0)
+                r = sync_instances(m, &config_kind, (void ***) &m->registry->config_stores,
+                                   &m->registry->n_config_stores);
         if (r >= 0) {
                 /* Subscriptions hang off brokers: stop them, sync, start them again (pubsub_reload). */
                 pubsub_stop_all(m->registry);

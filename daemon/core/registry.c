@@ -82,6 +82,7 @@ Registry *registry_free(Registry *r) {
         free(r->components);
         free(r->state_stores);
         free(r->lock_stores);
+        free(r->config_stores);
         free(r->pubsubs);
         free(r->bindings);
         free(r->secret_stores);

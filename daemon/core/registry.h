@@ -70,6 +70,8 @@ struct Registry {
         char **component_errors;    /* name, message pairs: components whose store did not open */
         LockStore **lock_stores;    /* one per lock.* component that opened (blocks/lock.c) */
         size_t n_lock_stores;
+        ConfigStore **config_stores; /* one per configuration.* component that opened (blocks/configstore.c) */
+        size_t n_config_stores;
         ConfigurationEntry *configurations; /* config.yaml and apps' Configuration= files, by path */
         size_t n_configurations;
         InvokeCall *invoke_calls;   /* every service-invocation call not yet done (blocks/invoke.c) */

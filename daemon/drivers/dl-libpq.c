@@ -28,6 +28,7 @@ DLSYM_PROTOTYPE(PQgetlength) = NULL;
 DLSYM_PROTOTYPE(PQgetvalue) = NULL;
 DLSYM_PROTOTYPE(PQisBusy) = NULL;
 DLSYM_PROTOTYPE(PQnfields) = NULL;
+DLSYM_PROTOTYPE(PQnotifies) = NULL;
 DLSYM_PROTOTYPE(PQntuples) = NULL;
 DLSYM_PROTOTYPE(PQresultErrorField) = NULL;
 DLSYM_PROTOTYPE(PQresultErrorMessage) = NULL;
@@ -63,6 +64,7 @@ static const DlSym libpq_syms[] = {
         DLSYM(PQgetvalue),
         DLSYM(PQisBusy),
         DLSYM(PQnfields),
+        DLSYM(PQnotifies),
         DLSYM(PQntuples),
         DLSYM(PQresultErrorField),
         DLSYM(PQresultErrorMessage),

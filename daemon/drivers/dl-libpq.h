@@ -33,6 +33,7 @@ extern DLSYM_PROTOTYPE(PQgetlength);
 extern DLSYM_PROTOTYPE(PQgetvalue);
 extern DLSYM_PROTOTYPE(PQisBusy);
 extern DLSYM_PROTOTYPE(PQnfields);
+extern DLSYM_PROTOTYPE(PQnotifies);
 extern DLSYM_PROTOTYPE(PQntuples);
 extern DLSYM_PROTOTYPE(PQresultErrorField);
 extern DLSYM_PROTOTYPE(PQresultErrorMessage);

@@ -46,3 +46,8 @@ int http_actors_admin_reminders(HttpRequest *r, const RouteMatch *m);
 /* api-lock.c: Dapr's distributed lock API (alpha) */
 int http_lock(HttpRequest *r, const RouteMatch *m);
 int http_unlock(HttpRequest *r, const RouteMatch *m);
+
+/* api-configuration.c: Dapr's configuration API (stores of items; not config.yaml) */
+int http_configuration_get(HttpRequest *r, const RouteMatch *m);
+int http_configuration_subscribe(HttpRequest *r, const RouteMatch *m);
+int http_configuration_unsubscribe(HttpRequest *r, const RouteMatch *m);

@@ -62,7 +62,7 @@ class ConfigTest(DaemonTestCase):
         apps = [a["id"] for a in d.get("/mooring/v1/apps").json()]
         self.assertEqual(apps, ["good", "noport"])
         comps = {c["name"]: c for c in d.get("/mooring/v1/components").json()}
-        self.assertEqual(sorted(comps), ["first", "lockstore", "third"])
+        self.assertEqual(sorted(comps), ["configstore", "first", "lockstore", "third"])
         self.assertEqual(comps["first"]["type"], "state.in-memory")
         self.assertEqual(comps["third"]["line"], 28)
         self.assertTrue(any("configuration errors: see the log" in m for m in d.notify.messages))

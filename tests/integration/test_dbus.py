@@ -56,7 +56,7 @@ class DBusTest(DaemonTestCase):
         self.assertEqual(apps[0][2], d.app_socket("fromfile"))
         # no component files: the built-in default state store and pub/sub are there
         comps = {c[0]: c[1] for c in d.prop("Components")}
-        self.assertEqual(sorted(comps), ["lockstore", "pubsub", "statestore"])
+        self.assertEqual(sorted(comps), ["configstore", "lockstore", "pubsub", "statestore"])
         self.assertTrue(comps["statestore"].startswith("state."))
         self.assertTrue(comps["pubsub"].startswith("pubsub."))
 

@@ -58,14 +58,16 @@ class HttpTest(DaemonTestCase):
         d = self.d
         m = d.get("/v1.0/metadata", target=d.app_socket("billing")).json()
         self.assertEqual(m["id"], "billing")
-        self.assertEqual(sorted(c["name"] for c in m["components"]), ["lockstore", "private", "pubsub", "statestore"])
+        self.assertEqual(sorted(c["name"] for c in m["components"]),
+                         ["configstore", "lockstore", "private", "pubsub", "statestore"])
         self.assertEqual(m["appConnectionProperties"]["channelAddress"], "unix:/nonexistent/billing.sock")
         self.assertIn("daprRuntimeVersion", m["extended"])
         # orders is not in private's scopes: it does not see it
         m = d.get("/v1.0/metadata", target=d.app_socket("orders")).json()
         self.assertEqual(m["id"], "orders")
         comps = {c["name"]: c["type"] for c in m["components"]}
-        self.assertEqual(comps, {"lockstore": "lock.sqlite", "pubsub": "pubsub.sqlite", "statestore": "state.sqlite"})
+        self.assertEqual(comps, {"configstore": "configuration.sqlite", "lockstore": "lock.sqlite", "pubsub": "pubsub.sqlite",
+                                 "statestore": "state.sqlite"})
         self.assertEqual(m["appConnectionProperties"]["protocol"], "http")
         # a header cannot change who you are
         m = d.get("/v1.0/metadata", target=d.app_socket("orders"), headers={"dapr-app-id": "billing"}).json()
@@ -151,12 +153,12 @@ class HttpTest(DaemonTestCase):
         self.assertEqual(orders["source"], "file")
         self.assertNotIn("s3cret", json.dumps(apps))
         comps = d.get("/mooring/v1/components").json()
-        self.assertEqual(sorted(c["name"] for c in comps), ["lockstore", "private", "pubsub", "statestore"])
+        self.assertEqual(sorted(c["name"] for c in comps), ["configstore", "lockstore", "private", "pubsub", "statestore"])
         private = [c for c in comps if c["name"] == "private"][0]
         self.assertEqual(private["scopes"], ["billing"])
         self.assertTrue(private["file"].endswith("private.yaml"))
         st = d.get("/mooring/v1/status").json()
-        self.assertEqual((st["state"], st["apps"], st["components"], st["bus"]), ("running", 2, 4, "none"))  # + the default statestore, pubsub and lockstore
+        self.assertEqual((st["state"], st["apps"], st["components"], st["bus"]), ("running", 2, 5, "none"))  # + the default statestore, pubsub, lockstore and configstore
         r = d.get("/mooring/v1/apps", target=d.app_socket("billing"))
         self.assertEqual(r.status, 404)
 

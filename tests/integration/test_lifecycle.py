@@ -25,7 +25,7 @@ class LifecycleTest(DaemonTestCase):
         d.activate[0] = ("app-orders", d.app_socket("orders"))
         d.start()
         status = [m for m in d.notify.messages if m.startswith("STATUS=")]
-        self.assertTrue(any("running: 2 apps, 3 components" in s for s in status), status)  # the default statestore, pubsub, lockstore
+        self.assertTrue(any("running: 2 apps, 4 components" in s for s in status), status)  # the defaults: state, pubsub, lock, configuration
         self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("orders")).json()["id"], "orders")
         self.assertEqual(d.get("/v1.0/metadata", target=d.app_socket("web")).json()["id"], "web")
         r = d.get("/v1.0/metadata", target=("127.0.0.1", port))

@@ -163,7 +163,8 @@ class MetricsTest(DaemonTestCase):
                                'success="true"})'), 2)
         self.assertEqual(value('sum(dapr_component_state_count{app_id="a",component="statestore",operation="get",'
                                'success="true"})'), 4)
-        self.assertEqual(value('sum(dapr_runtime_component_loaded{app_id="a"})'), 2)
+        # the built-in defaults: statestore, pubsub, lockstore, configstore
+        self.assertEqual(value('sum(dapr_runtime_component_loaded{app_id="a"})'), 4)
         # request bodies: 5 invocations of 100 bytes and 2 saves
         self.assertEqual(value('dapr_http_server_request_bytes_count{app_id="a"}'), 14)
         self.assertGreater(value('process_resident_memory_bytes'), 1 << 20)

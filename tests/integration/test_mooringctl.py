@@ -50,7 +50,7 @@ class CtlTest(DaemonTestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("running", p.stdout)
             st = json.loads(self.ctl(*transport, "--json", "status", bus=bus).stdout)
-            self.assertEqual((st["state"], st["apps"], st["components"]), ("running", 2, 3))  # the defaults (statestore, pubsub, lockstore)
+            self.assertEqual((st["state"], st["apps"], st["components"]), ("running", 2, 4))  # the defaults (state, pubsub, lock, configuration)
 
             p = self.ctl(*transport, "apps", bus=bus)
             self.assertEqual(p.returncode, 0, p.stderr)
@@ -66,7 +66,8 @@ class CtlTest(DaemonTestCase):
 
             comps = json.loads(self.ctl(*transport, "components", "--json", bus=bus).stdout)
             self.assertEqual(sorted((c["name"], c["type"], c["version"]) for c in comps),
-                             [("lockstore", "lock.sqlite", "v1"), ("pubsub", "pubsub.sqlite", "v1"),
+                             [("configstore", "configuration.sqlite", "v1"), ("lockstore", "lock.sqlite", "v1"),
+                              ("pubsub", "pubsub.sqlite", "v1"),
                               ("statestore", "state.sqlite", "v1")])
             self.assertIn("statestore", self.ctl(*transport, "components", bus=bus).stdout)
 

@@ -194,7 +194,7 @@ class ComponentFileTest(ReloadTestCase):
         self.reload(d)
         self.assertEqual(self.load(d, "k").json(), "kept")
         comps = sorted(c["name"] for c in d.get("/mooring/v1/components").json())
-        self.assertEqual(comps, ["lockstore", "pubsub", "store", "third"])
+        self.assertEqual(comps, ["configstore", "lockstore", "pubsub", "store", "third"])
         self.assertIn(f"two.yaml:7: field 'spec.version': expected v1, v2, ... not 'bad'{KEPT}", d.log())
 
 
