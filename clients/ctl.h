@@ -232,6 +232,12 @@ int ctl_state_delete(const CtlOptions *o, const CtlStateRequest *req);
 /* ctl-secret.c: GetSecret as app (""), printed; metadata: "K=V" strings, NULL-terminated */
 int ctl_secret_get(const CtlOptions *o, const char *app, const char *store, const char *name,
                    char *const *metadata);
+/* ctl-alpha.c */
+int ctl_lock(const CtlOptions *o, const char *app, const char *store, const char *resource, const char *owner,
+             int32_t seconds);
+int ctl_unlock(const CtlOptions *o, const char *app, const char *store, const char *resource, const char *owner);
+int ctl_configuration_get(const CtlOptions *o, const char *app, const char *store, char **keys);
+int ctl_state_query(const CtlOptions *o, const char *app, const char *store, const char *query);
 
 /* ctl-invoke.c */
 int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req);

@@ -111,6 +111,15 @@ static void help(void) {
                "  secret get STORE NAME   Print secret NAME of secret store STORE, as the app\n"
                "                          of --app (the caller's app by default; its secret\n"
                "                          scopes apply)\n"
+               "  state query STORE QUERY Run a Dapr state query (JSON: filter, sort, page) on\n"
+               "                          STORE and print the matching items as JSON\n"
+               "  lock STORE RESOURCE OWNER SECONDS\n"
+               "                          Take RESOURCE's lock in lock STORE for OWNER for\n"
+               "                          SECONDS (exit status 1 when someone else holds it)\n"
+               "  unlock STORE RESOURCE OWNER\n"
+               "                          Release OWNER's lock of RESOURCE in lock STORE\n"
+               "  configuration get STORE [KEY...]\n"
+               "                          Print the items (all, or KEYs) of configuration STORE\n"
                "  invoke APP_ID METHOD    Call METHOD (a path, may end in ?QUERY) of app APP_ID\n"
                "                          and print the body of its answer\n"
                "  publish PUBSUB TOPIC DATA\n"
@@ -129,9 +138,9 @@ static void help(void) {
                "                          instead of D-Bus (default: $MOORING_SOCKET)\n"
                "     --json               Print JSON instead of tables\n"
                "     --no-pager           Do not pipe tables into a pager\n"
-               "     --app=APP_ID         Act as app APP_ID in state, binding and secret\n"
-               "                          commands (default: the app of the caller's\n"
-               "                          mooring-app@.service unit)\n"
+               "     --app=APP_ID         Act as app APP_ID in state, binding, secret, lock,\n"
+               "                          unlock and configuration commands (default: the\n"
+               "                          app of the caller's mooring-app@.service unit)\n"
                "     --etag=ETAG          Set or delete only if the key's etag is ETAG\n"
                "     --first-write        Set only if the key does not exist yet\n"
                "     --ttl=SECONDS        Let the value expire after SECONDS (-1: never)\n"
@@ -423,6 +432,9 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 bool given;
         } opts[] = {
                 { "binding", "--app", a->app },
+                { "lock", "--app", a->app },
+                { "unlock", "--app", a->app },
+                { "configuration", "--app", a->app },
                 { "binding", "--data", a->data },
                 { "binding", "--metadata", a->metadata },
                 { "binding", "--verbose", a->verbose },
@@ -528,6 +540,8 @@ static int run_state(const CtlOptions *o, const char *command, const CtlStateReq
         _cleanup_(ctl_state_value_done) CtlStateValue v = {};
         int r;
 
+        if (streq(command, "query")) /* KEY is the query */
+                return ctl_state_query(o, req->app_id, req->store, req->key);
         if (streq(command, "set"))
                 return ctl_state_set(o, req);
         if (streq(command, "delete"))
@@ -589,11 +603,14 @@ static int state_main(Args *args, int argc, char *argv[]) {
         if (streq(command, "get") || streq(command, "delete")) {
                 n_needed = 3;
                 needs = "STORE and KEY";
+        } else if (streq(command, "query")) {
+                n_needed = 3;
+                needs = "STORE and QUERY";
         } else if (streq(command, "set")) {
                 n_needed = 4;
                 needs = "STORE, KEY and VALUE";
         } else {
-                usage_error("unknown state command '%s' (expected get, set or delete)", command);
+                usage_error("unknown state command '%s' (expected get, set, delete or query)", command);
                 return CTL_EXIT_USAGE;
         }
         if (n < n_needed) {
@@ -811,6 +828,16 @@ static int binding_main(Args *args, int argc, char *argv[]) {
 static int actor_main(Args *args, int argc, char *argv[]) {
         char *pos[4];
         int n, r, f;
+}
+
+/*
+ * "lock STORE RESOURCE OWNER SECONDS", "unlock STORE RESOURCE OWNER", "configuration get STORE [KEY...]":
+ * the app-owned alpha APIs (ctl-alpha.c), over D-Bus. argv as for state_main(). Returns the exit status.
+ */
+static int alpha_main(Args *args, const char *verb, int argc, char *argv[]) {
+        char *pos[64];
+        const char *app;
+        int n, r;
 
         n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
         if (n < 0)
@@ -843,6 +870,40 @@ static int actor_main(Args *args, int argc, char *argv[]) {
                 r = ctl_actor_reminders(&args->options, pos[1], pos[2]);
         f = flush_stdout();
         return exit_status(r < 0 ? r : f);
+        if (check_foreign_options(args, verb) < 0 || select_transport(args, verb) < 0)
+                return CTL_EXIT_USAGE;
+        app = strempty(args->app);
+        if (streq(verb, "configuration")) {
+                if (n < 2 || !streq(pos[0], "get")) {
+                        usage_error("configuration needs 'get STORE [KEY...]'");
+                        return CTL_EXIT_USAGE;
+                }
+                pos[n] = NULL;
+                r = ctl_configuration_get(&args->options, app, pos[1], pos + 2);
+        } else if (streq(verb, "unlock")) {
+                if (n != 3) {
+                        usage_error("unlock needs STORE, RESOURCE and OWNER");
+                        return CTL_EXIT_USAGE;
+                }
+                r = ctl_unlock(&args->options, app, pos[0], pos[1], pos[2]);
+        } else {
+                char *end;
+                long secs;
+                if (n != 4) {
+                        usage_error("lock needs STORE, RESOURCE, OWNER and SECONDS");
+                        return CTL_EXIT_USAGE;
+                }
+                errno = 0;
+                secs = strtol(pos[3], &end, 10);
+                if (errno || *end || secs <= 0 || secs > INT32_MAX) {
+                        usage_error("SECONDS must be a positive number, not '%s'", pos[3]);
+                        return CTL_EXIT_USAGE;
+                }
+                r = ctl_lock(&args->options, app, pos[0], pos[1], pos[2], (int32_t) secs);
+        }
+        if (r >= 0)
+                r = flush_stdout();
+        return exit_status(r);
 }
 
 int main(int argc, char *argv[]) {
@@ -890,6 +951,8 @@ int main(int argc, char *argv[]) {
                 return binding_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "actor"))
                 return actor_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "lock") || streq(verb, "unlock") || streq(verb, "configuration"))
+                return alpha_main(&args, verb, n_rest + 1, rest - 1);
         if (check_foreign_options(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
 

@@ -21,6 +21,7 @@
 #include "../util/strv.h"
 #include "actors-bus.h"
 #include "invoke-bus.h"
+#include "lock-bus.h"
 #include "polkit.h"
 #include "pubsub-bus.h"
 #include "bindings-bus.h"
@@ -348,6 +349,17 @@ static const sd_bus_vtable runtime_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("ExecuteStateTransaction",
                                 SD_BUS_ARGS("s", app_id, "s", store, "a(ssays)", operations), SD_BUS_NO_RESULT,
                                 bus_method_execute_state_transaction, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("QueryState", SD_BUS_ARGS("s", app_id, "s", store, "s", query),
+                                SD_BUS_RESULT("a(says)", items, "s", token), bus_method_query_state,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("TryLock",
+                                SD_BUS_ARGS("s", app_id, "s", store, "s", resource, "s", owner, "i", expiry_seconds),
+                                SD_BUS_RESULT("b", acquired), bus_method_try_lock, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("s", app_id, "s", store, "s", resource, "s", owner),
+                                SD_BUS_RESULT("i", status), bus_method_unlock, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetConfiguration", SD_BUS_ARGS("s", app_id, "s", store, "as", keys),
+                                SD_BUS_RESULT("a(sssa{ss})", items), bus_method_get_configuration,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("InvokeMethod",
                                 SD_BUS_ARGS("s", app_id, "s", method, "s", verb, "a(ss)", headers, "ay", body),
                                 SD_BUS_RESULT("q", status, "a(ss)", headers, "ay", body), bus_method_invoke_method,

@@ -63,9 +63,10 @@ char *bus_sender_app(sd_bus_message *call) {
 
 /*
  * Runs op once the caller may act as the app it asks for. op re-reads the
- * message from the start (it may run later, after polkit answered).
+ * message from the start (it may run later, after polkit answered). Shared
+ * with the other app-owned methods (lock-bus.c, ...).
  */
-static int with_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_bus_error *reterr) {
+int bus_with_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_bus_error *reterr) {
         _cleanup_free_ char *own = bus_sender_app(call);
         const char *app_id;
         int r = sd_bus_message_read(call, "s", &app_id);
@@ -168,7 +169,7 @@ static int do_get(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_get_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return with_identity(call, userdata, do_get, reterr);
+        return bus_with_identity(call, userdata, do_get, reterr);
 }
 
 /* ---- writes ---- */
@@ -245,7 +246,7 @@ static int do_save(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_save_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return with_identity(call, userdata, do_save, reterr);
+        return bus_with_identity(call, userdata, do_save, reterr);
 }
 
 /* DeleteState(s app_id, s store, s key, s etag, a{ss} options) */
@@ -266,7 +267,7 @@ static int do_delete(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_delete_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return with_identity(call, userdata, do_delete, reterr);
+        return bus_with_identity(call, userdata, do_delete, reterr);
 }
 
 /* ---- GetBulkState(s app_id, s store, as keys) → a(sbays) (key, found, value, etag) ---- */
@@ -348,7 +349,7 @@ static int do_bulk(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_get_bulk_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return with_identity(call, userdata, do_bulk, reterr);
+        return bus_with_identity(call, userdata, do_bulk, reterr);
 }
 
 /* ---- ExecuteStateTransaction(s app_id, s store, a(ssays) ops): (operation, key, value, etag) ---- */
@@ -402,5 +403,5 @@ static int do_transaction(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_execute_state_transaction(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return with_identity(call, userdata, do_transaction, reterr);
+        return bus_with_identity(call, userdata, do_transaction, reterr);
 }

@@ -18,6 +18,11 @@ char *bus_sender_app(sd_bus_message *call);
  */
 int bus_with_app_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_bus_error *reterr);
 
+/* Runs op once the caller may act as the app named by the call's first argument ("": its own). */
+typedef struct Manager Manager;
+int bus_with_identity(sd_bus_message *call, Manager *m, int (*op)(sd_bus_message *call, Manager *m),
+                      sd_bus_error *reterr);
+
 int bus_method_get_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr);
 int bus_method_save_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr);
 int bus_method_delete_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr);
