@@ -83,6 +83,7 @@ typedef struct PgConfig {
         Op *head, *tail;            /* queue; head in flight when busy */
         Op *done_head, *done_tail;  /* answered, waiting for delivery */
         ConfigStoreWatch *watches;
+        bool was_ready;             /* a connection before this one: a reconnect resyncs */
         bool closing;
 } PgConfig;
 
@@ -377,6 +378,8 @@ static void connected(PgConfig *p) {
         p->io = sd_event_source_disable_unref(p->io);
         p->phase = PHASE_READY;
         p->backoff_usec = BACKOFF_MIN_USEC;
+        bool reconnect = p->was_ready;
+        p->was_ready = true;
         (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
         /* a session of our own again: every channel is listened to anew, then what may have been missed
          * is read and reported, ahead of whatever waits */
@@ -389,7 +392,8 @@ static void connected(PgConfig *p) {
                 *tail = op;
                 tail = &op->next;
         }
-        if (p->watches) {
+        /* not on the first connection: daprd sends nothing when a subscription starts */
+        if (p->watches && reconnect) {
                 Op *op = calloc(1, sizeof *op);
                 if (op) {
                         *op = (Op){ .kind = OP_RESYNC, .deadline = now_usec(p) + TIMEOUT_USEC };

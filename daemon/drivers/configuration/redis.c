@@ -10,7 +10,8 @@
  * "del"/"expired"/"evicted" is reported as a deletion.
  *
  * Two RedisConns (../redis-common.h): one for commands, one in subscribe
- * mode. When the subscribing one (re)connects it subscribes again and, since
+ * mode from open() on, so a subscription is live as soon as it is answered.
+ * When the subscribing one reconnects it subscribes again and, since
  * notifications may have been missed meanwhile, every item is read and
  * reported to the watches once.
  */
@@ -54,6 +55,7 @@ typedef struct RedisConfigStore {
         RedisConn sub;         /* keyspace notifications */
         bool sub_open;
         bool subscribed;
+        bool ever_subscribed;  /* a later subscription follows a lost connection: resync */
         char *pattern;         /* __keyspace@<db>__:* */
         ConfigStoreWatch *watches;
         bool closing;
@@ -214,15 +216,19 @@ static void subscribe_now(RedisConfigStore *s) {
         (void) redis_conn_send(&s->conn, s->timeout_usec, on_ignore, NULL, 4, cfg, cfglen);
         if (sym_redisAsyncCommandArgv(s->sub.ac, on_keyspace, s, 2, argv, len) == REDIS_OK) {
                 s->subscribed = true;
-                /* what changed while nobody listened is reported once */
-                (void) send_get(s, CALL_RESYNC, NULL, NULL, NULL);
+                /* after a lost connection, or when someone subscribed before we listened, what may have
+                 * changed meanwhile is reported once; otherwise nothing (daprd sends nothing when a
+                 * subscription starts) */
+                if (s->ever_subscribed || s->watches)
+                        (void) send_get(s, CALL_RESYNC, NULL, NULL, NULL);
+                s->ever_subscribed = true;
         }
 }
 
 static void on_sub_ready(RedisConn *conn, bool ready, void *userdata) {
         RedisConfigStore *s = userdata;
         s->subscribed = false;
-        if (ready && s->watches)
+        if (ready)
                 subscribe_now(s);
 }
 
@@ -230,23 +236,13 @@ static int redis_watch(ConfigStore *base, char *const *keys, char *const *metada
                        void *userdata, ConfigStoreWatch **ret, char **reterr_msg) {
         RedisConfigStore *s = (RedisConfigStore *) base;
         ConfigStoreWatch *w = calloc(1, sizeof *w);
-        int r;
 
         if (!w)
                 return -ENOMEM;
-        if (!s->sub_open) {
-                r = redis_conn_init(&s->sub, base->event, &s->config, on_sub_ready, s);
-                if (r < 0) {
-                        free(w);
-                        return r;
-                }
-                s->sub_open = true;
-        }
         *w = (ConfigStoreWatch){ .fn = fn, .userdata = userdata, .next = s->watches };
         if (w->next)
                 w->next->prev = w;
         s->watches = w;
-        subscribe_now(s);
         *ret = w;
         return 0;
 }
@@ -282,6 +278,11 @@ static int redis_open(ConfigStore *base, char **reterr_msg) {
         r = redis_conn_init(&s->conn, base->event, &s->config, NULL, NULL);
         if (r < 0)
                 return redis_fail_field(reterr_msg, r, "cannot set up the connection: %s", strerror(-r));
+        /* listening from the start, so a subscription is live when its answer goes out */
+        r = redis_conn_init(&s->sub, base->event, &s->config, on_sub_ready, s);
+        if (r < 0)
+                return redis_fail_field(reterr_msg, r, "cannot set up the connection: %s", strerror(-r));
+        s->sub_open = true;
         return 0;
 }
 

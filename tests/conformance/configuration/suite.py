@@ -224,6 +224,7 @@ class GetTest(ConfigCase):
 class SubscribeTest(ConfigCase):
     def test_changes_reach_the_app_until_unsubscribed(self):
         p = self.p
+        self.backend.set(p + "c", "before")  # watched, but unchanged after subscribing: never posted
         r = self.get(f"/v1.0/configuration/store/subscribe?{self.sub_query()}")
         self.assertEqual(r.status, 200, r)
         sid = r.json()["id"]
@@ -252,6 +253,9 @@ class SubscribeTest(ConfigCase):
         self.backend.set(p + "c", "sentinel")
         self.app.wait_post(lambda x: x[0] == f"/configuration/store/{p}c", "for the sentinel")
         self.assertEqual(len([x for x in self.app.posts if x[0].endswith(p + "a")]), n_before, self.app.posts)
+        # as daprd: a subscription starts with no post of what is already there
+        self.assertFalse([x for x in self.app.posts if x[2]["items"].get(p + "c", {}).get("value") == "before"],
+                         self.app.posts)
 
     def test_deletion(self):
         if DRIVER_NAME == "postgresql":
