@@ -828,16 +828,6 @@ static int binding_main(Args *args, int argc, char *argv[]) {
 static int actor_main(Args *args, int argc, char *argv[]) {
         char *pos[4];
         int n, r, f;
-}
-
-/*
- * "lock STORE RESOURCE OWNER SECONDS", "unlock STORE RESOURCE OWNER", "configuration get STORE [KEY...]":
- * the app-owned alpha APIs (ctl-alpha.c), over D-Bus. argv as for state_main(). Returns the exit status.
- */
-static int alpha_main(Args *args, const char *verb, int argc, char *argv[]) {
-        char *pos[64];
-        const char *app;
-        int n, r;
 
         n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
         if (n < 0)
@@ -870,6 +860,22 @@ static int alpha_main(Args *args, const char *verb, int argc, char *argv[]) {
                 r = ctl_actor_reminders(&args->options, pos[1], pos[2]);
         f = flush_stdout();
         return exit_status(r < 0 ? r : f);
+}
+
+/*
+ * "lock STORE RESOURCE OWNER SECONDS", "unlock STORE RESOURCE OWNER", "configuration get STORE [KEY...]":
+ * the app-owned alpha APIs (ctl-alpha.c), over D-Bus. argv as for state_main(). Returns the exit status.
+ */
+static int alpha_main(Args *args, const char *verb, int argc, char *argv[]) {
+        char *pos[64];
+        const char *app;
+        int n, r;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
         if (check_foreign_options(args, verb) < 0 || select_transport(args, verb) < 0)
                 return CTL_EXIT_USAGE;
         app = strempty(args->app);
