@@ -363,6 +363,10 @@ static int http_get_json(const CtlOptions *o, const char *route, json_t **ret) {
         return 0;
 }
 
+int ctl_http_get_json(const CtlOptions *o, const char *route, json_t **ret) {
+        return http_get_json(o, route, ret);
+}
+
 static int bad_json(const char *route, const json_error_t *jerr) {
         ctl_log("unexpected reply to GET %s: %s", route, jerr->text);
         return -EBADMSG;

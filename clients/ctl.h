@@ -251,3 +251,23 @@ int ctl_binding_invoke(const CtlOptions *o, const CtlBindingRequest *req);
 /* ctl-pager.c */
 void ctl_pager_open(bool no_pager);
 void ctl_pager_close(void);
+
+/* What "logs" shows; strings borrowed from argv. */
+typedef struct CtlLogsRequest {
+        const char *app_id;
+        bool follow;               /* -f: wait for new lines */
+        int64_t lines;             /* -n: the last N lines; -1: all (10 with -f) */
+        bool since_set;
+        uint64_t since_usec;       /* --since, CLOCK_REALTIME */
+        const char *directory;     /* --directory: journal files there instead of the system journal */
+} CtlLogsRequest;
+
+/* ctl-http.c: GET route on the shared socket, the answer's JSON (errors reported) */
+int ctl_http_get_json(const CtlOptions *o, const char *route, json_t **ret);
+
+/* ctl-dashboard.c: prints (and opens) the dashboard's URL; forwards to the socket when needed */
+int ctl_dashboard(const CtlOptions *o, bool open_browser);
+
+/* ctl-logs.c */
+int ctl_parse_since(const char *s, uint64_t *ret_usec);
+int ctl_logs(const CtlOptions *o, const CtlLogsRequest *req);

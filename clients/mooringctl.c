@@ -35,6 +35,9 @@ enum {
         ARG_HEADER,
         ARG_CONTENT_TYPE,
         ARG_METADATA,
+        ARG_SINCE,
+        ARG_DIRECTORY,
+        ARG_OPEN,
 };
 
 typedef struct Args {
@@ -54,6 +57,12 @@ typedef struct Args {
         const char *content_type;  /* --content-type (publish), validated */
         char **metadata;           /* --metadata (publish), validated, NULL-terminated; the array is ours */
         size_t n_metadata;
+        bool follow;               /* -f, --follow (logs) */
+        int64_t lines;             /* -n, --lines (logs); -1 when not given */
+        const char *since;         /* --since (logs), validated */
+        uint64_t since_usec;
+        const char *directory;     /* --directory (logs) */
+        bool open;                 /* --open (dashboard) */
         bool options_ended;        /* the last parse_options() stopped after a "--" */
 } Args;
 
@@ -80,6 +89,11 @@ static const struct option long_options[] = {
         { "verbose",     no_argument,       NULL, 'v'             },
         { "content-type", required_argument, NULL, ARG_CONTENT_TYPE },
         { "metadata",    required_argument, NULL, ARG_METADATA    },
+        { "follow",      no_argument,       NULL, 'f'             },
+        { "lines",       required_argument, NULL, 'n'             },
+        { "since",       required_argument, NULL, ARG_SINCE       },
+        { "directory",   required_argument, NULL, ARG_DIRECTORY   },
+        { "open",        no_argument,       NULL, ARG_OPEN        },
         {}
 };
 
@@ -128,6 +142,11 @@ static void help(void) {
                "  binding invoke NAME OPERATION\n"
                "                          Run OPERATION on output binding NAME (--data,\n"
                "                          --metadata, --app) and print what it answered\n"
+               "  logs APP_ID             Show the app's log lines and mooringd's about it,\n"
+               "                          from the journal, in time order\n"
+               "  dashboard               Print the URL of mooringd's web dashboard; without\n"
+               "                          DashboardPort=, serve it on a loopback port until\n"
+               "                          stopped\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help and exit\n"
@@ -156,6 +175,12 @@ static void help(void) {
                "     --metadata=KEY=VALUE\n"
                "                          Publish, binding or secret get metadata (repeatable),\n"
                "                          e.g. rawPayload=true, ttlInSeconds=60, fileName=a.txt\n"
+               "  -f --follow             logs: keep showing new lines as they come\n"
+               "  -n --lines=N            logs: show the last N lines (with -f: 10)\n"
+               "     --since=TIME         logs: only lines from TIME on (YYYY-MM-DD [HH:MM[:SS]],\n"
+               "                          @EPOCH, or 30s, 10m, 2h, 1d ago)\n"
+               "     --directory=DIR      logs: read the journal files in DIR\n"
+               "     --open               dashboard: open the URL in a browser (xdg-open)\n"
                "\n"
                "Exit status: 0 success, 1 failure (invoke: also an answer with a status\n"
                "outside 200-399), 2 usage error, 3 mooringd not running.\n",
@@ -275,7 +300,7 @@ static int parse_options(int argc, char *argv[], Args *args) {
         /* 0 makes glibc re-initialize, which a second pass needs */
         optind = 0;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+:hv", long_options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+:hvfn:", long_options, NULL)) >= 0) {
                 last_optarg = optarg;
                 switch (c) {
                 case 'h':
@@ -374,6 +399,32 @@ static int parse_options(int argc, char *argv[], Args *args) {
                         args->metadata[args->n_metadata] = NULL;
                         break;
                 }
+                case 'f':
+                        args->follow = true;
+                        break;
+                case 'n': {
+                        char *end;
+                        errno = 0;
+                        long long v = strtoll(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 0)
+                                return usage_error("invalid --lines '%s': expected a number of lines", optarg);
+                        args->lines = v;
+                        break;
+                }
+                case ARG_SINCE:
+                        if (ctl_parse_since(optarg, &args->since_usec) < 0)
+                                return usage_error("invalid --since '%s': expected YYYY-MM-DD [HH:MM[:SS]], @EPOCH "
+                                                   "or a time ago such as 10m", optarg);
+                        args->since = optarg;
+                        break;
+                case ARG_DIRECTORY:
+                        if (!optarg[0])
+                                return usage_error("--directory needs a non-empty path");
+                        args->directory = optarg;
+                        break;
+                case ARG_OPEN:
+                        args->open = true;
+                        break;
                 case ':':
                         return usage_error("option '%s' needs an argument", argv[optind - 1]);
                 case '?':
@@ -452,6 +503,11 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 { "secret", "--metadata", a->metadata },
                 { "actor", "--app", a->app },
                 { "actor", "--data", a->data },
+                { "logs", "--follow", a->follow },
+                { "logs", "--lines", a->lines >= 0 },
+                { "logs", "--since", a->since },
+                { "logs", "--directory", a->directory },
+                { "dashboard", "--open", a->open },
         };
         for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
                 bool ok = false;
@@ -912,8 +968,70 @@ static int alpha_main(Args *args, const char *verb, int argc, char *argv[]) {
         return exit_status(r);
 }
 
+/*
+ * "logs APP_ID": argv[1...] are the arguments after "logs", options allowed anywhere among
+ * them. Returns the exit status.
+ */
+static int logs_main(Args *args, int argc, char *argv[]) {
+        char *pos[1];
+        int n, r;
+
+        n = parse_positionals(argc, argv, args, pos, (int) ELEMENTSOF(pos));
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (n < 1) {
+                usage_error("logs needs an APP_ID");
+                return CTL_EXIT_USAGE;
+        }
+        if (check_foreign_options(args, "logs") < 0)
+                return CTL_EXIT_USAGE;
+        if (!ctl_app_id_is_valid(pos[0])) {
+                usage_error("invalid app id '%s'", pos[0]);
+                return CTL_EXIT_USAGE;
+        }
+        CtlLogsRequest req = {
+                .app_id = pos[0],
+                .follow = args->follow,
+                .lines = args->lines,
+                .since_set = args->since != NULL,
+                .since_usec = args->since_usec,
+                .directory = args->directory,
+        };
+        r = ctl_logs(&args->options, &req);
+        if (r >= 0)
+                r = flush_stdout();
+        return exit_status(r);
+}
+
+/* "dashboard [--open]": always over the shared socket (the default one unless told). */
+static int dashboard_main(Args *args, int argc, char *argv[]) {
+        char *pos[1];
+        _cleanup_free_ char *dflt = NULL;
+        int n;
+
+        n = parse_positionals(argc, argv, args, pos, 0);
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (check_foreign_options(args, "dashboard") < 0 || select_transport(args, NULL) < 0)
+                return CTL_EXIT_USAGE;
+        if (!args->options.socket_path) {
+                const char *rt = getenv("XDG_RUNTIME_DIR");
+                if (args->options.user && rt && rt[0] == '/') {
+                        if (asprintf(&dflt, "%s/mooring/mooringd.sock", rt) < 0)
+                                return exit_status(ctl_log_oom());
+                } else if (!(dflt = strdup(MOORING_RUNTIME_DIR "/mooringd.sock")))
+                        return exit_status(ctl_log_oom());
+                args->options.socket_path = dflt;
+        }
+        return exit_status(ctl_dashboard(&args->options, args->open));
+}
+
 int main(int argc, char *argv[]) {
-        _cleanup_(args_done) Args args = {};
+        _cleanup_(args_done) Args args = { .lines = -1 };
         const char *verb;
         char **rest;
         int n_rest, r;
@@ -959,6 +1077,10 @@ int main(int argc, char *argv[]) {
                 return actor_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "lock") || streq(verb, "unlock") || streq(verb, "configuration"))
                 return alpha_main(&args, verb, n_rest + 1, rest - 1);
+        if (streq(verb, "logs"))
+                return logs_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "dashboard"))
+                return dashboard_main(&args, n_rest + 1, rest - 1);
         if (check_foreign_options(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
 

@@ -26,6 +26,9 @@ static void help(void) {
                "  --user               per-user mode: XDG directories and the session bus\n"
                "  --bus=BUS            system, session or none (default system; session with --user)\n"
                "  --log-level LEVEL    debug, info, notice, warning or err (default info)\n"
+               "  --log-target=TARGET  auto, console or journal (default auto: the journal, or the\n"
+               "                       terminal with timestamps when stderr is one)\n"
+               "  --log-format=FORMAT  text or json (JSON lines on stderr, as daprd writes them)\n"
                "  --version            print the version and exit\n"
                "  -h, --help           print this help and exit\n\n"
                "Signals: SIGHUP reloads apps and components; SIGTERM drains requests and stops.\n"
@@ -54,7 +57,7 @@ static int set_dir(char **dst, const char *v) {
 
 static int parse_argv(int argc, char *argv[], Manager *m) {
         enum { ARG_CONFIG_DIR = 0x100, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_USER, ARG_BUS, ARG_LOG_LEVEL,
-               ARG_VERSION };
+               ARG_LOG_TARGET, ARG_LOG_FORMAT, ARG_VERSION };
         static const struct option options[] = {
                 { "config-dir", required_argument, NULL, ARG_CONFIG_DIR },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
@@ -62,6 +65,8 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "user", no_argument, NULL, ARG_USER },
                 { "bus", required_argument, NULL, ARG_BUS },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "log-target", required_argument, NULL, ARG_LOG_TARGET },
+                { "log-format", required_argument, NULL, ARG_LOG_FORMAT },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -69,6 +74,8 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
         char *config = NULL, *state = NULL, *runtime = NULL;
         bool user = false;
         int bus = -1, c, r = 0;
+        LogTarget target = LOG_TARGET_AUTO;
+        LogFormat format = LOG_FORMAT_TEXT;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
@@ -98,6 +105,21 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                                 r = -EINVAL;
                         } else
                                 log_set_max_level(m->cli_log_level);
+                        break;
+                case ARG_LOG_TARGET:
+                        target = log_target_from_string(optarg);
+                        if (target < 0) {
+                                fprintf(stderr, "mooringd: --log-target must be auto, console or journal, not '%s'\n",
+                                        optarg);
+                                r = -EINVAL;
+                        }
+                        break;
+                case ARG_LOG_FORMAT:
+                        format = log_format_from_string(optarg);
+                        if (format < 0) {
+                                fprintf(stderr, "mooringd: --log-format must be text or json, not '%s'\n", optarg);
+                                r = -EINVAL;
+                        }
                         break;
                 case ARG_VERSION:
                         printf("mooringd %s\n", PACKAGE_VERSION);
@@ -131,6 +153,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 r = -EINVAL;
                 goto out;
         }
+        log_setup(target, format);
         m->config_dir = TAKE_PTR(config);
         m->state_dir = TAKE_PTR(state);
         m->runtime_dir = TAKE_PTR(runtime);
@@ -151,7 +174,7 @@ int main(int argc, char *argv[]) {
         sigset_t ss;
         int r;
 
-        log_open(false);
+        log_setup(LOG_TARGET_AUTO, LOG_FORMAT_TEXT); /* until the command line says otherwise */
         json_wipe_alloc_install(); /* before any JSON exists: secrets pass through jansson */
         umask(0022);
         m = manager_new();

@@ -137,6 +137,16 @@ bool app_metrics_enabled(const AppMetrics *m) {
         return m && m->enabled;
 }
 
+uint64_t app_metrics_requests(const AppMetrics *m) {
+        uint64_t n = 0;
+        if (!m)
+                return 0;
+        for (size_t i = 0; i < SERVER_SLOTS; i++)
+                if (m->server[i].used && m->server[i].status == 0)
+                        n += m->server[i].count;
+        return n;
+}
+
 uint64_t metrics_now_usec(void) {
         struct timespec ts;
         /* CLOCK_MONOTONIC is answered by the vDSO: no system call. */

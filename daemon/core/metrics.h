@@ -63,6 +63,9 @@ AppMetrics *app_metrics_free(AppMetrics *m);
 void app_metrics_set_enabled(AppMetrics *m, bool enabled);
 bool app_metrics_enabled(const AppMetrics *m);
 
+/* Requests received so far (the dashboard's request rate). */
+uint64_t app_metrics_requests(const AppMetrics *m);
+
 /* Monotonic microseconds from the vDSO clock (no syscall), for latencies. */
 uint64_t metrics_now_usec(void);
 

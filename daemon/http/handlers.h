@@ -2,6 +2,8 @@
 /* Route handlers defined outside routes.c, one file per API area. */
 #pragma once
 
+#include <jansson.h>
+
 #include "router.h"
 
 /* api-state.c: Dapr's state API */
@@ -23,6 +25,12 @@ int http_invoke_by_header(HttpRequest *r);
 int http_publish(HttpRequest *r, const RouteMatch *m);
 int http_publish_bulk(HttpRequest *r, const RouteMatch *m);
 int http_publish_no_topic(HttpRequest *r, const RouteMatch *m);
+
+/* admin-dashboard.c: the dashboard's files and the admin routes' extra fields */
+int http_get_dashboard(HttpRequest *r, const RouteMatch *m);
+int http_get_recent_logs(HttpRequest *r, const RouteMatch *m);
+void http_admin_app_extra(const App *a, json_t *o);
+void http_admin_component_extra(Registry *reg, const Component *c, json_t *o);
 
 /* admin-metrics.c: GET /metrics (Prometheus text format) */
 int http_get_metrics(HttpRequest *r, const RouteMatch *m);

@@ -197,8 +197,7 @@ static int put_metadata(HttpRequest *r, const RouteMatch *m) {
 static int get_status(HttpRequest *r, const RouteMatch *m) {
         Manager *mg = http_request_manager(r);
         const HttpServerStats *h = http_server_stats(mg->http);
-        return http_reply_json(
-                r, 200,
+        json_t *j =
                 json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
                           "version", PACKAGE_VERSION, "state", manager_state_to_string(mg->state), "apps",
                           (json_int_t) mg->registry->n_apps, "components", (json_int_t) mg->registry->n_components, "uptimeSec",
@@ -209,7 +208,12 @@ static int get_status(HttpRequest *r, const RouteMatch *m) {
                           "refusedUser", (json_int_t) h->refused_user, "acceptErrors",
                           (json_int_t) h->accept_errors, "headerTimeouts", (json_int_t) h->header_timeouts,
                           "bodyTimeouts", (json_int_t) h->body_timeouts, "badRequests",
-                          (json_int_t) h->bad_requests));
+                          (json_int_t) h->bad_requests);
+        if (j && mg->dashboard_listener)
+                json_object_set_new(j, "dashboardPort", json_integer(mg->settings.dashboard_port));
+        if (j && mg->metrics_listener)
+                json_object_set_new(j, "metricsPort", json_integer(mg->settings.metrics_port));
+        return http_reply_json(r, 200, j);
 }
 
 static int get_apps(HttpRequest *r, const RouteMatch *m) {
@@ -217,13 +221,15 @@ static int get_apps(HttpRequest *r, const RouteMatch *m) {
         json_t *a = json_array();
         for (size_t i = 0; a && i < mg->n_apps; i++) {
                 const App *app = mg->apps[i];
-                json_array_append_new(
-                        a, json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s}", "id", app->config->id,
-                                     "appAddress", strempty(app->config->app_address), "httpSocket",
-                                     strempty(app->socket_path), "httpPort", (int) app->config->http_port,
-                                     "grpcSocket", strempty(app->grpc_socket_path), "grpcPort",
-                                     (int) app->config->grpc_port, "health", app_health_to_string(app->health),
-                                     "source", app_source_to_string(app->source)));
+                json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s}", "id", app->config->id,
+                                      "appAddress", strempty(app->config->app_address), "httpSocket",
+                                      strempty(app->socket_path), "httpPort", (int) app->config->http_port,
+                                      "grpcSocket", strempty(app->grpc_socket_path), "grpcPort",
+                                      (int) app->config->grpc_port, "health", app_health_to_string(app->health),
+                                      "source", app_source_to_string(app->source));
+                if (o)
+                        http_admin_app_extra(app, o); /* unit, concurrency, request count (admin-dashboard.c) */
+                json_array_append_new(a, o);
         }
         return http_reply_json(r, 200, a);
 }
@@ -236,9 +242,12 @@ static int get_components(HttpRequest *r, const RouteMatch *m) {
                 json_t *scopes = json_array();
                 for (char **s = c->scopes; scopes && s && *s; s++)
                         json_array_append_new(scopes, json_string(*s));
-                json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o*, s:s*}", "name", c->name, "type",
-                                                   c->type, "version", c->version, "file", c->file, "line",
-                                                   (int) c->line, "scopes", scopes, "error", c->load_error));
+                json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o*, s:s*}", "name", c->name, "type", c->type,
+                                      "version", c->version, "file", c->file, "line", (int) c->line, "scopes", scopes,
+                                      "error", c->load_error);
+                if (o)
+                        http_admin_component_extra(mg, c, o); /* its status (admin-dashboard.c) */
+                json_array_append_new(a, o);
         }
         return http_reply_json(r, 200, a);
 }
@@ -329,10 +338,13 @@ const Route http_routes[] = {
         { "GET", "/v1.0-alpha1/configuration/{store}/{id}/unsubscribe", 0, http_configuration_unsubscribe },
         { "POST", "/v1.0-alpha1/lock/{store}", 0, http_lock },
         { "POST", "/v1.0-alpha1/unlock/{store}", 0, http_unlock },
-        { "GET", "/mooring/v1/status", ROUTE_ADMIN, get_status },
-        { "GET", "/mooring/v1/apps", ROUTE_ADMIN, get_apps },
-        { "GET", "/mooring/v1/components", ROUTE_ADMIN, get_components },
-        { "GET", "/mooring/v1/subscriptions", ROUTE_ADMIN, get_subscriptions },
+        { "GET", "/mooring/v1/status", ROUTE_ADMIN | ROUTE_DASHBOARD, get_status },
+        { "GET", "/mooring/v1/apps", ROUTE_ADMIN | ROUTE_DASHBOARD, get_apps },
+        { "GET", "/mooring/v1/components", ROUTE_ADMIN | ROUTE_DASHBOARD, get_components },
+        { "GET", "/mooring/v1/subscriptions", ROUTE_ADMIN | ROUTE_DASHBOARD, get_subscriptions },
+        { "GET", "/mooring/v1/logs", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_recent_logs },
+        { "GET", "/dashboard/", ROUTE_ADMIN | ROUTE_DASHBOARD | ROUTE_NO_TOKEN, http_get_dashboard },
+        { "GET", "/dashboard/{file}", ROUTE_ADMIN | ROUTE_DASHBOARD | ROUTE_NO_TOKEN, http_get_dashboard },
         { "POST", "/mooring/v1/apps/{id}/probe", ROUTE_ADMIN, post_app_probe },
         { "GET", "/metrics", ROUTE_ADMIN | ROUTE_METRICS | ROUTE_NO_TOKEN, http_get_metrics },
         { "GET", "/mooring/v1/actors", ROUTE_ADMIN, http_actors_admin_types },

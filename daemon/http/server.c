@@ -704,6 +704,27 @@ static bool token_ok(HttpRequest *r, RouteFlags flags) {
                app_token_matches(c->app, http_request_header(r, "dapr-api-token"));
 }
 
+static bool secret_eq(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b);
+        unsigned char d = la != lb;
+        for (size_t i = 0; i < la; i++)
+                d |= (unsigned char) (a[i] ^ b[i % (lb ? lb : 1)]);
+        return d == 0;
+}
+
+/* DashboardToken=, when set, guards the dashboard port's data (not its static files):
+ * "Authorization: Bearer TOKEN" or "?token=TOKEN". */
+static bool dashboard_token_ok(HttpRequest *r, RouteFlags flags) {
+        const char *want = settings(r->conn->server)->dashboard_token, *h;
+        if (r->conn->caller.via != LISTENER_DASHBOARD || !want || (flags & ROUTE_NO_TOKEN))
+                return true;
+        h = http_request_header(r, "authorization");
+        if (h && strncasecmp(h, "Bearer ", 7) == 0 && secret_eq(h + 7, want))
+                return true;
+        _cleanup_free_ char *q = http_request_query(r, "token");
+        return q && secret_eq(q, want);
+}
+
 /* Route flags a listener admits besides the Dapr API: the shared socket everything, the
  * metrics and dashboard ports only their own routes. */
 static bool route_allowed(const Caller *c, RouteFlags flags) {
@@ -756,7 +777,7 @@ static int dispatch(HttpRequest *r) {
                                         "dapr-app-id (no route for %s %s)", method, url);
         }
 
-        if (!token_ok(r, match.route->flags)) {
+        if (!token_ok(r, match.route->flags) || !dashboard_token_ok(r, match.route->flags)) {
                 route_match_done(&match);
                 return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
         }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <syslog.h>
 
 #include "cleanup.h"
@@ -22,6 +23,31 @@ void log_set_max_level(int level);
 int log_get_max_level(void);
 /* Chooses the journal if its socket exists (or force is set). */
 void log_open(bool force_stderr);
+
+/*
+ * Where lines go (--log-target=): AUTO is the journal when its socket exists and stderr is
+ * not a terminal, else stderr; CONSOLE is stderr with a timestamp on every line (a terminal
+ * gets that under AUTO too); JOURNAL is the journal, stderr when it cannot be reached.
+ */
+typedef enum LogTarget {
+        LOG_TARGET_AUTO,
+        LOG_TARGET_CONSOLE,
+        LOG_TARGET_JOURNAL,
+        _LOG_TARGET_MAX,
+        _LOG_TARGET_INVALID = -EINVAL,
+} LogTarget;
+/* Line format on stderr (--log-format=): TEXT, or JSON objects one per line as daprd writes them
+ * (time, level, type, msg, scope, app_id, ...). JSON always goes to stderr. */
+typedef enum LogFormat {
+        LOG_FORMAT_TEXT,
+        LOG_FORMAT_JSON,
+        _LOG_FORMAT_MAX,
+        _LOG_FORMAT_INVALID = -EINVAL,
+} LogFormat;
+LogTarget log_target_from_string(const char *s);
+LogFormat log_format_from_string(const char *s);
+/* Sets target and format and opens accordingly (replaces log_open()). */
+void log_setup(LogTarget target, LogFormat format);
 
 /*
  * Emits one entry. app_id / component may be NULL. error > 0 is an errno
@@ -63,6 +89,15 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                                        __VA_ARGS__)                                        \
                         : -_e;                                                             \
         })
+
+/*
+ * The last LOG_RECENT_MAX messages at info level or above that name an app, kept in memory for
+ * the dashboard (fixed ring, no allocation). fn gets them oldest first; app_id NULL: every app.
+ */
+#define LOG_RECENT_MAX 512
+typedef void (*LogRecentFn)(uint64_t realtime_usec, int level, const char *app_id, const char *message,
+                            void *userdata);
+void log_recent_foreach(const char *app_id, LogRecentFn fn, void *userdata);
 
 int log_oom_internal(const char *file, int line, const char *func);
 #define log_oom() log_oom_internal(__FILE__, __LINE__, __func__)
