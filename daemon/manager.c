@@ -149,6 +149,7 @@ Manager *manager_free(Manager *m) {
         m->dashboard_listener = http_listener_free(m->dashboard_listener);
         m->http = http_server_free(m->http);
         m->grpc = grpc_server_free(m->grpc);
+        m->tracer = trace_exporter_free(m->tracer);
         for (size_t i = 0; i < m->n_activated; i++) {
                 safe_close(m->activated[i].fd);
                 free(m->activated[i].name);
@@ -1264,6 +1265,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         registry_reload_configurations(m->registry);
+        trace_exporter_configure(&m->tracer, m->event, registry_host_configuration(m->registry));
         r = reload_components(m);
         if (r < 0)
                 return r;
@@ -1306,8 +1308,10 @@ int manager_reload(Manager *m) {
                 log_warning("ApiSocket= changed; it takes effect at the next start.");
         if (r >= 0)
                 r = reload_apps(m);
-        if (r >= 0)
+        if (r >= 0) {
                 registry_reload_configurations(m->registry);
+                trace_exporter_configure(&m->tracer, m->event, registry_host_configuration(m->registry));
+        }
         if (r >= 0)
                 r = reload_components(m);
         if (r >= 0)
@@ -1328,17 +1332,31 @@ int manager_reload(Manager *m) {
         return r;
 }
 
+static void on_traces_flushed(void *userdata) {
+        Manager *m = userdata;
+        (void) sd_event_exit(m->event, 0);
+}
+
+/* The end of a graceful stop: the spans still queued go out first (bounded), then the loop ends. */
+static void manager_exit(Manager *m) {
+        if (m->exiting)
+                return;
+        m->exiting = true;
+        trace_exporter_flush(m->tracer, on_traces_flushed, m);
+}
+
 static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         log_warning("Drain timeout: %u requests still in flight, closing them.",
                     http_server_requests_in_flight(m->http));
-        return sd_event_exit(m->event, 0);
+        manager_exit(m);
+        return 0;
 }
 
 void manager_on_http_drained(Manager *m) {
         if (m->state == MANAGER_STOPPING) {
                 log_info("All requests done, stopping.");
-                (void) sd_event_exit(m->event, 0);
+                manager_exit(m);
         }
 }
 
@@ -1358,7 +1376,7 @@ void manager_stop(Manager *m) {
         unsigned n = http_server_requests_in_flight(m->http);
         if (n == 0) {
                 log_info("Stopping, no requests in flight.");
-                (void) sd_event_exit(m->event, 0);
+                manager_exit(m);
                 return;
         }
         log_info("Stopping, draining %u requests for at most %llus.", n,

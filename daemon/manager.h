@@ -23,6 +23,7 @@
 #include "core/registry.h"
 #include "core/settings.h"
 #include "forward.h"
+#include "transport/trace-export.h"
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -70,6 +71,8 @@ struct Manager {
         ActivatedFd *activated;     /* sockets passed by systemd and not yet claimed */
         size_t n_activated;
 
+        TraceExporter *tracer;      /* spec.tracing of config.yaml; NULL: no export */
+        bool exiting;               /* the loop ends once the last spans are out */
         sd_event_source *drain_timer;
         uint64_t start_usec;
 };

@@ -18,6 +18,7 @@
 #include "../core/app.h"
 #include "../core/configuration.h"
 #include "../core/metrics.h"
+#include "../core/trace.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
 #include "../transport/app-channel.h"
@@ -72,6 +73,8 @@ struct InvokeCall {
         TraceContext span;
         char traceparent[TRACEPARENT_LEN + 1];
         uint64_t transfer_usec;       /* metrics: when the call went to the app (0: it never did) */
+        Span tspan;                   /* the exported CLIENT span (core/trace.h), when traced */
+        bool traced;
         uint64_t received;            /* answer body bytes taken */
         uint64_t start_usec;
         InvokeCall *next, *prev;      /* the registry's list */
@@ -290,6 +293,8 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
         if (c->state == CALL_QUEUED)
                 app_slot_cancel(c->target, &c->waiter);
         c->state = CALL_FINISHING;
+        if (c->traced)
+                trace_span_end(&c->tspan, c->head_sent ? c->status : 0, fmt != NULL || c->status >= 500);
         if (c->transfer_usec)
                 metrics_http_client(c->target->metrics, METRICS_CALL_INVOKE, c->verb, c->head_sent ? c->status : 0,
                                     c->body_len, c->received, metrics_now_usec() - c->transfer_usec);
@@ -503,8 +508,21 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
 
         TraceContext parent;
         const char *tp = header_get(req->headers, "traceparent");
-        bool has_parent = traceparent_parse(tp, &parent) >= 0;
-        trace_context_new_span(has_parent ? &parent : NULL, sampled_by(cfg), &c->span);
+        bool has_parent = req->trace_parent || traceparent_parse(tp, &parent) >= 0;
+        if (req->trace_parent)
+                parent = *req->trace_parent;
+        if (trace_enabled()) {
+                /* The span the callee's traceparent names is the one exported: "CallLocal/<app>/<method>". */
+                char name[TRACE_NAME_MAX];
+                snprintf(name, sizeof name, "CallLocal/%s%.*s", target->config->id, (int) strcspn(c->path, "?"),
+                         c->path);
+                trace_span_begin(&c->tspan, has_parent ? &parent : NULL,
+                                 cfg && cfg->tracing.sampling_rate_set ? cfg->tracing.sampling_rate : 0.0001,
+                                 SPAN_CLIENT, name, c->caller_app);
+                c->traced = true;
+                c->span = c->tspan.ctx;
+        } else
+                trace_context_new_span(has_parent ? &parent : NULL, sampled_by(cfg), &c->span);
         traceparent_format(&c->span, c->traceparent);
         const char *ts = has_parent ? header_get(req->headers, "tracestate") : NULL;
         if (ts && !tracestate_is_valid(ts))

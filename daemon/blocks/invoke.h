@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/tracecontext.h"
 #include "../forward.h"
 
 typedef struct InvokeCall InvokeCall;
@@ -47,6 +48,8 @@ typedef struct InvokeRequest {
         size_t body_len;
         bool routed_by_authorization; /* Authorization (Basic dapr-app-id:<id>) named the target:
                                        * it is not forwarded */
+        const TraceContext *trace_parent; /* the front-end's span of the inbound call, whose child the
+                                           * call is; NULL: the caller's traceparent header */
 } InvokeRequest;
 
 /* Counts the calls through mooringd that led to this one: mooringd sets it on every call it

@@ -20,6 +20,7 @@
 #include "../core/component.h"
 #include "../core/conf-keep.h"
 #include "../core/metrics.h"
+#include "../core/trace.h"
 #include "../core/subscription.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
@@ -218,6 +219,8 @@ struct Publish {
         char **broker_md;
         int64_t ttl;
         uint64_t start_usec;    /* metrics */
+        bool traced;            /* span: a PRODUCER child of the inbound call's (core/trace.h) */
+        Span span;
 };
 
 static void publish_free(Publish *p) {
@@ -333,6 +336,8 @@ static void publish_metrics(Publish *p, bool ok) {
         if (app_metrics_enabled(m))
                 metrics_component_op(m, METRICS_PUBSUB_EGRESS, p->broker->name, NULL, p->topic, ok ? "true" : "false",
                                      metrics_now_usec() - p->start_usec);
+        if (p->traced)
+                trace_span_end(&p->span, 0, !ok);
 }
 
 static void on_published(int error, const char *message, void *userdata) {
@@ -417,6 +422,9 @@ int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, v
                 goto oom;
         if (r < 0)
                 return publish_fail(p, r, "%s", why);
+        char span_name[TRACE_NAME_MAX];
+        snprintf(span_name, sizeof span_name, "pubsub/%s/publish", b->name);
+        p->traced = trace_span_begin_child(&p->span, SPAN_PRODUCER, span_name, req->app);
 
         /* Dapr's own metadata; the rest is the broker's. */
         for (char *const *md = req->metadata; md && md[0] && md[1]; md += 2) {

@@ -28,6 +28,7 @@
 #include "../core/app.h"
 #include "../core/component.h"
 #include "../core/metrics.h"
+#include "../core/trace.h"
 #include "../core/registry.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
@@ -70,6 +71,8 @@ typedef struct StateCall {
         size_t n_ops;
         char **keys;              /* get (one key) and bulk get */
         uint64_t start_usec;      /* metrics: handed to the driver */
+        bool traced;              /* span is a child of the inbound call's (core/trace.h) */
+        Span span;
         struct StateCall *next, *prev;
 } StateCall;
 
@@ -714,6 +717,21 @@ static char *write_failure_message(const StateCall *c, const StateResult *r) {
         return buf;
 }
 
+/* The operation's span, a child of the call that asked for it: "state/<store>/<operation>". */
+static void call_trace_begin(StateCall *c, const char *store, const char *app_id) {
+        char name[TRACE_NAME_MAX];
+        snprintf(name, sizeof name, "state/%s/%s", store,
+                 c->kind == CALL_GET ? "get" : c->kind == CALL_BULK_GET ? "bulk_get"
+                 : c->kind == CALL_TRANSACT ? "transaction" : "set");
+        c->traced = trace_span_begin_child(&c->span, SPAN_CLIENT, name, app_id);
+}
+
+static void call_trace_end(StateCall *c, bool ok) {
+        if (c->traced)
+                trace_span_end(&c->span, 0, !ok);
+        c->traced = false;
+}
+
 /* The driver's answer for c (any kind but bulk get). */
 static void on_call_done(const StateResult *r, void *userdata) {
         StateCall *c = userdata;
@@ -727,6 +745,7 @@ static void on_call_done(const StateResult *r, void *userdata) {
         }
 
         call_metrics(q, c, r->error == 0 || r->error == -ENOENT);
+        call_trace_end(c, r->error == 0 || r->error == -ENOENT);
         running_unlink(q, c);
         a->in_flight--;
         if (is_component_failure(r->error))
@@ -749,6 +768,7 @@ static void on_call_bulk_done(const StateResult *results, size_t n, void *userda
         for (size_t i = 0; i < n; i++)
                 ok = ok && (results[i].error == 0 || results[i].error == -ENOENT);
         call_metrics(q, c, ok);
+        call_trace_end(c, ok);
         running_unlink(q, c);
         a->in_flight--;
         for (size_t i = 0; i < n; i++)
@@ -954,6 +974,8 @@ int state_get_raw(StateStore *s, const char *queue_id, const char *key, StateDon
 /* Takes k. */
 static int get_key(StateStore *s, const char *app_id, char *k, StateDoneFn done, void *userdata) {
         StateCall *c = call_new(CALL_GET, done, NULL, userdata);
+        if (c)
+                call_trace_begin(c, s->name, app_id);
         if (!c || !(c->keys = calloc(2, sizeof(char *)))) {
                 free(c);
                 free(k);
@@ -975,6 +997,8 @@ static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const St
         c = call_new(kind, done, NULL, userdata);
         if (!c)
                 return -ENOMEM;
+        if (c)
+                call_trace_begin(c, s->name, app_id);
         /* A multi-item save that fails names the items stored and not (write_failure_message()). */
         if (kind == CALL_WRITE && n > 1) {
                 c->keys = calloc(n + 1, sizeof(char *));
@@ -1052,6 +1076,8 @@ int state_bulk_get(StateStore *s, const char *app_id, char *const *keys, size_t 
         if (q->max_ops > 0 && n > q->max_ops)
                 return -E2BIG;
         c = call_new(CALL_BULK_GET, NULL, done, userdata);
+        if (c)
+                call_trace_begin(c, s->name, app_id);
         if (!c || !(c->keys = calloc(n + 1, sizeof(char *)))) {
                 free(c);
                 return -ENOMEM;

@@ -51,6 +51,7 @@ struct App {
         AppSlotWaiter *slot_waiters; /* calls waiting for a slot, FIFO */
         AppSlotWaiter *slot_waiters_tail;
         AppMetrics *metrics;       /* its series (core/metrics.h), preallocated */
+        double trace_rate;         /* spec.tracing.samplingRate of its Configuration */
 };
 
 /*

@@ -375,18 +375,32 @@ void registry_reload_configurations(Registry *r) {
         registry_refresh_metrics(r);
 }
 
-/* spec.metric.enabled of each app's Configuration (config.yaml for callers that are no app). */
-void registry_refresh_metrics(Registry *r) {
+/* Dapr's sampling rate when a Configuration does not say (see blocks/invoke.c). */
+static double sampling_rate(const Configuration *c) {
+        return c && c->tracing.sampling_rate_set ? c->tracing.sampling_rate : 0.0001;
+}
+
+const Configuration *registry_host_configuration(Registry *r) {
         _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "%s/config.yaml", r->config_dir) >= 0) {
-                ConfigurationEntry *ce = configuration_find(r->configurations, r->n_configurations, path);
-                app_metrics_set_enabled(r->metrics, !(ce && ce->c && ce->c->metric_disabled));
-        }
+        if (asprintf(&path, "%s/config.yaml", r->config_dir) < 0)
+                return NULL;
+        ConfigurationEntry *ce = configuration_find(r->configurations, r->n_configurations, path);
+        return ce ? ce->c : NULL;
+}
+
+/* spec.metric.enabled and the sampling rate of each app's Configuration (config.yaml for callers
+ * that are no app). */
+void registry_refresh_metrics(Registry *r) {
+        const Configuration *host = registry_host_configuration(r);
+        app_metrics_set_enabled(r->metrics, !(host && host->metric_disabled));
+        r->trace_rate = sampling_rate(host);
         for (size_t i = 0; i < r->n_apps; i++) {
                 const Configuration *c = NULL;
                 const char *err = NULL;
-                if (registry_app_configuration(r, r->apps[i], &c, &err) >= 0)
+                if (registry_app_configuration(r, r->apps[i], &c, &err) >= 0) {
                         app_metrics_set_enabled(r->apps[i]->metrics, !(c && c->metric_disabled));
+                        r->apps[i]->trace_rate = sampling_rate(c);
+                }
         }
 }
 

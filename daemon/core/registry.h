@@ -61,6 +61,7 @@ struct Registry {
         size_t n_components;
         json_t *extended;           /* PUT /v1.0/metadata from unidentified callers */
         AppMetrics *metrics;        /* series of callers that are no app, and host-wide ones (core/metrics.h) */
+        double trace_rate;          /* config.yaml's spec.tracing.samplingRate, for callers that are no app */
         StateStore **state_stores;  /* one per state.* component that opened */
         size_t n_state_stores;
         PubsubBroker **pubsubs;     /* one per pubsub.* component that opened */
@@ -154,8 +155,11 @@ int registry_app_configuration(Registry *r, const App *a, const Configuration **
  * previous version was good keeps that version in force (and is logged as kept).
  */
 void registry_reload_configurations(Registry *r);
-/* Applies spec.metric.enabled of the Configurations to every app's metrics (done by the reload above). */
+/* Applies spec.metric.enabled and spec.tracing.samplingRate of the Configurations to every app (done by
+ * the reload above). */
 void registry_refresh_metrics(Registry *r);
+/* config.yaml's Configuration (the host's: trace export), NULL when there is none or it is broken. */
+const Configuration *registry_host_configuration(Registry *r);
 
 /* ---- configuration errors ---- */
 

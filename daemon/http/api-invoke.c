@@ -181,6 +181,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .body = body,
                 .body_len = body_len,
                 .routed_by_authorization = routed_by_authorization,
+                .trace_parent = http_request_trace(r),
         };
         k = invoke_start(http_request_registry(r), &req, &handler, hi, &hi->call);
         if (k < 0) {

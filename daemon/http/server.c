@@ -45,6 +45,7 @@
 #include "../core/app.h"
 #include "../core/identity.h"
 #include "../core/metrics.h"
+#include "../core/trace.h"
 #include "../manager.h"
 #include "../util/iomux.h"
 #include "../util/log.h"
@@ -107,6 +108,8 @@ struct HttpRequest {
         void *on_end_userdata;
         /* metrics (core/metrics.h): the route's index, the status and body bytes that went out */
         bool metric_begun;
+        bool traced;                /* span is an inbound SERVER span (core/trace.h) */
+        Span span;
         uint16_t metric_route;
         unsigned metric_status;
         uint64_t metric_bytes, metric_start;
@@ -531,6 +534,10 @@ static void request_uncount(HttpConn *c) {
 /* The request is over: tell whoever waits on it, once. */
 static void request_end(HttpConn *c) {
         HttpRequest *r = &c->req;
+        if (r->traced) {
+                r->traced = false;
+                trace_span_end(&r->span, r->metric_status, r->metric_status >= 500 || !r->metric_status);
+        }
         if (r->metric_begun && r->metric_status) {
                 r->metric_begun = false;
                 metrics_http_server_end(caller_metrics(c), r->metric_route, http_request_method(r),
@@ -692,6 +699,21 @@ static void metrics_request_begin(HttpRequest *r, const Route *route) {
         r->metric_begun = true;
         r->metric_route = route ? (uint16_t) (route - http_routes) : METRICS_ROUTE_UNMATCHED;
         metrics_http_server_begin(caller_metrics(c), r->metric_route, http_request_method(r), len);
+        if (trace_enabled()) {
+                /* The inbound call's span: a child of the caller's traceparent, named by the route. */
+                TraceContext parent;
+                const char *tp = http_request_header(r, "traceparent");
+                bool has_parent = tp && traceparent_parse(tp, &parent) >= 0;
+                App *app = c->caller.app;
+                trace_span_begin(&r->span, has_parent ? &parent : NULL,
+                                 app ? app->trace_rate : c->server->manager->registry->trace_rate, SPAN_SERVER,
+                                 route ? route->pattern : "unmatched", app ? app->config->id : NULL);
+                r->traced = true;
+        }
+}
+
+const TraceContext *http_request_trace(const HttpRequest *r) {
+        return r->traced ? &r->span.ctx : NULL;
 }
 
 /* ---- dispatch ---- */
@@ -777,6 +799,7 @@ static int dispatch(HttpRequest *r) {
                                         "dapr-app-id (no route for %s %s)", method, url);
         }
 
+        trace_set_current(http_request_trace(r)); /* blocks' operations become its children */
         if (!token_ok(r, match.route->flags) || !dashboard_token_ok(r, match.route->flags)) {
                 route_match_done(&match);
                 return http_reply(r, 401, "text/plain", "invalid api token", strlen("invalid api token"));
@@ -843,6 +866,7 @@ static void conn_process(HttpConn *c) {
                 deadline_unlink(c);
                 c->in_dispatch = true;
                 (void) dispatch(&c->req);
+                trace_set_current(NULL);
                 c->in_dispatch = false;
                 if (!c->req.replied && !c->req.streaming)
                         return; /* answered later; the connection waits (EPOLLRDHUP watches it) */

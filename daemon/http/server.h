@@ -80,6 +80,8 @@ const Caller *http_request_caller(const HttpRequest *r);
 Manager *http_request_manager(const HttpRequest *r);
 Registry *http_request_registry(const HttpRequest *r);
 const char *http_request_method(const HttpRequest *r);
+/* The inbound call's span when it is traced (its children name it as parent), else NULL. */
+const struct TraceContext *http_request_trace(const HttpRequest *r);
 /* The path as sent, still escaped, without the query string. */
 const char *http_request_url(const HttpRequest *r);
 const char *http_request_header(const HttpRequest *r, const char *name);

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Finished spans waiting for the trace exporter (transport/trace-export.c):
+ * a bounded ring, preallocated when an exporter is configured. Recording
+ * copies one fixed-size Span into it (no allocation, no syscall); past its
+ * capacity spans are dropped and counted (mooring_trace_spans_dropped_total).
+ * Loop thread only.
+ *
+ * Who records: the HTTP front-end (a SERVER span per inbound API call), the
+ * invoke block (a CLIENT span per call into an app). Blocks still to come
+ * (actors, bindings, secrets, component operations) record theirs the same
+ * way: trace_span_begin() from the context of the call that caused them,
+ * trace_span_end() when it is over.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tracecontext.h"
+
+#define TRACE_QUEUE_MAX 2048
+#define TRACE_NAME_MAX 96
+#define TRACE_SERVICE_MAX 64
+
+typedef enum SpanKind {
+        SPAN_INTERNAL = 1, /* OTLP's numbers */
+        SPAN_SERVER = 2,
+        SPAN_CLIENT = 3,
+        SPAN_PRODUCER = 4,
+        SPAN_CONSUMER = 5,
+} SpanKind;
+
+typedef struct Span {
+        TraceContext ctx;                 /* this span: trace id, span id, sampled flag */
+        uint8_t parent_id[8];
+        bool has_parent;
+        uint8_t kind;                     /* SpanKind */
+        char name[TRACE_NAME_MAX];        /* a route template or "CallLocal/<app>": bounded */
+        char service[TRACE_SERVICE_MAX];  /* the app on whose behalf (service.name); "mooringd" for none */
+        uint64_t start_ns, end_ns;        /* CLOCK_REALTIME nanoseconds */
+        unsigned http_status;             /* 0: none */
+        bool error;
+} Span;
+
+/* Is an exporter set up (spans are worth making)? */
+bool trace_enabled(void);
+/* Sets up (capacity > 0) or tears down (0) the ring. -ENOMEM. */
+int trace_queue_setup(size_t capacity);
+
+/*
+ * Starts s: a child of parent (its trace id and sampled flag), or a new trace sampled with
+ * probability rate when parent is NULL. name and service are copied (cut to size).
+ */
+void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind kind, const char *name,
+                      const char *service);
+/* Ends s now and queues it if it is sampled (dropped and counted when the ring is full). */
+void trace_span_end(Span *s, unsigned http_status, bool error);
+
+/*
+ * The span of the inbound call being handled right now (the front-end sets it around its handler),
+ * so that a block's operation started from the handler becomes its child. NULL outside.
+ */
+void trace_set_current(const TraceContext *c);
+const TraceContext *trace_current(void);
+/* A child of the current span, if there is one and an exporter (else s stays unused: false). */
+bool trace_span_begin_child(Span *s, SpanKind kind, const char *name, const char *service);
+
+/* Takes up to max queued spans, oldest first, into out; returns how many. */
+size_t trace_queue_take(Span *out, size_t max);
+size_t trace_queue_length(void);
+/* Counts spans the exporter gave up on (as dropped). */
+void trace_count_dropped(uint64_t n);
+void trace_count_exported(uint64_t n);
+uint64_t trace_dropped(void);
+uint64_t trace_exported(void);
+
+/* Lower-case hex of n bytes into buf (2n + 1). */
+void trace_hex(const uint8_t *p, size_t n, char *buf);

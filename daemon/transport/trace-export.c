@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* See trace-export.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/configuration.h"
+#include "../core/metrics.h"
+#include "../core/trace.h"
+#include "../drivers/curl-event.h"
+#include "../drivers/dl-curl.h"
+#include "../util/log.h"
+#include "trace-export.h"
+
+#define TICK_USEC (250ULL * 1000)
+#define SEND_EVERY_USEC (1000ULL * 1000)
+#define BACKOFF_MIN_USEC (500ULL * 1000)
+#define BACKOFF_MAX_USEC (30ULL * 1000000)
+#define REQUEST_TIMEOUT_MS 10000L
+
+typedef enum ExportFormat {
+        EXPORT_OTLP_HTTP,
+        EXPORT_ZIPKIN,
+} ExportFormat;
+
+struct TraceExporter {
+        sd_event *event;
+        CurlEvent *curl;
+        ExportFormat format;
+        char *url;
+        bool to_stdout;
+        sd_event_source *tick;
+        uint64_t last_send;
+        /* the batch out (or waiting to go again) */
+        CURL *easy;
+        struct curl_slist *headers;
+        char *body;
+        size_t n_spans;
+        unsigned attempts;
+        uint64_t retry_at;      /* 0: not waiting */
+        bool in_flight;
+        /* a graceful stop waits for the queue to empty */
+        TraceFlushedFn flushed;
+        void *flushed_userdata;
+        uint64_t flush_deadline;
+        Span batch[TRACE_BATCH_MAX];
+};
+
+static uint64_t now(TraceExporter *e) {
+        uint64_t t = 0;
+        (void) sd_event_now(e->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static void writer(FILE *f, void *userdata) {
+        fprintf(f, "# HELP mooring_trace_spans_dropped_total Spans not exported: the queue was full, or the "
+                   "collector refused them %d times.\n# TYPE mooring_trace_spans_dropped_total counter\n"
+                   "mooring_trace_spans_dropped_total %" PRIu64 "\n",
+                TRACE_RETRIES + 1, trace_dropped());
+        fprintf(f, "# HELP mooring_trace_spans_exported_total Spans the collector accepted.\n"
+                   "# TYPE mooring_trace_spans_exported_total counter\nmooring_trace_spans_exported_total %" PRIu64
+                   "\n# HELP mooring_trace_queue_spans Spans waiting to be exported.\n"
+                   "# TYPE mooring_trace_queue_spans gauge\nmooring_trace_queue_spans %zu\n",
+                trace_exported(), trace_queue_length());
+}
+
+/* ---- encodings ---- */
+
+static json_t *otlp_attr_str(const char *key, const char *value) {
+        return json_pack("{s:s, s:{s:s}}", "key", key, "value", "stringValue", value);
+}
+
+static json_t *otlp_span(const Span *s) {
+        char tid[33], sid[17], pid[17], t0[24], t1[24];
+        trace_hex(s->ctx.trace_id, 16, tid);
+        trace_hex(s->ctx.span_id, 8, sid);
+        snprintf(t0, sizeof t0, "%" PRIu64, s->start_ns);
+        snprintf(t1, sizeof t1, "%" PRIu64, s->end_ns);
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:[], s:{s:i}}", "traceId", tid, "spanId", sid, "name",
+                              s->name, "kind", (int) s->kind, "startTimeUnixNano", t0, "endTimeUnixNano", t1,
+                              "attributes", "status", "code", s->error ? 2 : 1);
+        if (!j)
+                return NULL;
+        if (s->has_parent) {
+                trace_hex(s->parent_id, 8, pid);
+                json_object_set_new(j, "parentSpanId", json_string(pid));
+        }
+        if (s->http_status)
+                json_array_append_new(json_object_get(j, "attributes"),
+                                      json_pack("{s:s, s:{s:I}}", "key", "http.status_code", "value", "intValue",
+                                                (json_int_t) s->http_status));
+        return j;
+}
+
+/* OTLP/HTTP JSON: one resourceSpans per service (app), ids in hex as the JSON mapping says. */
+static char *encode_otlp(const Span *spans, size_t n) {
+        json_t *by_service = json_object(), *rs = json_array();
+        char *out = NULL;
+        if (!by_service || !rs)
+                goto done;
+        for (size_t i = 0; i < n; i++) {
+                json_t *list = json_object_get(by_service, spans[i].service);
+                if (!list) {
+                        json_t *r = json_pack("{s:{s:[o]}, s:[{s:{s:s}, s:[]}]}", "resource", "attributes",
+                                              otlp_attr_str("service.name", spans[i].service), "scopeSpans", "scope",
+                                              "name", "mooringd", "spans");
+                        if (!r)
+                                goto done;
+                        json_array_append_new(rs, r);
+                        list = json_object_get(json_array_get(json_object_get(r, "scopeSpans"), 0), "spans");
+                        json_object_set(by_service, spans[i].service, list);
+                }
+                json_array_append_new(list, otlp_span(&spans[i]));
+        }
+        json_t *root = json_pack("{s:O}", "resourceSpans", rs);
+        out = root ? json_dumps(root, JSON_COMPACT) : NULL;
+        json_decref(root);
+done:
+        json_decref(by_service);
+        json_decref(rs);
+        return out;
+}
+
+static json_t *zipkin_span(const Span *s) {
+        char tid[33], sid[17], pid[17];
+        trace_hex(s->ctx.trace_id, 16, tid);
+        trace_hex(s->ctx.span_id, 8, sid);
+        const char *kind = s->kind == SPAN_SERVER ? "SERVER" : s->kind == SPAN_CLIENT ? "CLIENT"
+                           : s->kind == SPAN_PRODUCER ? "PRODUCER" : s->kind == SPAN_CONSUMER ? "CONSUMER" : NULL;
+        json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s}, s:{}}", "traceId", tid, "id", sid, "name", s->name,
+                              "timestamp", (json_int_t) (s->start_ns / 1000), "duration",
+                              (json_int_t) ((s->end_ns - s->start_ns) / 1000), "localEndpoint", "serviceName",
+                              s->service, "tags");
+        if (!j)
+                return NULL;
+        if (kind)
+                json_object_set_new(j, "kind", json_string(kind));
+        if (s->has_parent) {
+                trace_hex(s->parent_id, 8, pid);
+                json_object_set_new(j, "parentId", json_string(pid));
+        }
+        if (s->http_status) {
+                char st[16];
+                snprintf(st, sizeof st, "%u", s->http_status);
+                json_object_set_new(json_object_get(j, "tags"), "http.status_code", json_string(st));
+        }
+        if (s->error)
+                json_object_set_new(json_object_get(j, "tags"), "error", json_string("true"));
+        return j;
+}
+
+static char *encode_zipkin(const Span *spans, size_t n) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, zipkin_span(&spans[i]));
+        char *out = a ? json_dumps(a, JSON_COMPACT) : NULL;
+        json_decref(a);
+        return out;
+}
+
+/* ---- sending ---- */
+
+static void batch_done(TraceExporter *e) {
+        free(e->body);
+        e->body = NULL;
+        e->n_spans = 0;
+        e->attempts = 0;
+        e->retry_at = 0;
+}
+
+static void send_body(TraceExporter *e);
+static void pump(TraceExporter *e);
+
+static void on_sent(CURL *easy, CURLcode result, void *userdata) {
+        TraceExporter *e = userdata;
+        long code = 0;
+
+        e->in_flight = false;
+        if (result == CURLE_OK)
+                (void) sym_curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+        if (result == CURLE_OK && code >= 200 && code <= 299) {
+                trace_count_exported(e->n_spans);
+                batch_done(e);
+        } else {
+                e->attempts++;
+                if (e->attempts > TRACE_RETRIES || e->flushed) {
+                        log_warning("Trace export to %s failed %u times (%s), dropping %zu spans.", e->url,
+                                    e->attempts, result != CURLE_OK ? sym_curl_easy_strerror(result) : "HTTP error",
+                                    e->n_spans);
+                        trace_count_dropped(e->n_spans);
+                        batch_done(e);
+                } else {
+                        uint64_t backoff = BACKOFF_MIN_USEC << (e->attempts - 1);
+                        if (e->attempts == 1)
+                                log_debug("Trace export to %s failed (%s, HTTP %ld), retrying.", e->url,
+                                          result != CURLE_OK ? sym_curl_easy_strerror(result) : "answer", code);
+                        e->retry_at = now(e) + MIN(backoff, BACKOFF_MAX_USEC);
+                }
+        }
+        pump(e);
+}
+
+static void send_body(TraceExporter *e) {
+        if (sym_curl_easy_setopt(e->easy, CURLOPT_URL, e->url) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDS, e->body) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(e->body)) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_HTTPHEADER, e->headers) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+            curl_event_start(e->curl, e->easy, on_sent, e) < 0) {
+                trace_count_dropped(e->n_spans);
+                batch_done(e);
+                return;
+        }
+        e->in_flight = true;
+        e->last_send = now(e);
+}
+
+static void write_stdout(const Span *spans, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                json_t *j = zipkin_span(&spans[i]);
+                char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                if (s)
+                        printf("%s\n", s);
+                free(s);
+                json_decref(j);
+        }
+        fflush(stdout);
+}
+
+/* Starts the next transfer when it is time: a retry that is due, or a new batch. */
+static void pump(TraceExporter *e) {
+        uint64_t t = now(e);
+        if (e->in_flight)
+                return;
+        if (e->body) {
+                if (e->retry_at <= t || e->flushed)
+                        send_body(e);
+                return;
+        }
+        size_t q = trace_queue_length();
+        if (q == 0 || (!e->flushed && q < TRACE_BATCH_MAX && t - e->last_send < SEND_EVERY_USEC)) {
+                if (q == 0 && e->flushed) {
+                        TraceFlushedFn fn = e->flushed;
+                        e->flushed = NULL;
+                        fn(e->flushed_userdata);
+                }
+                return;
+        }
+        e->n_spans = trace_queue_take(e->batch, TRACE_BATCH_MAX);
+        if (e->to_stdout)
+                write_stdout(e->batch, e->n_spans);
+        if (!e->url) {
+                trace_count_exported(e->n_spans);
+                e->n_spans = 0;
+                return pump(e);
+        }
+        e->body = e->format == EXPORT_OTLP_HTTP ? encode_otlp(e->batch, e->n_spans)
+                                                : encode_zipkin(e->batch, e->n_spans);
+        if (!e->body) {
+                trace_count_dropped(e->n_spans);
+                batch_done(e);
+                return;
+        }
+        send_body(e);
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        TraceExporter *e = userdata;
+        if (e->flushed && now(e) >= e->flush_deadline) {
+                /* out of time: what is left is dropped, the daemon goes */
+                TraceFlushedFn fn = e->flushed;
+                e->flushed = NULL;
+                trace_count_dropped(trace_queue_length() + e->n_spans);
+                fn(e->flushed_userdata);
+        } else
+                pump(e);
+        (void) sd_event_source_set_time_relative(s, TICK_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a timer is off once it fired */
+        return 0;
+}
+
+TraceExporter *trace_exporter_free(TraceExporter *e) {
+        if (!e)
+                return NULL;
+        metrics_remove_writer(writer, e);
+        sd_event_source_disable_unref(e->tick);
+        if (e->easy && e->in_flight)
+                curl_event_cancel(e->curl, e->easy);
+        if (e->easy)
+                sym_curl_easy_cleanup(e->easy);
+        if (e->headers)
+                sym_curl_slist_free_all(e->headers);
+        curl_event_free(e->curl);
+        trace_count_dropped(e->n_spans);
+        free(e->body);
+        free(e->url);
+        sd_event_unref(e->event);
+        free(e);
+        (void) trace_queue_setup(0);
+        return NULL;
+}
+
+/* "host:port" → "http://host:port/v1/traces"; a URL with a scheme keeps it, a path is kept. */
+static char *otlp_url(const ConfigTracing *t) {
+        const char *a = t->otel_endpoint;
+        bool scheme = strstr(a, "://") != NULL;
+        const char *host = scheme ? strstr(a, "://") + 3 : a;
+        bool path = strchr(host, '/') != NULL;
+        char *u = NULL;
+        if (asprintf(&u, "%s%s%s", scheme ? "" : t->otel_is_secure ? "https://" : "http://", a,
+                     path ? "" : "/v1/traces") < 0)
+                return NULL;
+        return u;
+}
+
+void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Configuration *c) {
+        const ConfigTracing *t = c ? &c->tracing : NULL;
+        _cleanup_free_ char *url = NULL, *err = NULL;
+        ExportFormat format = EXPORT_ZIPKIN;
+        TraceExporter *e = *ret;
+
+        if (t && t->otel_endpoint && t->otel_protocol && streq(t->otel_protocol, "grpc"))
+                log_warning("Configuration %s: spec.tracing.otel.protocol grpc is not supported by mooringd, "
+                            "use http (OTLP/HTTP); traces are not exported there.", c->file);
+        else if (t && t->otel_endpoint) {
+                format = EXPORT_OTLP_HTTP;
+                url = otlp_url(t);
+        } else if (t && t->zipkin_endpoint)
+                url = strdup(t->zipkin_endpoint);
+        bool to_stdout = t && t->stdout_;
+        if (!url && !to_stdout) {
+                *ret = trace_exporter_free(e);
+                return;
+        }
+        if (e && streq_ptr(e->url, url) && e->format == format) {
+                e->to_stdout = to_stdout;
+                return;
+        }
+        *ret = e = trace_exporter_free(e);
+
+        e = calloc(1, sizeof *e);
+        if (!e) {
+                log_oom();
+                return;
+        }
+        e->event = sd_event_ref(event);
+        e->format = format;
+        e->to_stdout = to_stdout;
+        e->url = TAKE_PTR(url);
+        int r = 0;
+        if (e->url) {
+                r = curl_event_new(event, "trace export", &e->curl, &err);
+                if (r >= 0 && !(e->easy = sym_curl_easy_init()))
+                        r = -ENOMEM;
+                if (r >= 0 && !(e->headers = sym_curl_slist_append(NULL, "Content-Type: application/json")))
+                        r = -ENOMEM;
+        }
+        if (r >= 0)
+                r = trace_queue_setup(TRACE_QUEUE_MAX);
+        if (r >= 0)
+                r = sd_event_add_time_relative(event, &e->tick, CLOCK_MONOTONIC, TICK_USEC, TICK_USEC / 4, on_tick, e);
+        if (r >= 0)
+                r = metrics_add_writer(writer, e);
+        if (r < 0) {
+                log_error_errno(r, "Cannot export traces%s%s: %m", err ? ": " : "", strempty(err));
+                trace_exporter_free(e);
+                return;
+        }
+        log_info("Exporting traces to %s (%s).", e->url ?: "stdout",
+                 !e->url ? "JSON lines" : format == EXPORT_OTLP_HTTP ? "OTLP/HTTP JSON" : "Zipkin v2 JSON");
+        *ret = e;
+}
+
+void trace_exporter_flush(TraceExporter *e, TraceFlushedFn done, void *userdata) {
+        if (!e || (trace_queue_length() == 0 && !e->body)) {
+                done(userdata);
+                return;
+        }
+        e->flushed = done;
+        e->flushed_userdata = userdata;
+        e->flush_deadline = now(e) + TRACE_FLUSH_USEC;
+        pump(e);
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The trace exporter: sends the spans queued in core/trace.h to the
+ * collector named by the Dapr Configuration (config.yaml spec.tracing):
+ * otel.endpointAddress with protocol http (OTLP/HTTP, JSON encoding, POST
+ * <endpoint>/v1/traces; http:// unless otel.isSecure) or, without otel,
+ * zipkin.endpointAddress (Zipkin v2 JSON, POST to the URL as given).
+ * spec.tracing.stdout also writes each span as one JSON line on stdout.
+ *
+ * Batched (at most TRACE_BATCH_MAX spans a request, every second or as soon
+ * as a batch is full), one request at a time, through libcurl on the loop
+ * (drivers/curl-event.h: never blocks). A failed batch is sent again with
+ * backoff (0.5 s doubling, up to 30 s) TRACE_RETRIES times, then counted as
+ * dropped; meanwhile new spans wait in the bounded queue, past which they are
+ * dropped and counted. On a graceful stop what is queued is sent once more
+ * (bounded by TRACE_FLUSH_USEC) before the daemon exits.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "../forward.h"
+
+#define TRACE_BATCH_MAX 256
+#define TRACE_RETRIES 5
+#define TRACE_FLUSH_USEC (2ULL * 1000000)
+
+typedef struct TraceExporter TraceExporter;
+
+/*
+ * Applies c's spec.tracing (NULL: none): sets the exporter up, changes it, or
+ * takes it down (then *e becomes NULL). Errors are logged; tracing stays off.
+ */
+void trace_exporter_configure(TraceExporter **e, sd_event *event, const Configuration *c);
+TraceExporter *trace_exporter_free(TraceExporter *e);
+
+/* Sends what is queued, then runs done (at once when nothing is, or after TRACE_FLUSH_USEC at most). */
+typedef void (*TraceFlushedFn)(void *userdata);
+void trace_exporter_flush(TraceExporter *e, TraceFlushedFn done, void *userdata);

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Trace export end to end: a receiver written for the test decodes what
+mooringd sends as OTLP/HTTP JSON (otel.protocol: http) and as Zipkin v2 JSON,
+for an invocation chain A -> B -> C through the daemon (B calls C while it
+handles A's call, passing the traceparent it got). Checked: one trace, each
+span's parent, the span whose id the callee saw in its traceparent, span
+names from route templates, the sampling rate (0 exports nothing unless the
+caller's traceparent is sampled), the drop counter while the receiver is
+down, and that a graceful stop sends what is still queued.
+"""
+
+import http.server
+import json
+import os
+import re
+import signal
+import socketserver
+import tempfile
+import threading
+
+from echoapp import EchoApp, Reply, echo
+from harness import TIMEOUT, DaemonTestCase, free_port, main, request, wait_for
+
+TP_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+class Receiver:
+    """Collects spans POSTed as OTLP/HTTP JSON or Zipkin v2 JSON, normalized to dicts."""
+
+    def __init__(self, port=None):
+        self.spans, self.posts, self.lock = [], [], threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.posts.append((self.path, self.headers.get("Content-Type")))
+                    receiver.spans += receiver.decode(self.path, json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", port or free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @staticmethod
+    def decode(path, doc):
+        out = []
+        if path == "/v1/traces":  # OTLP/HTTP JSON
+            for rs in doc["resourceSpans"]:
+                attrs = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+                service = attrs["service.name"]["stringValue"]
+                for ss in rs["scopeSpans"]:
+                    for s in ss["spans"]:
+                        assert re.fullmatch(r"[0-9a-f]{32}", s["traceId"]) and re.fullmatch(r"[0-9a-f]{16}", s["spanId"])
+                        assert int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"]) > 0
+                        out.append({"trace": s["traceId"], "id": s["spanId"], "parent": s.get("parentSpanId"),
+                                    "name": s["name"], "kind": {2: "SERVER", 3: "CLIENT"}.get(s["kind"]),
+                                    "service": service})
+        else:  # Zipkin v2
+            for s in doc:
+                assert s["duration"] >= 0 and s["timestamp"] > 0
+                out.append({"trace": s["traceId"], "id": s["id"], "parent": s.get("parentId"), "name": s["name"],
+                            "kind": s.get("kind"), "service": s["localEndpoint"]["serviceName"]})
+        return out
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.spans)
+
+
+def config_yaml(rate, otel=None, zipkin=None):
+    t = f"apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: tracing\nspec:\n  tracing:\n" \
+        f"    samplingRate: \"{rate}\"\n"
+    if otel:
+        t += f"    otel:\n      endpointAddress: \"{otel}\"\n      isSecure: false\n      protocol: http\n"
+    if zipkin:
+        t += f"    zipkin:\n      endpointAddress: \"{zipkin}\"\n"
+    return t
+
+
+class TracingTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="mooring-trace-")
+
+    def chain_daemon(self, cfg):
+        """Apps a (the test), b (calls c while handling a call) and c (echo)."""
+        c = EchoApp(unix_path=os.path.join(self.tmp, "c.sock"))
+        self.addCleanup(c.stop)
+        c.start()
+        holder = {}
+
+        def b_handler(req):
+            if not req.target.startswith("/chain"):
+                return echo(req)
+            tp = req.header("traceparent")
+            r = request(holder["d"].app_socket("b"), "POST", "/v1.0/invoke/c/method/leaf", body=b"x",
+                        headers={"traceparent": tp})
+            return Reply(r.status, [("X-Seen-Traceparent", tp)], r.body)
+
+        b = EchoApp(unix_path=os.path.join(self.tmp, "b.sock"), handler=b_handler)
+        self.addCleanup(b.stop)
+        b.start()
+        d = self.daemon(apps={"a": "[App]\n", "b": f"[App]\nAppAddress={b.address}\n",
+                              "c": f"[App]\nAppAddress={c.address}\n"}, start=False)
+        with open(os.path.join(d.config, "config.yaml"), "w") as f:
+            f.write(cfg)
+        d.start()
+        holder["d"] = d
+        return d, b, c
+
+    def check_chain(self, fmt):
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        endpoint = {"otel": f"127.0.0.1:{rx.port}"} if fmt == "otel" else \
+            {"zipkin": f"http://127.0.0.1:{rx.port}/api/v2/spans"}
+        d, b, c = self.chain_daemon(config_yaml(1, **endpoint))
+        r = request(d.app_socket("a"), "POST", "/v1.0/invoke/b/method/chain", body=b"hi")
+        self.assertEqual(r.status, 200, r.body)
+        seen_by_c = c.calls("/leaf")[0].header("traceparent")
+        seen_by_b = b.calls("/chain")[0].header("traceparent")
+
+        def spans():
+            s = rx.snapshot()
+            return s if len([x for x in s if x["name"].startswith(("/v1.0/invoke", "CallLocal"))]) >= 4 else None
+        got = wait_for(spans, what="the chain's spans at the receiver")
+        self.assertEqual(rx.posts[0], ("/v1/traces" if fmt == "otel" else "/api/v2/spans", "application/json"))
+        chain = [x for x in got if x["name"].startswith(("/v1.0/invoke", "CallLocal"))]
+        by = {(x["service"], x["kind"]): x for x in chain}
+        sa, ca = by[("a", "SERVER")], by[("a", "CLIENT")]
+        sb, cb = by[("b", "SERVER")], by[("b", "CLIENT")]
+        self.assertEqual(len({x["trace"] for x in chain}), 1, chain)
+        self.assertEqual(sa["name"], "/v1.0/invoke/{id}/method/{method*}")
+        self.assertEqual(ca["name"], "CallLocal/b/chain")
+        self.assertEqual(cb["name"], "CallLocal/c/leaf")
+        self.assertIsNone(sa["parent"])            # a sent no traceparent: a new trace
+        self.assertEqual(ca["parent"], sa["id"])
+        self.assertEqual(sb["parent"], ca["id"])   # b's inbound call is a child of a's call into b
+        self.assertEqual(cb["parent"], sb["id"])
+        # what each callee saw is the CLIENT span of the call into it
+        self.assertEqual(TP_RE.match(seen_by_b).group(2), ca["id"])
+        self.assertEqual(TP_RE.match(seen_by_c).group(2), cb["id"])
+        self.assertEqual(TP_RE.match(seen_by_c).group(1), sa["trace"])
+        return d, rx
+
+    def test_otlp_http_chain_parentage(self):
+        d, rx = self.check_chain("otel")
+        # component operations are children of the API call that asked for them
+        parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        sock = d.app_socket("a")
+        r = request(sock, "POST", "/v1.0/state/statestore", body=b'[{"key":"k","value":1}]',
+                    headers={"traceparent": parent})
+        self.assertEqual(r.status, 204, r.body)
+        r = request(sock, "POST", "/v1.0/publish/pubsub/orders", body=b"{}", headers={"traceparent": parent})
+        self.assertEqual(r.status, 204, r.body)
+
+        def named(n):
+            return [x for x in rx.snapshot() if x["name"] == n]
+        wait_for(lambda: named("state/statestore/set") and named("pubsub/pubsub/publish"),
+                 what="the component operations' spans")
+        for api, op in (("/v1.0/state/{store}", "state/statestore/set"),
+                        ("/v1.0/publish/{pubsub}/{topic*}", "pubsub/pubsub/publish")):
+            server, child = named(api)[0], named(op)[0]
+            self.assertEqual(server["parent"], "b7ad6b7169203331")
+            self.assertEqual(server["trace"], "0af7651916cd43dd8448eb211c80319c")
+            self.assertEqual(child["parent"], server["id"])
+            self.assertEqual(child["service"], "a")
+
+    def test_zipkin_chain_parentage_and_flush_on_stop(self):
+        d, rx = self.check_chain("zipkin")
+        # spans still queued when SIGTERM comes are sent before the daemon exits
+        before = len(rx.snapshot())
+        for _ in range(5):
+            self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/healthz").status, 204)
+        d.signal(signal.SIGTERM)
+        d.proc.wait(TIMEOUT)
+        healthz = [x for x in rx.snapshot()[before:] if x["name"] == "/v1.0/healthz" and x["service"] == "a"]
+        self.assertEqual(len(healthz), 5)
+
+    def test_sampling_rate(self):
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        d, b, c = self.chain_daemon(config_yaml(0, otel=f"http://127.0.0.1:{rx.port}"))
+        sock = d.app_socket("a")
+        for _ in range(20):
+            self.assertEqual(request(sock, "GET", "/v1.0/healthz").status, 204)
+        # a caller's sampled traceparent is followed whatever the rate
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        self.assertEqual(request(sock, "GET", "/v1.0/healthz", headers={"traceparent": parent}).status, 204)
+        got = wait_for(lambda: rx.snapshot(), what="the sampled span")
+        d.stop()
+        got = rx.snapshot()
+        self.assertEqual([(x["trace"], x["parent"]) for x in got],
+                         [("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")])
+
+    def test_drop_counter_while_the_receiver_is_down(self):
+        port = free_port()  # nothing listens there yet
+        d, b, c = self.chain_daemon(config_yaml(1, otel=f"127.0.0.1:{port}"))
+        conn_sock = d.app_socket("a")
+        from harness import UnixHTTPConnection
+        conn = UnixHTTPConnection(conn_sock)
+        for _ in range(2600):
+            conn.request("GET", "/v1.0/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            self.assertEqual(resp.status, 204)
+        conn.close()
+
+        def counter(name):
+            m = re.search(rf"^{name} (\d+)$", d.get("/metrics").body.decode(), re.M)
+            return int(m.group(1))
+        dropped = counter("mooring_trace_spans_dropped_total")
+        self.assertGreater(dropped, 0)
+        self.assertEqual(counter("mooring_trace_spans_exported_total"), 0)
+        self.assertLessEqual(counter("mooring_trace_queue_spans"), 2048)
+        # the receiver comes up: the waiting spans go out
+        rx = Receiver(port)
+        self.addCleanup(rx.stop)
+        wait_for(lambda: counter("mooring_trace_spans_exported_total") > 0, timeout=60,
+                 what="spans exported once the receiver is up")
+
+
+if __name__ == "__main__":
+    main()
