@@ -21,6 +21,8 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$script_dir/lib.sh"
+# shellcheck source=bench/observability.sh
+. "$script_dir/observability.sh"
 
 mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
 reference=${MOORINGD_REFERENCE:-}
@@ -30,6 +32,7 @@ connections=50
 keep=0
 pin=0
 napps=100
+observability=1         # also measure metrics + tracing on vs off (bench/observability.sh)
 ready_timeout=10        # seconds to wait for a server to answer
 stop_timeout=15         # seconds to wait for mooringd after SIGTERM
 
@@ -44,6 +47,7 @@ usage: bench/healthz.sh [--mooringd PATH] [--reference PATH] [--memory-only] [--
   --connections N    wrk connections, one wrk thread (default: 50)
   --pin              pin wrk to CPU 0 and both servers to the last CPU (taskset)
   --keep             keep the temporary directory (configs, logs)
+  --no-observability skip the metrics + tracing on/off comparison
 EOF
 }
 
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
         --connections) [ $# -ge 2 ] || die "--connections needs a value"; connections=$2; shift 2 ;;
         --connections=*) connections=${1#*=}; shift ;;
         --keep) keep=1; shift ;;
+        --no-observability) observability=0; shift ;;
         --pin) pin=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -90,6 +95,7 @@ nginx_pid=
 
 # called by cleanup (bench/lib.sh) once the client (wrk) and mooringd are stopped
 stop_servers() {
+        [ -z "${obs_rx_pid:-}" ] || kill "$obs_rx_pid" 2>/dev/null || true
         if [ -n "$nginx_pid" ]; then
                 stop_pid "$nginx_pid" nginx 5 >/dev/null 2>&1
                 # nginx was started in its own session/process group (setsid):
@@ -348,6 +354,12 @@ if [ "$memory_only" -eq 0 ]; then
 fi
 
 stop_mooringd
+
+if [ "$memory_only" -eq 0 ] && [ "$observability" -eq 1 ]; then
+        healthz_ready() { wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$mooringd_port/v1.0/healthz"; }
+        obs_compare "http://127.0.0.1:$mooringd_port/v1.0/healthz" healthz_ready --latency
+        rm -f "$tmp/config/config.yaml"
+fi
 
 # ---------------------------------------------------------------- 100 apps
 

@@ -27,6 +27,8 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$script_dir/lib.sh"
+# shellcheck source=bench/observability.sh
+. "$script_dir/observability.sh"
 
 mooringd=${MOORINGD:-$repo_root/build/daemon/mooringd}
 echo_app=${ECHO_APP:-}
@@ -38,6 +40,7 @@ keep=0
 pin=0
 body_size=1024          # bytes of every POST body
 warmup=1                # seconds of each latency run sent but not recorded
+observability=1         # also measure metrics + tracing on vs off (bench/observability.sh)
 ready_timeout=10        # seconds to wait for a server to answer
 stop_timeout=15         # seconds to wait for mooringd after SIGTERM
 
@@ -56,6 +59,7 @@ usage: bench/invoke.sh [--mooringd PATH] [--duration SEC] [--connections N] [--r
   --rate-load PATH   the latency generator (default: \$RATE_LOAD, else bench/rate-load
                      next to the daemon's build dir, else compiled from bench/rate-load.c)
   --keep             keep the temporary directory (configs, logs, raw outputs)
+  --no-observability skip the metrics + tracing on/off comparison
 EOF
 }
 
@@ -74,6 +78,7 @@ while [ $# -gt 0 ]; do
         --rate-load) [ $# -ge 2 ] || die "--rate-load needs a value"; rate_load=$2; shift 2 ;;
         --rate-load=*) rate_load=${1#*=}; shift ;;
         --keep) keep=1; shift ;;
+        --no-observability) observability=0; shift ;;
         --pin) pin=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -99,6 +104,7 @@ echo_pid=
 
 # called by cleanup (bench/lib.sh) once the client and mooringd are stopped
 stop_servers() {
+        [ -z "${obs_rx_pid:-}" ] || kill "$obs_rx_pid" 2>/dev/null || true
         if [ -n "$nginx_pid" ]; then
                 stop_pid "$nginx_pid" nginx 5 >/dev/null 2>&1
                 # nginx was started in its own session/process group (setsid):
@@ -524,6 +530,22 @@ echo
 
 stop_mooringd
 echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
+
+if [ "$observability" -eq 1 ]; then
+        # a fresh daemon answers, and has found the callee healthy
+        invoke_ready() {
+                wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$bench_port/v1.0/healthz" || return 1
+                local t0
+                t0=$(now_ms)
+                until curl -s --max-time 2 --unix-socket "$api_sock" -X POST http://localhost/mooring/v1/apps/echo/probe \
+                        2>/dev/null | grep -q '"health":"healthy"'; do
+                        [ $(( $(now_ms) - t0 )) -lt $((ready_timeout * 1000)) ] || return 1
+                        sleep 0.05
+                done
+        }
+        echo
+        obs_compare "$mooringd_url" invoke_ready -s "$tmp/post.lua"
+fi
 
 # ---------------------------------------------------------------- daemon log / problems
 

@@ -2,7 +2,6 @@
 /* See trace-export.h. */
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,95 +68,122 @@ static void writer(FILE *f, void *userdata) {
 
 /* ---- encodings ---- */
 
-static json_t *otlp_attr_str(const char *key, const char *value) {
-        return json_pack("{s:s, s:{s:s}}", "key", key, "value", "stringValue", value);
+/* Written with stdio into one buffer, not built as a JSON tree: a batch is 256 spans, each a dozen
+ * fields, and a tree costs an allocation per field. Strings go through json_str(). */
+
+static void json_str(FILE *f, const char *s) {
+        fputc('"', f);
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        fprintf(f, "\\%c", *p);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\u%04x", *p);
+                else
+                        fputc(*p, f);
+        }
+        fputc('"', f);
 }
 
-static json_t *otlp_span(const Span *s) {
-        char tid[33], sid[17], pid[17], t0[24], t1[24];
+static void otlp_span(FILE *f, const Span *s) {
+        char tid[33], sid[17], pid[17];
         trace_hex(s->ctx.trace_id, 16, tid);
         trace_hex(s->ctx.span_id, 8, sid);
-        snprintf(t0, sizeof t0, "%" PRIu64, s->start_ns);
-        snprintf(t1, sizeof t1, "%" PRIu64, s->end_ns);
-        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:[], s:{s:i}}", "traceId", tid, "spanId", sid, "name",
-                              s->name, "kind", (int) s->kind, "startTimeUnixNano", t0, "endTimeUnixNano", t1,
-                              "attributes", "status", "code", s->error ? 2 : 1);
-        if (!j)
-                return NULL;
+        fprintf(f, "{\"traceId\":\"%s\",\"spanId\":\"%s\",", tid, sid);
         if (s->has_parent) {
                 trace_hex(s->parent_id, 8, pid);
-                json_object_set_new(j, "parentSpanId", json_string(pid));
+                fprintf(f, "\"parentSpanId\":\"%s\",", pid);
         }
+        fputs("\"name\":", f);
+        json_str(f, s->name);
+        fprintf(f, ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRIu64 "\",\"endTimeUnixNano\":\"%" PRIu64 "\",\"attributes\":[",
+                (int) s->kind, s->start_ns, s->end_ns);
         if (s->http_status)
-                json_array_append_new(json_object_get(j, "attributes"),
-                                      json_pack("{s:s, s:{s:I}}", "key", "http.status_code", "value", "intValue",
-                                                (json_int_t) s->http_status));
-        return j;
+                fprintf(f, "{\"key\":\"http.status_code\",\"value\":{\"intValue\":\"%u\"}}", s->http_status);
+        fprintf(f, "],\"status\":{\"code\":%d}}", s->error ? 2 : 1);
 }
 
 /* OTLP/HTTP JSON: one resourceSpans per service (app), ids in hex as the JSON mapping says. */
 static char *encode_otlp(const Span *spans, size_t n) {
-        json_t *by_service = json_object(), *rs = json_array();
         char *out = NULL;
-        if (!by_service || !rs)
-                goto done;
-        for (size_t i = 0; i < n; i++) {
-                json_t *list = json_object_get(by_service, spans[i].service);
-                if (!list) {
-                        json_t *r = json_pack("{s:{s:[o]}, s:[{s:{s:s}, s:[]}]}", "resource", "attributes",
-                                              otlp_attr_str("service.name", spans[i].service), "scopeSpans", "scope",
-                                              "name", "mooringd", "spans");
-                        if (!r)
-                                goto done;
-                        json_array_append_new(rs, r);
-                        list = json_object_get(json_array_get(json_object_get(r, "scopeSpans"), 0), "spans");
-                        json_object_set(by_service, spans[i].service, list);
-                }
-                json_array_append_new(list, otlp_span(&spans[i]));
+        size_t len = 0;
+        bool *done = calloc(n ?: 1, sizeof(bool));
+        FILE *f = open_memstream(&out, &len);
+        if (!f || !done) {
+                if (f)
+                        fclose(f);
+                free(out);
+                free(done);
+                return NULL;
         }
-        json_t *root = json_pack("{s:O}", "resourceSpans", rs);
-        out = root ? json_dumps(root, JSON_COMPACT) : NULL;
-        json_decref(root);
-done:
-        json_decref(by_service);
-        json_decref(rs);
+        fputs("{\"resourceSpans\":[", f);
+        for (size_t i = 0, groups = 0; i < n; i++) {
+                if (done[i])
+                        continue;
+                fprintf(f, "%s{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":",
+                        groups++ ? "," : "");
+                json_str(f, spans[i].service);
+                fputs("}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"mooringd\"},\"spans\":[", f);
+                for (size_t k = i, m = 0; k < n; k++)
+                        if (!done[k] && streq(spans[k].service, spans[i].service)) {
+                                if (m++)
+                                        fputc(',', f);
+                                otlp_span(f, &spans[k]);
+                                done[k] = true;
+                        }
+                fputs("]}]}", f);
+        }
+        fputs("]}", f);
+        free(done);
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
         return out;
 }
 
-static json_t *zipkin_span(const Span *s) {
+static void zipkin_span(FILE *f, const Span *s) {
         char tid[33], sid[17], pid[17];
-        trace_hex(s->ctx.trace_id, 16, tid);
-        trace_hex(s->ctx.span_id, 8, sid);
         const char *kind = s->kind == SPAN_SERVER ? "SERVER" : s->kind == SPAN_CLIENT ? "CLIENT"
                            : s->kind == SPAN_PRODUCER ? "PRODUCER" : s->kind == SPAN_CONSUMER ? "CONSUMER" : NULL;
-        json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s}, s:{}}", "traceId", tid, "id", sid, "name", s->name,
-                              "timestamp", (json_int_t) (s->start_ns / 1000), "duration",
-                              (json_int_t) ((s->end_ns - s->start_ns) / 1000), "localEndpoint", "serviceName",
-                              s->service, "tags");
-        if (!j)
-                return NULL;
-        if (kind)
-                json_object_set_new(j, "kind", json_string(kind));
+        trace_hex(s->ctx.trace_id, 16, tid);
+        trace_hex(s->ctx.span_id, 8, sid);
+        fprintf(f, "{\"traceId\":\"%s\",\"id\":\"%s\",", tid, sid);
         if (s->has_parent) {
                 trace_hex(s->parent_id, 8, pid);
-                json_object_set_new(j, "parentId", json_string(pid));
+                fprintf(f, "\"parentId\":\"%s\",", pid);
         }
-        if (s->http_status) {
-                char st[16];
-                snprintf(st, sizeof st, "%u", s->http_status);
-                json_object_set_new(json_object_get(j, "tags"), "http.status_code", json_string(st));
-        }
+        if (kind)
+                fprintf(f, "\"kind\":\"%s\",", kind);
+        fputs("\"name\":", f);
+        json_str(f, s->name);
+        fprintf(f, ",\"timestamp\":%" PRIu64 ",\"duration\":%" PRIu64 ",\"localEndpoint\":{\"serviceName\":",
+                s->start_ns / 1000, (s->end_ns - s->start_ns) / 1000);
+        json_str(f, s->service);
+        fputs("},\"tags\":{", f);
+        if (s->http_status)
+                fprintf(f, "\"http.status_code\":\"%u\"%s", s->http_status, s->error ? "," : "");
         if (s->error)
-                json_object_set_new(json_object_get(j, "tags"), "error", json_string("true"));
-        return j;
+                fputs("\"error\":\"true\"", f);
+        fputs("}}", f);
 }
 
 static char *encode_zipkin(const Span *spans, size_t n) {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < n; i++)
-                json_array_append_new(a, zipkin_span(&spans[i]));
-        char *out = a ? json_dumps(a, JSON_COMPACT) : NULL;
-        json_decref(a);
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        if (!f)
+                return NULL;
+        fputc('[', f);
+        for (size_t i = 0; i < n; i++) {
+                if (i)
+                        fputc(',', f);
+                zipkin_span(f, &spans[i]);
+        }
+        fputc(']', f);
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
         return out;
 }
 
@@ -221,12 +247,8 @@ static void send_body(TraceExporter *e) {
 
 static void write_stdout(const Span *spans, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                json_t *j = zipkin_span(&spans[i]);
-                char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-                if (s)
-                        printf("%s\n", s);
-                free(s);
-                json_decref(j);
+                zipkin_span(stdout, &spans[i]);
+                fputc('\n', stdout);
         }
         fflush(stdout);
 }

@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench/observability.sh - sourced by bench/healthz.sh and bench/invoke.sh
+# (after bench/lib.sh): the cost of metrics and tracing, measured in the same
+# run. mooringd runs with a config.yaml that turns both off
+# (spec.metric.enabled: false, no tracing) and with one that turns both on
+# (metrics, samplingRate 1, OTLP/HTTP export to a local receiver that answers
+# 200), interleaved off/on/off/on, each a fresh daemon and one wrk run; the
+# best run of each is kept. Prints throughput on/off (target: the cost stays
+# under 5%, i.e. on/off >= 0.95) and the daemon's CPU per request in both.
+
+# obs_config off|on RECEIVER_PORT: writes $tmp/config/config.yaml
+obs_config() {
+        if [ "$1" = off ]; then
+                cat >"$tmp/config/config.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: observability-off
+spec:
+  metric:
+    enabled: false
+EOF
+        else
+                cat >"$tmp/config/config.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: observability-on
+spec:
+  metric:
+    enabled: true
+  tracing:
+    samplingRate: "1"
+    otel:
+      endpointAddress: "127.0.0.1:$2"
+      isSecure: false
+      protocol: http
+EOF
+        fi
+}
+
+# obs_compare URL READY_FN [WRK ARGS...]: the comparison; READY_FN waits until the freshly started
+# daemon serves URL (and whatever it calls is healthy)
+obs_compare() {
+        local url=$1 ready=$2 mode out rps nreq t0 t1 us rx_port run=0 spans
+        shift 2
+        declare -A obs_rps obs_us obs_all
+        read -r rx_port < <(free_ports 1)
+        cat >"$tmp/receiver.py" <<'EOF'
+import http.server, sys, threading
+count = 0
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        global count
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with lock:
+            count += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def do_GET(self):
+        body = str(count).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+EOF
+        python3 "$tmp/receiver.py" "$rx_port" </dev/null >"$tmp/receiver.log" 2>&1 &
+        obs_rx_pid=$!
+        echo "== observability cost: metrics + tracing (samplingRate 1, OTLP/HTTP to 127.0.0.1:$rx_port) on vs off"
+        for mode in off on off on; do
+                run=$((run + 1))
+                [ -z "$mooringd_pid" ] || stop_mooringd
+                obs_config "$mode" "$rx_port"
+                start_mooringd "$tmp/state"
+                "$ready" || { show_mooringd_log; die "mooringd did not come up (observability $mode)"; }
+                out=$tmp/obs-$run-$mode.txt
+                t0=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$mooringd_pid/stat")
+                timeout $((duration + 30)) "${cli_pin[@]}" wrk -t1 -c"$connections" -d"${duration}s" "$@" "$url" >"$out" 2>&1 ||
+                        { cat "$out" >&2; die "wrk failed (observability $mode)"; }
+                t1=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$mooringd_pid/stat")
+                rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
+                nreq=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+                us=$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" -v n="${nreq:-0}" 'BEGIN { if (n > 0) printf "%.2f", d / hz * 1e6 / n; else print "nan" }')
+                printf 'run %d  observability %-3s %10.2f req/s  %6s us CPU/req\n' "$run" "$mode" "$rps" "$us"
+                obs_all[$mode]+="${obs_all[$mode]:+ }$rps"
+                if [ -z "${obs_rps[$mode]:-}" ] || awk -v a="$rps" -v b="${obs_rps[$mode]}" 'BEGIN { exit !(a > b) }'; then
+                        obs_rps[$mode]=$rps
+                        obs_us[$mode]=$us
+                fi
+                check_mooringd_alive "observability run $run"
+        done
+        # the spans really went out: the receiver saw requests
+        sleep 2
+        spans=$(curl -s --max-time 2 "http://127.0.0.1:$rx_port/" || echo "?")
+        stop_mooringd
+        kill "$obs_rx_pid" 2>/dev/null || true
+        obs_rx_pid=
+        local ratio met
+        ratio=$(awk -v a="${obs_rps[on]}" -v b="${obs_rps[off]}" 'BEGIN { printf "%.3f", a / b }')
+        met=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.95) ? "met" : "NOT met" }')
+        echo "best off: ${obs_rps[off]} req/s, ${obs_us[off]} us CPU/req; best on: ${obs_rps[on]} req/s, ${obs_us[on]} us CPU/req"
+        echo "all runs (req/s): off ${obs_all[off]}; on ${obs_all[on]}; receiver got $spans export requests"
+        echo "throughput on/off: $ratio (target >= 0.95, a cost under 5%: $met)"
+        echo
+}
