@@ -154,6 +154,7 @@ Configuration *configuration_free(Configuration *c) {
         free(c->tracing.zipkin_endpoint);
         free(c->tracing.otel_endpoint);
         free(c->tracing.otel_protocol);
+        free(c->tracing.otel_headers);
         access_control_free(c->access_control);
         for (size_t i = 0; i < c->n_secret_scopes; i++) {
                 free(c->secret_scopes[i].store_name);
@@ -631,6 +632,27 @@ static int parse_tracing(YamlWalk *w, yaml_node_t *spec, ConfigTracing *t) {
         r = get_bool(w, otel, "isSecure", "spec.tracing.otel.isSecure", &t->otel_is_secure);
         if (r < 0)
                 return r;
+        t->otel_is_secure_set = otel && yaml_map_get(w, otel, "isSecure");
+        r = get_string(w, otel, "headers", "spec.tracing.otel.headers", false, &s);
+        if (r < 0)
+                return r;
+        if (s && (strpbrk(s, "\r\n") || !strchr(s, '=')))
+                return yaml_fail(w, yaml_map_get(w, otel, "headers"), "spec.tracing.otel.headers",
+                            "expected key1=value1,key2=value2 on one line");
+        if (dup_to(&t->otel_headers, s) < 0)
+                return -ENOMEM;
+        r = get_string(w, otel, "timeout", "spec.tracing.otel.timeout", false, &s);
+        if (r < 0)
+                return r;
+        if (s) {
+                char *end;
+                errno = 0;
+                unsigned long long v = strtoull(s, &end, 10);
+                if (errno || end == s || *end || v == 0 || v > 3600000 || *s == '-')
+                        return yaml_fail(w, yaml_map_get(w, otel, "timeout"), "spec.tracing.otel.timeout",
+                                    "expected milliseconds from 1 to 3600000, not '%s'", s);
+                t->otel_timeout_ms = v;
+        }
         r = get_string(w, otel, "protocol", "spec.tracing.otel.protocol", false, &s);
         if (r < 0)
                 return r;

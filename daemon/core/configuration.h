@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "conferr.h"
@@ -98,6 +99,9 @@ typedef struct ConfigTracing {
         char *otel_endpoint;      /* otel.endpointAddress */
         char *otel_protocol;      /* otel.protocol ("grpc", "http"), NULL when absent */
         bool otel_is_secure;
+        bool otel_is_secure_set;  /* isSecure given: daprd takes an absent one as true */
+        char *otel_headers;       /* otel.headers, "key1=value1,key2=value2" as daprd; NULL when absent */
+        uint64_t otel_timeout_ms; /* otel.timeout in ms; 0 when absent (daprd's 10000) */
 } ConfigTracing;
 
 typedef struct Configuration {

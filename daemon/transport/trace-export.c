@@ -30,6 +30,8 @@ struct TraceExporter {
         CurlEvent *curl;
         ExportFormat format;
         char *url;
+        char *headers_spec;     /* otel.headers as configured, to notice a change */
+        long timeout_ms;
         bool to_stdout;
         sd_event_source *tick;
         uint64_t last_send;
@@ -234,7 +236,7 @@ static void send_body(TraceExporter *e) {
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDS, e->body) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(e->body)) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_HTTPHEADER, e->headers) != CURLE_OK ||
-            sym_curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS, e->timeout_ms) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
             curl_event_start(e->curl, e->easy, on_sent, e) < 0) {
                 trace_count_dropped(e->n_spans);
@@ -320,6 +322,7 @@ TraceExporter *trace_exporter_free(TraceExporter *e) {
         trace_count_dropped(e->n_spans);
         free(e->body);
         free(e->url);
+        free(e->headers_spec);
         sd_event_unref(e->event);
         free(e);
         (void) trace_queue_setup(0);
@@ -333,7 +336,9 @@ static char *otlp_url(const ConfigTracing *t) {
         const char *host = scheme ? strstr(a, "://") + 3 : a;
         bool path = strchr(host, '/') != NULL;
         char *u = NULL;
-        if (asprintf(&u, "%s%s%s", scheme ? "" : t->otel_is_secure ? "https://" : "http://", a,
+        /* daprd: isSecure defaults to true */
+        bool secure = t->otel_is_secure_set ? t->otel_is_secure : true;
+        if (asprintf(&u, "%s%s%s", scheme ? "" : secure ? "https://" : "http://", a,
                      path ? "" : "/v1/traces") < 0)
                 return NULL;
         return u;
@@ -358,7 +363,10 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
                 *ret = trace_exporter_free(e);
                 return;
         }
-        if (e && streq_ptr(e->url, url) && e->format == format) {
+        const char *hspec = format == EXPORT_OTLP_HTTP ? t->otel_headers : NULL;
+        long timeout = format == EXPORT_OTLP_HTTP && t->otel_timeout_ms ? (long) t->otel_timeout_ms : REQUEST_TIMEOUT_MS;
+        if (e && streq_ptr(e->url, url) && e->format == format && streq_ptr(e->headers_spec, hspec) &&
+            e->timeout_ms == timeout) {
                 e->to_stdout = to_stdout;
                 return;
         }
@@ -373,13 +381,34 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
         e->format = format;
         e->to_stdout = to_stdout;
         e->url = TAKE_PTR(url);
+        e->timeout_ms = timeout;
         int r = 0;
+        if (hspec && !(e->headers_spec = strdup(hspec)))
+                r = -ENOMEM;
         if (e->url) {
                 r = curl_event_new(event, "trace export", &e->curl, &err);
                 if (r >= 0 && !(e->easy = sym_curl_easy_init()))
                         r = -ENOMEM;
                 if (r >= 0 && !(e->headers = sym_curl_slist_append(NULL, "Content-Type: application/json")))
                         r = -ENOMEM;
+                /* otel.headers "k1=v1,k2=v2" (daprd's form) become "k1: v1" ... */
+                for (const char *p = e->headers_spec; r >= 0 && p && *p;) {
+                        size_t l = strcspn(p, ",");
+                        _cleanup_free_ char *item = strndup(p, l), *line = NULL;
+                        char *eq = item ? strchr(item, '=') : NULL;
+                        if (!item)
+                                r = -ENOMEM;
+                        else if (eq && eq != item) {
+                                *eq = 0;
+                                struct curl_slist *n;
+                                if (asprintf(&line, "%s: %s", item, eq + 1) < 0 ||
+                                    !(n = sym_curl_slist_append(e->headers, line)))
+                                        r = -ENOMEM;
+                                else
+                                        e->headers = n;
+                        }
+                        p += l + (p[l] == ',');
+                }
         }
         if (r >= 0)
                 r = trace_queue_setup(TRACE_QUEUE_MAX);

@@ -29,7 +29,7 @@ class Receiver:
     """Collects spans POSTed as OTLP/HTTP JSON or Zipkin v2 JSON, normalized to dicts."""
 
     def __init__(self, port=None):
-        self.spans, self.posts, self.lock = [], [], threading.Lock()
+        self.spans, self.posts, self.headers, self.lock = [], [], [], threading.Lock()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -37,6 +37,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with receiver.lock:
                     receiver.posts.append((self.path, self.headers.get("Content-Type")))
+                    receiver.headers.append(dict(self.headers.items()))
                     receiver.spans += receiver.decode(self.path, json.loads(body))
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
@@ -84,11 +85,13 @@ class Receiver:
             return list(self.spans)
 
 
-def config_yaml(rate, otel=None, zipkin=None):
+def config_yaml(rate, otel=None, zipkin=None, headers=None):
     t = f"apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: tracing\nspec:\n  tracing:\n" \
         f"    samplingRate: \"{rate}\"\n"
     if otel:
         t += f"    otel:\n      endpointAddress: \"{otel}\"\n      isSecure: false\n      protocol: http\n"
+        if headers:
+            t += f"      headers: \"{headers}\"\n"
     if zipkin:
         t += f"    zipkin:\n      endpointAddress: \"{zipkin}\"\n"
     return t
@@ -128,7 +131,8 @@ class TracingTest(DaemonTestCase):
     def check_chain(self, fmt):
         rx = Receiver()
         self.addCleanup(rx.stop)
-        endpoint = {"otel": f"127.0.0.1:{rx.port}"} if fmt == "otel" else \
+        endpoint = {"otel": f"127.0.0.1:{rx.port}", "headers": "authorization=Bearer t0ken,x-tenant=blue"} \
+            if fmt == "otel" else \
             {"zipkin": f"http://127.0.0.1:{rx.port}/api/v2/spans"}
         d, b, c = self.chain_daemon(config_yaml(1, **endpoint))
         r = request(d.app_socket("a"), "POST", "/v1.0/invoke/b/method/chain", body=b"hi")
@@ -141,6 +145,9 @@ class TracingTest(DaemonTestCase):
             return s if len([x for x in s if x["name"].startswith(("/v1.0/invoke", "CallLocal"))]) >= 4 else None
         got = wait_for(spans, what="the chain's spans at the receiver")
         self.assertEqual(rx.posts[0], ("/v1/traces" if fmt == "otel" else "/api/v2/spans", "application/json"))
+        if fmt == "otel":  # otel.headers, daprd's "k=v,k=v"
+            self.assertEqual((rx.headers[0].get("authorization"), rx.headers[0].get("x-tenant")),
+                             ("Bearer t0ken", "blue"))
         chain = [x for x in got if x["name"].startswith(("/v1.0/invoke", "CallLocal"))]
         by = {(x["service"], x["kind"]): x for x in chain}
         sa, ca = by[("a", "SERVER")], by[("a", "CLIENT")]

@@ -185,6 +185,26 @@ TEST(parse_defaults) {
         ASSERT_EQ(acl_evaluate(c, "x", "GET", "/y", NULL), ACL_ALLOW);
 }
 
+TEST(parse_metric_and_otel_extras) {
+        Configuration *c;
+
+        c = parse_ok("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nspec:\n  metric:\n    enabled: false\n"
+                     "  tracing:\n    otel:\n      endpointAddress: \"h:4318\"\n      headers: \"a=1,b=x=y\"\n"
+                     "      timeout: \"2500\"\n");
+        ASSERT_TRUE(c->metric_disabled);
+        ASSERT_TRUE(!c->tracing.otel_is_secure_set); /* daprd: absent means secure */
+        ASSERT_STREQ(c->tracing.otel_headers, "a=1,b=x=y");
+        ASSERT_EQ(c->tracing.otel_timeout_ms, 2500);
+        configuration_free(c);
+
+        c = parse_ok("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nspec:\n  tracing:\n    otel:\n"
+                     "      isSecure: false\n");
+        ASSERT_TRUE(c->tracing.otel_is_secure_set);
+        ASSERT_TRUE(!c->tracing.otel_is_secure);
+        ASSERT_TRUE(!c->metric_disabled);
+        configuration_free(c);
+}
+
 TEST(parse_access_control_defaults) {
         Configuration *c;
 
@@ -275,6 +295,9 @@ TEST(parse_errors) {
 
         /* Tracing. */
         expect_error(SPEC "  tracing: [1]\n", 4, "spec.tracing", "mapping");
+        expect_error(SPEC "  metric:\n    enabled: maybe\n", 5, "spec.metric.enabled", "true or false");
+        expect_error(SPEC "  tracing:\n    otel:\n      headers: nokey\n", 6, "spec.tracing.otel.headers", NULL);
+        expect_error(SPEC "  tracing:\n    otel:\n      timeout: \"-5\"\n", 6, "spec.tracing.otel.timeout", NULL);
         expect_error(SPEC "  tracing:\n    samplingRate: \"1.5\"\n", 5, "spec.tracing.samplingRate", "'1.5'");
         expect_error(SPEC "  tracing:\n    samplingRate: abc\n", 5, "spec.tracing.samplingRate", NULL);
         expect_error(SPEC "  tracing:\n    samplingRate: \"-0.1\"\n", 5, "spec.tracing.samplingRate", NULL);
