@@ -141,6 +141,20 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 goto out;
         }
 
+        /* A directory named on the command line must exist: a typo would otherwise start a daemon that
+         * silently serves nothing of what the user meant. (The default directories may be absent: then
+         * only the built-in defaults are served.) */
+        if (config) {
+                struct stat st;
+                const char *why = stat(config, &st) < 0 ? strerror(errno)
+                                  : !S_ISDIR(st.st_mode)   ? "not a directory"
+                                                           : NULL;
+                if (why) {
+                        fprintf(stderr, "mooringd: configuration directory '%s': %s\n", config, why);
+                        r = -EINVAL;
+                        goto out;
+                }
+        }
         if (!config)
                 config = user ? xdg_dir("XDG_CONFIG_HOME", ".config") : strdup(MOORING_CONFIG_DIR);
         if (!state)

@@ -23,6 +23,7 @@ AppConfig *app_config_free(AppConfig *c) {
         free(c->user);
         free(c->health_check_path);
         free(c->configuration);
+        strv_free(c->resources_paths);
         free(c->file);
         free(c);
         return NULL;
@@ -223,6 +224,14 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
                 c->invoke_timeout_usec = u;
                 return 0;
         }
+        if (streq(key, "ResourcesPath")) {
+                /* Dapr's --resources-path: component files for this app alone (mooringctl run) */
+                if (*value != '/')
+                        return err(reterr_msg, "expected an absolute path to a directory of component files");
+                if (strv_contains(c->resources_paths, value))
+                        return 0;
+                return strv_extend(&c->resources_paths, value);
+        }
         if (streq(key, "Configuration")) {
                 if (*value != '/')
                         return err(reterr_msg, "expected an absolute path to a Dapr Configuration file");
@@ -234,6 +243,8 @@ int app_config_set(AppConfig *c, const char *key, const char *value, char **rete
 typedef struct {
         AppConfig *c;
         char field[64]; /* last key, for the error (the parser's buffer is gone by then) */
+        ConfError *err;
+        const char *file;
 } ParseState;
 
 static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
@@ -246,16 +257,38 @@ static int assign(const char *section, const char *key, const char *value, unsig
         return app_config_set(p->c, key, value, reterr_msg);
 }
 
+bool app_id_is_valid(const char *id) {
+        size_t n = 0;
+
+        if (!id)
+                return false;
+        for (; id[n]; n++) {
+                char ch = id[n];
+                bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                          (n > 0 && (ch == '-' || ch == '_' || ch == '.'));
+                if (!ok || n >= 63)
+                        return false;
+        }
+        return n > 0;
+}
+
+/* Every error of the file goes into p->err: one reload shows them all. */
+static int collect_error(unsigned line, const char *key, const char *msg, void *ud) {
+        ParseState *p = ud;
+        /* the field is the key only where the key itself was wrong, not for a misplaced line */
+        int r = conf_error_append(p->err, p->file, line, key && p->field[0] ? p->field : NULL, "%s",
+                                  msg ?: "invalid");
+        return r == -ENOMEM ? r : 0;
+}
+
 int app_config_parse(const char *id, const char *file, const char *text, size_t len, AppConfig **ret,
                      ConfError *e) {
         _cleanup_(app_config_freep) AppConfig *c = NULL;
-        _cleanup_free_ char *msg = NULL;
-        unsigned line = 0;
         int r;
 
-        if (!name_is_valid(id))
+        if (!app_id_is_valid(id))
                 return conf_error_set(e, file, 0, NULL,
-                                      "invalid app id '%s': use letters, digits, '.', '_' and '-', "
+                                      "invalid app id '%s': use lower-case letters, digits, '.', '_' and '-', "
                                       "at most 63, starting with a letter or digit", id);
         c = app_config_new(id);
         if (!c)
@@ -265,12 +298,11 @@ int app_config_parse(const char *id, const char *file, const char *text, size_t 
                 if (!c->file)
                         return -ENOMEM;
         }
-        ParseState p = { .c = c };
-        r = ini_parse(text, len, assign, &p, &line, &msg);
-        if (r == -ENOMEM)
-                return r;
+        conf_error_done(e);
+        ParseState p = { .c = c, .err = e, .file = file };
+        r = ini_parse_all(text, len, assign, collect_error, &p);
         if (r < 0)
-                return conf_error_set(e, file, line, p.field[0] ? p.field : NULL, "%s", msg ?: "invalid");
+                return r;
         *ret = TAKE_PTR(c);
         return 0;
 }
@@ -308,5 +340,6 @@ bool app_config_equal(const AppConfig *a, const AppConfig *b) {
                a->health_probe_interval_usec == b->health_probe_interval_usec &&
                a->max_concurrency == b->max_concurrency && a->invoke_timeout_usec == b->invoke_timeout_usec &&
                a->app_protocol_grpc == b->app_protocol_grpc &&
-               streq_ptr(a->configuration, b->configuration) && streq_ptr(a->file, b->file);
+               streq_ptr(a->configuration, b->configuration) && strv_equal(a->resources_paths, b->resources_paths) &&
+               streq_ptr(a->file, b->file);
 }

@@ -40,8 +40,12 @@ typedef struct AppConfig {
         unsigned max_concurrency;   /* calls to this app at once; 0: unlimited (Dapr's app-max-concurrency) */
         uint64_t invoke_timeout_usec; /* bound on one call to this app, queueing included; 0: none */
         char *configuration;        /* the app's own Dapr Configuration file; NULL: <config dir>/config.yaml */
+        char **resources_paths;     /* ResourcesPath=: directories of components for this app only; NULL: none */
         char *file;            /* source file, NULL when registered over D-Bus */
 } AppConfig;
+
+/* An app id as documented (mooringd.conf(5), CONTRACT.md): [a-z0-9][a-z0-9-_.]{0,62}. */
+bool app_id_is_valid(const char *id);
 
 AppConfig *app_config_free(AppConfig *c);
 DEFINE_CLEANUP_FUNC(AppConfig, app_config_free);

@@ -284,17 +284,22 @@ int registry_set_component_error(Registry *r, const char *name, const char *mess
 /* ---- configuration errors ---- */
 
 void registry_log_conf_error(Registry *r, const ConfError *e) {
-        _cleanup_free_ char *s = conf_error_format(e);
-        r->n_config_errors++;
-        log_error("%s", s ?: "configuration error");
+        /* one line (and one count) per error: a file with three errors shows all three at once */
+        for (; e; e = e->next) {
+                _cleanup_free_ char *s = conf_error_format_one(e);
+                r->n_config_errors++;
+                log_error("%s", s ?: "configuration error");
+        }
 }
 
 void registry_log_conf_kept(Registry *r, const ConfError *e) {
-        _cleanup_free_ char *s = conf_error_format(e);
-        r->n_config_errors++;
         r->n_config_kept++;
-        /* A warning, not an error: nothing stopped working, but the file on disk is not what runs. */
-        log_warning("%s; kept the previous version", s ?: "configuration error");
+        for (; e; e = e->next) {
+                _cleanup_free_ char *s = conf_error_format_one(e);
+                r->n_config_errors++;
+                /* A warning, not an error: nothing stopped working, but the file on disk is not what runs. */
+                log_warning("%s; kept the previous version", s ?: "configuration error");
+        }
 }
 
 /* ---- Dapr Configuration files ---- */

@@ -84,6 +84,8 @@ static const struct {
 typedef struct {
         Settings *s;
         char field[64]; /* last key, for the error (the parser's buffer is gone by then) */
+        ConfError *err;
+        const char *file;
 } ParseState;
 
 static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
@@ -167,20 +169,26 @@ static int assign(const char *section, const char *key, const char *value, unsig
         return 0;
 }
 
+/* Every error of the file goes into p->err: one reload shows them all. */
+static int collect_error(unsigned line, const char *key, const char *msg, void *ud) {
+        ParseState *p = ud;
+        /* the field is the key only where the key itself was wrong, not for a misplaced line */
+        int r = conf_error_append(p->err, p->file, line, key && p->field[0] ? p->field : NULL, "%s",
+                                  msg ?: "invalid");
+        return r == -ENOMEM ? r : 0;
+}
+
 int settings_parse(Settings *s, const char *file, const char *text, size_t len, ConfError *err) {
         Settings n;
-        _cleanup_free_ char *msg = NULL;
-        unsigned line = 0;
         int r;
 
         settings_init(&n);
-        ParseState p = { .s = &n };
-        r = ini_parse(text, len, assign, &p, &line, &msg);
+        conf_error_done(err);
+        ParseState p = { .s = &n, .err = err, .file = file };
+        r = ini_parse_all(text, len, assign, collect_error, &p);
         if (r < 0) {
                 settings_done(&n);
-                if (r == -ENOMEM)
-                        return r;
-                return conf_error_set(err, file, line, p.field[0] ? p.field : NULL, "%s", msg ?: "invalid");
+                return r;
         }
         settings_done(s);
         *s = n;

@@ -24,3 +24,17 @@ typedef int (*IniAssignFn)(const char *section, const char *key, const char *val
  */
 int ini_parse(const char *text, size_t len, IniAssignFn fn, void *userdata, unsigned *reterr_line,
               char **reterr_msg);
+
+/*
+ * Called for each error of ini_parse_all(): line, the key whose assignment failed (NULL for a
+ * malformed line) and message (NULL on OOM). Return < 0 to stop parsing.
+ */
+typedef int (*IniErrorFn)(unsigned line, const char *key, const char *msg, void *userdata);
+
+/*
+ * Like ini_parse(), but an error does not stop the parse: each one (a malformed line, or an
+ * assignment fn refused, with the message fn set) goes to error_fn and parsing goes on with the next
+ * line, so a file reports all its errors at once. Returns 0 when there was none, -EINVAL when there
+ * was one, -ENOMEM, or what fn or error_fn returned to stop.
+ */
+int ini_parse_all(const char *text, size_t len, IniAssignFn fn, IniErrorFn error_fn, void *userdata);

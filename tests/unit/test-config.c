@@ -1039,3 +1039,60 @@ TEST(identity_units) {
         snprintf(unit, sizeof unit, "mooring-app@%0*d.service", 64, 1);
         ASSERT_TRUE(!identity_app_from_unit(unit, NULL)); /* id of 64 characters */
 }
+
+/* A file with several errors reports every one at once (issue 16): before, each reload showed
+ * only the first, and a user needed three reloads for three mistakes. */
+TEST(app_config_all_errors_at_once) {
+        _cleanup_(app_config_freep) AppConfig *c = NULL;
+        _cleanup_free_ char *s = NULL;
+        ConfError e = {};
+        unsigned n = 0;
+
+        ASSERT_ERROR(app_text("a", "[App]\nHttpPort=x\nAppAddress=http://127.0.0.1:3000\nBogus=1\nno equals\n"
+                                   "MaxConcurrency=-1\n",
+                              &c, &e),
+                     EINVAL);
+        ASSERT_NULL(c);
+        for (ConfError *x = &e; x; x = x->next)
+                n++;
+        ASSERT_EQ(n, 4);
+        ASSERT_EQ(e.line, 2);
+        ASSERT_STREQ(e.field, "HttpPort");
+        ASSERT_EQ(e.next->line, 4);
+        ASSERT_STREQ(e.next->field, "Bogus");
+        ASSERT_EQ(e.next->next->line, 5);
+        ASSERT_NULL(e.next->next->field);
+        ASSERT_EQ(e.next->next->next->line, 6);
+        s = conf_error_format(&e);
+        ASSERT_TRUE(strstr(s, "apps.d/test.conf:2: field 'HttpPort'") != NULL);
+        ASSERT_TRUE(strstr(s, "; apps.d/test.conf:6: field 'MaxConcurrency'") != NULL);
+        conf_error_done(&e);
+        ASSERT_NULL(e.next);
+
+        /* the same for mooringd.conf */
+        Settings st;
+        settings_init(&st);
+        ASSERT_ERROR(settings_text(&st, "[Daemon]\nLogLevel=loud\nBogus=1\nMaxRequestBodySize=x\n", &e), EINVAL);
+        n = 0;
+        for (ConfError *x = &e; x; x = x->next)
+                n++;
+        ASSERT_EQ(n, 3);
+        ASSERT_EQ(e.next->next->line, 4);
+        conf_error_done(&e);
+        settings_done(&st);
+}
+
+/* App ids as the man page has them, [a-z0-9][a-z0-9-_.]{0,62}: upper case is refused. */
+TEST(app_id_documented_form) {
+        _cleanup_(app_config_freep) AppConfig *c = NULL;
+        ConfError e = {};
+
+        ASSERT_TRUE(app_id_is_valid("orders"));
+        ASSERT_TRUE(app_id_is_valid("a.b_c-9"));
+        ASSERT_TRUE(!app_id_is_valid("Bad_App"));
+        ASSERT_TRUE(!app_id_is_valid("-a"));
+        ASSERT_TRUE(!app_id_is_valid(""));
+        ASSERT_ERROR(app_text("Bad_App", "[App]\n", &c, &e), EINVAL);
+        ASSERT_TRUE(strstr(e.message, "Bad_App") != NULL);
+        conf_error_done(&e);
+}
