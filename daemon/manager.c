@@ -103,6 +103,7 @@ Manager *manager_new(void) {
 }
 
 static void app_unlink(Manager *m, App *a);
+static int reload_components(Manager *m);
 
 Manager *manager_free(Manager *m) {
         Registry *reg;
@@ -663,21 +664,30 @@ int manager_register_app(Manager *m, AppConfig *config, ConfError *e) {
                 conf_error_set(e, NULL, 0, NULL, "mooringd is stopping");
                 return -ESHUTDOWN;
         }
+        bool resources = config->resources_paths != NULL;
         r = app_add(m, config, APP_SOURCE_BUS, e);
         if (r >= 0) {
                 registry_refresh_metrics(m->registry); /* its Configuration's spec.metric */
                 runtime_bus_emit_apps_changed(m);
                 notify_status(m, NULL);
+                /* the components of its ResourcesPath= serve it from now on */
+                if (resources)
+                        r = manager_reload_components(m);
         }
         return r;
 }
 
 int manager_unregister_app(Manager *m, const char *id) {
         App *a = registry_find_app(m->registry, id);
+        bool resources;
         if (!a)
                 return -ENOENT;
+        resources = a->config->resources_paths != NULL;
         log_struct(LOG_INFO, 0, id, NULL, "App unregistered.");
         app_unlink(m, a);
+        /* its own components go with it */
+        if (resources && manager_reload_components(m) == -ENOMEM)
+                return -ENOMEM;
         runtime_bus_emit_apps_changed(m);
         notify_status(m, NULL);
         return 0;
@@ -699,13 +709,24 @@ typedef struct {
         size_t n;
         bool oom;
         ConfKeep keep;          /* what of the running set a broken file keeps */
+        bool app_resources;     /* reading apps' ResourcesPath= directories */
         size_t file_start;      /* list[file_start..n) came from the file being read */
 } ComponentLoad;
 
 static void on_component(Component *c, void *ud) {
         ComponentLoad *cl = ud;
         for (size_t i = 0; i < cl->n; i++)
-                if (streq(cl->list[i]->name, c->name)) {
+                if (streq(cl->list[i]->name, c->name) && cl->app_resources) {
+                        /* An app's resources (mooringd run --resources-path) meet a name the host already
+                         * serves: the host's component stays, so that e.g. a quickstart's Redis "statestore"
+                         * runs on the embedded default where no Redis is configured. Said, not counted. */
+                        log_struct(LOG_WARNING, 0, NULL, c->name,
+                                   "%s:%u: component '%s' of an app's resources is not used: the name is taken "
+                                   "by %s:%u, which serves the app instead.", c->file, c->line, c->name,
+                                   cl->list[i]->file, cl->list[i]->line);
+                        component_unref(c);
+                        return;
+                } else if (streq(cl->list[i]->name, c->name)) {
                         ConfError e = {};
                         conf_error_set(&e, c->file, c->line, "metadata.name",
                                        "component '%s' is already defined in %s:%u", c->name, cl->list[i]->file,
@@ -1035,7 +1056,9 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
                         conf_error_done(&e);
                         continue;
                 }
-                log_struct(LOG_INFO, 0, NULL, c->name, "%c%s ready (%s).", k->what[0] - 32, k->what + 1, c->type);
+                /* only now, with the driver open, is the component loaded */
+                log_struct(LOG_INFO, 0, NULL, c->name, "Component loaded: %s %s from %s:%u (%s ready).", c->type,
+                           c->version, c->file, c->line, k->what);
                 warn_unused_metadata(c, k);
                 n[kept++] = found;
         }
@@ -1045,6 +1068,68 @@ static int sync_instances(Manager *m, const InstanceKind *k, void ***list, size_
         free(*list);
         *list = n;
         *n_list = kept;
+        return 0;
+}
+
+/*
+ * The components of apps' ResourcesPath= directories (mooringctl run --resources-path, Dapr's
+ * resources for one app): each directory is read once, and its components serve only the apps
+ * that named it, whatever scopes the files give. A name the host already serves (its own files, a
+ * built-in default, another app's resources) keeps the host's component: a warning says so.
+ */
+static int load_app_resources(ComponentLoad *cl) {
+        static const char *const suffixes[] = { ".yaml", ".yml", NULL };
+        Registry *reg = cl->m->registry;
+        _cleanup_strv_free_ char **dirs = NULL;
+        int r;
+
+        for (size_t i = 0; i < reg->n_apps; i++)
+                for (char **p = reg->apps[i]->config->resources_paths; p && *p; p++)
+                        if (!strv_contains(dirs, *p) && strv_extend(&dirs, *p) < 0)
+                                return -ENOMEM;
+        cl->app_resources = true;
+        for (char **d = dirs; d && *d; d++) {
+                _cleanup_strv_free_ char **scopes = NULL, **files = NULL;
+
+                for (size_t i = 0; i < reg->n_apps; i++)
+                        if (strv_contains(reg->apps[i]->config->resources_paths, *d) &&
+                            strv_extend(&scopes, reg->apps[i]->config->id) < 0)
+                                return -ENOMEM;
+                r = dir_list_sorted(*d, suffixes, &files);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        ConfError e = {};
+                        conf_error_set(&e, *d, 0, NULL, "cannot read the resources directory of app '%s': %s",
+                                       scopes[0], strerror(-r));
+                        registry_log_conf_error(reg, &e);
+                        conf_error_done(&e);
+                        continue;
+                }
+                for (char **f = files; f && *f; f++) {
+                        _cleanup_free_ char *text = NULL;
+                        size_t len, start = cl->n;
+
+                        r = read_full_file(*f, COMPONENT_FILE_MAX, &text, &len);
+                        if (r < 0) {
+                                ConfError e = {};
+                                conf_error_set(&e, *f, 0, NULL, "cannot read: %s", strerror(-r));
+                                registry_log_conf_error(reg, &e);
+                                conf_error_done(&e);
+                                continue;
+                        }
+                        r = component_parse(*f, text, len, on_component, on_component_error, cl);
+                        if (r == -ENOMEM || cl->oom)
+                                return -ENOMEM;
+                        for (size_t i = start; i < cl->n; i++) {
+                                char **copy = NULL;
+                                if (strv_copy(scopes, &copy) < 0)
+                                        return -ENOMEM;
+                                strv_free(cl->list[i]->scopes);
+                                cl->list[i]->scopes = copy;
+                        }
+                }
+        }
         return 0;
 }
 
@@ -1089,8 +1174,12 @@ static int reload_components(Manager *m) {
                         break;
         }
         conf_keep_done(&cl.keep);
+        /* the defaults stand in for what the configuration lacks; an app's own resources come after
+         * them and cannot take their names (see load_app_resources) */
         if (r >= 0 && !cl.oom)
                 r = add_default_components(&cl);
+        if (r >= 0 && !cl.oom)
+                r = load_app_resources(&cl);
         if (r == -ENOMEM || cl.oom) {
                 for (size_t i = 0; i < cl.n; i++)
                         component_unref(cl.list[i]);
@@ -1111,8 +1200,12 @@ static int reload_components(Manager *m) {
                         }
                 if (!kept) {
                         changed = true;
-                        log_struct(LOG_INFO, 0, NULL, cl.list[i]->name, "Component loaded: %s %s from %s:%u.",
-                                   cl.list[i]->type, cl.list[i]->version, cl.list[i]->file, cl.list[i]->line);
+                        /* state stores and brokers are "loaded" once their driver opened (sync_instances) */
+                        if (!component_is_category(cl.list[i], state_kind.category) &&
+                            !component_is_category(cl.list[i], pubsub_kind.category))
+                                log_struct(LOG_INFO, 0, NULL, cl.list[i]->name, "Component loaded: %s %s from %s:%u.",
+                                           cl.list[i]->type, cl.list[i]->version, cl.list[i]->file,
+                                           cl.list[i]->line);
                 }
         }
         for (size_t j = 0; j < m->registry->n_components; j++) {
@@ -1152,6 +1245,13 @@ static int reload_components(Manager *m) {
         if (changed)
                 runtime_bus_emit_components_changed(m);
         return r;
+}
+
+int manager_reload_components(Manager *m) {
+        int r = reload_components(m);
+        if (r >= 0)
+                r = pubsub_reload(m->registry);
+        return r < 0 ? log_oom() : 0;
 }
 
 /* ---- lifecycle ---- */

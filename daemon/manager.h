@@ -67,6 +67,7 @@ struct Manager {
         Transport *transport;       /* every call into an app */
         sd_bus *bus;
         sd_event_source *bus_retry; /* reconnects after the bus dropped us */
+        struct BusOwnedApp *owned_apps; /* apps registered with Ephemeral=yes, gone with their client (dbus/) */
 
         ActivatedFd *activated;     /* sockets passed by systemd and not yet claimed */
         size_t n_activated;
@@ -97,6 +98,8 @@ void manager_stop(Manager *m);
 /* Adds an app given over D-Bus. Errors say what was wrong in e. */
 int manager_register_app(Manager *m, AppConfig *config_take, ConfError *e);
 int manager_unregister_app(Manager *m, const char *id);
+/* Loads the components again (an app with ResourcesPath= came or went). < 0 only on OOM. */
+int manager_reload_components(Manager *m);
 
 bool manager_is_ready(const Manager *m);
 uint64_t manager_max_body(const Manager *m);

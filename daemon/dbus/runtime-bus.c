@@ -111,13 +111,90 @@ static int reread_app_id(sd_bus_message *call, const char **ret) {
 
 /* ---- RegisterApp ---- */
 
-static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, sd_bus_error *reterr) {
+/*
+ * An app registered with Ephemeral=yes (mooringctl run) lives as long as the connection that
+ * registered it: sd-bus's tracking watches NameOwnerChanged of that unique name, so the app goes
+ * when the client closes its connection, exits or is killed (SIGKILL included). The entry goes
+ * when the app leaves the registry for whatever reason (REGISTRY_APP_REMOVED).
+ */
+typedef struct BusOwnedApp {
+        Manager *m;
+        App *app;                  /* borrowed: the entry goes when the app leaves the registry */
+        sd_bus_track *track;
+        struct BusOwnedApp *next;
+} BusOwnedApp;
+
+static void owned_app_free(Manager *m, BusOwnedApp *o) {
+        for (BusOwnedApp **p = &m->owned_apps; *p; p = &(*p)->next)
+                if (*p == o) {
+                        *p = o->next;
+                        break;
+                }
+        sd_bus_track_unref(o->track);
+        free(o);
+}
+
+static int on_owner_gone(sd_bus_track *t, void *userdata) {
+        BusOwnedApp *o = userdata;
+        Manager *m = o->m;
+
+        log_struct(LOG_INFO, 0, o->app->config->id, NULL, "The client that registered the app left the bus; removing it.");
+        /* REGISTRY_APP_REMOVED frees o (sd-bus holds its own reference on t during this call) */
+        if (manager_unregister_app(m, o->app->config->id) < 0)
+                owned_app_free(m, o);
+        return 1; /* handled: not to be dispatched again */
+}
+
+static void on_app_removed(Registry *r, App *a, void *userdata) {
+        Manager *m = userdata;
+        for (BusOwnedApp *o = m->owned_apps; o; o = o->next)
+                if (o->app == a) {
+                        owned_app_free(m, o);
+                        return;
+                }
+}
+
+static int track_owner(Manager *m, sd_bus_message *call, const char *id) {
+        BusOwnedApp *o;
+        int r;
+
+        App *a = registry_find_app(m->registry, id);
+        if (!a)
+                return -ENOENT;
+        o = calloc(1, sizeof *o);
+        if (!o)
+                return -ENOMEM;
+        *o = (BusOwnedApp) { .m = m, .app = a, .next = m->owned_apps };
+        m->owned_apps = o;
+        r = registry_add_callback(m->registry, REGISTRY_APP_REMOVED, on_app_removed, m);
+        if (r < 0 && r != -EEXIST)
+                return r;
+        r = sd_bus_track_new(sd_bus_message_get_bus(call), &o->track, on_owner_gone, o);
+        if (r >= 0)
+                r = sd_bus_track_add_sender(o->track, call);
+        return r;
+}
+
+/* The connection closed: every client that registered an app is gone with it. */
+static void owned_apps_drop_all(Manager *m) {
+        while (m->owned_apps) {
+                BusOwnedApp *o = m->owned_apps;
+                const char *id = o->app->config->id;
+                log_struct(LOG_INFO, 0, id, NULL, "Removing the app: the bus its client was on is gone.");
+                if (manager_unregister_app(m, id) < 0 || m->owned_apps == o)
+                        owned_app_free(m, o);
+        }
+}
+
+static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, bool *ret_ephemeral,
+                         sd_bus_error *reterr) {
         _cleanup_(app_config_freep) AppConfig *c = NULL;
         int r;
 
-        if (!name_is_valid(id))
+        if (!app_id_is_valid(id))
                 return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Invalid app id '%s': letters, digits, '.', '_', '-', at most 63", id);
+                                         "Invalid app id '%s': lower-case letters, digits, '.', '_', '-', at most 63, "
+                                         "starting with a letter or digit", id);
         c = app_config_new(id);
         if (!c)
                 return -ENOMEM;
@@ -158,7 +235,16 @@ static int read_settings(sd_bus_message *call, const char *id, AppConfig **ret, 
                                                  contents);
                 if (r < 0)
                         return r;
-                r = app_config_set(c, key, s, &msg);
+                if (streq(key, "Ephemeral")) {
+                        /* not an app file setting: how long the registration lives */
+                        if (!s || (!streq(s, "yes") && !streq(s, "no") && !streq(s, "true") && !streq(s, "false") &&
+                                   !streq(s, "1") && !streq(s, "0")))
+                                return sd_bus_error_setf(reterr, BUS_ERROR_INVALID_ARGUMENT,
+                                                         "Setting 'Ephemeral': expected yes or no");
+                        *ret_ephemeral = streq(s, "yes") || streq(s, "true") || streq(s, "1");
+                        r = 0;
+                } else
+                        r = app_config_set(c, key, s, &msg);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
@@ -182,12 +268,13 @@ static int register_authorized(sd_bus_message *call, Manager *m) {
         AppConfig *c = NULL;
         ConfError ce = {};
         const char *id;
+        bool ephemeral = false;
         int r;
 
         r = reread_app_id(call, &id);
         if (r < 0)
                 return r;
-        r = read_settings(call, id, &c, &err);
+        r = read_settings(call, id, &c, &ephemeral, &err);
         if (r < 0) {
                 if (!sd_bus_error_is_set(&err))
                         sd_bus_error_set_errno(&err, r);
@@ -203,6 +290,15 @@ static int register_authorized(sd_bus_message *call, Manager *m) {
                         return r;
                 return sd_bus_reply_method_errorf(call, r == -EEXIST ? BUS_ERROR_APP_EXISTS : BUS_ERROR_INVALID_ARGUMENT, "%s",
                                                   s ?: "invalid");
+        }
+        if (ephemeral) {
+                r = track_owner(m, call, id);
+                if (r < 0) {
+                        /* an app nobody would remove must not stay */
+                        (void) manager_unregister_app(m, id);
+                        return sd_bus_reply_method_errorf(call, BUS_ERROR_FAILED, "Cannot watch the caller: %s",
+                                                          strerror(-r));
+                }
         }
         return sd_bus_reply_method_return(call, NULL);
 }
@@ -426,6 +522,7 @@ static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error
         log_warning("Lost the connection to the %s bus; reconnecting.", manager_bus_mode_to_string(m->bus_mode));
         /* its subscribers cannot be reached any more (and are gone, when the bus itself restarted) */
         pubsub_bus_disconnected(m, sd_bus_message_get_bus(msg));
+        owned_apps_drop_all(m);
         if (m->bus == sd_bus_message_get_bus(msg))
                 m->bus = sd_bus_flush_close_unref(m->bus);
         if (!m->bus_retry && m->state != MANAGER_STOPPING)
@@ -464,6 +561,10 @@ int runtime_bus_setup(Manager *m) {
 
 void runtime_bus_done(Manager *m) {
         m->bus_retry = sd_event_source_disable_unref(m->bus_retry);
+        while (m->owned_apps)
+                owned_app_free(m, m->owned_apps);
+        if (m->registry)
+                (void) registry_remove_callback(m->registry, REGISTRY_APP_REMOVED, on_app_removed, m);
         if (!m->bus)
                 return;
         pubsub_bus_done(m);
