@@ -3,10 +3,11 @@
 #
 # The two set-up commands of the README, for a fresh Debian 12 machine:
 #
-#   ./dev.sh run    install build dependencies, build, run mooringd in the
-#                   foreground on the development config in data/dev
-#                   (no root needed to run; sockets under $XDG_RUNTIME_DIR
-#                   or .dev/ in the checkout; one demo app registered)
+#   ./dev.sh run    install build dependencies, build the daemon and the CLI,
+#                   run mooringd in the foreground on the development config
+#                   in data/dev (no root needed; sockets in .dev/run in the
+#                   checkout; one demo app registered; a private session bus
+#                   when there is none)
 #   ./dev.sh test   install build and test dependencies, build with
 #                   ASan+UBSan, run the whole test suite; the last line is
 #                   "tests: N passed, N failed"
@@ -53,28 +54,36 @@ install_deps() {
 cmd_run() {
         install_deps "${BUILD_DEPS[@]}" dbus-daemon curl
         [ -d build-dev ] || meson setup build-dev >/dev/null
-        ninja -C build-dev
-        local rt="${XDG_RUNTIME_DIR:-}"
-        if [ -z "$rt" ] || [ ! -w "$rt" ]; then rt="$PWD/.dev/run"; fi
-        local runtime="$rt/mooring-dev" state="$PWD/.dev/state"
+        # only what runs: the daemon and the CLI, not the tests, fuzzers and benchmarks
+        ninja -C build-dev daemon/mooringd clients/mooringctl
+        # Fixed paths in the checkout, so that the README's commands work as written whether or not
+        # $XDG_RUNTIME_DIR is set.
+        local runtime="$PWD/.dev/run" state="$PWD/.dev/state"
         mkdir -p "$runtime" "$state"
         export MOORING_DASHBOARD_DIR="$PWD/data/dashboard"
         local args=(--config-dir "$PWD/data/dev" --state-dir "$state" --runtime-dir "$runtime" --bus=session)
-        cat >&2 <<TXT
-mooringd (development config: data/dev) — try, in another shell:
-  curl -i --unix-socket $runtime/mooringd.sock http://localhost/v1.0/healthz
-  curl -s --unix-socket $runtime/apps/demo/http.sock http://localhost/v1.0/metadata
-  curl -s http://127.0.0.1:3500/v1.0/metadata
-TXT
-        if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
-                echo "  busctl --user introspect org.mooring.Runtime1 /org/mooring/Runtime1" >&2
-                echo "  build-dev/clients/mooringctl --user apps" >&2
-                exec build-dev/daemon/mooringd "${args[@]}"
+        if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
+                # No session bus (ssh, container): start one at a fixed address for the daemon's lifetime.
+                local bus="$runtime/bus"
+                rm -f "$bus"
+                dbus-daemon --session --nofork --address="unix:path=$bus" &
+                local bus_pid=$!
+                trap 'kill $bus_pid 2>/dev/null' EXIT
+                export DBUS_SESSION_BUS_ADDRESS="unix:path=$bus"
+                for _ in $(seq 50); do [ -S "$bus" ] && break; sleep 0.1; done
+                echo "No session bus: started one. In another shell, first paste:" >&2
+                echo "  export DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS" >&2
         fi
-        # No session bus (ssh, container): start one for the daemon's lifetime.
-        echo "  (no session bus: a private one is started; see its address in the log below)" >&2
-        exec dbus-run-session -- sh -c 'echo "DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS" >&2; exec "$@"' \
-                sh build-dev/daemon/mooringd "${args[@]}"
+        cat >&2 <<TXT
+mooringd (development config: data/dev) — try, in another shell, in $PWD:
+  curl -i --unix-socket .dev/run/mooringd.sock http://localhost/v1.0/healthz
+  curl -s --unix-socket .dev/run/apps/demo/http.sock http://localhost/v1.0/metadata
+  curl -s http://127.0.0.1:3500/v1.0/metadata
+  busctl --user introspect org.mooring.Runtime1 /org/mooring/Runtime1
+  build-dev/clients/mooringctl --user apps
+TXT
+        # not exec: the trap stops the private bus when the daemon ends
+        build-dev/daemon/mooringd "${args[@]}"
 }
 
 cmd_test() {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ctl-bus.h"
 
@@ -204,5 +205,31 @@ int ctl_invoke(const CtlOptions *o, const CtlInvokeRequest *req) {
         r = ctl_load_data(req->data, &body, &size, &buf);
         if (r < 0)
                 return r;
-        return o->socket_path ? invoke_http(o, req, body, size) : invoke_bus(o, req, body, size);
+
+        /* --content-type, else application/json for JSON data (as the Dapr CLI sends it), unless a
+         * --header names the type itself */
+        const char *type = req->content_type;
+        bool has_type = false;
+        for (char **h = req->headers; h && *h; h++)
+                has_type = has_type || strncasecmp(*h, "Content-Type:", 13) == 0;
+        if (!type && !has_type && ctl_data_is_json(body, size))
+                type = "application/json";
+        if (!type)
+                return o->socket_path ? invoke_http(o, req, body, size) : invoke_bus(o, req, body, size);
+
+        size_t n = 0;
+        while (req->headers && req->headers[n])
+                n++;
+        _cleanup_free_ char **headers = calloc(n + 2, sizeof(char *));
+        _cleanup_free_ char *line = NULL;
+        if (!headers || asprintf(&line, "Content-Type: %s", type) < 0) {
+                line = NULL;
+                return ctl_log_oom();
+        }
+        for (size_t i = 0; i < n; i++)
+                headers[i] = req->headers[i];
+        headers[n] = line;
+        CtlInvokeRequest typed = *req;
+        typed.headers = headers;
+        return o->socket_path ? invoke_http(o, &typed, body, size) : invoke_bus(o, &typed, body, size);
 }

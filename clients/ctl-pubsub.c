@@ -180,5 +180,9 @@ int ctl_publish(const CtlOptions *o, const CtlPublishRequest *req) {
         if (r < 0)
                 return r;
         snprintf(what, sizeof(what), "publishing to topic '%s' of pubsub '%s'", req->topic, req->pubsub);
-        return o->socket_path ? publish_http(o, req, data, size, what) : publish_bus(o, req, data, size, what);
+        /* as the Dapr CLI does: JSON data goes out as JSON, so a subscriber's SDK gets an object */
+        CtlPublishRequest typed = *req;
+        if (!typed.content_type && ctl_data_is_json(data, size))
+                typed.content_type = "application/json";
+        return o->socket_path ? publish_http(o, &typed, data, size, what) : publish_bus(o, &typed, data, size, what);
 }

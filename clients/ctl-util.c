@@ -163,3 +163,16 @@ int ctl_load_data(const char *data, const void **ret, size_t *ret_size, char **r
         *ret = *ret_buf;
         return 0;
 }
+
+/*
+ * Whether data is one JSON value, as the Dapr CLI decides to send it as
+ * application/json (invoke and publish without --content-type).
+ */
+bool ctl_data_is_json(const void *data, size_t size) {
+        _cleanup_(json_decrefp) json_t *j = NULL;
+
+        if (size == 0)
+                return false;
+        j = json_loadb(data, size, JSON_DECODE_ANY, NULL);
+        return j != NULL;
+}

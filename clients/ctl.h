@@ -102,6 +102,7 @@ typedef struct CtlInvokeRequest {
         const char *verb;          /* upper case; never NULL */
         const char *data;          /* --data as given (literal, "@FILE" or "-"), or NULL */
         char **headers;            /* --header lines "Name: value", NULL-terminated, or NULL */
+        const char *content_type;  /* --content-type, or NULL: application/json when the data is JSON */
         bool verbose;              /* --verbose: status and headers on stderr */
 } CtlInvokeRequest;
 
@@ -110,7 +111,7 @@ typedef struct CtlPublishRequest {
         const char *pubsub;
         const char *topic;
         const char *data;          /* DATA as given: literal, "@FILE" or "-" */
-        const char *content_type;  /* --content-type, or NULL (text/plain) */
+        const char *content_type;  /* --content-type, or NULL: application/json when the data is JSON, else text/plain */
         char **metadata;           /* --metadata "KEY=VALUE" items, validated, NULL-terminated, or NULL */
 } CtlPublishRequest;
 
@@ -173,6 +174,7 @@ int ctl_log_oom(void);
 bool ctl_app_id_is_valid(const char *id);
 int ctl_read_all(int fd, size_t max, char **ret, size_t *ret_size);
 int ctl_load_data(const char *data, const void **ret, size_t *ret_size, char **ret_buf);
+bool ctl_data_is_json(const void *data, size_t size);
 
 /* ctl-model.c */
 void ctl_status_done(CtlStatus *s);
@@ -247,6 +249,10 @@ int ctl_publish(const CtlOptions *o, const CtlPublishRequest *req);
 
 /* ctl-binding.c */
 int ctl_binding_invoke(const CtlOptions *o, const CtlBindingRequest *req);
+/* ctl-manage.c */
+int ctl_reload(const CtlOptions *o);
+int ctl_register(const CtlOptions *o, const char *app_id, char **settings);
+int ctl_unregister(const CtlOptions *o, const char *app_id);
 
 /* ctl-pager.c */
 void ctl_pager_open(bool no_pager);

@@ -64,6 +64,7 @@ typedef struct Args {
         const char *directory;     /* --directory (logs) */
         bool open;                 /* --open (dashboard) */
         bool options_ended;        /* the last parse_options() stopped after a "--" */
+        const char *command;       /* the command, for "COMMAND --help"; NULL before it is known */
 } Args;
 
 static void args_done(Args *args) {
@@ -147,6 +148,14 @@ static void help(void) {
                "  dashboard               Print the URL of mooringd's web dashboard; without\n"
                "                          DashboardPort=, serve it on a loopback port until\n"
                "                          stopped\n"
+               "  list                    The same as apps\n"
+               "  reload                  Reload the daemon's configuration\n"
+               "  register APP_ID [KEY=VALUE...]\n"
+               "                          Register app APP_ID with apps.d settings, until\n"
+               "                          unregister (e.g. AppAddress=http://127.0.0.1:3000)\n"
+               "  unregister APP_ID       Remove an app registered over D-Bus\n"
+               "  stop APP_ID             Stop an app started with run (same as unregister)\n"
+               "  help [COMMAND]          Show this help, or the help of COMMAND\n"
                "\n"
                "Options:\n"
                "  -h --help               Show this help and exit\n"
@@ -171,7 +180,9 @@ static void help(void) {
                "                          Add a header to the call of invoke (repeatable)\n"
                "  -v --verbose            Show the status and headers of invoke's answer, or\n"
                "                          the metadata of binding invoke's, on standard error\n"
-               "     --content-type=TYPE  Content type of publish's DATA (default: text/plain)\n"
+               "     --content-type=TYPE  Content type of invoke's --data or publish's DATA\n"
+               "                          (default: application/json when the data is JSON,\n"
+               "                          else text/plain for publish and none for invoke)\n"
                "     --metadata=KEY=VALUE\n"
                "                          Publish, binding or secret get metadata (repeatable),\n"
                "                          e.g. rawPayload=true, ttlInSeconds=60, fileName=a.txt\n"
@@ -185,6 +196,50 @@ static void help(void) {
                "Exit status: 0 success, 1 failure (invoke: also an answer with a status\n"
                "outside 200-399), 2 usage error, 3 mooringd not running.\n",
                CTL_PROGRAM);
+}
+
+/* "help COMMAND" and "COMMAND --help": the command's synopsis and what it does. */
+static const struct {
+        const char *name, *synopsis, *text;
+} command_help[] = {
+        { "status", "status", "Show the daemon's version, state and the number of apps and components." },
+        { "apps", "apps", "List the registered apps: id, app address, socket, port and health." },
+        { "list", "list", "The same as apps." },
+        { "components", "components", "List the loaded components: name, type, version and file." },
+        { "subscriptions", "subscriptions", "List the running pub/sub subscriptions." },
+        { "app-exec", "app-exec APP_ID [-- CMD [ARGS...]]",
+          "Run app APP_ID (its Exec= line, or CMD) with its Dapr environment set: APP_ID,\n"
+          "DAPR_HTTP_PORT, DAPR_HTTP_ENDPOINT, DAPR_API_TOKEN, APP_PORT, MOORING_HTTP_SOCKET.\n"
+          "This is the ExecStart= of mooring-app@.service." },
+        { "state", "state get|set|delete STORE KEY [VALUE] [--app=APP_ID] [--etag=ETAG] [--first-write] [--ttl=S]",
+          "Read, write or delete KEY in state store STORE as app APP_ID (over D-Bus)." },
+        { "invoke", "invoke APP_ID METHOD [--verb=V] [--data=D|@FILE|-] [--content-type=T] [--header='N: v']... [-v]",
+          "Call METHOD of app APP_ID through mooringd and print the body of its answer. JSON\n"
+          "data is sent as application/json unless --content-type or a Content-Type header says\n"
+          "otherwise." },
+        { "publish", "publish PUBSUB TOPIC DATA|@FILE|- [--content-type=T] [--metadata=K=V]...",
+          "Publish DATA on TOPIC of pubsub PUBSUB; returns once the broker has it. JSON data is\n"
+          "sent as application/json, other data as text/plain, unless --content-type is given." },
+        { "binding", "binding invoke NAME OPERATION [--data=D|@FILE|-] [--metadata=K=V]... [--app=APP_ID] [-v]",
+          "Run OPERATION on output binding NAME and print what it answered (-v: its metadata)." },
+        { "reload", "reload", "Reload the daemon's configuration (as systemctl reload mooringd does); exit status 1\n"
+          "when files were broken and kept their previous version." },
+        { "register", "register APP_ID [KEY=VALUE...]",
+          "Register app APP_ID with the settings of an apps.d file (AppAddress=, HttpPort=, ...)\n"
+          "until it is unregistered or the daemon stops." },
+        { "unregister", "unregister APP_ID", "Remove app APP_ID, registered over D-Bus (register or run)." },
+        { "stop", "stop APP_ID", "Stop app APP_ID started with run: mooringctl run stops the app and exits." },
+        { "help", "help [COMMAND]", "Show the help, or the help of COMMAND." },
+};
+
+static bool command_help_print(const char *verb) {
+        for (size_t i = 0; i < ELEMENTSOF(command_help); i++)
+                if (streq(command_help[i].name, verb)) {
+                        printf("%s [OPTIONS...] %s\n\n%s\n\nSee '%s --help' for the options and mooringctl(1).\n",
+                               CTL_PROGRAM, command_help[i].synopsis, command_help[i].text, CTL_PROGRAM);
+                        return true;
+                }
+        return false;
 }
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
@@ -497,6 +552,7 @@ static int check_foreign_options(const Args *a, const char *verb) {
                 { "invoke", "--data", a->data },
                 { "invoke", "--header", a->headers },
                 { "invoke", "--verbose", a->verbose },
+                { "invoke", "--content-type", a->content_type },
                 { "publish", "--content-type", a->content_type },
                 { "publish", "--metadata", a->metadata },
                 { "secret", "--app", a->app },
@@ -627,7 +683,9 @@ static int exit_status(int r) {
 
 /* --help or --version, whichever was given (--help wins). Returns the exit status. */
 static int help_or_version(const Args *args) {
-        if (args->show_help)
+        if (args->show_help && args->command && command_help_print(args->command))
+                ;
+        else if (args->show_help)
                 help();
         else
                 puts(CTL_PROGRAM " " PACKAGE_VERSION);
@@ -789,6 +847,7 @@ static int invoke_main(Args *args, int argc, char *argv[]) {
                 .verb = args->verb ?: (args->data ? "POST" : "GET"),
                 .data = args->data,
                 .headers = args->headers,
+                .content_type = args->content_type,
                 .verbose = args->verbose,
         };
         r = ctl_invoke(&args->options, &req);
@@ -1030,6 +1089,36 @@ static int dashboard_main(Args *args, int argc, char *argv[]) {
         return exit_status(ctl_dashboard(&args->options, args->open));
 }
 
+/* "register APP_ID [KEY=VALUE...]", "unregister APP_ID", "stop APP_ID": over D-Bus. */
+static int manage_main(Args *args, const char *verb, int n_rest, char **rest) {
+        bool reg = streq(verb, "register");
+
+        if (n_rest < 1) {
+                usage_error("%s needs an APP_ID", verb);
+                return CTL_EXIT_USAGE;
+        }
+        if (!ctl_app_id_is_valid(rest[0])) {
+                usage_error("invalid app id '%s'", rest[0]);
+                return CTL_EXIT_USAGE;
+        }
+        if (!reg && n_rest > 1) {
+                usage_error("unexpected argument '%s'", rest[1]);
+                return CTL_EXIT_USAGE;
+        }
+        for (int i = 1; i < n_rest; i++) {
+                const char *eq = strchr(rest[i], '=');
+                if (!eq || eq == rest[i]) {
+                        usage_error("invalid setting '%s': expected KEY=VALUE as in an apps.d file", rest[i]);
+                        return CTL_EXIT_USAGE;
+                }
+        }
+        if (select_transport(args, verb) < 0)
+                return CTL_EXIT_USAGE;
+        if (reg)
+                return exit_status(ctl_register(&args->options, rest[0], rest + 1));
+        return exit_status(ctl_unregister(&args->options, rest[0]));
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(args_done) Args args = { .lines = -1 };
         const char *verb;
@@ -1050,6 +1139,8 @@ int main(int argc, char *argv[]) {
         } else
                 r = 0;
 
+        if (n_rest > 0)
+                args.command = rest[0];
         if (args.show_help || args.show_version)
                 return help_or_version(&args);
         if (n_rest <= 0) {
@@ -1081,8 +1172,25 @@ int main(int argc, char *argv[]) {
                 return logs_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "dashboard"))
                 return dashboard_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "help")) {
+                if (n_rest > 1) {
+                        usage_error("unexpected argument '%s'", rest[1]);
+                        return CTL_EXIT_USAGE;
+                }
+                if (n_rest == 1 && !command_help_print(rest[0])) {
+                        usage_error("unknown command '%s'", rest[0]);
+                        return CTL_EXIT_USAGE;
+                }
+                if (n_rest == 0)
+                        help();
+                return exit_status(flush_stdout());
+        }
         if (check_foreign_options(&args, NULL) < 0)
                 return CTL_EXIT_USAGE;
+        if (streq(verb, "register") || streq(verb, "unregister") || streq(verb, "stop"))
+                return manage_main(&args, verb, n_rest, rest);
+        if (streq(verb, "list"))
+                verb = "apps";
 
         if (streq(verb, "app-exec")) {
                 const char *app_id;
@@ -1120,7 +1228,7 @@ int main(int argc, char *argv[]) {
         }
 
         if (!streq(verb, "status") && !streq(verb, "apps") && !streq(verb, "components") &&
-            !streq(verb, "subscriptions") && !streq(verb, "actors")) {
+            !streq(verb, "subscriptions") && !streq(verb, "actors") && !streq(verb, "reload")) {
                 usage_error("unknown command '%s'", verb);
                 return CTL_EXIT_USAGE;
         }
@@ -1128,11 +1236,13 @@ int main(int argc, char *argv[]) {
                 usage_error("'%s' takes no arguments, got '%s'", verb, rest[0]);
                 return CTL_EXIT_USAGE;
         }
-        if (select_transport(&args, streq(verb, "actors") ? "actors" : NULL) < 0)
+        if (select_transport(&args, streq(verb, "actors") || streq(verb, "reload") ? verb : NULL) < 0)
                 return CTL_EXIT_USAGE;
 
         if (streq(verb, "actors"))
                 r = ctl_actors_list(&args.options);
+        else if (streq(verb, "reload"))
+                r = ctl_reload(&args.options);
         else if (streq(verb, "status"))
                 r = run_status(&args.options);
         else if (streq(verb, "apps"))
