@@ -32,11 +32,12 @@ BUILD_DEPS=(meson ninja-build gcc binutils pkg-config libsystemd-dev libhttp-par
 # tests use the real kernel keyring (keyctl from keyutils) and a real Secret Service
 # (gnome-keyring, unlocked headless on a private bus; secret-tool from libsecret-tools);
 # headless chromium renders the dashboard; systemd-journal-remote writes journal files for
-# mooringctl logs.
+# mooringctl logs; nodejs runs the JavaScript apps of mooringctl run -f's test (a Dapr
+# quickstart's shape); procps has pgrep.
 TEST_DEPS=(systemd dbus-daemon curl groff-base gettext polkitd util-linux mount libglib2.0-bin
            clang libclang-rt-14-dev python3-dbus python3-gi postgresql redis-server redis-tools mosquitto
            prometheus openssl protobuf-compiler python3-grpcio python3-protobuf nghttp2-client
-           keyutils gnome-keyring libsecret-tools chromium systemd-journal-remote)
+           keyutils gnome-keyring libsecret-tools chromium systemd-journal-remote nodejs procps)
 
 install_deps() {
         local missing=()

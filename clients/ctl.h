@@ -249,6 +249,11 @@ int ctl_publish(const CtlOptions *o, const CtlPublishRequest *req);
 
 /* ctl-binding.c */
 int ctl_binding_invoke(const CtlOptions *o, const CtlBindingRequest *req);
+
+/* ctl-init.c */
+int ctl_init(bool no_systemd);
+int ctl_uninstall(bool all, bool no_systemd);
+
 /* ctl-manage.c */
 int ctl_reload(const CtlOptions *o);
 int ctl_register(const CtlOptions *o, const char *app_id, char **settings);

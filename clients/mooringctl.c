@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "ctl-run.h"
 #include "ctl.h"
 
 enum {
@@ -155,6 +156,14 @@ static void help(void) {
                "                          unregister (e.g. AppAddress=http://127.0.0.1:3000)\n"
                "  unregister APP_ID       Remove an app registered over D-Bus\n"
                "  stop APP_ID             Stop an app started with run (same as unregister)\n"
+               "  run [--app-id ID] [--app-port P] [--dapr-http-port N] [--resources-path DIR]...\n"
+               "      [--config FILE] [--app-health-check-path P] [--app-max-concurrency N] -- CMD...\n"
+               "                          Run CMD as app ID as 'dapr run' does: registered while it\n"
+               "                          runs, Dapr's environment, prefixed output, its exit status\n"
+               "  run -f dapr.yaml|DIR    Run the apps of a Dapr Multi-App Run template\n"
+               "  init [--no-systemd]     Set up ~/.config/mooring with embedded stores and enable\n"
+               "                          mooringd.socket for the user where systemd runs\n"
+               "  uninstall [--all]       Undo init (--all: also the stores' data)\n"
                "  help [COMMAND]          Show this help, or the help of COMMAND\n"
                "\n"
                "Options:\n"
@@ -229,6 +238,17 @@ static const struct {
           "until it is unregistered or the daemon stops." },
         { "unregister", "unregister APP_ID", "Remove app APP_ID, registered over D-Bus (register or run)." },
         { "stop", "stop APP_ID", "Stop app APP_ID started with run: mooringctl run stops the app and exits." },
+        { "run", "run [--app-id ID] [--app-port P] [--dapr-http-port N] [--resources-path DIR]... -- CMD [ARGS...]\n"
+                 "                     run -f dapr.yaml|DIR",
+          "Run CMD as app ID with mooringd, as 'dapr run' does (see 'mooringctl run --help'); with -f,\n"
+          "the apps of a Dapr Multi-App Run template." },
+        { "init", "init [--no-systemd]",
+          "Set up mooring for this user, as 'dapr init' does but with no Docker and no Redis:\n"
+          "~/.config/mooring with a state store and a pub/sub on the embedded SQLite stores, and,\n"
+          "where a systemd user manager runs, mooringd.socket enabled for the user." },
+        { "uninstall", "uninstall [--all] [--no-systemd]",
+          "Undo init: disable the user's mooringd.socket and remove what init wrote (if unchanged);\n"
+          "--all also removes the embedded stores' data (~/.local/state/mooring)." },
         { "help", "help [COMMAND]", "Show the help, or the help of COMMAND." },
 };
 
@@ -1132,6 +1152,35 @@ int main(int argc, char *argv[]) {
         /* options may follow the command too: parse again with the verb as argv[0] */
         rest = argv + r;
         n_rest = argc - r;
+        /* run has options of its own, Dapr's (ctl-run.c) */
+        if (n_rest > 0 && streq(rest[0], "run") && !args.show_help && !args.show_version) {
+                if (args.socket_option) {
+                        usage_error("run talks to mooringd over D-Bus and cannot use --socket");
+                        return CTL_EXIT_USAGE;
+                }
+                return ctl_run_main(&args.options, n_rest, rest);
+        }
+        if (n_rest > 0 && (streq(rest[0], "init") || streq(rest[0], "uninstall")) && !args.show_help &&
+            !args.show_version) {
+                bool all = false, no_systemd = false, init = streq(rest[0], "init");
+                for (int i = 1; i < n_rest; i++) {
+                        if (streq(rest[i], "--no-systemd"))
+                                no_systemd = true;
+                        else if (streq(rest[i], "--all") && !init)
+                                all = true;
+                        else if (streq(rest[i], "--help") || streq(rest[i], "-h")) {
+                                command_help_print(rest[0]);
+                                return exit_status(flush_stdout());
+                        } else {
+                                usage_error("unexpected argument '%s' for %s", rest[i], rest[0]);
+                                return CTL_EXIT_USAGE;
+                        }
+                }
+                r = init ? ctl_init(no_systemd) : ctl_uninstall(all, no_systemd);
+                if (r >= 0)
+                        r = flush_stdout();
+                return exit_status(r);
+        }
         if (n_rest > 0) {
                 r = parse_options(n_rest, rest, &args);
                 if (r < 0)
