@@ -165,14 +165,16 @@ int ctl_load_data(const char *data, const void **ret, size_t *ret_size, char **r
 }
 
 /*
- * Whether data is one JSON value, as the Dapr CLI decides to send it as
- * application/json (invoke and publish without --content-type).
+ * Whether data is a JSON object or array, which invoke and publish then send
+ * as application/json (as the Dapr CLI sends its JSON data) when no
+ * --content-type says otherwise. A bare number or string ("-5", "\"x\"") is
+ * taken as text: on a command line that is what it usually means.
  */
 bool ctl_data_is_json(const void *data, size_t size) {
         _cleanup_(json_decrefp) json_t *j = NULL;
 
         if (size == 0)
                 return false;
-        j = json_loadb(data, size, JSON_DECODE_ANY, NULL);
+        j = json_loadb(data, size, 0, NULL);
         return j != NULL;
 }

@@ -190,7 +190,7 @@ static void help(void) {
                "  -v --verbose            Show the status and headers of invoke's answer, or\n"
                "                          the metadata of binding invoke's, on standard error\n"
                "     --content-type=TYPE  Content type of invoke's --data or publish's DATA\n"
-               "                          (default: application/json when the data is JSON,\n"
+               "                          (default: application/json for a JSON object or array,\n"
                "                          else text/plain for publish and none for invoke)\n"
                "     --metadata=KEY=VALUE\n"
                "                          Publish, binding or secret get metadata (repeatable),\n"
