@@ -2,7 +2,7 @@
 /*
  * Dapr's actor operations over D-Bus, through the same actor block as HTTP
  * (blocks/actors.h). Every method takes app_id first, with the state
- * methods' rules (state-bus.h: bus_with_app_identity()): the caller acts as
+ * methods' rules (state-bus.h: bus_with_identity()): the caller acts as
  * the app its unit names, or as an app it may act as. InvokeActor also
  * takes "" from a caller that is no app (any caller may call an actor, as on
  * the shared HTTP socket). Errors: core/errors.c's ERROR_CONTEXT_ACTOR rows.
@@ -91,7 +91,7 @@ int bus_method_invoke_actor(sd_bus_message *call, void *userdata, sd_bus_error *
         r = sd_bus_message_rewind(call, true);
         if (r < 0)
                 return r;
-        return bus_with_app_identity(call, userdata, do_invoke, reterr);
+        return bus_with_identity(call, userdata, do_invoke, reterr);
 }
 
 /* ---- GetActorState(s app_id, s type, s id, s key) → (b found, ay value) ---- */
@@ -130,7 +130,7 @@ static int do_get_state(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_get_actor_state(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return bus_with_app_identity(call, userdata, do_get_state, reterr);
+        return bus_with_identity(call, userdata, do_get_state, reterr);
 }
 
 /* ---- ExecuteActorStateTransaction(s app_id, s type, s id, a(ssay) operations) ---- */
@@ -200,7 +200,7 @@ static int do_transaction(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_execute_actor_state_transaction(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return bus_with_app_identity(call, userdata, do_transaction, reterr);
+        return bus_with_identity(call, userdata, do_transaction, reterr);
 }
 
 /* ---- reminders and timers ---- */
@@ -262,7 +262,7 @@ static int do_register_reminder(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_register_actor_reminder(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return bus_with_app_identity(call, userdata, do_register_reminder, reterr);
+        return bus_with_identity(call, userdata, do_register_reminder, reterr);
 }
 
 /* UnregisterActorReminder(s app_id, s type, s id, s name) */
@@ -283,7 +283,7 @@ static int do_unregister_reminder(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_unregister_actor_reminder(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return bus_with_app_identity(call, userdata, do_unregister_reminder, reterr);
+        return bus_with_identity(call, userdata, do_unregister_reminder, reterr);
 }
 
 /* RegisterActorTimer(s app_id, s type, s id, s name, s due_time, s period, s ttl, s callback, ay data) */
@@ -312,7 +312,7 @@ static int do_register_timer(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_register_actor_timer(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return bus_with_app_identity(call, userdata, do_register_timer, reterr);
+        return bus_with_identity(call, userdata, do_register_timer, reterr);
 }
 
 /* UnregisterActorTimer(s app_id, s type, s id, s name) */
@@ -331,7 +331,7 @@ static int do_unregister_timer(sd_bus_message *call, Manager *m) {
 }
 
 int bus_method_unregister_actor_timer(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {
-        return bus_with_app_identity(call, userdata, do_unregister_timer, reterr);
+        return bus_with_identity(call, userdata, do_unregister_timer, reterr);
 }
 
 /* ---- ListActorTypes() → a(sstt) (type, app, active, reminders) ---- */

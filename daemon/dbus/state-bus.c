@@ -84,10 +84,6 @@ int bus_with_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_
         return polkit_authorize_async(call, m, "org.mooring.runtime1.act-as-app", op, reterr);
 }
 
-int bus_with_app_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_bus_error *reterr) {
-        return with_identity(call, m, op, reterr);
-}
-
 /* Re-reads app id and store name; replies with an error itself (and returns 0) when they do not resolve. */
 static int resolve(sd_bus_message *call, Manager *m, char **ret_app, StateStore **ret_store, bool *ret_replied) {
         _cleanup_free_ char *own = NULL;

@@ -11,12 +11,6 @@
 
 /* The app the sender's mooring-app@<id>.service unit names, malloc'd; NULL: not an app. */
 char *bus_sender_app(sd_bus_message *call);
-/*
- * Reads the leading app_id argument and runs op once the caller may act as that app: "" is the app
- * the caller's unit names (PermissionDenied when none), the same app as its unit passes, any other
- * needs polkit's act-as-app. op re-reads the message from the start. For the actor methods too.
- */
-int bus_with_app_identity(sd_bus_message *call, Manager *m, PolkitContinueFn op, sd_bus_error *reterr);
 
 /* Runs op once the caller may act as the app named by the call's first argument ("": its own). */
 typedef struct Manager Manager;

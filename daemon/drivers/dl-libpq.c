@@ -37,7 +37,6 @@ DLSYM_PROTOTYPE(PQsendPrepare) = NULL;
 DLSYM_PROTOTYPE(PQsendQuery) = NULL;
 DLSYM_PROTOTYPE(PQsendQueryParams) = NULL;
 DLSYM_PROTOTYPE(PQsendQueryPrepared) = NULL;
-DLSYM_PROTOTYPE(PQsendQueryParams) = NULL;
 DLSYM_PROTOTYPE(PQsetNoticeProcessor) = NULL;
 DLSYM_PROTOTYPE(PQsetnonblocking) = NULL;
 DLSYM_PROTOTYPE(PQsocket) = NULL;
@@ -73,7 +72,6 @@ static const DlSym libpq_syms[] = {
         DLSYM(PQsendQuery),
         DLSYM(PQsendQueryParams),
         DLSYM(PQsendQueryPrepared),
-        DLSYM(PQsendQueryParams),
         DLSYM(PQsetNoticeProcessor),
         DLSYM(PQsetnonblocking),
         DLSYM(PQsocket),

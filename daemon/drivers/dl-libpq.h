@@ -42,7 +42,6 @@ extern DLSYM_PROTOTYPE(PQsendPrepare);
 extern DLSYM_PROTOTYPE(PQsendQuery);
 extern DLSYM_PROTOTYPE(PQsendQueryParams);
 extern DLSYM_PROTOTYPE(PQsendQueryPrepared);
-extern DLSYM_PROTOTYPE(PQsendQueryParams);
 extern DLSYM_PROTOTYPE(PQsetNoticeProcessor);
 extern DLSYM_PROTOTYPE(PQsetnonblocking);
 extern DLSYM_PROTOTYPE(PQsocket);
