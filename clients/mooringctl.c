@@ -221,7 +221,8 @@ static const struct {
           "DAPR_HTTP_PORT, DAPR_HTTP_ENDPOINT, DAPR_API_TOKEN, APP_PORT, MOORING_HTTP_SOCKET.\n"
           "This is the ExecStart= of mooring-app@.service." },
         { "state", "state get|set|delete STORE KEY [VALUE] [--app=APP_ID] [--etag=ETAG] [--first-write] [--ttl=S]",
-          "Read, write or delete KEY in state store STORE as app APP_ID (over D-Bus)." },
+          "Read, write or delete KEY in state store STORE as app APP_ID (over D-Bus); 'state query\n"
+          "STORE QUERY' runs a Dapr state query (JSON: filter, sort, page) and prints the items." },
         { "invoke", "invoke APP_ID METHOD [--verb=V] [--data=D|@FILE|-] [--content-type=T] [--header='N: v']... [-v]",
           "Call METHOD of app APP_ID through mooringd and print the body of its answer. JSON\n"
           "data is sent as application/json unless --content-type or a Content-Type header says\n"
@@ -231,6 +232,22 @@ static const struct {
           "sent as application/json, other data as text/plain, unless --content-type is given." },
         { "binding", "binding invoke NAME OPERATION [--data=D|@FILE|-] [--metadata=K=V]... [--app=APP_ID] [-v]",
           "Run OPERATION on output binding NAME and print what it answered (-v: its metadata)." },
+        { "secret", "secret get STORE NAME [--app=APP_ID] [--metadata=K=V]...",
+          "Print secret NAME of secret store STORE as app APP_ID (its secret scopes apply)." },
+        { "actors", "actors", "List the hosted actor types: app, active actors and reminders." },
+        { "actor", "actor invoke TYPE ID METHOD [--data=D|@FILE|-] [--app=APP_ID] | actor reminders TYPE ID",
+          "Call METHOD of actor TYPE/ID and print its answer, or list the actor's reminders." },
+        { "lock", "lock STORE RESOURCE OWNER SECONDS [--app=APP_ID]",
+          "Take RESOURCE's lock in lock store STORE for OWNER for SECONDS; exit status 1 when\n"
+          "someone else holds it." },
+        { "unlock", "unlock STORE RESOURCE OWNER [--app=APP_ID]", "Release OWNER's lock of RESOURCE in STORE." },
+        { "configuration", "configuration get STORE [KEY...] [--app=APP_ID]",
+          "Print the items (all, or KEYs) of configuration store STORE." },
+        { "logs", "logs APP_ID [-f] [-n N] [--since=TIME] [--directory=DIR]",
+          "Show the app's journal lines and mooringd's about it, merged in time order." },
+        { "dashboard", "dashboard [--open]",
+          "Print the URL of mooringd's web dashboard (and open it with --open); without\n"
+          "DashboardPort=, serve it on a loopback port until stopped." },
         { "reload", "reload", "Reload the daemon's configuration (as systemctl reload mooringd does); exit status 1\n"
           "when files were broken and kept their previous version." },
         { "register", "register APP_ID [KEY=VALUE...]",

@@ -60,7 +60,14 @@ class CliTest(DaemonTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         for word in ("register", "unregister", "reload", "list", "stop", "help [COMMAND]"):
             self.assertIn(word, p.stdout)
-        for cmd in ("invoke", "publish", "state", "apps", "register", "stop", "reload"):
+        # every command the general help lists has its own help, the same both ways
+        listed = p.stdout.split("Commands:", 1)[1].split("Options:", 1)[0]
+        cmds = sorted({line.split()[0] for line in listed.splitlines() if line.startswith("  ") and
+                       line[2:3].isalpha()})
+        for must in ("invoke", "publish", "state", "apps", "register", "stop", "reload", "secret", "actor",
+                     "lock", "configuration", "logs", "dashboard", "run", "init"):
+            self.assertIn(must, cmds)
+        for cmd in cmds:
             a = self.ctl(None, "help", cmd)
             b = self.ctl(None, cmd, "--help")
             self.assertEqual((a.returncode, b.returncode), (0, 0), (cmd, a.stderr, b.stderr))
