@@ -1734,6 +1734,10 @@ static void on_app_health_changed(Registry *r, App *a, void *userdata) {
         }
         /* Dapr reads /dapr/config when the app is up, and again after each recovery */
         app_lost_actors(rt, a->config->id);
+        /* daprd's gRPC app channel has no app config (GetAppConfig answers nothing): a gRPC app
+         * hosts no actors, and its OnInvoke must not see a "dapr/config" call */
+        if (a->config->app_protocol_grpc)
+                return;
         if (!app_channel_address(a, &addr) || r->stopping)
                 return;
         ConfigQuery *q = calloc(1, sizeof *q);
