@@ -1114,7 +1114,7 @@ int ctl_run_main(const CtlOptions *o, int argc, char *argv[]) {
                         run_file = optarg;
                         break;
                 case 'h':
-                        printf("%s [OPTIONS...] run [--app-id ID] [--app-port P] [--app-protocol http] "
+                        printf("%s [OPTIONS...] run [--app-id ID] [--app-port P] [--app-protocol http|grpc] "
                                "[--dapr-http-port N]\n"
                                "        [--dapr-grpc-port N] [--resources-path DIR]... [--config FILE]\n"
                                "        [--app-health-check-path P] [--app-max-concurrency N] -- CMD [ARGS...]\n"

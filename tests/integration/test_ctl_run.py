@@ -166,7 +166,8 @@ class RunTest(DaemonTestCase):
         self.assertTrue(any("was removed from mooringd" in l for l in p.lines), p.lines)
 
         # what the daemon refuses is said and nothing runs
-        p = self.run_bg(bus, "run", "--app-id", "bad", "--app-protocol", "grpc", "--", "true")
+        # (h2c is a protocol the Dapr CLI knows and mooringd does not serve)
+        p = self.run_bg(bus, "run", "--app-id", "bad", "--app-protocol", "h2c", "--", "true")
         self.assertEqual(self.finish(p), 1, p.lines)
         self.assertTrue(any("AppProtocol" in l for l in p.lines), p.lines)
 
@@ -236,8 +237,10 @@ class RunTest(DaemonTestCase):
         d.start()
         self.assertNotIn("<3>", d.log())
         comps = d.get("/mooring/v1/components").json()
+        # init writes state and pub/sub; the lock and configuration stores are the daemon's built-ins
         self.assertEqual(sorted((c["name"], c["type"], c["file"].startswith(d.config)) for c in comps),
-                         [("pubsub", "pubsub.sqlite", True), ("statestore", "state.sqlite", True)])
+                         [("configstore", "configuration.sqlite", False), ("lockstore", "lock.sqlite", False),
+                          ("pubsub", "pubsub.sqlite", True), ("statestore", "state.sqlite", True)])
         # a file the user changed stays
         with open(os.path.join(conf, "components", "pubsub.yaml"), "a") as f:
             f.write("# mine\n")
