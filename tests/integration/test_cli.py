@@ -68,6 +68,13 @@ class CliTest(DaemonTestCase):
                      "lock", "configuration", "logs", "dashboard", "run", "init"):
             self.assertIn(must, cmds)
         for cmd in cmds:
+            if cmd == "run":  # run has its own option parser and a longer --help
+                a = self.ctl(None, "help", cmd)
+                b = self.ctl(None, cmd, "--help")
+                self.assertEqual((a.returncode, b.returncode), (0, 0), (a.stderr, b.stderr))
+                self.assertIn("mooringctl [OPTIONS...] run", a.stdout)
+                self.assertIn("mooringctl [OPTIONS...] run", b.stdout)
+                continue
             a = self.ctl(None, "help", cmd)
             b = self.ctl(None, cmd, "--help")
             self.assertEqual((a.returncode, b.returncode), (0, 0), (cmd, a.stderr, b.stderr))
