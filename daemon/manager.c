@@ -1369,7 +1369,9 @@ int manager_start(Manager *m) {
         r = reload_components(m);
         if (r < 0)
                 return r;
-        r = pubsub_reload(m->registry);
+        r = registry_reload_resiliency(m->registry);
+        if (r >= 0)
+                r = pubsub_reload(m->registry);
         if (r < 0)
                 return log_oom();
         (void) bindings_reload(m->registry);
@@ -1414,6 +1416,8 @@ int manager_reload(Manager *m) {
         }
         if (r >= 0)
                 r = reload_components(m);
+        if (r >= 0)
+                r = registry_reload_resiliency(m->registry);
         if (r >= 0)
                 r = pubsub_reload(m->registry);
         if (r >= 0)

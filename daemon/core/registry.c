@@ -25,6 +25,7 @@
 #include "component.h"
 #include "metrics.h"
 #include "registry.h"
+#include "resiliency.h"
 
 struct RegistryHook {
         RegistryAppFn fn;
@@ -87,6 +88,7 @@ Registry *registry_free(Registry *r) {
         free(r->bindings);
         free(r->secret_stores);
         strv_free(r->component_errors);
+        resiliency_unref(r->resiliency);
         configuration_entries_free(r->configurations, r->n_configurations);
         json_decref(r->extended);
         app_metrics_free(r->metrics);

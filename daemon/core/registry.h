@@ -89,6 +89,7 @@ struct Registry {
         size_t n_bindings;
         BindingRunner *binding_runners; /* input bindings read for apps (blocks/bindings.c) */
         struct ActorRuntime *actors;  /* hosted actor types, active actors, reminders (blocks/actors.c) */
+        struct Resiliency *resiliency; /* the Resiliency policies in force (core/resiliency.h), ref; NULL: none */
 
         unsigned n_config_errors;   /* of the last load */
         unsigned n_config_kept;     /* of those, how many kept a previous version running (reload) */
@@ -168,5 +169,11 @@ void registry_log_conf_error(Registry *r, const ConfError *e);
 /* A bad file or document whose previous version stays running: a warning that says so (counts the
  * error, and the kept version). */
 void registry_log_conf_kept(Registry *r, const ConfError *e);
+
+/* ---- Resiliency (core/resiliency-load.c) ---- */
+
+/* Loads the Resiliency documents again and swaps the set in; a broken document keeps the running set
+ * (logged as kept). -ENOMEM. */
+int registry_reload_resiliency(Registry *r);
 
 const char *registry_event_to_string(RegistryEvent ev);
