@@ -276,6 +276,9 @@ typedef struct CtlLogsRequest {
 /* ctl-http.c: GET route on the shared socket, the answer's JSON (errors reported) */
 int ctl_http_get_json(const CtlOptions *o, const char *route, json_t **ret);
 
+/* ctl-resiliency.c: prints the Resiliency policies and circuit breakers (shared socket) */
+int ctl_resiliency(const CtlOptions *o);
+
 /* ctl-dashboard.c: prints (and opens) the dashboard's URL; forwards to the socket when needed */
 int ctl_dashboard(const CtlOptions *o, bool open_browser);
 

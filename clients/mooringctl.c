@@ -112,6 +112,7 @@ static void help(void) {
                "  components              List the loaded components\n"
                "  subscriptions           List the running pub/sub subscriptions\n"
                "  actors                  List the hosted actor types and their active actors\n"
+               "  resiliency              List the Resiliency policies and circuit breakers\n"
                "  actor invoke TYPE ID METHOD\n"
                "                          Call METHOD of actor TYPE/ID (--data: its body) and\n"
                "                          print the answer\n"
@@ -235,6 +236,9 @@ static const struct {
         { "secret", "secret get STORE NAME [--app=APP_ID] [--metadata=K=V]...",
           "Print secret NAME of secret store STORE as app APP_ID (its secret scopes apply)." },
         { "actors", "actors", "List the hosted actor types: app, active actors and reminders." },
+        { "resiliency", "resiliency",
+          "List the Resiliency documents in force (timeouts, retries, circuit breakers, targets) and\n"
+          "the circuit breakers made so far with their state (over the shared socket)." },
         { "actor", "actor invoke TYPE ID METHOD [--data=D|@FILE|-] [--app=APP_ID] | actor reminders TYPE ID",
           "Call METHOD of actor TYPE/ID and print its answer, or list the actor's reminders." },
         { "lock", "lock STORE RESOURCE OWNER SECONDS [--app=APP_ID]",
@@ -1126,6 +1130,34 @@ static int dashboard_main(Args *args, int argc, char *argv[]) {
         return exit_status(ctl_dashboard(&args->options, args->open));
 }
 
+/* "resiliency": always over the shared socket (the default one unless told), as dashboard. */
+static int resiliency_main(Args *args, int argc, char *argv[]) {
+        char *pos[1];
+        _cleanup_free_ char *dflt = NULL;
+        int n, r;
+
+        n = parse_positionals(argc, argv, args, pos, 0);
+        if (n < 0)
+                return CTL_EXIT_USAGE;
+        if (args->show_help || args->show_version)
+                return help_or_version(args);
+        if (check_foreign_options(args, NULL) < 0 || select_transport(args, NULL) < 0)
+                return CTL_EXIT_USAGE;
+        if (!args->options.socket_path) {
+                const char *rt = getenv("XDG_RUNTIME_DIR");
+                if (args->options.user && rt && rt[0] == '/') {
+                        if (asprintf(&dflt, "%s/mooring/mooringd.sock", rt) < 0)
+                                return exit_status(ctl_log_oom());
+                } else if (!(dflt = strdup(MOORING_RUNTIME_DIR "/mooringd.sock")))
+                        return exit_status(ctl_log_oom());
+                args->options.socket_path = dflt;
+        }
+        r = ctl_resiliency(&args->options);
+        if (r >= 0)
+                r = flush_stdout();
+        return exit_status(r);
+}
+
 /* "register APP_ID [KEY=VALUE...]", "unregister APP_ID", "stop APP_ID": over D-Bus. */
 static int manage_main(Args *args, const char *verb, int n_rest, char **rest) {
         bool reg = streq(verb, "register");
@@ -1238,6 +1270,8 @@ int main(int argc, char *argv[]) {
                 return logs_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "dashboard"))
                 return dashboard_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "resiliency"))
+                return resiliency_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "help")) {
                 if (n_rest > 1) {
                         usage_error("unexpected argument '%s'", rest[1]);

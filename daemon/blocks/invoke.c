@@ -21,6 +21,7 @@
 #include "../core/trace.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
+#include "../core/resiliency.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/log.h"
@@ -36,6 +37,7 @@
 typedef enum CallState {
         CALL_QUEUED,      /* waiting for a slot */
         CALL_RUNNING,     /* the transport has it */
+        CALL_WAITING,     /* a Resiliency retry waits for its back-off */
         CALL_FINISHING,   /* done is scheduled */
 } CallState;
 
@@ -79,6 +81,16 @@ struct InvokeCall {
         uint64_t start_usec;
         InvokeCall *next, *prev;      /* the registry's list */
         AppSlotWaiter waiter;         /* in the target's line for a slot */
+
+        /* Resiliency (core/resiliency.h): set when a policy targets the callee for this caller */
+        Resiliency *res;              /* ref: the set the policy belongs to */
+        ResiliencyPolicy policy;
+        unsigned retries_done;
+        uint64_t breaker_generation;
+        bool breaker_counting;        /* the running attempt was allowed by the breaker */
+        bool discarding;              /* a failed answer that is retried: it never reaches the caller */
+        uint64_t retry_delay_usec;    /* the back-off before the next attempt */
+        sd_event_source *res_timer;   /* the attempt's timeout, or the back-off before the next one */
         char strings[];               /* verb, path, caller_app: one allocation with the call */
 };
 
@@ -171,6 +183,12 @@ static int deadline_arm(Registry *m, uint64_t at) {
 
 static void finish(InvokeCall *c, int error, const char *fmt, ...) _printf_(3, 4);
 
+static uint64_t now_usec(const InvokeCall *c) {
+        uint64_t now = 0;
+        (void) sd_event_now(c->registry->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
 static int on_deadlines(sd_event_source *s, uint64_t usec, void *userdata) {
         Registry *m = userdata;
         uint64_t now = usec;
@@ -234,6 +252,8 @@ static void call_free(InvokeCall *c) {
         transport_call_cancel(c->tc);
         deadline_unlink(c);
         sd_event_source_disable_unref(c->later);
+        sd_event_source_disable_unref(c->res_timer);
+        resiliency_unref(c->res);
         free(c->headers);
         app_unref(c->target);
         free(c->error_message);
@@ -293,6 +313,11 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
         if (c->state == CALL_QUEUED)
                 app_slot_cancel(c->target, &c->waiter);
         c->state = CALL_FINISHING;
+        c->res_timer = sd_event_source_disable_unref(c->res_timer);
+        if (c->breaker_counting) { /* an attempt cut short (deadline, app removed): a failure */
+                c->breaker_counting = false;
+                resiliency_breaker_report(c->policy.breaker, c->breaker_generation, false, now_usec(c));
+        }
         if (c->traced)
                 trace_span_end(&c->tspan, c->head_sent ? c->status : 0, fmt != NULL || c->status >= 500);
         if (c->transfer_usec)
@@ -325,6 +350,68 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
         complete(c);
 }
 
+/* ---- Resiliency: attempts, back-off, breaker ---- */
+
+static void start_transfer(InvokeCall *c);
+
+/* Whether the policy allows one more attempt now; stores its back-off. */
+static bool resiliency_retry_possible(InvokeCall *c) {
+        return c->policy.retry && resiliency_retry_next(c->policy.retry, c->retries_done + 1,
+                                                        now_usec(c) - c->start_usec, &c->retry_delay_usec);
+}
+
+/* Tells the breaker how the attempt it allowed went (once). */
+static void attempt_report(InvokeCall *c, bool ok) {
+        if (!c->breaker_counting)
+                return;
+        c->breaker_counting = false;
+        resiliency_breaker_report(c->policy.breaker, c->breaker_generation, ok, now_usec(c));
+}
+
+static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        InvokeCall *c = userdata;
+        c->res_timer = sd_event_source_disable_unref(c->res_timer);
+        /* the next attempt queues for a slot like a new call: a back-off holds none */
+        if (app_slot_acquire(c->target, &c->waiter)) {
+                c->holds_slot = true;
+                start_transfer(c);
+        } else
+                c->state = CALL_QUEUED;
+        return 0;
+}
+
+/* The attempt failed and the policy allows another (resiliency_retry_possible() said so). */
+static void attempt_retry(InvokeCall *c) {
+        int r;
+        c->retries_done++;
+        c->discarding = false;
+        c->status = 0;
+        release_slot(c);
+        c->state = CALL_WAITING;
+        r = sd_event_add_time_relative(c->registry->event, &c->res_timer, CLOCK_MONOTONIC, c->retry_delay_usec, 0,
+                                       on_retry_timer, c);
+        if (r < 0)
+                finish(c, r, "cannot wait to retry: %s", strerror(-r));
+}
+
+/* The policy's timeout for one attempt: daprd answers "context deadline exceeded". */
+static int on_attempt_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        InvokeCall *c = userdata;
+        c->res_timer = sd_event_source_disable_unref(c->res_timer);
+        if (c->head_sent) { /* the answer is streaming to the caller: it is cut */
+                finish(c, -ETIMEDOUT, "context deadline exceeded");
+                return 0;
+        }
+        TransportCall *tc = TAKE_PTR(c->tc);
+        transport_call_cancel(tc);
+        attempt_report(c, false);
+        if (c->discarding || resiliency_retry_possible(c))
+                attempt_retry(c);
+        else
+                finish(c, -ETIMEDOUT, "context deadline exceeded");
+        return 0;
+}
+
 /* ---- the transfer ---- */
 
 static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *userdata) {
@@ -334,6 +421,13 @@ static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *us
         char *small[64], **keep = small;
         size_t n = 0, k = 0;
 
+        /* With a Resiliency policy a status outside 200-399 is a failed attempt (as daprd's direct
+         * messaging counts it); while another attempt will follow, the caller never sees it. */
+        if (c->res && (a->status < 200 || a->status >= 400) && resiliency_retry_possible(c)) {
+                c->discarding = true;
+                c->status = a->status;
+                return;
+        }
         c->head_sent = true;
         c->status = a->status;
         while (a->headers[n])
@@ -355,6 +449,8 @@ static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *us
 
 static bool on_answer_body(TransportCall *tc, const void *buf, size_t len, void *userdata) {
         InvokeCall *c = userdata;
+        if (c->discarding)
+                return true;
         bool taken = c->h->body(c, buf, len, c->userdata);
         if (taken)
                 c->received += len;
@@ -365,6 +461,14 @@ static void on_answer_done(TransportCall *tc, const TransportAnswer *a, const Tr
         InvokeCall *c = userdata;
 
         c->tc = NULL; /* the transport frees it after this returns */
+        if (c->res && (!e || e->error != -ECANCELED)) {
+                bool ok = !e && !c->discarding && c->status >= 200 && c->status < 400;
+                c->res_timer = sd_event_source_disable_unref(c->res_timer);
+                attempt_report(c, ok);
+                /* a failed answer held back, or a failure before any answer: the next attempt */
+                if (c->discarding || (e && !c->head_sent && resiliency_retry_possible(c)))
+                        return attempt_retry(c);
+        }
         if (!e)
                 return finish(c, 0, NULL);
         c->attempts = e->attempts;
@@ -385,6 +489,21 @@ static const TransportHandler answer_handler = {
 
 static void start_transfer(InvokeCall *c) {
         TransportAddress addr;
+        int r;
+
+        if (c->policy.breaker) {
+                const char *msg = NULL;
+                r = resiliency_breaker_allow(c->policy.breaker, now_usec(c), &c->breaker_generation, &msg);
+                if (r < 0)
+                        return finish(c, r, "%s", msg);
+                c->breaker_counting = true;
+        }
+        if (c->policy.timeout_usec > 0) {
+                r = sd_event_add_time_relative(c->registry->event, &c->res_timer, CLOCK_MONOTONIC,
+                                               c->policy.timeout_usec, 0, on_attempt_timeout, c);
+                if (r < 0)
+                        return finish(c, r, "cannot set the timeout: %s", strerror(-r));
+        }
         (void) app_channel_address(c->target, &addr); /* checked in invoke_start() */
         TransportRequest req = {
                 .method = c->verb,
@@ -392,11 +511,12 @@ static void start_transfer(InvokeCall *c) {
                 .headers = c->headers,
                 .body = c->body,
                 .body_len = c->body_len,
-                .retries = INVOKE_RETRIES, /* the deadline above bounds them */
+                /* the deadline above bounds them; a Resiliency retry policy replaces them */
+                .retries = c->policy.retry ? 0 : INVOKE_RETRIES,
         };
         c->state = CALL_RUNNING;
         c->transfer_usec = metrics_now_usec();
-        int r = transport_call_start(c->registry->transport, &addr, &req, &answer_handler, c, &c->tc);
+        r = transport_call_start(c->registry->transport, &addr, &req, &answer_handler, c, &c->tc);
         if (r < 0)
                 finish(c, r, "cannot start the request: %s", strerror(-r));
 }
@@ -567,6 +687,17 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 return -ENOMEM;
         }
 
+        if (m->resiliency) {
+                r = resiliency_lookup(m->resiliency, req->caller_app, RESILIENCY_APP, target->config->id, NULL,
+                                      &c->policy);
+                if (r < 0) {
+                        call_free(c);
+                        return r;
+                }
+                if (r > 0)
+                        c->res = resiliency_ref(m->resiliency);
+        }
+
         c->waiter.granted = on_slot_granted;
         if (app_slot_acquire(target, &c->waiter)) {
                 c->holds_slot = true;
@@ -582,7 +713,7 @@ started:
 }
 
 void invoke_call_resume(InvokeCall *c) {
-        if (c && c->state == CALL_RUNNING)
+        if (c && c->state == CALL_RUNNING && c->tc)
                 transport_call_resume(c->tc);
 }
 
@@ -602,7 +733,7 @@ const char *invoke_call_traceparent(const InvokeCall *c) {
 static void on_app_removed(Registry *m, App *a, void *userdata) {
         for (InvokeCall *c = m->invoke_calls, *n; c; c = n) {
                 n = c->next;
-                if (c->target == a && c->state == CALL_QUEUED)
+                if (c->target == a && (c->state == CALL_QUEUED || c->state == CALL_WAITING))
                         finish(c, -ENOENT, "app '%s' was removed", a->config->id);
         }
 }

@@ -13,6 +13,10 @@
  *     refused, reset before any answer byte),
  *   - never forwards the caller's routing and identity headers, and bounds
  *     chains of calls through this host (INVOKE_HOPS_HEADER),
+ *   - applies the Resiliency policy that targets the callee for this caller
+ *     (core/resiliency.h): a timeout per attempt, retries of failed attempts
+ *     (an answer outside 200-399 is held back while another attempt follows)
+ *     and a circuit breaker that fails calls fast while it is open,
  *   - bounds the whole call by the target's InvokeTimeoutSec=,
  *   - propagates W3C trace context (creating it when absent),
  *   - and streams the answer back: head, then body chunks with flow control.

@@ -348,6 +348,7 @@ const Route http_routes[] = {
         { "POST", "/mooring/v1/apps/{id}/probe", ROUTE_ADMIN, post_app_probe },
         { "GET", "/metrics", ROUTE_ADMIN | ROUTE_METRICS | ROUTE_NO_TOKEN, http_get_metrics },
         { "GET", "/mooring/v1/actors", ROUTE_ADMIN, http_actors_admin_types },
+        { "GET", "/mooring/v1/resiliency", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_resiliency },
         { "GET", "/mooring/v1/actors/{type}/{id}/reminders", ROUTE_ADMIN, http_actors_admin_reminders },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);

