@@ -5,9 +5,12 @@
  * level of an object, the last of repeated ones counting, as jansson's tree would have them.
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json-scan.h"
+#include "util/strv.h"
 #include "tests.h"
 
 #define VALID(s) ASSERT_TRUE(json_text_is_valid(s, strlen(s)))
@@ -78,4 +81,79 @@ TEST(peek_refuses_what_is_not_an_object) {
         ASSERT_EQ(cloudevent_peek("{\"traceparent\":\"x\"} 1", 21, &p), -EINVAL);
         ASSERT_EQ(cloudevent_peek("", 0, &p), -EINVAL);
         ASSERT_NULL(p.traceparent);
+}
+
+/* The byte-at-a-time decoder utf8_is_valid() was before it skipped ASCII runs a word at a time. */
+static bool utf8_bytewise(const unsigned char *s, size_t n) {
+        for (size_t i = 0; i < n;) {
+                unsigned char c = s[i];
+                uint32_t cp, min;
+                size_t k;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if ((c & 0xe0) == 0xc0)
+                        k = 1, cp = c & 0x1f, min = 0x80;
+                else if ((c & 0xf0) == 0xe0)
+                        k = 2, cp = c & 0x0f, min = 0x800;
+                else if ((c & 0xf8) == 0xf0)
+                        k = 3, cp = c & 0x07, min = 0x10000;
+                else
+                        return false;
+                if (n - i <= k)
+                        return false;
+                for (size_t j = 1; j <= k; j++) {
+                        if ((s[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (s[i + j] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += k + 1;
+        }
+        return true;
+}
+
+TEST(utf8_word_at_a_time_matches_bytewise) {
+        /* every string of up to 3 bytes over bytes that matter at every boundary */
+        static const unsigned char alphabet[] = { 'a', 0x00, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xed,
+                                                  0xef, 0xf0, 0xf4, 0xf5, 0xff, 0xa0, 0x9f, 0x90 };
+        const size_t na = sizeof alphabet;
+        unsigned char buf[64];
+        for (size_t len = 0; len <= 3; len++) {
+                size_t total = 1;
+                for (size_t i = 0; i < len; i++)
+                        total *= na;
+                for (size_t x = 0; x < total; x++) {
+                        size_t y = x;
+                        for (size_t i = 0; i < len; i++, y /= na)
+                                buf[i] = alphabet[y % na];
+                        ASSERT_EQ(utf8_is_valid(buf, len), utf8_bytewise(buf, len));
+                }
+        }
+        /* ASCII runs of every length and alignment around multi-byte sequences, good and cut */
+        static const char *const seqs[] = { "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xc3", "\xe2\x82",
+                                            "\xf0\x9f\x98", "\xed\xa0\x80", "\xc0\xaf", "\x80", "" };
+        for (size_t pre = 0; pre < 20; pre++)
+                for (size_t post = 0; post < 20; post++)
+                        for (size_t q = 0; q < sizeof seqs / sizeof seqs[0]; q++)
+                                for (size_t off = 0; off < 8; off++) {
+                                        size_t n = 0;
+                                        memset(buf, 'x', off + pre);
+                                        n = off + pre;
+                                        memcpy(buf + n, seqs[q], strlen(seqs[q]));
+                                        n += strlen(seqs[q]);
+                                        memset(buf + n, 'y', post);
+                                        n += post;
+                                        ASSERT_EQ(utf8_is_valid(buf + off, n - off), utf8_bytewise(buf + off, n - off));
+                                }
+        /* and random bytes, mostly ASCII */
+        srand(7);
+        for (int t = 0; t < 200000; t++) {
+                size_t n = (size_t) rand() % 40;
+                for (size_t i = 0; i < n; i++)
+                        buf[i] = rand() % 8 ? (unsigned char) (rand() % 0x80) : (unsigned char) (0x80 + rand() % 0x80);
+                ASSERT_EQ(utf8_is_valid(buf, n), utf8_bytewise(buf, n));
+        }
 }
