@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <yajl/yajl_gen.h>
 
 #include "../util/base64.h"
 #include "../util/cleanup.h"
@@ -360,93 +361,114 @@ static bool is_json_space(char c) {
         return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Dapr's own envelope (§4.2) around the body. */
+typedef struct Attr {
+        const char *key, *value; /* value NULL: left out */
+} Attr;
+
+static bool gen_string(yajl_gen g, const char *s, size_t n) {
+        return yajl_gen_string(g, (const unsigned char *) s, n) == yajl_gen_status_ok;
+}
+
+/*
+ * Dapr's own envelope (§4.2) around the body, written with yajl's generator rather than built as a
+ * jansson tree and dumped (that was most of a publish's CPU once the body check went treeless).
+ * The bytes are what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) wrote before: keys in byte order
+ * ("data" and "data_base64" sort first), '/' and non-ASCII as they are, control characters escaped
+ * as both libraries do (tests/unit/test-cloudevent.c compares every envelope with jansson's form).
+ */
 static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t now, char **ret, size_t *ret_len,
                           char **reterr) {
-        _cleanup_(json_decrefp) json_t *o = NULL;
-        _cleanup_free_ char *text = NULL;
-        const char *body = in->data ?: "", *v, *tp;
-        char id[CLOUDEVENT_UUID_MAX];
-        size_t len = in->data ? in->len : 0, text_len = 0;
-        bool splice = false;
+        _cleanup_free_ char *b64 = NULL;
+        const char *body = in->data ?: "", *id, *tp;
+        char idbuf[CLOUDEVENT_UUID_MAX], timebuf[CLOUDEVENT_TIME_MAX], expbuf[CLOUDEVENT_TIME_MAX];
+        size_t len = in->data ? in->len : 0;
+        const unsigned char *buf;
+        size_t buf_len;
+        yajl_gen g;
+        bool splice = false, ok;
         int r;
 
-        o = json_object();
-        if (!o)
-                return -ENOMEM;
-
-        v = override_get(in->overrides, "id", NULL);
-        if (!v) {
-                r = cloudevent_new_id(id);
+        id = override_get(in->overrides, "id", NULL);
+        if (!id) {
+                r = cloudevent_new_id(idbuf);
                 if (r < 0)
                         return r;
-                v = id;
+                id = idbuf;
         }
         tp = override_get(in->overrides, "traceparent", "traceid") ?: in->traceparent;
+        cloudevent_format_time(now, timebuf);
+        if (in->ttl_sec > 0)
+                cloudevent_format_time(expiration_usec(now, in->ttl_sec), expbuf);
 
-        const struct {
-                const char *key, *value; /* NULL: field left out */
-        } fields[] = {
-                { "id", v },
-                { "specversion", CLOUDEVENT_SPEC_VERSION },
+        const Attr attrs[] = { /* sorted by key */
                 { "datacontenttype", ct },
-                { "source",
-                  override_get(in->overrides, "source", NULL) ?: in->source ?: CLOUDEVENT_DEFAULT_SOURCE },
-                { "type", override_get(in->overrides, "type", NULL) ?: CLOUDEVENT_DEFAULT_TYPE },
-                { "topic", in->topic },
+                { "expiration", in->ttl_sec > 0 ? expbuf : NULL },
+                { "id", id },
                 { "pubsubname", in->pubsub },
+                { "source", override_get(in->overrides, "source", NULL) ?: in->source ?: CLOUDEVENT_DEFAULT_SOURCE },
+                { "specversion", CLOUDEVENT_SPEC_VERSION },
+                { "time", timebuf },
+                { "topic", in->topic },
                 { "traceid", tp },
                 { "traceparent", tp },
                 { "tracestate", override_get(in->overrides, "tracestate", NULL) ?: in->tracestate ?: "" },
+                { "type", override_get(in->overrides, "type", NULL) ?: CLOUDEVENT_DEFAULT_TYPE },
         };
-        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
-                if (fields[i].value && (r = set_field(o, fields[i].key, fields[i].value, reterr)) < 0)
-                        return r;
-        if ((r = set_time(o, "time", now)) < 0)
-                return r;
-        if (in->ttl_sec > 0 && (r = set_time(o, "expiration", expiration_usec(now, in->ttl_sec))) < 0)
-                return r;
+        for (size_t i = 0; i < ELEMENTSOF(attrs); i++)
+                if (attrs[i].value && !utf8_is_valid(attrs[i].value, strlen(attrs[i].value)))
+                        return fail(reterr, "the value for CloudEvent field '%s' is not valid UTF-8", attrs[i].key);
 
         /* Checked without a tree (json-scan.h): jansson's parse was most of a publish's CPU. */
         if (media_type_is(ct, "application/json"))
                 splice = json_text_is_valid(body, len);
-        if (!splice) {
-                const char *key = "data";
-                json_t *d;
-                if (media_type_is(ct, "application/octet-stream") || !utf8_is_valid(body, len)) {
-                        _cleanup_free_ char *b64 = base64_encode(body, len);
-                        if (!b64)
-                                return -ENOMEM;
-                        d = json_string_nocheck(b64);
-                        key = "data_base64";
-                } else
-                        d = json_stringn_nocheck(body, len);
-                if (!d || json_object_set_new_nocheck(o, key, d) < 0)
+        if (splice) {
+                while (len > 0 && is_json_space(body[0])) {
+                        body++;
+                        len--;
+                }
+                while (len > 0 && is_json_space(body[len - 1]))
+                        len--;
+        } else if (media_type_is(ct, "application/octet-stream") || !utf8_is_valid(body, len)) {
+                b64 = base64_encode(body, len);
+                if (!b64)
                         return -ENOMEM;
-                return dump(o, ret, ret_len);
         }
 
-        /* "data" sorts first: it goes right after the '{' of the rest. */
-        r = dump(o, &text, &text_len);
-        if (r < 0)
-                return r;
-        while (len > 0 && is_json_space(body[0])) {
-                body++;
-                len--;
-        }
-        while (len > 0 && is_json_space(body[len - 1]))
-                len--;
-
-        static const char head[] = "{\"data\":";
-        size_t n = strlen(head) + len + 1 + (text_len - 1);
-        char *out = malloc(n + 1), *p = out;
-        if (!out)
+        g = yajl_gen_alloc(NULL);
+        if (!g)
                 return -ENOMEM;
-        p = mempcpy(p, head, strlen(head));
-        p = mempcpy(p, body, len);
-        *p++ = ',';
-        p = mempcpy(p, text + 1, text_len - 1);
+        ok = yajl_gen_map_open(g) == yajl_gen_status_ok;
+        if (ok && !splice)
+                ok = b64 ? gen_string(g, "data_base64", strlen("data_base64")) && gen_string(g, b64, strlen(b64))
+                         : gen_string(g, "data", strlen("data")) && gen_string(g, body, len);
+        for (size_t i = 0; ok && i < ELEMENTSOF(attrs); i++)
+                if (attrs[i].value)
+                        ok = gen_string(g, attrs[i].key, strlen(attrs[i].key)) &&
+                             gen_string(g, attrs[i].value, strlen(attrs[i].value));
+        ok = ok && yajl_gen_map_close(g) == yajl_gen_status_ok &&
+             yajl_gen_get_buf(g, &buf, &buf_len) == yajl_gen_status_ok && buf_len >= 2;
+        if (!ok) {
+                yajl_gen_free(g);
+                return -ENOMEM;
+        }
+
+        /* spliced: {"data":BODY, then the attributes after the generator's '{' */
+        static const char head[] = "{\"data\":";
+        size_t n = splice ? strlen(head) + len + 1 + (buf_len - 1) : buf_len;
+        char *out = malloc(n + 1), *p = out;
+        if (!out) {
+                yajl_gen_free(g);
+                return -ENOMEM;
+        }
+        if (splice) {
+                p = mempcpy(p, head, strlen(head));
+                p = mempcpy(p, body, len);
+                *p++ = ',';
+                p = mempcpy(p, buf + 1, buf_len - 1);
+        } else
+                p = mempcpy(p, buf, buf_len);
         *p = '\0';
+        yajl_gen_free(g);
         *ret = out;
         *ret_len = n;
         return 0;

@@ -21,6 +21,35 @@
 #define NOW 1714566896123456ULL
 #define TRACEPARENT "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
+/*
+ * An envelope's bytes are jansson's compact, key-sorted form (what mooring wrote before it generated
+ * envelopes with yajl): the attributes exactly, and the data member too unless it is the spliced
+ * JSON body, which keeps its own text.
+ */
+static void check_jansson_form(const char *text, size_t len, json_t *j) {
+        _cleanup_(json_decrefp) json_t *attrs = json_deep_copy(j);
+        json_t *data = json_object_get(j, "data"), *b64 = json_object_get(j, "data_base64");
+        _cleanup_free_ char *a = NULL, *d = NULL;
+
+        ASSERT_NOT_NULL(attrs);
+        json_object_del(attrs, "data");
+        json_object_del(attrs, "data_base64");
+        a = json_dumps(attrs, JSON_COMPACT | JSON_SORT_KEYS);
+        ASSERT_NOT_NULL(a);
+        /* the text ends with the attributes as jansson writes them */
+        ASSERT_TRUE(len > strlen(a) && text[len - strlen(a)] == ',' && memcmp(text + len - strlen(a) + 1, a + 1,
+                                                                              strlen(a) - 1) == 0);
+        if (b64 || json_is_string(data)) {
+                d = json_dumps(b64 ?: data, JSON_COMPACT | JSON_ENCODE_ANY);
+                ASSERT_NOT_NULL(d);
+                const char *key = b64 ? "{\"data_base64\":" : "{\"data\":";
+                ASSERT_EQ(len, strlen(key) + strlen(d) + strlen(a) - 1 + 1);
+                ASSERT_TRUE(strneq(text, key, strlen(key)));
+                ASSERT_TRUE(memcmp(text + strlen(key), d, strlen(d)) == 0);
+        } else
+                ASSERT_TRUE(strneq(text, "{\"data\":", strlen("{\"data\":")));
+}
+
 static json_t *build(const CloudEventInput *in, char **ret_text) {
         char *text = NULL, *err = NULL;
         size_t len = 0;
@@ -38,6 +67,8 @@ static json_t *build(const CloudEventInput *in, char **ret_text) {
         if (!j)
                 fprintf(stderr, "  not JSON: %s\n", text);
         ASSERT_TRUE(json_is_object(j));
+        if (!cloudevent_is_content_type(in->content_type))
+                check_jansson_form(text, len, j);
         if (ret_text)
                 *ret_text = text;
         else
@@ -272,6 +303,37 @@ TEST(envelope_overrides) {
         in.overrides = o3;
         j = build(&in, NULL);
         ASSERT_TRUE(is_uuid4(str(j, "id")));
+        json_decref(j);
+}
+
+/* Every byte that needs escaping, in attributes and in text data, comes out as jansson wrote it. */
+TEST(envelope_escapes) {
+        static const char odd[] = "q\"b\\s/ \x01\x1f\x7f \b\f\n\r\t \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+        char *overrides[] = { "source", (char *) odd, "type", (char *) odd, "id", (char *) odd, NULL };
+        static const char text_body[] = "a\0b\"c\\\x02\xe2\x80\xa8z";
+        const char *cts[] = { "text/plain", "application/json", "application/octet-stream", "text/x\"y" };
+        CloudEventInput in = {
+                .topic = "t/\"1\"", .pubsub = "p\\", .data = text_body, .len = sizeof text_body - 1,
+                .traceparent = TRACEPARENT, .tracestate = odd, .overrides = overrides, .ttl_sec = 60,
+                .now_realtime_usec = NOW,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cts); i++) {
+                in.content_type = cts[i];
+                json_t *j = build(&in, NULL); /* build() compares the bytes with jansson's */
+                ASSERT_STREQ(str(j, "source"), odd);
+                ASSERT_STREQ(str(j, "tracestate"), odd);
+                ASSERT_STREQ(str(j, "topic"), "t/\"1\"");
+                json_decref(j);
+        }
+        /* and a JSON body is spliced as written, the attributes still escaped alike */
+        static const char json_body[] = " [\"\\u0041\\/\", 1e2] ";
+        in.content_type = "application/json";
+        in.data = json_body;
+        in.len = strlen(json_body);
+        _cleanup_free_ char *text = NULL;
+        json_t *j = build(&in, &text);
+        ASSERT_TRUE(strneq(text, "{\"data\":[\"\\u0041\\/\", 1e2],", strlen("{\"data\":[\"\\u0041\\/\", 1e2],")));
         json_decref(j);
 }
 
