@@ -142,14 +142,29 @@ bool utf8_is_valid(const void *p, size_t n) {
 }
 
 char *fmt_u64(char *p, uint64_t v) {
-        char tmp[20];
-        size_t n = 0;
-        do
-                tmp[n++] = (char) ('0' + v % 10);
-        while ((v /= 10) > 0);
-        while (n > 0)
-                *p++ = tmp[--n];
-        return p;
+        /* two digits per division: span timestamps are 19-digit numbers, several per span */
+        static const char pairs[] =
+                "00010203040506070809101112131415161718192021222324"
+                "25262728293031323334353637383940414243444546474849"
+                "50515253545556575859606162636465666768697071727374"
+                "75767778798081828384858687888990919293949596979899";
+        char tmp[20], *t = tmp + sizeof tmp;
+        size_t n;
+
+        while (v >= 100) {
+                unsigned r = (unsigned) (v % 100);
+                v /= 100;
+                t -= 2;
+                memcpy(t, pairs + 2 * r, 2);
+        }
+        if (v >= 10) {
+                t -= 2;
+                memcpy(t, pairs + 2 * v, 2);
+        } else
+                *--t = (char) ('0' + v);
+        n = (size_t) (tmp + sizeof tmp - t);
+        memcpy(p, t, n);
+        return p + n;
 }
 
 bool strv_equal(char *const *a, char *const *b) {

@@ -5,7 +5,9 @@
  * level of an object, the last of repeated ones counting, as jansson's tree would have them.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,5 +157,22 @@ TEST(utf8_word_at_a_time_matches_bytewise) {
                 for (size_t i = 0; i < n; i++)
                         buf[i] = rand() % 8 ? (unsigned char) (rand() % 0x80) : (unsigned char) (0x80 + rand() % 0x80);
                 ASSERT_EQ(utf8_is_valid(buf, n), utf8_bytewise(buf, n));
+        }
+}
+
+/* fmt_u64() (two digits per step) writes what printf writes, at every length and edge. */
+TEST(fmt_u64_matches_printf) {
+        uint64_t v = 0;
+        char a[32], b[32];
+        for (int t = 0; t < 300000; t++) {
+                switch (t % 4) {
+                case 0: v = (uint64_t) t; break;
+                case 1: v = UINT64_MAX - (uint64_t) t; break;
+                case 2: v = ((uint64_t) rand() << 33) ^ ((uint64_t) rand() << 11) ^ (uint64_t) rand(); break;
+                default: { uint64_t p = 1; for (int k = t % 20; k > 0; k--) p *= 10; v = p - 1 + (uint64_t) (t % 3); }
+                }
+                *fmt_u64(a, v) = '\0';
+                snprintf(b, sizeof b, "%" PRIu64, v);
+                ASSERT_STREQ(a, b);
         }
 }
