@@ -99,7 +99,7 @@ typedef struct CompSeries {
 } CompSeries;
 
 struct AppMetrics {
-        bool enabled;
+        bool disabled;     /* zero, the mapping's default, is enabled: creating one writes nothing */
         SizeHist request_bytes, response_bytes, client_received;
         ServerSeries server[SERVER_SLOTS];
         ServerSeries server_overflow;
@@ -121,13 +121,12 @@ static Writer writers[16];
  * The tables are fixed (about 120 KiB per app) so that recording never allocates, but most apps use a
  * few series: they are mapped, not malloc'd, so that only the pages a recording touched become
  * resident (a malloc'd block may be recycled memory that calloc() clears page by page). An idle
- * app costs one page.
+ * app costs nothing until its first recording.
  */
 AppMetrics *app_metrics_new(void) {
         AppMetrics *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
                 return NULL;
-        m->enabled = true;
         return m;
 }
 
@@ -138,12 +137,12 @@ AppMetrics *app_metrics_free(AppMetrics *m) {
 }
 
 void app_metrics_set_enabled(AppMetrics *m, bool enabled) {
-        if (m)
-                m->enabled = enabled;
+        if (m && m->disabled == enabled)
+                m->disabled = !enabled;
 }
 
 bool app_metrics_enabled(const AppMetrics *m) {
-        return m && m->enabled;
+        return m && !m->disabled;
 }
 
 uint64_t app_metrics_requests(const AppMetrics *m) {
@@ -249,7 +248,7 @@ static ServerSeries *server_series(AppMetrics *m, unsigned route, Method method,
 }
 
 void metrics_http_server_begin(AppMetrics *m, unsigned route, const char *method, uint64_t body_len) {
-        if (!m || !m->enabled)
+        if (!m || m->disabled)
                 return;
         server_series(m, route, method_of(method), 0)->count++;
         size_add(&m->request_bytes, body_len);
@@ -257,7 +256,7 @@ void metrics_http_server_begin(AppMetrics *m, unsigned route, const char *method
 
 void metrics_http_server_end(AppMetrics *m, unsigned route, const char *method, unsigned status,
                              uint64_t response_len, uint64_t usec) {
-        if (!m || !m->enabled)
+        if (!m || m->disabled)
                 return;
         /* Status 0 is the started-requests series: an answer always has a status >= 100. */
         ServerSeries *s = server_series(m, route, method_of(method), status < 100 || status > 999 ? 999 : status);
@@ -268,7 +267,7 @@ void metrics_http_server_end(AppMetrics *m, unsigned route, const char *method, 
 
 void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method, unsigned status,
                          uint64_t sent_len, uint64_t received_len, uint64_t usec) {
-        if (!m || !m->enabled)
+        if (!m || m->disabled)
                 return;
         Method me = method_of(method);
         if (status > 999)
@@ -345,13 +344,13 @@ static void comp_record(AppMetrics *m, unsigned kind, const char *component, con
 
 void metrics_component_op(AppMetrics *m, MetricsKind kind, const char *component, const char *operation,
                           const char *topic, const char *status, uint64_t usec) {
-        if (!m || !m->enabled || kind < 0 || kind >= _METRICS_KIND_MAX)
+        if (!m || m->disabled || kind < 0 || kind >= _METRICS_KIND_MAX)
                 return;
         comp_record(m, kind, component, operation, topic, status, usec, true);
 }
 
 void metrics_component_init(AppMetrics *host, const char *component, bool ok) {
-        if (!host || !host->enabled)
+        if (!host || host->disabled)
                 return;
         comp_record(host, ok ? K_INIT_OK : K_INIT_FAIL, component, NULL, NULL, ok ? NULL : "init", 0, false);
 }
