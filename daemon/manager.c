@@ -802,7 +802,7 @@ static int add_default_component(ComponentLoad *cl, const char *category, const 
                                 "spec:\n  type: %s\n", name, type);
         if (k < 0)
                 return -ENOMEM;
-        int r = component_parse("(built-in default)", yaml, (size_t) k, on_component, on_component_error, cl);
+        int r = component_parse(COMPONENT_BUILTIN_FILE, yaml, (size_t) k, on_component, on_component_error, cl);
         return r < 0 || cl->oom ? -ENOMEM : 0;
 }
 

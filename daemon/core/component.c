@@ -69,6 +69,10 @@ const char *component_category(const Component *c) {
         return NULL;
 }
 
+bool component_is_builtin(const Component *c) {
+        return c && streq_ptr(c->file, COMPONENT_BUILTIN_FILE);
+}
+
 bool component_is_category(const Component *c, const char *category) {
         const char *cat = component_category(c);
         return cat && streq(cat, category);

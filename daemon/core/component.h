@@ -51,6 +51,10 @@ DEFINE_CLEANUP_FUNC(Component, component_unref);
 /* "state" for "state.redis". Returns a pointer to a static string or NULL. */
 const char *component_category(const Component *c);
 bool component_is_category(const Component *c, const char *category);
+/* The file name of the components the daemon adds where none of a category is configured. */
+#define COMPONENT_BUILTIN_FILE "(built-in default)"
+/* Whether c is one of those (statestore, pubsub, lockstore, configstore on SQLite). */
+bool component_is_builtin(const Component *c);
 bool component_in_scope(const Component *c, const char *app_id);
 bool component_equal(const Component *a, const Component *b);
 /* Plain metadata value lookup (secretKeyRef items return NULL). Names match without regard to case

@@ -20,6 +20,7 @@
 
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
+#include "../../util/log.h"
 #include "../../util/strv.h"
 #include "../../work/queue.h"
 #include "../sqlite-common.h"
@@ -302,7 +303,19 @@ static void job_done(void *userdata) {
         job_free(j);
 }
 
+static int connect_now(SqliteConfig *s, char **reterr_msg);
+
 static int submit(SqliteConfig *s, Job *j) {
+        if (!s->queue && !s->closing) {
+                _cleanup_free_ char *msg = NULL;
+                int r = connect_now(s, &msg);
+                if (r < 0) {
+                        log_struct(LOG_ERR, 0, NULL, s->base.component->name, "Configuration store: %s",
+                                   msg ?: "out of memory");
+                        job_free(j);
+                        return r;
+                }
+        }
         if (s->closing || !s->queue || work_queue_submit(s->queue, job_run, job_done, j) < 0) {
                 job_free(j);
                 return -ENOMEM;
@@ -423,6 +436,28 @@ static int sqlite_open(ConfigStore *base, char **reterr_msg) {
         v = component_get_string(c, "pollInterval");
         if (v && (parse_duration_usec(v, &s->poll_usec) < 0 || s->poll_usec < MIN_POLL_USEC))
                 return sqlite_fail(reterr_msg, -EINVAL, "pollInterval: '%s' is not a duration of 10ms or more", v);
+        s->data_version = -1;
+        r = sd_event_add_time_relative(base->event, &s->poll_timer, CLOCK_MONOTONIC, s->poll_usec, 0, on_poll, s);
+        if (r < 0)
+                return sqlite_fail(reterr_msg, r, "cannot set up the poll timer");
+        (void) sd_event_source_set_enabled(s->poll_timer, SD_EVENT_OFF);
+        r = connect_now(s, reterr_msg);
+        /* The built-in default is there for every host, used by few: once its table exists (so that
+         * any SQLite client may write items, as documented), its connection, cache and thread (about
+         * 300 KiB resident) wait for the first get or subscription. */
+        if (r >= 0 && component_is_builtin(c)) {
+                s->queue = work_queue_free(s->queue);
+                sqlite3_close_v2(s->db);
+                s->db = NULL;
+        }
+        return r;
+}
+
+/* Loop: the database, its table and the worker thread. */
+static int connect_now(SqliteConfig *s, char **reterr_msg) {
+        int r;
+
+        *reterr_msg = NULL;
         r = sqlite_open_durable(s->path, s->path_is_uri, true, BUSY_TIMEOUT_USEC, NULL, &s->db, reterr_msg);
         if (r < 0)
                 return r;
@@ -432,14 +467,9 @@ static int sqlite_open(ConfigStore *base, char **reterr_msg) {
                          NULL, NULL, NULL) != SQLITE_OK)
                 return sqlite_fail(reterr_msg, -EIO, "connectionString: cannot create the table in '%s': %s",
                                    s->path, sqlite3_errmsg(s->db));
-        s->data_version = -1;
-        s->queue = work_queue_new(base->event);
+        s->queue = work_queue_new(s->base.event);
         if (!s->queue)
                 return sqlite_fail(reterr_msg, -errno, "cannot start the worker thread: %m");
-        r = sd_event_add_time_relative(base->event, &s->poll_timer, CLOCK_MONOTONIC, s->poll_usec, 0, on_poll, s);
-        if (r < 0)
-                return sqlite_fail(reterr_msg, r, "cannot set up the poll timer");
-        (void) sd_event_source_set_enabled(s->poll_timer, SD_EVENT_OFF);
         return 0;
 }
 

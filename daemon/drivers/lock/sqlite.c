@@ -21,6 +21,7 @@
 
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
+#include "../../util/log.h"
 #include "../../util/strv.h"
 #include "../../work/queue.h"
 #include "../sqlite-common.h"
@@ -36,9 +37,11 @@ typedef struct SqliteLockStore {
         bool path_is_uri;
         uint64_t busy_timeout_usec;
         sqlite3 *db;              /* used on the worker thread only (and at open/close) */
-        WorkQueue *queue;
+        WorkQueue *queue;         /* NULL until connected (see connect_now()) */
         unsigned ops_since_purge; /* worker thread */
 } SqliteLockStore;
+
+static int connect_now(SqliteLockStore *s, char **reterr_msg);
 
 typedef enum JobKind {
         JOB_TRY,
@@ -170,6 +173,15 @@ static void job_done(void *userdata) {
 
 static int submit(SqliteLockStore *s, JobKind kind, const char *key, const char *owner, int64_t expiry_sec,
                   LockDoneFn done, void *userdata) {
+        if (!s->queue) {
+                _cleanup_free_ char *msg = NULL;
+                int r = connect_now(s, &msg);
+                if (r < 0) {
+                        log_struct(LOG_ERR, 0, NULL, s->base.component->name, "Lock store: %s",
+                                   msg ?: "out of memory");
+                        return r;
+                }
+        }
         Job *j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
@@ -206,6 +218,19 @@ static int sqlite_open(LockStore *base, char **reterr_msg) {
         v = component_get_string(c, "timeout");
         if (v && parse_duration_usec(v, &s->busy_timeout_usec) < 0)
                 return sqlite_fail(reterr_msg, -EINVAL, "timeout: '%s' is not a duration (e.g. \"20s\")", v);
+        /* The built-in default is there for every host, used by few: its database, cache and thread
+         * (about 300 KiB resident) wait for the first lock. A configured store opens now, so that
+         * a bad path is a load error with its line. */
+        if (component_is_builtin(c))
+                return 0;
+        return connect_now(s, reterr_msg);
+}
+
+/* Loop: the database, its table and the worker thread. */
+static int connect_now(SqliteLockStore *s, char **reterr_msg) {
+        int r;
+
+        *reterr_msg = NULL;
         r = sqlite_open_durable(s->path, s->path_is_uri, true, s->busy_timeout_usec, NULL, &s->db, reterr_msg);
         if (r < 0)
                 return r;
@@ -216,7 +241,7 @@ static int sqlite_open(LockStore *base, char **reterr_msg) {
         if (r < 0)
                 return r;
         purge(s);
-        s->queue = work_queue_new(base->event);
+        s->queue = work_queue_new(s->base.event);
         if (!s->queue)
                 return sqlite_fail(reterr_msg, -errno, "cannot start the worker thread: %m");
         return 0;
