@@ -30,6 +30,7 @@
 #include "../core/metrics.h"
 #include "../core/trace.h"
 #include "../core/registry.h"
+#include "../core/resiliency.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
 #include "../util/strv.h"
@@ -73,6 +74,15 @@ typedef struct StateCall {
         uint64_t start_usec;      /* metrics: handed to the driver */
         bool traced;              /* span is a child of the inbound call's (core/trace.h) */
         Span span;
+        /* Resiliency: the store's outbound policy for this app (core/resiliency.h), when one applies */
+        Resiliency *res;          /* ref */
+        ResiliencyPolicy policy;
+        unsigned retries_done;
+        uint64_t first_usec;      /* the first attempt (an exponential policy's maxElapsedTime) */
+        uint64_t breaker_generation;
+        bool breaker_counting;    /* the attempt in the driver was allowed by the breaker */
+        const char *refused;      /* why the breaker refused the last attempt (static) */
+        sd_event_source *res_timer; /* the attempt's timeout, or the back-off / answer on sched->waiting */
         struct StateCall *next, *prev;
 } StateCall;
 
@@ -88,6 +98,7 @@ struct StateSched {
         Registry *registry;       /* borrowed: the apps' metrics */
         AppQueue *apps;
         StateCall *running;       /* in the driver, outcome pending */
+        StateCall *waiting;       /* Resiliency: waiting to retry, or to be told the breaker is open */
         struct Batch *deferred;   /* batches whose answer waits for the loop (no driver holds them) */
         size_t max_ops;
         bool closing;
@@ -157,6 +168,17 @@ static void call_free(StateCall *c);
 static void call_finish_queued(StateCall *c, int error, const char *msg);
 static void deferred_batches_finish(StateSched *q);
 
+static void waiting_unlink(StateSched *q, StateCall *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                q->waiting = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->next = c->prev = NULL;
+        c->res_timer = sd_event_source_disable_unref(c->res_timer);
+}
+
 StateStore *state_store_close(StateStore *s) {
         StateSched *q;
 
@@ -174,6 +196,11 @@ StateStore *state_store_close(StateStore *s) {
                                 a->tail = NULL;
                         call_finish_queued(c, -ECANCELED, "state store closed");
                 }
+        while (q->waiting) {
+                StateCall *c = q->waiting;
+                waiting_unlink(q, c);
+                call_finish_queued(c, -ECANCELED, "state store closed");
+        }
         deferred_batches_finish(q);
         s->driver->close(s);
         sched_free(q);
@@ -576,6 +603,8 @@ static void log_call(const StateCall *c, const char *what) {
 static void call_free(StateCall *c) {
         if (!c)
                 return;
+        sd_event_source_disable_unref(c->res_timer);
+        resiliency_unref(c->res);
         free_ops(c->ops, c->n_ops, true);
         strv_free(c->keys);
         free(c);
@@ -651,7 +680,7 @@ static void app_admit(StateSched *q, AppQueue *a) {
                 r = call_start(c);
                 if (r < 0)
                         /* Answering here is "later" for the caller: it started this call long ago. */
-                        call_finish_queued(c, r, "could not start");
+                        call_finish_queued(c, r, r == -EHOSTUNREACH && c->refused ? c->refused : "could not start");
         }
 }
 
@@ -732,11 +761,139 @@ static void call_trace_end(StateCall *c, bool ok) {
         c->traced = false;
 }
 
+/* ---- Resiliency: outbound policy of the store ---- */
+
+static int call_start(StateCall *c);
+
+static uint64_t sched_now(const StateSched *q) {
+        uint64_t now = 0;
+        (void) sd_event_now(q->store->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+static int on_res_wait(sd_event_source *src, uint64_t usec, void *userdata) {
+        StateCall *c = userdata;
+        StateSched *q = c->sched;
+        AppQueue *a = c->app;
+        int r;
+
+        waiting_unlink(q, c);
+        a->in_flight--; /* a waiting call kept its place (and its app's entry) */
+        if (c->refused) { /* the breaker was open when the call came: say so */
+                call_finish_queued(c, -EHOSTUNREACH, c->refused);
+                app_queue_gc(q, a);
+                return 0;
+        }
+        log_call(c, "retried");
+        r = call_start(c);
+        if (r < 0) {
+                call_finish_queued(c, r, r == -EHOSTUNREACH && c->refused ? c->refused : "could not start");
+                app_queue_gc(q, a);
+        }
+        return 0;
+}
+
+/* Parks c on sched->waiting until delay has passed (0: the next loop iteration). A waiting call
+ * counts in its app's in_flight, which also keeps the app's entry (c->app) alive. */
+static int resiliency_wait(StateCall *c, uint64_t delay_usec) {
+        StateSched *q = c->sched;
+        int r = sd_event_add_time_relative(q->store->event, &c->res_timer, CLOCK_MONOTONIC, delay_usec, 0,
+                                           on_res_wait, c);
+        if (r < 0)
+                return r;
+        c->prev = NULL;
+        c->next = q->waiting;
+        if (q->waiting)
+                q->waiting->prev = c;
+        q->waiting = c;
+        return 0;
+}
+
+/* The policy's timeout: the caller is answered now; the driver's late outcome is dropped. */
+static int on_attempt_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+        StateCall *c = userdata;
+        StateResult res = {};
+
+        c->res_timer = sd_event_source_disable_unref(c->res_timer);
+        if (c->breaker_counting) {
+                c->breaker_counting = false;
+                resiliency_breaker_report(c->policy.breaker, c->breaker_generation, false, sched_now(c->sched));
+        }
+        if (c->cancelled)
+                return 0;
+        (void) state_result_fail(&res, -ETIMEDOUT, "context deadline exceeded");
+        c->cancelled = true; /* the caller has its answer */
+        if (c->kind == CALL_BULK_GET)
+                c->bulk_done(&res, 1, c->userdata);
+        else
+                c->done(&res, c->userdata);
+        state_result_done(&res);
+        return 0;
+}
+
+/* Before an attempt: the breaker's consent and the attempt's timeout. -EHOSTUNREACH: refused. */
+static int resiliency_before_attempt(StateCall *c) {
+        uint64_t now = sched_now(c->sched);
+        int r;
+
+        if (c->first_usec == 0)
+                c->first_usec = now;
+        c->refused = NULL;
+        if (c->policy.breaker) {
+                r = resiliency_breaker_allow(c->policy.breaker, now, &c->breaker_generation, &c->refused);
+                if (r < 0)
+                        return r;
+                c->breaker_counting = true;
+        }
+        if (c->policy.timeout_usec > 0) {
+                r = sd_event_add_time_relative(c->sched->store->event, &c->res_timer, CLOCK_MONOTONIC,
+                                               c->policy.timeout_usec, 0, on_attempt_timeout, c);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/*
+ * After the driver answered an attempt: tells the breaker, and when the attempt failed for the
+ * component's sake (not a missing key, an etag conflict or bad input) and the policy allows
+ * another, takes c off the running list to try again after the back-off. true: retried.
+ */
+static bool resiliency_after_attempt(StateCall *c, const StateResult *r) {
+        StateSched *q = c->sched;
+        bool failed = r->error != -ENOENT && is_component_failure(r->error);
+        uint64_t now = sched_now(q), delay;
+
+        c->res_timer = sd_event_source_disable_unref(c->res_timer);
+        if (c->breaker_counting) {
+                c->breaker_counting = false;
+                resiliency_breaker_report(c->policy.breaker, c->breaker_generation, !failed, now);
+        }
+        if (!failed || c->cancelled || q->closing ||
+            !resiliency_retry_next(c->policy.retry, c->retries_done + 1, now - c->first_usec, &delay))
+                return false;
+        running_unlink(q, c);
+        c->in_driver = false;
+        if (resiliency_wait(c, delay) < 0) {
+                /* cannot wait (OOM): the failure stands; back on the list for on_call_done() */
+                c->in_driver = true;
+                c->next = q->running;
+                if (q->running)
+                        q->running->prev = c;
+                q->running = c;
+                return false;
+        }
+        c->retries_done++;
+        return true;
+}
+
 /* The driver's answer for c (any kind but bulk get). */
 static void on_call_done(const StateResult *r, void *userdata) {
         StateCall *c = userdata;
         StateSched *q = c->sched;
         AppQueue *a = c->app;
+        if (c->res && resiliency_after_attempt(c, r))
+                return; /* another attempt follows */
         _cleanup_free_ char *why = write_failure_message(c, r);
         StateResult told;
         if (why) {
@@ -787,7 +944,10 @@ static void on_call_bulk_done(const StateResult *results, size_t n, void *userda
 static void call_finish_queued(StateCall *c, int error, const char *msg) {
         StateResult res = {};
 
-        (void) state_result_fail(&res, error, "%s: %s", msg, strerror(-error));
+        if (error == -EHOSTUNREACH || error == -ETIMEDOUT) /* Resiliency's own words, as daprd's */
+                (void) state_result_fail(&res, error, "%s", msg);
+        else
+                (void) state_result_fail(&res, error, "%s: %s", msg, strerror(-error));
         if (!c->cancelled) {
                 if (c->kind == CALL_BULK_GET) {
                         size_t n = strv_length(c->keys);
@@ -817,6 +977,11 @@ static int call_start(StateCall *c) {
         int r;
 
         c->start_usec = metrics_now_usec();
+        if (c->res) {
+                r = resiliency_before_attempt(c);
+                if (r < 0)
+                        return r;
+        }
         switch (c->kind) {
         case CALL_GET:
                 r = d->get(s, c->keys[0], on_call_done, c);
@@ -854,8 +1019,11 @@ static int call_start(StateCall *c) {
         default:
                 return -EINVAL;
         }
-        if (r < 0)
+        if (r < 0) {
+                c->res_timer = sd_event_source_disable_unref(c->res_timer);
+                c->breaker_counting = false;
                 return r;
+        }
         c->in_driver = true;
         c->app->in_flight++;
         c->prev = NULL;
@@ -886,9 +1054,25 @@ static int call_submit(StateStore *s, const char *app_id, StateCall *c) {
         }
         c->sched = q;
         c->app = a;
+        if (q->registry && q->registry->resiliency && c->kind != CALL_BULK_GET) {
+                r = resiliency_lookup(q->registry->resiliency, app_id, RESILIENCY_COMPONENT_OUTBOUND, s->name,
+                                      "Statestore", &c->policy);
+                if (r < 0) {
+                        call_free(c);
+                        app_queue_gc(q, a);
+                        return r;
+                }
+                if (r > 0)
+                        c->res = resiliency_ref(q->registry->resiliency);
+        }
         if (a->in_flight < STATE_APP_IN_FLIGHT_MAX && !a->head) {
                 log_call(c, "started");
                 r = call_start(c);
+                if (r == -EHOSTUNREACH && c->refused) { /* the breaker is open: answered on the loop */
+                        r = resiliency_wait(c, 0);
+                        if (r >= 0)
+                                a->in_flight++;
+                }
                 if (r < 0) {
                         call_free(c);
                         app_queue_gc(q, a);
@@ -928,6 +1112,14 @@ void state_cancel(StateStore *s, void *userdata) {
                         *p = c->next;
                         if (a->tail == c)
                                 a->tail = prev;
+                        call_free(c);
+                }
+        }
+        for (StateCall *c = q->waiting, *n; c; c = n) {
+                n = c->next;
+                if (c->userdata == userdata) {
+                        waiting_unlink(q, c);
+                        c->app->in_flight--;
                         call_free(c);
                 }
         }
@@ -1016,6 +1208,11 @@ static int submit_ops(StateStore *s, CallKind kind, const char *app_id, const St
          * so a call that starts at once borrows the caller's buffers, as before. */
         a = app_queue_get(q, app_id);
         bool waits = !a || a->in_flight >= STATE_APP_IN_FLIGHT_MAX || a->head;
+        ResiliencyPolicy policy;
+        /* A Resiliency policy may send the ops again: the call owns its copies then. */
+        if (!waits && q->registry && q->registry->resiliency)
+                waits = resiliency_lookup(q->registry->resiliency, app_id, RESILIENCY_COMPONENT_OUTBOUND, s->name,
+                                          "Statestore", &policy) != 0;
         r = scope_ops(s, app_id, ops, n, waits, raw, &c->ops);
         if (r < 0) {
                 strv_free(c->keys);

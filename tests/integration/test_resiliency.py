@@ -181,6 +181,69 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual(request(sock, "POST", inv("flaky", "m"), body=b"x").status, 500)
         self.assertEqual(flaky.calls, 3)
 
+    def test_state_outbound_retries_over_redis_restart(self):
+        redis = RedisServer()
+        self.addCleanup(redis.close)
+        redis.start()
+        docs = (STORE.format(host=redis.address) + "---\n" + STORE_POLICY)
+        d = self.daemon(apps={"a": "[App]\n", "b": "[App]\n"}, components={"cache.yaml": docs})
+        a, b = d.app_socket("a"), d.app_socket("b")
+        self.assertEqual(save(a, "k", 1).status, 204)
+
+        redis.stop()
+        # b is outside the policy's scopes: its save fails at once
+        r = save(b, "k", 2)
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_STATE_SAVE")
+        # a's save waits through the outage, retried every 200 ms
+        result = []
+        t = threading.Thread(target=lambda: result.append(save(a, "k", 3)))
+        t.start()
+        self.addCleanup(t.join)
+        wait_for(lambda: d.log().count("State save of 1 item(s) from app 'a' on 'cache': retried") >= 2,
+                 timeout=30, what="retries while Redis is down")
+        self.assertEqual(result, [], "the save did not wait for Redis")
+        redis.start()
+        t.join(60)
+        self.assertEqual(result[0].status, 204, result[0])
+        r = request(a, "GET", "/v1.0/state/cache/k")
+        self.assertEqual((r.status, r.json()), (200, 3), r)
+
+
+STORE = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: cache
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: "{host}"
+"""
+
+STORE_POLICY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: store
+scopes: [a]
+spec:
+  policies:
+    retries:
+      patient:
+        duration: 200ms
+        maxRetries: 150
+  targets:
+    components:
+      cache:
+        outbound:
+          retry: patient
+"""
+
+
+def save(sock, key, value):
+    return request(sock, "POST", "/v1.0/state/cache", body=json.dumps([{"key": key, "value": value}]).encode())
+
 
 if __name__ == "__main__":
     main()
