@@ -24,6 +24,7 @@
 #include "../core/subscription.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
+#include "../core/resiliency.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/base64.h"
@@ -75,6 +76,10 @@ struct Delivery {
         TransportCall *call;         /* the POST to the app, while out */
         char **headers;              /* name, value pairs for the app */
         json_t *bulk_entry;          /* bulk: {entryId, event, metadata, contentType} */
+        Resiliency *res;             /* ref: the set of policy, when an inbound policy applies */
+        ResiliencyPolicy policy;     /* the broker's inbound policy for the app (core/resiliency.h) */
+        uint64_t breaker_generation;
+        bool breaker_counting;       /* the POST out was allowed by the policy's breaker */
         Delivery *next, *prev;
 };
 
@@ -515,11 +520,29 @@ static const char *runner_who(const Runner *rn) {
         return rn->app ? rn->app->config->id : rn->sink_app;
 }
 
-static uint64_t retry_delay(unsigned attempt) {
+/*
+ * The default inbound policy, when no Resiliency policy applies or the one that does is spent:
+ * the broker offers the message again after 0.5 s, doubling to 30 s, without end. (daprd has no
+ * inbound retry of its own; the broker's redelivery, such as Redis streams' processingTimeout,
+ * takes over. Ours is that redelivery, with this schedule.)
+ */
+static const ResiliencyRetry default_inbound_retry = {
+        .name = (char *) "(built-in)", .exponential = true, .initial_interval_usec = PUBSUB_RETRY_FIRST_USEC,
+        .multiplier = 2, .max_interval_usec = PUBSUB_RETRY_MAX_USEC, .max_retries = -1,
+};
+
+/* The wait before the broker offers dl's message again: the inbound policy's back-off while it
+ * allows more retries, then the default one. Retries go through the broker, so a message
+ * waiting for one survives a restart. */
+static uint64_t delivery_retry_delay(const Delivery *dl) {
         uint64_t d = PUBSUB_RETRY_FIRST_USEC;
-        for (unsigned i = 1; i < attempt && d < PUBSUB_RETRY_MAX_USEC; i++)
-                d *= 2;
-        return d < PUBSUB_RETRY_MAX_USEC ? d : PUBSUB_RETRY_MAX_USEC;
+        if (dl->policy.retry && resiliency_retry_next(dl->policy.retry, dl->attempt, 0, &d)) {
+                log_debug("Message of topic %s for app '%s' is offered again in %" PRIu64 " ms (Resiliency policy '%s').",
+                          dl->runner->sub->topic, runner_who(dl->runner), d / 1000, dl->policy.retry->name);
+                return d;
+        }
+        (void) resiliency_retry_next(&default_inbound_retry, dl->attempt, 0, &d);
+        return d;
 }
 
 static void delivery_free(Delivery *dl) {
@@ -538,6 +561,7 @@ static void delivery_free(Delivery *dl) {
         }
         strv_free(dl->headers);
         json_decref(dl->bulk_entry);
+        resiliency_unref(dl->res);
         free(dl->data);
         free(dl->path);
         free(dl);
@@ -545,13 +569,19 @@ static void delivery_free(Delivery *dl) {
 
 static void settle_after(Delivery *dl, PubsubOutcome o, uint64_t delay) {
         Runner *rn = dl->runner;
+        if (dl->breaker_counting) { /* the app's answer, as the policy's breaker counts it */
+                dl->breaker_counting = false;
+                uint64_t now = 0;
+                (void) sd_event_now(rn->registry->event, CLOCK_MONOTONIC, &now);
+                resiliency_breaker_report(dl->policy.breaker, dl->breaker_generation, o == PUBSUB_ACK, now);
+        }
         PubsubDelivery *d = TAKE_PTR(dl->d);
         delivery_free(dl);
         rn->broker->driver->settle(d, o, delay);
 }
 
 static void settle(Delivery *dl, PubsubOutcome o) {
-        settle_after(dl, o, o == PUBSUB_RETRY ? retry_delay(dl->attempt) : 0);
+        settle_after(dl, o, o == PUBSUB_RETRY ? delivery_retry_delay(dl) : 0);
 }
 
 static void on_dead_lettered(int error, const char *message, void *userdata) {
@@ -648,6 +678,17 @@ static void delivery_post(Delivery *dl) {
         TransportAddress addr;
         if (!app_channel_address(a, &addr))
                 return settle(dl, PUBSUB_RETRY);
+        if (dl->policy.breaker) {
+                const char *why;
+                uint64_t now = 0;
+                (void) sd_event_now(rn->registry->event, CLOCK_MONOTONIC, &now);
+                if (resiliency_breaker_allow(dl->policy.breaker, now, &dl->breaker_generation, &why) < 0) {
+                        log_debug("Message of topic %s for app '%s' not delivered: %s.", rn->sub->topic, a->config->id,
+                                  why);
+                        return settle(dl, PUBSUB_RETRY);
+                }
+                dl->breaker_counting = true;
+        }
         TransportRequest req = {
                 .method = "POST",
                 .target = dl->path,
@@ -658,6 +699,8 @@ static void delivery_post(Delivery *dl) {
                 .max_answer = APP_ANSWER_MAX,
                 .purpose = TRANSPORT_PURPOSE_DELIVERY,
         };
+        if (dl->policy.timeout_usec > 0 && (req.timeout_usec == 0 || dl->policy.timeout_usec < req.timeout_usec))
+                req.timeout_usec = dl->policy.timeout_usec;
         dl->post_usec = metrics_now_usec();
         if (transport_call_start(rn->registry->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
                 return settle(dl, PUBSUB_RETRY);
@@ -1056,6 +1099,14 @@ static void on_deliver(PubsubSubscription *ds, PubsubDelivery *d, const PubsubMe
                 dl->data = TAKE_PTR(wrapped);
                 dl->len = wrapped_len;
         }
+        Resiliency *res = rn->registry->resiliency;
+        int k = res ? resiliency_lookup(res, a->config->id, RESILIENCY_COMPONENT_INBOUND, rn->broker->name, "Pubsub",
+                                        &dl->policy)
+                    : 0;
+        if (k < 0)
+                return settle(dl, PUBSUB_RETRY);
+        if (k > 0)
+                dl->res = resiliency_ref(res);
         /* One of the app's MaxConcurrency= slots, shared with service invocation. */
         dl->waiter.granted = on_delivery_slot;
         if (app_slot_acquire(a, &dl->waiter)) {

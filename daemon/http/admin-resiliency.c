@@ -66,7 +66,10 @@ int http_get_resiliency(HttpRequest *r, const RouteMatch *m) {
                 json_array_append_new(
                         json_object_get(o, "circuitBreakers"),
                         json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "caller", b->caller, "kind",
-                                  resiliency_kind_to_string(b->kind), "target", b->target, "policy", b->policy->name,
+                                  /* one breaker per component for both directions, as daprd */
+                                  b->kind == RESILIENCY_COMPONENT_OUTBOUND ? "component"
+                                                                           : resiliency_kind_to_string(b->kind),
+                                  "target", b->target, "policy", b->policy->name,
                                   "state", breaker_state_to_string(resiliency_breaker_state(b, now)), "requests",
                                   (json_int_t) b->counts[TRIP_REQUESTS], "consecutiveFailures",
                                   (json_int_t) b->counts[TRIP_CONSECUTIVE_FAILURES], "totalFailures",

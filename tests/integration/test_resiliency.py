@@ -87,6 +87,8 @@ class ResiliencyTest(DaemonTestCase):
     def app(self, name, handler):
         a = EchoApp(unix_path=os.path.join(self.tmp, f"{name}.sock"), handler=handler)
         self.addCleanup(a.stop)
+        self.apps = getattr(self, "apps", {})
+        self.apps[name] = a
         return a.start()
 
     def reload(self, d):
@@ -209,6 +211,68 @@ class ResiliencyTest(DaemonTestCase):
         r = request(a, "GET", "/v1.0/state/cache/k")
         self.assertEqual((r.status, r.json()), (200, 3), r)
 
+    def test_pubsub_inbound_retry_and_breaker(self):
+        sub = Counting(failures=1000)
+        d = self.daemon(start=False, apps={"a": "[App]\n", "sub": f"[App]\nAppAddress={self.app('sub', sub).address}\n"},
+                        components={"resiliency.yaml": INBOUND_POLICY})
+        os.makedirs(os.path.join(d.config, "subscriptions"), exist_ok=True)
+        with open(os.path.join(d.config, "subscriptions", "orders.yaml"), "w") as f:
+            f.write(SUBSCRIPTION)
+        d.start()
+        r = request(d.app_socket("a"), "POST", "/v1.0/publish/pubsub/orders", body=b'{"n": 1}',
+                    headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 204, r)
+
+        def breaker():
+            cbs = d.get("/mooring/v1/resiliency").json()["circuitBreakers"]
+            return cbs and (cbs[0]["caller"], cbs[0]["kind"], cbs[0]["target"], cbs[0]["state"])
+        wait_for(lambda: breaker() == ("sub", "component", "pubsub", "open"), timeout=30,
+                 what="the inbound breaker to open")
+        # three failures tripped it (a delivery cut short by the subscription's restart when the
+        # app turned healthy may have reached the app once more)
+        calls = sub.calls
+        self.assertIn(calls, (3, 4))
+        # the broker keeps offering the message; the open breaker keeps it from the app
+        wait_for(lambda: d.log().count("for app 'sub' not delivered: circuit breaker is open") >= 3, timeout=30,
+                 what="redeliveries refused by the breaker")
+        self.assertEqual(sub.calls, calls)
+        # the policy's back-off, not the default one, spaced the redeliveries
+        self.assertGreaterEqual(d.log().count("offered again in 100 ms (Resiliency policy 'quick')"), 2, d.log())
+
+
+INBOUND_POLICY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: inbound
+spec:
+  policies:
+    retries:
+      quick:
+        duration: 100ms
+        maxRetries: 5
+    circuitBreakers:
+      inb:
+        timeout: 1h
+        trip: consecutiveFailures >= 3
+  targets:
+    components:
+      pubsub:
+        inbound:
+          retry: quick
+          circuitBreaker: inb
+"""
+
+SUBSCRIPTION = """apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: orders
+spec:
+  pubsubname: pubsub
+  topic: orders
+  routes:
+    default: /orders
+scopes: [sub]
+"""
 
 STORE = """apiVersion: dapr.io/v1alpha1
 kind: Component
