@@ -203,6 +203,7 @@ typedef struct PublishLine {
         char *app;              /* NULL: callers that are no app (D-Bus programs) share one line */
         unsigned in_driver;
         Publish *head, *tail;   /* waiting */
+        Publish *retrying;      /* waiting for a Resiliency retry (linked by next_waiting) */
         struct PublishLine *next;
 } PublishLine;
 
@@ -226,10 +227,19 @@ struct Publish {
         uint64_t start_usec;    /* metrics */
         bool traced;            /* span: a PRODUCER child of the inbound call's (core/trace.h) */
         Span span;
+        /* the broker's outbound Resiliency policy for the publisher (core/resiliency.h), when one applies */
+        Resiliency *res;        /* ref */
+        ResiliencyPolicy policy;
+        unsigned retries_done;
+        uint64_t breaker_generation;
+        bool breaker_counting;
+        sd_event_source *retry_timer;
 };
 
 static void publish_free(Publish *p) {
         sd_event_source_disable_unref(p->later);
+        sd_event_source_disable_unref(p->retry_timer);
+        resiliency_unref(p->res);
         free(p->message);
         free(p->app);
         free(p->topic);
@@ -309,12 +319,26 @@ static void publish_start(Publish *p) {
         PubsubBroker *b = p->broker;
         int r;
 
+        if (p->policy.breaker) {
+                const char *why;
+                uint64_t now = 0;
+                (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+                if (resiliency_breaker_allow(p->policy.breaker, now, &p->breaker_generation, &why) < 0) {
+                        (void) publish_fail(p, -EHOSTUNREACH, "error when publishing to topic %s in pubsub %s: %s",
+                                            p->topic, b->name, why);
+                        return;
+                }
+                p->breaker_counting = true;
+        }
         p->line->in_driver++;
         r = b->driver->publish(b, p->topic, p->data, p->len, p->broker_md, p->ttl, on_published, p);
-        free(p->data);
-        p->data = NULL;
-        p->broker_md = strv_free(p->broker_md);
+        if (!p->policy.retry) { /* a retry sends them again: kept until the end */
+                free(p->data);
+                p->data = NULL;
+                p->broker_md = strv_free(p->broker_md);
+        }
         if (r < 0) {
+                p->breaker_counting = false;
                 p->line->in_driver--;
                 note_publish_failure(p, r, strerror(-r));
                 (void) publish_fail(p, r, "error when publishing to topic %s in pubsub %s: %s", p->topic, b->name,
@@ -345,9 +369,48 @@ static void publish_metrics(Publish *p, bool ok) {
                 trace_span_end(&p->span, 0, !ok);
 }
 
+static int on_publish_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Publish *p = userdata;
+        PublishLine *l = p->line;
+        p->retry_timer = sd_event_source_disable_unref(p->retry_timer);
+        for (Publish **q = &l->retrying; *q; q = &(*q)->next_waiting)
+                if (*q == p) {
+                        *q = p->next_waiting;
+                        break;
+                }
+        p->next_waiting = NULL;
+        publish_start(p);
+        return 0;
+}
+
+/* After a failed attempt under a policy: true when another follows (p waits on its line's retrying list). */
+static bool publish_retry(Publish *p, int error) {
+        PubsubBroker *b = p->broker;
+        uint64_t now = 0, delay;
+        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+        if (p->breaker_counting) {
+                p->breaker_counting = false;
+                resiliency_breaker_report(p->policy.breaker, p->breaker_generation, error >= 0, now);
+        }
+        if (error >= 0 || error == -ECANCELED || !p->policy.retry ||
+            !resiliency_retry_next(p->policy.retry, p->retries_done + 1, 0, &delay) ||
+            sd_event_add_time_relative(b->event, &p->retry_timer, CLOCK_MONOTONIC, delay, 0, on_publish_retry, p) < 0)
+                return false;
+        p->retries_done++;
+        p->next_waiting = p->line->retrying;
+        p->line->retrying = p;
+        return true;
+}
+
 static void on_published(int error, const char *message, void *userdata) {
         Publish *p = userdata;
         PublishLine *l = p->line;
+        if (p->res && publish_retry(p, error)) {
+                note_publish_failure(p, error, message);
+                l->in_driver--;
+                line_pump(l);
+                return;
+        }
         publish_metrics(p, error >= 0);
         if (error < 0)
                 note_publish_failure(p, error, message);
@@ -360,13 +423,20 @@ static void on_published(int error, const char *message, void *userdata) {
 /* The broker closes: what still waits in a line ends now (-ECANCELED); the lines go after the
  * driver closed, since it completes what it holds through on_published(). */
 static void lines_cancel(PubsubBroker *b) {
-        for (PublishLine *l = b->publish_lines; l; l = l->next)
+        for (PublishLine *l = b->publish_lines; l; l = l->next) {
+                while (l->retrying) {
+                        Publish *p = l->retrying;
+                        l->retrying = p->next_waiting;
+                        p->done(-ECANCELED, "the pubsub component is closing", p->userdata);
+                        publish_free(p);
+                }
                 while (l->head) {
                         Publish *p = l->head;
                         l->head = p->next_waiting;
                         p->done(-ECANCELED, "the pubsub component is closing", p->userdata);
                         publish_free(p);
                 }
+        }
 }
 
 static void lines_free(PubsubBroker *b) {
@@ -499,6 +569,14 @@ int pubsub_publish(Registry *m, const PublishRequest *req, PublishDoneFn done, v
         p->line = line_get(b, req->app);
         if ((req->app && !p->app) || !p->topic || !p->data || !p->line)
                 goto oom;
+        if (m->resiliency) {
+                r = resiliency_lookup(m->resiliency, req->app, RESILIENCY_COMPONENT_OUTBOUND, b->name, "Pubsub",
+                                      &p->policy);
+                if (r < 0)
+                        goto oom;
+                if (r > 0)
+                        p->res = resiliency_ref(m->resiliency);
+        }
         if (p->line->head || p->line->in_driver >= PUBLISH_IN_DRIVER_PER_APP) {
                 if (p->line->tail)
                         p->line->tail->next_waiting = p;

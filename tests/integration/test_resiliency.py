@@ -183,11 +183,11 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual(request(sock, "POST", inv("flaky", "m"), body=b"x").status, 500)
         self.assertEqual(flaky.calls, 3)
 
-    def test_state_outbound_retries_over_redis_restart(self):
+    def test_components_outbound_over_redis_restart(self):
         redis = RedisServer()
         self.addCleanup(redis.close)
         redis.start()
-        docs = (STORE.format(host=redis.address) + "---\n" + STORE_POLICY)
+        docs = (STORE.format(host=redis.address) + "---\n" + BUS.format(host=redis.address) + "---\n" + STORE_POLICY)
         d = self.daemon(apps={"a": "[App]\n", "b": "[App]\n"}, components={"cache.yaml": docs})
         a, b = d.app_socket("a"), d.app_socket("b")
         self.assertEqual(save(a, "k", 1).status, 204)
@@ -198,16 +198,25 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual(r.status, 500, r)
         self.assertEqual(r.json()["errorCode"], "ERR_STATE_SAVE")
         # a's save waits through the outage, retried every 200 ms
-        result = []
+        r = publish(b, 2)
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE", r)
+        result, published = [], []
         t = threading.Thread(target=lambda: result.append(save(a, "k", 3)))
         t.start()
         self.addCleanup(t.join)
+        t2 = threading.Thread(target=lambda: published.append(publish(a, 3)))
+        t2.start()
+        self.addCleanup(t2.join)
         wait_for(lambda: d.log().count("State save of 1 item(s) from app 'a' on 'cache': retried") >= 2,
                  timeout=30, what="retries while Redis is down")
         self.assertEqual(result, [], "the save did not wait for Redis")
+        self.assertEqual(published, [], "the publish did not wait for Redis")
         redis.start()
         t.join(60)
+        t2.join(60)
         self.assertEqual(result[0].status, 204, result[0])
+        self.assertEqual(published[0].status, 204, published[0])
         r = request(a, "GET", "/v1.0/state/cache/k")
         self.assertEqual((r.status, r.json()), (200, 3), r)
 
@@ -302,7 +311,27 @@ spec:
       cache:
         outbound:
           retry: patient
+      bus:
+        outbound:
+          retry: patient
 """
+
+BUS = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: bus
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: "{host}"
+"""
+
+
+def publish(sock, n):
+    return request(sock, "POST", "/v1.0/publish/bus/orders", body=b'{"n": %d}' % n,
+                   headers={"Content-Type": "application/json"})
 
 
 def save(sock, key, value):
