@@ -7,6 +7,7 @@
  * event (ok, or retry with backoff where the source redelivers).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "../core/component.h"
 #include "../core/registry.h"
 #include "../transport/app-channel.h"
+#include "../core/resiliency.h"
 #include "../transport/transport.h"
 #include "../util/log.h"
 #include "../util/strv.h"
@@ -49,6 +51,12 @@ struct Delivery {
         unsigned attempt;
         char **headers;              /* name, value pairs for the app */
         TransportCall *call;         /* the POST, while out */
+        Resiliency *res;             /* ref, when the binding's inbound Resiliency policy applies */
+        ResiliencyPolicy policy;
+        unsigned retries_done;
+        uint64_t breaker_generation;
+        bool breaker_counting;       /* the POST out was allowed by the policy's breaker */
+        sd_event_source *retry_timer; /* the back-off before the policy's next POST */
         Delivery *next, *prev;
 };
 
@@ -261,6 +269,8 @@ static void delivery_free(Delivery *dl) {
         if (dl->next)
                 dl->next->prev = dl->prev;
         strv_free(dl->headers);
+        sd_event_source_disable_unref(dl->retry_timer);
+        resiliency_unref(dl->res);
         free(dl->data);
         free(dl);
 }
@@ -284,6 +294,40 @@ static void settle(Delivery *dl, bool ok) {
                 drv->settle(d, ok || !drv->redelivers, backoff(attempt));
 }
 
+static void delivery_post(Delivery *dl);
+
+static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Delivery *dl = userdata;
+        dl->retry_timer = sd_event_source_disable_unref(dl->retry_timer);
+        delivery_post(dl); /* the delivery kept its slot */
+        return 0;
+}
+
+/*
+ * The inbound Resiliency policy, as daprd applies it to input bindings: the app's answer counts
+ * in the breaker, and a failure is POSTed again after the back-off (the event is held here, so
+ * this works for sources that do not redeliver, such as cron). true: another POST follows.
+ */
+static bool delivery_retry(Delivery *dl, bool ok) {
+        Runner *rn = dl->runner;
+        uint64_t now = 0, delay;
+
+        (void) sd_event_now(rn->registry->event, CLOCK_MONOTONIC, &now);
+        if (dl->breaker_counting) {
+                dl->breaker_counting = false;
+                resiliency_breaker_report(dl->policy.breaker, dl->breaker_generation, ok, now);
+        }
+        if (ok || !dl->policy.retry || !resiliency_retry_next(dl->policy.retry, dl->retries_done + 1, 0, &delay) ||
+            sd_event_add_time_relative(rn->registry->event, &dl->retry_timer, CLOCK_MONOTONIC, delay, 0,
+                                       on_retry_timer, dl) < 0)
+                return false;
+        dl->retries_done++;
+        log_struct(LOG_DEBUG, 0, rn->app->config->id, rn->binding->name,
+                   "Event of binding %s is sent again in %" PRIu64 " ms (Resiliency policy '%s').", rn->binding->name,
+                   delay / 1000, dl->policy.retry->name);
+        return true;
+}
+
 static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e, void *userdata) {
         Delivery *dl = userdata;
         Runner *rn = dl->runner;
@@ -291,6 +335,15 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
         bool again = rn->binding->driver->redelivers;
 
         dl->call = NULL; /* the transport frees it after this returns */
+        if (dl->res && delivery_retry(dl, !e && ans->status >= 200 && ans->status <= 299)) {
+                if (e)
+                        log_struct(LOG_WARNING, 0, app, rn->binding->name, "Delivering an event of binding %s to %s "
+                                   "failed: %s; retrying.", rn->binding->name, rn->route, e->message);
+                else
+                        log_struct(LOG_WARNING, 0, app, rn->binding->name, "App answered %u for %s (binding %s); "
+                                   "retrying.", ans->status, rn->route, rn->binding->name);
+                return;
+        }
         if (e) {
                 log_struct(LOG_WARNING, 0, app, rn->binding->name, "Delivering an event of binding %s to %s failed: "
                            "%s%s", rn->binding->name, rn->route, e->message, again ? "; retrying." : ".");
@@ -313,6 +366,17 @@ static void delivery_post(Delivery *dl) {
 
         if (!app_channel_address(a, &addr))
                 return settle(dl, false);
+        if (dl->policy.breaker) {
+                const char *why;
+                uint64_t now = 0;
+                (void) sd_event_now(rn->registry->event, CLOCK_MONOTONIC, &now);
+                if (resiliency_breaker_allow(dl->policy.breaker, now, &dl->breaker_generation, &why) < 0) {
+                        log_struct(LOG_DEBUG, 0, a->config->id, rn->binding->name, "Event of binding %s not sent: %s.",
+                                   rn->binding->name, why);
+                        return settle(dl, false);
+                }
+                dl->breaker_counting = true;
+        }
         TransportRequest req = {
                 .method = "POST",
                 .target = rn->route,
@@ -322,6 +386,8 @@ static void delivery_post(Delivery *dl) {
                 .timeout_usec = a->config->invoke_timeout_usec,
                 .max_answer = APP_ANSWER_MAX,
         };
+        if (dl->policy.timeout_usec > 0 && (req.timeout_usec == 0 || dl->policy.timeout_usec < req.timeout_usec))
+                req.timeout_usec = dl->policy.timeout_usec;
         if (transport_call_start(rn->registry->transport, &addr, &req, &delivery_handler, dl, &dl->call) < 0)
                 return settle(dl, false);
 }
@@ -391,6 +457,14 @@ static void on_event(BindingReader *rd, BindingDelivery *d, const BindingEvent *
                            "%s %s.", rn->binding->name, drv->redelivers ? "waits" : "skipped");
                 return settle(dl, false);
         }
+        Resiliency *res = rn->registry->resiliency;
+        int k = res ? resiliency_lookup(res, rn->app->config->id, RESILIENCY_COMPONENT_INBOUND, rn->binding->name,
+                                        "Binding", &dl->policy)
+                    : 0;
+        if (k < 0)
+                return settle(dl, false);
+        if (k > 0)
+                dl->res = resiliency_ref(res);
         dl->waiter.granted = on_delivery_slot;
         if (app_slot_acquire(rn->app, &dl->waiter)) {
                 dl->holds_slot = true;

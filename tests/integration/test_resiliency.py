@@ -248,6 +248,47 @@ class ResiliencyTest(DaemonTestCase):
         # the policy's back-off, not the default one, spaced the redeliveries
         self.assertGreaterEqual(d.log().count("offered again in 100 ms (Resiliency policy 'quick')"), 2, d.log())
 
+    def test_input_binding_inbound_retries(self):
+        tick = Counting(failures=2)
+        d = self.daemon(apps={"cronapp": f"[App]\nAppAddress={self.app('cronapp', tick).address}\n"},
+                        components={"tick.yaml": TICK})
+        wait_for(lambda: tick.calls >= 3, timeout=30, what="three POSTs of the cron binding")
+        reqs = self.apps["cronapp"].requests
+        first = reqs[0].header("readTimeUTC")
+        # the cron source does not redeliver: the policy sent the first tick again, twice
+        self.assertEqual([r.header("readTimeUTC") for r in reqs[:3]], [first] * 3)
+        self.assertEqual(d.log().count("Event of binding tick is sent again in 50 ms (Resiliency policy 'again')"), 2)
+
+
+TICK = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: tick
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - name: schedule
+    value: "@every 1s"
+  - name: direction
+    value: input
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: ticks
+spec:
+  policies:
+    retries:
+      again:
+        duration: 50ms
+        maxRetries: 3
+  targets:
+    components:
+      tick:
+        inbound:
+          retry: again
+"""
 
 INBOUND_POLICY = """apiVersion: dapr.io/v1alpha1
 kind: Resiliency
