@@ -67,6 +67,20 @@ struct BindingOut {
         int error;                   /* refused before the driver saw it: answered from the defer */
         char *message;
         sd_event_source *defer;
+        /* the binding's outbound Resiliency policy for the caller, when one applies: the request is
+         * kept to be sent again */
+        Registry *registry;
+        Resiliency *res;             /* ref */
+        ResiliencyPolicy policy;
+        unsigned retries_done;
+        uint64_t breaker_generation;
+        bool breaker_counting;
+        bool breaker_refused;        /* the last attempt was refused by the open breaker */
+        sd_event_source *retry_timer;
+        char *operation;
+        void *data;
+        size_t len;
+        char **metadata;
 };
 
 /* ---- helpers ---- */
@@ -146,14 +160,88 @@ Binding *binding_close(Registry *m, Binding *b) {
 
 static void out_free(BindingOut *o) {
         sd_event_source_disable_unref(o->defer);
+        sd_event_source_disable_unref(o->retry_timer);
+        resiliency_unref(o->res);
+        free(o->operation);
+        free(o->data);
+        strv_free(o->metadata);
         free(o->message);
         free(o->binding);
         free(o);
 }
 
+static void on_out_done(int error, const char *message, const BindingResponse *resp, void *userdata);
+
+/* One attempt under the policy: the breaker's consent, then the driver. < 0: not started (*reterr_msg). */
+static int out_attempt(BindingOut *o, Binding *b, const BindingRequest *br, char **reterr_msg) {
+        int r;
+        if (o->policy.breaker) {
+                const char *why;
+                uint64_t now = 0;
+                (void) sd_event_now(o->registry->event, CLOCK_MONOTONIC, &now);
+                if (resiliency_breaker_allow(o->policy.breaker, now, &o->breaker_generation, &why) < 0) {
+                        o->breaker_refused = true;
+                        *reterr_msg = strdup(why);
+                        return -EHOSTUNREACH;
+                }
+                o->breaker_counting = true;
+        }
+        r = b->driver->invoke(b, br, on_out_done, o, reterr_msg);
+        if (r < 0)
+                o->breaker_counting = false;
+        return r;
+}
+
+static int on_out_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        BindingOut *o = userdata;
+        _cleanup_free_ char *why = NULL;
+        Binding *b;
+        int r;
+
+        o->retry_timer = sd_event_source_disable_unref(o->retry_timer);
+        if (!o->done) { /* the caller went away meanwhile */
+                out_free(o);
+                return 0;
+        }
+        b = registry_find_binding(o->registry, o->binding);
+        if (!b) {
+                on_out_done(-EIO, "the binding is gone", NULL, o);
+                return 0;
+        }
+        BindingRequest br = { .operation = o->operation, .data = o->data, .len = o->len, .metadata = o->metadata };
+        r = out_attempt(o, b, &br, &why);
+        if (o->breaker_refused)
+                o->policy.retry = NULL; /* the breaker is open: daprd stops retrying there */
+        if (r < 0)
+                on_out_done(r, why ?: strerror(-r), NULL, o);
+        return 0;
+}
+
+/* After a failed attempt under a policy: true when another follows after the back-off. */
+static bool out_retry(BindingOut *o, int error) {
+        uint64_t now = 0, delay;
+        (void) sd_event_now(o->registry->event, CLOCK_MONOTONIC, &now);
+        if (o->breaker_counting) {
+                o->breaker_counting = false;
+                resiliency_breaker_report(o->policy.breaker, o->breaker_generation, error >= 0, now);
+        }
+        /* refused before the driver had it (o->binding unset): nothing to send again */
+        if (error >= 0 || error == -ECANCELED || !o->binding || !o->done || !o->policy.retry ||
+            !resiliency_retry_next(o->policy.retry, o->retries_done + 1, 0, &delay))
+                return false;
+        if (sd_event_add_time_relative(o->registry->event, &o->retry_timer, CLOCK_MONOTONIC, delay, 0, on_out_retry,
+                                       o) < 0)
+                return false;
+        o->retries_done++;
+        return true;
+}
+
 static void on_out_done(int error, const char *message, const BindingResponse *resp, void *userdata) {
         BindingOut *o = userdata;
         _cleanup_free_ char *m = NULL;
+
+        if (o->res && out_retry(o, error))
+                return;
 
         /* The driver's failure, worded as daprd words it; its errno must not read as one of the
          * block's refusals (-ENOENT "no such binding" and the like): it is the binding's error. */
@@ -224,11 +312,28 @@ int bindings_invoke(Registry *m, const BindingInvokeRequest *req, BindingDoneFn 
                         r = strv_extend(&md, "tracestate") < 0 ? -ENOMEM : strv_extend(&md, req->tracestate);
                 if (r >= 0 && !(o->binding = strdup(b->name)))
                         r = -ENOMEM;
+                o->registry = m;
+                if (r >= 0 && m->resiliency) {
+                        r = resiliency_lookup(m->resiliency, req->app, RESILIENCY_COMPONENT_OUTBOUND, b->name,
+                                              "Binding", &o->policy);
+                        if (r > 0) {
+                                o->res = resiliency_ref(m->resiliency);
+                                /* a retry sends the request again: it is kept */
+                                o->operation = strdup(req->operation);
+                                o->data = malloc(req->len ? req->len : 1);
+                                r = strv_copy(md, &o->metadata);
+                                if (!o->operation || !o->data)
+                                        r = -ENOMEM;
+                                else if (req->len > 0)
+                                        memcpy(o->data, req->data, req->len);
+                                o->len = req->len;
+                        }
+                }
                 if (r >= 0) {
                         BindingRequest br = { .operation = req->operation, .data = req->data, .len = req->len,
                                               .metadata = md };
                         _cleanup_free_ char *why = NULL;
-                        r = b->driver->invoke(b, &br, on_out_done, o, &why);
+                        r = out_attempt(o, b, &br, &why);
                         /* refused by the driver before it started (bad metadata): a bad request */
                         if (r < 0 && r != -ENOMEM) {
                                 free(o->binding);

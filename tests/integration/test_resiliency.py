@@ -20,7 +20,7 @@ import threading
 import time
 
 from echoapp import EchoApp, Reply
-from harness import MOORINGCTL, DaemonTestCase, main, request, wait_for
+from harness import MOORINGCTL, DaemonTestCase, free_port, main, request, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from servers import RedisServer  # noqa: E402
@@ -259,6 +259,64 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual([r.header("readTimeUTC") for r in reqs[:3]], [first] * 3)
         self.assertEqual(d.log().count("Event of binding tick is sent again in 50 ms (Resiliency policy 'again')"), 2)
 
+    def test_output_binding_outbound_retries(self):
+        target = Counting(failures=2)
+        web = EchoApp(port=free_port(), handler=target)
+        self.addCleanup(web.stop)
+        web.start()
+        url = f"http://127.0.0.1:{web.port}/hook"  # "/" would be the echo app's health probe
+        d = self.daemon(apps={"a": "[App]\n"}, components={"out.yaml": OUT.format(url=url)})
+        sock = d.app_socket("a")
+        body = json.dumps({"operation": "post", "data": {"n": 1}}).encode()
+        # no policy: the web server's first 500 is the answer
+        r = request(sock, "POST", "/v1.0/bindings/plain", body=body)
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_INVOKE_OUTPUT_BINDING")
+        self.assertEqual(target.calls, 1)
+        # the policy sends it again: one more failure, then the answer
+        r = request(sock, "POST", "/v1.0/bindings/out", body=body)
+        self.assertEqual((r.status, r.body), (200, b"ok"), r)
+        self.assertEqual(target.calls, 3)
+
+
+OUT = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: out
+spec:
+  type: bindings.http
+  version: v1
+  metadata:
+  - name: url
+    value: "{url}"
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: plain
+spec:
+  type: bindings.http
+  version: v1
+  metadata:
+  - name: url
+    value: "{url}"
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: out
+spec:
+  policies:
+    retries:
+      again:
+        duration: 50ms
+        maxRetries: 3
+  targets:
+    components:
+      out:
+        outbound:
+          retry: again
+"""
 
 TICK = """apiVersion: dapr.io/v1alpha1
 kind: Component
