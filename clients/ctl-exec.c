@@ -2,7 +2,7 @@
 /*
  * mooringctl app-exec: the ExecStart= of mooring-app@.service.
  *
- * Asks mooringd (over D-Bus only) how app APP_ID is wired (GetApp), puts the
+ * Asks mooringd how app APP_ID is wired, puts the
  * Dapr-style environment in place and replaces itself with the app: the
  * command given after "--", or the app file's Exec= line through /bin/sh.
  * Variables the daemon is authoritative for (DAPR_HTTP_PORT,
@@ -13,6 +13,12 @@
  * removed, so a unit drop-in can provide them for unix: app addresses.
  * The app is not started when it could not connect to its own socket (the
  * unit runs as another user than the app file's User=).
+ *
+ * Inside the app's own unit (mooring-app@APP_ID.service) it asks on mooringd's shared
+ * socket (GET /mooring/v1/self: the peer's cgroup names the app), else, or when that
+ * fails, over D-Bus (GetApp). The socket comes first because a DynamicUser= unit may
+ * not reach the system bus: in a booted Debian 12 (systemd 252, dbus-daemon) the bus
+ * could not resolve dynamic uids and refused such connections.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +26,8 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "ctl-bus.h"
 
@@ -231,6 +239,83 @@ static int exec_app(const char *app_id, char **cmd, const char *exec_line) {
         return ctl_log_errno(negative_errno(), "cannot execute /bin/sh: %m");
 }
 
+static const char *json_str_or_null(json_t *o, const char *key) {
+        const char *s = json_string_value(json_object_get(o, key));
+        return s && *s ? s : NULL;
+}
+
+/*
+ * The app's wiring from GET /mooring/v1/self on the shared socket, when this process runs in
+ * the app's own unit. Returns 1 with *ret filled (strings borrowed from *ret_json), 0 when not
+ * applicable or it failed (D-Bus is asked then).
+ */
+/*
+ * Whether /proc/self/cgroup puts us in unit (a component of a path of the systemd hierarchy,
+ * unified or named). Not sd_pid_get_unit(): it also reads /proc/1/cgroup, which the unit's
+ * ProtectProc=invisible hides from a DynamicUser= process.
+ */
+static bool in_unit(const char *unit) {
+        FILE *f = fopen("/proc/self/cgroup", "re");
+        char line[4096];
+        size_t n = strlen(unit);
+        bool found = false;
+
+        if (!f)
+                return false;
+        while (!found && fgets(line, sizeof line, f)) {
+                char *p = strchr(line, ':'), *path;
+                if (!p || !(path = strchr(p + 1, ':')))
+                        continue;
+                *path++ = '\0';
+                if (!streq(p + 1, "") && !streq(p + 1, "name=systemd"))
+                        continue;
+                path[strcspn(path, "\n")] = '\0';
+                for (char *c = strstr(path, unit); c && !found; c = strstr(c + 1, unit))
+                        found = c > path && c[-1] == '/' && (c[n] == '\0' || c[n] == '/');
+        }
+        fclose(f);
+        return found;
+}
+
+static int self_from_socket(const CtlOptions *o, const char *app_id, json_t **ret_json, AppInfo *ret) {
+        _cleanup_free_ char *want = NULL, *path = NULL;
+        CtlOptions so = *o;
+        json_t *j = NULL;
+
+        if (asprintf(&want, "mooring-app@%s.service", app_id) < 0 || !in_unit(want))
+                return 0;
+        const char *env = getenv("MOORING_SOCKET"), *rt = getenv("XDG_RUNTIME_DIR");
+        if (env && *env)
+                path = strdup(env);
+        else if (o->user && rt && rt[0] == '/') {
+                if (asprintf(&path, "%s/mooring/mooringd.sock", rt) < 0)
+                        path = NULL;
+        } else
+                path = strdup(MOORING_RUNTIME_DIR "/mooringd.sock");
+        if (!path)
+                return 0;
+        so.socket_path = path;
+        if (ctl_http_get_json(&so, "/mooring/v1/self", &j) < 0)
+                return 0;
+        const char *id = json_str_or_null(j, "appId");
+        if (!id || !streq(id, app_id)) {
+                json_decref(j);
+                return 0;
+        }
+        *ret = (AppInfo){
+                .app_id = id,
+                .app_address = json_str_or_null(j, "appAddress"),
+                .http_socket = json_str_or_null(j, "httpSocket"),
+                .grpc_socket = json_str_or_null(j, "grpcSocket"),
+                .exec = json_str_or_null(j, "exec"),
+                .api_token = json_str_or_null(j, "apiToken"),
+                .http_port = (uint16_t) json_integer_value(json_object_get(j, "httpPort")),
+                .grpc_port = (uint16_t) json_integer_value(json_object_get(j, "grpcPort")),
+        };
+        *ret_json = j;
+        return 1;
+}
+
 /*
  * app-exec APP_ID [-- CMD...]: look the app up, set the environment, exec.
  * Only returns on failure, with a reported negative errno (-ENOENT: no such
@@ -240,32 +325,35 @@ int ctl_app_exec(const CtlOptions *o, const char *app_id, char **cmd) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(json_decrefp) json_t *self = NULL;
         char what[128];
         AppInfo info = {};
         int r;
 
         snprintf(what, sizeof(what), "looking up app '%s'", app_id);
 
-        r = ctl_bus_open(o, &bus);
-        if (r < 0)
-                return r;
+        if (self_from_socket(o, app_id, &self, &info) <= 0) {
+                r = ctl_bus_open(o, &bus);
+                if (r < 0)
+                        return r;
 
-        r = sd_bus_call_method(bus, CTL_BUS_NAME, CTL_BUS_PATH, CTL_BUS_INTERFACE, "GetApp",
-                               &error, &reply, "s", app_id);
-        if (r < 0) {
-                if (sd_bus_error_has_name(&error, CTL_BUS_ERROR_NO_SUCH_APP)) {
-                        ctl_log("no app '%s' is registered", app_id);
-                        return -ENOENT;
+                r = sd_bus_call_method(bus, CTL_BUS_NAME, CTL_BUS_PATH, CTL_BUS_INTERFACE, "GetApp",
+                                       &error, &reply, "s", app_id);
+                if (r < 0) {
+                        if (sd_bus_error_has_name(&error, CTL_BUS_ERROR_NO_SUCH_APP)) {
+                                ctl_log("no app '%s' is registered", app_id);
+                                return -ENOENT;
+                        }
+                        return ctl_bus_call_failed(o, r, &error, what);
                 }
-                return ctl_bus_call_failed(o, r, &error, what);
+
+                r = read_app_info(reply, what, &info);
+                if (r < 0)
+                        return r;
+
+                /* the app must not inherit our bus connection */
+                bus = sd_bus_flush_close_unref(bus);
         }
-
-        r = read_app_info(reply, what, &info);
-        if (r < 0)
-                return r;
-
-        /* the app must not inherit our bus connection */
-        bus = sd_bus_flush_close_unref(bus);
 
         /* mooringd hands the app's socket to the uid of the app's own unit when it has no User=
          * (see GetApp); with User= the socket is that user's. A unit running as anyone else

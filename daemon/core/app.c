@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <unistd.h>
+
+#include "../util/log.h"
 #include "app.h"
 #include "metrics.h"
 
@@ -125,5 +129,23 @@ void app_slot_release(App *a) {
                 app_slot_cancel(a, w);
                 a->slots_active++;
                 w->granted(w);
+        }
+}
+
+void app_hand_sockets(App *a, uid_t uid, const char *unit) {
+        const char *paths[] = { a->socket_path, a->grpc_socket_path };
+
+        if (a->config->user || a->config->allow_any_user)
+                return;
+        for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+                if (!paths[i])
+                        continue;
+                /* the gRPC socket may not exist (yet): not an error */
+                if (chown(paths[i], uid, (gid_t) -1) < 0) {
+                        if (errno != ENOENT || i == 0)
+                                log_warning_errno(errno, "Failed to hand socket %s to uid %u of %s, ignoring: %m",
+                                                  paths[i], (unsigned) uid, unit);
+                } else
+                        log_debug("Socket %s handed to uid %u of %s.", paths[i], (unsigned) uid, unit);
         }
 }

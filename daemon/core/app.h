@@ -80,5 +80,14 @@ DEFINE_CLEANUP_FUNC(App, app_unref);
 const char *app_source_to_string(AppSource s);
 const char *app_health_to_string(AppHealth h);
 
+/*
+ * The app's own unit, running as uid, asks for its endpoints (mooringctl app-exec, the ExecStart=
+ * of mooring-app@.service): without User= or AllowAnyUser= the app's sockets were created 0600 and
+ * ours, because a DynamicUser= unit's uid is only known once it runs; they are handed to uid. The
+ * caller must have checked that unit is the app's own, from the peer's cgroup (which it cannot
+ * choose). unit is for the log.
+ */
+void app_hand_sockets(App *a, uid_t uid, const char *unit);
+
 /* Constant-time compare of a presented token with the app's; false when none configured. */
 bool app_token_matches(const App *a, const char *presented);

@@ -374,15 +374,7 @@ static void claim_socket(sd_bus_message *call, App *a) {
             sd_bus_creds_get_pid(creds, &pid) < 0 || sd_pid_get_unit(pid, &unit) < 0 ||
             !identity_app_from_unit(unit, &unit_app) || !streq_ptr(unit_app, a->config->id))
                 return;
-        if (chown(a->socket_path, uid, (gid_t) -1) < 0)
-                log_warning_errno(errno, "Failed to hand socket %s to uid %u of %s, ignoring: %m",
-                                  a->socket_path, (unsigned) uid, unit);
-        else
-                log_debug("Socket %s handed to uid %u of %s.", a->socket_path, (unsigned) uid, unit);
-        /* the gRPC socket goes with it: the same app */
-        if (a->grpc_socket_path && chown(a->grpc_socket_path, uid, (gid_t) -1) < 0 && errno != ENOENT)
-                log_warning_errno(errno, "Failed to hand socket %s to uid %u of %s, ignoring: %m",
-                                  a->grpc_socket_path, (unsigned) uid, unit);
+        app_hand_sockets(a, uid, unit);
 }
 
 static int method_get_app(sd_bus_message *call, void *userdata, sd_bus_error *reterr) {

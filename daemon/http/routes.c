@@ -13,8 +13,10 @@
 #include "../blocks/state.h"
 #include "../core/app.h"
 #include "../core/component.h"
+#include "../core/identity.h"
 #include "../core/subscription.h"
 #include "../manager.h"
+#include "../util/cleanup.h"
 #include "../transport/app-channel.h"
 #include "handlers.h"
 #include "router.h"
@@ -216,6 +218,34 @@ static int get_status(HttpRequest *r, const RouteMatch *m) {
         return http_reply_json(r, 200, j);
 }
 
+/*
+ * GET /mooring/v1/self: what GetApp answers over D-Bus, for the app whose own unit
+ * (mooring-app@<id>.service, from the peer's cgroup at accept time) is asking, with its sockets
+ * handed to the peer's uid. mooringctl app-exec asks here first: a DynamicUser= unit may not be
+ * able to reach the system bus (dbus-daemon run with SYSTEMD_NSS_DYNAMIC_BYPASS=1 could not
+ * resolve dynamic uids in a booted Debian 12 container), while this socket knows it by its
+ * credentials alone.
+ */
+static int get_self(HttpRequest *r, const RouteMatch *m) {
+        const Caller *c = http_request_caller(r);
+        _cleanup_free_ char *unit_app = NULL;
+
+        if (!c->has_cred || !c->app || !c->unit || !identity_app_from_unit(c->unit, &unit_app) ||
+            !streq_ptr(unit_app, c->app->config->id))
+                return http_reply_error_status(r, 403, DAPR_ERR_PERMISSION_DENIED,
+                                              "only an app's own unit (mooring-app@<id>.service) may ask for "
+                                              "its endpoints here");
+        App *a = c->app;
+        const AppConfig *cf = a->config;
+        app_hand_sockets(a, c->cred.uid, c->unit);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s, s:s}", "appId", cf->id, "appAddress",
+                              strempty(cf->app_address), "httpSocket", strempty(a->socket_path), "httpPort",
+                              (int) cf->http_port, "grpcSocket", strempty(a->grpc_socket_path), "grpcPort",
+                              (int) cf->grpc_port, "health", app_health_to_string(a->health), "exec",
+                              strempty(cf->exec), "apiToken", strempty(cf->api_token));
+        return http_reply_json(r, 200, o);
+}
+
 static int get_apps(HttpRequest *r, const RouteMatch *m) {
         Registry *mg = http_request_registry(r);
         json_t *a = json_array();
@@ -340,6 +370,7 @@ const Route http_routes[] = {
         { "POST", "/v1.0-alpha1/unlock/{store}", 0, http_unlock },
         { "GET", "/mooring/v1/status", ROUTE_ADMIN | ROUTE_DASHBOARD, get_status },
         { "GET", "/mooring/v1/apps", ROUTE_ADMIN | ROUTE_DASHBOARD, get_apps },
+        { "GET", "/mooring/v1/self", ROUTE_ADMIN, get_self },
         { "GET", "/mooring/v1/components", ROUTE_ADMIN | ROUTE_DASHBOARD, get_components },
         { "GET", "/mooring/v1/subscriptions", ROUTE_ADMIN | ROUTE_DASHBOARD, get_subscriptions },
         { "GET", "/mooring/v1/logs", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_recent_logs },

@@ -102,6 +102,43 @@ class AppSocketTest(DaemonTestCase):
         self.assertEqual((stat.S_IMODE(st.st_mode), st.st_uid), (0o600, NOBODY))
         self.assertFalse(self.connects(OTHER, sock))
 
+    def test_unit_gets_its_wiring_without_dbus(self):
+        """A DynamicUser= unit may not reach the system bus (dbus-daemon could not resolve dynamic
+        uids in a booted Debian 12): inside its own unit, app-exec asks the shared socket instead."""
+        root = unit_cgroup_root()
+        if not root:
+            self.skipTest("needs a cgroup2 hierarchy to put a process into a unit's cgroup")
+        d = self.daemon(apps={"nobus": "[App]\nApiToken=tok-123\n"})
+        sock = d.app_socket("nobus")
+        os.chmod(d.api, 0o666)  # as mooringd.socket's SocketMode=
+        env = dict(os.environ, MOORING_SOCKET=d.api, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent/bus")
+        show = ("import os, socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+                "print(os.environ.get('DAPR_API_TOKEN'), os.environ.get('MOORING_HTTP_SOCKET'))\n")
+        ctl = [MOORINGCTL, "app-exec", "nobus", "--", "/usr/bin/python3", "-c", show, sock]
+
+        # outside the app's unit: no answer from the socket, no bus: nothing runs
+        p = as_uid(NOBODY, ctl, env=env)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(os.stat(sock).st_uid, os.geteuid())
+        # and the route refuses a caller that is not the app's unit
+        r = d.get("/mooring/v1/self")
+        self.assertEqual((r.status, r.json()["errorCode"]), (403, "ERR_PERMISSION_DENIED"))
+
+        cg = os.path.join(root, "mooring-app@nobus.service")
+        os.makedirs(cg, exist_ok=True)
+        self.addCleanup(lambda: os.path.isdir(cg) and os.rmdir(cg))
+
+        def enter_cgroup():
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+        p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] + ctl,
+                           capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=enter_cgroup, env=env)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.split(), ["tok-123", sock])
+        self.assertEqual(os.stat(sock).st_uid, NOBODY)
+
 
 if __name__ == "__main__":
     main()
