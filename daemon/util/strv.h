@@ -26,11 +26,11 @@ bool strv_equal(char *const *a, char *const *b);
  * not strv_free(). NULL on out of memory. */
 char **strv_pack(char *const *l, size_t n);
 
-/* RFC 9110 5.6.2: tchar (ALPHA, DIGIT and !#$%&'*+-.^_`|~, as a bitmap of ASCII), and a token
- * (one or more tchar). */
+/* RFC 9110 5.6.2: tchar (ALPHA, DIGIT and !#$%&'*+-.^_`|~; a byte table: one load per byte
+ * on the invoke path, which checks every forwarded header name), and a token (one or more tchar). */
+extern const uint8_t tchar_table[256];
 static inline bool is_tchar(unsigned char c) {
-        static const uint32_t tchar_bits[4] = { 0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff };
-        return c < 128 && (tchar_bits[c >> 5] >> (c & 31)) & 1;
+        return tchar_table[c];
 }
 bool is_token(const char *s);
 /* ASCII case-insensitive equality; a and b NUL-terminated. Cheaper than strcasecmp() for the

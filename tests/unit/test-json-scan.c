@@ -176,3 +176,19 @@ TEST(fmt_u64_matches_printf) {
                 ASSERT_STREQ(a, b);
         }
 }
+
+/* is_tchar() (a byte table) is RFC 9110's tchar for all 256 bytes, as the bitmap it replaced. */
+TEST(tchar_table_is_rfc9110) {
+        static const uint32_t bits[4] = { 0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff };
+        static const char extra[] = "!#$%&'*+-.^_`|~";
+        for (unsigned c = 0; c < 256; c++) {
+                bool rfc = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c != 0 && strchr(extra, (int) c));
+                bool bitmap = c < 128 && (bits[c >> 5] >> (c & 31)) & 1;
+                ASSERT_EQ(is_tchar((unsigned char) c), rfc);
+                ASSERT_EQ(rfc, bitmap);
+        }
+        ASSERT_TRUE(is_token("Content-Type"));
+        ASSERT_TRUE(!is_token("Bad Name"));
+        ASSERT_TRUE(!is_token(""));
+}
