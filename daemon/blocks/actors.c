@@ -42,6 +42,15 @@
 #define ACTOR_CALL_RETRIES 2
 /* A reminder or timer whose app could not be reached is tried again this much later. */
 #define FIRE_RETRY_USEC (1000000ULL)
+/*
+ * Reminder and timer fires of one app that are in the app at once. Due ones beyond this wait in
+ * the app's FIFO and start as fires end: 100,000 reminders due at one moment must not become
+ * 100,000 simultaneous connections (each a connect() and, once past the transport's idle pool,
+ * a TIME_WAIT port: the ephemeral range runs out and connect() itself gets slow). Per app, so
+ * one app's slow reminders never hold back another app's. Below the transport's idle pool
+ * (POOL_IDLE_MAX, 256) so fires reuse keep-alive connections.
+ */
+#define FIRES_IN_APP_MAX 128U
 /* Reminder records are written in the store's line of this name (they belong to no one app). */
 #define REMINDER_QUEUE "mooring-actors"
 #define REENTRANCY_HEADER "Dapr-Reentrancy-Id"
@@ -123,13 +132,25 @@ typedef struct Reminder Reminder;
 typedef struct Timer Timer;
 typedef struct Turn Turn;
 
+typedef struct FireGate FireGate;
+
 typedef enum DueKind { DUE_REMINDER, DUE_TIMER } DueKind;
 
 /* First member of Reminder and Timer: what the due heap holds. */
 typedef struct DueItem {
         ActorHeapEntry entry;
         DueKind kind;
+        FireGate *parked;         /* due, waiting in this gate's FIFO; NULL: not waiting */
+        struct DueItem *pnext, *pprev;
 } DueItem;
+
+/* One app's fires in the app (at most FIRES_IN_APP_MAX) and its due items waiting for a slot. */
+struct FireGate {
+        char *app_id;
+        unsigned running;
+        DueItem *head, *tail;
+        FireGate *next;
+};
 
 typedef struct Waiter {
         ActorDoneFn done;         /* NULL: the caller left */
@@ -144,6 +165,7 @@ struct ActorType {
         ActorType *next;
         ActorTypeConfig cfg;      /* owns cfg.type */
         char *app_id;
+        FireGate *gate;           /* the app's; lives as long as the runtime */
         size_t n_active;
         RemindersState rem_state;
         char *rem_error;
@@ -214,6 +236,7 @@ struct Turn {
         bool running;
         Reminder *reminder;       /* TURN_REMINDER; NULL once the reminder was deleted */
         Timer *timer;             /* TURN_TIMER; likewise */
+        FireGate *gate;           /* a fire in the app: counted in this gate's running */
         TransportCall *tc;
         Turn *next;               /* the actor's queue */
         Turn *rnext, *rprev;      /* the actor's running list */
@@ -227,6 +250,8 @@ struct ActorRuntime {
         ActorType *types;
         HTable actors;
         HTable reminders;
+        FireGate *gates;
+        sd_event_source *gate_pump; /* defer: starts waiting fires when slots are free */
         StateStore *store;        /* borrowed: the registry's or own_store */
         StateStore *own_store;    /* the embedded store, when no component is marked */
         char *store_error;
@@ -302,6 +327,57 @@ static char *actor_path(const char *type, const char *id, const char *suffix) {
 
 static bool name_ok(const char *s) {
         return s && *s && strlen(s) <= ACTOR_NAME_MAX && !strstr(s, "||");
+}
+
+/* ---- fire gates ---- */
+
+static FireGate *gate_get(ActorRuntime *rt, const char *app_id) {
+        for (FireGate *g = rt->gates; g; g = g->next)
+                if (streq(g->app_id, app_id))
+                        return g;
+        FireGate *g = calloc(1, sizeof *g);
+        if (!g || !(g->app_id = strdup(app_id))) {
+                free(g);
+                return NULL;
+        }
+        g->next = rt->gates;
+        rt->gates = g;
+        return g;
+}
+
+static void due_park(FireGate *g, DueItem *d) {
+        d->parked = g;
+        d->pnext = NULL;
+        d->pprev = g->tail;
+        if (g->tail)
+                g->tail->pnext = d;
+        else
+                g->head = d;
+        g->tail = d;
+}
+
+/* Takes d out of its gate's FIFO; no-op when it does not wait there. */
+static void due_unpark(DueItem *d) {
+        FireGate *g = d->parked;
+        if (!g)
+                return;
+        if (d->pprev)
+                d->pprev->pnext = d->pnext;
+        else
+                g->head = d->pnext;
+        if (d->pnext)
+                d->pnext->pprev = d->pprev;
+        else
+                g->tail = d->pprev;
+        d->parked = NULL;
+        d->pnext = d->pprev = NULL;
+}
+
+/* A slot of g is free: waiting fires start on the next loop pass (never from inside the caller). */
+static void gate_release(ActorRuntime *rt, FireGate *g) {
+        g->running--;
+        if (g->head && rt->gate_pump)
+                (void) sd_event_source_set_enabled(rt->gate_pump, SD_EVENT_ONESHOT);
 }
 
 /* ---- the store ---- */
@@ -424,6 +500,7 @@ static void reminder_unlink(Reminder *m) {
         ActorType *t = m->type;
         ActorRuntime *rt = t->rt;
         actor_heap_remove(rt->due, &m->due.entry);
+        due_unpark(&m->due);
         ht_remove(&rt->reminders, &m->node);
         if (m->tprev)
                 m->tprev->tnext = m->tnext;
@@ -565,6 +642,7 @@ static int type_add_waiter(ActorType *t, ActorDoneFn done, void *userdata) {
 /* ---- reminders: loading ---- */
 
 static void schedule_reminder(ActorRuntime *rt, Reminder *m, int64_t when) {
+        due_unpark(&m->due);
         if (actor_heap_set(rt->due, &m->due.entry, (uint64_t) MAX(when, 1)) < 0)
                 log_oom();
 }
@@ -839,6 +917,8 @@ static int turn_start(Turn *t) {
         r = turn_send(t);
         if (r < 0)
                 return r;
+        if (t->kind != TURN_METHOD && (t->gate = a->type->gate))
+                t->gate->running++;
         a->in_flight++;
         t->running = true;
         t->rprev = NULL;
@@ -910,6 +990,8 @@ static void running_unlink(Actor *a, Turn *t) {
         t->rnext = t->rprev = NULL;
         a->in_flight--;
         t->running = false;
+        if (t->gate)
+                gate_release(a->rt, TAKE_PTR(t->gate));
 }
 
 static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportError *e) {
@@ -1236,6 +1318,7 @@ static void fire_reminder(ActorRuntime *rt, Reminder *m) {
 static void timer_unlink(Timer *tm) {
         Actor *a = tm->actor;
         actor_heap_remove(a->rt->due, &tm->due.entry);
+        due_unpark(&tm->due);
         for (Timer **p = &a->timers; *p; p = &(*p)->next)
                 if (*p == tm) {
                         *p = tm->next;
@@ -1250,6 +1333,7 @@ static void timer_free(Timer *tm) {
         if (!tm)
                 return;
         actor_heap_remove(tm->actor->rt->due, &tm->due.entry);
+        due_unpark(&tm->due);
         if (tm->turn)
                 tm->turn->timer = NULL;
         free(tm->name);
@@ -1304,13 +1388,37 @@ static void fire_timer(ActorRuntime *rt, Timer *tm) {
         actor_pump(a);
 }
 
-static void on_due(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
-        ActorRuntime *rt = userdata;
-        DueItem *d = (DueItem *) e;
+static FireGate *due_gate(DueItem *d) {
+        return d->kind == DUE_REMINDER ? ((Reminder *) d)->type->gate : ((Timer *) d)->actor->type->gate;
+}
+
+static void due_fire(ActorRuntime *rt, DueItem *d) {
         if (d->kind == DUE_REMINDER)
                 fire_reminder(rt, (Reminder *) d);
         else
                 fire_timer(rt, (Timer *) d);
+}
+
+static void on_due(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
+        ActorRuntime *rt = userdata;
+        DueItem *d = (DueItem *) e;
+        FireGate *g = due_gate(d);
+        /* the app has its fill of fires: this one waits its turn, behind those already waiting */
+        if (g && (g->running >= FIRES_IN_APP_MAX || g->head))
+                return due_park(g, d);
+        due_fire(rt, d);
+}
+
+/* Starts waiting fires, oldest first, while their app has free slots. */
+static int on_gate_pump(sd_event_source *s, void *userdata) {
+        ActorRuntime *rt = userdata;
+        for (FireGate *g = rt->gates; g; g = g->next)
+                while (g->head && g->running < FIRES_IN_APP_MAX) {
+                        DueItem *d = g->head;
+                        due_unpark(d);
+                        due_fire(rt, d);
+                }
+        return 0;
 }
 
 /* ---- reminder API ---- */
@@ -1676,6 +1784,7 @@ static void app_set_types(ActorRuntime *rt, App *app, ActorAppConfig *cfg) {
                         continue;
                 }
                 t->rt = rt;
+                t->gate = gate_get(rt, id); /* NULL (out of memory): its fires are not bounded */
                 t->cfg = *c;
                 c->type = NULL;
                 t->next = rt->types;
@@ -1778,7 +1887,10 @@ int actors_setup(Registry *r) {
         rt->placement = placement_new_local();
         rt->due = actor_heap_new(r->event, CLOCK_REALTIME, on_due, rt);
         rt->idle = actor_heap_new(r->event, CLOCK_MONOTONIC, on_idle, rt);
-        if (!rt->placement || !rt->due || !rt->idle) {
+        if (rt->placement && rt->due && rt->idle &&
+            sd_event_add_defer(r->event, &rt->gate_pump, on_gate_pump, rt) >= 0)
+                (void) sd_event_source_set_enabled(rt->gate_pump, SD_EVENT_OFF);
+        if (!rt->placement || !rt->due || !rt->idle || !rt->gate_pump) {
                 actor_heap_free(rt->due);
                 actor_heap_free(rt->idle);
                 placement_free(rt->placement);
@@ -1813,6 +1925,13 @@ void actors_done(Registry *r) {
         actor_heap_free(rt->due);
         actor_heap_free(rt->idle);
         placement_free(rt->placement);
+        sd_event_source_disable_unref(rt->gate_pump);
+        while (rt->gates) {
+                FireGate *g = rt->gates;
+                rt->gates = g->next;
+                free(g->app_id);
+                free(g);
+        }
         free(rt->actors.b);
         free(rt->reminders.b);
         free(rt->store_error);

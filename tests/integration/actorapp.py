@@ -16,7 +16,9 @@ restarts of the app) sees what arrived. Methods:
   setstate  body: a transaction (JSON array) sent to mooringd for this actor; answers its status
   getstate  ?key=K: mooringd's answer for the actor's key K (status + body)
   settimer  body: {"name", ...spec}: registers a timer for this actor through mooringd
-A reminder or timer whose data is {"cancel": true} is answered with X-DaprReminderCancel: true.
+A reminder or timer whose data is {"cancel": true} is answered with X-DaprReminderCancel: true;
+one whose data has "ms": N is answered N ms later. Their log lines carry "firing": how many
+reminder and timer calls were in the app at once, this one included.
 """
 
 import http.client
@@ -94,8 +96,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         if parts[4] in ("remind", "timer") and len(parts) == 6:
             data = json.loads(body) if body else None
-            app.log({"kind": parts[4], "type": typ, "id": aid, "name": parts[5], "body": data})
-            cancel = isinstance(data, dict) and isinstance(data.get("data"), dict) and data["data"].get("cancel")
+            inner = data.get("data") if isinstance(data, dict) else None
+            ms = inner.get("ms") if isinstance(inner, dict) else None
+            with app.lock:
+                app.firing += 1
+                firing = app.firing
+            try:
+                app.log({"kind": parts[4], "type": typ, "id": aid, "name": parts[5], "body": data, "firing": firing})
+                if ms:
+                    time.sleep(ms / 1000)
+            finally:
+                with app.lock:
+                    app.firing -= 1
+            cancel = isinstance(inner, dict) and inner.get("cancel")
             return self._reply(200, extra=[("X-DaprReminderCancel", "true")] if cancel else ())
         method = parts[4]
         key = (typ, aid)
@@ -159,6 +172,7 @@ class ActorApp:
         self.lock = threading.Lock()
         self.inside, self.max_inside = {}, {}
         self.max_total = 0
+        self.firing = 0  # reminder and timer calls in the app now
         self.server = None
 
     @property

@@ -297,6 +297,37 @@ class ActorsTest(DaemonTestCase):
         for name in ("missed", "later", "fired"):
             self.assertEqual(len(app.entries("remind", id="k1", name=name)), 1, name)
 
+    def test_reminders_due_at_once_fire_once_each_a_bounded_number_at_a_time(self):
+        """Many reminders due at the same moment: each fires once, and at most 128 (mooringd's
+        FIRES_IN_APP_MAX) are in the app at once; the rest wait their turn instead of each opening
+        its own connection (100,000 of them ran the ephemeral ports out)."""
+        d, app = self.start()
+        n, threads = 300, 10
+        due_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 8))
+        statuses = []
+
+        def register(k):
+            for i in range(k, n, threads):
+                statuses.append(self.reminder(d, f"b{i}", "burst", {"dueTime": due_at, "data": {"ms": 200}}).status)
+
+        ts = [threading.Thread(target=register, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(statuses, [204] * n)
+        wait_for(lambda: len(app.entries("remind", name="burst")) >= n, timeout=60, interval=0.2,
+                 what=f"{n} reminder fires")
+        fires = app.entries("remind", name="burst")
+        self.assertEqual(sorted(e["id"] for e in fires), sorted(f"b{i}" for i in range(n)))
+        most = max(e["firing"] for e in fires)
+        self.assertLessEqual(most, 128, "more fires in the app at once than mooringd allows an app")
+        self.assertGreater(most, 1, "the fires never overlapped")
+        wait_for(lambda: {t["type"]: t for t in d.get("/mooring/v1/actors").json()}["Counter"]["reminders"] == 0,
+                 what="the fired reminders removed")
+        time.sleep(0.5)
+        self.assertEqual(len(app.entries("remind", name="burst")), n)
+
     def test_reminder_record_written_by_dapr_reads_back(self):
         """A reminder record in Dapr's shape (no fields of ours) in the actor store fires once."""
         import sqlite3
