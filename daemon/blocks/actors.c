@@ -188,6 +188,9 @@ struct Reminder {
         ActorSchedule sc;
         int64_t next_usec;        /* the due time of the next fire */
         int64_t left;             /* fires left; -1 without bound */
+        char *record;             /* its stored record as JSON text, made when first needed; NULL
+                                   * after a change (type_write joins these: no JSON per write) */
+        size_t record_len;
         Turn *turn;               /* firing now */
         Reminder *tnext, *tprev;  /* the type's list */
 };
@@ -525,6 +528,7 @@ static void reminder_free(Reminder *m) {
         free(m->due_str);
         free(m->period_str);
         free(m->ttl_str);
+        free(m->record);
         json_decref(m->data);
         free(m);
 }
@@ -558,6 +562,17 @@ static json_t *reminder_record(const Reminder *m) {
         if (j && m->ttl_str)
                 json_object_set_new(j, "mooringTtl", json_string(m->ttl_str));
         return j;
+}
+
+/* The record's text, kept until the reminder changes. NULL: out of memory. */
+static const char *reminder_record_text(Reminder *m) {
+        if (!m->record) {
+                json_t *j = reminder_record(m);
+                m->record = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                m->record_len = m->record ? strlen(m->record) : 0;
+                json_decref(j);
+        }
+        return m->record;
 }
 
 static void waiters_tell(Waiter *w, int error, const char *message) {
@@ -596,7 +611,7 @@ static void on_written(const StateResult *res, void *userdata) {
 static void type_write(ActorType *t) {
         ActorRuntime *rt = t->rt;
         _cleanup_free_ char *text = NULL;
-        json_t *a;
+        size_t len = 2;
 
         t->dirty = true;
         if (t->write_running || t->rem_state != REM_LOADED)
@@ -605,17 +620,29 @@ static void type_write(ActorType *t) {
                 waiters_tell(TAKE_PTR(t->next_write), -ENODEV, "no actor state store");
                 return;
         }
-        a = json_array();
-        for (Reminder *m = t->rem_head; a && m; m = m->tnext)
-                json_array_append_new(a, reminder_record(m));
-        text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-        json_decref(a);
+        /* a JSON array of the records: one join of texts made once per change of a reminder, so a
+         * write costs a copy of the type's records, not their encoding */
+        bool ok = true;
+        for (Reminder *m = t->rem_head; ok && m; m = m->tnext)
+                if ((ok = reminder_record_text(m)))
+                        len += m->record_len + 1;
+        char *p = ok ? (text = malloc(len + 1)) : NULL;
+        if (p) {
+                *p++ = '[';
+                for (Reminder *m = t->rem_head; m; m = m->tnext) {
+                        if (m != t->rem_head)
+                                *p++ = ',';
+                        p = mempcpy(p, m->record, m->record_len);
+                }
+                *p++ = ']';
+                *p = 0;
+        }
         _cleanup_free_ char *key = NULL;
-        if (!text || asprintf(&key, "actors||%s", t->cfg.type) < 0) {
+        if (!p || asprintf(&key, "actors||%s", t->cfg.type) < 0) {
                 waiters_tell(TAKE_PTR(t->next_write), -ENOMEM, "out of memory");
                 return;
         }
-        StateOp op = { .kind = STATE_OP_UPSERT, .key = key, .value = text, .value_len = strlen(text) };
+        StateOp op = { .kind = STATE_OP_UPSERT, .key = key, .value = text, .value_len = (size_t) (p - text) };
         t->dirty = false;
         t->writing = TAKE_PTR(t->next_write);
         int r = state_write_raw(rt->store, REMINDER_QUEUE, &op, 1, on_written, t);
@@ -1287,6 +1314,8 @@ static void reminder_after_fire(Reminder *m, bool retry, bool cancel) {
         }
         if (m->left > 0)
                 m->left--;
+        free(m->record); /* where the schedule stands changes */
+        m->record = NULL;
         if (!m->sc.periodic || m->left == 0)
                 return reminder_delete(m);
         m->next_usec = next_due(&m->sc, m->next_usec, now);

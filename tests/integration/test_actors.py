@@ -279,7 +279,10 @@ class ActorsTest(DaemonTestCase):
         self.assertEqual(self.reminder(d, "k1", "missed", {"dueTime": "1s", "data": "m"}).status, 204)
         self.assertEqual(self.reminder(d, "k1", "later", {"dueTime": "4s", "data": "l"}).status, 204)
         self.assertEqual(self.reminder(d, "k1", "fired", {"dueTime": "0s", "data": "f"}).status, 204)
+        # a periodic one: what is stored after a fire is where its schedule stands (fires left)
+        self.assertEqual(self.reminder(d, "k1", "twice", {"dueTime": "0s", "period": "R2/PT30S"}).status, 204)
         wait_for(lambda: app.entries("remind", id="k1", name="fired"), what="the immediate reminder")
+        wait_for(lambda: app.entries("remind", id="k1", name="twice"), what="the periodic reminder's first fire")
         time.sleep(0.3)  # its removal is written
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait()
@@ -294,7 +297,7 @@ class ActorsTest(DaemonTestCase):
         d.start()
         self.wait_hosted(d)
         time.sleep(1.0)
-        for name in ("missed", "later", "fired"):
+        for name in ("missed", "later", "fired", "twice"):
             self.assertEqual(len(app.entries("remind", id="k1", name=name)), 1, name)
 
     def test_reminders_due_at_once_fire_once_each_a_bounded_number_at_a_time(self):
