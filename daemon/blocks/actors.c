@@ -161,6 +161,7 @@ typedef struct Waiter {
 typedef enum RemindersState { REM_UNLOADED, REM_LOADING, REM_LOADED, REM_FAILED } RemindersState;
 
 struct ActorType {
+        HNode node;               /* in the runtime's by_name while hosted; key: cfg.type */
         ActorRuntime *rt;
         ActorType *next;
         ActorTypeConfig cfg;      /* owns cfg.type */
@@ -251,6 +252,7 @@ struct ActorRuntime {
         ActorHeap *due;           /* CLOCK_REALTIME: reminders and timers */
         ActorHeap *idle;          /* CLOCK_MONOTONIC: idle deadlines */
         ActorType *types;
+        HTable by_name;           /* the hosted (not gone) types: an app may host thousands */
         HTable actors;
         HTable reminders;
         FireGate *gates;
@@ -270,10 +272,8 @@ static int64_t now_realtime(ActorRuntime *rt) {
 }
 
 static ActorType *find_type(ActorRuntime *rt, const char *name) {
-        for (ActorType *t = rt->types; t; t = t->next)
-                if (!t->gone && streq(t->cfg.type, name))
-                        return t;
-        return NULL;
+        HNode *n = ht_find(&rt->by_name, name);
+        return n ? (ActorType *) ((char *) n - offsetof(ActorType, node)) : NULL;
 }
 
 static char *actor_key(const char *type, const char *id) {
@@ -1759,6 +1759,7 @@ static void type_unhost(ActorType *t, const char *why) {
         type_drop_reminders(t);
         waiters_tell(TAKE_PTR(t->next_write), -ECANCELED, why);
         (void) placement_set_type_hosted(rt->placement, t->cfg.type, false);
+        ht_remove(&rt->by_name, &t->node);
         t->gone = true;
         if (t->store_calls == 0)
                 type_free(t);
@@ -1799,9 +1800,15 @@ static void app_set_types(ActorRuntime *rt, App *app, ActorAppConfig *cfg) {
                         continue;
                 }
                 if (t) { /* settings may change; actors and reminders stay */
+                        ht_remove(&rt->by_name, &t->node);
                         free(t->cfg.type);
                         t->cfg = *c;
                         c->type = NULL;
+                        t->node.key = t->cfg.type;
+                        if (ht_add(&rt->by_name, &t->node) < 0) {
+                                log_oom();
+                                type_unhost(t, "out of memory");
+                        }
                         continue;
                 }
                 t = calloc(1, sizeof *t);
@@ -1816,6 +1823,15 @@ static void app_set_types(ActorRuntime *rt, App *app, ActorAppConfig *cfg) {
                 t->gate = gate_get(rt, id); /* NULL (out of memory): its fires are not bounded */
                 t->cfg = *c;
                 c->type = NULL;
+                t->node.key = t->cfg.type;
+                if (ht_add(&rt->by_name, &t->node) < 0) {
+                        (void) placement_set_type_hosted(rt->placement, t->cfg.type, false);
+                        free(t->cfg.type);
+                        free(t->app_id);
+                        free(t);
+                        log_oom();
+                        continue;
+                }
                 t->next = rt->types;
                 rt->types = t;
                 log_struct(LOG_INFO, 0, id, NULL, "App hosts actor type '%s' (idle timeout %" PRIu64
@@ -1963,6 +1979,7 @@ void actors_done(Registry *r) {
         }
         free(rt->actors.b);
         free(rt->reminders.b);
+        free(rt->by_name.b);
         free(rt->store_error);
         free(rt);
         r->actors = NULL;
