@@ -286,28 +286,45 @@ static char *reminder_key(const char *type, const char *id, const char *name) {
         return asprintf(&k, "%s\x1f%s\x1f%s", type, id, name) < 0 ? NULL : k;
 }
 
+/* A lookup key ("a\x1fb" or "a\x1fb\x1fc") in buf, without an allocation: these run on every
+ * call. NULL when a part is longer than any stored name can be (so nothing has that key). */
+#define LOOKUP_KEY_MAX (3 * (ACTOR_NAME_MAX + 1))
+static const char *lookup_key(char buf[static LOOKUP_KEY_MAX], const char *a, const char *b, const char *c) {
+        const char *parts[] = { a, b, c };
+        char *p = buf;
+        for (size_t i = 0; i < 3 && parts[i]; i++) {
+                size_t n = strlen(parts[i]);
+                if (n > ACTOR_NAME_MAX)
+                        return NULL;
+                if (i > 0)
+                        *p++ = '\x1f';
+                p = mempcpy(p, parts[i], n);
+        }
+        *p = 0;
+        return buf;
+}
+
 static Actor *find_actor(ActorRuntime *rt, const char *type, const char *id) {
-        _cleanup_free_ char *k = actor_key(type, id);
+        char buf[LOOKUP_KEY_MAX];
+        const char *k = lookup_key(buf, type, id, NULL);
         HNode *n = k ? ht_find(&rt->actors, k) : NULL;
         return n ? (Actor *) ((char *) n - offsetof(Actor, node)) : NULL;
 }
 
 static Reminder *find_reminder(ActorRuntime *rt, const char *type, const char *id, const char *name) {
-        _cleanup_free_ char *k = reminder_key(type, id, name);
+        char buf[LOOKUP_KEY_MAX];
+        const char *k = lookup_key(buf, type, id, name);
         HNode *n = k ? ht_find(&rt->reminders, k) : NULL;
         return n ? (Reminder *) ((char *) n - offsetof(Reminder, node)) : NULL;
 }
 
-/* Percent-encodes s for one path segment. */
-static char *escape_segment(const char *s) {
+/* Percent-encodes s as one path segment at p; returns the end. Room: 3 * strlen(s). */
+static char *put_segment(char *p, const char *s) {
         static const char hex[] = "0123456789ABCDEF";
-        char *o = malloc(strlen(s) * 3 + 1), *p = o;
-        if (!o)
-                return NULL;
         for (; *s; s++) {
                 unsigned char c = (unsigned char) *s;
                 if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    strchr("-._~!$&'()*+,;=:@", c))
+                    (c && strchr("-._~!$&'()*+,;=:@", c)))
                         *p++ = (char) c;
                 else {
                         *p++ = '%';
@@ -315,17 +332,37 @@ static char *escape_segment(const char *s) {
                         *p++ = hex[c & 15];
                 }
         }
-        *p = 0;
-        return o;
+        return p;
 }
 
-/* "/actors/{type}/{id}" + suffix, escaped. */
-static char *actor_path(const char *type, const char *id, const char *suffix) {
-        _cleanup_free_ char *t = escape_segment(type), *i = escape_segment(id);
-        char *p;
-        if (!t || !i || asprintf(&p, "/actors/%s/%s%s", t, i, suffix) < 0)
+/* "/actors/{type}/{id}[/method/{m}[/{name}]][?query]", the segments escaped, in one allocation. */
+static char *actor_path(const char *type, const char *id, const char *m, const char *name, const char *query) {
+        size_t len = 8 + 3 * strlen(type) + 1 + 3 * strlen(id) + 1;
+        if (m)
+                len += 8 + 3 * strlen(m);
+        if (m && name)
+                len += 1 + 3 * strlen(name);
+        if (query && *query)
+                len += 1 + strlen(query);
+        char *o = malloc(len), *p = o;
+        if (!o)
                 return NULL;
-        return p;
+        p = put_segment(mempcpy(p, "/actors/", 8), type);
+        *p++ = '/';
+        p = put_segment(p, id);
+        if (m) {
+                p = put_segment(mempcpy(p, "/method/", 8), m);
+                if (name) {
+                        *p++ = '/';
+                        p = put_segment(p, name);
+                }
+        }
+        if (query && *query) {
+                *p++ = '?';
+                p = stpcpy(p, query);
+        }
+        *p = 0;
+        return o;
 }
 
 static bool name_ok(const char *s) {
@@ -807,7 +844,7 @@ static void turn_free(Turn *t) {
                 return;
         transport_call_cancel(t->tc);
         free(t->target);
-        strv_free(t->headers);
+        free(t->headers); /* packed */
         free(t->owned_body);
         free(t->reentry);
         free(t);
@@ -873,16 +910,43 @@ static const char *const answer_skip[] = {
 
 static bool in_list(const char *const *l, const char *s) {
         for (; *l; l++)
-                if (strcasecmp(*l, s) == 0)
+                if (ascii_eq_ci(*l, s))
                         return true;
         return false;
 }
 
 static const char *header_get(char *const *h, const char *name) {
         for (; h && h[0] && h[1]; h += 2)
-                if (strcasecmp(h[0], name) == 0)
+                if (ascii_eq_ci(h[0], name))
                         return h[1];
         return NULL;
+}
+
+/*
+ * The name, value pairs of h whose name is not in skip (NULL: all), then the pair extra_name,
+ * extra_value if extra_name is given, as ONE allocation (strv_pack: free() it). 0 or -ENOMEM.
+ */
+static int headers_pack(char *const *h, const char *const *skip, const char *extra_name, const char *extra_value,
+                        char ***ret) {
+        size_t n = 0;
+        for (char *const *x = h; x && x[0] && x[1]; x += 2)
+                n += 2;
+        _cleanup_free_ char **keep = malloc((n + 3) * sizeof *keep);
+        if (!keep)
+                return -ENOMEM;
+        size_t k = 0;
+        for (char *const *x = h; x && x[0] && x[1]; x += 2)
+                if (!skip || !in_list(skip, x[0])) {
+                        keep[k++] = x[0];
+                        keep[k++] = x[1];
+                }
+        if (extra_name) {
+                keep[k++] = (char *) extra_name;
+                keep[k++] = (char *) extra_value;
+        }
+        keep[k] = NULL;
+        *ret = strv_pack(keep, SIZE_MAX);
+        return *ret ? 0 : -ENOMEM;
 }
 
 static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportError *e);
@@ -900,19 +964,18 @@ static int turn_send(Turn *t) {
         ActorRuntime *rt = t->rt;
         App *app = registry_find_app(rt->registry, a->type->app_id);
         TransportAddress addr;
-        _cleanup_strv_free_ char **headers = NULL;
+        _cleanup_free_ char **chained = NULL;
 
         if (!app || !app_channel_address(app, &addr))
                 return -EHOSTDOWN;
-        if (strv_copy(t->headers, &headers) < 0)
-                return -ENOMEM;
-        if (a->type->cfg.reentrancy && a->chain &&
-            (strv_extend(&headers, REENTRANCY_HEADER) < 0 || strv_extend(&headers, a->chain) < 0))
+        /* the turn's own headers as they are (the transport copies what it sends), or with the chain's id */
+        if (a->type->cfg.reentrancy && a->chain && headers_pack(t->headers, NULL, REENTRANCY_HEADER, a->chain,
+                                                                &chained) < 0)
                 return -ENOMEM;
         TransportRequest req = {
                 .method = "PUT",
                 .target = t->target,
-                .headers = headers,
+                .headers = chained ?: t->headers,
                 .body = t->body,
                 .body_len = t->body_len,
                 .timeout_usec = app->config->invoke_timeout_usec,
@@ -1023,8 +1086,7 @@ static void running_unlink(Actor *a, Turn *t) {
 
 static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportError *e) {
         Actor *a = t->actor;
-        _cleanup_strv_free_ char **headers = NULL;
-        _cleanup_free_ char *msg = NULL;
+        _cleanup_free_ char **headers = NULL, *msg = NULL;
 
         running_unlink(a, t);
         if (e) {
@@ -1032,16 +1094,10 @@ static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportErro
                         msg = NULL;
                 turn_complete(t, NULL, e->error == -ETIMEDOUT ? -ETIMEDOUT : -EIO, msg ?: "transport error");
         } else {
-                for (char *const *h = ans->headers; h && h[0] && h[1]; h += 2)
-                        if (!in_list(answer_skip, h[0]) &&
-                            (strv_extend(&headers, h[0]) < 0 || strv_extend(&headers, h[1]) < 0))
-                                break;
                 /* keep X-DaprReminderCancel visible to turn_complete */
                 const char *cancel = header_get(ans->headers, "X-DaprReminderCancel");
-                if (cancel) {
-                        (void) strv_extend(&headers, "X-DaprReminderCancel");
-                        (void) strv_extend(&headers, cancel);
-                }
+                (void) headers_pack(ans->headers, answer_skip, cancel ? "X-DaprReminderCancel" : NULL, cancel,
+                                    &headers);
                 ActorAnswer out = { .status = ans->status, .headers = headers, .body = ans->body,
                                     .body_len = ans->body_len };
                 /* The .NET SDK signals a failed actor method with this header and its own status. */
@@ -1131,7 +1187,6 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
         ActorType *type;
         Actor *a;
         Turn *t;
-        _cleanup_free_ char *suffix = NULL, *m = NULL;
         int k;
 
         if (!rt || !rt->store)
@@ -1162,17 +1217,9 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
                 return -ENOMEM;
 
         t = turn_new(rt, a, TURN_METHOD);
-        m = escape_segment(req->method);
-        if (!t || !m || asprintf(&suffix, "/method/%s%s%s", m, req->query && *req->query ? "?" : "",
-                                 req->query && *req->query ? req->query : "") < 0)
+        if (!t || !(t->target = actor_path(req->type, req->id, req->method, NULL, req->query)) ||
+            headers_pack(req->headers, request_skip, NULL, NULL, &t->headers) < 0)
                 goto oom;
-        t->target = actor_path(req->type, req->id, suffix);
-        if (!t->target)
-                goto oom;
-        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2)
-                if (!in_list(request_skip, h[0]) &&
-                    (strv_extend(&t->headers, h[0]) < 0 || strv_extend(&t->headers, h[1]) < 0))
-                        goto oom;
         if (reentry && !(t->reentry = strdup(reentry)))
                 goto oom;
         t->body = req->body;
@@ -1237,7 +1284,7 @@ static void on_idle(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
         if (a->in_flight > 0 || a->head)
                 return; /* busy again: re-armed when it is idle */
         /* Dapr: DELETE /actors/{type}/{id}; the app drops the instance */
-        _cleanup_free_ char *path = actor_path(a->type->cfg.type, a->id, "");
+        _cleanup_free_ char *path = actor_path(a->type->cfg.type, a->id, NULL, NULL, NULL);
         char *what = NULL;
         if (path && app && app_channel_address(app, &addr) && asprintf(&what, "%s/%s", a->type->cfg.type, a->id) >= 0) {
                 static char *const headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
@@ -1262,20 +1309,19 @@ static json_t *fire_body(json_t *data, const char *due, const char *period, cons
 /* Queues one fire for (type, id) at the end of its line (activating it). */
 static Turn *fire_turn(ActorRuntime *rt, ActorType *type, const char *id, TurnKind kind, const char *name,
                        json_t *body) {
-        _cleanup_free_ char *n = escape_segment(name), *suffix = NULL;
+        static char *const headers[] = { "Content-Type", "application/json", "User-Agent", APP_CHANNEL_USER_AGENT,
+                                         NULL };
         Actor *a = actor_get(rt, type, id, true);
         Turn *t;
 
-        if (!a || !n || asprintf(&suffix, "/method/%s/%s", kind == TURN_REMINDER ? "remind" : "timer", n) < 0)
+        if (!a)
                 return NULL;
         t = turn_new(rt, a, kind);
         if (!t)
                 return NULL;
-        t->target = actor_path(type->cfg.type, id, suffix);
+        t->target = actor_path(type->cfg.type, id, kind == TURN_REMINDER ? "remind" : "timer", name, NULL);
         t->owned_body = json_dumps(body, JSON_COMPACT);
-        if (!t->target || !t->owned_body || strv_extend(&t->headers, "Content-Type") < 0 ||
-            strv_extend(&t->headers, "application/json") < 0 ||
-            strv_extend(&t->headers, "User-Agent") < 0 || strv_extend(&t->headers, APP_CHANNEL_USER_AGENT) < 0) {
+        if (!t->target || !t->owned_body || !(t->headers = strv_pack(headers, SIZE_MAX))) {
                 turn_free(t);
                 return NULL;
         }
