@@ -70,7 +70,7 @@ const char *component_category(const Component *c) {
 }
 
 bool component_is_builtin(const Component *c) {
-        return c && streq_ptr(c->file, COMPONENT_BUILTIN_FILE);
+        return c && c->file && strcmp(c->file, COMPONENT_BUILTIN_FILE) == 0;
 }
 
 bool component_is_category(const Component *c, const char *category) {

@@ -343,7 +343,7 @@ static int get_number(YamlWalk *w, yaml_node_t *map, const char *key, const char
                 return r;
         errno = 0;
         double v = strtod(s, &end);
-        if (!*s || *end || errno != 0 || isnan(v) || v < lo || v > hi || (integer && v != floor(v)))
+        if (!*s || *end || errno != 0 || isnan(v) || v < lo || v > hi || (integer && v != (double) (long long) v))
                 return yaml_fail(w, yaml_map_get(w, map, key), field, "expected %s from %g to %g, not '%s'",
                                  integer ? "an integer" : "a number", lo, hi, s);
         *ret = v;
