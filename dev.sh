@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 
 # binutils: meson reads the engines' sonames with readelf (they are dlopen()ed).
 BUILD_DEPS=(meson ninja-build gcc binutils pkg-config libsystemd-dev libhttp-parser-dev libcurl4-openssl-dev
-            libyaml-dev libjansson-dev libyajl-dev libsqlite3-dev libpq-dev libhiredis-dev libmosquitto-dev python3
+            libyaml-dev libjansson-dev libyajl-dev libsqlite3-dev libpq-dev libhiredis-dev libssl-dev libmosquitto-dev python3
             libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libkeyutils-dev libsecret-1-dev)
 # systemd-socket-activate, systemd-analyze and busctl come with systemd;
 # util-linux has setpriv and runuser (clients as another uid), prlimit (fd

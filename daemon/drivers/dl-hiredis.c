@@ -8,22 +8,22 @@
 #include "dl-engine.h"
 #include "dl-hiredis.h"
 
-DLSYM_PROTOTYPE(redisAsyncCommandArgv) = NULL;
-DLSYM_PROTOTYPE(redisAsyncConnect) = NULL;
-DLSYM_PROTOTYPE(redisAsyncConnectUnix) = NULL;
-DLSYM_PROTOTYPE(redisAsyncFree) = NULL;
-DLSYM_PROTOTYPE(redisAsyncHandleRead) = NULL;
-DLSYM_PROTOTYPE(redisAsyncHandleWrite) = NULL;
-DLSYM_PROTOTYPE(redisAsyncSetConnectCallback) = NULL;
+DLSYM_PROTOTYPE(freeReplyObject) = NULL;
+DLSYM_PROTOTYPE(redisFormatCommandArgv) = NULL;
+DLSYM_PROTOTYPE(redisFreeCommand) = NULL;
+DLSYM_PROTOTYPE(redisReaderCreate) = NULL;
+DLSYM_PROTOTYPE(redisReaderFeed) = NULL;
+DLSYM_PROTOTYPE(redisReaderFree) = NULL;
+DLSYM_PROTOTYPE(redisReaderGetReply) = NULL;
 
 static const DlSym hiredis_syms[] = {
-        DLSYM(redisAsyncCommandArgv),
-        DLSYM(redisAsyncConnect),
-        DLSYM(redisAsyncConnectUnix),
-        DLSYM(redisAsyncFree),
-        DLSYM(redisAsyncHandleRead),
-        DLSYM(redisAsyncHandleWrite),
-        DLSYM(redisAsyncSetConnectCallback),
+        DLSYM(freeReplyObject),
+        DLSYM(redisFormatCommandArgv),
+        DLSYM(redisFreeCommand),
+        DLSYM(redisReaderCreate),
+        DLSYM(redisReaderFeed),
+        DLSYM(redisReaderFree),
+        DLSYM(redisReaderGetReply),
 };
 
 static DlEngine hiredis_engine = {

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * hiredis, loaded at the first open() of a state.redis or pubsub.redis component.
+ * hiredis, loaded at the first open() of a Redis component. Only its reply
+ * parser (redisReader) and its command formatter are used: the connection
+ * itself is RedisConn's (redis-common.h), which TLS needs.
  *
  * Call sites use sym_<function>(), declared with the library's own prototype
  * (typeof), so the compiler checks every call against the header as if the
@@ -9,17 +11,18 @@
  */
 #pragma once
 
-#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/read.h>
 
 #include "../util/dlfcn-util.h"
 
-extern DLSYM_PROTOTYPE(redisAsyncCommandArgv);
-extern DLSYM_PROTOTYPE(redisAsyncConnect);
-extern DLSYM_PROTOTYPE(redisAsyncConnectUnix);
-extern DLSYM_PROTOTYPE(redisAsyncFree);
-extern DLSYM_PROTOTYPE(redisAsyncHandleRead);
-extern DLSYM_PROTOTYPE(redisAsyncHandleWrite);
-extern DLSYM_PROTOTYPE(redisAsyncSetConnectCallback);
+extern DLSYM_PROTOTYPE(freeReplyObject);
+extern DLSYM_PROTOTYPE(redisFormatCommandArgv);
+extern DLSYM_PROTOTYPE(redisFreeCommand);
+extern DLSYM_PROTOTYPE(redisReaderCreate);
+extern DLSYM_PROTOTYPE(redisReaderFeed);
+extern DLSYM_PROTOTYPE(redisReaderFree);
+extern DLSYM_PROTOTYPE(redisReaderGetReply);
 
 /*
  * Loads the library the first time (see dl_engine_load()); who is the

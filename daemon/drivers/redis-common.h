@@ -1,17 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the Redis drivers (state.redis, pubsub.redis) share: the connection
- * metadata Dapr gives both (redisHost, redisUsername, redisPassword, redisDB,
- * dialTimeout, and the refusal of TLS, sentinel failover and clusters), and
- * RedisConn, one hiredis async connection driven by the daemon's sd-event
- * loop through a small adapter (one io source whose event mask follows
- * hiredis' addRead/delRead/addWrite/delWrite hooks). hiredis is not linked:
- * both drivers load it first thing in their open() (dl-hiredis.h), and the
- * calls here go through its sym_ pointers.
+ * What the Redis drivers (state, pubsub, bindings, lock, configuration) share:
+ * the connection metadata Dapr gives them all (redisHost, redisUsername,
+ * redisPassword, redisDB, dialTimeout, enableTLS and its certificates; sentinel
+ * failover and clusters are refused), and RedisConn, one Redis connection
+ * driven by the daemon's sd-event loop.
+ *
+ * RedisConn owns its socket: a non-blocking TCP or Unix socket, with OpenSSL
+ * on top when enableTLS is on (hiredis 0.14, Debian 12's, has no TLS, and its
+ * async context reads and writes the fd itself, so TLS cannot go under it).
+ * From hiredis (dl-hiredis.h) it takes the command formatter and the reply
+ * parser (redisReader), so replies are hiredis' redisReply as before. OpenSSL
+ * is loaded (dl-openssl.h) only by a component with enableTLS on.
  *
  * RedisConn guarantees:
  * - It connects without waiting, pipelines AUTH/SELECT first, and reconnects
- *   with backoff (100 ms doubling to 5 s) whenever the connection is lost.
+ *   with backoff (100 ms doubling to 5 s) whenever the connection is lost or
+ *   could not be made (refused, TLS handshake or certificate refused): a
+ *   failing server is retried at most every 5 s, never in a busy loop.
  * - Every command sent with redis_conn_send() gets exactly one callback,
  *   never from inside the sending call: the server's reply (which may be an
  *   error reply), or a NULL reply with a negative errno and a message:
@@ -19,23 +25,20 @@
  *   iteration) or it was lost, -ETIMEDOUT when the command had no reply
  *   within its timeout (the connection is then reset and re-established),
  *   -ECANCELED when redis_conn_done() ran first.
- * - A watchdog bounds connecting (dial timeout) and every command. Deadlines
- *   never decrease along the pipeline: a command queued behind a slow one
- *   (a blocking read) cannot be late before it.
+ * - A watchdog bounds connecting (dial timeout, TLS handshake included) and
+ *   every command. Deadlines never decrease along the pipeline: a command
+ *   queued behind a slow one (a blocking read) cannot be late before it.
  * - Reply callbacks may call redis_conn_done() on their own connection and
- *   free the struct it is embedded in; the adapter notices (a refcounted
+ *   free the struct it is embedded in; the dispatcher notices (a refcounted
  *   liveness flag) and touches nothing afterwards.
- *
- * hiredis 0.14 rules this relies on (async.c): pending reply callbacks run
- * with a NULL reply when the context dies, then ev.cleanup, then
- * onDisconnect (only if it had connected), then the context is freed;
- * redisAsyncFree() called from inside a reply callback is postponed until
- * that callback returns; commands on a dying context are refused.
+ * - With TLS, the server certificate is verified against caCert (or the
+ *   system's trust store) and redisHost (SNI too, for a name) unless
+ *   insecureSkipTLSVerify is true.
  */
 #pragma once
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/read.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -56,10 +59,15 @@ typedef struct RedisConfig {
         char *password;                /* secret: wiped on free */
         unsigned db;
         uint64_t dial_timeout_usec;
+        bool tls;                      /* enableTLS */
+        bool tls_skip_verify;          /* insecureSkipTLSVerify */
+        struct ssl_ctx_st *ssl_ctx;    /* SSL_CTX with CA and client certificate, when tls */
 } RedisConfig;
 
 /*
- * Reads the connection metadata of c into cfg (zeroed first). Returns 0, or
+ * Reads the connection metadata of c into cfg (zeroed first); with enableTLS
+ * on, loads OpenSSL and builds the TLS context (certificates and keys are
+ * checked here, so a bad one fails the component). Returns 0, or
  * < 0 with *reterr_msg (malloc'd, may be NULL on OOM) naming the field; cfg
  * holds nothing on failure.
  */
@@ -120,15 +128,34 @@ typedef struct RedisCallList {
         RedisCall *head, *tail;
 } RedisCallList;
 
+/* A subscribed connection's messages (RESP2 push replies), after redis_conn_subscribe(). */
+typedef void (*RedisPushFn)(const redisReply *reply, void *userdata);
+
+typedef enum RedisConnState {
+        REDIS_CONN_IDLE,               /* no socket: waiting to reconnect */
+        REDIS_CONN_CONNECTING,         /* connect(2) under way */
+        REDIS_CONN_TLS_HANDSHAKE,
+        REDIS_CONN_UP,                 /* bytes flow; AUTH/SELECT may still be pending */
+} RedisConnState;
+
 struct RedisConn {
         sd_event *event;               /* borrowed */
         const RedisConfig *config;     /* borrowed from the owner */
         RedisReadyFn ready_fn;         /* may be NULL */
         void *userdata;
 
-        redisAsyncContext *ac;         /* NULL while waiting to reconnect */
+        RedisConnState state;
+        int fd;                        /* -1 while IDLE */
+        struct ssl_st *ssl;            /* TLS connections */
+        redisReader *reader;
         sd_event_source *io;
         uint32_t io_events;
+        char *obuf;                    /* formatted commands not written yet: obuf[ooff..olen) */
+        size_t olen, ooff, ocap;
+        uint64_t generation;           /* bumped whenever the socket goes */
+        RedisPushFn push_fn;           /* subscribed: replies beyond the pending calls go here */
+        void *push_userdata;
+
         bool ready;                    /* connected and AUTH/SELECT answered */
         unsigned handshake_pending;
         uint64_t connect_deadline;
@@ -136,10 +163,9 @@ struct RedisConn {
         sd_event_source *reconnect_timer;
         sd_event_source *watchdog;
         char *last_error;              /* why there is no connection */
-        int fail_error;                /* set while we tear a connection down ourselves */
-        char *fail_message;
 
-        RedisCallList pending;         /* handed to hiredis, in reply order */
+        RedisCallList pending;         /* written or to be written, in reply order */
+        RedisCallList dropping;        /* taken from pending when the socket went, being answered */
         RedisCallList deferred;        /* answered with an error on the next iteration */
         RedisCallList answering;       /* taken from deferred, being answered now */
         sd_event_source *defer;
@@ -178,6 +204,15 @@ int redis_conn_send(RedisConn *conn, uint64_t timeout_usec, RedisReplyFn fn, voi
  */
 int redis_conn_fail_later(RedisConn *conn, int error, const char *message, RedisReplyFn fn, void *userdata);
 /*
+ * Puts the connection in subscribe mode: sends the command (SUBSCRIBE,
+ * PSUBSCRIBE) and hands every reply that answers no pending command to fn,
+ * the command's own confirmation included, until the connection is lost
+ * (the ready callback then says so; subscribe again when it is back).
+ * Returns 0, -ENOTCONN when not ready, -ENOMEM or -ECANCELED.
+ */
+int redis_conn_subscribe(RedisConn *conn, RedisPushFn fn, void *userdata, int argc, const char **argv,
+                         const size_t *argvlen);
+/*
  * Drops the connection on our own initiative (error and message go to the
  * pending commands) and reconnects after the backoff. May run reply
  * callbacks, which may free the owner: hold a Liveness around it.
@@ -186,5 +221,5 @@ void redis_conn_reset(RedisConn *conn, int error, const char *message);
 
 /* Connected, handshake done, and not being torn down (pending calls may be getting NULL replies). */
 static inline bool redis_conn_is_ready(const RedisConn *conn) {
-        return conn->ready && conn->ac && !(conn->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+        return conn->ready && conn->state == REDIS_CONN_UP && !conn->closing;
 }

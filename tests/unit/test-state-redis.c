@@ -348,12 +348,37 @@ TEST(open_errors) {
         free(err);
         err = NULL;
 
-        ASSERT_TRUE(store_open_with(&st,
-                                    "  - name: redisHost\n    value: localhost:6379\n"
-                                    "  - name: enableTLS\n    value: \"true\"\n",
-                                    &err) < 0);
-        ASSERT_NOT_NULL(err);
-        ASSERT_TRUE(strstr(err, "TLS not supported"));
+        /* TLS metadata that cannot be what was meant, and certificates that are not: refused at open */
+        static const struct {
+                const char *yaml, *says;
+        } tls_bad[] = {
+                { "  - name: enableTLS\n    value: \"true\"\n  - name: clientCert\n    value: x\n",
+                  "clientKey: missing" },
+                { "  - name: enableTLS\n    value: \"true\"\n  - name: caCert\n    value: not a PEM\n",
+                  "caCert: no PEM certificate" },
+                { "  - name: enableTLS\n    value: \"true\"\n  - name: clientCert\n    value: x\n"
+                  "  - name: clientKey\n    value: y\n",
+                  "clientCert: no PEM certificate" },
+                { "  - name: enableTLS\n    value: \"true\"\n  - name: insecureSkipTLSVerify\n    value: \"true\"\n"
+                  "  - name: caCert\n    value: x\n",
+                  "caCert: given with insecureSkipTLSVerify" },
+                { "  - name: caCert\n    value: x\n", "caCert: given, but enableTLS is not" },
+                { "  - name: enableTLS\n    value: \"yes please\"\n", "enableTLS: invalid boolean" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(tls_bad); i++) {
+                _cleanup_free_ char *yaml = NULL;
+                ASSERT_TRUE(asprintf(&yaml, "  - name: redisHost\n    value: localhost:6379\n%s", tls_bad[i].yaml) > 0);
+                ASSERT_ERROR(store_open_with(&st, yaml, &err), EINVAL);
+                ASSERT_NOT_NULL(err);
+                if (!strstr(err, tls_bad[i].says))
+                        fprintf(stderr, "expected '%s' in '%s'\n", tls_bad[i].says, err);
+                ASSERT_TRUE(strstr(err, tls_bad[i].says));
+                free(err);
+                err = NULL;
+        }
+        ASSERT_ERROR(store_open_with(&st, "  - name: redisHost\n    value: /run/redis.sock\n"
+                                          "  - name: enableTLS\n    value: \"true\"\n", &err), EINVAL);
+        ASSERT_TRUE(strstr(err, "not over a Unix socket"));
         free(err);
         err = NULL;
 

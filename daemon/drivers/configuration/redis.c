@@ -174,9 +174,8 @@ static void on_ignore(const redisReply *reply, int error, const char *message, v
 }
 
 /* Every keyspace event: ["pmessage", pattern, "__keyspace@<db>__:<key>", "<event>"]. */
-static void on_keyspace(redisAsyncContext *ac, void *reply_, void *privdata) {
+static void on_keyspace(const redisReply *reply, void *privdata) {
         RedisConfigStore *s = privdata;
-        const redisReply *reply = reply_;
         const redisReply *chan, *ev;
         const char *key;
 
@@ -214,7 +213,7 @@ static void subscribe_now(RedisConfigStore *s) {
                 return;
         /* daprd turns keyspace events on itself; a server that refuses CONFIG keeps its own setting */
         (void) redis_conn_send(&s->conn, s->timeout_usec, on_ignore, NULL, 4, cfg, cfglen);
-        if (sym_redisAsyncCommandArgv(s->sub.ac, on_keyspace, s, 2, argv, len) == REDIS_OK) {
+        if (redis_conn_subscribe(&s->sub, on_keyspace, s, 2, argv, len) >= 0) {
                 s->subscribed = true;
                 /* after a lost connection, or when someone subscribed before we listened, what may have
                  * changed meanwhile is reported once; otherwise nothing (daprd sends nothing when a
