@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Engine libraries (libpq, hiredis, libmosquitto) are loaded when a component needs
+"""Engine libraries (libpq, hiredis, libmosquitto, OpenSSL for Redis TLS) are loaded when a component needs
 them, not linked: the binary does not NEED them, an idle daemon does not map them,
 and a missing one fails only the components that need it, with the Debian package
 to install, while the rest of the daemon works.
@@ -33,6 +33,7 @@ ENGINES = {
     "libpq": ("libpq.so.5", "libpq5"),
     "hiredis": ("libhiredis.so.0.14", "libhiredis0.14"),
     "mosquitto": ("libmosquitto.so.1", "libmosquitto1"),
+    "openssl": ("libssl.so.3", "libssl3"),  # Redis components with enableTLS
 }
 
 
@@ -131,7 +132,8 @@ class DlopenTest(DaemonTestCase):
         self.assertEqual(request(sock, "GET", "/v1.0/state/cache/k").body, b"7")
         maps = mapped_libraries(pid)
         self.assertTrue(any(m.startswith("libhiredis.so.0.14") for m in maps))
-        self.assertFalse(any(m.startswith("libpq.so") or m.startswith("libmosquitto.so") for m in maps))
+        self.assertFalse(any(m.startswith("libpq.so") or m.startswith("libmosquitto.so") or
+                             m.startswith("libssl.so") for m in maps))
 
     def test_missing_libraries_fail_only_their_components(self):
         tmp = self.make_tmp()
@@ -193,6 +195,27 @@ class DlopenTest(DaemonTestCase):
         self.assertEqual(r.status, 204, r)
         self.assertEqual(request(sock, "GET", "/v1.0/state/cache/k").body, b'"v"')
         r = request(sock, "GET", "/v1.0/state/pg/k")
+        self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_STATE_STORE_NOT_FOUND"))
+
+    def test_missing_openssl_fails_only_tls_components(self):
+        redis = RedisServer(tls=False)
+        self.addCleanup(redis.close)
+        redis.start()
+        hidden = HiddenLibraries(self.make_tmp(), [ENGINES["openssl"][0]])
+        d = self.daemon(
+            apps={"a": APP},
+            components={
+                "cache.yaml": component("cache", "state.redis", ("redisHost", redis.address)),
+                "tls.yaml": component("tls", "state.redis", ("redisHost", redis.address), ("enableTLS", "true")),
+            },
+            prefix=hidden.prefix())
+        self.assertRegex(d.log(), re.escape("tls.yaml:1: field 'spec.metadata': ") + r"[^\n]*" +
+                         re.escape("state.redis needs libssl3: apt install libssl3 (dlopen libssl.so.3: ") +
+                         r"[^\n]*file too short\)")
+        sock = d.app_socket("a")
+        r = request(sock, "POST", "/v1.0/state/cache", body=b'[{"key":"k","value":"v"}]')
+        self.assertEqual(r.status, 204, r)
+        r = request(sock, "GET", "/v1.0/state/tls/k")
         self.assertEqual((r.status, r.json()["errorCode"]), (400, "ERR_STATE_STORE_NOT_FOUND"))
 
     def make_tmp(self):

@@ -91,7 +91,7 @@ DRIVERS = {
     },
     "redis": {
         "type": "pubsub.redis",
-        "metadata": lambda name, server: [("redisHost", server.address)],
+        "metadata": lambda name, server: server.metadata,  # with TLS under MOORING_REDIS_TLS=1
         "features": {DURABLE, SHARED, ORDERED},
         "server": "redis",
     },

@@ -78,7 +78,7 @@ DRIVERS = {
     },
     "redis": {
         "type": "state.redis",
-        "metadata": lambda tmp, name, server: [("redisHost", server.address)],
+        "metadata": lambda tmp, name, server: server.metadata,  # with TLS under MOORING_REDIS_TLS=1
         "features": {ETAG, TRANSACTIONAL, TTL, DURABLE, ETAG_ON_MISSING_KEY_OK},
         "server": "redis",
         "persistent": False,  # the fixture runs without persistence
