@@ -566,11 +566,14 @@ static const char *tls_error(RedisConn *c, int ret, int err, int saved_errno, ch
 static int conn_write(RedisConn *c);
 
 static int conn_up(RedisConn *c) {
+        uint64_t gen = c->generation;
+
         c->state = REDIS_CONN_UP;
-        if (conn_write(c) < 0) /* AUTH/SELECT and what was queued while connecting */
-                return -1;
+        /* without AUTH/SELECT the owner hears now, and what it sends goes out with the rest, at once */
         handshake_check(c);
-        return 0;
+        if (c->generation != gen)
+                return -1;
+        return conn_write(c); /* AUTH/SELECT, what was queued while connecting, what the owner just sent */
 }
 
 /* One step of SSL_connect(); returns 0 (done or waiting) or -1 (dropped). */
