@@ -42,6 +42,7 @@ static const char script_get[] =
         "return out\n";
 
 struct ConfigStoreWatch {
+        uint64_t seq;          /* in order of creation: a change noticed before it is not its business */
         ConfigStoreChangeFn fn;
         void *userdata;
         ConfigStoreWatch *next, *prev;
@@ -58,6 +59,7 @@ typedef struct RedisConfigStore {
         bool ever_subscribed;  /* a later subscription follows a lost connection: resync */
         char *pattern;         /* __keyspace@<db>__:* */
         ConfigStoreWatch *watches;
+        uint64_t watch_seq;    /* of the newest watch */
         bool closing;
 } RedisConfigStore;
 
@@ -71,14 +73,21 @@ typedef struct Call {
         RedisConfigStore *store;
         CallKind kind;
         char *key;     /* CALL_CHANGED */
+        uint64_t seq;  /* CALL_CHANGED, CALL_RESYNC: the newest watch when the change was noticed */
         ConfigStoreGetFn done;
         void *userdata;
 } Call;
 
-static void report(RedisConfigStore *s, const ConfigItem *items, size_t n) {
+/*
+ * To the watches that existed when the change was noticed (seq): a
+ * notification still on its way when a subscription starts is about what was
+ * there before it, which daprd does not post either.
+ */
+static void report(RedisConfigStore *s, const ConfigItem *items, size_t n, uint64_t seq) {
         for (ConfigStoreWatch *w = s->watches, *next; w; w = next) {
                 next = w->next;
-                w->fn(&s->base, items, n, w->userdata);
+                if (w->seq <= seq)
+                        w->fn(&s->base, items, n, w->userdata);
         }
 }
 
@@ -125,9 +134,9 @@ static void on_reply(const redisReply *reply, int error, const char *message, vo
                 if (c->kind == CALL_CHANGED && r.n_items == 0) {
                         /* gone again (or emptied, or not a string): as daprd, a deletion */
                         ConfigItem gone = { .key = c->key };
-                        report(s, &gone, 1);
+                        report(s, &gone, 1, c->seq);
                 } else if (r.n_items > 0)
-                        report(s, r.items, r.n_items);
+                        report(s, r.items, r.n_items, c->seq);
         }
         config_result_done(&r);
         free(c->key);
@@ -146,7 +155,7 @@ static int send_get(RedisConfigStore *s, CallKind kind, char *const *keys, Confi
                 free(c);
                 return -ENOMEM;
         }
-        *c = (Call){ .store = s, .kind = kind, .done = done, .userdata = userdata };
+        *c = (Call){ .store = s, .kind = kind, .done = done, .userdata = userdata, .seq = s->watch_seq };
         if (kind == CALL_CHANGED && !(c->key = strdup(keys[0]))) {
                 free(c);
                 return -ENOMEM;
@@ -196,7 +205,7 @@ static void on_keyspace(const redisReply *reply, void *privdata) {
         if (streq(ev->str, "del") || streq(ev->str, "expired") || streq(ev->str, "evicted") ||
             streq(ev->str, "rename_from")) {
                 ConfigItem gone = { .key = k };
-                report(s, &gone, 1);
+                report(s, &gone, 1, s->watch_seq);
                 return;
         }
         char *keys[] = { k, NULL };
@@ -238,7 +247,7 @@ static int redis_watch(ConfigStore *base, char *const *keys, char *const *metada
 
         if (!w)
                 return -ENOMEM;
-        *w = (ConfigStoreWatch){ .fn = fn, .userdata = userdata, .next = s->watches };
+        *w = (ConfigStoreWatch){ .seq = ++s->watch_seq, .fn = fn, .userdata = userdata, .next = s->watches };
         if (w->next)
                 w->next->prev = w;
         s->watches = w;
