@@ -250,8 +250,16 @@ int state_scope_key(const StateStore *s, const char *app_id, const char *key, ch
                 prefix = kp;
         if (!prefix)
                 k = strdup(key);
-        else if (asprintf(&k, "%s||%s", prefix, key) < 0)
-                k = NULL;
+        else {
+                /* every state call of every front-end passes here: no printf */
+                size_t pl = strlen(prefix), kl = strlen(key);
+                k = malloc(pl + 2 + kl + 1);
+                if (k) {
+                        memcpy(k, prefix, pl);
+                        memcpy(k + pl, "||", 2);
+                        memcpy(k + pl + 2, key, kl + 1);
+                }
+        }
         if (!k)
                 return -ENOMEM;
         *ret = k;

@@ -98,6 +98,7 @@ struct GrpcCall {
         char *path;
         char *http_method, *content_type;
         char **md;                  /* request metadata pairs */
+        size_t n_md, cap_md;        /* strings in md (without its NULL), slots allocated */
         size_t header_bytes;
         bool started;               /* the request headers were checked and dispatched */
         bool input_ended;           /* END_STREAM from the client */
@@ -797,9 +798,25 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                 if (!c->content_type)
                         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
-        _cleanup_free_ char *n = strndup((const char *) name, namelen), *v = strndup((const char *) value, valuelen);
-        if (!n || !v || strv_extend(&c->md, n) < 0 || strv_extend(&c->md, v) < 0)
+        /* Appended in place, the array growing by doubling: strv_extend() copied each string again
+         * and reallocated per string, about 3k instructions of a GetState in callgrind. */
+        if (c->n_md + 3 > c->cap_md) {
+                size_t cap = c->cap_md ? 2 * c->cap_md : 16;
+                char **p = realloc(c->md, cap * sizeof(char *));
+                if (!p)
+                        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                c->md = p;
+                c->cap_md = cap;
+        }
+        char *n = strndup((const char *) name, namelen), *v = strndup((const char *) value, valuelen);
+        if (!n || !v) {
+                free(n);
+                free(v);
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+        c->md[c->n_md++] = n;
+        c->md[c->n_md++] = v;
+        c->md[c->n_md] = NULL;
         return 0;
 }
 
