@@ -490,6 +490,8 @@ static void delivery_post(Delivery *dl) {
                 .body_len = dl->len,
                 .timeout_usec = a->config->invoke_timeout_usec,
                 .max_answer = APP_ANSWER_MAX,
+                .purpose = TRANSPORT_PURPOSE_BINDING_EVENT,
+                .name = rn->binding->name,
         };
         if (dl->policy.timeout_usec > 0 && (req.timeout_usec == 0 || dl->policy.timeout_usec < req.timeout_usec))
                 req.timeout_usec = dl->policy.timeout_usec;
@@ -683,6 +685,8 @@ static void runner_start(Registry *m, App *a, Binding *b) {
                 .headers = headers,
                 .timeout_usec = PROBE_TIMEOUT_USEC,
                 .max_answer = APP_ANSWER_MAX,
+                .purpose = TRANSPORT_PURPOSE_BINDING_PROBE,
+                .name = b->name,
         };
         if (transport_call_start(m->transport, &addr, &req, &probe_handler, rn, &rn->probe) < 0) {
                 rn->probe = NULL;

@@ -18,7 +18,9 @@
  * application/json and the event's metadata as headers, holding one of the
  * app's MaxConcurrency= slots. A 2xx answer settles it; anything else (or no
  * answer) is retried with backoff when the source can redeliver (MQTT),
- * else logged (cron: the next tick comes anyway).
+ * else logged (cron: the next tick comes anyway). A gRPC app (AppProtocol=grpc)
+ * is asked ListInputBindings and gets OnBindingEvent instead: the transport
+ * translates (the requests carry TRANSPORT_PURPOSE_BINDING_*).
  */
 #pragma once
 

@@ -2,8 +2,8 @@
 /*
  * The RPC tables: one line per RPC mooringd serves, naming the request's
  * type and the translation function. Dapr's service has more RPCs than these
- * (actors, secrets, bindings, configuration, locks, crypto, workflows, jobs):
- * those are answered UNIMPLEMENTED until their block exists and adds its line.
+ * (crypto, workflows, jobs, conversation...): those are answered
+ * UNIMPLEMENTED until their block exists and adds its line.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +30,9 @@ static const GrpcMethod dapr_methods[] = {
         { DAPR "SubscribeTopicEventsAlpha1", GRPC_METHOD_STREAM,
           &dapr__proto__runtime__v1__subscribe_topic_events_request_alpha1__descriptor, NULL,
           grpc_dapr_subscribe_open, grpc_dapr_subscribe_message, grpc_dapr_subscribe_half_closed },
+        UNARY("InvokeBinding", invoke_binding_request, grpc_dapr_invoke_binding),
+        UNARY("GetSecret", get_secret_request, grpc_dapr_get_secret),
+        UNARY("GetBulkSecret", get_bulk_secret_request, grpc_dapr_get_bulk_secret),
         UNARY("GetMetadata", get_metadata_request, grpc_dapr_get_metadata),
         UNARY("SetMetadata", set_metadata_request, grpc_dapr_set_metadata),
         UNARY("Shutdown", shutdown_request, grpc_dapr_shutdown),

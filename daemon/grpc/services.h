@@ -43,6 +43,13 @@ int grpc_dapr_subscribe_open(GrpcCall *c);
 int grpc_dapr_subscribe_message(GrpcCall *c, const ProtobufCMessage *req);
 void grpc_dapr_subscribe_half_closed(GrpcCall *c);
 
+/* output bindings (dapr-bindings.c) */
+int grpc_dapr_invoke_binding(GrpcCall *c, const ProtobufCMessage *req);
+
+/* secrets (dapr-secrets.c) */
+int grpc_dapr_get_secret(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_get_bulk_secret(GrpcCall *c, const ProtobufCMessage *req);
+
 /* proxying to a gRPC app's own services (proxy.c): any method not served here, with dapr-app-id */
 extern const GrpcMethod grpc_proxy_method;
 

@@ -28,6 +28,7 @@ struct GrpcAppCall {
         void *userdata;
         GrpcAppFinishedFn finished;
         TransportPurpose purpose;
+        char *name;                 /* input bindings: the binding */
         GrpcStream *stream;
         GrpcDecoder dec;
         uint8_t *msg;               /* the (first) answer message */
@@ -51,6 +52,7 @@ static void call_free(GrpcAppCall *c) {
         grpc_decoder_done(&c->dec);
         sd_event_source_disable_unref(c->later);
         free(c->msg);
+        free(c->name);
         strv_free(c->resp_headers);
         strv_free(c->ans_headers);
         free(c->ans_body);
@@ -290,6 +292,50 @@ static void answer_subscriptions(GrpcAppCall *c, long code, const char *message)
         deliver(c);
 }
 
+/* Does the app read the binding: 200 when ListInputBindings names it, else 404 (also for an app that does
+ * not implement it: it reads none). */
+static void answer_binding_probe(GrpcAppCall *c, long code) {
+        if (code != 0) {
+                c->answer.status = code == 12 ? 404 : http_from_grpc(code);
+                deliver(c);
+                return;
+        }
+        PB(ListInputBindingsResponse) *resp = dapr__proto__runtime__v1__list_input_bindings_response__unpack(
+                NULL, c->msg_len, c->msg ?: (uint8_t *) "");
+        if (!resp) {
+                call_error(c, -EPROTO, true, "the app's ListInputBindingsResponse does not decode");
+                return;
+        }
+        c->answer.status = 404;
+        for (size_t i = 0; i < resp->n_bindings; i++)
+                if (streq(resp->bindings[i], c->name ?: ""))
+                        c->answer.status = 200;
+        dapr__proto__runtime__v1__list_input_bindings_response__free_unpacked(resp, NULL);
+        deliver(c);
+}
+
+/* An event was taken (200) or not (the HTTP status daprd maps the app's gRPC status to). The answer's
+ * state items, output bindings and data are not acted upon: the HTTP path does not either. */
+static void answer_binding_event(GrpcAppCall *c, long code, const char *message) {
+        if (code != 0) {
+                c->answer.status = http_from_grpc(code);
+                if (set_json_body(c, json_pack("{s:I, s:s}", "code", (json_int_t) code, "message", message ?: "")) < 0) {
+                        call_error(c, -ENOMEM, true, "out of memory");
+                        return;
+                }
+        } else {
+                PB(BindingEventResponse) *resp = dapr__proto__runtime__v1__binding_event_response__unpack(
+                        NULL, c->msg_len, c->msg ?: (uint8_t *) "");
+                if (!resp) {
+                        call_error(c, -EPROTO, true, "the app's BindingEventResponse does not decode");
+                        return;
+                }
+                dapr__proto__runtime__v1__binding_event_response__free_unpacked(resp, NULL);
+                c->answer.status = 200;
+        }
+        deliver(c);
+}
+
 /* ---- the stream ---- */
 
 static void on_headers(GrpcStream *s, char *const *headers, void *userdata) {
@@ -358,6 +404,12 @@ static void on_done(GrpcStream *s, int error, char *const *trailers, void *userd
         case TRANSPORT_PURPOSE_PROBE:
                 c->answer.status = http_from_grpc(code);
                 deliver(c);
+                break;
+        case TRANSPORT_PURPOSE_BINDING_PROBE:
+                answer_binding_probe(c, code);
+                break;
+        case TRANSPORT_PURPOSE_BINDING_EVENT:
+                answer_binding_event(c, code, msg);
                 break;
         }
 }
@@ -587,6 +639,33 @@ static int build_bulk(const TransportRequest *req, uint8_t **ret, size_t *ret_le
         return r;
 }
 
+/* An input binding's event: the body as data, the headers (but the transport's own) as metadata. */
+static int build_binding_event(const TransportRequest *req, uint8_t **ret, size_t *ret_len) {
+        PB(BindingEventRequest) be = DAPR__PROTO__RUNTIME__V1__BINDING_EVENT_REQUEST__INIT;
+        size_t n = 0, max = strv_length(req->headers) / 2;
+        _cleanup_free_ PB(BindingEventRequest__MetadataEntry) *md = calloc(max ?: 1, sizeof *md);
+        _cleanup_free_ PB(BindingEventRequest__MetadataEntry) **mdp = calloc(max ?: 1, sizeof *mdp);
+
+        if (!md || !mdp)
+                return -ENOMEM;
+        if (!req->name)
+                return -EINVAL;
+        for (char *const *p = req->headers; p && p[0] && p[1]; p += 2) {
+                if (strcasecmp(p[0], "user-agent") == 0 || strcasecmp(p[0], "content-type") == 0)
+                        continue;
+                dapr__proto__runtime__v1__binding_event_request__metadata_entry__init(&md[n]);
+                md[n].key = p[0];
+                md[n].value = p[1];
+                mdp[n] = &md[n];
+                n++;
+        }
+        be.name = (char *) req->name;
+        be.data = (ProtobufCBinaryData){ req->body_len, (uint8_t *) req->body };
+        be.n_metadata = n;
+        be.metadata = mdp;
+        return pack_framed(&be.base, ret, ret_len);
+}
+
 static int build_empty(uint8_t **ret, size_t *ret_len) {
         Google__Protobuf__Empty e = GOOGLE__PROTOBUF__EMPTY__INIT;
         return pack_framed(&e.base, ret, ret_len);
@@ -624,6 +703,14 @@ int grpc_app_call_start(GrpcChannel *g, const TransportAddress *addr, const Tran
                 path = SVC "AppCallbackAlpha/OnBulkTopicEventAlpha1";
                 r = build_bulk(req, &body, &len);
                 break;
+        case TRANSPORT_PURPOSE_BINDING_PROBE:
+                path = SVC "AppCallback/ListInputBindings";
+                r = req->name ? build_empty(&body, &len) : -EINVAL;
+                break;
+        case TRANSPORT_PURPOSE_BINDING_EVENT:
+                path = SVC "AppCallback/OnBindingEvent";
+                r = build_binding_event(req, &body, &len);
+                break;
         default:
                 return -EINVAL;
         }
@@ -634,6 +721,10 @@ int grpc_app_call_start(GrpcChannel *g, const TransportAddress *addr, const Tran
         if (!c)
                 return -ENOMEM;
         *c = (GrpcAppCall){ .tc = tc, .h = h, .userdata = userdata, .finished = finished, .purpose = req->purpose };
+        if (req->name && !(c->name = strdup(req->name))) {
+                free(c);
+                return -ENOMEM;
+        }
         grpc_decoder_init(&c->dec, req->max_answer ?: STREAMED_ANSWER_MAX);
         if (sd_event_add_defer(grpc_channel_event(g), &c->later, on_later, c) < 0) {
                 call_free(c);

@@ -14,6 +14,9 @@
  *   SUBSCRIPTIONS  ListTopicSubscriptions -> Dapr's /dapr/subscribe JSON;
  *                  UNIMPLEMENTED -> 404 (none)
  *   PROBE          AppCallbackHealthCheck.HealthCheck -> 200, an error status -> its HTTP status
+ *   BINDING_PROBE  ListInputBindings -> 200 when it names the binding, else 404
+ *   BINDING_EVENT  OnBindingEvent(BindingEventRequest{name, data, metadata}) -> 200;
+ *                  an error -> the HTTP status daprd maps it to (the block retries)
  */
 #pragma once
 

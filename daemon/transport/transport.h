@@ -66,6 +66,11 @@ typedef enum TransportPurpose {
         TRANSPORT_PURPOSE_SUBSCRIPTIONS,
         TRANSPORT_PURPOSE_PROBE,
         TRANSPORT_PURPOSE_BULK_DELIVERY, /* the body is Dapr's bulk envelope: OnBulkTopicEventAlpha1 */
+        /* Input bindings (name: the binding). Does the app read it: HTTP as given (OPTIONS /route), gRPC
+         * ListInputBindings, answered 200 when it lists name, else 404. An event: HTTP as given, gRPC
+         * OnBindingEvent(name, body, headers as metadata). */
+        TRANSPORT_PURPOSE_BINDING_PROBE,
+        TRANSPORT_PURPOSE_BINDING_EVENT,
 } TransportPurpose;
 
 typedef struct TransportRequest {
@@ -81,6 +86,7 @@ typedef struct TransportRequest {
          * a longer answer fails the call with -EMSGSIZE. */
         size_t max_answer;
         TransportPurpose purpose;
+        const char *name;        /* TRANSPORT_PURPOSE_BINDING_*: the binding's name */
 } TransportRequest;
 
 /* An answer as it arrives. headers: name, value pairs, NULL-terminated, as the app sent them

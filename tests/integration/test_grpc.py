@@ -135,7 +135,7 @@ class GrpcTransportTest(DaemonTestCase):
         ch = g.channel(grpc_sock(d, "a"))
         self.addCleanup(ch.close)
         with self.assertRaises(grpc.RpcError) as cm:
-            call(ch, "GetSecret", dapr.GetMetadataRequest())
+            call(ch, "EncryptAlpha1", dapr.GetMetadataRequest())
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
         with self.assertRaises(grpc.RpcError) as cm:
             call(ch, "/some.other.Service/Method", dapr.GetMetadataRequest())
