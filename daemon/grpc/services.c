@@ -16,6 +16,11 @@
 #define DAPR "/dapr.proto.runtime.v1.Dapr/"
 #define UNARY(name, type, fn) { DAPR name, GRPC_METHOD_UNARY, &dapr__proto__runtime__v1__##type##__descriptor, fn }
 
+#define CONFIG_STREAM(name)                                                                              \
+        { DAPR name, GRPC_METHOD_STREAM, &dapr__proto__runtime__v1__subscribe_configuration_request__descriptor, NULL, \
+          grpc_dapr_subscribe_configuration_open, grpc_dapr_subscribe_configuration_message,                     \
+          grpc_dapr_subscribe_configuration_half_closed }
+
 static const GrpcMethod dapr_methods[] = {
         UNARY("GetState", get_state_request, grpc_dapr_get_state),
         UNARY("GetBulkState", get_bulk_state_request, grpc_dapr_get_bulk_state),
@@ -33,6 +38,24 @@ static const GrpcMethod dapr_methods[] = {
         UNARY("InvokeBinding", invoke_binding_request, grpc_dapr_invoke_binding),
         UNARY("GetSecret", get_secret_request, grpc_dapr_get_secret),
         UNARY("GetBulkSecret", get_bulk_secret_request, grpc_dapr_get_bulk_secret),
+        UNARY("InvokeActor", invoke_actor_request, grpc_dapr_invoke_actor),
+        UNARY("GetActorState", get_actor_state_request, grpc_dapr_get_actor_state),
+        UNARY("ExecuteActorStateTransaction", execute_actor_state_transaction_request,
+              grpc_dapr_execute_actor_state_transaction),
+        UNARY("RegisterActorReminder", register_actor_reminder_request, grpc_dapr_register_actor_reminder),
+        UNARY("UnregisterActorReminder", unregister_actor_reminder_request, grpc_dapr_unregister_actor_reminder),
+        UNARY("RegisterActorTimer", register_actor_timer_request, grpc_dapr_register_actor_timer),
+        UNARY("UnregisterActorTimer", unregister_actor_timer_request, grpc_dapr_unregister_actor_timer),
+        UNARY("TryLockAlpha1", try_lock_request, grpc_dapr_try_lock),
+        UNARY("UnlockAlpha1", unlock_request, grpc_dapr_unlock),
+        UNARY("GetConfiguration", get_configuration_request, grpc_dapr_get_configuration),
+        UNARY("GetConfigurationAlpha1", get_configuration_request, grpc_dapr_get_configuration),
+        CONFIG_STREAM("SubscribeConfiguration"),
+        CONFIG_STREAM("SubscribeConfigurationAlpha1"),
+        UNARY("UnsubscribeConfiguration", unsubscribe_configuration_request, grpc_dapr_unsubscribe_configuration),
+        UNARY("UnsubscribeConfigurationAlpha1", unsubscribe_configuration_request,
+              grpc_dapr_unsubscribe_configuration),
+        UNARY("QueryStateAlpha1", query_state_request, grpc_dapr_query_state),
         UNARY("GetMetadata", get_metadata_request, grpc_dapr_get_metadata),
         UNARY("SetMetadata", set_metadata_request, grpc_dapr_set_metadata),
         UNARY("Shutdown", shutdown_request, grpc_dapr_shutdown),

@@ -50,6 +50,25 @@ int grpc_dapr_invoke_binding(GrpcCall *c, const ProtobufCMessage *req);
 int grpc_dapr_get_secret(GrpcCall *c, const ProtobufCMessage *req);
 int grpc_dapr_get_bulk_secret(GrpcCall *c, const ProtobufCMessage *req);
 
+/* actors (dapr-actors.c) */
+int grpc_dapr_invoke_actor(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_get_actor_state(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_execute_actor_state_transaction(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_register_actor_reminder(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_unregister_actor_reminder(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_register_actor_timer(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_unregister_actor_timer(GrpcCall *c, const ProtobufCMessage *req);
+
+/* alpha APIs: lock, configuration, state query (dapr-alpha.c) */
+int grpc_dapr_try_lock(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_unlock(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_get_configuration(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_subscribe_configuration_open(GrpcCall *c);
+int grpc_dapr_subscribe_configuration_message(GrpcCall *c, const ProtobufCMessage *req);
+void grpc_dapr_subscribe_configuration_half_closed(GrpcCall *c);
+int grpc_dapr_unsubscribe_configuration(GrpcCall *c, const ProtobufCMessage *req);
+int grpc_dapr_query_state(GrpcCall *c, const ProtobufCMessage *req);
+
 /* proxying to a gRPC app's own services (proxy.c): any method not served here, with dapr-app-id */
 extern const GrpcMethod grpc_proxy_method;
 

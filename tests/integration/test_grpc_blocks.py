@@ -6,15 +6,20 @@ configuration API and the state query API. Called with Debian's python3-grpcio
 (grpc_support.py), against the real daemon and real stores; each RPC reaches
 the same block as its HTTP route, so what one front-end does the other sees."""
 
+import base64
 import json
 import os
+import queue
 import secrets
 import shutil
+import sqlite3
 import tempfile
+import threading
 
 import grpc_support as g  # first: may re-execute under Debian's python
 from grpc_support import appcallback, call, common, dapr, empty_pb2, grpc
 from harness import DaemonTestCase, main, request, wait_for
+from test_actors import AppProcess
 
 APP = "[App]\n"
 
@@ -179,6 +184,227 @@ class GrpcInputBindingTest(GrpcTestCase):
         self.assertEqual({e.name for e in app.binding_events}, {"tick"})
         # nothing went to OnInvoke (the HTTP shape of a delivery)
         self.assertEqual(app.invocations, [])
+
+
+class GrpcActorsTest(GrpcTestCase):
+    def setUp(self):
+        super().setUp()
+        d = self.daemon(start=False, apps={"caller": APP})
+        self.app = AppProcess(d.tmp, d.app_socket("host")).start()
+        self.addCleanup(self.app.kill)
+        d.write_app("host", f"[App]\nAppAddress={self.app.address}\nHealthCheckPath=/healthz\n"
+                            "HealthProbeInterval=100ms\n")
+        d.start()
+
+        def hosted():
+            r = d.get("/mooring/v1/actors")
+            return r.status == 200 and any(t["type"] == "Counter" and t["reminderState"] == "loaded"
+                                           for t in r.json())
+        wait_for(hosted, what="actor type Counter hosted")
+        self.d = d
+        self.caller, self.host = self.channel(d, "caller"), self.channel(d, "host")
+
+    def invoke(self, ch, method, data=b"", aid="1", typ="Counter", **md):
+        return call(ch, "InvokeActor", dapr.InvokeActorRequest(actor_type=typ, actor_id=aid, method=method, data=data,
+                                                               metadata=md), dapr.InvokeActorResponse)
+
+    def test_invoke_and_state(self):
+        r = self.invoke(self.caller, "echo", b'{"n":1}', x_trace="t1")
+        self.assertEqual(r.data, b'{"n":1}')
+        e = self.app.entries("method", type="Counter", id="1", name="echo")[-1]
+        self.assertEqual((e["body"], e["headers"]["content-type"], e["headers"]["x_trace"]),
+                         ('{"n":1}', "application/json", "t1"))
+        self.assert_fails(self.caller, "InvokeActor", dapr.InvokeActorRequest(actor_type="Counter", actor_id="1",
+                                                                              method="fail"),
+                          grpc.StatusCode.INTERNAL, "ERR_ACTOR_INVOKE_METHOD", dapr.InvokeActorResponse)
+        self.assert_fails(self.caller, "InvokeActor", dapr.InvokeActorRequest(actor_type="Nobody", actor_id="1",
+                                                                              method="m"),
+                          grpc.StatusCode.INTERNAL, "ERR_ACTOR_INVOKE_METHOD", dapr.InvokeActorResponse,
+                          contains="no app hosts actor type 'Nobody'")
+        # state: the host's, for an active actor
+        ops = [dapr.TransactionalActorStateOperation(operationType="upsert", key="k1",
+                                                     value=g.any_pb2.Any(value=b'"v1"')),
+               dapr.TransactionalActorStateOperation(operationType="upsert", key="k2",
+                                                     value=g.any_pb2.Any(value=b"2"))]
+        call(self.host, "ExecuteActorStateTransaction", dapr.ExecuteActorStateTransactionRequest(
+            actor_type="Counter", actor_id="1", operations=ops))
+
+        def get(key, ch=None, aid="1"):
+            return call(ch or self.host, "GetActorState", dapr.GetActorStateRequest(actor_type="Counter", actor_id=aid,
+                                                                                    key=key),
+                        dapr.GetActorStateResponse)
+        self.assertEqual(get("k1").data, b'"v1"')
+        h = request(self.d.app_socket("host"), "GET", "/v1.0/actors/Counter/1/state/k2")
+        self.assertEqual((h.status, h.body), (200, b"2"))
+        call(self.host, "ExecuteActorStateTransaction", dapr.ExecuteActorStateTransactionRequest(
+            actor_type="Counter", actor_id="1",
+            operations=[dapr.TransactionalActorStateOperation(operationType="delete", key="k1")]))
+        self.assertEqual(get("k1").data, b"")
+        # another app, an actor that is not active, an unknown operation
+        for ch, aid in ((self.caller, "1"), (self.host, "never")):
+            self.assert_fails(ch, "GetActorState", dapr.GetActorStateRequest(actor_type="Counter", actor_id=aid,
+                                                                             key="k2"),
+                              grpc.StatusCode.INVALID_ARGUMENT, "ERR_ACTOR_INSTANCE_MISSING",
+                              dapr.GetActorStateResponse)
+        self.assert_fails(self.host, "ExecuteActorStateTransaction", dapr.ExecuteActorStateTransactionRequest(
+            actor_type="Counter", actor_id="1",
+            operations=[dapr.TransactionalActorStateOperation(operationType="merge", key="k2")]),
+            grpc.StatusCode.UNIMPLEMENTED, "ERR_NOT_SUPPORTED_STATE_OPERATION")
+        self.assertEqual(get("k2").data, b"2")
+
+    def test_reminders_and_timers(self):
+        self.invoke(self.caller, "echo", aid="r1")  # active, for the timer
+        call(self.host, "RegisterActorReminder", dapr.RegisterActorReminderRequest(
+            actor_type="Counter", actor_id="r1", name="now", due_time="0s", data=b"hi"))
+        wait_for(lambda: self.app.entries("remind", id="r1", name="now"), what="the reminder")
+        # bytes on the wire; daprd hands them to the app as json.Marshal does a []byte: base64
+        self.assertEqual(self.app.entries("remind", id="r1", name="now")[0]["body"]["data"],
+                         base64.b64encode(b"hi").decode())
+        call(self.host, "RegisterActorReminder", dapr.RegisterActorReminderRequest(
+            actor_type="Counter", actor_id="r1", name="later", due_time="1h"))
+        h = request(self.d.app_socket("host"), "GET", "/v1.0/actors/Counter/r1/reminders/later")
+        self.assertEqual(h.json()["dueTime"], "1h")
+        call(self.host, "UnregisterActorReminder", dapr.UnregisterActorReminderRequest(
+            actor_type="Counter", actor_id="r1", name="later"))
+        h = request(self.d.app_socket("host"), "GET", "/v1.0/actors/Counter/r1/reminders/later")
+        self.assertEqual(h.body, b"null")
+        self.assert_fails(self.host, "RegisterActorReminder", dapr.RegisterActorReminderRequest(
+            actor_type="Counter", actor_id="r1", name="bad", due_time="tomorrow"),
+            grpc.StatusCode.INTERNAL, "ERR_ACTOR_REMINDER_CREATE")
+        self.assert_fails(self.caller, "RegisterActorReminder", dapr.RegisterActorReminderRequest(
+            actor_type="Counter", actor_id="r1", name="x", due_time="1h"),
+            grpc.StatusCode.PERMISSION_DENIED, "ERR_ACTOR_REMINDER_NON_HOSTED")
+        # timers: on an active actor only
+        call(self.host, "RegisterActorTimer", dapr.RegisterActorTimerRequest(
+            actor_type="Counter", actor_id="r1", name="t", due_time="0s", period="1h", callback="cb"))
+        wait_for(lambda: self.app.entries("timer", id="r1", name="t"), what="the timer")
+        call(self.host, "UnregisterActorTimer", dapr.UnregisterActorTimerRequest(actor_type="Counter",
+                                                                                 actor_id="r1", name="t"))
+        self.assert_fails(self.host, "RegisterActorTimer", dapr.RegisterActorTimerRequest(
+            actor_type="Counter", actor_id="never", name="t", due_time="1s"),
+            grpc.StatusCode.INTERNAL, "ERR_ACTOR_TIMER_CREATE")
+        self.assert_fails(self.host, "RegisterActorTimer", dapr.RegisterActorTimerRequest(
+            actor_type="Counter", actor_id="r1", name="t", period="often"),
+            grpc.StatusCode.INTERNAL, "ERR_ACTOR_TIMER_CREATE")
+
+
+class GrpcAlphaTest(GrpcTestCase):
+    def setUp(self):
+        super().setUp()
+        d = self.daemon(start=False, apps={"a": APP, "b": APP})
+        d.write_component("config.yaml", component("configstore", "configuration.sqlite",
+                                                   [("pollInterval", "100ms")]))
+        d.start()
+        self.d = d
+        self.a, self.b = self.channel(d, "a"), self.channel(d, "b")
+
+    def test_lock(self):
+        def lock(ch, owner, resource="r", expiry=60, store="lockstore"):
+            return call(ch, "TryLockAlpha1", dapr.TryLockRequest(store_name=store, resource_id=resource,
+                                                                 lock_owner=owner, expiry_in_seconds=expiry),
+                        dapr.TryLockResponse).success
+
+        def unlock(ch, owner, resource="r"):
+            return call(ch, "UnlockAlpha1", dapr.UnlockRequest(store_name="lockstore", resource_id=resource,
+                                                               lock_owner=owner), dapr.UnlockResponse).status
+        self.assertTrue(lock(self.a, "o1"))
+        self.assertFalse(lock(self.a, "o2"))  # held by another owner
+        # the HTTP route sees the same lock
+        h = request(self.d.app_socket("a"), "POST", "/v1.0-alpha1/lock/lockstore",
+                    body=b'{"resourceId":"r","lockOwner":"o3","expiryInSeconds":5}')
+        self.assertEqual(h.json(), {"success": False})
+        self.assertTrue(lock(self.b, "o2"))  # b's "r" is another key
+        self.assertEqual(unlock(self.a, "o2"), dapr.UnlockResponse.LOCK_BELONGS_TO_OTHERS)
+        self.assertEqual(unlock(self.a, "o1"), dapr.UnlockResponse.SUCCESS)
+        self.assertEqual(unlock(self.a, "o1"), dapr.UnlockResponse.LOCK_DOES_NOT_EXIST)
+        for req, code, reason in [
+                (dapr.TryLockRequest(store_name="lockstore", resource_id="r", lock_owner="o", expiry_in_seconds=0),
+                 grpc.StatusCode.INVALID_ARGUMENT, "ERR_MALFORMED_REQUEST"),
+                (dapr.TryLockRequest(store_name="lockstore", resource_id="", lock_owner="o", expiry_in_seconds=5),
+                 grpc.StatusCode.INVALID_ARGUMENT, "ERR_MALFORMED_REQUEST"),
+                (dapr.TryLockRequest(store_name="lockstore", resource_id="x||y", lock_owner="o", expiry_in_seconds=5),
+                 grpc.StatusCode.INTERNAL, "ERR_TRY_LOCK"),
+                (dapr.TryLockRequest(store_name="nope", resource_id="r", lock_owner="o", expiry_in_seconds=5),
+                 grpc.StatusCode.INVALID_ARGUMENT, "ERR_LOCK_STORE_NOT_FOUND")]:
+            self.assert_fails(self.a, "TryLockAlpha1", req, code, reason, dapr.TryLockResponse)
+        self.assert_fails(self.a, "UnlockAlpha1", dapr.UnlockRequest(store_name="lockstore", resource_id="r"),
+                          grpc.StatusCode.INVALID_ARGUMENT, "ERR_MALFORMED_REQUEST", dapr.UnlockResponse)
+
+    def db(self):
+        return sqlite3.connect(os.path.join(self.d.state, "configuration.db"))
+
+    def test_configuration_get_subscribe_unsubscribe(self):
+        r = call(self.a, "GetConfiguration", dapr.GetConfigurationRequest(store_name="configstore"),
+                 dapr.GetConfigurationResponse)  # creates the table
+        self.assertEqual(dict(r.items), {})
+        with self.db() as db:
+            db.execute("INSERT INTO configuration (key, value, version, metadata) VALUES "
+                       "('k', 'v', '7', '{\"m\":\"x\"}'), ('other', 'o', '', '{}')")
+        for name in ("GetConfiguration", "GetConfigurationAlpha1"):
+            r = call(self.a, name, dapr.GetConfigurationRequest(store_name="configstore", keys=["k"]),
+                     dapr.GetConfigurationResponse)
+            self.assertEqual({k: (v.value, v.version, dict(v.metadata)) for k, v in r.items.items()},
+                             {"k": ("v", "7", {"m": "x"})})
+        self.assert_fails(self.a, "GetConfiguration", dapr.GetConfigurationRequest(store_name="nope"),
+                          grpc.StatusCode.INVALID_ARGUMENT, "ERR_CONFIGURATION_STORE_NOT_FOUND",
+                          dapr.GetConfigurationResponse)
+        # a subscription on the stream, for key k only; a change made in the store itself reaches it
+        fn = self.a.unary_stream(g.DAPR + "SubscribeConfiguration", request_serializer=lambda m: m.SerializeToString(),
+                                 response_deserializer=dapr.SubscribeConfigurationResponse.FromString)
+        it = fn(dapr.SubscribeConfigurationRequest(store_name="configstore", keys=["k"]), timeout=60)
+        first = next(it)
+        self.assertTrue(first.id)
+        self.assertEqual(len(first.items), 0)
+        got = queue.Queue()
+        threading.Thread(target=lambda: [got.put(m) for m in it] + [got.put(None)], daemon=True).start()
+        with self.db() as db:
+            db.execute("UPDATE configuration SET value = 'other2' WHERE key = 'other'")
+            db.execute("UPDATE configuration SET value = 'v2', version = '8' WHERE key = 'k'")
+        m = got.get(timeout=30)
+        self.assertEqual(m.id, first.id)
+        self.assertEqual({k: (v.value, v.version) for k, v in m.items.items()}, {"k": ("v2", "8")})
+        # another app cannot end it; an unknown id is ok=false, not an error
+        r = call(self.b, "UnsubscribeConfiguration", dapr.UnsubscribeConfigurationRequest(
+            store_name="configstore", id=first.id), dapr.UnsubscribeConfigurationResponse)
+        self.assertFalse(r.ok)
+        self.assertIn("does not exist", r.message)
+        r = call(self.a, "UnsubscribeConfigurationAlpha1", dapr.UnsubscribeConfigurationRequest(
+            store_name="configstore", id=first.id), dapr.UnsubscribeConfigurationResponse)
+        self.assertTrue(r.ok)
+        self.assertIsNone(got.get(timeout=30))  # the stream ended, OK
+        # a subscriber that leaves ends its subscription (the daemon's leak check at exit sees the rest)
+        gone = fn(dapr.SubscribeConfigurationRequest(store_name="configstore"), timeout=30)
+        next(gone)
+        gone.cancel()
+        # errors of the stream
+        bad = fn(dapr.SubscribeConfigurationRequest(store_name="nope"), timeout=30)
+        with self.assertRaises(grpc.RpcError) as cm:
+            next(bad)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(g.error_info(cm.exception), "ERR_CONFIGURATION_STORE_NOT_FOUND")
+
+    def test_query_state(self):
+        r = request(self.d.app_socket("a"), "POST", "/v1.0/state/statestore",
+                    body=json.dumps([{"key": f"k{i}", "value": {"n": i, "even": i % 2 == 0}}
+                                     for i in range(5)]).encode())
+        self.assertEqual(r.status, 204, r)
+        q = json.dumps({"filter": {"EQ": {"even": True}}, "sort": [{"key": "n", "order": "DESC"}],
+                        "page": {"limit": 2}})
+        r = call(self.a, "QueryStateAlpha1", dapr.QueryStateRequest(store_name="statestore", query=q),
+                 dapr.QueryStateResponse)
+        self.assertEqual([(i.key, json.loads(i.data)) for i in r.results],
+                         [("k4", {"n": 4, "even": True}), ("k2", {"n": 2, "even": True})])
+        self.assertTrue(r.results[0].etag)
+        self.assertEqual(r.token, "2")
+        # b sees none of a's keys
+        r = call(self.b, "QueryStateAlpha1", dapr.QueryStateRequest(store_name="statestore", query=q),
+                 dapr.QueryStateResponse)
+        self.assertEqual((list(r.results), r.token), ([], ""))
+        self.assert_fails(self.a, "QueryStateAlpha1", dapr.QueryStateRequest(store_name="statestore",
+                                                                             query="{not json"),
+                          grpc.StatusCode.INTERNAL, "ERR_STATE_QUERY", dapr.QueryStateResponse)
+        self.assert_fails(self.a, "QueryStateAlpha1", dapr.QueryStateRequest(store_name="nope", query="{}"),
+                          grpc.StatusCode.INVALID_ARGUMENT, "ERR_STATE_STORE_NOT_FOUND", dapr.QueryStateResponse)
 
 
 if __name__ == "__main__":
