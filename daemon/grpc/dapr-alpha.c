@@ -12,11 +12,11 @@
  *
  * A streaming subscription is the app's own (it is told through the stream,
  * not through its app channel, so an app without AppAddress can subscribe).
- * It ends when the client leaves, with UnsubscribeConfiguration (the stream
- * then ends OK), when the client stops reading (RESOURCE_EXHAUSTED), or with
- * the store: a reload that replaces the component frees the block's
- * subscription, and the stream stays open without further updates (as an
- * HTTP subscriber hears nothing more either).
+ * It ends when the client leaves or with UnsubscribeConfiguration (the
+ * stream then ends OK). A reload that replaces the component frees the
+ * block's subscription: the stream stays open without further updates (as
+ * an HTTP subscriber hears nothing more either). Updates a client does not
+ * read are dropped past the server's send bound, and logged.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -381,9 +381,12 @@ static void on_config_changed(ConfigStore *s, const char *id, const ConfigItem *
         resp.items = ep;
         k = grpc_call_send(st->call, &resp.base);
         config_map_done(&map);
-        if (k == -ENOBUFS)
-                /* the app does not read its stream: end it rather than hold updates without bound */
-                stream_end(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "the subscriber does not read its configuration updates");
+        /* The app does not read its stream (past the server's send bound): the update is dropped, as the
+         * HTTP path drops what an app does not take. Not ended here: this runs inside the store's
+         * change walk, where freeing the subscription is not safe. */
+        if (k < 0)
+                log_struct(LOG_WARNING, k, st->app_id, s->name, "Configuration update for subscription %s dropped: "
+                           "%s.", id, k == -ENOBUFS ? "the subscriber does not read its stream" : strerror(-k));
 }
 
 static void on_stream_cancel(GrpcCall *c, void *userdata) {
