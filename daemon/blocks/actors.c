@@ -30,6 +30,7 @@
 #include "../core/component.h"
 #include "../core/placement.h"
 #include "../core/registry.h"
+#include "../core/resiliency.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/log.h"
@@ -982,6 +983,10 @@ static int turn_send(Turn *t) {
                 .retries = ACTOR_CALL_RETRIES,
                 .max_answer = ACTOR_ANSWER_MAX,
         };
+        /* the Resiliency timeout of the actor type (core/resiliency.h), when shorter */
+        uint64_t to = resiliency_actor_timeout(rt->registry->resiliency, app->config->id, a->type->cfg.type);
+        if (to > 0 && (req.timeout_usec == 0 || to < req.timeout_usec))
+                req.timeout_usec = to;
         return transport_call_start(rt->registry->transport, &addr, &req, &turn_handler, t, &t->tc);
 }
 

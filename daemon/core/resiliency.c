@@ -847,6 +847,20 @@ int resiliency_lookup(Resiliency *r, const char *caller, ResiliencyKind kind, co
         return ret->timeout_usec > 0 || ret->retry || ret->breaker;
 }
 
+uint64_t resiliency_actor_timeout(Resiliency *r, const char *app, const char *actor_type) {
+        const ResiliencyTimeout *to = NULL;
+        const ResiliencyTarget *t;
+
+        if (!r || r->n_docs == 0 || !actor_type)
+                return 0;
+        t = find_target(r, app, RESILIENCY_ACTOR, actor_type);
+        if (t)
+                to = find_timeout(r, app, t->timeout);
+        else if (!(to = find_timeout(r, app, "DefaultActorTimeoutPolicy")))
+                to = find_timeout(r, app, "DefaultTimeoutPolicy");
+        return to ? to->usec : 0;
+}
+
 /* ---- circuit breakers (gobreaker's state machine) ---- */
 
 static void breaker_new_generation(ResiliencyBreaker *b, uint64_t now) {

@@ -172,6 +172,13 @@ int resiliency_lookup(Resiliency *r, const char *caller, ResiliencyKind kind, co
                       const char *component_type, ResiliencyPolicy *ret);
 
 /*
+ * The timeout for calls into actors of actor_type hosted by app (daprd's post-lock actor policy:
+ * the target's timeout, else DefaultActorTimeoutPolicy, else DefaultTimeoutPolicy); 0: none.
+ * Retries and breakers of actor targets are not applied yet.
+ */
+uint64_t resiliency_actor_timeout(Resiliency *r, const char *app, const char *actor_type);
+
+/*
  * Before an attempt: 0 with *ret_generation to hand to _report(), or -EHOSTUNREACH
  * when the breaker is open ("circuit breaker is open") or half-open with its
  * probes taken ("too many requests"); *ret_msg says which.

@@ -278,6 +278,40 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual((r.status, r.body), (200, b"ok"), r)
         self.assertEqual(target.calls, 3)
 
+    def test_actor_timeout(self):
+        from test_actors import AppProcess
+        d = self.daemon(start=False, apps={"caller": "[App]\n"}, components={"actors.yaml": ACTOR_POLICY})
+        app = AppProcess(d.tmp, d.app_socket("host")).start()
+        self.addCleanup(app.kill)
+        d.write_app("host", f"[App]\nAppAddress={app.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n")
+        d.start()
+
+        def hosted():
+            r = d.get("/mooring/v1/actors")
+            return r.status == 200 and any(t["type"] == "Counter" and t["reminderState"] == "loaded" for t in r.json())
+        wait_for(hosted, what="actor type Counter hosted")
+        sock = d.app_socket("caller")
+        r = request(sock, "PUT", "/v1.0/actors/Counter/1/method/slow?ms=20")
+        self.assertEqual(r.status, 200, r)
+        # the actor type's timeout cuts a turn the app takes 5 s for
+        r = request(sock, "PUT", "/v1.0/actors/Counter/1/method/slow?ms=5000")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_ACTOR_INVOKE_METHOD")
+
+
+ACTOR_POLICY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: actors
+spec:
+  policies:
+    timeouts:
+      turn: 1s
+  targets:
+    actors:
+      Counter:
+        timeout: turn
+"""
 
 OUT = """apiVersion: dapr.io/v1alpha1
 kind: Component
