@@ -22,6 +22,13 @@
 
 #define RESILIENCY_FILE_MAX (1024 * 1024)
 
+/* FNV-1a, 64 bit: enough to tell "the same files as last time" */
+static uint64_t digest_add(uint64_t h, const void *p, size_t n) {
+        for (const unsigned char *c = p; n > 0; c++, n--)
+                h = (h ^ *c) * 1099511628211ULL;
+        return h;
+}
+
 typedef struct {
         Resiliency *set;
         ConfError errors;  /* every bad document, in order */
@@ -49,6 +56,7 @@ int registry_reload_resiliency(Registry *r) {
 
         if (!l.set)
                 return -ENOMEM;
+        l.set->digest = 14695981039346656037ULL;
         for (size_t i = 0; i < ELEMENTSOF(dirs) && !l.oom; i++) {
                 _cleanup_strv_free_ char **files = NULL;
                 _cleanup_free_ char *dir = NULL;
@@ -66,12 +74,20 @@ int registry_reload_resiliency(Registry *r) {
                                 continue;
                         if (!strstr(text, "Resiliency"))
                                 continue; /* no need to load a component file's node tree twice */
+                        l.set->digest = digest_add(l.set->digest, *f, strlen(*f) + 1);
+                        l.set->digest = digest_add(l.set->digest, text, len);
                         if (resiliency_parse(*f, text, len, on_found, on_error, &l) == -ENOMEM)
                                 l.oom = true;
                 }
         }
         if (l.oom) {
                 ret = -ENOMEM;
+                goto finish;
+        }
+        if (r->resiliency && r->resiliency->digest == l.set->digest) {
+                /* nothing changed: the running set stays, and with it the breakers' state */
+                if (l.errors.message)
+                        registry_log_conf_error(r, &l.errors);
                 goto finish;
         }
         if (l.errors.message) {

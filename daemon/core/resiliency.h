@@ -128,6 +128,8 @@ typedef struct Resiliency {
         size_t n_docs;
         ResiliencyBreaker *breakers;
         unsigned n_errors;              /* bad documents of the load that made this set */
+        uint64_t digest;                /* of the files it was read from (names and texts): a reload
+                                         * that finds them unchanged keeps this set and its breakers */
 } Resiliency;
 
 Resiliency *resiliency_new(void);

@@ -45,7 +45,7 @@ spec:
     circuitBreakers:
       cb:
         maxRequests: 1
-        timeout: 1s
+        timeout: 2s
         trip: consecutiveFailures >= 3
   targets:
     apps:
@@ -144,6 +144,12 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stdout, r"\na +app +fragile +cb +open +0\n")
         self.assertRegex(p.stdout, r"target +app +flaky +timeout -, retry three, circuitBreaker -")
+        # a reload that changes no Resiliency file keeps the breakers as they are
+        # (a new set would have no breaker until the next call)
+        self.reload(d)
+        cbs = d.get("/mooring/v1/resiliency").json()["circuitBreakers"]
+        self.assertEqual([(b["caller"], b["target"]) for b in cbs], [("a", "fragile")])
+        self.assertIn(cbs[0]["state"], ("open", "half-open"))  # its timeout may have passed meanwhile
 
         # after its timeout one probe goes through (half-open); success closes it
         fragile.failing = False
