@@ -90,6 +90,7 @@ struct InvokeCall {
         bool breaker_counting;        /* the running attempt was allowed by the breaker */
         bool discarding;              /* a failed answer that is retried: it never reaches the caller */
         uint64_t retry_delay_usec;    /* the back-off before the next attempt */
+        unsigned transport_retries;   /* resends while nothing reached the app (no retry policy) */
         sd_event_source *res_timer;   /* the attempt's timeout, or the back-off before the next one */
         char strings[];               /* verb, path, caller_app: one allocation with the call */
 };
@@ -512,7 +513,7 @@ static void start_transfer(InvokeCall *c) {
                 .body = c->body,
                 .body_len = c->body_len,
                 /* the deadline above bounds them; a Resiliency retry policy replaces them */
-                .retries = c->policy.retry ? 0 : INVOKE_RETRIES,
+                .retries = c->policy.retry ? 0 : c->transport_retries,
         };
         c->state = CALL_RUNNING;
         c->transfer_usec = metrics_now_usec();
@@ -697,6 +698,11 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 if (r > 0)
                         c->res = resiliency_ref(m->resiliency);
         }
+        /* no policy targets the callee: daprd's built-in retries, which DaprBuiltInServiceRetries may
+         * override (its count; the back-off stays the transport's) */
+        int64_t n = resiliency_builtin_retries(m->resiliency, req->caller_app, "DaprBuiltInServiceRetries",
+                                               INVOKE_RETRIES);
+        c->transport_retries = n < 0 || n > 1000 ? 1000 : (unsigned) n;
 
         c->waiter.granted = on_slot_granted;
         if (app_slot_acquire(target, &c->waiter)) {

@@ -847,6 +847,15 @@ int resiliency_lookup(Resiliency *r, const char *caller, ResiliencyKind kind, co
         return ret->timeout_usec > 0 || ret->retry || ret->breaker;
 }
 
+int64_t resiliency_builtin_retries(Resiliency *r, const char *caller, const char *name, int64_t dflt) {
+        const ResiliencyRetry *p = r ? find_retry(r, caller, name) : NULL;
+        if (!p)
+                return dflt;
+        if (p->max_retries >= 0 && p->max_retries < 3)
+                return 3;
+        return p->max_retries;
+}
+
 uint64_t resiliency_actor_timeout(Resiliency *r, const char *app, const char *actor_type) {
         const ResiliencyTimeout *to = NULL;
         const ResiliencyTarget *t;

@@ -174,6 +174,13 @@ int resiliency_lookup(Resiliency *r, const char *caller, ResiliencyKind kind, co
                       const char *component_type, ResiliencyPolicy *ret);
 
 /*
+ * How many times a built-in retry of daprd's (DaprBuiltInServiceRetries, ...) runs for caller:
+ * the maxRetries of a retry policy of that name in scope (at least 3, as daprd resets lower
+ * values), else dflt. -1: without end.
+ */
+int64_t resiliency_builtin_retries(Resiliency *r, const char *caller, const char *name, int64_t dflt);
+
+/*
  * The timeout for calls into actors of actor_type hosted by app (daprd's post-lock actor policy:
  * the target's timeout, else DefaultActorTimeoutPolicy, else DefaultTimeoutPolicy); 0: none.
  * Retries and breakers of actor targets are not applied yet.

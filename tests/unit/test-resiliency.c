@@ -126,6 +126,17 @@ TEST(lookup_targets_defaults_scopes) {
         load_done(&l);
 }
 
+TEST(builtin_overrides) {
+        Load l = load(HEAD "spec:\n  policies:\n    retries:\n      DaprBuiltInServiceRetries: {maxRetries: 1}\n");
+        Load l2 = load(HEAD "spec:\n  policies:\n    retries:\n      DaprBuiltInServiceRetries: {maxRetries: 9}\n");
+        ASSERT_EQ(resiliency_builtin_retries(NULL, "a", "DaprBuiltInServiceRetries", 3), 3);
+        ASSERT_EQ(resiliency_builtin_retries(l.set, "a", "DaprBuiltInServiceRetries", 5), 3); /* at least 3 */
+        ASSERT_EQ(resiliency_builtin_retries(l2.set, "a", "DaprBuiltInServiceRetries", 3), 9);
+        ASSERT_EQ(resiliency_builtin_retries(l2.set, "a", "DaprBuiltInActorRetries", 3), 3);
+        load_done(&l);
+        load_done(&l2);
+}
+
 TEST(breaker_opens_half_opens_closes) {
         Load l = load(full);
         ResiliencyPolicy p;
