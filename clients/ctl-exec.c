@@ -284,14 +284,8 @@ static int self_from_socket(const CtlOptions *o, const char *app_id, json_t **re
 
         if (asprintf(&want, "mooring-app@%s.service", app_id) < 0 || !in_unit(want))
                 return 0;
-        const char *env = getenv("MOORING_SOCKET"), *rt = getenv("XDG_RUNTIME_DIR");
-        if (env && *env)
-                path = strdup(env);
-        else if (o->user && rt && rt[0] == '/') {
-                if (asprintf(&path, "%s/mooring/mooringd.sock", rt) < 0)
-                        path = NULL;
-        } else
-                path = strdup(MOORING_RUNTIME_DIR "/mooringd.sock");
+        const char *env = getenv("MOORING_SOCKET");
+        path = env && *env ? strdup(env) : ctl_default_socket_path(o);
         if (!path)
                 return 0;
         so.socket_path = path;

@@ -178,3 +178,12 @@ bool ctl_data_is_json(const void *data, size_t size) {
         j = json_loadb(data, size, 0, NULL);
         return j != NULL;
 }
+
+char *ctl_default_socket_path(const CtlOptions *o) {
+        const char *rt = getenv("XDG_RUNTIME_DIR");
+        char *p;
+
+        if (o->user && rt && rt[0] == '/')
+                return asprintf(&p, "%s/mooring/mooringd.sock", rt) < 0 ? NULL : p;
+        return strdup(MOORING_RUNTIME_DIR "/mooringd.sock");
+}

@@ -171,6 +171,9 @@ typedef struct CtlComponentList {
 void ctl_log(const char *fmt, ...) _printf_(1, 2);
 int ctl_log_errno(int r, const char *fmt, ...) _printf_(2, 3);
 int ctl_log_oom(void);
+/* The shared API socket when none is named: $XDG_RUNTIME_DIR/mooring/mooringd.sock for --user
+ * (with an absolute XDG_RUNTIME_DIR), else MOORING_RUNTIME_DIR/mooringd.sock. malloc'd; NULL on OOM. */
+char *ctl_default_socket_path(const CtlOptions *o);
 bool ctl_app_id_is_valid(const char *id);
 int ctl_read_all(int fd, size_t max, char **ret, size_t *ret_size);
 int ctl_load_data(const char *data, const void **ret, size_t *ret_size, char **ret_buf);

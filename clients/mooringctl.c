@@ -1119,11 +1119,7 @@ static int dashboard_main(Args *args, int argc, char *argv[]) {
         if (check_foreign_options(args, "dashboard") < 0 || select_transport(args, NULL) < 0)
                 return CTL_EXIT_USAGE;
         if (!args->options.socket_path) {
-                const char *rt = getenv("XDG_RUNTIME_DIR");
-                if (args->options.user && rt && rt[0] == '/') {
-                        if (asprintf(&dflt, "%s/mooring/mooringd.sock", rt) < 0)
-                                return exit_status(ctl_log_oom());
-                } else if (!(dflt = strdup(MOORING_RUNTIME_DIR "/mooringd.sock")))
+                if (!(dflt = ctl_default_socket_path(&args->options)))
                         return exit_status(ctl_log_oom());
                 args->options.socket_path = dflt;
         }
@@ -1144,11 +1140,7 @@ static int resiliency_main(Args *args, int argc, char *argv[]) {
         if (check_foreign_options(args, NULL) < 0 || select_transport(args, NULL) < 0)
                 return CTL_EXIT_USAGE;
         if (!args->options.socket_path) {
-                const char *rt = getenv("XDG_RUNTIME_DIR");
-                if (args->options.user && rt && rt[0] == '/') {
-                        if (asprintf(&dflt, "%s/mooring/mooringd.sock", rt) < 0)
-                                return exit_status(ctl_log_oom());
-                } else if (!(dflt = strdup(MOORING_RUNTIME_DIR "/mooringd.sock")))
+                if (!(dflt = ctl_default_socket_path(&args->options)))
                         return exit_status(ctl_log_oom());
                 args->options.socket_path = dflt;
         }
