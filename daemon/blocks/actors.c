@@ -218,6 +218,7 @@ struct Actor {
         Turn *head, *tail;        /* waiting */
         size_t queued;
         Turn *running;            /* in the app */
+        Turn *retrying;           /* method calls waiting to retry (Resiliency), linked by next */
         unsigned in_flight;       /* turns in the app: 1, or a reentrant chain */
         char *chain;              /* the running chain's reentrancy id */
         Timer *timers;
@@ -243,8 +244,17 @@ struct Turn {
         Timer *timer;             /* TURN_TIMER; likewise */
         FireGate *gate;           /* a fire in the app: counted in this gate's running */
         TransportCall *tc;
-        Turn *next;               /* the actor's queue */
+        Turn *next;               /* the actor's queue, or its retrying list */
         Turn *rnext, *rprev;      /* the actor's running list */
+        /* a method call under the caller's Resiliency policy for the actor type, when one applies */
+        Resiliency *res;          /* ref */
+        ResiliencyPolicy policy;  /* retry and breaker; the breaker is held (resiliency_breaker_release) */
+        unsigned retries_done;
+        uint64_t first_usec;      /* CLOCK_MONOTONIC: the first attempt (exponential maxElapsedTime) */
+        uint64_t breaker_generation;
+        bool breaker_counting;    /* the attempt in the app was allowed by the breaker */
+        const char *refused;      /* why the breaker refused the call (static), answered from the loop */
+        sd_event_source *retry_timer; /* set while on the actor's retrying list */
 };
 
 struct ActorRuntime {
@@ -844,6 +854,12 @@ static void turn_free(Turn *t) {
         if (!t)
                 return;
         transport_call_cancel(t->tc);
+        sd_event_source_disable_unref(t->retry_timer);
+        if (t->breaker_counting) /* an attempt that ends unheard (its app went away) failed */
+                resiliency_breaker_report(t->policy.breaker, t->breaker_generation, false,
+                                          actor_heap_now(t->rt->idle));
+        resiliency_breaker_release(t->policy.breaker);
+        resiliency_unref(t->res);
         free(t->target);
         free(t->headers); /* packed */
         free(t->owned_body);
@@ -852,7 +868,7 @@ static void turn_free(Turn *t) {
 }
 
 static void idle_arm(Actor *a) {
-        if (a->in_flight == 0 && !a->head) {
+        if (a->in_flight == 0 && !a->head && !a->retrying) {
                 uint64_t now = actor_heap_now(a->rt->idle);
                 if (actor_heap_set(a->rt->idle, &a->idle, now + a->type->cfg.idle_usec) < 0)
                         log_oom();
@@ -1089,11 +1105,35 @@ static void running_unlink(Actor *a, Turn *t) {
                 gate_release(a->rt, TAKE_PTR(t->gate));
 }
 
+/* What one attempt of a method call came to, as daprd's actor call path sees it. */
+typedef enum AttemptVerdict {
+        ATTEMPT_OK,
+        ATTEMPT_RETRY,            /* failed; a retry policy may try again */
+        ATTEMPT_FAILED,           /* failed for good (daprd: 404 is "actor method not found", permanent) */
+} AttemptVerdict;
+
+static bool call_after_attempt(Turn *t, AttemptVerdict v);
+
+static AttemptVerdict attempt_verdict(const TransportAnswer *ans, const TransportError *e) {
+        if (e)
+                return ATTEMPT_RETRY;
+        if (ans->status == 404)
+                return ATTEMPT_FAILED;
+        /* daprd retries the .NET SDK's error header too: it is an error (ActorError) to the policy */
+        if (ans->status != 200 || header_get(ans->headers, "X-DaprErrorResponseHeader"))
+                return ATTEMPT_RETRY;
+        return ATTEMPT_OK;
+}
+
 static void turn_finish(Turn *t, const TransportAnswer *ans, const TransportError *e) {
         Actor *a = t->actor;
         _cleanup_free_ char **headers = NULL, *msg = NULL;
 
         running_unlink(a, t);
+        if (t->res && call_after_attempt(t, attempt_verdict(ans, e))) {
+                actor_pump(a); /* the actor is free for others while this call waits to retry */
+                return;
+        }
         if (e) {
                 if (asprintf(&msg, "error invoking actor %s/%s: %s", a->type->cfg.type, a->id, e->message) < 0)
                         msg = NULL;
@@ -1163,9 +1203,133 @@ static void turn_enqueue(Actor *a, Turn *t) {
         actor_heap_remove(a->rt->idle, &a->idle);
 }
 
+/*
+ * Where a method call goes: into the running reentrant chain it belongs to, straight into the app
+ * when the actor is free, else to the end of the actor's line. < 0: nothing started.
+ */
+static int turn_submit(Actor *a, Turn *t) {
+        bool enter = a->type->cfg.reentrancy && t->reentry && a->in_flight > 0 && a->chain &&
+                     streq(a->chain, t->reentry);
+        if (enter && a->in_flight >= a->type->cfg.max_depth)
+                return -ELOOP;
+        if (!enter && a->queued >= ACTOR_QUEUE_MAX)
+                return -EBUSY;
+        if (enter || (a->in_flight == 0 && !a->head))
+                return turn_start(t);
+        turn_enqueue(a, t);
+        return 0;
+}
+
+/* ---- Resiliency: retries and circuit breakers of method calls ---- */
+
+/*
+ * daprd applies an actor type's retry and circuit breaker around the whole call, before the
+ * actor's lock is taken (pkg/api/http actors.go: ActorPreLockPolicy around router.Call), and its
+ * timeout to each attempt in the app once the lock is held (ActorPostLockPolicy, turn_send()).
+ * So here: the breaker is asked before an attempt joins the actor's line and told the outcome
+ * when the app answered; a failed attempt leaves the actor (others go first) and joins the line
+ * again after the back-off. What daprd retries: a transport error, a timeout, a status other than
+ * 200 except 404, and a 200 carrying the .NET SDK's X-DaprErrorResponseHeader (daprd's router
+ * marks local errors permanent but unwraps that mark before the pre-lock policy sees them, so
+ * the policy retries them; 404 carries a second mark and is not retried). An open breaker ends
+ * the retries at once (breaker errors are permanent). Reminders and timers get none of this, as
+ * in daprd (only the post-lock timeout).
+ */
+
+static int on_call_retry(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Parks t on its actor's retrying list until delay has passed (0: the next loop iteration). */
+static int call_park(Turn *t, uint64_t delay) {
+        Actor *a = t->actor;
+        int r = sd_event_add_time_relative(t->rt->registry->event, &t->retry_timer, CLOCK_MONOTONIC, delay, 0,
+                                           on_call_retry, t);
+        if (r < 0)
+                return r;
+        t->next = a->retrying;
+        a->retrying = t;
+        return 0;
+}
+
+static void call_unpark(Turn *t) {
+        for (Turn **p = &t->actor->retrying; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        break;
+                }
+        t->next = NULL;
+        t->retry_timer = sd_event_source_disable_unref(t->retry_timer);
+}
+
+/* One attempt: the breaker's consent, then the actor's line. < 0: not started (-EHOSTUNREACH with
+ * t->refused: the breaker said no). */
+static int call_attempt(Turn *t) {
+        uint64_t now = actor_heap_now(t->rt->idle);
+        int r;
+
+        if (t->first_usec == 0)
+                t->first_usec = now;
+        t->refused = NULL;
+        if (t->policy.breaker) {
+                r = resiliency_breaker_allow(t->policy.breaker, now, &t->breaker_generation, &t->refused);
+                if (r < 0)
+                        return r;
+                t->breaker_counting = true;
+        }
+        r = turn_submit(t->actor, t);
+        if (r < 0 && t->breaker_counting) {
+                t->breaker_counting = false;
+                resiliency_breaker_report(t->policy.breaker, t->breaker_generation, false, now);
+        }
+        return r;
+}
+
+/* After an attempt (t is not running): tells the breaker; true when t waits to try again. */
+static bool call_after_attempt(Turn *t, AttemptVerdict v) {
+        uint64_t now = actor_heap_now(t->rt->idle), delay;
+
+        if (t->breaker_counting) {
+                t->breaker_counting = false;
+                resiliency_breaker_report(t->policy.breaker, t->breaker_generation, v == ATTEMPT_OK, now);
+        }
+        if (v != ATTEMPT_RETRY || t->cancelled ||
+            !resiliency_retry_next(t->policy.retry, t->retries_done + 1, now - t->first_usec, &delay) ||
+            call_park(t, delay) < 0)
+                return false;
+        t->retries_done++;
+        log_debug("Actor call %s/%s is sent again in %" PRIu64 " ms (Resiliency policy '%s', retry %u).",
+                  t->actor->type->cfg.type, t->actor->id, delay / 1000, t->policy.retry->name, t->retries_done);
+        return true;
+}
+
+static int on_call_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Turn *t = userdata;
+        Actor *a = t->actor;
+        int r;
+
+        call_unpark(t);
+        r = t->refused ? -EHOSTUNREACH : call_attempt(t);
+        if (r >= 0)
+                return 0;
+        bool refused = r == -EHOSTUNREACH && t->refused;
+        /* the attempt did not reach the app (its app is down, the line is full): a failed attempt */
+        if (!refused && call_after_attempt(t, ATTEMPT_RETRY))
+                return 0;
+        turn_complete(t, NULL, r, refused           ? t->refused
+                                  : r == -EHOSTDOWN ? "the app hosting the actor is not reachable"
+                                  : r == -EBUSY     ? "too many calls waiting for this actor"
+                                                    : strerror(-r));
+        idle_arm(a);
+        return 0;
+}
+
 /* Ends every turn of a (queued ones unstarted, running ones cancelled in the transport) with error,
  * then frees a. For an app that went away: it lost its actors. */
 static void actor_abort(Actor *a, int error, const char *message) {
+        while (a->retrying) {
+                Turn *t = a->retrying;
+                call_unpark(t);
+                turn_complete(t, NULL, error, message);
+        }
         while (a->head) {
                 Turn *t = a->head;
                 a->head = t->next;
@@ -1212,6 +1376,7 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
                 return -EHOSTDOWN;
         a = find_actor(rt, req->type, req->id);
         const char *reentry = header_get(req->headers, REENTRANCY_HEADER);
+        /* checked here before an actor is made for the call; turn_submit() checks again for retries */
         bool enter = a && type->cfg.reentrancy && reentry && a->in_flight > 0 && a->chain &&
                      streq(a->chain, reentry);
         if (enter && a->in_flight >= type->cfg.max_depth)
@@ -1231,16 +1396,22 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
         t->body_len = req->body_len;
         t->done = done;
         t->userdata = userdata;
-        if (enter || (a->in_flight == 0 && !a->head)) {
-                k = turn_start(t);
-                if (k < 0) {
-                        turn_free(t);
-                        if (a->in_flight == 0 && !a->head)
-                                idle_arm(a);
-                        return k;
-                }
+        k = resiliency_actor_policy(r->resiliency, req->caller_app, req->type, req->id, &t->policy);
+        if (k < 0)
+                goto oom;
+        if (k > 0) {
+                t->res = resiliency_ref(r->resiliency);
+                k = call_attempt(t);
+                if (k == -EHOSTUNREACH && t->refused) /* the breaker is open: answered from the loop */
+                        k = call_park(t, 0);
         } else
-                turn_enqueue(a, t);
+                k = turn_submit(a, t);
+        if (k < 0) {
+                turn_free(t);
+                if (a->in_flight == 0 && !a->head)
+                        idle_arm(a);
+                return k;
+        }
         if (ret)
                 *ret = (ActorCall *) t;
         return 0;
@@ -1263,7 +1434,10 @@ void actor_call_cancel(ActorCall *c) {
                 return;
         }
         a = t->actor;
-        queue_remove(a, t);
+        if (t->retry_timer)
+                call_unpark(t);
+        else
+                queue_remove(a, t);
         turn_free(t);
         if (a->in_flight == 0 && !a->head)
                 idle_arm(a);
@@ -1286,7 +1460,7 @@ static void on_idle(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
         App *app = registry_find_app(rt->registry, a->type->app_id);
         TransportAddress addr;
 
-        if (a->in_flight > 0 || a->head)
+        if (a->in_flight > 0 || a->head || a->retrying)
                 return; /* busy again: re-armed when it is idle */
         /* Dapr: DELETE /actors/{type}/{id}; the app drops the instance */
         _cleanup_free_ char *path = actor_path(a->type->cfg.type, a->id, NULL, NULL, NULL);
@@ -1822,7 +1996,7 @@ static void app_lost_actors(ActorRuntime *rt, const char *app_id) {
                 for (HNode *n = rt->actors.b[i], *next; n; n = next) {
                         next = n->next;
                         Actor *a = (Actor *) ((char *) n - offsetof(Actor, node));
-                        if (streq(a->type->app_id, app_id) && a->in_flight == 0 && !a->head)
+                        if (streq(a->type->app_id, app_id) && a->in_flight == 0 && !a->head && !a->retrying)
                                 actor_free(a);
                 }
 }

@@ -9,6 +9,7 @@
  * decoder) we refuse them with file:line: a misspelt "maxRetries" silently
  * meaning "retry forever" is the kind of surprise the operator should see.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -255,6 +256,9 @@ ResiliencyDoc *resiliency_doc_free(ResiliencyDoc *d) {
 }
 DEFINE_CLEANUP_FUNC(ResiliencyDoc, resiliency_doc_free);
 
+static void breaker_free(ResiliencyBreaker *b);
+static void cache_free(ActorBreakerCache *c);
+
 Resiliency *resiliency_new(void) {
         Resiliency *r = calloc(1, sizeof *r);
         if (r)
@@ -277,9 +281,12 @@ Resiliency *resiliency_unref(Resiliency *r) {
         while (r->breakers) {
                 ResiliencyBreaker *b = r->breakers;
                 r->breakers = b->next;
-                free(b->caller);
-                free(b->target);
-                free(b);
+                breaker_free(b);
+        }
+        while (r->actor_caches) {
+                ActorBreakerCache *c = r->actor_caches;
+                r->actor_caches = c->next;
+                cache_free(c);
         }
         free(r);
         return NULL;
@@ -517,6 +524,10 @@ static int add_target(YamlWalk *w, ResiliencyDoc *d, ResiliencyKind kind, const 
             (r = yaml_get_scalar(w, v, "retry", field, false, &retry)) < 0 ||
             (r = yaml_get_scalar(w, v, "circuitBreaker", field, false, &breaker)) < 0)
                 return r;
+        double cache_size = 0;
+        if ((r = get_number(w, v, "circuitBreakerCacheSize", field, 0, 1e9, true, &cache_size)) < 0)
+                return r;
+        t.breaker_cache_size = (uint32_t) cache_size; /* daprd: 0 means its default */
         if (kind == RESILIENCY_ACTOR) {
                 r = yaml_get_scalar(w, v, "circuitBreakerScope", field, false, &scope);
                 if (r < 0)
@@ -782,63 +793,69 @@ static int breaker_get(Resiliency *r, const char *caller, ResiliencyKind kind, c
         return 0;
 }
 
+/*
+ * The policy names for caller acting on target name of kind: the target's own entry, else daprd's
+ * Default<level><Timeout|Retry|CircuitBreaker>Policy names that exist, most specific level first.
+ * names[] is the storage for the default names; *ret_target is the entry found (NULL: defaults).
+ */
+static void policy_names(const Resiliency *r, const char *caller, ResiliencyKind kind, const char *name,
+                         const char *component_type, char names[3][96], const char *ret[3],
+                         const ResiliencyTarget **ret_target) {
+        const ResiliencyTarget *t = find_target(r, caller, kind, name);
+
+        *ret_target = t;
+        if (t) {
+                ret[0] = t->timeout;
+                ret[1] = t->retry;
+                ret[2] = t->breaker;
+                return;
+        }
+        static const char *const what[3] = { "Timeout", "Retry", "CircuitBreaker" };
+        const char *dir = kind == RESILIENCY_COMPONENT_INBOUND ? "Inbound" : "Outbound";
+        char levels[3][64];
+        size_t n_levels = 0;
+        switch (kind) {
+        case RESILIENCY_APP:
+                snprintf(levels[n_levels++], sizeof levels[0], "App");
+                break;
+        case RESILIENCY_ACTOR:
+                snprintf(levels[n_levels++], sizeof levels[0], "Actor");
+                break;
+        default:
+                if (component_type)
+                        snprintf(levels[n_levels++], sizeof levels[0], "%sComponent%s", component_type, dir);
+                snprintf(levels[n_levels++], sizeof levels[0], "Component%s", dir);
+                snprintf(levels[n_levels++], sizeof levels[0], "Component");
+                break;
+        }
+        for (size_t k = 0; k < 3; k++) {
+                ret[k] = NULL;
+                for (size_t l = 0; l <= n_levels && !ret[k]; l++) {
+                        snprintf(names[k], sizeof names[k], "Default%s%sPolicy", l < n_levels ? levels[l] : "",
+                                 what[k]);
+                        if ((k == 0 && find_timeout(r, caller, names[k])) ||
+                            (k == 1 && find_retry(r, caller, names[k])) ||
+                            (k == 2 && find_breaker(r, caller, names[k])))
+                                ret[k] = names[k];
+                }
+        }
+}
+
 int resiliency_lookup(Resiliency *r, const char *caller, ResiliencyKind kind, const char *name,
                       const char *component_type, ResiliencyPolicy *ret) {
-        const char *timeout = NULL, *retry = NULL, *breaker = NULL;
         const ResiliencyTarget *t;
+        const char *n[3];
         char names[3][96];
         int r2;
 
         *ret = (ResiliencyPolicy){};
         if (!r || r->n_docs == 0)
                 return 0;
-        t = find_target(r, caller, kind, name);
-        if (t) {
-                timeout = t->timeout;
-                retry = t->retry;
-                breaker = t->breaker;
-        } else {
-                /* daprd's Default<level><Retry|Timeout|CircuitBreaker>Policy, most specific level first */
-                static const char *const what[3] = { "Timeout", "Retry", "CircuitBreaker" };
-                const char *dir = kind == RESILIENCY_COMPONENT_INBOUND ? "Inbound" : "Outbound";
-                char levels[3][64];
-                size_t n_levels = 0;
-                switch (kind) {
-                case RESILIENCY_APP:
-                        snprintf(levels[n_levels++], sizeof levels[0], "App");
-                        break;
-                case RESILIENCY_ACTOR:
-                        snprintf(levels[n_levels++], sizeof levels[0], "Actor");
-                        break;
-                default:
-                        if (component_type)
-                                snprintf(levels[n_levels++], sizeof levels[0], "%sComponent%s", component_type, dir);
-                        snprintf(levels[n_levels++], sizeof levels[0], "Component%s", dir);
-                        snprintf(levels[n_levels++], sizeof levels[0], "Component");
-                        break;
-                }
-                for (size_t k = 0; k < 3; k++) {
-                        const char *found = NULL;
-                        for (size_t l = 0; l <= n_levels && !found; l++) {
-                                snprintf(names[k], sizeof names[k], "Default%s%sPolicy", l < n_levels ? levels[l] : "",
-                                         what[k]);
-                                if ((k == 0 && find_timeout(r, caller, names[k])) ||
-                                    (k == 1 && find_retry(r, caller, names[k])) ||
-                                    (k == 2 && find_breaker(r, caller, names[k])))
-                                        found = names[k];
-                        }
-                        if (k == 0)
-                                timeout = found;
-                        else if (k == 1)
-                                retry = found;
-                        else
-                                breaker = found;
-                }
-        }
-        const ResiliencyTimeout *to = find_timeout(r, caller, timeout);
-        const ResiliencyBreakerPolicy *bp = find_breaker(r, caller, breaker);
+        policy_names(r, caller, kind, name, component_type, names, n, &t);
+        const ResiliencyTimeout *to = find_timeout(r, caller, n[0]);
+        const ResiliencyBreakerPolicy *bp = find_breaker(r, caller, n[2]);
         ret->timeout_usec = to ? to->usec : 0;
-        ret->retry = find_retry(r, caller, retry);
+        ret->retry = find_retry(r, caller, n[1]);
         if (bp) {
                 r2 = breaker_get(r, caller, kind, name, bp, &ret->breaker);
                 if (r2 < 0)
@@ -868,6 +885,159 @@ uint64_t resiliency_actor_timeout(Resiliency *r, const char *app, const char *ac
         else if (!(to = find_timeout(r, app, "DefaultActorTimeoutPolicy")))
                 to = find_timeout(r, app, "DefaultTimeoutPolicy");
         return to ? to->usec : 0;
+}
+
+/* ---- actor breakers: one cache per caller and actor type ---- */
+
+static uint64_t hash_key(const char *s) {
+        uint64_t h = 1469598103934665603ULL;
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        return h;
+}
+
+static void breaker_free(ResiliencyBreaker *b) {
+        free(b->caller);
+        free(b->target);
+        free(b);
+}
+
+static void cache_lru_unlink(ActorBreakerCache *c, ResiliencyBreaker *b) {
+        if (b->lru_prev)
+                b->lru_prev->lru_next = b->lru_next;
+        else
+                c->mru = b->lru_next;
+        if (b->lru_next)
+                b->lru_next->lru_prev = b->lru_prev;
+        else
+                c->lru = b->lru_prev;
+        b->lru_prev = b->lru_next = NULL;
+}
+
+static void cache_lru_push(ActorBreakerCache *c, ResiliencyBreaker *b) {
+        b->lru_prev = NULL;
+        b->lru_next = c->mru;
+        if (c->mru)
+                c->mru->lru_prev = b;
+        c->mru = b;
+        if (!c->lru)
+                c->lru = b;
+}
+
+/* Takes b out of its cache (daprd's LRU eviction): freed now, or by the last call that uses it. */
+static void cache_evict(ActorBreakerCache *c, ResiliencyBreaker *b) {
+        for (ResiliencyBreaker **p = &c->buckets[b->hash % c->n_buckets]; *p; p = &(*p)->hnext)
+                if (*p == b) {
+                        *p = b->hnext;
+                        break;
+                }
+        cache_lru_unlink(c, b);
+        c->n--;
+        b->cache = NULL;
+        if (b->n_ref == 0)
+                breaker_free(b);
+}
+
+static void cache_free(ActorBreakerCache *c) {
+        while (c->mru)
+                cache_evict(c, c->mru); /* every user holds a reference on the set, so none is left */
+        free(c->buckets);
+        free(c->caller);
+        free(c->type);
+        free(c);
+}
+
+static ActorBreakerCache *cache_get(Resiliency *r, const char *caller, const char *type, size_t max) {
+        for (ActorBreakerCache *c = r->actor_caches; c; c = c->next)
+                if (streq(c->caller, strempty(caller)) && streq(c->type, type))
+                        return c;
+        ActorBreakerCache *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->max = max;
+        c->n_buckets = MIN(max, (size_t) 1024);
+        c->buckets = calloc(c->n_buckets, sizeof *c->buckets);
+        c->caller = strdup(strempty(caller));
+        c->type = strdup(type);
+        if (!c->buckets || !c->caller || !c->type) {
+                free(c->buckets);
+                free(c->caller);
+                free(c->type);
+                free(c);
+                return NULL;
+        }
+        c->next = r->actor_caches;
+        r->actor_caches = c;
+        return c;
+}
+
+int resiliency_actor_policy(Resiliency *r, const char *caller, const char *type, const char *id,
+                            ResiliencyPolicy *ret) {
+        const ResiliencyTarget *t;
+        const char *n[3];
+        char names[3][96];
+
+        *ret = (ResiliencyPolicy){};
+        if (!r || r->n_docs == 0 || !type || !id)
+                return 0;
+        policy_names(r, caller, RESILIENCY_ACTOR, type, NULL, names, n, &t);
+        /* the pre-lock policy has no timeout: that is the post-lock one, resiliency_actor_timeout() */
+        ret->retry = find_retry(r, caller, n[1]);
+        const ResiliencyBreakerPolicy *bp = find_breaker(r, caller, n[2]);
+        if (!bp)
+                return ret->retry != NULL;
+
+        /* daprd keys a breaker by the type for scope "type" and for the Default* policies, else by
+         * "<type>-<id>": scope "both" is documented as both at once, but daprd (pkg/resiliency,
+         * ActorPreLockPolicy) implements it exactly as "id". */
+        bool per_id = t && t->breaker_scope && !streq(t->breaker_scope, "type");
+        _cleanup_free_ char *key = NULL;
+        if (per_id ? asprintf(&key, "%s-%s", type, id) < 0 : !(key = strdup(type)))
+                return -ENOMEM;
+        /* daprd's defaults: 5000 breakers per type of a target, 100 for the Default* policies */
+        size_t max = t ? (t->breaker_cache_size ?: 5000) : 100;
+        ActorBreakerCache *c = cache_get(r, caller, type, max);
+        if (!c)
+                return -ENOMEM;
+        uint64_t h = hash_key(key);
+        ResiliencyBreaker *b;
+        for (b = c->buckets[h % c->n_buckets]; b; b = b->hnext)
+                if (b->hash == h && streq(b->target, key))
+                        break;
+        if (b) {
+                cache_lru_unlink(c, b); /* a use makes it the most recent, as the LRU's Get does */
+                cache_lru_push(c, b);
+        } else {
+                b = calloc(1, sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                b->caller = strdup(strempty(caller));
+                b->target = TAKE_PTR(key);
+                if (!b->caller) {
+                        breaker_free(b);
+                        return -ENOMEM;
+                }
+                b->kind = RESILIENCY_ACTOR;
+                b->policy = bp;
+                b->hash = h;
+                b->cache = c;
+                b->hnext = c->buckets[h % c->n_buckets];
+                c->buckets[h % c->n_buckets] = b;
+                cache_lru_push(c, b);
+                if (++c->n > c->max)
+                        cache_evict(c, c->lru);
+        }
+        b->n_ref++;
+        ret->breaker = b;
+        return 1;
+}
+
+void resiliency_breaker_release(ResiliencyBreaker *b) {
+        if (!b || b->kind != RESILIENCY_ACTOR)
+                return;
+        assert(b->n_ref > 0);
+        if (--b->n_ref == 0 && !b->cache)
+                breaker_free(b);
 }
 
 /* ---- circuit breakers (gobreaker's state machine) ---- */

@@ -89,6 +89,7 @@ typedef struct ResiliencyTarget {
         char *name;                     /* app id, actor type or component name */
         char *timeout, *retry, *breaker; /* policy names, NULL when not given */
         char *breaker_scope;            /* actors: "id", "type" or "both" */
+        uint32_t breaker_cache_size;    /* circuitBreakerCacheSize; 0: daprd's default */
         unsigned line;
 } ResiliencyTarget;
 
@@ -120,13 +121,33 @@ typedef struct ResiliencyBreaker {
         uint64_t expiry_usec;           /* closed: next count reset (0: none); open: when it half-opens */
         uint64_t counts[_TRIP_VAR_MAX];
         struct ResiliencyBreaker *next;
+        /* actor breakers (resiliency_actor_policy()) live in an ActorBreakerCache instead */
+        unsigned n_ref;                 /* calls holding it */
+        struct ActorBreakerCache *cache; /* back-reference; NULL once evicted (freed at the last release) */
+        uint64_t hash;
+        struct ResiliencyBreaker *hnext, *lru_prev, *lru_next;
 } ResiliencyBreaker;
+
+/*
+ * The breakers of one caller app for one actor type: at most max of them (the target's
+ * circuitBreakerCacheSize), the least recently used one forgotten past that, as daprd's LRU.
+ */
+typedef struct ActorBreakerCache {
+        char *caller;                   /* "" when the caller is no app */
+        char *type;
+        size_t max, n;
+        ResiliencyBreaker **buckets;    /* by hash of the breaker's target ("<type>" or "<type>-<id>") */
+        size_t n_buckets;
+        ResiliencyBreaker *mru, *lru;
+        struct ActorBreakerCache *next;
+} ActorBreakerCache;
 
 typedef struct Resiliency {
         unsigned n_ref;
         ResiliencyDoc **docs;
         size_t n_docs;
         ResiliencyBreaker *breakers;
+        ActorBreakerCache *actor_caches;
         unsigned n_errors;              /* bad documents of the load that made this set */
         uint64_t digest;                /* of the files it was read from (names and texts): a reload
                                          * that finds them unchanged keeps this set and its breakers */
@@ -183,9 +204,21 @@ int64_t resiliency_builtin_retries(Resiliency *r, const char *caller, const char
 /*
  * The timeout for calls into actors of actor_type hosted by app (daprd's post-lock actor policy:
  * the target's timeout, else DefaultActorTimeoutPolicy, else DefaultTimeoutPolicy); 0: none.
- * Retries and breakers of actor targets are not applied yet.
  */
 uint64_t resiliency_actor_timeout(Resiliency *r, const char *app, const char *actor_type);
+
+/*
+ * daprd's pre-lock actor policy for caller (NULL: not an app) calling actor (type, id): the
+ * retry and circuit breaker of the type's target, else of DefaultActor*Policy / Default*Policy;
+ * never a timeout (ret->timeout_usec is 0). The breaker is the one of the target's
+ * circuitBreakerScope ("type": one per type; "id" and "both": one per actor id), kept in a
+ * cache of circuitBreakerCacheSize per caller and type. ret->breaker, when set, is held for the
+ * caller: hand it to resiliency_breaker_release() when the call is over (before unreffing r).
+ * Returns true when anything applies; -ENOMEM.
+ */
+int resiliency_actor_policy(Resiliency *r, const char *caller, const char *type, const char *id,
+                            ResiliencyPolicy *ret);
+void resiliency_breaker_release(ResiliencyBreaker *b);
 
 /*
  * Before an attempt: 0 with *ret_generation to hand to _report(), or -EHOSTUNREACH

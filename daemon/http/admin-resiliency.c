@@ -53,6 +53,17 @@ static json_t *doc_json(const ResiliencyDoc *d) {
         return o;
 }
 
+static json_t *breaker_json(const ResiliencyBreaker *b, uint64_t now) {
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "caller", b->caller, "kind",
+                         /* one breaker per component for both directions, as daprd */
+                         b->kind == RESILIENCY_COMPONENT_OUTBOUND ? "component" : resiliency_kind_to_string(b->kind),
+                         "target", b->target, "policy", b->policy->name, "state",
+                         breaker_state_to_string(resiliency_breaker_state(b, now)), "requests",
+                         (json_int_t) b->counts[TRIP_REQUESTS], "consecutiveFailures",
+                         (json_int_t) b->counts[TRIP_CONSECUTIVE_FAILURES], "totalFailures",
+                         (json_int_t) b->counts[TRIP_TOTAL_FAILURES]);
+}
+
 int http_get_resiliency(HttpRequest *r, const RouteMatch *m) {
         Registry *reg = http_request_registry(r);
         Resiliency *res = reg->resiliency;
@@ -63,16 +74,10 @@ int http_get_resiliency(HttpRequest *r, const RouteMatch *m) {
         for (size_t i = 0; o && res && i < res->n_docs; i++)
                 json_array_append_new(json_object_get(o, "documents"), doc_json(res->docs[i]));
         for (const ResiliencyBreaker *b = res ? res->breakers : NULL; o && b; b = b->next)
-                json_array_append_new(
-                        json_object_get(o, "circuitBreakers"),
-                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "caller", b->caller, "kind",
-                                  /* one breaker per component for both directions, as daprd */
-                                  b->kind == RESILIENCY_COMPONENT_OUTBOUND ? "component"
-                                                                           : resiliency_kind_to_string(b->kind),
-                                  "target", b->target, "policy", b->policy->name,
-                                  "state", breaker_state_to_string(resiliency_breaker_state(b, now)), "requests",
-                                  (json_int_t) b->counts[TRIP_REQUESTS], "consecutiveFailures",
-                                  (json_int_t) b->counts[TRIP_CONSECUTIVE_FAILURES], "totalFailures",
-                                  (json_int_t) b->counts[TRIP_TOTAL_FAILURES]));
+                json_array_append_new(json_object_get(o, "circuitBreakers"), breaker_json(b, now));
+        /* actor breakers: per caller and type, most recently used first; target "<type>" or "<type>-<id>" */
+        for (const ActorBreakerCache *c = res ? res->actor_caches : NULL; o && c; c = c->next)
+                for (const ResiliencyBreaker *b = c->mru; b; b = b->lru_next)
+                        json_array_append_new(json_object_get(o, "circuitBreakers"), breaker_json(b, now));
         return http_reply_json(r, 200, o);
 }

@@ -11,6 +11,7 @@ restarts of the app) sees what arrived. Methods:
   echo      200 with the request body, its Content-Type, X-Echo-Query
   slow      sleeps 20 ms; records the most turns of one actor seen in the app at once
   fail      500 "boom"
+  flaky     ?n=N: 500 "boom" for the first N flaky calls of this actor, then 200 "ok"
   status    answers the status given in ?code=
   reenter   ?n=N: calls itself N more times through mooringd with the Dapr-Reentrancy-Id header
   setstate  body: a transaction (JSON array) sent to mooringd for this actor; answers its status
@@ -128,6 +129,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._reply(200, b"ok", "text/plain")
             if method == "fail":
                 return self._reply(500, b"boom", "text/plain")
+            if method == "flaky":
+                with app.lock:
+                    app.flaky[key] = app.flaky.get(key, 0) + 1
+                    seen = app.flaky[key]
+                ok = seen > int(q.get("n", "0"))
+                return self._reply(200 if ok else 500, b"ok" if ok else b"boom", "text/plain")
             if method == "status":
                 return self._reply(int(q["code"]), b"status", "text/plain")
             if method == "reenter":
@@ -171,6 +178,7 @@ class ActorApp:
         self.unix_path, self.config, self.daemon_sock, self.log_path = unix_path, config, daemon_sock, log_path
         self.lock = threading.Lock()
         self.inside, self.max_inside = {}, {}
+        self.flaky = {}  # (type, id): flaky calls seen
         self.max_total = 0
         self.firing = 0  # reminder and timer calls in the app now
         self.server = None

@@ -284,6 +284,89 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual((r.status, r.body), (200, b"ok"), r)
         self.assertEqual(target.calls, 3)
 
+    def actor_daemon(self, policy):
+        from test_actors import AppProcess
+        d = self.daemon(start=False, apps={"caller": "[App]\n"}, components={"actors.yaml": policy})
+        app = AppProcess(d.tmp, d.app_socket("host")).start()
+        self.addCleanup(app.kill)
+        d.write_app("host", f"[App]\nAppAddress={app.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n")
+        d.start()
+
+        def hosted():
+            r = d.get("/mooring/v1/actors")
+            return r.status == 200 and all(any(t["type"] == n and t["reminderState"] == "loaded" for t in r.json())
+                                           for n in ("Counter", "Reent", "Idle"))
+        wait_for(hosted, what="actor types hosted")
+        return d, app
+
+    def test_actor_retries_and_breakers(self):
+        d, app = self.actor_daemon(ACTOR_CALL_POLICY)
+        sock = d.app_socket("caller")
+
+        def call(typ, aid, method, query=""):
+            return request(sock, "PUT", f"/v1.0/actors/{typ}/{aid}/method/{method}" + (f"?{query}" if query else ""))
+
+        def calls(typ, aid, method):
+            return len(app.entries("method", type=typ, id=aid, name=method))
+
+        def breakers():
+            return {b["target"]: (b["caller"], b["kind"], b["state"])
+                    for b in d.get("/mooring/v1/resiliency").json()["circuitBreakers"]}
+
+        # retries: two failures, then the answer; the app saw three calls
+        r = call("Counter", "1", "flaky", "n=2")
+        self.assertEqual((r.status, r.body), (200, b"ok"), r)
+        self.assertEqual(calls("Counter", "1", "flaky"), 3)
+        self.assertEqual(d.log().count("Actor call Counter/1 is sent again in 50 ms (Resiliency policy 'again'"), 2)
+        # a type no policy targets: one call, its failure answered at once
+        r = call("Reent", "1", "fail")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(calls("Reent", "1", "fail"), 1)
+        # 404 is "actor method not found" to daprd: not retried
+        r = call("Counter", "9", "status", "code=404")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(calls("Counter", "9", "status"), 1)
+
+        # scope id: three failures trip Counter/2's breaker, which ends the retries (5 allowed)
+        r = call("Counter", "2", "fail")
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_ACTOR_INVOKE_METHOD")
+        self.assertIn("circuit breaker is open", r.json()["message"])
+        self.assertEqual(calls("Counter", "2", "fail"), 3)
+        r = call("Counter", "2", "echo")
+        self.assertEqual(r.status, 500, r)
+        self.assertIn("circuit breaker is open", r.json()["message"])
+        self.assertEqual(calls("Counter", "2", "echo"), 0, "an open breaker lets no call through")
+        # ... and only for that actor id
+        self.assertEqual(call("Counter", "3", "echo").status, 200)
+        cbs = breakers()
+        self.assertEqual(cbs["Counter-2"], ("caller", "actor", "open"))
+        self.assertEqual(cbs["Counter-3"][2], "closed")
+        # circuitBreakerCacheSize 3: Counter-1's breaker, the least recently used, was forgotten
+        self.assertNotIn("Counter-1", cbs)
+        # two more ids push out Counter-9's, then Counter-2's: daprd's LRU forgets an open breaker too
+        self.assertEqual(call("Counter", "4", "echo").status, 200)
+        self.assertEqual(call("Counter", "5", "echo").status, 200)
+        self.assertEqual(sorted(t for t in breakers() if t.startswith("Counter")),
+                         ["Counter-3", "Counter-4", "Counter-5"])
+        self.assertEqual(call("Counter", "2", "echo").status, 200)
+        self.assertEqual(calls("Counter", "2", "echo"), 1)
+
+        # scope type: one breaker for every Idle actor
+        for _ in range(3):
+            self.assertEqual(call("Idle", "a", "fail").status, 500)
+        self.assertEqual(calls("Idle", "a", "fail"), 3, "no retry policy for Idle")
+        r = call("Idle", "b", "echo")
+        self.assertEqual(r.status, 500, r)
+        self.assertIn("circuit breaker is open", r.json()["message"])
+        self.assertEqual(breakers()["Idle"], ("caller", "actor", "open"))
+        # after its timeout (2 s) one probe goes through; its success closes the breaker
+        wait_for(lambda: call("Idle", "b", "echo").status == 200, timeout=15, interval=0.1,
+                 what="the Idle breaker to half-open")
+        self.assertEqual(calls("Idle", "b", "echo"), 1, "only the probe reached the app")
+        self.assertEqual(breakers()["Idle"][2], "closed")
+        self.assertEqual(call("Idle", "a", "echo").status, 200)
+
     def test_actor_timeout(self):
         from test_actors import AppProcess
         d = self.daemon(start=False, apps={"caller": "[App]\n"}, components={"actors.yaml": ACTOR_POLICY})
@@ -303,6 +386,35 @@ class ResiliencyTest(DaemonTestCase):
         r = request(sock, "PUT", "/v1.0/actors/Counter/1/method/slow?ms=5000")
         self.assertEqual(r.status, 500, r)
         self.assertEqual(r.json()["errorCode"], "ERR_ACTOR_INVOKE_METHOD")
+
+
+ACTOR_CALL_POLICY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: actor-calls
+spec:
+  policies:
+    retries:
+      again:
+        policy: constant
+        duration: 50ms
+        maxRetries: 5
+    circuitBreakers:
+      cb:
+        maxRequests: 1
+        timeout: 2s
+        trip: consecutiveFailures >= 3
+  targets:
+    actors:
+      Counter:
+        retry: again
+        circuitBreaker: cb
+        circuitBreakerScope: id
+        circuitBreakerCacheSize: 3
+      Idle:
+        circuitBreaker: cb
+        circuitBreakerScope: type
+"""
 
 
 ACTOR_POLICY = """apiVersion: dapr.io/v1alpha1

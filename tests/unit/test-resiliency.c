@@ -174,6 +174,67 @@ TEST(breaker_opens_half_opens_closes) {
         load_done(&l);
 }
 
+TEST(actor_breakers_scopes_and_cache) {
+        Load l = load(HEAD "spec:\n  policies:\n    retries:\n      r: {maxRetries: 2}\n"
+                           "      DefaultActorRetryPolicy: {maxRetries: 4}\n"
+                           "    circuitBreakers:\n      cb: {trip: consecutiveFailures >= 1}\n"
+                           "      DefaultCircuitBreakerPolicy: {}\n"
+                           "    timeouts:\n      t: 1s\n"
+                           "  targets:\n    actors:\n"
+                           "      ById: {retry: r, timeout: t, circuitBreaker: cb, circuitBreakerScope: id,"
+                           " circuitBreakerCacheSize: 2}\n"
+                           "      Both: {circuitBreaker: cb, circuitBreakerScope: both}\n"
+                           "      ByType: {circuitBreaker: cb, circuitBreakerScope: type}\n");
+        ResiliencyPolicy p1, p2, p3, p;
+        ASSERT_EQ(l.n_errors, 0);
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ById", "1", &p1), 1);
+        ASSERT_EQ(p1.retry->max_retries, 2);
+        ASSERT_EQ(p1.timeout_usec, 0ULL); /* the timeout is the post-lock policy's */
+        ASSERT_EQ(resiliency_actor_timeout(l.set, "a", "ById"), 1000000ULL);
+        ASSERT_STREQ(p1.breaker->target, "ById-1");
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ById", "1", &p), 1);
+        ASSERT_TRUE(p.breaker == p1.breaker);
+        resiliency_breaker_release(p.breaker);
+        /* another caller has breakers of its own */
+        ASSERT_EQ(resiliency_actor_policy(l.set, "b", "ById", "1", &p), 1);
+        ASSERT_TRUE(p.breaker != p1.breaker);
+        resiliency_breaker_release(p.breaker);
+        /* a cache of 2: the third id pushes out the least recently used, even while it is held */
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ById", "2", &p2), 1);
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ById", "3", &p3), 1);
+        ASSERT_NULL(p1.breaker->cache);
+        uint64_t gen;
+        const char *msg;
+        ASSERT_OK(resiliency_breaker_allow(p1.breaker, 1, &gen, &msg)); /* still usable by its holder */
+        resiliency_breaker_report(p1.breaker, gen, false, 1);
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ById", "1", &p), 1);
+        ASSERT_TRUE(p.breaker != p1.breaker);
+        ASSERT_EQ(resiliency_breaker_state(p.breaker, 1), BREAKER_CLOSED); /* forgotten: a new one */
+        resiliency_breaker_release(p.breaker);
+        resiliency_breaker_release(p1.breaker); /* freed here (ASan) */
+        resiliency_breaker_release(p2.breaker);
+        resiliency_breaker_release(p3.breaker);
+        /* "both" is "id" in daprd; "type" shares one breaker */
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "Both", "x", &p), 1);
+        ASSERT_STREQ(p.breaker->target, "Both-x");
+        resiliency_breaker_release(p.breaker);
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ByType", "x", &p1), 1);
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "ByType", "y", &p2), 1);
+        ASSERT_TRUE(p1.breaker == p2.breaker);
+        ASSERT_STREQ(p1.breaker->target, "ByType");
+        ASSERT_NULL(p1.retry);
+        resiliency_breaker_release(p1.breaker);
+        resiliency_breaker_release(p2.breaker);
+        /* no target: the Default* policies, one breaker per type */
+        ASSERT_EQ(resiliency_actor_policy(l.set, "a", "Other", "1", &p), 1);
+        ASSERT_EQ(p.retry->max_retries, 4);
+        ASSERT_STREQ(p.breaker->target, "Other");
+        resiliency_breaker_release(p.breaker);
+        ASSERT_EQ(resiliency_actor_policy(NULL, "a", "Other", "1", &p), 0);
+        ASSERT_NULL(p.breaker);
+        load_done(&l);
+}
+
 TEST(backoff) {
         ResiliencyRetry c = { .duration_usec = 5000, .max_retries = 2 };
         uint64_t d;
