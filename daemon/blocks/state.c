@@ -831,9 +831,14 @@ static int on_attempt_timeout(sd_event_source *src, uint64_t usec, void *userdat
                 return 0;
         (void) state_result_fail(&res, -ETIMEDOUT, "context deadline exceeded");
         c->cancelled = true; /* the caller has its answer */
-        if (c->kind == CALL_BULK_GET)
-                c->bulk_done(&res, 1, c->userdata);
-        else
+        if (c->kind == CALL_BULK_GET) {
+                /* every key gets the answer: results[i] belongs to keys[i] */
+                size_t n = strv_length(c->keys);
+                _cleanup_free_ StateResult *all = calloc(n ?: 1, sizeof(StateResult));
+                for (size_t i = 0; all && i < n; i++)
+                        all[i] = (StateResult){ .error = res.error, .message = res.message };
+                c->bulk_done(all ?: &res, all ? n : 1, c->userdata);
+        } else
                 c->done(&res, c->userdata);
         state_result_done(&res);
         return 0;
@@ -929,6 +934,19 @@ static void on_call_bulk_done(const StateResult *results, size_t n, void *userda
         StateSched *q = c->sched;
         AppQueue *a = c->app;
 
+        if (c->res) {
+                /* daprd runs a bulk get as ONE operation under the store's outbound policy
+                 * (pkg/api/http onBulkGetState): one timeout for all keys, one breaker count, and a
+                 * retry asks for every key again. Its SQL stores fail the whole query when the
+                 * server fails, so here an attempt failed when any key failed for the component. */
+                static const StateResult ok_result = {};
+                const StateResult *failed = &ok_result;
+                for (size_t i = 0; i < n && failed == &ok_result; i++)
+                        if (results[i].error != -ENOENT && is_component_failure(results[i].error))
+                                failed = &results[i];
+                if (resiliency_after_attempt(c, failed))
+                        return; /* another attempt follows */
+        }
         bool ok = true;
         for (size_t i = 0; i < n; i++)
                 ok = ok && (results[i].error == 0 || results[i].error == -ENOENT);
@@ -1062,7 +1080,7 @@ static int call_submit(StateStore *s, const char *app_id, StateCall *c) {
         }
         c->sched = q;
         c->app = a;
-        if (q->registry && q->registry->resiliency && c->kind != CALL_BULK_GET) {
+        if (q->registry && q->registry->resiliency) {
                 r = resiliency_lookup(q->registry->resiliency, app_id, RESILIENCY_COMPONENT_OUTBOUND, s->name,
                                       "Statestore", &c->policy);
                 if (r < 0) {

@@ -226,6 +226,35 @@ class ResiliencyTest(DaemonTestCase):
         r = request(a, "GET", "/v1.0/state/cache/k")
         self.assertEqual((r.status, r.json()), (200, 3), r)
 
+    def test_state_bulk_get_outbound_over_redis_restart(self):
+        redis = RedisServer()
+        self.addCleanup(redis.close)
+        redis.start()
+        d = self.daemon(apps={"a": "[App]\n", "b": "[App]\n"},
+                        components={"cache.yaml": STORE.format(host=redis.address) + "---\n" + STORE_POLICY})
+        a, b = d.app_socket("a"), d.app_socket("b")
+        self.assertEqual(save(a, "k1", 1).status, 204)
+        self.assertEqual(save(a, "k2", 2).status, 204)
+
+        redis.stop()
+        # b is outside the policy's scopes: every key fails at once
+        r = bulk_get(b, ["k1", "k2"])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([("error" in i, "data" in i) for i in r.json()], [(True, False), (True, False)], r.json())
+        # a's bulk get waits through the outage: the whole get is tried again every 200 ms
+        result = []
+        t = threading.Thread(target=lambda: result.append(bulk_get(a, ["k1", "k2"])))
+        t.start()
+        self.addCleanup(t.join)
+        wait_for(lambda: d.log().count("State bulk get of 2 item(s) from app 'a' on 'cache': retried") >= 2,
+                 timeout=30, what="bulk get retries while Redis is down")
+        self.assertEqual(result, [], "the bulk get did not wait for Redis")
+        redis.start()
+        t.join(60)
+        self.assertEqual(result[0].status, 200, result[0])
+        # the fixture's Redis starts empty again: the keys are simply not there, no error
+        self.assertEqual(result[0].json(), [{"key": "k1"}, {"key": "k2"}])
+
     def test_pubsub_inbound_retry_and_breaker(self):
         sub = Counting(failures=1000)
         d = self.daemon(start=False, apps={"a": "[App]\n", "sub": f"[App]\nAppAddress={self.app('sub', sub).address}\n"},
@@ -583,6 +612,10 @@ spec:
 def publish(sock, n):
     return request(sock, "POST", "/v1.0/publish/bus/orders", body=b'{"n": %d}' % n,
                    headers={"Content-Type": "application/json"})
+
+
+def bulk_get(sock, keys):
+    return request(sock, "POST", "/v1.0/state/cache/bulk", body=json.dumps({"keys": keys}).encode())
 
 
 def save(sock, key, value):
