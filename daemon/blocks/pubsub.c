@@ -234,9 +234,25 @@ struct Publish {
         uint64_t breaker_generation;
         bool breaker_counting;
         sd_event_source *retry_timer;
+        /* the policy's timeout: the attempt in the driver, and the timer that gives up on it */
+        struct PublishAttempt *attempt;
+        sd_event_source *timeout_timer;
 };
 
+/*
+ * What the driver completes when a policy timeout applies: the publish may give up on the attempt
+ * (p NULL then), and the driver's late answer only frees it and gives its line's place back (the
+ * broker still held the message until then).
+ */
+typedef struct PublishAttempt {
+        Publish *p;             /* NULL: timed out */
+        PublishLine *line;      /* borrowed: lines outlive what the driver holds */
+} PublishAttempt;
+
 static void publish_free(Publish *p) {
+        if (p->attempt)
+                p->attempt->p = NULL;
+        sd_event_source_disable_unref(p->timeout_timer);
         sd_event_source_disable_unref(p->later);
         sd_event_source_disable_unref(p->retry_timer);
         resiliency_unref(p->res);
@@ -313,10 +329,14 @@ static PublishLine *line_get(PubsubBroker *b, const char *app) {
 }
 
 static void on_published(int error, const char *message, void *userdata);
+static void on_attempt_published(int error, const char *message, void *userdata);
+static int on_publish_timeout(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* Hands p to the driver; the driver has copied what it needs when publish() returns. */
 static void publish_start(Publish *p) {
         PubsubBroker *b = p->broker;
+        PubsubDoneFn cb = on_published;
+        void *ud = p;
         int r;
 
         if (p->policy.breaker) {
@@ -330,8 +350,24 @@ static void publish_start(Publish *p) {
                 }
                 p->breaker_counting = true;
         }
+        if (p->policy.timeout_usec > 0) {
+                p->attempt = calloc(1, sizeof *p->attempt);
+                if (!p->attempt ||
+                    sd_event_add_time_relative(b->event, &p->timeout_timer, CLOCK_MONOTONIC, p->policy.timeout_usec,
+                                               0, on_publish_timeout, p) < 0) {
+                        free(p->attempt);
+                        p->attempt = NULL;
+                        p->breaker_counting = false;
+                        (void) publish_fail(p, -ENOMEM, "error when publishing to topic %s in pubsub %s: %s",
+                                            p->topic, b->name, strerror(ENOMEM));
+                        return;
+                }
+                *p->attempt = (PublishAttempt){ .p = p, .line = p->line };
+                cb = on_attempt_published;
+                ud = p->attempt;
+        }
         p->line->in_driver++;
-        r = b->driver->publish(b, p->topic, p->data, p->len, p->broker_md, p->ttl, on_published, p);
+        r = b->driver->publish(b, p->topic, p->data, p->len, p->broker_md, p->ttl, cb, ud);
         if (!p->policy.retry) { /* a retry sends them again: kept until the end */
                 free(p->data);
                 p->data = NULL;
@@ -340,6 +376,9 @@ static void publish_start(Publish *p) {
         if (r < 0) {
                 p->breaker_counting = false;
                 p->line->in_driver--;
+                p->timeout_timer = sd_event_source_disable_unref(p->timeout_timer);
+                free(p->attempt); /* the driver took nothing */
+                p->attempt = NULL;
                 note_publish_failure(p, r, strerror(-r));
                 (void) publish_fail(p, r, "error when publishing to topic %s in pubsub %s: %s", p->topic, b->name,
                                     strerror(-r));
@@ -405,6 +444,7 @@ static bool publish_retry(Publish *p, int error) {
 static void on_published(int error, const char *message, void *userdata) {
         Publish *p = userdata;
         PublishLine *l = p->line;
+        p->timeout_timer = sd_event_source_disable_unref(p->timeout_timer);
         if (p->res && publish_retry(p, error)) {
                 note_publish_failure(p, error, message);
                 l->in_driver--;
@@ -418,6 +458,48 @@ static void on_published(int error, const char *message, void *userdata) {
         p->done(error, message, p->userdata);
         publish_free(p);
         line_pump(l);
+}
+
+static void on_attempt_published(int error, const char *message, void *userdata) {
+        PublishAttempt *a = userdata;
+        Publish *p = a->p;
+        PublishLine *l = a->line;
+
+        free(a);
+        if (p) {
+                p->attempt = NULL;
+                return on_published(error, message, p);
+        }
+        l->in_driver--; /* its publish gave up on it already */
+        line_pump(l);
+}
+
+/*
+ * The outbound policy's timeout (daprd: "context deadline exceeded"; its publish and bulk publish
+ * run under the policy's timeout, pkg/runtime/pubsub/publisher): the attempt failed, whatever the
+ * broker makes of the message later. The attempt keeps its place in the line until the driver
+ * answers it.
+ */
+static int on_publish_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Publish *p = userdata;
+        PubsubBroker *b = p->broker;
+
+        p->timeout_timer = sd_event_source_disable_unref(p->timeout_timer);
+        p->attempt->p = NULL;
+        p->attempt = NULL;
+        if (publish_retry(p, -ETIMEDOUT)) {
+                note_publish_failure(p, -ETIMEDOUT, "context deadline exceeded");
+                return 0;
+        }
+        _cleanup_free_ char *msg = NULL;
+        if (asprintf(&msg, "error when publishing to topic %s in pubsub %s: context deadline exceeded", p->topic,
+                     b->name) < 0)
+                msg = NULL;
+        publish_metrics(p, false);
+        note_publish_failure(p, -ETIMEDOUT, "context deadline exceeded");
+        p->done(-ETIMEDOUT, msg ?: "context deadline exceeded", p->userdata);
+        publish_free(p);
+        return 0;
 }
 
 /* The broker closes: what still waits in a line ends now (-ECANCELED); the lines go after the

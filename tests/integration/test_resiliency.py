@@ -255,6 +255,43 @@ class ResiliencyTest(DaemonTestCase):
         # the fixture's Redis starts empty again: the keys are simply not there, no error
         self.assertEqual(result[0].json(), [{"key": "k1"}, {"key": "k2"}])
 
+    def test_publish_timeout_over_paused_redis(self):
+        redis = RedisServer()
+        self.addCleanup(redis.close)
+        redis.start()
+        d = self.daemon(apps={"a": "[App]\n", "b": "[App]\n"},
+                        components={"bus.yaml": BUS.format(host=redis.address) + "---\n" + PUBLISH_TIMEOUT})
+        a, b = d.app_socket("a"), d.app_socket("b")
+        self.assertEqual(publish(a, 1).status, 204)
+
+        # a paused Redis takes the publish and never answers
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: redis.proc and os.kill(redis.proc.pid, signal.SIGCONT))
+        # b: no policy, its publish waits for the broker
+        waiting = []
+        t = threading.Thread(target=lambda: waiting.append(publish(b, 2)))
+        t.start()
+        self.addCleanup(t.join)
+        # a: the policy's timeout (300 ms) ends each of its two attempts (retry: once)
+        r = publish(a, 3)
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE", r)
+        self.assertIn("context deadline exceeded", r.json()["message"])
+        self.assertIn("Publish to pubsub 'bus' failed: context deadline exceeded", d.log())
+        # bulk publish: every entry is published under the same policy
+        entries = [{"entryId": str(i), "event": {"n": i}, "contentType": "application/json"} for i in range(2)]
+        r = request(a, "POST", "/v1.0-alpha1/publish/bulk/bus/orders", body=json.dumps(entries).encode())
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(sorted(e["entryId"] for e in r.json()["failedEntries"]), ["0", "1"], r.json())
+        self.assertTrue(all("context deadline exceeded" in e["error"] for e in r.json()["failedEntries"]), r.json())
+        self.assertEqual(waiting, [], "b's publish has no timeout of the policy")
+
+        os.kill(redis.proc.pid, signal.SIGCONT)
+        t.join(60)
+        self.assertEqual(waiting[0].status, 204, waiting[0])
+        # the broker answers the abandoned attempts late; publishing goes on
+        self.assertEqual(publish(a, 4).status, 204)
+
     def test_pubsub_inbound_retry_and_breaker(self):
         sub = Counting(failures=1000)
         d = self.daemon(start=False, apps={"a": "[App]\n", "sub": f"[App]\nAppAddress={self.app('sub', sub).address}\n"},
@@ -594,6 +631,27 @@ spec:
       bus:
         outbound:
           retry: patient
+"""
+
+PUBLISH_TIMEOUT = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: publish
+scopes: [a]
+spec:
+  policies:
+    timeouts:
+      short: 300ms
+    retries:
+      once:
+        duration: 10ms
+        maxRetries: 1
+  targets:
+    components:
+      bus:
+        outbound:
+          timeout: short
+          retry: once
 """
 
 BUS = """apiVersion: dapr.io/v1alpha1
