@@ -895,6 +895,13 @@ static int header_add(char ***l, const char *name, const char *value) {
  * topic if any), RETRY, an empty or unknown status and an entry the answer leaves out are
  * retried; an answer that is no such JSON retries every entry, 404 drops every entry (not
  * dead-lettered), any other status retries every entry.
+ *
+ * The subscriber's inbound Resiliency policy applies to a batch as daprd applies it
+ * (pkg/runtime/subscription/bulkresiliency.go): the POST is one attempt, bounded by the policy's
+ * timeout and counted once by its breaker, failed when any entry is left unsettled; only the
+ * failed entries are tried again, after the policy's back-off. daprd re-POSTs them itself; here,
+ * as for single deliveries, the broker offers them again after that back-off (they may then
+ * share a batch with newer messages), so a retry survives a restart.
  */
 struct BulkPost {
         AppSlotWaiter waiter;        /* first: in the app's line for a slot */
@@ -906,6 +913,9 @@ struct BulkPost {
         size_t len;
         char **headers;
         TransportCall *call;
+        ResiliencyBreaker *breaker;  /* borrowed from entries[0]'s policy (it holds the set) */
+        uint64_t breaker_generation;
+        bool breaker_counting;       /* the POST out was allowed by the breaker */
         BulkPost *next, *prev;
 };
 
@@ -913,8 +923,18 @@ static unsigned bulk_max(const Runner *rn) {
         return rn->sub->bulk_max_messages ?: SUBSCRIPTION_BULK_DEFAULT_MESSAGES;
 }
 
+static void bulk_breaker_report(BulkPost *bp, bool success) {
+        uint64_t now = 0;
+        if (!bp->breaker_counting)
+                return;
+        bp->breaker_counting = false;
+        (void) sd_event_now(bp->runner->registry->event, CLOCK_MONOTONIC, &now);
+        resiliency_breaker_report(bp->breaker, bp->breaker_generation, success, now);
+}
+
 static void bulk_post_free(BulkPost *bp) {
         Runner *rn = bp->runner;
+        bulk_breaker_report(bp, false); /* a POST ended unheard (its runner stops) failed */
         if (bp->prev)
                 bp->prev->next = bp->next;
         else if (rn->bulk_posts == bp)
@@ -935,6 +955,10 @@ static void bulk_post_free(BulkPost *bp) {
 static void bulk_post_settle(BulkPost *bp, const PubsubVerdict *verdicts, PubsubVerdict all) {
         Delivery **entries = TAKE_PTR(bp->entries);
         size_t n = bp->n;
+        bool success = true; /* daprd: the attempt failed when any entry is to be retried */
+        for (size_t i = 0; i < n; i++)
+                success = success && (verdicts ? verdicts[i] : all) != PUBSUB_VERDICT_RETRY;
+        bulk_breaker_report(bp, success);
         bulk_post_free(bp); /* the slot goes back first: settling may start the next delivery */
         for (size_t i = 0; i < n; i++) {
                 PubsubVerdict v = verdicts ? verdicts[i] : all;
@@ -1025,6 +1049,19 @@ static void bulk_post_send(BulkPost *bp) {
         TransportAddress addr;
         if (!app_channel_address(a, &addr))
                 return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+        const ResiliencyPolicy *pol = &bp->entries[0]->policy; /* the runner's: the same for every entry */
+        if (pol->breaker) {
+                const char *why;
+                uint64_t now = 0;
+                (void) sd_event_now(rn->registry->event, CLOCK_MONOTONIC, &now);
+                if (resiliency_breaker_allow(pol->breaker, now, &bp->breaker_generation, &why) < 0) {
+                        log_debug("%zu messages of topic %s for app '%s' not delivered in bulk: %s.", bp->n,
+                                  rn->sub->topic, a->config->id, why);
+                        return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
+                }
+                bp->breaker = pol->breaker;
+                bp->breaker_counting = true;
+        }
         TransportRequest req = {
                 .method = "POST",
                 .target = bp->entries[0]->path,
@@ -1035,6 +1072,8 @@ static void bulk_post_send(BulkPost *bp) {
                 .max_answer = APP_ANSWER_MAX + bp->n * 256,
                 .purpose = TRANSPORT_PURPOSE_BULK_DELIVERY,
         };
+        if (pol->timeout_usec > 0 && (req.timeout_usec == 0 || pol->timeout_usec < req.timeout_usec))
+                req.timeout_usec = pol->timeout_usec;
         if (transport_call_start(rn->registry->transport, &addr, &req, &bulk_handler, bp, &bp->call) < 0)
                 return bulk_post_settle(bp, NULL, PUBSUB_VERDICT_RETRY);
 }
@@ -1121,6 +1160,15 @@ static void bulk_add(Runner *rn, Delivery *dl, const char *path, json_t *event) 
 
         if (!rn->bulk_pending && !(rn->bulk_pending = calloc(bulk_max(rn), sizeof *rn->bulk_pending)))
                 return settle(dl, PUBSUB_RETRY);
+        /* the inbound policy: each entry's back-off when it is retried; the batch's timeout and breaker */
+        Resiliency *res = rn->registry->resiliency;
+        int k = res ? resiliency_lookup(res, rn->app->config->id, RESILIENCY_COMPONENT_INBOUND, rn->broker->name,
+                                        "Pubsub", &dl->policy)
+                    : 0;
+        if (k < 0)
+                return settle(dl, PUBSUB_RETRY);
+        if (k > 0)
+                dl->res = resiliency_ref(res);
         if (cloudevent_new_id(id) < 0 || !(dl->path = strdup(path)))
                 return settle(dl, PUBSUB_RETRY);
         if (rn->sub->raw_payload) {

@@ -320,6 +320,51 @@ class ResiliencyTest(DaemonTestCase):
         # the policy's back-off, not the default one, spaced the redeliveries
         self.assertGreaterEqual(d.log().count("offered again in 100 ms (Resiliency policy 'quick')"), 2, d.log())
 
+    def test_bulk_subscribe_inbound_timeout_retry_and_breaker(self):
+        def slow_failure(req):
+            if req.target == "/orders":
+                time.sleep(1)
+            return Reply(500, body=b"not now")
+
+        def failure(req):
+            return Reply(500, body=b"not now")
+        d = self.daemon(start=False, apps={"a": "[App]\n",
+                                           "sub": f"[App]\nAppAddress={self.app('sub', slow_failure).address}\n",
+                                           "other": f"[App]\nAppAddress={self.app('other', failure).address}\n"},
+                        components={"resiliency.yaml": BULK_INBOUND_POLICY})
+        os.makedirs(os.path.join(d.config, "subscriptions"), exist_ok=True)
+        with open(os.path.join(d.config, "subscriptions", "orders.yaml"), "w") as f:
+            f.write(BULK_SUBSCRIPTION)
+        d.start()
+        for n in range(2):
+            r = request(d.app_socket("a"), "POST", "/v1.0/publish/pubsub/orders", body=b'{"n": %d}' % n,
+                        headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 204, r)
+
+        def posts(name):
+            return sum(1 for q in self.apps[name].requests if q.target == "/orders")
+
+        def breakers():
+            return [(b["caller"], b["kind"], b["target"], b["state"])
+                    for b in d.get("/mooring/v1/resiliency").json()["circuitBreakers"]]
+        # sub: each bulk POST is cut by the policy's timeout; three such failures trip the breaker
+        wait_for(lambda: ("sub", "component", "pubsub", "open") in breakers(), timeout=30,
+                 what="the inbound breaker to open on bulk deliveries")
+        self.assertIn("in bulk to /orders failed: no answer within 0.3 s; retrying them.", d.log())
+        calls = posts("sub")
+        self.assertGreaterEqual(calls, 3)
+        # the broker keeps offering the messages; the open breaker keeps them from the app
+        wait_for(lambda: d.log().count("for app 'sub' not delivered in bulk: circuit breaker is open") >= 2,
+                 timeout=30, what="bulk redeliveries refused by the breaker")
+        self.assertEqual(posts("sub"), calls)
+        # the policy's back-off, not the default one, spaced the redeliveries
+        self.assertGreaterEqual(d.log().count("for app 'sub' is offered again in 100 ms (Resiliency policy 'quick')"),
+                                2, d.log())
+        # other is outside the policy's scopes: default redelivery, no breaker, no policy back-off
+        wait_for(lambda: posts("other") >= 3, timeout=30, what="redeliveries to the app without a policy")
+        self.assertNotIn("for app 'other' is offered again in 100 ms", d.log())
+        self.assertEqual([b for b in breakers() if b[0] == "other"], [])
+
     def test_input_binding_inbound_retries(self):
         tick = Counting(failures=2)
         d = self.daemon(apps={"cronapp": f"[App]\nAppAddress={self.app('cronapp', tick).address}\n"},
@@ -598,6 +643,48 @@ spec:
   routes:
     default: /orders
 scopes: [sub]
+"""
+
+BULK_INBOUND_POLICY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: inbound
+scopes: [sub]
+spec:
+  policies:
+    timeouts:
+      short: 300ms
+    retries:
+      quick:
+        duration: 100ms
+        maxRetries: 5
+    circuitBreakers:
+      inb:
+        timeout: 1h
+        trip: consecutiveFailures >= 3
+  targets:
+    components:
+      pubsub:
+        inbound:
+          timeout: short
+          retry: quick
+          circuitBreaker: inb
+"""
+
+BULK_SUBSCRIPTION = """apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: orders
+spec:
+  pubsubname: pubsub
+  topic: orders
+  routes:
+    default: /orders
+  bulkSubscribe:
+    enabled: true
+    maxMessagesCount: 10
+    maxAwaitDurationMs: 200
+scopes: [sub, other]
 """
 
 STORE = """apiVersion: dapr.io/v1alpha1
