@@ -267,12 +267,12 @@ class ResiliencyTest(DaemonTestCase):
         # a paused Redis takes the publish and never answers
         os.kill(redis.proc.pid, signal.SIGSTOP)
         self.addCleanup(lambda: redis.proc and os.kill(redis.proc.pid, signal.SIGCONT))
-        # b: no policy, its publish waits for the broker
+        # b: no policy, its publish waits for the broker (or the driver's own 3 s reply timeout)
         waiting = []
         t = threading.Thread(target=lambda: waiting.append(publish(b, 2)))
         t.start()
         self.addCleanup(t.join)
-        # a: the policy's timeout (300 ms) ends each of its two attempts (retry: once)
+        # a: the policy's timeout (100 ms) ends each of its two attempts (retry: once)
         r = publish(a, 3)
         self.assertEqual(r.status, 500, r)
         self.assertEqual(r.json()["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE", r)
@@ -284,13 +284,12 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual(r.status, 500, r)
         self.assertEqual(sorted(e["entryId"] for e in r.json()["failedEntries"]), ["0", "1"], r.json())
         self.assertTrue(all("context deadline exceeded" in e["error"] for e in r.json()["failedEntries"]), r.json())
-        self.assertEqual(waiting, [], "b's publish has no timeout of the policy")
 
         os.kill(redis.proc.pid, signal.SIGCONT)
         t.join(60)
-        self.assertEqual(waiting[0].status, 204, waiting[0])
-        # the broker answers the abandoned attempts late; publishing goes on
-        self.assertEqual(publish(a, 4).status, 204)
+        self.assertNotIn(b"context deadline exceeded", waiting[0].body, "b's publish has no timeout of the policy")
+        # the broker answers the abandoned attempts late (or the driver reconnects); publishing goes on
+        wait_for(lambda: publish(a, 4).status == 204, what="publishing after Redis resumed")
 
     def test_pubsub_inbound_retry_and_breaker(self):
         sub = Counting(failures=1000)
@@ -351,11 +350,12 @@ class ResiliencyTest(DaemonTestCase):
         wait_for(lambda: ("sub", "component", "pubsub", "open") in breakers(), timeout=30,
                  what="the inbound breaker to open on bulk deliveries")
         self.assertIn("in bulk to /orders failed: no answer within 0.3 s; retrying them.", d.log())
-        calls = posts("sub")
-        self.assertGreaterEqual(calls, 3)
         # the broker keeps offering the messages; the open breaker keeps them from the app
-        wait_for(lambda: d.log().count("for app 'sub' not delivered in bulk: circuit breaker is open") >= 2,
-                 timeout=30, what="bulk redeliveries refused by the breaker")
+        refused = "for app 'sub' not delivered in bulk: circuit breaker is open"
+        wait_for(lambda: d.log().count(refused) >= 1, timeout=30, what="a bulk redelivery refused by the breaker")
+        calls, n = posts("sub"), d.log().count(refused)
+        self.assertGreaterEqual(calls, 3)
+        wait_for(lambda: d.log().count(refused) >= n + 2, timeout=30, what="more bulk redeliveries refused")
         self.assertEqual(posts("sub"), calls)
         # the policy's back-off, not the default one, spaced the redeliveries
         self.assertGreaterEqual(d.log().count("for app 'sub' is offered again in 100 ms (Resiliency policy 'quick')"),
@@ -471,7 +471,7 @@ class ResiliencyTest(DaemonTestCase):
         self.assertEqual(r.status, 500, r)
         self.assertIn("circuit breaker is open", r.json()["message"])
         self.assertEqual(breakers()["Idle"], ("caller", "actor", "open"))
-        # after its timeout (2 s) one probe goes through; its success closes the breaker
+        # after its timeout (5 s) one probe goes through; its success closes the breaker
         wait_for(lambda: call("Idle", "b", "echo").status == 200, timeout=15, interval=0.1,
                  what="the Idle breaker to half-open")
         self.assertEqual(calls("Idle", "b", "echo"), 1, "only the probe reached the app")
@@ -513,7 +513,7 @@ spec:
     circuitBreakers:
       cb:
         maxRequests: 1
-        timeout: 2s
+        timeout: 5s
         trip: consecutiveFailures >= 3
   targets:
     actors:
@@ -728,7 +728,7 @@ scopes: [a]
 spec:
   policies:
     timeouts:
-      short: 300ms
+      short: 100ms
     retries:
       once:
         duration: 10ms
