@@ -10,7 +10,7 @@
 #include "invoke-url.h"
 #include "router.h"
 
-int invoke_url_parse(const char *path, char **ret_app, const char **ret_method) {
+int invoke_url_parse(const char *path, char *buf, size_t size, char **ret_app, const char **ret_method) {
         const char *p = startswith_ptr(path, INVOKE_URL_PREFIX), *m;
         char *app;
 
@@ -20,11 +20,12 @@ int invoke_url_parse(const char *path, char **ret_app, const char **ret_method) 
         m = strstr(p, "/method/");
         if (!m || m == p || !m[strlen("/method/")])
                 return -EINVAL;
-        app = http_unescape(p, (size_t) (m - p), false);
+        app = http_unescape_buf(p, (size_t) (m - p), false, buf, size);
         if (!app)
                 return -EINVAL; /* a bad escape (OOM looks the same here, and is as unlikely) */
         if (!*app || strchr(app, '/')) {
-                free(app);
+                if (app != buf)
+                        free(app);
                 return -EINVAL;
         }
         *ret_app = app;

@@ -14,13 +14,14 @@
 /*
  * path is the request path as sent (escaped, no query string).
  * Returns 0 when it is not under /v1.0/invoke/. Returns 1 for the invoke
- * form: *ret_app gets the unescaped app id (malloc'd), *ret_method points
+ * form: *ret_app gets the unescaped app id (in buf when it fits in size
+ * bytes, else malloc'd: free it when it is not buf), *ret_method points
  * into path at what follows the first "/method/" (still escaped, no leading
  * '/'). -EINVAL when it is under /v1.0/invoke/ but names no app or no
  * method ("/v1.0/invoke/b", "/v1.0/invoke/b/method/") or has a bad escape;
  * -ENOMEM.
  */
-int invoke_url_parse(const char *path, char **ret_app, const char **ret_method);
+int invoke_url_parse(const char *path, char *buf, size_t size, char **ret_app, const char **ret_method);
 
 /*
  * The target app named by headers, for paths that match no other route:

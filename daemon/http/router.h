@@ -14,6 +14,9 @@
 #include "../forward.h"
 
 #define ROUTE_PARAMS_MAX 4
+/* Captured parameters are unescaped into the match itself while they fit (no allocation on
+ * the request path); a longer one is malloc'd. */
+#define ROUTE_PARAMS_BUF 512
 
 typedef enum RouteFlags {
         ROUTE_NO_TOKEN = 1 << 0,   /* exempt from dapr-api-token (health) */
@@ -35,8 +38,12 @@ typedef struct Route {
 struct RouteMatch {
         const Route *route;
         size_t n_params;
-        char *params[ROUTE_PARAMS_MAX]; /* unescaped, malloc'd */
+        char *params[ROUTE_PARAMS_MAX]; /* unescaped; valid until route_match_done() */
+        size_t buf_used;
+        char buf[ROUTE_PARAMS_BUF];
 };
+
+/* A RouteMatch may point into itself: fill it in place (router_match) and do not copy it. */
 
 void route_match_done(RouteMatch *m);
 
@@ -49,6 +56,8 @@ int router_match(const Route *table, size_t n, const char *method, const char *p
 
 /* Percent-decoding; plus_is_space for query strings. Returns malloc'd or NULL (bad escape / OOM). */
 char *http_unescape(const char *s, size_t len, bool plus_is_space);
+/* The same into buf when the result fits in size bytes (returns buf), else malloc'd. */
+char *http_unescape_buf(const char *s, size_t len, bool plus_is_space, char *buf, size_t size);
 
 /* The daemon's table (http/routes.c). */
 extern const Route http_routes[];

@@ -27,13 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!a || !b)
                 goto out;
 
-        char *app = NULL;
+        char *app = NULL, small[16];
         const char *method = NULL;
-        int r = invoke_url_parse(a, &app, &method);
+        int r = invoke_url_parse(a, small, sizeof small, &app, &method);
         if (r > 0) {
                 if (!app || !*app || strchr(app, '/') || !method || method < a || method >= a + strlen(a))
                         abort();
-                free(app);
+                if (app == small && strlen(app) >= sizeof small)
+                        abort();
+                if (app != small)
+                        free(app);
         } else if (app)
                 abort();
 

@@ -247,3 +247,69 @@ TEST(unescape) {
         _cleanup_free_ char *z = http_unescape(NULL, 0, false);
         ASSERT_STREQ(z, "");
 }
+
+/* The route index must keep the table's first-match order, also where a route with a parameter
+ * in its first two segments sits between literal ones, and must not hide a route that a path
+ * reaches through repeated slashes. */
+static const Route order_table[] = {
+        { "GET", "/v1.0/state/{store}/{key}", 0, NULL },  /* 0 */
+        { "GET", "/v1.0/{api}/x", 0, NULL },             /* 1: parameter in the second segment */
+        { "GET", "/v1.0/state/{store}", 0, NULL },        /* 2 */
+        { "*", "/v1.0/state/{store}", 0, NULL },          /* 3: reached by other methods only */
+        { "GET", "/metrics", 0, NULL },                   /* 4 */
+        { "GET", "/{top}", 0, NULL },                     /* 5 */
+        { "GET", "/v1.0/invoke/{id}/method/{m*}", 0, NULL }, /* 6 */
+};
+
+static void expect_order(const char *method, const char *path, int want) {
+        RouteMatch m;
+        int r = router_match(order_table, ELEMENTSOF(order_table), method, path, &m);
+        fprintf(stderr, "%s %s -> %d (want %d)\n", method, path, r == 1 ? (int) (m.route - order_table) : -1, want);
+        if (want < 0)
+                ASSERT_TRUE(r <= 0);
+        else {
+                ASSERT_EQ(r, 1);
+                ASSERT_TRUE(m.route == &order_table[want]);
+        }
+        route_match_done(&m);
+}
+
+TEST(index_keeps_table_order) {
+        for (int pass = 0; pass < 2; pass++) { /* the first lookup builds the index, the second uses it */
+                expect_order("GET", "/v1.0/state/s/x", 0);
+                expect_order("GET", "/v1.0/state/x", 1);  /* route 1 comes before route 2 */
+                expect_order("GET", "/v1.0/state/y", 2);
+                expect_order("GET", "//v1.0///state/y/", 2);
+                expect_order("PUT", "/v1.0/state/y", 3);
+                expect_order("GET", "/v1.0/other/x", 1);
+                expect_order("GET", "/v1.0/other/y", -1);
+                expect_order("GET", "/metrics", 4);
+                expect_order("GET", "/metrics/", 4);
+                expect_order("GET", "/v1.0", 5);
+                expect_order("GET", "/anything", 5);
+                expect_order("GET", "/v1.0/invoke/a/method/b/c", 6);
+                expect_order("GET", "/v1.0/invoke/a/method", -1);
+                expect_order("GET", "/", -1);
+        }
+}
+
+/* Parameters live in the match while they fit, and are allocated past that. */
+TEST(long_params) {
+        char path[2200] = "/v1.0/state/";
+        size_t n = strlen(path);
+        memset(path + n, 'k', 1000);
+        path[n + 1000] = '/';
+        memset(path + n + 1001, 'v', 1000);
+        path[n + 2001] = 0;
+        RouteMatch m;
+        ASSERT_EQ(router_match(order_table, ELEMENTSOF(order_table), "GET", path, &m), 1);
+        ASSERT_TRUE(m.route == &order_table[0]);
+        ASSERT_EQ(strlen(m.params[0]), 1000);
+        ASSERT_EQ(strlen(m.params[1]), 1000);
+        route_match_done(&m);
+        ASSERT_EQ(router_match(order_table, ELEMENTSOF(order_table), "GET", "/v1.0/state/a%2Fb/c", &m), 1);
+        ASSERT_STREQ(m.params[0], "a/b");
+        ASSERT_STREQ(m.params[1], "c");
+        ASSERT_TRUE(m.params[0] >= m.buf && m.params[0] < m.buf + sizeof m.buf);
+        route_match_done(&m);
+}
