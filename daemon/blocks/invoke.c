@@ -44,7 +44,7 @@ typedef enum CallState {
 struct InvokeCall {
         Registry *registry;
         App *target;                  /* ref */
-        char *caller_app;             /* NULL: not an app; this and the next two are in strings[] */
+        char *caller_app;             /* NULL: not an app; this and the next two follow slots[] */
         char *verb;
         char *path;                   /* "/method?query" for the callee */
         char **headers;               /* what the callee gets: name, value pairs; the array is ours,
@@ -92,8 +92,13 @@ struct InvokeCall {
         uint64_t retry_delay_usec;    /* the back-off before the next attempt */
         unsigned transport_retries;   /* resends while nothing reached the app (no retry policy) */
         sd_event_source *res_timer;   /* the attempt's timeout, or the back-off before the next one */
-        char strings[];               /* verb, path, caller_app: one allocation with the call */
+        /* One allocation with the call: the headers array (the caller's pairs and at most five of
+         * ours), then the strings verb, path and caller_app. */
+        char *slots[];
 };
+
+/* Slots for a request with n header strings (names and values): ours and the NULL. */
+#define INVOKE_HEADER_SLOTS(n) ((n) + 11)
 
 /*
  * Request headers the callee never gets from the caller: hop-by-hop ones (RFC 9110 7.6.1), those
@@ -101,30 +106,27 @@ struct InvokeCall {
  * this call: forwarding it made an app whose address is a mooringd listener call itself without
  * end (daprd stopped forwarding it too, dapr/dapr#8893).
  */
-static const char *const request_skip[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "host", "content-length", "expect", "dapr-api-token", "traceparent", "tracestate",
-        "dapr-app-id", "dapr-caller-app-id", "dapr-callee-app-id", "dapr-caller-namespace",
-        "dapr-callee-namespace", INVOKE_HOPS_HEADER, NULL,
+static const HeaderName request_skip[] = {
+        HEADER_NAME("connection"), HEADER_NAME("keep-alive"), HEADER_NAME("proxy-connection"),
+        HEADER_NAME("te"), HEADER_NAME("trailer"), HEADER_NAME("transfer-encoding"), HEADER_NAME("upgrade"),
+        HEADER_NAME("host"), HEADER_NAME("content-length"), HEADER_NAME("expect"),
+        HEADER_NAME("dapr-api-token"), HEADER_NAME("traceparent"), HEADER_NAME("tracestate"),
+        HEADER_NAME("dapr-app-id"), HEADER_NAME("dapr-caller-app-id"), HEADER_NAME("dapr-callee-app-id"),
+        HEADER_NAME("dapr-caller-namespace"), HEADER_NAME("dapr-callee-namespace"),
+        HEADER_NAME(INVOKE_HOPS_HEADER),
 };
 
 /* Response headers the caller never gets: hop-by-hop, and those the front-end writes itself
  * (traceparent: the front-end adds this call's own; passing the callee's on too gave a chain of
  * calls one traceparent per hop in its answer). */
-static const char *const response_skip[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "content-length", "date", "traceparent", NULL,
+static const HeaderName response_skip[] = {
+        HEADER_NAME("connection"), HEADER_NAME("keep-alive"), HEADER_NAME("proxy-connection"),
+        HEADER_NAME("te"), HEADER_NAME("trailer"), HEADER_NAME("transfer-encoding"), HEADER_NAME("upgrade"),
+        HEADER_NAME("content-length"), HEADER_NAME("date"), HEADER_NAME("traceparent"),
 };
 
-/* The lists hold lower-case names: the first byte rules most of them out before a compare. */
-static bool in_list_ci(const char *const *l, const char *s) {
-        unsigned char first = (unsigned char) s[0];
-        if (first >= 'A' && first <= 'Z')
-                first |= 0x20;
-        for (; *l; l++)
-                if ((unsigned char) (*l)[0] == first && ascii_eq_ci(*l, s))
-                        return true;
-        return false;
+static bool skipped(const HeaderName *l, size_t n, const char *name) {
+        return header_name_in(l, n, name, strlen(name));
 }
 
 /* Is name listed in a Connection header value ("close, X-Foo")? Those are hop-by-hop too. */
@@ -255,7 +257,6 @@ static void call_free(InvokeCall *c) {
         sd_event_source_disable_unref(c->later);
         sd_event_source_disable_unref(c->res_timer);
         resiliency_unref(c->res);
-        free(c->headers);
         app_unref(c->target);
         free(c->error_message);
         free(c);
@@ -437,7 +438,7 @@ static void on_answer_head(TransportCall *tc, const TransportAnswer *a, void *us
                 return finish(c, -ENOMEM, "out of memory");
         /* The front-end copies what it keeps: pointers into the transport's answer do. */
         for (char *const *h = a->headers; h[0] && h[1]; h += 2) {
-                if (in_list_ci(response_skip, h[0]) || in_connection_tokens(connection, h[0]))
+                if (skipped(response_skip, ELEMENTSOF(response_skip), h[0]) || in_connection_tokens(connection, h[0]))
                         continue;
                 keep[k++] = h[0];
                 keep[k++] = h[1];
@@ -524,19 +525,14 @@ static void start_transfer(InvokeCall *c) {
 
 /* ---- starting a call ---- */
 
-static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tracestate, unsigned hops) {
+static void build_headers(InvokeCall *c, const InvokeRequest *req, const char *tracestate, unsigned hops) {
         const char *connection = header_get(req->headers, "connection");
-        char *small[64], **v = small;
-        size_t n = 0, k = 0;
+        char **v = c->slots; /* INVOKE_HEADER_SLOTS() of them */
+        size_t k = 0;
 
-        while (req->headers && req->headers[n])
-                n++;
-        /* the caller's pairs and at most five of ours */
-        if (n + 11 > ELEMENTSOF(small) && !(v = malloc((n + 11) * sizeof(char *))))
-                return -ENOMEM;
         for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
                 /* Names are tokens: both front-ends refuse others, and the transport checks again. */
-                if (in_list_ci(request_skip, h[0]) || in_connection_tokens(connection, h[0]))
+                if (skipped(request_skip, ELEMENTSOF(request_skip), h[0]) || in_connection_tokens(connection, h[0]))
                         continue;
                 /* Basic credentials "dapr-app-id:<id>" that routed the call are a routing header. */
                 if (req->routed_by_authorization && ascii_eq_ci(h[0], "authorization"))
@@ -561,11 +557,7 @@ static int build_headers(InvokeCall *c, const InvokeRequest *req, const char *tr
         v[k++] = c->hops_text;
         v[k] = NULL;
         /* The strings stay where they are: the caller's live until done (see invoke.h). */
-        if (v != small)
-                c->headers = v;
-        else if ((c->headers = malloc((k + 1) * sizeof(char *))))
-                memcpy(c->headers, v, (k + 1) * sizeof(char *));
-        return c->headers ? 0 : -ENOMEM;
+        c->headers = v;
 }
 
 static bool sampled_by(const Configuration *cfg) {
@@ -585,13 +577,19 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
         size_t verb_len = strlen(req->verb), method_len = strlen(req->method),
                caller_len = req->caller_app ? strlen(req->caller_app) : 0;
         bool slash = req->method[0] != '/';
-        InvokeCall *c = calloc(1, sizeof *c + verb_len + 1 + slash + method_len + 1 + caller_len + 1);
+        size_t n_header_strings = 0;
+        while (req->headers && req->headers[n_header_strings])
+                n_header_strings++;
+        size_t n_slots = INVOKE_HEADER_SLOTS(n_header_strings);
+        /* the literal below zeroes the struct; the slots and strings after it are written before use */
+        InvokeCall *c = malloc(sizeof *c + n_slots * sizeof(char *) + verb_len + 1 + slash + method_len + 1 +
+                               caller_len + 1);
         if (!c)
                 return -ENOMEM;
         *c = (InvokeCall){ .registry = m, .h = h, .userdata = userdata, .body = req->body,
                            .body_len = req->body_len, .starting = true };
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &c->start_usec);
-        c->verb = memcpy(c->strings, req->verb, verb_len + 1);
+        c->verb = memcpy((char *) (c->slots + n_slots), req->verb, verb_len + 1);
         c->path = c->verb + verb_len + 1;
         if (slash)
                 c->path[0] = '/';
@@ -677,11 +675,7 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 goto started;
         }
 
-        r = build_headers(c, req, ts, (unsigned) hops + 1);
-        if (r < 0) {
-                call_free(c);
-                return r;
-        }
+        build_headers(c, req, ts, (unsigned) hops + 1);
         if (target->config->invoke_timeout_usec > 0 &&
             deadline_link(c, c->start_usec + target->config->invoke_timeout_usec) < 0) {
                 call_free(c);

@@ -148,24 +148,29 @@ static const InvokeHandler handler = {
 static int invoke(HttpRequest *r, const char *target, const char *method, bool routed_by_authorization) {
         const Caller *caller = http_request_caller(r);
         const char *query = http_request_raw_query(r);
-        size_t method_len = strlen(method), query_len = query ? strlen(query) : 0;
-        _cleanup_free_ char *path = malloc(method_len + 1 + query_len + 1);
-        _cleanup_free_ char **headers = NULL; /* the array; the strings are the request's, which
-                                               * outlives the call */
+        _cleanup_free_ char *with_query = NULL;
+        /* The array of pairs lives while invoke_start() runs (it keeps what it needs); the strings
+         * are the request's, which outlives the call. */
+        char *small[2 * 32 + 1], **headers = small;
+        _cleanup_free_ char **headers_alloc = NULL;
         HttpInvoke *hi;
         int k;
 
-        if (!path)
-                return -ENOMEM;
-        memcpy(path, method, method_len);
         if (query) {
-                path[method_len] = '?';
-                memcpy(path + method_len + 1, query, query_len);
+                size_t method_len = strlen(method), query_len = strlen(query);
+                with_query = malloc(method_len + 1 + query_len + 1);
+                if (!with_query)
+                        return -ENOMEM;
+                memcpy(with_query, method, method_len);
+                with_query[method_len] = '?';
+                memcpy(with_query + method_len + 1, query, query_len + 1);
         }
-        path[method_len + (query ? 1 + query_len : 0)] = 0;
-        k = http_request_header_pairs(r, &headers);
-        if (k < 0)
-                return k;
+        if (http_request_header_pairs_into(r, small, ELEMENTSOF(small)) < 0) {
+                k = http_request_header_pairs(r, &headers_alloc);
+                if (k < 0)
+                        return k;
+                headers = headers_alloc;
+        }
         hi = calloc(1, sizeof *hi);
         if (!hi)
                 return -ENOMEM;
@@ -176,7 +181,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .caller_app = caller->app ? caller->app->config->id : NULL,
                 .target_app = target,
                 .verb = http_request_method(r),
-                .method = path,
+                .method = with_query ?: method,
                 .headers = headers,
                 .body = body,
                 .body_len = body_len,
@@ -199,13 +204,16 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
 }
 
 int http_invoke(HttpRequest *r, const RouteMatch *m) {
-        _cleanup_free_ char *app = NULL;
+        char buf[256], *app = NULL;
         const char *method;
-        int k = invoke_url_parse(http_request_url(r), &app, &method);
+        int k = invoke_url_parse(http_request_url(r), buf, sizeof buf, &app, &method);
         if (k <= 0)
                 return http_reply_error(r, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
                                         "failed getting app id either from the URL path or the header dapr-app-id");
-        return invoke(r, app, method, false);
+        k = invoke(r, app, method, false);
+        if (app != buf)
+                free(app);
+        return k;
 }
 
 int http_invoke_by_header(HttpRequest *r) {

@@ -394,14 +394,14 @@ static const char *reason(unsigned status) {
 /* Header fields the server writes itself; a handler's (e.g. an app's, passed through by
  * service invocation) are dropped, as are fields that would break the framing. */
 static bool header_ok(const char *name, size_t name_len, const char *value) {
-        static const char *const own[] = { "content-length", "transfer-encoding", "connection", "keep-alive",
-                                           "date", "upgrade", "te", "trailer" };
+        static const HeaderName own[] = {
+                HEADER_NAME("content-length"), HEADER_NAME("transfer-encoding"), HEADER_NAME("connection"),
+                HEADER_NAME("keep-alive"), HEADER_NAME("date"), HEADER_NAME("upgrade"), HEADER_NAME("te"),
+                HEADER_NAME("trailer"),
+        };
         if (name_len == 0 || name[strcspn(name, "\r\n: \t")] || value[strcspn(value, "\r\n")])
                 return false;
-        for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
-                if (((unsigned char) name[0] | 0x20) == (unsigned char) own[i][0] && ascii_eq_ci(name, own[i]))
-                        return false;
-        return true;
+        return !header_name_in(own, ELEMENTSOF(own), name, name_len);
 }
 
 /* "name: value\r\n" */
@@ -765,7 +765,7 @@ static bool route_allowed(const Caller *c, RouteFlags flags) {
 static int dispatch(HttpRequest *r) {
         const Caller *c = &r->conn->caller;
         const char *method = http_request_method(r), *url = http_request_url(r);
-        RouteMatch match = {};
+        RouteMatch match; /* router_match() fills it */
         int k;
 
         k = router_match(http_routes, http_routes_n, method, url, &match);
@@ -1502,17 +1502,25 @@ char *http_request_query(const HttpRequest *r, const char *name) {
         return NULL;
 }
 
-int http_request_header_pairs(const HttpRequest *r, char ***ret) {
+int http_request_header_pairs_into(const HttpRequest *r, char **l, size_t n) {
         const RequestParser *p = &r->conn->rp;
-        char **l = malloc((2 * (size_t) p->n_fields + 1) * sizeof *l);
-
-        if (!l)
-                return -ENOMEM;
+        if (2 * (size_t) p->n_fields + 1 > n)
+                return -ENOBUFS;
         for (unsigned i = 0; i < p->n_fields; i++) {
                 l[2 * i] = (char *) request_parser_field_name(p, i);
                 l[2 * i + 1] = (char *) request_parser_field_value(p, i);
         }
         l[2 * (size_t) p->n_fields] = NULL;
+        return 0;
+}
+
+int http_request_header_pairs(const HttpRequest *r, char ***ret) {
+        size_t n = 2 * (size_t) r->conn->rp.n_fields + 1;
+        char **l = malloc(n * sizeof *l);
+
+        if (!l)
+                return -ENOMEM;
+        (void) http_request_header_pairs_into(r, l, n);
         *ret = l;
         return 0;
 }

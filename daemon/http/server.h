@@ -127,6 +127,8 @@ const char *http_request_raw_query(const HttpRequest *r);
 /* Every request header in arrival order as name, value pairs (NULL-terminated). The strings
  * are the request's (valid while it is); free the array alone with free(). */
 int http_request_header_pairs(const HttpRequest *r, char ***ret);
+/* The same into l (n slots); -ENOBUFS when they do not fit. */
+int http_request_header_pairs_into(const HttpRequest *r, char **l, size_t n);
 /* fn runs once when the request is over (answered, or its connection gone). */
 typedef void (*HttpRequestEndFn)(HttpRequest *r, void *userdata);
 void http_request_on_end(HttpRequest *r, HttpRequestEndFn fn, void *userdata);

@@ -90,7 +90,7 @@ struct TransportCall {
         const TransportHandler *h;
         void *userdata;
 
-        char *head;                     /* the serialized request head */
+        char *head;                     /* the serialized request head: head_text */
         size_t head_len;
         const void *body;               /* borrowed */
         size_t body_len;
@@ -127,6 +127,7 @@ struct TransportCall {
         char *message;
         GrpcAppCall *grpc;              /* a call into a gRPC app: all of it is there (grpc-app.c) */
         TransportCall *next, *prev;     /* Transport.calls */
+        char head_text[];               /* HTTP calls: allocated with the call */
 };
 
 struct Transport {
@@ -483,7 +484,6 @@ static void call_free(TransportCall *c) {
         sd_event_source_disable_unref(c->deadline);
         sd_event_source_disable_unref(c->backoff);
         sd_event_source_disable_unref(c->later);
-        free(c->head);
         free(c->body_buf);
         free(c->hbuf);
         free(c->hdrs);
@@ -820,45 +820,83 @@ static char *put(char *p, const char *s, size_t n) {
 
 /* Builds "METHOD target HTTP/1.1", Host, Content-Length and the caller's headers. No printf:
  * formatting was a tenth of the CPU of a proxied call. */
-static int build_head(TransportCall *c, const TransportRequest *req) {
-        bool send_length = req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
-                           strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
-        size_t method_len = strlen(req->method), target_len = strlen(req->target),
-               host_len = strlen(c->pool->host_header);
-        size_t len = method_len + 1 + target_len + 11 + host_len + (send_length ? 16 + 20 + 2 : 0) + 2;
+/* Length of a header name that is a token, 0 if it is not one. */
+static size_t token_len(const char *s) {
+        const char *p = s;
+        while (is_tchar((unsigned char) *p))
+                p++;
+        return *p ? 0 : (size_t) (p - s);
+}
 
-        if (!is_token(req->method) || target_len == 0 || strpbrk(req->target, " \r\n\t"))
+/* The request head, measured and checked before the call is allocated (the head lives in the
+ * call's own allocation), then written. */
+typedef struct HeadPlan {
+        size_t len, method_len, target_len, host_len, n_headers;
+        bool send_length;
+        size_t *lens, lens_small[32]; /* name and value length of each header */
+} HeadPlan;
+
+static void head_plan_done(HeadPlan *hp) {
+        if (hp->lens != hp->lens_small)
+                free(hp->lens);
+}
+
+static int head_plan(const Pool *pool, const TransportRequest *req, HeadPlan *hp) {
+        hp->send_length = req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
+                          strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+        hp->method_len = strlen(req->method);
+        hp->target_len = strlen(req->target);
+        hp->host_len = strlen(pool->host_header);
+        hp->len = hp->method_len + 1 + hp->target_len + 11 + hp->host_len + (hp->send_length ? 16 + 20 + 2 : 0) + 2;
+        hp->lens = hp->lens_small;
+        hp->n_headers = 0;
+
+        if (!is_token(req->method) || hp->target_len == 0 || strpbrk(req->target, " \r\n\t"))
                 return -EINVAL;
-        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
-                if (!is_token(h[0]) || strpbrk(h[1], "\r\n"))
-                        return -EINVAL;
-                len += strlen(h[0]) + 2 + strlen(h[1]) + 2;
-        }
-        char *b = malloc(len + 1), *p = b;
-        if (!b)
+        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2)
+                hp->n_headers++;
+        if (hp->n_headers * 2 > ELEMENTSOF(hp->lens_small) &&
+            !(hp->lens = malloc(hp->n_headers * 2 * sizeof *hp->lens))) {
+                hp->lens = hp->lens_small;
                 return -ENOMEM;
-        p = put(p, req->method, method_len);
+        }
+        for (size_t i = 0; i < hp->n_headers; i++) {
+                const char *name = req->headers[2 * i], *value = req->headers[2 * i + 1];
+                size_t nl = token_len(name), vl = strcspn(value, "\r\n");
+                if (nl == 0 || value[vl]) {
+                        head_plan_done(hp);
+                        return -EINVAL;
+                }
+                hp->lens[2 * i] = nl;
+                hp->lens[2 * i + 1] = vl;
+                hp->len += nl + 2 + vl + 2;
+        }
+        return 0;
+}
+
+/* Writes the head into b (hp->len + 1 bytes); returns its length. */
+static size_t head_write(const Pool *pool, const TransportRequest *req, const HeadPlan *hp, char *b) {
+        char *p = b;
+        p = put(p, req->method, hp->method_len);
         *p++ = ' ';
-        p = put(p, req->target, target_len);
+        p = put(p, req->target, hp->target_len);
         p = put(p, " HTTP/1.1\r\n", 11);
-        p = put(p, c->pool->host_header, host_len);
-        if (send_length) {
+        p = put(p, pool->host_header, hp->host_len);
+        if (hp->send_length) {
                 p = put(p, "Content-Length: ", 16);
                 p = fmt_u64(p, req->body_len);
                 p = put(p, "\r\n", 2);
         }
-        for (char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
-                p = put(p, h[0], strlen(h[0]));
+        for (size_t i = 0; i < hp->n_headers; i++) {
+                p = put(p, req->headers[2 * i], hp->lens[2 * i]);
                 p = put(p, ": ", 2);
-                p = put(p, h[1], strlen(h[1]));
+                p = put(p, req->headers[2 * i + 1], hp->lens[2 * i + 1]);
                 p = put(p, "\r\n", 2);
         }
         p = put(p, "\r\n", 2);
         *p = 0;
-        assert((size_t) (p - b) <= len);
-        c->head = b;
-        c->head_len = (size_t) (p - b);
-        return 0;
+        assert((size_t) (p - b) <= hp->len);
+        return (size_t) (p - b);
 }
 
 static void grpc_finished(TransportCall *c) {
@@ -901,19 +939,24 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
         if (r < 0)
                 return r;
 
-        TransportCall *c = calloc(1, sizeof *c);
-        if (!c)
+        HeadPlan hp;
+        r = head_plan(p, req, &hp);
+        if (r < 0)
+                return r;
+        /* one allocation: the call, then its head (the literal below zeroes the call) */
+        TransportCall *c = malloc(sizeof *c + hp.len + 1);
+        if (!c) {
+                head_plan_done(&hp);
                 return -ENOMEM;
+        }
         *c = (TransportCall){ .transport = t, .pool = p, .h = h, .userdata = userdata, .body = req->body,
                               .body_len = req->body_len, .retries_left = req->retries,
                               .max_answer = req->max_answer, .streaming = h->head != NULL,
                               .is_head_request = strcmp(req->method, "HEAD") == 0,
                               .timeout_usec = req->timeout_usec };
-        r = build_head(c, req);
-        if (r < 0) {
-                free(c);
-                return r;
-        }
+        c->head = c->head_text;
+        c->head_len = head_write(p, req, &hp, c->head);
+        head_plan_done(&hp);
         if (req->timeout_usec > 0) {
                 /* Coarse accuracy on purpose: a deadline a few percent late is harmless, and sd-event
                  * then rarely needs to move its timerfd as calls come and go. */
@@ -921,7 +964,6 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
                 r = sd_event_add_time_relative(t->event, &c->deadline, CLOCK_MONOTONIC, req->timeout_usec,
                                                MAX(accuracy, 1000ULL), on_deadline, c);
                 if (r < 0) {
-                        free(c->head);
                         free(c);
                         return r;
                 }

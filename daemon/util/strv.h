@@ -48,6 +48,35 @@ static inline bool ascii_eq_ci(const char *a, const char *b) {
                         return true;
         }
 }
+/* The same for n bytes of each (no NUL needed). */
+static inline bool ascii_eq_ci_n(const char *a, const char *b, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned char x = (unsigned char) a[i], y = (unsigned char) b[i];
+                if (x >= 'A' && x <= 'Z')
+                        x |= 0x20;
+                if (y >= 'A' && y <= 'Z')
+                        y |= 0x20;
+                if (x != y)
+                        return false;
+        }
+        return true;
+}
+
+/* A list of lower-case header names with their lengths, for the per-header checks of the
+ * proxy path: a name is compared only with the entries of its length. */
+typedef struct HeaderName {
+        const char *name;
+        size_t len;
+} HeaderName;
+#define HEADER_NAME(s) { (s), sizeof(s) - 1 }
+
+static inline bool header_name_in(const HeaderName *l, size_t n, const char *name, size_t len) {
+        for (size_t i = 0; i < n; i++)
+                if (l[i].len == len && ascii_eq_ci_n(l[i].name, name, len))
+                        return true;
+        return false;
+}
+
 /* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
 bool utf8_is_valid(const void *p, size_t n);
 /* Writes v in decimal at p (no NUL); returns the end. At most 20 bytes. */
