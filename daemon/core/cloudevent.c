@@ -365,13 +365,66 @@ typedef struct Attr {
         const char *key, *value; /* value NULL: left out */
 } Attr;
 
-static bool gen_string(yajl_gen g, const char *s, size_t n) {
-        return yajl_gen_string(g, (const unsigned char *) s, n) == yajl_gen_status_ok;
+/* The envelope's text as it grows. */
+typedef struct Out {
+        char *p;
+        size_t len, cap;
+        bool oom;
+} Out;
+
+static void out_put(Out *o, const void *s, size_t n) {
+        if (o->oom)
+                return;
+        if (o->len + n + 1 > o->cap) {
+                size_t cap = MAX(o->cap * 2, o->len + n + 1);
+                char *p = realloc(o->p, cap);
+                if (!p) {
+                        o->oom = true;
+                        return;
+                }
+                o->p = p;
+                o->cap = cap;
+        }
+        memcpy(o->p + o->len, s, n);
+        o->len += n;
+        o->p[o->len] = 0;
+}
+
+/* Bytes a JSON string must escape: both yajl and jansson escape exactly '"', '\\' and the
+ * control characters (not '/', not DEL, not non-ASCII, as this envelope is written). */
+static bool needs_escape(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) s[i];
+                if (c < 0x20 || c == '"' || c == '\\')
+                        return true;
+        }
+        return false;
+}
+
+/* A JSON string: as it is when nothing in it needs escaping (most of an envelope: ids, times,
+ * names), else escaped by yajl's generator. */
+static void out_string(Out *o, const char *s, size_t n) {
+        if (!needs_escape(s, n)) {
+                out_put(o, "\"", 1);
+                out_put(o, s, n);
+                out_put(o, "\"", 1);
+                return;
+        }
+        const unsigned char *buf;
+        size_t buf_len;
+        yajl_gen g = yajl_gen_alloc(NULL);
+        if (g && yajl_gen_string(g, (const unsigned char *) s, n) == yajl_gen_status_ok &&
+            yajl_gen_get_buf(g, &buf, &buf_len) == yajl_gen_status_ok)
+                out_put(o, buf, buf_len);
+        else
+                o->oom = true;
+        yajl_gen_free(g);
 }
 
 /*
- * Dapr's own envelope (§4.2) around the body, written with yajl's generator rather than built as a
- * jansson tree and dumped (that was most of a publish's CPU once the body check went treeless).
+ * Dapr's own envelope (§4.2) around the body, written directly rather than built as a jansson tree
+ * and dumped (that was most of a publish's CPU once the body check went treeless); strings that
+ * need escaping go through yajl's generator, the rest (nearly all) are copied as they are.
  * The bytes are what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) wrote before: keys in byte order
  * ("data" and "data_base64" sort first), '/' and non-ASCII as they are, control characters escaped
  * as both libraries do (tests/unit/test-cloudevent.c compares every envelope with jansson's form).
@@ -382,10 +435,7 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
         const char *body = in->data ?: "", *id, *tp;
         char idbuf[CLOUDEVENT_UUID_MAX], timebuf[CLOUDEVENT_TIME_MAX], expbuf[CLOUDEVENT_TIME_MAX];
         size_t len = in->data ? in->len : 0;
-        const unsigned char *buf;
-        size_t buf_len;
-        yajl_gen g;
-        bool splice = false, ok;
+        bool splice = false;
         int r;
 
         id = override_get(in->overrides, "id", NULL);
@@ -434,43 +484,36 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
                         return -ENOMEM;
         }
 
-        g = yajl_gen_alloc(NULL);
-        if (!g)
+        /* Keys in byte order: "data" or "data_base64" first, then the attributes (sorted above). */
+        Out o = { .cap = len + 512 };
+        o.p = malloc(o.cap);
+        if (!o.p)
                 return -ENOMEM;
-        ok = yajl_gen_map_open(g) == yajl_gen_status_ok;
-        if (ok && !splice)
-                ok = b64 ? gen_string(g, "data_base64", strlen("data_base64")) && gen_string(g, b64, strlen(b64))
-                         : gen_string(g, "data", strlen("data")) && gen_string(g, body, len);
-        for (size_t i = 0; ok && i < ELEMENTSOF(attrs); i++)
-                if (attrs[i].value)
-                        ok = gen_string(g, attrs[i].key, strlen(attrs[i].key)) &&
-                             gen_string(g, attrs[i].value, strlen(attrs[i].value));
-        ok = ok && yajl_gen_map_close(g) == yajl_gen_status_ok &&
-             yajl_gen_get_buf(g, &buf, &buf_len) == yajl_gen_status_ok && buf_len >= 2;
-        if (!ok) {
-                yajl_gen_free(g);
-                return -ENOMEM;
-        }
-
-        /* spliced: {"data":BODY, then the attributes after the generator's '{' */
-        static const char head[] = "{\"data\":";
-        size_t n = splice ? strlen(head) + len + 1 + (buf_len - 1) : buf_len;
-        char *out = malloc(n + 1), *p = out;
-        if (!out) {
-                yajl_gen_free(g);
-                return -ENOMEM;
-        }
+        o.p[0] = 0;
         if (splice) {
-                p = mempcpy(p, head, strlen(head));
-                p = mempcpy(p, body, len);
-                *p++ = ',';
-                p = mempcpy(p, buf + 1, buf_len - 1);
-        } else
-                p = mempcpy(p, buf, buf_len);
-        *p = '\0';
-        yajl_gen_free(g);
-        *ret = out;
-        *ret_len = n;
+                out_put(&o, "{\"data\":", 8);
+                out_put(&o, body, len);
+        } else if (b64) {
+                out_put(&o, "{\"data_base64\":", 15);
+                out_string(&o, b64, strlen(b64));
+        } else {
+                out_put(&o, "{\"data\":", 8);
+                out_string(&o, body, len);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(attrs); i++)
+                if (attrs[i].value) {
+                        out_put(&o, ",\"", 2);
+                        out_put(&o, attrs[i].key, strlen(attrs[i].key)); /* plain ASCII names */
+                        out_put(&o, "\":", 2);
+                        out_string(&o, attrs[i].value, strlen(attrs[i].value));
+                }
+        out_put(&o, "}", 1);
+        if (o.oom) {
+                free(o.p);
+                return -ENOMEM;
+        }
+        *ret = o.p;
+        *ret_len = o.len;
         return 0;
 }
 
