@@ -151,13 +151,21 @@ void cloudevent_format_time(uint64_t usec, char buf[static CLOUDEVENT_TIME_MAX])
         sec = usec / USEC_PER_SEC;
         day_sec = sec % 86400;
         civil_from_days((int64_t) (sec / 86400), &y, &m, &d);
-        /* Formatted into a roomy buffer first: the compiler cannot see that y has 4 digits. */
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ", (unsigned) y, m, d,
-                 (unsigned) (day_sec / 3600), (unsigned) (day_sec / 60 % 60), (unsigned) (day_sec % 60),
-                 (unsigned) (usec % USEC_PER_SEC));
-        memcpy(buf, tmp, CLOUDEVENT_TIME_MAX - 1);
-        buf[CLOUDEVENT_TIME_MAX - 1] = 0;
+        /* Digits written directly: snprintf() was 3,500 instructions of a publish. y is
+         * 0000-9999 (TIME_MAX_USEC bounds it). */
+        unsigned fields[] = { (unsigned) y, m, d, (unsigned) (day_sec / 3600), (unsigned) (day_sec / 60 % 60),
+                              (unsigned) (day_sec % 60), (unsigned) (usec % USEC_PER_SEC) };
+        static const unsigned widths[] = { 4, 2, 2, 2, 2, 2, 6 };
+        static const char seps[] = "--T::.Z";
+        char *p = buf;
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                for (unsigned k = widths[i], v = fields[i]; k > 0; k--, v /= 10)
+                        p[k - 1] = (char) ('0' + v % 10);
+                p += widths[i];
+                *p++ = seps[i];
+        }
+        *p = 0;
+        assert(p - buf == CLOUDEVENT_TIME_MAX - 1);
 }
 
 /* Exactly n decimal digits at *p. */
