@@ -27,6 +27,7 @@
 #include "../core/actor-heap.h"
 #include "../core/actor-time.h"
 #include "../core/app.h"
+#include "../core/cloudevent.h"
 #include "../core/component.h"
 #include "../core/placement.h"
 #include "../core/registry.h"
@@ -134,6 +135,7 @@ typedef struct Timer Timer;
 typedef struct Turn Turn;
 
 typedef struct FireGate FireGate;
+typedef struct Waiter Waiter;
 
 typedef enum DueKind { DUE_REMINDER, DUE_TIMER } DueKind;
 
@@ -153,13 +155,28 @@ struct FireGate {
         FireGate *next;
 };
 
-typedef struct Waiter {
+struct Waiter {
         ActorDoneFn done;         /* NULL: the caller left */
         void *userdata;
         struct Waiter *next;
-} Waiter;
+};
 
 typedef enum RemindersState { REM_UNLOADED, REM_LOADING, REM_LOADED, REM_FAILED } RemindersState;
+
+/* One stored record of a type's reminders (see "reminders: records"). */
+typedef struct RemPart {
+        ActorType *type;          /* back-reference */
+        unsigned index;           /* from 0; the record's partition number is index + 1 */
+        Reminder *head, *tail;
+        size_t n;
+        bool dirty;               /* changed since the commit that last took it: on the dirty list */
+        uint64_t flush_gen;       /* the commit that last took it */
+        Waiter *waiters;          /* told when a commit holding the latest change is done */
+        struct RemPart *dprev, *dnext;
+} RemPart;
+
+/* daprd writes a UUID; another id is taken as it is, up to this length. */
+#define LAYOUT_ID_MAX 64
 
 struct ActorType {
         HNode node;               /* in the runtime's by_name while hosted; key: cfg.type */
@@ -171,30 +188,38 @@ struct ActorType {
         size_t n_active;
         RemindersState rem_state;
         char *rem_error;
-        Reminder *rem_head, *rem_tail;
         size_t n_reminders;
-        bool write_running, dirty;
-        Waiter *writing;          /* told when the running write is done */
-        Waiter *next_write;       /* told after the next one */
-        unsigned store_calls;     /* loads and writes whose answer is pending */
+        RemPart *parts;           /* n_parts of them: n_layout, or one when unpartitioned */
+        unsigned n_parts;
+        unsigned n_layout;        /* the layout written: remindersStoragePartitions, 0 for none */
+        char layout_id[LAYOUT_ID_MAX]; /* its metadata id */
+        Reminder *loaded;         /* read from the store, not laid out yet */
+        unsigned loads_pending;
+        bool zero_found;          /* "actors||<type>" held reminders */
+        bool load_bad;            /* some record could not be read */
+        bool migrate, write_meta; /* the layout changed: written by the next commit as a whole */
+        uint64_t migrate_gen;     /* the commit that took the migration */
+        char **drop_keys;         /* the records of the layout before, deleted by the migration */
+        unsigned store_calls;     /* loads whose answer is pending */
         bool gone;                /* no longer hosted: freed when store_calls is 0 */
 };
 
 struct Reminder {
         DueItem due;              /* first */
-        HNode node;               /* "type\x1fid\x1fname" */
-        ActorType *type;          /* back-reference */
-        char *actor_id, *name;
-        char *due_str, *period_str, *ttl_str;
-        json_t *data;
+        HNode node;               /* "type\x1fid\x1fname", in strs */
+        RemPart *part;            /* back-reference; NULL while loading */
+        const char *actor_id, *name; /* in strs */
+        const char *due_str, *period_str, *ttl_str; /* in strs; NULL: none */
+        const char *data;         /* JSON text, in strs; NULL: none */
         ActorSchedule sc;
         int64_t next_usec;        /* the due time of the next fire */
         int64_t left;             /* fires left; -1 without bound */
         char *record;             /* its stored record as JSON text, made when first needed; NULL
-                                   * after a change (type_write joins these: no JSON per write) */
+                                   * after a change (a partition write joins these: no JSON per write) */
         size_t record_len;
         Turn *turn;               /* firing now */
-        Reminder *tnext, *tprev;  /* the type's list */
+        Reminder *pnext, *pprev;  /* the partition's list (or the type's loaded list) */
+        char strs[];              /* the strings above, one allocation with the struct */
 };
 
 struct Timer {
@@ -272,6 +297,12 @@ struct ActorRuntime {
         StateStore *own_store;    /* the embedded store, when no component is marked */
         char *store_error;
         uint64_t chain_seq;
+        RemPart *dirty_head, *dirty_tail; /* partitions for the next group commit */
+        sd_event_source *flush_defer;     /* the group commit, once per loop pass */
+        sd_event_source *flush_retry;     /* after a failed one */
+        bool flush_running, flush_retry_armed;
+        Waiter *flushing;                 /* told when the running commit is done */
+        uint64_t flush_gen;
 };
 
 static ActorRuntime *runtime(Registry *r) {
@@ -290,11 +321,6 @@ static ActorType *find_type(ActorRuntime *rt, const char *name) {
 static char *actor_key(const char *type, const char *id) {
         char *k;
         return asprintf(&k, "%s\x1f%s", type, id) < 0 ? NULL : k;
-}
-
-static char *reminder_key(const char *type, const char *id, const char *name) {
-        char *k;
-        return asprintf(&k, "%s\x1f%s\x1f%s", type, id, name) < 0 ? NULL : k;
 }
 
 /* A lookup key ("a\x1fb" or "a\x1fb\x1fc") in buf, without an allocation: these run on every
@@ -444,15 +470,23 @@ static int open_own_store(ActorRuntime *rt);
 static void type_free(ActorType *t);
 static void waiters_tell(Waiter *w, int error, const char *message);
 
-/* The store t's calls went to is replaced: no answer from it counts any more. */
+/* The store t's loads went to is replaced: no answer from it counts any more. */
 static void forget_store_calls(ActorType *t, StateStore *still_open) {
         if (t->store_calls == 0)
                 return;
         if (still_open)
                 state_cancel(still_open, t);
         t->store_calls = 0;
-        t->write_running = false;
-        waiters_tell(TAKE_PTR(t->writing), -ECANCELED, "the actor state store changed");
+}
+
+/* Likewise for the running group commit. */
+static void forget_flush(ActorRuntime *rt, StateStore *still_open) {
+        if (!rt->flush_running)
+                return;
+        if (still_open)
+                state_cancel(still_open, rt);
+        rt->flush_running = false;
+        waiters_tell(TAKE_PTR(rt->flushing), -ECANCELED, "the actor state store changed");
 }
 static void type_reload_reminders(ActorType *t);
 
@@ -493,6 +527,7 @@ void actors_sync_store(Registry *r) {
         for (size_t i = 0; old && i < r->n_state_stores; i++)
                 old_open = old_open || r->state_stores[i] == old;
         rt->store = want;
+        forget_flush(rt, old_open ? old : NULL);
         for (ActorType *t = rt->types, *next; t; t = next) {
                 next = t->next;
                 forget_store_calls(t, old_open ? old : NULL);
@@ -543,25 +578,121 @@ static int open_own_store(ActorRuntime *rt) {
         return r;
 }
 
-/* ---- reminders: records ---- */
+/* ---- reminders: records ----
+ *
+ * Storage is Dapr's (daprd 1.x before its scheduler): a type's reminders are JSON arrays of
+ * records, in ONE record "actors||<type>" when the app asks for no partitions, else spread over
+ * remindersStoragePartitions records "actors||<type>||<layout id>||reminders||<i>" (i from 1, a
+ * reminder in partition fnv32a(actor id, name) % count + 1) named by the metadata record
+ * "actors||<type>||metadata" = {"id": <layout id>, "actorRemindersMetadata": {"partitionCount": n}}.
+ * So a store that daprd wrote reads back here, and the other way round.
+ *
+ * Writes are group commits: a change (registration, delete, a fire that moves a schedule on or
+ * ends a reminder) only marks its partition dirty; ONE transaction per pass of the loop writes
+ * every dirty partition of every type, and while it runs the next changes gather for the one
+ * after. A fire costs a share of a partition write, not a write of its own, and a busy moment
+ * writes each partition once however many of its reminders fired. Who waits for a registration
+ * or a delete is told when the transaction holding it is committed.
+ *
+ * A change of the count (or a store laid out otherwise) is a migration: every partition under a
+ * new layout id, the metadata, and the deletion of the old records, in one transaction, so a
+ * crash leaves the old layout or the new one, never a mix.
+ */
+
+/* daprd's id of the unpartitioned layout. */
+#define LAYOUT_ZERO_ID "00000000-0000-0000-0000-000000000000"
+/* Operations in one group commit; a migration is never split (so this may be passed once). */
+#define FLUSH_OPS_MAX 4096U
+/* A group commit that failed is tried again this much later (everything it held). */
+#define FLUSH_RETRY_USEC (1000000ULL)
 
 static void turn_drop(Turn *t);
 
-static void reminder_unlink(Reminder *m) {
-        ActorType *t = m->type;
-        ActorRuntime *rt = t->rt;
+/* Dapr's choice of partition (daprd: "do not change this hash function"): FNV-1a over the actor id
+ * then the name. An index into t->parts. */
+static unsigned part_index(unsigned count, const char *id, const char *name) {
+        uint32_t h = 2166136261U;
+        if (count == 0)
+                return 0;
+        for (const char *s = id; *s; s++)
+                h = (h ^ (unsigned char) *s) * 16777619U;
+        for (const char *s = name; *s; s++)
+                h = (h ^ (unsigned char) *s) * 16777619U;
+        return h % count;
+}
+
+static char *part_key(const ActorType *t, unsigned count, const char *layout_id, unsigned index) {
+        char *k;
+        int r = count == 0 ? asprintf(&k, "actors||%s", t->cfg.type)
+                           : asprintf(&k, "actors||%s||%s||reminders||%u", t->cfg.type, layout_id, index + 1);
+        return r < 0 ? NULL : k;
+}
+
+static char *meta_key(const ActorType *t) {
+        char *k;
+        return asprintf(&k, "actors||%s||metadata", t->cfg.type) < 0 ? NULL : k;
+}
+
+static void flush_arm(ActorRuntime *rt) {
+        if (!rt->flush_running && !rt->flush_retry_armed && rt->flush_defer)
+                (void) sd_event_source_set_enabled(rt->flush_defer, SD_EVENT_ONESHOT);
+}
+
+static void dirty_unlink(ActorRuntime *rt, RemPart *p) {
+        if (!p->dirty)
+                return;
+        if (p->dprev)
+                p->dprev->dnext = p->dnext;
+        else
+                rt->dirty_head = p->dnext;
+        if (p->dnext)
+                p->dnext->dprev = p->dprev;
+        else
+                rt->dirty_tail = p->dprev;
+        p->dprev = p->dnext = NULL;
+        p->dirty = false;
+}
+
+/* p changed: it is written by the next group commit. */
+static void part_mark(RemPart *p) {
+        ActorRuntime *rt = p->type->rt;
+        if (!p->dirty) {
+                p->dirty = true;
+                p->dnext = NULL;
+                p->dprev = rt->dirty_tail;
+                if (rt->dirty_tail)
+                        rt->dirty_tail->dnext = p;
+                else
+                        rt->dirty_head = p;
+                rt->dirty_tail = p;
+        }
+        flush_arm(rt);
+}
+
+/* Takes m out of its partition's list (it stays in the lookup table and the heap). */
+static void part_remove(Reminder *m) {
+        RemPart *p = m->part;
+        if (m->pprev)
+                m->pprev->pnext = m->pnext;
+        else
+                p->head = m->pnext;
+        if (m->pnext)
+                m->pnext->pprev = m->pprev;
+        else
+                p->tail = m->pprev;
+        m->pnext = m->pprev = NULL;
+        m->part = NULL;
+        p->n--;
+        p->type->n_reminders--;
+}
+
+/* Takes m out of everything: its partition, the lookup table, the heap; a queued fire is dropped. */
+static void reminder_unlink(ActorRuntime *rt, Reminder *m) {
         actor_heap_remove(rt->due, &m->due.entry);
         due_unpark(&m->due);
         ht_remove(&rt->reminders, &m->node);
-        if (m->tprev)
-                m->tprev->tnext = m->tnext;
-        else
-                t->rem_head = m->tnext;
-        if (m->tnext)
-                m->tnext->tprev = m->tprev;
-        else
-                t->rem_tail = m->tprev;
-        t->n_reminders--;
+        if (m->part)
+                part_remove(m);
         if (m->turn)
                 turn_drop(m->turn);
         m->turn = NULL;
@@ -570,57 +701,174 @@ static void reminder_unlink(Reminder *m) {
 static void reminder_free(Reminder *m) {
         if (!m)
                 return;
-        free(m->node.key);
-        free(m->actor_id);
-        free(m->name);
-        free(m->due_str);
-        free(m->period_str);
-        free(m->ttl_str);
         free(m->record);
-        json_decref(m->data);
         free(m);
 }
 
-static int reminder_link(ActorType *t, Reminder *m) {
-        m->type = t;
-        m->node.key = reminder_key(t->cfg.type, m->actor_id, m->name);
-        if (!m->node.key || ht_add(&t->rt->reminders, &m->node) < 0)
-                return -ENOMEM;
-        m->tprev = t->rem_tail;
-        if (t->rem_tail)
-                t->rem_tail->tnext = m;
+/* A reminder with its strings (one allocation): the lookup key "type\x1fid\x1fname", the id, the
+ * name and the optional texts (NULL or empty: none). data is JSON text. NULL: out of memory. */
+static Reminder *reminder_new(const char *type, const char *id, const char *name, const char *due,
+                              const char *period, const char *ttl, const char *data) {
+        const char *opt[] = { due, period, ttl, data };
+        size_t len = strlen(type) + 1 + strlen(id) + 1 + strlen(name) + 1 + strlen(id) + 1 + strlen(name) + 1;
+        for (size_t i = 0; i < 4; i++)
+                if (opt[i] && *opt[i])
+                        len += strlen(opt[i]) + 1;
+        Reminder *m = calloc(1, sizeof *m + len);
+        if (!m)
+                return NULL;
+        char *p = m->strs;
+        m->node.key = p;
+        p += sprintf(p, "%s\x1f%s\x1f%s", type, id, name) + 1;
+        m->actor_id = p;
+        p = stpcpy(p, id) + 1;
+        m->name = p;
+        p = stpcpy(p, name) + 1;
+        const char **dst[] = { &m->due_str, &m->period_str, &m->ttl_str, &m->data };
+        for (size_t i = 0; i < 4; i++)
+                if (opt[i] && *opt[i]) {
+                        *dst[i] = p;
+                        p = stpcpy(p, opt[i]) + 1;
+                }
+        m->due.kind = DUE_REMINDER;
+        return m;
+}
+
+/* Puts m (in no partition) at the end of p's list. */
+static void reminder_link(RemPart *p, Reminder *m) {
+        ActorType *t = p->type;
+        m->part = p;
+        m->pnext = NULL;
+        m->pprev = p->tail;
+        if (p->tail)
+                p->tail->pnext = m;
         else
-                t->rem_head = m;
-        t->rem_tail = m;
+                p->head = m;
+        p->tail = m;
+        p->n++;
         t->n_reminders++;
-        return 0;
+}
+
+/* A growing text buffer; on allocation failure it stays failed (ok false) and writes nothing. */
+typedef struct Buf {
+        char *p;
+        size_t len, cap;
+        bool ok;
+} Buf;
+
+static bool buf_room(Buf *b, size_t n) {
+        if (!b->ok)
+                return false;
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = MAX(b->cap * 2, b->len + n + 1 + 256);
+                char *p = realloc(b->p, cap);
+                if (!p)
+                        return (b->ok = false);
+                b->p = p;
+                b->cap = cap;
+        }
+        return true;
+}
+
+static void buf_put(Buf *b, const char *s, size_t n) {
+        if (buf_room(b, n)) {
+                memcpy(b->p + b->len, s, n);
+                b->len += n;
+                b->p[b->len] = 0;
+        }
+}
+
+static void buf_puts(Buf *b, const char *s) {
+        buf_put(b, s, strlen(s));
+}
+
+/* s as a JSON string. */
+static void buf_put_jstr(Buf *b, const char *s) {
+        static const char hex[] = "0123456789abcdef";
+        size_t n = strlen(s);
+        if (!buf_room(b, 6 * n + 2))
+                return;
+        char *p = b->p + b->len;
+        *p++ = '"';
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                if (c == '"' || c == '\\') {
+                        *p++ = '\\';
+                        *p++ = (char) c;
+                } else if (c < 0x20) {
+                        p = mempcpy(p, "\\u00", 4);
+                        *p++ = hex[c >> 4];
+                        *p++ = hex[c & 15];
+                } else
+                        *p++ = (char) c;
+        }
+        *p++ = '"';
+        *p = 0;
+        b->len = (size_t) (p - b->p);
+}
+
+static void buf_put_int(Buf *b, int64_t v) {
+        char num[24];
+        buf_put(b, num, (size_t) snprintf(num, sizeof num, "%" PRId64, v));
 }
 
 /* Dapr's record: actorID, actorType, name, data, period, dueTime, registeredTime (the first fire),
- * expirationTime; ours besides (daprd ignores unknown fields): where the schedule stands. */
-static json_t *reminder_record(const Reminder *m) {
-        char reg[32], exp[32];
-        json_t *j = json_pack("{s:s, s:s, s:s, s:O?, s:s, s:s, s:s, s:I, s:I}", "actorID", m->actor_id, "actorType",
-                              m->type->cfg.type, "name", m->name, "data", m->data, "period", strempty(m->period_str),
-                              "dueTime", strempty(m->due_str), "registeredTime",
-                              actor_format_rfc3339(m->sc.first_usec, reg), "mooringNextFireUsec",
-                              (json_int_t) m->next_usec, "mooringFiresLeft", (json_int_t) m->left);
-        if (j && m->sc.expiry_usec)
-                json_object_set_new(j, "expirationTime", json_string(actor_format_rfc3339(m->sc.expiry_usec, exp)));
-        if (j && m->ttl_str)
-                json_object_set_new(j, "mooringTtl", json_string(m->ttl_str));
-        return j;
+ * expirationTime; ours besides (daprd ignores unknown fields): where the schedule stands. Written
+ * by hand: this runs for every reminder that changes, and data is kept as its JSON text. */
+static void reminder_record(const Reminder *m, Buf *b) {
+        char when[32];
+        buf_puts(b, "{\"actorID\":");
+        buf_put_jstr(b, m->actor_id);
+        buf_puts(b, ",\"actorType\":");
+        buf_put_jstr(b, m->part->type->cfg.type);
+        buf_puts(b, ",\"name\":");
+        buf_put_jstr(b, m->name);
+        if (m->data) {
+                buf_puts(b, ",\"data\":");
+                buf_puts(b, m->data);
+        }
+        buf_puts(b, ",\"period\":");
+        buf_put_jstr(b, strempty(m->period_str));
+        buf_puts(b, ",\"dueTime\":");
+        buf_put_jstr(b, strempty(m->due_str));
+        buf_puts(b, ",\"registeredTime\":");
+        buf_put_jstr(b, actor_format_rfc3339(m->sc.first_usec, when));
+        if (m->sc.expiry_usec) {
+                buf_puts(b, ",\"expirationTime\":");
+                buf_put_jstr(b, actor_format_rfc3339(m->sc.expiry_usec, when));
+        }
+        buf_puts(b, ",\"mooringNextFireUsec\":");
+        buf_put_int(b, m->next_usec);
+        buf_puts(b, ",\"mooringFiresLeft\":");
+        buf_put_int(b, m->left);
+        if (m->ttl_str) {
+                buf_puts(b, ",\"mooringTtl\":");
+                buf_put_jstr(b, m->ttl_str);
+        }
+        buf_puts(b, "}");
 }
 
-/* The record's text, kept until the reminder changes. NULL: out of memory. */
+/* The record's text, kept until the reminder changes (a partition write joins these: no encoding
+ * per write). NULL: out of memory. */
 static const char *reminder_record_text(Reminder *m) {
         if (!m->record) {
-                json_t *j = reminder_record(m);
-                m->record = j ? json_dumps(j, JSON_COMPACT) : NULL;
-                m->record_len = m->record ? strlen(m->record) : 0;
-                json_decref(j);
+                Buf b = { .ok = true };
+                reminder_record(m, &b);
+                if (!b.ok) {
+                        free(b.p);
+                        return NULL;
+                }
+                m->record = b.p;
+                m->record_len = b.len;
         }
         return m->record;
+}
+
+/* The record changes (where the schedule stands): its text is made again when next written. */
+static void reminder_changed(Reminder *m) {
+        free(m->record);
+        m->record = NULL;
+        part_mark(m->part);
 }
 
 static void waiters_tell(Waiter *w, int error, const char *message) {
@@ -633,88 +881,200 @@ static void waiters_tell(Waiter *w, int error, const char *message) {
         }
 }
 
-static void type_write(ActorType *t);
-
-static void on_written(const StateResult *res, void *userdata) {
-        ActorType *t = userdata;
-        Waiter *w = TAKE_PTR(t->writing);
-
-        t->store_calls--;
-        t->write_running = false;
-        if (t->gone) {
-                waiters_tell(w, -ECANCELED, "the actor type is no longer hosted");
-                if (t->store_calls == 0)
-                        type_free(t);
-                return;
-        }
-        if (res->error < 0)
-                log_struct(LOG_WARNING, 0, t->app_id, NULL, "Failed to store the reminders of actor type '%s': %s",
-                           t->cfg.type, res->message ?: strerror(-res->error));
-        waiters_tell(w, res->error, res->message ?: (res->error < 0 ? strerror(-res->error) : NULL));
-        if (t->dirty)
-                type_write(t);
+static Waiter **waiters_end(Waiter **l) {
+        while (*l)
+                l = &(*l)->next;
+        return l;
 }
 
-/* Writes the type's reminder record now, or after the write that runs (coalesced). */
-static void type_write(ActorType *t) {
-        ActorRuntime *rt = t->rt;
-        _cleanup_free_ char *text = NULL;
+/* p's partition record: a JSON array of its reminders' records, joined from their texts. */
+static char *part_text(RemPart *p, size_t *ret_len) {
         size_t len = 2;
-
-        t->dirty = true;
-        if (t->write_running || t->rem_state != REM_LOADED)
-                return;
-        if (!rt->store) {
-                waiters_tell(TAKE_PTR(t->next_write), -ENODEV, "no actor state store");
-                return;
+        for (Reminder *m = p->head; m; m = m->pnext) {
+                if (!reminder_record_text(m))
+                        return NULL;
+                len += m->record_len + 1;
         }
-        /* a JSON array of the records: one join of texts made once per change of a reminder, so a
-         * write costs a copy of the type's records, not their encoding */
-        bool ok = true;
-        for (Reminder *m = t->rem_head; ok && m; m = m->tnext)
-                if ((ok = reminder_record_text(m)))
-                        len += m->record_len + 1;
-        char *p = ok ? (text = malloc(len + 1)) : NULL;
-        if (p) {
-                *p++ = '[';
-                for (Reminder *m = t->rem_head; m; m = m->tnext) {
-                        if (m != t->rem_head)
-                                *p++ = ',';
-                        p = mempcpy(p, m->record, m->record_len);
-                }
-                *p++ = ']';
-                *p = 0;
+        char *text = malloc(len + 1), *o = text;
+        if (!text)
+                return NULL;
+        *o++ = '[';
+        for (Reminder *m = p->head; m; m = m->pnext) {
+                if (m != p->head)
+                        *o++ = ',';
+                o = mempcpy(o, m->record, m->record_len);
         }
-        _cleanup_free_ char *key = NULL;
-        if (!p || asprintf(&key, "actors||%s", t->cfg.type) < 0) {
-                waiters_tell(TAKE_PTR(t->next_write), -ENOMEM, "out of memory");
-                return;
-        }
-        StateOp op = { .kind = STATE_OP_UPSERT, .key = key, .value = text, .value_len = (size_t) (p - text) };
-        t->dirty = false;
-        t->writing = TAKE_PTR(t->next_write);
-        int r = state_write_raw(rt->store, REMINDER_QUEUE, &op, 1, on_written, t);
-        if (r < 0) {
-                waiters_tell(TAKE_PTR(t->writing), r, "the reminder record could not be written");
-                return;
-        }
-        t->write_running = true;
-        t->store_calls++;
+        *o++ = ']';
+        *o = 0;
+        *ret_len = (size_t) (o - text);
+        return text;
 }
 
-static int type_add_waiter(ActorType *t, ActorDoneFn done, void *userdata) {
+/* The operations of one group commit, owning their keys and values. */
+typedef struct OpList {
+        StateOp *ops;
+        size_t n, cap;
+} OpList;
+
+static void op_list_done(OpList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                free((char *) l->ops[i].key);
+                free((char *) l->ops[i].value);
+        }
+        free(l->ops);
+        *l = (OpList){};
+}
+
+/* Takes key and value (NULL: a delete), also on failure. */
+static int op_list_add(OpList *l, char *key, char *value, size_t value_len) {
+        if (key && l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                StateOp *ops = reallocarray(l->ops, cap, sizeof *ops);
+                if (ops) {
+                        l->ops = ops;
+                        l->cap = cap;
+                }
+        }
+        if (!key || l->n == l->cap) {
+                free(key);
+                free(value);
+                return -ENOMEM;
+        }
+        l->ops[l->n++] = (StateOp){ .kind = value ? STATE_OP_UPSERT : STATE_OP_DELETE, .key = key,
+                                    .value = value, .value_len = value_len };
+        return 0;
+}
+
+/* Adds the write of p (taking its waiters into the commit's). */
+static int flush_add_part(ActorRuntime *rt, OpList *l, RemPart *p) {
+        ActorType *t = p->type;
+        size_t len = 0;
+        char *text = part_text(p, &len);
+        if (!text)
+                return -ENOMEM;
+        int r = op_list_add(l, part_key(t, t->n_layout, t->layout_id, p->index), text, len);
+        if (r < 0)
+                return r;
+        dirty_unlink(rt, p);
+        p->flush_gen = rt->flush_gen;
+        *waiters_end(&rt->flushing) = TAKE_PTR(p->waiters);
+        return 0;
+}
+
+/* Adds t's migration: every partition, the metadata, the deletion of the old layout's records. */
+static int flush_add_migration(ActorRuntime *rt, OpList *l, ActorType *t) {
+        int r = 0;
+        for (unsigned i = 0; i < t->n_parts && r >= 0; i++)
+                r = flush_add_part(rt, l, &t->parts[i]);
+        if (r >= 0 && t->write_meta) {
+                char *meta = NULL;
+                if (asprintf(&meta, "{\"id\":\"%s\",\"actorRemindersMetadata\":{\"partitionCount\":%u}}",
+                             t->n_layout ? t->layout_id : LAYOUT_ZERO_ID, t->n_layout) < 0)
+                        meta = NULL;
+                r = meta ? op_list_add(l, meta_key(t), meta, strlen(meta)) : -ENOMEM;
+        }
+        for (size_t i = 0; t->drop_keys && t->drop_keys[i] && r >= 0; i++)
+                r = op_list_add(l, strdup(t->drop_keys[i]), NULL, 0);
+        if (r >= 0)
+                t->migrate_gen = rt->flush_gen;
+        return r;
+}
+
+static void flush_failed(ActorRuntime *rt, uint64_t gen);
+static void on_flushed(const StateResult *res, void *userdata);
+
+/* The group commit: every dirty partition (a migrating type's all at once) in one transaction. */
+static int on_flush(sd_event_source *s, void *userdata) {
+        ActorRuntime *rt = userdata;
+        _cleanup_(op_list_done) OpList l = {};
+        size_t cap = rt->store ? state_store_max_ops(rt->store) : 0;
+        int r = 0;
+
+        if (rt->flush_running || !rt->store || !rt->dirty_head)
+                return 0;
+        if (cap == 0 || cap > FLUSH_OPS_MAX)
+                cap = FLUSH_OPS_MAX;
+        rt->flush_gen++;
+        while (rt->dirty_head && r >= 0) {
+                RemPart *p = rt->dirty_head;
+                ActorType *t = p->type;
+                if (t->migrate) {
+                        size_t need = t->n_parts + 1 + strv_length(t->drop_keys);
+                        if (l.n > 0 && l.n + need > cap)
+                                break;
+                        r = flush_add_migration(rt, &l, t);
+                        t->migrate = false;
+                } else {
+                        if (l.n >= cap)
+                                break;
+                        r = flush_add_part(rt, &l, p);
+                }
+        }
+        if (r >= 0 && l.n > 0) {
+                r = state_transact_raw(rt->store, REMINDER_QUEUE, l.ops, l.n, on_flushed, rt);
+                if (r >= 0) {
+                        rt->flush_running = true;
+                        return 0;
+                }
+        }
+        if (r < 0) {
+                waiters_tell(TAKE_PTR(rt->flushing), r, "the reminder records could not be written");
+                flush_failed(rt, rt->flush_gen);
+        }
+        return 0;
+}
+
+static int on_flush_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        ActorRuntime *rt = userdata;
+        rt->flush_retry_armed = false;
+        if (rt->dirty_head)
+                flush_arm(rt);
+        return 0;
+}
+
+/* The commit gen did not happen: what it held is dirty again, written in a while. */
+static void flush_failed(ActorRuntime *rt, uint64_t gen) {
+        for (ActorType *t = rt->types; t; t = t->next) {
+                if (t->gone || t->rem_state != REM_LOADED)
+                        continue;
+                if (t->migrate_gen == gen)
+                        t->migrate = true;
+                for (unsigned i = 0; i < t->n_parts; i++)
+                        if (t->parts[i].flush_gen == gen || t->migrate)
+                                part_mark(&t->parts[i]);
+        }
+        if (rt->flush_retry && !rt->flush_retry_armed &&
+            sd_event_source_set_time_relative(rt->flush_retry, FLUSH_RETRY_USEC) >= 0 &&
+            sd_event_source_set_enabled(rt->flush_retry, SD_EVENT_ONESHOT) >= 0)
+                rt->flush_retry_armed = true;
+}
+
+static void on_flushed(const StateResult *res, void *userdata) {
+        ActorRuntime *rt = userdata;
+        Waiter *w = TAKE_PTR(rt->flushing);
+
+        rt->flush_running = false;
+        if (res->error < 0) {
+                log_struct(LOG_WARNING, 0, NULL, NULL, "Failed to store actor reminders: %s; trying again.",
+                           res->message ?: strerror(-res->error));
+                flush_failed(rt, rt->flush_gen);
+        }
+        waiters_tell(w, res->error, res->message ?: (res->error < 0 ? strerror(-res->error) : NULL));
+        if (rt->dirty_head)
+                flush_arm(rt);
+}
+
+/* The next commit holding p's latest change tells done. */
+static int part_add_waiter(RemPart *p, ActorDoneFn done, void *userdata) {
         Waiter *w = calloc(1, sizeof *w);
         if (!w)
                 return -ENOMEM;
         *w = (Waiter){ .done = done, .userdata = userdata };
-        Waiter **p = &t->next_write;
-        while (*p)
-                p = &(*p)->next;
-        *p = w;
+        *waiters_end(&p->waiters) = w;
         return 0;
 }
 
-/* ---- reminders: loading ---- */
+/* ---- reminders: loading and layout ---- */
 
 static void schedule_reminder(ActorRuntime *rt, Reminder *m, int64_t when) {
         due_unpark(&m->due);
@@ -744,32 +1104,190 @@ static int reminder_from_record(ActorType *t, json_t *o, int64_t now, Reminder *
         sc.expiry_usec = 0;
         if (exp && *exp && actor_parse_rfc3339(exp, &sc.expiry_usec) < 0)
                 return -EINVAL;
-        m = calloc(1, sizeof *m);
+        json_t *d = json_object_get(o, "data");
+        _cleanup_free_ char *data = d && !json_is_null(d) ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (d && !json_is_null(d) && !data)
+                return -ENOMEM;
+        m = reminder_new(t->cfg.type, id, name, due, period, ttl, data);
         if (!m)
                 return -ENOMEM;
-        m->due.kind = DUE_REMINDER;
         m->sc = sc;
         m->next_usec = json_is_integer(next) ? json_integer_value(next) : sc.first_usec;
         m->left = json_is_integer(left) ? json_integer_value(left) : sc.repetitions;
-        m->actor_id = strdup(id);
-        m->name = strdup(name);
-        m->due_str = due && *due ? strdup(due) : NULL;
-        m->period_str = period && *period ? strdup(period) : NULL;
-        m->ttl_str = ttl && *ttl ? strdup(ttl) : NULL;
-        json_t *d = json_object_get(o, "data");
-        m->data = d && !json_is_null(d) ? json_incref(d) : NULL;
-        if (!m->actor_id || !m->name) {
-                reminder_free(m);
-                return -ENOMEM;
-        }
         *ret = m;
         return 0;
 }
 
-static void on_reminders_loaded(const StateResult *res, void *userdata) {
+/* t->loaded: read, in the lookup table, in no partition yet (pnext/pprev link them). */
+static void loaded_add(ActorType *t, Reminder *m) {
+        m->pprev = NULL;
+        m->pnext = t->loaded;
+        if (t->loaded)
+                t->loaded->pprev = m;
+        t->loaded = m;
+}
+
+static void loaded_remove(ActorType *t, Reminder *m) {
+        if (m->pprev)
+                m->pprev->pnext = m->pnext;
+        else
+                t->loaded = m->pnext;
+        if (m->pnext)
+                m->pnext->pprev = m->pprev;
+        m->pnext = m->pprev = NULL;
+}
+
+/* Frees t's partitions and their reminders; their waiters are told error. */
+static void type_drop_parts(ActorType *t, int error, const char *why) {
+        ActorRuntime *rt = t->rt;
+        for (unsigned i = 0; i < t->n_parts; i++) {
+                RemPart *p = &t->parts[i];
+                while (p->head) {
+                        Reminder *m = p->head;
+                        reminder_unlink(rt, m);
+                        reminder_free(m);
+                }
+                dirty_unlink(rt, p);
+                waiters_tell(TAKE_PTR(p->waiters), error, why);
+        }
+        free(t->parts);
+        t->parts = NULL;
+        t->n_parts = 0;
+        while (t->loaded) {
+                Reminder *m = t->loaded;
+                loaded_remove(t, m);
+                reminder_unlink(rt, m);
+                reminder_free(m);
+        }
+        t->migrate = t->write_meta = false;
+        t->drop_keys = strv_free(t->drop_keys);
+}
+
+/*
+ * Lays t's reminders out over count partitions (Dapr's hash), the ones in t->loaded and those in
+ * its current partitions alike. With migrate, the new layout is written as a migration (a new
+ * layout id, every partition, the metadata, drop: the old records, deleted); else t->n_layout and
+ * t->layout_id are already what the store holds.
+ */
+static int type_layout(ActorType *t, unsigned count, bool migrate, char **drop) {
+        ActorRuntime *rt = t->rt;
+        unsigned n = MAX(count, 1U);
+        RemPart *parts = calloc(n, sizeof *parts);
+        Waiter *waiters = NULL;
+
+        if (!parts) {
+                strv_free(drop);
+                return -ENOMEM;
+        }
+        if (migrate && count > 0) {
+                char id[CLOUDEVENT_UUID_MAX];
+                if (cloudevent_new_id(id) < 0) {
+                        free(parts);
+                        strv_free(drop);
+                        return -EIO;
+                }
+                memcpy(t->layout_id, id, sizeof id);
+        } else if (count == 0)
+                strcpy(t->layout_id, LAYOUT_ZERO_ID);
+        /* the reminders of the old partitions join the loaded ones (table, heap and fires stay) */
+        for (unsigned i = 0; i < t->n_parts; i++) {
+                RemPart *p = &t->parts[i];
+                while (p->head) {
+                        Reminder *m = p->head;
+                        part_remove(m);
+                        loaded_add(t, m);
+                }
+                dirty_unlink(rt, p);
+                *waiters_end(&waiters) = TAKE_PTR(p->waiters);
+        }
+        free(t->parts);
+        t->parts = parts;
+        t->n_parts = n;
+        t->n_layout = count;
+        for (unsigned i = 0; i < n; i++)
+                parts[i] = (RemPart){ .type = t, .index = i };
+        parts[0].waiters = waiters;
+        while (t->loaded) {
+                Reminder *m = t->loaded;
+                loaded_remove(t, m);
+                reminder_link(&parts[part_index(count, m->actor_id, m->name)], m);
+        }
+        if (migrate) {
+                strv_free(t->drop_keys);
+                t->drop_keys = drop;
+                t->migrate = t->write_meta = true;
+                for (unsigned i = 0; i < n; i++)
+                        part_mark(&parts[i]);
+        } else
+                strv_free(drop);
+        return 0;
+}
+
+/* The records of t's layout (count, id), and "actors||<type>" too when with_zero. NULL: no memory. */
+static char **layout_keys(const ActorType *t, unsigned count, const char *id, bool with_zero) {
+        char **k = calloc(MAX(count, 1U) + 2, sizeof *k);
+        size_t n = 0;
+        for (unsigned i = 0; k && i < MAX(count, 1U); i++)
+                if (!(k[n++] = part_key(t, count, id, i)))
+                        k = strv_free(k);
+        if (k && with_zero && count > 0 && !(k[n++] = part_key(t, 0, NULL, 0)))
+                k = strv_free(k);
+        return k;
+}
+
+/* Lays t out over want partitions, migrating when that is not what the store holds (n_layout, and
+ * "actors||<type>" holding records besides partitions when zero_found). */
+static int type_relayout(ActorType *t, unsigned want, bool zero_found) {
+        bool migrate = want != t->n_layout || (want > 0 && zero_found);
+        char **drop = NULL;
+
+        if (migrate) {
+                /* the old records go; "actors||<type>" stays when that is where they now are */
+                drop = layout_keys(t, t->n_layout, t->layout_id, want > 0 && zero_found);
+                if (!drop)
+                        return -ENOMEM;
+        }
+        return type_layout(t, want, migrate, drop);
+}
+
+/* Every record is read: lay the reminders out as the app asks, migrating if the store differs. */
+static void type_loaded(ActorType *t) {
+        ActorRuntime *rt = t->rt;
+        unsigned stored = t->n_layout;
+        int r = type_relayout(t, t->cfg.reminder_partitions, t->zero_found);
+        bool migrate = t->migrate;
+        if (r < 0) {
+                t->rem_state = REM_FAILED;
+                free(t->rem_error);
+                t->rem_error = strdup("out of memory");
+                return;
+        }
+        int64_t now = now_realtime(rt);
+        for (unsigned i = 0; i < t->n_parts; i++)
+                for (Reminder *m = t->parts[i].head; m; m = m->pnext)
+                        /* one that fell due while we were down fires now, once */
+                        schedule_reminder(rt, m, MAX(m->next_usec, now));
+        t->rem_state = REM_LOADED;
+        if (migrate)
+                log_struct(LOG_INFO, 0, t->app_id, NULL, "Actor type '%s': reminders stored in %u partitions "
+                           "are moved to %u.", t->cfg.type, stored, t->n_layout);
+        log_struct(LOG_INFO, 0, t->app_id, NULL, "Actor type '%s': %zu reminders loaded%s.", t->cfg.type,
+                   t->n_reminders, t->load_bad ? ", some records unreadable and skipped" : "");
+}
+
+static void type_load_failed(ActorType *t, const char *why) {
+        t->rem_state = REM_FAILED;
+        free(t->rem_error);
+        t->rem_error = strdup(why);
+        log_struct(LOG_ERR, 0, t->app_id, NULL, "Failed to load the reminders of actor type '%s': %s", t->cfg.type,
+                   why);
+        type_drop_parts(t, -ECANCELED, "the reminders could not be loaded");
+}
+
+/* One partition record read: its reminders join t->loaded (a later record of a name wins). */
+static void on_part_loaded(const StateResult *res, void *userdata) {
         ActorType *t = userdata;
         ActorRuntime *rt = t->rt;
-        size_t bad = 0;
 
         t->store_calls--;
         if (t->gone) {
@@ -777,57 +1295,101 @@ static void on_reminders_loaded(const StateResult *res, void *userdata) {
                         type_free(t);
                 return;
         }
-        free(t->rem_error);
-        t->rem_error = NULL;
-        if (res->error < 0) {
-                t->rem_state = REM_FAILED;
-                if (asprintf(&t->rem_error, "%s", res->message ?: strerror(-res->error)) < 0)
-                        t->rem_error = NULL;
-                log_struct(LOG_ERR, 0, t->app_id, NULL, "Failed to load the reminders of actor type '%s': %s",
-                           t->cfg.type, t->rem_error ?: "");
-                return;
-        }
-        int64_t now = now_realtime(rt);
+        if (t->rem_state != REM_LOADING)
+                return; /* an earlier read failed */
+        if (res->error < 0)
+                return type_load_failed(t, res->message ?: strerror(-res->error));
         if (res->value.found) {
+                int64_t now = now_realtime(rt);
                 json_t *a = json_loadb(res->value.value, res->value.value_len, 0, NULL);
+                if (!json_is_array(a))
+                        t->load_bad = true;
                 for (size_t i = 0; i < json_array_size(a); i++) {
                         Reminder *m = NULL;
                         json_t *o = json_array_get(a, i);
                         const char *type = json_string_value(json_object_get(o, "actorType"));
                         if ((type && !streq(type, t->cfg.type)) || reminder_from_record(t, o, now, &m) < 0) {
-                                bad++;
+                                t->load_bad = true;
                                 continue;
                         }
+                        /* the same name twice: the later one, as on replace */
                         Reminder *old = find_reminder(rt, t->cfg.type, m->actor_id, m->name);
-                        if (old) { /* a later record of the same name wins, as on replace */
-                                reminder_unlink(old);
+                        if (old) {
+                                loaded_remove(t, old);
+                                reminder_unlink(rt, old);
                                 reminder_free(old);
                         }
-                        if (reminder_link(t, m) < 0) {
+                        if (ht_add(&rt->reminders, &m->node) < 0) {
                                 reminder_free(m);
-                                bad++;
+                                t->load_bad = true;
                                 continue;
                         }
-                        /* one that fell due while we were down fires now, once */
-                        schedule_reminder(rt, m, MAX(m->next_usec, now));
+                        loaded_add(t, m);
                 }
-                if (!json_is_array(a))
-                        bad++;
                 json_decref(a);
         }
-        t->rem_state = REM_LOADED;
-        log_struct(LOG_INFO, 0, t->app_id, NULL, "Actor type '%s': %zu reminders loaded%s.", t->cfg.type,
-                   t->n_reminders, bad ? ", some records unreadable and skipped" : "");
-        if (t->dirty)
-                type_write(t);
+        if (--t->loads_pending == 0)
+                type_loaded(t);
+}
+
+static void on_zero_loaded(const StateResult *res, void *userdata) {
+        ActorType *t = userdata;
+        if (!t->gone && res->error >= 0 && res->value.found && res->value.value_len > 2)
+                t->zero_found = true;
+        on_part_loaded(res, userdata);
+}
+
+static int type_get(ActorType *t, char *key, StateDoneFn done) {
+        _cleanup_free_ char *k = key;
+        if (!k || state_get_raw(t->rt->store, REMINDER_QUEUE, k, done, t) < 0)
+                return -ENOMEM;
+        t->store_calls++;
+        t->loads_pending++;
+        return 0;
+}
+
+/* The metadata record says how the type's reminders are laid out: read those records (and
+ * "actors||<type>", which holds them when unpartitioned and may hold old ones otherwise). */
+static void on_meta_loaded(const StateResult *res, void *userdata) {
+        ActorType *t = userdata;
+        unsigned count = 0;
+
+        t->store_calls--;
+        if (t->gone) {
+                if (t->store_calls == 0)
+                        type_free(t);
+                return;
+        }
+        if (t->rem_state != REM_LOADING)
+                return;
+        if (res->error >= 0 && res->value.found) {
+                json_t *j = json_loadb(res->value.value, res->value.value_len, 0, NULL);
+                const char *id = json_string_value(json_object_get(j, "id"));
+                json_t *n = json_object_get(json_object_get(j, "actorRemindersMetadata"), "partitionCount");
+                if (json_is_integer(n) && json_integer_value(n) > 0 && id && *id &&
+                    strlen(id) < sizeof t->layout_id && !strstr(id, "||") &&
+                    json_integer_value(n) <= (json_int_t) (ACTOR_PARTITIONS_MAX * 10)) {
+                        count = (unsigned) json_integer_value(n);
+                        strcpy(t->layout_id, id);
+                } else if (!j || (n && !json_is_integer(n)))
+                        t->load_bad = true;
+                json_decref(j);
+        }
+        if (res->error < 0)
+                return type_load_failed(t, res->message ?: strerror(-res->error));
+        t->n_layout = count;
+        t->loads_pending = 1; /* held until every read is started */
+        int r = type_get(t, part_key(t, 0, NULL, 0), on_zero_loaded);
+        for (unsigned i = 0; i < count && r >= 0; i++)
+                r = type_get(t, part_key(t, count, t->layout_id, i), on_part_loaded);
+        if (r < 0)
+                return type_load_failed(t, "the reminder records could not be read");
+        if (--t->loads_pending == 0)
+                type_loaded(t);
 }
 
 static void type_drop_reminders(ActorType *t) {
-        while (t->rem_head) {
-                Reminder *m = t->rem_head;
-                reminder_unlink(m);
-                reminder_free(m);
-        }
+        type_drop_parts(t, -ECANCELED, "the reminders of the actor type were dropped");
 }
 
 static void type_reload_reminders(ActorType *t) {
@@ -836,11 +1398,12 @@ static void type_reload_reminders(ActorType *t) {
 
         type_drop_reminders(t);
         t->rem_state = REM_UNLOADED;
-        t->dirty = false;
+        t->zero_found = t->load_bad = false;
+        t->n_layout = 0;
+        t->loads_pending = 0;
         if (!rt->store)
                 return;
-        if (asprintf(&key, "actors||%s", t->cfg.type) < 0 ||
-            state_get_raw(rt->store, REMINDER_QUEUE, key, on_reminders_loaded, t) < 0) {
+        if (!(key = meta_key(t)) || state_get_raw(rt->store, REMINDER_QUEUE, key, on_meta_loaded, t) < 0) {
                 t->rem_state = REM_FAILED;
                 return;
         }
@@ -1485,22 +2048,43 @@ static json_t *fire_body(json_t *data, const char *due, const char *period, cons
         return j;
 }
 
-/* Queues one fire for (type, id) at the end of its line (activating it). */
+/* The body of a reminder's fire, {"data":..,"dueTime":..,"period":..}, as daprd sends it. */
+static char *reminder_fire_body(const Reminder *m) {
+        Buf b = { .ok = true };
+        buf_puts(&b, "{\"data\":");
+        buf_puts(&b, m->data ?: "null");
+        buf_puts(&b, ",\"dueTime\":");
+        buf_put_jstr(&b, strempty(m->due_str));
+        buf_puts(&b, ",\"period\":");
+        buf_put_jstr(&b, strempty(m->period_str));
+        buf_puts(&b, "}");
+        if (!b.ok) {
+                free(b.p);
+                return NULL;
+        }
+        return b.p;
+}
+
+/* Queues one fire for (type, id) at the end of its line (activating it). Takes body (JSON text). */
 static Turn *fire_turn(ActorRuntime *rt, ActorType *type, const char *id, TurnKind kind, const char *name,
-                       json_t *body) {
+                       char *body) {
         static char *const headers[] = { "Content-Type", "application/json", "User-Agent", APP_CHANNEL_USER_AGENT,
                                          NULL };
-        Actor *a = actor_get(rt, type, id, true);
+        Actor *a = body ? actor_get(rt, type, id, true) : NULL;
         Turn *t;
 
-        if (!a)
+        if (!a) {
+                free(body);
                 return NULL;
+        }
         t = turn_new(rt, a, kind);
-        if (!t)
+        if (!t) {
+                free(body);
                 return NULL;
+        }
         t->target = actor_path(type->cfg.type, id, kind == TURN_REMINDER ? "remind" : "timer", name, NULL);
-        t->owned_body = json_dumps(body, JSON_COMPACT);
-        if (!t->target || !t->owned_body || !(t->headers = strv_pack(headers, SIZE_MAX))) {
+        t->owned_body = body;
+        if (!t->target || !(t->headers = strv_pack(headers, SIZE_MAX))) {
                 turn_free(t);
                 return NULL;
         }
@@ -1511,10 +2095,10 @@ static Turn *fire_turn(ActorRuntime *rt, ActorType *type, const char *id, TurnKi
 }
 
 static void reminder_delete(Reminder *m) {
-        ActorType *t = m->type;
-        reminder_unlink(m);
+        RemPart *p = m->part;
+        reminder_unlink(p->type->rt, m);
         reminder_free(m);
-        type_write(t);
+        part_mark(p);
 }
 
 /* The next due time after the one that just fired, skipping those already passed (fired as one). */
@@ -1528,7 +2112,7 @@ static int64_t next_due(const ActorSchedule *sc, int64_t last, int64_t now) {
 }
 
 static void reminder_after_fire(Reminder *m, bool retry, bool cancel) {
-        ActorRuntime *rt = m->type->rt;
+        ActorRuntime *rt = m->part->type->rt;
         int64_t now = now_realtime(rt);
 
         if (cancel)
@@ -1539,27 +2123,24 @@ static void reminder_after_fire(Reminder *m, bool retry, bool cancel) {
         }
         if (m->left > 0)
                 m->left--;
-        free(m->record); /* where the schedule stands changes */
-        m->record = NULL;
         if (!m->sc.periodic || m->left == 0)
                 return reminder_delete(m);
         m->next_usec = next_due(&m->sc, m->next_usec, now);
         if (m->sc.expiry_usec && m->next_usec >= m->sc.expiry_usec)
                 return reminder_delete(m);
         schedule_reminder(rt, m, m->next_usec);
-        type_write(m->type);
+        reminder_changed(m); /* where the schedule stands */
 }
 
 static void fire_reminder(ActorRuntime *rt, Reminder *m) {
-        ActorType *t = m->type;
+        ActorType *t = m->part->type;
         int64_t now = now_realtime(rt);
 
         if (m->turn)
                 return; /* the previous fire still runs: its end schedules the next */
         if (m->sc.expiry_usec && now >= m->sc.expiry_usec)
                 return reminder_delete(m);
-        _cleanup_(json_decrefp) json_t *body = fire_body(m->data, m->due_str, m->period_str, NULL);
-        Turn *turn = body ? fire_turn(rt, t, m->actor_id, TURN_REMINDER, m->name, body) : NULL;
+        Turn *turn = fire_turn(rt, t, m->actor_id, TURN_REMINDER, m->name, reminder_fire_body(m));
         if (!turn) {
                 schedule_reminder(rt, m, now + (int64_t) FIRE_RETRY_USEC);
                 return;
@@ -1632,7 +2213,8 @@ static void fire_timer(ActorRuntime *rt, Timer *tm) {
         }
         _cleanup_(json_decrefp) json_t *body = fire_body(tm->data, tm->due_str, tm->period_str,
                                                          strempty(tm->callback));
-        Turn *turn = body ? fire_turn(rt, a->type, a->id, TURN_TIMER, tm->name, body) : NULL;
+        Turn *turn = body ? fire_turn(rt, a->type, a->id, TURN_TIMER, tm->name, json_dumps(body, JSON_COMPACT))
+                          : NULL;
         if (!turn) {
                 (void) actor_heap_set(rt->due, &tm->due.entry, (uint64_t) (now + (int64_t) FIRE_RETRY_USEC));
                 return;
@@ -1643,7 +2225,7 @@ static void fire_timer(ActorRuntime *rt, Timer *tm) {
 }
 
 static FireGate *due_gate(DueItem *d) {
-        return d->kind == DUE_REMINDER ? ((Reminder *) d)->type->gate : ((Timer *) d)->actor->type->gate;
+        return d->kind == DUE_REMINDER ? ((Reminder *) d)->part->type->gate : ((Timer *) d)->actor->type->gate;
 }
 
 static void due_fire(ActorRuntime *rt, DueItem *d) {
@@ -1711,31 +2293,33 @@ int actor_reminder_set(Registry *r, const char *caller_app, const char *type, co
                                                      : "the reminders of this type are still being loaded";
                 return -EAGAIN;
         }
-        m = calloc(1, sizeof *m);
+        _cleanup_free_ char *data = spec->data ? json_dumps(spec->data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (spec->data && !data)
+                return -ENOMEM;
+        m = reminder_new(t->cfg.type, id, name, spec->due, spec->period, spec->ttl, data);
         if (!m)
                 return -ENOMEM;
-        *m = (Reminder){ .due.kind = DUE_REMINDER, .sc = sc, .next_usec = sc.first_usec, .left = sc.repetitions };
-        m->actor_id = strdup(id);
-        m->name = strdup(name);
-        m->due_str = spec->due && *spec->due ? strdup(spec->due) : NULL;
-        m->period_str = spec->period && *spec->period ? strdup(spec->period) : NULL;
-        m->ttl_str = spec->ttl && *spec->ttl ? strdup(spec->ttl) : NULL;
-        m->data = spec->data ? json_incref(spec->data) : NULL;
-        if (!m->actor_id || !m->name || type_add_waiter(t, done, userdata) < 0) {
+        m->sc = sc;
+        m->next_usec = sc.first_usec;
+        m->left = sc.repetitions;
+        RemPart *p = &t->parts[part_index(t->n_layout, id, name)];
+        if (part_add_waiter(p, done, userdata) < 0) {
                 reminder_free(m);
                 return -ENOMEM;
         }
         Reminder *old = find_reminder(rt, type, id, name);
         if (old) { /* re-registering replaces */
-                reminder_unlink(old);
+                reminder_unlink(rt, old);
                 reminder_free(old);
         }
-        if (reminder_link(t, m) < 0) {
+        if (ht_add(&rt->reminders, &m->node) < 0) {
                 reminder_free(m);
-                return -ENOMEM; /* the waiter is told after the next write */
+                part_mark(p); /* the waiter is told after the next write */
+                return 0;
         }
+        reminder_link(p, m);
         schedule_reminder(rt, m, m->next_usec);
-        type_write(t);
+        part_mark(p);
         return 0;
 }
 
@@ -1753,14 +2337,20 @@ int actor_reminder_delete(Registry *r, const char *caller_app, const char *type,
         if (t->rem_state != REM_LOADED)
                 return -EAGAIN;
         Reminder *m = find_reminder(rt, type, id, name);
-        if (type_add_waiter(t, done, userdata) < 0)
+        RemPart *p = m ? m->part : &t->parts[part_index(t->n_layout, id, name)];
+        if (part_add_waiter(p, done, userdata) < 0)
                 return -ENOMEM;
         if (m) {
-                reminder_unlink(m); /* immediate: no fire after this */
+                reminder_unlink(rt, m); /* immediate: no fire after this */
                 reminder_free(m);
         }
-        type_write(t);
+        part_mark(p); /* answered when written, found or not */
         return 0;
+}
+
+/* A reminder's data as JSON (NULL: none, or out of memory). */
+static json_t *reminder_data(const Reminder *m) {
+        return m->data ? json_loads(m->data, JSON_DECODE_ANY, NULL) : NULL;
 }
 
 int actor_reminder_get(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,
@@ -1781,7 +2371,7 @@ int actor_reminder_get(Registry *r, const char *caller_app, const char *type, co
                 *ret = NULL;
                 return 0;
         }
-        *ret = json_pack("{s:O?, s:s, s:s}", "data", m->data, "dueTime", strempty(m->due_str), "period",
+        *ret = json_pack("{s:o?, s:s, s:s}", "data", reminder_data(m), "dueTime", strempty(m->due_str), "period",
                          strempty(m->period_str));
         return *ret ? 0 : -ENOMEM;
 }
@@ -1798,23 +2388,28 @@ int actor_reminder_list(Registry *r, const char *type, const char *id, json_t **
                 json_decref(a);
                 return -ENOENT;
         }
-        for (Reminder *m = t->rem_head; m; m = m->tnext)
-                if (streq(m->actor_id, id))
-                        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:O?, s:s, s:I}", "name", m->name,
-                                                           "dueTime", strempty(m->due_str), "period",
-                                                           strempty(m->period_str), "ttl", strempty(m->ttl_str),
-                                                           "data", m->data, "nextFire",
-                                                           actor_format_rfc3339(m->next_usec, buf), "firesLeft",
-                                                           (json_int_t) m->left));
+        for (unsigned i = 0; i < t->n_parts; i++)
+                for (Reminder *m = t->parts[i].head; m; m = m->pnext)
+                        if (streq(m->actor_id, id))
+                                json_array_append_new(
+                                        a, json_pack("{s:s, s:s, s:s, s:s, s:o?, s:s, s:I}", "name", m->name,
+                                                     "dueTime", strempty(m->due_str), "period",
+                                                     strempty(m->period_str), "ttl", strempty(m->ttl_str), "data",
+                                                     reminder_data(m), "nextFire",
+                                                     actor_format_rfc3339(m->next_usec, buf), "firesLeft",
+                                                     (json_int_t) m->left));
         *ret = a;
         return 0;
 }
 
 void actor_reminder_cancel(Registry *r, void *userdata) {
         ActorRuntime *rt = runtime(r);
+        for (Waiter *w = rt ? rt->flushing : NULL; w; w = w->next)
+                if (w->userdata == userdata)
+                        w->done = NULL;
         for (ActorType *t = rt ? rt->types : NULL; t; t = t->next)
-                for (Waiter *lists[2] = { t->writing, t->next_write }, **l = lists; l < lists + 2; l++)
-                        for (Waiter *w = *l; w; w = w->next)
+                for (unsigned i = 0; i < t->n_parts; i++)
+                        for (Waiter *w = t->parts[i].waiters; w; w = w->next)
                                 if (w->userdata == userdata)
                                         w->done = NULL;
 }
@@ -1981,8 +2576,7 @@ static void type_unhost(ActorType *t, const char *why) {
                         if (a->type == t)
                                 actor_abort(a, -EHOSTDOWN, why);
                 }
-        type_drop_reminders(t);
-        waiters_tell(TAKE_PTR(t->next_write), -ECANCELED, why);
+        type_drop_parts(t, -ECANCELED, why);
         (void) placement_set_type_hosted(rt->placement, t->cfg.type, false);
         ht_remove(&rt->by_name, &t->node);
         t->gone = true;
@@ -2033,6 +2627,18 @@ static void app_set_types(ActorRuntime *rt, App *app, ActorAppConfig *cfg) {
                         if (ht_add(&rt->by_name, &t->node) < 0) {
                                 log_oom();
                                 type_unhost(t, "out of memory");
+                                continue;
+                        }
+                        /* a new remindersStoragePartitions moves the stored reminders now (a type
+                         * still loading takes it when it is loaded) */
+                        if (t->rem_state == REM_LOADED && t->cfg.reminder_partitions != t->n_layout) {
+                                unsigned was = t->n_layout;
+                                if (type_relayout(t, t->cfg.reminder_partitions, false) < 0)
+                                        log_oom();
+                                else
+                                        log_struct(LOG_INFO, 0, id, NULL, "Actor type '%s': reminders stored in "
+                                                   "%u partitions are moved to %u.", t->cfg.type, was,
+                                                   t->n_layout);
                         }
                         continue;
                 }
@@ -2160,7 +2766,14 @@ int actors_setup(Registry *r) {
         if (rt->placement && rt->due && rt->idle &&
             sd_event_add_defer(r->event, &rt->gate_pump, on_gate_pump, rt) >= 0)
                 (void) sd_event_source_set_enabled(rt->gate_pump, SD_EVENT_OFF);
-        if (!rt->placement || !rt->due || !rt->idle || !rt->gate_pump) {
+        if (rt->gate_pump && sd_event_add_defer(r->event, &rt->flush_defer, on_flush, rt) >= 0)
+                (void) sd_event_source_set_enabled(rt->flush_defer, SD_EVENT_OFF);
+        if (rt->flush_defer && sd_event_add_time_relative(r->event, &rt->flush_retry, CLOCK_MONOTONIC, 0, 0,
+                                                          on_flush_retry, rt) >= 0)
+                (void) sd_event_source_set_enabled(rt->flush_retry, SD_EVENT_OFF);
+        if (!rt->placement || !rt->due || !rt->idle || !rt->gate_pump || !rt->flush_defer || !rt->flush_retry) {
+                sd_event_source_disable_unref(rt->gate_pump);
+                sd_event_source_disable_unref(rt->flush_defer);
                 actor_heap_free(rt->due);
                 actor_heap_free(rt->idle);
                 placement_free(rt->placement);
@@ -2188,6 +2801,7 @@ void actors_done(Registry *r) {
         /* calls still in a store of the registry (closed after us) are forgotten there */
         for (ActorType *t = rt->types; t; t = t->next)
                 forget_store_calls(t, rt->store);
+        forget_flush(rt, rt->store);
         while (rt->types)
                 type_free(rt->types);
         rt->own_store = state_store_close(rt->own_store); /* nothing of ours waits in it any more */
@@ -2196,6 +2810,8 @@ void actors_done(Registry *r) {
         actor_heap_free(rt->idle);
         placement_free(rt->placement);
         sd_event_source_disable_unref(rt->gate_pump);
+        sd_event_source_disable_unref(rt->flush_defer);
+        sd_event_source_disable_unref(rt->flush_retry);
         while (rt->gates) {
                 FireGate *g = rt->gates;
                 rt->gates = g->next;

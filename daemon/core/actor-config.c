@@ -49,6 +49,14 @@ static int read_settings(json_t *o, ActorTypeConfig *t, char **reterr) {
                         return fail(reterr, "%s: not a boolean", "drainRebalancedActors");
                 t->drain_rebalanced = json_is_true(v);
         }
+        v = json_object_get(o, "remindersStoragePartitions");
+        if (v && !json_is_null(v)) {
+                if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                    json_integer_value(v) > (json_int_t) ACTOR_PARTITIONS_MAX)
+                        return fail(reterr, "%s: not a number of partitions from 0 to %u",
+                                    "remindersStoragePartitions", ACTOR_PARTITIONS_MAX);
+                t->reminder_partitions = (unsigned) json_integer_value(v);
+        }
         v = json_object_get(o, "reentrancy");
         if (v && !json_is_null(v)) {
                 json_t *en = json_object_get(v, "enabled"), *depth = json_object_get(v, "maxStackDepth");

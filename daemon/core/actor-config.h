@@ -19,6 +19,9 @@
 /* Types one app may declare; a name longer than this is refused too. */
 #define ACTOR_TYPES_MAX 1024U
 #define ACTOR_NAME_MAX 1024U
+/* remindersStoragePartitions above this is refused: a change of the count rewrites every partition
+ * (and the old ones are deleted) in ONE transaction, which must stay below a store's bound. */
+#define ACTOR_PARTITIONS_MAX 1000U
 
 typedef struct ActorTypeConfig {
         char *type;
@@ -27,6 +30,7 @@ typedef struct ActorTypeConfig {
         bool drain_rebalanced;
         bool reentrancy;
         unsigned max_depth;
+        unsigned reminder_partitions; /* remindersStoragePartitions; 0: one record "actors||<type>" */
 } ActorTypeConfig;
 
 typedef struct ActorAppConfig {

@@ -362,6 +362,142 @@ class ActorsTest(DaemonTestCase):
         # an expired one is dropped without a fire
         self.assertEqual(app.entries("remind", id="d2"), [])
 
+    # ---- reminder storage partitions (remindersStoragePartitions) ----
+
+    def restart_app(self, d, app, config):
+        """The host app again with another /dapr/config, the daemon stopped meanwhile."""
+        d.stop()
+        app.kill()
+        app = AppProcess(d.tmp, d.app_socket("host"), config=config).start()
+        self.apps.append(app)
+        d.start()
+        self.wait_hosted(d)
+        return app
+
+    def stored(self, d):
+        """The actor store's rows for type Counter's reminders: {key: parsed value}."""
+        import sqlite3
+        db = sqlite3.connect(os.path.join(d.state, "actors.db"), timeout=10)
+        try:
+            rows = db.execute("SELECT key, value FROM state WHERE key LIKE 'actors||Counter%'").fetchall()
+        finally:
+            db.close()
+        return {k: json.loads(v) for k, v in rows}
+
+    def layout(self, d):
+        """(partition count, {partition number: sorted [(actorID, name)]}) as the store holds them,
+        read the way daprd reads them (the metadata names the partitions)."""
+        rows = self.stored(d)
+        meta = rows.get("actors||Counter||metadata")
+        n = meta["actorRemindersMetadata"]["partitionCount"] if meta else 0
+        if n == 0:
+            return 0, {0: sorted((r["actorID"], r["name"]) for r in rows.get("actors||Counter", []))}
+        return n, {i: sorted((r["actorID"], r["name"]) for r in rows[f"actors||Counter||{meta['id']}||reminders||{i}"])
+                   for i in range(1, n + 1)}
+
+    @staticmethod
+    def dapr_partition(aid, name, n):
+        """daprd's partition of a reminder: FNV-1a (32 bits) over the actor id then the name."""
+        h = 2166136261
+        for b in (aid + name).encode():
+            h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+        return h % n + 1
+
+    def expect_layout(self, d, n, names):
+        want = {i: [] for i in (range(1, n + 1) if n else [0])}
+        for aid, name in names:
+            want[self.dapr_partition(aid, name, n) if n else 0].append((aid, name))
+        want = (n, {i: sorted(v) for i, v in want.items()})
+        wait_for(lambda: self.layout(d) == want, what=f"the reminders stored in {n} partitions")
+
+    def test_reminder_partitions_change_across_restarts_keep_every_reminder(self):
+        d, app = self.start(use_socket_activation=False)
+        names = [(f"p{i}", f"r{i % 3}") for i in range(40)]
+        for aid, name in names:
+            self.assertEqual(self.reminder(d, aid, name, {"dueTime": "1h", "data": {"of": aid}}).status, 204)
+        self.expect_layout(d, 0, names)
+        for n in (4, 2, 7, 0):
+            config = json.loads(json.dumps(CONFIG))
+            config["entitiesConfig"].append({"entities": ["Counter"], "remindersStoragePartitions": n})
+            app = self.restart_app(d, app, config)
+            self.expect_layout(d, n, names)
+            rows = self.stored(d)
+            # the old layout's records are gone: the metadata's partitions (and no others) are there
+            meta = rows.get("actors||Counter||metadata")
+            self.assertEqual(sorted(rows), sorted(["actors||Counter||metadata", "actors||Counter"] if n == 0 else
+                                                  ["actors||Counter||metadata"] +
+                                                  [f"actors||Counter||{meta['id']}||reminders||{i}"
+                                                   for i in range(1, n + 1)]))
+            for aid, name in names:
+                r = request(d.app_socket("host"), "GET", f"/v1.0/actors/Counter/{aid}/reminders/{name}")
+                self.assertEqual(r.json(), {"data": {"of": aid}, "dueTime": "1h", "period": ""}, (n, aid, name))
+            # the fire below (n == 2) was recorded: no second one after a restart (one log for all apps)
+            self.assertEqual(len(app.entries("remind", id="p0", name="now")), 0 if n in (4, 2) else 1)
+            if n == 2:
+                # a fire is recorded in its partition: after it, the store no longer holds it
+                self.assertEqual(self.reminder(d, "p0", "now", {"dueTime": "0s", "data": 1}).status, 204)
+                wait_for(lambda: app.entries("remind", id="p0", name="now"), what="the fire")
+                self.expect_layout(d, 2, names)
+            # a registration goes to daprd's partition
+            self.assertEqual(self.reminder(d, "extra", f"n{n}", {"dueTime": "1h"}).status, 204)
+            self.expect_layout(d, n, names + [("extra", f"n{n}")])
+            self.assertEqual(self.reminder(d, "extra", f"n{n}", b"", verb="DELETE").status, 204)
+            self.expect_layout(d, n, names)
+        # the app comes back with another count while the daemon runs: moved at once
+        app.kill()
+        health = lambda: {a["id"]: a["health"] for a in d.get("/mooring/v1/apps").json()}.get("host")
+        wait_for(lambda: health() != "healthy", what="the app seen gone")
+        config = json.loads(json.dumps(CONFIG))
+        config["remindersStoragePartitions"] = 3
+        app = AppProcess(d.tmp, d.app_socket("host"), config=config).start()
+        self.apps.append(app)
+        self.expect_layout(d, 3, names)
+        self.assertEqual(self.reminder(d, "extra", "live", {"dueTime": "1h"}).status, 204)
+        self.expect_layout(d, 3, names + [("extra", "live")])
+        self.assertEqual(app.entries("remind", name="r0"), [])
+
+    def test_reminder_partitions_written_by_dapr_read_back(self):
+        """A store partitioned by daprd (metadata record + partitions under its id) loads, fires,
+        and keeps daprd's layout id when the count is the one configured."""
+        import sqlite3
+        config = json.loads(json.dumps(CONFIG))
+        config["remindersStoragePartitions"] = 3
+        d = self.daemon(start=False, apps={"caller": "[App]\n"})
+        app = AppProcess(d.tmp, d.app_socket("host"), config=config).start()
+        self.apps.append(app)
+        d.write_app("host", f"[App]\nAppAddress={app.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n")
+        os.makedirs(d.state, exist_ok=True)
+        past = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+        layout_id = "5d6a6a4e-2b0c-4d4b-9a57-0f3a1c2b7e11"
+        records = {1: [], 2: [], 3: []}
+        names = [(f"d{i}", "fromdapr") for i in range(9)]
+        for aid, name in names:
+            records[self.dapr_partition(aid, name, 3)].append(
+                {"actorID": aid, "actorType": "Counter", "name": name, "data": {"by": aid}, "period": "",
+                 "dueTime": "1m", "registeredTime": past})
+        db = sqlite3.connect(os.path.join(d.state, "actors.db"))
+        db.execute("CREATE TABLE state (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, etag TEXT NOT NULL,"
+                   " expire_at INTEGER, update_time INTEGER)")
+        db.execute("INSERT INTO state (key, value, etag) VALUES (?, ?, ?)",
+                   ("actors||Counter||metadata", json.dumps(
+                       {"id": layout_id, "actorRemindersMetadata": {"partitionCount": 3}}).encode(), "1"))
+        for i, recs in records.items():
+            db.execute("INSERT INTO state (key, value, etag) VALUES (?, ?, ?)",
+                       (f"actors||Counter||{layout_id}||reminders||{i}", json.dumps(recs).encode(), "1"))
+        db.commit()
+        db.close()
+        d.start()
+        self.wait_hosted(d)
+        wait_for(lambda: len(app.entries("remind", name="fromdapr")) == 9, what="the reminders daprd stored")
+        for aid, _ in names:
+            self.assertEqual(app.entries("remind", id=aid)[0]["body"], {"data": {"by": aid}, "dueTime": "1m",
+                                                                        "period": ""})
+        self.assertEqual(self.reminder(d, "new", "one", {"dueTime": "1h"}).status, 204)
+        self.expect_layout(d, 3, [("new", "one")])
+        self.assertEqual(self.stored(d)["actors||Counter||metadata"]["id"], layout_id)
+        time.sleep(0.5)
+        self.assertEqual(len(app.entries("remind", name="fromdapr")), 9)
+
     # ---- lifecycle ----
 
     def test_idle_deactivation_and_app_that_comes_back(self):

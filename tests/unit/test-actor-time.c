@@ -113,7 +113,9 @@ TEST(schedules) {
 TEST(dapr_config) {
         static const char body[] = "{\"entities\":[\"A\",\"B\",\"A\"],\"actorIdleTimeout\":\"1h\","
                                    "\"drainOngoingCallTimeout\":\"30s\",\"reentrancy\":{\"enabled\":false},"
+                                   "\"remindersStoragePartitions\":7,"
                                    "\"entitiesConfig\":[{\"entities\":[\"B\"],\"actorIdleTimeout\":\"5s\","
+                                   "\"remindersStoragePartitions\":0,"
                                    "\"reentrancy\":{\"enabled\":true,\"maxStackDepth\":8}}]}";
         ActorAppConfig c = {};
         char *err = NULL;
@@ -127,6 +129,8 @@ TEST(dapr_config) {
         ASSERT_EQ(c.types[1].idle_usec, 5 * SEC);
         ASSERT_TRUE(c.types[1].reentrancy);
         ASSERT_EQ(c.types[1].max_depth, 8);
+        ASSERT_EQ(c.types[0].reminder_partitions, 7);
+        ASSERT_EQ(c.types[1].reminder_partitions, 0);
         actor_app_config_done(&c);
         ASSERT_OK(actor_app_config_parse("{}", 2, &c, &err));
         ASSERT_EQ(c.n, 0);
@@ -134,6 +138,9 @@ TEST(dapr_config) {
         static const char *const bad[] = {
                 "[]", "{\"entities\":\"A\"}", "{\"entities\":[\"A\"],\"actorIdleTimeout\":\"1d\"}",
                 "{\"entities\":[\"A\"],\"entitiesConfig\":[{\"entities\":[\"C\"]}]}", "{\"entities\":[\"a/b\"]}",
+                "{\"entities\":[\"A\"],\"remindersStoragePartitions\":-1}",
+                "{\"entities\":[\"A\"],\"remindersStoragePartitions\":\"4\"}",
+                "{\"entities\":[\"A\"],\"remindersStoragePartitions\":1001}",
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
                 ASSERT_ERROR(actor_app_config_parse(bad[i], strlen(bad[i]), &c, &err), EINVAL);
