@@ -22,11 +22,16 @@ static void put(ActorHeap *h, size_t i, ActorHeapEntry *e) {
         e->slot = i + 1;
 }
 
+/* a comes out before b: earlier, or due together and lower in tie */
+static bool before(const ActorHeapEntry *a, const ActorHeapEntry *b) {
+        return a->when < b->when || (a->when == b->when && a->tie < b->tie);
+}
+
 static void sift_up(ActorHeap *h, size_t i) {
         ActorHeapEntry *e = h->v[i];
         while (i > 0) {
                 size_t p = (i - 1) / 2;
-                if (h->v[p]->when <= e->when)
+                if (!before(e, h->v[p]))
                         break;
                 put(h, i, h->v[p]);
                 i = p;
@@ -38,12 +43,12 @@ static void sift_down(ActorHeap *h, size_t i) {
         ActorHeapEntry *e = h->v[i];
         for (;;) {
                 size_t l = 2 * i + 1, m = i;
-                uint64_t best = e->when;
-                if (l < h->n && h->v[l]->when < best) {
+                const ActorHeapEntry *best = e;
+                if (l < h->n && before(h->v[l], best)) {
                         m = l;
-                        best = h->v[l]->when;
+                        best = h->v[l];
                 }
-                if (l + 1 < h->n && h->v[l + 1]->when < best)
+                if (l + 1 < h->n && before(h->v[l + 1], best))
                         m = l + 1;
                 if (m == i)
                         break;
@@ -83,7 +88,7 @@ static void remove_at(ActorHeap *h, size_t i) {
         if (i == h->n)
                 return;
         put(h, i, h->v[h->n]);
-        if (i > 0 && h->v[(i - 1) / 2]->when > h->v[i]->when)
+        if (i > 0 && before(h->v[i], h->v[(i - 1) / 2]))
                 sift_up(h, i);
         else
                 sift_down(h, i);
@@ -123,13 +128,10 @@ ActorHeap *actor_heap_free(ActorHeap *h) {
 
 int actor_heap_set(ActorHeap *h, ActorHeapEntry *e, uint64_t when) {
         if (e->slot) {
-                size_t i = e->slot - 1;
-                uint64_t old = e->when;
+                /* moved either way (the time, or the tie its owner changed) */
                 e->when = when;
-                if (when < old)
-                        sift_up(h, i);
-                else
-                        sift_down(h, i);
+                sift_up(h, e->slot - 1);
+                sift_down(h, e->slot - 1);
         } else {
                 if (h->n == h->cap) {
                         size_t cap = h->cap ? h->cap * 2 : 64;

@@ -8,7 +8,7 @@
  * event source, and nothing ever scans them all.
  *
  * Insert, move and remove are O(log n). When the timer fires, due entries
- * are popped in time order, at most ACTOR_HEAP_BATCH per loop wake-up (the
+ * are popped in time order (then in order of their tie), at most ACTOR_HEAP_BATCH per loop wake-up (the
  * rest on the next pass), and fn runs for each with the entry already out of
  * the heap; fn may add or remove any entry, itself included.
  */
@@ -26,6 +26,8 @@ typedef struct ActorHeap ActorHeap;
 /* Embedded in the owner; zero-initialised means "not in a heap". */
 typedef struct ActorHeapEntry {
         uint64_t when;          /* usec on the heap's clock */
+        uintptr_t tie;          /* set by the owner: entries due at the same time come out lowest
+                                 * first, so those best handled together come out together */
         size_t slot;            /* position + 1; 0: not in the heap */
 } ActorHeapEntry;
 

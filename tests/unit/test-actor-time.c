@@ -153,9 +153,14 @@ TEST(dapr_config) {
 static unsigned fired;
 static uint64_t last;
 
+static uintptr_t last_tie;
+
 static void on_fire(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
         ASSERT_TRUE(e->when >= last);
+        /* due together: lowest tie first */
+        ASSERT_TRUE(e->when > last || e->tie >= last_tie);
         last = e->when;
+        last_tie = e->tie;
         fired++;
 }
 
@@ -165,8 +170,10 @@ TEST(heap_order) {
         ActorHeap *h = actor_heap_new(ev, CLOCK_MONOTONIC, on_fire, NULL);
         ActorHeapEntry e[1000] = {};
         uint64_t now = actor_heap_now(h);
-        for (unsigned i = 0; i < 1000; i++)
-                ASSERT_OK(actor_heap_set(h, &e[i], now - 1000000 + (i * 7919) % 1000));
+        for (unsigned i = 0; i < 1000; i++) {
+                e[i].tie = (i * 31) % 17;
+                ASSERT_OK(actor_heap_set(h, &e[i], now - 1000000 + (i * 7919) % 100));
+        }
         for (unsigned i = 0; i < 1000; i += 3) /* moves */
                 ASSERT_OK(actor_heap_set(h, &e[i], now - 2000000 + i));
         for (unsigned i = 1; i < 1000; i += 10)
