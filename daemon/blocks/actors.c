@@ -265,6 +265,7 @@ struct Turn {
         void *userdata;
         bool cancelled;
         bool running;
+        bool static_headers;      /* headers are a constant table, not packed for this turn */
         Reminder *reminder;       /* TURN_REMINDER; NULL once the reminder was deleted */
         Timer *timer;             /* TURN_TIMER; likewise */
         FireGate *gate;           /* a fire in the app: counted in this gate's running */
@@ -1078,6 +1079,9 @@ static int part_add_waiter(RemPart *p, ActorDoneFn done, void *userdata) {
 
 static void schedule_reminder(ActorRuntime *rt, Reminder *m, int64_t when) {
         due_unpark(&m->due);
+        /* reminders due together fire partition by partition: each partition is then written
+         * once for many of its fires (the group commit takes what changed meanwhile) */
+        m->due.entry.tie = (uintptr_t) m->part;
         if (actor_heap_set(rt->due, &m->due.entry, (uint64_t) MAX(when, 1)) < 0)
                 log_oom();
 }
@@ -1424,7 +1428,8 @@ static void turn_free(Turn *t) {
         resiliency_breaker_release(t->policy.breaker);
         resiliency_unref(t->res);
         free(t->target);
-        free(t->headers); /* packed */
+        if (!t->static_headers)
+                free(t->headers); /* packed */
         free(t->owned_body);
         free(t->reentry);
         free(t);
@@ -2084,7 +2089,9 @@ static Turn *fire_turn(ActorRuntime *rt, ActorType *type, const char *id, TurnKi
         }
         t->target = actor_path(type->cfg.type, id, kind == TURN_REMINDER ? "remind" : "timer", name, NULL);
         t->owned_body = body;
-        if (!t->target || !(t->headers = strv_pack(headers, SIZE_MAX))) {
+        t->headers = (char **) headers; /* never written: the transport copies what it sends */
+        t->static_headers = true;
+        if (!t->target) {
                 turn_free(t);
                 return NULL;
         }
@@ -2569,7 +2576,8 @@ static void type_free(ActorType *t) {
 /* The type is no longer hosted: its actors end (the app lost them), its reminders wait in the store. */
 static void type_unhost(ActorType *t, const char *why) {
         ActorRuntime *rt = t->rt;
-        for (size_t i = 0; i < rt->actors.nb; i++)
+        /* (a scan of every active actor: skipped for a type with none, as at shutdown) */
+        for (size_t i = 0; t->n_active > 0 && i < rt->actors.nb; i++)
                 for (HNode *n = rt->actors.b[i], *next; n; n = next) {
                         next = n->next;
                         Actor *a = (Actor *) ((char *) n - offsetof(Actor, node));
@@ -2793,6 +2801,13 @@ void actors_done(Registry *r) {
                 return;
         (void) registry_remove_callback(r, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
         (void) registry_remove_callback(r, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        /* every actor ends in one pass, not one pass per type (thousands of types) */
+        for (size_t i = 0; i < rt->actors.nb; i++)
+                for (HNode *n = rt->actors.b[i], *next; n; n = next) {
+                        next = n->next;
+                        actor_abort((Actor *) ((char *) n - offsetof(Actor, node)), -EHOSTDOWN,
+                                    "mooringd is stopping");
+                }
         for (ActorType *t = rt->types, *next; t; t = next) {
                 next = t->next;
                 if (!t->gone)
