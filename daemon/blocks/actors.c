@@ -2289,6 +2289,11 @@ int actor_reminder_set(Registry *r, const char *caller_app, const char *type, co
                 *reterr = "the actor id and the reminder name must not be empty or contain '||'";
                 return -EINVAL;
         }
+        /* they are stored in JSON text: bytes that are no UTF-8 would spoil the whole record */
+        if (!utf8_is_valid(id, strlen(id)) || !utf8_is_valid(name, strlen(name))) {
+                *reterr = "the actor id and the reminder name must be UTF-8";
+                return -EINVAL;
+        }
         k = hosted_by(rt, caller_app, type, &t);
         if (k < 0)
                 return k;

@@ -416,6 +416,9 @@ class ActorsTest(DaemonTestCase):
         for aid, name in names:
             self.assertEqual(self.reminder(d, aid, name, {"dueTime": "1h", "data": {"of": aid}}).status, 204)
         self.expect_layout(d, 0, names)
+        # an id that is no UTF-8 cannot be stored in a JSON record: refused, nothing stored
+        r = self.reminder(d, "bad%FF", "x", {"dueTime": "1h"})
+        self.assertEqual((r.status, r.json()["errorCode"]), (500, "ERR_ACTOR_REMINDER_CREATE"), r)
         for n in (4, 2, 7, 0):
             config = json.loads(json.dumps(CONFIG))
             config["entitiesConfig"].append({"entities": ["Counter"], "remindersStoragePartitions": n})
