@@ -15,9 +15,11 @@
 #      of N/1,000 actors each, so each type's stored record stays small) all due
 #      at the same moment; the daemon's RSS with them registered, and how fast
 #      they fire (until none is left), against the app's direct call rate (a).
+#      With --partitions N the app asks for N reminder storage partitions per
+#      type (remindersStoragePartitions), so each stored record is N times smaller.
 #
 # Usage: bench/actors.sh [--mooringd PATH] [--duration SEC] [--connections N]
-#                        [--reminders N] [--echo-app PATH] [--pin] [--keep]
+#                        [--reminders N] [--partitions N] [--echo-app PATH] [--pin] [--keep]
 #
 # Everything runs on 127.0.0.1; every process started here is stopped on exit.
 # The machine may be shared: the figures say what this run measured, nothing more.
@@ -34,6 +36,7 @@ echo_app=${ECHO_APP:-}
 duration=10
 connections=50
 reminders=100000
+partitions=0
 keep=0
 pin=0
 ready_timeout=10
@@ -42,11 +45,12 @@ stop_timeout=15
 usage() {
         cat <<EOF
 usage: bench/actors.sh [--mooringd PATH] [--duration SEC] [--connections N] [--reminders N]
-                       [--echo-app PATH] [--pin] [--keep]
+                       [--partitions N] [--echo-app PATH] [--pin] [--keep]
   --mooringd PATH    daemon binary (default: \$MOORINGD or build/daemon/mooringd)
   --duration SEC     length of each wrk run (default: 10)
   --connections N    wrk connections (default: 50)
   --reminders N      reminders registered for the fire-rate round (default: 100000)
+  --partitions N     the app's remindersStoragePartitions (default: 0, one record per type)
   --echo-app PATH    the app (default: bench/echo-app next to the daemon's build dir)
   --pin              clients on CPU 0, servers on the last CPU
   --keep             keep the temporary directory
@@ -63,6 +67,8 @@ while [ $# -gt 0 ]; do
         --connections=*) connections=${1#*=}; shift ;;
         --reminders) reminders=$2; shift 2 ;;
         --reminders=*) reminders=${1#*=}; shift ;;
+        --partitions) partitions=$2; shift 2 ;;
+        --partitions=*) partitions=${1#*=}; shift ;;
         --echo-app) echo_app=$2; shift 2 ;;
         --echo-app=*) echo_app=${1#*=}; shift ;;
         --keep) keep=1; shift ;;
@@ -74,6 +80,7 @@ done
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration must be a positive integer (seconds)"
 [[ $connections =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
 [[ $reminders =~ ^[1-9][0-9]*$ ]] || die "--reminders must be a positive integer"
+[[ $partitions =~ ^[0-9]+$ ]] || die "--partitions must be a number"
 
 command -v wrk >/dev/null 2>&1 || install_packages wrk
 setup_pinning
@@ -108,13 +115,13 @@ cat >"$tmp/config/apps.d/bench.conf" <<EOF
 [App]
 HttpPort=$bench_port
 EOF
-types=$(python3 -c 'import json; print(json.dumps({"entities": ["Bench"] + [f"R{i}" for i in range(1000)], "actorIdleTimeout": "1h"}))')
+types=$(python3 -c 'import json, sys; print(json.dumps({"entities": ["Bench"] + [f"R{i}" for i in range(1000)], "actorIdleTimeout": "1h", "remindersStoragePartitions": int(sys.argv[1])}))' "$partitions")
 
 echo "== environment"
 echo "host:        $(uname -srm), $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 echo "load:        $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared with other work)"
 echo "mooringd:    $mooringd"
-echo "app:         $echo_app, 127.0.0.1:$echo_port, hosts Bench and R0..R999"
+echo "app:         $echo_app, 127.0.0.1:$echo_port, hosts Bench and R0..R999 (reminder storage partitions: $partitions)"
 echo
 
 ECHO_APP_DAPR_CONFIG=$types "${srv_pin[@]}" "$echo_app" "$echo_port" </dev/null >"$tmp/echo-app.log" 2>&1 &
