@@ -199,7 +199,8 @@ struct ActorType {
         bool load_bad;            /* some record could not be read */
         bool migrate, write_meta; /* the layout changed: written by the next commit as a whole */
         uint64_t migrate_gen;     /* the commit that took the migration */
-        char **drop_keys;         /* the records of the layout before, deleted by the migration */
+        char **drop_keys;         /* the records of the layouts before, deleted by the migration
+                                   * (kept until it is committed) */
         unsigned store_calls;     /* loads whose answer is pending */
         bool gone;                /* no longer hosted: freed when store_calls is 0 */
 };
@@ -302,6 +303,7 @@ struct ActorRuntime {
         sd_event_source *flush_defer;     /* the group commit, once per loop pass */
         sd_event_source *flush_retry;     /* after a failed one */
         bool flush_running, flush_retry_armed;
+        bool flush_migrated;              /* the running commit holds a migration */
         Waiter *flushing;                 /* told when the running commit is done */
         uint64_t flush_gen;
 };
@@ -976,8 +978,10 @@ static int flush_add_migration(ActorRuntime *rt, OpList *l, ActorType *t) {
         }
         for (size_t i = 0; t->drop_keys && t->drop_keys[i] && r >= 0; i++)
                 r = op_list_add(l, strdup(t->drop_keys[i]), NULL, 0);
-        if (r >= 0)
+        if (r >= 0) {
                 t->migrate_gen = rt->flush_gen;
+                rt->flush_migrated = true;
+        }
         return r;
 }
 
@@ -996,6 +1000,7 @@ static int on_flush(sd_event_source *s, void *userdata) {
         if (cap == 0 || cap > FLUSH_OPS_MAX)
                 cap = FLUSH_OPS_MAX;
         rt->flush_gen++;
+        rt->flush_migrated = false;
         while (rt->dirty_head && r >= 0) {
                 RemPart *p = rt->dirty_head;
                 ActorType *t = p->type;
@@ -1004,7 +1009,8 @@ static int on_flush(sd_event_source *s, void *userdata) {
                         if (l.n > 0 && l.n + need > cap)
                                 break;
                         r = flush_add_migration(rt, &l, t);
-                        t->migrate = false;
+                        if (r >= 0)
+                                t->migrate = false;
                 } else {
                         if (l.n >= cap)
                                 break;
@@ -1035,6 +1041,10 @@ static int on_flush_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* The commit gen did not happen: what it held is dirty again, written in a while. */
 static void flush_failed(ActorRuntime *rt, uint64_t gen) {
+        /* the timer first: the marks below must not start the next commit at once */
+        rt->flush_retry_armed = rt->flush_retry &&
+                                sd_event_source_set_time_relative(rt->flush_retry, FLUSH_RETRY_USEC) >= 0 &&
+                                sd_event_source_set_enabled(rt->flush_retry, SD_EVENT_ONESHOT) >= 0;
         for (ActorType *t = rt->types; t; t = t->next) {
                 if (t->gone || t->rem_state != REM_LOADED)
                         continue;
@@ -1044,10 +1054,6 @@ static void flush_failed(ActorRuntime *rt, uint64_t gen) {
                         if (t->parts[i].flush_gen == gen || t->migrate)
                                 part_mark(&t->parts[i]);
         }
-        if (rt->flush_retry && !rt->flush_retry_armed &&
-            sd_event_source_set_time_relative(rt->flush_retry, FLUSH_RETRY_USEC) >= 0 &&
-            sd_event_source_set_enabled(rt->flush_retry, SD_EVENT_ONESHOT) >= 0)
-                rt->flush_retry_armed = true;
 }
 
 static void on_flushed(const StateResult *res, void *userdata) {
@@ -1059,7 +1065,11 @@ static void on_flushed(const StateResult *res, void *userdata) {
                 log_struct(LOG_WARNING, 0, NULL, NULL, "Failed to store actor reminders: %s; trying again.",
                            res->message ?: strerror(-res->error));
                 flush_failed(rt, rt->flush_gen);
-        }
+        } else if (rt->flush_migrated)
+                /* a committed migration: its old records are gone */
+                for (ActorType *t = rt->types; t; t = t->next)
+                        if (t->migrate_gen == rt->flush_gen && !t->migrate)
+                                t->drop_keys = strv_free(t->drop_keys);
         waiters_tell(w, res->error, res->message ?: (res->error < 0 ? strerror(-res->error) : NULL));
         if (rt->dirty_head)
                 flush_arm(rt);
@@ -1217,6 +1227,23 @@ static int type_layout(ActorType *t, unsigned count, bool migrate, char **drop) 
                 reminder_link(&parts[part_index(count, m->actor_id, m->name)], m);
         }
         if (migrate) {
+                /* a migration not committed yet: its old records still go too (but never the
+                 * record the new layout writes) */
+                for (size_t i = 0; t->drop_keys && t->drop_keys[i]; i++)
+                        if (!strv_contains(drop, t->drop_keys[i]) && strv_extend(&drop, t->drop_keys[i]) < 0) {
+                                strv_free(drop);
+                                return -ENOMEM;
+                        }
+                if (count == 0) {
+                        _cleanup_free_ char *zero = part_key(t, 0, NULL, 0);
+                        size_t k = 0;
+                        for (size_t i = 0; drop[i]; i++)
+                                if (zero && streq(drop[i], zero))
+                                        free(drop[i]);
+                                else
+                                        drop[k++] = drop[i];
+                        drop[k] = NULL;
+                }
                 strv_free(t->drop_keys);
                 t->drop_keys = drop;
                 t->migrate = t->write_meta = true;
