@@ -520,6 +520,11 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
                 free(o.p);
                 return -ENOMEM;
         }
+        assert(streq(attrs[10].key, "tracestate"));
+        if (in->facts)
+                *in->facts = (CloudEventFacts){ .set = true, .traceparent = tp, .tracestate = attrs[10].value };
+        if (in->facts && in->ttl_sec > 0)
+                memcpy(in->facts->expiration, expbuf, sizeof expbuf);
         *ret = o.p;
         *ret_len = o.len;
         return 0;

@@ -44,7 +44,18 @@ typedef struct CloudEventInput {
          * Dapr's envelope only: a passthrough event is not changed by them. May be NULL. */
         char *const *overrides;
         uint64_t now_realtime_usec;        /* 0: the current CLOCK_REALTIME (tests set it) */
+        /* Out, may be NULL: what Dapr's own envelope was given for its delivery (set stays false
+         * for a passthrough event, whose members come from the body). */
+        struct CloudEventFacts *facts;
 } CloudEventInput;
+
+/* The members a delivery reads, as cloudevent_build() wrote them into Dapr's envelope. */
+typedef struct CloudEventFacts {
+        bool set;
+        const char *traceparent;           /* borrowed from the input; NULL: none */
+        const char *tracestate;            /* borrowed from the input; "" for none */
+        char expiration[CLOUDEVENT_TIME_MAX]; /* "": none */
+} CloudEventFacts;
 
 /*
  * The event to store on the broker for one publish: Dapr's envelope (§4.2),

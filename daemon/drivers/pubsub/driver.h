@@ -114,6 +114,9 @@ struct PubsubDriver {
         size_t instance_size;          /* sizeof the engine's struct, PubsubBroker first */
         bool native_ttl;               /* the engine expires messages itself (else the block stamps
                                         * "expiration" into the envelope and drops late ones) */
+        /* Only this daemon writes the engine's messages (its own file or memory): metadata the block
+         * stored with a message comes back as it was written, so the block may trust it. */
+        bool own_storage;
 
         /*
          * Validates the component's metadata and sets up (may start connecting; a server that is

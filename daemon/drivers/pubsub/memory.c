@@ -402,6 +402,7 @@ const PubsubDriver pubsub_memory_driver = {
         .abi = PUBSUB_DRIVER_ABI,
         .instance_size = sizeof(MemBroker),
         .native_ttl = false,
+        .own_storage = true,
         .open = mem_open,
         .close = mem_close,
         .publish = mem_publish,

@@ -1590,6 +1590,7 @@ const PubsubDriver pubsub_sqlite_driver = {
         .abi = PUBSUB_DRIVER_ABI,
         .instance_size = sizeof(SqliteBroker),
         .native_ttl = true,
+        .own_storage = true,
         .open = sqlite_open,
         .close = sqlite_close,
         .publish = sqlite_publish,

@@ -493,6 +493,25 @@ class EnvelopeTest(PubsubCase):
         self.assertEqual(dl.event.get("type"), "my.type", dl)
         self.assertEqual(dl.event.get("data"), {"n": 1}, dl)
 
+    def test_delivery_trace_headers_match_the_event(self):
+        """The delivery's traceparent and tracestate headers are the event's own, also when
+        metadata.cloudevent.* overrides set them (brokers only mooringd writes carry them beside
+        the event, the others have them read from it)."""
+        tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        dl = self.one(dict(topic=self.t, body={"n": 1},
+                           headers={"traceparent": TRACEPARENT, "tracestate": "congo=t61rcWkgMzE"},
+                           query="?metadata.cloudevent.traceparent=" + tp +
+                                 "&metadata.cloudevent.tracestate=rojo%3D00f067aa0ba902b7"))
+        self.assertEqual(dl.event.get("traceparent"), tp, dl.event)
+        self.assertEqual(dl.header("traceparent"), tp, dl.headers)
+        self.assertEqual(dl.event.get("tracestate"), "rojo=00f067aa0ba902b7", dl.event)
+        self.assertEqual(dl.header("tracestate"), "rojo=00f067aa0ba902b7", dl.headers)
+        # without a tracestate the event has "" and the delivery no such header
+        dl2 = self.one(dict(topic=self.t, body={"n": 2}, headers={"traceparent": TRACEPARENT}))
+        self.assertEqual(dl2.event.get("tracestate"), "", dl2.event)
+        self.assertIsNone(dl2.header("tracestate"), dl2.headers)
+        self.assertEqual(dl2.header("traceparent"), dl2.event.get("traceparent"), dl2.headers)
+
     def test_cloudevent_passthrough(self):
         ce = {"id": "ce-1", "source": "my-source", "type": "my.type", "specversion": "1.0",
               "datacontenttype": "application/json", "data": {"x": [1, 2]}, "topic": "wrong-topic",
