@@ -46,7 +46,7 @@ ready_timeout=10        # seconds to wait for a server to answer
 active_timeout=30       # seconds to wait for the subscription to deliver a warm-up message
 stop_timeout=15         # seconds to wait for mooringd after SIGTERM
 max_seconds=120         # seconds at most of publishing per run (pubsub-pub --max-seconds)
-target_embedded=20000   # msgs/s, pubsub.sqlite with durability on, 1 KiB messages
+target_embedded=30000   # msgs/s (issue 9), pubsub.sqlite with durability on, 1 KiB messages
 
 usage() {
         cat <<EOF
