@@ -19,8 +19,19 @@
 # mooringd ("per core"); the target is >= 1.00. gRPC runs use one stream per
 # connection (-m 1) like the HTTP/1.1 runs, plus one multiplexed run (-m 10).
 #
+# --callgrind runs mooringd under valgrind's callgrind instead (instrumented only
+# while h2load runs, one round, --requests defaults to 20000) and prints the
+# instructions mooringd executes per request of each run, their ratio gRPC/HTTP,
+# and the top functions by self cost of each run. Instruction counts are exact
+# and do not move with the load of the machine; they leave out the kernel.
+# Build with symbols: meson setup build-rel -Dbuildtype=release -Db_ndebug=true -Ddebug=true
+#
+# --strace adds, per run, the system calls mooringd made per request (strace -c
+# attached for the run; it slows the daemon, so its req/s and CPU figures mean
+# nothing then).
+#
 # usage: bench/grpc.sh [--mooringd PATH] [--echo-app PATH] [--requests N]
-#                      [--connections C] [--keep]
+#                      [--connections C] [--callgrind] [--strace] [--top N] [--keep]
 set -euo pipefail
 script_dir=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -28,8 +39,11 @@ script_dir=$(cd "$(dirname "$0")" && pwd)
 
 mooringd=${MOORINGD:-build/daemon/mooringd}
 echo_app=${ECHO_APP:-}
-requests=200000
+requests=
 connections=20
+callgrind=0
+strace=0
+top=12
 keep=0
 ready_timeout=10
 stop_timeout=10
@@ -40,13 +54,23 @@ while [ $# -gt 0 ]; do
         --echo-app) echo_app=$2; shift 2 ;;
         --requests) requests=$2; shift 2 ;;
         --connections) connections=$2; shift 2 ;;
+        --callgrind) callgrind=1; shift ;;
+        --strace) strace=1; shift ;;
+        --top) top=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '3,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '3,35p' "$0"; exit 0 ;;
         *) die "unknown option: $1" ;;
         esac
 done
 
+if [ -z "$requests" ]; then
+        requests=200000
+        [ "$callgrind" -eq 0 ] || requests=20000
+fi
 require_tools h2load curl python3 awk
+[ "$callgrind" -eq 0 ] || require_tools valgrind callgrind_control callgrind_annotate
+[ "$strace" -eq 0 ] || require_tools strace
+strace_runs=0
 check_mooringd_binary
 make_tmp mooring-grpc
 echo_app=$(find_helper echo-app "$echo_app")
@@ -103,6 +127,10 @@ EOF
 
 "$echo_app" "$echo_port" </dev/null >"$tmp/echo-app.log" 2>&1 &
 echo_pid=$!
+if [ "$callgrind" -eq 1 ]; then
+        ready_timeout=60
+        srv_pin=(valgrind --tool=callgrind --trace-children=yes --instr-atstart=no "--callgrind-out-file=$tmp/cg.out")
+fi
 start_mooringd "$tmp/state"
 wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$http_port/v1.0/healthz" || { show_mooringd_log; die "mooringd did not come up"; }
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '[{"key":"k","value":{"v":"a value of some size, 64 bytes or so, to read"}}]' \
@@ -128,20 +156,39 @@ cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$mooringd_pid/
 
 # run NAME h2load-args...: prints one result line, sets last_rps and last_us
 run() {
-        local name=$1 t0 t1 b0 b1 s0 s1 out done_ rps us other ok
+        local name=$1 t0 t1 b0 b1 s0 s1 out done_ rps us other ok st_pid= st_file=
         shift
+        if [ "$strace" -eq 1 ]; then
+                strace_runs=$((strace_runs + 1))
+                st_file=$tmp/strace.$strace_runs
+                strace -c -f -p "$mooringd_pid" -o "$st_file" 2>/dev/null &
+                st_pid=$!
+                sleep 1 # attached
+        fi
+        [ "$callgrind" -eq 0 ] || callgrind_control -i on "$mooringd_pid" >/dev/null 2>&1
         t0=$(cpu_ticks); b0=$(busy_ticks); s0=$(now_ms)
         out=$(h2load "$@" 2>&1) || true
         t1=$(cpu_ticks); b1=$(busy_ticks); s1=$(now_ms)
         check_mooringd_alive "$name"
+        if [ "$callgrind" -eq 1 ]; then
+                callgrind_control -d "$mooringd_pid" >/dev/null 2>&1
+                callgrind_control -i off "$mooringd_pid" >/dev/null 2>&1
+        fi
         done_=$(awk '/^requests:/ { print $8 }' <<<"$out")
         ok=$(awk '/^status codes:/ { print $3 }' <<<"$out")
         rps=$(awk '/^finished in/ { print $4 }' <<<"$out" | tr -d ',')
         us=$(awk -v t=$((t1 - t0)) -v n="${done_:-0}" -v hz="$clk_tck" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "nan" }')
         other=$(awk -v b=$((b1 - b0 - (t1 - t0))) -v ms=$((s1 - s0)) -v hz="$clk_tck" 'BEGIN { printf "%.0f", b / hz / (ms / 1000) * 100 }')
         printf '  %-34s %9s req/s  %7s us CPU/req  (2xx %s of %s; other CPU %s%%)\n' "$name" "$rps" "$us" "${ok:-0}" "${done_:-0}" "$other"
+        if [ -n "$st_pid" ]; then
+                kill -INT "$st_pid" 2>/dev/null || true
+                wait "$st_pid" 2>/dev/null || true
+                awk -v n="${done_:-0}" '/^[ 0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ && $NF != "total" { printf "    %6.2f %s\n", $4 / n, $NF }
+                        $NF == "total" { printf "    %6.2f system calls per request\n", $4 / n }' "$st_file" | sort -rn | head -8
+        fi
         last_rps=$rps
         last_us=$us
+        last_done=${done_:-0}
 }
 
 grpc_args=(-n "$requests" -c "$connections" -t 1 -H 'content-type: application/grpc' -H 'te: trailers')
@@ -157,8 +204,50 @@ measure() { # KEY NAME ARGS...: keeps the lower CPU per request of two runs
         fi
 }
 
+ratio() { awk -v h="$1" -v g="$2" 'BEGIN { printf "%.2f", h / g }'; }
+
+if [ "$callgrind" -eq 1 ]; then
+        declare -A ir_per
+        dumps=0
+        # cg_run KEY NAME ARGS...: one h2load run, instructions per request from its dump
+        cg_run() {
+                local key=$1 name=$2 f total
+                shift 2
+                run "$name" "$@"
+                dumps=$((dumps + 1))
+                f="$tmp/cg.out.$dumps"
+                [ -s "$f" ] || die "no callgrind dump for $name"
+                total=$(grep -E '^(summary|totals):' "$f" | tail -1 | awk '{ print $2 }')
+                ir_per[$key]=$(awk -v t="$total" -v n="${last_done:-0}" 'BEGIN { if (n > 0) printf "%.0f", t / n; else print "nan" }')
+                echo "    ${ir_per[$key]} instructions per request; top functions by self cost per request:"
+                callgrind_annotate --inclusive=no "$f" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed 's/ \[.*//' |
+                        awk -v n="${last_done:-1}" '{ c = $1; gsub(",", "", c); f = $NF; sub(/^.*\/daemon\//, "", f); printf "      %7.0f  %s\n", c / n, f }' |
+                        sed -n "2,$((top + 1))p"
+        }
+        echo "mooringd under callgrind: gRPC vs HTTP/1.1, $requests requests per run, $connections connections, h2load -t 1"
+        cg_run get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
+        cg_run get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
+                "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
+        cg_run get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
+                "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
+        cg_run inv-http "HTTP/1.1 POST invoke (1 KiB)" "${http_args[@]}" -n $((requests / 4)) -d "$tmp/body.bin" \
+                "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
+        cg_run inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
+                -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
+        echo "instructions per request: GetState HTTP ${ir_per[get-http]}, gRPC ${ir_per[get-grpc]}" \
+             "(-m 10: ${ir_per[get-grpc-m10]}); InvokeService HTTP ${ir_per[inv-http]}, gRPC ${ir_per[inv-grpc]}"
+        echo "ratio gRPC/HTTP requests per instruction, GetState: $(ratio "${ir_per[get-http]}" "${ir_per[get-grpc]}")" \
+             "(multiplexed: $(ratio "${ir_per[get-http]}" "${ir_per[get-grpc-m10]}"))," \
+             "InvokeService: $(ratio "${ir_per[inv-http]}" "${ir_per[inv-grpc]}") (user space only)"
+        stop_mooringd
+        print_daemon_problems
+        exit 0
+fi
+
 echo "mooringd gRPC vs HTTP/1.1, $requests requests per run, $connections connections, h2load -t 1"
-for round in 1 2; do
+rounds=2
+[ "$strace" -eq 0 ] || rounds=1
+for round in $(seq "$rounds"); do
         echo "round $round:"
         measure get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
         measure get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
@@ -170,7 +259,6 @@ for round in 1 2; do
         measure inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
                 -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
 done
-ratio() { awk -v h="$1" -v g="$2" 'BEGIN { printf "%.2f", h / g }'; }
 echo "best mooringd CPU per request (us): GetState HTTP ${best_us[get-http]}, gRPC ${best_us[get-grpc]}" \
      "(-m 10: ${best_us[get-grpc-m10]}); InvokeService HTTP ${best_us[inv-http]}, gRPC ${best_us[inv-grpc]}"
 echo "ratio gRPC/HTTP requests per mooringd CPU-second, GetState: $(ratio "${best_us[get-http]}" "${best_us[get-grpc]}")" \
