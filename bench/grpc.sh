@@ -220,7 +220,7 @@ if [ "$callgrind" -eq 1 ]; then
                 total=$(grep -E '^(summary|totals):' "$f" | tail -1 | awk '{ print $2 }')
                 ir_per[$key]=$(awk -v t="$total" -v n="${last_done:-0}" 'BEGIN { if (n > 0) printf "%.0f", t / n; else print "nan" }')
                 echo "    ${ir_per[$key]} instructions per request; top functions by self cost per request:"
-                callgrind_annotate --inclusive=no "$f" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed 's/ \[.*//' |
+                callgrind_annotate --auto=no --threshold=100 --inclusive=no "$f" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed 's/ \[.*//' |
                         awk -v n="${last_done:-1}" '{ c = $1; gsub(",", "", c); f = $NF; sub(/^.*\/daemon\//, "", f); printf "      %7.0f  %s\n", c / n, f }' |
                         sed -n "2,$((top + 1))p"
         }

@@ -2,11 +2,23 @@
 /*
  * See server.h.
  *
- * One nghttp2 server session per connection, fed from the connection's fd on
- * the loop and flushed (nghttp2_session_mem_send) after every read and,
- * through a defer source, after every answer given outside a read. A call is
- * one HTTP/2 stream; it holds one reference for the stream and one for the
- * handler while the handler owes its answer, so either side may end first.
+ * One nghttp2 server session per connection. The connections' fds sit behind
+ * one IoMux source (util/iomux.h), as the HTTP server's do: a wake-up with N
+ * ready connections is one loop iteration. A connection's turn is one recv()
+ * fed to nghttp2_session_mem_recv(), then everything nghttp2 has to say
+ * gathered by nghttp2_session_mem_send() into the connection's write buffer
+ * and written with one send(). An answer given outside that (the usual case:
+ * blocks answer from their own loop iteration) is written from inside the
+ * reply call, as HTTP's replies are: one send() and no extra loop iteration.
+ * Output that does not end a call (stream messages) and connections to close
+ * wait on a list that one server-wide defer source drains once per loop
+ * iteration, so a handler sending many messages costs one write.
+ *
+ * A call is one HTTP/2 stream; it holds one reference for the stream and one
+ * for the handler while the handler owes its answer, so either side may end
+ * first. Call objects are kept on a free list with their buffers (request
+ * headers, request message, output) so a call in the steady state allocates
+ * nothing of its own; requests are unpacked into an arena on the stack.
  *
  * Limits: SETTINGS_MAX_CONCURRENT_STREAMS (more are refused by nghttp2),
  * the message size limit per message (Dapr's max request body size, 4 MiB by
@@ -19,6 +31,7 @@
  */
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +42,7 @@
 #include "../core/app.h"
 #include "../manager.h"
 #include "../util/base64.h"
+#include "../util/iomux.h"
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "../util/grpc-frame.h"
@@ -36,12 +50,32 @@
 #include "server.h"
 #include "services.h"
 
+#if defined(__has_include)
+#  if __has_include(<sanitizer/asan_interface.h>)
+#    include <sanitizer/asan_interface.h>
+#  endif
+#endif
+#ifndef ASAN_POISON_MEMORY_REGION
+#  define ASAN_POISON_MEMORY_REGION(addr, size) ((void) (addr), (void) (size))
+#  define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void) (addr), (void) (size))
+#endif
+
 #define GRPC_MAX_STREAMS 1024U
 #define GRPC_STREAM_WINDOW (1U << 20)
 #define GRPC_CONN_WINDOW (16U << 20)
 #define GRPC_MAX_HEADER_LIST (64U * 1024)
 #define GRPC_READ_CHUNK (64U * 1024)
 #define GRPC_READS_PER_WAKEUP 8
+/* Output gathered from nghttp2 before a send(). */
+#define GRPC_WRITE_BATCH (64U * 1024)
+/* Call objects kept for reuse, and the largest buffers they keep. */
+#define GRPC_CALL_POOL 256U
+#define GRPC_CALL_KEEP_BUFFER (64U * 1024)
+/* nghttp2's small blocks: size classes 64 << 0 .. 64 << (N-1) bytes, so many kept per class. */
+#define H2_MEM_CLASSES 6U
+#define H2_MEM_KEEP 1024U
+/* The stack arena requests are unpacked into; larger ones spill to malloc. */
+#define GRPC_UNPACK_ARENA 4096U
 /* Input held per connection (partial messages, requests waiting for their end) at most. */
 #define GRPC_CONN_INPUT_MIN (64ULL << 20)
 /* A stream's queued output past which grpc_call_send() refuses (the client does not read). */
@@ -49,14 +83,36 @@
 
 typedef struct GrpcConn GrpcConn;
 
+typedef struct H2MemFree {
+        struct H2MemFree *next;
+} H2MemFree;
+
+/* In front of every block handed to nghttp2. */
+typedef union H2MemHeader {
+        struct {
+                unsigned cls;       /* H2_MEM_CLASSES: not from a class, size says how big */
+                size_t size;        /* what nghttp2 asked for */
+        };
+        max_align_t align;
+} H2MemHeader;
+
 struct GrpcServer {
         Manager *manager;           /* back-reference */
         sd_event *event;            /* borrowed from the Manager */
+        IoMux *mux;                 /* every connection's fd */
+        sd_event_source *flush;     /* defer: writes (or closes) the connections on pending */
+        bool flush_armed;
+        GrpcConn *pending;          /* connections with output or a close waiting for the flush */
         GrpcConn *conns;
         GrpcListener *listeners;
         unsigned n_conns;
         unsigned calls_in_flight;   /* calls not yet finished */
         bool draining;
+        GrpcCall *pool;             /* free call objects, poisoned under ASan */
+        unsigned n_pool;
+        nghttp2_mem h2_mem;         /* nghttp2's allocator: the free lists below, then malloc */
+        H2MemFree *h2_free[H2_MEM_CLASSES];
+        unsigned h2_n_free[H2_MEM_CLASSES];
 };
 
 struct GrpcListener {
@@ -77,13 +133,20 @@ struct GrpcConn {
         App *app;                   /* ref: the caller, from the listener */
         bool tcp;
         int fd;
-        sd_event_source *io, *defer;
+        IoWatch *io;
+        uint32_t events;
         nghttp2_session *h2;
-        uint8_t *wbuf;              /* bytes nghttp2 gave us that the socket did not take yet */
-        size_t wlen, wcap;
+        bool in_io;                 /* inside mem_recv/mem_send: nghttp2 must not be re-entered */
+        bool want_write;            /* output was submitted while in_io */
+        bool on_pending;            /* on server->pending */
+        bool broken;                /* to be closed by the flush */
+        GrpcConn *next_pending;
+        uint8_t *wbuf;              /* output gathered from nghttp2, wbuf[woff..wlen) not written yet */
+        size_t woff, wlen, wcap;
         uint64_t input_held;        /* across its calls (see GRPC_CONN_INPUT_MIN) */
         uint64_t input_max;
         GrpcCall *calls;
+        GrpcCall *last_call;        /* borrowed: stream_call()'s memo, cleared when it detaches */
         bool dead;                  /* freed at the end of the current dispatch */
         GrpcConn *next, *prev;
 };
@@ -95,9 +158,15 @@ struct GrpcCall {
         App *app;                   /* ref */
         int32_t stream_id;
         const GrpcMethod *method;
-        char *path;
-        char *http_method, *content_type;
-        char **md;                  /* request metadata pairs */
+        /* The request headers, "name\0value\0" one after the other from hbuf[1] (offset 0
+         * means absent). Pointers into it are made once the headers are complete (call_start):
+         * before, it may still move. */
+        char *hbuf;
+        size_t hlen, hcap;
+        uint32_t off_path, off_method, off_ctype, off_timeout, off_encoding, off_app_id, off_token;
+        const char *path, *http_method, *content_type; /* into hbuf, from call_start on */
+        char **md;                  /* request metadata pairs into hbuf, pseudo-headers left out;
+                                     * offsets into hbuf until call_start */
         size_t n_md, cap_md;        /* strings in md (without its NULL), slots allocated */
         size_t header_bytes;
         bool started;               /* the request headers were checked and dispatched */
@@ -110,13 +179,13 @@ struct GrpcCall {
         GrpcDecoder dec;
         uint64_t held;              /* input this call holds (accounted in conn->input_held) */
         uint8_t *req;               /* unary: the one request message, until the input ends */
-        size_t req_len;
+        size_t req_len, req_cap;
         bool have_req, extra_req;
         uint8_t *out;               /* framed messages not yet taken by nghttp2 */
         size_t out_len, out_off, out_cap;
         char **headers_out, **trailers_out;
         GrpcCode status;
-        char *status_message;       /* percent-encoded */
+        char *status_message;       /* percent-encoded, or NULL */
         char *details_bin;          /* base64 google.rpc.Status, or NULL */
         sd_event_source *deadline;
         uint64_t deadline_usec;     /* CLOCK_MONOTONIC, 0: none */
@@ -126,9 +195,103 @@ struct GrpcCall {
         GrpcCall *next, *prev;
 };
 
-static void conn_schedule_flush(GrpcConn *c);
+static void conn_flush_later(GrpcConn *c);
+static void conn_kick(GrpcConn *c);
 static void conn_free(GrpcConn *c);
 static void call_finish(GrpcCall *c, GrpcCode code, const char *message, const char *details_bin);
+
+static void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
+/* ---- nghttp2's memory ----
+ *
+ * nghttp2 allocates and frees a handful of small blocks per stream (the stream, its outbound
+ * items, copies of header arrays, header buffers). Through malloc that was a tenth of a call's
+ * instructions; kept on free lists by size class (single-threaded, like everything here) it is a
+ * pointer swap. */
+
+static unsigned h2_mem_class(size_t size) {
+        size_t total = size + sizeof(H2MemHeader);
+        for (unsigned k = 0; k < H2_MEM_CLASSES; k++)
+                if (total <= (size_t) 64 << k)
+                        return k;
+        return H2_MEM_CLASSES;
+}
+
+static void *h2_malloc(size_t size, void *userdata) {
+        GrpcServer *s = userdata;
+        unsigned k = h2_mem_class(size);
+        H2MemHeader *h;
+
+        if (k < H2_MEM_CLASSES && s->h2_free[k]) {
+                h = (H2MemHeader *) s->h2_free[k];
+                ASAN_UNPOISON_MEMORY_REGION(h, (size_t) 64 << k);
+                s->h2_free[k] = ((H2MemFree *) h)->next;
+                s->h2_n_free[k]--;
+        } else {
+                if (size > SIZE_MAX - sizeof *h)
+                        return NULL;
+                h = malloc(k < H2_MEM_CLASSES ? (size_t) 64 << k : sizeof *h + size);
+                if (!h)
+                        return NULL;
+        }
+        h->cls = k;
+        h->size = size;
+        return h + 1;
+}
+
+static void h2_free(void *p, void *userdata) {
+        GrpcServer *s = userdata;
+        if (!p)
+                return;
+        H2MemHeader *h = (H2MemHeader *) p - 1;
+        unsigned k = h->cls;
+        if (k >= H2_MEM_CLASSES || s->h2_n_free[k] >= H2_MEM_KEEP) {
+                free(h);
+                return;
+        }
+        ((H2MemFree *) h)->next = s->h2_free[k];
+        s->h2_free[k] = (H2MemFree *) h;
+        s->h2_n_free[k]++;
+        ASAN_POISON_MEMORY_REGION(h, (size_t) 64 << k);
+}
+
+static void *h2_calloc(size_t n, size_t size, void *userdata) {
+        if (size > 0 && n > SIZE_MAX / size)
+                return NULL;
+        void *p = h2_malloc(n * size, userdata);
+        if (p)
+                memset(p, 0, n * size);
+        return p;
+}
+
+static void *h2_realloc(void *p, size_t size, void *userdata) {
+        if (!p)
+                return h2_malloc(size, userdata);
+        H2MemHeader *h = (H2MemHeader *) p - 1;
+        if (h->cls < H2_MEM_CLASSES && size + sizeof *h <= (size_t) 64 << h->cls) {
+                h->size = size;
+                return p;
+        }
+        void *n = h2_malloc(size, userdata);
+        if (!n)
+                return NULL;
+        memcpy(n, p, MIN(h->size, size));
+        h2_free(p, userdata);
+        return n;
+}
+
+static void h2_mem_done(GrpcServer *s) {
+        for (unsigned k = 0; k < H2_MEM_CLASSES; k++)
+                while (s->h2_free[k]) {
+                        H2MemFree *f = s->h2_free[k];
+                        ASAN_UNPOISON_MEMORY_REGION(f, (size_t) 64 << k);
+                        s->h2_free[k] = f->next;
+                        free(f);
+                }
+}
 
 /* ---- calls ---- */
 
@@ -144,24 +307,65 @@ static void call_uncount(GrpcCall *c) {
         }
 }
 
+static void call_free_buffers(GrpcCall *c) {
+        free(c->hbuf);
+        free(c->md);
+        free(c->req);
+        free(c->out);
+}
+
+/* A fresh call: from the pool, with the buffers it kept, or new. */
+static GrpcCall *call_alloc(GrpcServer *s) {
+        GrpcCall *c = s->pool;
+        if (!c)
+                return calloc(1, sizeof *c);
+        ASAN_UNPOISON_MEMORY_REGION(c, sizeof *c);
+        s->pool = c->next;
+        s->n_pool--;
+        GrpcCall keep = { .hbuf = c->hbuf, .hcap = c->hcap, .md = c->md, .cap_md = c->cap_md,
+                          .req = c->req, .req_cap = c->req_cap, .out = c->out, .out_cap = c->out_cap };
+        *c = keep;
+        return c;
+}
+
 static void call_unref(GrpcCall *c) {
         if (!c || --c->n_ref > 0)
                 return;
+        GrpcServer *s = c->server;
         call_uncount(c);
         sd_event_source_disable_unref(c->deadline);
         grpc_decoder_done(&c->dec);
         app_unref(c->app);
-        free(c->path);
-        free(c->http_method);
-        free(c->content_type);
-        strv_free(c->md);
-        free(c->req);
-        free(c->out);
         strv_free(c->headers_out);
         strv_free(c->trailers_out);
         free(c->status_message);
         free(c->details_bin);
-        free(c);
+        if (s->n_pool >= GRPC_CALL_POOL) {
+                call_free_buffers(c);
+                free(c);
+                return;
+        }
+        /* Big buffers are not kept: one large call must not pin its memory for good. */
+        if (c->hcap > GRPC_CALL_KEEP_BUFFER) {
+                c->hbuf = mfree(c->hbuf);
+                c->hcap = 0;
+        }
+        if (c->req_cap > GRPC_CALL_KEEP_BUFFER) {
+                c->req = mfree(c->req);
+                c->req_cap = 0;
+        }
+        if (c->out_cap > GRPC_CALL_KEEP_BUFFER) {
+                c->out = mfree(c->out);
+                c->out_cap = 0;
+        }
+        if (c->cap_md > 64) {
+                c->md = mfree(c->md);
+                c->cap_md = 0;
+        }
+        c->next = s->pool;
+        s->pool = c;
+        s->n_pool++;
+        ASAN_POISON_MEMORY_REGION(c, sizeof *c);
 }
 
 static void call_hold(GrpcCall *c, uint64_t held) {
@@ -185,6 +389,8 @@ static void call_detach(GrpcCall *c) {
         if (c->next)
                 c->next->prev = c->prev;
         c->next = c->prev = NULL;
+        if (conn->last_call == c)
+                conn->last_call = NULL;
         c->conn = NULL;
         c->deadline = sd_event_source_disable_unref(c->deadline);
         if (!c->finished) {
@@ -201,7 +407,8 @@ static void call_detach(GrpcCall *c) {
 
 /* ---- output ---- */
 
-static int out_append(GrpcCall *c, const void *p, size_t n) {
+/* Room for n more bytes at c->out + c->out_len. */
+static int out_reserve(GrpcCall *c, size_t n) {
         if (c->out_off > 0 && c->out_off == c->out_len)
                 c->out_off = c->out_len = 0;
         if (c->out_len + n > c->out_cap) {
@@ -219,14 +426,51 @@ static int out_append(GrpcCall *c, const void *p, size_t n) {
                         c->out_cap = cap;
                 }
         }
-        memcpy(c->out + c->out_len, p, n);
-        c->out_len += n;
         return 0;
 }
 
+/* nghttp2 copies these (names and values that may change before the frame is out) */
 static nghttp2_nv make_nv(const char *name, const char *value) {
         return (nghttp2_nv){ (uint8_t *) name, (uint8_t *) value, strlen(name), strlen(value),
                              NGHTTP2_NV_FLAG_NONE };
+}
+
+/* Constant names and values: nghttp2 takes them as they are, without a copy. */
+#define STATIC_NV(n, v)                                                                                          \
+        { (uint8_t *) (n), (uint8_t *) (v), sizeof(n) - 1, sizeof(v) - 1,                                       \
+          NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE }
+
+static const nghttp2_nv response_headers[] = {
+        STATIC_NV(":status", "200"),
+        STATIC_NV("content-type", "application/grpc"),
+        STATIC_NV("grpc-accept-encoding", "identity"),
+};
+
+/* grpc-status, by code: the whole trailer field constant, so it is never formatted or copied
+ * (and HPACK indexes it: a repeated status costs one byte). */
+static const nghttp2_nv status_nv[] = {
+        STATIC_NV("grpc-status", "0"),  STATIC_NV("grpc-status", "1"),  STATIC_NV("grpc-status", "2"),
+        STATIC_NV("grpc-status", "3"),  STATIC_NV("grpc-status", "4"),  STATIC_NV("grpc-status", "5"),
+        STATIC_NV("grpc-status", "6"),  STATIC_NV("grpc-status", "7"),  STATIC_NV("grpc-status", "8"),
+        STATIC_NV("grpc-status", "9"),  STATIC_NV("grpc-status", "10"), STATIC_NV("grpc-status", "11"),
+        STATIC_NV("grpc-status", "12"), STATIC_NV("grpc-status", "13"), STATIC_NV("grpc-status", "14"),
+        STATIC_NV("grpc-status", "15"), STATIC_NV("grpc-status", "16"),
+};
+
+static nghttp2_nv status_field(GrpcCode code) {
+        return (unsigned) code < ELEMENTSOF(status_nv) ? status_nv[code] : status_nv[GRPC_STATUS_UNKNOWN];
+}
+
+/* The status fields (grpc-status, grpc-message, details, the handler's trailers) into nv. */
+static size_t status_fields(const GrpcCall *c, nghttp2_nv *nv, size_t n, size_t max) {
+        nv[n++] = status_field(c->status);
+        if (c->status_message && *c->status_message)
+                nv[n++] = make_nv("grpc-message", c->status_message);
+        if (c->details_bin)
+                nv[n++] = make_nv("grpc-status-details-bin", c->details_bin);
+        for (char **p = c->trailers_out; p && p[0] && p[1] && n < max; p += 2)
+                nv[n++] = make_nv(p[0], p[1]);
+        return n;
 }
 
 static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
@@ -235,23 +479,13 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
 /* Headers (and, for a trailers-only answer, everything) go out with the first output. */
 static int call_send_headers(GrpcCall *c, bool trailers_only) {
         nghttp2_nv nv[64];
-        size_t n = 0;
-        char status[16];
+        size_t n = ELEMENTSOF(response_headers);
 
-        nv[n++] = make_nv(":status", "200");
-        nv[n++] = make_nv("content-type", "application/grpc");
-        nv[n++] = make_nv("grpc-accept-encoding", "identity");
+        memcpy(nv, response_headers, sizeof response_headers);
         for (char **p = c->headers_out; p && p[0] && p[1] && n < ELEMENTSOF(nv) - 8; p += 2)
                 nv[n++] = make_nv(p[0], p[1]);
         if (trailers_only) {
-                snprintf(status, sizeof status, "%d", (int) c->status);
-                nv[n++] = make_nv("grpc-status", status);
-                if (c->status_message && *c->status_message)
-                        nv[n++] = make_nv("grpc-message", c->status_message);
-                if (c->details_bin)
-                        nv[n++] = make_nv("grpc-status-details-bin", c->details_bin);
-                for (char **p = c->trailers_out; p && p[0] && p[1] && n < ELEMENTSOF(nv); p += 2)
-                        nv[n++] = make_nv(p[0], p[1]);
+                n = status_fields(c, nv, n, ELEMENTSOF(nv));
                 c->headers_sent = true;
                 return nghttp2_submit_response(c->conn->h2, c->stream_id, nv, n, NULL) < 0 ? -EIO : 0;
         }
@@ -262,17 +496,7 @@ static int call_send_headers(GrpcCall *c, bool trailers_only) {
 
 static void call_submit_trailers(GrpcCall *c) {
         nghttp2_nv nv[24];
-        size_t n = 0;
-        char status[16];
-
-        snprintf(status, sizeof status, "%d", (int) c->status);
-        nv[n++] = make_nv("grpc-status", status);
-        if (c->status_message && *c->status_message)
-                nv[n++] = make_nv("grpc-message", c->status_message);
-        if (c->details_bin)
-                nv[n++] = make_nv("grpc-status-details-bin", c->details_bin);
-        for (char **p = c->trailers_out; p && p[0] && p[1] && n < ELEMENTSOF(nv); p += 2)
-                nv[n++] = make_nv(p[0], p[1]);
+        size_t n = status_fields(c, nv, 0, ELEMENTSOF(nv));
         (void) nghttp2_submit_trailer(c->conn->h2, c->stream_id, nv, n);
 }
 
@@ -299,14 +523,12 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
         return (ssize_t) n;
 }
 
-static void call_kick(GrpcCall *c) {
-        if (!c->conn)
-                return;
-        if (c->deferred) {
+/* New output for the stream: nghttp2 is told; the bytes go out with the connection's next write. */
+static void call_resume(GrpcCall *c) {
+        if (c->conn && c->deferred) {
                 c->deferred = false;
                 (void) nghttp2_session_resume_data(c->conn->h2, c->stream_id);
         }
-        conn_schedule_flush(c->conn);
 }
 
 /* Decides the status and sends what is left. Idempotent: the first decision wins. */
@@ -324,7 +546,9 @@ static void call_finish(GrpcCall *c, GrpcCode code, const char *message, const c
                         (void) nghttp2_submit_rst_stream(c->conn->h2, NGHTTP2_FLAG_NONE, c->stream_id,
                                                          NGHTTP2_INTERNAL_ERROR);
         }
-        call_kick(c);
+        call_resume(c);
+        /* Written by whoever called: the I/O handler after its read, the reply functions once the
+         * handler's reference is dropped (conn_kick), the deadline's handler. */
 }
 
 /* The server ends a call on its own (limits, deadline): the handler, if any, hears of it. */
@@ -360,15 +584,15 @@ const char *grpc_call_path(const GrpcCall *c) {
 }
 
 const char *grpc_call_metadata(const GrpcCall *c, const char *key) {
-        for (char **p = c->md; p && p[0] && p[1]; p += 2)
-                if (streq(p[0], key))
-                        return p[1];
+        for (size_t i = 0; i + 1 < c->n_md; i += 2)
+                if (streq(c->md[i], key))
+                        return c->md[i + 1];
         return NULL;
 }
 
 char *const *grpc_call_metadata_pairs(const GrpcCall *c) {
         static char *const empty[] = { NULL };
-        return c->md ?: empty;
+        return c->n_md > 0 ? c->md : empty;
 }
 
 static bool header_value_ok(const char *s) {
@@ -394,35 +618,46 @@ int grpc_call_add_trailer(GrpcCall *c, const char *name, const char *value) {
         return strv_extend(&c->trailers_out, name) < 0 || strv_extend(&c->trailers_out, value) < 0 ? -ENOMEM : 0;
 }
 
-int grpc_call_send_raw(GrpcCall *c, const void *buf, size_t len) {
-        uint8_t prefix[GRPC_PREFIX_SIZE];
+/* Queues one message, given encoded (buf) or to encode (msg, packed straight into the output
+ * buffer), for nghttp2; it is written by whoever writes the connection next. */
+static int call_queue(GrpcCall *c, const ProtobufCMessage *msg, const void *buf, size_t len) {
         int r;
 
         if (c->finished || !c->conn)
                 return -EPIPE;
+        if (msg)
+                len = protobuf_c_message_get_packed_size(msg);
         if (len > UINT32_MAX)
                 return -EMSGSIZE;
         if (c->out_len - c->out_off > GRPC_SEND_QUEUE_MAX)
                 return -ENOBUFS;
-        grpc_frame_prefix(prefix, (uint32_t) len);
-        r = out_append(c, prefix, sizeof prefix);
-        if (r >= 0 && len > 0)
-                r = out_append(c, buf, len);
+        r = out_reserve(c, GRPC_PREFIX_SIZE + len);
         if (r < 0)
                 return r;
+        grpc_frame_prefix(c->out + c->out_len, (uint32_t) len);
+        if (msg)
+                protobuf_c_message_pack(msg, c->out + c->out_len + GRPC_PREFIX_SIZE);
+        else if (len > 0 && buf)
+                memcpy(c->out + c->out_len + GRPC_PREFIX_SIZE, buf, len);
+        c->out_len += GRPC_PREFIX_SIZE + len;
         if (!c->headers_sent && call_send_headers(c, false) < 0)
                 return -EIO;
-        call_kick(c);
+        call_resume(c);
         return 0;
 }
 
+int grpc_call_send_raw(GrpcCall *c, const void *buf, size_t len) {
+        int r = call_queue(c, NULL, buf, len);
+        if (r >= 0)
+                conn_flush_later(c->conn);
+        return r;
+}
+
 int grpc_call_send(GrpcCall *c, const ProtobufCMessage *msg) {
-        size_t n = protobuf_c_message_get_packed_size(msg);
-        _cleanup_free_ uint8_t *buf = malloc(n ?: 1);
-        if (!buf)
-                return -ENOMEM;
-        protobuf_c_message_pack(msg, buf);
-        return grpc_call_send_raw(c, buf, n);
+        int r = call_queue(c, msg, NULL, 0);
+        if (r >= 0)
+                conn_flush_later(c->conn);
+        return r;
 }
 
 size_t grpc_call_send_queued(const GrpcCall *c) {
@@ -442,13 +677,15 @@ int grpc_call_reply(GrpcCall *c, const ProtobufCMessage *msg) {
         int r = 0;
         call_ref(c);
         if (msg && !c->finished && c->conn) {
-                r = grpc_call_send(c, msg);
+                r = call_queue(c, msg, NULL, 0);
                 if (r < 0)
                         call_finish(c, r == -EMSGSIZE ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
                                     "mooringd could not send the answer", NULL);
         }
         call_finish(c, GRPC_STATUS_OK, NULL, NULL);
         handler_answered(c);
+        /* The answer goes out now, from here, as HTTP's replies do: no loop iteration for it. */
+        conn_kick(c->conn);
         call_unref(c);
         return r;
 }
@@ -489,6 +726,7 @@ _printf_(4, 0) static int fail_internal(GrpcCall *c, GrpcCode code, const char *
         call_ref(c);
         call_finish(c, code, msg ?: "error", details);
         handler_answered(c);
+        conn_kick(c->conn);
         call_unref(c);
         return 0;
 }
@@ -541,15 +779,43 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         call_ref(c);
         /* grpc-go's words, which clients show as they are */
         call_abort(c, GRPC_STATUS_DEADLINE_EXCEEDED, "context deadline exceeded");
+        conn_kick(c->conn);
         call_unref(c);
         return 0;
 }
 
+/* Paths to methods: an open-addressing table over every service's, made on first use (a scan
+ * of the tables compared about a hundred strings per call). */
+#define METHOD_SLOTS 512U
+
+static uint32_t path_hash(const char *p) {
+        uint32_t h = 2166136261U; /* FNV-1a */
+        for (; *p; p++)
+                h = (h ^ (uint8_t) *p) * 16777619U;
+        return h;
+}
+
 static const GrpcMethod *method_find(const char *path) {
-        for (const GrpcService *const *s = grpc_services; *s; s++)
-                for (size_t i = 0; i < (*s)->n_methods; i++)
-                        if (streq((*s)->methods[i].path, path))
-                                return &(*s)->methods[i];
+        static const GrpcMethod *slots[METHOD_SLOTS];
+        static bool built = false;
+        uint32_t i;
+
+        if (!built) {
+                for (const GrpcService *const *s = grpc_services; *s; s++)
+                        for (size_t k = 0; k < (*s)->n_methods; k++) {
+                                const GrpcMethod *m = &(*s)->methods[k];
+                                for (i = path_hash(m->path) & (METHOD_SLOTS - 1); slots[i];
+                                     i = (i + 1) & (METHOD_SLOTS - 1))
+                                        if (streq(slots[i]->path, m->path))
+                                                break; /* the first table naming it wins, as the scan did */
+                                if (!slots[i])
+                                        slots[i] = m;
+                        }
+                built = true;
+        }
+        for (i = path_hash(path) & (METHOD_SLOTS - 1); slots[i]; i = (i + 1) & (METHOD_SLOTS - 1))
+                if (streq(slots[i]->path, path))
+                        return slots[i];
         return NULL;
 }
 
@@ -563,8 +829,50 @@ static void handler_failed(GrpcCall *c, int r) {
                 (void) grpc_call_fail(c, GRPC_STATUS_INTERNAL, "%s", strerror(-r));
 }
 
-static ProtobufCMessage *unpack(GrpcCall *c, const uint8_t *msg, size_t len) {
-        ProtobufCMessage *m = protobuf_c_message_unpack(c->method->request, NULL, len, msg);
+/* A request is unpacked into an arena on the caller's stack: protobuf-c allocates the message,
+ * its strings and arrays piece by piece, and all of it is dropped at once after the handler ran.
+ * Pieces that do not fit spill to malloc. */
+typedef struct UnpackArena {
+        ProtobufCAllocator allocator;
+        size_t used;
+        bool spilled;
+        alignas(max_align_t) uint8_t buf[GRPC_UNPACK_ARENA];
+} UnpackArena;
+
+static void *arena_alloc(void *userdata, size_t size) {
+        UnpackArena *a = userdata;
+        size_t n = (size + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+        if (n >= size && n <= sizeof a->buf - a->used) {
+                void *p = a->buf + a->used;
+                a->used += n;
+                return p;
+        }
+        a->spilled = true;
+        return malloc(size);
+}
+
+static void arena_free(void *userdata, void *p) {
+        UnpackArena *a = userdata;
+        uintptr_t u = (uintptr_t) p, b = (uintptr_t) a->buf;
+        if (u < b || u >= b + sizeof a->buf)
+                free(p);
+}
+
+static void arena_init(UnpackArena *a) {
+        a->allocator = (ProtobufCAllocator){ .alloc = arena_alloc, .free = arena_free, .allocator_data = a };
+        a->used = 0;
+        a->spilled = false;
+}
+
+static void arena_free_message(UnpackArena *a, ProtobufCMessage *m) {
+        /* Only pieces that spilled need freeing; the walk is skipped when there are none. */
+        if (m && a->spilled)
+                protobuf_c_message_free_unpacked(m, &a->allocator);
+}
+
+static ProtobufCMessage *unpack(GrpcCall *c, UnpackArena *a, const uint8_t *msg, size_t len) {
+        arena_init(a);
+        ProtobufCMessage *m = protobuf_c_message_unpack(c->method->request, &a->allocator, len, msg);
         if (!m)
                 /* grpc-go's code and words for a request it cannot decode */
                 call_abort(c, GRPC_STATUS_INTERNAL,
@@ -573,6 +881,7 @@ static ProtobufCMessage *unpack(GrpcCall *c, const uint8_t *msg, size_t len) {
 }
 
 static void dispatch_unary(GrpcCall *c) {
+        UnpackArena arena;
         ProtobufCMessage *m;
         int r;
 
@@ -587,16 +896,15 @@ static void dispatch_unary(GrpcCall *c) {
                             NULL);
                 return;
         }
-        m = unpack(c, c->req ?: (const uint8_t *) "", c->req_len);
-        free(c->req);
-        c->req = NULL;
+        m = unpack(c, &arena, c->req_len > 0 ? c->req : (const uint8_t *) "", c->req_len);
+        c->req_len = 0; /* the buffer stays for the call object's next use */
         call_hold(c, grpc_decoder_buffered(&c->dec));
         if (!m)
                 return;
         c->handler_owes = true;
         call_ref(c);
         r = c->method->unary(c, m);
-        protobuf_c_message_free_unpacked(m, NULL);
+        arena_free_message(&arena, m);
         if (r < 0)
                 handler_failed(c, r);
 }
@@ -611,10 +919,15 @@ static int on_message(const uint8_t *msg, size_t len, void *userdata) {
                         c->extra_req = true;
                         return 0;
                 }
-                c->req = malloc(len ?: 1);
-                if (!c->req)
-                        return -ENOMEM;
-                memcpy(c->req, msg, len);
+                if (len > c->req_cap) {
+                        uint8_t *b = realloc(c->req, len);
+                        if (!b)
+                                return -ENOMEM;
+                        c->req = b;
+                        c->req_cap = len;
+                }
+                if (len > 0)
+                        memcpy(c->req, msg, len);
                 c->req_len = len;
                 c->have_req = true;
                 return 0;
@@ -627,23 +940,38 @@ static int on_message(const uint8_t *msg, size_t len, void *userdata) {
                 call_unref(c);
                 return 0;
         }
-        ProtobufCMessage *m = unpack(c, msg, len);
+        UnpackArena arena;
+        ProtobufCMessage *m = unpack(c, &arena, msg, len);
         if (!m)
                 return -EBADMSG;
         call_ref(c);
         int r = c->method->message(c, m);
-        protobuf_c_message_free_unpacked(m, NULL);
+        arena_free_message(&arena, m);
         if (r < 0)
                 handler_failed(c, r);
         call_unref(c);
         return 0;
 }
 
+static const char *hfield(const GrpcCall *c, uint32_t off) {
+        return off > 0 ? c->hbuf + off : NULL;
+}
+
+/* The headers are complete and hbuf stays as it is: the pointers into it. */
+static void call_index_headers(GrpcCall *c) {
+        for (size_t i = 0; i < c->n_md; i++)
+                c->md[i] = c->hbuf + (uintptr_t) c->md[i];
+        if (c->md)
+                c->md[c->n_md] = NULL;
+        c->path = hfield(c, c->off_path);
+        c->http_method = hfield(c, c->off_method);
+        c->content_type = hfield(c, c->off_ctype);
+}
+
 /* The request's headers are complete: check them and start the call. */
 static void call_start(GrpcCall *c) {
-        const char *timeout = grpc_call_metadata(c, "grpc-timeout");
-        const char *enc = grpc_call_metadata(c, "grpc-encoding");
         GrpcConn *conn = c->conn;
+        const char *timeout, *enc, *target;
         char msg[256];
         uint64_t usec;
         int r;
@@ -651,6 +979,10 @@ static void call_start(GrpcCall *c) {
         c->started = true;
         c->counted = true;
         c->server->calls_in_flight++;
+        call_index_headers(c);
+        timeout = hfield(c, c->off_timeout);
+        enc = hfield(c, c->off_encoding);
+        target = hfield(c, c->off_app_id);
         if (!c->http_method || !streq(c->http_method, "POST") || !c->path || c->path[0] != '/') {
                 (void) nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_PROTOCOL_ERROR);
                 c->finished = true;
@@ -688,13 +1020,12 @@ static void call_start(GrpcCall *c) {
         /* An app's TCP port is reachable by anything on the host: with a token configured, the
          * token is what makes the caller that app (Dapr's words and code). */
         if (conn->tcp && c->app->config->api_token &&
-            !app_token_matches(c->app, grpc_call_metadata(c, "dapr-api-token"))) {
+            !app_token_matches(c->app, hfield(c, c->off_token))) {
                 call_finish(c, GRPC_STATUS_UNAUTHENTICATED, "authentication error: api token mismatch", NULL);
                 return;
         }
         c->method = method_find(c->path);
         /* Not ours, with dapr-app-id: a call for that app's own gRPC service (Dapr's proxying). */
-        const char *target = grpc_call_metadata(c, "dapr-app-id");
         if (!c->method && target && *target)
                 c->method = &grpc_proxy_method;
         if (!c->method) {
@@ -730,8 +1061,14 @@ static void call_input_end(GrpcCall *c) {
 
 /* ---- nghttp2 callbacks ---- */
 
+/* The call of a stream. The last one found is remembered: nghttp2 calls back many times in a row
+ * for one stream (every header field), and its lookup is a hash map's. */
 static GrpcCall *stream_call(GrpcConn *conn, int32_t stream_id) {
-        return nghttp2_session_get_stream_user_data(conn->h2, stream_id);
+        if (conn->last_call && conn->last_call->stream_id == stream_id)
+                return conn->last_call;
+        GrpcCall *c = nghttp2_session_get_stream_user_data(conn->h2, stream_id);
+        conn->last_call = c;
+        return c;
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
@@ -745,10 +1082,11 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
                                                  NGHTTP2_REFUSED_STREAM);
                 return 0;
         }
-        c = calloc(1, sizeof *c);
+        c = call_alloc(conn->server);
         if (!c)
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         c->n_ref = 1; /* the stream's */
+        c->hlen = 1; /* offset 0 is "absent" */
         c->server = conn->server;
         c->conn = conn;
         c->app = app_ref(conn->app);
@@ -769,9 +1107,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
         GrpcConn *conn = user_data;
         GrpcCall *c = stream_call(conn, frame->hd.stream_id);
-        char **slot = NULL;
+        uint32_t *slot = NULL;
 
-        if (!c || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        if (!c || frame->headers.cat != NGHTTP2_HCAT_REQUEST || c->started)
                 return 0; /* the client's trailers carry nothing we use */
         c->header_bytes += namelen + valuelen + 32;
         if (c->header_bytes > GRPC_MAX_HEADER_LIST) {
@@ -779,44 +1117,72 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                 (void) nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
                 return 0;
         }
-        if (namelen > 0 && name[0] == ':') {
-                if (namelen == 5 && memcmp(name, ":path", 5) == 0)
-                        slot = &c->path;
-                else if (namelen == 7 && memcmp(name, ":method", 7) == 0)
-                        slot = &c->http_method;
-                if (slot) {
-                        free(*slot);
-                        *slot = strndup((const char *) value, valuelen);
-                        if (!*slot)
-                                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-                }
+        /* The fields mooringd reads itself are remembered on the way (by length first). */
+        switch (namelen) {
+        case 5:
+                if (memcmp(name, ":path", 5) == 0)
+                        slot = &c->off_path;
+                break;
+        case 7:
+                if (memcmp(name, ":method", 7) == 0)
+                        slot = &c->off_method;
+                break;
+        case 11:
+                if (memcmp(name, "dapr-app-id", 11) == 0)
+                        slot = &c->off_app_id;
+                break;
+        case 12:
+                if (memcmp(name, "content-type", 12) == 0)
+                        slot = &c->off_ctype;
+                else if (memcmp(name, "grpc-timeout", 12) == 0)
+                        slot = &c->off_timeout;
+                break;
+        case 13:
+                if (memcmp(name, "grpc-encoding", 13) == 0)
+                        slot = &c->off_encoding;
+                break;
+        case 14:
+                if (memcmp(name, "dapr-api-token", 14) == 0)
+                        slot = &c->off_token;
+                break;
+        }
+        /* Only :path and :method of the pseudo-headers are kept; the rest (checked by nghttp2)
+         * mooringd does not use. */
+        if (namelen > 0 && name[0] == ':' && !slot)
                 return 0;
+        if (!slot || name[0] != ':') {
+                /* a metadata pair: its offsets for now, made pointers once hbuf stays put */
+                if (c->n_md + 3 > c->cap_md) {
+                        size_t cap = MAX(c->cap_md * 2, (size_t) 16);
+                        char **m = realloc(c->md, cap * sizeof(char *));
+                        if (!m)
+                                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                        c->md = m;
+                        c->cap_md = cap;
+                }
+                c->md[c->n_md++] = (char *) (uintptr_t) c->hlen;
+                c->md[c->n_md++] = (char *) (uintptr_t) (c->hlen + namelen + 1);
         }
-        if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
-                free(c->content_type);
-                c->content_type = strndup((const char *) value, valuelen);
-                if (!c->content_type)
+        /* "name\0value\0" appended to the call's one header buffer: no allocation per field once
+         * the buffer (kept with the pooled call) is large enough. */
+        size_t need = c->hlen + namelen + valuelen + 2;
+        if (need > c->hcap) {
+                size_t cap = MAX(MAX(c->hcap * 2, need), (size_t) 512);
+                char *b = realloc(c->hbuf, cap);
+                if (!b)
                         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                b[0] = 0;
+                c->hbuf = b;
+                c->hcap = cap;
         }
-        /* Appended in place, the array growing by doubling: strv_extend() copied each string again
-         * and reallocated per string, about 3k instructions of a GetState in callgrind. */
-        if (c->n_md + 3 > c->cap_md) {
-                size_t cap = c->cap_md ? 2 * c->cap_md : 16;
-                char **p = realloc(c->md, cap * sizeof(char *));
-                if (!p)
-                        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-                c->md = p;
-                c->cap_md = cap;
-        }
-        char *n = strndup((const char *) name, namelen), *v = strndup((const char *) value, valuelen);
-        if (!n || !v) {
-                free(n);
-                free(v);
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-        c->md[c->n_md++] = n;
-        c->md[c->n_md++] = v;
-        c->md[c->n_md] = NULL;
+        char *p = c->hbuf + c->hlen;
+        memcpy(p, name, namelen);
+        p[namelen] = 0;
+        memcpy(p + namelen + 1, value, valuelen);
+        p[namelen + 1 + valuelen] = 0;
+        if (slot)
+                *slot = (uint32_t) (c->hlen + namelen + 1);
+        c->hlen = need;
         return 0;
 }
 
@@ -895,96 +1261,192 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 
 /* ---- connections ---- */
 
-static void conn_set_events(GrpcConn *c) {
+static void conn_update_events(GrpcConn *c) {
         uint32_t ev = EPOLLIN | EPOLLRDHUP;
-        if (c->wlen > 0)
+        if (c->wlen > c->woff)
                 ev |= EPOLLOUT;
-        (void) sd_event_source_set_io_events(c->io, ev);
+        if (ev != c->events && iomux_set_events(c->io, ev) >= 0)
+                c->events = ev;
 }
 
-/* Writes what nghttp2 has for the peer. < 0: the connection is broken. */
-static int conn_flush(GrpcConn *c) {
-        while (c->wlen > 0) {
-                ssize_t n = send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
-                if (n < 0) {
+static int wbuf_append(GrpcConn *c, const uint8_t *p, size_t n) {
+        if (c->woff > 0 && c->woff == c->wlen)
+                c->woff = c->wlen = 0;
+        if (c->wlen + n > c->wcap) {
+                if (c->woff > 0) {
+                        memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+                        c->wlen -= c->woff;
+                        c->woff = 0;
+                }
+                if (c->wlen + n > c->wcap) {
+                        size_t cap = MAX(MAX(c->wcap * 2, c->wlen + n), (size_t) 4096);
+                        uint8_t *b = realloc(c->wbuf, cap);
+                        if (!b)
+                                return -ENOMEM;
+                        c->wbuf = b;
+                        c->wcap = cap;
+                }
+        }
+        memcpy(c->wbuf + c->wlen, p, n);
+        c->wlen += n;
+        return 0;
+}
+
+/*
+ * Writes what nghttp2 has for the peer: gathered into wbuf (up to GRPC_WRITE_BATCH at a time)
+ * and written with one send(). Not from inside nghttp2 (in_io): then it only notes that output
+ * waits, for the I/O handler to write once nghttp2 returned. < 0: the connection is broken or
+ * its session is over; the caller closes it.
+ */
+static int conn_write(GrpcConn *c) {
+        int r = 0;
+
+        if (c->broken)
+                return -EPIPE;
+        if (c->in_io) {
+                c->want_write = true;
+                return 0;
+        }
+        c->in_io = true;
+        do {
+                c->want_write = false;
+                while (c->wlen - c->woff < GRPC_WRITE_BATCH) {
+                        const uint8_t *data;
+                        ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+                        if (n < 0) {
+                                r = -EIO;
+                                goto out;
+                        }
+                        if (n == 0)
+                                break;
+                        r = wbuf_append(c, data, (size_t) n);
+                        if (r < 0)
+                                goto out;
+                }
+                if (c->wlen == c->woff)
+                        break;
+                ssize_t w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+                if (w < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 break;
-                        return -errno;
+                        r = -errno;
+                        goto out;
                 }
-                memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t) n);
-                c->wlen -= (size_t) n;
-        }
-        while (c->wlen == 0) {
-                const uint8_t *data;
-                ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-                if (n < 0)
-                        return -EIO;
-                if (n == 0)
-                        break;
-                ssize_t w = send(c->fd, data, (size_t) n, MSG_NOSIGNAL);
-                if (w < 0) {
-                        if (errno != EAGAIN && errno != EINTR)
-                                return -errno;
-                        w = 0;
-                }
-                if (w < n) {
-                        size_t rest = (size_t) (n - w);
-                        if (rest > c->wcap) {
-                                uint8_t *b = realloc(c->wbuf, rest);
-                                if (!b)
-                                        return -ENOMEM;
-                                c->wbuf = b;
-                                c->wcap = rest;
-                        }
-                        memcpy(c->wbuf, data + w, rest);
-                        c->wlen = rest;
-                }
-        }
-        conn_set_events(c);
-        if (c->wlen == 0 && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+                c->woff += (size_t) w;
+                if (c->woff < c->wlen)
+                        break; /* the socket is full: EPOLLOUT resumes */
+                c->woff = c->wlen = 0;
+        } while (c->want_write || nghttp2_session_want_write(c->h2));
+out:
+        c->in_io = false;
+        if (r < 0)
+                return r;
+        conn_update_events(c);
+        if (c->wlen == c->woff && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
                 return -ECONNRESET; /* GOAWAY exchanged, or the session ended: done */
         return 0;
 }
 
-static int on_defer(sd_event_source *s, void *userdata) {
-        GrpcConn *c = userdata;
-        if (conn_flush(c) < 0)
-                conn_free(c);
+static void conn_pending_remove(GrpcConn *c) {
+        if (!c->on_pending)
+                return;
+        for (GrpcConn **p = &c->server->pending; *p; p = &(*p)->next_pending)
+                if (*p == c) {
+                        *p = c->next_pending;
+                        break;
+                }
+        c->on_pending = false;
+        c->next_pending = NULL;
+}
+
+/* Output (or a close) for the server's flush, once per loop iteration for every connection. */
+static void conn_flush_later(GrpcConn *c) {
+        GrpcServer *s;
+        if (!c)
+                return;
+        if (c->in_io) {
+                c->want_write = true; /* written when nghttp2 returns */
+                return;
+        }
+        s = c->server;
+        if (!c->on_pending) {
+                c->on_pending = true;
+                c->next_pending = s->pending;
+                s->pending = c;
+        }
+        if (!s->flush_armed)
+                s->flush_armed = sd_event_source_set_enabled(s->flush, SD_EVENT_ONESHOT) >= 0;
+}
+
+/* Writes now, unless nghttp2 is busy with this connection (then its I/O handler writes). Never
+ * frees the connection: a broken one is closed by the flush, after the caller returned. */
+static void conn_kick(GrpcConn *c) {
+        if (!c || c->broken)
+                return;
+        if (c->in_io) {
+                c->want_write = true;
+                return;
+        }
+        if (c->on_pending)
+                conn_pending_remove(c);
+        if (conn_write(c) < 0) {
+                c->broken = true;
+                conn_flush_later(c);
+        }
+}
+
+static int on_flush(sd_event_source *src, void *userdata) {
+        GrpcServer *s = userdata;
+        s->flush_armed = false;
+        while (s->pending) {
+                GrpcConn *c = s->pending;
+                s->pending = c->next_pending;
+                c->next_pending = NULL;
+                c->on_pending = false;
+                if (c->broken || conn_write(c) < 0)
+                        conn_free(c);
+        }
         return 0;
 }
 
-static void conn_schedule_flush(GrpcConn *c) {
-        (void) sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
-}
-
-static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
         GrpcConn *c = userdata;
         uint8_t buf[GRPC_READ_CHUNK];
 
+        if (c->broken) {
+                conn_free(c);
+                return;
+        }
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+                c->in_io = true;
                 for (int i = 0; i < GRPC_READS_PER_WAKEUP; i++) {
                         ssize_t n = recv(fd, buf, sizeof buf, 0);
                         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                                 break;
                         if (n <= 0) {
+                                c->in_io = false;
                                 conn_free(c);
-                                return 0;
+                                return;
                         }
                         ssize_t k = nghttp2_session_mem_recv(c->h2, buf, (size_t) n);
                         if (k < 0) {
                                 log_struct(LOG_DEBUG, 0, c->app->config->id, NULL,
                                            "gRPC connection closed: %s.", nghttp2_strerror((int) k));
-                                (void) conn_flush(c);
+                                c->in_io = false;
+                                (void) conn_write(c);
                                 conn_free(c);
-                                return 0;
+                                return;
                         }
                         if ((size_t) n < sizeof buf)
                                 break;
                 }
+                c->in_io = false;
         }
-        if (conn_flush(c) < 0)
+        /* what the read produced (answers given inside it included), or what EPOLLOUT lets out */
+        if (c->on_pending)
+                conn_pending_remove(c);
+        if (conn_write(c) < 0)
                 conn_free(c);
-        return 0;
 }
 
 static void conn_free(GrpcConn *c) {
@@ -992,6 +1454,8 @@ static void conn_free(GrpcConn *c) {
         if (!c)
                 return;
         s = c->server;
+        /* Nothing is written from here on (a handler answering in its cancel hook only queues). */
+        c->broken = true;
         /* Every stream still open ends here: handlers hear it through their cancel hook. */
         while (c->calls) {
                 GrpcCall *call = c->calls;
@@ -1008,9 +1472,9 @@ static void conn_free(GrpcConn *c) {
         s->n_conns--;
         if (c->listener)
                 c->listener->n_conns--;
+        conn_pending_remove(c);
         nghttp2_session_del(c->h2);
-        sd_event_source_disable_unref(c->io);
-        sd_event_source_disable_unref(c->defer);
+        iomux_remove(c->io);
         safe_close(c->fd);
         app_unref(c->app);
         free(c->wbuf);
@@ -1050,7 +1514,7 @@ static int conn_new(GrpcListener *l, int fd) {
         nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
         nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
         nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-        if (nghttp2_session_server_new2(&c->h2, cb, c, opt) != 0)
+        if (nghttp2_session_server_new3(&c->h2, cb, c, opt, &s->h2_mem) != 0)
                 goto fail;
         nghttp2_settings_entry iv[] = {
                 { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, GRPC_MAX_STREAMS },
@@ -1060,13 +1524,12 @@ static int conn_new(GrpcListener *l, int fd) {
         if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, ELEMENTSOF(iv)) != 0 ||
             nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, GRPC_CONN_WINDOW) != 0)
                 goto fail;
-        if (sd_event_add_io(s->event, &c->io, fd, EPOLLIN | EPOLLRDHUP, on_conn_io, c) < 0 ||
-            sd_event_add_defer(s->event, &c->defer, on_defer, c) < 0)
+        c->events = EPOLLIN | EPOLLRDHUP;
+        if (iomux_add(s->mux, fd, c->events, on_conn_io, c, &c->io) < 0)
                 goto fail;
-        (void) sd_event_source_set_enabled(c->defer, SD_EVENT_OFF);
         nghttp2_session_callbacks_del(cb);
         nghttp2_option_del(opt);
-        conn_schedule_flush(c); /* our SETTINGS go out first */
+        conn_flush_later(c); /* our SETTINGS go out first */
         return 0;
 fail:
         nghttp2_session_callbacks_del(cb);
@@ -1181,6 +1644,15 @@ GrpcServer *grpc_server_new(Manager *m, sd_event *e) {
                 return NULL;
         s->manager = m;
         s->event = e;
+        s->h2_mem = (nghttp2_mem){ .mem_user_data = s, .malloc = h2_malloc, .free = h2_free,
+                                   .calloc = h2_calloc, .realloc = h2_realloc };
+        if (iomux_new(e, "grpc-connections", &s->mux) < 0 || sd_event_add_defer(e, &s->flush, on_flush, s) < 0) {
+                iomux_free(s->mux);
+                free(s);
+                return NULL;
+        }
+        (void) sd_event_source_set_enabled(s->flush, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(s->flush, "grpc-flush");
         return s;
 }
 
@@ -1189,12 +1661,22 @@ GrpcServer *grpc_server_free(GrpcServer *s) {
                 return NULL;
         while (s->conns)
                 conn_free(s->conns);
+        while (s->pool) {
+                GrpcCall *c = s->pool;
+                ASAN_UNPOISON_MEMORY_REGION(c, sizeof *c);
+                s->pool = c->next;
+                call_free_buffers(c);
+                free(c);
+        }
+        h2_mem_done(s);
         /* Listeners belong to their apps (freed with them); forget the ones left. */
         for (GrpcListener *l = s->listeners; l; l = l->next) {
                 l->server = NULL;
                 l->backoff = sd_event_source_disable_unref(l->backoff);
                 l->source = sd_event_source_disable_unref(l->source);
         }
+        sd_event_source_disable_unref(s->flush);
+        iomux_free(s->mux);
         free(s);
         return NULL;
 }
@@ -1213,6 +1695,6 @@ void grpc_server_start_drain(GrpcServer *s) {
                 (void) nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
                                              nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
                                              NULL, 0);
-                conn_schedule_flush(c);
+                conn_flush_later(c);
         }
 }

@@ -48,6 +48,19 @@ int grpc_decoder_feed(GrpcDecoder *d, const uint8_t *data, size_t len, GrpcMessa
                                 return -EMSGSIZE;
                         }
                         d->have = 0;
+                        if (len >= d->len) {
+                                /* All of it is in this chunk (the usual case): handed over in
+                                 * place, never copied. */
+                                size_t mlen = d->len;
+                                const uint8_t *msg = data;
+                                d->have_prefix = d->len = 0;
+                                data += mlen;
+                                len -= mlen;
+                                r = fn(mlen > 0 ? msg : (const uint8_t *) "", mlen, userdata);
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
                         /* Only the announced length, and only once it is known to be allowed. */
                         d->buf = d->len > 0 ? malloc(d->len) : NULL;
                         if (d->len > 0 && !d->buf)
