@@ -23,8 +23,9 @@
 typedef struct GrpcInvoke {
         GrpcCall *call;
         InvokeCall *ic;
-        char **headers;             /* the caller's metadata as headers */
-        char *method;               /* path and query for the callee */
+        char *method;               /* path and query for the callee, then the content type: one
+                                     * allocation (the headers' strings are the call's metadata,
+                                     * which outlives the block call) */
         void *body;                 /* the request body: the block borrows it until done */
         unsigned status;
         char **resp_headers;
@@ -34,7 +35,6 @@ typedef struct GrpcInvoke {
 } GrpcInvoke;
 
 static void grpc_invoke_free(GrpcInvoke *gi) {
-        strv_free(gi->headers);
         strv_free(gi->resp_headers);
         free(gi->method);
         free(gi->body);
@@ -105,19 +105,31 @@ static const char *status_text(unsigned status) {
         }
 }
 
-/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns. */
+static bool name_char(char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+               ch == '_' || ch == '.';
+}
+
+/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns (names in lower case). */
 static bool header_forwardable(const char *name) {
-        static const char *const drop[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                            "upgrade", "te", "content-type", "content-length", "host", NULL };
-        if (!*name || startswith(name, "grpc-") || startswith(name, ":"))
+        size_t n = 0;
+        for (; name[n]; n++)
+                if (!name_char(name[n]))
+                        return false; /* ':' of pseudo-headers included */
+        if (n == 0 || startswith(name, "grpc-"))
                 return false;
-        for (const char *const *d = drop; *d; d++)
-                if (streq(name, *d))
-                        return false;
-        for (const char *p = name; *p; p++)
-                if (!isalnum((unsigned char) *p) && !strchr("-_.", *p))
-                        return false;
-        return true;
+        /* by length first: this runs for every header both ways */
+        switch (n) {
+        case 2: return !streq(name, "te");
+        case 4: return !streq(name, "host");
+        case 7: return !streq(name, "upgrade");
+        case 10: return !streq(name, "connection") && !streq(name, "keep-alive");
+        case 12: return !streq(name, "content-type");
+        case 14: return !streq(name, "content-length");
+        case 16: return !streq(name, "proxy-connection");
+        case 17: return !streq(name, "transfer-encoding");
+        default: return true;
+        }
 }
 
 static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
@@ -183,6 +195,8 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
         const PB(InvokeServiceRequest) *req = (const PB(InvokeServiceRequest) *) m;
         const PBC(InvokeRequest) *msg = req->message;
         GrpcInvoke *gi;
+        char *hv_stack[64], **hv = hv_stack;
+        size_t n_hv = 0, n_md = 0;
         int k;
 
         if (!*req->id)
@@ -200,30 +214,51 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
                 return -ENOMEM;
         gi->call = c;
         gi->max = manager_max_body(grpc_call_manager(c)) ?: 4U << 20;
+        /* "method[?query]\0content-type\0": the content type outlives the request message */
         const char *qs = msg->http_extension->querystring;
-        if (asprintf(&gi->method, "%s%s%s", msg->method, *qs ? "?" : "", qs) < 0) {
-                gi->method = NULL;
+        size_t lm = strlen(msg->method), lq = strlen(qs), lct = strlen(msg->content_type);
+        gi->method = malloc(lm + 1 + lq + 1 + lct + 1);
+        if (!gi->method) {
                 grpc_invoke_free(gi);
                 return -ENOMEM;
         }
-        k = 0;
-        for (char *const *p = grpc_call_metadata_pairs(c); k >= 0 && p[0] && p[1]; p += 2)
-                if (header_forwardable(p[0]) && !endswith(p[0], "-bin") && !streq(p[0], "dapr-api-token") &&
-                    !streq(p[0], "user-agent"))
-                        k = strv_extend(&gi->headers, p[0]) < 0 || strv_extend(&gi->headers, p[1]) < 0 ? -ENOMEM : 0;
-        if (k >= 0 && *msg->content_type)
-                k = strv_extend(&gi->headers, "Content-Type") < 0 ||
-                                    strv_extend(&gi->headers, msg->content_type) < 0 ? -ENOMEM : 0;
-        if (k < 0) {
-                grpc_invoke_free(gi);
-                return k;
+        char *w = mempcpy(gi->method, msg->method, lm);
+        if (lq > 0) {
+                *w++ = '?';
+                w = mempcpy(w, qs, lq);
         }
+        *w++ = 0;
+        char *content_type = w;
+        memcpy(content_type, msg->content_type, lct + 1);
+
+        /* The caller's metadata as headers: the array is read by invoke_start() only, the strings
+         * are the call's (valid until it is answered, which is after done or cancel). */
+        for (char *const *p = grpc_call_metadata_pairs(c); p[0] && p[1]; p += 2)
+                n_md += 2;
+        if (n_md + 3 > ELEMENTSOF(hv_stack)) {
+                hv = malloc((n_md + 3) * sizeof(char *));
+                if (!hv) {
+                        grpc_invoke_free(gi);
+                        return -ENOMEM;
+                }
+        }
+        for (char *const *p = grpc_call_metadata_pairs(c); p[0] && p[1]; p += 2)
+                if (header_forwardable(p[0]) && !endswith(p[0], "-bin") && !streq(p[0], "dapr-api-token") &&
+                    !streq(p[0], "user-agent")) {
+                        hv[n_hv++] = p[0];
+                        hv[n_hv++] = p[1];
+                }
+        if (lct > 0) {
+                hv[n_hv++] = (char *) "Content-Type";
+                hv[n_hv++] = content_type;
+        }
+        hv[n_hv] = NULL;
         InvokeRequest ireq = {
                 .caller_app = grpc_call_app_id(c),
                 .target_app = req->id,
                 .verb = verbs[v],
                 .method = gi->method,
-                .headers = gi->headers,
+                .headers = hv,
                 .body = msg->data ? msg->data->value.data : NULL,
                 .body_len = msg->data ? msg->data->value.len : 0,
         };
@@ -231,6 +266,8 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
         if (ireq.body_len > 0) {
                 gi->body = malloc(ireq.body_len);
                 if (!gi->body) {
+                        if (hv != hv_stack)
+                                free(hv);
                         grpc_invoke_free(gi);
                         return -ENOMEM;
                 }
@@ -238,6 +275,8 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
                 ireq.body = gi->body;
         }
         k = invoke_start(grpc_call_registry(c), &ireq, &handler, gi, &gi->ic);
+        if (hv != hv_stack)
+                free(hv);
         if (k < 0) {
                 grpc_invoke_free(gi);
                 if (k == -EINVAL)

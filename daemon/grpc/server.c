@@ -147,6 +147,7 @@ struct GrpcConn {
         uint64_t input_max;
         GrpcCall *calls;
         GrpcCall *last_call;        /* borrowed: stream_call()'s memo, cleared when it detaches */
+        const GrpcMethod *last_method; /* the method of the connection's last call */
         bool dead;                  /* freed at the end of the current dispatch */
         GrpcConn *next, *prev;
 };
@@ -1024,7 +1025,11 @@ static void call_start(GrpcCall *c) {
                 call_finish(c, GRPC_STATUS_UNAUTHENTICATED, "authentication error: api token mismatch", NULL);
                 return;
         }
-        c->method = method_find(c->path);
+        /* A connection mostly calls one method over and over: the last one found is tried first. */
+        if (conn->last_method && streq(conn->last_method->path, c->path))
+                c->method = conn->last_method;
+        else if ((c->method = method_find(c->path)))
+                conn->last_method = c->method;
         /* Not ours, with dapr-app-id: a call for that app's own gRPC service (Dapr's proxying). */
         if (!c->method && target && *target)
                 c->method = &grpc_proxy_method;
@@ -1514,12 +1519,16 @@ static int conn_new(GrpcListener *l, int fd) {
         nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
         nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
         nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+        /* gRPC has no use for RFC 7540 priorities: without them (and SETTINGS_NO_RFC7540_PRIORITIES
+         * below) nghttp2 keeps no dependency tree and no closed streams for it. */
+        nghttp2_option_set_no_closed_streams(opt, 1);
         if (nghttp2_session_server_new3(&c->h2, cb, c, opt, &s->h2_mem) != 0)
                 goto fail;
         nghttp2_settings_entry iv[] = {
                 { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, GRPC_MAX_STREAMS },
                 { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPC_STREAM_WINDOW },
                 { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GRPC_MAX_HEADER_LIST },
+                { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
         };
         if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, ELEMENTSOF(iv)) != 0 ||
             nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, GRPC_CONN_WINDOW) != 0)
