@@ -171,6 +171,11 @@ struct GrpcCall {
         size_t n_md, cap_md;        /* strings in md (without its NULL), slots allocated */
         size_t header_bytes;
         bool started;               /* the request headers were checked and dispatched */
+        bool malformed;             /* the request breaks RFC 9113 8.2/8.3: reset at call_start */
+        bool regular_seen;          /* a regular field came: no pseudo-header may follow */
+        unsigned pseudo_seen;       /* PSEUDO_* */
+        int64_t content_length;     /* the request's content-length, -1: none */
+        uint64_t data_received;     /* DATA payload bytes, against content_length */
         bool input_ended;           /* END_STREAM from the client */
         bool handler_owes;          /* the handler holds a reference until it answers */
         bool finished;              /* the status is decided; no more output */
@@ -184,7 +189,9 @@ struct GrpcCall {
         bool have_req, extra_req;
         uint8_t *out;               /* framed messages not yet taken by nghttp2 */
         size_t out_len, out_off, out_cap;
-        char **headers_out, **trailers_out;
+        char *hout;                 /* response headers the handler added, "name\0value\0" each */
+        size_t hout_len, hout_cap;
+        char **trailers_out;
         GrpcCode status;
         char *status_message;       /* percent-encoded, or NULL */
         char *details_bin;          /* base64 google.rpc.Status, or NULL */
@@ -313,6 +320,7 @@ static void call_free_buffers(GrpcCall *c) {
         free(c->md);
         free(c->req);
         free(c->out);
+        free(c->hout);
 }
 
 /* A fresh call: from the pool, with the buffers it kept, or new. */
@@ -324,7 +332,8 @@ static GrpcCall *call_alloc(GrpcServer *s) {
         s->pool = c->next;
         s->n_pool--;
         GrpcCall keep = { .hbuf = c->hbuf, .hcap = c->hcap, .md = c->md, .cap_md = c->cap_md,
-                          .req = c->req, .req_cap = c->req_cap, .out = c->out, .out_cap = c->out_cap };
+                          .req = c->req, .req_cap = c->req_cap, .out = c->out, .out_cap = c->out_cap,
+                          .hout = c->hout, .hout_cap = c->hout_cap };
         *c = keep;
         return c;
 }
@@ -337,7 +346,6 @@ static void call_unref(GrpcCall *c) {
         sd_event_source_disable_unref(c->deadline);
         grpc_decoder_done(&c->dec);
         app_unref(c->app);
-        strv_free(c->headers_out);
         strv_free(c->trailers_out);
         free(c->status_message);
         free(c->details_bin);
@@ -354,6 +362,10 @@ static void call_unref(GrpcCall *c) {
         if (c->req_cap > GRPC_CALL_KEEP_BUFFER) {
                 c->req = mfree(c->req);
                 c->req_cap = 0;
+        }
+        if (c->hout_cap > GRPC_CALL_KEEP_BUFFER) {
+                c->hout = mfree(c->hout);
+                c->hout_cap = 0;
         }
         if (c->out_cap > GRPC_CALL_KEEP_BUFFER) {
                 c->out = mfree(c->out);
@@ -483,8 +495,11 @@ static int call_send_headers(GrpcCall *c, bool trailers_only) {
         size_t n = ELEMENTSOF(response_headers);
 
         memcpy(nv, response_headers, sizeof response_headers);
-        for (char **p = c->headers_out; p && p[0] && p[1] && n < ELEMENTSOF(nv) - 8; p += 2)
-                nv[n++] = make_nv(p[0], p[1]);
+        for (size_t o = 0; o < c->hout_len && n < ELEMENTSOF(nv) - 8;) {
+                const char *name = c->hout + o, *value = name + strlen(name) + 1;
+                nv[n++] = make_nv(name, value);
+                o = (size_t) (value - c->hout) + strlen(value) + 1;
+        }
         if (trailers_only) {
                 n = status_fields(c, nv, n, ELEMENTSOF(nv));
                 c->headers_sent = true;
@@ -608,7 +623,19 @@ int grpc_call_add_header(GrpcCall *c, const char *name, const char *value) {
                 return -EBUSY;
         if (!header_value_ok(value))
                 return -EINVAL;
-        return strv_extend(&c->headers_out, name) < 0 || strv_extend(&c->headers_out, value) < 0 ? -ENOMEM : 0;
+        size_t ln = strlen(name), lv = strlen(value), need = c->hout_len + ln + lv + 2;
+        if (need > c->hout_cap) {
+                size_t cap = MAX(MAX(c->hout_cap * 2, need), (size_t) 256);
+                char *b = realloc(c->hout, cap);
+                if (!b)
+                        return -ENOMEM;
+                c->hout = b;
+                c->hout_cap = cap;
+        }
+        memcpy(c->hout + c->hout_len, name, ln + 1);
+        memcpy(c->hout + c->hout_len + ln + 1, value, lv + 1);
+        c->hout_len = need;
+        return 0;
 }
 
 int grpc_call_add_trailer(GrpcCall *c, const char *name, const char *value) {
@@ -771,6 +798,48 @@ uint64_t grpc_call_deadline_left_usec(const GrpcCall *c) {
                 return UINT64_MAX;
         (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
         return c->deadline_usec > now ? c->deadline_usec - now : 0;
+}
+
+/* ---- request header checks (RFC 9113 8.2, 8.3) ----
+ *
+ * nghttp2's HTTP messaging checks did these (and more a gRPC server has no use for) at about a
+ * tenth of a call's instructions, much of it on fields read again right after. Here they ride on
+ * the one pass on_header() makes anyway, with nghttp2's outcomes: a malformed request (upper case
+ * in a name, a connection-specific field, te other than "trailers", a pseudo-header unknown,
+ * repeated, late or with a bad value, a missing one, a content-length the data does not match)
+ * has its stream reset with PROTOCOL_ERROR and never runs; a regular field whose name or value is
+ * otherwise invalid is dropped. */
+
+enum {
+        PSEUDO_METHOD = 1 << 0,
+        PSEUDO_SCHEME = 1 << 1,
+        PSEUDO_PATH = 1 << 2,
+        PSEUDO_AUTHORITY = 1 << 3,
+};
+
+/* on_header()'s verdict on a malformed request: the rest of its fields are skipped, and
+ * call_start() resets the stream. */
+static int call_malformed(GrpcCall *c) {
+        c->malformed = true;
+        return 0;
+}
+
+/* A request the client got wrong at the HTTP/2 level: its stream is reset with PROTOCOL_ERROR;
+ * a handler that runs already hears it through its cancel hook. */
+static void call_reset(GrpcCall *c) {
+        if (!c->conn)
+                return;
+        (void) nghttp2_submit_rst_stream(c->conn->h2, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_PROTOCOL_ERROR);
+        if (!c->finished) {
+                c->finished = true;
+                call_uncount(c);
+                c->deadline = sd_event_source_disable_unref(c->deadline);
+        }
+        if (c->handler_owes && c->on_cancel) {
+                GrpcCallCancelFn fn = c->on_cancel;
+                c->on_cancel = NULL;
+                fn(c, c->cancel_userdata);
+        }
 }
 
 /* ---- dispatch ---- */
@@ -984,10 +1053,11 @@ static void call_start(GrpcCall *c) {
         timeout = hfield(c, c->off_timeout);
         enc = hfield(c, c->off_encoding);
         target = hfield(c, c->off_app_id);
-        if (!c->http_method || !streq(c->http_method, "POST") || !c->path || c->path[0] != '/') {
-                (void) nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_PROTOCOL_ERROR);
-                c->finished = true;
-                call_uncount(c);
+        if (c->malformed ||
+            (c->pseudo_seen & (PSEUDO_METHOD | PSEUDO_SCHEME | PSEUDO_PATH)) !=
+                    (PSEUDO_METHOD | PSEUDO_SCHEME | PSEUDO_PATH) ||
+            !streq(c->http_method, "POST") || c->path[0] != '/') {
+                call_reset(c);
                 return;
         }
         if (!c->content_type || !startswith(c->content_type, "application/grpc")) {
@@ -1092,6 +1162,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         c->n_ref = 1; /* the stream's */
         c->hlen = 1; /* offset 0 is "absent" */
+        c->content_length = -1;
         c->server = conn->server;
         c->conn = conn;
         c->app = app_ref(conn->app);
@@ -1122,39 +1193,89 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                 (void) nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
                 return 0;
         }
-        /* The fields mooringd reads itself are remembered on the way (by length first). */
-        switch (namelen) {
-        case 5:
-                if (memcmp(name, ":path", 5) == 0)
-                        slot = &c->off_path;
-                break;
-        case 7:
-                if (memcmp(name, ":method", 7) == 0)
-                        slot = &c->off_method;
-                break;
-        case 11:
-                if (memcmp(name, "dapr-app-id", 11) == 0)
-                        slot = &c->off_app_id;
-                break;
-        case 12:
-                if (memcmp(name, "content-type", 12) == 0)
-                        slot = &c->off_ctype;
-                else if (memcmp(name, "grpc-timeout", 12) == 0)
-                        slot = &c->off_timeout;
-                break;
-        case 13:
-                if (memcmp(name, "grpc-encoding", 13) == 0)
-                        slot = &c->off_encoding;
-                break;
-        case 14:
-                if (memcmp(name, "dapr-api-token", 14) == 0)
-                        slot = &c->off_token;
-                break;
+        if (c->malformed)
+                return 0; /* reset once the headers are complete (call_start) */
+        /* RFC 9113 8.2 and 8.3, checked here rather than by nghttp2's HTTP messaging (see
+         * conn_new), and remembering on the way the fields mooringd reads itself. */
+        if (namelen > 0 && name[0] == ':') {
+                unsigned bit = 0;
+                switch (namelen) {
+                case 5:
+                        if (memcmp(name, ":path", 5) == 0)
+                                bit = PSEUDO_PATH, slot = &c->off_path;
+                        break;
+                case 7:
+                        if (memcmp(name, ":method", 7) == 0)
+                                bit = PSEUDO_METHOD, slot = &c->off_method;
+                        else if (memcmp(name, ":scheme", 7) == 0)
+                                bit = PSEUDO_SCHEME;
+                        break;
+                case 10:
+                        if (memcmp(name, ":authority", 10) == 0)
+                                bit = PSEUDO_AUTHORITY;
+                        break;
+                }
+                /* unknown, repeated, after a regular field, or with a value that cannot be one */
+                if (!bit || (c->pseudo_seen & bit) || c->regular_seen ||
+                    !grpc_pseudo_value_ok(value, valuelen, bit != PSEUDO_AUTHORITY))
+                        return call_malformed(c);
+                c->pseudo_seen |= bit;
+                if (!slot)
+                        return 0; /* :scheme and :authority: checked, not used */
+        } else {
+                c->regular_seen = true;
+                GrpcFieldName k = grpc_field_name_check(name, namelen);
+                if (k == GRPC_FIELD_NAME_UPPER)
+                        return call_malformed(c);
+                /* Other invalid fields are dropped, as nghttp2 drops them. */
+                if (k == GRPC_FIELD_NAME_INVALID || !grpc_field_value_ok(value, valuelen))
+                        return 0;
+                switch (namelen) {
+                case 2:
+                        if (memcmp(name, "te", 2) == 0 && !(valuelen == 8 && strncasecmp((const char *) value,
+                                                                                         "trailers", 8) == 0))
+                                return call_malformed(c);
+                        break;
+                case 7:
+                        if (memcmp(name, "upgrade", 7) == 0)
+                                return call_malformed(c);
+                        break;
+                case 10:
+                        if (memcmp(name, "connection", 10) == 0 || memcmp(name, "keep-alive", 10) == 0)
+                                return call_malformed(c);
+                        break;
+                case 11:
+                        if (memcmp(name, "dapr-app-id", 11) == 0)
+                                slot = &c->off_app_id;
+                        break;
+                case 12:
+                        if (memcmp(name, "content-type", 12) == 0)
+                                slot = &c->off_ctype;
+                        else if (memcmp(name, "grpc-timeout", 12) == 0)
+                                slot = &c->off_timeout;
+                        break;
+                case 13:
+                        if (memcmp(name, "grpc-encoding", 13) == 0)
+                                slot = &c->off_encoding;
+                        break;
+                case 14:
+                        if (memcmp(name, "dapr-api-token", 14) == 0)
+                                slot = &c->off_token;
+                        else if (memcmp(name, "content-length", 14) == 0 &&
+                                 (c->content_length >= 0 ||
+                                  grpc_content_length_parse(value, valuelen, &c->content_length) < 0))
+                                return call_malformed(c);
+                        break;
+                case 16:
+                        if (memcmp(name, "proxy-connection", 16) == 0)
+                                return call_malformed(c);
+                        break;
+                case 17:
+                        if (memcmp(name, "transfer-encoding", 17) == 0)
+                                return call_malformed(c);
+                        break;
+                }
         }
-        /* Only :path and :method of the pseudo-headers are kept; the rest (checked by nghttp2)
-         * mooringd does not use. */
-        if (namelen > 0 && name[0] == ':' && !slot)
-                return 0;
         if (!slot || name[0] != ':') {
                 /* a metadata pair: its offsets for now, made pointers once hbuf stays put */
                 if (c->n_md + 3 > c->cap_md) {
@@ -1198,8 +1319,15 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         char msg[160];
         int r;
 
-        if (!c || c->finished || !c->method)
+        if (!c)
                 return 0;
+        c->data_received += len;
+        if (c->finished || !c->method)
+                return 0;
+        if (c->content_length >= 0 && c->data_received > (uint64_t) c->content_length) {
+                call_reset(c); /* more data than its content-length said */
+                return 0;
+        }
         if (conn->input_held + len > conn->input_max) {
                 call_abort(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                            "mooringd: too much request data held on this connection; retry later");
@@ -1236,8 +1364,12 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         call_ref(c);
         if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST && !c->started)
                 call_start(c);
-        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && c->conn)
-                call_input_end(c);
+        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && c->conn) {
+                if (c->content_length >= 0 && c->data_received != (uint64_t) c->content_length && !c->finished)
+                        call_reset(c); /* less data than its content-length said */
+                else
+                        call_input_end(c);
+        }
         call_unref(c);
         return 0;
 }
@@ -1522,6 +1654,9 @@ static int conn_new(GrpcListener *l, int fd) {
         /* gRPC has no use for RFC 7540 priorities: without them (and SETTINGS_NO_RFC7540_PRIORITIES
          * below) nghttp2 keeps no dependency tree and no closed streams for it. */
         nghttp2_option_set_no_closed_streams(opt, 1);
+        /* The request checks of RFC 9113 8.2/8.3 are on_header()'s, on the pass it makes anyway;
+         * nghttp2's took a tenth of a call's instructions. */
+        nghttp2_option_set_no_http_messaging(opt, 1);
         if (nghttp2_session_server_new3(&c->h2, cb, c, opt, &s->h2_mem) != 0)
                 goto fail;
         nghttp2_settings_entry iv[] = {

@@ -177,3 +177,85 @@ char *grpc_percent_decode(const char *s) {
         *o = 0;
         return out;
 }
+
+/* RFC 9110 tchar, lower case only */
+static const bool name_char[256] = {
+        ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true, ['*'] = true,
+        ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true,
+        ['~'] = true, ['0' ... '9'] = true, ['a' ... 'z'] = true,
+};
+
+GrpcFieldName grpc_field_name_check(const uint8_t *name, size_t n) {
+        GrpcFieldName r = n > 0 ? GRPC_FIELD_NAME_OK : GRPC_FIELD_NAME_INVALID;
+        for (size_t i = 0; i < n; i++)
+                if (!name_char[name[i]]) {
+                        if (name[i] >= 'A' && name[i] <= 'Z')
+                                return GRPC_FIELD_NAME_UPPER;
+                        r = GRPC_FIELD_NAME_INVALID;
+                }
+        return r;
+}
+
+/* Word-at-a-time byte tests (eight bytes per step; fields are checked on every call). */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+static uint64_t load64(const uint8_t *p) {
+        uint64_t x;
+        memcpy(&x, p, sizeof x);
+        return x;
+}
+/* some byte of x is zero */
+static bool has_zero(uint64_t x) {
+        return ((x - ONES) & ~x & HIGHS) != 0;
+}
+/* some byte of x is below n (n <= 128) */
+static bool has_less(uint64_t x, uint8_t n) {
+        return ((x - ONES * n) & ~x & HIGHS) != 0;
+}
+/* some byte of x is above n (n <= 127) */
+static bool has_more(uint64_t x, uint8_t n) {
+        return (((x + ONES * (uint8_t) (127 - n)) | x) & HIGHS) != 0;
+}
+
+bool grpc_field_value_ok(const uint8_t *v, size_t n) {
+        size_t i = 0;
+        if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+                return false;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t x = load64(v + i);
+                if (has_zero(x) || has_zero(x ^ (ONES * '\r')) || has_zero(x ^ (ONES * '\n')))
+                        return false;
+        }
+        for (; i < n; i++)
+                if (v[i] == 0 || v[i] == '\r' || v[i] == '\n')
+                        return false;
+        return true;
+}
+
+bool grpc_pseudo_value_ok(const uint8_t *v, size_t n, bool nonempty) {
+        size_t i = 0;
+        if (n == 0)
+                return !nonempty;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t x = load64(v + i);
+                if (has_less(x, 0x21) || has_more(x, 0x7e))
+                        return false;
+        }
+        for (; i < n; i++)
+                if (v[i] <= 0x20 || v[i] >= 0x7f)
+                        return false;
+        return true;
+}
+
+int grpc_content_length_parse(const uint8_t *v, size_t n, int64_t *ret) {
+        int64_t x = 0;
+        if (n == 0 || n > 18)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (v[i] < '0' || v[i] > '9')
+                        return -EINVAL;
+                x = x * 10 + (v[i] - '0');
+        }
+        *ret = x;
+        return 0;
+}

@@ -53,6 +53,24 @@ void grpc_frame_prefix(uint8_t out[GRPC_PREFIX_SIZE], uint32_t len);
  */
 int grpc_timeout_parse(const char *s, uint64_t *ret_usec);
 
+/*
+ * Request header fields as RFC 9113 8.2.1 wants them (the checks nghttp2's HTTP messaging made):
+ * a name is lower-case RFC 9110 tchar; upper case makes the request malformed, any other bad
+ * byte only the field (it is dropped).
+ */
+typedef enum GrpcFieldName {
+        GRPC_FIELD_NAME_OK,
+        GRPC_FIELD_NAME_UPPER,
+        GRPC_FIELD_NAME_INVALID,
+} GrpcFieldName;
+GrpcFieldName grpc_field_name_check(const uint8_t *name, size_t n);
+/* A value has no NUL, CR or LF and no space or tab at either end. */
+bool grpc_field_value_ok(const uint8_t *v, size_t n);
+/* A pseudo-header's value (method, scheme, path, authority): visible ASCII only, non-empty if asked. */
+bool grpc_pseudo_value_ok(const uint8_t *v, size_t n, bool nonempty);
+/* content-length: decimal digits only, at most 18. -EINVAL otherwise. */
+int grpc_content_length_parse(const uint8_t *v, size_t n, int64_t *ret);
+
 /* grpc-message's percent-encoding (bytes outside 0x20..0x7e and '%' become %XX). malloc'd or NULL. */
 char *grpc_percent_encode(const char *s);
 /* The reverse, tolerant as the spec asks: a bad escape is kept as is. malloc'd or NULL. */

@@ -5,9 +5,11 @@
  * message handed out must have the length its prefix announced and never
  * more than the limit, and the decoder must hold no more than the limit plus
  * one prefix. The same bytes go to the grpc-timeout parser and through the
- * grpc-message percent-encoding, which must round-trip.
+ * grpc-message percent-encoding, which must round-trip, and to the request
+ * header field checks, whose verdicts must hold for every byte.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +52,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (seen.bytes + seen.messages * GRPC_PREFIX_SIZE > size)
                 abort();
         grpc_decoder_done(&d);
+
+        /* as a header field name and value */
+        GrpcFieldName k = grpc_field_name_check(data, size);
+        bool upper = false, other = false;
+        for (size_t i = 0; i < size; i++) {
+                uint8_t ch = data[i];
+                if (ch >= 'A' && ch <= 'Z')
+                        upper = true;
+                else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch)) ||
+                         ch == 0)
+                        other = true;
+        }
+        if (k != (upper ? GRPC_FIELD_NAME_UPPER : other ? GRPC_FIELD_NAME_INVALID : GRPC_FIELD_NAME_OK))
+                abort();
+        /* exact verdicts, byte by byte */
+        bool value_ok = data[0] != ' ' && data[0] != '\t' && data[size - 1] != ' ' && data[size - 1] != '\t';
+        bool pseudo_ok = true;
+        for (size_t i = 0; i < size; i++) {
+                if (data[i] == 0 || data[i] == '\r' || data[i] == '\n')
+                        value_ok = false;
+                if (data[i] <= 0x20 || data[i] >= 0x7f)
+                        pseudo_ok = false;
+        }
+        if (grpc_field_value_ok(data, size) != value_ok || grpc_pseudo_value_ok(data, size, true) != pseudo_ok)
+                abort();
+        int64_t cl;
+        if (grpc_content_length_parse(data, size, &cl) >= 0) {
+                if (cl < 0 || size > 18)
+                        abort();
+                char digits[32];
+                snprintf(digits, sizeof digits, "%lld", (long long) cl);
+                /* the digits again, leading zeros aside */
+                size_t z = 0;
+                while (z + 1 < size && data[z] == '0')
+                        z++;
+                if (strlen(digits) != size - z || memcmp(digits, data + z, size - z) != 0)
+                        abort();
+        }
 
         /* as text: grpc-timeout and grpc-message */
         char *s = strndup((const char *) data, size);

@@ -503,6 +503,53 @@ class GrpcRobustnessTest(DaemonTestCase):
         self.assertEqual(self.get("p"), b"1")
 
 
+    def test_malformed_request_headers_reset_the_stream_and_change_nothing(self):
+        # RFC 9113 8.2/8.3: each of these makes the request malformed: its stream is reset with
+        # PROTOCOL_ERROR, the request never runs, and the connection goes on serving
+        save = g.grpc_message(dapr.SaveStateRequest(store_name="statestore",
+                                                    states=[common.StateItem(key="m", value=b"1")]))
+        ok = g.request_headers("SaveState")
+        no_scheme = [h for h in ok if h[0] != ":scheme"]
+        cases = [
+            ("an upper-case name", ok + [("X-Upper", "v")]),
+            ("a pseudo-header after a regular one",
+             [h for h in ok if h[0] != ":authority"] + [(":authority", "localhost")]),
+            ("an unknown pseudo-header", ok[:4] + [(":bogus", "x")] + ok[4:]),
+            ("a repeated pseudo-header", ok[:1] + [(":method", "POST")] + ok[1:]),
+            ("no :scheme", [h for h in ok if h[0] != ":scheme"]),
+            ("a connection-specific field", ok + [("connection", "close")]),
+            ("te other than trailers", [h for h in ok if h[0] != "te"] + [("te", "gzip")]),
+            ("a space in :path", [(n, "/a b" if n == ":path" else v) for n, v in ok]),
+            ("a content-length the data does not match", ok + [("content-length", str(len(save) + 1))]),
+        ]
+        data = g.PREFACE + g.frame(g.SETTINGS, 0, 0)
+        for i, (_, headers) in enumerate(cases):
+            data += g.frame(g.HEADERS, g.END_HEADERS, 1 + 2 * i, g.hpack(headers))
+            data += g.frame(g.DATA, g.END_STREAM, 1 + 2 * i, save)
+        last = 1 + 2 * len(cases)
+        data += g.frame(g.HEADERS, g.END_HEADERS, last, g.hpack(ok))
+        data += g.frame(g.DATA, g.END_STREAM, last, g.grpc_message(dapr.GetStateRequest(store_name="statestore",
+                                                                                          key="m")))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.sock)
+        self.addCleanup(s.close)
+        s.sendall(data)
+        frames = []
+        for _ in range(40):
+            frames += g.read_frames(s, until_close=False, timeout=5)
+            if any(f[0] == g.HEADERS and f[1] & g.END_STREAM and f[2] == last for f in frames):
+                break
+        for i, (what, _) in enumerate(cases):
+            rst = [f for f in frames if f[0] == g.RST_STREAM and f[2] == 1 + 2 * i]
+            self.assertTrue(rst, what)
+            self.assertEqual(int.from_bytes(rst[0][3], "big"), 1, what)  # PROTOCOL_ERROR
+            self.assertFalse([f for f in frames if f[0] == g.HEADERS and f[2] == 1 + 2 * i], what)
+        self.assertFalse([f for f in frames if f[0] == g.GOAWAY])
+        # the well-formed call on the same connection was answered, and nothing was saved
+        self.assertTrue([f for f in frames if f[0] == g.HEADERS and f[2] == last])
+        self.assertEqual(self.get("m"), b"")
+
+
 class GrpcAppTest(DaemonTestCase):
     """AppProtocol=grpc: mooringd calls the app through Dapr's AppCallback service."""
 
