@@ -31,7 +31,10 @@
 # nothing then).
 #
 # usage: bench/grpc.sh [--mooringd PATH] [--echo-app PATH] [--requests N]
-#                      [--connections C] [--callgrind] [--strace] [--top N] [--keep]
+#                      [--connections C] [--rounds N] [--callgrind] [--strace]
+#                      [--top N] [--keep]
+#
+# --rounds N (default 2): the interleaved rounds; each figure is the best of them.
 set -euo pipefail
 script_dir=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -43,6 +46,7 @@ requests=
 connections=20
 callgrind=0
 strace=0
+rounds=2
 top=12
 keep=0
 ready_timeout=10
@@ -56,9 +60,10 @@ while [ $# -gt 0 ]; do
         --connections) connections=$2; shift 2 ;;
         --callgrind) callgrind=1; shift ;;
         --strace) strace=1; shift ;;
+        --rounds) rounds=$2; shift 2 ;;
         --top) top=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '3,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '3,38p' "$0"; exit 0 ;;
         *) die "unknown option: $1" ;;
         esac
 done
@@ -245,7 +250,6 @@ if [ "$callgrind" -eq 1 ]; then
 fi
 
 echo "mooringd gRPC vs HTTP/1.1, $requests requests per run, $connections connections, h2load -t 1"
-rounds=2
 [ "$strace" -eq 0 ] || rounds=1
 for round in $(seq "$rounds"); do
         echo "round $round:"

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define GRPC_PREFIX_SIZE 5
 
@@ -63,11 +64,78 @@ typedef enum GrpcFieldName {
         GRPC_FIELD_NAME_UPPER,
         GRPC_FIELD_NAME_INVALID,
 } GrpcFieldName;
-GrpcFieldName grpc_field_name_check(const uint8_t *name, size_t n);
-/* A value has no NUL, CR or LF and no space or tab at either end. */
-bool grpc_field_value_ok(const uint8_t *v, size_t n);
-/* A pseudo-header's value (method, scheme, path, authority): visible ASCII only, non-empty if asked. */
-bool grpc_pseudo_value_ok(const uint8_t *v, size_t n, bool nonempty);
+/* A value has no NUL, CR or LF and no space or tab at either end: grpc_field_value_ok(). A
+ * pseudo-header's value (method, scheme, path, authority) is visible ASCII only, non-empty if
+ * asked: grpc_pseudo_value_ok(). Inline: they run for every field of every request. */
+
+static inline GrpcFieldName grpc_field_name_check(const uint8_t *name, size_t n) {
+        /* RFC 9110 tchar, lower case only */
+        static const bool grpc_name_char[256] = {
+                ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
+                ['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
+                ['`'] = true, ['|'] = true, ['~'] = true, ['0' ... '9'] = true, ['a' ... 'z'] = true,
+        };
+        GrpcFieldName r = n > 0 ? GRPC_FIELD_NAME_OK : GRPC_FIELD_NAME_INVALID;
+        for (size_t i = 0; i < n; i++)
+                if (!grpc_name_char[name[i]]) {
+                        if (name[i] >= 'A' && name[i] <= 'Z')
+                                return GRPC_FIELD_NAME_UPPER;
+                        r = GRPC_FIELD_NAME_INVALID;
+                }
+        return r;
+}
+
+/* Word-at-a-time byte tests (eight bytes per step; fields are checked on every call). */
+#define GRPC_ONES UINT64_C(0x0101010101010101)
+#define GRPC_HIGHS UINT64_C(0x8080808080808080)
+static inline uint64_t grpc_load64(const uint8_t *p) {
+        uint64_t x;
+        memcpy(&x, p, sizeof x);
+        return x;
+}
+/* some byte of x is zero */
+static inline bool grpc_has_zero(uint64_t x) {
+        return ((x - GRPC_ONES) & ~x & GRPC_HIGHS) != 0;
+}
+/* some byte of x is below n (n <= 128) */
+static inline bool grpc_has_less(uint64_t x, uint8_t n) {
+        return ((x - GRPC_ONES * n) & ~x & GRPC_HIGHS) != 0;
+}
+/* some byte of x is above n (n <= 127) */
+static inline bool grpc_has_more(uint64_t x, uint8_t n) {
+        return (((x + GRPC_ONES * (uint8_t) (127 - n)) | x) & GRPC_HIGHS) != 0;
+}
+
+static inline bool grpc_field_value_ok(const uint8_t *v, size_t n) {
+        size_t i = 0;
+        if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+                return false;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t x = grpc_load64(v + i);
+                if (grpc_has_zero(x) || grpc_has_zero(x ^ (GRPC_ONES * '\r')) ||
+                    grpc_has_zero(x ^ (GRPC_ONES * '\n')))
+                        return false;
+        }
+        for (; i < n; i++)
+                if (v[i] == 0 || v[i] == '\r' || v[i] == '\n')
+                        return false;
+        return true;
+}
+
+static inline bool grpc_pseudo_value_ok(const uint8_t *v, size_t n, bool nonempty) {
+        size_t i = 0;
+        if (n == 0)
+                return !nonempty;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t x = grpc_load64(v + i);
+                if (grpc_has_less(x, 0x21) || grpc_has_more(x, 0x7e))
+                        return false;
+        }
+        for (; i < n; i++)
+                if (v[i] <= 0x20 || v[i] >= 0x7f)
+                        return false;
+        return true;
+}
 /* content-length: decimal digits only, at most 18. -EINVAL otherwise. */
 int grpc_content_length_parse(const uint8_t *v, size_t n, int64_t *ret);
 
