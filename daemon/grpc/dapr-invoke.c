@@ -28,27 +28,70 @@ typedef struct GrpcInvoke {
                                      * which outlives the block call) */
         void *body;                 /* the request body: the block borrows it until done */
         unsigned status;
-        char **resp_headers;
+        char *resp_content_type;    /* the callee's content type (its other headers went to the call) */
         uint8_t *buf;
         size_t len, max;
         bool too_large;
 } GrpcInvoke;
 
 static void grpc_invoke_free(GrpcInvoke *gi) {
-        strv_free(gi->resp_headers);
+        free(gi->resp_content_type);
         free(gi->method);
         free(gi->body);
         free(gi->buf);
         free(gi);
 }
 
+static bool name_char(char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+               ch == '_' || ch == '.';
+}
+
+/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns (names in lower case). */
+static bool header_forwardable(const char *name) {
+        size_t n = 0;
+        for (; name[n]; n++)
+                if (!name_char(name[n]))
+                        return false; /* ':' of pseudo-headers included */
+        if (n == 0 || startswith(name, "grpc-"))
+                return false;
+        /* by length first: this runs for every header both ways */
+        switch (n) {
+        case 2: return !streq(name, "te");
+        case 4: return !streq(name, "host");
+        case 7: return !streq(name, "upgrade");
+        case 10: return !streq(name, "connection") && !streq(name, "keep-alive");
+        case 12: return !streq(name, "content-type");
+        case 14: return !streq(name, "content-length");
+        case 16: return !streq(name, "proxy-connection");
+        case 17: return !streq(name, "transfer-encoding");
+        default: return true;
+        }
+}
+
+/* The callee's headers go to the call's response headers right away (lower case, those HTTP/2
+ * allows), rather than copied for on_done(); on_done() drops them again if the answer fails. */
 static void on_head(InvokeCall *ic, unsigned status, char *const *headers, int64_t content_length,
                     void *userdata) {
         GrpcInvoke *gi = userdata;
+        char lower[256];
+
         gi->status = status;
-        if (strv_copy(headers, &gi->resp_headers) < 0)
-                gi->resp_headers = NULL;
+        for (char *const *p = headers; p && p[0] && p[1]; p += 2) {
+                size_t n = strlen(p[0]);
+                if (n >= sizeof lower)
+                        continue; /* no such header is forwardable in practice; HTTP/2 peers refuse them */
+                for (size_t i = 0; i <= n; i++)
+                        lower[i] = (char) tolower((unsigned char) p[0][i]);
+                if (streq(lower, "content-type")) {
+                        free(gi->resp_content_type);
+                        gi->resp_content_type = strdup(p[1]);
+                } else if (header_forwardable(lower))
+                        (void) grpc_call_add_header(gi->call, lower, p[1]);
+        }
 }
+
+
 
 static bool on_body(InvokeCall *ic, const void *buf, size_t len, void *userdata) {
         GrpcInvoke *gi = userdata;
@@ -105,40 +148,14 @@ static const char *status_text(unsigned status) {
         }
 }
 
-static bool name_char(char ch) {
-        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-               ch == '_' || ch == '.';
-}
-
-/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns (names in lower case). */
-static bool header_forwardable(const char *name) {
-        size_t n = 0;
-        for (; name[n]; n++)
-                if (!name_char(name[n]))
-                        return false; /* ':' of pseudo-headers included */
-        if (n == 0 || startswith(name, "grpc-"))
-                return false;
-        /* by length first: this runs for every header both ways */
-        switch (n) {
-        case 2: return !streq(name, "te");
-        case 4: return !streq(name, "host");
-        case 7: return !streq(name, "upgrade");
-        case 10: return !streq(name, "connection") && !streq(name, "keep-alive");
-        case 12: return !streq(name, "content-type");
-        case 14: return !streq(name, "content-length");
-        case 16: return !streq(name, "proxy-connection");
-        case 17: return !streq(name, "transfer-encoding");
-        default: return true;
-        }
-}
-
 static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
         GrpcInvoke *gi = userdata;
         GrpcCall *c = gi->call;
         char code[16];
-        const char *ct = NULL;
 
         grpc_call_on_cancel(c, NULL, NULL);
+        if (e || gi->too_large)
+                grpc_call_clear_headers(c); /* the callee's, from on_head: not for a failed call */
         if (e) {
                 (void) grpc_fail_dapr_status(c, error_grpc_status(ERROR_CONTEXT_INVOKE, e->error, DAPR_ERR_DIRECT_INVOKE),
                                              error_lookup(ERROR_CONTEXT_INVOKE, e->error)->dapr, "%s", e->message);
@@ -148,14 +165,6 @@ static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
                 (void) grpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                       "grpc: trying to send message larger than max (more than %zu bytes)", gi->max);
                 goto finish;
-        }
-        for (char **p = gi->resp_headers; p && p[0] && p[1]; p += 2) {
-                for (char *q = p[0]; *q; q++)
-                        *q = (char) tolower((unsigned char) *q);
-                if (streq(p[0], "content-type"))
-                        ct = p[1];
-                else if (header_forwardable(p[0]))
-                        (void) grpc_call_add_header(c, p[0], p[1]);
         }
         /* the status in decimal (snprintf() was a tenth of this function) */
         char *q = code + sizeof code;
@@ -174,8 +183,8 @@ static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
         PBC(InvokeResponse) resp = DAPR__PROTO__COMMON__V1__INVOKE_RESPONSE__INIT;
         any.value = (ProtobufCBinaryData){ gi->len, gi->buf };
         resp.data = &any;
-        if (ct)
-                resp.content_type = (char *) ct;
+        if (gi->resp_content_type)
+                resp.content_type = gi->resp_content_type;
         (void) grpc_call_reply(c, &resp.base);
 finish:
         grpc_invoke_free(gi);

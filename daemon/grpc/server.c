@@ -638,6 +638,11 @@ int grpc_call_add_header(GrpcCall *c, const char *name, const char *value) {
         return 0;
 }
 
+void grpc_call_clear_headers(GrpcCall *c) {
+        if (!c->headers_sent)
+                c->hout_len = 0;
+}
+
 int grpc_call_add_trailer(GrpcCall *c, const char *name, const char *value) {
         if (c->finished)
                 return -EBUSY;

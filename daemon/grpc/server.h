@@ -111,6 +111,8 @@ char *const *grpc_call_metadata_pairs(const GrpcCall *c);
 
 /* A response header (before the first message or the end). -ENOMEM, -EBUSY when headers went out. */
 int grpc_call_add_header(GrpcCall *c, const char *name, const char *value);
+/* Forgets the response headers added so far (before they went out). */
+void grpc_call_clear_headers(GrpcCall *c);
 /* A trailer next to grpc-status. */
 int grpc_call_add_trailer(GrpcCall *c, const char *name, const char *value);
 
