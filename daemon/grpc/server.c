@@ -148,7 +148,6 @@ struct GrpcConn {
         GrpcCall *calls;
         GrpcCall *last_call;        /* borrowed: stream_call()'s memo, cleared when it detaches */
         const GrpcMethod *last_method; /* the method of the connection's last call */
-        bool dead;                  /* freed at the end of the current dispatch */
         GrpcConn *next, *prev;
 };
 
@@ -1489,6 +1488,7 @@ out:
         return 0;
 }
 
+/* O(pending): only for a connection being freed. */
 static void conn_pending_remove(GrpcConn *c) {
         if (!c->on_pending)
                 return;
@@ -1529,8 +1529,7 @@ static void conn_kick(GrpcConn *c) {
                 c->want_write = true;
                 return;
         }
-        if (c->on_pending)
-                conn_pending_remove(c);
+        /* On the flush's list or not: what is there goes now, and the flush finds nothing left. */
         if (conn_write(c) < 0) {
                 c->broken = true;
                 conn_flush_later(c);
@@ -1585,8 +1584,6 @@ static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
                 c->in_io = false;
         }
         /* what the read produced (answers given inside it included), or what EPOLLOUT lets out */
-        if (c->on_pending)
-                conn_pending_remove(c);
         if (conn_write(c) < 0)
                 conn_free(c);
 }
