@@ -33,6 +33,8 @@ keep=0
 pin=0
 napps=100
 observability=1         # also measure metrics + tracing on vs off (bench/observability.sh)
+observability_only=0    # only that
+obs_cg_duration=5       # seconds of wrk per mode under callgrind in that comparison (0: none)
 ready_timeout=10        # seconds to wait for a server to answer
 stop_timeout=15         # seconds to wait for mooringd after SIGTERM
 
@@ -48,6 +50,10 @@ usage: bench/healthz.sh [--mooringd PATH] [--reference PATH] [--memory-only] [--
   --pin              pin wrk to CPU 0 and both servers to the last CPU (taskset)
   --keep             keep the temporary directory (configs, logs)
   --no-observability skip the metrics + tracing on/off comparison
+  --observability-only
+                     only the metrics + tracing on/off comparison
+  --callgrind SEC    in that comparison, also count instructions per request under callgrind,
+                     SEC seconds of load per mode (default: 5; 0: skip)
 EOF
 }
 
@@ -64,6 +70,9 @@ while [ $# -gt 0 ]; do
         --connections=*) connections=${1#*=}; shift ;;
         --keep) keep=1; shift ;;
         --no-observability) observability=0; shift ;;
+        --observability-only) observability_only=1; shift ;;
+        --callgrind) [ $# -ge 2 ] || die "--callgrind needs a value"; obs_cg_duration=$2; shift 2 ;;
+        --callgrind=*) obs_cg_duration=${1#*=}; shift ;;
         --pin) pin=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -72,6 +81,8 @@ done
 
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration must be a positive integer (seconds)"
 [[ $connections =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
+[[ $obs_cg_duration =~ ^[0-9]+$ ]] || die "--callgrind must be a whole number of seconds"
+[ "$observability_only" -eq 0 ] || [ "$observability" -eq 1 ] || die "--observability-only and --no-observability exclude each other"
 
 # ---------------------------------------------------------------- tools
 
@@ -214,7 +225,7 @@ echo
 
 # ---------------------------------------------------------------- start servers
 
-if [ "$memory_only" -eq 0 ]; then
+if [ "$memory_only" -eq 0 ] && [ "$observability_only" -eq 0 ]; then
         setsid "${srv_pin[@]}" "$nginx_bin" -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" \
                 </dev/null >"$tmp/nginx/stdout.log" 2>&1 &
         nginx_pid=$!
@@ -316,7 +327,7 @@ run_wrk() {
         if [ "$name" = mooringd ]; then check_mooringd_alive "wrk run $run_no"; fi
 }
 
-if [ "$memory_only" -eq 0 ]; then
+if [ "$memory_only" -eq 0 ] && [ "$observability_only" -eq 0 ]; then
         echo "== GET /v1.0/healthz, interleaved runs (nginx, mooringd, nginx, mooringd)"
         nginx_url="http://127.0.0.1:$nginx_port/v1.0/healthz"
         mooringd_url="http://127.0.0.1:$mooringd_port/v1.0/healthz"
@@ -359,6 +370,10 @@ if [ "$memory_only" -eq 0 ] && [ "$observability" -eq 1 ]; then
         healthz_ready() { wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$mooringd_port/v1.0/healthz"; }
         obs_compare "http://127.0.0.1:$mooringd_port/v1.0/healthz" healthz_ready --latency
         rm -f "$tmp/config/config.yaml"
+fi
+if [ "$observability_only" -eq 1 ]; then
+        print_daemon_problems
+        exit 0
 fi
 
 # ---------------------------------------------------------------- 100 apps

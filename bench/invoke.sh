@@ -41,6 +41,8 @@ pin=0
 body_size=1024          # bytes of every POST body
 warmup=1                # seconds of each latency run sent but not recorded
 observability=1         # also measure metrics + tracing on vs off (bench/observability.sh)
+observability_only=0    # only that
+obs_cg_duration=5       # seconds of wrk per mode under callgrind in that comparison (0: none)
 ready_timeout=10        # seconds to wait for a server to answer
 stop_timeout=15         # seconds to wait for mooringd after SIGTERM
 
@@ -60,6 +62,10 @@ usage: bench/invoke.sh [--mooringd PATH] [--duration SEC] [--connections N] [--r
                      next to the daemon's build dir, else compiled from bench/rate-load.c)
   --keep             keep the temporary directory (configs, logs, raw outputs)
   --no-observability skip the metrics + tracing on/off comparison
+  --observability-only
+                     only the metrics + tracing on/off comparison
+  --callgrind SEC    in that comparison, also count instructions per request under callgrind,
+                     SEC seconds of load per mode (default: 5; 0: skip)
 EOF
 }
 
@@ -79,6 +85,9 @@ while [ $# -gt 0 ]; do
         --rate-load=*) rate_load=${1#*=}; shift ;;
         --keep) keep=1; shift ;;
         --no-observability) observability=0; shift ;;
+        --observability-only) observability_only=1; shift ;;
+        --callgrind) [ $# -ge 2 ] || die "--callgrind needs a value"; obs_cg_duration=$2; shift 2 ;;
+        --callgrind=*) obs_cg_duration=${1#*=}; shift ;;
         --pin) pin=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -87,6 +96,8 @@ done
 
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration must be a positive integer (seconds)"
 [[ $connections =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
+[[ $obs_cg_duration =~ ^[0-9]+$ ]] || die "--callgrind must be a whole number of seconds"
+[ "$observability_only" -eq 0 ] || [ "$observability" -eq 1 ] || die "--observability-only and --no-observability exclude each other"
 [ -z "$rate" ] || [[ $rate =~ ^[1-9][0-9]*$ ]] || die "--rate must be a positive integer (requests/s)"
 
 # ---------------------------------------------------------------- tools
@@ -285,6 +296,25 @@ for t in direct mooringd nginx; do
 done
 echo "check: all three targets answer 200 and echo the $body_size-byte body"
 echo
+
+# a fresh daemon answers, and has found the callee healthy
+invoke_ready() {
+        wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$bench_port/v1.0/healthz" || return 1
+        local t0
+        t0=$(now_ms)
+        until curl -s --max-time 2 --unix-socket "$api_sock" -X POST http://localhost/mooring/v1/apps/echo/probe \
+                2>/dev/null | grep -q '"health":"healthy"'; do
+                [ $(( $(now_ms) - t0 )) -lt $((ready_timeout * 1000)) ] || return 1
+                sleep 0.05
+        done
+}
+
+if [ "$observability_only" -eq 1 ]; then
+        stop_mooringd
+        obs_compare "$mooringd_url" invoke_ready -s "$tmp/post.lua"
+        print_daemon_problems
+        exit 0
+fi
 
 # ---------------------------------------------------------------- CPU accounting
 
@@ -532,17 +562,6 @@ stop_mooringd
 echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
 
 if [ "$observability" -eq 1 ]; then
-        # a fresh daemon answers, and has found the callee healthy
-        invoke_ready() {
-                wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$bench_port/v1.0/healthz" || return 1
-                local t0
-                t0=$(now_ms)
-                until curl -s --max-time 2 --unix-socket "$api_sock" -X POST http://localhost/mooring/v1/apps/echo/probe \
-                        2>/dev/null | grep -q '"health":"healthy"'; do
-                        [ $(( $(now_ms) - t0 )) -lt $((ready_timeout * 1000)) ] || return 1
-                        sleep 0.05
-                done
-        }
         echo
         obs_compare "$mooringd_url" invoke_ready -s "$tmp/post.lua"
 fi
