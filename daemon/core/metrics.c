@@ -34,23 +34,31 @@ static const double lat_bounds[] = { 1,   2,   3,   4,   5,   6,    8,    10,   
 static const double size_bounds[] = { 1024,     2048,      4096,      16384,      65536,      262144,    1048576,
                                       4194304,  16777216,  67108864,  268435456,  1073741824, 4294967296.0 };
 #define SIZE_N ELEMENTSOF(size_bounds)
+/* The same bounds as integers, microseconds and bytes: what recording compares with. */
+static const uint64_t lat_bounds_usec[] = {
+        1000,   2000,   3000,   4000,   5000,   6000,   8000,    10000,   13000,    16000,    20000,    25000,
+        30000,  40000,  50000,  65000,  80000,  100000, 130000,  160000,  200000,   250000,   300000,   400000,
+        500000, 650000, 800000, 1000000, 2000000, 5000000, 10000000, 20000000, 50000000, 100000000 };
+static const uint64_t size_bounds_int[] = { 1024,     2048,      4096,      16384,      65536,      262144,
+                                            1048576,  4194304,   16777216,  67108864,  268435456, 1073741824,
+                                            4294967296ULL };
+_Static_assert(ELEMENTSOF(lat_bounds_usec) == ELEMENTSOF(lat_bounds), "latency bounds differ");
+_Static_assert(ELEMENTSOF(size_bounds_int) == ELEMENTSOF(size_bounds), "size bounds differ");
 
 typedef struct LatHist {
         uint64_t count;
-        double sum;
+        uint64_t sum;      /* microseconds */
         uint64_t b[LAT_N]; /* observations <= bound i (and > bound i-1); above the last: count - sum(b) */
 } LatHist;
 
 typedef struct SizeHist {
         uint64_t count;
-        double sum;
+        uint64_t sum;      /* bytes */
         uint64_t b[SIZE_N];
 } SizeHist;
 
-typedef enum Method {
-        M_GET, M_POST, M_PUT, M_DELETE, M_PATCH, M_HEAD, M_OPTIONS, M_OTHER, _M_MAX,
-} Method;
-static const char *const method_names[_M_MAX] = { "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+typedef MetricsMethod Method;
+static const char *const method_names[_METRICS_METHOD_MAX] = { "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
                                                   "_other" };
 
 #define SERVER_SLOTS 128
@@ -100,6 +108,10 @@ typedef struct CompSeries {
 
 struct AppMetrics {
         bool disabled;     /* zero, the mapping's default, is enabled: creating one writes nothing */
+        /* The series the last request began and ended in: the next is most often the same (a client
+         * repeating its call), found without hashing and probing. Points into server[] (or overflow). */
+        ServerSeries *last_begin, *last_end;
+        ClientSeries *last_client;
         SizeHist request_bytes, response_bytes, client_received;
         ServerSeries server[SERVER_SLOTS];
         ServerSeries server_overflow;
@@ -183,36 +195,35 @@ void metrics_remove_writer(MetricsWriterFn fn, void *userdata) {
 
 /* ---- recording ---- */
 
-static Method method_of(const char *s) {
+MetricsMethod metrics_method(const char *s) {
         /* A fixed set: whatever a client invents counts as "_other". */
         switch (s ? s[0] : 0) {
-        case 'G': return streq(s, "GET") ? M_GET : M_OTHER;
-        case 'P': return streq(s, "POST") ? M_POST : streq(s, "PUT") ? M_PUT : streq(s, "PATCH") ? M_PATCH : M_OTHER;
-        case 'D': return streq(s, "DELETE") ? M_DELETE : M_OTHER;
-        case 'H': return streq(s, "HEAD") ? M_HEAD : M_OTHER;
-        case 'O': return streq(s, "OPTIONS") ? M_OPTIONS : M_OTHER;
-        default: return M_OTHER;
+        case 'G': return streq(s, "GET") ? METRICS_GET : METRICS_METHOD_OTHER;
+        case 'P': return streq(s, "POST") ? METRICS_POST : streq(s, "PUT") ? METRICS_PUT : streq(s, "PATCH") ? METRICS_PATCH : METRICS_METHOD_OTHER;
+        case 'D': return streq(s, "DELETE") ? METRICS_DELETE : METRICS_METHOD_OTHER;
+        case 'H': return streq(s, "HEAD") ? METRICS_HEAD : METRICS_METHOD_OTHER;
+        case 'O': return streq(s, "OPTIONS") ? METRICS_OPTIONS : METRICS_METHOD_OTHER;
+        default: return METRICS_METHOD_OTHER;
         }
 }
 
 static void lat_add(LatHist *h, uint64_t usec) {
-        double ms = (double) usec / 1000.0;
         h->count++;
-        h->sum += ms;
-        /* Few requests take long: a linear walk from the small end is as quick as a search. */
+        h->sum += usec;
+        /* Few requests take long: a linear walk from the small end is as quick as a search. Integer
+         * microseconds against the bounds in microseconds: no division, no floating point. */
         for (size_t i = 0; i < LAT_N; i++)
-                if (ms <= lat_bounds[i]) {
+                if (usec <= lat_bounds_usec[i]) {
                         h->b[i]++;
                         return;
                 }
 }
 
 static void size_add(SizeHist *h, uint64_t len) {
-        double v = (double) len;
         h->count++;
-        h->sum += v;
+        h->sum += len;
         for (size_t i = 0; i < SIZE_N; i++)
-                if (v <= size_bounds[i]) {
+                if (len <= size_bounds_int[i]) {
                         h->b[i]++;
                         return;
                 }
@@ -242,24 +253,34 @@ static ServerSeries *server_series(AppMetrics *m, unsigned route, Method method,
         }
         m->server_overflow.used = true;
         m->server_overflow.route = METRICS_ROUTE_UNMATCHED;
-        m->server_overflow.method = M_OTHER;
+        m->server_overflow.method = METRICS_METHOD_OTHER;
         m->server_overflow.status = STATUS_OTHER;
         return &m->server_overflow;
 }
 
-void metrics_http_server_begin(AppMetrics *m, unsigned route, const char *method, uint64_t body_len) {
+/* server_series() through a one-entry cache *last. */
+static ServerSeries *server_series_cached(AppMetrics *m, ServerSeries **last, unsigned route, Method method,
+                                          unsigned status) {
+        ServerSeries *s = *last;
+        if (s && s->route == route && s->method == method && s->status == status)
+                return s;
+        return (*last = server_series(m, route, method, status));
+}
+
+void metrics_http_server_begin(AppMetrics *m, unsigned route, MetricsMethod method, uint64_t body_len) {
         if (!m || m->disabled)
                 return;
-        server_series(m, route, method_of(method), 0)->count++;
+        server_series_cached(m, &m->last_begin, route, method, 0)->count++;
         size_add(&m->request_bytes, body_len);
 }
 
-void metrics_http_server_end(AppMetrics *m, unsigned route, const char *method, unsigned status,
+void metrics_http_server_end(AppMetrics *m, unsigned route, MetricsMethod method, unsigned status,
                              uint64_t response_len, uint64_t usec) {
         if (!m || m->disabled)
                 return;
         /* Status 0 is the started-requests series: an answer always has a status >= 100. */
-        ServerSeries *s = server_series(m, route, method_of(method), status < 100 || status > 999 ? 999 : status);
+        ServerSeries *s = server_series_cached(m, &m->last_end, route, method,
+                                               status < 100 || status > 999 ? 999 : status);
         s->count++;
         lat_add(&s->lat, usec);
         size_add(&m->response_bytes, response_len);
@@ -269,11 +290,13 @@ void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method
                          uint64_t sent_len, uint64_t received_len, uint64_t usec) {
         if (!m || m->disabled)
                 return;
-        Method me = method_of(method);
+        Method me = metrics_method(method);
         if (status > 999)
                 status = 999;
+        ClientSeries *s = m->last_client;
+        if (s && (s->kind != kind || s->method != me || s->status != status))
+                s = NULL;
         uint32_t h = mix(mix(mix(2166136261u, kind), me), status);
-        ClientSeries *s = NULL;
         for (size_t i = 0; i < CLIENT_SLOTS && !s; i++) {
                 ClientSeries *c = &m->client[(h + i) & (CLIENT_SLOTS - 1)];
                 if (!c->used)
@@ -285,9 +308,10 @@ void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method
                 s = &m->client_overflow;
                 s->used = true;
                 s->kind = kind;
-                s->method = M_OTHER;
+                s->method = METRICS_METHOD_OTHER;
                 s->status = STATUS_OTHER;
         }
+        m->last_client = s;
         s->count++;
         lat_add(&s->lat, usec);
         size_add(&s->sent, sent_len);
@@ -440,7 +464,7 @@ static void lat_write(FILE *f, const char *name, const char *labels, const LatHi
                 fprintf(f, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, lat_bounds[i], (unsigned long long) cum);
         }
         fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long) h->count);
-        fprintf(f, "%s_sum{%s} %.17g\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+        fprintf(f, "%s_sum{%s} %.17g\n%s_count{%s} %llu\n", name, labels, (double) h->sum / 1000.0, name, labels,
                 (unsigned long long) h->count);
 }
 
@@ -451,7 +475,7 @@ static void size_write(FILE *f, const char *name, const char *labels, const Size
                 fprintf(f, "%s_bucket{%s,le=\"%.0f\"} %llu\n", name, labels, size_bounds[i], (unsigned long long) cum);
         }
         fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long) h->count);
-        fprintf(f, "%s_sum{%s} %.17g\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+        fprintf(f, "%s_sum{%s} %.17g\n%s_count{%s} %llu\n", name, labels, (double) h->sum, name, labels,
                 (unsigned long long) h->count);
 }
 

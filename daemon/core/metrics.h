@@ -35,6 +35,14 @@
 /* Route index for requests that matched no route (service invocation by header, 404s). */
 #define METRICS_ROUTE_UNMATCHED 0xFFFFu
 
+/* The method label: a fixed set, whatever a client invents counts as "_other". */
+typedef enum MetricsMethod {
+        METRICS_GET, METRICS_POST, METRICS_PUT, METRICS_DELETE, METRICS_PATCH, METRICS_HEAD, METRICS_OPTIONS,
+        METRICS_METHOD_OTHER, _METRICS_METHOD_MAX,
+} MetricsMethod;
+
+MetricsMethod metrics_method(const char *s);
+
 /* Kinds of component operations, each one metric family (count + latencies). */
 typedef enum MetricsKind {
         METRICS_STATE,           /* dapr_component_state_*            operation, success */
@@ -78,9 +86,9 @@ void metrics_set_route_labels(const char *(*path_of)(unsigned route));
 /* ---- recording (loop thread; m may be NULL: nothing is recorded) ---- */
 
 /* A request's head arrived: dapr_http_server_request_count, _request_bytes. */
-void metrics_http_server_begin(AppMetrics *m, unsigned route, const char *method, uint64_t body_len);
+void metrics_http_server_begin(AppMetrics *m, unsigned route, MetricsMethod method, uint64_t body_len);
 /* Its answer is out (or it ended): _response_count, _latency, _response_bytes. */
-void metrics_http_server_end(AppMetrics *m, unsigned route, const char *method, unsigned status,
+void metrics_http_server_end(AppMetrics *m, unsigned route, MetricsMethod method, unsigned status,
                              uint64_t response_len, uint64_t usec);
 /* A call into the app is over: dapr_http_client_*. status 0: no answer. */
 void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method, unsigned status,

@@ -111,6 +111,7 @@ struct HttpRequest {
         bool traced;                /* span is an inbound SERVER span (core/trace.h) */
         Span span;
         uint16_t metric_route;
+        uint8_t metric_method;      /* MetricsMethod */
         unsigned metric_status;
         uint64_t metric_bytes, metric_start;
 };
@@ -540,8 +541,10 @@ static void request_end(HttpConn *c) {
         }
         if (r->metric_begun && r->metric_status) {
                 r->metric_begun = false;
-                metrics_http_server_end(caller_metrics(c), r->metric_route, http_request_method(r),
-                                        r->metric_status, r->metric_bytes, metrics_now_usec() - r->metric_start);
+                AppMetrics *m = caller_metrics(c);
+                if (app_metrics_enabled(m) && r->metric_start)
+                        metrics_http_server_end(m, r->metric_route, r->metric_method, r->metric_status,
+                                                r->metric_bytes, metrics_now_usec() - r->metric_start);
         }
         if (r->on_end) {
                 HttpRequestEndFn fn = r->on_end;
@@ -691,6 +694,20 @@ static const char *route_path(unsigned i) {
         return i < http_routes_n ? http_routes[i].pattern : NULL;
 }
 
+/* The method label from the parser's number: no string compared per request. */
+static MetricsMethod method_label(unsigned method) {
+        switch (method) {
+        case HTTP_GET: return METRICS_GET;
+        case HTTP_POST: return METRICS_POST;
+        case HTTP_PUT: return METRICS_PUT;
+        case HTTP_DELETE: return METRICS_DELETE;
+        case HTTP_PATCH: return METRICS_PATCH;
+        case HTTP_HEAD: return METRICS_HEAD;
+        case HTTP_OPTIONS: return METRICS_OPTIONS;
+        default: return METRICS_METHOD_OTHER;
+        }
+}
+
 /* The request is complete and routed: count it under its route's template (never its path). */
 static void metrics_request_begin(HttpRequest *r, const Route *route) {
         HttpConn *c = r->conn;
@@ -698,7 +715,8 @@ static void metrics_request_begin(HttpRequest *r, const Route *route) {
         (void) http_request_body(r, &len);
         r->metric_begun = true;
         r->metric_route = route ? (uint16_t) (route - http_routes) : METRICS_ROUTE_UNMATCHED;
-        metrics_http_server_begin(caller_metrics(c), r->metric_route, http_request_method(r), len);
+        r->metric_method = (uint8_t) method_label(c->rp.parser.method);
+        metrics_http_server_begin(caller_metrics(c), r->metric_route, r->metric_method, len);
         if (trace_enabled()) {
                 /* The inbound call's span: a child of the caller's traceparent, named by the route. */
                 TraceContext parent;
@@ -817,7 +835,8 @@ static void request_begin(HttpConn *c) {
         HttpRequest *r = &c->req;
 
         r->counted = true;
-        r->metric_start = metrics_now_usec();
+        /* 0: no latency to record (metrics off for this caller: no clock read) */
+        r->metric_start = app_metrics_enabled(caller_metrics(c)) ? metrics_now_usec() : 0;
         s->n_requests++;
         s->stats.requests++;
         r->keep_alive = request_parser_keep_alive(&c->rp);
