@@ -632,12 +632,11 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 parent = *req->trace_parent;
         if (trace_enabled()) {
                 /* The span the callee's traceparent names is the one exported: "CallLocal/<app>/<method>". */
-                char name[TRACE_NAME_MAX];
-                snprintf(name, sizeof name, "CallLocal/%s%.*s", target->config->id, (int) strcspn(c->path, "?"),
-                         c->path);
                 trace_span_begin(&c->tspan, has_parent ? &parent : NULL,
                                  cfg && cfg->tracing.sampling_rate_set ? cfg->tracing.sampling_rate : 0.0001,
-                                 SPAN_CLIENT, name, c->caller_app);
+                                 SPAN_CLIENT, "CallLocal/", c->caller_app);
+                trace_span_name_append(&c->tspan, target->config->id, strlen(target->config->id));
+                trace_span_name_append(&c->tspan, c->path, strcspn(c->path, "?"));
                 c->traced = true;
                 c->span = c->tspan.ctx;
         } else

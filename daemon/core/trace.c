@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See trace.h. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,23 +42,50 @@ static uint64_t now_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
 }
 
-static void copy(char *dst, size_t size, const char *src) {
+/* Copies src into dst (size bytes), cut to size; returns the length copied. */
+static uint8_t copy(char *dst, size_t size, const char *src) {
         size_t l = strnlen(strempty(src), size - 1);
         memcpy(dst, strempty(src), l);
         dst[l] = 0;
+        return (uint8_t) l;
 }
 
 void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind kind, const char *name,
                       const char *service) {
+        /* Field by field: the name and service arrays are written up to their terminators, not
+         * cleared whole (200 bytes); readers go by name_len and service_len. */
         bool sampled = rate >= 1.0 || (rate > 0 && (double) random() / RAND_MAX < rate);
-        *s = (Span){ .kind = (uint8_t) kind, .start_ns = now_ns() };
+        s->kind = (uint8_t) kind;
+        s->start_ns = now_ns();
+        s->end_ns = 0;
+        s->http_status = 0;
+        s->error = false;
         trace_context_new_span(parent, sampled, &s->ctx);
-        if (parent) {
+        s->has_parent = parent != NULL;
+        if (parent)
                 memcpy(s->parent_id, parent->span_id, sizeof s->parent_id);
-                s->has_parent = true;
-        }
-        copy(s->name, sizeof s->name, name);
-        copy(s->service, sizeof s->service, service && *service ? service : "mooringd");
+        else
+                memset(s->parent_id, 0, sizeof s->parent_id);
+        s->name_len = copy(s->name, sizeof s->name, name);
+        s->service_len = copy(s->service, sizeof s->service, service && *service ? service : "mooringd");
+}
+
+void trace_span_name_append(Span *s, const char *p, size_t n) {
+        size_t room = sizeof s->name - 1 - s->name_len;
+        n = MIN(n, room);
+        memcpy(s->name + s->name_len, p, n);
+        s->name_len = (uint8_t) (s->name_len + n);
+        s->name[s->name_len] = 0;
+}
+
+static size_t ready_at;
+static void (*ready_fn)(void *userdata);
+static void *ready_userdata;
+
+void trace_set_batch_ready(size_t n, void (*fn)(void *userdata), void *userdata) {
+        ready_at = n;
+        ready_fn = fn;
+        ready_userdata = userdata;
 }
 
 void trace_span_end(Span *s, unsigned http_status, bool error) {
@@ -70,8 +98,12 @@ void trace_span_end(Span *s, unsigned http_status, bool error) {
                 dropped++;
                 return;
         }
-        ring[(head + len) % cap] = *s;
+        size_t at = head + len;
+        /* One fixed-size copy (a few vector moves) is cheaper than copying the used parts by length. */
+        ring[at >= cap ? at - cap : at] = *s;
         len++;
+        if (len == ready_at && ready_fn)
+                ready_fn(ready_userdata);
 }
 
 static const TraceContext *current;
@@ -91,14 +123,16 @@ bool trace_span_begin_child(Span *s, SpanKind kind, const char *name, const char
         return true;
 }
 
-size_t trace_queue_take(Span *out, size_t max) {
-        size_t n = 0;
-        while (n < max && len > 0) {
-                out[n++] = ring[head];
-                head = (head + 1) % cap;
-                len--;
-        }
-        return n;
+const Span *trace_queue_at(size_t i) {
+        size_t at = head + i;
+        assert(i < len);
+        return &ring[at >= cap ? at - cap : at];
+}
+
+void trace_queue_pop(size_t n) {
+        assert(n <= len);
+        head = (head + n) % cap;
+        len -= n;
 }
 
 size_t trace_queue_length(void) {

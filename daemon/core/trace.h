@@ -37,6 +37,7 @@ typedef struct Span {
         uint8_t parent_id[8];
         bool has_parent;
         uint8_t kind;                     /* SpanKind */
+        uint8_t name_len, service_len;    /* strlen() of the two below, kept for the encoders */
         char name[TRACE_NAME_MAX];        /* a route template or "CallLocal/<app>": bounded */
         char service[TRACE_SERVICE_MAX];  /* the app on whose behalf (service.name); "mooringd" for none */
         uint64_t start_ns, end_ns;        /* CLOCK_REALTIME nanoseconds */
@@ -55,8 +56,17 @@ int trace_queue_setup(size_t capacity);
  */
 void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind kind, const char *name,
                       const char *service);
+/* Appends n bytes of p to s's name (cut to size): for names made of parts, without printf. */
+void trace_span_name_append(Span *s, const char *p, size_t n);
 /* Ends s now and queues it if it is sampled (dropped and counted when the ring is full). */
 void trace_span_end(Span *s, unsigned http_status, bool error);
+
+/*
+ * Runs fn (the exporter's) when the queue has just reached n spans: a batch is worth sending now
+ * rather than at the next tick. fn runs inside trace_span_end(), on the request's path: it may only
+ * schedule the work (enable a defer source), never do it. fn NULL: none.
+ */
+void trace_set_batch_ready(size_t n, void (*fn)(void *userdata), void *userdata);
 
 /*
  * The span of the inbound call being handled right now (the front-end sets it around its handler),
@@ -67,9 +77,14 @@ const TraceContext *trace_current(void);
 /* A child of the current span, if there is one and an exporter (else s stays unused: false). */
 bool trace_span_begin_child(Span *s, SpanKind kind, const char *name, const char *service);
 
-/* Takes up to max queued spans, oldest first, into out; returns how many. */
-size_t trace_queue_take(Span *out, size_t max);
+/*
+ * The queued spans, oldest first, read in place (no copy): trace_queue_at(i) for i <
+ * trace_queue_length(), valid until the next trace_queue_pop() or trace_queue_setup().
+ */
 size_t trace_queue_length(void);
+const Span *trace_queue_at(size_t i);
+/* Removes the n oldest (n <= length). */
+void trace_queue_pop(size_t n);
 /* Counts spans the exporter gave up on (as dropped). */
 void trace_count_dropped(uint64_t n);
 void trace_count_exported(uint64_t n);

@@ -23,6 +23,7 @@ typedef enum RouteFlags {
         ROUTE_ADMIN = 1 << 1,      /* shared socket only */
         ROUTE_METRICS = 1 << 2,    /* also on MetricsPort= */
         ROUTE_DASHBOARD = 1 << 3,  /* also on DashboardPort= (read-only, no secrets) */
+        ROUTE_HEALTH = 1 << 4,     /* a health check: no span (daprd traces no path containing "/healthz") */
 } RouteFlags;
 
 typedef struct RouteMatch RouteMatch;

@@ -325,8 +325,8 @@ static int post_app_probe(HttpRequest *r, const RouteMatch *m) {
 }
 
 const Route http_routes[] = {
-        { "GET", "/v1.0/healthz", ROUTE_NO_TOKEN, get_healthz },
-        { "GET", "/v1.0/healthz/outbound", ROUTE_NO_TOKEN, get_healthz_outbound },
+        { "GET", "/v1.0/healthz", ROUTE_NO_TOKEN | ROUTE_HEALTH, get_healthz },
+        { "GET", "/v1.0/healthz/outbound", ROUTE_NO_TOKEN | ROUTE_HEALTH, get_healthz_outbound },
         { "GET", "/v1.0/metadata", 0, get_metadata },
         { "PUT", "/v1.0/metadata/{key}", 0, put_metadata },
         { "POST", "/v1.0/state/{store}", 0, http_state_save },

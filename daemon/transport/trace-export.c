@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See trace-export.h. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,11 +37,13 @@ struct TraceExporter {
         long timeout_ms;
         bool to_stdout;
         sd_event_source *tick;
+        sd_event_source *kick;  /* defer: a full batch is queued, send it without waiting for the tick */
         uint64_t last_send;
         /* the batch out (or waiting to go again) */
         CURL *easy;
         struct curl_slist *headers;
         char *body;
+        size_t body_len, body_cap;
         size_t n_spans;
         unsigned attempts;
         uint64_t retry_at;      /* 0: not waiting */
@@ -49,7 +52,14 @@ struct TraceExporter {
         TraceFlushedFn flushed;
         void *flushed_userdata;
         uint64_t flush_deadline;
-        Span batch[TRACE_BATCH_MAX];
+        /* encode_otlp()'s work space, kept: a batch costs no allocation but its body's growth */
+        char *spare;            /* the last body's buffer, reused for the next */
+        size_t spare_cap;
+        uint32_t span_size[TRACE_BATCH_MAX];
+        uint16_t group[TRACE_BATCH_MAX];
+        uint16_t first[TRACE_BATCH_MAX];
+        const Span *span[TRACE_BATCH_MAX];
+        size_t spans_len[TRACE_BATCH_MAX];
 };
 
 static uint64_t now(TraceExporter *e) {
@@ -153,63 +163,184 @@ static char *buf_finish(Buf *b) {
         return b->p;
 }
 
-static void otlp_span(Buf *b, const Span *s) {
-        buf_lit(b, "{\"traceId\":\"");
-        buf_hex(b, s->ctx.trace_id, 16);
-        buf_lit(b, "\",\"spanId\":\"");
-        buf_hex(b, s->ctx.span_id, 8);
-        buf_lit(b, "\",");
-        if (s->has_parent) {
-                buf_lit(b, "\"parentSpanId\":\"");
-                buf_hex(b, s->parent_id, 8);
-                buf_lit(b, "\",");
-        }
-        buf_lit(b, "\"name\":");
-        buf_json_str(b, s->name);
-        buf_lit(b, ",\"kind\":");
-        buf_u64(b, s->kind);
-        buf_lit(b, ",\"startTimeUnixNano\":\"");
-        buf_u64(b, s->start_ns);
-        buf_lit(b, "\",\"endTimeUnixNano\":\"");
-        buf_u64(b, s->end_ns);
-        buf_lit(b, "\",\"attributes\":[");
-        if (s->http_status) {
-                buf_lit(b, "{\"key\":\"http.status_code\",\"value\":{\"intValue\":\"");
-                buf_u64(b, s->http_status);
-                buf_lit(b, "\"}}");
-        }
-        buf_lit(b, "],\"status\":{\"code\":");
-        buf_u64(b, s->error ? 2 : 1);
-        buf_lit(b, "}}");
+/*
+ * OTLP/HTTP protobuf (what daprd's exporter sends for otel.protocol http): an
+ * ExportTraceServiceRequest written straight into one buffer of the exact size, computed first so
+ * that every length prefix is known before its message. Ids go as raw bytes and times as fixed64,
+ * so a span is mostly memcpy (the JSON mapping's hex ids and decimal times were most of the
+ * exporter's cost). Field numbers are opentelemetry-proto's (trace/v1/trace.proto,
+ * common/v1/common.proto, resource/v1/resource.proto, collector/trace/v1/trace_service.proto):
+ *
+ *   ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+ *   ResourceSpans  { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+ *   Resource       { repeated KeyValue attributes = 1; }
+ *   ScopeSpans     { InstrumentationScope scope = 1; repeated Span spans = 2; }
+ *   InstrumentationScope { string name = 1; }
+ *   KeyValue       { string key = 1; AnyValue value = 2; }
+ *   AnyValue       { oneof { string string_value = 1; int64 int_value = 3; } }
+ *   Span           { bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5;
+ *                    SpanKind kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
+ *                    repeated KeyValue attributes = 9; Status status = 15; }
+ *   Status         { StatusCode code = 3; }   (1 OK, 2 ERROR)
+ */
+#define STRLEN(s) (sizeof("" s "") - 1)
+#define PB_TAG(field, wire) ((uint8_t) ((field) << 3 | (wire)))
+#define PB_VARINT 0
+#define PB_FIXED64 1
+#define PB_LEN 2
+#define OTLP_SCOPE "mooringd"
+#define OTLP_SERVICE_KEY "service.name"
+#define OTLP_STATUS_KEY "http.status_code"
+
+static inline size_t pb_varint_size(uint64_t v) {
+        if (v < 0x80) /* most lengths and values here */
+                return 1;
+        size_t n = 1;
+        for (; v >= 0x80; v >>= 7)
+                n++;
+        return n;
 }
 
-/* OTLP/HTTP JSON: one resourceSpans per service (app), ids in hex as the JSON mapping says. */
-static char *encode_otlp(const Span *spans, size_t n) {
-        Buf b = {};
-        bool *done = calloc(n ?: 1, sizeof(bool));
-        if (!done)
-                return NULL;
-        buf_lit(&b, "{\"resourceSpans\":[");
-        for (size_t i = 0, groups = 0; i < n; i++) {
-                if (done[i])
-                        continue;
-                if (groups++)
-                        buf_lit(&b, ",");
-                buf_lit(&b, "{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":");
-                buf_json_str(&b, spans[i].service);
-                buf_lit(&b, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"mooringd\"},\"spans\":[");
-                for (size_t k = i, m = 0; k < n; k++)
-                        if (!done[k] && streq(spans[k].service, spans[i].service)) {
-                                if (m++)
-                                        buf_lit(&b, ",");
-                                otlp_span(&b, &spans[k]);
-                                done[k] = true;
-                        }
-                buf_lit(&b, "]}]}");
+static inline uint8_t *pb_varint(uint8_t *p, uint64_t v) {
+        for (; v >= 0x80; v >>= 7)
+                *p++ = (uint8_t) (v | 0x80);
+        *p++ = (uint8_t) v;
+        return p;
+}
+
+/* A length-delimited field's tag and length; its content follows. */
+static uint8_t *pb_head(uint8_t *p, unsigned field, size_t len) {
+        *p++ = PB_TAG(field, PB_LEN);
+        return pb_varint(p, len);
+}
+
+static uint8_t *pb_bytes(uint8_t *p, unsigned field, const void *b, size_t len) {
+        p = pb_head(p, field, len);
+        memcpy(p, b, len);
+        return p + len;
+}
+
+static uint8_t *pb_fixed64(uint8_t *p, unsigned field, uint64_t v) {
+        *p++ = PB_TAG(field, PB_FIXED64);
+        for (size_t i = 0; i < 8; i++, v >>= 8) /* little-endian on the wire */
+                *p++ = (uint8_t) v;
+        return p;
+}
+
+/* The size of a length-delimited field (tag, length, content) whose content is len bytes. */
+static size_t pb_field_size(size_t len) {
+        return 1 + pb_varint_size(len) + len;
+}
+
+/* KeyValue { key = OTLP_STATUS_KEY, value = AnyValue { int_value = status } } */
+static size_t otlp_status_attr_size(unsigned status) {
+        return pb_field_size(STRLEN(OTLP_STATUS_KEY)) + pb_field_size(1 + pb_varint_size(status));
+}
+
+static size_t otlp_span_size(const Span *s) {
+        size_t n = pb_field_size(16) + pb_field_size(8) + (s->has_parent ? pb_field_size(8) : 0) +
+                   pb_field_size(s->name_len) + 2 /* kind */ + 2 * 9 /* times */ + pb_field_size(2) /* status */;
+        if (s->http_status)
+                n += pb_field_size(otlp_status_attr_size(s->http_status));
+        return n;
+}
+
+static uint8_t *otlp_span(uint8_t *p, const Span *s, size_t size) {
+        p = pb_head(p, 2, size); /* ScopeSpans.spans */
+        p = pb_bytes(p, 1, s->ctx.trace_id, 16);
+        p = pb_bytes(p, 2, s->ctx.span_id, 8);
+        if (s->has_parent)
+                p = pb_bytes(p, 4, s->parent_id, 8);
+        p = pb_bytes(p, 5, s->name, s->name_len);
+        *p++ = PB_TAG(6, PB_VARINT);
+        *p++ = s->kind;
+        p = pb_fixed64(p, 7, s->start_ns);
+        p = pb_fixed64(p, 8, s->end_ns);
+        if (s->http_status) {
+                p = pb_head(p, 9, otlp_status_attr_size(s->http_status));
+                p = pb_bytes(p, 1, OTLP_STATUS_KEY, STRLEN(OTLP_STATUS_KEY));
+                p = pb_head(p, 2, 1 + pb_varint_size(s->http_status));
+                *p++ = PB_TAG(3, PB_VARINT);
+                p = pb_varint(p, s->http_status);
         }
-        buf_lit(&b, "]}");
-        free(done);
-        return buf_finish(&b);
+        p = pb_head(p, 15, 2);
+        *p++ = PB_TAG(3, PB_VARINT);
+        *p++ = s->error ? 2 : 1;
+        return p;
+}
+
+static bool same_service(const Span *a, const Span *b) {
+        return a->service_len == b->service_len && memcmp(a->service, b->service, a->service_len) == 0;
+}
+
+/* One ResourceSpans per service (app) among the n oldest queued spans, in the order first seen. */
+static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
+        uint32_t *span_size = e->span_size;
+        uint16_t *group = e->group, *first = e->first;
+        size_t *spans_len = e->spans_len;
+        size_t n_groups = 0, total = 0;
+
+        const Span **span = e->span;
+        size_t g = 0;
+
+        assert(n <= TRACE_BATCH_MAX);
+        for (size_t i = 0; i < n; i++) {
+                const Span *s = span[i] = trace_queue_at(i);
+                /* the previous span's group first: a batch is mostly runs of one app's spans */
+                if (g >= n_groups || !same_service(span[first[g]], s))
+                        for (g = 0; g < n_groups; g++)
+                                if (same_service(span[first[g]], s))
+                                        break;
+                if (g == n_groups) {
+                        first[n_groups++] = (uint16_t) i;
+                        spans_len[g] = 0;
+                }
+                group[i] = (uint16_t) g;
+                span_size[i] = (uint32_t) otlp_span_size(s);
+                spans_len[g] += pb_field_size(span_size[i]);
+        }
+        /* sizes, innermost first: AnyValue, KeyValue, Resource; scope; ScopeSpans; ResourceSpans */
+        const size_t scope = pb_field_size(pb_field_size(STRLEN(OTLP_SCOPE)));
+        for (g = 0; g < n_groups; g++) {
+                const Span *f = span[first[g]];
+                size_t any = pb_field_size(f->service_len);
+                size_t kv = pb_field_size(STRLEN(OTLP_SERVICE_KEY)) + pb_field_size(any);
+                size_t rs = pb_field_size(pb_field_size(kv)) + pb_field_size(scope + spans_len[g]);
+                total += pb_field_size(rs);
+        }
+
+        if (e->spare_cap < total) {
+                char *b = realloc(e->spare, total);
+                if (!b)
+                        return NULL;
+                e->spare = b;
+                e->spare_cap = total;
+        }
+        size_t cap = e->spare_cap;
+        uint8_t *body = (uint8_t *) TAKE_PTR(e->spare), *p = body;
+        e->spare_cap = 0;
+        for (g = 0; g < n_groups; g++) {
+                const Span *f = span[first[g]];
+                size_t any = pb_field_size(f->service_len);
+                size_t kv = pb_field_size(STRLEN(OTLP_SERVICE_KEY)) + pb_field_size(any);
+                size_t rs = pb_field_size(pb_field_size(kv)) + pb_field_size(scope + spans_len[g]);
+                p = pb_head(p, 1, rs);                          /* resource_spans */
+                p = pb_head(p, 1, pb_field_size(kv));           /* .resource */
+                p = pb_head(p, 1, kv);                          /* .attributes */
+                p = pb_bytes(p, 1, OTLP_SERVICE_KEY, STRLEN(OTLP_SERVICE_KEY));
+                p = pb_head(p, 2, any);                         /* .value */
+                p = pb_bytes(p, 1, f->service, f->service_len); /* .string_value */
+                p = pb_head(p, 2, scope + spans_len[g]);        /* .scope_spans */
+                p = pb_head(p, 1, pb_field_size(STRLEN(OTLP_SCOPE)));
+                p = pb_bytes(p, 1, OTLP_SCOPE, STRLEN(OTLP_SCOPE));
+                for (size_t i = first[g]; i < n; i++)
+                        if (group[i] == g)
+                                p = otlp_span(p, span[i], span_size[i]);
+        }
+        assert((size_t) (p - body) == total);
+        e->body_cap = MAX(total, cap);
+        *ret_len = total;
+        return (char *) body;
 }
 
 static void zipkin_span(Buf *b, const Span *s) {
@@ -251,23 +382,31 @@ static void zipkin_span(Buf *b, const Span *s) {
         buf_lit(b, "}}");
 }
 
-static char *encode_zipkin(const Span *spans, size_t n) {
+/* Zipkin v2 JSON: an array of the n oldest queued spans. */
+static char *encode_zipkin(size_t n, size_t *ret_len) {
         Buf b = {};
         buf_lit(&b, "[");
         for (size_t i = 0; i < n; i++) {
                 if (i)
                         buf_lit(&b, ",");
-                zipkin_span(&b, &spans[i]);
+                zipkin_span(&b, trace_queue_at(i));
         }
         buf_lit(&b, "]");
+        *ret_len = b.len;
         return buf_finish(&b);
 }
 
 /* ---- sending ---- */
 
 static void batch_done(TraceExporter *e) {
+        /* the body's buffer is kept for the next (the largest one, bounded by a full batch) */
+        if (e->body && e->format == EXPORT_OTLP_HTTP && !e->spare) {
+                e->spare = TAKE_PTR(e->body);
+                e->spare_cap = e->body_cap;
+        }
         free(e->body);
         e->body = NULL;
+        e->body_len = 0;
         e->n_spans = 0;
         e->attempts = 0;
         e->retry_at = 0;
@@ -308,7 +447,7 @@ static void on_sent(CURL *easy, CURLcode result, void *userdata) {
 static void send_body(TraceExporter *e) {
         if (sym_curl_easy_setopt(e->easy, CURLOPT_URL, e->url) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDS, e->body) != CURLE_OK ||
-            sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(e->body)) != CURLE_OK ||
+            sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDSIZE, (long) e->body_len) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_HTTPHEADER, e->headers) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS, e->timeout_ms) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
@@ -321,10 +460,10 @@ static void send_body(TraceExporter *e) {
         e->last_send = now(e);
 }
 
-static void write_stdout(const Span *spans, size_t n) {
+static void write_stdout(size_t n) {
         for (size_t i = 0; i < n; i++) {
                 Buf b = {};
-                zipkin_span(&b, &spans[i]);
+                zipkin_span(&b, trace_queue_at(i));
                 buf_lit(&b, "\n");
                 _cleanup_free_ char *line = buf_finish(&b);
                 if (line)
@@ -352,22 +491,36 @@ static void pump(TraceExporter *e) {
                 }
                 return;
         }
-        e->n_spans = trace_queue_take(e->batch, TRACE_BATCH_MAX);
+        /* Encoded from the queue in place, then taken off it: the body is what a retry resends. */
+        e->n_spans = MIN(q, (size_t) TRACE_BATCH_MAX);
         if (e->to_stdout)
-                write_stdout(e->batch, e->n_spans);
+                write_stdout(e->n_spans);
         if (!e->url) {
+                trace_queue_pop(e->n_spans);
                 trace_count_exported(e->n_spans);
                 e->n_spans = 0;
                 return pump(e);
         }
-        e->body = e->format == EXPORT_OTLP_HTTP ? encode_otlp(e->batch, e->n_spans)
-                                                : encode_zipkin(e->batch, e->n_spans);
+        e->body = e->format == EXPORT_OTLP_HTTP ? encode_otlp(e, e->n_spans, &e->body_len)
+                                                : encode_zipkin(e->n_spans, &e->body_len);
+        trace_queue_pop(e->n_spans);
         if (!e->body) {
                 trace_count_dropped(e->n_spans);
                 batch_done(e);
                 return;
         }
         send_body(e);
+}
+
+/* A full batch is queued (trace_span_end(), on a request's path): send it from the loop, soon. */
+static void on_batch_ready(void *userdata) {
+        TraceExporter *e = userdata;
+        (void) sd_event_source_set_enabled(e->kick, SD_EVENT_ONESHOT);
+}
+
+static int on_kick(sd_event_source *s, void *userdata) {
+        pump(userdata);
+        return 0;
 }
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -389,7 +542,9 @@ TraceExporter *trace_exporter_free(TraceExporter *e) {
         if (!e)
                 return NULL;
         metrics_remove_writer(writer, e);
+        trace_set_batch_ready(0, NULL, NULL);
         sd_event_source_disable_unref(e->tick);
+        sd_event_source_disable_unref(e->kick);
         if (e->easy && e->in_flight)
                 curl_event_cancel(e->curl, e->easy);
         if (e->easy)
@@ -399,6 +554,7 @@ TraceExporter *trace_exporter_free(TraceExporter *e) {
         curl_event_free(e->curl);
         trace_count_dropped(e->n_spans);
         free(e->body);
+        free(e->spare);
         free(e->url);
         free(e->headers_spec);
         sd_event_unref(e->event);
@@ -467,7 +623,9 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
                 r = curl_event_new(event, "trace export", &e->curl, &err);
                 if (r >= 0 && !(e->easy = sym_curl_easy_init()))
                         r = -ENOMEM;
-                if (r >= 0 && !(e->headers = sym_curl_slist_append(NULL, "Content-Type: application/json")))
+                if (r >= 0 && !(e->headers = sym_curl_slist_append(NULL, format == EXPORT_OTLP_HTTP
+                                                                                 ? "Content-Type: application/x-protobuf"
+                                                                                 : "Content-Type: application/json")))
                         r = -ENOMEM;
                 /* otel.headers "k1=v1,k2=v2" (daprd's form) become "k1: v1" ... */
                 for (const char *p = e->headers_spec; r >= 0 && p && *p;) {
@@ -493,14 +651,20 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
         if (r >= 0)
                 r = sd_event_add_time_relative(event, &e->tick, CLOCK_MONOTONIC, TICK_USEC, TICK_USEC / 4, on_tick, e);
         if (r >= 0)
+                r = sd_event_add_defer(event, &e->kick, on_kick, e);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(e->kick, SD_EVENT_OFF);
+        if (r >= 0)
                 r = metrics_add_writer(writer, e);
+        if (r >= 0)
+                trace_set_batch_ready(TRACE_BATCH_MAX, on_batch_ready, e);
         if (r < 0) {
                 log_error_errno(r, "Cannot export traces%s%s: %m", err ? ": " : "", strempty(err));
                 trace_exporter_free(e);
                 return;
         }
         log_info("Exporting traces to %s (%s).", e->url ?: "stdout",
-                 !e->url ? "JSON lines" : format == EXPORT_OTLP_HTTP ? "OTLP/HTTP JSON" : "Zipkin v2 JSON");
+                 !e->url ? "JSON lines" : format == EXPORT_OTLP_HTTP ? "OTLP/HTTP protobuf" : "Zipkin v2 JSON");
         *ret = e;
 }
 

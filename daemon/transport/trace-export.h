@@ -2,13 +2,14 @@
 /*
  * The trace exporter: sends the spans queued in core/trace.h to the
  * collector named by the Dapr Configuration (config.yaml spec.tracing):
- * otel.endpointAddress with protocol http (OTLP/HTTP, JSON encoding, POST
- * <endpoint>/v1/traces; http:// unless otel.isSecure) or, without otel,
+ * otel.endpointAddress with protocol http (OTLP/HTTP, protobuf encoding as
+ * daprd sends it, POST <endpoint>/v1/traces; http:// unless otel.isSecure) or, without otel,
  * zipkin.endpointAddress (Zipkin v2 JSON, POST to the URL as given).
  * spec.tracing.stdout also writes each span as one JSON line on stdout.
  *
  * Batched (at most TRACE_BATCH_MAX spans a request, every second or as soon
- * as a batch is full), one request at a time, through libcurl on the loop
+ * as a batch is queued: a defer source, never on the request's path), one
+ * request at a time, through libcurl on the loop
  * (drivers/curl-event.h: never blocks). A failed batch is sent again with
  * backoff (0.5 s doubling, up to 30 s) TRACE_RETRIES times, then counted as
  * dropped; meanwhile new spans wait in the bounded queue, past which they are
@@ -22,7 +23,7 @@
 
 #include "../forward.h"
 
-#define TRACE_BATCH_MAX 256
+#define TRACE_BATCH_MAX 512
 #define TRACE_RETRIES 5
 #define TRACE_FLUSH_USEC (2ULL * 1000000)
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """Trace export end to end: a receiver written for the test decodes what
-mooringd sends as OTLP/HTTP JSON (otel.protocol: http) and as Zipkin v2 JSON,
+mooringd sends as OTLP/HTTP protobuf (otel.protocol: http; the wire format is
+decoded here by hand, field numbers from opentelemetry-proto) and as Zipkin v2 JSON,
 for an invocation chain A -> B -> C through the daemon (B calls C while it
 handles A's call, passing the traceparent it got). Checked: one trace, each
 span's parent, the span whose id the callee saw in its traceparent, span
 names from route templates, the sampling rate (0 exports nothing unless the
 caller's traceparent is sampled), the drop counter while the receiver is
-down, and that a graceful stop sends what is still queued.
+down, that a graceful stop sends what is still queued, and that health checks
+make no span (daprd's tracing middleware skips paths containing "/healthz").
 """
 
 import http.server
@@ -25,6 +27,83 @@ from harness import TIMEOUT, DaemonTestCase, free_port, main, request, wait_for
 TP_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
+def pb_fields(buf):
+    """The fields of one protobuf message as (number, value): varints and fixed64 as int,
+    length-delimited as bytes. Anything malformed raises."""
+    out, i = [], 0
+
+    def varint(i):
+        v = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v, i
+            assert shift < 64, "varint too long"
+    while i < len(buf):
+        key, i = varint(i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(i)
+        elif wire == 1:
+            assert i + 8 <= len(buf)
+            v, i = int.from_bytes(buf[i:i + 8], "little"), i + 8
+        elif wire == 2:
+            n, i = varint(i)
+            assert i + n <= len(buf), "length past the end"
+            v, i = bytes(buf[i:i + n]), i + n
+        elif wire == 5:
+            assert i + 4 <= len(buf)
+            v, i = int.from_bytes(buf[i:i + 4], "little"), i + 4
+        else:
+            raise AssertionError(f"wire type {wire}")
+        assert field > 0
+        out.append((field, v))
+    return out
+
+
+def pb_get(fields, number, default=None):
+    vals = [v for f, v in fields if f == number]
+    assert len(vals) <= 1, f"field {number} repeated"
+    return vals[0] if vals else default
+
+
+def otlp_decode(body):
+    """ExportTraceServiceRequest (opentelemetry-proto collector/trace/v1) into span dicts."""
+    out = []
+    for f, rs in pb_fields(body):
+        assert f == 1  # resource_spans
+        rs = pb_fields(rs)
+        service = None
+        for kv in (pb_fields(a) for f2, a in pb_fields(pb_get(rs, 1)) if f2 == 1):  # resource.attributes
+            if pb_get(kv, 1) == b"service.name":
+                service = pb_get(pb_fields(pb_get(kv, 2)), 1).decode()  # AnyValue.string_value
+        for f2, ss in rs:
+            if f2 != 2:  # scope_spans
+                continue
+            ss = pb_fields(ss)
+            assert pb_get(pb_fields(pb_get(ss, 1)), 1) == b"mooringd"  # scope.name
+            for f3, sp in ss:
+                if f3 != 2:
+                    continue
+                sp = pb_fields(sp)
+                tid, sid, parent = pb_get(sp, 1), pb_get(sp, 2), pb_get(sp, 4)
+                assert len(tid) == 16 and len(sid) == 8 and (parent is None or len(parent) == 8)
+                start, end = pb_get(sp, 7), pb_get(sp, 8)
+                assert end >= start > 0
+                attrs = {pb_get(kv, 1).decode(): pb_fields(pb_get(kv, 2))
+                         for kv in (pb_fields(a) for f4, a in sp if f4 == 9)}
+                status = pb_get(pb_fields(pb_get(sp, 15)), 3)
+                assert status in (1, 2)
+                code = pb_get(attrs["http.status_code"], 3) if "http.status_code" in attrs else None
+                out.append({"trace": tid.hex(), "id": sid.hex(), "parent": parent.hex() if parent else None,
+                            "name": pb_get(sp, 5).decode(), "kind": {2: "SERVER", 3: "CLIENT"}.get(pb_get(sp, 6)),
+                            "service": service, "status": code, "error": status == 2})
+    return out
+
+
 class Receiver:
     """Collects spans POSTed as OTLP/HTTP JSON or Zipkin v2 JSON, normalized to dicts."""
 
@@ -38,7 +117,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.posts.append((self.path, self.headers.get("Content-Type")))
                     receiver.headers.append(dict(self.headers.items()))
-                    receiver.spans += receiver.decode(self.path, json.loads(body))
+                    receiver.spans += receiver.decode(self.path, body)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -56,24 +135,14 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @staticmethod
-    def decode(path, doc):
-        out = []
-        if path == "/v1/traces":  # OTLP/HTTP JSON
-            for rs in doc["resourceSpans"]:
-                attrs = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
-                service = attrs["service.name"]["stringValue"]
-                for ss in rs["scopeSpans"]:
-                    for s in ss["spans"]:
-                        assert re.fullmatch(r"[0-9a-f]{32}", s["traceId"]) and re.fullmatch(r"[0-9a-f]{16}", s["spanId"])
-                        assert int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"]) > 0
-                        out.append({"trace": s["traceId"], "id": s["spanId"], "parent": s.get("parentSpanId"),
-                                    "name": s["name"], "kind": {2: "SERVER", 3: "CLIENT"}.get(s["kind"]),
-                                    "service": service})
-        else:  # Zipkin v2
-            for s in doc:
-                assert s["duration"] >= 0 and s["timestamp"] > 0
-                out.append({"trace": s["traceId"], "id": s["id"], "parent": s.get("parentId"), "name": s["name"],
-                            "kind": s.get("kind"), "service": s["localEndpoint"]["serviceName"]})
+    def decode(path, body):
+        if path == "/v1/traces":  # OTLP/HTTP protobuf
+            return otlp_decode(body)
+        out = []  # Zipkin v2 JSON
+        for s in json.loads(body):
+            assert s["duration"] >= 0 and s["timestamp"] > 0
+            out.append({"trace": s["traceId"], "id": s["id"], "parent": s.get("parentId"), "name": s["name"],
+                        "kind": s.get("kind"), "service": s["localEndpoint"]["serviceName"]})
         return out
 
     def stop(self):
@@ -144,7 +213,8 @@ class TracingTest(DaemonTestCase):
             s = rx.snapshot()
             return s if len([x for x in s if x["name"].startswith(("/v1.0/invoke", "CallLocal"))]) >= 4 else None
         got = wait_for(spans, what="the chain's spans at the receiver")
-        self.assertEqual(rx.posts[0], ("/v1/traces" if fmt == "otel" else "/api/v2/spans", "application/json"))
+        self.assertEqual(rx.posts[0], ("/v1/traces", "application/x-protobuf") if fmt == "otel" else
+                         ("/api/v2/spans", "application/json"))
         if fmt == "otel":  # otel.headers, daprd's "k=v,k=v"
             self.assertEqual((rx.headers[0].get("authorization"), rx.headers[0].get("x-tenant")),
                              ("Bearer t0ken", "blue"))
@@ -164,6 +234,8 @@ class TracingTest(DaemonTestCase):
         self.assertEqual(TP_RE.match(seen_by_b).group(2), ca["id"])
         self.assertEqual(TP_RE.match(seen_by_c).group(2), cb["id"])
         self.assertEqual(TP_RE.match(seen_by_c).group(1), sa["trace"])
+        if fmt == "otel":  # the answer's status rides along as an int attribute
+            self.assertEqual((sa["status"], sa["error"], ca["status"]), (200, False, 200))
         return d, rx
 
     def test_otlp_http_chain_parentage(self):
@@ -191,14 +263,17 @@ class TracingTest(DaemonTestCase):
 
     def test_zipkin_chain_parentage_and_flush_on_stop(self):
         d, rx = self.check_chain("zipkin")
-        # spans still queued when SIGTERM comes are sent before the daemon exits
+        # spans still queued when SIGTERM comes are sent before the daemon exits; health checks make none
         before = len(rx.snapshot())
         for _ in range(5):
+            self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/metadata").status, 200)
             self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/healthz").status, 204)
+            self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/healthz/outbound").status, 204)
         d.signal(signal.SIGTERM)
         d.proc.wait(TIMEOUT)
-        healthz = [x for x in rx.snapshot()[before:] if x["name"] == "/v1.0/healthz" and x["service"] == "a"]
-        self.assertEqual(len(healthz), 5)
+        after = rx.snapshot()[before:]
+        self.assertEqual(len([x for x in after if x["name"] == "/v1.0/metadata" and x["service"] == "a"]), 5)
+        self.assertEqual([x for x in after if "healthz" in x["name"]], [])
 
     def test_sampling_rate(self):
         rx = Receiver()
@@ -206,10 +281,10 @@ class TracingTest(DaemonTestCase):
         d, b, c = self.chain_daemon(config_yaml(0, otel=f"http://127.0.0.1:{rx.port}"))
         sock = d.app_socket("a")
         for _ in range(20):
-            self.assertEqual(request(sock, "GET", "/v1.0/healthz").status, 204)
+            self.assertEqual(request(sock, "GET", "/v1.0/metadata").status, 200)
         # a caller's sampled traceparent is followed whatever the rate
         parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        self.assertEqual(request(sock, "GET", "/v1.0/healthz", headers={"traceparent": parent}).status, 204)
+        self.assertEqual(request(sock, "GET", "/v1.0/metadata", headers={"traceparent": parent}).status, 200)
         got = wait_for(lambda: rx.snapshot(), what="the sampled span")
         d.stop()
         got = rx.snapshot()
@@ -222,11 +297,12 @@ class TracingTest(DaemonTestCase):
         conn_sock = d.app_socket("a")
         from harness import UnixHTTPConnection
         conn = UnixHTTPConnection(conn_sock)
-        for _ in range(2600):
-            conn.request("GET", "/v1.0/healthz")
+        # more than the queue (2048) and a batch out waiting for its retry (512) hold
+        for _ in range(3000):
+            conn.request("GET", "/v1.0/metadata")
             resp = conn.getresponse()
             resp.read()
-            self.assertEqual(resp.status, 204)
+            self.assertEqual(resp.status, 200)
         conn.close()
 
         def counter(name):
