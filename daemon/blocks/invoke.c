@@ -320,11 +320,12 @@ static void finish(InvokeCall *c, int error, const char *fmt, ...) {
                 c->breaker_counting = false;
                 resiliency_breaker_report(c->policy.breaker, c->breaker_generation, false, now_usec(c));
         }
+        uint64_t now = c->traced || c->transfer_usec ? metrics_now_usec() : 0; /* one reading for both */
         if (c->traced)
-                trace_span_end(&c->tspan, c->head_sent ? c->status : 0, fmt != NULL || c->status >= 500);
+                trace_span_end_at(&c->tspan, now, c->head_sent ? c->status : 0, fmt != NULL || c->status >= 500);
         if (c->transfer_usec)
                 metrics_http_client(c->target->metrics, METRICS_CALL_INVOKE, c->verb, c->head_sent ? c->status : 0,
-                                    c->body_len, c->received, metrics_now_usec() - c->transfer_usec);
+                                    c->body_len, c->received, now - c->transfer_usec);
         TransportCall *tc = TAKE_PTR(c->tc);
         transport_call_cancel(tc);
         deadline_unlink(c);
@@ -642,7 +643,8 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
         } else
                 trace_context_new_span(has_parent ? &parent : NULL, sampled_by(cfg), &c->span);
         traceparent_format(&c->span, c->traceparent);
-        const char *ts = has_parent ? header_get(req->headers, "tracestate") : NULL;
+        /* tracestate travels with the caller's traceparent: without one there is none to forward */
+        const char *ts = has_parent && tp ? header_get(req->headers, "tracestate") : NULL;
         if (ts && !tracestate_is_valid(ts))
                 ts = NULL;
 

@@ -36,10 +36,17 @@ int trace_queue_setup(size_t capacity) {
         return 0;
 }
 
-static uint64_t now_ns(void) {
+uint64_t trace_now_usec(void) {
         struct timespec ts;
-        (void) clock_gettime(CLOCK_REALTIME, &ts); /* vDSO: no system call */
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+uint64_t trace_realtime_offset_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t real = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+        return real - trace_now_usec();
 }
 
 /* Copies src into dst (size bytes), cut to size; returns the length copied. */
@@ -52,12 +59,17 @@ static uint8_t copy(char *dst, size_t size, const char *src) {
 
 void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind kind, const char *name,
                       const char *service) {
+        trace_span_begin_at(s, trace_now_usec(), parent, rate, kind, name, service);
+}
+
+void trace_span_begin_at(Span *s, uint64_t now_usec, const TraceContext *parent, double rate, SpanKind kind,
+                         const char *name, const char *service) {
         /* Field by field: the name and service arrays are written up to their terminators, not
          * cleared whole (200 bytes); readers go by name_len and service_len. */
         bool sampled = rate >= 1.0 || (rate > 0 && (double) random() / RAND_MAX < rate);
         s->kind = (uint8_t) kind;
-        s->start_ns = now_ns();
-        s->end_ns = 0;
+        s->start_usec = now_usec;
+        s->end_usec = 0;
         s->http_status = 0;
         s->error = false;
         trace_context_new_span(parent, sampled, &s->ctx);
@@ -91,7 +103,13 @@ void trace_set_batch_ready(size_t n, void (*fn)(void *userdata), void *userdata)
 void trace_span_end(Span *s, unsigned http_status, bool error) {
         if (!ring || !(s->ctx.flags & 1))
                 return;
-        s->end_ns = now_ns();
+        trace_span_end_at(s, trace_now_usec(), http_status, error);
+}
+
+void trace_span_end_at(Span *s, uint64_t now_usec, unsigned http_status, bool error) {
+        if (!ring || !(s->ctx.flags & 1))
+                return;
+        s->end_usec = MAX(now_usec, s->start_usec);
         s->http_status = http_status;
         s->error = error;
         if (len >= cap) {

@@ -40,7 +40,7 @@ typedef struct Span {
         uint8_t name_len, service_len;    /* strlen() of the two below, kept for the encoders */
         char name[TRACE_NAME_MAX];        /* a route template or "CallLocal/<app>": bounded */
         char service[TRACE_SERVICE_MAX];  /* the app on whose behalf (service.name); "mooringd" for none */
-        uint64_t start_ns, end_ns;        /* CLOCK_REALTIME nanoseconds */
+        uint64_t start_usec, end_usec;    /* CLOCK_MONOTONIC microseconds (see trace_realtime_offset_usec()) */
         unsigned http_status;             /* 0: none */
         bool error;
 } Span;
@@ -56,10 +56,23 @@ int trace_queue_setup(size_t capacity);
  */
 void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind kind, const char *name,
                       const char *service);
+/*
+ * The same, started at now_usec (CLOCK_MONOTONIC microseconds, as metrics_now_usec()): a caller that
+ * has read the clock for its own figures shares that reading.
+ */
+void trace_span_begin_at(Span *s, uint64_t now_usec, const TraceContext *parent, double rate, SpanKind kind,
+                         const char *name, const char *service);
+/* CLOCK_MONOTONIC microseconds, from the vDSO (no system call). */
+uint64_t trace_now_usec(void);
+/* CLOCK_REALTIME minus CLOCK_MONOTONIC, microseconds, now: what turns a span's times into Unix times. */
+uint64_t trace_realtime_offset_usec(void);
+
 /* Appends n bytes of p to s's name (cut to size): for names made of parts, without printf. */
 void trace_span_name_append(Span *s, const char *p, size_t n);
 /* Ends s now and queues it if it is sampled (dropped and counted when the ring is full). */
 void trace_span_end(Span *s, unsigned http_status, bool error);
+/* The same, ended at now_usec (see trace_span_begin_at()). */
+void trace_span_end_at(Span *s, uint64_t now_usec, unsigned http_status, bool error);
 
 /*
  * Runs fn (the exporter's) when the queue has just reached n spans: a batch is worth sending now

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See tracecontext.h. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,15 +130,17 @@ static uint64_t rng_next(void) {
         return result;
 }
 
-static void random_bytes(uint8_t *p, size_t n) {
+/* n (8 or 16) random bytes, not all zero (an all-zero id is invalid). */
+static void random_id(uint8_t *p, size_t n) {
+        uint64_t v[2] = {}, any = 0;
+        assert(n == 8 || n == 16);
         if (!rng_seeded)
                 rng_seed();
-        for (size_t i = 0; i < n; i += 8) {
-                uint64_t v = rng_next();
-                memcpy(p + i, &v, MIN(n - i, sizeof v));
-        }
-        if (all_zero(p, n)) /* an all-zero id is invalid */
-                p[n - 1] = 1;
+        for (size_t i = 0; i < n / 8; i++)
+                any |= v[i] = rng_next();
+        if (!any)
+                v[0] = 1;
+        memcpy(p, v, n);
 }
 
 void trace_context_new_span(const TraceContext *parent, bool sampled, TraceContext *ret) {
@@ -146,10 +149,10 @@ void trace_context_new_span(const TraceContext *parent, bool sampled, TraceConte
                 memcpy(t.trace_id, parent->trace_id, sizeof t.trace_id);
                 t.flags = parent->flags;
         } else {
-                random_bytes(t.trace_id, sizeof t.trace_id);
+                random_id(t.trace_id, sizeof t.trace_id);
                 t.flags = sampled ? 1 : 0;
         }
-        random_bytes(t.span_id, sizeof t.span_id);
+        random_id(t.span_id, sizeof t.span_id);
         *ret = t;
 }
 

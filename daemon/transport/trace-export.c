@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See trace-export.h. */
 #include <assert.h>
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -220,13 +221,6 @@ static uint8_t *pb_bytes(uint8_t *p, unsigned field, const void *b, size_t len) 
         return p + len;
 }
 
-static uint8_t *pb_fixed64(uint8_t *p, unsigned field, uint64_t v) {
-        *p++ = PB_TAG(field, PB_FIXED64);
-        for (size_t i = 0; i < 8; i++, v >>= 8) /* little-endian on the wire */
-                *p++ = (uint8_t) v;
-        return p;
-}
-
 /* The size of a length-delimited field (tag, length, content) whose content is len bytes. */
 static size_t pb_field_size(size_t len) {
         return 1 + pb_varint_size(len) + len;
@@ -237,36 +231,71 @@ static size_t otlp_status_attr_size(unsigned status) {
         return pb_field_size(STRLEN(OTLP_STATUS_KEY)) + pb_field_size(1 + pb_varint_size(status));
 }
 
+/* Names are shorter than 128 bytes: their length prefix, like every other one in a span but the
+ * span's own, is one byte. */
+_Static_assert(TRACE_NAME_MAX <= 128, "a span name's length must fit one varint byte");
+
 static size_t otlp_span_size(const Span *s) {
-        size_t n = pb_field_size(16) + pb_field_size(8) + (s->has_parent ? pb_field_size(8) : 0) +
-                   pb_field_size(s->name_len) + 2 /* kind */ + 2 * 9 /* times */ + pb_field_size(2) /* status */;
+        /* trace_id, span_id, name, kind, two times, status; parent and the status code attribute when set */
+        size_t n = (2 + 16) + (2 + 8) + (2 + s->name_len) + 2 + 2 * 9 + 4;
+        if (s->has_parent)
+                n += 2 + 8;
         if (s->http_status)
-                n += pb_field_size(otlp_status_attr_size(s->http_status));
+                n += 2 + otlp_status_attr_size(s->http_status);
         return n;
 }
 
-static uint8_t *otlp_span(uint8_t *p, const Span *s, size_t size) {
+static inline uint8_t *pb_fixed64_at(uint8_t *p, unsigned field, uint64_t v) {
+        uint64_t le = htole64(v);
+        p[0] = PB_TAG(field, PB_FIXED64);
+        memcpy(p + 1, &le, 8);
+        return p + 9;
+}
+
+/* One span: fixed-size stores for its fixed-size fields (the compiler turns them into moves). */
+static uint8_t *otlp_span(uint8_t *p, const Span *s, size_t size, uint64_t offset) {
         p = pb_head(p, 2, size); /* ScopeSpans.spans */
-        p = pb_bytes(p, 1, s->ctx.trace_id, 16);
-        p = pb_bytes(p, 2, s->ctx.span_id, 8);
-        if (s->has_parent)
-                p = pb_bytes(p, 4, s->parent_id, 8);
-        p = pb_bytes(p, 5, s->name, s->name_len);
-        *p++ = PB_TAG(6, PB_VARINT);
-        *p++ = s->kind;
-        p = pb_fixed64(p, 7, s->start_ns);
-        p = pb_fixed64(p, 8, s->end_ns);
-        if (s->http_status) {
-                p = pb_head(p, 9, otlp_status_attr_size(s->http_status));
-                p = pb_bytes(p, 1, OTLP_STATUS_KEY, STRLEN(OTLP_STATUS_KEY));
-                p = pb_head(p, 2, 1 + pb_varint_size(s->http_status));
-                *p++ = PB_TAG(3, PB_VARINT);
-                p = pb_varint(p, s->http_status);
+        p[0] = PB_TAG(1, PB_LEN);
+        p[1] = 16;
+        memcpy(p + 2, s->ctx.trace_id, 16);
+        p[18] = PB_TAG(2, PB_LEN);
+        p[19] = 8;
+        memcpy(p + 20, s->ctx.span_id, 8);
+        p += 28;
+        if (s->has_parent) {
+                p[0] = PB_TAG(4, PB_LEN);
+                p[1] = 8;
+                memcpy(p + 2, s->parent_id, 8);
+                p += 10;
         }
-        p = pb_head(p, 15, 2);
-        *p++ = PB_TAG(3, PB_VARINT);
-        *p++ = s->error ? 2 : 1;
-        return p;
+        p[0] = PB_TAG(5, PB_LEN);
+        p[1] = s->name_len;
+        memcpy(p + 2, s->name, s->name_len);
+        p += 2 + s->name_len;
+        p[0] = PB_TAG(6, PB_VARINT);
+        p[1] = s->kind;
+        p = pb_fixed64_at(p + 2, 7, (s->start_usec + offset) * 1000);
+        p = pb_fixed64_at(p, 8, (s->end_usec + offset) * 1000);
+        if (s->http_status) {
+                static const uint8_t key[] = { PB_TAG(1, PB_LEN), STRLEN(OTLP_STATUS_KEY),
+                                               'h', 't', 't', 'p', '.', 's', 't', 'a', 't', 'u', 's', '_', 'c', 'o',
+                                               'd', 'e' };
+                _Static_assert(sizeof key == 2 + STRLEN(OTLP_STATUS_KEY), "the key's bytes");
+                size_t any = 1 + pb_varint_size(s->http_status);
+                p[0] = PB_TAG(9, PB_LEN);
+                p[1] = (uint8_t) otlp_status_attr_size(s->http_status);
+                memcpy(p + 2, key, sizeof key);
+                p += 2 + sizeof key;
+                p[0] = PB_TAG(2, PB_LEN);
+                p[1] = (uint8_t) any;
+                p[2] = PB_TAG(3, PB_VARINT);
+                p = pb_varint(p + 3, s->http_status);
+        }
+        p[0] = PB_TAG(15, PB_LEN);
+        p[1] = 2;
+        p[2] = PB_TAG(3, PB_VARINT);
+        p[3] = s->error ? 2 : 1;
+        return p + 4;
 }
 
 static bool same_service(const Span *a, const Span *b) {
@@ -275,6 +304,7 @@ static bool same_service(const Span *a, const Span *b) {
 
 /* One ResourceSpans per service (app) among the n oldest queued spans, in the order first seen. */
 static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
+        const uint64_t offset = trace_realtime_offset_usec();
         uint32_t *span_size = e->span_size;
         uint16_t *group = e->group, *first = e->first;
         size_t *spans_len = e->spans_len;
@@ -335,7 +365,7 @@ static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
                 p = pb_bytes(p, 1, OTLP_SCOPE, STRLEN(OTLP_SCOPE));
                 for (size_t i = first[g]; i < n; i++)
                         if (group[i] == g)
-                                p = otlp_span(p, span[i], span_size[i]);
+                                p = otlp_span(p, span[i], span_size[i], offset);
         }
         assert((size_t) (p - body) == total);
         e->body_cap = MAX(total, cap);
@@ -343,7 +373,7 @@ static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
         return (char *) body;
 }
 
-static void zipkin_span(Buf *b, const Span *s) {
+static void zipkin_span(Buf *b, const Span *s, uint64_t offset) {
         const char *kind = s->kind == SPAN_SERVER ? "SERVER" : s->kind == SPAN_CLIENT ? "CLIENT"
                            : s->kind == SPAN_PRODUCER ? "PRODUCER" : s->kind == SPAN_CONSUMER ? "CONSUMER" : NULL;
         buf_lit(b, "{\"traceId\":\"");
@@ -364,9 +394,9 @@ static void zipkin_span(Buf *b, const Span *s) {
         buf_lit(b, "\"name\":");
         buf_json_str(b, s->name);
         buf_lit(b, ",\"timestamp\":");
-        buf_u64(b, s->start_ns / 1000);
+        buf_u64(b, s->start_usec + offset);
         buf_lit(b, ",\"duration\":");
-        buf_u64(b, (s->end_ns - s->start_ns) / 1000);
+        buf_u64(b, s->end_usec - s->start_usec);
         buf_lit(b, ",\"localEndpoint\":{\"serviceName\":");
         buf_json_str(b, s->service);
         buf_lit(b, "},\"tags\":{");
@@ -384,12 +414,13 @@ static void zipkin_span(Buf *b, const Span *s) {
 
 /* Zipkin v2 JSON: an array of the n oldest queued spans. */
 static char *encode_zipkin(size_t n, size_t *ret_len) {
+        const uint64_t offset = trace_realtime_offset_usec();
         Buf b = {};
         buf_lit(&b, "[");
         for (size_t i = 0; i < n; i++) {
                 if (i)
                         buf_lit(&b, ",");
-                zipkin_span(&b, trace_queue_at(i));
+                zipkin_span(&b, trace_queue_at(i), offset);
         }
         buf_lit(&b, "]");
         *ret_len = b.len;
@@ -461,9 +492,10 @@ static void send_body(TraceExporter *e) {
 }
 
 static void write_stdout(size_t n) {
+        const uint64_t offset = trace_realtime_offset_usec();
         for (size_t i = 0; i < n; i++) {
                 Buf b = {};
-                zipkin_span(&b, trace_queue_at(i));
+                zipkin_span(&b, trace_queue_at(i), offset);
                 buf_lit(&b, "\n");
                 _cleanup_free_ char *line = buf_finish(&b);
                 if (line)
