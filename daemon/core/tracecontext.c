@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See tracecontext.h. */
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +88,11 @@ void trace_id_format(const TraceContext *t, char buf[static 33]) {
  * span costs no system call on the hot path (a getrandom() per id was two
  * syscalls per proxied call).
  */
-static _Thread_local uint64_t rng_state[4];
-static _Thread_local bool rng_seeded;
+/* initial-exec: the daemon's code is linked into the executable, so the thread's copy is at a fixed
+ * offset from the thread pointer; the default for position-independent code called
+ * __tls_get_addr() on every access (about a third of making an id). */
+static _Thread_local uint64_t rng_state[4] __attribute__((tls_model("initial-exec")));
+static _Thread_local bool rng_seeded __attribute__((tls_model("initial-exec")));
 
 static uint64_t rotl64(uint64_t x, int k) {
         return (x << k) | (x >> (64 - k));
@@ -130,17 +132,10 @@ static uint64_t rng_next(void) {
         return result;
 }
 
-/* n (8 or 16) random bytes, not all zero (an all-zero id is invalid). */
-static void random_id(uint8_t *p, size_t n) {
-        uint64_t v[2] = {}, any = 0;
-        assert(n == 8 || n == 16);
-        if (!rng_seeded)
+static inline uint64_t random_word(void) {
+        if (_unlikely_(!rng_seeded))
                 rng_seed();
-        for (size_t i = 0; i < n / 8; i++)
-                any |= v[i] = rng_next();
-        if (!any)
-                v[0] = 1;
-        memcpy(p, v, n);
+        return rng_next();
 }
 
 void trace_context_new_span(const TraceContext *parent, bool sampled, TraceContext *ret) {
@@ -149,10 +144,16 @@ void trace_context_new_span(const TraceContext *parent, bool sampled, TraceConte
                 memcpy(t.trace_id, parent->trace_id, sizeof t.trace_id);
                 t.flags = parent->flags;
         } else {
-                random_id(t.trace_id, sizeof t.trace_id);
+                uint64_t id[2] = { random_word(), random_word() };
+                if (!(id[0] | id[1])) /* an all-zero id is invalid */
+                        id[0] = 1;
+                memcpy(t.trace_id, id, sizeof t.trace_id);
                 t.flags = sampled ? 1 : 0;
         }
-        random_id(t.span_id, sizeof t.span_id);
+        uint64_t id = random_word();
+        if (!id)
+                id = 1;
+        memcpy(t.span_id, &id, sizeof t.span_id);
         *ret = t;
 }
 

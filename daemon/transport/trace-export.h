@@ -23,7 +23,7 @@
 
 #include "../forward.h"
 
-#define TRACE_BATCH_MAX 512
+#define TRACE_BATCH_MAX 1024
 #define TRACE_RETRIES 5
 #define TRACE_FLUSH_USEC (2ULL * 1000000)
 

@@ -297,8 +297,8 @@ class TracingTest(DaemonTestCase):
         conn_sock = d.app_socket("a")
         from harness import UnixHTTPConnection
         conn = UnixHTTPConnection(conn_sock)
-        # more than the queue (2048) and a batch out waiting for its retry (512) hold
-        for _ in range(3000):
+        # more than the queue (2048) and a batch out waiting for its retry (1024) hold
+        for _ in range(4000):
             conn.request("GET", "/v1.0/metadata")
             resp = conn.getresponse()
             resp.read()
