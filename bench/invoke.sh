@@ -558,6 +558,45 @@ elif [ "$max_other" -ge 20 ]; then
 fi
 echo
 
+# ---------------------------------------------------------------- round 3: system calls per call
+
+# A short extra wrk run of each proxy under strace -c (its timing is not a figure: strace slows
+# every system call down). Callgrind (bench/invoke-cpu.sh) counts user space exactly; this is the
+# kernel side: the system calls each proxy makes per proxied call.
+syscalls_per_call() {
+        local name=$1 pids p st_pid out n args=()
+        case $name in
+        mooringd) pids=$mooringd_pid ;;
+        nginx) pids="$nginx_pid $(cat /proc/"$nginx_pid"/task/*/children 2>/dev/null)" ;;
+        esac
+        for p in $pids; do args+=(-p "$p"); done
+        strace -c -f "${args[@]}" -o "$tmp/out/strace-$name.txt" 2>/dev/null &
+        st_pid=$!
+        sleep 1 # attached
+        out=$tmp/out/wrk-strace-$name.txt
+        timeout 40 "${cli_pin[@]}" wrk -t1 -c"$connections" -d3s -s "$tmp/post.lua" "${url[$name]}" >"$out" 2>&1 || true
+        kill -INT "$st_pid" 2>/dev/null || true
+        wait "$st_pid" 2>/dev/null || true
+        n=$(awk '/requests in/ { print $1 }' "$out")
+        if [ -z "$n" ] || [ "$n" -eq 0 ] || [ ! -s "$tmp/out/strace-$name.txt" ]; then
+                echo "  $name: no figure (wrk or strace failed)"
+                return
+        fi
+        awk -v n="$n" -v who="$name" '
+                $NF == "total" { total = $4 / n; next }
+                /^[ 0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ { top = top sprintf(" %s %.2f", $NF, $4 / n) }
+                END { printf "  %-9s %6.2f system calls per call (%d calls):%s\n", who, total, n, top }' \
+                <(sort -k4 -rn "$tmp/out/strace-$name.txt")
+}
+if command -v strace >/dev/null 2>&1; then
+        echo
+        echo "== round 3: system calls per proxied call (strace -c -f, 3 s of wrk each; timings not used)"
+        syscalls_per_call mooringd
+        syscalls_per_call nginx
+else
+        echo "system calls per call: not measured (no strace; Debian: strace)"
+fi
+
 stop_mooringd
 echo "mooringd stop after SIGTERM (ms): ${stop_times[*]}"
 
