@@ -2801,8 +2801,11 @@ int actors_setup(Registry *r) {
                 return -ENOMEM;
         rt->registry = r;
         rt->placement = placement_new_local();
-        rt->due = actor_heap_new(r->event, CLOCK_REALTIME, on_due, rt);
-        rt->idle = actor_heap_new(r->event, CLOCK_MONOTONIC, on_idle, rt);
+        /* Reminders and timers fire on time (a millisecond late at most: sd-event's default let
+         * them run up to 250 ms late, a quarter of a 1 s timer's period); idle deactivation may
+         * wait for a coalesced wake-up. */
+        rt->due = actor_heap_new(r->event, CLOCK_REALTIME, 1000, on_due, rt);
+        rt->idle = actor_heap_new(r->event, CLOCK_MONOTONIC, 0, on_idle, rt);
         if (rt->placement && rt->due && rt->idle &&
             sd_event_add_defer(r->event, &rt->gate_pump, on_gate_pump, rt) >= 0)
                 (void) sd_event_source_set_enabled(rt->gate_pump, SD_EVENT_OFF);

@@ -9,6 +9,7 @@
 struct ActorHeap {
         sd_event *event;            /* borrowed */
         clockid_t clock;
+        uint64_t accuracy;
         sd_event_source *timer;
         uint64_t armed;             /* what the timer is set to; 0: off */
         ActorHeapEntry **v;
@@ -72,7 +73,7 @@ static void rearm(ActorHeap *h) {
         if (h->armed == when)
                 return;
         if (!h->timer) {
-                if (sd_event_add_time(h->event, &h->timer, h->clock, when, 0, on_timer, h) < 0)
+                if (sd_event_add_time(h->event, &h->timer, h->clock, when, h->accuracy, on_timer, h) < 0)
                         return; /* retried at the next change */
         } else {
                 (void) sd_event_source_set_time(h->timer, when);
@@ -108,11 +109,16 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-ActorHeap *actor_heap_new(sd_event *e, clockid_t clock, ActorHeapFn fn, void *userdata) {
+ActorHeap *actor_heap_new(sd_event *e, clockid_t clock, uint64_t accuracy_usec, ActorHeapFn fn, void *userdata) {
         ActorHeap *h = calloc(1, sizeof *h);
         if (h)
-                *h = (ActorHeap){ .event = e, .clock = clock, .fn = fn, .userdata = userdata };
+                *h = (ActorHeap){ .event = e, .clock = clock, .accuracy = accuracy_usec, .fn = fn,
+                                  .userdata = userdata };
         return h;
+}
+
+sd_event_source *actor_heap_timer(ActorHeap *h) {
+        return h->timer;
 }
 
 ActorHeap *actor_heap_free(ActorHeap *h) {

@@ -33,7 +33,11 @@ typedef struct ActorHeapEntry {
 
 typedef void (*ActorHeapFn)(ActorHeap *h, ActorHeapEntry *e, void *userdata);
 
-ActorHeap *actor_heap_new(sd_event *e, clockid_t clock, ActorHeapFn fn, void *userdata);
+/* accuracy_usec: how late sd-event may run the timer to coalesce wake-ups (0: its default,
+ * 250 ms). */
+ActorHeap *actor_heap_new(sd_event *e, clockid_t clock, uint64_t accuracy_usec, ActorHeapFn fn, void *userdata);
+/* The heap's timer source once armed (tests), else NULL. */
+sd_event_source *actor_heap_timer(ActorHeap *h);
 /* Entries still in the heap are left alone (their owners free them). NULL-safe. */
 ActorHeap *actor_heap_free(ActorHeap *h);
 /* Puts e in the heap at when, or moves it there. -ENOMEM. */

@@ -167,7 +167,7 @@ static void on_fire(ActorHeap *h, ActorHeapEntry *e, void *userdata) {
 TEST(heap_order) {
         sd_event *ev = NULL;
         ASSERT_OK(sd_event_new(&ev));
-        ActorHeap *h = actor_heap_new(ev, CLOCK_MONOTONIC, on_fire, NULL);
+        ActorHeap *h = actor_heap_new(ev, CLOCK_MONOTONIC, 0, on_fire, NULL);
         ActorHeapEntry e[1000] = {};
         uint64_t now = actor_heap_now(h);
         for (unsigned i = 0; i < 1000; i++) {
@@ -182,6 +182,23 @@ TEST(heap_order) {
         while (actor_heap_size(h) > 0)
                 ASSERT_TRUE(sd_event_run(ev, 1000000) >= 0);
         ASSERT_EQ(fired, 900);
+        actor_heap_free(h);
+        sd_event_unref(ev);
+}
+
+/* The timer runs with the accuracy asked for (reminders and timers ask for 1 ms), not sd-event's
+ * default of 250 ms, which let every reminder fire up to a quarter second late. */
+TEST(heap_timer_accuracy) {
+        sd_event *ev = NULL;
+        ASSERT_OK(sd_event_new(&ev));
+        ActorHeap *h = actor_heap_new(ev, CLOCK_REALTIME, 1000, on_fire, NULL);
+        ActorHeapEntry e = {};
+        ASSERT_OK(actor_heap_set(h, &e, actor_heap_now(h) + 60 * 1000000ULL));
+        uint64_t acc = 0;
+        ASSERT_NOT_NULL(actor_heap_timer(h));
+        ASSERT_OK(sd_event_source_get_time_accuracy(actor_heap_timer(h), &acc));
+        ASSERT_EQ(acc, 1000);
+        actor_heap_remove(h, &e);
         actor_heap_free(h);
         sd_event_unref(ev);
 }
