@@ -40,6 +40,7 @@
 
 #include "../util/base64.h"
 #include "../util/cleanup.h"
+#include "../util/growbuf.h"
 #include "cloudevent.h"
 #include "../util/strv.h"
 #include "json-scan.h"
@@ -373,31 +374,6 @@ typedef struct Attr {
         const char *key, *value; /* value NULL: left out */
 } Attr;
 
-/* The envelope's text as it grows. */
-typedef struct Out {
-        char *p;
-        size_t len, cap;
-        bool oom;
-} Out;
-
-static void out_put(Out *o, const void *s, size_t n) {
-        if (o->oom)
-                return;
-        if (o->len + n + 1 > o->cap) {
-                size_t cap = MAX(o->cap * 2, o->len + n + 1);
-                char *p = realloc(o->p, cap);
-                if (!p) {
-                        o->oom = true;
-                        return;
-                }
-                o->p = p;
-                o->cap = cap;
-        }
-        memcpy(o->p + o->len, s, n);
-        o->len += n;
-        o->p[o->len] = 0;
-}
-
 /* Bytes a JSON string must escape: both yajl and jansson escape exactly '"', '\\' and the
  * control characters (not '/', not DEL, not non-ASCII, as this envelope is written). */
 static bool needs_escape(const char *s, size_t n) {
@@ -411,11 +387,11 @@ static bool needs_escape(const char *s, size_t n) {
 
 /* A JSON string: as it is when nothing in it needs escaping (most of an envelope: ids, times,
  * names), else escaped by yajl's generator. */
-static void out_string(Out *o, const char *s, size_t n) {
+static void out_string(GrowBuf *o, const char *s, size_t n) {
         if (!needs_escape(s, n)) {
-                out_put(o, "\"", 1);
-                out_put(o, s, n);
-                out_put(o, "\"", 1);
+                growbuf_put(o, "\"", 1);
+                growbuf_put(o, s, n);
+                growbuf_put(o, "\"", 1);
                 return;
         }
         const unsigned char *buf;
@@ -423,7 +399,7 @@ static void out_string(Out *o, const char *s, size_t n) {
         yajl_gen g = yajl_gen_alloc(NULL);
         if (g && yajl_gen_string(g, (const unsigned char *) s, n) == yajl_gen_status_ok &&
             yajl_gen_get_buf(g, &buf, &buf_len) == yajl_gen_status_ok)
-                out_put(o, buf, buf_len);
+                growbuf_put(o, buf, buf_len);
         else
                 o->oom = true;
         yajl_gen_free(g);
@@ -493,29 +469,26 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
         }
 
         /* Keys in byte order: "data" or "data_base64" first, then the attributes (sorted above). */
-        Out o = { .cap = len + 512 };
-        o.p = malloc(o.cap);
-        if (!o.p)
-                return -ENOMEM;
-        o.p[0] = 0;
+        GrowBuf o = {};
+        growbuf_reserve(&o, len + 512);
         if (splice) {
-                out_put(&o, "{\"data\":", 8);
-                out_put(&o, body, len);
+                growbuf_put(&o, "{\"data\":", 8);
+                growbuf_put(&o, body, len);
         } else if (b64) {
-                out_put(&o, "{\"data_base64\":", 15);
+                growbuf_put(&o, "{\"data_base64\":", 15);
                 out_string(&o, b64, strlen(b64));
         } else {
-                out_put(&o, "{\"data\":", 8);
+                growbuf_put(&o, "{\"data\":", 8);
                 out_string(&o, body, len);
         }
         for (size_t i = 0; i < ELEMENTSOF(attrs); i++)
                 if (attrs[i].value) {
-                        out_put(&o, ",\"", 2);
-                        out_put(&o, attrs[i].key, strlen(attrs[i].key)); /* plain ASCII names */
-                        out_put(&o, "\":", 2);
+                        growbuf_put(&o, ",\"", 2);
+                        growbuf_put(&o, attrs[i].key, strlen(attrs[i].key)); /* plain ASCII names */
+                        growbuf_put(&o, "\":", 2);
                         out_string(&o, attrs[i].value, strlen(attrs[i].value));
                 }
-        out_put(&o, "}", 1);
+        growbuf_put(&o, "}", 1);
         if (o.oom) {
                 free(o.p);
                 return -ENOMEM;

@@ -14,6 +14,7 @@
 #include "../drivers/curl-event.h"
 #include "../drivers/dl-curl.h"
 #include "../util/cleanup.h"
+#include "../util/growbuf.h"
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "trace-export.h"
@@ -88,75 +89,48 @@ static void writer(FILE *f, void *userdata) {
  * a batch) nor printed with stdio (its formatting was half the daemon's CPU on a traced healthz,
  * about 5k instructions per span in callgrind). Strings go through buf_json_str().
  */
-typedef struct Buf {
-        char *p;
-        size_t len, cap;
-        bool oom;
-} Buf;
 
-static void buf_put(Buf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->cap - b->len <= n) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap - b->len <= n)
-                        cap *= 2;
-                char *p = realloc(b->p, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->p = p;
-                b->cap = cap;
-        }
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = '\0';
+static void buf_puts(GrowBuf *b, const char *s) {
+        growbuf_put(b, s, strlen(s));
 }
 
-#define buf_lit(b, lit) buf_put((b), "" lit, sizeof(lit) - 1)
-
-static void buf_puts(Buf *b, const char *s) {
-        buf_put(b, s, strlen(s));
-}
-
-static void buf_u64(Buf *b, uint64_t v) {
+static void buf_u64(GrowBuf *b, uint64_t v) {
         char tmp[21];
-        buf_put(b, tmp, (size_t) (fmt_u64(tmp, v) - tmp));
+        growbuf_put(b, tmp, (size_t) (fmt_u64(tmp, v) - tmp));
 }
 
-static void buf_hex(Buf *b, const uint8_t *id, size_t n) {
+static void buf_hex(GrowBuf *b, const uint8_t *id, size_t n) {
         char tmp[33];
         trace_hex(id, n, tmp);
-        buf_put(b, tmp, 2 * n);
+        growbuf_put(b, tmp, 2 * n);
 }
 
 /* A JSON string: '"' and '\' escaped, control characters (and DEL) as \u00XX; the rest as is. */
-static void buf_json_str(Buf *b, const char *s) {
+static void buf_json_str(GrowBuf *b, const char *s) {
         static const char hex[] = "0123456789abcdef";
-        buf_lit(b, "\"");
+        growbuf_lit(b, "\"");
         for (;;) {
                 size_t run = 0;
                 while (s[run] && s[run] != '"' && s[run] != '\\' && (unsigned char) s[run] >= 0x20 &&
                        (unsigned char) s[run] != 0x7f)
                         run++;
-                buf_put(b, s, run);
+                growbuf_put(b, s, run);
                 s += run;
                 if (!*s)
                         break;
                 unsigned char c = (unsigned char) *s++;
                 if (c == '"' || c == '\\') {
                         char esc[2] = { '\\', (char) c };
-                        buf_put(b, esc, 2);
+                        growbuf_put(b, esc, 2);
                 } else {
                         char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-                        buf_put(b, esc, 6);
+                        growbuf_put(b, esc, 6);
                 }
         }
-        buf_lit(b, "\"");
+        growbuf_lit(b, "\"");
 }
 
-static char *buf_finish(Buf *b) {
+static char *buf_finish(GrowBuf *b) {
         if (b->oom || !b->p) {
                 free(b->p);
                 return NULL;
@@ -373,56 +347,56 @@ static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
         return (char *) body;
 }
 
-static void zipkin_span(Buf *b, const Span *s, uint64_t offset) {
+static void zipkin_span(GrowBuf *b, const Span *s, uint64_t offset) {
         const char *kind = s->kind == SPAN_SERVER ? "SERVER" : s->kind == SPAN_CLIENT ? "CLIENT"
                            : s->kind == SPAN_PRODUCER ? "PRODUCER" : s->kind == SPAN_CONSUMER ? "CONSUMER" : NULL;
-        buf_lit(b, "{\"traceId\":\"");
+        growbuf_lit(b, "{\"traceId\":\"");
         buf_hex(b, s->ctx.trace_id, 16);
-        buf_lit(b, "\",\"id\":\"");
+        growbuf_lit(b, "\",\"id\":\"");
         buf_hex(b, s->ctx.span_id, 8);
-        buf_lit(b, "\",");
+        growbuf_lit(b, "\",");
         if (s->has_parent) {
-                buf_lit(b, "\"parentId\":\"");
+                growbuf_lit(b, "\"parentId\":\"");
                 buf_hex(b, s->parent_id, 8);
-                buf_lit(b, "\",");
+                growbuf_lit(b, "\",");
         }
         if (kind) {
-                buf_lit(b, "\"kind\":\"");
+                growbuf_lit(b, "\"kind\":\"");
                 buf_puts(b, kind);
-                buf_lit(b, "\",");
+                growbuf_lit(b, "\",");
         }
-        buf_lit(b, "\"name\":");
+        growbuf_lit(b, "\"name\":");
         buf_json_str(b, s->name);
-        buf_lit(b, ",\"timestamp\":");
+        growbuf_lit(b, ",\"timestamp\":");
         buf_u64(b, s->start_usec + offset);
-        buf_lit(b, ",\"duration\":");
+        growbuf_lit(b, ",\"duration\":");
         buf_u64(b, s->end_usec - s->start_usec);
-        buf_lit(b, ",\"localEndpoint\":{\"serviceName\":");
+        growbuf_lit(b, ",\"localEndpoint\":{\"serviceName\":");
         buf_json_str(b, s->service);
-        buf_lit(b, "},\"tags\":{");
+        growbuf_lit(b, "},\"tags\":{");
         if (s->http_status) {
-                buf_lit(b, "\"http.status_code\":\"");
+                growbuf_lit(b, "\"http.status_code\":\"");
                 buf_u64(b, s->http_status);
-                buf_lit(b, "\"");
+                growbuf_lit(b, "\"");
                 if (s->error)
-                        buf_lit(b, ",");
+                        growbuf_lit(b, ",");
         }
         if (s->error)
-                buf_lit(b, "\"error\":\"true\"");
-        buf_lit(b, "}}");
+                growbuf_lit(b, "\"error\":\"true\"");
+        growbuf_lit(b, "}}");
 }
 
 /* Zipkin v2 JSON: an array of the n oldest queued spans. */
 static char *encode_zipkin(size_t n, size_t *ret_len) {
         const uint64_t offset = trace_realtime_offset_usec();
-        Buf b = {};
-        buf_lit(&b, "[");
+        GrowBuf b = {};
+        growbuf_lit(&b, "[");
         for (size_t i = 0; i < n; i++) {
                 if (i)
-                        buf_lit(&b, ",");
+                        growbuf_lit(&b, ",");
                 zipkin_span(&b, trace_queue_at(i), offset);
         }
-        buf_lit(&b, "]");
+        growbuf_lit(&b, "]");
         *ret_len = b.len;
         return buf_finish(&b);
 }
@@ -494,9 +468,9 @@ static void send_body(TraceExporter *e) {
 static void write_stdout(size_t n) {
         const uint64_t offset = trace_realtime_offset_usec();
         for (size_t i = 0; i < n; i++) {
-                Buf b = {};
+                GrowBuf b = {};
                 zipkin_span(&b, trace_queue_at(i), offset);
-                buf_lit(&b, "\n");
+                growbuf_lit(&b, "\n");
                 _cleanup_free_ char *line = buf_finish(&b);
                 if (line)
                         fputs(line, stdout);

@@ -35,13 +35,12 @@ static inline bool is_tchar(unsigned char c) {
 bool is_token(const char *s);
 /* ASCII case-insensitive equality; a and b NUL-terminated. Cheaper than strcasecmp() for the
  * short header names it compares, most of which differ in their first byte. */
+static inline unsigned char ascii_lower(unsigned char c) {
+        return c >= 'A' && c <= 'Z' ? c | 0x20 : c;
+}
 static inline bool ascii_eq_ci(const char *a, const char *b) {
         for (;; a++, b++) {
-                unsigned char x = (unsigned char) *a, y = (unsigned char) *b;
-                if (x >= 'A' && x <= 'Z')
-                        x |= 0x20;
-                if (y >= 'A' && y <= 'Z')
-                        y |= 0x20;
+                unsigned char x = ascii_lower((unsigned char) *a), y = ascii_lower((unsigned char) *b);
                 if (x != y)
                         return false;
                 if (!x)
@@ -50,15 +49,9 @@ static inline bool ascii_eq_ci(const char *a, const char *b) {
 }
 /* The same for n bytes of each (no NUL needed). */
 static inline bool ascii_eq_ci_n(const char *a, const char *b, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                unsigned char x = (unsigned char) a[i], y = (unsigned char) b[i];
-                if (x >= 'A' && x <= 'Z')
-                        x |= 0x20;
-                if (y >= 'A' && y <= 'Z')
-                        y |= 0x20;
-                if (x != y)
+        for (size_t i = 0; i < n; i++)
+                if (ascii_lower((unsigned char) a[i]) != ascii_lower((unsigned char) b[i]))
                         return false;
-        }
         return true;
 }
 
