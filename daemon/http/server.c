@@ -703,7 +703,8 @@ static const char *route_path(unsigned i) {
  * looking at the path (probes are frequent).
  */
 static bool is_health_check(const Route *route, HttpRequest *r) {
-        if (route && (route->flags & ROUTE_HEALTH))
+        /* nor for a metrics scrape: daprd serves metrics from a server of their own, untraced */
+        if (route && (route->flags & (ROUTE_HEALTH | ROUTE_METRICS)))
                 return true;
         /* Most paths have no 'z' at all: one vectorised strchr() rules them out. Then strstr() (also
          * vectorised; memmem() sets up a two-way search, 200 instructions). */

@@ -269,11 +269,14 @@ class TracingTest(DaemonTestCase):
             self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/metadata").status, 200)
             self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/healthz").status, 204)
             self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/healthz/outbound").status, 204)
+            # a Prometheus scrape makes no span either: daprd serves metrics from an untraced server
+            self.assertEqual(d.get("/metrics").status, 200)
         d.signal(signal.SIGTERM)
         d.proc.wait(TIMEOUT)
         after = rx.snapshot()[before:]
         self.assertEqual(len([x for x in after if x["name"] == "/v1.0/metadata" and x["service"] == "a"]), 5)
         self.assertEqual([x for x in after if "healthz" in x["name"]], [])
+        self.assertEqual([x for x in after if x["name"] == "/metrics"], [])
 
     def test_sampling_rate(self):
         rx = Receiver()
