@@ -229,6 +229,20 @@ static int non_hosted(GrpcCall *c, const char *type) {
                               type);
 }
 
+/* How a reminder registration or deletion started: answered later (on_reminder_done/deleted), or
+ * failed now. */
+static int reminder_started(GrpcCall *c, int k, const char *type, DaprError op, const char *prefix,
+                            const char *err) {
+        if (k == -ENOMEM)
+                return k;
+        if (k == -EPERM)
+                return non_hosted(c, type);
+        if (k < 0)
+                return actor_fail(c, op, k, prefix, err);
+        grpc_call_on_cancel(c, on_reminder_cancel, NULL);
+        return 0;
+}
+
 /* The data bytes as daprd's json.Marshal([]byte) writes them; *ret NULL for none. */
 static int data_json(const ProtobufCBinaryData *d, json_t **ret) {
         _cleanup_free_ char *b64 = NULL;
@@ -254,28 +268,16 @@ int grpc_dapr_register_actor_reminder(GrpcCall *c, const ProtobufCMessage *m) {
                                    .ttl = nonempty(req->ttl), .data = data };
         k = actor_reminder_set(grpc_call_registry(c), grpc_call_app_id(c), req->actor_type, req->actor_id, req->name,
                                &spec, on_reminder_done, c, &err);
-        if (k == -ENOMEM)
-                return k;
-        if (k == -EPERM)
-                return non_hosted(c, req->actor_type);
-        if (k < 0)
-                return actor_fail(c, DAPR_ERR_ACTOR_REMINDER_CREATE, k, "error creating the reminder: ", err);
-        grpc_call_on_cancel(c, on_reminder_cancel, NULL);
-        return 0;
+        return reminder_started(c, k, req->actor_type, DAPR_ERR_ACTOR_REMINDER_CREATE, "error creating the reminder: ",
+                                err);
 }
 
 int grpc_dapr_unregister_actor_reminder(GrpcCall *c, const ProtobufCMessage *m) {
         const PB(UnregisterActorReminderRequest) *req = (const PB(UnregisterActorReminderRequest) *) m;
         int k = actor_reminder_delete(grpc_call_registry(c), grpc_call_app_id(c), req->actor_type, req->actor_id,
                                       req->name, on_reminder_deleted, c);
-        if (k == -ENOMEM)
-                return k;
-        if (k == -EPERM)
-                return non_hosted(c, req->actor_type);
-        if (k < 0)
-                return actor_fail(c, DAPR_ERR_ACTOR_REMINDER_DELETE, k, "error deleting the reminder: ", NULL);
-        grpc_call_on_cancel(c, on_reminder_cancel, NULL);
-        return 0;
+        return reminder_started(c, k, req->actor_type, DAPR_ERR_ACTOR_REMINDER_DELETE, "error deleting the reminder: ",
+                                NULL);
 }
 
 int grpc_dapr_register_actor_timer(GrpcCall *c, const ProtobufCMessage *m) {

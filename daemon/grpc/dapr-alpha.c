@@ -170,26 +170,6 @@ static int config_args(size_t n_keys, char *const *keys, size_t n_md,
         return 0;
 }
 
-/* keys as daprd's message shows them (Go's %v of a []string): [a b] */
-static char *keys_text(char *const *keys) {
-        size_t n = 3;
-        char *t, *o;
-        for (char *const *k = keys; k && *k; k++)
-                n += strlen(*k) + 1;
-        t = o = malloc(n);
-        if (!t)
-                return NULL;
-        *o++ = '[';
-        for (char *const *k = keys; k && *k; k++) {
-                if (k != keys)
-                        *o++ = ' ';
-                o = stpcpy(o, *k);
-        }
-        *o++ = ']';
-        *o = 0;
-        return t;
-}
-
 /* items as a map<string, ConfigurationItem>; everything in one allocation the caller frees (*ret_mem). The
  * strings are borrowed from items. DataEntry of GetConfigurationResponse and ItemsEntry of
  * SubscribeConfigurationResponse differ in type only: each caller packs its own. */
@@ -300,7 +280,7 @@ int grpc_dapr_get_configuration(GrpcCall *c, const ProtobufCMessage *m) {
         g = calloc(1, sizeof *g);
         if (!g)
                 return -ENOMEM;
-        *g = (ConfigGet){ .call = c, .store = strdup(req->store_name), .keys = keys_text(keys) };
+        *g = (ConfigGet){ .call = c, .store = strdup(req->store_name), .keys = strv_go_text(keys) };
         if (!g->store || !g->keys) {
                 config_get_free(g);
                 return -ENOMEM;
@@ -428,7 +408,7 @@ int grpc_dapr_subscribe_configuration_message(GrpcCall *c, const ProtobufCMessag
                 return stream_end(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory"), 0;
         k = configstore_subscribe(s, st->app_id, keys, md, on_config_changed, st, &st->id, &err);
         if (k < 0) {
-                _cleanup_free_ char *kt = keys_text(keys);
+                _cleanup_free_ char *kt = strv_go_text(keys);
                 /* daprd: a subscription the store refuses is INVALID_ARGUMENT */
                 return grpc_fail_dapr_status(stream_detach(st), GRPC_STATUS_INVALID_ARGUMENT,
                                              DAPR_ERR_CONFIGURATION_SUBSCRIBE,

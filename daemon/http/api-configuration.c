@@ -40,26 +40,6 @@ static void query_done(Query *q) {
         strv_free(q->metadata);
 }
 
-/* keys as daprd's message shows them (Go's %v of a []string): [a b] */
-static char *keys_text(char *const *keys) {
-        size_t n = 3;
-        char *t, *o;
-        for (char *const *k = keys; k && *k; k++)
-                n += strlen(*k) + 1;
-        t = o = malloc(n);
-        if (!t)
-                return NULL;
-        *o++ = '[';
-        for (char *const *k = keys; k && *k; k++) {
-                if (k != keys)
-                        *o++ = ' ';
-                o = stpcpy(o, *k);
-        }
-        *o++ = ']';
-        *o = 0;
-        return t;
-}
-
 static const char *caller_app(HttpRequest *r) {
         const Caller *c = http_request_caller(r);
         return c->app ? c->app->config->id : NULL;
@@ -160,7 +140,7 @@ int http_configuration_get(HttpRequest *r, const RouteMatch *m) {
         g = calloc(1, sizeof *g);
         if (!g)
                 return -ENOMEM;
-        *g = (GetRequest){ .request = r, .store = strdup(m->params[0]), .keys = keys_text(q.keys) };
+        *g = (GetRequest){ .request = r, .store = strdup(m->params[0]), .keys = strv_go_text(q.keys) };
         if (!g->store || !g->keys) {
                 get_request_free(g);
                 return -ENOMEM;
@@ -196,7 +176,7 @@ int http_configuration_subscribe(HttpRequest *r, const RouteMatch *m) {
         if (k == -ENOMEM)
                 return k;
         if (k < 0) {
-                keys = keys_text(q.keys);
+                keys = strv_go_text(q.keys);
                 return http_reply_error(r, DAPR_ERR_CONFIGURATION_SUBSCRIBE,
                                         "failed to subscribe %s from Configuration store %s: %s", strna(keys),
                                         m->params[0],

@@ -67,6 +67,24 @@ int strv_copy(char *const *l, char ***ret) {
         return 0;
 }
 
+char *strv_go_text(char *const *l) {
+        size_t n = 3;
+        for (char *const *k = l; k && *k; k++)
+                n += strlen(*k) + 1;
+        char *t = malloc(n), *o = t;
+        if (!t)
+                return NULL;
+        *o++ = '[';
+        for (char *const *k = l; k && *k; k++) {
+                if (k != l)
+                        *o++ = ' ';
+                o = stpcpy(o, *k);
+        }
+        *o++ = ']';
+        *o = 0;
+        return t;
+}
+
 char **strv_pack(char *const *l, size_t n) {
         size_t total = 0, k = 0;
         for (; (n == SIZE_MAX || k < n) && l && l[k]; k++)

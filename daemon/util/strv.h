@@ -25,6 +25,9 @@ bool strv_equal(char *const *a, char *const *b);
  * allocation: the NULL-terminated pointer array followed by the strings. Free it with free(),
  * not strv_free(). NULL on out of memory. */
 char **strv_pack(char *const *l, size_t n);
+/* l as Go's %v prints a []string ("[a b]"), as daprd's messages show lists of keys; malloc'd,
+ * NULL on out of memory. */
+char *strv_go_text(char *const *l);
 
 /* RFC 9110 5.6.2: tchar (ALPHA, DIGIT and !#$%&'*+-.^_`|~; a byte table: one load per byte
  * on the invoke path, which checks every forwarded header name), and a token (one or more tchar). */

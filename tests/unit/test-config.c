@@ -19,6 +19,7 @@
 #include "core/conferr.h"
 #include "core/identity.h"
 #include "core/settings.h"
+#include "util/cleanup.h"
 #include "util/ini.h"
 #include "util/strv.h"
 #include "tests.h"
@@ -1095,4 +1096,15 @@ TEST(app_id_documented_form) {
         ASSERT_ERROR(app_text("Bad_App", "[App]\n", &c, &e), EINVAL);
         ASSERT_TRUE(strstr(e.message, "Bad_App") != NULL);
         conf_error_done(&e);
+}
+
+/* Lists of keys in daprd's messages, as Go's %v prints a []string. */
+TEST(strv_go_text) {
+        char *none[] = { NULL }, *one[] = { "a", NULL }, *two[] = { "a", "b c", NULL };
+        _cleanup_free_ char *t0 = strv_go_text(none), *t1 = strv_go_text(one), *t2 = strv_go_text(two),
+                            *tn = strv_go_text(NULL);
+        ASSERT_STREQ(t0, "[]");
+        ASSERT_STREQ(t1, "[a]");
+        ASSERT_STREQ(t2, "[a b c]");
+        ASSERT_STREQ(tn, "[]");
 }
