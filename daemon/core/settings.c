@@ -23,6 +23,7 @@ void settings_init(Settings *s) {
                 .body_timeout_usec = SETTINGS_DEFAULT_BODY_TIMEOUT_USEC,
                 .idle_timeout_usec = SETTINGS_DEFAULT_IDLE_TIMEOUT_USEC,
                 .log_level = -1,
+                .cluster.lease_usec = SETTINGS_DEFAULT_LEASE_USEC,
         };
 }
 
@@ -33,10 +34,199 @@ static void settings_done_token(Settings *s) {
         s->dashboard_token = NULL;
 }
 
+static void cluster_done(ClusterSettings *c) {
+        free(c->host_id);
+        free(c->listen);
+        free(c->advertise);
+        free(c->membership_connection);
+        strv_free(c->peers);
+        free(c->trust_domain);
+        free(c->cert_file);
+        free(c->key_file);
+        free(c->trust_root_file);
+        *c = (ClusterSettings){ .lease_usec = SETTINGS_DEFAULT_LEASE_USEC };
+}
+
 void settings_done(Settings *s) {
         free(s->api_socket);
         s->api_socket = NULL;
         settings_done_token(s);
+        cluster_done(&s->cluster);
+}
+
+static const char *const membership_names[_CLUSTER_MEMBERSHIP_MAX] = {
+        [CLUSTER_MEMBERSHIP_NONE] = "none",
+        [CLUSTER_MEMBERSHIP_STATIC] = "static",
+        [CLUSTER_MEMBERSHIP_POSTGRESQL] = "postgresql",
+        [CLUSTER_MEMBERSHIP_REDIS] = "redis",
+        [CLUSTER_MEMBERSHIP_MDNS] = "mdns",
+};
+
+const char *cluster_membership_to_string(ClusterMembershipKind k) {
+        return k >= 0 && k < _CLUSTER_MEMBERSHIP_MAX ? membership_names[k] : NULL;
+}
+
+int cluster_parse_address(const char *s, char **ret_addr, uint16_t *ret_port) {
+        const char *colon, *a = s;
+        size_t alen;
+        char *e;
+        unsigned long port;
+
+        if (*s == '[') {
+                const char *close = strchr(s, ']');
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                a = s + 1;
+                alen = (size_t) (close - a);
+                colon = close + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || memchr(s, ':', (size_t) (colon - s)))
+                        return -EINVAL; /* a v6 literal needs its brackets */
+                alen = (size_t) (colon - s);
+        }
+        if (alen == 0 || alen > 253 || colon[1] < '0' || colon[1] > '9')
+                return -EINVAL;
+        errno = 0;
+        port = strtoul(colon + 1, &e, 10);
+        if (errno != 0 || *e != 0 || port == 0 || port > 65535)
+                return -EINVAL;
+        for (size_t i = 0; i < alen; i++)
+                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:%_", a[i]))
+                        return -EINVAL;
+        char *c = strndup(a, alen);
+        if (!c)
+                return -ENOMEM;
+        *ret_addr = c;
+        *ret_port = (uint16_t) port;
+        return 0;
+}
+
+/* A host id: what the host's certificate names, so a DNS-name-like token. */
+static bool host_id_valid(const char *v, size_t n) {
+        if (n == 0 || n > 63 || v[0] == '-' || v[0] == '.')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyz-.", v[i]))
+                        return false;
+        return true;
+}
+
+static int check_address(const char *v, bool wildcard_ok) {
+        _cleanup_free_ char *a = NULL;
+        uint16_t port;
+        int r = cluster_parse_address(v, &a, &port);
+        if (r < 0)
+                return r;
+        if (!wildcard_ok && (streq(a, "0.0.0.0") || streq(a, "::")))
+                return -EADDRNOTAVAIL;
+        return 0;
+}
+
+static int set_string(char **where, const char *value) {
+        char *c = strdup(value);
+        if (!c)
+                return -ENOMEM;
+        free(*where);
+        *where = c;
+        return 0;
+}
+
+/* [Cluster] keys. */
+static int assign_cluster(ClusterSettings *c, const char *key, const char *value, char **reterr_msg) {
+        int r;
+
+        if (streq(key, "HostId")) {
+                if (!host_id_valid(value, strlen(value))) {
+                        *reterr_msg = strdup("expected a host name of lower-case letters, digits, '-' and '.'");
+                        return -EINVAL;
+                }
+                return set_string(&c->host_id, value);
+        }
+        if (streq(key, "PeerListen") || streq(key, "PeerAddress")) {
+                bool listen = streq(key, "PeerListen");
+                r = check_address(value, listen);
+                if (r < 0) {
+                        *reterr_msg = strdup(r == -EADDRNOTAVAIL ? "peers cannot dial a wildcard address"
+                                                                 : "expected ADDRESS:PORT or [IPV6]:PORT");
+                        return -EINVAL;
+                }
+                return set_string(listen ? &c->listen : &c->advertise, value);
+        }
+        if (streq(key, "Membership")) {
+                for (int k = 0; k < _CLUSTER_MEMBERSHIP_MAX; k++)
+                        if (streq(value, membership_names[k])) {
+                                c->membership = (ClusterMembershipKind) k;
+                                return 0;
+                        }
+                *reterr_msg = strdup("expected none, static, postgresql, redis or mdns");
+                return -EINVAL;
+        }
+        if (streq(key, "MembershipConnection")) {
+                if (!*value) {
+                        *reterr_msg = strdup("empty");
+                        return -EINVAL;
+                }
+                return set_string(&c->membership_connection, value);
+        }
+        if (streq(key, "Peers")) {
+                /* Space-separated ID=ADDRESS:PORT; an empty value clears the list (systemd style). */
+                _cleanup_strv_free_ char **l = NULL;
+                const char *p = value;
+                while (*p) {
+                        size_t n = strcspn(p, " \t");
+                        if (n > 0) {
+                                _cleanup_free_ char *entry = strndup(p, n);
+                                if (!entry)
+                                        return -ENOMEM;
+                                char *eq = strchr(entry, '=');
+                                if (!eq || !host_id_valid(entry, (size_t) (eq - entry)) || check_address(eq + 1, false) < 0) {
+                                        *reterr_msg = strdup("expected entries ID=ADDRESS:PORT separated by spaces");
+                                        return -EINVAL;
+                                }
+                                if (strv_extend(&l, entry) < 0)
+                                        return -ENOMEM;
+                        }
+                        p += n;
+                        p += strspn(p, " \t");
+                }
+                if (!l && *value == 0) {
+                        strv_free(c->peers);
+                        c->peers = NULL;
+                        return 0;
+                }
+                for (char **i = l; i && *i; i++)
+                        if (strv_extend(&c->peers, *i) < 0)
+                                return -ENOMEM;
+                return 0;
+        }
+        if (streq(key, "LeaseSec")) {
+                r = parse_duration_usec(value, &c->lease_usec);
+                if (r < 0 || c->lease_usec < 1000000 || c->lease_usec > 3600ULL * 1000000) {
+                        *reterr_msg = strdup("expected a duration from 1s to 1h, such as 5 or 5s");
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (streq(key, "TrustDomain")) {
+                if (!host_id_valid(value, strlen(value))) {
+                        *reterr_msg = strdup("expected a trust domain of lower-case letters, digits, '-' and '.'");
+                        return -EINVAL;
+                }
+                return set_string(&c->trust_domain, value);
+        }
+        if (streq(key, "CertificateFile") || streq(key, "KeyFile") || streq(key, "TrustRootFile")) {
+                if (*value != '/') {
+                        *reterr_msg = strdup("expected an absolute path");
+                        return -EINVAL;
+                }
+                return set_string(streq(key, "CertificateFile") ? &c->cert_file
+                                  : streq(key, "KeyFile")       ? &c->key_file
+                                                                : &c->trust_root_file,
+                                  value);
+        }
+        *reterr_msg = strdup("unknown key");
+        return -EINVAL;
 }
 
 /* A TCP port for a loopback listener: 1..65535, or 0 for none. */
@@ -86,6 +276,7 @@ typedef struct {
         char field[64]; /* last key, for the error (the parser's buffer is gone by then) */
         ConfError *err;
         const char *file;
+        unsigned cluster_line; /* the first [Cluster] assignment: where whole-section errors point */
 } ParseState;
 
 static int assign(const char *section, const char *key, const char *value, unsigned line, void *ud,
@@ -95,8 +286,14 @@ static int assign(const char *section, const char *key, const char *value, unsig
         int r;
 
         p->field[0] = 0;
+        if (streq(section, "Cluster")) {
+                if (!p->cluster_line)
+                        p->cluster_line = line;
+                snprintf(p->field, sizeof p->field, "%s", key);
+                return assign_cluster(&s->cluster, key, value, reterr_msg);
+        }
         if (!streq(section, "Daemon")) {
-                *reterr_msg = strdup("unknown section, expected [Daemon]");
+                *reterr_msg = strdup("unknown section, expected [Daemon] or [Cluster]");
                 return -EINVAL;
         }
         snprintf(p->field, sizeof p->field, "%s", key);
@@ -178,6 +375,28 @@ static int collect_error(unsigned line, const char *key, const char *msg, void *
         return r == -ENOMEM ? r : 0;
 }
 
+/* What only the whole section can tell. */
+static int cluster_check(ClusterSettings *c, const char *file, unsigned line, ConfError *err) {
+        if (!c->listen) {
+                if (c->membership != CLUSTER_MEMBERSHIP_NONE || c->peers)
+                        return conf_error_append(err, file, line, "PeerListen", "%s",
+                                                 "a cluster needs PeerListen=, where peers reach this host");
+                return 0;
+        }
+        if (!c->advertise && check_address(c->listen, false) < 0)
+                return conf_error_append(err, file, line, "PeerAddress", "%s",
+                                         "PeerListen= is a wildcard: say which address peers dial");
+        if (c->membership == CLUSTER_MEMBERSHIP_NONE)
+                c->membership = CLUSTER_MEMBERSHIP_STATIC;
+        if (c->membership == CLUSTER_MEMBERSHIP_STATIC && !c->peers)
+                return conf_error_append(err, file, line, "Peers", "%s", "static membership needs Peers=");
+        if ((c->membership == CLUSTER_MEMBERSHIP_POSTGRESQL || c->membership == CLUSTER_MEMBERSHIP_REDIS) &&
+            !c->membership_connection)
+                return conf_error_append(err, file, line, "MembershipConnection", "%s",
+                                         "postgresql and redis membership need MembershipConnection=");
+        return 0;
+}
+
 int settings_parse(Settings *s, const char *file, const char *text, size_t len, ConfError *err) {
         Settings n;
         int r;
@@ -186,6 +405,8 @@ int settings_parse(Settings *s, const char *file, const char *text, size_t len, 
         conf_error_done(err);
         ParseState p = { .s = &n, .err = err, .file = file };
         r = ini_parse_all(text, len, assign, collect_error, &p);
+        if (r >= 0)
+                r = cluster_check(&n.cluster, file, p.cluster_line, err);
         if (r < 0) {
                 settings_done(&n);
                 return r;

@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "conferr.h"
@@ -21,6 +22,38 @@
 #define SETTINGS_DEFAULT_BODY_TIMEOUT_USEC (30ULL * 1000000)
 #define SETTINGS_DEFAULT_IDLE_TIMEOUT_USEC (60ULL * 1000000)
 
+#define SETTINGS_DEFAULT_LEASE_USEC (5ULL * 1000000)
+#define SETTINGS_DEFAULT_TRUST_DOMAIN "public"
+
+/* How the hosts of a cluster find each other ([Cluster] Membership=). */
+typedef enum ClusterMembershipKind {
+        CLUSTER_MEMBERSHIP_NONE,       /* one host: no peer listener, no membership */
+        CLUSTER_MEMBERSHIP_STATIC,     /* Peers= */
+        CLUSTER_MEMBERSHIP_POSTGRESQL, /* a table with leases in MembershipConnection= (conninfo) */
+        CLUSTER_MEMBERSHIP_REDIS,      /* keys with expiry in MembershipConnection= (host:port or URL) */
+        CLUSTER_MEMBERSHIP_MDNS,       /* DNS-SD through Avahi on the LAN */
+        _CLUSTER_MEMBERSHIP_MAX,
+} ClusterMembershipKind;
+
+/*
+ * [Cluster]: past one host (see mooringd.conf(5)). Off unless PeerListen= is set. Peers reach
+ * each other over mutual TLS on PeerListen=; each has a certificate naming HostId=, issued by
+ * the trust root in TrustRootFile= (mooringctl ca).
+ */
+typedef struct ClusterSettings {
+        char *host_id;           /* HostId=; NULL: the host name */
+        char *listen;            /* PeerListen= "ADDR:PORT" ("[v6]:PORT"); NULL: single host */
+        char *advertise;         /* PeerAddress=: what peers dial; NULL: listen (then not a wildcard) */
+        ClusterMembershipKind membership;
+        char *membership_connection; /* MembershipConnection= */
+        char **peers;            /* Peers=: "ID=ADDR:PORT" entries (static membership) */
+        uint64_t lease_usec;     /* LeaseSec=: a host that stops renewing is gone after it */
+        char *trust_domain;      /* TrustDomain=; NULL: "public", as Dapr */
+        char *cert_file;         /* CertificateFile=, KeyFile=, TrustRootFile=; NULL: the defaults */
+        char *key_file;
+        char *trust_root_file;
+} ClusterSettings;
+
 typedef struct Settings {
         char *api_socket;        /* relative to the runtime dir, or absolute */
         uint64_t max_request_body;
@@ -35,10 +68,15 @@ typedef struct Settings {
         uint16_t metrics_port;   /* MetricsPort=: GET /metrics on 127.0.0.1; 0: off */
         uint16_t dashboard_port; /* DashboardPort=: the dashboard on 127.0.0.1; 0: off */
         char *dashboard_token;   /* DashboardToken=: required on DashboardPort= when set */
+        ClusterSettings cluster; /* [Cluster] */
 } Settings;
 
 void settings_init(Settings *s);
 void settings_done(Settings *s);
+const char *cluster_membership_to_string(ClusterMembershipKind k);
+/* Splits "ADDR:PORT" or "[V6]:PORT" into a malloc'd address (no brackets) and a port. -EINVAL, -ENOMEM. */
+int cluster_parse_address(const char *s, char **ret_addr, uint16_t *ret_port);
+
 /* Parses text; on failure *s is unchanged and err says where. */
 int settings_parse(Settings *s, const char *file, const char *text, size_t len, ConfError *err);
 /* Reads path; -ENOENT is not an error (defaults remain, returns 0). */

@@ -499,7 +499,7 @@ TEST(settings_unknown_key) {
 }
 
 TEST(settings_wrong_section) {
-        expect_settings_error("[Other]\nApiSocket=a\n", 2, NULL, "[Daemon]");
+        expect_settings_error("[Other]\nApiSocket=a\n", 2, NULL, "[Daemon] or [Cluster]");
         expect_settings_error("[Daemon]\nLogLevel=info\n[App]\nHttpPort=1\n", 4, NULL, "[Daemon]");
 }
 
@@ -523,6 +523,75 @@ TEST(settings_bad_values) {
         /* Tokenizer errors carry the line but no field. */
         expect_settings_error("[Daemon]\nLogLevel info\n", 2, NULL, "Key=Value");
         expect_settings_error("LogLevel=info\n", 1, NULL, "outside");
+}
+
+TEST(settings_cluster) {
+        Settings s;
+        ConfError e = {};
+
+        settings_init(&s);
+        ASSERT_EQ(s.cluster.membership, CLUSTER_MEMBERSHIP_NONE);
+        ASSERT_EQ(s.cluster.lease_usec, SETTINGS_DEFAULT_LEASE_USEC);
+        ASSERT_OK(settings_text(&s,
+                                "[Daemon]\nLogLevel=info\n"
+                                "[Cluster]\n"
+                                "HostId=host-1.lan\n"
+                                "PeerListen=0.0.0.0:3510\n"
+                                "PeerAddress=[fd00::1]:3510\n"
+                                "Membership=postgresql\n"
+                                "MembershipConnection=host=10.0.0.9 dbname=mooring\n"
+                                "LeaseSec=3s\n"
+                                "TrustDomain=example.org\n"
+                                "CertificateFile=/etc/mooring/pki/host.crt\n"
+                                "KeyFile=/etc/mooring/pki/host.key\n"
+                                "TrustRootFile=/etc/mooring/pki/ca.crt\n",
+                                &e));
+        ASSERT_STREQ(s.cluster.host_id, "host-1.lan");
+        ASSERT_STREQ(s.cluster.listen, "0.0.0.0:3510");
+        ASSERT_STREQ(s.cluster.advertise, "[fd00::1]:3510");
+        ASSERT_EQ(s.cluster.membership, CLUSTER_MEMBERSHIP_POSTGRESQL);
+        ASSERT_STREQ(s.cluster.membership_connection, "host=10.0.0.9 dbname=mooring");
+        ASSERT_EQ(s.cluster.lease_usec, 3000000);
+        ASSERT_STREQ(s.cluster.trust_domain, "example.org");
+        ASSERT_STREQ(s.cluster.trust_root_file, "/etc/mooring/pki/ca.crt");
+        ASSERT_EQ(s.log_level, 6);
+
+        /* Static peers: a list, extended by further lines; PeerListen= alone means static. */
+        ASSERT_OK(settings_text(&s,
+                                "[Cluster]\nPeerListen=10.0.0.1:3510\nPeers=b=10.0.0.2:3510  c=[fd00::3]:1\n"
+                                "Peers=d=10.0.0.4:9\n",
+                                &e));
+        ASSERT_EQ(s.cluster.membership, CLUSTER_MEMBERSHIP_STATIC);
+        ASSERT_EQ(strv_length(s.cluster.peers), 3u);
+        ASSERT_STREQ(s.cluster.peers[1], "c=[fd00::3]:1");
+        ASSERT_NULL(s.cluster.host_id);
+        ASSERT_EQ(s.cluster.lease_usec, SETTINGS_DEFAULT_LEASE_USEC);
+
+        char *a = NULL;
+        uint16_t port = 0;
+        ASSERT_OK(cluster_parse_address("[fd00::3]:1", &a, &port));
+        ASSERT_STREQ(a, "fd00::3");
+        ASSERT_EQ(port, 1);
+        free(a);
+        ASSERT_ERROR(cluster_parse_address("fd00::3:1", &a, &port), EINVAL);
+        ASSERT_ERROR(cluster_parse_address("10.0.0.1:0", &a, &port), EINVAL);
+        ASSERT_ERROR(cluster_parse_address("10.0.0.1", &a, &port), EINVAL);
+        settings_done(&s);
+
+        expect_settings_error("[Cluster]\nHostId=Host_1\n", 2, "HostId", "host name");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1\n", 2, "PeerListen", "ADDRESS:PORT");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nPeerAddress=0.0.0.0:1\nPeers=a=1.2.3.4:5\n", 3,
+                              "PeerAddress", "wildcard");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nMembership=consul\n", 3, "Membership", "static");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nPeers=b\n", 3, "Peers", "ID=ADDRESS:PORT");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nLeaseSec=0\n", 3, "LeaseSec", "1s");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nKeyFile=key.pem\n", 3, "KeyFile", "absolute");
+        /* What only the whole section tells: the section's first line, the field named. */
+        expect_settings_error("[Cluster]\nMembership=redis\n", 2, "PeerListen", "PeerListen=");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\n", 2, "Peers", "Peers=");
+        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nMembership=redis\n", 2, "MembershipConnection",
+                              "MembershipConnection=");
+        expect_settings_error("[Cluster]\nPeerListen=[::]:1\nMembership=mdns\n", 2, "PeerAddress", "wildcard");
 }
 
 TEST(settings_failure_keeps_previous) {
