@@ -113,7 +113,7 @@ static const HeaderName request_skip[] = {
         HEADER_NAME("dapr-api-token"), HEADER_NAME("traceparent"), HEADER_NAME("tracestate"),
         HEADER_NAME("dapr-app-id"), HEADER_NAME("dapr-caller-app-id"), HEADER_NAME("dapr-callee-app-id"),
         HEADER_NAME("dapr-caller-namespace"), HEADER_NAME("dapr-callee-namespace"),
-        HEADER_NAME(INVOKE_HOPS_HEADER),
+        HEADER_NAME(INVOKE_HOPS_HEADER), HEADER_NAME(INVOKE_PEER_CALLER_HEADER),
 };
 
 /* Response headers the caller never gets: hop-by-hop, and those the front-end writes itself

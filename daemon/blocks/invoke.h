@@ -54,11 +54,19 @@ typedef struct InvokeRequest {
                                        * it is not forwarded */
         const TraceContext *trace_parent; /* the front-end's span of the inbound call, whose child the
                                            * call is; NULL: the caller's traceparent header */
+        const char *caller_trust_domain; /* a caller on a peer host: the trust domain its certificate
+                                          * names; NULL: this host's TrustDomain= */
+        bool local_only;         /* the call came from a peer host: only an app on this host may take
+                                  * it (a call is never sent on from host to host) */
 } InvokeRequest;
 
 /* Counts the calls through mooringd that led to this one: mooringd sets it on every call it
  * makes, reads it on every call it gets, and refuses past a bound (loops). Not Dapr's. */
 #define INVOKE_HOPS_HEADER "mooring-hops"
+/* On a call from one mooringd to another over the peer listener (mutual TLS): the calling app's
+ * id. Believed only on a peer listener, whose certificate check says which host sent it; dropped
+ * from every other caller's headers and never forwarded to an app. Not Dapr's. */
+#define INVOKE_PEER_CALLER_HEADER "mooring-caller-app"
 
 /* Why a call ended without an answer from the callee. */
 typedef struct InvokeError {
