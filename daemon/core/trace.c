@@ -2,6 +2,7 @@
 /* See trace.h. */
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,11 @@
 #include "trace.h"
 
 static Span *ring;
-static size_t cap, head, len;
-static uint64_t dropped, exported;
+static size_t cap;
+/* Free-running counts (slot = count & (cap - 1)): head is the consumer's (spans it took), tail the
+ * producer's (spans it queued); tail - head spans are queued. See trace.h for who orders what. */
+static _Atomic size_t head, tail;
+static _Atomic uint64_t dropped, exported;
 
 bool trace_enabled(void) {
         return ring != NULL;
@@ -21,6 +25,7 @@ bool trace_enabled(void) {
 int trace_queue_setup(size_t capacity) {
         if (capacity == cap)
                 return 0;
+        assert((capacity & (capacity - 1)) == 0);
         Span *n = NULL;
         if (capacity > 0) {
                 n = calloc(capacity, sizeof *n);
@@ -28,11 +33,12 @@ int trace_queue_setup(size_t capacity) {
                         return -ENOMEM;
         }
         /* spans still queued in the old ring are lost: a reconfiguration, counted */
-        dropped += len;
+        trace_count_dropped(trace_queue_length());
         free(ring);
         ring = n;
         cap = capacity;
-        head = len = 0;
+        atomic_store(&head, 0);
+        atomic_store(&tail, 0);
         return 0;
 }
 
@@ -112,15 +118,18 @@ void trace_span_end_at(Span *s, uint64_t now_usec, unsigned http_status, bool er
         s->end_usec = MAX(now_usec, s->start_usec);
         s->http_status = http_status;
         s->error = error;
-        if (len >= cap) {
-                dropped++;
+        /* the producer's own tail needs no ordering; the head must be loaded with acquire: the consumer
+         * is done reading the slots below it, which may now be overwritten */
+        size_t t = atomic_load_explicit(&tail, memory_order_relaxed);
+        size_t h = atomic_load_explicit(&head, memory_order_acquire);
+        if (t - h >= cap) {
+                trace_count_dropped(1);
                 return;
         }
-        size_t at = head + len;
         /* One fixed-size copy (a few vector moves) is cheaper than copying the used parts by length. */
-        ring[at >= cap ? at - cap : at] = *s;
-        len++;
-        if (len == ready_at && ready_fn)
+        ring[t & (cap - 1)] = *s;
+        atomic_store_explicit(&tail, t + 1, memory_order_release); /* publishes the slot's contents */
+        if (t + 1 - h == ready_at && ready_fn)
                 ready_fn(ready_userdata);
 }
 
@@ -142,35 +151,39 @@ bool trace_span_begin_child(Span *s, SpanKind kind, const char *name, const char
 }
 
 const Span *trace_queue_at(size_t i) {
-        size_t at = head + i;
-        assert(i < len);
-        return &ring[at >= cap ? at - cap : at];
+        size_t h = atomic_load_explicit(&head, memory_order_relaxed); /* the consumer's own */
+        assert(i < atomic_load_explicit(&tail, memory_order_relaxed) - h);
+        return &ring[(h + i) & (cap - 1)];
 }
 
 void trace_queue_pop(size_t n) {
-        assert(n <= len);
-        head = (head + n) % cap;
-        len -= n;
+        size_t h = atomic_load_explicit(&head, memory_order_relaxed);
+        assert(n <= atomic_load_explicit(&tail, memory_order_relaxed) - h);
+        /* release: the reads of these slots are done before the producer may reuse them */
+        atomic_store_explicit(&head, h + n, memory_order_release);
 }
 
 size_t trace_queue_length(void) {
-        return len;
+        /* acquire on the tail: the slots it counts are filled (what the consumer relies on); the head
+         * first, so that another thread's reading never sees the head past the tail */
+        size_t h = atomic_load_explicit(&head, memory_order_acquire);
+        return atomic_load_explicit(&tail, memory_order_acquire) - h;
 }
 
 void trace_count_dropped(uint64_t n) {
-        dropped += n;
+        atomic_fetch_add_explicit(&dropped, n, memory_order_relaxed);
 }
 
 void trace_count_exported(uint64_t n) {
-        exported += n;
+        atomic_fetch_add_explicit(&exported, n, memory_order_relaxed);
 }
 
 uint64_t trace_dropped(void) {
-        return dropped;
+        return atomic_load_explicit(&dropped, memory_order_relaxed);
 }
 
 uint64_t trace_exported(void) {
-        return exported;
+        return atomic_load_explicit(&exported, memory_order_relaxed);
 }
 
 void trace_hex(const uint8_t *p, size_t n, char *buf) {

@@ -4,7 +4,16 @@
  * a bounded ring, preallocated when an exporter is configured. Recording
  * copies one fixed-size Span into it (no allocation, no syscall); past its
  * capacity spans are dropped and counted (mooring_trace_spans_dropped_total).
- * Loop thread only.
+ *
+ * Threads: spans are recorded on the loop thread (the one producer) and read
+ * by the exporter's thread (the one consumer): a single-producer,
+ * single-consumer ring with no lock. The producer fills a slot and then
+ * publishes it (release store of the tail); the consumer reads slots below
+ * the tail it loaded (acquire) in place and gives them back with
+ * trace_queue_pop() (release store of the head), which the producer loads
+ * (acquire) before it reuses a slot. The counters are atomic. Everything
+ * else here (setup, the current span, the batch-ready hook) is the loop
+ * thread's, and trace_queue_setup() runs only while no consumer does.
  *
  * Who records: the HTTP front-end (a SERVER span per inbound API call), the
  * invoke block (a CLIENT span per call into an app). Blocks still to come
@@ -47,7 +56,7 @@ typedef struct Span {
 
 /* Is an exporter set up (spans are worth making)? */
 bool trace_enabled(void);
-/* Sets up (capacity > 0) or tears down (0) the ring. -ENOMEM. */
+/* Sets up (capacity > 0, a power of two) or tears down (0) the ring; never while a consumer runs. -ENOMEM. */
 int trace_queue_setup(size_t capacity);
 
 /*
@@ -76,8 +85,8 @@ void trace_span_end_at(Span *s, uint64_t now_usec, unsigned http_status, bool er
 
 /*
  * Runs fn (the exporter's) when the queue has just reached n spans: a batch is worth sending now
- * rather than at the next tick. fn runs inside trace_span_end(), on the request's path: it may only
- * schedule the work (enable a defer source), never do it. fn NULL: none.
+ * rather than at the next tick. fn runs inside trace_span_end(), on the loop thread and the request's
+ * path: it may only wake the exporter, never do its work. fn NULL: none.
  */
 void trace_set_batch_ready(size_t n, void (*fn)(void *userdata), void *userdata);
 
@@ -91,14 +100,15 @@ const TraceContext *trace_current(void);
 bool trace_span_begin_child(Span *s, SpanKind kind, const char *name, const char *service);
 
 /*
- * The queued spans, oldest first, read in place (no copy): trace_queue_at(i) for i <
- * trace_queue_length(), valid until the next trace_queue_pop() or trace_queue_setup().
+ * The queued spans, oldest first, read in place (no copy) by the consumer: trace_queue_at(i) for
+ * i < trace_queue_length(), valid until its next trace_queue_pop() or trace_queue_setup().
+ * trace_queue_length() may be read by any thread (a gauge: a moment's figure).
  */
 size_t trace_queue_length(void);
 const Span *trace_queue_at(size_t i);
-/* Removes the n oldest (n <= length). */
+/* Removes the n oldest (n <= length); consumer only. */
 void trace_queue_pop(size_t n);
-/* Counts spans the exporter gave up on (as dropped). */
+/* Counts spans the exporter gave up on (as dropped). Any thread. */
 void trace_count_dropped(uint64_t n);
 void trace_count_exported(uint64_t n);
 uint64_t trace_dropped(void);

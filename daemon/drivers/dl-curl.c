@@ -24,6 +24,8 @@ DLSYM_PROTOTYPE(curl_multi_assign) = NULL;
 DLSYM_PROTOTYPE(curl_multi_cleanup) = NULL;
 DLSYM_PROTOTYPE(curl_multi_info_read) = NULL;
 DLSYM_PROTOTYPE(curl_multi_init) = NULL;
+DLSYM_PROTOTYPE(curl_multi_perform) = NULL;
+DLSYM_PROTOTYPE(curl_multi_poll) = NULL;
 DLSYM_PROTOTYPE(curl_multi_remove_handle) = NULL;
 DLSYM_PROTOTYPE(curl_multi_setopt) = NULL;
 DLSYM_PROTOTYPE(curl_multi_socket_action) = NULL;
@@ -44,6 +46,8 @@ static const DlSym curl_syms[] = {
         DLSYM(curl_multi_cleanup),
         DLSYM(curl_multi_info_read),
         DLSYM(curl_multi_init),
+        DLSYM(curl_multi_perform),
+        DLSYM(curl_multi_poll),
         DLSYM(curl_multi_remove_handle),
         DLSYM(curl_multi_setopt),
         DLSYM(curl_multi_socket_action),

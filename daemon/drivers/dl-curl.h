@@ -30,6 +30,8 @@ extern DLSYM_PROTOTYPE(curl_multi_assign);
 extern DLSYM_PROTOTYPE(curl_multi_cleanup);
 extern DLSYM_PROTOTYPE(curl_multi_info_read);
 extern DLSYM_PROTOTYPE(curl_multi_init);
+extern DLSYM_PROTOTYPE(curl_multi_perform);
+extern DLSYM_PROTOTYPE(curl_multi_poll);
 extern DLSYM_PROTOTYPE(curl_multi_remove_handle);
 extern DLSYM_PROTOTYPE(curl_multi_setopt);
 extern DLSYM_PROTOTYPE(curl_multi_socket_action);

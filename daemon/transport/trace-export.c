@@ -4,14 +4,19 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "../core/configuration.h"
 #include "../core/metrics.h"
 #include "../core/trace.h"
-#include "../drivers/curl-event.h"
 #include "../drivers/dl-curl.h"
 #include "../util/cleanup.h"
 #include "../util/growbuf.h"
@@ -31,29 +36,41 @@ typedef enum ExportFormat {
 } ExportFormat;
 
 struct TraceExporter {
-        sd_event *event;
-        CurlEvent *curl;
+        /* Set up by trace_exporter_configure() on the loop thread before the exporter's thread starts,
+         * then read-only (the curl handles are the exporter thread's alone). */
         ExportFormat format;
-        char *url;
+        char *url;              /* NULL: stdout only (no libcurl then) */
         char *headers_spec;     /* otel.headers as configured, to notice a change */
         long timeout_ms;
-        bool to_stdout;
-        sd_event_source *tick;
-        sd_event_source *kick;  /* defer: a full batch is queued, send it without waiting for the tick */
-        uint64_t last_send;
-        /* the batch out (or waiting to go again) */
+        CURLM *multi;
         CURL *easy;
         struct curl_slist *headers;
+        pthread_t thread;
+        bool thread_started;
+
+        /* loop thread -> exporter thread: a write to wake_fd wakes it (a full batch, a flush, stop) */
+        int wake_fd;
+        atomic_bool to_stdout;
+        atomic_bool stop;
+        atomic_bool flush;      /* a graceful stop waits: send everything now, then write flushed_fd */
+        _Atomic uint64_t flush_deadline;
+        /* exporter thread -> loop thread */
+        atomic_bool busy;       /* a batch is out or waiting for its retry: the queue is not all there is */
+        int flushed_fd;
+        sd_event_source *flushed_source;
+        /* the loop thread's */
+        TraceFlushedFn flushed;
+        void *flushed_userdata;
+
+        /* The exporter thread's own: the batch out (or waiting to go again). */
+        uint64_t last_send;
         char *body;
         size_t body_len, body_cap;
         size_t n_spans;
         unsigned attempts;
         uint64_t retry_at;      /* 0: not waiting */
         bool in_flight;
-        /* a graceful stop waits for the queue to empty */
-        TraceFlushedFn flushed;
-        void *flushed_userdata;
-        uint64_t flush_deadline;
+        bool flushing;
         /* encode_otlp()'s work space, kept: a batch costs no allocation but its body's growth */
         char *spare;            /* the last body's buffer, reused for the next */
         size_t spare_cap;
@@ -63,12 +80,6 @@ struct TraceExporter {
         const Span *span[TRACE_BATCH_MAX];
         size_t spans_len[TRACE_BATCH_MAX];
 };
-
-static uint64_t now(TraceExporter *e) {
-        uint64_t t = 0;
-        (void) sd_event_now(e->event, CLOCK_MONOTONIC, &t);
-        return t;
-}
 
 static void writer(FILE *f, void *userdata) {
         fprintf(f, "# HELP mooring_trace_spans_dropped_total Spans not exported: the queue was full, or the "
@@ -401,7 +412,7 @@ static char *encode_zipkin(size_t n, size_t *ret_len) {
         return buf_finish(&b);
 }
 
-/* ---- sending ---- */
+/* ---- sending (the exporter's thread) ---- */
 
 static void batch_done(TraceExporter *e) {
         /* the body's buffer is kept for the next (the largest one, bounded by a full batch) */
@@ -415,54 +426,59 @@ static void batch_done(TraceExporter *e) {
         e->n_spans = 0;
         e->attempts = 0;
         e->retry_at = 0;
+        atomic_store(&e->busy, false);
 }
 
-static void send_body(TraceExporter *e);
-static void pump(TraceExporter *e);
+/* Tells the loop thread that the flush it asked for is over. */
+static void flush_over(TraceExporter *e) {
+        uint64_t one = 1;
+        e->flushing = false;
+        atomic_store(&e->flush, false);
+        (void) !write(e->flushed_fd, &one, sizeof one);
+}
 
-static void on_sent(CURL *easy, CURLcode result, void *userdata) {
-        TraceExporter *e = userdata;
+static void pump(TraceExporter *e, uint64_t t);
+
+static void on_sent(TraceExporter *e, CURLcode result, uint64_t t) {
         long code = 0;
 
         e->in_flight = false;
         if (result == CURLE_OK)
-                (void) sym_curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+                (void) sym_curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &code);
         if (result == CURLE_OK && code >= 200 && code <= 299) {
                 trace_count_exported(e->n_spans);
                 batch_done(e);
-        } else {
-                e->attempts++;
-                if (e->attempts > TRACE_RETRIES || e->flushed) {
-                        log_warning("Trace export to %s failed %u times (%s), dropping %zu spans.", e->url,
-                                    e->attempts, result != CURLE_OK ? sym_curl_easy_strerror(result) : "HTTP error",
-                                    e->n_spans);
-                        trace_count_dropped(e->n_spans);
-                        batch_done(e);
-                } else {
-                        uint64_t backoff = BACKOFF_MIN_USEC << (e->attempts - 1);
-                        if (e->attempts == 1)
-                                log_debug("Trace export to %s failed (%s, HTTP %ld), retrying.", e->url,
-                                          result != CURLE_OK ? sym_curl_easy_strerror(result) : "answer", code);
-                        e->retry_at = now(e) + MIN(backoff, BACKOFF_MAX_USEC);
-                }
+                return;
         }
-        pump(e);
+        e->attempts++;
+        if (e->attempts > TRACE_RETRIES || e->flushing) {
+                log_warning("Trace export to %s failed %u times (%s), dropping %zu spans.", e->url, e->attempts,
+                            result != CURLE_OK ? sym_curl_easy_strerror(result) : "HTTP error", e->n_spans);
+                trace_count_dropped(e->n_spans);
+                batch_done(e);
+        } else {
+                uint64_t backoff = BACKOFF_MIN_USEC << (e->attempts - 1);
+                if (e->attempts == 1)
+                        log_debug("Trace export to %s failed (%s, HTTP %ld), retrying.", e->url,
+                                  result != CURLE_OK ? sym_curl_easy_strerror(result) : "answer", code);
+                e->retry_at = t + MIN(backoff, BACKOFF_MAX_USEC);
+        }
 }
 
-static void send_body(TraceExporter *e) {
+static void send_body(TraceExporter *e, uint64_t t) {
         if (sym_curl_easy_setopt(e->easy, CURLOPT_URL, e->url) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDS, e->body) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDSIZE, (long) e->body_len) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_HTTPHEADER, e->headers) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS, e->timeout_ms) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-            curl_event_start(e->curl, e->easy, on_sent, e) < 0) {
+            sym_curl_multi_add_handle(e->multi, e->easy) != CURLM_OK) {
                 trace_count_dropped(e->n_spans);
                 batch_done(e);
                 return;
         }
         e->in_flight = true;
-        e->last_send = now(e);
+        e->last_send = t;
 }
 
 static void write_stdout(size_t n) {
@@ -478,69 +494,142 @@ static void write_stdout(size_t n) {
         fflush(stdout);
 }
 
-/* Starts the next transfer when it is time: a retry that is due, or a new batch. */
-static void pump(TraceExporter *e) {
-        uint64_t t = now(e);
+/* Starts the next transfer when it is time (a retry that is due, or a new batch); ends a flush when
+ * nothing is left. t: now (CLOCK_MONOTONIC microseconds). */
+static void pump(TraceExporter *e, uint64_t t) {
         if (e->in_flight)
                 return;
         if (e->body) {
-                if (e->retry_at <= t || e->flushed)
-                        send_body(e);
+                if (e->retry_at <= t || e->flushing)
+                        send_body(e, t);
                 return;
         }
         size_t q = trace_queue_length();
-        if (q == 0 || (!e->flushed && q < TRACE_BATCH_MAX && t - e->last_send < SEND_EVERY_USEC)) {
-                if (q == 0 && e->flushed) {
-                        TraceFlushedFn fn = e->flushed;
-                        e->flushed = NULL;
-                        fn(e->flushed_userdata);
-                }
+        if (q == 0 || (!e->flushing && q < TRACE_BATCH_MAX && t - e->last_send < SEND_EVERY_USEC)) {
+                if (q == 0 && e->flushing)
+                        flush_over(e);
                 return;
         }
         /* Encoded from the queue in place, then taken off it: the body is what a retry resends. */
         e->n_spans = MIN(q, (size_t) TRACE_BATCH_MAX);
-        if (e->to_stdout)
+        if (atomic_load_explicit(&e->to_stdout, memory_order_relaxed))
                 write_stdout(e->n_spans);
         if (!e->url) {
                 trace_queue_pop(e->n_spans);
                 trace_count_exported(e->n_spans);
                 e->n_spans = 0;
-                return pump(e);
+                e->last_send = t;
+                return pump(e, t);
         }
         e->body = e->format == EXPORT_OTLP_HTTP ? encode_otlp(e, e->n_spans, &e->body_len)
                                                 : encode_zipkin(e->n_spans, &e->body_len);
+        /* busy before the spans leave the queue: trace_exporter_flush() never sees neither */
+        atomic_store(&e->busy, true);
         trace_queue_pop(e->n_spans);
         if (!e->body) {
                 trace_count_dropped(e->n_spans);
                 batch_done(e);
                 return;
         }
-        send_body(e);
+        send_body(e, t);
 }
 
-/* A full batch is queued (trace_span_end(), on a request's path): send it from the loop, soon. */
+/* How long the thread may sleep: until the next thing it has to do, a tick at most. */
+static int sleep_ms(TraceExporter *e, uint64_t t) {
+        uint64_t next = t + TICK_USEC;
+        if (e->body && !e->in_flight)
+                next = MIN(next, e->retry_at);
+        else if (!e->body && trace_queue_length() > 0)
+                next = MIN(next, e->last_send + SEND_EVERY_USEC);
+        if (e->flushing)
+                next = MIN(next, atomic_load(&e->flush_deadline));
+        return next > t ? (int) ((next - t + 999) / 1000) : 0;
+}
+
+/* Runs libcurl's part of the transfer out, if one is; true when it has just ended. */
+static bool drive(TraceExporter *e, uint64_t t) {
+        int running = 0, left = 0;
+        CURLMsg *m;
+        bool ended = false;
+
+        if (!e->multi)
+                return false;
+        (void) sym_curl_multi_perform(e->multi, &running);
+        while ((m = sym_curl_multi_info_read(e->multi, &left)))
+                if (m->msg == CURLMSG_DONE && m->easy_handle == e->easy) {
+                        CURLcode result = m->data.result;
+                        (void) sym_curl_multi_remove_handle(e->multi, e->easy);
+                        on_sent(e, result, t);
+                        ended = true;
+                }
+        return ended;
+}
+
+/* Sleeps until woken (wake_fd) or ms have passed, watching the transfer's sockets if one is out. */
+static void wait_for_work(TraceExporter *e, int ms) {
+        if (e->multi) {
+                struct curl_waitfd w = { .fd = e->wake_fd, .events = CURL_WAIT_POLLIN };
+                (void) sym_curl_multi_poll(e->multi, &w, 1, ms, NULL);
+        } else {
+                struct pollfd p = { .fd = e->wake_fd, .events = POLLIN };
+                (void) poll(&p, 1, ms);
+        }
+        uint64_t n;
+        (void) !read(e->wake_fd, &n, sizeof n); /* non-blocking: resets the count if it was woken */
+}
+
+static void *exporter_thread(void *userdata) {
+        TraceExporter *e = userdata;
+
+        while (!atomic_load(&e->stop)) {
+                uint64_t t = trace_now_usec();
+                if (!e->flushing && atomic_load(&e->flush))
+                        e->flushing = true;
+                if (e->flushing && t >= atomic_load(&e->flush_deadline)) {
+                        /* out of time: what is left is dropped, the daemon goes */
+                        if (e->in_flight) {
+                                (void) sym_curl_multi_remove_handle(e->multi, e->easy);
+                                e->in_flight = false;
+                        }
+                        size_t q = trace_queue_length();
+                        trace_queue_pop(q);
+                        trace_count_dropped(q + e->n_spans);
+                        batch_done(e);
+                        flush_over(e);
+                }
+                pump(e, t);
+                if (drive(e, t))
+                        continue; /* a batch has just ended: the next may go at once */
+                wait_for_work(e, sleep_ms(e, t));
+        }
+        if (e->in_flight) {
+                (void) sym_curl_multi_remove_handle(e->multi, e->easy);
+                e->in_flight = false;
+        }
+        return NULL;
+}
+
+static void wake(TraceExporter *e) {
+        uint64_t one = 1;
+        (void) !write(e->wake_fd, &one, sizeof one);
+}
+
+/* ---- the loop thread's side ---- */
+
+/* A full batch is queued (trace_span_end(), on a request's path): wake the exporter. */
 static void on_batch_ready(void *userdata) {
-        TraceExporter *e = userdata;
-        (void) sd_event_source_set_enabled(e->kick, SD_EVENT_ONESHOT);
+        wake(userdata);
 }
 
-static int on_kick(sd_event_source *s, void *userdata) {
-        pump(userdata);
-        return 0;
-}
-
-static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+static int on_flushed(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         TraceExporter *e = userdata;
-        if (e->flushed && now(e) >= e->flush_deadline) {
-                /* out of time: what is left is dropped, the daemon goes */
+        uint64_t n;
+        (void) !read(fd, &n, sizeof n);
+        if (e->flushed) {
                 TraceFlushedFn fn = e->flushed;
                 e->flushed = NULL;
-                trace_count_dropped(trace_queue_length() + e->n_spans);
                 fn(e->flushed_userdata);
-        } else
-                pump(e);
-        (void) sd_event_source_set_time_relative(s, TICK_USEC);
-        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT); /* a timer is off once it fired */
+        }
         return 0;
 }
 
@@ -549,21 +638,25 @@ TraceExporter *trace_exporter_free(TraceExporter *e) {
                 return NULL;
         metrics_remove_writer(writer, e);
         trace_set_batch_ready(0, NULL, NULL);
-        sd_event_source_disable_unref(e->tick);
-        sd_event_source_disable_unref(e->kick);
-        if (e->easy && e->in_flight)
-                curl_event_cancel(e->curl, e->easy);
+        if (e->thread_started) {
+                atomic_store(&e->stop, true);
+                wake(e);
+                (void) pthread_join(e->thread, NULL);
+        }
+        sd_event_source_disable_unref(e->flushed_source);
         if (e->easy)
                 sym_curl_easy_cleanup(e->easy);
+        if (e->multi)
+                (void) sym_curl_multi_cleanup(e->multi);
         if (e->headers)
                 sym_curl_slist_free_all(e->headers);
-        curl_event_free(e->curl);
+        safe_close(e->wake_fd);
+        safe_close(e->flushed_fd);
         trace_count_dropped(e->n_spans);
         free(e->body);
         free(e->spare);
         free(e->url);
         free(e->headers_spec);
-        sd_event_unref(e->event);
         free(e);
         (void) trace_queue_setup(0);
         return NULL;
@@ -607,7 +700,7 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
         long timeout = format == EXPORT_OTLP_HTTP && t->otel_timeout_ms ? (long) t->otel_timeout_ms : REQUEST_TIMEOUT_MS;
         if (e && streq_ptr(e->url, url) && e->format == format && streq_ptr(e->headers_spec, hspec) &&
             e->timeout_ms == timeout) {
-                e->to_stdout = to_stdout;
+                atomic_store(&e->to_stdout, to_stdout);
                 return;
         }
         *ret = e = trace_exporter_free(e);
@@ -617,16 +710,18 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
                 log_oom();
                 return;
         }
-        e->event = sd_event_ref(event);
+        e->wake_fd = e->flushed_fd = -EBADF;
         e->format = format;
-        e->to_stdout = to_stdout;
+        atomic_store(&e->to_stdout, to_stdout);
         e->url = TAKE_PTR(url);
         e->timeout_ms = timeout;
         int r = 0;
         if (hspec && !(e->headers_spec = strdup(hspec)))
                 r = -ENOMEM;
-        if (e->url) {
-                r = curl_event_new(event, "trace export", &e->curl, &err);
+        if (r >= 0 && e->url) {
+                r = dlopen_curl("trace export", &err);
+                if (r >= 0 && !(e->multi = sym_curl_multi_init()))
+                        r = -ENOMEM;
                 if (r >= 0 && !(e->easy = sym_curl_easy_init()))
                         r = -ENOMEM;
                 if (r >= 0 && !(e->headers = sym_curl_slist_append(NULL, format == EXPORT_OTLP_HTTP
@@ -652,16 +747,24 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
                         p += l + (p[l] == ',');
                 }
         }
+        if (r >= 0 && ((e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+                       (e->flushed_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0))
+                r = -errno;
+        if (r >= 0)
+                r = sd_event_add_io(event, &e->flushed_source, e->flushed_fd, EPOLLIN, on_flushed, e);
         if (r >= 0)
                 r = trace_queue_setup(TRACE_QUEUE_MAX);
         if (r >= 0)
-                r = sd_event_add_time_relative(event, &e->tick, CLOCK_MONOTONIC, TICK_USEC, TICK_USEC / 4, on_tick, e);
-        if (r >= 0)
-                r = sd_event_add_defer(event, &e->kick, on_kick, e);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(e->kick, SD_EVENT_OFF);
-        if (r >= 0)
                 r = metrics_add_writer(writer, e);
+        if (r >= 0) {
+                /* Spans are encoded and sent on a thread of their own: the loop only copies each into the
+                 * ring (see trace.h). It inherits the loop thread's blocked signals. */
+                e->last_send = trace_now_usec();
+                r = -pthread_create(&e->thread, NULL, exporter_thread, e);
+                e->thread_started = r >= 0;
+                if (r >= 0)
+                        (void) pthread_setname_np(e->thread, "trace-export");
+        }
         if (r >= 0)
                 trace_set_batch_ready(TRACE_BATCH_MAX, on_batch_ready, e);
         if (r < 0) {
@@ -674,13 +777,16 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
         *ret = e;
 }
 
+/* Called on the loop thread: the exporter's thread sends what is queued at once and says when the
+ * queue is empty (on_flushed()), or gives up at the deadline. */
 void trace_exporter_flush(TraceExporter *e, TraceFlushedFn done, void *userdata) {
-        if (!e || (trace_queue_length() == 0 && !e->body)) {
+        if (!e || (trace_queue_length() == 0 && !atomic_load(&e->busy))) {
                 done(userdata);
                 return;
         }
         e->flushed = done;
         e->flushed_userdata = userdata;
-        e->flush_deadline = now(e) + TRACE_FLUSH_USEC;
-        pump(e);
+        atomic_store(&e->flush_deadline, trace_now_usec() + TRACE_FLUSH_USEC);
+        atomic_store(&e->flush, true);
+        wake(e);
 }

@@ -8,13 +8,18 @@
  * spec.tracing.stdout also writes each span as one JSON line on stdout.
  *
  * Batched (at most TRACE_BATCH_MAX spans a request, every second or as soon
- * as a batch is queued: a defer source, never on the request's path), one
- * request at a time, through libcurl on the loop
- * (drivers/curl-event.h: never blocks). A failed batch is sent again with
- * backoff (0.5 s doubling, up to 30 s) TRACE_RETRIES times, then counted as
- * dropped; meanwhile new spans wait in the bounded queue, past which they are
- * dropped and counted. On a graceful stop what is queued is sent once more
- * (bounded by TRACE_FLUSH_USEC) before the daemon exits.
+ * as a batch is queued), one request at a time. The encoding and the
+ * sending run on a thread of the exporter's own: the loop thread only copies
+ * each finished span into the lock-free ring of core/trace.h and, once per
+ * full batch, wakes the thread (an eventfd write), so the export costs the
+ * request path nothing else and never blocks it. The thread drives libcurl's
+ * multi interface (its own connection, kept alive) and sleeps in
+ * curl_multi_poll() until woken, a transfer moves, or a tick passes. A failed
+ * batch is sent again with backoff (0.5 s doubling, up to 30 s)
+ * TRACE_RETRIES times, then counted as dropped; meanwhile new spans wait in
+ * the bounded queue, past which they are dropped and counted. On a graceful
+ * stop what is queued is sent once more (bounded by TRACE_FLUSH_USEC) before
+ * the daemon exits; the thread tells the loop through a second eventfd.
  */
 #pragma once
 
@@ -36,6 +41,7 @@ typedef struct TraceExporter TraceExporter;
 void trace_exporter_configure(TraceExporter **e, sd_event *event, const Configuration *c);
 TraceExporter *trace_exporter_free(TraceExporter *e);
 
-/* Sends what is queued, then runs done (at once when nothing is, or after TRACE_FLUSH_USEC at most). */
+/* Sends what is queued, then runs done on the loop (at once when nothing is, or after TRACE_FLUSH_USEC at
+ * most). */
 typedef void (*TraceFlushedFn)(void *userdata);
 void trace_exporter_flush(TraceExporter *e, TraceFlushedFn done, void *userdata);
