@@ -9,7 +9,9 @@
 # best run of each is kept. Prints throughput on/off (target: the cost stays
 # under 5%, i.e. on/off >= 0.95), the daemon's CPU per request in both and the
 # spans it exported and dropped; then (obs_cg_duration > 0) both once more
-# under callgrind: instructions per request off and on, and their ratio.
+# under callgrind: instructions per request off and on, and their ratio, for
+# the loop thread (what throughput follows: the exporter has a thread of its
+# own) and for the whole process (the cost the exporter's thread only moves).
 
 # obs_config off|on RECEIVER_PORT: writes $tmp/config/config.yaml
 obs_config() {
@@ -104,7 +106,7 @@ obs_callgrind() {
                 [ -z "$mooringd_pid" ] || stop_mooringd
                 obs_config "$mode" "$obs_rx_port"
                 cg=$tmp/cg.obs-$mode
-                srv_pin=(valgrind --tool=callgrind --trace-children=yes --instr-atstart=no
+                srv_pin=(valgrind --tool=callgrind --trace-children=yes --instr-atstart=no --separate-threads=yes
                          "--callgrind-out-file=$cg.%p")
                 start_mooringd "$tmp/state"
                 "$ready" || { show_mooringd_log; die "mooringd under callgrind did not come up (observability $mode)"; }
@@ -116,8 +118,14 @@ obs_callgrind() {
                 callgrind_control -i off "$mooringd_pid" >/dev/null 2>&1
                 stop_mooringd
                 nreq=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
-                ir=$(cat "$cg".* | awk '$1 == "totals:" || $1 == "summary:" { v = $2 } END { print v + 0 }')
+                # one file per thread (name ending in -01, -02, ...): the first is the loop thread, the
+                # others the exporter's (on) and the worker pool's if it ran; the process is their sum
+                ir=$(for f in "$cg".*; do awk '$1 == "totals:" || $1 == "summary:" { v = $2 } END { print v + 0 }' "$f"; done |
+                        awk '{ s += $1 } END { print s + 0 }')
+                irl=$(for f in "$cg".*-01; do awk '$1 == "totals:" || $1 == "summary:" { v = $2 } END { print v + 0 }' "$f"; done |
+                        awk '{ s += $1 } END { print s + 0 }')
                 obs_ir[$mode]=$(awk -v i="$ir" -v n="${nreq:-0}" 'BEGIN { if (n > 0) printf "%.0f", i / n; else print "nan" }')
+                obs_irl[$mode]=$(awk -v i="$irl" -v n="${nreq:-0}" 'BEGIN { if (n > 0) printf "%.0f", i / n; else print "nan" }')
                 obs_irn[$mode]=$nreq
         done
         srv_pin=("${saved_pin[@]}")
@@ -165,7 +173,7 @@ obs_compare() {
         sleep 2
         spans=$(curl -s --max-time 2 "http://127.0.0.1:$rx_port/" || echo "?")
         stop_mooringd
-        declare -A obs_ir obs_irn
+        declare -A obs_ir obs_irl obs_irn
         [ "${obs_cg_duration:-0}" -eq 0 ] || obs_callgrind "$url" "$ready" "$@"
         obs_receiver_stop
         local ratio met
@@ -175,8 +183,11 @@ obs_compare() {
         echo "all runs (req/s): off ${obs_all[off]}; on ${obs_all[on]}; receiver got $spans export requests"
         echo "throughput on/off: $ratio (target >= 0.95, a cost under 5%: $met)"
         if [ -n "${obs_ir[on]:-}" ]; then
-                echo "callgrind, instructions per request (user space, ${obs_cg_duration}s of wrk each, export included):" \
-                     "off ${obs_ir[off]} (${obs_irn[off]} requests), on ${obs_ir[on]} (${obs_irn[on]} requests)," \
+                echo "callgrind, instructions per request (user space, ${obs_cg_duration}s of wrk each, export included):"
+                echo "  loop thread (what throughput follows): off ${obs_irl[off]}, on ${obs_irl[on]}," \
+                     "on/off $(awk -v a="${obs_irl[on]}" -v b="${obs_irl[off]}" 'BEGIN { printf "%.3f", a / b }')"
+                echo "  whole process (all threads, the exporter's included): off ${obs_ir[off]} (${obs_irn[off]} requests)," \
+                     "on ${obs_ir[on]} (${obs_irn[on]} requests)," \
                      "on/off $(awk -v a="${obs_ir[on]}" -v b="${obs_ir[off]}" 'BEGIN { printf "%.3f", a / b }')"
         fi
         echo

@@ -84,21 +84,20 @@ void trace_id_format(const TraceContext *t, char buf[static 33]) {
 
 /*
  * Trace and span ids must be unique, not secret (W3C Trace Context: "randomly
- * generated"): xoshiro256** seeded once per thread from getrandom(), so a new
- * span costs no system call on the hot path (a getrandom() per id was two
- * syscalls per proxied call).
+ * generated"): splitmix64 over a per-thread counter seeded once from
+ * getrandom(), so a new span costs no system call on the hot path (a
+ * getrandom() per id was two syscalls per proxied call) and a handful of
+ * instructions: one word of state, an add and a mix. The mix is a bijection
+ * of the counter, so a thread repeats no id before 2^64 of them; threads and
+ * processes start at unrelated random points. (xoshiro256** before it kept
+ * four words of state and cost about three times as much per id.)
  */
 /* initial-exec: the daemon's code is linked into the executable, so the thread's copy is at a fixed
  * offset from the thread pointer; the default for position-independent code called
  * __tls_get_addr() on every access (about a third of making an id). */
-static _Thread_local uint64_t rng_state[4] __attribute__((tls_model("initial-exec")));
+static _Thread_local uint64_t rng_state __attribute__((tls_model("initial-exec")));
 static _Thread_local bool rng_seeded __attribute__((tls_model("initial-exec")));
 
-static uint64_t rotl64(uint64_t x, int k) {
-        return (x << k) | (x >> (64 - k));
-}
-
-/* splitmix64: spreads a weak seed (time, pid) over the whole state when getrandom() fails. */
 static uint64_t splitmix64(uint64_t *x) {
         uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -107,35 +106,21 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 static void rng_seed(void) {
-        if (getrandom(rng_state, sizeof rng_state, GRND_NONBLOCK) != (ssize_t) sizeof rng_state) {
+        if (getrandom(&rng_state, sizeof rng_state, GRND_NONBLOCK) != (ssize_t) sizeof rng_state) {
+                /* no entropy yet (early boot): time, pid and an address, spread by the mix itself */
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 uint64_t x = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
                 x ^= (uint64_t) getpid() << 32 ^ (uint64_t) (uintptr_t) &x;
-                for (size_t i = 0; i < 4; i++)
-                        rng_state[i] = splitmix64(&x);
+                rng_state = splitmix64(&x);
         }
-        if (all_zero((const uint8_t *) rng_state, sizeof rng_state))
-                rng_state[0] = 1; /* the one state xoshiro never leaves */
         rng_seeded = true;
-}
-
-static uint64_t rng_next(void) {
-        uint64_t *s = rng_state;
-        uint64_t result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = rotl64(s[3], 45);
-        return result;
 }
 
 static inline uint64_t random_word(void) {
         if (_unlikely_(!rng_seeded))
                 rng_seed();
-        return rng_next();
+        return splitmix64(&rng_state);
 }
 
 void trace_context_new_span(const TraceContext *parent, bool sampled, TraceContext *ret) {
