@@ -321,6 +321,28 @@ class TracingTest(DaemonTestCase):
         wait_for(lambda: counter("mooring_trace_spans_exported_total") > 0, timeout=60,
                  what="spans exported once the receiver is up")
 
+    def test_reload_moves_the_export_to_the_new_collector(self):
+        # a new endpoint on reload: the exporter's thread is stopped and a new one started
+        rx1, rx2 = Receiver(), Receiver()
+        self.addCleanup(rx1.stop)
+        self.addCleanup(rx2.stop)
+        d, b, c = self.chain_daemon(config_yaml(1, zipkin=f"http://127.0.0.1:{rx1.port}/api/v2/spans"))
+        sock = d.app_socket("a")
+        self.assertEqual(request(sock, "GET", "/v1.0/metadata").status, 200)
+        wait_for(lambda: rx1.snapshot(), what="the first span at the first collector")
+        with open(os.path.join(d.config, "config.yaml"), "w") as f:
+            f.write(config_yaml(1, otel=f"127.0.0.1:{rx2.port}"))
+        n = len(d.notify.messages)
+        d.signal(signal.SIGHUP)
+        i = d.notify.wait("RELOADING=1", after=n)
+        d.notify.wait("READY=1", after=i)
+        self.assertEqual(request(sock, "GET", "/v1.0/metadata").status, 200)
+        got = wait_for(lambda: rx2.snapshot(), what="the span at the new collector")
+        self.assertEqual([x["name"] for x in got], ["/v1.0/metadata"])
+        self.assertEqual(rx2.posts[0], ("/v1/traces", "application/x-protobuf"))
+        self.assertEqual([x["name"] for x in rx1.snapshot()], ["/v1.0/metadata"])
+        d.stop()
+
 
 if __name__ == "__main__":
     main()
