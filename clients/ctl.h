@@ -279,6 +279,8 @@ typedef struct CtlLogsRequest {
 /* ctl-http.c: GET route on the shared socket, the answer's JSON (errors reported) */
 int ctl_http_get_json(const CtlOptions *o, const char *route, json_t **ret);
 
+/* ctl-cluster.c: prints this host's view of the cluster (shared socket) */
+int ctl_cluster(const CtlOptions *o);
 /* ctl-resiliency.c: prints the Resiliency policies and circuit breakers (shared socket) */
 int ctl_resiliency(const CtlOptions *o);
 

@@ -113,6 +113,7 @@ static void help(void) {
                "  subscriptions           List the running pub/sub subscriptions\n"
                "  actors                  List the hosted actor types and their active actors\n"
                "  resiliency              List the Resiliency policies and circuit breakers\n"
+               "  cluster                 Show the cluster's hosts with their apps and actor types\n"
                "  actor invoke TYPE ID METHOD\n"
                "                          Call METHOD of actor TYPE/ID (--data: its body) and\n"
                "                          print the answer\n"
@@ -239,6 +240,10 @@ static const struct {
         { "resiliency", "resiliency",
           "List the Resiliency documents in force (timeouts, retries, circuit breakers, targets) and\n"
           "the circuit breakers made so far with their state (over the shared socket)." },
+        { "cluster", "cluster",
+          "Show this host's view of the cluster ([Cluster] in mooringd.conf): the membership engine and\n"
+          "whether it is connected, and every live host with its address, lease left, healthy apps and\n"
+          "actor types; '*' marks this host (over the shared socket)." },
         { "actor", "actor invoke TYPE ID METHOD [--data=D|@FILE|-] [--app=APP_ID] | actor reminders TYPE ID",
           "Call METHOD of actor TYPE/ID and print its answer, or list the actor's reminders." },
         { "lock", "lock STORE RESOURCE OWNER SECONDS [--app=APP_ID]",
@@ -1126,8 +1131,8 @@ static int dashboard_main(Args *args, int argc, char *argv[]) {
         return exit_status(ctl_dashboard(&args->options, args->open));
 }
 
-/* "resiliency": always over the shared socket (the default one unless told), as dashboard. */
-static int resiliency_main(Args *args, int argc, char *argv[]) {
+/* "resiliency", "cluster": always over the shared socket (the default one unless told), as dashboard. */
+static int resiliency_main(Args *args, const char *verb, int argc, char *argv[]) {
         char *pos[1];
         _cleanup_free_ char *dflt = NULL;
         int n, r;
@@ -1144,7 +1149,7 @@ static int resiliency_main(Args *args, int argc, char *argv[]) {
                         return exit_status(ctl_log_oom());
                 args->options.socket_path = dflt;
         }
-        r = ctl_resiliency(&args->options);
+        r = streq(verb, "cluster") ? ctl_cluster(&args->options) : ctl_resiliency(&args->options);
         if (r >= 0)
                 r = flush_stdout();
         return exit_status(r);
@@ -1262,8 +1267,8 @@ int main(int argc, char *argv[]) {
                 return logs_main(&args, n_rest + 1, rest - 1);
         if (streq(verb, "dashboard"))
                 return dashboard_main(&args, n_rest + 1, rest - 1);
-        if (streq(verb, "resiliency"))
-                return resiliency_main(&args, n_rest + 1, rest - 1);
+        if (streq(verb, "resiliency") || streq(verb, "cluster"))
+                return resiliency_main(&args, verb, n_rest + 1, rest - 1);
         if (streq(verb, "help")) {
                 if (n_rest > 1) {
                         usage_error("unexpected argument '%s'", rest[1]);

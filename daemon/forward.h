@@ -23,4 +23,5 @@ typedef struct Registry Registry;
 typedef struct StateStore StateStore;
 typedef struct HttpStream HttpStream;
 typedef struct Manager Manager;
+typedef struct Membership Membership;
 typedef struct Transport Transport;

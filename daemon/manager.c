@@ -121,6 +121,8 @@ Manager *manager_free(Manager *m) {
                 reg->n_bindings = 0;
                 /* Actor turns end before the stores their reminders and state live in close. */
                 actors_done(reg);
+                /* The blocks above are done with the cluster view: this host's record is withdrawn. */
+                manager_membership_stop(m);
                 /* Subscriptions before the brokers they hang off. */
                 pubsub_done(reg);
                 for (size_t i = 0; i < reg->n_pubsubs; i++)
@@ -1375,6 +1377,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_oom();
         (void) bindings_reload(m->registry);
+        r = manager_membership_start(m);
+        if (r < 0)
+                return r;
 
         if (m->bus_mode != BUS_MODE_NONE) {
                 r = runtime_bus_setup(m);

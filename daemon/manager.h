@@ -105,6 +105,11 @@ bool manager_is_ready(const Manager *m);
 uint64_t manager_max_body(const Manager *m);
 uint64_t manager_uptime_sec(const Manager *m);
 
+/* manager-membership.c: cluster membership when [Cluster] is on (logs its errors); and its end (withdraws
+ * this host's record). */
+int manager_membership_start(Manager *m);
+void manager_membership_stop(Manager *m);
+
 /* From the HTTP front-end: the last request in flight ended. */
 void manager_on_http_drained(Manager *m);
 

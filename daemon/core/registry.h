@@ -90,6 +90,7 @@ struct Registry {
         BindingRunner *binding_runners; /* input bindings read for apps (blocks/bindings.c) */
         struct ActorRuntime *actors;  /* hosted actor types, active actors, reminders (blocks/actors.c) */
         struct Resiliency *resiliency; /* the Resiliency policies in force (core/resiliency.h), ref; NULL: none */
+        Membership *membership;     /* the cluster's hosts (core/membership.h), owned by the Manager; NULL: one host */
 
         unsigned n_config_errors;   /* of the last load */
         unsigned n_config_kept;     /* of those, how many kept a previous version running (reload) */

@@ -380,6 +380,7 @@ const Route http_routes[] = {
         { "GET", "/metrics", ROUTE_ADMIN | ROUTE_METRICS | ROUTE_NO_TOKEN, http_get_metrics },
         { "GET", "/mooring/v1/actors", ROUTE_ADMIN, http_actors_admin_types },
         { "GET", "/mooring/v1/resiliency", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_resiliency },
+        { "GET", "/mooring/v1/cluster", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_cluster },
         { "GET", "/mooring/v1/actors/{type}/{id}/reminders", ROUTE_ADMIN, http_actors_admin_reminders },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Manager's part of cluster membership (core/membership.h): starts it
+ * when [Cluster] is on, with this host's id and the address peers dial, and
+ * keeps this host's record of healthy apps current from the registry's app
+ * events (an app is announced once found healthy, withdrawn when it turns
+ * unhealthy or leaves). [Cluster] is read at start only: a change takes a
+ * restart (a reload says so).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/app-config.h"
+#include "core/app.h"
+#include "core/membership.h"
+#include "core/registry.h"
+#include "manager.h"
+#include "util/log.h"
+#include "util/strv.h"
+
+/* This host's healthy apps, to its record. */
+static void publish_apps(Registry *reg) {
+        _cleanup_free_ char **ids = calloc(reg->n_apps + 1, sizeof *ids);
+        size_t n = 0;
+        int r;
+
+        if (!ids) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < reg->n_apps; i++)
+                if (reg->apps[i]->health == APP_HEALTH_HEALTHY)
+                        ids[n++] = reg->apps[i]->config->id;
+        r = membership_set_apps(reg->membership, ids);
+        if (r < 0)
+                log_warning_errno(r, "Failed to update this host's apps in the cluster membership, ignoring: %m");
+}
+
+static void on_app_event(Registry *reg, App *a, void *userdata) {
+        if (reg->membership)
+                publish_apps(reg);
+}
+
+int manager_membership_start(Manager *m) {
+        const ClusterSettings *cs = &m->settings.cluster;
+        char host[HOST_NAME_MAX + 1] = {};
+        const char *id = cs->host_id, *address = cs->advertise ?: cs->listen;
+        int r;
+
+        if (!cs->listen || m->registry->membership)
+                return 0;
+        if (!id) {
+                if (gethostname(host, sizeof host - 1) < 0)
+                        return log_error_errno(errno, "Failed to read the host name for [Cluster] HostId=: %m");
+                id = host;
+        }
+        r = membership_new(m->event, cs, id, address, &m->registry->membership);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                return log_error_errno(r, "Failed to start cluster membership (%s), see above.",
+                                       cluster_membership_to_string(cs->membership));
+        r = registry_add_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_event, m);
+        if (r >= 0)
+                r = registry_add_callback(m->registry, REGISTRY_APP_REMOVED, on_app_event, m);
+        if (r < 0)
+                return log_oom();
+        publish_apps(m->registry);
+        log_info("Cluster: host '%s' at %s, membership %s, lease %llu ms.", id, address,
+                 membership_engine(m->registry->membership),
+                 (unsigned long long) (membership_lease_usec(m->registry->membership) / 1000));
+        return 0;
+}
+
+void manager_membership_stop(Manager *m) {
+        if (!m->registry || !m->registry->membership)
+                return;
+        (void) registry_remove_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_event, m);
+        (void) registry_remove_callback(m->registry, REGISTRY_APP_REMOVED, on_app_event, m);
+        m->registry->membership = membership_free(m->registry->membership);
+}

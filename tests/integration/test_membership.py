@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Cluster membership (issue 17 part 1): three daemons on one machine, each with its own
+runtime dir and PeerListen= on 127.0.0.1, sharing a real PostgreSQL or Redis.
+
+- all three see all three, each with its healthy apps;
+- an app that turns unhealthy disappears from its host's record everywhere;
+- a daemon killed with SIGKILL is gone from the others' view within lease + 1 s;
+- the backend restarted: the daemons reconnect and the view recovers (a host that joins
+  meanwhile is seen);
+- a malformed MembershipConnection= stops the daemon with an error naming it; an unreachable
+  server does not: it is reported in GET /mooring/v1/cluster and retried.
+
+The views are read from GET /mooring/v1/cluster; what mooringctl cluster prints is checked too.
+Waits are bounded polls of that route; only the SIGKILL case compares against a deadline,
+which is what the issue asks of it."""
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from harness import MOORINGCTL, DaemonTestCase, free_port, main, wait_for
+from echoapp import EchoApp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from servers import PostgresServer, RedisServer  # noqa: E402
+
+LEASE = 2.0  # LeaseSec= for these tests: the SIGKILL case waits for it
+
+
+class Cluster:
+    """The engine under test: how a daemon's [Cluster] names it."""
+
+    def __init__(self, kind, server, connection):
+        self.kind, self.server, self.connection = kind, server, connection
+
+    def conf(self, host_id, port, connection=None):
+        return ("[Cluster]\n"
+                f"HostId={host_id}\n"
+                f"PeerListen=127.0.0.1:{port}\n"
+                f"Membership={self.kind}\n"
+                f"MembershipConnection={connection or self.connection}\n"
+                f"LeaseSec={LEASE:g}\n")
+
+
+class MembershipTests:
+    """Mixed into one TestCase per engine (make_cluster() starts the server)."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="mooring-members-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.cluster = self.make_cluster()
+
+    def app(self, name):
+        a = EchoApp(unix_path=os.path.join(self.tmp, f"{name}.sock"))
+        self.addCleanup(a.stop)
+        return a.start()
+
+    def host(self, host_id, apps=(), start=True, connection=None):
+        """A daemon named host_id serving the given EchoApps {id: app}."""
+        confs = {app_id: f"[App]\nAppAddress={a.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n"
+                 for app_id, a in dict(apps).items()}
+        return self.daemon(apps=confs, conf=self.cluster.conf(host_id, free_port(), connection), start=start)
+
+    @staticmethod
+    def view(d):
+        r = d.get("/mooring/v1/cluster")
+        assert r.status == 200, r
+        return r.json()
+
+    def hosts(self, d):
+        return {h["id"]: h for h in self.view(d)["hosts"]}
+
+    def apps_of(self, d):
+        return {h: sorted(v["apps"]) for h, v in self.hosts(d).items()}
+
+    def wait_view(self, daemons, want, timeout=20):
+        for d in daemons:
+            wait_for(lambda: self.apps_of(d) == want, timeout=timeout,
+                     what=f"view {want}, have {self.apps_of(d)}")
+
+    def test_all_see_all_with_their_apps(self):
+        a1, b2, c2 = self.app("a1"), self.app("b2"), self.app("c2")
+        h1 = self.host("h1", {"orders": a1})
+        h2 = self.host("h2", {"billing": b2, "audit": c2})
+        h3 = self.host("h3")
+        want = {"h1": ["orders"], "h2": ["audit", "billing"], "h3": []}
+        self.wait_view([h1, h2, h3], want)
+
+        v = self.view(h2)
+        self.assertTrue(v["enabled"])
+        self.assertEqual(v["self"], "h2")
+        self.assertEqual(v["engine"], self.cluster.kind)
+        self.assertTrue(v["connected"], v)
+        self.assertIsNone(v["engineError"])
+        self.assertEqual(v["leaseSec"], LEASE)
+        hosts = {h["id"]: h for h in v["hosts"]}
+        self.assertEqual([h["id"] for h in v["hosts"]], ["h1", "h2", "h3"])
+        self.assertTrue(hosts["h2"]["self"])
+        self.assertFalse(hosts["h1"]["self"])
+        self.assertTrue(hosts["h1"]["address"].startswith("127.0.0.1:"))
+        self.assertGreater(hosts["h1"]["leaseLeftSec"], 0)
+        self.assertLessEqual(hosts["h1"]["leaseLeftSec"], LEASE)
+
+        # mooringctl cluster: a table, and --json as the route answers
+        env = dict(os.environ, MOORING_SOCKET=h2.api)
+        out = subprocess.run([MOORINGCTL, "--socket", h2.api, "cluster"], capture_output=True, text=True,
+                             timeout=30, env=env)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertIn("h1", out.stdout)
+        self.assertTrue(any("billing" in line and "h2" in line for line in lines), out.stdout)
+        js = subprocess.run([MOORINGCTL, "--socket", h2.api, "cluster", "--json"], capture_output=True,
+                            text=True, timeout=30, env=env)
+        self.assertEqual(js.returncode, 0, js.stderr)
+        self.assertEqual([h["id"] for h in json.loads(js.stdout).get("hosts", [])], ["h1", "h2", "h3"], js.stdout)
+
+        # an app that turns unhealthy leaves its host's record, everywhere; healthy again, it is back
+        b2.health_status = 503
+        self.wait_view([h1, h2, h3], {"h1": ["orders"], "h2": ["audit"], "h3": []})
+        b2.health_status = 200
+        self.wait_view([h1, h3], want)
+
+        # a clean stop withdraws the record at once (no wait for the lease)
+        h3.stop()
+        self.wait_view([h1, h2], {"h1": ["orders"], "h2": ["audit", "billing"]}, timeout=LEASE / 2)
+
+    def test_sigkill_gone_within_lease(self):
+        h1, h2, h3 = self.host("h1"), self.host("h2"), self.host("h3")
+        self.wait_view([h1, h2, h3], {"h1": [], "h2": [], "h3": []})
+        # h3 has renewed at least once since it was seen; from the kill, its lease has at most LEASE left
+        h3.proc.kill()
+        t0 = time.monotonic()
+        wait_for(lambda: "h3" not in self.hosts(h1) and "h3" not in self.hosts(h2), timeout=LEASE + 5,
+                 what="h3 gone from the others' view")
+        took = time.monotonic() - t0
+        self.assertLessEqual(took, LEASE + 1.0, f"h3 was still listed {took:.2f} s after SIGKILL")
+        self.assertEqual(sorted(self.hosts(h1)), ["h1", "h2"])
+
+    def test_backend_restart(self):
+        h1, h2 = self.host("h1"), self.host("h2")
+        self.wait_view([h1, h2], {"h1": [], "h2": []})
+        self.restart_server()
+        # whatever happened meanwhile, both reconnect, and a host that comes after is seen by both
+        wait_for(lambda: self.view(h1)["connected"] and self.view(h2)["connected"], timeout=30,
+                 what="both daemons connected again")
+        h3 = self.host("h3")
+        self.wait_view([h1, h2, h3], {"h1": [], "h2": [], "h3": []})
+
+    def test_server_down_view_kept_then_leases_end(self):
+        h1, h2 = self.host("h1"), self.host("h2")
+        self.wait_view([h1, h2], {"h1": [], "h2": []})
+        self.cluster.server.stop()
+        wait_for(lambda: not self.view(h1)["connected"], timeout=30, what="h1 noticing the server is gone")
+        v = self.view(h1)
+        self.assertTrue(v["engineError"], v)
+        # the last view stays until the lease of h2 runs out by h1's clock; then h1 is alone
+        self.wait_view([h1], {"h1": []}, timeout=LEASE + 5)
+        self.assertIn("Cluster membership", h1.log())
+        h1.assert_running()
+        h2.assert_running()
+
+    def test_bad_connection(self):
+        d = self.host("h1", start=False, connection=self.bad_connection)
+        d.start(wait_ready=False)
+        d.proc.wait(timeout=30)
+        self.assertNotEqual(d.proc.returncode, 0)
+        self.assertIn("MembershipConnection", d.log())
+
+
+class PostgresMembershipTest(MembershipTests, DaemonTestCase):
+    bad_connection = "host=/tmp port=notaport dbname"
+
+    def make_cluster(self):
+        pg = PostgresServer()
+        self.addCleanup(pg.close)
+        pg.start()
+        return Cluster("postgresql", pg, pg.conninfo)
+
+    def restart_server(self):
+        self.cluster.server.stop(mode="immediate")
+        self.cluster.server.start()
+
+    def test_table_rows(self):
+        h1 = self.host("h1", {"orders": self.app("o")})
+        self.wait_view([h1], {"h1": ["orders"]})
+        rows = self.cluster.server.psql("SELECT host_id, apps FROM mooring_hosts ORDER BY 1")
+        self.assertEqual(rows.strip(), "h1|{orders}")
+        h1.stop()
+        self.assertEqual(self.cluster.server.psql("SELECT count(*) FROM mooring_hosts").strip(), "0")
+
+
+if __name__ == "__main__":
+    main()
