@@ -489,6 +489,10 @@ static const MembershipDriver *driver_for(ClusterMembershipKind k) {
         case CLUSTER_MEMBERSHIP_POSTGRESQL:
                 return &membership_postgresql_driver;
 #endif
+#if HAVE_HIREDIS
+        case CLUSTER_MEMBERSHIP_REDIS:
+                return &membership_redis_driver;
+#endif
         default:
                 return NULL;
         }
@@ -569,6 +573,7 @@ int membership_new(sd_event *e, const ClusterSettings *cs, const char *host_id, 
                 .address = address,
                 .connection = cs->membership_connection,
                 .peers = cs->peers,
+                .table = cs->membership_table,
                 .lease_usec = cs->lease_usec,
         };
         return membership_new_with_driver(e, driver, &o, ret);
