@@ -15,6 +15,7 @@
 
 #include "core/app-config.h"
 #include "core/app.h"
+#include "core/configuration.h"
 #include "core/membership.h"
 #include "core/registry.h"
 #include "manager.h"
@@ -44,14 +45,67 @@ static void on_app_event(Registry *reg, App *a, void *userdata) {
                 publish_apps(reg);
 }
 
+static ClusterMembershipKind kind_from_dapr(const char *component) {
+        if (streq(component, "mdns"))
+                return CLUSTER_MEMBERSHIP_MDNS;
+        if (streq(component, "postgresql") || streq(component, "postgres"))
+                return CLUSTER_MEMBERSHIP_POSTGRESQL;
+        if (streq(component, "redis"))
+                return CLUSTER_MEMBERSHIP_REDIS;
+        return CLUSTER_MEMBERSHIP_NONE;
+}
+
+/*
+ * mooringd.conf's [Cluster] and config.yaml's spec.nameResolution, merged into *eff (a shallow copy
+ * borrowing from both): what mooringd.conf says wins; the Configuration names the engine only when
+ * Membership= and Peers= are both absent, and gives its connection and table to the engine they agree on.
+ */
+static int effective_settings(Manager *m, ClusterSettings *eff) {
+        const Configuration *conf = registry_host_configuration(m->registry);
+        const ConfigNameResolution *nr = conf ? &conf->name_resolution : NULL;
+        ClusterMembershipKind k;
+
+        *eff = m->settings.cluster;
+        if (nr && nr->component) {
+                k = kind_from_dapr(nr->component);
+                if (k == CLUSTER_MEMBERSHIP_NONE)
+                        log_warning("%s:%u: spec.nameResolution.component '%s' is not supported here (mdns, postgresql, "
+                                    "redis), ignoring.", conf->file, nr->line, nr->component);
+                else if (eff->membership == CLUSTER_MEMBERSHIP_NONE)
+                        eff->membership = k;
+                else if (eff->membership != k)
+                        log_info("mooringd.conf's Membership=%s wins over spec.nameResolution '%s' of %s.",
+                                 cluster_membership_to_string(eff->membership), nr->component, conf->file);
+                if (eff->membership == k) {
+                        if (!eff->membership_connection)
+                                eff->membership_connection = nr->connection;
+                        eff->membership_table = nr->table;
+                }
+        }
+        if (eff->membership == CLUSTER_MEMBERSHIP_NONE)
+                return log_error_errno(EINVAL, "[Cluster] PeerListen= needs Membership=, Peers=, or a "
+                                               "spec.nameResolution in config.yaml naming how hosts find each other.");
+        if ((eff->membership == CLUSTER_MEMBERSHIP_POSTGRESQL || eff->membership == CLUSTER_MEMBERSHIP_REDIS) &&
+            !eff->membership_connection)
+                return log_error_errno(EINVAL, "[Cluster] Membership=%s needs MembershipConnection= (or "
+                                               "spec.nameResolution.configuration.connectionString in config.yaml).",
+                                       cluster_membership_to_string(eff->membership));
+        return 0;
+}
+
 int manager_membership_start(Manager *m) {
-        const ClusterSettings *cs = &m->settings.cluster;
+        ClusterSettings eff;
+        const ClusterSettings *cs = &eff;
         char host[HOST_NAME_MAX + 1] = {};
-        const char *id = cs->host_id, *address = cs->advertise ?: cs->listen;
+        const char *id = m->settings.cluster.host_id;
+        const char *address = m->settings.cluster.advertise ?: m->settings.cluster.listen;
         int r;
 
-        if (!cs->listen || m->registry->membership)
+        if (!m->settings.cluster.listen || m->registry->membership)
                 return 0;
+        r = effective_settings(m, &eff);
+        if (r < 0)
+                return r;
         if (!id) {
                 if (gethostname(host, sizeof host - 1) < 0)
                         return log_error_errno(errno, "Failed to read the host name for [Cluster] HostId=: %m");

@@ -6,7 +6,8 @@
  *
  * Fields under spec that are accepted and ignored (Dapr release-1.14 and the
  * docs): metric, metrics, httpPipeline, appHttpPipeline, api, components,
- * logging, nameResolution, mtls, appHealthCheck, wasm, workflow,
+ * logging, mtls, appHealthCheck, wasm, workflow, nameResolution.version and
+ * nameResolution.configuration keys other than connectionString and tableName,
  * tracing.otel fields other than endpointAddress/isSecure/protocol. Unknown
  * fields inside the modelled sections are ignored too, as Dapr's decoder does.
  *
@@ -165,6 +166,9 @@ Configuration *configuration_free(Configuration *c) {
         for (size_t i = 0; i < c->n_features; i++)
                 free(c->features[i].name);
         free(c->features);
+        free(c->name_resolution.component);
+        erase_and_free(c->name_resolution.connection);
+        free(c->name_resolution.table);
         free(c->file);
         free(c);
         return NULL;
@@ -929,6 +933,37 @@ static int parse_secrets(YamlWalk *w, yaml_node_t *spec, Configuration *c) {
         return 0;
 }
 
+/* spec.nameResolution: component and, under configuration, connectionString and tableName. */
+static int parse_name_resolution(YamlWalk *w, yaml_node_t *spec, ConfigNameResolution *nr) {
+        yaml_node_t *n = NULL, *cfg = NULL;
+        const char *s = NULL;
+        int r;
+
+        r = get_mapping(w, spec, "nameResolution", "spec.nameResolution", &n);
+        if (r < 0 || !n)
+                return r;
+        nr->line = (unsigned) n->start_mark.line + 1;
+        r = get_string(w, n, "component", "spec.nameResolution.component", false, &s);
+        if (r < 0)
+                return r;
+        if (dup_to(&nr->component, s) < 0)
+                return -ENOMEM;
+        r = get_mapping(w, n, "configuration", "spec.nameResolution.configuration", &cfg);
+        if (r < 0 || !cfg)
+                return r;
+        s = NULL;
+        r = get_string(w, cfg, "connectionString", "spec.nameResolution.configuration.connectionString", false, &s);
+        if (r < 0)
+                return r;
+        if (dup_to(&nr->connection, s) < 0)
+                return -ENOMEM;
+        s = NULL;
+        r = get_string(w, cfg, "tableName", "spec.nameResolution.configuration.tableName", false, &s);
+        if (r < 0)
+                return r;
+        return dup_to(&nr->table, s);
+}
+
 static int parse_features(YamlWalk *w, yaml_node_t *spec, Configuration *c) {
         yaml_node_t *seq = NULL;
         size_t n = 0;
@@ -1015,6 +1050,9 @@ static int parse_configuration(YamlWalk *w, yaml_node_t *root, Configuration **r
         if (r < 0)
                 return r;
         r = parse_features(w, spec, c);
+        if (r < 0)
+                return r;
+        r = parse_name_resolution(w, spec, &c->name_resolution);
         if (r < 0)
                 return r;
 

@@ -104,6 +104,20 @@ typedef struct ConfigTracing {
         uint64_t otel_timeout_ms; /* otel.timeout in ms; 0 when absent (daprd's 10000) */
 } ConfigTracing;
 
+/*
+ * spec.nameResolution: how the hosts of a cluster find each other, as an alternative to
+ * mooringd.conf's [Cluster] Membership= (which wins; see mooringd.conf(5)). component is Dapr's
+ * name ("mdns"), or "postgresql" / "redis" for mooring's engines; configuration.connectionString
+ * carries their connection, configuration.tableName (PostgreSQL: the table; Redis: the key
+ * prefix) where to keep the records.
+ */
+typedef struct ConfigNameResolution {
+        char *component;          /* NULL: no nameResolution */
+        char *connection;         /* configuration.connectionString, NULL when absent */
+        char *table;              /* configuration.tableName, NULL when absent */
+        unsigned line;            /* of spec.nameResolution */
+} ConfigNameResolution;
+
 typedef struct Configuration {
         char *name;               /* metadata.name, NULL when absent */
         char *namespace_;         /* metadata.namespace, NULL when absent */
@@ -114,6 +128,7 @@ typedef struct Configuration {
         size_t n_secret_scopes;
         ConfigFeature *features;
         size_t n_features;
+        ConfigNameResolution name_resolution;
         char *file;
         unsigned line;            /* line of the document's start */
 } Configuration;

@@ -39,6 +39,7 @@ static void cluster_done(ClusterSettings *c) {
         free(c->listen);
         free(c->advertise);
         free(c->membership_connection);
+        free(c->membership_table);
         strv_free(c->peers);
         free(c->trust_domain);
         free(c->cert_file);
@@ -386,7 +387,9 @@ static int cluster_check(ClusterSettings *c, const char *file, unsigned line, Co
         if (!c->advertise && check_address(c->listen, false) < 0)
                 return conf_error_append(err, file, line, "PeerAddress", "%s",
                                          "PeerListen= is a wildcard: say which address peers dial");
-        if (c->membership == CLUSTER_MEMBERSHIP_NONE)
+        /* Neither Membership= nor Peers=: the Dapr Configuration's spec.nameResolution may name the engine
+         * (the Manager checks that one does once config.yaml is read). */
+        if (c->membership == CLUSTER_MEMBERSHIP_NONE && c->peers)
                 c->membership = CLUSTER_MEMBERSHIP_STATIC;
         if (c->membership == CLUSTER_MEMBERSHIP_STATIC && !c->peers)
                 return conf_error_append(err, file, line, "Peers", "%s", "static membership needs Peers=");

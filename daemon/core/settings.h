@@ -27,7 +27,7 @@
 
 /* How the hosts of a cluster find each other ([Cluster] Membership=). */
 typedef enum ClusterMembershipKind {
-        CLUSTER_MEMBERSHIP_NONE,       /* one host: no peer listener, no membership */
+        CLUSTER_MEMBERSHIP_NONE,       /* one host; with PeerListen=: config.yaml's spec.nameResolution decides */
         CLUSTER_MEMBERSHIP_STATIC,     /* Peers= */
         CLUSTER_MEMBERSHIP_POSTGRESQL, /* a table with leases in MembershipConnection= (conninfo) */
         CLUSTER_MEMBERSHIP_REDIS,      /* keys with expiry in MembershipConnection= (host:port or URL) */
@@ -46,6 +46,7 @@ typedef struct ClusterSettings {
         char *advertise;         /* PeerAddress=: what peers dial; NULL: listen (then not a wildcard) */
         ClusterMembershipKind membership;
         char *membership_connection; /* MembershipConnection= */
+        char *membership_table;  /* not a key: spec.nameResolution.configuration.tableName; NULL: default */
         char **peers;            /* Peers=: "ID=ADDR:PORT" entries (static membership) */
         uint64_t lease_usec;     /* LeaseSec=: a host that stops renewing is gone after it */
         char *trust_domain;      /* TrustDomain=; NULL: "public", as Dapr */

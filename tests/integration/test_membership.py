@@ -166,6 +166,34 @@ class MembershipTests:
         h1.assert_running()
         h2.assert_running()
 
+    def test_name_resolution_in_configuration(self):
+        """Dapr's Configuration names the engine when mooringd.conf does not; mooringd.conf wins."""
+        def with_config(host_id, conf):
+            d = self.daemon(conf=conf, start=False)
+            with open(os.path.join(d.config, "config.yaml"), "w") as f:
+                f.write("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n"
+                        f"  nameResolution:\n    component: {self.cluster.kind}\n    configuration:\n"
+                        f"      connectionString: \"{self.cluster.connection}\"\n")
+            return d.start()
+        h1 = with_config("h1", f"[Cluster]\nHostId=h1\nPeerListen=127.0.0.1:{free_port()}\nLeaseSec={LEASE:g}\n")
+        # Membership= in mooringd.conf wins over the Configuration's engine (here: a different one)
+        other = "redis" if self.cluster.kind == "postgresql" else "postgresql"
+        h2 = self.daemon(conf=self.cluster.conf("h2", free_port()), start=False)
+        with open(os.path.join(h2.config, "config.yaml"), "w") as f:
+            f.write("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n"
+                    f"  nameResolution:\n    component: {other}\n")
+        h2.start()
+        self.wait_view([h1, h2], {"h1": [], "h2": []})
+        self.assertEqual(self.view(h1)["engine"], self.cluster.kind)
+        self.assertIn("wins over spec.nameResolution", h2.log())
+
+        # neither says anything: a clear error at start
+        d = self.daemon(conf=f"[Cluster]\nHostId=h3\nPeerListen=127.0.0.1:{free_port()}\n", start=False)
+        d.start(wait_ready=False)
+        d.proc.wait(timeout=30)
+        self.assertNotEqual(d.proc.returncode, 0)
+        self.assertIn("spec.nameResolution", d.log())
+
     def test_bad_connection(self):
         d = self.host("h1", start=False, connection=self.bad_connection)
         d.start(wait_ready=False)
@@ -190,10 +218,36 @@ class PostgresMembershipTest(MembershipTests, DaemonTestCase):
     def test_table_rows(self):
         h1 = self.host("h1", {"orders": self.app("o")})
         self.wait_view([h1], {"h1": ["orders"]})
-        rows = self.cluster.server.psql("SELECT host_id, apps FROM mooring_hosts ORDER BY 1")
-        self.assertEqual(rows.strip(), "h1|{orders}")
+        # this host is always in its own view: wait for the row itself
+        rows = lambda: self.cluster.server.psql("SELECT host_id, apps FROM mooring_hosts ORDER BY 1").strip()
+        wait_for(lambda: rows() == "h1|{orders}", what="h1's row with its app")
         h1.stop()
         self.assertEqual(self.cluster.server.psql("SELECT count(*) FROM mooring_hosts").strip(), "0")
+
+
+class RedisMembershipTest(MembershipTests, DaemonTestCase):
+    bad_connection = "redis://127.0.0.1:1/db0"
+
+    def make_cluster(self):
+        redis = RedisServer(tls=False)
+        self.addCleanup(redis.close)
+        redis.start()
+        return Cluster("redis", redis, f"redis://{redis.address}/0")
+
+    def restart_server(self):
+        self.cluster.server.stop()
+        self.cluster.server.start()
+
+    def test_keys(self):
+        h1 = self.host("h1", {"orders": self.app("o")})
+        self.wait_view([h1], {"h1": ["orders"]})
+        r = self.cluster.server
+        # this host is always in its own view: wait for its key (set with it, in one script)
+        wait_for(lambda: r.command("SISMEMBER", "mooring:hosts", "h1") == b":1", what="h1 in the set")
+        pttl = int(r.command("PTTL", "mooring:host:h1")[1:])
+        self.assertTrue(0 < pttl <= LEASE * 1000, pttl)
+        h1.stop()
+        self.assertEqual(r.command("EXISTS", "mooring:host:h1"), b":0")
 
 
 if __name__ == "__main__":

@@ -567,6 +567,11 @@ TEST(settings_cluster) {
         ASSERT_NULL(s.cluster.host_id);
         ASSERT_EQ(s.cluster.lease_usec, SETTINGS_DEFAULT_LEASE_USEC);
 
+        /* PeerListen= with neither Membership= nor Peers=: left to config.yaml's spec.nameResolution */
+        ASSERT_OK(settings_text(&s, "[Cluster]\nPeerListen=10.0.0.1:3510\n", &e));
+        ASSERT_EQ(s.cluster.membership, CLUSTER_MEMBERSHIP_NONE);
+        ASSERT_STREQ(s.cluster.listen, "10.0.0.1:3510");
+
         char *a = NULL;
         uint16_t port = 0;
         ASSERT_OK(cluster_parse_address("[fd00::3]:1", &a, &port));
@@ -588,7 +593,6 @@ TEST(settings_cluster) {
         expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nKeyFile=key.pem\n", 3, "KeyFile", "absolute");
         /* What only the whole section tells: the section's first line, the field named. */
         expect_settings_error("[Cluster]\nMembership=redis\n", 2, "PeerListen", "PeerListen=");
-        expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\n", 2, "Peers", "Peers=");
         expect_settings_error("[Cluster]\nPeerListen=10.0.0.1:1\nMembership=redis\n", 2, "MembershipConnection",
                               "MembershipConnection=");
         expect_settings_error("[Cluster]\nPeerListen=[::]:1\nMembership=mdns\n", 2, "PeerAddress", "wildcard");

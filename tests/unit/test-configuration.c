@@ -205,6 +205,29 @@ TEST(parse_metric_and_otel_extras) {
         configuration_free(c);
 }
 
+TEST(parse_name_resolution) {
+        Configuration *c;
+
+        c = parse_ok("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nspec:\n  nameResolution:\n"
+                     "    component: postgresql\n    version: v1\n    configuration:\n"
+                     "      connectionString: \"host=db dbname=m\"\n      tableName: hosts\n      other: 1\n");
+        ASSERT_STREQ(c->name_resolution.component, "postgresql");
+        ASSERT_STREQ(c->name_resolution.connection, "host=db dbname=m");
+        ASSERT_STREQ(c->name_resolution.table, "hosts");
+        ASSERT_EQ(c->name_resolution.line, 5u);
+        configuration_free(c);
+
+        /* Dapr's mdns needs no configuration; none at all leaves everything unset */
+        c = parse_ok("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nspec:\n  nameResolution:\n"
+                     "    component: mdns\n");
+        ASSERT_STREQ(c->name_resolution.component, "mdns");
+        ASSERT_NULL(c->name_resolution.connection);
+        configuration_free(c);
+        c = parse_ok("apiVersion: dapr.io/v1alpha1\nkind: Configuration\n");
+        ASSERT_NULL(c->name_resolution.component);
+        configuration_free(c);
+}
+
 TEST(parse_access_control_defaults) {
         Configuration *c;
 
@@ -292,6 +315,12 @@ TEST(parse_errors) {
         expect_error(HEAD "metadata: {name: \"bad name\"}\n", 3, "metadata.name", "invalid configuration name");
         expect_error(HEAD "metadata:\n  namespace: [x]\n", 4, "metadata.namespace", "string");
         expect_error(HEAD "spec: 5\n", 3, "spec", "mapping");
+
+        /* nameResolution. */
+        expect_error(SPEC "  nameResolution: [x]\n", 4, "spec.nameResolution", "mapping");
+        expect_error(SPEC "  nameResolution:\n    component: \"\"\n", 5, "spec.nameResolution.component", "empty");
+        expect_error(SPEC "  nameResolution:\n    configuration: 5\n", 5, "spec.nameResolution.configuration",
+                     "mapping");
 
         /* Tracing. */
         expect_error(SPEC "  tracing: [1]\n", 4, "spec.tracing", "mapping");
