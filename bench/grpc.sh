@@ -32,9 +32,10 @@
 #
 # usage: bench/grpc.sh [--mooringd PATH] [--echo-app PATH] [--requests N]
 #                      [--connections C] [--rounds N] [--callgrind] [--strace]
-#                      [--top N] [--keep]
+#                      [--only get|invoke] [--top N] [--keep]
 #
 # --rounds N (default 2): the interleaved rounds; each figure is the best of them.
+# --only get|invoke: run one operation's pair (gRPC and HTTP/1.1) only.
 set -euo pipefail
 script_dir=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -49,6 +50,7 @@ strace=0
 rounds=2
 top=12
 keep=0
+only=
 ready_timeout=10
 stop_timeout=10
 
@@ -63,10 +65,18 @@ while [ $# -gt 0 ]; do
         --rounds) rounds=$2; shift 2 ;;
         --top) top=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '3,38p' "$0"; exit 0 ;;
+        --only) only=$2; shift 2 ;;
+        -h|--help) sed -n '3,39p' "$0"; exit 0 ;;
         *) die "unknown option: $1" ;;
         esac
 done
+
+case $only in
+"" | get | invoke) ;;
+*) die "--only takes get or invoke, not: $only" ;;
+esac
+do_get() { [ "$only" != invoke ]; }
+do_invoke() { [ "$only" != get ]; }
 
 if [ -z "$requests" ]; then
         requests=200000
@@ -230,20 +240,26 @@ if [ "$callgrind" -eq 1 ]; then
                         sed -n "2,$((top + 1))p"
         }
         echo "mooringd under callgrind: gRPC vs HTTP/1.1, $requests requests per run, $connections connections, h2load -t 1"
-        cg_run get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
-        cg_run get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
-                "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
-        cg_run get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
-                "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
-        cg_run inv-http "HTTP/1.1 POST invoke (1 KiB)" "${http_args[@]}" -n $((requests / 4)) -d "$tmp/body.bin" \
-                "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
-        cg_run inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
-                -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
-        echo "instructions per request: GetState HTTP ${ir_per[get-http]}, gRPC ${ir_per[get-grpc]}" \
-             "(-m 10: ${ir_per[get-grpc-m10]}); InvokeService HTTP ${ir_per[inv-http]}, gRPC ${ir_per[inv-grpc]}"
-        echo "ratio gRPC/HTTP requests per instruction, GetState: $(ratio "${ir_per[get-http]}" "${ir_per[get-grpc]}")" \
-             "(multiplexed: $(ratio "${ir_per[get-http]}" "${ir_per[get-grpc-m10]}"))," \
-             "InvokeService: $(ratio "${ir_per[inv-http]}" "${ir_per[inv-grpc]}") (user space only)"
+        if do_get; then
+                cg_run get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
+                cg_run get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
+                        "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
+                cg_run get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
+                        "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
+                echo "instructions per request: GetState HTTP ${ir_per[get-http]}, gRPC ${ir_per[get-grpc]}" \
+                     "(-m 10: ${ir_per[get-grpc-m10]})"
+                echo "ratio gRPC/HTTP requests per instruction, GetState: $(ratio "${ir_per[get-http]}" "${ir_per[get-grpc]}")" \
+                     "(multiplexed: $(ratio "${ir_per[get-http]}" "${ir_per[get-grpc-m10]}")) (user space only)"
+        fi
+        if do_invoke; then
+                cg_run inv-http "HTTP/1.1 POST invoke (1 KiB)" "${http_args[@]}" -n $((requests / 4)) -d "$tmp/body.bin" \
+                        "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
+                cg_run inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
+                        -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
+                echo "instructions per request: InvokeService HTTP ${ir_per[inv-http]}, gRPC ${ir_per[inv-grpc]}"
+                echo "ratio gRPC/HTTP requests per instruction, InvokeService:" \
+                     "$(ratio "${ir_per[inv-http]}" "${ir_per[inv-grpc]}") (user space only)"
+        fi
         stop_mooringd
         print_daemon_problems
         exit 0
@@ -253,21 +269,30 @@ echo "mooringd gRPC vs HTTP/1.1, $requests requests per run, $connections connec
 [ "$strace" -eq 0 ] || rounds=1
 for round in $(seq "$rounds"); do
         echo "round $round:"
-        measure get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
-        measure get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
-                "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
-        measure get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
-                "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
-        measure inv-http "HTTP/1.1 POST invoke (1 KiB)" "${http_args[@]}" -n $((requests / 4)) -d "$tmp/body.bin" \
-                "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
-        measure inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
-                -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
+        if do_get; then
+                measure get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
+                measure get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
+                        "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
+                measure get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
+                        "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
+        fi
+        if do_invoke; then
+                measure inv-http "HTTP/1.1 POST invoke (1 KiB)" "${http_args[@]}" -n $((requests / 4)) -d "$tmp/body.bin" \
+                        "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
+                measure inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
+                        -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
+        fi
 done
-echo "best mooringd CPU per request (us): GetState HTTP ${best_us[get-http]}, gRPC ${best_us[get-grpc]}" \
-     "(-m 10: ${best_us[get-grpc-m10]}); InvokeService HTTP ${best_us[inv-http]}, gRPC ${best_us[inv-grpc]}"
-echo "ratio gRPC/HTTP requests per mooringd CPU-second, GetState: $(ratio "${best_us[get-http]}" "${best_us[get-grpc]}")" \
-     "(multiplexed: $(ratio "${best_us[get-http]}" "${best_us[get-grpc-m10]}"))"
-echo "ratio gRPC/HTTP requests per mooringd CPU-second, InvokeService: $(ratio "${best_us[inv-http]}" "${best_us[inv-grpc]}")"
+if do_get; then
+        echo "best mooringd CPU per request (us): GetState HTTP ${best_us[get-http]}, gRPC ${best_us[get-grpc]}" \
+             "(-m 10: ${best_us[get-grpc-m10]})"
+        echo "ratio gRPC/HTTP requests per mooringd CPU-second, GetState: $(ratio "${best_us[get-http]}" "${best_us[get-grpc]}")" \
+             "(multiplexed: $(ratio "${best_us[get-http]}" "${best_us[get-grpc-m10]}"))"
+fi
+if do_invoke; then
+        echo "best mooringd CPU per request (us): InvokeService HTTP ${best_us[inv-http]}, gRPC ${best_us[inv-grpc]}"
+        echo "ratio gRPC/HTTP requests per mooringd CPU-second, InvokeService: $(ratio "${best_us[inv-http]}" "${best_us[inv-grpc]}")"
+fi
 echo "(target: >= 1.00; the 2xx count of a gRPC run counts HTTP 200s: check the daemon log for grpc errors with --keep)"
 stop_mooringd
 print_daemon_problems
