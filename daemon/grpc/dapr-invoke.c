@@ -9,7 +9,6 @@
  * dapr-http-status, and a status other than 2xx as a gRPC error mapped the
  * way daprd maps it (pkg/messaging/v1: 404 NOT_FOUND, 400 INTERNAL, ...).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,51 +18,62 @@
 #include "../util/strv.h"
 #include "services.h"
 
+/* The callee's content type, with room in front for its field's tag and length in the answer. */
+#define CT_ROOM 6
+#define CT_INLINE 160
+
+/* The call's state, in the call's scratch space (no allocation): nothing touches it once the call
+ * is answered. The answer's body goes straight into the call's draft (grpc_call_draft_append()). */
 typedef struct GrpcInvoke {
         GrpcCall *call;
         InvokeCall *ic;
-        char *method;               /* path and query for the callee, then the content type: one
-                                     * allocation (the headers' strings are the call's metadata,
-                                     * which outlives the block call) */
-        void *body;                 /* the request body: the block borrows it until done */
         unsigned status;
-        char *resp_content_type;    /* the callee's content type (its other headers went to the call) */
-        uint8_t *buf;
-        size_t len, max;
         bool too_large;
+        size_t max;
+        size_t ct_len;              /* the callee's content type, 0: none */
+        char *ct;                   /* CT_ROOM bytes, then the content type: ct_inline or malloc'd */
+        char ct_inline[CT_ROOM + CT_INLINE];
 } GrpcInvoke;
 
-static void grpc_invoke_free(GrpcInvoke *gi) {
-        free(gi->resp_content_type);
-        free(gi->method);
-        free(gi->body);
-        free(gi->buf);
-        free(gi);
+_Static_assert(sizeof(GrpcInvoke) <= GRPC_CALL_SCRATCH, "GrpcInvoke must fit the call's scratch space");
+
+/* What must be freed before the call is answered (after the answer, gi is gone). */
+static void grpc_invoke_done(GrpcInvoke *gi) {
+        if (gi->ct != gi->ct_inline)
+                free(gi->ct);
+        gi->ct = NULL;
+        gi->ct_len = 0;
 }
 
-static bool name_char(char ch) {
-        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-               ch == '_' || ch == '.';
-}
+/* HTTP token characters mooringd forwards in a header name: letters, digits, '-', '_', '.'. */
+static const bool name_chars[256] = {
+        ['a' ... 'z'] = true, ['A' ... 'Z'] = true, ['0' ... '9'] = true, ['-'] = true, ['_'] = true, ['.'] = true,
+};
 
-/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns (names in lower case). */
-static bool header_forwardable(const char *name) {
+/* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns (names in lower case); metadata also
+ * keeps its binary (-bin) entries, the API token and the user agent to itself. By length first:
+ * this runs for every header both ways. */
+static bool header_forwardable(const char *name, bool metadata) {
         size_t n = 0;
         for (; name[n]; n++)
-                if (!name_char(name[n]))
+                if (!name_chars[(uint8_t) name[n]])
                         return false; /* ':' of pseudo-headers included */
-        if (n == 0 || startswith(name, "grpc-"))
+        if (n == 0 || (n >= 5 && memcmp(name, "grpc-", 5) == 0))
                 return false;
-        /* by length first: this runs for every header both ways */
+        if (metadata && n >= 4 && memcmp(name + n - 4, "-bin", 4) == 0)
+                return false;
         switch (n) {
-        case 2: return !streq(name, "te");
-        case 4: return !streq(name, "host");
-        case 7: return !streq(name, "upgrade");
-        case 10: return !streq(name, "connection") && !streq(name, "keep-alive");
-        case 12: return !streq(name, "content-type");
-        case 14: return !streq(name, "content-length");
-        case 16: return !streq(name, "proxy-connection");
-        case 17: return !streq(name, "transfer-encoding");
+        case 2: return memcmp(name, "te", 2) != 0;
+        case 4: return memcmp(name, "host", 4) != 0;
+        case 7: return memcmp(name, "upgrade", 7) != 0;
+        case 10:
+                return memcmp(name, "connection", 10) != 0 && memcmp(name, "keep-alive", 10) != 0 &&
+                       !(metadata && memcmp(name, "user-agent", 10) == 0);
+        case 12: return memcmp(name, "content-type", 12) != 0;
+        case 14:
+                return memcmp(name, "content-length", 14) != 0 && !(metadata && memcmp(name, "dapr-api-token", 14) == 0);
+        case 16: return memcmp(name, "proxy-connection", 16) != 0;
+        case 17: return memcmp(name, "transfer-encoding", 17) != 0;
         default: return true;
         }
 }
@@ -77,36 +87,51 @@ static void on_head(InvokeCall *ic, unsigned status, char *const *headers, int64
 
         gi->status = status;
         for (char *const *p = headers; p && p[0] && p[1]; p += 2) {
-                size_t n = strlen(p[0]);
+                size_t n = 0;
+                for (; p[0][n] && n < sizeof lower; n++) {
+                        char ch = p[0][n];
+                        lower[n] = ch >= 'A' && ch <= 'Z' ? (char) (ch | 0x20) : ch;
+                }
                 if (n >= sizeof lower)
                         continue; /* no such header is forwardable in practice; HTTP/2 peers refuse them */
-                for (size_t i = 0; i <= n; i++)
-                        lower[i] = (char) tolower((unsigned char) p[0][i]);
-                if (streq(lower, "content-type")) {
-                        free(gi->resp_content_type);
-                        gi->resp_content_type = strdup(p[1]);
-                } else if (header_forwardable(lower))
+                lower[n] = 0;
+                if (n == 12 && memcmp(lower, "content-type", 12) == 0) {
+                        size_t l = strlen(p[1]);
+                        grpc_invoke_done(gi);
+                        if (l == 0)
+                                continue;
+                        gi->ct = l <= CT_INLINE ? gi->ct_inline : malloc(CT_ROOM + l);
+                        if (!gi->ct)
+                                continue; /* out of memory: the answer goes without it */
+                        memcpy(gi->ct + CT_ROOM, p[1], l);
+                        gi->ct_len = l;
+                } else if (header_forwardable(lower, false))
                         (void) grpc_call_add_header(gi->call, lower, p[1]);
         }
 }
 
-
-
 static bool on_body(InvokeCall *ic, const void *buf, size_t len, void *userdata) {
         GrpcInvoke *gi = userdata;
-        if (gi->too_large || gi->len + len > gi->max) {
+        if (gi->too_large || grpc_call_draft_len(gi->call) + len > gi->max ||
+            grpc_call_draft_append(gi->call, buf, len) < 0)
                 gi->too_large = true; /* answered in on_done; the rest is read and dropped */
-                return true;
-        }
-        uint8_t *b = realloc(gi->buf, gi->len + len);
-        if (!b) {
-                gi->too_large = true;
-                return true;
-        }
-        memcpy(b + gi->len, buf, len);
-        gi->buf = b;
-        gi->len += len;
         return true;
+}
+
+/* A protobuf varint at p; its length. */
+static size_t put_varint(uint8_t *p, uint64_t v) {
+        size_t n = 0;
+        for (; v >= 0x80; v >>= 7)
+                p[n++] = (uint8_t) (v | 0x80);
+        p[n++] = (uint8_t) v;
+        return n;
+}
+
+static size_t varint_size(uint64_t v) {
+        size_t n = 1;
+        for (; v >= 0x80; v >>= 7)
+                n++;
+        return n;
 }
 
 /* daprd's mapping of the callee's HTTP status to a gRPC code (invokev1.CodeFromHTTPStatus). */
@@ -147,23 +172,57 @@ static const char *status_text(unsigned status) {
         }
 }
 
+/*
+ * Answers InvokeResponse{data = Any{value = the body}, content_type}, encoded here around the body
+ * that on_body() put in the call's draft, as protobuf-c would pack it (fields in order, empty ones
+ * left out, data always there), so the body is copied once on its way through.
+ */
+static void reply(GrpcInvoke *gi) {
+        GrpcCall *c = gi->call;
+        uint8_t head[GRPC_DRAFT_HEAD_MAX];
+        size_t body_len = grpc_call_draft_len(c), h = 0, tail_len = 0;
+        uint8_t *tail = NULL;
+
+        /* data (1): Any, whose value (2) is the body */
+        head[h++] = 1 << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        h += put_varint(head + h, body_len > 0 ? 1 + varint_size(body_len) + body_len : 0);
+        if (body_len > 0) {
+                head[h++] = 2 << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+                h += put_varint(head + h, body_len);
+        }
+        /* content_type (2), in the room left in front of it */
+        if (gi->ct_len > 0) {
+                size_t k = 1 + varint_size(gi->ct_len);
+                tail = (uint8_t *) gi->ct + CT_ROOM - k;
+                tail[0] = 2 << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+                (void) put_varint(tail + 1, gi->ct_len);
+                tail_len = k + gi->ct_len;
+        }
+        /* from here on gi is the call's and may go with it: the content type's memory is freed after */
+        char *ct_free = gi->ct != gi->ct_inline ? gi->ct : NULL;
+        (void) grpc_call_reply_draft(c, head, h, tail, tail_len);
+        free(ct_free);
+}
+
 static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
         GrpcInvoke *gi = userdata;
         GrpcCall *c = gi->call;
         char code[16];
 
         grpc_call_on_cancel(c, NULL, NULL);
-        if (e || gi->too_large)
+        if (e || gi->too_large) {
                 grpc_call_clear_headers(c); /* the callee's, from on_head: not for a failed call */
+                grpc_invoke_done(gi);
+        }
         if (e) {
                 (void) grpc_fail_dapr_status(c, error_grpc_status(ERROR_CONTEXT_INVOKE, e->error, DAPR_ERR_DIRECT_INVOKE),
                                              error_lookup(ERROR_CONTEXT_INVOKE, e->error)->dapr, "%s", e->message);
-                goto finish;
+                return;
         }
         if (gi->too_large) {
                 (void) grpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                       "grpc: trying to send message larger than max (more than %zu bytes)", gi->max);
-                goto finish;
+                return;
         }
         /* the status in decimal, without snprintf() (this runs for every call) */
         char *q = code + sizeof code;
@@ -175,25 +234,18 @@ static void on_done(InvokeCall *ic, const InvokeError *e, void *userdata) {
         (void) grpc_call_add_header(c, "dapr-http-status", q);
         GrpcCode g = code_from_http(gi->status);
         if (g != GRPC_STATUS_OK) {
+                grpc_invoke_done(gi);
                 (void) grpc_call_fail_detail(c, g, status_text(gi->status), "%s", status_text(gi->status));
-                goto finish;
+                return;
         }
-        Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
-        PBC(InvokeResponse) resp = DAPR__PROTO__COMMON__V1__INVOKE_RESPONSE__INIT;
-        any.value = (ProtobufCBinaryData){ gi->len, gi->buf };
-        resp.data = &any;
-        if (gi->resp_content_type)
-                resp.content_type = gi->resp_content_type;
-        (void) grpc_call_reply(c, &resp.base);
-finish:
-        grpc_invoke_free(gi);
+        reply(gi);
 }
 
 static void on_cancel(GrpcCall *c, void *userdata) {
         GrpcInvoke *gi = userdata;
         invoke_call_cancel(gi->ic);
+        grpc_invoke_done(gi);
         (void) grpc_call_fail(c, GRPC_STATUS_CANCELLED, "the call ended before the callee answered");
-        grpc_invoke_free(gi);
 }
 
 static const InvokeHandler handler = {
@@ -210,6 +262,8 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
         const PBC(InvokeRequest) *msg = req->message;
         GrpcInvoke *gi;
         char *hv_stack[64], **hv = hv_stack;
+        char method_stack[512], *method = msg ? msg->method : NULL;
+        _cleanup_free_ char *method_alloc = NULL;
         size_t n_hv = 0, n_md = 0;
         int k;
 
@@ -223,76 +277,57 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
         if (v == 0 || v >= ELEMENTSOF(verbs) || streq(verbs[v], "CONNECT"))
                 return grpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "invalid HTTP verb");
 
-        gi = calloc(1, sizeof *gi);
-        if (!gi)
-                return -ENOMEM;
-        gi->call = c;
-        gi->max = manager_max_body(grpc_call_manager(c)) ?: 4U << 20;
-        /* "method[?query]\0content-type\0": the content type outlives the request message */
+        /* "method?query": the block copies it in invoke_start() */
         const char *qs = msg->http_extension->querystring;
-        size_t lm = strlen(msg->method), lq = strlen(qs), lct = strlen(msg->content_type);
-        gi->method = malloc(lm + 1 + lq + 1 + lct + 1);
-        if (!gi->method) {
-                grpc_invoke_free(gi);
-                return -ENOMEM;
-        }
-        char *w = mempcpy(gi->method, msg->method, lm);
-        if (lq > 0) {
+        if (*qs) {
+                size_t lm = strlen(msg->method), lq = strlen(qs);
+                if (lm + 1 + lq + 1 <= sizeof method_stack)
+                        method = method_stack;
+                else if (!(method = method_alloc = malloc(lm + 1 + lq + 1)))
+                        return -ENOMEM;
+                char *w = mempcpy(method, msg->method, lm);
                 *w++ = '?';
-                w = mempcpy(w, qs, lq);
+                memcpy(w, qs, lq + 1);
         }
-        *w++ = 0;
-        char *content_type = w;
-        memcpy(content_type, msg->content_type, lct + 1);
 
         /* The caller's metadata as headers: the array is read by invoke_start() only, the strings
-         * are the call's (valid until it is answered, which is after done or cancel). */
+         * are the call's (valid until it is answered, which is after done or cancel), and so are the
+         * request's (the content type, the body). */
         for (char *const *p = grpc_call_metadata_pairs(c); p[0] && p[1]; p += 2)
                 n_md += 2;
         if (n_md + 3 > ELEMENTSOF(hv_stack)) {
                 hv = malloc((n_md + 3) * sizeof(char *));
-                if (!hv) {
-                        grpc_invoke_free(gi);
+                if (!hv)
                         return -ENOMEM;
-                }
         }
         for (char *const *p = grpc_call_metadata_pairs(c); p[0] && p[1]; p += 2)
-                if (header_forwardable(p[0]) && !endswith(p[0], "-bin") && !streq(p[0], "dapr-api-token") &&
-                    !streq(p[0], "user-agent")) {
+                if (header_forwardable(p[0], true)) {
                         hv[n_hv++] = p[0];
                         hv[n_hv++] = p[1];
                 }
-        if (lct > 0) {
+        if (*msg->content_type) {
                 hv[n_hv++] = (char *) "Content-Type";
-                hv[n_hv++] = content_type;
+                hv[n_hv++] = msg->content_type;
         }
         hv[n_hv] = NULL;
+
+        gi = grpc_call_scratch(c, sizeof *gi);
+        gi->call = c;
+        gi->max = manager_max_body(grpc_call_manager(c)) ?: 4U << 20;
         InvokeRequest ireq = {
                 .caller_app = grpc_call_app_id(c),
                 .target_app = req->id,
                 .verb = verbs[v],
-                .method = gi->method,
+                .method = method,
                 .headers = hv,
+                /* borrowed from the request, which stays until the call is answered */
                 .body = msg->data ? msg->data->value.data : NULL,
                 .body_len = msg->data ? msg->data->value.len : 0,
         };
-        /* The body is borrowed until done: keep a copy, the request message is freed on return. */
-        if (ireq.body_len > 0) {
-                gi->body = malloc(ireq.body_len);
-                if (!gi->body) {
-                        if (hv != hv_stack)
-                                free(hv);
-                        grpc_invoke_free(gi);
-                        return -ENOMEM;
-                }
-                memcpy(gi->body, ireq.body, ireq.body_len);
-                ireq.body = gi->body;
-        }
         k = invoke_start(grpc_call_registry(c), &ireq, &handler, gi, &gi->ic);
         if (hv != hv_stack)
                 free(hv);
         if (k < 0) {
-                grpc_invoke_free(gi);
                 if (k == -EINVAL)
                         return grpc_fail_dapr_status(c, error_grpc_status(ERROR_CONTEXT_INVOKE_START, k,
                                                                           DAPR_ERR_DIRECT_INVOKE),

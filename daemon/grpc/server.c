@@ -29,6 +29,7 @@
  * the wrong stream, flow-control violations) are nghttp2's to detect: it sends
  * GOAWAY and we close once that is out.
  */
+#include <assert.h>
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <stdalign.h>
@@ -82,6 +83,15 @@
 #define GRPC_SEND_QUEUE_MAX (16U << 20)
 
 typedef struct GrpcConn GrpcConn;
+
+/* A request is unpacked into an arena: protobuf-c allocates the message, its strings and arrays
+ * piece by piece, and all of it is dropped at once. Pieces that do not fit spill to malloc. */
+typedef struct UnpackArena {
+        ProtobufCAllocator allocator;
+        size_t used;
+        bool spilled;
+        alignas(max_align_t) uint8_t buf[GRPC_UNPACK_ARENA];
+} UnpackArena;
 
 typedef struct H2MemFree {
         struct H2MemFree *next;
@@ -186,6 +196,9 @@ struct GrpcCall {
         uint8_t *req;               /* unary: the one request message, until the input ends */
         size_t req_len, req_cap;
         bool have_req, extra_req;
+        UnpackArena *arena;         /* unary: where the request is unpacked; kept with the pooled call */
+        ProtobufCMessage *req_msg;  /* unary: the unpacked request, in arena, until the call is freed */
+        bool drafting;              /* out holds a unary answer's draft (see grpc_call_draft_append) */
         uint8_t *out;               /* framed messages not yet taken by nghttp2 */
         size_t out_len, out_off, out_cap;
         char *hout;                 /* response headers the handler added, "name\0value\0" each */
@@ -200,6 +213,8 @@ struct GrpcCall {
         void *cancel_userdata;
         void *userdata;
         GrpcCall *next, *prev;
+        /* the handler's scratch space (grpc_call_scratch), as long as the call */
+        alignas(max_align_t) uint8_t scratch[GRPC_CALL_SCRATCH];
 };
 
 static void conn_flush_later(GrpcConn *c);
@@ -315,6 +330,7 @@ static void call_uncount(GrpcCall *c) {
 }
 
 static void call_free_buffers(GrpcCall *c) {
+        free(c->arena);
         free(c->hbuf);
         free(c->md);
         free(c->req);
@@ -332,7 +348,7 @@ static GrpcCall *call_alloc(GrpcServer *s) {
         s->n_pool--;
         GrpcCall keep = { .hbuf = c->hbuf, .hcap = c->hcap, .md = c->md, .cap_md = c->cap_md,
                           .req = c->req, .req_cap = c->req_cap, .out = c->out, .out_cap = c->out_cap,
-                          .hout = c->hout, .hout_cap = c->hout_cap };
+                          .hout = c->hout, .hout_cap = c->hout_cap, .arena = c->arena };
         *c = keep;
         return c;
 }
@@ -342,6 +358,9 @@ static void call_unref(GrpcCall *c) {
                 return;
         GrpcServer *s = c->server;
         call_uncount(c);
+        if (c->req_msg && c->arena->spilled)
+                /* only pieces that spilled need freeing; the walk is skipped when there are none */
+                protobuf_c_message_free_unpacked(c->req_msg, &c->arena->allocator);
         sd_event_source_disable_unref(c->deadline);
         grpc_decoder_done(&c->dec);
         app_unref(c->app);
@@ -447,15 +466,23 @@ static nghttp2_nv make_nv(const char *name, const char *value) {
                              NGHTTP2_NV_FLAG_NONE };
 }
 
+/* Names and values the call owns and keeps unchanged until it is freed, which is after its stream
+ * closed (the response headers, status message, details, trailers): nghttp2 need not copy them. */
+static nghttp2_nv call_nv(const char *name, const char *value) {
+        return (nghttp2_nv){ (uint8_t *) name, (uint8_t *) value, strlen(name), strlen(value),
+                             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+}
+
 /* Constant names and values: nghttp2 takes them as they are, without a copy. */
 #define STATIC_NV(n, v)                                                                                          \
         { (uint8_t *) (n), (uint8_t *) (v), sizeof(n) - 1, sizeof(v) - 1,                                       \
           NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE }
 
+/* What grpc-go (so daprd) sends: no grpc-accept-encoding (optional in gRPC's HTTP/2 mapping; the
+ * encoding of a compressed request is answered UNIMPLEMENTED), which HPACK would encode per call. */
 static const nghttp2_nv response_headers[] = {
         STATIC_NV(":status", "200"),
         STATIC_NV("content-type", "application/grpc"),
-        STATIC_NV("grpc-accept-encoding", "identity"),
 };
 
 /* grpc-status, by code: the whole trailer field constant, so it is never formatted or copied
@@ -477,11 +504,11 @@ static nghttp2_nv status_field(GrpcCode code) {
 static size_t status_fields(const GrpcCall *c, nghttp2_nv *nv, size_t n, size_t max) {
         nv[n++] = status_field(c->status);
         if (c->status_message && *c->status_message)
-                nv[n++] = make_nv("grpc-message", c->status_message);
+                nv[n++] = call_nv("grpc-message", c->status_message);
         if (c->details_bin)
-                nv[n++] = make_nv("grpc-status-details-bin", c->details_bin);
+                nv[n++] = call_nv("grpc-status-details-bin", c->details_bin);
         for (char **p = c->trailers_out; p && p[0] && p[1] && n < max; p += 2)
-                nv[n++] = make_nv(p[0], p[1]);
+                nv[n++] = call_nv(p[0], p[1]);
         return n;
 }
 
@@ -496,8 +523,9 @@ static int call_send_headers(GrpcCall *c, bool trailers_only) {
         memcpy(nv, response_headers, sizeof response_headers);
         for (size_t o = 0; o < c->hout_len && n < ELEMENTSOF(nv) - 8;) {
                 const char *name = c->hout + o, *value = name + strlen(name) + 1;
-                nv[n++] = make_nv(name, value);
-                o = (size_t) (value - c->hout) + strlen(value) + 1;
+                nv[n] = call_nv(name, value);
+                o = (size_t) (value - c->hout) + nv[n].valuelen + 1;
+                n++;
         }
         if (trailers_only) {
                 n = status_fields(c, nv, n, ELEMENTSOF(nv));
@@ -515,26 +543,28 @@ static void call_submit_trailers(GrpcCall *c) {
         (void) nghttp2_submit_trailer(c->conn->h2, c->stream_id, nv, n);
 }
 
+/* The bytes of a DATA frame are not copied here but by data_send(), straight from the call's
+ * output into the connection's write buffer (NGHTTP2_DATA_FLAG_NO_COPY): nghttp2 calls it within
+ * the same nghttp2_session_mem_send(), before anything else can touch c->out. */
 static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *source, void *user_data) {
         GrpcCall *c = source->ptr;
-        size_t n = MIN(length, c->out_len - c->out_off);
+        size_t left = c->out_len - c->out_off, n = MIN(length, left);
 
-        if (n > 0)
-                memcpy(buf, c->out + c->out_off, n);
-        c->out_off += n;
-        if (c->out_off == c->out_len) {
-                c->out_off = c->out_len = 0;
+        if (n == left) {
                 if (!c->finished) {
-                        if (n > 0)
-                                return (ssize_t) n;
-                        c->deferred = true;
-                        return NGHTTP2_ERR_DEFERRED;
+                        if (n == 0) {
+                                c->deferred = true;
+                                return NGHTTP2_ERR_DEFERRED;
+                        }
+                } else {
+                        /* Everything is out with this frame: the status follows as trailers. */
+                        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                        call_submit_trailers(c);
                 }
-                /* Everything is out: the status follows as trailers. */
-                *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-                call_submit_trailers(c);
         }
+        if (n > 0)
+                *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
         return (ssize_t) n;
 }
 
@@ -553,6 +583,11 @@ static void call_finish(GrpcCall *c, GrpcCode code, const char *message, const c
         c->finished = true;
         call_uncount(c);
         c->deadline = sd_event_source_disable_unref(c->deadline);
+        if (c->drafting) {
+                /* a draft never answered: dropped (the answer is trailers only) */
+                c->drafting = false;
+                c->out_off = c->out_len = 0;
+        }
         c->status = code;
         c->status_message = message ? grpc_percent_encode(message) : NULL;
         c->details_bin = details_bin ? strdup(details_bin) : NULL;
@@ -657,6 +692,8 @@ static int call_queue(GrpcCall *c, const ProtobufCMessage *msg, const void *buf,
 
         if (c->finished || !c->conn)
                 return -EPIPE;
+        if (c->drafting)
+                return -EBUSY;
         if (msg)
                 len = protobuf_c_message_get_packed_size(msg);
         if (len > UINT32_MAX)
@@ -717,6 +754,87 @@ int grpc_call_reply(GrpcCall *c, const ProtobufCMessage *msg) {
         call_finish(c, GRPC_STATUS_OK, NULL, NULL);
         handler_answered(c);
         /* The answer goes out now, from here, as HTTP's replies do: no loop iteration for it. */
+        conn_kick(c->conn);
+        call_unref(c);
+        return r;
+}
+
+void *grpc_call_scratch(GrpcCall *c, size_t size) {
+        assert(size <= sizeof c->scratch);
+        memset(c->scratch, 0, size);
+        return c->scratch;
+}
+
+/* The draft sits in c->out after room for the message's prefix and head. */
+#define DRAFT_ROOM (GRPC_PREFIX_SIZE + GRPC_DRAFT_HEAD_MAX)
+
+static int draft_begin(GrpcCall *c) {
+        if (c->drafting)
+                return 0;
+        /* a unary answer's, before anything was queued */
+        if (c->finished || !c->conn || c->headers_sent || c->out_len != c->out_off)
+                return -EBUSY;
+        c->out_off = c->out_len = 0;
+        int r = out_reserve(c, DRAFT_ROOM);
+        if (r < 0)
+                return r;
+        c->out_len = DRAFT_ROOM;
+        c->drafting = true;
+        return 0;
+}
+
+int grpc_call_draft_append(GrpcCall *c, const void *buf, size_t len) {
+        int r = draft_begin(c);
+        if (r < 0)
+                return r;
+        if (len == 0)
+                return 0;
+        if (c->out_len - DRAFT_ROOM + len > UINT32_MAX)
+                return -EMSGSIZE;
+        r = out_reserve(c, len);
+        if (r < 0)
+                return r;
+        memcpy(c->out + c->out_len, buf, len);
+        c->out_len += len;
+        return 0;
+}
+
+size_t grpc_call_draft_len(const GrpcCall *c) {
+        return c->drafting ? c->out_len - DRAFT_ROOM : 0;
+}
+
+int grpc_call_reply_draft(GrpcCall *c, const void *head, size_t head_len, const void *tail, size_t tail_len) {
+        int r;
+
+        assert(head_len <= GRPC_DRAFT_HEAD_MAX);
+        call_ref(c);
+        r = draft_begin(c);
+        if (r >= 0) {
+                size_t total = head_len + (c->out_len - DRAFT_ROOM) + tail_len;
+                r = total > UINT32_MAX ? -EMSGSIZE : out_reserve(c, tail_len);
+                if (r >= 0) {
+                        /* prefix and head end where the draft begins; the tail follows it */
+                        size_t start = DRAFT_ROOM - head_len - GRPC_PREFIX_SIZE;
+                        grpc_frame_prefix(c->out + start, (uint32_t) total);
+                        if (head_len > 0)
+                                memcpy(c->out + start + GRPC_PREFIX_SIZE, head, head_len);
+                        if (tail_len > 0)
+                                memcpy(c->out + c->out_len, tail, tail_len);
+                        c->out_off = start;
+                        c->out_len += tail_len;
+                        c->drafting = false;
+                        if (call_send_headers(c, false) < 0)
+                                r = -EIO;
+                }
+        }
+        if (r < 0) {
+                c->out_off = c->out_len = 0;
+                c->drafting = false;
+                call_finish(c, r == -EMSGSIZE ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                            "mooringd could not send the answer", NULL);
+        }
+        call_finish(c, GRPC_STATUS_OK, NULL, NULL);
+        handler_answered(c);
         conn_kick(c->conn);
         call_unref(c);
         return r;
@@ -903,15 +1021,9 @@ static void handler_failed(GrpcCall *c, int r) {
                 (void) grpc_call_fail(c, GRPC_STATUS_INTERNAL, "%s", strerror(-r));
 }
 
-/* A request is unpacked into an arena on the caller's stack: protobuf-c allocates the message,
- * its strings and arrays piece by piece, and all of it is dropped at once after the handler ran.
- * Pieces that do not fit spill to malloc. */
-typedef struct UnpackArena {
-        ProtobufCAllocator allocator;
-        size_t used;
-        bool spilled;
-        alignas(max_align_t) uint8_t buf[GRPC_UNPACK_ARENA];
-} UnpackArena;
+/* Stream messages are unpacked into an arena on the caller's stack and dropped after the handler
+ * ran; a unary request into the call's own arena, where it stays until the call is freed, so a
+ * handler answering later borrows from it instead of copying (the invoke body). */
 
 static void *arena_alloc(void *userdata, size_t size) {
         UnpackArena *a = userdata;
@@ -955,7 +1067,6 @@ static ProtobufCMessage *unpack(GrpcCall *c, UnpackArena *a, const uint8_t *msg,
 }
 
 static void dispatch_unary(GrpcCall *c) {
-        UnpackArena arena;
         ProtobufCMessage *m;
         int r;
 
@@ -970,15 +1081,20 @@ static void dispatch_unary(GrpcCall *c) {
                             NULL);
                 return;
         }
-        m = unpack(c, &arena, c->req_len > 0 ? c->req : (const uint8_t *) "", c->req_len);
+        if (!c->arena && !(c->arena = malloc(sizeof *c->arena))) {
+                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+                return;
+        }
+        m = unpack(c, c->arena, c->req_len > 0 ? c->req : (const uint8_t *) "", c->req_len);
         c->req_len = 0; /* the buffer stays for the call object's next use */
         call_hold(c, grpc_decoder_buffered(&c->dec));
         if (!m)
                 return;
+        /* kept until the call is freed (call_unref): the handler may borrow from it until it answers */
+        c->req_msg = m;
         c->handler_owes = true;
         call_ref(c);
         r = c->method->unary(c, m);
-        arena_free_message(&arena, m);
         if (r < 0)
                 handler_failed(c, r);
 }
@@ -1433,6 +1549,38 @@ static int wbuf_append(GrpcConn *c, const uint8_t *p, size_t n) {
         return 0;
 }
 
+/* A DATA frame data_read() left uncopied: its header and the call's bytes go to the write buffer
+ * (one copy of the payload, where nghttp2's own frame buffer would make two). */
+static int data_send(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                     nghttp2_data_source *source, void *user_data) {
+        static const uint8_t zeros[256];
+        GrpcConn *conn = user_data;
+        GrpcCall *c = source->ptr;
+        size_t padlen = frame->data.padlen;
+
+        assert(length <= c->out_len - c->out_off);
+        if (wbuf_append(conn, framehd, 9) < 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (padlen > 0) {
+                /* the Pad Length field, then the padding after the data (we ask for none) */
+                uint8_t pl = (uint8_t) (padlen - 1);
+                if (wbuf_append(conn, &pl, 1) < 0)
+                        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        if (wbuf_append(conn, c->out + c->out_off, length) < 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+        for (size_t p = padlen > 1 ? padlen - 1 : 0; p > 0;) {
+                size_t k = MIN(p, sizeof zeros);
+                if (wbuf_append(conn, zeros, k) < 0)
+                        return NGHTTP2_ERR_CALLBACK_FAILURE;
+                p -= k;
+        }
+        c->out_off += length;
+        if (c->out_off == c->out_len)
+                c->out_off = c->out_len = 0;
+        return 0;
+}
+
 /*
  * Writes what nghttp2 has for the peer: gathered into wbuf (up to GRPC_WRITE_BATCH at a time)
  * and written with one send(). Not from inside nghttp2 (in_io): then it only notes that output
@@ -1652,6 +1800,7 @@ static int conn_new(GrpcListener *l, int fd) {
         nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
         nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
         nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+        nghttp2_session_callbacks_set_send_data_callback(cb, data_send);
         nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
         /* gRPC has no use for RFC 7540 priorities: without them (and SETTINGS_NO_RFC7540_PRIORITIES
          * below) nghttp2 keeps no dependency tree and no closed streams for it. */

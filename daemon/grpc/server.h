@@ -59,8 +59,9 @@ typedef enum GrpcMethodKind {
 
 /*
  * One RPC: its path and what to call. Adding an RPC is one entry in a service's table and one
- * function. The request is unpacked with request (a protobuf-c descriptor) and freed after the
- * callback returns: copy what you keep.
+ * function. The request is unpacked with request (a protobuf-c descriptor). A unary request stays
+ * valid until the handler answers (it may borrow from it meanwhile, and must not after); a stream
+ * message is freed when message() returns: copy what you keep.
  */
 typedef struct GrpcMethod {
         const char *path;                                   /* "/dapr.proto.runtime.v1.Dapr/GetState" */
@@ -133,6 +134,27 @@ int grpc_call_fail_detail(GrpcCall *c, GrpcCode code, const char *reason, const 
  */
 int grpc_call_send(GrpcCall *c, const ProtobufCMessage *msg);
 int grpc_call_send_raw(GrpcCall *c, const void *buf, size_t len);
+/*
+ * A unary answer built in place, so a large field is copied once: grpc_call_draft_append() adds
+ * bytes to the answer's message, in order; grpc_call_reply_draft() then puts head (at most
+ * GRPC_DRAFT_HEAD_MAX bytes: the encoding of the fields before the bytes, their tags and lengths)
+ * in front of them and tail behind, and answers OK with head + bytes + tail as the one message,
+ * as grpc_call_reply() does. Only before anything else was sent on the call: -EBUSY otherwise.
+ * A draft not replied is dropped when the call fails.
+ */
+#define GRPC_DRAFT_HEAD_MAX 32
+int grpc_call_draft_append(GrpcCall *c, const void *buf, size_t len);
+size_t grpc_call_draft_len(const GrpcCall *c);
+int grpc_call_reply_draft(GrpcCall *c, const void *head, size_t head_len, const void *tail, size_t tail_len);
+
+/*
+ * Zeroed scratch space of up to GRPC_CALL_SCRATCH bytes for the handler's state, instead of an
+ * allocation: it lives as long as the call object, which may be freed as soon as the handler
+ * answered (grpc_call_reply/fail), so nothing may touch it from the answer on. One per call.
+ */
+#define GRPC_CALL_SCRATCH 256U
+void *grpc_call_scratch(GrpcCall *c, size_t size);
+
 /* Bytes queued for the client and not yet taken by HTTP/2 (flow control). */
 size_t grpc_call_send_queued(const GrpcCall *c);
 
