@@ -34,6 +34,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stdalign.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,11 +194,10 @@ struct GrpcCall {
         bool counted;               /* in calls_in_flight */
         GrpcDecoder dec;
         uint64_t held;              /* input this call holds (accounted in conn->input_held) */
-        uint8_t *req;               /* unary: the one request message, until the input ends */
-        size_t req_len, req_cap;
         bool have_req, extra_req;
         UnpackArena *arena;         /* unary: where the request is unpacked; kept with the pooled call */
-        ProtobufCMessage *req_msg;  /* unary: the unpacked request, in arena, until the call is freed */
+        ProtobufCMessage *req_msg;  /* unary: the request, unpacked as it arrived, until the call is freed */
+        size_t req_len;             /* its encoded length: input held until the handler runs */
         bool drafting;              /* out holds a unary answer's draft (see grpc_call_draft_append) */
         uint8_t *out;               /* framed messages not yet taken by nghttp2 */
         size_t out_len, out_off, out_cap;
@@ -333,7 +333,6 @@ static void call_free_buffers(GrpcCall *c) {
         free(c->arena);
         free(c->hbuf);
         free(c->md);
-        free(c->req);
         free(c->out);
         free(c->hout);
 }
@@ -346,10 +345,14 @@ static GrpcCall *call_alloc(GrpcServer *s) {
         ASAN_UNPOISON_MEMORY_REGION(c, sizeof *c);
         s->pool = c->next;
         s->n_pool--;
-        GrpcCall keep = { .hbuf = c->hbuf, .hcap = c->hcap, .md = c->md, .cap_md = c->cap_md,
-                          .req = c->req, .req_cap = c->req_cap, .out = c->out, .out_cap = c->out_cap,
-                          .hout = c->hout, .hout_cap = c->hout_cap, .arena = c->arena };
-        *c = keep;
+        char *hbuf = c->hbuf, **md = c->md, *hout = c->hout;
+        uint8_t *out = c->out;
+        size_t hcap = c->hcap, cap_md = c->cap_md, out_cap = c->out_cap, hout_cap = c->hout_cap;
+        UnpackArena *arena = c->arena;
+        /* everything but the scratch space, which grpc_call_scratch() clears when it is asked for */
+        memset(c, 0, offsetof(GrpcCall, scratch));
+        c->hbuf = hbuf, c->hcap = hcap, c->md = md, c->cap_md = cap_md;
+        c->out = out, c->out_cap = out_cap, c->hout = hout, c->hout_cap = hout_cap, c->arena = arena;
         return c;
 }
 
@@ -376,10 +379,6 @@ static void call_unref(GrpcCall *c) {
         if (c->hcap > GRPC_CALL_KEEP_BUFFER) {
                 c->hbuf = mfree(c->hbuf);
                 c->hcap = 0;
-        }
-        if (c->req_cap > GRPC_CALL_KEEP_BUFFER) {
-                c->req = mfree(c->req);
-                c->req_cap = 0;
         }
         if (c->hout_cap > GRPC_CALL_KEEP_BUFFER) {
                 c->hout = mfree(c->hout);
@@ -1081,17 +1080,9 @@ static void dispatch_unary(GrpcCall *c) {
                             NULL);
                 return;
         }
-        if (!c->arena && !(c->arena = malloc(sizeof *c->arena))) {
-                call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-                return;
-        }
-        m = unpack(c, c->arena, c->req_len > 0 ? c->req : (const uint8_t *) "", c->req_len);
-        c->req_len = 0; /* the buffer stays for the call object's next use */
+        m = c->req_msg;
+        c->req_len = 0;
         call_hold(c, grpc_decoder_buffered(&c->dec));
-        if (!m)
-                return;
-        /* kept until the call is freed (call_unref): the handler may borrow from it until it answers */
-        c->req_msg = m;
         c->handler_owes = true;
         call_ref(c);
         r = c->method->unary(c, m);
@@ -1109,15 +1100,15 @@ static int on_message(const uint8_t *msg, size_t len, void *userdata) {
                         c->extra_req = true;
                         return 0;
                 }
-                if (len > c->req_cap) {
-                        uint8_t *b = realloc(c->req, len);
-                        if (!b)
-                                return -ENOMEM;
-                        c->req = b;
-                        c->req_cap = len;
-                }
-                if (len > 0)
-                        memcpy(c->req, msg, len);
+                /* Unpacked now, from where the decoder has it (no copy kept of the encoded message), into
+                 * the call's arena, where it stays until the call is freed (call_unref): the handler,
+                 * run once the input ends, borrows from it until it answers. */
+                if (!c->arena && !(c->arena = malloc(sizeof *c->arena)))
+                        return -ENOMEM;
+                ProtobufCMessage *m = unpack(c, c->arena, len > 0 ? msg : (const uint8_t *) "", len);
+                if (!m)
+                        return -EBADMSG; /* answered by unpack() */
+                c->req_msg = m;
                 c->req_len = len;
                 c->have_req = true;
                 return 0;
@@ -1352,8 +1343,10 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                         return 0;
                 switch (namelen) {
                 case 2:
-                        if (memcmp(name, "te", 2) == 0 && !(valuelen == 8 && strncasecmp((const char *) value,
-                                                                                         "trailers", 8) == 0))
+                        /* "trailers" in any case: setting bit 5 lowers letters and makes no other byte one */
+                        if (memcmp(name, "te", 2) == 0 &&
+                            !(valuelen == 8 &&
+                              (grpc_load64(value) | GRPC_ONES * 0x20) == grpc_load64((const uint8_t *) "trailers")))
                                 return call_malformed(c);
                         break;
                 case 7:
@@ -1455,7 +1448,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         }
         call_ref(c);
         r = grpc_decoder_feed(&c->dec, data, len, on_message, c);
-        call_hold(c, grpc_decoder_buffered(&c->dec) + (c->req ? c->req_len : 0));
+        call_hold(c, grpc_decoder_buffered(&c->dec) + c->req_len);
         if (r == -EMSGSIZE) {
                 /* grpc-go's code and words */
                 snprintf(msg, sizeof msg, "grpc: received message larger than max (%zu vs. %zu)", c->dec.last_size,

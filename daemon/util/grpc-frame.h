@@ -106,15 +106,25 @@ static inline bool grpc_has_more(uint64_t x, uint8_t n) {
         return (((x + GRPC_ONES * (uint8_t) (127 - n)) | x) & GRPC_HIGHS) != 0;
 }
 
+static inline bool grpc_value_word_bad(uint64_t x) {
+        return grpc_has_zero(x) || grpc_has_zero(x ^ (GRPC_ONES * '\r')) || grpc_has_zero(x ^ (GRPC_ONES * '\n'));
+}
+
+static inline bool grpc_pseudo_word_bad(uint64_t x) {
+        return grpc_has_less(x, 0x21) || grpc_has_more(x, 0x7e);
+}
+
+/* Eight bytes at a time; from eight bytes on, the last bytes as one more word that overlaps
+ * what was checked already, rather than one by one. */
 static inline bool grpc_field_value_ok(const uint8_t *v, size_t n) {
         size_t i = 0;
         if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
                 return false;
-        for (; i + 8 <= n; i += 8) {
-                uint64_t x = grpc_load64(v + i);
-                if (grpc_has_zero(x) || grpc_has_zero(x ^ (GRPC_ONES * '\r')) ||
-                    grpc_has_zero(x ^ (GRPC_ONES * '\n')))
-                        return false;
+        if (n >= 8) {
+                for (; i + 8 <= n; i += 8)
+                        if (grpc_value_word_bad(grpc_load64(v + i)))
+                                return false;
+                return i == n || !grpc_value_word_bad(grpc_load64(v + n - 8));
         }
         for (; i < n; i++)
                 if (v[i] == 0 || v[i] == '\r' || v[i] == '\n')
@@ -126,10 +136,11 @@ static inline bool grpc_pseudo_value_ok(const uint8_t *v, size_t n, bool nonempt
         size_t i = 0;
         if (n == 0)
                 return !nonempty;
-        for (; i + 8 <= n; i += 8) {
-                uint64_t x = grpc_load64(v + i);
-                if (grpc_has_less(x, 0x21) || grpc_has_more(x, 0x7e))
-                        return false;
+        if (n >= 8) {
+                for (; i + 8 <= n; i += 8)
+                        if (grpc_pseudo_word_bad(grpc_load64(v + i)))
+                                return false;
+                return i == n || !grpc_pseudo_word_bad(grpc_load64(v + n - 8));
         }
         for (; i < n; i++)
                 if (v[i] <= 0x20 || v[i] >= 0x7f)
