@@ -154,6 +154,28 @@ class GrpcTransportTest(DaemonTestCase):
         call(ch, "Shutdown", dapr.ShutdownRequest())
         self.assertEqual(call(ch, "GetMetadata", dapr.GetMetadataRequest(), dapr.GetMetadataResponse).id, "a")
 
+    def test_bad_unary_requests(self):
+        # A unary request is unpacked as soon as its message is complete (grpc/server.c on_message):
+        # one that does not decode, or a second message, is answered INTERNAL and the
+        # connection serves on.
+        d = self.daemon(apps={"a": APP})
+        ch = g.channel(grpc_sock(d, "a"))
+        self.addCleanup(ch.close)
+        raw = ch.unary_unary(g.DAPR + "GetState", request_serializer=lambda b: b,
+                             response_deserializer=dapr.GetStateResponse.FromString)
+        with self.assertRaises(grpc.RpcError) as cm:
+            raw(b"\x0a\xff\xff\xff")  # field 1, a length past the end
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INTERNAL)
+        self.assertIn("error unmarshalling request", cm.exception.details())
+        two = ch.stream_unary(g.DAPR + "GetState", request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=dapr.GetStateResponse.FromString)
+        req = dapr.GetStateRequest(store_name="statestore", key="k")
+        with self.assertRaises(grpc.RpcError) as cm:
+            two(iter([req, req]))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INTERNAL)
+        self.assertIn("more than one request message", cm.exception.details())
+        self.assertEqual(two(iter([req])).data, b"")
+
     def test_tcp_port_requires_the_token(self):
         port = free_port()
         d = self.daemon(apps={"a": f"[App]\nGrpcPort={port}\nApiToken=s3cret\n"})
