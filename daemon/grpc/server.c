@@ -1551,6 +1551,10 @@ static int data_send(nghttp2_session *session, nghttp2_frame *frame, const uint8
         GrpcCall *c = source->ptr;
         size_t padlen = frame->data.padlen;
 
+        /* nghttp2 goes on from one DATA frame to the next within one nghttp2_session_mem_send():
+         * past a batch, the frame waits (nghttp2 offers it again) until the batch is written. */
+        if (conn->wlen - conn->woff >= GRPC_WRITE_BATCH)
+                return NGHTTP2_ERR_WOULDBLOCK;
         assert(length <= c->out_len - c->out_off);
         if (wbuf_append(conn, framehd, 9) < 0)
                 return NGHTTP2_ERR_CALLBACK_FAILURE;

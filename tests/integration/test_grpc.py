@@ -290,9 +290,9 @@ class GrpcInvokeTest(DaemonTestCase):
 
     def test_answers_come_whole(self):
         # The answer is encoded around the body as it arrives (grpc/dapr-invoke.c): a body of many
-        # reads, sent in many DATA frames under flow control; a content type too long for the
-        # call's scratch space; a query too long for the stack.
-        body = bytes(range(256)) * 4096
+        # reads, sent in many DATA frames under flow control and in several write batches; a content
+        # type too long for the call's scratch space; a query too long for the stack.
+        body = bytes(range(256)) * (12 << 10)
         long_ct = "application/x-" + "a" * 300
         qs = "q=" + "z" * 1000
         r, c = self.invoke("big", body, qs=qs, ct=long_ct)
