@@ -14,7 +14,7 @@
 #
 # Usage: bench/pubsub.sh [--mooringd PATH] [--messages M] [--connections C]
 #                        [--brokers LIST] [--latency-seconds S] [--rate R]
-#                        [--drain S] [--strace] [--pubsub-pub PATH]
+#                        [--drain S] [--strace] [--callgrind N] [--pubsub-pub PATH]
 #                        [--pubsub-sub PATH] [--keep]
 #
 # Everything runs on 127.0.0.1 and Unix sockets under a temporary directory;
@@ -42,6 +42,7 @@ use_strace=0
 keep=0
 msg_size=1024           # bytes of every published body
 strace_messages=10000   # messages in the sqlite run under strace
+cg_messages=0           # messages per broker in an extra run under callgrind (0: none)
 ready_timeout=10        # seconds to wait for a server to answer
 active_timeout=30       # seconds to wait for the subscription to deliver a warm-up message
 stop_timeout=15         # seconds to wait for mooringd after SIGTERM
@@ -51,7 +52,7 @@ target_embedded=30000   # msgs/s (issue 9), pubsub.sqlite with durability on, 1 
 usage() {
         cat <<EOF
 usage: bench/pubsub.sh [--mooringd PATH] [--messages M] [--connections C] [--brokers LIST]
-                       [--latency-seconds S] [--rate R] [--drain S] [--strace]
+                       [--latency-seconds S] [--rate R] [--drain S] [--strace] [--callgrind N]
                        [--pubsub-pub PATH] [--pubsub-sub PATH] [--keep]
   --mooringd PATH       daemon binary (default: \$MOORINGD or build/daemon/mooringd)
   --messages M          messages per peak run, and redis-benchmark -n (default: 50000)
@@ -63,6 +64,9 @@ usage: bench/pubsub.sh [--mooringd PATH] [--messages M] [--connections C] [--bro
   --drain S             wait at most S seconds for deliveries after publishing (default: 60)
   --strace              pubsub.sqlite: count fsync/fdatasync per message in an extra run
                         of min(M, $strace_messages) messages under strace -f -c (not a throughput figure)
+  --callgrind N         every broker: one more run of N messages with mooringd under valgrind
+                        --tool=callgrind, counting instructions per message published and
+                        delivered for each thread (exact, whatever else loads the machine)
   --pubsub-pub PATH     publisher (default: \$PUBSUB_PUB, else bench/pubsub-pub next to the
                         daemon's build dir, else compiled from bench/pubsub-pub.c)
   --pubsub-sub PATH     subscribing app (default: \$PUBSUB_SUB, else bench/pubsub-sub next to
@@ -88,6 +92,8 @@ while [ $# -gt 0 ]; do
         --drain) [ $# -ge 2 ] || die "--drain needs a value"; drain=$2; shift 2 ;;
         --drain=*) drain=${1#*=}; shift ;;
         --strace) use_strace=1; shift ;;
+        --callgrind) [ $# -ge 2 ] || die "--callgrind needs a value"; cg_messages=$2; shift 2 ;;
+        --callgrind=*) cg_messages=${1#*=}; shift ;;
         --pubsub-pub) [ $# -ge 2 ] || die "--pubsub-pub needs a value"; pubsub_pub=$2; shift 2 ;;
         --pubsub-pub=*) pubsub_pub=${1#*=}; shift ;;
         --pubsub-sub) [ $# -ge 2 ] || die "--pubsub-sub needs a value"; pubsub_sub=$2; shift 2 ;;
@@ -103,6 +109,7 @@ done
 [[ $latency_seconds =~ ^[1-9][0-9]*$ ]] || die "--latency-seconds must be a positive integer"
 [ -z "$rate" ] || [[ $rate =~ ^[1-9][0-9]*$ ]] || die "--rate must be a positive integer (msgs/s)"
 [[ $drain =~ ^[1-9][0-9]*$ ]] || die "--drain must be a positive integer (seconds)"
+[[ $cg_messages =~ ^[0-9]+$ ]] || die "--callgrind must be a number of messages"
 IFS=, read -r -a broker_list <<<"$brokers"
 [ ${#broker_list[@]} -gt 0 ] || die "--brokers is empty"
 for b in "${broker_list[@]}"; do
@@ -122,6 +129,9 @@ if has_broker mqtt3; then
 fi
 if [ "$use_strace" -eq 1 ]; then
         command -v strace >/dev/null 2>&1 || need_install+=(strace)
+fi
+if [ "$cg_messages" -gt 0 ]; then
+        { command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1; } || need_install+=(valgrind)
 fi
 install_packages "${need_install[@]}"
 mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -295,7 +305,7 @@ sub_ctl() {
 
 declare -A best_pub best_pub50 best_pub99 best_del best_e50 best_e99 all_pub all_del
 declare -A half_rate half_del half_e50 half_e99 half_max half_late
-declare -A status_of fsync_note
+declare -A status_of fsync_note cg_note
 declare -A wait_unique wait_dups            # per run id: what the wait saw (for late arrivals)
 notes=()
 bad_runs=0
@@ -510,6 +520,52 @@ strace_round() {
         echo "strace: ${fsync_note[sqlite]}"
 }
 
+# callgrind_round BROKER: mooringd again, under callgrind with one output file per thread;
+# collection is switched on once the subscription delivers and off after N messages were
+# published and delivered (and their acks committed), so start-up is not counted. Prints the
+# instructions per message of the loop thread, of the broker's writer thread (pubsub.sqlite's
+# WorkQueue thread, the one that ran batch_run) and of the rest. Exact and independent of other
+# load; batches under valgrind are not those of a full-speed run, so per-batch costs weigh a
+# little differently.
+callgrind_round() {
+        local b=$1 cg=$tmp/cg-$b saved_timeout=$ready_timeout f ir label loop=0 writer=0 other=0 n
+        n=$cg_messages
+        srv_pin=(valgrind -q --tool=callgrind --separate-threads=yes --trace-children=yes --instr-atstart=no
+                 "--callgrind-out-file=$cg.%p")
+        ready_timeout=$((ready_timeout * 6)) # start-up under valgrind is slow
+        mkdir -p "$tmp/state-$b-cg"
+        start_mooringd "$tmp/state-$b-cg"
+        srv_pin=()
+        if ! wait_204 "$mooringd_pid" mooringd "http://127.0.0.1:$pub_port/v1.0/healthz" || ! warm_up "${ps_name[$b]}"; then
+                show_mooringd_log
+                ready_timeout=$saved_timeout
+                stop_mooringd
+                cg_note[$b]="not measured (mooringd under callgrind did not deliver)"
+                return 0
+        fi
+        ready_timeout=$saved_timeout
+        callgrind_control -i on "$mooringd_pid" >/dev/null 2>&1
+        echo "(under callgrind: throughput not representative)"
+        run_round "$b" callgrind "$n"
+        sleep 1 # the acks of the last deliveries commit
+        callgrind_control -i off "$mooringd_pid" >/dev/null 2>&1
+        stop_mooringd
+        for f in "$cg".*; do
+                [ -f "$f" ] || continue
+                ir=$(awk '$1 == "totals:" || $1 == "summary:" { v = $2 } END { print v + 0 }' "$f")
+                case $f in
+                *-01) loop=$((loop + ir)) ;;
+                *) if grep -q 'batch_run' "$f"; then writer=$((writer + ir)); else other=$((other + ir)); fi ;;
+                esac
+        done
+        per() { awk -v i="$1" -v n="$n" 'BEGIN { printf "%.0f", i / n }'; }
+        label="loop thread $(per $loop)"
+        [ "$b" != sqlite ] || label+=", writer thread $(per $writer)"
+        label+=", other threads $(per $other), total $(per $((loop + writer + other))) instructions per message"
+        cg_note[$b]="$label ($n messages published, delivered and acked)"
+        echo "callgrind: ${cg_note[$b]}"
+}
+
 # warm_up: publish one message again and again until the subscriber gets one
 # (the subscription is active), bounded by $active_timeout
 warm_up() {
@@ -623,6 +679,7 @@ for b in "${broker_list[@]}"; do
         echo "mooringd VmRSS after the runs: $(awk -v k="$rss" 'BEGIN { printf "%.2f", k / 1024 }') MiB"
         [ "$b" != sqlite ] || echo "database files: $(cd "$tmp/state-$b" && find . -type f -name '*pubsub*' -printf '%P %s B; ' 2>/dev/null)"
         stop_mooringd
+        [ "$cg_messages" -eq 0 ] || callgrind_round "$b"
         stop_sub
         status_of[$b]=measured
         echo
@@ -676,6 +733,9 @@ for b in "${broker_list[@]}"; do
         if [ -n "${half_rate[$b]:-}" ] && [ "${half_late[$b]:-0}" != 0 ]; then
                 echo "note: ${ps_type[$b]} half-rate run: ${half_late[$b]} messages were written more than 1 ms after they were due (no idle connection of $connections, or the publisher not scheduled in time); their wait counts in e2e"
         fi
+done
+for b in "${broker_list[@]}"; do
+        [ -z "${cg_note[$b]:-}" ] || echo "callgrind ${ps_type[$b]}: ${cg_note[$b]}"
 done
 echo "mooringd stop after SIGTERM (ms): ${stop_times[*]:-}"
 if [ "$max_other" -ge 20 ]; then
