@@ -307,6 +307,53 @@ TEST(storage) {
         pss_case_done(&S);
 }
 
+/* Acks settled in one Batch drop their messages' references together (runs of consecutive ids
+ * by range): each group's ack counts once, a message acked by both groups in the same Batch goes,
+ * and another topic's messages in between stay. */
+TEST(storage_acks_in_one_batch) {
+        Pss S;
+        _cleanup_free_ char *path = NULL;
+        PssPub pubs[12];
+
+        pss_case_init(&S, &pubsub_sqlite_driver, NULL, 0, "storage_acks_in_one_batch");
+        ASSERT_TRUE(asprintf(&path, "%s/pubsub.db", S.dir) > 0);
+        PubsubBroker *b = pss_open(&S);
+        PssSub *a = pss_subscribe(&S, b, "orders", "app-a", 16, PSS_HOLD);
+        PssSub *h = pss_subscribe(&S, b, "orders", "app-b", 16, PSS_HOLD);
+        PssSub *o = pss_subscribe(&S, b, "other", "app-c", 16, PSS_HOLD);
+        pss_publish_keys(&S, b, "orders", 0, 4, pubs);     /* consecutive ids */
+        pss_publish_keys(&S, b, "other", 10, 1, pubs + 4); /* one id in between */
+        pss_publish_keys(&S, b, "orders", 4, 1, pubs + 5);
+        pss_publish_keys(&S, b, "other", 11, 1, pubs + 6);
+        pss_publish_keys(&S, b, "orders", 5, 5, pubs + 7);
+        pss_wait_published(&S, pubs, 12);
+        PSS_WAIT(&S, a->outstanding == 10 && h->outstanding == 10 && o->outstanding == 2);
+        pss_run_for(&S, 100);
+        ASSERT_EQ(query_int(path, "SELECT sum(refs) FROM messages"), 22);
+
+        /* Both groups' acks before the loop runs again: the same Batch. */
+        pss_ack_all_held(a);
+        pss_ack_all_held(h);
+        pss_run_for(&S, 200);
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM messages"), 2);
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM messages WHERE topic = 'other' AND refs = 1"), 2);
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM queue"), 2);
+
+        /* One group's acks, the other's later: the first only unreferences. */
+        pss_publish_keys(&S, b, "orders", 20, 3, pubs);
+        pss_wait_published(&S, pubs, 3);
+        PSS_WAIT(&S, a->outstanding == 3 && h->outstanding == 3);
+        pss_ack_all_held(a);
+        pss_run_for(&S, 200);
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM messages WHERE topic = 'orders' AND refs = 1"), 3);
+        pss_ack_all_held(h);
+        pss_ack_all_held(o);
+        pss_run_for(&S, 200);
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM messages"), 0);
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM queue"), 0);
+        pss_case_done(&S);
+}
+
 /* Metadata is carried byte for byte, empty values and unusual names included. */
 TEST(metadata_pairs) {
         char *md[] = { "", "empty name", "k", "", "ünïcödé", "v\xc3\xa9", "k", "dup", NULL };

@@ -28,6 +28,12 @@
  *   A due row is fetched in (next_at, msg_id) order, which is publish order
  *   for first deliveries (while the wall clock does not step back).
  *
+ * Statements per message, what the writer thread spends its time on: a publish is one INSERT into
+ * messages and one plain INSERT per group (the topic's group ids are read once per Batch); an ACK
+ * deletes its queue row at once and its message's reference with the Batch's others, a run of
+ * consecutive message ids by one range DELETE plus one range UPDATE; a fetched row that this
+ * very transaction stored takes its bytes from the publish in memory, not from a read back.
+ *
  * Threading and group commit. The connection is opened and its statements
  * prepared on the loop in open(); from then on only the WorkQueue thread uses
  * them. The loop collects every operation — publishes, settles (ACK, RETRY,
@@ -125,10 +131,14 @@ typedef enum SqlStmt {
         SQL_CLAIM_QUEUE,
         SQL_CLAIM_MESSAGES,
         SQL_MSG_INSERT,
-        SQL_QUEUE_FANOUT,
+        SQL_GROUP_IDS,
+        SQL_QUEUE_INSERT,
         SQL_QUEUE_DELETE,
+        SQL_MSG_DELETE,
         SQL_MSG_DELETE_LAST,
         SQL_MSG_UNREF,
+        SQL_MSG_DELETE_LAST_RANGE,
+        SQL_MSG_UNREF_RANGE,
         SQL_QUEUE_RETRY,
         SQL_QUEUE_RELEASE,
         SQL_FETCH,
@@ -152,11 +162,14 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_CLAIM_MESSAGES] = "UPDATE messages SET refs = 1 WHERE refs = 0 AND topic = ?1",
         [SQL_MSG_INSERT] = "INSERT INTO messages (topic, data, metadata, published_at, expire_at, refs) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        [SQL_QUEUE_FANOUT] = "INSERT INTO queue (gid, next_at, msg_id, attempts) "
-                             "SELECT id, ?2, ?3, 0 FROM groups WHERE topic = ?1",
+        [SQL_GROUP_IDS] = "SELECT id FROM groups WHERE topic = ?1",
+        [SQL_QUEUE_INSERT] = "INSERT INTO queue (gid, next_at, msg_id, attempts) VALUES (?1, ?2, ?3, 0)",
         [SQL_QUEUE_DELETE] = "DELETE FROM queue WHERE gid = ?1 AND next_at = ?2 AND msg_id = ?3",
+        [SQL_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
         [SQL_MSG_DELETE_LAST] = "DELETE FROM messages WHERE id = ?1 AND refs <= 1",
         [SQL_MSG_UNREF] = "UPDATE messages SET refs = refs - 1 WHERE id = ?1 AND refs > 1",
+        [SQL_MSG_DELETE_LAST_RANGE] = "DELETE FROM messages WHERE id BETWEEN ?1 AND ?2 AND refs <= 1",
+        [SQL_MSG_UNREF_RANGE] = "UPDATE messages SET refs = refs - 1 WHERE id BETWEEN ?1 AND ?2 AND refs > 1",
         [SQL_QUEUE_RETRY] = "UPDATE queue SET next_at = ?4, attempts = attempts + 1 "
                             "WHERE gid = ?1 AND next_at = ?2 AND msg_id = ?3",
         [SQL_QUEUE_RELEASE] = "UPDATE queue SET attempts = attempts + 1 "
@@ -300,6 +313,17 @@ struct FetchReq {
         bool more;         /* stopped at limit: more may be due */
         int64_t next_due;  /* earliest future row, 0: none */
 };
+
+/* What batch_run() keeps across the ops of one Batch (the thread's side only). */
+typedef struct RunCache {
+        const char *topic;     /* the topic whose group ids ids[] holds, NULL: none */
+        int64_t *ids;
+        size_t n_ids, cap_ids;
+        int64_t *unref;        /* messages whose queue row an ACK removed, once per row */
+        size_t n_unref, cap_unref;
+        PubOp **fresh;         /* the Batch's stored publishes, by msg_id */
+        size_t n_fresh;
+} RunCache;
 
 struct Batch {
         Engine *engine;
@@ -567,16 +591,10 @@ static int run_ensure(Engine *e, EnsureOp *o, int64_t now) {
         return rc;
 }
 
-/* Removes one queue row and drops the message with its last reference. */
-static int run_ack(Engine *e, int64_t gid, int64_t next_at, int64_t msg_id) {
-        sqlite3_stmt *st = stmt_get(e, SQL_QUEUE_DELETE);
-        int rc = bind_row_key(st, gid, next_at, msg_id);
-        if (rc == SQLITE_OK)
-                rc = stmt_done(st);
-        if (rc != SQLITE_OK || sqlite3_changes(e->db) == 0)
-                return rc; /* already gone (purged): nothing to unreference */
-        st = stmt_get(e, SQL_MSG_DELETE_LAST);
-        rc = sqlite3_bind_int64(st, 1, msg_id);
+/* Drops one reference to a message: the message itself with its last one. */
+static int run_unref(Engine *e, int64_t msg_id) {
+        sqlite3_stmt *st = stmt_get(e, SQL_MSG_DELETE_LAST);
+        int rc = sqlite3_bind_int64(st, 1, msg_id);
         if (rc == SQLITE_OK)
                 rc = stmt_done(st);
         if (rc != SQLITE_OK || sqlite3_changes(e->db) > 0)
@@ -588,13 +606,78 @@ static int run_ack(Engine *e, int64_t gid, int64_t next_at, int64_t msg_id) {
         return rc;
 }
 
-static int run_settle(Engine *e, PubsubDelivery *d) {
+/* Removes one queue row and drops the message with its last reference. */
+static int run_ack(Engine *e, int64_t gid, int64_t next_at, int64_t msg_id) {
+        sqlite3_stmt *st = stmt_get(e, SQL_QUEUE_DELETE);
+        int rc = bind_row_key(st, gid, next_at, msg_id);
+        if (rc == SQLITE_OK)
+                rc = stmt_done(st);
+        if (rc != SQLITE_OK || sqlite3_changes(e->db) == 0)
+                return rc; /* already gone (purged): nothing to unreference */
+        return run_unref(e, msg_id);
+}
+
+/* An ACK in a Batch: removes the queue row now and notes the message in c->unref, so that
+ * run_unrefs() drops the references of the whole Batch together. */
+static int run_ack_deferred(Engine *e, RunCache *c, int64_t gid, int64_t next_at, int64_t msg_id) {
+        sqlite3_stmt *st = stmt_get(e, SQL_QUEUE_DELETE);
+        int rc = bind_row_key(st, gid, next_at, msg_id);
+        if (rc == SQLITE_OK)
+                rc = stmt_done(st);
+        if (rc != SQLITE_OK || sqlite3_changes(e->db) == 0)
+                return rc; /* already gone (purged): nothing to unreference */
+        if (c->n_unref == c->cap_unref) {
+                size_t ncap = c->cap_unref ? c->cap_unref * 2 : 64;
+                int64_t *n = realloc(c->unref, ncap * sizeof *n);
+                if (!n)
+                        return run_unref(e, msg_id); /* one by one, then */
+                c->unref = n;
+                c->cap_unref = ncap;
+        }
+        c->unref[c->n_unref++] = msg_id;
+        return SQLITE_OK;
+}
+
+/* Drops the references the Batch's ACKs noted, one per entry (a message acked by two groups is
+ * there twice). A run of consecutive ids without repeats, the common case (one group acking in
+ * publish order), takes two statements for the whole run instead of one or two per message:
+ * every message in [lo, hi] is in the run, so "refs <= 1: delete, else refs - 1" over the
+ * range does exactly what it does per message. */
+static int run_unrefs(Engine *e, RunCache *c) {
+        int64_t *v = c->unref;
+        size_t n = c->n_unref;
+        int rc = SQLITE_OK;
+
+        if (n == 0)
+                return SQLITE_OK;
+        qsort(v, n, sizeof *v, cmp_int64);
+        for (size_t i = 0, j; i < n && rc == SQLITE_OK; i = j) {
+                for (j = i + 1; j < n && v[j] == v[j - 1] + 1; j++)
+                        ;
+                if (j - i == 1) {
+                        rc = run_unref(e, v[i]);
+                        continue;
+                }
+                for (SqlStmt w = SQL_MSG_DELETE_LAST_RANGE; w <= SQL_MSG_UNREF_RANGE && rc == SQLITE_OK; w++) {
+                        sqlite3_stmt *st = stmt_get(e, w);
+                        rc = sqlite3_bind_int64(st, 1, v[i]);
+                        if (rc == SQLITE_OK)
+                                rc = sqlite3_bind_int64(st, 2, v[j - 1]);
+                        if (rc == SQLITE_OK)
+                                rc = stmt_done(st);
+                }
+        }
+        c->n_unref = 0;
+        return rc;
+}
+
+static int run_settle(Engine *e, RunCache *c, PubsubDelivery *d) {
         sqlite3_stmt *st;
         int rc;
 
         switch (d->kind) {
         case SETTLE_ACK:
-                return run_ack(e, d->group->gid, d->next_at, d->msg_id);
+                return run_ack_deferred(e, c, d->group->gid, d->next_at, d->msg_id);
         case SETTLE_RETRY:
                 st = stmt_get(e, SQL_QUEUE_RETRY);
                 rc = bind_row_key(st, d->group->gid, d->next_at, d->msg_id);
@@ -612,39 +695,54 @@ static int run_settle(Engine *e, PubsubDelivery *d) {
         return rc;
 }
 
-/* Counts the groups of topic, caching the last answer within one Batch (groups do not change
- * between the Batch's ensures and its publishes). */
-static int group_count(Engine *e, const char *topic, const char **cache_topic, int64_t *cache_n,
-                       int64_t *ret) {
+/* Reads the ids of topic's groups into c, unless c holds them already: they do not change
+ * between the Batch's ensures and its publishes. */
+static int group_ids(Engine *e, RunCache *c, const char *topic) {
         sqlite3_stmt *st;
         int rc;
 
-        if (*cache_topic && streq(*cache_topic, topic)) {
-                *ret = *cache_n;
+        if (c->topic && streq(c->topic, topic))
                 return SQLITE_OK;
-        }
-        st = stmt_get(e, SQL_GROUP_COUNT);
+        c->topic = NULL;
+        c->n_ids = 0;
+        st = stmt_get(e, SQL_GROUP_IDS);
         rc = sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_ROW) {
-                        *ret = *cache_n = sqlite3_column_int64(st, 0);
-                        *cache_topic = topic;
-                        rc = SQLITE_OK;
+        while (rc == SQLITE_OK) {
+                int k = sqlite3_step(st);
+                if (k == SQLITE_DONE)
+                        break;
+                if (k != SQLITE_ROW) {
+                        rc = k;
+                        break;
                 }
+                if (c->n_ids == c->cap_ids) {
+                        size_t ncap = c->cap_ids ? c->cap_ids * 2 : 8;
+                        int64_t *n = realloc(c->ids, ncap * sizeof *n);
+                        if (!n) {
+                                rc = SQLITE_NOMEM;
+                                break;
+                        }
+                        c->ids = n;
+                        c->cap_ids = ncap;
+                }
+                c->ids[c->n_ids++] = sqlite3_column_int64(st, 0);
         }
         (void) sqlite3_reset(st);
+        if (rc == SQLITE_OK)
+                c->topic = topic;
         return rc;
 }
 
-static int run_publish(Engine *e, PubOp *p, int64_t now, const char **cache_topic, int64_t *cache_n) {
+static int run_publish(Engine *e, RunCache *c, PubOp *p, int64_t now) {
         sqlite3_stmt *st;
-        int64_t n_groups = 0;
+        int64_t n_groups;
+        size_t i;
         int rc;
 
-        rc = group_count(e, p->topic, cache_topic, cache_n, &n_groups);
+        rc = group_ids(e, c, p->topic);
         if (rc != SQLITE_OK)
                 return rc;
+        n_groups = (int64_t) c->n_ids;
 
         st = stmt_get(e, SQL_MSG_INSERT);
         rc = sqlite3_bind_text(st, 1, p->topic, -1, SQLITE_STATIC);
@@ -669,17 +767,23 @@ static int run_publish(Engine *e, PubOp *p, int64_t now, const char **cache_topi
         if (n_groups == 0)
                 return SQLITE_OK; /* unclaimed: the first group of the topic takes it */
 
-        st = stmt_get(e, SQL_QUEUE_FANOUT);
-        rc = sqlite3_bind_text(st, 1, p->topic, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 2, now);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 3, p->msg_id);
-        if (rc == SQLITE_OK)
-                rc = stmt_done(st);
-        if (rc != SQLITE_OK) {
-                /* No queue rows: do not leave a message counted for rows it does not have. */
-                st = stmt_get(e, SQL_MSG_DELETE_LAST);
+        /* One plain INSERT per group: cheaper than INSERT ... SELECT, which also needs a statement
+         * journal. */
+        for (i = 0; i < c->n_ids && rc == SQLITE_OK; i++) {
+                st = stmt_get(e, SQL_QUEUE_INSERT);
+                rc = bind_row_key(st, c->ids[i], now, p->msg_id);
+                if (rc == SQLITE_OK)
+                        rc = stmt_done(st);
+        }
+        if (rc != SQLITE_OK && !sqlite3_get_autocommit(e->db)) {
+                /* Still in the transaction: take back the rows made and the message, so that
+                 * nothing is counted for rows it does not have. */
+                for (size_t k = 0; k + 1 < i; k++) {
+                        st = stmt_get(e, SQL_QUEUE_DELETE);
+                        (void) bind_row_key(st, c->ids[k], now, p->msg_id);
+                        (void) stmt_done(st);
+                }
+                st = stmt_get(e, SQL_MSG_DELETE);
                 (void) sqlite3_bind_int64(st, 1, p->msg_id);
                 (void) stmt_done(st);
         }
@@ -691,7 +795,63 @@ static bool excluded(const FetchReq *f, int64_t msg_id) {
                bsearch(&msg_id, f->exclude, f->n_exclude, sizeof *f->exclude, cmp_int64) != NULL;
 }
 
-static int run_fetch(Engine *e, FetchReq *f, int64_t now) {
+static int cmp_pubop_id(const void *a, const void *b) {
+        int64_t x = (*(PubOp *const *) a)->msg_id, y = (*(PubOp *const *) b)->msg_id;
+        return x < y ? -1 : x > y;
+}
+
+static int cmp_id_pubop(const void *key, const void *b) {
+        int64_t x = *(const int64_t *) key, y = (*(PubOp *const *) b)->msg_id;
+        return x < y ? -1 : x > y;
+}
+
+/* Lists the Batch's stored publishes in c->fresh: a fetch takes their bytes from memory instead
+ * of reading back what it just wrote. Without memory for the list, every row is read back. */
+static void fresh_collect(RunCache *c, Batch *bt) {
+        size_t n = 0;
+        bool sorted = true;
+
+        c->fresh = bt->n_pubs > 0 ? malloc(bt->n_pubs * sizeof *c->fresh) : NULL;
+        if (!c->fresh)
+                return;
+        for (PubOp *p = bt->pubs_head; p; p = p->next)
+                if (p->error == 0 && p->msg_id > 0) {
+                        /* AUTOINCREMENT: ascending in publish order; sorted below if not */
+                        sorted = sorted && (n == 0 || c->fresh[n - 1]->msg_id < p->msg_id);
+                        c->fresh[n++] = p;
+                }
+        if (!sorted)
+                qsort(c->fresh, n, sizeof *c->fresh, cmp_pubop_id);
+        c->n_fresh = n;
+}
+
+static PubOp *fresh_find(const RunCache *c, int64_t msg_id) {
+        PubOp **p;
+
+        if (c->n_fresh == 0 || msg_id < c->fresh[0]->msg_id || msg_id > c->fresh[c->n_fresh - 1]->msg_id)
+                return NULL;
+        p = bsearch(&msg_id, c->fresh, c->n_fresh, sizeof *c->fresh, cmp_id_pubop);
+        return p ? *p : NULL;
+}
+
+/* A row's copy of the message: data NUL-terminated (deliveries may read it as a string). */
+static int row_fill(FetchRow *row, const void *data, size_t len, const void *md, size_t md_len) {
+        row->data = malloc(len + 1);
+        row->md = md && md_len > 0 ? malloc(md_len) : NULL;
+        if (!row->data || (md && md_len > 0 && !row->md))
+                return SQLITE_NOMEM;
+        if (len > 0)
+                memcpy(row->data, data, len);
+        ((char *) row->data)[len] = 0;
+        row->len = len;
+        if (row->md) {
+                memcpy(row->md, md, md_len);
+                row->md_len = md_len;
+        }
+        return SQLITE_OK;
+}
+
+static int run_fetch(Engine *e, const RunCache *c, FetchReq *f, int64_t now) {
         int64_t gid = f->gid ?: (f->ensure ? f->ensure->gid : 0);
         sqlite3_stmt *st;
         size_t cap = 0;
@@ -743,43 +903,36 @@ static int run_fetch(Engine *e, FetchReq *f, int64_t now) {
         /* The messages; an expired one is acked on the spot, a dangling row removed. */
         for (size_t i = 0; i < f->n_rows; i++) {
                 FetchRow *row = &f->rows[i];
-                st = stmt_get(e, SQL_MSG_GET);
-                rc = sqlite3_bind_int64(st, 1, row->msg_id);
-                if (rc == SQLITE_OK) {
-                        int s = sqlite3_step(st);
-                        if (s == SQLITE_ROW) {
-                                bool expired = sqlite3_column_type(st, 2) != SQLITE_NULL &&
-                                               sqlite3_column_int64(st, 2) <= now;
-                                if (expired)
-                                        row->drop = true;
-                                else {
-                                        const void *data = sqlite3_column_blob(st, 0);
-                                        size_t len = (size_t) sqlite3_column_bytes(st, 0);
-                                        const void *md = sqlite3_column_blob(st, 1);
-                                        size_t md_len = (size_t) sqlite3_column_bytes(st, 1);
-                                        row->data = malloc(len + 1);
-                                        row->md = md && md_len > 0 ? malloc(md_len) : NULL;
-                                        if (!row->data || (md && md_len > 0 && !row->md))
-                                                rc = SQLITE_NOMEM;
-                                        else {
-                                                if (len > 0)
-                                                        memcpy(row->data, data, len);
-                                                ((char *) row->data)[len] = 0;
-                                                row->len = len;
-                                                if (row->md) {
-                                                        memcpy(row->md, md, md_len);
-                                                        row->md_len = md_len;
-                                                }
-                                        }
-                                }
-                        } else if (s == SQLITE_DONE)
+                PubOp *p = fresh_find(c, row->msg_id);
+                if (p) {
+                        /* stored by this very transaction: the same bytes are at hand */
+                        if (p->expire_at > 0 && p->expire_at <= now)
                                 row->drop = true;
-                        else
-                                rc = s;
+                        else if (row_fill(row, p->data, p->len, p->md, p->md_len) != SQLITE_OK)
+                                return SQLITE_NOMEM;
+                } else {
+                        st = stmt_get(e, SQL_MSG_GET);
+                        rc = sqlite3_bind_int64(st, 1, row->msg_id);
+                        if (rc == SQLITE_OK) {
+                                int s = sqlite3_step(st);
+                                if (s == SQLITE_ROW) {
+                                        if (sqlite3_column_type(st, 2) != SQLITE_NULL &&
+                                            sqlite3_column_int64(st, 2) <= now)
+                                                row->drop = true; /* expired */
+                                        else
+                                                rc = row_fill(row, sqlite3_column_blob(st, 0),
+                                                              (size_t) sqlite3_column_bytes(st, 0),
+                                                              sqlite3_column_blob(st, 1),
+                                                              (size_t) sqlite3_column_bytes(st, 1));
+                                } else if (s == SQLITE_DONE)
+                                        row->drop = true;
+                                else
+                                        rc = s;
+                        }
+                        (void) sqlite3_reset(st);
+                        if (rc != SQLITE_OK)
+                                return rc;
                 }
-                (void) sqlite3_reset(st);
-                if (rc != SQLITE_OK)
-                        return rc;
                 if (row->drop) {
                         rc = run_ack(e, gid, row->next_at, row->msg_id);
                         if (rc != SQLITE_OK)
@@ -837,12 +990,15 @@ static bool rolled_back(Batch *bt, int rc, const char *what) {
         return false;
 }
 
-static void batch_run(void *userdata) {
-        Batch *bt = userdata;
+static void run_cache_done(RunCache *c) {
+        free(c->ids);
+        free(c->unref);
+        free(c->fresh);
+}
+
+static void batch_run_in(Batch *bt, RunCache *c) {
         Engine *e = bt->engine;
         int64_t now = now_ms();
-        const char *cache_topic = NULL;
-        int64_t cache_n = 0;
         int rc;
 
         rc = stmt_done(stmt_get(e, SQL_BEGIN));
@@ -860,12 +1016,15 @@ static void batch_run(void *userdata) {
         }
         /* A settle that fails leaves its row as it was: the message is delivered again. */
         for (PubsubDelivery *d = bt->settles_head; d; d = d->op_next) {
-                rc = run_settle(e, d);
+                rc = run_settle(e, c, d);
                 if (rc != SQLITE_OK && rolled_back(bt, rc, "settle"))
                         return;
         }
+        rc = run_unrefs(e, c);
+        if (rc != SQLITE_OK && rolled_back(bt, rc, "settle"))
+                return;
         for (PubOp *p = bt->pubs_head; p; p = p->next) {
-                rc = run_publish(e, p, now, &cache_topic, &cache_n);
+                rc = run_publish(e, c, p, now);
                 if (rc != SQLITE_OK) {
                         p->error = sqlite_errno(rc) ?: -EIO;
                         (void) sqlite_fail(&p->message, p->error, "sqlite: publish to '%s': %s", p->topic,
@@ -880,8 +1039,10 @@ static void batch_run(void *userdata) {
                         return;
                 e->next_purge_ms = now + PURGE_INTERVAL_MS;
         }
+        if (bt->n_fetches > 0)
+                fresh_collect(c, bt);
         for (size_t i = 0; i < bt->n_fetches; i++) {
-                rc = run_fetch(e, &bt->fetches[i], now);
+                rc = run_fetch(e, c, &bt->fetches[i], now);
                 if (rc != SQLITE_OK) {
                         fetch_rows_free(&bt->fetches[i]);
                         bt->fetches[i].next_due = now + FAILURE_BACKOFF_MS;
@@ -895,6 +1056,13 @@ static void batch_run(void *userdata) {
                 if (!sqlite3_get_autocommit(e->db))
                         (void) stmt_done(stmt_get(e, SQL_ROLLBACK));
         }
+}
+
+static void batch_run(void *userdata) {
+        RunCache c = {};
+
+        batch_run_in(userdata, &c);
+        run_cache_done(&c);
 }
 
 /* ---- the loop's side ---- */
