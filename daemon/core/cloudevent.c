@@ -374,6 +374,12 @@ typedef struct Attr {
         const char *key, *value; /* value NULL: left out */
 } Attr;
 
+/* What one pass over an attribute value found (attr_scan()). */
+typedef struct AttrText {
+        size_t len;
+        bool escape; /* has a byte JSON escapes */
+} AttrText;
+
 /* Bytes a JSON string must escape: both yajl and jansson escape exactly '"', '\\' and the
  * control characters (not '/', not DEL, not non-ASCII, as this envelope is written). */
 static bool needs_escape(const char *s, size_t n) {
@@ -385,6 +391,28 @@ static bool needs_escape(const char *s, size_t n) {
         return false;
 }
 
+/* One pass over an attribute value: its length, whether JSON escapes a byte of it, and whether
+ * it is valid UTF-8 (looked at closer only when a byte is not ASCII). */
+static bool attr_scan(const char *s, AttrText *ret) {
+        bool esc = false, ascii = true;
+        size_t n = 0;
+
+        for (unsigned char c; (c = (unsigned char) s[n]); n++) {
+                esc |= (c < 0x20) | (c == '"') | (c == '\\');
+                ascii &= c < 0x80;
+        }
+        *ret = (AttrText){ .len = n, .escape = esc };
+        return ascii || utf8_is_valid(s, n);
+}
+
+/* Appends n bytes the caller reserved room for (growbuf_reserve()) before. */
+static void put_reserved(GrowBuf *o, const void *s, size_t n) {
+        memcpy(o->p + o->len, s, n);
+        o->len += n;
+}
+
+static void out_string_escaped(GrowBuf *o, const char *s, size_t n);
+
 /* A JSON string: as it is when nothing in it needs escaping (most of an envelope: ids, times,
  * names), else escaped by yajl's generator. */
 static void out_string(GrowBuf *o, const char *s, size_t n) {
@@ -394,6 +422,10 @@ static void out_string(GrowBuf *o, const char *s, size_t n) {
                 growbuf_put(o, "\"", 1);
                 return;
         }
+        out_string_escaped(o, s, n);
+}
+
+static void out_string_escaped(GrowBuf *o, const char *s, size_t n) {
         const unsigned char *buf;
         size_t buf_len;
         yajl_gen g = yajl_gen_alloc(NULL);
@@ -448,9 +480,15 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
                 { "tracestate", override_get(in->overrides, "tracestate", NULL) ?: in->tracestate ?: "" },
                 { "type", override_get(in->overrides, "type", NULL) ?: CLOUDEVENT_DEFAULT_TYPE },
         };
-        for (size_t i = 0; i < ELEMENTSOF(attrs); i++)
-                if (attrs[i].value && !utf8_is_valid(attrs[i].value, strlen(attrs[i].value)))
+        AttrText texts[ELEMENTSOF(attrs)];
+        size_t attrs_len = 0;
+        for (size_t i = 0; i < ELEMENTSOF(attrs); i++) {
+                if (!attrs[i].value)
+                        continue;
+                if (!attr_scan(attrs[i].value, &texts[i]))
                         return fail(reterr, "the value for CloudEvent field '%s' is not valid UTF-8", attrs[i].key);
+                attrs_len += strlen(attrs[i].key) + texts[i].len + 6; /* ,"key":"value" */
+        }
 
         /* Checked without a tree (json-scan.h): jansson's parse was most of a publish's CPU. */
         if (media_type_is(ct, "application/json"))
@@ -470,7 +508,8 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
 
         /* Keys in byte order: "data" or "data_base64" first, then the attributes (sorted above). */
         GrowBuf o = {};
-        growbuf_reserve(&o, len + 512);
+        /* The whole envelope in one allocation, unless something needs escaping. */
+        growbuf_reserve(&o, len + attrs_len + 32);
         if (splice) {
                 growbuf_put(&o, "{\"data\":", 8);
                 growbuf_put(&o, body, len);
@@ -481,13 +520,24 @@ static int build_envelope(const CloudEventInput *in, const char *ct, uint64_t no
                 growbuf_put(&o, "{\"data\":", 8);
                 out_string(&o, body, len);
         }
-        for (size_t i = 0; i < ELEMENTSOF(attrs); i++)
-                if (attrs[i].value) {
-                        growbuf_put(&o, ",\"", 2);
-                        growbuf_put(&o, attrs[i].key, strlen(attrs[i].key)); /* plain ASCII names */
-                        growbuf_put(&o, "\":", 2);
-                        out_string(&o, attrs[i].value, strlen(attrs[i].value));
+        for (size_t i = 0; i < ELEMENTSOF(attrs); i++) {
+                if (!attrs[i].value)
+                        continue;
+                size_t klen = strlen(attrs[i].key), vlen = texts[i].len;
+                growbuf_reserve(&o, klen + vlen + 6);
+                if (o.oom)
+                        break;
+                put_reserved(&o, ",\"", 2);
+                put_reserved(&o, attrs[i].key, klen); /* plain ASCII names */
+                if (texts[i].escape) {
+                        put_reserved(&o, "\":", 2);
+                        out_string_escaped(&o, attrs[i].value, vlen);
+                        continue;
                 }
+                put_reserved(&o, "\":\"", 3);
+                put_reserved(&o, attrs[i].value, vlen);
+                put_reserved(&o, "\"", 1);
+        }
         growbuf_put(&o, "}", 1);
         if (o.oom) {
                 free(o.p);
