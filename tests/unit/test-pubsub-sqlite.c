@@ -548,10 +548,12 @@ TEST(group_commit) {
                 "group commit: %u publishes → %u WAL fsyncs (+%u other); delivering and acking them → "
                 "%u WAL fsyncs (+%u other)\n",
                 N, w1 - w0, o1 - o0, w2 - w1, o2 - o1);
-        /* The publishes and their acks: at least one fsync happened, far fewer than one per op. */
+        /* The publishes: at least one fsync happened, far fewer than one per op. Their deliveries
+         * and acks store no publish: no commit of theirs waits for an fsync (a checkpoint may
+         * still sync the WAL and the database once). */
         ASSERT_TRUE(w1 - w0 >= 1);
         ASSERT_TRUE(w1 - w0 + o1 - o0 <= N / 20);
-        ASSERT_TRUE(w2 - w1 + o2 - o1 <= N / 10);
+        ASSERT_TRUE(w2 - w1 + o2 - o1 <= 2);
         pss_case_done(&S);
         count_vfs_remove();
 }

@@ -3,7 +3,8 @@
  * pubsub.sqlite: the embedded, durable default broker, one SQLite file in the
  * state directory. At least once: a publish is answered after its commit
  * (WAL, synchronous=FULL: fsynced), a message leaves a group's queue only
- * when the group's consumer acks it.
+ * when the group's consumer acks it. A commit without a publish (acks,
+ * fetches) does not wait for fsync: the next publish's fsync covers it.
  *
  * Schema (user_version 1):
  *   groups(id INTEGER PRIMARY KEY, topic, grp, created_at, UNIQUE(topic, grp))
@@ -71,14 +72,17 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
@@ -334,6 +338,7 @@ struct Batch {
         size_t n_pubs, n_settles, n_ensures, n_fetches;
         int error;     /* the transaction failed: every op failed */
         char *message;
+        uint64_t commit_gen; /* its commit's number (Engine.committed_gen), 0: nothing to sync */
 };
 
 struct Engine {
@@ -350,9 +355,16 @@ struct Engine {
         sqlite3 *db;
         sqlite3_stmt *stmt[_SQL_MAX];
         int64_t next_purge_ms;
+        bool sync_full;  /* PRAGMA synchronous is FULL (else NORMAL) */
+        atomic_uint_least64_t committed_gen; /* commits that stored a publish, counted */
+
+        /* The syncer thread's (see sync_run()). */
+        int wal_fd;               /* the WAL file, -1: none (FULL commits instead) */
+        uint64_t synced_gen;      /* every commit up to this one is on disk */
 
         /* Loop only. */
         WorkQueue *queue;
+        WorkQueue *syncq;         /* NULL when wal_fd is -1 */
         sd_event_source *kick, *timer;
         Batch *pending;  /* collecting; NULL once close() began */
         bool in_flight;  /* a Batch is on the thread */
@@ -999,7 +1011,27 @@ static void run_cache_done(RunCache *c) {
 static void batch_run_in(Batch *bt, RunCache *c) {
         Engine *e = bt->engine;
         int64_t now = now_ms();
+        bool full = bt->n_pubs > 0 && e->wal_fd < 0;
         int rc;
+
+        /* Only a commit that stores a publish needs to be on disk before its Batch completes:
+         * someone waits for it. The syncer thread fsyncs the WAL for it (sync_run()) while this
+         * thread runs the next Batch; without the syncer, such a commit waits for its own fsync
+         * (FULL). A commit without a publish (acks, retries, fetches, new groups) is left to the
+         * next fsync (NORMAL): a WAL file is made durable as a prefix, so that fsync covers it
+         * too, and until then a power loss can only bring back deliveries (at least once) or lose
+         * a group row that is made again at the next subscribe. NORMAL still syncs around
+         * checkpoints. */
+        if (full != e->sync_full) {
+                rc = sqlite3_exec(e->db, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                                  NULL, NULL, NULL);
+                if (rc == SQLITE_OK)
+                        e->sync_full = full;
+                else if (full) {
+                        batch_fail_sqlite(bt, rc, "synchronous");
+                        return;
+                } /* else: stays FULL, which is only slower */
+        }
 
         rc = stmt_done(stmt_get(e, SQL_BEGIN));
         if (rc != SQLITE_OK) {
@@ -1055,7 +1087,9 @@ static void batch_run_in(Batch *bt, RunCache *c) {
                 batch_fail_sqlite(bt, rc, "commit");
                 if (!sqlite3_get_autocommit(e->db))
                         (void) stmt_done(stmt_get(e, SQL_ROLLBACK));
-        }
+        } else if (bt->n_pubs > 0 && e->wal_fd >= 0)
+                /* the commit's frames are written: an fsync that starts after this covers them */
+                bt->commit_gen = atomic_fetch_add(&e->committed_gen, 1) + 1;
 }
 
 static void batch_run(void *userdata) {
@@ -1384,17 +1418,66 @@ static void dispatch(Engine *e) {
         }
 }
 
-static void batch_done(void *userdata) {
+/* The syncer thread: makes a Batch's commit durable. One fdatasync() covers every commit that
+ * finished before it started, so a Batch whose commit an earlier one covered has nothing to do:
+ * when fsyncs are slower than commits, each covers several Batches. A Batch without a commit to
+ * sync passes through too, so that Batches complete in the order they committed. A failed fsync
+ * fails the Batch's publishes (committed, so they may still be delivered: at least once). */
+static void sync_run(void *userdata) {
+        Batch *bt = userdata;
+        Engine *e = bt->engine;
+        uint64_t upto;
+
+        if (bt->commit_gen == 0 || bt->commit_gen <= e->synced_gen)
+                return;
+        upto = atomic_load(&e->committed_gen);
+        if (fdatasync(e->wal_fd) < 0) {
+                int r = -errno;
+                for (PubOp *p = bt->pubs_head; p; p = p->next)
+                        if (p->error == 0) {
+                                p->error = r;
+                                (void) sqlite_fail(&p->message, r, "sqlite: fsync of '%s-wal': %s", e->path,
+                                                   strerror(-r));
+                        }
+                return;
+        }
+        e->synced_gen = upto;
+}
+
+/* A Batch is committed and, where it stored publishes, on disk: its results reach the loop's
+ * state and its callbacks run. */
+static void batch_complete(void *userdata) {
         Batch *bt = userdata;
         Engine *e = engine_ref(bt->engine);
 
-        e->in_flight = false;
         batch_apply(e, bt);
         batch_free(bt);
         /* Keep the thread busy while the callbacks run. */
         submit_pending(e);
         dispatch(e);
         engine_unref(e);
+}
+
+/* The writer thread is done with a Batch: it takes the next one while the syncer makes this one
+ * durable. */
+static void batch_done(void *userdata) {
+        Batch *bt = userdata;
+        Engine *e = bt->engine;
+
+        e->in_flight = false;
+        if (!e->syncq) {
+                batch_complete(bt);
+                return;
+        }
+        if (work_queue_submit(e->syncq, sync_run, batch_complete, bt) < 0) {
+                /* Out of memory: sync here, on the loop. Batches still with the syncer complete
+                 * after this one; each Batch's groups are its own (Group.fetching), so the order
+                 * between them is only that of their callbacks. */
+                sync_run(bt);
+                batch_complete(bt);
+                return;
+        }
+        submit_pending(e);
 }
 
 /* ---- the vtable ---- */
@@ -1601,6 +1684,69 @@ static int parse_metadata(Engine *e, const PubsubBroker *b, char **reterr_msg) {
         return 0;
 }
 
+/* fsync()s the directory that holds path. 0 or -errno. */
+static int fsync_parent_dir(const char *path) {
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash;
+        int fd, r = 0;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash == dir)
+                slash[1] = 0;
+        else if (slash)
+                *slash = 0;
+        fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        (void) close(fd);
+        return r;
+}
+
+/* Opens the WAL file for the syncer (its own descriptor: an fsync of any descriptor of a file
+ * makes all of the file's written data durable) and switches commits to NORMAL. Without a WAL
+ * file on disk (":memory:", a journal mode other than WAL, a VFS other than SQLite's unix ones,
+ * as the tests' fsync-counting one), commits stay FULL. */
+static void wal_open(Engine *e) {
+        const char *db = sqlite3_db_filename(e->db, "main"), *wal;
+        sqlite3_stmt *st = NULL;
+        bool is_wal = false;
+
+        e->wal_fd = -1;
+        /* Only where the file SQLite writes is the file on disk of that name: its own VFSes. */
+        sqlite3_vfs *vfs = NULL;
+        if (sqlite3_file_control(e->db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) != SQLITE_OK || !vfs ||
+            !vfs->zName || strncmp(vfs->zName, "unix", 4) != 0)
+                return;
+        if (sqlite3_prepare_v2(e->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+                const unsigned char *m = sqlite3_column_text(st, 0);
+                is_wal = m && streq((const char *) m, "wal");
+        }
+        (void) sqlite3_finalize(st);
+        if (!is_wal || !db || !*db || !(wal = sqlite3_filename_wal(db)) || !*wal)
+                return;
+        e->wal_fd = open(wal, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (e->wal_fd < 0)
+                return;
+        /* The WAL file may be new (the last connection of a run removes it): its name must be on
+         * disk too before an fsync of its data means anything. */
+        if (fsync_parent_dir(wal) < 0) {
+                close(e->wal_fd);
+                e->wal_fd = -1;
+                return;
+        }
+        if (sqlite3_exec(e->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+                close(e->wal_fd);
+                e->wal_fd = -1;
+                return;
+        }
+        e->sync_full = false;
+}
+
 static int open_db(Engine *e, char **reterr_msg) {
         sqlite3_stmt *st = NULL;
         int64_t version = 0;
@@ -1644,6 +1790,8 @@ static int open_db(Engine *e, char **reterr_msg) {
                 return r;
         }
 
+        e->sync_full = true; /* sqlite_open_durable() */
+        wal_open(e);
         for (size_t i = 0; i < _SQL_MAX; i++) {
                 rc = sqlite3_prepare_v3(e->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i], NULL);
                 if (rc != SQLITE_OK)
@@ -1663,6 +1811,10 @@ static void db_close(Engine *e) {
                 (void) sqlite3_close(e->db);
                 e->db = NULL;
         }
+        if (e->wal_fd >= 0) {
+                (void) close(e->wal_fd);
+                e->wal_fd = -1;
+        }
 }
 
 static void sqlite_close(PubsubBroker *b);
@@ -1679,6 +1831,7 @@ static int sqlite_open(PubsubBroker *b, char **reterr_msg) {
         if (!e)
                 return -ENOMEM;
         e->n_ref = 1;
+        e->wal_fd = -1;
         e->event = sd_event_ref(b->event);
         e->done_tail = &e->done_head;
         sb->engine = e;
@@ -1698,6 +1851,13 @@ static int sqlite_open(PubsubBroker *b, char **reterr_msg) {
         if (!e->queue) {
                 r = negative_errno();
                 goto fail;
+        }
+        if (e->wal_fd >= 0) {
+                e->syncq = work_queue_new(b->event);
+                if (!e->syncq) {
+                        r = negative_errno();
+                        goto fail;
+                }
         }
         r = sd_event_add_defer(b->event, &e->kick, on_kick, e);
         if (r < 0)
@@ -1748,8 +1908,10 @@ static void sqlite_close(PubsubBroker *b) {
                 batch_apply(e, bt);
                 batch_free(bt);
         }
-        /* Runs what is queued and every finished Batch's completion: all publish done()s. */
+        /* Runs what is queued and every finished Batch's completion: all publish done()s. The
+         * writer's completions hand their Batches to the syncer, which is freed after it. */
         work_queue_free(TAKE_PTR(e->queue));
+        work_queue_free(TAKE_PTR(e->syncq));
         dispatch(e);
         assert(!e->done_head);
 
