@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yajl/yajl_parse.h>
 
 #include "../util/strv.h"
@@ -43,6 +44,8 @@ typedef struct Peek {
         bool finishing;             /* in yajl_complete_parse(): a number ends at the end of text */
         bool top_is_object;
         char **want;                /* where the next value goes, when it is a top-level string */
+        const char *ci_key;         /* json_peek_string_ci(): the member wanted, ASCII case ignored */
+        char *ci_value;
         bool oom;
 } Peek;
 
@@ -100,6 +103,11 @@ static int on_start_map(void *ctx) {
 static int on_map_key(void *ctx, const unsigned char *s, size_t len) {
         Peek *p = ctx;
         p->want = NULL;
+        if (p->depth == 1 && p->ci_key && strlen(p->ci_key) == len &&
+            strncasecmp((const char *) s, p->ci_key, len) == 0) {
+                p->want = &p->ci_value;
+                return 1;
+        }
         if (p->depth != 1 || !p->out)
                 return 1;
 #define KEY(name, field)                                                         \
@@ -231,5 +239,17 @@ int cloudevent_peek(const void *text, size_t len, CloudEventPeek *ret) {
                 return p.oom ? -ENOMEM : -EINVAL;
         }
         *ret = out;
+        return 0;
+}
+
+int json_peek_string_ci(const void *text, size_t len, const char *key, char **ret) {
+        Peek p = { .ci_key = key };
+        bool ok = scan(&p, text ?: "", text ? len : 0);
+
+        if (p.oom || !ok || !p.top_is_object) {
+                free(p.ci_value);
+                return p.oom ? -ENOMEM : -EINVAL;
+        }
+        *ret = p.ci_value;
         return 0;
 }

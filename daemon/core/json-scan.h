@@ -32,3 +32,10 @@ typedef struct CloudEventPeek {
 /* 0, -EINVAL when text is not valid JSON or not an object, -ENOMEM. */
 int cloudevent_peek(const void *text, size_t len, CloudEventPeek *ret);
 void cloudevent_peek_done(CloudEventPeek *p);
+
+/* The top-level string member key of a JSON object, its name compared without ASCII case (the
+ * last such member counts, as Go's decoder and jansson's tree then json_object_get_ci() have it):
+ * *ret is a copy, NULL when absent, not a string or holding a NUL. For an app's small answers
+ * ({"status":"SUCCESS"}), where building a jansson tree cost more than the rest of reading them.
+ * 0, -EINVAL when text is not valid JSON or not an object, -ENOMEM. */
+int json_peek_string_ci(const void *text, size_t len, const char *key, char **ret);

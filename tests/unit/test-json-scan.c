@@ -75,6 +75,30 @@ TEST(peek_last_member_counts_and_non_strings_are_absent) {
         cloudevent_peek_done(&p);
 }
 
+TEST(peek_string_ci_reads_an_answer) {
+        char *s = NULL;
+        ASSERT_EQ(json_peek_string_ci("{\"status\":\"SUCCESS\"}", 20, "status", &s), 0);
+        ASSERT_STREQ(s, "SUCCESS");
+        free(s);
+        s = NULL;
+        /* any ASCII case, the last one counts; nested ones do not */
+        const char *a = "{\"STATUS\":\"RETRY\",\"x\":{\"status\":\"y\"},\"Status\":\"DROP\"}";
+        ASSERT_EQ(json_peek_string_ci(a, strlen(a), "status", &s), 0);
+        ASSERT_STREQ(s, "DROP");
+        free(s);
+        s = NULL;
+        const char *b = "{\"status\":\"DROP\",\"status\":7}";
+        ASSERT_EQ(json_peek_string_ci(b, strlen(b), "status", &s), 0);
+        ASSERT_NULL(s);
+        ASSERT_EQ(json_peek_string_ci("{}", 2, "status", &s), 0);
+        ASSERT_NULL(s);
+        const char *c = "[{\"status\":\"DROP\"}]", *d = "{\"status\":\"DROP\"";
+        ASSERT_EQ(json_peek_string_ci(c, strlen(c), "status", &s), -EINVAL);
+        ASSERT_EQ(json_peek_string_ci(d, strlen(d), "status", &s), -EINVAL);
+        ASSERT_EQ(json_peek_string_ci("OK", 2, "status", &s), -EINVAL);
+        ASSERT_NULL(s);
+}
+
 TEST(peek_refuses_what_is_not_an_object) {
         CloudEventPeek p = {};
         ASSERT_EQ(cloudevent_peek("[{\"traceparent\":\"x\"}]", 21, &p), -EINVAL);

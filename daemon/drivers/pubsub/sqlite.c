@@ -1361,21 +1361,6 @@ static void batch_apply(Engine *e, Batch *bt) {
         arm_timer(e);
 }
 
-/* msg_id in decimal (ids are positive): what snprintf("%" PRId64) writes, without stdio on the
- * path of every delivery. */
-static void format_id(int64_t v, char buf[static 24]) {
-        char tmp[24];
-        size_t n = 0;
-        uint64_t u = v < 0 ? 0 : (uint64_t) v;
-
-        do
-                tmp[n++] = (char) ('0' + u % 10);
-        while ((u /= 10) > 0);
-        for (size_t i = 0; i < n; i++)
-                buf[i] = tmp[n - 1 - i];
-        buf[n] = 0;
-}
-
 static void dispatch_one(Engine *e, PubsubDelivery *d) {
         PubsubSubscription *s = d->sub;
         _cleanup_free_ void *data = TAKE_PTR(d->data);
@@ -1385,7 +1370,7 @@ static void dispatch_one(Engine *e, PubsubDelivery *d) {
         DLIST_REMOVE(ready, e->ready_head, e->ready_tail, d);
         free(TAKE_PTR(d->md));
         d->state = DELIVERY_OUT;
-        format_id(d->msg_id, id);
+        *fmt_u64(id, (uint64_t) d->msg_id) = 0; /* ids are positive; no stdio per delivery */
 
         PubsubMessage m = {
                 .topic = d->group->topic, /* groups live as long as the Engine */
