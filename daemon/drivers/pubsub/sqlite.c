@@ -389,10 +389,11 @@ static int64_t now_ms(void) {
 
 
 
+/* A statement ready to bind: every use binds all of its parameters, and stmt_done() clears the
+ * bindings after a step (no pointer into freed memory stays bound), so no clear here. */
 static sqlite3_stmt *stmt_get(Engine *e, SqlStmt which) {
         sqlite3_stmt *st = e->stmt[which];
         (void) sqlite3_reset(st);
-        (void) sqlite3_clear_bindings(st);
         return st;
 }
 
