@@ -20,7 +20,7 @@ cd "$(dirname "$0")"
 # binutils: meson reads the engines' sonames with readelf (they are dlopen()ed).
 BUILD_DEPS=(meson ninja-build gcc binutils pkg-config libsystemd-dev libhttp-parser-dev libcurl4-openssl-dev
             libyaml-dev libjansson-dev libyajl-dev libsqlite3-dev libpq-dev libhiredis-dev libssl-dev libmosquitto-dev python3
-            libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libkeyutils-dev libsecret-1-dev)
+            libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libkeyutils-dev libsecret-1-dev libavahi-client-dev)
 # systemd-socket-activate, systemd-analyze and busctl come with systemd;
 # util-linux has setpriv and runuser (clients as another uid), prlimit (fd
 # limits) and unshare (a private mount namespace for the journal test), mount
@@ -33,11 +33,12 @@ BUILD_DEPS=(meson ninja-build gcc binutils pkg-config libsystemd-dev libhttp-par
 # (gnome-keyring, unlocked headless on a private bus; secret-tool from libsecret-tools);
 # headless chromium renders the dashboard; systemd-journal-remote writes journal files for
 # mooringctl logs; nodejs runs the JavaScript apps of mooringctl run -f's test (a Dapr
-# quickstart's shape); procps has pgrep.
+# quickstart's shape); procps has pgrep; avahi-daemon (private, on its own bus and network
+# namespace) carries the DNS-SD membership test.
 TEST_DEPS=(systemd dbus-daemon curl groff-base gettext polkitd util-linux mount libglib2.0-bin
            clang libclang-rt-14-dev python3-dbus python3-gi postgresql redis-server redis-tools mosquitto
            prometheus openssl protobuf-compiler python3-grpcio python3-protobuf nghttp2-client
-           keyutils gnome-keyring libsecret-tools chromium systemd-journal-remote nodejs procps)
+           keyutils gnome-keyring libsecret-tools chromium systemd-journal-remote nodejs procps avahi-daemon iproute2)
 
 install_deps() {
         local missing=()

@@ -493,6 +493,10 @@ static const MembershipDriver *driver_for(ClusterMembershipKind k) {
         case CLUSTER_MEMBERSHIP_REDIS:
                 return &membership_redis_driver;
 #endif
+#if HAVE_AVAHI
+        case CLUSTER_MEMBERSHIP_MDNS:
+                return &membership_mdns_driver;
+#endif
         default:
                 return NULL;
         }

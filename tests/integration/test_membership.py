@@ -28,7 +28,7 @@ from harness import MOORINGCTL, DaemonTestCase, free_port, main, wait_for
 from echoapp import EchoApp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-from servers import PostgresServer, RedisServer  # noqa: E402
+from servers import AvahiServer, PostgresServer, RedisServer  # noqa: E402
 
 LEASE = 2.0  # LeaseSec= for these tests: the SIGKILL case waits for it
 
@@ -40,12 +40,13 @@ class Cluster:
         self.kind, self.server, self.connection = kind, server, connection
 
     def conf(self, host_id, port, connection=None):
+        connection = connection or self.connection
         return ("[Cluster]\n"
                 f"HostId={host_id}\n"
                 f"PeerListen=127.0.0.1:{port}\n"
                 f"Membership={self.kind}\n"
-                f"MembershipConnection={connection or self.connection}\n"
-                f"LeaseSec={LEASE:g}\n")
+                + (f"MembershipConnection={connection}\n" if connection else "")
+                + f"LeaseSec={LEASE:g}\n")
 
 
 class MembershipTests:
@@ -66,7 +67,11 @@ class MembershipTests:
         """A daemon named host_id serving the given EchoApps {id: app}."""
         confs = {app_id: f"[App]\nAppAddress={a.address}\nHealthCheckPath=/healthz\nHealthProbeInterval=100ms\n"
                  for app_id, a in dict(apps).items()}
-        return self.daemon(apps=confs, conf=self.cluster.conf(host_id, free_port(), connection), start=start)
+        return self.daemon(apps=confs, conf=self.cluster.conf(host_id, free_port(), connection), start=start,
+                           env=self.daemon_env())
+
+    def daemon_env(self):
+        return {}
 
     @staticmethod
     def view(d):
@@ -169,16 +174,17 @@ class MembershipTests:
     def test_name_resolution_in_configuration(self):
         """Dapr's Configuration names the engine when mooringd.conf does not; mooringd.conf wins."""
         def with_config(host_id, conf):
-            d = self.daemon(conf=conf, start=False)
+            d = self.daemon(conf=conf, start=False, env=self.daemon_env())
             with open(os.path.join(d.config, "config.yaml"), "w") as f:
                 f.write("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n"
-                        f"  nameResolution:\n    component: {self.cluster.kind}\n    configuration:\n"
-                        f"      connectionString: \"{self.cluster.connection}\"\n")
+                        f"  nameResolution:\n    component: {self.cluster.kind}\n")
+                if self.cluster.connection:
+                    f.write(f"    configuration:\n      connectionString: \"{self.cluster.connection}\"\n")
             return d.start()
         h1 = with_config("h1", f"[Cluster]\nHostId=h1\nPeerListen=127.0.0.1:{free_port()}\nLeaseSec={LEASE:g}\n")
         # Membership= in mooringd.conf wins over the Configuration's engine (here: a different one)
         other = "redis" if self.cluster.kind == "postgresql" else "postgresql"
-        h2 = self.daemon(conf=self.cluster.conf("h2", free_port()), start=False)
+        h2 = self.daemon(conf=self.cluster.conf("h2", free_port()), start=False, env=self.daemon_env())
         with open(os.path.join(h2.config, "config.yaml"), "w") as f:
             f.write("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n"
                     f"  nameResolution:\n    component: {other}\n")
@@ -188,7 +194,8 @@ class MembershipTests:
         self.assertIn("wins over spec.nameResolution", h2.log())
 
         # neither says anything: a clear error at start
-        d = self.daemon(conf=f"[Cluster]\nHostId=h3\nPeerListen=127.0.0.1:{free_port()}\n", start=False)
+        d = self.daemon(conf=f"[Cluster]\nHostId=h3\nPeerListen=127.0.0.1:{free_port()}\n", start=False,
+                        env=self.daemon_env())
         d.start(wait_ready=False)
         d.proc.wait(timeout=30)
         self.assertNotEqual(d.proc.returncode, 0)
@@ -252,6 +259,28 @@ class RedisMembershipTest(MembershipTests, DaemonTestCase):
         self.assertTrue(0 < pttl <= LEASE * 1000, pttl)
         h1.stop()
         self.assertEqual(r.command("EXISTS", "mooring:host:h1"), b":0")
+
+
+class MdnsMembershipTest(MembershipTests, DaemonTestCase):
+    """DNS-SD through a private avahi-daemon (see servers.AvahiServer): the daemons publish
+    and browse through it as hosts of one LAN would through theirs."""
+    bad_connection = None
+
+    def make_cluster(self):
+        avahi = AvahiServer()
+        self.addCleanup(avahi.close)
+        avahi.start()
+        return Cluster("mdns", avahi, None)
+
+    def daemon_env(self):
+        return {"DBUS_SYSTEM_BUS_ADDRESS": self.cluster.server.system_bus_address}
+
+    def restart_server(self):
+        self.cluster.server.stop()
+        self.cluster.server.start()
+
+    def test_bad_connection(self):
+        pass  # mdns takes no connection
 
 
 if __name__ == "__main__":
