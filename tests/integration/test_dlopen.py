@@ -34,6 +34,7 @@ ENGINES = {
     "hiredis": ("libhiredis.so.0.14", "libhiredis0.14"),
     "mosquitto": ("libmosquitto.so.1", "libmosquitto1"),
     "openssl": ("libssl.so.3", "libssl3"),  # Redis components with enableTLS
+    "avahi": ("libavahi-client.so.3", "libavahi-client3"),  # [Cluster] Membership=mdns
 }
 
 
