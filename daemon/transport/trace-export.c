@@ -23,6 +23,7 @@
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "trace-export.h"
+#include "trace-http.h"
 
 #define TICK_USEC (250ULL * 1000)
 #define SEND_EVERY_USEC (1000ULL * 1000)
@@ -42,7 +43,8 @@ struct TraceExporter {
         char *url;              /* NULL: stdout only (no libcurl then) */
         char *headers_spec;     /* otel.headers as configured, to notice a change */
         long timeout_ms;
-        CURLM *multi;
+        TraceHttp *http;        /* a plain http:// collector: our own client, no libcurl */
+        CURLM *multi;           /* anything else (https://): libcurl */
         CURL *easy;
         struct curl_slist *headers;
         pthread_t thread;
@@ -468,13 +470,11 @@ static void flush_over(TraceExporter *e) {
 
 static void pump(TraceExporter *e, uint64_t t);
 
-static void on_sent(TraceExporter *e, CURLcode result, uint64_t t) {
-        long code = 0;
-
+/* A transfer is over: code is the collector's HTTP status, or 0 when none came (why says what
+ * failed). t: now. */
+static void on_sent(TraceExporter *e, long code, const char *why, uint64_t t) {
         e->in_flight = false;
-        if (result == CURLE_OK)
-                (void) sym_curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &code);
-        if (result == CURLE_OK && code >= 200 && code <= 299) {
+        if (code >= 200 && code <= 299) {
                 trace_count_exported(e->n_spans);
                 batch_done(e);
                 return;
@@ -482,19 +482,40 @@ static void on_sent(TraceExporter *e, CURLcode result, uint64_t t) {
         e->attempts++;
         if (e->attempts > TRACE_RETRIES || e->flushing) {
                 log_warning("Trace export to %s failed %u times (%s), dropping %zu spans.", e->url, e->attempts,
-                            result != CURLE_OK ? sym_curl_easy_strerror(result) : "HTTP error", e->n_spans);
+                            code ? "HTTP error" : why, e->n_spans);
                 trace_count_dropped(e->n_spans);
                 batch_done(e);
         } else {
                 uint64_t backoff = BACKOFF_MIN_USEC << (e->attempts - 1);
                 if (e->attempts == 1)
                         log_debug("Trace export to %s failed (%s, HTTP %ld), retrying.", e->url,
-                                  result != CURLE_OK ? sym_curl_easy_strerror(result) : "answer", code);
+                                  code ? "answer" : why, code);
                 e->retry_at = t + MIN(backoff, BACKOFF_MAX_USEC);
         }
 }
 
+static void on_curl_done(TraceExporter *e, CURLcode result, uint64_t t) {
+        long code = 0;
+        if (result == CURLE_OK)
+                (void) sym_curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &code);
+        on_sent(e, code, result != CURLE_OK ? sym_curl_easy_strerror(result) : "no status", t);
+}
+
+/* trace_http_post()'s question while it waits: is the daemon going, or a flush out of time? */
+static bool post_canceled(void *userdata) {
+        TraceExporter *e = userdata;
+        return atomic_load(&e->stop) || (e->flushing && trace_now_usec() >= atomic_load(&e->flush_deadline));
+}
+
 static void send_body(TraceExporter *e, uint64_t t) {
+        if (e->http) {
+                /* our own client: the whole transfer, here (the thread has nothing else to do) */
+                e->last_send = t;
+                int r = trace_http_post(e->http, e->body, e->body_len, t + (uint64_t) e->timeout_ms * 1000,
+                                        e->wake_fd, post_canceled, e);
+                on_sent(e, r > 0 ? r : 0, r < 0 ? strerror(-r) : "no status", trace_now_usec());
+                return;
+        }
         if (sym_curl_easy_setopt(e->easy, CURLOPT_URL, e->url) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDS, e->body) != CURLE_OK ||
             sym_curl_easy_setopt(e->easy, CURLOPT_POSTFIELDSIZE, (long) e->body_len) != CURLE_OK ||
@@ -566,9 +587,12 @@ static void pump(TraceExporter *e, uint64_t t) {
 /* How long the thread may sleep: until the next thing it has to do, a tick at most. */
 static int sleep_ms(TraceExporter *e, uint64_t t) {
         uint64_t next = t + TICK_USEC;
+        size_t q = trace_queue_length();
         if (e->body && !e->in_flight)
                 next = MIN(next, e->retry_at);
-        else if (!e->body && trace_queue_length() > 0)
+        else if (!e->body && q >= TRACE_BATCH_MAX)
+                return 0; /* a full batch waits (our client's transfer ended inside pump()) */
+        else if (!e->body && q > 0)
                 next = MIN(next, e->last_send + SEND_EVERY_USEC);
         if (e->flushing)
                 next = MIN(next, atomic_load(&e->flush_deadline));
@@ -588,7 +612,7 @@ static bool drive(TraceExporter *e, uint64_t t) {
                 if (m->msg == CURLMSG_DONE && m->easy_handle == e->easy) {
                         CURLcode result = m->data.result;
                         (void) sym_curl_multi_remove_handle(e->multi, e->easy);
-                        on_sent(e, result, t);
+                        on_curl_done(e, result, t);
                         ended = true;
                 }
         return ended;
@@ -673,6 +697,7 @@ TraceExporter *trace_exporter_free(TraceExporter *e) {
                 (void) pthread_join(e->thread, NULL);
         }
         sd_event_source_disable_unref(e->flushed_source);
+        trace_http_free(e->http);
         if (e->easy)
                 sym_curl_easy_cleanup(e->easy);
         if (e->multi)
@@ -747,33 +772,48 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
         int r = 0;
         if (hspec && !(e->headers_spec = strdup(hspec)))
                 r = -ENOMEM;
+        /* The header lines of every request: the content type, then otel.headers "k1=v1,k2=v2"
+         * (daprd's form) as "k1: v1" ...; an item with a control character in it is left out. */
+        GrowBuf extra = {};
+        if (format == EXPORT_OTLP_HTTP)
+                growbuf_lit(&extra, "Content-Type: application/x-protobuf\r\n");
+        else
+                growbuf_lit(&extra, "Content-Type: application/json\r\n");
+        for (const char *p = e->headers_spec; p && *p;) {
+                size_t l = strcspn(p, ","), eq = strcspn(p, "=");
+                bool clean = true;
+                for (size_t i = 0; i < l; i++)
+                        clean = clean && (unsigned char) p[i] >= ' ' && p[i] != 0x7f;
+                if (clean && eq > 0 && eq < l) {
+                        growbuf_put(&extra, p, eq);
+                        growbuf_lit(&extra, ": ");
+                        growbuf_put(&extra, p + eq + 1, l - eq - 1);
+                        growbuf_lit(&extra, "\r\n");
+                }
+                p += l + (p[l] == ',');
+        }
+        _cleanup_free_ char *head_extra = buf_finish(&extra);
+        if (!head_extra)
+                r = -ENOMEM;
+        /* a plain http:// collector gets our own client; https:// (or a URL it does not take) libcurl */
         if (r >= 0 && e->url) {
+                r = trace_http_new(e->url, head_extra, &e->http);
+                if (r == -EINVAL)
+                        r = 0;
+        }
+        if (r >= 0 && e->url && !e->http) {
                 r = dlopen_curl("trace export", &err);
                 if (r >= 0 && !(e->multi = sym_curl_multi_init()))
                         r = -ENOMEM;
                 if (r >= 0 && !(e->easy = sym_curl_easy_init()))
                         r = -ENOMEM;
-                if (r >= 0 && !(e->headers = sym_curl_slist_append(NULL, format == EXPORT_OTLP_HTTP
-                                                                                 ? "Content-Type: application/x-protobuf"
-                                                                                 : "Content-Type: application/json")))
-                        r = -ENOMEM;
-                /* otel.headers "k1=v1,k2=v2" (daprd's form) become "k1: v1" ... */
-                for (const char *p = e->headers_spec; r >= 0 && p && *p;) {
-                        size_t l = strcspn(p, ",");
-                        _cleanup_free_ char *item = strndup(p, l), *line = NULL;
-                        char *eq = item ? strchr(item, '=') : NULL;
-                        if (!item)
+                for (char *line = head_extra, *end; r >= 0 && line && (end = strstr(line, "\r\n")); line = end + 2) {
+                        struct curl_slist *n;
+                        *end = 0;
+                        if (!(n = sym_curl_slist_append(e->headers, line)))
                                 r = -ENOMEM;
-                        else if (eq && eq != item) {
-                                *eq = 0;
-                                struct curl_slist *n;
-                                if (asprintf(&line, "%s: %s", item, eq + 1) < 0 ||
-                                    !(n = sym_curl_slist_append(e->headers, line)))
-                                        r = -ENOMEM;
-                                else
-                                        e->headers = n;
-                        }
-                        p += l + (p[l] == ',');
+                        else
+                                e->headers = n;
                 }
         }
         if (r >= 0 && ((e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||

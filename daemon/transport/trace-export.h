@@ -12,9 +12,11 @@
  * sending run on a thread of the exporter's own: the loop thread only copies
  * each finished span into the lock-free ring of core/trace.h and, once per
  * full batch, wakes the thread (an eventfd write), so the export costs the
- * request path nothing else and never blocks it. The thread drives libcurl's
- * multi interface (its own connection, kept alive) and sleeps in
- * curl_multi_poll() until woken, a transfer moves, or a tick passes. A failed
+ * request path nothing else and never blocks it. A plain http:// collector
+ * is sent to by trace-http.c's client (one kept-alive connection, the body
+ * written as is); anything else (https://) through libcurl's multi
+ * interface. The thread sleeps in poll() (curl_multi_poll() with libcurl)
+ * until woken, a transfer moves, or a tick passes. A failed
  * batch is sent again with backoff (0.5 s doubling, up to 30 s)
  * TRACE_RETRIES times, then counted as dropped; meanwhile new spans wait in
  * the bounded queue, past which they are dropped and counted. On a graceful

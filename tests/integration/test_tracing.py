@@ -107,16 +107,20 @@ def otlp_decode(body):
 class Receiver:
     """Collects spans POSTed as OTLP/HTTP JSON or Zipkin v2 JSON, normalized to dicts."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, keep_alive=False):
         self.spans, self.posts, self.headers, self.lock = [], [], [], threading.Lock()
+        self.peers = []  # the client's (address, port) of each POST: one port for a kept-alive connection
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with receiver.lock:
                     receiver.posts.append((self.path, self.headers.get("Content-Type")))
                     receiver.headers.append(dict(self.headers.items()))
+                    receiver.peers.append(self.client_address)
                     receiver.spans += receiver.decode(self.path, body)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
@@ -341,6 +345,31 @@ class TracingTest(DaemonTestCase):
         self.assertEqual([x["name"] for x in got], ["/v1.0/metadata"])
         self.assertEqual(rx2.posts[0], ("/v1/traces", "application/x-protobuf"))
         self.assertEqual([x["name"] for x in rx1.snapshot()], ["/v1.0/metadata"])
+        d.stop()
+
+    def test_kept_alive_connection_and_libcurl(self):
+        # an HTTP/1.1 collector: the exporter's own client sends every batch on one connection
+        rx = Receiver(keep_alive=True)
+        self.addCleanup(rx.stop)
+        d, b, c = self.chain_daemon(config_yaml(1, otel=f"http://127.0.0.1:{rx.port}"))
+        sock = d.app_socket("a")
+        for i in range(3):
+            self.assertEqual(request(sock, "GET", "/v1.0/metadata").status, 200)
+            wait_for(lambda: len(rx.snapshot()) > i, what=f"span {i + 1} at the collector")
+        self.assertEqual(len(rx.posts), 3)
+        self.assertEqual(len(set(rx.peers)), 1, rx.peers)
+        # a URL that client does not take (user info) goes through libcurl, on the same kind of thread
+        rx2 = Receiver()
+        self.addCleanup(rx2.stop)
+        with open(os.path.join(d.config, "config.yaml"), "w") as f:
+            f.write(config_yaml(1, zipkin=f"http://trace@127.0.0.1:{rx2.port}/api/v2/spans"))
+        n = len(d.notify.messages)
+        d.signal(signal.SIGHUP)
+        d.notify.wait("READY=1", after=d.notify.wait("RELOADING=1", after=n))
+        self.assertEqual(request(sock, "GET", "/v1.0/metadata").status, 200)
+        got = wait_for(lambda: rx2.snapshot(), what="the span sent through libcurl")
+        self.assertEqual([x["name"] for x in got], ["/v1.0/metadata"])
+        self.assertTrue(rx2.headers[0].get("Authorization", "").startswith("Basic "), rx2.headers[0])
         d.stop()
 
 
