@@ -504,7 +504,10 @@ static void on_curl_done(TraceExporter *e, CURLcode result, uint64_t t) {
 /* trace_http_post()'s question while it waits: is the daemon going, or a flush out of time? */
 static bool post_canceled(void *userdata) {
         TraceExporter *e = userdata;
-        return atomic_load(&e->stop) || (e->flushing && trace_now_usec() >= atomic_load(&e->flush_deadline));
+        /* the flush flag itself, not e->flushing: a flush asked for while this post waits has a deadline
+         * too (set before the flag) */
+        return atomic_load(&e->stop) ||
+               (atomic_load(&e->flush) && trace_now_usec() >= atomic_load(&e->flush_deadline));
 }
 
 static void send_body(TraceExporter *e, uint64_t t) {

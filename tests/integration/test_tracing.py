@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import socket
 import socketserver
 import tempfile
 import threading
@@ -371,6 +372,32 @@ class TracingTest(DaemonTestCase):
         self.assertEqual([x["name"] for x in got], ["/v1.0/metadata"])
         self.assertTrue(rx2.headers[0].get("Authorization", "").startswith("Basic "), rx2.headers[0])
         d.stop()
+
+    def test_graceful_stop_while_the_collector_hangs(self):
+        # a collector that takes the request and never answers: a graceful stop waits for the flush's
+        # deadline (2 s), not for otel.timeout (an hour here)
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(4)
+        self.addCleanup(lsock.close)
+        conns = []
+
+        def accept():
+            try:
+                while True:
+                    conns.append(lsock.accept()[0])  # kept open, never read nor answered
+            except OSError:
+                pass
+        threading.Thread(target=accept, daemon=True).start()
+        cfg = config_yaml(1, otel=f"127.0.0.1:{lsock.getsockname()[1]}") + "      timeout: \"3600000\"\n"
+        d, b, c = self.chain_daemon(cfg)
+        self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/metadata").status, 200)
+        wait_for(lambda: conns, what="the exporter's connection to the collector")
+        self.assertEqual(request(d.app_socket("a"), "GET", "/v1.0/metadata").status, 200)  # one still queued
+        d.signal(signal.SIGTERM)
+        d.proc.wait(TIMEOUT)
+        for s in conns:
+            s.close()
 
 
 if __name__ == "__main__":
