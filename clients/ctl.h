@@ -253,6 +253,9 @@ int ctl_publish(const CtlOptions *o, const CtlPublishRequest *req);
 /* ctl-binding.c */
 int ctl_binding_invoke(const CtlOptions *o, const CtlBindingRequest *req);
 
+/* ctl-ca.c: "ca init|issue ..." (argv[0] is "ca"; --help is mooringctl.c's); returns the exit status */
+int ctl_ca_main(int argc, char *argv[]);
+
 /* ctl-init.c */
 int ctl_init(bool no_systemd);
 int ctl_uninstall(bool all, bool no_systemd);

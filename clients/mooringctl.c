@@ -166,6 +166,12 @@ static void help(void) {
                "  init [--no-systemd]     Set up ~/.config/mooring with embedded stores and enable\n"
                "                          mooringd.socket for the user where systemd runs\n"
                "  uninstall [--all]       Undo init (--all: also the stores' data)\n"
+               "  ca init [--dir DIR] [--trust-domain TD] [--days N]\n"
+               "                          Make the trust root of a cluster of hosts: DIR/ca.key\n"
+               "                          and DIR/ca.crt (default DIR: /etc/mooring/pki)\n"
+               "  ca issue HOST [--dir DIR] [--out DIR] [--days N] [--ip ADDR]...\n"
+               "                          Issue host HOST's key and certificate for [Cluster]\n"
+               "                          peer TLS: OUT/HOST.key and OUT/HOST.crt\n"
                "  help [COMMAND]          Show this help, or the help of COMMAND\n"
                "\n"
                "Options:\n"
@@ -275,6 +281,11 @@ static const struct {
         { "uninstall", "uninstall [--all] [--no-systemd]",
           "Undo init: disable the user's mooringd.socket and remove what init wrote (if unchanged);\n"
           "--all also removes the embedded stores' data (~/.local/state/mooring)." },
+        { "ca", "ca init [--dir DIR] [--trust-domain TD] [--days N] | ca issue HOST [--dir DIR] [--out DIR] [--days N] "
+                "[--ip ADDR]...",
+          "The trust root of a cluster of mooringd hosts. init makes DIR/ca.key (0600) and DIR/ca.crt for trust\n"
+          "domain TD (default public); issue makes OUT/HOST.key and OUT/HOST.crt, naming HOST (SAN DNS), each\n"
+          "--ip and spiffe://TD/mooring/host/HOST. DIR: /etc/mooring/pki by default; OUT: DIR." },
         { "help", "help [COMMAND]", "Show the help, or the help of COMMAND." },
 };
 
@@ -1205,6 +1216,15 @@ int main(int argc, char *argv[]) {
                         return CTL_EXIT_USAGE;
                 }
                 return ctl_run_main(&args.options, n_rest, rest);
+        }
+        /* ca has options of its own and needs no daemon */
+        if (n_rest > 0 && streq(rest[0], "ca") && !args.show_help && !args.show_version) {
+                for (int i = 1; i < n_rest; i++)
+                        if (streq(rest[i], "--help") || streq(rest[i], "-h")) {
+                                command_help_print(rest[0]);
+                                return exit_status(flush_stdout());
+                        }
+                return ctl_ca_main(n_rest, rest);
         }
         if (n_rest > 0 && (streq(rest[0], "init") || streq(rest[0], "uninstall")) && !args.show_help &&
             !args.show_version) {
