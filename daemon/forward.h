@@ -17,6 +17,7 @@ typedef struct HttpRequest HttpRequest;
 typedef struct HttpServer HttpServer;
 typedef struct InvokeCall InvokeCall;
 typedef struct LockStore LockStore;
+typedef struct PeerTls PeerTls;
 typedef struct PubsubBroker PubsubBroker;
 typedef struct PubsubRunner PubsubRunner;
 typedef struct Registry Registry;

@@ -150,9 +150,11 @@ Manager *manager_free(Manager *m) {
         m->api_listener = http_listener_free(m->api_listener);
         m->metrics_listener = http_listener_free(m->metrics_listener);
         m->dashboard_listener = http_listener_free(m->dashboard_listener);
+        m->peer_listener = http_listener_free(m->peer_listener);
         m->http = http_server_free(m->http);
         m->grpc = grpc_server_free(m->grpc);
         m->tracer = trace_exporter_free(m->tracer);
+        manager_peer_free(m); /* after everything that held a TLS connection */
         for (size_t i = 0; i < m->n_activated; i++) {
                 safe_close(m->activated[i].fd);
                 free(m->activated[i].name);
@@ -1360,6 +1362,8 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = open_admin_port(m, "dashboard", m->settings.dashboard_port, LISTENER_DASHBOARD,
                                     &m->dashboard_listener);
+        if (r >= 0)
+                r = manager_peer_start(m);
         if (r < 0)
                 return r;
 
@@ -1413,6 +1417,8 @@ int manager_reload(Manager *m) {
         r = apply_settings(m);
         if (r >= 0 && !streq_ptr(old_sock, m->settings.api_socket))
                 log_warning("ApiSocket= changed; it takes effect at the next start.");
+        if (r >= 0)
+                manager_peer_reload(m);
         if (r >= 0)
                 r = reload_apps(m);
         if (r >= 0) {

@@ -65,6 +65,9 @@ struct Manager {
         HttpListener *dashboard_listener; /* DashboardPort=, NULL when off */
         char *api_socket_path;
         Transport *transport;       /* every call into an app */
+        PeerTls *peer_tls;          /* [Cluster]: this host's key, certificate, trust root; NULL: one host */
+        HttpListener *peer_listener; /* [Cluster] PeerListen=, NULL when off */
+        sd_event_source *cert_check; /* [Cluster]: daily look at the certificate's expiry */
         sd_bus *bus;
         sd_event_source *bus_retry; /* reconnects after the bus dropped us */
         struct BusOwnedApp *owned_apps; /* apps registered with Ephemeral=yes, gone with their client (dbus/) */
@@ -109,6 +112,14 @@ uint64_t manager_uptime_sec(const Manager *m);
  * this host's record). */
 int manager_membership_start(Manager *m);
 void manager_membership_stop(Manager *m);
+/* manager-peer.c: [Cluster]'s peer listener and TLS. Start: host id and trust domain into the
+ * registry, and with PeerListen= the listener and the TLS files (errors logged; < 0, which stops
+ * the start, only for OOM and a listener that cannot bind; without its files the listener refuses
+ * every peer). Reload (SIGHUP): the TLS files again (a bad one keeps the old, logged; missing ones
+ * at start are looked for again). Free: after the HTTP server and the transport. */
+int manager_peer_start(Manager *m);
+void manager_peer_reload(Manager *m);
+void manager_peer_free(Manager *m);
 
 /* From the HTTP front-end: the last request in flight ended. */
 void manager_on_http_drained(Manager *m);

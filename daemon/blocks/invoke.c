@@ -653,7 +653,10 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 finish(c, -EACCES, "access control configuration is invalid: %s", cfg_error);
                 goto started;
         }
-        if (acl_evaluate(cfg, req->caller_app, req->verb, req->method, &reason) == ACL_DENY) {
+        /* A caller on this host is in this host's trust domain ([Cluster] TrustDomain=); on a single
+         * host (none), in the one the callee's accessControl names, as ever. */
+        if (acl_evaluate_caller(cfg, req->caller_app, req->caller_trust_domain ?: m->trust_domain, req->verb,
+                                req->method, &reason) == ACL_DENY) {
                 finish(c, -EACCES, "access control policy has denied access to id: %s operation: %s verb: %s (%s)",
                        target->config->id, req->method, req->verb, reason);
                 goto started;

@@ -21,12 +21,16 @@
  *     policies, else allow (the documented rule; Dapr's Go code also denies
  *     a section holding only a trustDomain).
  *  3. Caller identity. Dapr takes (trust domain, namespace, app id) from the
- *     caller's SPIFFE certificate. mooring has no SPIFFE: the caller's app id
- *     is what the runtime knows of the calling app, its trust domain is this
+ *     caller's SPIFFE certificate. For a caller on this host, the app id is
+ *     what the runtime knows of the calling app, its trust domain is this
  *     configuration's accessControl.trustDomain (default "public") and its
  *     namespace this configuration's metadata.namespace (default "default"):
- *     all apps of one host share them. An unknown caller (no app id) gets the
- *     global default.
+ *     all apps of one host share them (with [Cluster] on, the trust domain
+ *     is the host's TrustDomain= instead). A call from another host
+ *     (acl_evaluate_caller) carries the trust domain of that host's verified
+ *     certificate (spiffe://<trust-domain>/mooring/host/<id>), and the app id
+ *     that host vouches for. An unknown caller (no app id) gets the global
+ *     default.
  *  4. Policy: the first whose appId equals the caller's and whose
  *     trustDomain and namespace, where set, equal the caller's (Dapr requires
  *     both; mooring treats an absent one as "any"). None: global default. A
@@ -378,6 +382,11 @@ static size_t count_segments(const char *path) {
 
 AclDecision acl_evaluate(const Configuration *c, const char *caller_app_id, const char *verb, const char *path,
                          const char **ret_reason) {
+        return acl_evaluate_caller(c, caller_app_id, NULL, verb, path, ret_reason);
+}
+
+AclDecision acl_evaluate_caller(const Configuration *c, const char *caller_app_id, const char *caller_trust_domain,
+                                const char *verb, const char *path, const char **ret_reason) {
         const AccessControl *ac = c ? c->access_control : NULL;
         const AclPolicy *policy = NULL;
         const AclOperation *best = NULL;
@@ -405,9 +414,11 @@ AclDecision acl_evaluate(const Configuration *c, const char *caller_app_id, cons
                 DECIDE(d, reason);
 
         caller_ns = c->namespace_ ?: "default";
+        /* a caller on this host shares the callee's trust domain; a peer host's comes from its certificate */
+        const char *caller_td = caller_trust_domain ?: ac->trust_domain;
         for (size_t i = 0; i < ac->n_policies && !policy; i++) {
                 const AclPolicy *p = &ac->policies[i];
-                if (streq(p->app_id, caller_app_id) && (!p->trust_domain || streq(p->trust_domain, ac->trust_domain)) &&
+                if (streq(p->app_id, caller_app_id) && (!p->trust_domain || streq(p->trust_domain, caller_td)) &&
                     (!p->namespace_ || streq(p->namespace_, caller_ns)))
                         policy = p;
         }

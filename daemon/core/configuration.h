@@ -169,6 +169,10 @@ int configuration_parse(const char *file, const char *text, size_t len, Configur
  */
 AclDecision acl_evaluate(const Configuration *c, const char *caller_app_id, const char *verb, const char *path,
                          const char **ret_reason);
+/* The same for a caller whose trust domain is known (a peer host's certificate, this host's
+ * TrustDomain=); NULL: the configuration's own accessControl.trustDomain, as on a single host. */
+AclDecision acl_evaluate_caller(const Configuration *c, const char *caller_app_id, const char *caller_trust_domain,
+                                const char *verb, const char *path, const char **ret_reason);
 
 /*
  * Secret scopes (spec.secrets.scopes): may an app using configuration c read

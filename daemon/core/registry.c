@@ -93,6 +93,8 @@ Registry *registry_free(Registry *r) {
         json_decref(r->extended);
         app_metrics_free(r->metrics);
         free(r->instance_id);
+        free(r->host_id);
+        free(r->trust_domain);
         free(r->default_configuration);
         sd_event_source_disable_unref(r->invoke_timer); /* invoke_done() did, unless it never ran */
         for (int ev = 0; ev < _REGISTRY_EVENT_MAX; ev++)

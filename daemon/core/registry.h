@@ -53,6 +53,10 @@ struct Registry {
         char *default_configuration; /* <config_dir>/config.yaml, made once */
         const char *state_dir;      /* borrowed from the Manager */
         char *instance_id;          /* stable id of this installation (state dir), for broker consumers */
+        char *host_id;              /* [Cluster] HostId=, default the host name (also on a single host) */
+        char *trust_domain;         /* [Cluster] TrustDomain=, default "public"; NULL on a single host
+                                     * (no PeerListen=): local callers then take the trust domain of
+                                     * the callee's accessControl, as before [Cluster] existed */
         bool stopping;              /* the daemon drains: start nothing new */
 
         App **apps;                 /* refs, sorted by id */

@@ -3,7 +3,9 @@
  * Dapr's service invocation over HTTP: /v1.0/invoke/{app-id}/method/{path}
  * for any verb, and any otherwise unrouted path with a dapr-app-id header
  * (or Basic credentials "dapr-app-id:<id>"). The caller is who its listener
- * or peer credentials say, never a header. The callee's answer streams back:
+ * or peer credentials say, never a header (on the peer listener: the app id
+ * the calling host vouches for in mooring-caller-app, from a host whose
+ * certificate was verified). The callee's answer streams back:
  * the request stays suspended until its head arrives, then the body flows
  * through a bounded buffer (the block pauses the app when the caller reads
  * slowly).
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "../blocks/invoke.h"
+#include "../core/app-config.h"
 #include "../core/app.h"
 #include "../util/strv.h"
 #include "handlers.h"
@@ -171,6 +174,17 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                         return k;
                 headers = headers_alloc;
         }
+        /* From another host: the caller's app id is what that host says (its certificate was
+         * verified), its trust domain what the certificate says. */
+        const char *caller_app = caller->app ? caller->app->config->id : NULL;
+        if (caller->via == LISTENER_PEER) {
+                caller_app = http_request_header(r, INVOKE_PEER_CALLER_HEADER);
+                if (caller_app && !*caller_app)
+                        caller_app = NULL;
+                if (caller_app && !app_id_is_valid(caller_app))
+                        return http_reply_error(r, DAPR_ERR_BAD_REQUEST, "invalid caller app id in %s",
+                                                INVOKE_PEER_CALLER_HEADER);
+        }
         hi = calloc(1, sizeof *hi);
         if (!hi)
                 return -ENOMEM;
@@ -178,7 +192,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
         size_t body_len;
         const void *body = http_request_body(r, &body_len);
         InvokeRequest req = {
-                .caller_app = caller->app ? caller->app->config->id : NULL,
+                .caller_app = caller_app,
                 .target_app = target,
                 .verb = http_request_method(r),
                 .method = with_query ?: method,
@@ -187,6 +201,8 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .body_len = body_len,
                 .routed_by_authorization = routed_by_authorization,
                 .trace_parent = http_request_trace(r),
+                .caller_trust_domain = caller->via == LISTENER_PEER ? caller->peer_trust_domain : NULL,
+                .local_only = caller->via == LISTENER_PEER,
         };
         k = invoke_start(http_request_registry(r), &req, &handler, hi, &hi->call);
         if (k < 0) {

@@ -24,6 +24,7 @@ typedef enum RouteFlags {
         ROUTE_METRICS = 1 << 2,    /* also on MetricsPort= */
         ROUTE_DASHBOARD = 1 << 3,  /* also on DashboardPort= (read-only, no secrets) */
         ROUTE_HEALTH = 1 << 4,     /* a health check: no span (daprd traces no path containing "/healthz") */
+        ROUTE_PEER = 1 << 5,       /* also on the peer listener ([Cluster] PeerListen=), the only ones there */
 } RouteFlags;
 
 typedef struct RouteMatch RouteMatch;

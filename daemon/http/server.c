@@ -23,6 +23,14 @@
  * same timeout from "now"; one server timer sweeps them every second. So no
  * timer syscall per request.
  *
+ * The peer listener ([Cluster]) speaks the same HTTP/1.1 inside mutual TLS
+ * (transport/peer-tls.h): the handshake runs on the loop like any other I/O
+ * (no thread, no blocking), the caller's host and trust domain come from its
+ * verified certificate, and only then is a byte of HTTP read. Reads and
+ * writes go through conn_recv()/conn_writev(), which keep the plain sockets'
+ * meaning (a short read drained everything, TLS's buffer included), so the
+ * edge-triggered machinery below is the same for both.
+ *
  * Limits (global, per listener or per peer uid on the shared socket, per peer
  * uid over Unix sockets) are checked at accept; a refused connection gets a
  * 503 in Dapr's JSON shape and is closed. Refusals and accept errors are
@@ -47,6 +55,7 @@
 #include "../core/metrics.h"
 #include "../core/trace.h"
 #include "../manager.h"
+#include "../transport/peer-tls.h"
 #include "../util/iomux.h"
 #include "../util/log.h"
 #include "../util/ratelimit.h"
@@ -120,6 +129,8 @@ struct HttpConn {
         HttpServer *server;         /* back-reference */
         HttpListener *listener;     /* back-reference; NULL once the listener is gone */
         int fd;                     /* -1 once the client is gone */
+        struct ssl_st *ssl;         /* LISTENER_PEER: TLS on fd (owned); NULL: plain */
+        bool handshaking;           /* LISTENER_PEER: the TLS handshake is not done yet */
         IoWatch *io;                /* in the server's mux */
         uint32_t events;            /* what io is armed for */
         Caller caller;
@@ -155,6 +166,7 @@ struct HttpServer {
         sd_event_source *sweep;     /* deadline timer, on while some deadline is pending */
         sd_event_source *post;      /* finishes requests answered outside their handler */
         IoMux *mux;                 /* every connection's fd: one loop pass serves all that are ready */
+        PeerTls *peer_tls;          /* borrowed from the Manager; NULL without [Cluster] */
         bool post_armed;            /* post is enabled (one-shot) */
         UidCount *uids;
         size_t n_uids;
@@ -203,10 +215,16 @@ static void caller_done(Caller *c) {
         c->app = app_unref(c->app);
         free(c->unit);
         c->unit = NULL;
+        free(c->peer_host);
+        c->peer_host = NULL;
+        free(c->peer_trust_domain);
+        c->peer_trust_domain = NULL;
 }
 
 static void caller_init(Caller *c, const HttpListener *l, const struct ucred *cred) {
         *c = (Caller){ .via = l->kind };
+        if (l->kind == LISTENER_PEER)
+                return; /* who it is comes from its certificate, after the handshake */
         if (l->kind != LISTENER_API) {
                 c->app = app_ref(l->app);
                 return;
@@ -282,6 +300,16 @@ static void deadline_set(HttpConn *c, DeadlineKind k) {
         }
 }
 
+/* ---- socket i/o: plain, or TLS on the peer listener ---- */
+
+static ssize_t conn_recv(HttpConn *c, void *buf, size_t len) {
+        return c->ssl ? peer_tls_read(c->ssl, buf, len) : read(c->fd, buf, len);
+}
+
+static ssize_t conn_writev(HttpConn *c, const struct iovec *iov, int n) {
+        return c->ssl ? peer_tls_writev(c->ssl, iov, n) : writev(c->fd, iov, n);
+}
+
 /* ---- output ---- */
 
 static int out_reserve(HttpConn *c, size_t n) {
@@ -342,7 +370,7 @@ static int conn_flush_full(HttpConn *c, const void *extra, size_t extra_len, boo
                 iov[n++] = (struct iovec){ (void *) extra, extra_len };
         if (n == 0)
                 return 0;
-        ssize_t k = writev(c->fd, iov, n);
+        ssize_t k = conn_writev(c, iov, n);
         if (k < 0) {
                 if (errno != EAGAIN && errno != EINTR) {
                         c->broken = true;
@@ -576,6 +604,8 @@ static void conn_close_with_linger(HttpConn *c) {
         /* Tell the client we are done, then read what it still sends until it closes (or
          * the linger deadline): closing with unread input would reset the connection and
          * could destroy our answer before the client read it. */
+        if (c->ssl && c->fd >= 0)
+                peer_tls_shutdown(c->ssl); /* close_notify: the answer before it is complete */
         if (c->fd < 0 || shutdown(c->fd, SHUT_WR) < 0) {
                 conn_free(c);
                 return;
@@ -797,6 +827,8 @@ static bool route_allowed(const Caller *c, RouteFlags flags) {
                 return flags & ROUTE_METRICS;
         case LISTENER_DASHBOARD:
                 return flags & ROUTE_DASHBOARD;
+        case LISTENER_PEER:
+                return flags & ROUTE_PEER;
         default:
                 return !(flags & ROUTE_ADMIN);
         }
@@ -817,6 +849,13 @@ static int dispatch(HttpRequest *r) {
                 /* These ports serve their few routes and nothing else: no invocation by header. */
                 route_match_done(&match);
                 return http_reply(r, 404, "text/plain", "not found\n", 10);
+        }
+        if (c->via == LISTENER_PEER && (k != 1 || !route_allowed(c, match.route->flags))) {
+                /* Peers reach invocation, actors and the peer protocol; no state, no admin, no
+                 * invocation by header. */
+                route_match_done(&match);
+                return http_reply_error_status(r, 404, DAPR_ERR_DIRECT_INVOKE_NOT_FOUND,
+                                               "no route for %s %s on the peer listener", method, url);
         }
         if (k < 0 && k != -ENOMEM)
                 return http_reply_error(r, DAPR_ERR_MALFORMED_REQUEST, "malformed request path");
@@ -872,7 +911,8 @@ static void request_begin(HttpConn *c) {
                         /* The client waits for this before sending the body; it is short and the
                          * socket is empty in this direction. */
                         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                        if (write(c->fd, cont, sizeof cont - 1) < 0 && errno != EAGAIN)
+                        struct iovec iov = { (void *) cont, sizeof cont - 1 };
+                        if (conn_writev(c, &iov, 1) < 0 && errno != EAGAIN)
                                 c->broken = true;
                 }
         }
@@ -943,7 +983,7 @@ static void conn_read(HttpConn *c) {
                 conn_fail(c, 500, "ERROR", "out of memory");
                 return;
         }
-        ssize_t n = read(c->fd, p, room);
+        ssize_t n = conn_recv(c, p, room);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return;
@@ -996,8 +1036,47 @@ static void conn_write_ready(HttpConn *c) {
         conn_finish(c);
 }
 
+static void listener_log(HttpListener *l, int error, const char *what);
+
+/* The peer listener's TLS handshake, then the caller's identity from its certificate. Until it
+ * is done no byte of HTTP is read; a failure closes the connection without an answer. */
+static void conn_handshake(HttpConn *c) {
+        _cleanup_free_ char *msg = NULL;
+        uint32_t want = 0;
+        int r = peer_tls_handshake(c->ssl, &want, &msg);
+
+        if (r == 0) {
+                conn_set_events(c, BASE_EVENTS | (want & EPOLLOUT));
+                return;
+        }
+        if (r > 0 && peer_tls_peer_identity(c->ssl, &c->caller.peer_host, &c->caller.peer_trust_domain) < 0) {
+                r = -EKEYREJECTED;
+                msg = strdup("the client certificate names no host and trust domain (SAN DNS and URI "
+                             "spiffe://<trust-domain>/mooring/host/<host-id>)");
+        }
+        if (r < 0) {
+                if (c->listener)
+                        listener_log(c->listener, 0, msg ?: "TLS handshake failed");
+                conn_free(c);
+                return;
+        }
+        c->handshaking = false;
+        conn_set_events(c, BASE_EVENTS);
+        deadline_set(c, DEADLINE_IDLE);
+        /* The first request may have come with the end of the handshake: its edge is past. */
+        conn_read(c);
+}
+
 static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
         HttpConn *c = userdata;
+
+        if (c->handshaking) {
+                if (revents & (EPOLLIN | EPOLLOUT))
+                        conn_handshake(c);
+                else
+                        conn_free(c);
+                return;
+        }
 
         if (c->phase == CONN_HANDLER) {
                 /* Waiting for the handler: only a client that leaves matters. Pipelined bytes
@@ -1077,7 +1156,7 @@ static void uid_release(HttpConn *c) {
 static const char *listener_name(const HttpListener *l) {
         return l->kind == LISTENER_API ? "the shared socket" : l->kind == LISTENER_APP_UNIX ? "its socket" :
                l->kind == LISTENER_METRICS ? "the metrics port" : l->kind == LISTENER_DASHBOARD ? "the dashboard port" :
-               "its port";
+               l->kind == LISTENER_PEER ? "the peer listener" : "its port";
 }
 
 static void listener_log(HttpListener *l, int error, const char *what) {
@@ -1105,7 +1184,13 @@ static void refuse(HttpListener *l, int fd, const char *why, uint64_t *counter) 
         char buf[256];
 
         /* Not a Dapr code: Dapr has no per-connection limit. A best-effort 503 lets an HTTP/1.1
-         * client tell "too busy" from a network failure. */
+         * client tell "too busy" from a network failure. A peer speaks TLS: it just sees the close. */
+        if (l->kind == LISTENER_PEER) {
+                safe_close(fd);
+                (*counter)++;
+                listener_log(l, 0, why);
+                return;
+        }
         int n = snprintf(buf, sizeof buf,
                          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                          "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
@@ -1182,7 +1267,19 @@ static void conn_new(HttpListener *l, int fd) {
         };
         request_parser_init(&c->rp, &limits);
         caller_init(&c->caller, l, has_cred ? &cred : NULL);
+        if (l->kind == LISTENER_PEER) {
+                /* No TLS set up (it failed to load): nobody may come in. */
+                if (!s->peer_tls || peer_tls_conn_new(s->peer_tls, fd, NULL, NULL, &c->ssl) < 0) {
+                        request_parser_done(&c->rp);
+                        safe_close(fd);
+                        free(c);
+                        listener_log(l, 0, "peer TLS is not set up");
+                        return;
+                }
+                c->handshaking = true;
+        }
         if (iomux_add(s->mux, fd, c->events, on_conn_io, c, &c->io) < 0) {
+                c->ssl = peer_tls_conn_free(c->ssl);
                 caller_done(&c->caller);
                 request_parser_done(&c->rp);
                 safe_close(fd);
@@ -1205,7 +1302,8 @@ static void conn_new(HttpListener *l, int fd) {
                 c->next->prev = c;
         s->conns = c;
         c->phase = CONN_IDLE;
-        deadline_set(c, DEADLINE_IDLE);
+        /* a handshake must be done as fast as a request head arrives */
+        deadline_set(c, c->handshaking ? DEADLINE_HEAD : DEADLINE_IDLE);
 }
 
 static void conn_free(HttpConn *c) {
@@ -1229,6 +1327,7 @@ static void conn_free(HttpConn *c) {
                 c->next->prev = c->prev;
         s->n_conns--;
         iomux_remove(c->io);
+        c->ssl = peer_tls_conn_free(c->ssl);
         safe_close(c->fd);
         caller_done(&c->caller);
         request_parser_done(&c->rp);
@@ -1365,6 +1464,10 @@ HttpServer *http_server_free(HttpServer *s) {
         sd_event_unref(s->event);
         free(s);
         return NULL;
+}
+
+void http_server_set_peer_tls(HttpServer *s, PeerTls *tls) {
+        s->peer_tls = tls;
 }
 
 unsigned http_server_requests_in_flight(const HttpServer *s) {

@@ -29,6 +29,8 @@ typedef enum ListenerKind {
         LISTENER_APP_TCP,  /* per-app loopback port: identity + optional API token */
         LISTENER_METRICS,  /* MetricsPort=: GET /metrics only */
         LISTENER_DASHBOARD, /* DashboardPort=: the dashboard and its read-only JSON routes only */
+        LISTENER_PEER,     /* [Cluster] PeerListen=: other mooringd hosts over mutual TLS, routes
+                            * flagged ROUTE_PEER only; identity from the verified certificate */
         _LISTENER_KIND_MAX,
 } ListenerKind;
 
@@ -39,10 +41,14 @@ typedef struct Caller {
         bool has_cred;
         struct ucred cred;
         char *unit;            /* systemd unit of the peer, if known */
+        char *peer_host;       /* LISTENER_PEER: the calling host's id (SAN DNS of its certificate) */
+        char *peer_trust_domain; /* LISTENER_PEER: its trust domain (SAN URI spiffe://TD/...) */
 } Caller;
 
 HttpServer *http_server_new(Manager *m, sd_event *e);
 HttpServer *http_server_free(HttpServer *s);
+/* The TLS of LISTENER_PEER listeners (borrowed; NULL: such listeners refuse every connection). */
+void http_server_set_peer_tls(HttpServer *s, PeerTls *tls);
 /* Requests whose headers have arrived and whose response is not yet sent. */
 unsigned http_server_requests_in_flight(const HttpServer *s);
 

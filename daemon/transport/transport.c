@@ -37,6 +37,7 @@
 #include "../util/iomux.h"
 #include "../util/strv.h"
 #include "grpc-app.h"
+#include "peer-tls.h"
 #include "transport.h"
 
 #define CONN_RBUF_SIZE (16 * 1024)
@@ -57,6 +58,8 @@ struct Pool {
         struct sockaddr_storage sa;
         socklen_t sa_len;
         char *host_header;              /* "Host: ...\r\n" */
+        char *peer_host;                /* a peer host's listener: TLS, its certificate names this */
+        PeerTlsSessionSlot session;     /* peer pools: the last TLS session, for resumption */
         Conn *idle;                     /* LIFO through Conn.next_idle */
         unsigned n_idle;
         Pool *next;
@@ -68,6 +71,9 @@ struct Conn {
         IoWatch *io;                 /* in the transport's mux */
         uint32_t events;                /* what io watches now */
         bool connecting;
+        struct ssl_st *ssl;             /* peer pools: TLS on fd (owned) */
+        bool handshaking;               /* the TLS handshake is not done yet */
+        sd_event_source *more;          /* TLS holds decrypted bytes the socket will not signal */
         unsigned served;                /* answers completed on it: > 0 means a reused connection */
         TransportCall *call;            /* NULL while idle */
         http_parser parser;
@@ -137,28 +143,36 @@ struct Transport {
         TransportCall *calls;
         unsigned n_calls;
         uint64_t connections_opened;
+        uint64_t sessions_resumed;
         GrpcChannel *grpc;              /* connections to gRPC apps */
+        PeerTls *peer_tls;              /* borrowed from the Manager; NULL without [Cluster] */
 };
 
 static void conn_close(Conn *cn);
 static void call_send(TransportCall *c);
 static void call_fail(TransportCall *c, int error, const char *fmt, ...) _printf_(3, 4);
 static void conn_read(Conn *cn);
+static void conn_handshake(Conn *cn);
+static void conn_more_later(Conn *cn);
 
 /* ---- pools ---- */
 
 static Pool *pool_free(Pool *p) {
         while (p->idle)
                 conn_close(p->idle);
+        if (p->session.session)
+                peer_tls_session_slot_done(&p->session);
         free(p->host);
         free(p->host_header);
+        free(p->peer_host);
         free(p);
         return NULL;
 }
 
 static int pool_get(Transport *t, const TransportAddress *a, Pool **ret) {
         for (Pool *p = t->pools; p; p = p->next)
-                if (p->kind == a->kind && p->port == a->port && strcmp(p->host, a->host) == 0) {
+                if (p->kind == a->kind && p->port == a->port && strcmp(p->host, a->host) == 0 &&
+                    streq_ptr(p->peer_host, a->peer_host)) {
                         *ret = p;
                         return 0;
                 }
@@ -195,10 +209,16 @@ static int pool_get(Transport *t, const TransportAddress *a, Pool **ret) {
                 } else
                         return -EINVAL; /* apps listen on IP literals: names would need a resolver */
         }
+        if (a->peer_host && a->kind != TRANSPORT_ADDRESS_TCP) {
+                free(p->host_header);
+                return -EINVAL;
+        }
         p->host = strdup(a->host);
-        if (!p->host || !p->host_header) {
+        p->peer_host = a->peer_host ? strdup(a->peer_host) : NULL;
+        if (!p->host || !p->host_header || (a->peer_host && !p->peer_host)) {
                 free(p->host);
                 free(p->host_header);
+                free(p->peer_host);
                 return -ENOMEM;
         }
         p->next = t->pools;
@@ -228,6 +248,8 @@ static void conn_close(Conn *cn) {
         } else
                 cn->call->conn = NULL;
         iomux_remove(cn->io);
+        sd_event_source_disable_unref(cn->more);
+        cn->ssl = peer_tls_conn_free(cn->ssl);
         safe_close(cn->fd);
         free(cn->rbuf);
         free(cn->hbuf);
@@ -242,7 +264,9 @@ static void conn_release(Conn *cn, bool reusable) {
         if (c)
                 c->conn = NULL;
         cn->call = NULL;
-        if (!reusable || p->n_idle >= POOL_IDLE_MAX || cn->rpos < cn->rlen) {
+        /* (bytes after the answer, in our buffer or still inside TLS: the peer talks out of turn) */
+        if (!reusable || p->n_idle >= POOL_IDLE_MAX || cn->rpos < cn->rlen ||
+            (cn->ssl && peer_tls_pending(cn->ssl))) {
                 conn_close(cn);
                 return;
         }
@@ -281,10 +305,24 @@ static int conn_new(Pool *p, Conn **ret) {
                 int one = 1;
                 (void) setsockopt(cn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
+        if (p->peer_host) {
+                r = p->transport->peer_tls ? peer_tls_conn_new(p->transport->peer_tls, cn->fd, p->peer_host,
+                                                               &p->session, &cn->ssl)
+                                           : -ENOPROTOOPT;
+                if (r < 0) {
+                        safe_close(cn->fd);
+                        free(cn->rbuf);
+                        free(cn->hdrs);
+                        free(cn);
+                        return r;
+                }
+                cn->handshaking = true;
+        }
         p->transport->connections_opened++;
         if (connect(cn->fd, (struct sockaddr *) &p->sa, p->sa_len) < 0) {
                 if (errno != EINPROGRESS) {
                         r = -errno;
+                        cn->ssl = peer_tls_conn_free(cn->ssl);
                         safe_close(cn->fd);
                         free(cn->rbuf);
                         free(cn->hdrs);
@@ -297,6 +335,7 @@ static int conn_new(Pool *p, Conn **ret) {
         cn->events = cn->connecting ? EPOLLOUT : EPOLLIN;
         r = iomux_add(p->transport->mux, cn->fd, cn->events, on_conn_io, cn, &cn->io);
         if (r < 0) {
+                cn->ssl = peer_tls_conn_free(cn->ssl);
                 safe_close(cn->fd);
                 free(cn->rbuf);
                 free(cn->hdrs);
@@ -637,7 +676,8 @@ static void call_flush(TransportCall *c) {
                 size_t boff = c->sent > c->head_len ? c->sent - c->head_len : 0;
                 if (c->body_len > boff)
                         iov[mh.msg_iovlen++] = (struct iovec){ (char *) c->body + boff, c->body_len - boff };
-                ssize_t k = sendmsg(cn->fd, &mh, MSG_NOSIGNAL);
+                ssize_t k = cn->ssl ? peer_tls_writev(cn->ssl, iov, (int) mh.msg_iovlen)
+                                    : sendmsg(cn->fd, &mh, MSG_NOSIGNAL);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -678,7 +718,9 @@ static void call_send(TransportCall *c) {
         cn->message_done = false;
         http_parser_init(&cn->parser, HTTP_RESPONSE);
         cn->parser.data = cn;
-        if (!cn->connecting)
+        if (!cn->connecting && cn->handshaking)
+                conn_handshake(cn);
+        else if (!cn->connecting)
                 call_flush(c);
         /* else: on_conn_io writes once the connection is up */
 }
@@ -713,6 +755,7 @@ static void conn_read(Conn *cn) {
         if (!c) {
                 /* Idle: the app closed it (EOF), or talks out of turn. Either way it is done. */
                 char b;
+                /* (TLS too: a peer's close_notify or anything else unasked for ends it) */
                 ssize_t k = recv(cn->fd, &b, 1, MSG_DONTWAIT);
                 if (k < 0 && (errno == EAGAIN || errno == EINTR))
                         return;
@@ -723,9 +766,14 @@ static void conn_read(Conn *cn) {
          * must not keep the loop from everyone else (epoll is level-triggered: we come back). */
         for (unsigned reads = 0;;) {
                 if (cn->rpos == cn->rlen) {
-                        if (reads++ >= CONN_READS_PER_EVENT)
+                        if (reads++ >= CONN_READS_PER_EVENT) {
+                                /* Bytes TLS decrypted already raise no event of the socket. */
+                                if (cn->ssl && peer_tls_pending(cn->ssl))
+                                        conn_more_later(cn);
                                 break;
-                        ssize_t k = read(cn->fd, cn->rbuf, CONN_RBUF_SIZE);
+                        }
+                        ssize_t k = cn->ssl ? peer_tls_read(cn->ssl, cn->rbuf, CONN_RBUF_SIZE)
+                                            : read(cn->fd, cn->rbuf, CONN_RBUF_SIZE);
                         if (k < 0 && errno == EINTR)
                                 continue;
                         if (k < 0 && errno == EAGAIN)
@@ -774,10 +822,51 @@ static void conn_read(Conn *cn) {
         }
 }
 
+static int on_conn_more(sd_event_source *s, void *userdata) {
+        Conn *cn = userdata;
+        if (cn->call)
+                conn_read(cn);
+        return 0;
+}
+
+static void conn_more_later(Conn *cn) {
+        if (!cn->more && sd_event_add_defer(cn->pool->transport->event, &cn->more, on_conn_more, cn) < 0)
+                return; /* the next bytes from the socket bring the rest */
+        (void) sd_event_source_set_enabled(cn->more, SD_EVENT_ONESHOT);
+}
+
+/* A peer connection: the TLS handshake after connect(), then the request. */
+static void conn_handshake(Conn *cn) {
+        TransportCall *c = cn->call;
+        _cleanup_free_ char *msg = NULL;
+        uint32_t want = 0;
+        int r = peer_tls_handshake(cn->ssl, &want, &msg);
+
+        if (r == 0) {
+                if (conn_set_events(cn, want) < 0)
+                        attempt_failed(c, -ENOMEM, "cannot watch the connection");
+                return;
+        }
+        if (r < 0)
+                return attempt_failed(c, r, msg ?: "TLS handshake failed");
+        cn->handshaking = false;
+        if (peer_tls_resumed(cn->ssl))
+                cn->pool->transport->sessions_resumed++;
+        call_flush(c);
+}
+
 static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
         Conn *cn = userdata;
         TransportCall *c = cn->call;
 
+        if (cn->handshaking && !cn->connecting) {
+                if (!c) {
+                        conn_close(cn);
+                        return;
+                }
+                conn_handshake(cn);
+                return;
+        }
         if (cn->connecting) {
                 int err = 0;
                 socklen_t len = sizeof err;
@@ -794,7 +883,10 @@ static void on_conn_io(IoWatch *w, int fd, uint32_t revents, void *userdata) {
                         return;
                 }
                 cn->connecting = false;
-                call_flush(c);
+                if (cn->handshaking)
+                        conn_handshake(cn);
+                else
+                        call_flush(c);
                 return;
         }
         if (c && (revents & EPOLLOUT) && c->sent < c->head_len + c->body_len) {
@@ -933,6 +1025,8 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
 
         if (!req->method || !req->target || !h->done || (!h->head != !h->body))
                 return -EINVAL;
+        if (addr->protocol == TRANSPORT_PROTOCOL_GRPC && addr->peer_host)
+                return -EINVAL; /* peers speak HTTP/1.1 over TLS */
         if (addr->protocol == TRANSPORT_PROTOCOL_GRPC)
                 return grpc_call_start(t, addr, req, h, userdata, ret);
         r = pool_get(t, addr, &p);
@@ -1005,6 +1099,14 @@ void transport_call_resume(TransportCall *c) {
         if (!c || !c->paused || c->finished)
                 return;
         (void) call_defer(c);
+}
+
+void transport_set_peer_tls(Transport *t, PeerTls *tls) {
+        t->peer_tls = tls;
+}
+
+uint64_t transport_peer_sessions_resumed(const Transport *t) {
+        return t->sessions_resumed;
 }
 
 GrpcChannel *transport_grpc_channel(Transport *t) {

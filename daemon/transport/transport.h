@@ -34,6 +34,7 @@
 
 typedef struct Transport Transport;
 typedef struct TransportCall TransportCall;
+typedef struct PeerTls PeerTls;
 
 typedef enum TransportAddressKind {
         TRANSPORT_ADDRESS_TCP,
@@ -52,6 +53,9 @@ typedef struct TransportAddress {
         const char *host;        /* TCP: IP literal (v4 or v6, no brackets); UNIX: socket path */
         uint16_t port;           /* TCP only */
         TransportProtocol protocol;
+        /* Another mooringd host's peer listener: TCP + mutual TLS (transport_set_peer_tls()), and the
+         * server's certificate must name this host id. NULL: a plain app channel. */
+        const char *peer_host;
 } TransportAddress;
 
 /*
@@ -102,8 +106,10 @@ typedef struct TransportAnswer {
 /* Why a call ended without a (whole) answer. message is valid during the callback. */
 typedef struct TransportError {
         int error;               /* -ECONNREFUSED, -ENOENT (no socket), -ETIMEDOUT, -ECONNRESET (cut
-                                  * short after the head), -EPROTO (not HTTP), -EMSGSIZE, -ECANCELED,
-                                  * -ENOMEM, other connect()/read() errnos */
+                                  * short after the head), -EPROTO (not HTTP, or TLS failed),
+                                  * -EKEYREJECTED (a peer's certificate, or ours, was refused),
+                                  * -ENOPROTOOPT (a peer address without peer TLS), -EMSGSIZE,
+                                  * -ECANCELED, -ENOMEM, other connect()/read() errnos */
         bool answered;           /* part of an answer had arrived */
         unsigned attempts;       /* how many times the request was sent */
         const char *message;
@@ -140,6 +146,14 @@ int transport_call_start(Transport *t, const TransportAddress *addr, const Trans
 void transport_call_cancel(TransportCall *c);
 /* The consumer has room again after body() said no. */
 void transport_call_resume(TransportCall *c);
+
+/*
+ * The TLS of calls to peer hosts (borrowed; NULL: such calls fail with -ENOPROTOOPT). Pooled peer
+ * connections are kept; new ones use the context current at their start.
+ */
+void transport_set_peer_tls(Transport *t, PeerTls *tls);
+/* Peer connections whose TLS session was resumed, since start (tests, bench). */
+uint64_t transport_peer_sessions_resumed(const Transport *t);
 
 /* The connections to gRPC apps (transport/grpc-channel.h), for streams of proxied calls. */
 struct GrpcChannel *transport_grpc_channel(Transport *t);

@@ -589,6 +589,29 @@ TEST(acl_namespace_and_trust_domain_from_config) {
         ASSERT_STREQ(reason, "allowed by the defaultAction of the policy for app 'd'");
 }
 
+TEST(acl_caller_trust_domain) {
+        /* A peer host's caller brings the trust domain of its certificate; NULL is the
+         * configuration's own (a caller on a single host). */
+        _cleanup_(configuration_freep) Configuration *c = parse_ok(
+                HEAD
+                "spec:\n"
+                "  accessControl:\n"
+                "    defaultAction: allow\n"
+                "    trustDomain: corp\n"
+                "    policies:\n"
+                "    - {appId: a, trustDomain: evil, defaultAction: deny}\n"
+                "    - {appId: b, defaultAction: deny}\n");
+
+        ASSERT_EQ(acl_evaluate_caller(c, "a", "evil", "GET", "/", NULL), ACL_DENY);
+        ASSERT_EQ(acl_evaluate_caller(c, "a", "corp", "GET", "/", NULL), ACL_ALLOW);
+        ASSERT_EQ(acl_evaluate_caller(c, "a", NULL, "GET", "/", NULL), ACL_ALLOW);
+        ASSERT_EQ(acl_evaluate(c, "a", "GET", "/", NULL), ACL_ALLOW);
+        /* a policy without trustDomain matches every trust domain */
+        ASSERT_EQ(acl_evaluate_caller(c, "b", "evil", "GET", "/", NULL), ACL_DENY);
+        ASSERT_EQ(acl_evaluate_caller(c, "b", NULL, "GET", "/", NULL), ACL_DENY);
+        ASSERT_EQ(acl_evaluate_caller(c, "x", "evil", "GET", "/", NULL), ACL_ALLOW);
+}
+
 TEST(acl_dapr_examples) {
         /* Dapr pkg/acl/acl_test.go's policies, re-stated (mooring has one namespace per host). */
         _cleanup_(configuration_freep) Configuration *c = parse_ok(
