@@ -97,7 +97,8 @@ int manager_membership_start(Manager *m) {
         ClusterSettings eff;
         const ClusterSettings *cs = &eff;
         char host[HOST_NAME_MAX + 1] = {};
-        const char *id = m->settings.cluster.host_id;
+        /* the peer transport's (manager-peer.c): the name peers' certificates are checked against */
+        const char *id = m->registry->host_id ?: m->settings.cluster.host_id;
         const char *address = m->settings.cluster.advertise ?: m->settings.cluster.listen;
         int r;
 
@@ -117,6 +118,7 @@ int manager_membership_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to start cluster membership (%s), see above.",
                                        cluster_membership_to_string(cs->membership));
+        membership_set_transport(m->registry->membership, m->transport);
         r = registry_add_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_event, m);
         if (r >= 0)
                 r = registry_add_callback(m->registry, REGISTRY_APP_REMOVED, on_app_event, m);

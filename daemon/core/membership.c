@@ -54,6 +54,7 @@ struct Membership {
         MembershipBackend *backend;
         char *backend_error;       /* NULL: connected (or not yet told) */
         bool backend_told;         /* the engine reported its state at least once */
+        Transport *transport;      /* borrowed: calls to peers */
 };
 
 /* ---- names and records ---- */
@@ -477,6 +478,14 @@ uint64_t membership_backend_now(MembershipBackend *b) {
         return now_usec(b->membership);
 }
 
+Transport *membership_backend_transport(MembershipBackend *b) {
+        return b->membership->transport;
+}
+
+void membership_set_transport(Membership *m, Transport *t) {
+        m->transport = t;
+}
+
 MembershipBackend *membership_get_backend(Membership *m) {
         return m->backend;
 }
@@ -485,6 +494,8 @@ MembershipBackend *membership_get_backend(Membership *m) {
 
 static const MembershipDriver *driver_for(ClusterMembershipKind k) {
         switch (k) {
+        case CLUSTER_MEMBERSHIP_STATIC:
+                return &membership_static_driver;
 #if HAVE_LIBPQ
         case CLUSTER_MEMBERSHIP_POSTGRESQL:
                 return &membership_postgresql_driver;

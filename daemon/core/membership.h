@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "../forward.h"
 #include "../util/cleanup.h"
 #include "settings.h"
 
@@ -82,6 +83,10 @@ uint64_t membership_generation(const Membership *m);
 int membership_add_callback(Membership *m, MembershipChangedFn fn, void *userdata);
 /* Removes the pair, also from inside a callback. -ENOENT when it is not there. */
 int membership_remove_callback(Membership *m, MembershipChangedFn fn, void *userdata);
+
+/* The transport for calls to peers (static membership asks each peer for its record); borrowed, must
+ * outlive m. Set by the Manager right after membership_new(). */
+void membership_set_transport(Membership *m, Transport *t);
 
 /* ---- for the admin route and mooringctl ---- */
 

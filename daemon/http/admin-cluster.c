@@ -6,7 +6,10 @@
  * cluster` prints it. On one host: {"enabled": false} and this host alone
  * is not listed.
  */
+#include <errno.h>
 #include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
 #include <systemd/sd-event.h>
 
 #include "../core/membership.h"
@@ -55,4 +58,20 @@ int http_get_cluster(HttpRequest *r, const RouteMatch *match) {
                       (double) membership_lease_usec(m) / 1e6, "generation",
                       (json_int_t) membership_generation(m), "hosts", list ?: json_array());
         return http_reply_json(r, 200, o);
+}
+
+/* GET /mooring/peer/v1/self (peer listener): this host's record, as static membership asks for it. */
+int http_get_peer_self(HttpRequest *r, const RouteMatch *match) {
+        Registry *reg = http_request_registry(r);
+        char *s;
+        int k;
+
+        if (!reg->membership)
+                return http_reply_error_status(r, 404, DAPR_ERR_BAD_REQUEST, "this host is in no cluster");
+        s = membership_self_json(reg->membership);
+        if (!s)
+                return -ENOMEM;
+        k = http_reply(r, 200, "application/json", s, strlen(s));
+        free(s);
+        return k;
 }

@@ -52,6 +52,7 @@ int http_actor_timer_delete(HttpRequest *r, const RouteMatch *m);
 int http_actors_admin_types(HttpRequest *r, const RouteMatch *m);
 /* admin-cluster.c */
 int http_get_cluster(HttpRequest *r, const RouteMatch *m);
+int http_get_peer_self(HttpRequest *r, const RouteMatch *m);
 /* admin-resiliency.c */
 int http_get_resiliency(HttpRequest *r, const RouteMatch *m);
 int http_actors_admin_reminders(HttpRequest *r, const RouteMatch *m);

@@ -381,6 +381,7 @@ const Route http_routes[] = {
         { "GET", "/mooring/v1/actors", ROUTE_ADMIN, http_actors_admin_types },
         { "GET", "/mooring/v1/resiliency", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_resiliency },
         { "GET", "/mooring/v1/cluster", ROUTE_ADMIN | ROUTE_DASHBOARD, http_get_cluster },
+        { "GET", "/mooring/peer/v1/self", ROUTE_PEER, http_get_peer_self },
         { "GET", "/mooring/v1/actors/{type}/{id}/reminders", ROUTE_ADMIN, http_actors_admin_reminders },
 };
 const size_t http_routes_n = ELEMENTSOF(http_routes);

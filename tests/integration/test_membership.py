@@ -52,6 +52,8 @@ class Cluster:
 class MembershipTests:
     """Mixed into one TestCase per engine (make_cluster() starts the server)."""
 
+    withdraw_timeout = LEASE / 2
+
     def setUp(self):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="mooring-members-")
@@ -132,9 +134,9 @@ class MembershipTests:
         b2.health_status = 200
         self.wait_view([h1, h3], want)
 
-        # a clean stop withdraws the record at once (no wait for the lease)
+        # a clean stop withdraws the record at once (no wait for the lease; static: nothing to withdraw from)
         h3.stop()
-        self.wait_view([h1, h2], {"h1": ["orders"], "h2": ["audit", "billing"]}, timeout=LEASE / 2)
+        self.wait_view([h1, h2], {"h1": ["orders"], "h2": ["audit", "billing"]}, timeout=self.withdraw_timeout)
 
     def test_sigkill_gone_within_lease(self):
         h1, h2, h3 = self.host("h1"), self.host("h2"), self.host("h3")
@@ -259,6 +261,87 @@ class RedisMembershipTest(MembershipTests, DaemonTestCase):
         self.assertTrue(0 < pttl <= LEASE * 1000, pttl)
         h1.stop()
         self.assertEqual(r.command("EXISTS", "mooring:host:h1"), b":0")
+
+
+class StaticCluster(Cluster):
+    """Membership=static among h1..h3 (and h9, a host that is never started): fixed ports, and
+    certificates from `mooringctl ca` for the peer transport's mutual TLS."""
+
+    HOSTS = ("h1", "h2", "h3", "h9")
+
+    def __init__(self, tmp):
+        super().__init__("static", None, None)
+        self.with_ghost = False  # list h9 in Peers=
+        self.pki = os.path.join(tmp, "pki")
+        self.ports = {h: free_port() for h in self.HOSTS}
+        ctl = lambda *a: subprocess.run([MOORINGCTL, "ca"] + list(a), capture_output=True, text=True, timeout=60)
+        p = ctl("init", "--dir", self.pki)
+        if p.returncode != 0:
+            raise AssertionError(f"mooringctl ca init: {p.stderr}")
+        for h in self.HOSTS:
+            p = ctl("issue", h, "--dir", self.pki, "--ip", "127.0.0.1")
+            if p.returncode != 0:
+                raise AssertionError(f"mooringctl ca issue {h}: {p.stderr}")
+
+    def conf(self, host_id, port, connection=None):
+        peers = " ".join(f"{h}=127.0.0.1:{p}" for h, p in self.ports.items() if h != "h9" or self.with_ghost)
+        return ("[Cluster]\n"
+                f"HostId={host_id}\n"
+                f"PeerListen=127.0.0.1:{self.ports[host_id]}\n"
+                "Membership=static\n"
+                f"Peers={peers}\n"
+                f"LeaseSec={LEASE:g}\n"
+                f"CertificateFile={self.pki}/{host_id}.crt\n"
+                f"KeyFile={self.pki}/{host_id}.key\n"
+                f"TrustRootFile={self.pki}/ca.crt\n")
+
+
+class StaticMembershipTest(MembershipTests, DaemonTestCase):
+    """Peers= only: each host asks the others for their record over mutual TLS. There is no
+    shared engine to lose or misconfigure, so those cases do not apply; h9 is listed but never
+    runs, and shows as the engine's error (the others are still seen)."""
+    bad_connection = None
+    withdraw_timeout = LEASE + 1
+
+    def make_cluster(self):
+        return StaticCluster(self.tmp)
+
+    def test_backend_restart(self):
+        pass
+
+    def test_server_down_view_kept_then_leases_end(self):
+        pass
+
+    def test_bad_connection(self):
+        pass
+
+    def test_name_resolution_in_configuration(self):
+        pass
+
+    def test_unreachable_peer_named(self):
+        self.cluster.with_ghost = True
+        h1, h2, h3 = self.host("h1"), self.host("h2"), self.host("h3")
+        self.wait_view([h1, h2, h3], {"h1": [], "h2": [], "h3": []})
+        wait_for(lambda: "peer 'h9' (127.0.0.1:" in (self.view(h1)["engineError"] or ""),
+                 what="h9 named as unreachable")
+        self.assertFalse(self.view(h1)["connected"])
+
+    def test_peer_record_over_tls_only(self):
+        h1 = self.host("h1", {"orders": self.app("o")})
+        self.wait_view([h1], {"h1": ["orders"]})
+        # the route answers on the peer listener, to a client with a certificate from the trust root
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.cluster.pki, "ca.crt"))
+        ctx.load_cert_chain(os.path.join(self.cluster.pki, "h2.crt"), os.path.join(self.cluster.pki, "h2.key"))
+        import http.client
+        c = http.client.HTTPSConnection("127.0.0.1", self.cluster.ports["h1"], context=ctx, timeout=10)
+        c.request("GET", "/mooring/peer/v1/self")
+        # (its certificate names 127.0.0.1 too: mooringctl ca issue --ip)
+        r = c.getresponse()
+        body = json.loads(r.read())
+        c.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual((body["id"], body["apps"]), ("h1", ["orders"]))
 
 
 class MdnsMembershipTest(MembershipTests, DaemonTestCase):

@@ -79,6 +79,8 @@ void membership_backend_sync_begin(MembershipBackend *b);
 void membership_backend_sync_end(MembershipBackend *b);
 /* Connected (error NULL), or not, and why (copied; logged once per change of text). */
 void membership_backend_state(MembershipBackend *b, const char *error);
+/* The peer transport (membership_set_transport()), NULL until set. */
+Transport *membership_backend_transport(MembershipBackend *b);
 /* The loop's CLOCK_MONOTONIC now. */
 uint64_t membership_backend_now(MembershipBackend *b);
 
