@@ -17,11 +17,13 @@
 
 #include "../core/app.h"
 #include "../core/configuration.h"
+#include "../core/membership.h"
 #include "../core/metrics.h"
 #include "../core/trace.h"
 #include "../core/tracecontext.h"
 #include "../core/registry.h"
 #include "../core/resiliency.h"
+#include "../core/settings.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/log.h"
@@ -40,6 +42,11 @@ typedef enum CallState {
         CALL_WAITING,     /* a Resiliency retry waits for its back-off */
         CALL_FINISHING,   /* done is scheduled */
 } CallState;
+
+typedef struct RemoteInstance {
+        char *host_id;
+        char *address;                /* "ADDR:PORT" / "[V6]:PORT" */
+} RemoteInstance;
 
 struct InvokeCall {
         Registry *registry;
@@ -92,6 +99,15 @@ struct InvokeCall {
         uint64_t retry_delay_usec;    /* the back-off before the next attempt */
         unsigned transport_retries;   /* resends while nothing reached the app (no retry policy) */
         sd_event_source *res_timer;   /* the attempt's timeout, or the back-off before the next one */
+
+        /* On another host (multi-host): the target app has no healthy instance here, so the call goes
+         * over the peer transport to a host that announces one. Instances are tried in turn, starting
+         * at a rotating one; another is tried only while no answer byte has come (as locally). */
+        RemoteInstance *remote;       /* NULL: the app is on this host */
+        size_t n_remote;
+        size_t remote_at;             /* the instance of the running attempt */
+        size_t remote_tried;          /* instances tried so far in this attempt */
+        char *remote_target;          /* "/v1.0/invoke/<app>/method/<path>" */
         /* One allocation with the call: the headers array (the caller's pairs and at most five of
          * ours), then the strings verb, path and caller_app. */
         char *slots[];
@@ -258,6 +274,12 @@ static void call_free(InvokeCall *c) {
         sd_event_source_disable_unref(c->res_timer);
         resiliency_unref(c->res);
         app_unref(c->target);
+        for (size_t i = 0; i < c->n_remote; i++) {
+                free(c->remote[i].host_id);
+                free(c->remote[i].address);
+        }
+        free(c->remote);
+        free(c->remote_target);
         free(c->error_message);
         free(c);
 }
@@ -474,6 +496,14 @@ static void on_answer_done(TransportCall *tc, const TransportAnswer *a, const Tr
         }
         if (!e)
                 return finish(c, 0, NULL);
+        if (c->remote && !c->head_sent && e->error != -ECANCELED && ++c->remote_tried < c->n_remote) {
+                log_struct(LOG_INFO, 0, c->target->config->id, NULL,
+                           "invoke %s: host %s failed before answering (%s), trying host %s",
+                           c->target->config->id, c->remote[c->remote_at].host_id, e->message,
+                           c->remote[(c->remote_at + 1) % c->n_remote].host_id);
+                c->remote_at = (c->remote_at + 1) % c->n_remote;
+                return start_transfer(c);
+        }
         c->attempts = e->attempts;
         if (e->error == -ECANCELED)
                 return finish(c, -ECANCELED, "mooringd is stopping");
@@ -507,15 +537,24 @@ static void start_transfer(InvokeCall *c) {
                 if (r < 0)
                         return finish(c, r, "cannot set the timeout: %s", strerror(-r));
         }
-        (void) app_channel_address(c->target, &addr); /* checked in invoke_start() */
+        _cleanup_free_ char *remote_host = NULL;
+        if (c->remote) {
+                const RemoteInstance *ri = &c->remote[c->remote_at];
+                uint16_t port;
+                if (cluster_parse_address(ri->address, &remote_host, &port) < 0)
+                        return finish(c, -EIO, "host %s announces a bad address '%s'", ri->host_id, ri->address);
+                addr = (TransportAddress){ .kind = TRANSPORT_ADDRESS_TCP, .host = remote_host, .port = port,
+                                           .peer_host = ri->host_id };
+        } else
+                (void) app_channel_address(c->target, &addr); /* checked in invoke_start() */
         TransportRequest req = {
                 .method = c->verb,
-                .target = c->path,
+                .target = c->remote_target ?: c->path,
                 .headers = c->headers,
                 .body = c->body,
                 .body_len = c->body_len,
                 /* the deadline above bounds them; a Resiliency retry policy replaces them */
-                .retries = c->policy.retry ? 0 : c->transport_retries,
+                .retries = c->policy.retry || c->remote ? 0 : c->transport_retries,
         };
         c->state = CALL_RUNNING;
         c->transfer_usec = metrics_now_usec();
@@ -542,7 +581,9 @@ static void build_headers(InvokeCall *c, const InvokeRequest *req, const char *t
                 v[k++] = h[1];
         }
         if (c->caller_app) {
-                v[k++] = (char *) "dapr-caller-app-id";
+                /* to a peer mooringd the caller is named in its own header, believed there only
+                 * because this host's certificate was verified (blocks/invoke.h) */
+                v[k++] = c->remote ? (char *) INVOKE_PEER_CALLER_HEADER : (char *) "dapr-caller-app-id";
                 v[k++] = c->caller_app;
         }
         v[k++] = (char *) "dapr-callee-app-id";
@@ -564,6 +605,123 @@ static void build_headers(InvokeCall *c, const InvokeRequest *req, const char *t
 static bool sampled_by(const Configuration *cfg) {
         double rate = cfg && cfg->tracing.sampling_rate_set ? cfg->tracing.sampling_rate : 0.0001;
         return rate >= 1.0 || (rate > 0 && (double) random() / RAND_MAX < rate);
+}
+
+/* The hosts other than this one that announce a healthy instance of app id, starting at a rotating
+ * one (the balance), into c. 0 when there is none. */
+static int remote_instances(InvokeCall *c, const char *id) {
+        Registry *m = c->registry;
+        size_t n = 0, k = 0;
+        const ClusterHost *hosts = m->membership ? membership_hosts(m->membership, &n) : NULL;
+
+        for (size_t i = 0; i < n; i++)
+                k += !hosts[i].self && strv_contains(hosts[i].apps, id);
+        if (k == 0)
+                return 0;
+        if (!(c->remote = calloc(k, sizeof *c->remote)))
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (hosts[i].self || !strv_contains(hosts[i].apps, id))
+                        continue;
+                RemoteInstance *ri = &c->remote[c->n_remote++];
+                if (!(ri->host_id = strdup(hosts[i].id)) || !(ri->address = strdup(hosts[i].address)))
+                        return -ENOMEM;
+        }
+        c->remote_at = m->invoke_rr++ % c->n_remote;
+        if (asprintf(&c->remote_target, "/v1.0/invoke/%s/method%s", id, c->path) < 0) {
+                c->remote_target = NULL;
+                return -ENOMEM;
+        }
+        return 1;
+}
+
+/* The call's span (a child of the front-end's or of the caller's traceparent) and its traceparent
+ * for the callee; returns the tracestate to forward, or NULL. */
+static const char *trace_setup(InvokeCall *c, const InvokeRequest *req, const Configuration *cfg) {
+        TraceContext parent;
+        const char *tp = header_get(req->headers, "traceparent");
+        bool has_parent = req->trace_parent || traceparent_parse(tp, &parent) >= 0;
+        if (req->trace_parent)
+                parent = *req->trace_parent;
+        if (trace_enabled()) {
+                /* The span the callee's traceparent names is the one exported: "CallLocal/<app>/<method>". */
+                trace_span_begin(&c->tspan, has_parent ? &parent : NULL,
+                                 cfg && cfg->tracing.sampling_rate_set ? cfg->tracing.sampling_rate : 0.0001,
+                                 SPAN_CLIENT, "CallLocal/", c->caller_app);
+                trace_span_name_append(&c->tspan, c->target->config->id, strlen(c->target->config->id));
+                trace_span_name_append(&c->tspan, c->path, strcspn(c->path, "?"));
+                c->traced = true;
+                c->span = c->tspan.ctx;
+        } else
+                trace_context_new_span(has_parent ? &parent : NULL, sampled_by(cfg), &c->span);
+        traceparent_format(&c->span, c->traceparent);
+        /* tracestate travels with the caller's traceparent: without one there is none to forward */
+        const char *ts = has_parent && tp ? header_get(req->headers, "tracestate") : NULL;
+        return ts && tracestate_is_valid(ts) ? ts : NULL;
+}
+
+/* Calls through mooringd (on any host) that led to this one. */
+static unsigned long hops_of(const InvokeRequest *req) {
+        const char *hops_in = header_get(req->headers, INVOKE_HOPS_HEADER);
+        return hops_in ? strtoul(hops_in, NULL, 10) : 0;
+}
+
+/* The Resiliency policy that targets the callee for this caller, else daprd's built-in retries. */
+static int resiliency_setup(InvokeCall *c, const InvokeRequest *req) {
+        Registry *m = c->registry;
+        if (m->resiliency) {
+                int r = resiliency_lookup(m->resiliency, req->caller_app, RESILIENCY_APP, c->target->config->id,
+                                          NULL, &c->policy);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        c->res = resiliency_ref(m->resiliency);
+        }
+        /* no policy targets the callee: daprd's built-in retries, which DaprBuiltInServiceRetries may
+         * override (its count; the back-off stays the transport's) */
+        int64_t n = resiliency_builtin_retries(m->resiliency, req->caller_app, "DaprBuiltInServiceRetries",
+                                               INVOKE_RETRIES);
+        c->transport_retries = n < 0 || n > 1000 ? 1000 : (unsigned) n;
+        return 0;
+}
+
+/* A placeholder App for a target that is not on this host, so that every path can name it. */
+static int placeholder_target(InvokeCall *c, const char *id) {
+        AppConfig *ac = app_config_new(id);
+        c->target = ac ? app_new(ac, APP_SOURCE_BUS) : NULL;
+        if (!c->target) {
+                app_config_free(ac);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/*
+ * The call goes to another host's mooringd (c->remote is set). The callee's access policy, its
+ * MaxConcurrency= and InvokeTimeoutSec= are that host's to apply: it knows the app's files. Here:
+ * the span, the hops, the Resiliency policy of this caller for the callee, and the instance.
+ */
+static int start_remote(InvokeCall *c, const InvokeRequest *req, InvokeCall **ret) {
+        int r = placeholder_target(c, req->target_app);
+        if (r >= 0)
+                r = resiliency_setup(c, req);
+        if (r < 0) {
+                call_free(c);
+                return r;
+        }
+        const char *ts = trace_setup(c, req, registry_host_configuration(c->registry));
+        unsigned long hops = hops_of(req);
+        if (hops >= INVOKE_MAX_HOPS)
+                finish(c, -ELOOP, "the call has gone through mooringd %lu times (%s): a loop?", hops,
+                       INVOKE_HOPS_HEADER);
+        else {
+                build_headers(c, req, ts, (unsigned) hops + 1);
+                start_transfer(c);
+        }
+        c->starting = false;
+        if (ret)
+                *ret = c;
+        return 0;
 }
 
 int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, void *userdata, InvokeCall **ret) {
@@ -604,12 +762,20 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
 
         /* Until the target is known, messages name the id as asked. */
         target = registry_find_app(m, req->target_app);
+        /* Local first; another host when this one has no instance that can take the call. A call
+         * that came from a peer is never sent on (no loops, and the sender picks the instance). */
+        if ((!target || target->config->address_kind == APP_ADDRESS_NONE || app_channel_is_down(target)) &&
+            !req->local_only && m->membership) {
+                r = remote_instances(c, req->target_app);
+                if (r < 0) {
+                        call_free(c);
+                        return r;
+                }
+                if (r > 0)
+                        return start_remote(c, req, ret);
+        }
         if (!target) {
-                /* A placeholder App so every path below can name the target. */
-                AppConfig *ac = app_config_new(req->target_app);
-                c->target = ac ? app_new(ac, APP_SOURCE_BUS) : NULL;
-                if (!c->target) {
-                        app_config_free(ac);
+                if (placeholder_target(c, req->target_app) < 0) {
                         call_free(c);
                         return -ENOMEM;
                 }
@@ -626,27 +792,7 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 return r;
         }
 
-        TraceContext parent;
-        const char *tp = header_get(req->headers, "traceparent");
-        bool has_parent = req->trace_parent || traceparent_parse(tp, &parent) >= 0;
-        if (req->trace_parent)
-                parent = *req->trace_parent;
-        if (trace_enabled()) {
-                /* The span the callee's traceparent names is the one exported: "CallLocal/<app>/<method>". */
-                trace_span_begin(&c->tspan, has_parent ? &parent : NULL,
-                                 cfg && cfg->tracing.sampling_rate_set ? cfg->tracing.sampling_rate : 0.0001,
-                                 SPAN_CLIENT, "CallLocal/", c->caller_app);
-                trace_span_name_append(&c->tspan, target->config->id, strlen(target->config->id));
-                trace_span_name_append(&c->tspan, c->path, strcspn(c->path, "?"));
-                c->traced = true;
-                c->span = c->tspan.ctx;
-        } else
-                trace_context_new_span(has_parent ? &parent : NULL, sampled_by(cfg), &c->span);
-        traceparent_format(&c->span, c->traceparent);
-        /* tracestate travels with the caller's traceparent: without one there is none to forward */
-        const char *ts = has_parent && tp ? header_get(req->headers, "tracestate") : NULL;
-        if (ts && !tracestate_is_valid(ts))
-                ts = NULL;
+        const char *ts = trace_setup(c, req, cfg);
 
         if (r < 0) {
                 /* Fail closed: an access policy that cannot be read allows nothing. */
@@ -671,8 +817,7 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
         }
         /* Each call through mooringd adds a hop; a chain that comes back too often is a loop (an
          * app calling itself on every call, or an AppAddress that is a mooringd listener). */
-        const char *hops_in = header_get(req->headers, INVOKE_HOPS_HEADER);
-        unsigned long hops = hops_in ? strtoul(hops_in, NULL, 10) : 0;
+        unsigned long hops = hops_of(req);
         if (hops >= INVOKE_MAX_HOPS) {
                 finish(c, -ELOOP, "the call has gone through mooringd %lu times (%s): a loop?", hops,
                        INVOKE_HOPS_HEADER);
@@ -686,21 +831,11 @@ int invoke_start(Registry *m, const InvokeRequest *req, const InvokeHandler *h, 
                 return -ENOMEM;
         }
 
-        if (m->resiliency) {
-                r = resiliency_lookup(m->resiliency, req->caller_app, RESILIENCY_APP, target->config->id, NULL,
-                                      &c->policy);
-                if (r < 0) {
-                        call_free(c);
-                        return r;
-                }
-                if (r > 0)
-                        c->res = resiliency_ref(m->resiliency);
+        r = resiliency_setup(c, req);
+        if (r < 0) {
+                call_free(c);
+                return r;
         }
-        /* no policy targets the callee: daprd's built-in retries, which DaprBuiltInServiceRetries may
-         * override (its count; the back-off stays the transport's) */
-        int64_t n = resiliency_builtin_retries(m->resiliency, req->caller_app, "DaprBuiltInServiceRetries",
-                                               INVOKE_RETRIES);
-        c->transport_retries = n < 0 || n > 1000 ? 1000 : (unsigned) n;
 
         c->waiter.granted = on_slot_granted;
         if (app_slot_acquire(target, &c->waiter)) {

@@ -83,6 +83,7 @@ struct Registry {
         /* blocks/invoke.c: the calls with a deadline, earliest first, and one timer for all */
         InvokeCall *invoke_deadline_first, *invoke_deadline_last;
         sd_event_source *invoke_timer;
+        unsigned invoke_rr;          /* blocks/invoke.c: where the next call to another host starts */
         uint64_t invoke_timer_usec;  /* when it is set to fire; 0: off */
         struct Subscription **subscriptions; /* declarative, from subscriptions/{star}.yaml */
         size_t n_subscriptions;
