@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blocks/actors.h"
 #include "core/app-config.h"
 #include "core/app.h"
 #include "core/configuration.h"
@@ -122,6 +123,8 @@ int manager_membership_start(Manager *m) {
         r = registry_add_callback(m->registry, REGISTRY_APP_HEALTH_CHANGED, on_app_event, m);
         if (r >= 0)
                 r = registry_add_callback(m->registry, REGISTRY_APP_REMOVED, on_app_event, m);
+        if (r >= 0) /* actor placement follows the view from now on */
+                r = actors_attach_membership(m->registry, id);
         if (r < 0)
                 return log_oom();
         publish_apps(m->registry);

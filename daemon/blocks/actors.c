@@ -29,14 +29,17 @@
 #include "../core/app.h"
 #include "../core/cloudevent.h"
 #include "../core/component.h"
+#include "../core/membership.h"
 #include "../core/placement.h"
 #include "../core/registry.h"
 #include "../core/resiliency.h"
+#include "../core/settings.h"
 #include "../transport/app-channel.h"
 #include "../transport/transport.h"
 #include "../util/log.h"
 #include "../util/strv.h"
 #include "actors.h"
+#include "invoke.h"
 #include "state.h"
 
 #define ACTOR_ANSWER_MAX (16U << 20)
@@ -203,6 +206,8 @@ struct ActorType {
                                    * (kept until it is committed) */
         unsigned store_calls;     /* loads whose answer is pending */
         bool gone;                /* no longer hosted: freed when store_calls is 0 */
+        uint64_t hosts_sig;       /* cluster: which hosts serve the type, as last seen */
+        bool reload_wanted;       /* cluster: they changed; reload the records once no commit runs */
 };
 
 struct Reminder {
@@ -248,11 +253,23 @@ struct Actor {
         unsigned in_flight;       /* turns in the app: 1, or a reentrant chain */
         char *chain;              /* the running chain's reentrancy id */
         Timer *timers;
+        bool leaving;             /* another host owns it now: it takes no new turn, drains, deactivates */
+        sd_event_source *drain_timer; /* bounds the drain (drainOngoingCallTimeout) */
+        bool released;            /* the new owner asked for it: it leaves even if this view lags */
+        Waiter *release_waiters;  /* told when it is gone (the new owner's release request) */
+        bool releasing;           /* taken over from a host still alive: no turn starts until it let go */
+        TransportCall *release_tc;
 };
 
 typedef enum TurnKind { TURN_METHOD, TURN_REMINDER, TURN_TIMER } TurnKind;
 
+/* What an ActorCall handle is: a Turn here, or a Forward to the host that owns the actor. */
+typedef struct CallHead {
+        bool forwarded;
+} CallHead;
+
 struct Turn {
+        CallHead head;            /* first: ActorCall handles are Turns or Forwards */
         ActorRuntime *rt;
         Actor *actor;             /* back-reference */
         TurnKind kind;
@@ -606,6 +623,9 @@ static int open_own_store(ActorRuntime *rt) {
 #define LAYOUT_ZERO_ID "00000000-0000-0000-0000-000000000000"
 /* Operations in one group commit; a migration is never split (so this may be passed once). */
 #define FLUSH_OPS_MAX 4096U
+/* A reminder whose actor another host owns is looked at again after this (a change of owner
+ * reloads every record anyway). */
+#define NOT_OWNER_RECHECK_USEC (3600ULL * 1000000)
 /* A group commit that failed is tried again this much later (everything it held). */
 #define FLUSH_RETRY_USEC (1000000ULL)
 
@@ -988,6 +1008,194 @@ static int flush_add_migration(ActorRuntime *rt, OpList *l, ActorType *t) {
 static void flush_failed(ActorRuntime *rt, uint64_t gen);
 static void on_flushed(const StateResult *res, void *userdata);
 
+/* ---- reminders in a cluster: one record, several writers ---- */
+
+static void reload_wanted_types(ActorRuntime *rt);
+
+/*
+ * In a cluster the hosts serving a type share its reminder records in the shared actor state
+ * store, and each reminder is changed (registered, fired, deleted) by the host that owns its
+ * actor only. A partition record thus has several writers. A write reads the record first, keeps
+ * the reminders of actors another host owns as the store has them, puts this host's own from
+ * memory, and writes back only if nobody wrote in between (etag; -ESTALE fails the commit, whose
+ * partitions are marked again and read afresh by the next one).
+ */
+typedef struct ClusterRead {
+        struct ClusterFlush *f;
+        RemPart *part;
+        char *text;               /* the record as stored; NULL: absent */
+        size_t len;
+        char *etag;
+} ClusterRead;
+
+typedef struct ClusterFlush {
+        ActorRuntime *rt;
+        ClusterRead *reads;
+        size_t n, pending;
+        int error;
+        char *message;
+} ClusterFlush;
+
+static bool owned_here(ActorRuntime *rt, const char *type, const char *id) {
+        PlacementAnswer pa;
+        return placement_lookup(rt->placement, type, id, &pa) >= 0 && pa.local;
+}
+
+static void cluster_flush_free(ClusterFlush *f) {
+        for (size_t i = 0; i < f->n; i++) {
+                free(f->reads[i].text);
+                free(f->reads[i].etag);
+        }
+        free(f->reads);
+        free(f->message);
+        free(f);
+}
+
+/* p's record: this host's reminders from memory, the others' from the stored text. */
+static char *cluster_part_text(ActorRuntime *rt, RemPart *p, const ClusterRead *cr, size_t *ret_len) {
+        const char *type = p->type->cfg.type;
+        Buf b = { .ok = true };
+        bool first = true;
+
+        buf_puts(&b, "[");
+        for (Reminder *m = p->head; m; m = m->pnext) {
+                if (!owned_here(rt, type, m->actor_id))
+                        continue;
+                if (!reminder_record_text(m)) {
+                        b.ok = false;
+                        break;
+                }
+                if (!first)
+                        buf_puts(&b, ",");
+                buf_put(&b, m->record, m->record_len);
+                first = false;
+        }
+        json_t *stored = cr->text ? json_loadb(cr->text, cr->len, 0, NULL) : NULL;
+        size_t i;
+        json_t *o;
+        json_array_foreach(stored, i, o) {
+                const char *id = json_string_value(json_object_get(o, "actorID"));
+                if (!id || owned_here(rt, type, id))
+                        continue; /* ours are in memory (an own one not there was deleted here) */
+                _cleanup_free_ char *t = json_dumps(o, JSON_COMPACT);
+                if (!t) {
+                        b.ok = false;
+                        break;
+                }
+                if (!first)
+                        buf_puts(&b, ",");
+                buf_puts(&b, t);
+                first = false;
+        }
+        json_decref(stored);
+        buf_puts(&b, "]");
+        if (!b.ok) {
+                free(b.p);
+                return NULL;
+        }
+        *ret_len = b.len;
+        return b.p;
+}
+
+static void cluster_flush_write(ClusterFlush *f) {
+        ActorRuntime *rt = f->rt;
+        _cleanup_(op_list_done) OpList l = {};
+        int r = f->error;
+
+        for (size_t i = 0; i < f->n && r >= 0; i++) {
+                ClusterRead *cr = &f->reads[i];
+                RemPart *p = cr->part;
+                ActorType *t = p->type;
+                size_t len = 0;
+                char *text = cluster_part_text(rt, p, cr, &len);
+                r = text ? op_list_add(&l, part_key(t, t->n_layout, t->layout_id, p->index), text, len) : -ENOMEM;
+                if (r >= 0) {
+                        /* the etag the record had when read; absent then: it must still be absent */
+                        l.ops[l.n - 1].etag = cr->etag;
+                        l.ops[l.n - 1].concurrency = cr->etag ? STATE_CONCURRENCY_LAST_WRITE
+                                                              : STATE_CONCURRENCY_FIRST_WRITE;
+                }
+        }
+        if (r >= 0 && l.n > 0) {
+                r = state_transact_raw(rt->store, REMINDER_QUEUE, l.ops, l.n, on_flushed, rt);
+                if (r >= 0) {
+                        cluster_flush_free(f); /* the store copied what it keeps */
+                        return;
+                }
+        }
+        rt->flush_running = false;
+        log_struct(LOG_WARNING, 0, NULL, NULL, "Failed to store actor reminders: %s; trying again.",
+                   f->message ?: strerror(-r));
+        waiters_tell(TAKE_PTR(rt->flushing), r, "the reminder records could not be written");
+        flush_failed(rt, rt->flush_gen);
+        cluster_flush_free(f);
+        reload_wanted_types(rt);
+}
+
+static void on_cluster_read(const StateResult *res, void *userdata) {
+        ClusterRead *cr = userdata;
+        ClusterFlush *f = cr->f;
+
+        if (res->error < 0 && f->error >= 0) {
+                f->error = res->error;
+                f->message = res->message ? strdup(res->message) : NULL;
+        } else if (res->error >= 0 && res->value.found) {
+                cr->text = malloc(res->value.value_len + 1);
+                if (cr->text)
+                        memcpy(cr->text, res->value.value, res->value.value_len);
+                cr->len = res->value.value_len;
+                cr->etag = res->value.etag ? strdup(res->value.etag) : NULL;
+                if (!cr->text || (res->value.etag && !cr->etag))
+                        f->error = -ENOMEM;
+        }
+        if (--f->pending == 0)
+                cluster_flush_write(f);
+}
+
+/* The cluster's group commit: read every dirty partition, then write them all in one transaction. */
+static void on_flush_cluster(ActorRuntime *rt) {
+        size_t n = 0, cap = rt->store ? state_store_max_ops(rt->store) : 0;
+        if (cap == 0 || cap > FLUSH_OPS_MAX)
+                cap = FLUSH_OPS_MAX;
+        for (RemPart *p = rt->dirty_head; p && n < cap; p = p->dnext)
+                n++;
+        ClusterFlush *f = calloc(1, sizeof *f);
+        if (f && !(f->reads = calloc(n, sizeof *f->reads))) {
+                free(f);
+                f = NULL;
+        }
+        if (!f) {
+                flush_failed(rt, rt->flush_gen);
+                return;
+        }
+        f->rt = rt;
+        rt->flush_gen++;
+        rt->flush_migrated = false;
+        rt->flush_running = true;
+        /* what changes from here on is marked again and goes with the next commit */
+        while (rt->dirty_head && f->n < n) {
+                RemPart *p = rt->dirty_head;
+                dirty_unlink(rt, p);
+                p->flush_gen = rt->flush_gen;
+                /* a layout change in a cluster is written like any change of its partitions */
+                p->type->migrate = false;
+                *waiters_end(&rt->flushing) = TAKE_PTR(p->waiters);
+                f->reads[f->n++] = (ClusterRead){ .f = f, .part = p };
+        }
+        f->pending = f->n + 1; /* held until every read is started */
+        for (size_t i = 0; i < f->n; i++) {
+                ActorType *t = f->reads[i].part->type;
+                _cleanup_free_ char *key = part_key(t, t->n_layout, t->layout_id, f->reads[i].part->index);
+                if (!key || state_get_raw(rt->store, REMINDER_QUEUE, key, on_cluster_read, &f->reads[i]) < 0) {
+                        f->error = -ENOMEM;
+                        f->pending -= f->n - i;
+                        break;
+                }
+        }
+        if (--f->pending == 0)
+                cluster_flush_write(f);
+}
+
 /* The group commit: every dirty partition (a migrating type's all at once) in one transaction. */
 static int on_flush(sd_event_source *s, void *userdata) {
         ActorRuntime *rt = userdata;
@@ -997,6 +1205,10 @@ static int on_flush(sd_event_source *s, void *userdata) {
 
         if (rt->flush_running || !rt->store || !rt->dirty_head)
                 return 0;
+        if (placement_is_cluster(rt->placement)) {
+                on_flush_cluster(rt);
+                return 0;
+        }
         if (cap == 0 || cap > FLUSH_OPS_MAX)
                 cap = FLUSH_OPS_MAX;
         rt->flush_gen++;
@@ -1061,6 +1273,7 @@ static void on_flushed(const StateResult *res, void *userdata) {
         Waiter *w = TAKE_PTR(rt->flushing);
 
         rt->flush_running = false;
+        reload_wanted_types(rt);
         if (res->error < 0) {
                 log_struct(LOG_WARNING, 0, NULL, NULL, "Failed to store actor reminders: %s; trying again.",
                            res->message ?: strerror(-res->error));
@@ -1465,7 +1678,8 @@ static void turn_free(Turn *t) {
 static void idle_arm(Actor *a) {
         if (a->in_flight == 0 && !a->head && !a->retrying) {
                 uint64_t now = actor_heap_now(a->rt->idle);
-                if (actor_heap_set(a->rt->idle, &a->idle, now + a->type->cfg.idle_usec) < 0)
+                /* an actor another host owns now goes as soon as its last turn is over */
+                if (actor_heap_set(a->rt->idle, &a->idle, a->leaving ? now : now + a->type->cfg.idle_usec) < 0)
                         log_oom();
         }
 }
@@ -1477,6 +1691,9 @@ static void actor_free(Actor *a) {
         ActorRuntime *rt = a->rt;
         actor_heap_remove(rt->idle, &a->idle);
         ht_remove(&rt->actors, &a->node);
+        sd_event_source_disable_unref(a->drain_timer);
+        transport_call_cancel(a->release_tc);
+        waiters_tell(TAKE_PTR(a->release_waiters), 0, NULL);
         while (a->timers) {
                 Timer *tm = a->timers;
                 a->timers = tm->next;
@@ -1488,6 +1705,8 @@ static void actor_free(Actor *a) {
         free(a->chain);
         free(a);
 }
+
+static void release_ask(Actor *a);
 
 static Actor *actor_get(ActorRuntime *rt, ActorType *t, const char *id, bool create) {
         Actor *a = find_actor(rt, t->cfg.type, id);
@@ -1507,12 +1726,22 @@ static Actor *actor_get(ActorRuntime *rt, ActorType *t, const char *id, bool cre
         }
         t->n_active++;
         log_debug("Actor %s/%s activated.", t->cfg.type, id);
+        release_ask(a);
         return a;
 }
 
 static const char *const request_skip[] = {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "host", "content-length", "expect", "dapr-api-token", "dapr-reentrancy-id", NULL,
+        "host", "content-length", "expect", "dapr-api-token", "dapr-reentrancy-id", INVOKE_PEER_CALLER_HEADER,
+        NULL,
+};
+
+/* What a call forwarded to the owning host does not carry on: hop-by-hop, what the transport
+ * writes, the caller's token (the peer is reached over mutual TLS, not with it). The reentrancy id
+ * goes on: a reentrant chain may cross hosts. */
+static const char *const forward_skip[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "host", "content-length", "expect", "dapr-api-token", INVOKE_PEER_CALLER_HEADER, NULL,
 };
 
 static const char *const answer_skip[] = {
@@ -1639,7 +1868,7 @@ static void turn_complete(Turn *t, const ActorAnswer *ans, int error, const char
 
 /* Starts waiting turns while the actor is free. Turns that cannot start end with their error. */
 static void actor_pump(Actor *a) {
-        while (a->in_flight == 0 && a->head) {
+        while (!a->releasing && a->in_flight == 0 && a->head) {
                 Turn *t = a->head;
                 a->head = t->next;
                 if (!a->head)
@@ -1809,7 +2038,7 @@ static int turn_submit(Actor *a, Turn *t) {
                 return -ELOOP;
         if (!enter && a->queued >= ACTOR_QUEUE_MAX)
                 return -EBUSY;
-        if (enter || (a->in_flight == 0 && !a->head))
+        if (enter || (!a->releasing && a->in_flight == 0 && !a->head))
                 return turn_start(t);
         turn_enqueue(a, t);
         return 0;
@@ -1942,6 +2171,386 @@ static void actor_abort(Actor *a, int error, const char *message) {
         actor_free(a);
 }
 
+/* ---- actors owned by another host (multi-host) ---- */
+
+/* How long a forwarded call keeps trying while the owner is unreachable or the hosts' views of the
+ * cluster disagree: past a lease (a dead owner leaves every view), with room for the next owner. */
+#define FORWARD_PATIENCE_USEC (15 * 1000000ULL)
+#define FORWARD_RETRY_USEC (100 * 1000ULL)
+/* sd-event's default accuracy (0) would let a forwarded call wait up to 250 ms for its first try */
+#define FORWARD_ACCURACY_USEC 1000ULL
+/* The answer of a host that does not own the actor by its own view: the sender tries again. */
+#define PLACEMENT_HEADER "mooring-placement"
+
+typedef struct Forward {
+        CallHead head;            /* forwarded: true */
+        ActorRuntime *rt;
+        char *type, *id, *method, *query, *caller_app;
+        char *verb, *target;      /* a request sent on as received (actor_forward()); NULL: a method call */
+        char **headers;           /* packed: the caller's, less forward_skip, plus the caller's app id */
+        const void *body;         /* borrowed until done, as the request's */
+        size_t body_len;
+        ActorInvokeDoneFn done;
+        void *userdata;
+        TransportCall *tc;        /* the attempt on the owner */
+        ActorCall *local;         /* the owner became this host: the call runs here */
+        sd_event_source *retry;
+        uint64_t give_up_usec;    /* CLOCK_MONOTONIC */
+        unsigned attempts;
+        char *why;                /* the last failure, for the final error */
+} Forward;
+
+static void forward_free(Forward *f) {
+        transport_call_cancel(f->tc);
+        actor_call_cancel(f->local);
+        sd_event_source_disable_unref(f->retry);
+        free(f->type);
+        free(f->id);
+        free(f->method);
+        free(f->query);
+        free(f->caller_app);
+        free(f->verb);
+        free(f->target);
+        free(f->headers);
+        free(f->why);
+        free(f);
+}
+
+static void forward_end(Forward *f, const ActorAnswer *a, int error, const char *message) {
+        f->tc = NULL;
+        f->local = NULL;
+        f->done(a, error, message, f->userdata);
+        forward_free(f);
+}
+
+static void forward_attempt(Forward *f);
+
+static int on_forward_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Forward *f = userdata;
+        f->retry = sd_event_source_disable_unref(f->retry);
+        forward_attempt(f);
+        return 0;
+}
+
+/* Waits a moment and asks the placement again; gives up past the patience. */
+static void forward_later(Forward *f, const char *why) {
+        uint64_t now = actor_heap_now(f->rt->idle);
+        free(f->why);
+        f->why = strdup(why);
+        if (now >= f->give_up_usec)
+                return forward_end(f, NULL, -EHOSTDOWN, f->why ?: "the actor's host cannot be reached");
+        if (sd_event_add_time_relative(f->rt->registry->event, &f->retry, CLOCK_MONOTONIC, FORWARD_RETRY_USEC,
+                                       FORWARD_ACCURACY_USEC, on_forward_retry, f) < 0)
+                forward_end(f, NULL, -ENOMEM, "cannot wait to try again");
+}
+
+static void on_forward_answer(TransportCall *c, const TransportAnswer *a, const TransportError *e, void *userdata) {
+        Forward *f = userdata;
+        f->tc = NULL;
+        if (e) {
+                if (e->answered)
+                        return forward_end(f, NULL, -EIO, e->message);
+                /* nothing came back: the owner may be dead (it leaves the view within a lease) */
+                return forward_later(f, e->message);
+        }
+        const char *moved = NULL;
+        for (char *const *h = a->headers; h && h[0] && h[1]; h += 2)
+                if (ascii_eq_ci(h[0], PLACEMENT_HEADER))
+                        moved = h[1];
+        if (a->status == 503 && moved)
+                return forward_later(f, "the hosts' views of the cluster disagree");
+        _cleanup_free_ char **keep = NULL;
+        if (headers_pack(a->headers, answer_skip, NULL, NULL, &keep) < 0)
+                return forward_end(f, NULL, -ENOMEM, "out of memory");
+        ActorAnswer ans = { .status = a->status, .headers = keep, .body = a->body, .body_len = a->body_len };
+        forward_end(f, &ans, 0, NULL);
+}
+
+static const TransportHandler forward_handler = { .done = on_forward_answer };
+
+static void on_forward_local_done(const ActorAnswer *a, int error, const char *message, void *userdata) {
+        Forward *f = userdata;
+        f->local = NULL;
+        if (error == -EREMCHG) /* moved again meanwhile */
+                return forward_later(f, "the actor moved while the call waited");
+        forward_end(f, a, error, message);
+}
+
+static void forward_attempt(Forward *f) {
+        ActorRuntime *rt = f->rt;
+        PlacementAnswer pa;
+        int k;
+
+        f->attempts++;
+        k = placement_lookup(rt->placement, f->type, f->id, &pa);
+        if (k == -EHOSTUNREACH)
+                return forward_later(f, "this host is cut off from its cluster");
+        if (k == -ENOENT)
+                return forward_later(f, "no host serves the actor type now");
+        if (k < 0)
+                return forward_end(f, NULL, k, "cannot place the actor");
+        if (pa.local && f->target) /* a request only the front-end can serve here */
+                return forward_end(f, NULL, -EAGAIN, "the actor's owner changed meanwhile: try again");
+        if (pa.local) {
+                ActorInvokeRequest req = { .caller_app = f->caller_app, .type = f->type, .id = f->id,
+                                           .method = f->method, .query = f->query, .headers = f->headers,
+                                           .body = f->body, .body_len = f->body_len, .local_only = true };
+                k = actor_invoke(rt->registry, &req, on_forward_local_done, f, &f->local);
+                if (k == -EREMCHG)
+                        return forward_later(f, "the actor moved while the call waited");
+                if (k < 0)
+                        return forward_end(f, NULL, k, NULL);
+                return;
+        }
+        _cleanup_free_ char *host = NULL, *path = NULL, *target = NULL;
+        uint16_t port;
+        if (!f->target && (!(path = actor_path(f->type, f->id, f->method, NULL, f->query)) ||
+                           asprintf(&target, "/v1.0%s", path) < 0)) {
+                target = NULL;
+                return forward_end(f, NULL, -ENOMEM, "out of memory");
+        }
+        if (cluster_parse_address(pa.address, &host, &port) < 0)
+                return forward_later(f, "the owner announces a bad address");
+        TransportAddress addr = { .kind = TRANSPORT_ADDRESS_TCP, .host = host, .port = port, .peer_host = pa.host };
+        TransportRequest req = { .method = f->verb ?: "PUT", .target = f->target ?: target, .headers = f->headers,
+                                 .body = f->body,
+                                 .body_len = f->body_len, .max_answer = ACTOR_ANSWER_MAX + 64 * 1024 };
+        k = transport_call_start(rt->registry->transport, &addr, &req, &forward_handler, f, &f->tc);
+        if (k < 0)
+                forward_end(f, NULL, k, "cannot start the call to the owning host");
+}
+
+/* Sends the call to the host that owns the actor (and there again after a change of owner). */
+static int forward_start(ActorRuntime *rt, const ActorInvokeRequest *req, const char *verb, const char *target,
+                         ActorInvokeDoneFn done, void *userdata, ActorCall **ret) {
+        Forward *f = calloc(1, sizeof *f);
+        if (!f)
+                return -ENOMEM;
+        if ((verb && !(f->verb = strdup(verb))) || (target && !(f->target = strdup(target)))) {
+                forward_free(f);
+                return -ENOMEM;
+        }
+        f->head.forwarded = true;
+        f->rt = rt;
+        f->body = req->body;
+        f->body_len = req->body_len;
+        f->done = done;
+        f->userdata = userdata;
+        f->give_up_usec = actor_heap_now(rt->idle) + FORWARD_PATIENCE_USEC;
+        if (!(f->type = strdup(req->type)) || !(f->id = strdup(req->id)) ||
+            (req->method && !(f->method = strdup(req->method))) ||
+            (req->query && !(f->query = strdup(req->query))) ||
+            (req->caller_app && !(f->caller_app = strdup(req->caller_app))) ||
+            headers_pack(req->headers, forward_skip, req->caller_app ? INVOKE_PEER_CALLER_HEADER : NULL,
+                         req->caller_app, &f->headers) < 0) {
+                forward_free(f);
+                return -ENOMEM;
+        }
+        /* the first attempt from the loop: done never runs inside actor_invoke() */
+        if (sd_event_add_time_relative(rt->registry->event, &f->retry, CLOCK_MONOTONIC, 0, FORWARD_ACCURACY_USEC,
+                                       on_forward_retry, f) < 0) {
+                forward_free(f);
+                return -ENOMEM;
+        }
+        if (ret)
+                *ret = (ActorCall *) f;
+        return 0;
+}
+
+/* Another host owns a now: it takes no new turn and goes once its turns are over, at the latest
+ * after its type's drainOngoingCallTimeout; calls for it are forwarded meanwhile. */
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void actor_leave(Actor *a, const char *owner) {
+        if (a->leaving)
+                return;
+        a->leaving = true;
+        log_info("Actor %s/%s is now owned by %s: it is deactivated here once its calls are over.",
+                 a->type->cfg.type, a->id, owner);
+        if (a->in_flight == 0 && !a->head && !a->retrying) {
+                idle_arm(a); /* now */
+                return;
+        }
+        if (sd_event_add_time_relative(a->rt->registry->event, &a->drain_timer, CLOCK_MONOTONIC,
+                                       a->type->cfg.drain_usec, 0, on_drain_timeout, a) < 0)
+                log_oom();
+}
+
+static void actor_abort(Actor *a, int error, const char *message);
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Actor *a = userdata;
+        a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+        log_warning("Actor %s/%s: its calls did not end within drainOngoingCallTimeout; they are cut short.",
+                    a->type->cfg.type, a->id);
+        actor_abort(a, -EHOSTDOWN, "the actor moved to another host");
+        return 0;
+}
+
+/* ---- taking an actor over from a host that is still alive ---- */
+
+#define RELEASE_PATH_PREFIX "/mooring/peer/v1/actors/"
+
+static void on_released(TransportCall *c, const TransportAnswer *ans, const TransportError *e, void *userdata) {
+        Actor *a = userdata;
+        a->release_tc = NULL;
+        a->releasing = false;
+        /* no answer at all: the host is going (it leaves the view within its lease) and its calls
+         * into the app with it; an error answer: it cannot have the actor active either */
+        if (e || ans->status != 200)
+                log_info("Actor %s/%s: the host that owned it did not confirm its release (%s); taking it over.",
+                         a->type->cfg.type, a->id, e ? e->message : "no 200");
+        actor_pump(a);
+}
+
+static const TransportHandler release_handler = { .done = on_released };
+
+/* a was just activated here. If another host owned it before the view changed and is still alive,
+ * no turn starts until that host answers that the actor is gone there (its calls drained). */
+static void release_ask(Actor *a) {
+        ActorRuntime *rt = a->rt;
+        PlacementAnswer pa;
+        if (!placement_is_cluster(rt->placement))
+                return;
+        /* the old owner drains for up to drainOngoingCallTimeout after its view changed, which may be up
+         * to a lease after this host's did */
+        uint64_t window = a->type->cfg.drain_usec + 2 * membership_lease_usec(rt->registry->membership);
+        if (placement_previous_owner(rt->placement, a->type->cfg.type, a->id, window, &pa) < 0)
+                return;
+        _cleanup_free_ char *host = NULL, *path = actor_path(a->type->cfg.type, a->id, NULL, NULL, NULL),
+                           *target = NULL;
+        uint16_t port;
+        if (!path || asprintf(&target, "/mooring/peer/v1%s/release", path) < 0 ||
+            cluster_parse_address(pa.address, &host, &port) < 0) {
+                target = NULL;
+                return;
+        }
+        TransportAddress addr = { .kind = TRANSPORT_ADDRESS_TCP, .host = host, .port = port, .peer_host = pa.host };
+        static char *const headers[] = { "User-Agent", APP_CHANNEL_USER_AGENT, NULL };
+        TransportRequest req = { .method = "POST", .target = target, .headers = headers, .max_answer = 64 * 1024,
+                                 .timeout_usec = a->type->cfg.drain_usec + 5 * 1000000ULL };
+        if (transport_call_start(rt->registry->transport, &addr, &req, &release_handler, a, &a->release_tc) < 0)
+                return;
+        a->releasing = true;
+        log_debug("Actor %s/%s: asking %s, its owner before, to let it go.", a->type->cfg.type, a->id, pa.host);
+}
+
+int actor_release(Registry *r, const char *type, const char *id, ActorDoneFn done, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        Actor *a = rt ? find_actor(rt, type, id) : NULL;
+        if (!a)
+                return 0; /* not active here */
+        Waiter *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        *w = (Waiter){ .done = done, .userdata = userdata };
+        *waiters_end(&a->release_waiters) = w;
+        a->released = true;
+        actor_leave(a, "the host that asked for it");
+        return 1;
+}
+
+void actor_release_cancel(Registry *r, void *userdata) {
+        ActorRuntime *rt = runtime(r);
+        if (!rt)
+                return;
+        for (size_t i = 0; i < rt->actors.nb; i++)
+                for (HNode *n = rt->actors.b[i]; n; n = n->next) {
+                        Actor *a = (Actor *) ((char *) n - offsetof(Actor, node));
+                        for (Waiter *w = a->release_waiters; w; w = w->next)
+                                if (w->userdata == userdata)
+                                        w->done = NULL;
+                }
+}
+
+/* A hash of the ids of the other hosts that serve type t in the view (0: none). This host's own
+ * appearance changes nothing it has to read again: it read the records when it began to host the
+ * type. */
+static uint64_t hosts_signature(Membership *m, const char *type) {
+        size_t n;
+        const ClusterHost *hosts = membership_hosts(m, &n);
+        uint64_t h = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (hosts[i].self || !strv_contains(hosts[i].actor_types, type))
+                        continue;
+                h = (h ^ 0x9e3779b97f4a7c15ULL) * 0x100000001b3ULL;
+                for (const char *c = hosts[i].id; *c; c++)
+                        h = (h ^ (unsigned char) *c) * 0x100000001b3ULL;
+        }
+        return h;
+}
+
+static void type_reload_reminders(ActorType *t);
+
+/* Types whose hosts changed read their reminders again: the records now hold what the previous
+ * owners wrote, and this host fires the ones whose actors it owns now. Not while a commit runs:
+ * it points into the partitions. */
+static void reload_wanted_types(ActorRuntime *rt) {
+        if (rt->flush_running)
+                return;
+        for (ActorType *t = rt->types; t; t = t->next) {
+                bool dirty = false; /* changes not yet written wait for their commit (then: here again) */
+                for (unsigned i = 0; i < t->n_parts; i++)
+                        dirty = dirty || t->parts[i].dirty;
+                if (t->reload_wanted && !t->gone && !dirty) {
+                        t->reload_wanted = false;
+                        log_debug("Actor type %s: the hosts serving it changed; reading its reminders again.",
+                                  t->cfg.type);
+                        type_reload_reminders(t);
+                }
+        }
+}
+
+/* The cluster's view changed: actors this host no longer owns leave; types whose hosts changed
+ * reload their reminders. */
+static void on_view_changed(Membership *m, void *userdata) {
+        ActorRuntime *rt = userdata;
+        for (ActorType *t = rt->types; t; t = t->next) {
+                if (t->gone)
+                        continue;
+                uint64_t sig = hosts_signature(rt->registry->membership, t->cfg.type);
+                if (sig != t->hosts_sig && t->rem_state == REM_LOADED)
+                        t->reload_wanted = true;
+                t->hosts_sig = sig;
+        }
+        reload_wanted_types(rt);
+        for (size_t i = 0; i < rt->actors.nb; i++)
+                for (HNode *n = rt->actors.b[i], *next; n; n = next) {
+                        next = n->next;
+                        Actor *a = (Actor *) ((char *) n - offsetof(Actor, node));
+                        PlacementAnswer pa;
+                        int k = placement_lookup(rt->placement, a->type->cfg.type, a->id, &pa);
+                        if (k >= 0 && pa.local)
+                                continue;
+                        actor_leave(a, k >= 0 ? pa.host : "no host this one can see");
+                }
+}
+
+int actor_forward(Registry *r, const ActorForwardRequest *req, ActorInvokeDoneFn done, void *userdata,
+                  ActorCall **ret) {
+        ActorRuntime *rt = runtime(r);
+        if (!rt || !placement_is_cluster(rt->placement))
+                return -EINVAL;
+        ActorInvokeRequest ir = { .caller_app = req->caller_app, .type = req->type, .id = req->id,
+                                  .headers = req->headers, .body = req->body, .body_len = req->body_len };
+        return forward_start(rt, &ir, req->verb, req->target, done, userdata, ret);
+}
+
+/* In a cluster, reminders are changed only where their actor lives (see cluster_part_text()). */
+static int owner_elsewhere(ActorRuntime *rt, const char *type, const char *id) {
+        PlacementAnswer pa;
+        if (!placement_is_cluster(rt->placement))
+                return 0;
+        int k = placement_lookup(rt->placement, type, id, &pa);
+        if (k == -EHOSTUNREACH)
+                return -EHOSTDOWN;
+        return k >= 0 && !pa.local ? -EREMOTE : 0;
+}
+
+static void on_lapse(Placement *p, void *userdata) {
+        on_view_changed(NULL, userdata);
+}
+
 /* ---- method calls ---- */
 
 int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn done, void *userdata,
@@ -1958,10 +2567,19 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
         if (!name_ok(req->type) || !name_ok(req->id) || !req->method || !*req->method)
                 return -EINVAL;
         k = placement_lookup(rt->placement, req->type, req->id, &pa);
+        if (k == -EHOSTUNREACH && req->local_only)
+                return -EREMCHG;
+        if (k == -EHOSTUNREACH)
+                return -EHOSTDOWN; /* cut off from the cluster: this host owns nothing */
         if (k < 0)
                 return k;
-        if (!pa.local)
-                return -EREMOTE; /* the multi-host placement routes to the peer here */
+        if (!pa.local) {
+                /* a call from a peer is never sent on: the views differ for a moment, the sender
+                 * asks again */
+                if (req->local_only)
+                        return -EREMCHG;
+                return forward_start(rt, req, NULL, NULL, done, userdata, ret);
+        }
         type = find_type(rt, req->type);
         if (!type)
                 return -ENOENT;
@@ -1970,6 +2588,10 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
         if (!app || !app_channel_address(app, &addr) || app_channel_is_down(app))
                 return -EHOSTDOWN;
         a = find_actor(rt, req->type, req->id);
+        if (a && a->leaving && !a->released) { /* owned here again before it went: it stays */
+                a->leaving = false;
+                a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+        }
         const char *reentry = header_get(req->headers, REENTRANCY_HEADER);
         /* checked here before an actor is made for the call; turn_submit() checks again for retries */
         bool enter = a && type->cfg.reentrancy && reentry && a->in_flight > 0 && a->chain &&
@@ -2024,6 +2646,8 @@ void actor_call_cancel(ActorCall *c) {
 
         if (!t)
                 return;
+        if (((CallHead *) c)->forwarded)
+                return forward_free((Forward *) c);
         if (t->running) {
                 t->cancelled = true; /* the app finishes its turn; nobody hears the answer */
                 return;
@@ -2172,6 +2796,12 @@ static void fire_reminder(ActorRuntime *rt, Reminder *m) {
 
         if (m->turn)
                 return; /* the previous fire still runs: its end schedules the next */
+        if (placement_is_cluster(rt->placement) && !owned_here(rt, t->cfg.type, m->actor_id)) {
+                /* the owner fires it and keeps its record; a change of owner reloads the records, so
+                 * this copy only waits (it is not written from here: see cluster_part_text()) */
+                schedule_reminder(rt, m, now + (int64_t) NOT_OWNER_RECHECK_USEC);
+                return;
+        }
         if (m->sc.expiry_usec && now >= m->sc.expiry_usec)
                 return reminder_delete(m);
         Turn *turn = fire_turn(rt, t, m->actor_id, TURN_REMINDER, m->name, reminder_fire_body(m));
@@ -2324,6 +2954,9 @@ int actor_reminder_set(Registry *r, const char *caller_app, const char *type, co
         k = hosted_by(rt, caller_app, type, &t);
         if (k < 0)
                 return k;
+        k = owner_elsewhere(rt, type, id);
+        if (k < 0)
+                return k;
         k = actor_schedule_parse(spec->due, spec->period, spec->ttl, now_realtime(rt), &sc, reterr);
         if (k < 0)
                 return k;
@@ -2373,6 +3006,9 @@ int actor_reminder_delete(Registry *r, const char *caller_app, const char *type,
         k = hosted_by(rt, caller_app, type, &t);
         if (k < 0)
                 return k;
+        k = owner_elsewhere(rt, type, id);
+        if (k < 0)
+                return k;
         if (t->rem_state != REM_LOADED)
                 return -EAGAIN;
         Reminder *m = find_reminder(rt, type, id, name);
@@ -2401,6 +3037,9 @@ int actor_reminder_get(Registry *r, const char *caller_app, const char *type, co
         if (!rt || !rt->store)
                 return -ENODEV;
         k = hosted_by(rt, caller_app, type, &t);
+        if (k < 0)
+                return k;
+        k = owner_elsewhere(rt, type, id); /* this host's copy may be behind the owner's */
         if (k < 0)
                 return k;
         if (t->rem_state != REM_LOADED)
@@ -2800,7 +3439,7 @@ int actors_setup(Registry *r) {
         if (!rt)
                 return -ENOMEM;
         rt->registry = r;
-        rt->placement = placement_new_local();
+        rt->placement = placement_new_local(); /* a cluster's: actors_attach_membership() */
         /* Reminders and timers fire on time (a millisecond late at most: sd-event's default let
          * them run up to 250 ms late, a quarter of a 1 s timer's period); idle deactivation may
          * wait for a coalesced wake-up. */
@@ -2830,12 +3469,37 @@ int actors_setup(Registry *r) {
         return k;
 }
 
+int actors_attach_membership(Registry *r, const char *host_id) {
+        ActorRuntime *rt = runtime(r);
+        if (!rt || !r->membership || placement_is_cluster(rt->placement))
+                return 0;
+        /* in a cluster every daemon computes the same owner from the same view (core/placement.h) */
+        Placement *p = placement_new_cluster(r->event, r->membership, host_id);
+        if (!p)
+                return -ENOMEM;
+        for (ActorType *t = rt->types; t; t = t->next)
+                if (!t->gone && placement_set_type_hosted(p, t->cfg.type, true) < 0) {
+                        placement_free(p);
+                        return -ENOMEM;
+                }
+        if (membership_add_callback(r->membership, on_view_changed, rt) < 0) {
+                placement_free(p);
+                return -ENOMEM;
+        }
+        placement_free(rt->placement);
+        rt->placement = p;
+        placement_set_lapse_callback(p, on_lapse, rt);
+        return 0;
+}
+
 void actors_done(Registry *r) {
         ActorRuntime *rt = runtime(r);
         if (!rt)
                 return;
         (void) registry_remove_callback(r, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
         (void) registry_remove_callback(r, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        if (r->membership)
+                (void) membership_remove_callback(r->membership, on_view_changed, rt);
         /* every actor ends in one pass, not one pass per type (thousands of types) */
         for (size_t i = 0; i < rt->actors.nb; i++)
                 for (HNode *n = rt->actors.b[i], *next; n; n = next) {

@@ -29,7 +29,14 @@
  * type, -EPERM the caller does not host the type (reminders, state),
  * -EADDRNOTAVAIL the actor is not active here (state, timers), -EBUSY the
  * actor's queue is full, -ELOOP reentrancy deeper than maxStackDepth,
- * -EINVAL bad input (*reterr says which), -EBADMSG the app answered non-200.
+ * -EINVAL bad input (*reterr says which), -EBADMSG the app answered non-200,
+ * -EREMCHG (a call from a peer host, local_only) another host owns the actor by this host's view.
+ *
+ * In a cluster, core/placement.h names the owner of each actor; a method call for an actor owned
+ * elsewhere is forwarded to that host over the peer transport (and again after a change of owner,
+ * for up to FORWARD_PATIENCE_USEC while the owner cannot be reached). When the view changes, actors
+ * this host no longer owns take no new turn, finish the ones they have (bounded by their type's
+ * drainOngoingCallTimeout) and are deactivated.
  */
 #pragma once
 
@@ -46,6 +53,9 @@ typedef struct ActorCall ActorCall;
 
 /* Hooks the block into the registry (discovery). */
 int actors_setup(Registry *r);
+/* The cluster's membership was started (registry->membership): placement follows its view from now on.
+ * host_id: this host's id in it. -ENOMEM. */
+int actors_attach_membership(Registry *r, const char *host_id);
 /* Ends every turn (done gets -ECANCELED), frees everything, unhooks. */
 void actors_done(Registry *r);
 /* After the state stores changed (start, reload): picks the actor state store again. */
@@ -62,6 +72,7 @@ typedef struct ActorInvokeRequest {
         char *const *headers;     /* pairs, NULL-terminated; hop-by-hop ones are dropped here */
         const void *body;         /* borrowed until done */
         size_t body_len;
+        bool local_only;          /* from a peer host: run here or fail with -EREMCHG (never sent on) */
 } ActorInvokeRequest;
 
 typedef struct ActorAnswer {
@@ -79,6 +90,22 @@ int actor_invoke(Registry *r, const ActorInvokeRequest *req, ActorInvokeDoneFn d
                  ActorCall **ret);
 /* The caller is gone: no callback; a queued call is dropped, a running one's answer ignored. */
 void actor_call_cancel(ActorCall *c);
+
+/*
+ * In a cluster: a request about actor (type, id) that its owner, another host, must serve (a
+ * reminder set or deleted: -EREMOTE from actor_reminder_set()/_delete()) is sent there as it came;
+ * done gets the owner's answer as it is. -EINVAL on one host. Cancel with actor_call_cancel().
+ */
+typedef struct ActorForwardRequest {
+        const char *caller_app, *type, *id;
+        const char *verb;
+        const char *target;       /* "/v1.0/actors/...", with the query, as received (escaped) */
+        char *const *headers;     /* pairs, NULL-terminated */
+        const void *body;         /* borrowed until done */
+        size_t body_len;
+} ActorForwardRequest;
+int actor_forward(Registry *r, const ActorForwardRequest *req, ActorInvokeDoneFn done, void *userdata,
+                  ActorCall **ret);
 
 /* ---- state ---- */
 
@@ -98,6 +125,15 @@ typedef struct ActorReminderSpec {
 } ActorReminderSpec;
 
 typedef void (*ActorDoneFn)(int error, const char *message, void *userdata);
+
+/*
+ * Another host takes (type, id) over and asks this one to let it go: 0 when it is not active here;
+ * 1 when it is: it takes no new turn, finishes its calls (bounded by drainOngoingCallTimeout) and
+ * is deactivated, then done runs. -ENOMEM. (The peer route /mooring/peer/v1/actors/.../release.)
+ */
+int actor_release(Registry *r, const char *type, const char *id, ActorDoneFn done, void *userdata);
+/* The asker is gone: its done is not called. */
+void actor_release_cancel(Registry *r, void *userdata);
 
 /* Creates or replaces; done once it is stored. */
 int actor_reminder_set(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,

@@ -138,6 +138,10 @@ static const ErrorRow rows[] = {
         { ERROR_CONTEXT_ACTOR, -ETIMEDOUT, _DAPR_ERROR_INVALID, 500, BUS_ERROR_TIMEOUT },
         { ERROR_CONTEXT_ACTOR, -EHOSTDOWN, _DAPR_ERROR_INVALID, 500, BUS_ERROR_UNAVAILABLE },
         { ERROR_CONTEXT_ACTOR, -EAGAIN, _DAPR_ERROR_INVALID, 500, BUS_ERROR_UNAVAILABLE },
+        /* multi-host: the actor's owner is another host (gRPC and D-Bus reminder calls are not sent
+         * there; HTTP ones are), or a peer's call reached a host that does not own it */
+        { ERROR_CONTEXT_ACTOR, -EREMOTE, _DAPR_ERROR_INVALID, 500, BUS_ERROR_UNAVAILABLE },
+        { ERROR_CONTEXT_ACTOR, -EREMCHG, _DAPR_ERROR_INVALID, 503, BUS_ERROR_UNAVAILABLE },
         { ERROR_CONTEXT_ACTOR, -EINVAL, _DAPR_ERROR_INVALID, 500, BUS_ERROR_INVALID_ARGUMENT },
         { ERROR_CONTEXT_ACTOR, 0, _DAPR_ERROR_INVALID, 500, BUS_ERROR_FAILED },
         /* Dapr 1.14 (pkg/messages): a bad request is ERR_MALFORMED_REQUEST; a store failure, or a

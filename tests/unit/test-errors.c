@@ -74,6 +74,8 @@ static const Expect expected[] = {
         { ERROR_CONTEXT_ACTOR, -ETIMEDOUT, NULL, 500, "org.mooring.Runtime1.Error.Timeout" },
         { ERROR_CONTEXT_ACTOR, -EHOSTDOWN, NULL, 500, "org.mooring.Runtime1.Error.Unavailable" },
         { ERROR_CONTEXT_ACTOR, -EAGAIN, NULL, 500, "org.mooring.Runtime1.Error.Unavailable" },
+        { ERROR_CONTEXT_ACTOR, -EREMOTE, NULL, 500, "org.mooring.Runtime1.Error.Unavailable" },
+        { ERROR_CONTEXT_ACTOR, -EREMCHG, NULL, 503, "org.mooring.Runtime1.Error.Unavailable" },
         { ERROR_CONTEXT_ACTOR, -EINVAL, NULL, 500, "org.mooring.Runtime1.Error.InvalidArgument" },
         { ERROR_CONTEXT_ACTOR, 0, NULL, 500, "org.mooring.Runtime1.Error.Failed" },
         { ERROR_CONTEXT_LOCK, -ENODEV, "ERR_LOCK_STORE_NOT_CONFIGURED", 500, "org.mooring.Runtime1.Error.NoSuchStore" },
