@@ -19,7 +19,9 @@ restarts of the app) sees what arrived. Methods:
   settimer  body: {"name", ...spec}: registers a timer for this actor through mooringd
 A reminder or timer whose data is {"cancel": true} is answered with X-DaprReminderCancel: true;
 one whose data has "ms": N is answered N ms later. Their log lines carry "firing": how many
-reminder and timer calls were in the app at once, this one included.
+reminder and timer calls were in the app at once, this one included. Method lines carry "seq",
+the call's number in this app; with log_ends set, a "method-end" line with the same seq follows
+when the call is answered.
 """
 
 import http.client
@@ -114,6 +116,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         method = parts[4]
         key = (typ, aid)
         with app.lock:
+            app.seq += 1
+            seq = app.seq
             app.inside[key] = app.inside.get(key, 0) + 1
             app.max_inside[key] = max(app.max_inside.get(key, 0), app.inside[key])
             app.max_total = max(app.max_total, sum(app.inside.values()))
@@ -121,7 +125,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             with app.lock:
                 inside, total = app.inside[key], sum(app.inside.values())
             app.log({"kind": "method", "type": typ, "id": aid, "name": method, "query": url.query,
-                     "headers": headers, "body": body.decode(errors="replace"), "inside": inside, "total": total})
+                     "headers": headers, "body": body.decode(errors="replace"), "inside": inside, "total": total,
+                     "seq": seq})
             if method == "echo":
                 return self._reply(200, body, self.headers.get("Content-Type"), [("X-Echo-Query", url.query)])
             if method == "slow":
@@ -164,6 +169,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             with app.lock:
                 app.inside[key] -= 1
+            if app.log_ends:  # when the turn ended: the multi-host test checks turns never overlap
+                app.log({"kind": "method-end", "type": typ, "id": aid, "name": method, "seq": seq})
 
     do_GET = do_PUT = do_POST = do_DELETE = _handle
 
@@ -181,6 +188,8 @@ class ActorApp:
         self.flaky = {}  # (type, id): flaky calls seen
         self.max_total = 0
         self.firing = 0  # reminder and timer calls in the app now
+        self.seq = 0  # method calls so far
+        self.log_ends = False  # also log {"kind": "method-end"} when a method call is answered
         self.server = None
 
     @property
