@@ -7,10 +7,12 @@
  */
 #pragma once
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -92,8 +94,14 @@ static inline int listen_loopback(const char *prog, long port, int *ret_ep) {
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
         sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        /* bench/multihost.sh: an address of a test network namespace, e.g. 0.0.0.0 inside one */
+        const char *addr = getenv("BENCH_LISTEN_ADDRESS");
+        if (addr && inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
+                fprintf(stderr, "%s: BENCH_LISTEN_ADDRESS=%s is no IPv4 address\n", prog, addr);
+                return -1;
+        }
         if (bind(lfd, (struct sockaddr *) &sin, sizeof sin) < 0) {
-                fprintf(stderr, "%s: bind 127.0.0.1:%ld: %s\n", prog, port, strerror(errno));
+                fprintf(stderr, "%s: bind %s:%ld: %s\n", prog, addr ?: "127.0.0.1", port, strerror(errno));
                 return -1;
         }
         if (listen(lfd, SOMAXCONN) < 0) {
