@@ -13,6 +13,7 @@ each, whose log says which host ran which turn, and when it started and ended.
 
 import json
 import os
+import shutil
 import signal
 import ssl
 import socket
@@ -77,10 +78,11 @@ class Backend:
 class Cluster:
     """n hosts; daemon i is started by start(i) with the apps of host i."""
 
-    def __init__(self, test, backend, n=3):
+    def __init__(self, test, backend, hosts):
         self.test, self.backend = test, backend
         self.tmp = tempfile.mkdtemp(prefix="mooring-mh-")
-        self.hosts = netns.Hosts(n)
+        self.hosts = hosts
+        n = hosts.n
         self.pki = os.path.join(self.tmp, "pki")
         ctl("ca", "init", "--dir", self.pki, "--trust-domain", "public")
         for i in range(1, n + 1):
@@ -160,7 +162,9 @@ class Cluster:
             d.cleanup()
         for a in list(self.billing.values()) + list(self.carts.values()):
             a.stop()
-        self.hosts.close()
+        for i in range(1, self.hosts.n + 1):  # a test may have cut one
+            self.hosts.link(i, up=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def invoke(d, app_from, target, method, body=b"", headers=None):
@@ -204,14 +208,20 @@ def overlaps(ts):
 class MultiHostTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.backend = Backend(ENGINE)
+        cls.hosts = netns.Hosts(3)  # first: the engine listens on the bridge
+        try:
+            cls.backend = Backend(ENGINE)
+        except Exception:
+            cls.hosts.close()
+            raise
 
     @classmethod
     def tearDownClass(cls):
         cls.backend.close()
+        cls.hosts.close()
 
     def setUp(self):
-        self.c = Cluster(self, self.backend)
+        self.c = Cluster(self, self.backend, self.hosts)
 
     def tearDown(self):
         failed = any(e for _, e in (self._outcome.result.errors + self._outcome.result.failures)
