@@ -112,6 +112,9 @@ make_tmp mooring-multihost
 echo_app=$(find_helper echo-app "")
 
 in_ns() { local i=$1; shift; ip netns exec "${ns[$((i - 1))]}" "$@"; }
+# the same, for a server started in the background: `ip netns exec` and env exec what they run, so
+# $! is the server's own pid (a shell function run with & would be a subshell's)
+ns_of() { echo "${ns[$(($1 - 1))]}"; }
 
 # ---- the network ----
 ip link set lo up
@@ -144,10 +147,10 @@ done
 
 # ---- apps on hosts 2 and 3: the echo app (invocation) and an actor app (echo-app declaring Cart) ----
 for i in 2 3; do
-        BENCH_LISTEN_ADDRESS=0.0.0.0 in_ns "$i" "$echo_app" 7000 >"$tmp/echo$i.log" 2>&1 &
+        BENCH_LISTEN_ADDRESS=0.0.0.0 ip netns exec "$(ns_of "$i")" "$echo_app" 7000 >"$tmp/echo$i.log" 2>&1 &
         pids+=($!)
-        ECHO_APP_DAPR_CONFIG='{"entities":["Cart"],"actorIdleTimeout":"1h"}' in_ns "$i" "$echo_app" 7001 \
-                >"$tmp/cart$i.log" 2>&1 &
+        ECHO_APP_DAPR_CONFIG='{"entities":["Cart"],"actorIdleTimeout":"1h"}' ip netns exec "$(ns_of "$i")" \
+                "$echo_app" 7001 >"$tmp/cart$i.log" 2>&1 &
         pids+=($!)
 done
 
@@ -196,7 +199,7 @@ EOF
 start_host() {
         local i=$1 d
         d=$tmp/h$i
-        in_ns "$i" env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES "$mooringd" \
+        ip netns exec "$(ns_of "$i")" env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES "$mooringd" \
                 --config-dir "$d/config" --state-dir "$d/state" --runtime-dir "$d/run" --bus=none \
                 --log-level warning </dev/null >>"$d/mooringd.log" 2>&1 &
         daemon_pid[$i]=$!
@@ -284,10 +287,10 @@ http {
         }
 }
 EOF
-in_ns 1 "$nginx_bin" -c "$tmp/nginx-1/nginx.conf" >"$tmp/nginx-1/out.log" 2>&1 &
+ip netns exec "$(ns_of 1)" "$nginx_bin" -c "$tmp/nginx-1/nginx.conf" >"$tmp/nginx-1/out.log" 2>&1 &
 nginx1=$!
 pids+=($nginx1)
-in_ns 2 "$nginx_bin" -c "$tmp/nginx-2/nginx.conf" >"$tmp/nginx-2/out.log" 2>&1 &
+ip netns exec "$(ns_of 2)" "$nginx_bin" -c "$tmp/nginx-2/nginx.conf" >"$tmp/nginx-2/out.log" 2>&1 &
 nginx2=$!
 pids+=($nginx2)
 
@@ -350,8 +353,7 @@ load() {
                 'BEGIN { printf "%.0f %.1f\n", r, (r > 0 ? c / hz * 1e6 / (r * d) : 0) }'
 }
 
-# the processes whose CPU is counted: `ip netns exec` and env exec what they run, so these are
-# mooringd and the nginx masters themselves; nginx's worker is its master's child
+# the processes whose CPU is counted: mooringd, and the nginx masters with their workers
 ng_pids=("$nginx1" "$nginx2" $(pgrep -P "$nginx1" || true) $(pgrep -P "$nginx2" || true))
 md_pids=("${daemon_pid[1]}" "${daemon_pid[2]}")
 
@@ -393,17 +395,16 @@ for k in $(seq 1 "$tries"); do
         before3=$(active_on 3)
         [ "$(call_actor "$id")" = 200 ] || die "failover try $k: the first call to Cart/$id failed"
         if [ "$(active_on 2)" -gt "$before2" ]; then owner=2; elif [ "$(active_on 3)" -gt "$before3" ]; then owner=3; else
-                die "failover try $k: no host shows Cart/$id active"
+                die "failover try $k: no host shows Cart/$id active ($before2 -> $(active_on 2), $before3 -> $(active_on 3)): $(curl -s --unix-socket "$tmp/h2/run/apps/cart/http.sock" http://h/v1.0/metadata | head -c 400)"
         fi
         kill -KILL "${daemon_pid[$owner]}" 2>/dev/null || true
-        pkill -KILL -f "$tmp/h$owner/config" 2>/dev/null || true
         t0=$(now_ms)
         until [ "$(call_actor "$id")" = 200 ]; do
                 [ $(( $(now_ms) - t0 )) -lt $(( (lease + 20) * 1000 )) ] || die "failover try $k: Cart/$id never answered again"
                 sleep 0.02
         done
         times_ms+=($(( $(now_ms) - t0 )))
-        wait "${daemon_pid[$owner]}" 2>/dev/null || true
+        { wait "${daemon_pid[$owner]}" || true; } 2>/dev/null # bash reports the kill on its own stderr
         start_host "$owner"
         wait_serving 1 cart "h2 h3"
 done
