@@ -171,7 +171,7 @@ static AvahiStringList *make_txt(MdnsMembership *p) {
         const MemberRecord *self = membership_backend_self(&p->base);
         _cleanup_free_ char *json = member_record_to_json(self);
         AvahiStringList *l = NULL;
-        char gen[24], key[16];
+        char gen[24], key[24]; /* "rec" and any size_t */
         size_t n;
 
         if (!json)
