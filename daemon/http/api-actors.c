@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "../blocks/actors.h"
+#include "../blocks/invoke.h"
 #include "../core/actor-config.h"
+#include "../core/app-config.h"
 #include "../core/app.h"
 #include "../core/registry.h"
 #include "../util/strv.h"
@@ -19,9 +21,30 @@
 #include "server.h"
 #include "state-body.h"
 
+/* Another host's mooringd is calling (the peer listener, mutual TLS): the app it calls for is the
+ * one that host vouches for (blocks/invoke.h); such calls are never sent on to a third host. */
+static bool from_peer(HttpRequest *r) {
+        return http_request_caller(r)->via == LISTENER_PEER;
+}
+
 static const char *caller_app(HttpRequest *r) {
         const Caller *c = http_request_caller(r);
+        if (c->via == LISTENER_PEER) {
+                const char *id = http_request_header(r, INVOKE_PEER_CALLER_HEADER);
+                return id && app_id_is_valid(id) ? id : NULL;
+        }
         return c->app ? c->app->config->id : NULL;
+}
+
+/* A peer sent a call for an actor this host does not own by its view: the views differ for a
+ * moment; the sender asks its placement again (blocks/actors.c, PLACEMENT_HEADER). */
+static int reply_moved(HttpRequest *r, DaprError op) {
+        static const char *const moved[] = { "mooring-placement", "moved", NULL };
+        _cleanup_free_ char *body = NULL;
+        if (asprintf(&body, "{\"errorCode\":\"%s\",\"message\":\"the actor is not placed on this host\"}",
+                     dapr_error_code(op)) < 0)
+                return -ENOMEM;
+        return http_reply_headers(r, 503, "application/json", body, strlen(body), moved);
 }
 
 /* Answers a block error for operation op (its own Dapr code unless the table names another). */
@@ -61,6 +84,41 @@ static void on_invoked(const ActorAnswer *a, int error, const char *message, voi
         (void) reply_actor_error(r, DAPR_ERR_ACTOR_INVOKE_METHOD, error, "", message);
 }
 
+/* The owner's answer to a forwarded request, as it is. */
+static void on_forwarded(const ActorAnswer *a, int error, const char *message, void *userdata) {
+        if (error == 0)
+                return on_invoked(a, error, message, userdata);
+        HttpRequest *r = userdata;
+        http_request_on_end(r, NULL, NULL);
+        (void) reply_actor_error(r, DAPR_ERR_ACTOR_INVOKE_METHOD, error, "", message);
+}
+
+/* The owner of the actor is another host: the request goes there as it came. */
+static int forward(HttpRequest *r, const RouteMatch *m, DaprError op) {
+        if (from_peer(r))
+                return reply_moved(r, op);
+        _cleanup_free_ char **headers = NULL;
+        _cleanup_free_ char *target = NULL;
+        size_t len;
+        const void *body = http_request_body(r, &len);
+        const char *q = http_request_raw_query(r);
+        int k = http_request_header_pairs(r, &headers);
+        if (k < 0)
+                return k;
+        if (asprintf(&target, "%s%s%s", http_request_url(r), q ? "?" : "", q ?: "") < 0)
+                return -ENOMEM;
+        ActorForwardRequest req = { .caller_app = caller_app(r), .type = m->params[0], .id = m->params[1],
+                                    .verb = http_request_method(r), .target = target, .headers = headers,
+                                    .body = body, .body_len = len };
+        ActorCall *call = NULL;
+        k = actor_forward(http_request_registry(r), &req, on_forwarded, r, &call);
+        if (k < 0)
+                return reply_actor_error(r, op, k, "", NULL);
+        http_request_on_end(r, on_invoke_end, call);
+        http_request_suspend(r);
+        return 0;
+}
+
 int http_actor_method(HttpRequest *r, const RouteMatch *m) {
         _cleanup_free_ char **headers = NULL; /* the strings are the request's */
         size_t len;
@@ -80,10 +138,13 @@ int http_actor_method(HttpRequest *r, const RouteMatch *m) {
                 .headers = headers,
                 .body = body,
                 .body_len = len,
+                .local_only = from_peer(r),
         };
         k = actor_invoke(http_request_registry(r), &req, on_invoked, r, &call);
         if (k == -ENOMEM)
                 return k;
+        if (k == -EREMCHG)
+                return reply_moved(r, DAPR_ERR_ACTOR_INVOKE_METHOD);
         if (k == -ENOENT)
                 return http_reply_error(r, DAPR_ERR_ACTOR_INVOKE_METHOD,
                                         "failed to invoke actor: no app hosts actor type '%s'", m->params[0]);
@@ -252,6 +313,8 @@ int http_actor_reminder_set(HttpRequest *r, const RouteMatch *m) {
                 return k;
         if (k == -EPERM)
                 return non_hosted(r, m->params[0]);
+        if (k == -EREMOTE)
+                return forward(r, m, DAPR_ERR_ACTOR_REMINDER_CREATE);
         if (k < 0)
                 return reply_actor_error(r, DAPR_ERR_ACTOR_REMINDER_CREATE, k, "error creating the reminder: ",
                                          err);
@@ -268,6 +331,8 @@ int http_actor_reminder_get(HttpRequest *r, const RouteMatch *m) {
                 return k;
         if (k == -EPERM)
                 return non_hosted(r, m->params[0]);
+        if (k == -EREMOTE)
+                return forward(r, m, DAPR_ERR_ACTOR_REMINDER_GET);
         if (k < 0)
                 return reply_actor_error(r, DAPR_ERR_ACTOR_REMINDER_GET, k, "error getting the reminder: ",
                                          k == -EAGAIN ? "the reminders of this type are still being loaded" : NULL);
@@ -284,6 +349,8 @@ int http_actor_reminder_delete(HttpRequest *r, const RouteMatch *m) {
                 return k;
         if (k == -EPERM)
                 return non_hosted(r, m->params[0]);
+        if (k == -EREMOTE)
+                return forward(r, m, DAPR_ERR_ACTOR_REMINDER_DELETE);
         if (k < 0)
                 return reply_actor_error(r, DAPR_ERR_ACTOR_REMINDER_DELETE, k, "error deleting the reminder: ",
                                          NULL);
@@ -341,4 +408,28 @@ int http_actors_admin_reminders(HttpRequest *r, const RouteMatch *m) {
         if (k < 0)
                 return k;
         return http_reply_json(r, 200, j);
+}
+
+/* ---- another host takes an actor over (peer listener only) ---- */
+
+static void on_release_end(HttpRequest *r, void *userdata) {
+        actor_release_cancel(userdata, r);
+}
+
+static void on_released(int error, const char *message, void *userdata) {
+        HttpRequest *r = answering(userdata);
+        (void) http_reply_empty(r, 200);
+}
+
+int http_peer_actor_release(HttpRequest *r, const RouteMatch *m) {
+        if (!from_peer(r))
+                return http_reply(r, 404, "text/plain", "not found\n", 10); /* as for no route at all */
+        int k = actor_release(http_request_registry(r), m->params[0], m->params[1], on_released, r);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return http_reply_empty(r, 200);
+        http_request_on_end(r, on_release_end, http_request_registry(r));
+        http_request_suspend(r);
+        return 0;
 }

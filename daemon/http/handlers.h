@@ -42,6 +42,7 @@ int http_secret_get(HttpRequest *r, const RouteMatch *m);
 int http_secret_bulk(HttpRequest *r, const RouteMatch *m);
 /* api-actors.c: Dapr's actor API, and the admin view of actors */
 int http_actor_method(HttpRequest *r, const RouteMatch *m);
+int http_peer_actor_release(HttpRequest *r, const RouteMatch *m);
 int http_actor_state_get(HttpRequest *r, const RouteMatch *m);
 int http_actor_state_transaction(HttpRequest *r, const RouteMatch *m);
 int http_actor_reminder_set(HttpRequest *r, const RouteMatch *m);

@@ -348,6 +348,7 @@ const Route http_routes[] = {
         { "GET", "/v1.0/secrets/{store}/bulk", 0, http_secret_bulk },
         { "GET", "/v1.0/secrets/{store}/{name}", 0, http_secret_get },
         { "*", "/v1.0/actors/{type}/{id}/method/{method}", ROUTE_PEER, http_actor_method },
+        { "POST", "/mooring/peer/v1/actors/{type}/{id}/release", ROUTE_PEER, http_peer_actor_release },
         { "POST", "/v1.0/actors/{type}/{id}/state", ROUTE_PEER, http_actor_state_transaction },
         { "PUT", "/v1.0/actors/{type}/{id}/state", ROUTE_PEER, http_actor_state_transaction },
         { "GET", "/v1.0/actors/{type}/{id}/state/{key}", ROUTE_PEER, http_actor_state_get },
