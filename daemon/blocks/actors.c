@@ -30,6 +30,7 @@
 #include "../core/cloudevent.h"
 #include "../core/component.h"
 #include "../core/membership.h"
+#include "../core/metrics.h"
 #include "../core/placement.h"
 #include "../core/registry.h"
 #include "../core/resiliency.h"
@@ -224,6 +225,8 @@ struct Reminder {
                                    * after a change (a partition write joins these: no JSON per write) */
         size_t record_len;
         Turn *turn;               /* firing now */
+        bool due_when_read;       /* read from the store already due: its first fire here may repeat
+                                   * one the host that had it made but could not record */
         Reminder *pnext, *pprev;  /* the partition's list (or the type's loaded list) */
         char strs[];              /* the strings above, one allocation with the struct */
 };
@@ -323,6 +326,10 @@ struct ActorRuntime {
         bool flush_migrated;              /* the running commit holds a migration */
         Waiter *flushing;                 /* told when the running commit is done */
         uint64_t flush_gen;
+        /* metrics (mooring_actor_*, actors_metrics()) */
+        uint64_t fires_maybe_repeated;    /* reminders fired that were already due when read from the store */
+        uint64_t forwarded;               /* calls sent to the host that owns their actor */
+        uint64_t releases_asked;          /* activations that first asked the previous owner to let go */
 };
 
 static ActorRuntime *runtime(Registry *r) {
@@ -1341,6 +1348,7 @@ static int reminder_from_record(ActorType *t, json_t *o, int64_t now, Reminder *
         m->sc = sc;
         m->next_usec = json_is_integer(next) ? json_integer_value(next) : sc.first_usec;
         m->left = json_is_integer(left) ? json_integer_value(left) : sc.repetitions;
+        m->due_when_read = m->next_usec <= now;
         *ret = m;
         return 0;
 }
@@ -2352,6 +2360,7 @@ static int forward_start(ActorRuntime *rt, const ActorInvokeRequest *req, const 
                 forward_free(f);
                 return -ENOMEM;
         }
+        rt->forwarded++;
         if (ret)
                 *ret = (ActorCall *) f;
         return 0;
@@ -2432,6 +2441,7 @@ static void release_ask(Actor *a) {
         if (transport_call_start(rt->registry->transport, &addr, &req, &release_handler, a, &a->release_tc) < 0)
                 return;
         a->releasing = true;
+        rt->releases_asked++;
         log_debug("Actor %s/%s: asking %s, its owner before, to let it go.", a->type->cfg.type, a->id, pa.host);
 }
 
@@ -2808,6 +2818,10 @@ static void fire_reminder(ActorRuntime *rt, Reminder *m) {
         if (!turn) {
                 schedule_reminder(rt, m, now + (int64_t) FIRE_RETRY_USEC);
                 return;
+        }
+        if (m->due_when_read) { /* at least once: this fire may be a second one (metrics below) */
+                m->due_when_read = false;
+                rt->fires_maybe_repeated++;
         }
         turn->reminder = m;
         m->turn = turn;
@@ -3432,6 +3446,28 @@ static void on_app_removed(Registry *r, App *a, void *userdata) {
         }
 }
 
+/* The actor block's own series on GET /metrics (core/metrics.h writers). Not Dapr's: daprd has no
+ * figures for these. */
+static void actors_metrics(FILE *f, void *userdata) {
+        ActorRuntime *rt = userdata;
+        fprintf(f, "# HELP mooring_actor_reminder_fires_maybe_repeated_total Reminder fires whose due time had "
+                   "passed when this host read the reminder from the store (after a restart, or on taking its "
+                   "actor over from another host): the host that had it may have made the same fire without "
+                   "recording it, so each may be a duplicate (reminders fire at least once).\n"
+                   "# TYPE mooring_actor_reminder_fires_maybe_repeated_total counter\n"
+                   "mooring_actor_reminder_fires_maybe_repeated_total %" PRIu64 "\n",
+                rt->fires_maybe_repeated);
+        fprintf(f, "# HELP mooring_actor_forwarded_calls_total Actor calls sent to the host that owns the actor.\n"
+                   "# TYPE mooring_actor_forwarded_calls_total counter\n"
+                   "mooring_actor_forwarded_calls_total %" PRIu64 "\n",
+                rt->forwarded);
+        fprintf(f, "# HELP mooring_actor_releases_asked_total Activations that first asked the host that had the "
+                   "actor before to let it go.\n"
+                   "# TYPE mooring_actor_releases_asked_total counter\n"
+                   "mooring_actor_releases_asked_total %" PRIu64 "\n",
+                rt->releases_asked);
+}
+
 int actors_setup(Registry *r) {
         ActorRuntime *rt = calloc(1, sizeof *rt);
         int k;
@@ -3463,6 +3499,9 @@ int actors_setup(Registry *r) {
                 return -ENOMEM;
         }
         r->actors = rt;
+        k = metrics_add_writer(actors_metrics, rt);
+        if (k < 0)
+                return k;
         k = registry_add_callback(r, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
         if (k >= 0)
                 k = registry_add_callback(r, REGISTRY_APP_REMOVED, on_app_removed, NULL);
@@ -3498,6 +3537,7 @@ void actors_done(Registry *r) {
                 return;
         (void) registry_remove_callback(r, REGISTRY_APP_HEALTH_CHANGED, on_app_health_changed, NULL);
         (void) registry_remove_callback(r, REGISTRY_APP_REMOVED, on_app_removed, NULL);
+        metrics_remove_writer(actors_metrics, rt);
         if (r->membership)
                 (void) membership_remove_callback(r->membership, on_view_changed, rt);
         /* every actor ends in one pass, not one pass per type (thousands of types) */
