@@ -199,6 +199,31 @@ def turns(cluster):
     return out
 
 
+class Load:
+    """Calls every actor in ids, over and over, from each of the given hosts, in threads, until
+    stopped; remembers each failed call as (when it started, host, actor, status)."""
+
+    def __init__(self, cluster, hosts, ids):
+        self.stop_event = threading.Event()
+        self.failures = []
+        self.threads = [threading.Thread(target=self._run, args=(cluster, i, ids)) for i in hosts]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, cluster, i, ids):
+        while not self.stop_event.is_set():
+            for aid in ids:
+                t0 = time.monotonic()
+                r = actor_call(cluster.daemons[i], "Cart", aid, "slow", "ms=2")
+                if r.status != 200:
+                    self.failures.append((t0, i, aid, r.status))
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join()
+
+
 def overlaps(ts):
     """Turns of one actor on two hosts at once: [(actor, host a, host b)]."""
     bad = []
@@ -395,18 +420,7 @@ class MultiHostTest(unittest.TestCase):
         r = request(c.daemons[1].app_socket("cart"), "GET", f"/v1.0/actors/Cart/{moved[0]}/reminders/r0")
         self.assertEqual((r.status, r.json()["dueTime"]), (200, "1s"), r)
         time.sleep(1.5)
-        stop = threading.Event()
-        errors = []
-
-        def load(i):  # calls keep coming from the survivors while the owner dies
-            while not stop.is_set():
-                for aid in ids:
-                    r = actor_call(c.daemons[i], "Cart", aid, "slow", "ms=2")
-                    if r.status != 200:
-                        errors.append((i, aid, r.status))
-        threads = [threading.Thread(target=load, args=(i,)) for i in (1, 2)]
-        for t in threads:
-            t.start()
+        load = Load(c, (1, 2), ids)  # calls keep coming from the survivors while the owner dies
         time.sleep(0.5)
         c.kill(victim)
         t_kill = time.monotonic()
@@ -415,11 +429,10 @@ class MultiHostTest(unittest.TestCase):
                 return all(actor_call(c.daemons[1], "Cart", aid, "slow", "ms=1").status == 200 for aid in moved)
             wait_for(answered_elsewhere, timeout=LEASE + 10, what="the dead host's actors to answer elsewhere")
             failover = time.monotonic() - t_kill
+            t_settled = time.monotonic()
             time.sleep(1)
         finally:
-            stop.set()
-            for t in threads:
-                t.join()
+            load.stop()
         self.assertLess(failover, LEASE + 5)
         after = [t for t in turns(c) if t[0] != victim and t[2] in moved]
         self.assertTrue(after)
@@ -446,9 +459,8 @@ class MultiHostTest(unittest.TestCase):
                 self.assertTrue(set(fires()[(aid, name)]) - {victim}, (aid, name))
         # no actor ever ran on two hosts at once
         self.assertEqual(overlaps(turns(c)), [])
-        # a call in flight to the dying owner may fail; none fails once the view has settled
-        late = [e for e in errors if False]
-        self.assertEqual(late, [])
+        # a call in flight to the dying owner may fail; none started once the view had settled
+        self.assertEqual([f for f in load.failures if f[0] > t_settled], [])
 
     def test_link_cut_and_rejoin(self):
         """Host 2 is cut off (its link down): the others go on without it after its lease, it gives
@@ -459,22 +471,13 @@ class MultiHostTest(unittest.TestCase):
             wait_for(lambda i=i: all("Cart" in h.get("actorTypes", []) for h in c.view(i).values()),
                      what=f"host {i} to see Cart on every host")
         ids = [str(n) for n in range(30)]
-        stop = threading.Event()
-        failures = []
-
-        def load(i):  # every actor, from host 1 and from host 2 (while it is cut off, too)
-            while not stop.is_set():
-                for aid in ids:
-                    r = actor_call(c.daemons[i], "Cart", aid, "slow", "ms=2")
-                    if r.status != 200:
-                        failures.append((i, aid, r.status))
-        threads = [threading.Thread(target=load, args=(i,)) for i in (1, 2)]
-        for t in threads:
-            t.start()
+        # every actor, from host 1 and from host 2 (while it is cut off, too)
+        load = Load(c, (1, 2), ids)
         try:
             time.sleep(1)
             c.hosts.link(2, up=False)
             c.wait_view(1, {"h1": {"cart"}, "h3": {"billing", "cart"}}, "host 2 to leave host 1's view")
+            t_left = time.monotonic()
             # the others serve every actor meanwhile, and invocations go to host 3
             for aid in ids:
                 self.assertEqual(actor_call(c.daemons[1], "Cart", aid, "slow", "ms=1").status, 200)
@@ -489,9 +492,9 @@ class MultiHostTest(unittest.TestCase):
             t_back = time.time()
             time.sleep(3)
         finally:
-            stop.set()
-            for t in threads:
-                t.join()
+            load.stop()
+        # host 1 is never without an owner for any actor once host 2 has left its view
+        self.assertEqual([f for f in load.failures if f[1] == 1 and f[0] > t_left], [])
         # host 2 runs actors again after rejoining, and no actor ever ran on two hosts at once
         self.assertTrue([t for t in turns(c) if t[0] == 2 and t[3] > t_back])
         self.assertEqual(overlaps(turns(c)), [])
