@@ -20,6 +20,8 @@
  *     reads are put together, and "Connection: close" (or HTTP/1.0 without
  *     keep-alive) closes the connection after the answer.
  * Answers to everything that arrived in one read go out in one send().
+ * With ECHO_APP_SINK=1 it stands in for a trace collector instead: a request
+ * with a body gets an empty 200 and is counted, one without gets the count.
  * SIGTERM or SIGINT ends it with status 0.
  */
 #ifndef _GNU_SOURCE
@@ -127,6 +129,10 @@ static bool has_token(const char *v, size_t n, const char *tok) {
 
 /* ECHO_APP_DAPR_CONFIG: the answer to GET /dapr/config (actor types), for bench/actors.sh; NULL: echo it. */
 static const char *dapr_config;
+/* ECHO_APP_SINK=1: a trace collector's stand-in for bench/observability.sh: a request with a body is
+ * read and answered with an empty 200 and counted; one without (GET) is answered with that count. */
+static bool sink;
+static unsigned long long sink_count;
 
 typedef struct Request {
         const char *method;
@@ -309,6 +315,21 @@ static void process(Conn *c) {
                                 c->closing = true;
                         continue;
                 }
+                if (sink) {
+                        char cnt[32];
+                        int cl = blen > 0 ? 0 : snprintf(cnt, sizeof cnt, "%llu", sink_count);
+                        sink_count += blen > 0;
+                        n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n", cl, conn_hdr);
+                        if (!out(c, h, (size_t) n) || (cl > 0 && !out(c, cnt, (size_t) cl))) {
+                                c->closing = true;
+                                break;
+                        }
+                        c->roff += hlen + blen;
+                        c->continue_sent = false;
+                        if (close_after)
+                                c->closing = true;
+                        continue;
+                }
                 if (type && type_len < 300)
                         n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n%s\r\n",
                                      (int) type_len, type, head ? (size_t) 0 : blen, conn_hdr);
@@ -438,6 +459,7 @@ int main(int argc, char **argv) {
         }
 
         dapr_config = getenv("ECHO_APP_DAPR_CONFIG");
+        sink = getenv("ECHO_APP_SINK") && strcmp(getenv("ECHO_APP_SINK"), "1") == 0;
         raise_nofile();
         on_stop_signals(on_signal);
         /* the listener is told apart from connections by a NULL pointer */

@@ -216,7 +216,7 @@ else
         echo "wrk/nginx:   skipped (--memory-only)"
 fi
 if [ "$pin" -eq 1 ]; then
-        echo "pinning:     wrk on CPU 0, nginx and mooringd on CPU $((ncpu - 1))"
+        echo "pinning:     wrk on CPU 0, nginx and mooringd on CPU $(($(nproc) - 1))"
 else
         echo "pinning:     none (pass --pin to put wrk and the servers on separate CPUs)"
 fi

@@ -222,7 +222,7 @@ echo "targets:     (a) $direct_url"
 echo "             (b) $mooringd_url"
 echo "             (c) $nginx_url"
 if [ "$pin" -eq 1 ]; then
-        echo "pinning:     wrk and rate-load on CPU 0; echo app, nginx and mooringd on CPU $((ncpu - 1))"
+        echo "pinning:     wrk and rate-load on CPU 0; echo app, nginx and mooringd on CPU $(($(nproc) - 1))"
 else
         echo "pinning:     none (pass --pin to put the clients and the servers on separate CPUs)"
 fi
