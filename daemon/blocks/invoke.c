@@ -639,8 +639,10 @@ static int remote_instances(InvokeCall *c, const char *id) {
  * for the callee; returns the tracestate to forward, or NULL. */
 static const char *trace_setup(InvokeCall *c, const InvokeRequest *req, const Configuration *cfg) {
         TraceContext parent;
-        const char *tp = header_get(req->headers, "traceparent");
+        /* the front-end's span, when there is one, stands for the caller's traceparent: no lookup */
+        const char *tp = req->trace_parent ? NULL : header_get(req->headers, "traceparent");
         bool has_parent = req->trace_parent || traceparent_parse(tp, &parent) >= 0;
+        bool caller_sent_tp = req->trace_parent ? req->trace_parent_remote : tp != NULL;
         if (req->trace_parent)
                 parent = *req->trace_parent;
         if (trace_enabled()) {
@@ -656,7 +658,7 @@ static const char *trace_setup(InvokeCall *c, const InvokeRequest *req, const Co
                 trace_context_new_span(has_parent ? &parent : NULL, sampled_by(cfg), &c->span);
         traceparent_format(&c->span, c->traceparent);
         /* tracestate travels with the caller's traceparent: without one there is none to forward */
-        const char *ts = has_parent && tp ? header_get(req->headers, "tracestate") : NULL;
+        const char *ts = has_parent && caller_sent_tp ? header_get(req->headers, "tracestate") : NULL;
         return ts && tracestate_is_valid(ts) ? ts : NULL;
 }
 

@@ -54,6 +54,8 @@ typedef struct InvokeRequest {
                                        * it is not forwarded */
         const TraceContext *trace_parent; /* the front-end's span of the inbound call, whose child the
                                            * call is; NULL: the caller's traceparent header */
+        bool trace_parent_remote; /* with trace_parent: it is itself the child of a traceparent the caller
+                                   * sent (so the caller's tracestate travels on) */
         const char *caller_trust_domain; /* a caller on a peer host: the trust domain its certificate
                                           * names; NULL: this host's TrustDomain= */
         bool local_only;         /* the call came from a peer host: only an app on this host may take

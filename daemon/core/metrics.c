@@ -167,13 +167,6 @@ uint64_t app_metrics_requests(const AppMetrics *m) {
         return n;
 }
 
-uint64_t metrics_now_usec(void) {
-        struct timespec ts;
-        /* CLOCK_MONOTONIC is answered by the vDSO: no system call. */
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 void metrics_set_route_labels(const char *(*path_of)(unsigned route)) {
         route_label = path_of;
 }
@@ -322,7 +315,7 @@ void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method
         ClientSeries *s = m->last_client;
         if (s && (s->kind != kind || s->method != me || s->status != status))
                 s = NULL;
-        uint32_t h = mix(mix(mix(2166136261u, kind), me), status);
+        uint32_t h = s ? 0 : mix(mix(mix(2166136261u, kind), me), status); /* the last series: no search */
         for (size_t i = 0; i < CLIENT_SLOTS && !s; i++) {
                 ClientSeries *c = &m->client[(h + i) & (CLIENT_SLOTS - 1)];
                 if (!c->used)

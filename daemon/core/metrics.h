@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "../forward.h"
 
@@ -74,8 +75,13 @@ bool app_metrics_enabled(const AppMetrics *m);
 /* Requests received so far (the dashboard's request rate). */
 uint64_t app_metrics_requests(const AppMetrics *m);
 
-/* Monotonic microseconds from the vDSO clock (no syscall), for latencies. */
-uint64_t metrics_now_usec(void);
+/* Monotonic microseconds from the vDSO clock (no syscall), for latencies. Inline: it runs several
+ * times per request. */
+static inline uint64_t metrics_now_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
 
 /*
  * The HTTP front-end labels route indexes: path_of(i) is the template of route i,

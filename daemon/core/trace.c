@@ -11,7 +11,12 @@
 #include "../util/cleanup.h"
 #include "trace.h"
 
-static Span *ring;
+/* A slot per span, on cache lines of its own (the ring is allocated aligned to them). */
+typedef struct Slot {
+        _Alignas(64) Span span;
+} Slot;
+
+static Slot *ring;
 static size_t cap;
 /* Free-running counts (slot = count & (cap - 1)): head is the consumer's (spans it took), tail the
  * producer's (spans it queued); tail - head spans are queued. See trace.h for who orders what. */
@@ -26,11 +31,12 @@ int trace_queue_setup(size_t capacity) {
         if (capacity == cap)
                 return 0;
         assert((capacity & (capacity - 1)) == 0);
-        Span *n = NULL;
+        Slot *n = NULL;
         if (capacity > 0) {
-                n = calloc(capacity, sizeof *n);
+                n = aligned_alloc(_Alignof(Slot), capacity * sizeof *n);
                 if (!n)
                         return -ENOMEM;
+                memset(n, 0, capacity * sizeof *n);
         }
         /* spans still queued in the old ring are lost: a reconfiguration, counted */
         trace_count_dropped(trace_queue_length());
@@ -42,12 +48,6 @@ int trace_queue_setup(size_t capacity) {
         return 0;
 }
 
-uint64_t trace_now_usec(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 uint64_t trace_realtime_offset_usec(void) {
         struct timespec ts;
         (void) clock_gettime(CLOCK_REALTIME, &ts);
@@ -55,9 +55,9 @@ uint64_t trace_realtime_offset_usec(void) {
         return real - trace_now_usec();
 }
 
-/* Copies src into dst (size bytes), cut to size; returns the length copied. */
-static uint8_t copy(char *dst, size_t size, const char *src) {
-        size_t l = strnlen(strempty(src), size - 1);
+/* Copies src into dst, at most max - 1 bytes, and a NUL; returns the length copied. */
+static uint8_t copy(char *dst, size_t max, const char *src) {
+        size_t l = strnlen(strempty(src), max - 1);
         memcpy(dst, strempty(src), l);
         dst[l] = 0;
         return (uint8_t) l;
@@ -84,16 +84,17 @@ void trace_span_begin_at(Span *s, uint64_t now_usec, const TraceContext *parent,
                 memcpy(s->parent_id, parent->span_id, sizeof s->parent_id);
         else
                 memset(s->parent_id, 0, sizeof s->parent_id);
-        s->name_len = copy(s->name, sizeof s->name, name);
-        s->service_len = copy(s->service, sizeof s->service, service && *service ? service : "mooringd");
+        s->service_len = copy(s->text, TRACE_SERVICE_MAX, service && *service ? service : "mooringd");
+        s->name_len = copy(s->text + s->service_len + 1, TRACE_NAME_MAX, name);
 }
 
 void trace_span_name_append(Span *s, const char *p, size_t n) {
-        size_t room = sizeof s->name - 1 - s->name_len;
+        char *name = s->text + s->service_len + 1;
+        size_t room = TRACE_NAME_MAX - 1 - s->name_len;
         n = MIN(n, room);
-        memcpy(s->name + s->name_len, p, n);
+        memcpy(name + s->name_len, p, n);
         s->name_len = (uint8_t) (s->name_len + n);
-        s->name[s->name_len] = 0;
+        name[s->name_len] = 0;
 }
 
 static size_t ready_at;
@@ -126,8 +127,8 @@ void trace_span_end_at(Span *s, uint64_t now_usec, unsigned http_status, bool er
                 trace_count_dropped(1);
                 return;
         }
-        /* One fixed-size copy (a few vector moves) is cheaper than copying the used parts by length. */
-        ring[t & (cap - 1)] = *s;
+        /* the fixed part and the text in use, not the whole struct (see Span) */
+        memcpy(&ring[t & (cap - 1)].span, s, offsetof(Span, text) + s->service_len + 1 + s->name_len + 1);
         atomic_store_explicit(&tail, t + 1, memory_order_release); /* publishes the slot's contents */
         if (t + 1 - h == ready_at && ready_fn)
                 ready_fn(ready_userdata);
@@ -153,7 +154,7 @@ bool trace_span_begin_child(Span *s, SpanKind kind, const char *name, const char
 const Span *trace_queue_at(size_t i) {
         size_t h = atomic_load_explicit(&head, memory_order_relaxed); /* the consumer's own */
         assert(i < atomic_load_explicit(&tail, memory_order_relaxed) - h);
-        return &ring[(h + i) & (cap - 1)];
+        return &ring[(h + i) & (cap - 1)].span;
 }
 
 void trace_queue_pop(size_t n) {

@@ -26,10 +26,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "tracecontext.h"
 
-#define TRACE_QUEUE_MAX 2048
+#define TRACE_QUEUE_MAX 4096
 #define TRACE_NAME_MAX 96
 #define TRACE_SERVICE_MAX 64
 
@@ -41,18 +42,35 @@ typedef enum SpanKind {
         SPAN_CONSUMER = 5,
 } SpanKind;
 
+/*
+ * The fixed-size fields first and the two strings last, packed one after the other in text[]: a span
+ * is queued as its fixed part plus the bytes of text[] in use, which for most spans (short app ids
+ * and route names) is two cache lines of the ring rather than the four of the whole struct. Every
+ * line the loop thread writes there, the exporter's thread later reads from another CPU, so the
+ * lines a span does not touch are what it saves.
+ */
 typedef struct Span {
         TraceContext ctx;                 /* this span: trace id, span id, sampled flag */
         uint8_t parent_id[8];
         bool has_parent;
-        uint8_t kind;                     /* SpanKind */
-        uint8_t name_len, service_len;    /* strlen() of the two below, kept for the encoders */
-        char name[TRACE_NAME_MAX];        /* a route template or "CallLocal/<app>": bounded */
-        char service[TRACE_SERVICE_MAX];  /* the app on whose behalf (service.name); "mooringd" for none */
-        uint64_t start_usec, end_usec;    /* CLOCK_MONOTONIC microseconds (see trace_realtime_offset_usec()) */
-        unsigned http_status;             /* 0: none */
         bool error;
+        uint8_t kind;                     /* SpanKind */
+        uint8_t name_len, service_len;    /* strlen() of the two strings, kept for the encoders */
+        unsigned http_status;             /* 0: none */
+        uint64_t start_usec, end_usec;    /* CLOCK_MONOTONIC microseconds (see trace_realtime_offset_usec()) */
+        /* the service (the app on whose behalf: service.name; "mooringd" for none), NUL, then the name
+         * (a route template or "CallLocal/<app>/<method>"), NUL; read them with span_service() and
+         * span_name() */
+        char text[TRACE_SERVICE_MAX + TRACE_NAME_MAX];
 } Span;
+
+static inline const char *span_service(const Span *s) {
+        return s->text;
+}
+
+static inline const char *span_name(const Span *s) {
+        return s->text + s->service_len + 1;
+}
 
 /* Is an exporter set up (spans are worth making)? */
 bool trace_enabled(void);
@@ -71,8 +89,12 @@ void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind
  */
 void trace_span_begin_at(Span *s, uint64_t now_usec, const TraceContext *parent, double rate, SpanKind kind,
                          const char *name, const char *service);
-/* CLOCK_MONOTONIC microseconds, from the vDSO (no system call). */
-uint64_t trace_now_usec(void);
+/* CLOCK_MONOTONIC microseconds, from the vDSO (no system call); inline, as metrics_now_usec(). */
+static inline uint64_t trace_now_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
 /* CLOCK_REALTIME minus CLOCK_MONOTONIC, microseconds, now: what turns a span's times into Unix times. */
 uint64_t trace_realtime_offset_usec(void);
 

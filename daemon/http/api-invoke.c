@@ -201,6 +201,7 @@ static int invoke(HttpRequest *r, const char *target, const char *method, bool r
                 .body_len = body_len,
                 .routed_by_authorization = routed_by_authorization,
                 .trace_parent = http_request_trace(r),
+                .trace_parent_remote = http_request_trace_remote(r),
                 .caller_trust_domain = caller->via == LISTENER_PEER ? caller->peer_trust_domain : NULL,
                 .local_only = caller->via == LISTENER_PEER,
         };

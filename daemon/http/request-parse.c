@@ -143,10 +143,15 @@ static int on_headers_complete(http_parser *hp) {
                 return fail(p, 400, CODE_MALFORMED, "empty request target");
         if (head_has_bare_cr(p))
                 return fail(p, 400, CODE_MALFORMED, "bare CR in the request head");
-        for (unsigned i = 0; i < p->n_fields; i++)
+        p->traceparent_field = -1;
+        for (unsigned i = 0; i < p->n_fields; i++) {
+                const char *name = p->buf + p->fields[i].name_off;
                 for (uint32_t k = 0; k < p->fields[i].name_len; k++)
-                        if (!is_tchar((unsigned char) p->buf[p->fields[i].name_off + k]))
+                        if (!is_tchar((unsigned char) name[k]))
                                 return fail(p, 400, CODE_MALFORMED, "invalid character in a header field name");
+                if (p->fields[i].name_len == 11 && p->traceparent_field < 0 && strncasecmp(name, "traceparent", 11) == 0)
+                        p->traceparent_field = (int) i;
+        }
 
         /* Terminate the request target in place: the byte after it (a space) is consumed. */
         char *url = p->buf + p->url_off;
@@ -403,6 +408,11 @@ const char *request_parser_header(const RequestParser *p, const char *name) {
                 if (p->fields[i].name_len == n && strcasecmp(p->buf + p->fields[i].name_off, name) == 0)
                         return request_parser_field_value(p, i);
         return NULL;
+}
+
+const char *request_parser_traceparent(const RequestParser *p) {
+        return p->head_done && p->traceparent_field >= 0 ? request_parser_field_value(p, (unsigned) p->traceparent_field)
+                                                         : NULL;
 }
 
 const void *request_parser_body(const RequestParser *p, size_t *ret_len) {

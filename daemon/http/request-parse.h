@@ -63,6 +63,8 @@ typedef struct RequestParser {
         size_t query_off;       /* 0: no query string */
         HttpField *fields;      /* owned, kept across requests */
         unsigned n_fields, fields_cap;
+        int traceparent_field;  /* the index of the traceparent field, found with the names' check
+                                 * (every traced request asks for it); -1: none */
         unsigned last_cb;       /* which data callback ran last (obs-fold detection) */
         unsigned n_host, n_content_length, n_transfer_encoding;
         bool expect_continue;
@@ -109,5 +111,7 @@ const char *request_parser_field_name(const RequestParser *p, unsigned i);
 const char *request_parser_field_value(const RequestParser *p, unsigned i);
 /* First field of that name (case-insensitive), or NULL. */
 const char *request_parser_header(const RequestParser *p, const char *name);
+/* request_parser_header(p, "traceparent") without a search. */
+const char *request_parser_traceparent(const RequestParser *p);
 const void *request_parser_body(const RequestParser *p, size_t *ret_len);
 bool request_parser_keep_alive(const RequestParser *p);

@@ -773,7 +773,7 @@ static void metrics_request_begin(HttpRequest *r, const Route *route) {
         if (trace_enabled() && !is_health_check(route, r)) {
                 /* The inbound call's span: a child of the caller's traceparent, named by the route. */
                 TraceContext parent;
-                const char *tp = http_request_header(r, "traceparent");
+                const char *tp = request_parser_traceparent(&c->rp);
                 bool has_parent = tp && traceparent_parse(tp, &parent) >= 0;
                 App *app = c->caller.app;
                 /* it starts when the head was in (the clock read then for the metrics, if it was) */
@@ -786,6 +786,10 @@ static void metrics_request_begin(HttpRequest *r, const Route *route) {
 
 const TraceContext *http_request_trace(const HttpRequest *r) {
         return r->traced ? &r->span.ctx : NULL;
+}
+
+bool http_request_trace_remote(const HttpRequest *r) {
+        return r->traced && r->span.has_parent;
 }
 
 /* ---- dispatch ---- */

@@ -88,6 +88,8 @@ Registry *http_request_registry(const HttpRequest *r);
 const char *http_request_method(const HttpRequest *r);
 /* The inbound call's span when it is traced (its children name it as parent), else NULL. */
 const struct TraceContext *http_request_trace(const HttpRequest *r);
+/* Whether that span is the child of a traceparent the caller sent. */
+bool http_request_trace_remote(const HttpRequest *r);
 /* The path as sent, still escaped, without the query string. */
 const char *http_request_url(const HttpRequest *r);
 const char *http_request_header(const HttpRequest *r, const char *name);

@@ -50,7 +50,7 @@ struct TraceExporter {
         pthread_t thread;
         bool thread_started;
 
-        /* loop thread -> exporter thread: a write to wake_fd wakes it (a full batch, a flush, stop) */
+        /* loop thread -> exporter thread: a write to wake_fd wakes it (a batch ready, a flush, stop) */
         int wake_fd;
         atomic_bool to_stdout;
         atomic_bool stop;
@@ -269,7 +269,7 @@ static uint8_t *otlp_span(uint8_t *p, const Span *s, size_t size, uint64_t offse
         }
         p[0] = PB_TAG(5, PB_LEN);
         p[1] = s->name_len;
-        memcpy(p + 2, s->name, s->name_len);
+        memcpy(p + 2, span_name(s), s->name_len);
         p += 2 + s->name_len;
         p[0] = PB_TAG(6, PB_VARINT);
         p[1] = s->kind;
@@ -298,16 +298,16 @@ static uint8_t *otlp_span(uint8_t *p, const Span *s, size_t size, uint64_t offse
 }
 
 static bool same_service(const Span *a, const Span *b) {
-        /* App ids are short: compared in place, eight bytes at a time, rather than through memcmp(). Both
-         * arrays are TRACE_SERVICE_MAX bytes, so whole words never read past them; the bytes after the
-         * name are masked off the last word. */
+        /* App ids are short: compared in place, eight bytes at a time, rather than through memcmp(). A
+         * service is shorter than TRACE_SERVICE_MAX, a multiple of 8, at the start of text[], so whole
+         * words never read past the array; the bytes after it (its NUL, the name) are masked off. */
         size_t n = a->service_len;
         if (n != b->service_len)
                 return false;
         for (size_t i = 0; i < n; i += 8) {
                 uint64_t x, y;
-                memcpy(&x, a->service + i, 8);
-                memcpy(&y, b->service + i, 8);
+                memcpy(&x, span_service(a) + i, 8);
+                memcpy(&y, span_service(b) + i, 8);
                 x = le64toh(x ^ y); /* the first bytes are the low ones */
                 if (n - i < 8)
                         x &= (UINT64_C(1) << (8 * (n - i))) - 1;
@@ -316,7 +316,7 @@ static bool same_service(const Span *a, const Span *b) {
         }
         return true;
 }
-_Static_assert(TRACE_SERVICE_MAX % 8 == 0, "same_service() reads whole words");
+_Static_assert(TRACE_SERVICE_MAX % 8 == 0 && TRACE_SERVICE_MAX <= sizeof(((Span *) 0)->text), "same_service() reads whole words");
 
 /* One ResourceSpans per service (app) among the n oldest queued spans, in the order first seen. */
 static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
@@ -375,7 +375,7 @@ static char *encode_otlp(TraceExporter *e, size_t n, size_t *ret_len) {
                 p = pb_head(p, 1, kv);                          /* .attributes */
                 p = pb_bytes(p, 1, OTLP_SERVICE_KEY, STRLEN(OTLP_SERVICE_KEY));
                 p = pb_head(p, 2, any);                         /* .value */
-                p = pb_bytes(p, 1, f->service, f->service_len); /* .string_value */
+                p = pb_bytes(p, 1, span_service(f), f->service_len); /* .string_value */
                 p = pb_head(p, 2, scope + spans_len[g]);        /* .scope_spans */
                 p = pb_head(p, 1, pb_field_size(STRLEN(OTLP_SCOPE)));
                 p = pb_bytes(p, 1, OTLP_SCOPE, STRLEN(OTLP_SCOPE));
@@ -408,13 +408,13 @@ static void zipkin_span(GrowBuf *b, const Span *s, uint64_t offset) {
                 growbuf_lit(b, "\",");
         }
         growbuf_lit(b, "\"name\":");
-        buf_json_str(b, s->name);
+        buf_json_str(b, span_name(s));
         growbuf_lit(b, ",\"timestamp\":");
         buf_u64(b, s->start_usec + offset);
         growbuf_lit(b, ",\"duration\":");
         buf_u64(b, s->end_usec - s->start_usec);
         growbuf_lit(b, ",\"localEndpoint\":{\"serviceName\":");
-        buf_json_str(b, s->service);
+        buf_json_str(b, span_service(s));
         growbuf_lit(b, "},\"tags\":{");
         if (s->http_status) {
                 growbuf_lit(b, "\"http.status_code\":\"");
@@ -558,7 +558,7 @@ static void pump(TraceExporter *e, uint64_t t) {
                 return;
         }
         size_t q = trace_queue_length();
-        if (q == 0 || (!e->flushing && q < TRACE_BATCH_MAX && t - e->last_send < SEND_EVERY_USEC)) {
+        if (q == 0 || (!e->flushing && q < TRACE_BATCH_READY && t - e->last_send < SEND_EVERY_USEC)) {
                 if (q == 0 && e->flushing)
                         flush_over(e);
                 return;
@@ -593,8 +593,8 @@ static int sleep_ms(TraceExporter *e, uint64_t t) {
         size_t q = trace_queue_length();
         if (e->body && !e->in_flight)
                 next = MIN(next, e->retry_at);
-        else if (!e->body && q >= TRACE_BATCH_MAX)
-                return 0; /* a full batch waits (our client's transfer ended inside pump()) */
+        else if (!e->body && q >= TRACE_BATCH_READY)
+                return 0; /* a batch waits (our client's transfer ended inside pump()) */
         else if (!e->body && q > 0)
                 next = MIN(next, e->last_send + SEND_EVERY_USEC);
         if (e->flushing)
@@ -672,7 +672,7 @@ static void wake(TraceExporter *e) {
 
 /* ---- the loop thread's side ---- */
 
-/* A full batch is queued (trace_span_end(), on a request's path): wake the exporter. */
+/* A batch is ready (trace_span_end(), on a request's path): wake the exporter. */
 static void on_batch_ready(void *userdata) {
         wake(userdata);
 }
@@ -838,7 +838,7 @@ void trace_exporter_configure(TraceExporter **ret, sd_event *event, const Config
                         (void) pthread_setname_np(e->thread, "trace-export");
         }
         if (r >= 0)
-                trace_set_batch_ready(TRACE_BATCH_MAX, on_batch_ready, e);
+                trace_set_batch_ready(TRACE_BATCH_READY, on_batch_ready, e);
         if (r < 0) {
                 log_error_errno(r, "Cannot export traces%s%s: %m", err ? ": " : "", strempty(err));
                 trace_exporter_free(e);

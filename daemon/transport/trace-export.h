@@ -8,10 +8,10 @@
  * spec.tracing.stdout also writes each span as one JSON line on stdout.
  *
  * Batched (at most TRACE_BATCH_MAX spans a request, every second or as soon
- * as a batch is queued), one request at a time. The encoding and the
+ * as TRACE_BATCH_READY are queued), one request at a time. The encoding and the
  * sending run on a thread of the exporter's own: the loop thread only copies
  * each finished span into the lock-free ring of core/trace.h and, once per
- * full batch, wakes the thread (an eventfd write), so the export costs the
+ * batch ready, wakes the thread (an eventfd write), so the export costs the
  * request path nothing else and never blocks it. A plain http:// collector
  * is sent to by trace-http.c's client (one kept-alive connection, the body
  * written as is); anything else (https://) through libcurl's multi
@@ -31,6 +31,9 @@
 #include "../forward.h"
 
 #define TRACE_BATCH_MAX 1024
+/* A batch goes out once this many spans wait (or a second passed): the thread is woken early enough
+ * that the queue has room for what arrives while it is not yet scheduled (the machine busy). */
+#define TRACE_BATCH_READY 512
 #define TRACE_RETRIES 5
 #define TRACE_FLUSH_USEC (2ULL * 1000000)
 

@@ -283,6 +283,27 @@ class TracingTest(DaemonTestCase):
         self.assertEqual([x for x in after if "healthz" in x["name"]], [])
         self.assertEqual([x for x in after if x["name"] == "/metrics"], [])
 
+    def test_tracestate_travels_with_the_callers_traceparent(self):
+        # With an exporter the front-end's span is the call's parent; the caller's tracestate still goes
+        # to the callee with a traceparent of the caller's trace, and never without one (W3C).
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        d, b, c = self.chain_daemon(config_yaml(1, otel=f"127.0.0.1:{rx.port}"))
+        sock = d.app_socket("a")
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+        r = request(sock, "POST", "/v1.0/invoke/c/method/t/1", body=b"x",
+                    headers={"traceparent": parent, "tracestate": state})
+        self.assertEqual(r.status, 200, r.body)
+        r = request(sock, "POST", "/v1.0/invoke/c/method/t/2", body=b"x", headers={"tracestate": state})
+        self.assertEqual(r.status, 200, r.body)
+        first, second = c.calls("/t/1")[0], c.calls("/t/2")[0]
+        self.assertEqual(first.header_all("tracestate"), [state])
+        self.assertEqual(TP_RE.match(first.header("traceparent")).group(1), "4bf92f3577b34da6a3ce929d0e0e4736")
+        self.assertNotEqual(TP_RE.match(first.header("traceparent")).group(2), "00f067aa0ba902b7")
+        self.assertEqual(second.header_all("tracestate"), [])
+        self.assertNotEqual(TP_RE.match(second.header("traceparent")).group(1), "4bf92f3577b34da6a3ce929d0e0e4736")
+
     def test_sampling_rate(self):
         rx = Receiver()
         self.addCleanup(rx.stop)
@@ -305,8 +326,8 @@ class TracingTest(DaemonTestCase):
         conn_sock = d.app_socket("a")
         from harness import UnixHTTPConnection
         conn = UnixHTTPConnection(conn_sock)
-        # more than the queue (2048) and a batch out waiting for its retry (1024) hold
-        for _ in range(4000):
+        # more than the queue (4096) and a batch out waiting for its retry (1024) hold
+        for _ in range(6000):
             conn.request("GET", "/v1.0/metadata")
             resp = conn.getresponse()
             resp.read()
@@ -319,7 +340,7 @@ class TracingTest(DaemonTestCase):
         dropped = counter("mooring_trace_spans_dropped_total")
         self.assertGreater(dropped, 0)
         self.assertEqual(counter("mooring_trace_spans_exported_total"), 0)
-        self.assertLessEqual(counter("mooring_trace_queue_spans"), 2048)
+        self.assertLessEqual(counter("mooring_trace_queue_spans"), 4096)
         # the receiver comes up: the waiting spans go out
         rx = Receiver(port)
         self.addCleanup(rx.stop)

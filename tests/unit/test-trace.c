@@ -29,8 +29,8 @@ static bool span_is(const Span *s, uint64_t n) {
         char name[32];
         snprintf(name, sizeof name, "span %llu", (unsigned long long) n);
         return s->start_usec == n && s->end_usec == n + 1 && s->http_status == 100 + n % 500 &&
-               s->error == (n % 2) && s->name_len == strlen(name) && streq(s->name, name) &&
-               s->service_len == 3 && streq(s->service, "svc") && (s->ctx.flags & 1);
+               s->error == (n % 2) && s->name_len == strlen(name) && streq(span_name(s), name) &&
+               s->service_len == 3 && streq(span_service(s), "svc") && (s->ctx.flags & 1);
 }
 
 static unsigned ready_calls;
