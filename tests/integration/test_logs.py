@@ -136,7 +136,9 @@ class MooringctlLogsTest(DaemonTestCase):
         self.assertTrue(about_web, daemon)
         self.jdir = os.path.join(self.tmp, "journal")
         os.makedirs(self.jdir)
-        t0 = int(time.time() * 1e6) - 3600 * 1000000
+        # on a whole second: --since below floors its cut to the second, which must not fall after
+        # the first entries (with t0 late in a second, one run in forty lost them)
+        t0 = (int(time.time()) - 3600) * 1000000
         entries = []
         # the daemon's entries, as journald stores them for mooringd.service, 10 ms apart,
         # interleaved with the app's own lines and with lines that only claim to be about web
