@@ -299,44 +299,29 @@ static void process(Conn *c) {
                 const char *conn_hdr = close_after ? "Connection: close\r\n"
                                        : r.http10    ? "Connection: keep-alive\r\n"
                                                      : "";
-                char h[512];
+                char h[512], cnt[32];
                 int n;
-                /* bench/actors.sh: the app declares actor types (GET /dapr/config answers this) */
+                const char *body = p + hlen; /* what follows the head: the echo by default */
+                size_t body_len = head ? 0 : blen;
                 if (dapr_config && r.target_len == 12 && memcmp(r.target, "/dapr/config", 12) == 0) {
+                        /* bench/actors.sh: the app declares actor types (GET /dapr/config answers this) */
+                        body = dapr_config;
+                        body_len = strlen(dapr_config);
                         n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                     "Content-Length: %zu\r\n%s\r\n", strlen(dapr_config), conn_hdr);
-                        if (!out(c, h, (size_t) n) || !out(c, dapr_config, strlen(dapr_config))) {
-                                c->closing = true;
-                                break;
-                        }
-                        c->roff += hlen + blen;
-                        c->continue_sent = false;
-                        if (close_after)
-                                c->closing = true;
-                        continue;
-                }
-                if (sink) {
-                        char cnt[32];
-                        int cl = blen > 0 ? 0 : snprintf(cnt, sizeof cnt, "%llu", sink_count);
+                                     "Content-Length: %zu\r\n%s\r\n", body_len, conn_hdr);
+                } else if (sink) {
+                        body = cnt;
+                        body_len = blen > 0 ? 0 : (size_t) snprintf(cnt, sizeof cnt, "%llu", sink_count);
                         sink_count += blen > 0;
-                        n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n", cl, conn_hdr);
-                        if (!out(c, h, (size_t) n) || (cl > 0 && !out(c, cnt, (size_t) cl))) {
-                                c->closing = true;
-                                break;
-                        }
-                        c->roff += hlen + blen;
-                        c->continue_sent = false;
-                        if (close_after)
-                                c->closing = true;
-                        continue;
-                }
-                if (type && type_len < 300)
+                        n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n%s\r\n", body_len,
+                                     conn_hdr);
+                } else if (type && type_len < 300)
                         n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n%s\r\n",
-                                     (int) type_len, type, head ? (size_t) 0 : blen, conn_hdr);
+                                     (int) type_len, type, body_len, conn_hdr);
                 else
-                        n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n%s\r\n",
-                                     head ? (size_t) 0 : blen, conn_hdr);
-                if (!out(c, h, (size_t) n) || (!head && !out(c, p + hlen, blen))) {
+                        n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n%s\r\n", body_len,
+                                     conn_hdr);
+                if (!out(c, h, (size_t) n) || (body_len > 0 && !out(c, body, body_len))) {
                         c->closing = true;
                         break;
                 }
