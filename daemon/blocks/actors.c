@@ -2196,10 +2196,13 @@ typedef struct Forward {
         char *type, *id, *method, *query, *caller_app;
         char *verb, *target;      /* a request sent on as received (actor_forward()); NULL: a method call */
         char **headers;           /* packed: the caller's, less forward_skip, plus the caller's app id */
-        const void *body;         /* borrowed until done, as the request's */
+        const void *body;         /* borrowed until done, as the request's (or owned_body) */
         size_t body_len;
+        char *owned_body;         /* a request the block wrote (actor_reminder_forward()) */
         ActorInvokeDoneFn done;
         void *userdata;
+        ActorDoneFn plain_done;   /* actor_reminder_forward()'s caller (done is then reminder_forwarded) */
+        void *plain_userdata;
         TransportCall *tc;        /* the attempt on the owner */
         ActorCall *local;         /* the owner became this host: the call runs here */
         sd_event_source *retry;
@@ -2220,6 +2223,7 @@ static void forward_free(Forward *f) {
         free(f->verb);
         free(f->target);
         free(f->headers);
+        free(f->owned_body);
         free(f->why);
         free(f);
 }
@@ -2544,6 +2548,61 @@ int actor_forward(Registry *r, const ActorForwardRequest *req, ActorInvokeDoneFn
         ActorInvokeRequest ir = { .caller_app = req->caller_app, .type = req->type, .id = req->id,
                                   .headers = req->headers, .body = req->body, .body_len = req->body_len };
         return forward_start(rt, &ir, req->verb, req->target, done, userdata, ret);
+}
+
+/* The owner's answer to a reminder set or deleted for a front-end (actor_reminder_forward()): 2xx is
+ * done, anything else an error with the owner's message (Dapr's error body) when it has one. */
+static void reminder_forwarded(const ActorAnswer *a, int error, const char *message, void *userdata) {
+        Forward *f = userdata;
+        if (error < 0)
+                return f->plain_done(error, message, f->plain_userdata);
+        if (a->status >= 200 && a->status < 300)
+                return f->plain_done(0, NULL, f->plain_userdata);
+        _cleanup_(json_decrefp) json_t *j = json_loadb(a->body, a->body_len, 0, NULL);
+        const char *m = json_string_value(json_object_get(j, "message"));
+        _cleanup_free_ char *why = NULL;
+        if (!m && asprintf(&why, "the owning host answered %u", a->status) >= 0)
+                m = why;
+        f->plain_done(-EREMOTEIO, m ?: "the owning host refused", f->plain_userdata);
+}
+
+int actor_reminder_forward(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,
+                           const ActorReminderSpec *spec, ActorDoneFn done, void *userdata, ActorCall **ret) {
+        ActorRuntime *rt = runtime(r);
+        if (!rt || !placement_is_cluster(rt->placement))
+                return -EINVAL;
+        /* Dapr's HTTP API form, which the peer listener serves: the path, and the body of a set */
+        _cleanup_free_ char *path = actor_path(type, id, NULL, NULL, NULL), *target = NULL, *body = NULL;
+        if (!path || !(target = malloc(5 + strlen(path) + 11 + 3 * strlen(name) + 1)))
+                return -ENOMEM;
+        *put_segment(stpcpy(stpcpy(stpcpy(target, "/v1.0"), path), "/reminders/"), name) = 0;
+        if (spec) {
+                _cleanup_(json_decrefp) json_t *j = json_object();
+                /* empty is absent, as for a D-Bus caller */
+                if (!j || (spec->due && *spec->due && json_object_set_new(j, "dueTime", json_string(spec->due)) < 0) ||
+                    (spec->period && *spec->period &&
+                     json_object_set_new(j, "period", json_string(spec->period)) < 0) ||
+                    (spec->ttl && *spec->ttl && json_object_set_new(j, "ttl", json_string(spec->ttl)) < 0) ||
+                    (spec->data && json_object_set(j, "data", spec->data) < 0) ||
+                    !(body = json_dumps(j, JSON_COMPACT)))
+                        return -ENOMEM;
+        }
+        char *headers[] = { (char *) "Content-Type", (char *) "application/json", NULL };
+        ActorInvokeRequest ir = { .caller_app = caller_app, .type = type, .id = id, .headers = spec ? headers : NULL,
+                                  .body = body ?: "", .body_len = body ? strlen(body) : 0 };
+        ActorCall *call = NULL;
+        int k = forward_start(rt, &ir, spec ? "POST" : "DELETE", target, reminder_forwarded, NULL, &call);
+        if (k < 0)
+                return k;
+        Forward *f = (Forward *) call;
+        f->userdata = f;
+        f->owned_body = TAKE_PTR(body);
+        f->body = f->owned_body ?: "";
+        f->plain_done = done;
+        f->plain_userdata = userdata;
+        if (ret)
+                *ret = call;
+        return 0;
 }
 
 /* In a cluster, reminders are changed only where their actor lives (see cluster_part_text()). */

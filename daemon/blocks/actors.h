@@ -140,6 +140,15 @@ int actor_reminder_set(Registry *r, const char *caller_app, const char *type, co
                        const ActorReminderSpec *spec, ActorDoneFn done, void *userdata, const char **reterr);
 int actor_reminder_delete(Registry *r, const char *caller_app, const char *type, const char *id,
                           const char *name, ActorDoneFn done, void *userdata);
+/*
+ * After -EREMOTE from actor_reminder_set() (spec) or actor_reminder_delete() (spec NULL), for a
+ * front-end that cannot send its own request on as it came (gRPC, D-Bus; HTTP uses actor_forward()):
+ * the block sends the owning host what Dapr's HTTP API would get (the peer listener serves it) and
+ * done gets the outcome: 0, or an error with the owner's message. -EINVAL on one host; -ENOMEM.
+ * Cancel with actor_call_cancel() (done is then not called).
+ */
+int actor_reminder_forward(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,
+                           const ActorReminderSpec *spec, ActorDoneFn done, void *userdata, ActorCall **ret);
 /* {"data","dueTime","period"} (new reference), or *ret NULL when there is no such reminder. Synchronous;
  * -EAGAIN while the type's reminders are still being loaded. */
 int actor_reminder_get(Registry *r, const char *caller_app, const char *type, const char *id, const char *name,

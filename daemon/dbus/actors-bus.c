@@ -254,6 +254,8 @@ static int do_register_reminder(sd_bus_message *call, Manager *m) {
                 return sd_bus_reply_method_errorf(call, BUS_ERROR_INVALID_ARGUMENT, "data is not JSON");
         r = actor_reminder_set(m->registry, app, type, id, name, &spec, on_reminder_done, sd_bus_message_ref(call),
                                &err);
+        if (r == -EREMOTE) /* another host of the cluster owns the actor: the block sends it there */
+                r = actor_reminder_forward(m->registry, app, type, id, name, &spec, on_reminder_done, call, NULL);
         if (r < 0) {
                 sd_bus_message_unref(call);
                 return reply_error(call, r, r == -EPERM ? "The app does not host that actor type" : err);
@@ -275,6 +277,8 @@ static int do_unregister_reminder(sd_bus_message *call, Manager *m) {
         if (r < 0)
                 return r;
         r = actor_reminder_delete(m->registry, app, type, id, name, on_reminder_done, sd_bus_message_ref(call));
+        if (r == -EREMOTE)
+                r = actor_reminder_forward(m->registry, app, type, id, name, NULL, on_reminder_done, call, NULL);
         if (r < 0) {
                 sd_bus_message_unref(call);
                 return reply_error(call, r, r == -EPERM ? "The app does not host that actor type" : NULL);

@@ -229,10 +229,25 @@ static int non_hosted(GrpcCall *c, const char *type) {
                               type);
 }
 
+static void on_reminder_forward_cancel(GrpcCall *c, void *userdata) {
+        actor_call_cancel(userdata);
+        (void) grpc_call_fail(c, GRPC_STATUS_CANCELLED, "the call ended before the owning host answered");
+}
+
 /* How a reminder registration or deletion started: answered later (on_reminder_done/deleted), or
- * failed now. */
-static int reminder_started(GrpcCall *c, int k, const char *type, DaprError op, const char *prefix,
-                            const char *err) {
+ * failed now. -EREMOTE: another host of the cluster owns the actor; the block sends it there (spec:
+ * a registration, else a deletion). */
+static int reminder_started(GrpcCall *c, int k, const char *type, const char *id, const char *name,
+                            const ActorReminderSpec *spec, DaprError op, const char *prefix, const char *err) {
+        if (k == -EREMOTE) {
+                ActorCall *call = NULL;
+                k = actor_reminder_forward(grpc_call_registry(c), grpc_call_app_id(c), type, id, name, spec,
+                                           spec ? on_reminder_done : on_reminder_deleted, c, &call);
+                if (k >= 0) {
+                        grpc_call_on_cancel(c, on_reminder_forward_cancel, call);
+                        return 0;
+                }
+        }
         if (k == -ENOMEM)
                 return k;
         if (k == -EPERM)
@@ -268,16 +283,16 @@ int grpc_dapr_register_actor_reminder(GrpcCall *c, const ProtobufCMessage *m) {
                                    .ttl = nonempty(req->ttl), .data = data };
         k = actor_reminder_set(grpc_call_registry(c), grpc_call_app_id(c), req->actor_type, req->actor_id, req->name,
                                &spec, on_reminder_done, c, &err);
-        return reminder_started(c, k, req->actor_type, DAPR_ERR_ACTOR_REMINDER_CREATE, "error creating the reminder: ",
-                                err);
+        return reminder_started(c, k, req->actor_type, req->actor_id, req->name, &spec, DAPR_ERR_ACTOR_REMINDER_CREATE,
+                                "error creating the reminder: ", err);
 }
 
 int grpc_dapr_unregister_actor_reminder(GrpcCall *c, const ProtobufCMessage *m) {
         const PB(UnregisterActorReminderRequest) *req = (const PB(UnregisterActorReminderRequest) *) m;
         int k = actor_reminder_delete(grpc_call_registry(c), grpc_call_app_id(c), req->actor_type, req->actor_id,
                                       req->name, on_reminder_deleted, c);
-        return reminder_started(c, k, req->actor_type, DAPR_ERR_ACTOR_REMINDER_DELETE, "error deleting the reminder: ",
-                                NULL);
+        return reminder_started(c, k, req->actor_type, req->actor_id, req->name, NULL, DAPR_ERR_ACTOR_REMINDER_DELETE,
+                                "error deleting the reminder: ", NULL);
 }
 
 int grpc_dapr_register_actor_timer(GrpcCall *c, const ProtobufCMessage *m) {

@@ -31,6 +31,7 @@ import netns  # noqa: E402
 
 netns.enter_own_netns()  # re-runs this file in a namespace of its own; returns there
 
+import grpc_support as g  # noqa: E402  (may re-execute under Debian's python, in this namespace)
 from actorapp import ActorApp, read_log  # noqa: E402
 from echoapp import EchoApp, Reply  # noqa: E402
 from harness import MOORINGCTL, TIMEOUT, Daemon, main, request, wait_for  # noqa: E402
@@ -406,6 +407,17 @@ class MultiHostTest(unittest.TestCase):
         victim = 3
         moved = [aid for aid, v in hosts_of.items() if v == {victim}]
         self.assertTrue(moved)
+        # over gRPC (and so D-Bus: the same block call), a reminder of an actor another host owns is
+        # set and deleted there, as over HTTP
+        with g.channel(os.path.join(c.daemons[1].runtime, "apps", "cart", "grpc.sock")) as ch:
+            g.call(ch, "RegisterActorReminder", g.dapr.RegisterActorReminderRequest(
+                actor_type="Cart", actor_id=moved[0], name="viagrpc", due_time="1h", period="30m", data=b'"x"'))
+            r = request(c.daemons[victim].app_socket("cart"), "GET", f"/v1.0/actors/Cart/{moved[0]}/reminders/viagrpc")
+            self.assertEqual((r.status, r.json()["dueTime"], r.json()["period"]), (200, "1h", "30m"), r)
+            g.call(ch, "UnregisterActorReminder", g.dapr.UnregisterActorReminderRequest(
+                actor_type="Cart", actor_id=moved[0], name="viagrpc"))
+            r = request(c.daemons[victim].app_socket("cart"), "GET", f"/v1.0/actors/Cart/{moved[0]}/reminders/viagrpc")
+            self.assertEqual((r.status, r.body), (200, b"null"), r)
         # one-shot reminders of the victim's actors, due before, during and after its death,
         # registered from host 1 (sent on to the owner); each must fire at least once somewhere
         dues = {}
