@@ -51,6 +51,10 @@ int ctl_cluster(const CtlOptions *o) {
                err ? "not connected: " : "connected", err ? err : "", err ? ", last view kept" : "",
                json_number_value(json_object_get(j, "leaseSec")),
                (int64_t) json_integer_value(json_object_get(j, "generation")));
+        const char *conflict = json_string_value(json_object_get(j, "idConflict"));
+        if (conflict)
+                printf("Another daemon announces this host's id from %s: two hosts share HostId=; this one owns "
+                       "no actors meanwhile.\n", conflict);
         printf("\n%-2s%-24s %-24s %-8s %-30s %s\n", "", "HOST", "ADDRESS", "LEASE", "APPS", "ACTOR TYPES");
         json_array_foreach(json_object_get(j, "hosts"), i, h) {
                 json_t *lease = json_object_get(h, "leaseLeftSec");

@@ -40,6 +40,8 @@ struct Membership {
         const char *engine_name;
         MemberRecord self;
         uint64_t self_lease_end;   /* 0: never renewed */
+        char *conflict_address;    /* another daemon announces this host's id from there (NULL: none) */
+        uint64_t conflict_until;   /* CLOCK_MONOTONIC: a lease after it was last seen */
         Host **hosts;              /* remote hosts, sorted by id */
         size_t n_hosts;
         ClusterHost *view;         /* self + hosts, sorted by id */
@@ -344,6 +346,37 @@ static int on_notify(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+/* The self entry of the published view, patched in place (not a change of the view). */
+static void set_self_lease_end(Membership *m, uint64_t end) {
+        m->self_lease_end = end;
+        for (size_t i = 0; i < m->n_view; i++)
+                if (m->view[i].self)
+                        m->view[i].lease_end_usec = end;
+}
+
+static void self_conflict(Membership *m, const char *address) {
+        bool new = !m->conflict_address || !streq(m->conflict_address, address);
+        m->conflict_until = now_usec(m) + m->lease_usec;
+        if (new) {
+                char *a = strdup(address);
+                if (!a)
+                        return (void) log_oom();
+                free(m->conflict_address);
+                m->conflict_address = a;
+                log_error("Another daemon announces this host's id '%s' from %s (this one is %s): two hosts were "
+                          "given the same HostId=. This host gives up its actors until it stops.",
+                          m->self.id, address, m->self.address);
+        }
+        /* placement (core/placement.c) counts a host as a member only while its lease runs */
+        set_self_lease_end(m, 0);
+        if (view_changed(m) < 0)
+                log_oom();
+}
+
+const char *membership_self_conflict(const Membership *m) {
+        return m->conflict_address;
+}
+
 void membership_backend_seen(MembershipBackend *b, const MemberRecord *rec, uint64_t lease_left_usec) {
         Membership *m = b->membership;
         uint64_t end = now_usec(m) + lease_left_usec;
@@ -351,7 +384,15 @@ void membership_backend_seen(MembershipBackend *b, const MemberRecord *rec, uint
         size_t i;
         Host *h;
 
-        if (!rec || !rec->id || streq(rec->id, m->self.id) || lease_left_usec == 0)
+        if (rec && rec->id && streq(rec->id, m->self.id)) {
+                /* This host's own record, as read back: from another address, a second daemon was
+                 * given the same HostId= and each overwrites the other's record. Both would think
+                 * they own the same actors: neither counts as a member while it lasts. */
+                if (rec->address && !streq(rec->address, m->self.address))
+                        self_conflict(m, rec->address);
+                return;
+        }
+        if (!rec || !rec->id || lease_left_usec == 0)
                 return;
         i = host_index(m, rec->id, &found);
         if (found) {
@@ -443,11 +484,15 @@ void membership_backend_sync_end(MembershipBackend *b) {
 
 void membership_backend_renewed(MembershipBackend *b, uint64_t lease_usec) {
         Membership *m = b->membership;
-        m->self_lease_end = now_usec(m) + lease_usec;
-        /* not a change of the view: the published self entry is patched in place */
-        for (size_t i = 0; i < m->n_view; i++)
-                if (m->view[i].self)
-                        m->view[i].lease_end_usec = m->self_lease_end;
+        uint64_t now = now_usec(m);
+        if (m->conflict_address) {
+                if (now < m->conflict_until)
+                        return; /* not a member while another daemon has this id */
+                log_notice("No other daemon announces this host's id '%s' any more.", m->self.id);
+                free(m->conflict_address);
+                m->conflict_address = NULL;
+        }
+        set_self_lease_end(m, now + lease_usec);
 }
 
 void membership_backend_state(MembershipBackend *b, const char *error) {
@@ -610,6 +655,7 @@ Membership *membership_free(Membership *m) {
         free(m->view);
         free(m->callbacks);
         member_record_done(&m->self);
+        free(m->conflict_address);
         free(m->backend_error);
         sd_event_unref(m->event);
         free(m);

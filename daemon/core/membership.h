@@ -96,6 +96,12 @@ const char *membership_engine(const Membership *m);
 const char *membership_engine_error(const Membership *m);
 /* LeaseSec= in force. */
 uint64_t membership_lease_usec(const Membership *m);
+/*
+ * The address from which another daemon announces this host's id (two hosts given the same
+ * HostId=), or NULL. While that lasts (and for a lease after it was last seen) this host's own
+ * lease is not renewed in the view, so placement counts it as no member: it owns no actor. Logged.
+ */
+const char *membership_self_conflict(const Membership *m);
 /* This host's record as JSON (GET /mooring/peer/v1/self, the Redis value, ...): malloc'd, NULL on OOM. */
 char *membership_self_json(const Membership *m);
 

@@ -52,11 +52,11 @@ int http_get_cluster(HttpRequest *r, const RouteMatch *match) {
         for (size_t i = 0; i < n; i++)
                 if (hosts[i].self)
                         self = &hosts[i];
-        o = json_pack("{s:b, s:s?, s:s, s:s?, s:b, s:f, s:I, s:o}", "enabled", 1, "self", self ? self->id : NULL,
-                      "engine", membership_engine(m), "engineError", membership_engine_error(m), "connected",
-                      membership_engine_error(m) == NULL, "leaseSec",
-                      (double) membership_lease_usec(m) / 1e6, "generation",
-                      (json_int_t) membership_generation(m), "hosts", list ?: json_array());
+        o = json_pack("{s:b, s:s?, s:s, s:s?, s:b, s:f, s:I, s:s?, s:o}", "enabled", 1, "self",
+                      self ? self->id : NULL, "engine", membership_engine(m), "engineError",
+                      membership_engine_error(m), "connected", membership_engine_error(m) == NULL, "leaseSec",
+                      (double) membership_lease_usec(m) / 1e6, "generation", (json_int_t) membership_generation(m),
+                      "idConflict", membership_self_conflict(m), "hosts", list ?: json_array());
         return http_reply_json(r, 200, o);
 }
 

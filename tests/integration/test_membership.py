@@ -211,7 +211,29 @@ class MembershipTests:
         self.assertIn("MembershipConnection", d.log())
 
 
-class PostgresMembershipTest(MembershipTests, DaemonTestCase):
+class LeasingTests:
+    """For the engines with leases (PostgreSQL, Redis): what one shared record per host id allows."""
+
+    def test_same_host_id_twice(self):
+        # two daemons given the same HostId= overwrite each other's record: each sees its id announced
+        # from the other's address, says so, and owns no actors (its lease is not counted) meanwhile
+        a, b = self.host("h1"), self.host("h1")
+        for d, other in ((a, b), (b, a)):
+            wait_for(lambda d=d: self.view(d).get("idConflict"), timeout=LEASE * 4,
+                     what="the daemon to see its id announced from elsewhere")
+            self.assertIn("Another daemon announces this host's id 'h1'", d.log())
+        out = subprocess.run([MOORINGCTL, "--socket", a.api, "cluster"], capture_output=True, text=True, timeout=30)
+        self.assertIn("two hosts share HostId=", out.stdout)
+        self.assertIsNone(self.hosts(a)["h1"]["leaseLeftSec"])
+        # the other one stops: after a lease without it, the first one counts again
+        b.stop()
+        wait_for(lambda: self.view(a).get("idConflict") is None, timeout=LEASE * 4,
+                 what="the conflict to end a lease after the other daemon left")
+        wait_for(lambda: self.hosts(a)["h1"]["leaseLeftSec"] is not None, timeout=LEASE * 2,
+                 what="the lease to be counted again")
+
+
+class PostgresMembershipTest(MembershipTests, LeasingTests, DaemonTestCase):
     bad_connection = "host=/tmp port=notaport dbname"
 
     def make_cluster(self):
@@ -238,7 +260,7 @@ class PostgresMembershipTest(MembershipTests, DaemonTestCase):
         self.assertEqual(self.cluster.server.psql("SELECT count(*) FROM mooring_hosts").strip(), "0")
 
 
-class RedisMembershipTest(MembershipTests, DaemonTestCase):
+class RedisMembershipTest(MembershipTests, LeasingTests, DaemonTestCase):
     bad_connection = "redis://127.0.0.1:1/db0"
 
     def make_cluster(self):

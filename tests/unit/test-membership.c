@@ -7,6 +7,7 @@
  * feeds records as an engine would; the loop is a real sd-event loop.
  */
 #include <systemd/sd-event.h>
+#include <unistd.h>
 
 #include "core/membership.h"
 #include "drivers/membership/driver.h"
@@ -124,11 +125,13 @@ TEST(hosts_sorted_and_normalized) {
         ASSERT_TRUE(membership_generation(m) > g0);
         ASSERT_STREQ(membership_find(m, "h3")->address, "[::1]:7003");
 
-        /* our own record coming back from the engine changes nothing */
+        /* our own record coming back from the engine changes nothing (from another address it is
+         * another daemon with our id: same_host_id_elsewhere) */
         uint64_t g1 = membership_generation(m);
-        feed(m, "{\"id\":\"h2\",\"address\":\"10.0.0.9:1\",\"apps\":[\"x\"]}", 5000000);
+        feed(m, "{\"id\":\"h2\",\"address\":\"127.0.0.1:7000\",\"apps\":[\"x\"]}", 5000000);
         ASSERT_EQ(membership_generation(m), g1);
-        ASSERT_STREQ(membership_find(m, "h2")->address, "127.0.0.1:7000");
+        ASSERT_NULL(membership_find(m, "h2")->apps[0]);
+        ASSERT_NULL(membership_self_conflict(m));
         membership_free(m);
         sd_event_unref(e);
 }
@@ -258,6 +261,44 @@ TEST(lease_runs_out) {
         ASSERT_EQ(c.calls, 2u);
         membership_backend_state(membership_get_backend(m), NULL);
         ASSERT_NULL(membership_engine_error(m));
+        membership_free(m);
+        sd_event_unref(e);
+}
+
+/* Two daemons given the same HostId=: each reads its id back from the other's address; while that
+ * lasts (and a lease after) its own lease is not renewed in the view, so it owns no actors. */
+TEST(same_host_id_elsewhere) {
+        sd_event *e = NULL;
+        Counter c = {};
+        size_t n;
+        ASSERT_OK(sd_event_new(&e));
+        MembershipOptions o = { .host_id = "h1", .address = "127.0.0.1:7000", .lease_usec = 300000 };
+        Membership *m = NULL;
+        ASSERT_OK(membership_new_with_driver(e, &test_driver, &o, &m));
+        ASSERT_OK(membership_add_callback(m, on_changed, &c));
+        MembershipBackend *b = membership_get_backend(m);
+        membership_backend_renewed(b, 300000);
+        ASSERT_TRUE(membership_hosts(m, &n)[0].lease_end_usec > 0);
+        /* our own record as we wrote it: nothing */
+        feed(m, "{\"id\":\"h1\",\"address\":\"127.0.0.1:7000\"}", 300000);
+        ASSERT_NULL(membership_self_conflict(m));
+        /* from elsewhere: a conflict, the view changes, the lease is gone and stays gone */
+        feed(m, "{\"id\":\"h1\",\"address\":\"10.0.0.9:7000\"}", 300000);
+        ASSERT_STREQ(membership_self_conflict(m), "10.0.0.9:7000");
+        run_pending(e);
+        ASSERT_EQ(c.calls, 1u);
+        const ClusterHost *h = membership_hosts(m, &n);
+        ASSERT_EQ(n, 1u);
+        ASSERT_TRUE(h[0].self);
+        ASSERT_EQ(h[0].lease_end_usec, 0u);
+        membership_backend_renewed(b, 300000);
+        ASSERT_EQ(membership_hosts(m, &n)[0].lease_end_usec, 0u);
+        /* a lease without seeing it again: the next renewal counts */
+        usleep(350000);
+        run_pending(e); /* the loop's clock moves on */
+        membership_backend_renewed(b, 300000);
+        ASSERT_NULL(membership_self_conflict(m));
+        ASSERT_TRUE(membership_hosts(m, &n)[0].lease_end_usec > 0);
         membership_free(m);
         sd_event_unref(e);
 }

@@ -306,9 +306,10 @@ static void read_input(PgMembership *p) {
                 sym_PQclear(res);
         }
         while (p->conn && (n = sym_PQnotifies(p->conn))) {
-                /* another host changed: read; our own notices need nothing */
-                if (!streq(n->extra, membership_backend_self(&p->base)->id))
-                        p->need_read = true;
+                /* another host changed: read. A notice with our own id is read on too: it is ours (a
+                 * renewal that changed the row) or another daemon's with the same HostId=, which the
+                 * read then shows (membership_backend_seen() tells the two apart by address). */
+                p->need_read = true;
                 sym_PQfreemem(n);
         }
         if (p->conn && sym_PQstatus(p->conn) == CONNECTION_BAD) {

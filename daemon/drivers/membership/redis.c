@@ -199,16 +199,15 @@ static void on_conn_ready(RedisConn *conn, bool ready, void *userdata) {
 /* ["message", channel, id] */
 static void on_notice(const redisReply *reply, void *userdata) {
         RedisMembership *p = userdata;
-        const redisReply *what, *id;
+        const redisReply *what;
 
         if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
                 return;
         what = reply->element[0];
-        id = reply->element[2];
         if (what->type != REDIS_REPLY_STRING || !streq(what->str, "message"))
                 return;
-        if (id->type == REDIS_REPLY_STRING && streq(id->str, membership_backend_self(&p->base)->id))
-                return;
+        /* whichever host it names, our own id too: another daemon given the same HostId= then shows
+         * in the read (see postgresql.c) */
         send_read(p);
 }
 
