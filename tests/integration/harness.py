@@ -124,9 +124,10 @@ class Notify:
             self.messages.append(line)
         return True
 
-    def wait(self, line, timeout=TIMEOUT, after=0):
+    def wait(self, line, timeout=TIMEOUT, after=0, alive=None):
         """Waits for a message equal to line (or starting with it if it ends with '=')
-        among messages[after:]. Returns its index."""
+        among messages[after:]. Returns its index. alive: a function that says whether the
+        sender still runs (a sender that exited fails the wait at once)."""
         end = time.monotonic() + timeout
         while True:
             for i in range(after, len(self.messages)):
@@ -134,6 +135,8 @@ class Notify:
                 if m == line or (line.endswith("=") and m.startswith(line)):
                     return i
             left = end - time.monotonic()
+            if alive and not alive() and not self._drain(0):
+                raise AssertionError(f"the daemon exited without '{line}'; got {self.messages}")
             if left <= 0:
                 raise AssertionError(f"no '{line}' from the daemon within {timeout}s; got {self.messages}")
             self._drain(min(left, 0.5))
@@ -254,9 +257,9 @@ class Daemon:
         env["NOTIFY_SOCKET"] = self.notify.path
         if self.dbus:
             env["DBUS_SESSION_BUS_ADDRESS"] = self.dbus.address
-        self.stderr = open(self.stderr_path, "a")
         seen = len(self.notify.messages)  # a restart must wait for its own READY=1
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=self.stderr, stderr=self.stderr)
+        with open(self.stderr_path, "a") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log)
         if self.use_socket_activation:
             # The daemon starts on the first connection, as with a systemd .socket unit.
             wait_for(lambda: os.path.exists(self.api) or self.proc.poll() is not None, what="listening socket")
@@ -273,7 +276,11 @@ class Daemon:
                     s.close()
             wait_for(poke, what="the activation socket to accept")
         if wait_ready:
-            self.notify.wait("READY=1", after=seen)
+            try:
+                self.notify.wait("READY=1", after=seen, alive=lambda: self.proc.poll() is None)
+            except AssertionError as e:
+                state = "still running" if self.proc.poll() is None else f"exited with {self.proc.returncode}"
+                raise AssertionError(f"{e}\nmooringd {state}; the end of its log:\n{self.log()[-6000:]}") from None
         return self
 
     def assert_running(self):
@@ -313,8 +320,6 @@ class Daemon:
             if self.dbus:
                 self.dbus.stop()
             self.notify.close()
-            if getattr(self, "stderr", None):
-                self.stderr.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- helpers --
