@@ -42,6 +42,7 @@
 #include "actors.h"
 #include "invoke.h"
 #include "state.h"
+#include "../util/fnv.h"
 
 #define ACTOR_ANSWER_MAX (16U << 20)
 #define CONFIG_ANSWER_MAX (1U << 20)
@@ -79,10 +80,7 @@ typedef struct HTable {
 } HTable;
 
 static uint64_t hash_str(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-        return h;
+        return fnv64_str(s);
 }
 
 static HNode *ht_find(const HTable *t, const char *key) {
@@ -2487,9 +2485,7 @@ static uint64_t hosts_signature(Membership *m, const char *type) {
         for (size_t i = 0; i < n; i++) {
                 if (hosts[i].self || !strv_contains(hosts[i].actor_types, type))
                         continue;
-                h = (h ^ 0x9e3779b97f4a7c15ULL) * 0x100000001b3ULL;
-                for (const char *c = hosts[i].id; *c; c++)
-                        h = (h ^ (unsigned char) *c) * 0x100000001b3ULL;
+                h = fnv64_add_str((h ^ 0x9e3779b97f4a7c15ULL) * FNV64_PRIME, hosts[i].id);
         }
         return h;
 }

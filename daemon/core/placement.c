@@ -11,6 +11,7 @@
 #include "../util/strv.h"
 #include "membership.h"
 #include "placement.h"
+#include "../util/fnv.h"
 
 struct Placement {
         char **types;           /* served here */
@@ -133,13 +134,10 @@ Placement *placement_free(Placement *p) {
  * finalizer that spreads every input bit over the result: rendezvous hashing compares whole
  * scores, and plain FNV's high bits depend too little on the last bytes. */
 static uint64_t score(const char *host, const char *type, const char *id) {
-        uint64_t h = 0xcbf29ce484222325ULL;
+        uint64_t h = FNV64_OFFSET;
         const char *parts[3] = { host, type, id };
-        for (size_t i = 0; i < 3; i++) {
-                for (const unsigned char *c = (const unsigned char *) parts[i]; *c; c++)
-                        h = (h ^ *c) * 0x100000001b3ULL;
-                h = (h ^ 0xff) * 0x100000001b3ULL;
-        }
+        for (size_t i = 0; i < 3; i++)
+                h = (fnv64_add_str(h, parts[i]) ^ 0xff) * FNV64_PRIME;
         h ^= h >> 33;
         h *= 0xff51afd7ed558ccdULL;
         h ^= h >> 33;

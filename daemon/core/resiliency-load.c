@@ -19,15 +19,9 @@
 #include "../util/strv.h"
 #include "registry.h"
 #include "resiliency.h"
+#include "../util/fnv.h"
 
 #define RESILIENCY_FILE_MAX (1024 * 1024)
-
-/* FNV-1a, 64 bit: enough to tell "the same files as last time" */
-static uint64_t digest_add(uint64_t h, const void *p, size_t n) {
-        for (const unsigned char *c = p; n > 0; c++, n--)
-                h = (h ^ *c) * 1099511628211ULL;
-        return h;
-}
 
 typedef struct {
         Resiliency *set;
@@ -56,7 +50,7 @@ int registry_reload_resiliency(Registry *r) {
 
         if (!l.set)
                 return -ENOMEM;
-        l.set->digest = 14695981039346656037ULL;
+        l.set->digest = FNV64_OFFSET; /* enough to tell "the same files as last time" */
         for (size_t i = 0; i < ELEMENTSOF(dirs) && !l.oom; i++) {
                 _cleanup_strv_free_ char **files = NULL;
                 _cleanup_free_ char *dir = NULL;
@@ -74,8 +68,8 @@ int registry_reload_resiliency(Registry *r) {
                                 continue;
                         if (!strstr(text, "Resiliency"))
                                 continue; /* no need to load a component file's node tree twice */
-                        l.set->digest = digest_add(l.set->digest, *f, strlen(*f) + 1);
-                        l.set->digest = digest_add(l.set->digest, text, len);
+                        l.set->digest = fnv64_add(l.set->digest, *f, strlen(*f) + 1);
+                        l.set->digest = fnv64_add(l.set->digest, text, len);
                         if (resiliency_parse(*f, text, len, on_found, on_error, &l) == -ENOMEM)
                                 l.oom = true;
                 }

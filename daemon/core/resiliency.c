@@ -22,6 +22,7 @@
 #include "../util/strv.h"
 #include "resiliency.h"
 #include "yaml-walk.h"
+#include "../util/fnv.h"
 
 /* gobreaker's defaults, which daprd keeps */
 #define BREAKER_DEFAULT_TIMEOUT_USEC (60ULL * 1000000)
@@ -890,10 +891,7 @@ uint64_t resiliency_actor_timeout(Resiliency *r, const char *app, const char *ac
 /* ---- actor breakers: one cache per caller and actor type ---- */
 
 static uint64_t hash_key(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-        return h;
+        return fnv64_str(s);
 }
 
 static void breaker_free(ResiliencyBreaker *b) {

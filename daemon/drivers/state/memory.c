@@ -14,6 +14,7 @@
 #include "../../core/component.h"
 #include "../../util/cleanup.h"
 #include "driver.h"
+#include "../../util/fnv.h"
 
 #define PURGE_INTERVAL_USEC (5ULL * 1000000)
 
@@ -53,10 +54,7 @@ static uint64_t now_realtime(void) {
 }
 
 static size_t hash(const char *s) {
-        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-        for (; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-        return (size_t) h;
+        return (size_t) fnv64_str(s);
 }
 
 static void item_free(MemItem *i) {
