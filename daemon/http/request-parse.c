@@ -135,6 +135,7 @@ static int on_headers_complete(http_parser *hp) {
         bool te_only_chunked = true;
 
         p->head_done = true;
+        p->traceparent_field = -1; /* before any early return: never the last request's */
         if (hp->http_major != 1 || hp->http_minor > 1)
                 return fail(p, 505, CODE_MALFORMED, "HTTP version not supported, use HTTP/1.1");
         if (hp->method == HTTP_CONNECT)
@@ -143,7 +144,6 @@ static int on_headers_complete(http_parser *hp) {
                 return fail(p, 400, CODE_MALFORMED, "empty request target");
         if (head_has_bare_cr(p))
                 return fail(p, 400, CODE_MALFORMED, "bare CR in the request head");
-        p->traceparent_field = -1;
         for (unsigned i = 0; i < p->n_fields; i++) {
                 const char *name = p->buf + p->fields[i].name_off;
                 for (uint32_t k = 0; k < p->fields[i].name_len; k++)
@@ -251,7 +251,7 @@ static const http_parser_settings settings = {
 };
 
 void request_parser_init(RequestParser *p, const RequestLimits *limits) {
-        *p = (RequestParser){ .limits = *limits };
+        *p = (RequestParser){ .limits = *limits, .traceparent_field = -1 };
         http_parser_init(&p->parser, HTTP_REQUEST);
         p->parser.data = p;
 }
@@ -365,6 +365,7 @@ void request_parser_next(RequestParser *p) {
         p->start = p->parsed = 0;
         p->url_off = p->url_len = p->query_off = 0;
         p->n_fields = 0;
+        p->traceparent_field = -1;
         p->last_cb = CB_NONE;
         p->n_host = p->n_content_length = p->n_transfer_encoding = 0;
         p->expect_continue = p->head_done = p->complete = false;
@@ -411,8 +412,9 @@ const char *request_parser_header(const RequestParser *p, const char *name) {
 }
 
 const char *request_parser_traceparent(const RequestParser *p) {
-        return p->head_done && p->traceparent_field >= 0 ? request_parser_field_value(p, (unsigned) p->traceparent_field)
-                                                         : NULL;
+        return p->head_done && p->traceparent_field >= 0 && (unsigned) p->traceparent_field < p->n_fields
+                       ? request_parser_field_value(p, (unsigned) p->traceparent_field)
+                       : NULL;
 }
 
 const void *request_parser_body(const RequestParser *p, size_t *ret_len) {

@@ -61,6 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                 check_in_buffer(&p, request_parser_field_value(&p, i));
                         }
                         (void) request_parser_header(&p, "host");
+                        /* the field found while parsing is the one a search finds */
+                        if (request_parser_traceparent(&p) != request_parser_header(&p, "traceparent"))
+                                abort();
                         (void) request_parser_keep_alive(&p);
                         request_parser_next(&p);
                 }
