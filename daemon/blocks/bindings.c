@@ -433,6 +433,103 @@ static bool delivery_retry(Delivery *dl, bool ok) {
         return true;
 }
 
+/*
+ * A gRPC app's OnBindingEvent answer may name output bindings to send data to (transport/grpc-app.c
+ * gives it as {"to", "data", "concurrency"}), and daprd does so once the event is taken: operation
+ * "create", the data as JSON, one binding after the other until one fails ("sequential", the default)
+ * or all at once ("parallel"). Failures are logged and change nothing for the event, as in daprd. An
+ * HTTP app's answer body daprd does not read for this, and neither does mooringd.
+ */
+typedef struct SendOn SendOn;
+typedef struct SendOnCall {
+        SendOn *s;
+        const char *to;           /* s->to[i] */
+} SendOnCall;
+
+struct SendOn {
+        Registry *registry;
+        char *app, *binding;      /* the app that answered; the input binding, for the logs */
+        char **to;
+        SendOnCall *calls;        /* one per entry of to */
+        size_t next, n, pending;
+        char *data;
+        bool parallel;
+};
+
+static void send_on_free(SendOn *s) {
+        free(s->app);
+        free(s->binding);
+        strv_free(s->to);
+        free(s->calls);
+        free(s->data);
+        free(s);
+}
+
+static void send_on_next(SendOn *s);
+
+static void on_sent_on(int error, const char *message, const BindingResponse *resp, void *userdata) {
+        SendOnCall *call = userdata;
+        SendOn *s = call->s;
+        s->pending--;
+        if (error < 0) {
+                log_struct(LOG_WARNING, 0, s->app, s->binding, "Sending what %s answered to an event of binding %s "
+                           "on to output binding %s failed: %s.", s->app, s->binding, call->to,
+                           message ?: strerror(-error));
+                if (!s->parallel)
+                        s->next = s->n; /* daprd stops at the first failure */
+        }
+        send_on_next(s);
+}
+
+static void send_on_next(SendOn *s) {
+        while (s->next < s->n) {
+                SendOnCall *call = &s->calls[s->next];
+                *call = (SendOnCall){ .s = s, .to = s->to[s->next] };
+                BindingInvokeRequest req = { .app = s->app, .name = call->to, .operation = "create",
+                                             .data = s->data, .len = strlen(s->data) };
+                s->next++;
+                s->pending++;
+                if (bindings_invoke(s->registry, &req, on_sent_on, call, NULL) < 0) {
+                        s->pending--;
+                        log_oom();
+                        s->next = s->n;
+                        break;
+                }
+                if (!s->parallel)
+                        return; /* the next one when this one is done */
+        }
+        if (s->pending == 0)
+                send_on_free(s);
+}
+
+static void send_on_start(Runner *rn, const TransportAnswer *ans) {
+        if (!rn->app->config->app_protocol_grpc || ans->body_len == 0)
+                return;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(ans->body, ans->body_len, 0, NULL);
+        json_t *to = json_object_get(j, "to");
+        if (!json_is_array(to) || json_array_size(to) == 0)
+                return;
+        SendOn *s = calloc(1, sizeof *s);
+        if (!s || !(s->to = calloc(json_array_size(to) + 1, sizeof *s->to)) ||
+            !(s->calls = calloc(json_array_size(to), sizeof *s->calls)) ||
+            !(s->data = json_dumps(json_object_get(j, "data") ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY)) ||
+            !(s->app = strdup(rn->app->config->id)) || !(s->binding = strdup(rn->binding->name))) {
+                if (s)
+                        send_on_free(s);
+                return (void) log_oom();
+        }
+        s->registry = rn->registry;
+        s->parallel = streq_ptr(json_string_value(json_object_get(j, "concurrency")), "parallel");
+        size_t i;
+        json_t *v;
+        json_array_foreach(to, i, v)
+                if (json_is_string(v) && !(s->to[s->n++] = strdup(json_string_value(v)))) {
+                        send_on_free(s);
+                        return (void) log_oom();
+                }
+        send_on_next(s);
+}
+
 static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const TransportError *e, void *userdata) {
         Delivery *dl = userdata;
         Runner *rn = dl->runner;
@@ -459,6 +556,7 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
                            ans->status, rn->route, rn->binding->name, again ? "; retrying." : ".");
                 return settle(dl, false);
         }
+        send_on_start(rn, ans);
         settle(dl, true);
 }
 

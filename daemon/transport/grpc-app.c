@@ -314,8 +314,32 @@ static void answer_binding_probe(GrpcAppCall *c, long code) {
         deliver(c);
 }
 
-/* An event was taken (200) or not (the HTTP status daprd maps the app's gRPC status to). The answer's
- * state items, output bindings and data are not acted upon: the HTTP path does not either. */
+/* The part of an OnBindingEvent answer daprd acts on, as JSON (see answer_binding_event()); NULL: out
+ * of memory. */
+static json_t *binding_response_json(const PB(BindingEventResponse) *resp) {
+        json_t *to = json_array();
+        for (size_t i = 0; to && i < resp->n_to; i++)
+                if (json_array_append_new(to, json_string(resp->to[i])) < 0) {
+                        json_decref(to);
+                        to = NULL;
+                }
+        if (!to)
+                return NULL;
+        /* daprd decodes the data as JSON and sends it on re-encoded; data that is no JSON goes as null */
+        json_t *data = resp->data.len > 0
+                               ? json_loadb((const char *) resp->data.data, resp->data.len, JSON_DECODE_ANY, NULL)
+                               : NULL;
+        bool parallel =
+                resp->concurrency == DAPR__PROTO__RUNTIME__V1__BINDING_EVENT_RESPONSE__BINDING_EVENT_CONCURRENCY__PARALLEL;
+        /* "o" steals both references, also when json_pack() fails */
+        return json_pack("{s:o, s:o, s:s}", "to", to, "data", data ?: json_null(), "concurrency",
+                         parallel ? "parallel" : "sequential");
+}
+
+/* An event was taken (200) or not (the HTTP status daprd maps the app's gRPC status to). What daprd
+ * acts on in the answer, the output bindings to send data to (to, data, concurrency), becomes a JSON
+ * body for the bindings block: {"to": [..], "data": <data if it is JSON, else null>, "concurrency":
+ * "parallel"|"sequential"}. Its state items daprd ignores (it copies only those three), as here. */
 static void answer_binding_event(GrpcAppCall *c, long code, const char *message) {
         if (code != 0) {
                 c->answer.status = http_from_grpc(code);
@@ -330,7 +354,12 @@ static void answer_binding_event(GrpcAppCall *c, long code, const char *message)
                         call_error(c, -EPROTO, true, "the app's BindingEventResponse does not decode");
                         return;
                 }
+                int r = resp->n_to > 0 ? set_json_body(c, binding_response_json(resp)) : 0;
                 dapr__proto__runtime__v1__binding_event_response__free_unpacked(resp, NULL);
+                if (r < 0) {
+                        call_error(c, r, true, "out of memory");
+                        return;
+                }
                 c->answer.status = 200;
         }
         deliver(c);

@@ -151,6 +151,7 @@ class BindingApp(g.CallbackApp):
         super().__init__(path)
         self.inputs = inputs
         self.binding_events = []
+        self.response = None  # what OnBindingEvent answers (None: an empty answer)
         pb = lambda t: dict(request_deserializer=t.FromString, response_serializer=lambda m: m.SerializeToString())
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             "dapr.proto.runtime.v1.AppCallback", {
@@ -163,7 +164,7 @@ class BindingApp(g.CallbackApp):
 
     def on_binding_event(self, req, ctx):
         self.binding_events.append(req)
-        return appcallback.BindingEventResponse()
+        return self.response or appcallback.BindingEventResponse()
 
 
 class GrpcInputBindingTest(GrpcTestCase):
@@ -184,6 +185,41 @@ class GrpcInputBindingTest(GrpcTestCase):
         self.assertEqual({e.name for e in app.binding_events}, {"tick"})
         # nothing went to OnInvoke (the HTTP shape of a delivery)
         self.assertEqual(app.invocations, [])
+
+
+    def test_answer_sends_data_on_to_output_bindings(self):
+        # daprd acts on an OnBindingEvent answer's to/data/concurrency: operation "create" to each
+        # binding named, the data re-encoded as JSON (null when it is not JSON), one after the other
+        # until one fails, or all at once; failures are logged and the event stays taken
+        tmp = tempfile.mkdtemp(prefix="mooring-grpcbind-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        app = BindingApp(os.path.join(tmp, "g.sock"), ["tick"]).start()
+        self.addCleanup(app.stop)
+        out1, out2 = os.path.join(tmp, "out1"), os.path.join(tmp, "out2")
+        app.response = appcallback.BindingEventResponse(to=["out1", "nope", "out2"], data=b'{ "n": 1 }')
+        d = self.daemon(apps={"g": f"[App]\nAppAddress=unix:{app.path}\nAppProtocol=grpc\n"},
+                        components={"tick.yaml": component("tick", "bindings.cron", [("schedule", "@every 1s")]),
+                                    "out1.yaml": component("out1", "bindings.localstorage", [("rootPath", out1)]),
+                                    "out2.yaml": component("out2", "bindings.localstorage", [("rootPath", out2)])})
+
+        def files(root):
+            out = []
+            for f in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+                with open(os.path.join(root, f), "rb") as fh:
+                    out.append(fh.read())
+            return out
+        wait_for(lambda: files(out1), timeout=30, what="the answer's data in out1")
+        self.assertEqual(files(out1)[0], b'{"n":1}')
+        wait_for(lambda: "on to output binding nope failed" in d.log(), what="the failure logged")
+        self.assertEqual(files(out2), [])  # sequential: it stopped at "nope"
+        # parallel: out2 gets it although "nope" fails; data that is no JSON goes as null
+        app.response = appcallback.BindingEventResponse(
+            to=["nope", "out2"], data=b"not json",
+            concurrency=appcallback.BindingEventResponse.BindingEventConcurrency.PARALLEL)
+        wait_for(lambda: files(out2), timeout=30, what="the answer's data in out2")
+        # "null", which bindings.localstorage's create takes for base64 text as daprd's does
+        self.assertEqual(files(out2)[0], base64.b64decode("null"))
+        self.assertTrue(len(app.binding_events) >= 2)
 
 
 class GrpcActorsTest(GrpcTestCase):
