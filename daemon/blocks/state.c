@@ -393,7 +393,7 @@ typedef struct BatchPart {
 
 static void batch_finish(Batch *b) {
         if (b->bulk_done) {
-                b->bulk_done(b->results, b->n, b->userdata);
+                b->bulk_done(b->results, b->n, NULL, b->userdata);
                 for (size_t i = 0; i < b->n; i++)
                         state_result_done(&b->results[i]);
                 free(b->results);
@@ -831,14 +831,9 @@ static int on_attempt_timeout(sd_event_source *src, uint64_t usec, void *userdat
                 return 0;
         (void) state_result_fail(&res, -ETIMEDOUT, "context deadline exceeded");
         c->cancelled = true; /* the caller has its answer */
-        if (c->kind == CALL_BULK_GET) {
-                /* every key gets the answer: results[i] belongs to keys[i] */
-                size_t n = strv_length(c->keys);
-                _cleanup_free_ StateResult *all = calloc(n ?: 1, sizeof(StateResult));
-                for (size_t i = 0; all && i < n; i++)
-                        all[i] = (StateResult){ .error = res.error, .message = res.message };
-                c->bulk_done(all ?: &res, all ? n : 1, c->userdata);
-        } else
+        if (c->kind == CALL_BULK_GET)
+                c->bulk_done(NULL, 0, &res, c->userdata); /* the get as a whole */
+        else
                 c->done(&res, c->userdata);
         state_result_done(&res);
         return 0;
@@ -929,16 +924,20 @@ static void on_call_done(const StateResult *r, void *userdata) {
         call_free(c);
 }
 
-static void on_call_bulk_done(const StateResult *results, size_t n, void *userdata) {
+/* The driver's gets, gathered by the batch (which never fails as a whole: failed is NULL). */
+static void on_call_bulk_done(const StateResult *results, size_t n, const StateResult *failed_unused,
+                              void *userdata) {
         StateCall *c = userdata;
         StateSched *q = c->sched;
         AppQueue *a = c->app;
 
+        const StateResult *whole = NULL;
         if (c->res) {
                 /* daprd runs a bulk get as ONE operation under the store's outbound policy
                  * (pkg/api/http onBulkGetState): one timeout for all keys, one breaker count, and a
                  * retry asks for every key again. Its SQL stores fail the whole query when the
-                 * server fails, so here an attempt failed when any key failed for the component. */
+                 * server fails, so here an attempt failed when any key failed for the component,
+                 * and when the policy gives up, the get failed as a whole. */
                 static const StateResult ok_result = {};
                 const StateResult *failed = &ok_result;
                 for (size_t i = 0; i < n && failed == &ok_result; i++)
@@ -946,6 +945,8 @@ static void on_call_bulk_done(const StateResult *results, size_t n, void *userda
                                 failed = &results[i];
                 if (resiliency_after_attempt(c, failed))
                         return; /* another attempt follows */
+                if (failed != &ok_result)
+                        whole = failed;
         }
         bool ok = true;
         for (size_t i = 0; i < n; i++)
@@ -962,7 +963,7 @@ static void on_call_bulk_done(const StateResult *results, size_t n, void *userda
         app_admit(q, a);
         app_queue_gc(q, a);
         if (!c->cancelled)
-                c->bulk_done(results, n, c->userdata);
+                c->bulk_done(whole ? NULL : results, whole ? 0 : n, whole, c->userdata);
         call_free(c);
 }
 
@@ -975,16 +976,9 @@ static void call_finish_queued(StateCall *c, int error, const char *msg) {
         else
                 (void) state_result_fail(&res, error, "%s: %s", msg, strerror(-error));
         if (!c->cancelled) {
-                if (c->kind == CALL_BULK_GET) {
-                        size_t n = strv_length(c->keys);
-                        StateResult *all = calloc(n ?: 1, sizeof(StateResult));
-                        for (size_t i = 0; all && i < n; i++)
-                                (void) state_result_fail(&all[i], error, "%s", res.message ?: msg);
-                        c->bulk_done(all ?: &res, all ? n : 1, c->userdata);
-                        for (size_t i = 0; all && i < n; i++)
-                                state_result_done(&all[i]);
-                        free(all);
-                } else
+                if (c->kind == CALL_BULK_GET)
+                        c->bulk_done(NULL, 0, &res, c->userdata); /* it never reached the store */
+                else
                         c->done(&res, c->userdata);
         }
         state_result_done(&res);

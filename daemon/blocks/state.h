@@ -80,8 +80,13 @@ int state_write_raw(StateStore *s, const char *queue_id, const StateOp *ops, siz
 int state_transact_raw(StateStore *s, const char *queue_id, const StateOp *ops, size_t n, StateDoneFn done,
                        void *userdata);
 
-/* Bulk get: results[i] belongs to keys[i]; both valid during the call only. */
-typedef void (*StateBulkDoneFn)(const StateResult *results, size_t n, void *userdata);
+/*
+ * Bulk get: results[i] belongs to keys[i]; both valid during the call only. failed non-NULL: the
+ * get failed as a whole (the store's Resiliency policy timed it out or gave up on it, its circuit
+ * breaker is open, or it never reached the store): results is NULL and n 0. daprd runs a bulk get
+ * as one operation and then answers 500 ERR_STATE_BULK_GET, not an error per key.
+ */
+typedef void (*StateBulkDoneFn)(const StateResult *results, size_t n, const StateResult *failed, void *userdata);
 int state_bulk_get(StateStore *s, const char *app_id, char *const *keys, size_t n, StateBulkDoneFn done,
                    void *userdata);
 

@@ -273,12 +273,16 @@ typedef struct BusBulk {
         char **keys;
 } BusBulk;
 
-static void on_bulk(const StateResult *results, size_t n, void *userdata) {
+static void on_bulk(const StateResult *results, size_t n, const StateResult *failed, void *userdata) {
         BusBulk *b = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         size_t size = 0;
         int r;
 
+        if (failed) {
+                (void) reply_state_error(b->call, failed);
+                goto out;
+        }
         for (size_t i = 0; i < n; i++)
                 size += result_size(b->keys[i], &results[i]);
         if (size > REPLY_MAX) {

@@ -276,9 +276,14 @@ int grpc_dapr_execute_state_transaction(GrpcCall *c, const ProtobufCMessage *m) 
 
 /* ---- GetBulkState ---- */
 
-static void on_bulk(const StateResult *results, size_t n, void *userdata) {
+static void on_bulk(const StateResult *results, size_t n, const StateResult *failed, void *userdata) {
         StateCall *sc = userdata;
         GrpcCall *c = answering(sc);
+        if (failed) { /* as daprd: the get as a whole */
+                (void) grpc_fail_dapr(c, DAPR_ERR_STATE_BULK_GET, "%s", failed->message ?: strerror(-failed->error));
+                state_call_free(sc);
+                return;
+        }
         PB(GetBulkStateResponse) resp = DAPR__PROTO__RUNTIME__V1__GET_BULK_STATE_RESPONSE__INIT;
         _cleanup_free_ PB(BulkStateItem) *items = calloc(n ?: 1, sizeof *items);
         _cleanup_free_ PB(BulkStateItem) **ptrs = calloc(n ?: 1, sizeof *ptrs);

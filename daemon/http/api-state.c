@@ -238,11 +238,17 @@ static json_t *stored_as_json(const StateValue *v) {
         return j ?: json_stringn(v->value, v->value_len) ?: json_string("");
 }
 
-static void on_bulk(const StateResult *results, size_t n, void *userdata) {
+static void on_bulk(const StateResult *results, size_t n, const StateResult *failed, void *userdata) {
         BulkCall *b = userdata;
-        json_t *a = json_array();
+        json_t *a = NULL;
 
         http_request_on_end(b->r, NULL, NULL);
+        if (failed) { /* as daprd: the get as a whole, 500, with the error's own text */
+                (void) http_reply_error(b->r, DAPR_ERR_STATE_BULK_GET, "%s",
+                                        failed->message ?: strerror(-failed->error));
+                return bulk_call_free(b);
+        }
+        a = json_array();
         for (size_t i = 0; a && i < n; i++) {
                 const StateResult *res = &results[i];
                 json_t *item = json_pack("{s:s}", "key", b->keys[i]);

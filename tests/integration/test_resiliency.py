@@ -255,6 +255,25 @@ class ResiliencyTest(DaemonTestCase):
         # the fixture's Redis starts empty again: the keys are simply not there, no error
         self.assertEqual(result[0].json(), [{"key": "k1"}, {"key": "k2"}])
 
+    def test_state_bulk_get_timeout_fails_as_a_whole(self):
+        # daprd runs a bulk get as one operation under the store's policy: when the policy's timeout
+        # ends it, the answer is 500 ERR_STATE_BULK_GET, not 200 with an error on every key
+        redis = RedisServer()
+        self.addCleanup(redis.close)
+        redis.start()
+        d = self.daemon(apps={"a": "[App]\n", "b": "[App]\n"},
+                        components={"cache.yaml": STORE.format(host=redis.address) + "---\n" + BULK_TIMEOUT})
+        a = d.app_socket("a")
+        self.assertEqual(save(a, "k1", 1).status, 204)
+        self.assertEqual([(i["key"], i.get("data")) for i in bulk_get(a, ["k1", "k2"]).json()], [("k1", 1), ("k2", None)])
+        os.kill(redis.proc.pid, signal.SIGSTOP)  # takes the get and never answers
+        self.addCleanup(lambda: redis.proc and os.kill(redis.proc.pid, signal.SIGCONT))
+        r = bulk_get(a, ["k1", "k2"])
+        self.assertEqual(r.status, 500, r)
+        self.assertEqual(r.json()["errorCode"], "ERR_STATE_BULK_GET", r)
+        self.assertIn("context deadline exceeded", r.json()["message"])
+        os.kill(redis.proc.pid, signal.SIGCONT)
+
     def test_publish_timeout_over_paused_redis(self):
         redis = RedisServer()
         self.addCleanup(redis.close)
@@ -718,6 +737,22 @@ spec:
       bus:
         outbound:
           retry: patient
+"""
+
+BULK_TIMEOUT = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: bulk
+scopes: [a]
+spec:
+  policies:
+    timeouts:
+      short: 200ms
+  targets:
+    components:
+      cache:
+        outbound:
+          timeout: short
 """
 
 PUBLISH_TIMEOUT = """apiVersion: dapr.io/v1alpha1

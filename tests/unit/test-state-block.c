@@ -216,7 +216,7 @@ TEST(cancelled_calls_do_not_write) {
         env_done(&env);
 }
 
-static void on_bulk_done(const StateResult *results, size_t n, void *userdata) {
+static void on_bulk_done(const StateResult *results, size_t n, const StateResult *failed, void *userdata) {
         Done *d = userdata;
         d->fired++;
         d->error = n;

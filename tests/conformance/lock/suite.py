@@ -65,7 +65,6 @@ def make_daemon(case):
 
 def restart(d):
     assert d.stop() == 0, d.log()
-    d.stderr.close()
     d.notify.messages.clear()
     d.start()
 

@@ -1038,7 +1038,6 @@ class CrashTest(PubsubCase):
             d.proc.wait()
             with lock:
                 kills.append((len(acked), round(time.monotonic() - t_start, 1)))
-            d.stderr.close()
             d.start()
         for th in threads:
             th.join(timeout=max(1.0, deadline - time.monotonic()))
@@ -1058,7 +1057,6 @@ class CrashTest(PubsubCase):
             d.proc.send_signal(signal.SIGKILL)
             d.proc.wait()
             kills.append((f"after publishing, {backlog} not yet delivered", round(time.monotonic() - t_start, 1)))
-            d.stderr.close()
             d.start()
 
         try:

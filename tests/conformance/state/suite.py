@@ -304,7 +304,6 @@ class CrudTest(StateCase):
         self.save_ok(k, {"durable": True})
         _, etag = self.get_value(k)
         self.assertEqual(self.d.stop(), 0)
-        self.d.stderr.close()  # start() opens the log again
         self.d.notify.messages.clear()
         self.d.start()
         self.assertEqual(self.get_value(k), ({"durable": True}, etag))
