@@ -11,7 +11,7 @@
  * Every lease/3 a host renews its row and reads every row whose lease runs
  * (the lease left is computed by the server and counted down locally). A
  * renewal that changes the row, or brings back one that had expired, sends
- * NOTIFY on a channel of the table's name with the host id as payload; every
+ * NOTIFY on a channel of the table's name with "id address" as payload; every
  * host LISTENs there and reads the rows at once on a notice from another
  * host, so a change travels in one round trip, with the periodic read as the
  * safety net for a missed notice. Closing deletes the row (and notifies).
@@ -34,6 +34,7 @@
 #include "../../util/strv.h"
 #include "../dl-libpq.h"
 #include "../pg-conninfo.h"
+#include "../pg-link.h"
 #include "driver.h"
 
 #define USEC_PER_MSEC 1000ULL
@@ -44,12 +45,6 @@
 #define IDENT_MAX 63
 /* any constant: serializes the CREATE TABLE IF NOT EXISTS of hosts starting together */
 #define SETUP_LOCK_KEY "7268430190263"
-
-typedef enum Phase {
-        PHASE_BACKOFF,
-        PHASE_CONNECTING,
-        PHASE_READY,
-} Phase;
 
 typedef enum Step {
         STEP_NONE,
@@ -65,18 +60,15 @@ typedef struct PgMembership {
         char *table;                /* a plain identifier: table and channel */
         char *sql_setup, *sql_renew, *sql_read, *sql_withdraw;
         uint64_t lease_usec;
-        Phase phase;
-        PGconn *conn;
-        sd_event_source *io;
-        uint32_t io_events;
+        PgLink link;                /* connecting, reconnecting with backoff */
+        PGconn *conn;               /* pg_link_conn(&link): NULL while not ready */
         Step busy;                  /* the statement in flight */
         bool failed;                /* the statement in flight failed */
         char *step_error;
         bool set_up;                /* STEP_SETUP done on this connection */
         bool need_renew, need_read;
-        uint64_t backoff_usec;
         sd_event_source *tick;      /* every lease/3: renew and read */
-        sd_event_source *timer;     /* backoff / connect timeout / statement deadline */
+        sd_event_source *timer;     /* the statement's deadline */
 } PgMembership;
 
 static uint64_t now_usec(PgMembership *p) {
@@ -88,54 +80,12 @@ static void arm_timer(PgMembership *p, uint64_t at) {
         (void) sd_event_source_set_enabled(p->timer, SD_EVENT_ONESHOT);
 }
 
-static void drop_connection(PgMembership *p) {
-        p->io = sd_event_source_disable_unref(p->io);
-        p->io_events = 0;
-        if (p->conn)
-                sym_PQfinish(p->conn);
-        p->conn = NULL;
-        p->busy = STEP_NONE;
-        p->set_up = false;
-}
-
 static void disconnect(PgMembership *p, const char *why) {
-        _cleanup_free_ char *msg = strdup(why && *why ? why : "connection lost");
-        if (msg)
-                msg[strcspn(msg, "\n")] = 0;
-        drop_connection(p);
-        p->phase = PHASE_BACKOFF;
-        membership_backend_state(&p->base, msg ?: "connection lost");
-        arm_timer(p, now_usec(p) + p->backoff_usec);
-        p->backoff_usec = MIN(p->backoff_usec * 2, MAX(p->lease_usec / 3, BACKOFF_MIN_USEC));
-}
-
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata);
-
-static int watch_fd(PgMembership *p, uint32_t events) {
-        int fd, r;
-        if (p->io && p->io_events == events)
-                return 0;
-        if (p->io && p->phase == PHASE_READY) {
-                r = sd_event_source_set_io_events(p->io, events);
-                if (r >= 0)
-                        p->io_events = events;
-                return r;
-        }
-        /* while connecting, libpq may switch sockets (another address): watch the current one */
-        p->io = sd_event_source_disable_unref(p->io);
-        fd = sym_PQsocket(p->conn);
-        if (fd < 0)
-                return -EBADF;
-        r = sd_event_add_io(p->base.event, &p->io, fd, events, on_io, p);
-        if (r >= 0)
-                p->io_events = events;
-        return r;
+        pg_link_fail(&p->link, "connection lost", why && *why ? why : "connection lost");
 }
 
 static void flush(PgMembership *p) {
-        int r = sym_PQflush(p->conn);
-        if (r < 0 || watch_fd(p, EPOLLIN | (r > 0 ? EPOLLOUT : 0)) < 0)
-                disconnect(p, sym_PQerrorMessage(p->conn));
+        (void) pg_link_flush(&p->link);
 }
 
 /* {"a","b"}: a text[] literal (names never hold control characters; quotes and backslashes escaped). */
@@ -195,7 +145,7 @@ static void dispatch(PgMembership *p) {
         Step next;
         int ok;
 
-        if (p->phase != PHASE_READY || p->busy != STEP_NONE)
+        if (!p->conn || p->busy != STEP_NONE)
                 return;
         if (!p->set_up)
                 next = STEP_SETUP;
@@ -306,10 +256,13 @@ static void read_input(PgMembership *p) {
                 sym_PQclear(res);
         }
         while (p->conn && (n = sym_PQnotifies(p->conn))) {
-                /* another host changed: read. A notice with our own id is read on too: it is ours (a
-                 * renewal that changed the row) or another daemon's with the same HostId=, which the
-                 * read then shows (membership_backend_seen() tells the two apart by address). */
-                p->need_read = true;
+                /* another host changed: read. Our own renewal's notice needs nothing; another daemon's
+                 * that carries our id (given the same HostId=) does: the read then shows it (see
+                 * membership_backend_seen()). A withdrawal's payload is the id alone. */
+                const MemberRecord *self = membership_backend_self(&p->base);
+                size_t l = strlen(self->id);
+                if (!(strncmp(n->extra, self->id, l) == 0 && n->extra[l] == ' ' && streq(n->extra + l + 1, self->address)))
+                        p->need_read = true;
                 sym_PQfreemem(n);
         }
         if (p->conn && sym_PQstatus(p->conn) == CONNECTION_BAD) {
@@ -319,79 +272,36 @@ static void read_input(PgMembership *p) {
         dispatch(p);
 }
 
-static void connected(PgMembership *p) {
-        if (sym_PQsetnonblocking(p->conn, 1) < 0) {
-                disconnect(p, sym_PQerrorMessage(p->conn));
-                return;
-        }
-        p->io = sd_event_source_disable_unref(p->io);
-        p->phase = PHASE_READY;
-        p->backoff_usec = BACKOFF_MIN_USEC;
-        (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
-        if (watch_fd(p, EPOLLIN) < 0) {
-                disconnect(p, "cannot watch the connection");
-                return;
-        }
+/* PgLink: connected (a new session: set up again, then renew and read) */
+static void on_ready(PgLink *l, void *userdata) {
+        PgMembership *p = userdata;
+        p->conn = pg_link_conn(l);
         dispatch(p);
 }
 
-static void connect_poll(PgMembership *p) {
-        int r;
-        switch (sym_PQconnectPoll(p->conn)) {
-        case PGRES_POLLING_OK:
-                connected(p);
-                return;
-        case PGRES_POLLING_READING:
-                r = watch_fd(p, EPOLLIN);
-                break;
-        case PGRES_POLLING_WRITING:
-                r = watch_fd(p, EPOLLOUT);
-                break;
-        default:
-                disconnect(p, sym_PQerrorMessage(p->conn));
-                return;
-        }
-        if (r < 0)
-                disconnect(p, strerror(-r));
-}
-
-static void connect_start(PgMembership *p) {
-        static const char *const keywords[] = { "dbname", "fallback_application_name", NULL };
-        const char *values[] = { p->conninfo, "mooringd-membership", NULL };
-
-        drop_connection(p);
-        p->phase = PHASE_CONNECTING;
-        p->conn = sym_PQconnectStartParams(keywords, values, 1);
-        if (!p->conn || sym_PQstatus(p->conn) == CONNECTION_BAD) {
-                disconnect(p, p->conn ? sym_PQerrorMessage(p->conn) : "out of memory");
-                return;
-        }
-        /* connecting is bounded by a lease: past it, this host is gone for the others anyway */
-        arm_timer(p, now_usec(p) + MAX(p->lease_usec, STATEMENT_TIMEOUT_USEC));
-        if (watch_fd(p, EPOLLOUT) < 0)
-                disconnect(p, "cannot watch the connection");
-}
-
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+/* PgLink: the connection is gone (a retry is scheduled): the statement in flight with it */
+static void on_lost(PgLink *l, const char *what, const char *why, void *userdata) {
         PgMembership *p = userdata;
-        if (p->phase == PHASE_CONNECTING) {
-                connect_poll(p);
-                return 0;
-        }
+        p->conn = NULL;
+        p->busy = STEP_NONE;
+        p->set_up = false;
+        (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+        membership_backend_state(&p->base, why);
+}
+
+static void on_io(PgLink *l, uint32_t revents, void *userdata) {
+        PgMembership *p = userdata;
         if (revents & EPOLLOUT)
                 flush(p);
         if (p->conn && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 read_input(p);
-        return 0;
 }
+
+static const PgLinkOps link_ops = { .ready = on_ready, .lost = on_lost, .io = on_io };
 
 static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         PgMembership *p = userdata;
-        if (p->phase == PHASE_BACKOFF)
-                connect_start(p);
-        else if (p->phase == PHASE_CONNECTING)
-                disconnect(p, "connecting timed out");
-        else if (p->busy != STEP_NONE)
+        if (p->busy != STEP_NONE)
                 disconnect(p, "the server did not answer in time");
         return 0;
 }
@@ -447,7 +357,8 @@ static int make_sql(PgMembership *p) {
                      "COMMIT",
                      t, t, t) < 0)
                 return -ENOMEM;
-        /* old: the row as it was, if still leased; a notice when the renewal changes what others see */
+        /* old: the row as it was, if still leased; a notice when the renewal changes what others see,
+         * its payload "id address" (a host skips its own by it; see read_input()) */
         if (asprintf(&p->sql_renew,
                      "WITH old AS (SELECT address, apps, actor_types FROM %s WHERE host_id = $1 AND expires_at > now()),"
                      " up AS (INSERT INTO %s (host_id, address, apps, actor_types, generation, expires_at)"
@@ -455,7 +366,7 @@ static int make_sql(PgMembership *p) {
                      " ON CONFLICT (host_id) DO UPDATE SET address = EXCLUDED.address, apps = EXCLUDED.apps,"
                      " actor_types = EXCLUDED.actor_types, generation = EXCLUDED.generation,"
                      " expires_at = EXCLUDED.expires_at RETURNING 1)"
-                     " SELECT pg_notify('%s', $1::text) FROM up WHERE NOT EXISTS (SELECT 1 FROM old"
+                     " SELECT pg_notify('%s', $1::text || ' ' || $2::text) FROM up WHERE NOT EXISTS (SELECT 1 FROM old"
                      " WHERE old.address = $2::text AND old.apps = $3::text[] AND old.actor_types = $4::text[])",
                      t, t, t) < 0)
                 return -ENOMEM;
@@ -481,7 +392,6 @@ static int pg_open(MembershipBackend *b, const MembershipOptions *o, char **rete
         int r;
 
         p->lease_usec = o->lease_usec;
-        p->backoff_usec = BACKOFF_MIN_USEC;
         r = dlopen_libpq("membership postgresql", reterr_msg);
         if (r < 0)
                 return r;
@@ -510,13 +420,21 @@ static int pg_open(MembershipBackend *b, const MembershipOptions *o, char **rete
         r = make_sql(p);
         if (r < 0)
                 return r;
-        r = sd_event_add_time(b->event, &p->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, p);
+        /* connecting is bounded by a lease: past it, this host is gone for the others anyway; retries
+         * come at least every lease/3, as renewals do */
+        PgLinkOptions lo = { .conninfo = p->conninfo, .application_name = "mooringd-membership",
+                             .connect_timeout_usec = MAX(p->lease_usec, STATEMENT_TIMEOUT_USEC),
+                             .backoff_min_usec = BACKOFF_MIN_USEC,
+                             .backoff_max_usec = MAX(p->lease_usec / 3, BACKOFF_MIN_USEC) };
+        r = pg_link_init(&p->link, b->event, &lo, &link_ops, p);
+        if (r >= 0)
+                r = sd_event_add_time(b->event, &p->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, p);
         if (r >= 0)
                 r = sd_event_add_time(b->event, &p->tick, CLOCK_MONOTONIC, 0, 0, on_tick, p);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
-        connect_start(p);
+        pg_link_start(&p->link);
         return 0;
 }
 
@@ -547,12 +465,13 @@ static void pg_close(MembershipBackend *b) {
         PgMembership *p = (PgMembership *) b;
 
         /* withdraw: best effort, within about a second, on the way out (blocking is fine here) */
-        if (p->conn && p->phase == PHASE_READY && p->set_up && wait_idle(p, CLOSE_WAIT_MSEC / 2) &&
+        if (p->conn && p->set_up && wait_idle(p, CLOSE_WAIT_MSEC / 2) &&
             send_step(p, STEP_WITHDRAW) > 0) {
                 p->busy = STEP_WITHDRAW;
                 (void) wait_idle(p, CLOSE_WAIT_MSEC / 2);
         }
-        drop_connection(p);
+        pg_link_done(&p->link);
+        p->conn = NULL;
         p->timer = sd_event_source_disable_unref(p->timer);
         p->tick = sd_event_source_disable_unref(p->tick);
         erase_and_free(p->conninfo);

@@ -36,12 +36,14 @@
 #define DEFAULT_PREFIX "mooring:"
 #define CLOSE_WAIT_MSEC 500
 
-/* KEYS: the host's key, the set. ARGV: record, lease ms, id. */
+/* KEYS: the host's key, the set. ARGV: record, lease ms, id, "id address" (the notice's payload:
+ * a host skips the notices of its own renewals by it, and reads on one from another daemon that
+ * was given the same id). */
 static const char script_renew[] =
         "local old = redis.call('GET', KEYS[1])\n"
         "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
         "redis.call('SADD', KEYS[2], ARGV[3])\n"
-        "if old ~= ARGV[1] then redis.call('PUBLISH', KEYS[2], ARGV[3]) end\n"
+        "if old ~= ARGV[1] then redis.call('PUBLISH', KEYS[2], ARGV[4]) end\n"
         "return 1\n";
 
 /* KEYS: the set. ARGV: the key prefix of hosts. Returns record, pttl pairs. */
@@ -157,21 +159,29 @@ static void send_read(RedisMembership *p) {
                 p->reading = true;
 }
 
+/* The payload of this host's renewal notices: "id address". */
+static char *own_notice(RedisMembership *p) {
+        const MemberRecord *self = membership_backend_self(&p->base);
+        char *s;
+        return asprintf(&s, "%s %s", self->id, self->address) < 0 ? NULL : s;
+}
+
 static void send_renew(RedisMembership *p) {
-        _cleanup_free_ char *json = NULL;
+        _cleanup_free_ char *json = NULL, *notice = NULL;
         char ms[24];
 
         if (p->renewing || !redis_conn_is_ready(&p->conn))
                 return;
         json = member_record_to_json(membership_backend_self(&p->base));
-        if (!json)
+        notice = own_notice(p);
+        if (!json || !notice)
                 return;
         (void) snprintf(ms, sizeof ms, "%llu", (unsigned long long) (p->lease_usec / 1000));
         const char *id = membership_backend_self(&p->base)->id;
-        const char *argv[] = { "EVAL", script_renew, "2", p->key, p->set, json, ms, id };
+        const char *argv[] = { "EVAL", script_renew, "2", p->key, p->set, json, ms, id, notice };
         size_t len[] = { 4, sizeof script_renew - 1, 1, strlen(p->key), strlen(p->set), strlen(json), strlen(ms),
-                         strlen(id) };
-        if (redis_conn_send(&p->conn, REDIS_DEFAULT_TIMEOUT_USEC, on_renewed, p, 8, argv, len) >= 0)
+                         strlen(id), strlen(notice) };
+        if (redis_conn_send(&p->conn, REDIS_DEFAULT_TIMEOUT_USEC, on_renewed, p, 9, argv, len) >= 0)
                 p->renewing = true;
 }
 
@@ -199,15 +209,19 @@ static void on_conn_ready(RedisConn *conn, bool ready, void *userdata) {
 /* ["message", channel, id] */
 static void on_notice(const redisReply *reply, void *userdata) {
         RedisMembership *p = userdata;
-        const redisReply *what;
+        const redisReply *what, *payload;
 
         if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
                 return;
         what = reply->element[0];
+        payload = reply->element[2];
         if (what->type != REDIS_REPLY_STRING || !streq(what->str, "message"))
                 return;
-        /* whichever host it names, our own id too: another daemon given the same HostId= then shows
-         * in the read (see postgresql.c) */
+        /* our own renewal needs no read; another daemon's, though it carries our id (given the same
+         * HostId=), does: the read then shows it (see membership_backend_seen()) */
+        _cleanup_free_ char *own = own_notice(p);
+        if (own && payload->type == REDIS_REPLY_STRING && streq(payload->str, own))
+                return;
         send_read(p);
 }
 
