@@ -28,6 +28,7 @@
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
 #include "../dl-libpq.h"
+#include "../pg-link.h"
 #include "driver.h"
 
 #define USEC_PER_MSEC 1000ULL
@@ -35,12 +36,6 @@
 #define BACKOFF_MAX_USEC (5000 * USEC_PER_MSEC)
 #define TIMEOUT_USEC (20 * 1000 * USEC_PER_MSEC)
 #define IDENT_MAX 63
-
-typedef enum Phase {
-        PHASE_BACKOFF,
-        PHASE_CONNECTING,
-        PHASE_READY,
-} Phase;
 
 typedef enum OpKind {
         OP_GET,
@@ -71,14 +66,11 @@ typedef struct PgConfig {
         ConfigStore base;
         char *conninfo;        /* secret: wiped on free */
         char *table;           /* quoted identifier */
-        Phase phase;
-        PGconn *conn;
-        sd_event_source *io;
-        uint32_t io_events;
+        PgLink link;           /* connecting, reconnecting with backoff */
+        PGconn *conn;          /* pg_link_conn(&link): NULL while not ready */
         bool busy;
-        uint64_t backoff_usec;
         char *last_error;
-        sd_event_source *timer;     /* backoff / connect timeout / head deadline */
+        sd_event_source *timer;     /* the head's deadline */
         sd_event_source *defer;     /* delivers done ops */
         Op *head, *tail;            /* queue; head in flight when busy */
         Op *done_head, *done_tail;  /* answered, waiting for delivery */
@@ -146,59 +138,17 @@ static void fail_queue(PgConfig *p, int error, const char *msg) {
         p->tail = NULL;
 }
 
-static void drop_connection(PgConfig *p) {
-        p->io = sd_event_source_disable_unref(p->io);
-        p->io_events = 0;
-        if (p->conn)
-                sym_PQfinish(p->conn);
-        p->conn = NULL;
-        p->busy = false;
-}
-
 static void arm_timer(PgConfig *p, uint64_t at) {
         (void) sd_event_source_set_time(p->timer, at);
         (void) sd_event_source_set_enabled(p->timer, SD_EVENT_ONESHOT);
 }
 
 static void disconnect(PgConfig *p, const char *why) {
-        _cleanup_free_ char *msg = strdup(why ?: "connection lost");
-        drop_connection(p);
-        p->phase = PHASE_BACKOFF;
-        free(p->last_error);
-        p->last_error = msg ? strdup(msg) : NULL;
-        if (p->last_error)
-                p->last_error[strcspn(p->last_error, "\n")] = 0;
-        fail_queue(p, -ENOTCONN, p->last_error ?: "connection lost");
-        arm_timer(p, now_usec(p) + p->backoff_usec);
-        p->backoff_usec = MIN(p->backoff_usec * 2, BACKOFF_MAX_USEC);
-}
-
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata);
-
-static int watch_fd(PgConfig *p, uint32_t events) {
-        int fd, r;
-        if (p->io && p->io_events == events)
-                return 0;
-        if (p->io && p->phase == PHASE_READY) {
-                r = sd_event_source_set_io_events(p->io, events);
-                if (r >= 0)
-                        p->io_events = events;
-                return r;
-        }
-        p->io = sd_event_source_disable_unref(p->io);
-        fd = sym_PQsocket(p->conn);
-        if (fd < 0)
-                return -EBADF;
-        r = sd_event_add_io(p->base.event, &p->io, fd, events, on_io, p);
-        if (r >= 0)
-                p->io_events = events;
-        return r;
+        pg_link_fail(&p->link, "connection lost", why);
 }
 
 static void flush(PgConfig *p) {
-        int r = sym_PQflush(p->conn);
-        if (r < 0 || watch_fd(p, EPOLLIN | (r > 0 ? EPOLLOUT : 0)) < 0)
-                disconnect(p, sym_PQerrorMessage(p->conn));
+        (void) pg_link_flush(&p->link);
 }
 
 static void queue_op(PgConfig *p, Op *op);
@@ -207,7 +157,7 @@ static void dispatch(PgConfig *p) {
         Op *op = p->head;
         int ok;
 
-        if (p->phase != PHASE_READY || p->busy || !op)
+        if (!p->conn || p->busy || !op)
                 return;
         if (op->kind == OP_LISTEN)
                 ok = sym_PQsendQuery(p->conn, op->sql);
@@ -370,17 +320,12 @@ static char *listen_sql(const char *channel) {
         return sql;
 }
 
-static void connected(PgConfig *p) {
-        if (sym_PQsetnonblocking(p->conn, 1) < 0) {
-                disconnect(p, sym_PQerrorMessage(p->conn));
-                return;
-        }
-        p->io = sd_event_source_disable_unref(p->io);
-        p->phase = PHASE_READY;
-        p->backoff_usec = BACKOFF_MIN_USEC;
+/* PgLink: connected */
+static void on_ready(PgLink *l, void *userdata) {
+        PgConfig *p = userdata;
+        p->conn = pg_link_conn(l);
         bool reconnect = p->was_ready;
         p->was_ready = true;
-        (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
         /* a session of our own again: every channel is listened to anew, then what may have been missed
          * is read and reported, ahead of whatever waits */
         Op *first = NULL, **tail = &first;
@@ -408,83 +353,47 @@ static void connected(PgConfig *p) {
                                 ;
                 p->head = first;
         }
-        if (watch_fd(p, EPOLLIN) < 0) {
-                disconnect(p, "cannot watch the connection");
-                return;
-        }
         dispatch(p);
 }
 
-static void connect_poll(PgConfig *p) {
-        int r;
-        switch (sym_PQconnectPoll(p->conn)) {
-        case PGRES_POLLING_OK:
-                connected(p);
-                return;
-        case PGRES_POLLING_READING:
-                r = watch_fd(p, EPOLLIN);
-                break;
-        case PGRES_POLLING_WRITING:
-                r = watch_fd(p, EPOLLOUT);
-                break;
-        default:
-                disconnect(p, sym_PQerrorMessage(p->conn));
-                return;
-        }
-        if (r < 0)
-                disconnect(p, strerror(-r));
-}
-
-static void connect_start(PgConfig *p) {
-        static const char *const keywords[] = { "dbname", "fallback_application_name", NULL };
-        const char *values[] = { p->conninfo, "mooringd", NULL };
-
-        drop_connection(p);
-        p->phase = PHASE_CONNECTING;
-        p->conn = sym_PQconnectStartParams(keywords, values, 1);
-        if (!p->conn || sym_PQstatus(p->conn) == CONNECTION_BAD) {
-                disconnect(p, p->conn ? sym_PQerrorMessage(p->conn) : "out of memory");
-                return;
-        }
-        arm_timer(p, now_usec(p) + TIMEOUT_USEC);
-        if (watch_fd(p, EPOLLOUT) < 0)
-                disconnect(p, "cannot watch the connection");
-}
-
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+/* PgLink: the connection is gone (a retry is scheduled): what is queued fails */
+static void on_lost(PgLink *l, const char *what, const char *why, void *userdata) {
         PgConfig *p = userdata;
-        if (p->phase == PHASE_CONNECTING) {
-                connect_poll(p);
-                return 0;
-        }
+        p->conn = NULL;
+        p->busy = false;
+        (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+        free(p->last_error);
+        p->last_error = strdup(why);
+        fail_queue(p, -ENOTCONN, p->last_error ?: "connection lost");
+}
+
+static void on_io(PgLink *l, uint32_t revents, void *userdata) {
+        PgConfig *p = userdata;
         if (revents & EPOLLOUT)
                 flush(p);
         if (p->conn && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 read_input(p);
-        return 0;
 }
+
+static const PgLinkOps link_ops = { .ready = on_ready, .lost = on_lost, .io = on_io };
 
 static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         PgConfig *p = userdata;
-        if (p->phase == PHASE_BACKOFF)
-                connect_start(p);
-        else if (p->phase == PHASE_CONNECTING)
-                disconnect(p, "connection timed out");
-        else if (p->busy)
+        if (p->busy)
                 disconnect(p, "the server did not answer in time");
         return 0;
 }
 
 static void queue_op(PgConfig *p, Op *op) {
         op->deadline = now_usec(p) + TIMEOUT_USEC;
-        if (p->phase == PHASE_BACKOFF && op->kind == OP_GET) {
+        if (pg_link_state(&p->link) == PG_LINK_BACKOFF && op->kind == OP_GET) {
                 (void) config_result_fail(&op->result, -ENOTCONN, "postgresql not connected (%s)",
                                           p->last_error ?: "reconnecting");
                 deliver_later(p, op);
                 return;
         }
-        if (p->phase != PHASE_READY && op->kind == OP_LISTEN) {
-                op_free(op); /* connected() listens on every channel */
+        if (!p->conn && op->kind == OP_LISTEN) {
+                op_free(op); /* on_ready() listens on every channel */
                 return;
         }
         op->next = NULL;
@@ -578,7 +487,7 @@ static void pg_unwatch(ConfigStore *base, ConfigStoreWatch *w) {
                 w->next->prev = w->prev;
         for (ConfigStoreWatch *o = p->watches; o; o = o->next)
                 still = still || streq(o->channel, w->channel);
-        if (!still && !p->closing && p->phase == PHASE_READY) {
+        if (!still && !p->closing && p->conn) {
                 Op *op = calloc(1, sizeof *op);
                 if (op) {
                         *op = (Op){ .kind = OP_LISTEN };
@@ -634,21 +543,27 @@ static int pg_open(ConfigStore *base, char **reterr_msg) {
         p->conninfo = strdup(cs);
         if (!p->conninfo)
                 return -ENOMEM;
-        p->backoff_usec = BACKOFF_MIN_USEC;
-        r = sd_event_add_time(base->event, &p->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, p);
+        PgLinkOptions lo = { .conninfo = p->conninfo, .application_name = "mooringd",
+                             .connect_timeout_usec = TIMEOUT_USEC, .backoff_min_usec = BACKOFF_MIN_USEC,
+                             .backoff_max_usec = BACKOFF_MAX_USEC };
+        r = pg_link_init(&p->link, base->event, &lo, &link_ops, p);
+        if (r >= 0)
+                r = sd_event_add_time(base->event, &p->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, p);
         if (r >= 0)
                 r = sd_event_add_defer(base->event, &p->defer, on_defer, p);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(p->defer, SD_EVENT_OFF);
-        connect_start(p);
+        pg_link_start(&p->link);
         return 0;
 }
 
 static void pg_close(ConfigStore *base) {
         PgConfig *p = (PgConfig *) base;
         p->closing = true;
-        drop_connection(p);
+        pg_link_done(&p->link);
+        p->conn = NULL;
+        p->busy = false;
         fail_queue(p, -ECANCELED, "configuration store closed");
         on_defer(NULL, p);
         while (p->watches)
