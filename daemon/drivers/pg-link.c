@@ -30,10 +30,8 @@ static void drop(PgLink *l) {
 }
 
 void pg_link_fail(PgLink *l, const char *what, const char *why) {
-        /* libpq's messages end in a newline and may go on over several lines: the first is the one */
+        /* copied: why may be libpq's, which goes with the connection */
         _cleanup_free_ char *msg = strdup(why && *why ? why : "connection lost");
-        if (msg)
-                msg[strcspn(msg, "\n")] = 0;
         drop(l);
         l->state = PG_LINK_BACKOFF;
         arm_timer(l, now_usec(l) + l->backoff_usec);

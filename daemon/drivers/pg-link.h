@@ -30,7 +30,8 @@ typedef struct PgLinkOps {
         void (*ready)(PgLink *l, void *userdata);
         /* The connection is gone, or never came up; the next attempt is scheduled (unless the driver
          * stops the link). what: "connection failed" (never ready) or the driver's own word from
-         * pg_link_fail(); why: the first line of libpq's message, or ours. */
+         * pg_link_fail(); why: libpq's message as it is (it may end in a newline and run over
+         * several lines), or ours. */
         void (*lost)(PgLink *l, const char *what, const char *why, void *userdata);
         /* Ready, and the socket has revents. */
         void (*io)(PgLink *l, uint32_t revents, void *userdata);

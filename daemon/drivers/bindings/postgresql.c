@@ -38,13 +38,12 @@
 #include "../../util/cleanup.h"
 #include "../../util/strv.h"
 #include "../dl-libpq.h"
+#include "../pg-link.h"
 #include "driver.h"
 
 #define PGB_BACKOFF_MIN_USEC (100 * 1000ULL)
 #define PGB_BACKOFF_MAX_USEC (5 * 1000000ULL)
 #define PGB_TIMEOUT_DEFAULT_USEC (20 * 1000000ULL)
-
-typedef enum Phase { PHASE_BACKOFF, PHASE_CONNECTING, PHASE_READY, PHASE_CLOSED } Phase;
 
 typedef struct PgCall PgCall;
 struct PgCall {
@@ -69,10 +68,10 @@ typedef struct PgBinding {
         Binding base;
         char *conninfo;              /* secret: wiped */
         uint64_t timeout_usec;
-        Phase phase;
-        PGconn *conn;
-        sd_event_source *io, *conn_timer, *deadline_timer, *defer;
-        uint64_t backoff_usec;
+        PgLink link;                 /* connecting, reconnecting with backoff */
+        PGconn *conn;                /* pg_link_conn(&link): NULL while not ready */
+        bool closed;                 /* by a close operation (or the binding's close): for good */
+        sd_event_source *deadline_timer, *defer;
         char *last_error;
         PgCall *queue, *queue_tail;  /* head is on the wire once sent */
         PgCall *done_head, *done_tail;
@@ -161,56 +160,15 @@ static void fail_queue(PgBinding *p, int error, const char *why) {
         arm_deadline(p);
 }
 
-static void drop_connection(PgBinding *p) {
-        p->io = sd_event_source_disable_unref(p->io);
-        if (p->conn) {
-                sym_PQfinish(p->conn);
-                p->conn = NULL;
-        }
-}
-
-static void connect_start(PgBinding *p);
 static void dispatch(PgBinding *p);
 
-/* Gone or never came up: what is queued fails, a retry is scheduled. */
+/* Gone or never came up: what is queued fails (on_lost), a retry is scheduled. */
 static void disconnect(PgBinding *p, const char *what, const char *why) {
-        _cleanup_free_ char *msg = one_line(why);
-        _cleanup_free_ char *full = NULL;
-
-        drop_connection(p);
-        if (p->phase == PHASE_CLOSED)
-                return;
-        p->phase = PHASE_BACKOFF;
-        if (asprintf(&full, "postgresql %s: %s", what, msg ?: "out of memory") < 0)
-                full = NULL;
-        fail_queue(p, -ENOTCONN, full ?: what);
-        free(p->last_error);
-        p->last_error = full ? strdup(full) : NULL;
-        (void) sd_event_source_set_time(p->conn_timer, now_usec() + p->backoff_usec);
-        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
-        p->backoff_usec = p->backoff_usec * 2 > PGB_BACKOFF_MAX_USEC ? PGB_BACKOFF_MAX_USEC : p->backoff_usec * 2;
-}
-
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
-
-static int watch(PgBinding *p, uint32_t events) {
-        p->io = sd_event_source_disable_unref(p->io);
-        int fd = sym_PQsocket(p->conn);
-        if (fd < 0)
-                return -EBADF;
-        return sd_event_add_io(p->base.event, &p->io, fd, events, on_io, p);
+        pg_link_fail(&p->link, what, why);
 }
 
 static int flush(PgBinding *p) {
-        int r = sym_PQflush(p->conn);
-        if (r < 0) {
-                disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
-                return -ENOTCONN;
-        }
-        r = sd_event_source_set_io_events(p->io, EPOLLIN | (r > 0 ? EPOLLOUT : 0));
-        if (r < 0)
-                disconnect(p, "connection lost", strerror(-r));
-        return r;
+        return pg_link_flush(&p->link);
 }
 
 /* ---- results ---- */
@@ -291,13 +249,14 @@ static void read_results(PgBinding *p) {
 /* Sends the head of the queue, if the connection is idle. */
 static void dispatch(PgBinding *p) {
         PgCall *c = p->queue;
-        if (p->phase != PHASE_READY || !c || c->sent)
+        if (!p->conn || !c || c->sent)
                 return;
         if (streq(c->op, "close")) {
                 /* daprd closes its pool for good; later calls fail until a reload */
                 queue_pop(p);
-                drop_connection(p);
-                p->phase = PHASE_CLOSED;
+                pg_link_stop(&p->link);
+                p->conn = NULL;
+                p->closed = true;
                 complete(p, c);
                 fail_queue(p, -ENOTCONN, "postgresql: the connection was closed by a close operation");
                 return;
@@ -312,73 +271,36 @@ static void dispatch(PgBinding *p) {
         (void) flush(p);
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+/* PgLink: connected */
+static void on_ready(PgLink *l, void *userdata) {
         PgBinding *p = userdata;
+        p->conn = pg_link_conn(l);
+        dispatch(p);
+}
 
-        if (p->phase == PHASE_CONNECTING) {
-                switch (sym_PQconnectPoll(p->conn)) {
-                case PGRES_POLLING_OK:
-                        if (sym_PQsetnonblocking(p->conn, 1) < 0) {
-                                disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
-                                return 0;
-                        }
-                        p->phase = PHASE_READY;
-                        p->backoff_usec = PGB_BACKOFF_MIN_USEC;
-                        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_OFF);
-                        if (watch(p, EPOLLIN) < 0)
-                                disconnect(p, "connection failed", "cannot watch the socket");
-                        else
-                                dispatch(p);
-                        return 0;
-                case PGRES_POLLING_READING:
-                        if (watch(p, EPOLLIN) < 0)
-                                disconnect(p, "connection failed", "cannot watch the socket");
-                        return 0;
-                case PGRES_POLLING_WRITING:
-                        if (watch(p, EPOLLOUT) < 0)
-                                disconnect(p, "connection failed", "cannot watch the socket");
-                        return 0;
-                default:
-                        disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
-                        return 0;
-                }
-        }
+/* PgLink: the connection is gone, or never came up (a retry is scheduled) */
+static void on_lost(PgLink *l, const char *what, const char *why, void *userdata) {
+        PgBinding *p = userdata;
+        _cleanup_free_ char *msg = one_line(why);
+        _cleanup_free_ char *full = NULL;
+
+        p->conn = NULL;
+        if (asprintf(&full, "postgresql %s: %s", what, msg ?: "out of memory") < 0)
+                full = NULL;
+        fail_queue(p, -ENOTCONN, full ?: what);
+        free(p->last_error);
+        p->last_error = full ? strdup(full) : NULL;
+}
+
+static void on_io(PgLink *l, uint32_t revents, void *userdata) {
+        PgBinding *p = userdata;
         if (revents & EPOLLOUT && flush(p) < 0)
-                return 0;
+                return;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
                 read_results(p);
-        return 0;
 }
 
-static void notice_ignore(void *arg, const char *message) {
-}
-
-static void connect_start(PgBinding *p) {
-        static const char *const keywords[] = { "dbname", "fallback_application_name", NULL };
-        const char *values[] = { p->conninfo, "mooringd", NULL };
-
-        drop_connection(p);
-        p->phase = PHASE_CONNECTING;
-        p->conn = sym_PQconnectStartParams(keywords, values, 1);
-        if (!p->conn || sym_PQstatus(p->conn) == CONNECTION_BAD) {
-                disconnect(p, "connection failed", p->conn ? sym_PQerrorMessage(p->conn) : "out of memory");
-                return;
-        }
-        (void) sym_PQsetNoticeProcessor(p->conn, notice_ignore, NULL);
-        (void) sd_event_source_set_time(p->conn_timer, now_usec() + p->timeout_usec);
-        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
-        if (watch(p, EPOLLOUT) < 0)
-                disconnect(p, "connection failed", "cannot watch the socket");
-}
-
-static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        PgBinding *p = userdata;
-        if (p->phase == PHASE_BACKOFF)
-                connect_start(p);
-        else if (p->phase == PHASE_CONNECTING)
-                disconnect(p, "connection failed", "timed out");
-        return 0;
-}
+static const PgLinkOps link_ops = { .ready = on_ready, .lost = on_lost, .io = on_io };
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         PgBinding *p = userdata;
@@ -393,13 +315,13 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         call_fail(c, -ETIMEDOUT, "postgresql: no answer within %" PRIu64 " ms", p->timeout_usec / 1000);
         complete(p, c);
         /* on the wire: the connection is in an unknown state, start afresh (the rest stays queued) */
-        if (c->sent && p->phase == PHASE_READY) {
+        if (c->sent && p->conn) {
                 PgCall *rest = p->queue, *rest_tail = p->queue_tail;
                 p->queue = p->queue_tail = NULL;
                 disconnect(p, "connection reset", "a command timed out");
                 p->queue = rest;
                 p->queue_tail = rest_tail;
-                (void) sd_event_source_set_time(p->conn_timer, now_usec());
+                pg_link_start(&p->link); /* at once, not after the backoff */
         }
         arm_deadline(p);
         return 0;
@@ -469,7 +391,6 @@ static int pg_open(Binding *b, char **reterr_msg) {
         int r;
 
         p->timeout_usec = PGB_TIMEOUT_DEFAULT_USEC;
-        p->backoff_usec = PGB_BACKOFF_MIN_USEC;
         r = dlopen_libpq("bindings.postgresql", reterr_msg);
         if (r < 0)
                 return r;
@@ -482,26 +403,28 @@ static int pg_open(Binding *b, char **reterr_msg) {
         v = binding_component_get(b->component, "timeout");
         if (v && *v && (parse_duration_usec(v, &p->timeout_usec) < 0 || p->timeout_usec == 0))
                 return asprintf(reterr_msg, "'timeout' is not a duration: %s", v) < 0 ? -ENOMEM : -EINVAL;
-        if (sd_event_add_time(b->event, &p->conn_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_conn_timer, p) < 0 ||
+        PgLinkOptions lo = { .conninfo = p->conninfo, .application_name = "mooringd",
+                             .connect_timeout_usec = p->timeout_usec, .backoff_min_usec = PGB_BACKOFF_MIN_USEC,
+                             .backoff_max_usec = PGB_BACKOFF_MAX_USEC };
+        if (pg_link_init(&p->link, b->event, &lo, &link_ops, p) < 0 ||
             sd_event_add_time(b->event, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p) < 0 ||
             sd_event_add_defer(b->event, &p->defer, on_defer, p) < 0)
                 return -ENOMEM;
-        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(p->defer, SD_EVENT_OFF);
-        connect_start(p); /* a server not there yet is not an error: it is retried */
+        pg_link_start(&p->link); /* a server not there yet is not an error: it is retried */
         return 0;
 }
 
 static void pg_close(Binding *b) {
         PgBinding *p = (PgBinding *) b;
         if (p->defer) {
-                p->phase = PHASE_CLOSED;
+                p->closed = true;
                 fail_queue(p, -ECANCELED, "the binding was closed");
                 on_defer(p->defer, p);
         }
-        drop_connection(p);
-        sd_event_source_disable_unref(p->conn_timer);
+        pg_link_done(&p->link);
+        p->conn = NULL;
         sd_event_source_disable_unref(p->deadline_timer);
         sd_event_source_disable_unref(p->defer);
         if (p->conninfo) {
@@ -551,8 +474,8 @@ static int pg_invoke(Binding *b, const BindingRequest *req, BindingDoneFn done, 
                         return -ENOMEM;
                 }
         }
-        if (p->phase == PHASE_BACKOFF || p->phase == PHASE_CLOSED) {
-                call_fail(c, -ENOTCONN, "%s", p->phase == PHASE_CLOSED ?
+        if (pg_link_state(&p->link) == PG_LINK_BACKOFF || p->closed) {
+                call_fail(c, -ENOTCONN, "%s", p->closed ?
                           "postgresql: the connection was closed by a close operation" :
                           p->last_error ?: "postgresql: not connected");
                 complete(p, c);

@@ -363,7 +363,7 @@ static void on_lost(PgLink *l, const char *what, const char *why, void *userdata
         p->busy = false;
         (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
         free(p->last_error);
-        p->last_error = strdup(why);
+        p->last_error = strndup(why, strcspn(why, "\n")); /* libpq's first line */
         fail_queue(p, -ENOTCONN, p->last_error ?: "connection lost");
 }
 

@@ -286,7 +286,8 @@ static void on_lost(PgLink *l, const char *what, const char *why, void *userdata
         p->busy = STEP_NONE;
         p->set_up = false;
         (void) sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
-        membership_backend_state(&p->base, why);
+        _cleanup_free_ char *msg = strndup(why, strcspn(why, "\n")); /* libpq's first line */
+        membership_backend_state(&p->base, msg ?: "connection lost");
 }
 
 static void on_io(PgLink *l, uint32_t revents, void *userdata) {
