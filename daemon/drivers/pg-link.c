@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See pg-link.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -83,11 +84,16 @@ static void connected(PgLink *l) {
         if (sym_PQsetnonblocking(l->conn, 1) < 0)
                 return pg_link_fail(l, "connection failed", sym_PQerrorMessage(l->conn));
         l->state = PG_LINK_READY;
-        l->backoff_usec = l->o.backoff_min_usec;
+        if (!l->o.setup_after_ready)
+                pg_link_good(l);
         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
         if (watch_current(l, EPOLLIN) < 0)
                 return pg_link_fail(l, "connection failed", "cannot watch the connection");
         l->ops->ready(l, l->userdata);
+}
+
+void pg_link_good(PgLink *l) {
+        l->backoff_usec = l->o.backoff_min_usec;
 }
 
 static void connect_poll(PgLink *l) {
@@ -144,8 +150,12 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         PgLink *l = userdata;
         if (l->state == PG_LINK_BACKOFF)
                 pg_link_start(l);
-        else if (l->state == PG_LINK_CONNECTING)
-                pg_link_fail(l, "connection failed", "connecting timed out");
+        else if (l->state == PG_LINK_CONNECTING) {
+                char why[64];
+                (void) snprintf(why, sizeof why, "timed out after %llu ms",
+                                (unsigned long long) (l->o.connect_timeout_usec / 1000));
+                pg_link_fail(l, "connection failed", why);
+        }
         return 0;
 }
 

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
@@ -49,6 +50,9 @@ typedef struct PgLinkOptions {
         const char *application_name;  /* fallback_application_name: what pg_stat_activity shows */
         uint64_t connect_timeout_usec;
         uint64_t backoff_min_usec, backoff_max_usec;
+        /* The driver sets the session up after ready (DDL, prepared statements), which may still fail:
+         * the backoff starts afresh only at pg_link_good(), not on connecting. */
+        bool setup_after_ready;
 } PgLinkOptions;
 
 struct PgLink {
@@ -68,6 +72,10 @@ struct PgLink {
 int pg_link_init(PgLink *l, sd_event *e, const PgLinkOptions *o, const PgLinkOps *ops, void *userdata);
 /* Drops the connection and frees what l holds; no callback runs. */
 void pg_link_done(PgLink *l);
+
+/* The session is usable (after the driver's setup, with setup_after_ready): the next failure backs off
+ * from backoff_min again. */
+void pg_link_good(PgLink *l);
 
 /* Connects now (idle or backing off; nothing when connecting or ready). */
 void pg_link_start(PgLink *l);

@@ -4,15 +4,15 @@
  * sd-event loop, no threads. libpq is not linked: the first open() loads it
  * (dl-libpq.h), so every libpq call here goes through a sym_ pointer.
  *
- * One connection per store. PQconnectStartParams()/PQconnectPoll() are driven
- * by an io source on PQsocket() (re-added on every poll: the socket may change
- * between polls). Once connected, the table is created and the statements are
+ * One connection per store, connected and reconnected by drivers/pg-link.c
+ * (without blocking, with a timeout and backoff). Once connected, the table is created and the statements are
  * prepared (the "setup" phase), then operations run one command at a time from
  * a FIFO queue whose head is the operation in flight; a transaction holds the
  * head for its whole BEGIN..COMMIT sequence.
  *
- * Phases: BACKOFF (no connection, a retry is scheduled, operations fail fast
- * with -ENOTCONN) → CONNECTING → SETUP (both: operations queue) → READY. A
+ * Phases: the link's BACKOFF (no connection, a retry is scheduled, operations
+ * fail fast with -ENOTCONN) → CONNECTING → connected, setting up (both:
+ * operations queue) → ready. A
  * failed attempt or a lost connection fails everything queued with -ENOTCONN
  * and schedules a retry (100 ms doubling to 5 s). An operation older than
  * `timeout` fails with -ETIMEDOUT; if it was on the wire the connection is
@@ -45,6 +45,7 @@
 #include "../../util/log.h"
 #include "../dl-libpq.h"
 #include "../pg-conninfo.h"
+#include "../pg-link.h"
 #include "driver.h"
 #include "postgresql-query.h"
 #include "query.h"
@@ -61,13 +62,6 @@
 #define PG_OID_BYTEA 17
 #define PG_OID_INT8 20
 #define PG_OID_TEXT 25
-
-typedef enum PgPhase {
-        PG_PHASE_BACKOFF,
-        PG_PHASE_CONNECTING,
-        PG_PHASE_SETUP,
-        PG_PHASE_READY,
-} PgPhase;
 
 typedef enum PgStmt {
         PG_STMT_GET,
@@ -153,17 +147,15 @@ typedef struct Pg {
         uint64_t cleanup_usec;          /* 0: no purge timer */
 
         /* connection */
-        PgPhase phase;
-        PGconn *conn;
-        sd_event_source *io;
-        uint32_t io_events;
+        PgLink link;                    /* connecting, reconnecting with backoff */
+        PGconn *conn;                   /* pg_link_conn(&link): NULL while not connected */
+        bool ready;                     /* connected and set up: operations go out */
         bool busy;                      /* a command is on the wire, results not all read */
         unsigned setup_step;            /* 0: DDL, 1..: prepare statement step-1 */
         char *cmd_error;                /* setup: the first error of the running command */
         char *lost_error;               /* READY: a result said the session is gone */
-        uint64_t backoff_usec;
         char *last_error;               /* why we are not connected (for fail-fast messages) */
-        sd_event_source *conn_timer;    /* BACKOFF: retry; CONNECTING/SETUP: attempt timeout */
+        sd_event_source *setup_timer;   /* connected, setting up: its timeout */
         sd_event_source *deadline_timer;/* the oldest queued operation's deadline */
         sd_event_source *purge_timer;
         sd_event_source *defer;         /* delivers .completed */
@@ -257,9 +249,6 @@ static char *mfree_str(char *s) {
         return NULL;
 }
 
-static void pg_notice_ignore(void *arg, const char *message) {
-}
-
 static void pg_write_done(PgWrite *w) {
         free(w->key);
         free(w->value);
@@ -286,14 +275,11 @@ static Pg *pg_ref(Pg *p) {
         return p;
 }
 
+/* What the driver keeps about a connection, forgotten with it (the link drops the connection). */
 static void pg_drop_connection(Pg *p) {
-        /* the io source goes first, while its fd is still open */
-        p->io = sd_event_source_disable_unref(p->io);
-        p->io_events = 0;
-        if (p->conn) {
-                sym_PQfinish(p->conn);
-                p->conn = NULL;
-        }
+        p->conn = NULL;
+        p->ready = false;
+        (void) sd_event_source_set_enabled(p->setup_timer, SD_EVENT_OFF);
         p->busy = false;
         p->cmd_error = mfree_str(p->cmd_error);
         p->lost_error = mfree_str(p->lost_error);
@@ -304,8 +290,9 @@ static Pg *pg_unref(Pg *p) {
                 return NULL;
         /* close() emptied both lists; a half-built Pg from open() has none */
         assert(!p->queue.head && !p->completed.head);
+        pg_link_done(&p->link);
         pg_drop_connection(p);
-        sd_event_source_disable_unref(p->conn_timer);
+        sd_event_source_disable_unref(p->setup_timer);
         sd_event_source_disable_unref(p->deadline_timer);
         sd_event_source_disable_unref(p->purge_timer);
         sd_event_source_disable_unref(p->defer);
@@ -387,66 +374,16 @@ static void pg_fail_queue(Pg *p, int error, const char *what, const char *why) {
 
 /* ---- connection ---- */
 
-static void pg_connect_start(Pg *p);
 static void pg_dispatch(Pg *p);
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
-/*
- * The connection is gone or never came up: everything queued fails with -ENOTCONN
- * ("postgresql <what>: <why>"), and a retry is scheduled with backoff.
- */
+/* The connection is gone or never came up: everything queued fails (on_lost) and a retry is
+ * scheduled with backoff. */
 static void pg_disconnect(Pg *p, const char *what, const char *why) {
-        _cleanup_free_ char *msg = pg_message_dup(why); /* why may live in the PGconn */
-
-        pg_drop_connection(p);
-        p->phase = PG_PHASE_BACKOFF;
-        pg_fail_queue(p, -ENOTCONN, what, msg ?: "out of memory");
-        free(p->last_error);
-        p->last_error = NULL;
-        if (msg)
-                (void) asprintf(&p->last_error, "%s: %s", what, msg);
-
-        (void) sd_event_source_set_time(p->conn_timer, usec_add(pg_now(p), p->backoff_usec));
-        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
-        p->backoff_usec = p->backoff_usec * 2 > PG_BACKOFF_MAX_USEC ? PG_BACKOFF_MAX_USEC
-                                                                   : p->backoff_usec * 2;
-}
-
-static int pg_watch(Pg *p, uint32_t events) {
-        int fd, r;
-
-        if (p->io && p->io_events == events)
-                return 0;
-        if (p->io && p->phase >= PG_PHASE_SETUP) {
-                r = sd_event_source_set_io_events(p->io, events);
-                if (r >= 0)
-                        p->io_events = events;
-                return r;
-        }
-        /* connecting: the socket may have changed since the last poll */
-        p->io = sd_event_source_disable_unref(p->io);
-        fd = sym_PQsocket(p->conn);
-        if (fd < 0)
-                return -EBADF;
-        r = sd_event_add_io(p->event, &p->io, fd, events, on_io, p);
-        if (r < 0)
-                return r;
-        p->io_events = events;
-        return 0;
+        pg_link_fail(&p->link, what, why);
 }
 
 static int pg_flush(Pg *p) {
-        int r = sym_PQflush(p->conn);
-        if (r < 0) {
-                pg_disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
-                return -ENOTCONN;
-        }
-        r = pg_watch(p, EPOLLIN | (r > 0 ? EPOLLOUT : 0));
-        if (r < 0) {
-                pg_disconnect(p, "connection lost", strerror(-r));
-                return r;
-        }
-        return 0;
+        return pg_link_flush(&p->link);
 }
 
 static void pg_setup_send(Pg *p) {
@@ -467,76 +404,48 @@ static void pg_setup_send(Pg *p) {
         (void) pg_flush(p);
 }
 
-static void pg_connected(Pg *p) {
-        if (sym_PQsetnonblocking(p->conn, 1) < 0) {
-                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
-                return;
-        }
-        /* from here on one socket: watch it afresh */
-        p->io = sd_event_source_disable_unref(p->io);
-        p->phase = PG_PHASE_SETUP;
+/* PgLink: connected: the session is set up (DDL, prepared statements) within one timeout */
+static void on_ready(PgLink *l, void *userdata) {
+        Pg *p = userdata;
+        p->conn = pg_link_conn(l);
         p->setup_step = 0;
+        (void) sd_event_source_set_time(p->setup_timer, usec_add(pg_now(p), p->timeout_usec));
+        (void) sd_event_source_set_enabled(p->setup_timer, SD_EVENT_ONESHOT);
         pg_setup_send(p);
 }
 
-static void pg_connect_poll(Pg *p) {
-        int r;
-
-        switch (sym_PQconnectPoll(p->conn)) {
-        case PGRES_POLLING_OK:
-                pg_connected(p);
-                return;
-        case PGRES_POLLING_READING:
-                r = pg_watch(p, EPOLLIN);
-                break;
-        case PGRES_POLLING_WRITING:
-                r = pg_watch(p, EPOLLOUT);
-                break;
-        default:
-                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
-                return;
-        }
-        if (r < 0)
-                pg_disconnect(p, "connection failed", strerror(-r));
-}
-
-static void pg_connect_start(Pg *p) {
-        static const char *const keywords[] = { "dbname", "fallback_application_name", NULL };
-        const char *values[] = { p->conninfo, "mooringd", NULL };
-        int r;
+/* PgLink: the connection is gone, or never came up: everything queued fails with -ENOTCONN
+ * ("postgresql <what>: <why>"); the link retries with backoff. */
+static void on_lost(PgLink *l, const char *what, const char *why, void *userdata) {
+        Pg *p = userdata;
+        _cleanup_free_ char *msg = pg_message_dup(why);
 
         pg_drop_connection(p);
-        p->phase = PG_PHASE_CONNECTING;
-        p->conn = sym_PQconnectStartParams(keywords, values, 1);
-        if (!p->conn) {
-                pg_disconnect(p, "connection failed", "out of memory");
-                return;
-        }
-        if (sym_PQstatus(p->conn) == CONNECTION_BAD) {
-                pg_disconnect(p, "connection failed", sym_PQerrorMessage(p->conn));
-                return;
-        }
-        (void) sym_PQsetNoticeProcessor(p->conn, pg_notice_ignore, NULL);
-
-        /* the attempt, setup included, gets one timeout */
-        (void) sd_event_source_set_time(p->conn_timer, usec_add(pg_now(p), p->timeout_usec));
-        (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_ONESHOT);
-
-        /* as if PQconnectPoll had said PGRES_POLLING_WRITING */
-        r = pg_watch(p, EPOLLOUT);
-        if (r < 0)
-                pg_disconnect(p, "connection failed", strerror(-r));
+        pg_fail_queue(p, -ENOTCONN, what, msg ?: "out of memory");
+        free(p->last_error);
+        p->last_error = NULL;
+        if (msg)
+                (void) asprintf(&p->last_error, "%s: %s", what, msg);
 }
 
-static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+static void pg_read(Pg *p);
+
+static void on_io(PgLink *l, uint32_t revents, void *userdata) {
+        Pg *p = userdata;
+        if ((revents & EPOLLOUT) && pg_flush(p) < 0)
+                return;
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                pg_read(p);
+}
+
+static const PgLinkOps link_ops = { .ready = on_ready, .lost = on_lost, .io = on_io };
+
+static int on_setup_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Pg *p = userdata;
         char buf[64];
 
-        if (p->phase == PG_PHASE_BACKOFF)
-                pg_connect_start(p);
-        else if (p->phase == PG_PHASE_CONNECTING || p->phase == PG_PHASE_SETUP) {
-                (void) snprintf(buf, sizeof buf, "timed out after %" PRIu64 " ms",
-                                p->timeout_usec / PG_USEC_PER_MSEC);
+        if (p->conn && !p->ready) {
+                (void) snprintf(buf, sizeof buf, "timed out after %" PRIu64 " ms", p->timeout_usec / PG_USEC_PER_MSEC);
                 pg_disconnect(p, "connection failed", buf);
         }
         return 0;
@@ -633,7 +542,7 @@ static void pg_command_result(Pg *p, PGresult *res) {
         ExecStatusType st = sym_PQresultStatus(res);
         PgOp *op;
 
-        if (p->phase == PG_PHASE_SETUP) {
+        if (!p->ready) { /* setting up */
                 if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !p->cmd_error)
                         p->cmd_error = pg_message_dup(sym_PQresultErrorMessage(res));
                 return;
@@ -730,7 +639,7 @@ static void pg_op_send(Pg *p, PgOp *op) {
 }
 
 static void pg_dispatch(Pg *p) {
-        if (p->phase != PG_PHASE_READY || p->busy || !p->queue.head)
+        if (!p->ready || p->busy || !p->queue.head)
                 return;
         pg_op_send(p, p->queue.head);
 }
@@ -788,7 +697,7 @@ static bool pg_op_step_done(PgOp *op) {
 static void pg_command_done(Pg *p) {
         PgOp *op;
 
-        if (p->phase == PG_PHASE_SETUP) {
+        if (!p->ready) { /* setting up */
                 if (p->cmd_error) {
                         _cleanup_free_ char *e = TAKE_PTR(p->cmd_error);
                         pg_disconnect(p, "setup failed", e);
@@ -798,10 +707,10 @@ static void pg_command_done(Pg *p) {
                         pg_setup_send(p);
                         return;
                 }
-                p->phase = PG_PHASE_READY;
-                p->backoff_usec = PG_BACKOFF_MIN_USEC;
+                p->ready = true;
+                pg_link_good(&p->link);
                 p->last_error = mfree_str(p->last_error);
-                (void) sd_event_source_set_enabled(p->conn_timer, SD_EVENT_OFF);
+                (void) sd_event_source_set_enabled(p->setup_timer, SD_EVENT_OFF);
                 pg_dispatch(p);
                 return;
         }
@@ -841,20 +750,6 @@ static void pg_read(Pg *p) {
                 pg_disconnect(p, "connection lost", sym_PQerrorMessage(p->conn));
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Pg *p = userdata;
-
-        if (p->phase == PG_PHASE_CONNECTING) {
-                pg_connect_poll(p);
-                return 0;
-        }
-        if ((revents & EPOLLOUT) && pg_flush(p) < 0)
-                return 0;
-        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                pg_read(p);
-        return 0;
-}
-
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         Pg *p = userdata;
         uint64_t now = pg_now(p);
@@ -867,9 +762,11 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
                                          p->timeout_usec / PG_USEC_PER_MSEC,
                                          op->started ? "" : " (waiting for the connection)");
                 if (op->started) {
-                        /* the session is in an unknown state: start over; the rest stays queued */
+                        /* the session is in an unknown state: start over now; the rest stays queued */
                         pg_complete(p, op);
-                        pg_connect_start(p);
+                        pg_link_stop(&p->link);
+                        pg_drop_connection(p);
+                        pg_link_start(&p->link);
                 } else
                         pg_complete(p, op);
         }
@@ -883,7 +780,7 @@ static int on_purge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         (void) sd_event_source_set_time(s, usec_add(pg_now(p), p->cleanup_usec));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-        if (p->phase != PG_PHASE_READY || p->purge_queued)
+        if (!p->ready || p->purge_queued)
                 return 0;
         op = calloc(1, sizeof *op);
         if (!op)
@@ -1071,7 +968,6 @@ static int pg_open(StateStore *s, char **reterr_msg) {
                 return -ENOMEM;
         p->n_ref = 1;
         p->event = sd_event_ref(s->event);
-        p->backoff_usec = PG_BACKOFF_MIN_USEC;
         p->timeout_usec = PG_TIMEOUT_DEFAULT_USEC;
         p->cleanup_usec = PG_CLEANUP_DEFAULT_USEC;
 
@@ -1130,10 +1026,17 @@ static int pg_open(StateStore *s, char **reterr_msg) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(p->defer, SD_EVENT_OFF);
-        r = sd_event_add_time(p->event, &p->conn_timer, CLOCK_MONOTONIC, UINT64_MAX, PG_USEC_PER_MSEC,
-                              on_conn_timer, p);
+        PgLinkOptions lo = { .conninfo = p->conninfo, .application_name = "mooringd",
+                             .connect_timeout_usec = p->timeout_usec, .backoff_min_usec = PG_BACKOFF_MIN_USEC,
+                             .backoff_max_usec = PG_BACKOFF_MAX_USEC, .setup_after_ready = true };
+        r = pg_link_init(&p->link, p->event, &lo, &link_ops, p);
         if (r < 0)
                 return r;
+        r = sd_event_add_time(p->event, &p->setup_timer, CLOCK_MONOTONIC, UINT64_MAX, PG_USEC_PER_MSEC,
+                              on_setup_timer, p);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(p->setup_timer, SD_EVENT_OFF);
         r = sd_event_add_time(p->event, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX,
                               10 * PG_USEC_PER_MSEC, on_deadline, p);
         if (r < 0)
@@ -1146,7 +1049,7 @@ static int pg_open(StateStore *s, char **reterr_msg) {
         }
 
         /* a server that is not up yet is no error: calls fail with -ENOTCONN until it is */
-        pg_connect_start(p);
+        pg_link_start(&p->link);
         ps->pg = TAKE_PTR(p);
         return 0;
 }
@@ -1160,10 +1063,11 @@ static void pg_close(StateStore *s) {
                 return;
         p->closed = true;
         /* nothing of ours fires any more; the server rolls back what the session had open */
-        p->conn_timer = sd_event_source_disable_unref(p->conn_timer);
+        p->setup_timer = sd_event_source_disable_unref(p->setup_timer);
         p->deadline_timer = sd_event_source_disable_unref(p->deadline_timer);
         p->purge_timer = sd_event_source_disable_unref(p->purge_timer);
         p->defer = sd_event_source_disable_unref(p->defer);
+        pg_link_stop(&p->link);
         pg_drop_connection(p);
 
         /* outcomes already decided are delivered as they are; the rest is cancelled */
@@ -1195,7 +1099,7 @@ static PgOp *pg_op_new(PgOpKind kind, StateDoneFn done, void *userdata) {
 /* Queues op (taken), or answers it at once when there is no connection to wait for. */
 static void pg_submit(Pg *p, PgOp *op) {
         op->deadline = usec_add(pg_now(p), p->timeout_usec);
-        if (p->phase == PG_PHASE_BACKOFF) {
+        if (pg_link_state(&p->link) == PG_LINK_BACKOFF) {
                 (void) state_result_fail(&op->result, -ENOTCONN, "postgresql not connected (%s)",
                                          p->last_error ?: "reconnecting");
                 pg_complete(p, op);
