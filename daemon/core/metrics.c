@@ -69,6 +69,10 @@ static const char *const method_names[_METRICS_METHOD_MAX] = { "GET", "POST", "P
 #define COMP_TOPIC_MAX 96
 #define COMP_STATUS_MAX 16
 #define STATUS_OTHER 0xFFFFu /* the overflow series' status */
+/* gRPC methods' series share the server table: route GRPC_ROUTE | method (HTTP routes are below
+ * 0x8000, or METRICS_ROUTE_UNMATCHED) */
+#define GRPC_ROUTE 0x8000u
+#define GRPC_ROUTE_MASK 0xC000u
 
 /* Internal kinds kept in the component table besides MetricsKind. */
 enum {
@@ -80,7 +84,7 @@ enum {
 typedef struct ServerSeries {
         bool used;
         uint8_t method;
-        uint16_t route;
+        uint16_t route;    /* GRPC_ROUTE | index: a gRPC method's series (status: its code + 1) */
         uint16_t status;   /* 0: the request_count series (started requests) */
         uint64_t count;
         LatHist lat;       /* unused for status 0 */
@@ -110,7 +114,7 @@ struct AppMetrics {
         bool disabled;     /* zero, the mapping's default, is enabled: creating one writes nothing */
         /* The series the last request began and ended in: the next is most often the same (a client
          * repeating its call), found without hashing and probing. Points into server[] (or overflow). */
-        ServerSeries *last_begin, *last_end;
+        ServerSeries *last_begin, *last_end, *last_grpc;
         ClientSeries *last_client;
         SizeHist request_bytes, response_bytes, client_received;
         ServerSeries server[SERVER_SLOTS];
@@ -165,6 +169,16 @@ uint64_t app_metrics_requests(const AppMetrics *m) {
                 if (m->server[i].used && m->server[i].status == 0)
                         n += m->server[i].count;
         return n;
+}
+
+static const char *(*grpc_label)(unsigned method);
+
+void metrics_set_grpc_method_labels(const char *(*name_of)(unsigned method)) {
+        grpc_label = name_of;
+}
+
+static bool is_grpc(const ServerSeries *s) {
+        return s->status != STATUS_OTHER && (s->route & GRPC_ROUTE_MASK) == GRPC_ROUTE;
 }
 
 void metrics_set_route_labels(const char *(*path_of)(unsigned route)) {
@@ -303,6 +317,15 @@ void metrics_http_server_end(AppMetrics *m, unsigned route, MetricsMethod method
         s->count++;
         lat_add(&s->lat, usec);
         size_add(&m->response_bytes, response_len);
+}
+
+void metrics_grpc_server(AppMetrics *m, unsigned method, unsigned code, uint64_t usec) {
+        if (!m || m->disabled)
+                return;
+        ServerSeries *s = server_series_cached(m, &m->last_grpc, GRPC_ROUTE | (MIN(method, METRICS_GRPC_UNKNOWN)), 0,
+                                               MIN(code, 16u) + 1);
+        s->count++;
+        lat_add(&s->lat, usec);
 }
 
 void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method, unsigned status,
@@ -537,7 +560,7 @@ static void write_http(FILE *f, Each *l, size_t n) {
         for (size_t i = 0; i < n; i++)
                 for (size_t k = 0; k <= SERVER_SLOTS; k++) {
                         const ServerSeries *s = k < SERVER_SLOTS ? &l[i].m->server[k] : &l[i].m->server_overflow;
-                        if (!s->used || (s->status != 0 && s->status != STATUS_OTHER))
+                        if (!s->used || is_grpc(s) || (s->status != 0 && s->status != STATUS_OTHER))
                                 continue;
                         if (s->status == STATUS_OTHER && k < SERVER_SLOTS)
                                 continue;
@@ -549,7 +572,7 @@ static void write_http(FILE *f, Each *l, size_t n) {
         for (size_t i = 0; i < n; i++)
                 for (size_t k = 0; k < SERVER_SLOTS; k++) {
                         const ServerSeries *s = &l[i].m->server[k];
-                        if (!s->used || s->status == 0)
+                        if (!s->used || s->status == 0 || is_grpc(s))
                                 continue;
                         server_labels(lab, sizeof lab, l[i].app_id, s, true);
                         fprintf(f, "dapr_http_server_response_count{%s} %llu\n", lab, (unsigned long long) s->count);
@@ -558,7 +581,7 @@ static void write_http(FILE *f, Each *l, size_t n) {
         for (size_t i = 0; i < n; i++)
                 for (size_t k = 0; k < SERVER_SLOTS; k++) {
                         const ServerSeries *s = &l[i].m->server[k];
-                        if (!s->used || s->status == 0)
+                        if (!s->used || s->status == 0 || is_grpc(s))
                                 continue;
                         server_labels(lab, sizeof lab, l[i].app_id, s, true);
                         lat_write(f, "dapr_http_server_latency", lab, &s->lat);
@@ -582,6 +605,47 @@ static void write_http(FILE *f, Each *l, size_t n) {
                         fprintf(f, "mooring_http_server_overflow_count{%s} %llu\n",
                                 labels_app(lab, sizeof lab, l[i].app_id),
                                 (unsigned long long) l[i].m->server_overflow.count);
+}
+
+/* gRPC's status names, as Dapr's (OpenCensus's) grpc_server_status label writes them */
+static const char *const grpc_code_names[17] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+};
+
+static void grpc_labels(char *buf, size_t size, const char *app_id, const ServerSeries *s) {
+        char a[512];
+        unsigned method = s->route & ~GRPC_ROUTE_MASK;
+        const char *name = method == METRICS_GRPC_PROXY    ? "proxy"
+                           : method == METRICS_GRPC_UNKNOWN || !grpc_label ? "_other"
+                                                                          : strempty(grpc_label(method));
+        snprintf(buf, size, "%s,grpc_server_method=\"%s\",grpc_server_status=\"%s\"", labels_app(a, sizeof a, app_id),
+                 name, grpc_code_names[MIN(s->status - 1u, 16u)]);
+}
+
+static void write_grpc(FILE *f, Each *l, size_t n) {
+        char lab[1024];
+
+        head(f, "dapr_grpc_io_server_completed_rpcs", "counter", "Count of RPCs by method and status.");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < SERVER_SLOTS; k++) {
+                        const ServerSeries *s = &l[i].m->server[k];
+                        if (!s->used || !is_grpc(s))
+                                continue;
+                        grpc_labels(lab, sizeof lab, l[i].app_id, s);
+                        fprintf(f, "dapr_grpc_io_server_completed_rpcs{%s} %llu\n", lab, (unsigned long long) s->count);
+                }
+        head(f, "dapr_grpc_io_server_server_latency", "histogram",
+             "Distribution of time taken by the server, by method and status.");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < SERVER_SLOTS; k++) {
+                        const ServerSeries *s = &l[i].m->server[k];
+                        if (!s->used || !is_grpc(s))
+                                continue;
+                        grpc_labels(lab, sizeof lab, l[i].app_id, s);
+                        lat_write(f, "dapr_grpc_io_server_server_latency", lab, &s->lat);
+                }
 }
 
 static void client_labels(char *buf, size_t size, const char *app_id, const ClientSeries *s) {
@@ -798,6 +862,7 @@ int metrics_format(Registry *r, char **ret, size_t *ret_len) {
                 return -ENOMEM;
         n = collect(r, &l);
         write_http(f, l, n);
+        write_grpc(f, l, n);
         write_client(f, l, n);
         write_components(f, r, l, n);
         write_process(f);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Metrics: the counters and histograms behind GET /metrics, under the names,
- * labels and buckets daprd exports (dapr_http_server_*, dapr_http_client_*,
- * dapr_component_*, dapr_runtime_component_*), with the label app_id on
+ * labels and buckets daprd exports (dapr_http_server_*, dapr_grpc_io_server_*,
+ * dapr_http_client_*, dapr_component_*, dapr_runtime_component_*), with the label app_id on
  * everything that belongs to an app. See mooringd(8) for the list.
  *
  * Guarantees:
@@ -17,7 +17,7 @@
  *   - spec.metric.enabled: false in an app's Dapr Configuration (or in
  *     config.yaml for callers that are no app) turns recording off for it.
  *
- * Blocks that do not exist yet (actors, bindings, secrets, gRPC) add a
+ * Blocks that do not exist yet add a
  * MetricsKind below, record with metrics_component_op(), and give the kind's
  * name and label layout in metrics.c's kind table: the exposition follows.
  */
@@ -35,6 +35,10 @@
 
 /* Route index for requests that matched no route (service invocation by header, 404s). */
 #define METRICS_ROUTE_UNMATCHED 0xFFFFu
+/* gRPC method indexes (labelled by the gRPC front-end) are below this; these two are fixed. */
+#define METRICS_GRPC_METHODS_MAX 0x3FFEu
+#define METRICS_GRPC_PROXY 0x3FFEu    /* a call proxied to an app's own service: "proxy" */
+#define METRICS_GRPC_UNKNOWN 0x3FFFu  /* a method mooringd does not serve: "_other" */
 
 /* The method label: a fixed set, whatever a client invents counts as "_other". */
 typedef enum MetricsMethod {
@@ -88,6 +92,8 @@ static inline uint64_t metrics_now_usec(void) {
  * valid for the daemon's life. Set once at start.
  */
 void metrics_set_route_labels(const char *(*path_of)(unsigned route));
+/* The same for the gRPC front-end: name_of(i) is the full name of method i ("/pkg.Service/Method"). */
+void metrics_set_grpc_method_labels(const char *(*name_of)(unsigned method));
 
 /* ---- recording (loop thread; m may be NULL: nothing is recorded) ---- */
 
@@ -96,6 +102,9 @@ void metrics_http_server_begin(AppMetrics *m, unsigned route, MetricsMethod meth
 /* Its answer is out (or it ended): _response_count, _latency, _response_bytes. */
 void metrics_http_server_end(AppMetrics *m, unsigned route, MetricsMethod method, unsigned status,
                              uint64_t response_len, uint64_t usec);
+/* An inbound gRPC call is over: dapr_grpc_io_server_completed_rpcs, _server_latency. method: an index
+ * of the front-end's (or METRICS_GRPC_PROXY / _UNKNOWN), code: the gRPC status code. */
+void metrics_grpc_server(AppMetrics *m, unsigned method, unsigned code, uint64_t usec);
 /* A call into the app is over: dapr_http_client_*. status 0: no answer. */
 void metrics_http_client(AppMetrics *m, MetricsCallKind kind, const char *method, unsigned status,
                          uint64_t sent_len, uint64_t received_len, uint64_t usec);

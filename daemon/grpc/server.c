@@ -42,6 +42,8 @@
 #include <unistd.h>
 
 #include "../core/app.h"
+#include "../core/metrics.h"
+#include "../core/trace.h"
 #include "../manager.h"
 #include "../util/base64.h"
 #include "../util/iomux.h"
@@ -159,6 +161,7 @@ struct GrpcConn {
         GrpcCall *calls;
         GrpcCall *last_call;        /* borrowed: stream_call()'s memo, cleared when it detaches */
         const GrpcMethod *last_method; /* the method of the connection's last call */
+        unsigned last_method_slot;     /* its slot in method_slots[] (its metrics label) */
         GrpcConn *next, *prev;
 };
 
@@ -212,6 +215,10 @@ struct GrpcCall {
         GrpcCallCancelFn on_cancel;
         void *cancel_userdata;
         void *userdata;
+        unsigned metric_method;     /* the method's label (METRICS_GRPC_*) */
+        uint64_t metric_start;      /* CLOCK_MONOTONIC µs the call started; 0: not counted */
+        bool traced;                /* span is running (an exporter is set up) */
+        Span span;                  /* the inbound call's SERVER span, child of the caller's traceparent */
         GrpcCall *next, *prev;
         /* the handler's scratch space (grpc_call_scratch), as long as the call */
         alignas(max_align_t) uint8_t scratch[GRPC_CALL_SCRATCH];
@@ -322,10 +329,19 @@ static GrpcCall *call_ref(GrpcCall *c) {
         return c;
 }
 
+/* The call is over (its status decided, or its stream gone): out of the in-flight count, and into
+ * the metrics (dapr_grpc_io_server_*) and the trace with its status. */
 static void call_uncount(GrpcCall *c) {
-        if (c->counted) {
-                c->counted = false;
-                c->server->calls_in_flight--;
+        if (!c->counted)
+                return;
+        c->counted = false;
+        c->server->calls_in_flight--;
+        uint64_t now = c->metric_start || c->traced ? metrics_now_usec() : 0;
+        if (c->metric_start)
+                metrics_grpc_server(c->app->metrics, c->metric_method, c->status, now - c->metric_start);
+        if (c->traced) {
+                c->traced = false;
+                trace_span_end_at(&c->span, now, 0, c->status != GRPC_STATUS_OK);
         }
 }
 
@@ -425,6 +441,7 @@ static void call_detach(GrpcCall *c) {
         c->deadline = sd_event_source_disable_unref(c->deadline);
         if (!c->finished) {
                 c->finished = true;
+                c->status = GRPC_STATUS_CANCELLED; /* the stream went before an answer */
                 call_uncount(c);
         }
         if (c->handler_owes && c->on_cancel) {
@@ -580,6 +597,7 @@ static void call_finish(GrpcCall *c, GrpcCode code, const char *message, const c
         if (c->finished || !c->conn)
                 return;
         c->finished = true;
+        c->status = code;
         call_uncount(c);
         c->deadline = sd_event_source_disable_unref(c->deadline);
         if (c->drafting) {
@@ -953,6 +971,7 @@ static void call_reset(GrpcCall *c) {
         (void) nghttp2_submit_rst_stream(c->conn->h2, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_PROTOCOL_ERROR);
         if (!c->finished) {
                 c->finished = true;
+                c->status = GRPC_STATUS_INTERNAL; /* reset with PROTOCOL_ERROR: gRPC's reading of it */
                 call_uncount(c);
                 c->deadline = sd_event_source_disable_unref(c->deadline);
         }
@@ -986,8 +1005,10 @@ static uint32_t path_hash(const char *p) {
         return h;
 }
 
-static const GrpcMethod *method_find(const char *path) {
-        static const GrpcMethod *slots[METHOD_SLOTS];
+static const GrpcMethod *method_slots[METHOD_SLOTS];
+
+/* The method named path and its slot (a stable index: the metrics label), or NULL. */
+static const GrpcMethod *method_find(const char *path, unsigned *ret_slot) {
         static bool built = false;
         uint32_t i;
 
@@ -995,19 +1016,26 @@ static const GrpcMethod *method_find(const char *path) {
                 for (const GrpcService *const *s = grpc_services; *s; s++)
                         for (size_t k = 0; k < (*s)->n_methods; k++) {
                                 const GrpcMethod *m = &(*s)->methods[k];
-                                for (i = path_hash(m->path) & (METHOD_SLOTS - 1); slots[i];
+                                for (i = path_hash(m->path) & (METHOD_SLOTS - 1); method_slots[i];
                                      i = (i + 1) & (METHOD_SLOTS - 1))
-                                        if (streq(slots[i]->path, m->path))
+                                        if (streq(method_slots[i]->path, m->path))
                                                 break; /* the first table naming it wins, as the scan did */
-                                if (!slots[i])
-                                        slots[i] = m;
+                                if (!method_slots[i])
+                                        method_slots[i] = m;
                         }
                 built = true;
         }
-        for (i = path_hash(path) & (METHOD_SLOTS - 1); slots[i]; i = (i + 1) & (METHOD_SLOTS - 1))
-                if (streq(slots[i]->path, path))
-                        return slots[i];
+        for (i = path_hash(path) & (METHOD_SLOTS - 1); method_slots[i]; i = (i + 1) & (METHOD_SLOTS - 1))
+                if (streq(method_slots[i]->path, path)) {
+                        *ret_slot = i;
+                        return method_slots[i];
+                }
         return NULL;
+}
+
+/* The metrics label of a slot (metrics_set_grpc_method_labels()). */
+static const char *method_label(unsigned slot) {
+        return slot < METHOD_SLOTS && method_slots[slot] ? method_slots[slot]->path : NULL;
 }
 
 /* A handler's negative return: it did not answer, so the server does. */
@@ -1085,7 +1113,9 @@ static void dispatch_unary(GrpcCall *c) {
         call_hold(c, grpc_decoder_buffered(&c->dec));
         c->handler_owes = true;
         call_ref(c);
+        trace_set_current(c->traced ? &c->span.ctx : NULL); /* blocks' operations become its children */
         r = c->method->unary(c, m);
+        trace_set_current(NULL);
         if (r < 0)
                 handler_failed(c, r);
 }
@@ -1160,6 +1190,8 @@ static void call_start(GrpcCall *c) {
         c->started = true;
         c->counted = true;
         c->server->calls_in_flight++;
+        c->metric_method = METRICS_GRPC_UNKNOWN;
+        c->metric_start = app_metrics_enabled(c->app->metrics) ? metrics_now_usec() : 0;
         call_index_headers(c);
         timeout = hfield(c, c->off_timeout);
         enc = hfield(c, c->off_encoding);
@@ -1177,6 +1209,7 @@ static void call_start(GrpcCall *c) {
                                     make_nv("grpc-message", "invalid gRPC request content-type") };
                 (void) nghttp2_submit_response(conn->h2, c->stream_id, nv, ELEMENTSOF(nv), NULL);
                 c->headers_sent = c->finished = true;
+                c->status = GRPC_STATUS_INVALID_ARGUMENT;
                 call_uncount(c);
                 return;
         }
@@ -1207,22 +1240,41 @@ static void call_start(GrpcCall *c) {
                 return;
         }
         /* A connection mostly calls one method over and over: the last one found is tried first. */
-        if (conn->last_method && streq(conn->last_method->path, c->path))
+        unsigned slot;
+        if (conn->last_method && streq(conn->last_method->path, c->path)) {
                 c->method = conn->last_method;
-        else if ((c->method = method_find(c->path)))
+                c->metric_method = conn->last_method_slot;
+        } else if ((c->method = method_find(c->path, &slot))) {
                 conn->last_method = c->method;
+                c->metric_method = conn->last_method_slot = slot;
+        }
         /* Not ours, with dapr-app-id: a call for that app's own gRPC service (Dapr's proxying). */
-        if (!c->method && target && *target)
+        if (!c->method && target && *target) {
                 c->method = &grpc_proxy_method;
+                c->metric_method = METRICS_GRPC_PROXY;
+        }
         if (!c->method) {
                 snprintf(msg, sizeof msg, "unknown method %.200s: mooringd does not serve it", c->path);
                 call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
                 return;
         }
+        if (trace_enabled()) {
+                /* the inbound call's span, named by the method (a proxied call by its own name is not
+                 * bounded: "proxy") */
+                TraceContext parent;
+                const char *tp = grpc_call_metadata(c, "traceparent");
+                bool has_parent = tp && traceparent_parse(tp, &parent) >= 0;
+                trace_span_begin_at(&c->span, c->metric_start ?: metrics_now_usec(), has_parent ? &parent : NULL,
+                                    c->app->trace_rate, SPAN_SERVER,
+                                    c->method == &grpc_proxy_method ? "proxy" : c->method->path, c->app->config->id);
+                c->traced = true;
+        }
         if (c->method->kind != GRPC_METHOD_UNARY) {
                 c->handler_owes = true;
                 call_ref(c);
+                trace_set_current(c->traced ? &c->span.ctx : NULL);
                 r = c->method->open(c);
+                trace_set_current(NULL);
                 if (r < 0)
                         handler_failed(c, r);
         }
@@ -1936,6 +1988,7 @@ GrpcServer *grpc_server_new(Manager *m, sd_event *e) {
                 return NULL;
         s->manager = m;
         s->event = e;
+        metrics_set_grpc_method_labels(method_label);
         s->h2_mem = (nghttp2_mem){ .mem_user_data = s, .malloc = h2_malloc, .free = h2_free,
                                    .calloc = h2_calloc, .realloc = h2_realloc };
         if (iomux_new(e, "grpc-connections", &s->mux) < 0 || sd_event_add_defer(e, &s->flush, on_flush, s) < 0) {

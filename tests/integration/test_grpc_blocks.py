@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import queue
+import re
 import secrets
 import shutil
 import sqlite3
@@ -62,6 +63,61 @@ class GrpcTestCase(DaemonTestCase):
         if contains:
             self.assertIn(contains, cm.exception.details())
         return cm.exception
+
+
+class GrpcObservabilityTest(GrpcTestCase):
+    """gRPC calls in the metrics (Dapr's dapr_grpc_io_server_* names, methods as labels, bounded) and
+    in the traces (a SERVER span per call, child of the caller's traceparent; the block's operations
+    its children)."""
+
+    def test_metrics_and_spans(self):
+        from test_tracing import Receiver, config_yaml  # noqa: E402 (its module imports nothing of ours)
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        d = self.daemon(apps={"a": APP}, start=False)
+        with open(os.path.join(d.config, "config.yaml"), "w") as f:
+            f.write(config_yaml(1, otel=f"127.0.0.1:{rx.port}"))
+        d.start()
+        ch = self.channel(d, "a")
+        call(ch, "SaveState", dapr.SaveStateRequest(store_name="statestore", states=[common.StateItem(key="k", value=b"1")]))
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        for _ in range(3):
+            call(ch, "GetState", dapr.GetStateRequest(store_name="statestore", key="k"), dapr.GetStateResponse,
+                 metadata=[("traceparent", parent)])
+        self.assert_fails(ch, "GetState", dapr.GetStateRequest(store_name="nope", key="k"),
+                          grpc.StatusCode.INVALID_ARGUMENT, "ERR_STATE_STORE_NOT_FOUND")
+        # methods nobody serves share one label, whatever their names
+        for i in range(20):
+            with self.assertRaises(grpc.RpcError) as cm:
+                g.unary(ch, f"/made.up.Service{i}/Call{i}", empty_pb2.Empty(), empty_pb2.Empty)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        text = d.get("/metrics").body.decode()
+
+        def value(method, status):
+            m = re.search(r'^dapr_grpc_io_server_completed_rpcs\{app_id="a",grpc_server_method="%s",'
+                          r'grpc_server_status="%s"\} (\d+)$' % (re.escape(method), status), text, re.M)
+            return int(m.group(1)) if m else None
+        self.assertEqual(value("/dapr.proto.runtime.v1.Dapr/GetState", "OK"), 3, text)
+        self.assertEqual(value("/dapr.proto.runtime.v1.Dapr/SaveState", "OK"), 1)
+        self.assertEqual(value("/dapr.proto.runtime.v1.Dapr/GetState", "INVALID_ARGUMENT"), 1)
+        self.assertEqual(value("_other", "UNIMPLEMENTED"), 20)
+        self.assertNotIn("made.up", text)
+        self.assertIn('dapr_grpc_io_server_server_latency_count{app_id="a",'
+                      'grpc_server_method="/dapr.proto.runtime.v1.Dapr/GetState",grpc_server_status="OK"} 3', text)
+
+        def spans():
+            got = [x for x in rx.snapshot() if x["name"] == "/dapr.proto.runtime.v1.Dapr/GetState"]
+            return got if len(got) >= 4 else None
+        got = wait_for(spans, what="the GetState spans")
+        # the three with the caller's traceparent, and the failed one (no traceparent: a trace of its own)
+        gets = [x for x in got if x["parent"]]
+        self.assertEqual([(x["kind"], x["service"], x["trace"], x["parent"], x["error"]) for x in gets],
+                         [("SERVER", "a", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", False)] * 3)
+        self.assertEqual([x["error"] for x in got if not x["parent"]], [True])
+        ids = {x["id"] for x in gets}
+        children = wait_for(lambda: [x for x in rx.snapshot() if x["name"] == "state/statestore/get"] or None,
+                            what="the store's spans")
+        self.assertTrue(all(x["parent"] in ids for x in children), (children, ids))
 
 
 class GrpcSecretsBindingsTest(GrpcTestCase):
