@@ -519,7 +519,8 @@ static void send_on_start(Runner *rn, const TransportAnswer *ans) {
                 return (void) log_oom();
         }
         s->registry = rn->registry;
-        s->parallel = streq_ptr(json_string_value(json_object_get(j, "concurrency")), "parallel");
+        const char *concurrency = json_string_value(json_object_get(j, "concurrency"));
+        s->parallel = concurrency && streq(concurrency, "parallel");
         size_t i;
         json_t *v;
         json_array_foreach(to, i, v)
