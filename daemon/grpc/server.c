@@ -1646,7 +1646,11 @@ static int conn_write(GrpcConn *c) {
                 return 0;
         }
         c->in_io = true;
-        do {
+        /* After a read that asked for no answer (the usual request: the handler answers later), nghttp2
+         * has nothing: asking is cheaper than a mem_send() that finds nothing. */
+        bool more = c->want_write || c->wlen > c->woff || nghttp2_session_want_write(c->h2);
+        while (more) {
+                bool drained = false;
                 c->want_write = false;
                 while (c->wlen - c->woff < GRPC_WRITE_BATCH) {
                         const uint8_t *data;
@@ -1655,8 +1659,12 @@ static int conn_write(GrpcConn *c) {
                                 r = -EIO;
                                 goto out;
                         }
-                        if (n == 0)
+                        if (n == 0) {
+                                /* unless data_send() refused a DATA frame for a full batch (then
+                                 * nghttp2 says 0 too, and offers the frame again) */
+                                drained = c->wlen - c->woff < GRPC_WRITE_BATCH;
                                 break;
+                        }
                         r = wbuf_append(c, data, (size_t) n);
                         if (r < 0)
                                 goto out;
@@ -1674,7 +1682,11 @@ static int conn_write(GrpcConn *c) {
                 if (c->woff < c->wlen)
                         break; /* the socket is full: EPOLLOUT resumes */
                 c->woff = c->wlen = 0;
-        } while (c->want_write || nghttp2_session_want_write(c->h2));
+                /* A mem_send() that returned 0 with room left in the batch found no frame nghttp2
+                 * could send (what nghttp2_session_want_write() would say then): only a full batch,
+                 * or output submitted meanwhile by us, means more. */
+                more = c->want_write || !drained;
+        }
 out:
         c->in_io = false;
         if (r < 0)
