@@ -53,8 +53,7 @@ static const bool name_chars[256] = {
 /* HTTP/1.1 header names that HTTP/2 forbids or that gRPC owns (names in lower case); metadata also
  * keeps its binary (-bin) entries, the API token and the user agent to itself. The names refused
  * by name first (most of what a gRPC client sends is), then the characters of the others. */
-static bool header_forwardable(const char *name, bool metadata) {
-        size_t n = strlen(name);
+static bool header_forwardable(const char *name, size_t n, bool metadata) {
         bool refused;
 
         if (n == 0 || (n >= 5 && memcmp(name, "grpc-", 5) == 0) ||
@@ -112,7 +111,7 @@ static void on_head(InvokeCall *ic, unsigned status, char *const *headers, int64
                                 continue; /* out of memory: the answer goes without it */
                         memcpy(gi->ct + CT_ROOM, p[1], l);
                         gi->ct_len = l;
-                } else if (header_forwardable(lower, false))
+                } else if (header_forwardable(lower, n, false))
                         (void) grpc_call_add_header(gi->call, lower, p[1]);
         }
 }
@@ -281,7 +280,7 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
         if (!msg || !msg->http_extension)
                 return grpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "missing HTTP extension field");
         unsigned v = (unsigned) msg->http_extension->verb;
-        if (v == 0 || v >= ELEMENTSOF(verbs) || streq(verbs[v], "CONNECT"))
+        if (v == 0 || v >= ELEMENTSOF(verbs) || v == DAPR__PROTO__COMMON__V1__HTTPEXTENSION__VERB__CONNECT)
                 return grpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "invalid HTTP verb");
 
         /* "method?query": the block copies it in invoke_start() */
@@ -308,7 +307,7 @@ int grpc_dapr_invoke_service(GrpcCall *c, const ProtobufCMessage *m) {
                         return -ENOMEM;
         }
         for (char *const *p = grpc_call_metadata_pairs(c); p[0] && p[1]; p += 2)
-                if (header_forwardable(p[0], true)) {
+                if (header_forwardable(p[0], strlen(p[0]), true)) {
                         hv[n_hv++] = p[0];
                         hv[n_hv++] = p[1];
                 }
