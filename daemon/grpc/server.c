@@ -1204,7 +1204,7 @@ static void call_start(GrpcCall *c) {
                 call_reset(c);
                 return;
         }
-        if (!c->content_type || !startswith(c->content_type, "application/grpc")) {
+        if (!c->content_type || strncmp(c->content_type, "application/grpc", sizeof "application/grpc" - 1) != 0) {
                 /* Not gRPC: gRPC's HTTP mapping says 415 with the status as best effort. */
                 nghttp2_nv nv[] = { make_nv(":status", "415"), make_nv("grpc-status", "3"),
                                     make_nv("grpc-message", "invalid gRPC request content-type") };

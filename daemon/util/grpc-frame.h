@@ -127,8 +127,10 @@ static inline bool grpc_has_more(uint64_t x, uint8_t n) {
         return (((x + GRPC_ONES * (uint8_t) (127 - n)) | x) & GRPC_HIGHS) != 0;
 }
 
+/* NUL, CR or LF in x; a word without control characters (nearly every one) is passed by the first test */
 static inline bool grpc_value_word_bad(uint64_t x) {
-        return grpc_has_zero(x) || grpc_has_zero(x ^ (GRPC_ONES * '\r')) || grpc_has_zero(x ^ (GRPC_ONES * '\n'));
+        return grpc_has_less(x, 0x20) &&
+               (grpc_has_zero(x) || grpc_has_zero(x ^ (GRPC_ONES * '\r')) || grpc_has_zero(x ^ (GRPC_ONES * '\n')));
 }
 
 static inline bool grpc_pseudo_word_bad(uint64_t x) {
