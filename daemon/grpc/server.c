@@ -150,9 +150,11 @@ struct GrpcConn {
         uint32_t events;
         nghttp2_session *h2;
         bool in_io;                 /* inside mem_recv/mem_send: nghttp2 must not be re-entered */
-        bool want_write;            /* output was submitted while in_io */
+        bool want_write;            /* we submitted output since the last write (while in_io: it waits
+                                     * for the I/O handler's write); conn_write() need not ask nghttp2 */
         bool on_pending;            /* on server->pending */
         bool broken;                /* to be closed by the flush */
+        bool goaway;                /* a GOAWAY went out or came in: the session may be over */
         GrpcConn *next_pending;
         uint8_t *wbuf;              /* output gathered from nghttp2, wbuf[woff..wlen) not written yet */
         size_t woff, wlen, wcap;
@@ -1522,8 +1524,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         GrpcConn *conn = user_data;
         GrpcCall *c;
 
-        if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) {
+                if (frame->hd.type == NGHTTP2_GOAWAY)
+                        conn->goaway = true;
                 return 0;
+        }
         c = stream_call(conn, frame->hd.stream_id);
         if (!c)
                 return 0;
@@ -1544,6 +1549,8 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
         GrpcConn *conn = user_data;
         GrpcCall *c;
 
+        if (frame->hd.type == NGHTTP2_GOAWAY)
+                conn->goaway = true;
         /* Our answer ended the stream while the client still sends: tell it to stop (as grpc-go does). */
         if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
             (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && (c = stream_call(conn, frame->hd.stream_id)) &&
@@ -1692,7 +1699,10 @@ out:
         if (r < 0)
                 return r;
         conn_update_events(c);
-        if (c->wlen == c->woff && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+        /* nghttp2 wants neither to read nor to write only once a GOAWAY went one way or the other
+         * (see nghttp2_session_want_read()): before, asking is a waste on every write. */
+        if (c->goaway && c->wlen == c->woff && !nghttp2_session_want_read(c->h2) &&
+            !nghttp2_session_want_write(c->h2))
                 return -ECONNRESET; /* GOAWAY exchanged, or the session ended: done */
         return 0;
 }
@@ -1715,10 +1725,9 @@ static void conn_flush_later(GrpcConn *c) {
         GrpcServer *s;
         if (!c)
                 return;
-        if (c->in_io) {
-                c->want_write = true; /* written when nghttp2 returns */
-                return;
-        }
+        c->want_write = true;
+        if (c->in_io)
+                return; /* written when nghttp2 returns */
         s = c->server;
         if (!c->on_pending) {
                 c->on_pending = true;
@@ -1734,10 +1743,9 @@ static void conn_flush_later(GrpcConn *c) {
 static void conn_kick(GrpcConn *c) {
         if (!c || c->broken)
                 return;
-        if (c->in_io) {
-                c->want_write = true;
+        c->want_write = true;
+        if (c->in_io)
                 return;
-        }
         /* On the flush's list or not: what is there goes now, and the flush finds nothing left. */
         if (conn_write(c) < 0) {
                 c->broken = true;
