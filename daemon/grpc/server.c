@@ -1527,6 +1527,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) {
                 if (frame->hd.type == NGHTTP2_GOAWAY)
                         conn->goaway = true;
+                /* A WINDOW_UPDATE or SETTINGS may let DATA go that waited for the peer's window, which
+                 * nghttp2's outbound queue does not count: conn_write() must look (see there). */
+                conn->want_write = true;
                 return 0;
         }
         c = stream_call(conn, frame->hd.stream_id);
@@ -1654,8 +1657,14 @@ static int conn_write(GrpcConn *c) {
         }
         c->in_io = true;
         /* After a read that asked for no answer (the usual request: the handler answers later), nghttp2
-         * has nothing: asking is cheaper than a mem_send() that finds nothing. */
-        bool more = c->want_write || c->wlen > c->woff || nghttp2_session_want_write(c->h2);
+         * has nothing to send. Its frames of its own (ACKs, WINDOW_UPDATE, RST_STREAM, GOAWAY) are
+         * in its outbound queue; DATA is not counted there, but it only becomes ready through us
+         * (a reply or message, which set want_write, as conn_flush_later()/conn_kick() do) or a
+         * frame of the peer that opens its window (on_frame_recv() sets want_write); a frame
+         * nghttp2 had begun is never left half-written without bytes in wbuf. So this is what
+         * nghttp2_session_want_write() would say, in a few instructions instead of its scan of
+         * every priority queue, and a mem_send() that finds nothing is not made. */
+        bool more = c->want_write || c->wlen > c->woff || nghttp2_session_get_outbound_queue_size(c->h2) > 0;
         while (more) {
                 bool drained = false;
                 c->want_write = false;
