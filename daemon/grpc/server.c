@@ -1342,6 +1342,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
                 call_detach(c);
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
+        conn->last_call = c; /* its header fields follow: stream_call() finds it without a lookup */
         return 0;
 }
 
