@@ -20,8 +20,9 @@
 # connection (-m 1) like the HTTP/1.1 runs; the -m 1 ratio is the result line.
 # Each operation also has a multiplexed gRPC run (-m 10: ten streams at a time
 # on each connection, as gRPC SDK clients such as grpc-go, grpcio and grpc-java
-# send concurrent calls), whose ratio to the same HTTP/1.1 run is printed on a
-# line of its own below the result line.
+# send concurrent calls; a tenth of the connections, so that as many calls are in
+# flight as in the HTTP/1.1 run), whose ratio to the same HTTP/1.1 run is
+# printed on a line of its own below the result line.
 #
 # --callgrind runs mooringd under valgrind's callgrind instead (instrumented only
 # while h2load runs, one round, --requests defaults to 20000) and prints the
@@ -211,6 +212,9 @@ run() {
 }
 
 grpc_args=(-n "$requests" -c "$connections" -t 1 -H 'content-type: application/grpc' -H 'te: trailers')
+# multiplexed: as many calls in flight as the HTTP/1.1 runs (connections x 1), ten per connection
+mux_connections=$(( connections >= 10 ? connections / 10 : 1 ))
+grpc_mux_args=(-n "$requests" -c "$mux_connections" -t 1 -H 'content-type: application/grpc' -H 'te: trailers')
 http_args=(--h1 -n "$requests" -c "$connections" -t 1)
 declare -A best_us
 
@@ -248,7 +252,7 @@ if [ "$callgrind" -eq 1 ]; then
                 cg_run get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
                 cg_run get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
                         "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
-                cg_run get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
+                cg_run get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_mux_args[@]}" -m 10 -d "$tmp/get.grpc" \
                         "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
                 echo "instructions per request: GetState HTTP ${ir_per[get-http]}, gRPC ${ir_per[get-grpc]}" \
                      "(-m 10: ${ir_per[get-grpc-m10]})"
@@ -260,7 +264,7 @@ if [ "$callgrind" -eq 1 ]; then
                         "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
                 cg_run inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
                         -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
-                cg_run inv-grpc-m10 "gRPC InvokeService (1 KiB, -m 10)" "${grpc_args[@]}" -n $((requests / 4)) -m 10 \
+                cg_run inv-grpc-m10 "gRPC InvokeService (1 KiB, -m 10)" "${grpc_mux_args[@]}" -n $((requests / 4)) -m 10 \
                         -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
                 echo "instructions per request: InvokeService HTTP ${ir_per[inv-http]}, gRPC ${ir_per[inv-grpc]}" \
                      "(-m 10: ${ir_per[inv-grpc-m10]})"
@@ -282,7 +286,7 @@ for round in $(seq "$rounds"); do
                 measure get-http "HTTP/1.1 GET state" "${http_args[@]}" "http://127.0.0.1:$http_port/v1.0/state/statestore/k"
                 measure get-grpc "gRPC GetState (-m 1)" "${grpc_args[@]}" -m 1 -d "$tmp/get.grpc" \
                         "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
-                measure get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_args[@]}" -m 10 -d "$tmp/get.grpc" \
+                measure get-grpc-m10 "gRPC GetState (-m 10)" "${grpc_mux_args[@]}" -m 10 -d "$tmp/get.grpc" \
                         "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/GetState"
         fi
         if do_invoke; then
@@ -290,7 +294,7 @@ for round in $(seq "$rounds"); do
                         "http://127.0.0.1:$http_port/v1.0/invoke/callee/method/echo"
                 measure inv-grpc "gRPC InvokeService (1 KiB, -m 1)" "${grpc_args[@]}" -n $((requests / 4)) -m 1 \
                         -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
-                measure inv-grpc-m10 "gRPC InvokeService (1 KiB, -m 10)" "${grpc_args[@]}" -n $((requests / 4)) -m 10 \
+                measure inv-grpc-m10 "gRPC InvokeService (1 KiB, -m 10)" "${grpc_mux_args[@]}" -n $((requests / 4)) -m 10 \
                         -d "$tmp/invoke.grpc" "http://127.0.0.1:$grpc_port/dapr.proto.runtime.v1.Dapr/InvokeService"
         fi
 done
