@@ -16,6 +16,7 @@
 
 #include "../core/app.h"
 #include "../core/component.h"
+#include "../core/metrics.h"
 #include "../core/registry.h"
 #include "../transport/app-channel.h"
 #include "../core/resiliency.h"
@@ -57,6 +58,7 @@ struct Delivery {
         uint64_t breaker_generation;
         bool breaker_counting;       /* the POST out was allowed by the policy's breaker */
         sd_event_source *retry_timer; /* the back-off before the policy's next POST */
+        uint64_t start_usec;         /* the event came: for dapr_component_input_binding_latencies */
         Delivery *next, *prev;
 };
 
@@ -81,6 +83,11 @@ struct BindingOut {
         void *data;
         size_t len;
         char **metadata;
+        /* dapr_component_output_binding_*: the caller, the operation (the driver's own string: its
+         * list is what the request was checked against, so the label is bounded), the start */
+        char *metrics_app;
+        const char *metrics_op;
+        uint64_t start_usec;
 };
 
 /* ---- helpers ---- */
@@ -167,6 +174,7 @@ static void out_free(BindingOut *o) {
         strv_free(o->metadata);
         free(o->message);
         free(o->binding);
+        free(o->metrics_app);
         free(o);
 }
 
@@ -252,6 +260,11 @@ static void on_out_done(int error, const char *message, const BindingResponse *r
                 message = m ?: message;
                 error = error == -ECANCELED || error == -ETIMEDOUT ? error : -EIO;
         }
+        /* counted when the binding had the call (not the block's refusals), under the caller */
+        App *a = o->binding && o->metrics_app && o->registry ? registry_find_app(o->registry, o->metrics_app) : NULL;
+        if (a)
+                metrics_component_op(a->metrics, METRICS_OUTPUT_BINDING, o->binding, o->metrics_op, NULL,
+                                     error < 0 ? "false" : "true", metrics_now_usec() - o->start_usec);
         if (o->done)
                 o->done(error, message, resp, o->userdata);
         out_free(o);
@@ -313,6 +326,12 @@ int bindings_invoke(Registry *m, const BindingInvokeRequest *req, BindingDoneFn 
                 if (r >= 0 && !(o->binding = strdup(b->name)))
                         r = -ENOMEM;
                 o->registry = m;
+                o->start_usec = metrics_now_usec();
+                for (const char *const *op = b->driver->operations; op && *op && !o->metrics_op; op++)
+                        if (streq(*op, req->operation))
+                                o->metrics_op = *op;
+                if (r >= 0 && req->app && !(o->metrics_app = strdup(req->app)))
+                        r = -ENOMEM;
                 if (r >= 0 && m->resiliency) {
                         r = resiliency_lookup(m->resiliency, req->app, RESILIENCY_COMPONENT_OUTBOUND, b->name,
                                               "Binding", &o->policy);
@@ -547,6 +566,10 @@ static void on_app_answered(TransportCall *tc, const TransportAnswer *ans, const
                                    "retrying.", ans->status, rn->route, rn->binding->name);
                 return;
         }
+        /* the event's outcome with the app (after any retries of its inbound policy) */
+        metrics_component_op(rn->app->metrics, METRICS_INPUT_BINDING, rn->binding->name, NULL, NULL,
+                             !e && ans->status >= 200 && ans->status <= 299 ? "true" : "false",
+                             metrics_now_usec() - dl->start_usec);
         if (e) {
                 log_struct(LOG_WARNING, 0, app, rn->binding->name, "Delivering an event of binding %s to %s failed: "
                            "%s%s", rn->binding->name, rn->route, e->message, again ? "; retrying." : ".");
@@ -640,7 +663,8 @@ static void on_event(BindingReader *rd, BindingDelivery *d, const BindingEvent *
                 drv->settle(d, !drv->redelivers, BINDINGS_RETRY_FIRST_USEC);
                 return;
         }
-        *dl = (Delivery){ .runner = rn, .d = d, .attempt = ev->attempt ? ev->attempt : 1, .next = rn->deliveries };
+        *dl = (Delivery){ .runner = rn, .d = d, .attempt = ev->attempt ? ev->attempt : 1, .next = rn->deliveries,
+                          .start_usec = metrics_now_usec() };
         if (dl->next)
                 dl->next->prev = dl;
         rn->deliveries = dl;

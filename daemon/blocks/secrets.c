@@ -14,6 +14,7 @@
 #include "../core/app.h"
 #include "../core/component.h"
 #include "../core/configuration.h"
+#include "../core/metrics.h"
 #include "../core/registry.h"
 #include "../util/cleanup.h"
 #include "../util/strv.h"
@@ -28,6 +29,7 @@ struct SecretCall {
         SecretDoneFn done;
         void *userdata;
         bool cancelled;           /* the caller is gone: no done */
+        uint64_t start_usec;      /* for dapr_component_secret_latencies */
         sd_event_source *defer;   /* non-blocking drivers */
         /* filled by the driver (on the worker thread for blocking ones) */
         int error;
@@ -166,7 +168,17 @@ int secrets_check_scope(Registry *r, const char *app_id, const char *store, cons
 }
 
 /* On the loop: hand the outcome to the caller (bulk: what the caller's scopes let through). */
+/* dapr_component_secret_count/_latencies of the calling app: the driver's outcome, before scoping */
+static void call_metrics(SecretCall *call) {
+        App *a = call->app_id ? registry_find_app(call->store->registry, call->app_id) : NULL;
+        if (a)
+                metrics_component_op(a->metrics, METRICS_SECRET, secret_store_name(call->store),
+                                     call->name ? "get" : "bulk_get", NULL, call->error < 0 ? "false" : "true",
+                                     metrics_now_usec() - call->start_usec);
+}
+
 static void call_answer(SecretCall *call) {
+        call_metrics(call);
         if (!call->cancelled && call->error == 0 && !call->name) {
                 Registry *r = call->store->registry;
                 SecretData *d = &call->data;
@@ -239,6 +251,7 @@ static int call_start(SecretStore *s, const char *app_id, const char *name, char
         call->store = s;
         call->done = done;
         call->userdata = userdata;
+        call->start_usec = metrics_now_usec();
         call->app_id = app_id ? strdup(app_id) : NULL;
         call->name = name ? strdup(name) : NULL;
         if ((app_id && !call->app_id) || (name && !call->name) || strv_copy(metadata, &call->metadata) < 0) {

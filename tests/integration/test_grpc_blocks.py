@@ -163,6 +163,12 @@ class GrpcSecretsBindingsTest(GrpcTestCase):
                           grpc.StatusCode.INVALID_ARGUMENT, "ERR_SECRET_STORE_NOT_FOUND", dapr.GetBulkSecretResponse)
         self.assert_fails(self.a, "GetSecret", dapr.GetSecretRequest(store_name="vault", key="missing"),
                           grpc.StatusCode.INTERNAL, "ERR_SECRET_GET", dapr.GetSecretResponse, contains="missing")
+        # the store's reads in the metrics (a: one get, one bulk, one failed get), never the values
+        text = self.d.get("/metrics").body.decode()
+        sec = 'dapr_component_secret_count{app_id="a",component="vault",namespace="",operation="%s",success="%s"} %d'
+        for line in (sec % ("get", "true", 1), sec % ("bulk_get", "true", 1), sec % ("get", "false", 1)):
+            self.assertIn(line, text)
+        self.assertNotIn(self.values["db"], text)
         # the HTTP route answers the same value
         h = request(self.d.app_socket("a"), "GET", "/v1.0/secrets/vault/db")
         self.assertEqual(h.json(), {"db": self.values["db"]})
@@ -197,6 +203,14 @@ class GrpcSecretsBindingsTest(GrpcTestCase):
         call(self.b, "InvokeBinding", dapr.InvokeBindingRequest(name="private", operation="create", data=b"p",
                                                                 metadata={"fileName": "p"}),
              dapr.InvokeBindingResponse)
+        # in the metrics, under daprd's names: what the binding ran (a's create, two gets, the failed get;
+        # not the four calls refused before the binding saw them), by caller
+        text = self.d.get("/metrics").body.decode()
+        out = 'dapr_component_output_binding_count{app_id="%s",component="%s",namespace="",operation="%s",success="%s"} %d'
+        for line in (out % ("a", "files", "create", "true", 1), out % ("a", "files", "get", "true", 2),
+                     out % ("a", "files", "get", "false", 1), out % ("b", "private", "create", "true", 1)):
+            self.assertIn(line, text)
+        self.assertNotIn('operation="frobnicate"', text)
 
 
 class BindingApp(g.CallbackApp):
@@ -233,6 +247,9 @@ class GrpcInputBindingTest(GrpcTestCase):
                         components={"tick.yaml": component("tick", "bindings.cron", [("schedule", "@every 1s")]),
                                     "other.yaml": component("other", "bindings.cron", [("schedule", "@every 1s")])})
         wait_for(lambda: len(app.binding_events) >= 2, timeout=30, what="two OnBindingEvent calls")
+        self.assertRegex(d.get("/metrics").body.decode(),
+                         r'dapr_component_input_binding_count\{app_id="g",component="tick",namespace="",'
+                         r'success="true"\} [1-9]')
         ev = app.binding_events[0]
         self.assertEqual(ev.name, "tick")
         self.assertTrue(ev.data is not None)
