@@ -367,10 +367,13 @@ static void self_conflict(Membership *m, const char *address) {
                           "given the same HostId=. This host gives up its actors until it stops.",
                           m->self.id, address, m->self.address);
         }
-        /* placement (core/placement.c) counts a host as a member only while its lease runs */
-        set_self_lease_end(m, 0);
-        if (view_changed(m) < 0)
-                log_oom();
+        /* placement (core/placement.c) counts a host as a member only while its lease runs; told once,
+         * not at every sighting (the view's generation bumps only on a change) */
+        if (m->self_lease_end != 0) {
+                set_self_lease_end(m, 0);
+                if (view_changed(m) < 0)
+                        log_oom();
+        }
 }
 
 const char *membership_self_conflict(const Membership *m) {
