@@ -26,8 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
-
+#include "metrics.h"
 #include "tracecontext.h"
 
 #define TRACE_QUEUE_MAX 4096
@@ -89,11 +88,9 @@ void trace_span_begin(Span *s, const TraceContext *parent, double rate, SpanKind
  */
 void trace_span_begin_at(Span *s, uint64_t now_usec, const TraceContext *parent, double rate, SpanKind kind,
                          const char *name, const char *service);
-/* CLOCK_MONOTONIC microseconds, from the vDSO (no system call); inline, as metrics_now_usec(). */
+/* CLOCK_MONOTONIC microseconds, from the vDSO (no system call): the metrics' clock, which spans share. */
 static inline uint64_t trace_now_usec(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+        return metrics_now_usec();
 }
 /* CLOCK_REALTIME minus CLOCK_MONOTONIC, microseconds, now: what turns a span's times into Unix times. */
 uint64_t trace_realtime_offset_usec(void);
