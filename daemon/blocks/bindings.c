@@ -312,7 +312,7 @@ int bindings_invoke(Registry *m, const BindingInvokeRequest *req, BindingDoneFn 
                 r = out_refuse(m, o, -ENOENT, "couldn't find output binding %s", strempty(req->name));
         else if (!req->operation || !*req->operation)
                 r = out_refuse(m, o, -EINVAL, "operation field is missing from request");
-        else if (!binding_driver_has_operation(b->driver, req->operation)) {
+        else if (!(o->metrics_op = binding_driver_operation(b->driver, req->operation))) {
                 _cleanup_free_ char *ops = binding_driver_operations_string(b->driver);
                 r = out_refuse(m, o, -EOPNOTSUPP, "binding %s does not support operation %s. supported operations: %s",
                                b->name, req->operation, strempty(ops));
@@ -327,9 +327,6 @@ int bindings_invoke(Registry *m, const BindingInvokeRequest *req, BindingDoneFn 
                         r = -ENOMEM;
                 o->registry = m;
                 o->start_usec = metrics_now_usec();
-                for (const char *const *op = b->driver->operations; op && *op && !o->metrics_op; op++)
-                        if (streq(*op, req->operation))
-                                o->metrics_op = *op;
                 if (r >= 0 && req->app && !(o->metrics_app = strdup(req->app)))
                         r = -ENOMEM;
                 if (r >= 0 && m->resiliency) {

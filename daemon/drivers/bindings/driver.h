@@ -111,8 +111,9 @@ struct BindingDriver {
 
 /* Registry (registry.c): by type or alias; NULL if unknown. */
 const BindingDriver *binding_driver_find(const char *type);
-/* Does the driver list op among its output operations? */
-bool binding_driver_has_operation(const BindingDriver *d, const char *op);
+/* The driver's own string for op if it lists op among its output operations (static: fit for a
+ * bounded metrics label), else NULL. */
+const char *binding_driver_operation(const BindingDriver *d, const char *op);
 /* "a, b, c": the operations, for messages (malloc'd; NULL on OOM). */
 char *binding_driver_operations_string(const BindingDriver *d);
 

@@ -48,11 +48,11 @@ const BindingDriver *binding_driver_find(const char *type) {
         return NULL;
 }
 
-bool binding_driver_has_operation(const BindingDriver *d, const char *op) {
+const char *binding_driver_operation(const BindingDriver *d, const char *op) {
         for (const char *const *p = d->operations; p && *p; p++)
                 if (streq(*p, op))
-                        return true;
-        return false;
+                        return *p;
+        return NULL;
 }
 
 char *binding_driver_operations_string(const BindingDriver *d) {
